@@ -1,0 +1,1 @@
+"""The deterministic core: given config, state, one input and the time, decide what happens."""

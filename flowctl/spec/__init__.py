@@ -1,0 +1,1 @@
+"""The language: YAML text to a validated, immutable model (loader, schema, checks)."""

@@ -1,0 +1,439 @@
+"""Raw YAML documents (already checked against the JSON Schema) to the typed model.
+
+The schema guarantees the shapes, so this module only translates names (``if`` → ``if_``,
+``from`` → ``sender``), fills defaults, parses durations and reads template files. Problems
+that the schema cannot see here (a bad duration, a missing template file) become issues; the
+builder never raises on user input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from flowctl.spec import model as m
+from flowctl.spec.durations import DurationError, parse_duration
+from flowctl.spec.issues import Issue, error
+from flowctl.spec.loader import RawDocument
+from flowctl.spec.places import Where
+
+
+def _str(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(_str(v) for v in value)
+    return (_str(value),)
+
+
+@dataclass
+class Builder:
+    """Builds model documents; collects issues instead of raising."""
+
+    root: Path
+    issues: list[Issue] = field(default_factory=list)
+    _files: dict[Path, str | None] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- helpers
+
+    def duration(self, value: Any, where: Where, *key: str | int) -> m.Duration | None:
+        if value is None or value == "":
+            return None
+        try:
+            return m.Duration(text=_str(value), value=parse_duration(value))
+        except DurationError as exc:
+            self.issues.append(error("E060", str(exc), where.at(*key), "e.g. 30m, 2h, 3d, 1w or 1d12h"))
+            return None
+
+    def read_file(self, name: str, doc: RawDocument, where: Where, key: str) -> str:
+        """Read a template file next to the document, else under the directory's templates/."""
+        base = doc.path.parent if doc.path else self.root
+        candidates = [base / name, self.root / name, self.root / "templates" / name]
+        for path in candidates:
+            if path not in self._files:
+                try:
+                    self._files[path] = path.read_text(encoding="utf-8") if path.is_file() else None
+                except (OSError, UnicodeDecodeError):
+                    self._files[path] = None
+            text = self._files[path]
+            if text is not None:
+                return text
+        self.issues.append(error(
+            "E091", f"template file '{name}' not found", where.at(key),
+            f"put it next to {doc.file} or under templates/, or fix the name",
+        ))  # fmt: skip
+        return ""
+
+    # ---------------------------------------------------------------- entry point
+
+    def build(self, doc: RawDocument) -> m.Document | None:
+        data = doc.data
+        kind = data["kind"]
+        meta = data.get("metadata") or {}
+        metadata = m.Metadata(
+            name=_str(meta.get("name")),
+            description=_str(meta.get("description")),
+            labels=m.frozen_map({str(k): _str(v) for k, v in (meta.get("labels") or {}).items()}),
+        )
+        where = Where(doc.file, (), doc.marks)
+        spec = data.get("spec") or {}
+        sw = where.child("spec")
+        method = getattr(self, f"build_{kind.lower()}", None)
+        if method is None:
+            return None
+        return cast(m.Document, method(metadata, spec, sw, doc))
+
+    # ---------------------------------------------------------------- kinds
+
+    def build_config(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Config:
+        limits = spec.get("limits") or {}
+        users = {
+            name: m.User(
+                name=name,
+                full_name=_str(u.get("full_name")),
+                email=_str(u.get("email")),
+                phone=_str(u.get("phone")),
+                supervisor=_str(u.get("supervisor")),
+            )
+            for name, u in (spec.get("users") or {}).items()
+        }
+        return m.Config(
+            metadata=meta,
+            where=w,
+            database=_str(spec.get("database", m.Config.database)),
+            timezone=_str(spec.get("timezone", "UTC")),
+            listen=_str(spec.get("listen", "127.0.0.1:8080")),
+            api_token=_str(spec.get("api_token")),
+            limits=m.Limits(**{k: int(v) for k, v in limits.items()}),
+            users=m.frozen_map(users),
+        )
+
+    def build_objecttype(
+        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
+    ) -> m.ObjectType:
+        fields = {}
+        for name, raw in (spec.get("fields") or {}).items():
+            fw = w.child("fields", name)
+            raw = {"type": raw} if isinstance(raw, str) else (raw or {})
+            fields[name] = m.FieldSpec(
+                name=name,
+                type=_str(raw.get("type", "string")),
+                required=bool(raw.get("required", False)),
+                label=_str(raw.get("label")),
+                values=_strs(raw.get("values")),
+                object=_str(raw.get("object")),
+                where=fw,
+            )
+        return m.ObjectType(metadata=meta, where=w, label=_str(spec.get("label")), fields=m.frozen_map(fields))
+
+    def build_flow(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Flow:
+        nodes = {
+            node_id: self.node(node_id, raw or {}, w.child("nodes", node_id))
+            for node_id, raw in (spec.get("nodes") or {}).items()
+        }
+        trigger = spec.get("trigger")
+        return m.Flow(
+            metadata=meta,
+            where=w,
+            object=_str(spec.get("object")),
+            trigger=self.trigger(trigger, w.child("trigger")) if trigger else None,
+            enabled=bool(spec.get("enabled", True)),
+            mode=_str(spec.get("mode", "single")),
+            max_parallel=int(spec.get("max_parallel", 10)),
+            start=_str(spec.get("start")),
+            nodes=m.frozen_map(nodes),
+        )
+
+    def build_pipeline(
+        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
+    ) -> m.Pipeline:
+        stages = []
+        for i, raw in enumerate(spec.get("stages") or []):
+            sw = w.child("stages", i)
+            rules = []
+            for j, rule in enumerate(raw.get("rules") or []):
+                rw = sw.child("rules", j)
+                rules.append(m.Rule(
+                    name=_str(rule.get("name")) or f"{raw['id']}#{j + 1}",
+                    action=self.action(rule, rw, _str(rule.get("action"))),
+                    after=_strs(rule.get("after")),
+                    delay=self.duration(rule.get("delay"), rw, "delay"),
+                    if_=_str(rule.get("if")),
+                    where=rw,
+                ))  # fmt: skip
+            triggers = tuple(
+                self.trigger(t, sw.child("triggers", k)) for k, t in enumerate(raw.get("triggers") or [])
+            )
+            stages.append(m.Stage(
+                id=_str(raw.get("id")),
+                name=_str(raw.get("name")),
+                fields=_strs(raw.get("fields")),
+                rules=tuple(rules),
+                triggers=triggers,
+                final=cast(Any, _str(raw.get("final"))),
+                where=sw,
+            ))  # fmt: skip
+        return m.Pipeline(metadata=meta, where=w, object=_str(spec.get("object")), stages=tuple(stages))
+
+    def build_careprocess(
+        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
+    ) -> m.CareProcess:
+        when = spec.get("when") or {}
+        ww = w.child("when")
+        defaulted = tuple(
+            key for key in ("on_missed", "grace", "feb29", "dst_gap", "dst_overlap") if key not in spec
+        )
+        actions = tuple(
+            self.action(a, w.child("actions", i), _str(a.get("action")))
+            for i, a in enumerate(spec.get("actions") or [])
+        )
+        return m.CareProcess(
+            metadata=meta,
+            where=w,
+            object=_str(spec.get("object")),
+            enabled=bool(spec.get("enabled", True)),
+            priority=int(spec.get("priority", 100)),
+            when=m.CareWhen(
+                anniversary_of=_str(when.get("anniversary_of")),
+                date=_str(when.get("date")),
+                cron=_str(when.get("cron")),
+                offset=self.duration(when.get("offset"), ww, "offset"),
+                at=_str(when.get("at", "09:00")),
+                where=ww,
+            ),
+            if_=_str(spec.get("if")),
+            feb29=spec.get("feb29", "feb28"),
+            on_missed=spec.get("on_missed", "catch_up"),
+            grace=self.duration(spec.get("grace", "24h"), w, "grace"),
+            dst_gap=spec.get("dst_gap", "shift"),
+            dst_overlap=spec.get("dst_overlap", "once"),
+            actions=actions,
+            defaulted=defaulted,
+        )
+
+    def build_template(
+        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
+    ) -> m.Template:
+        text = _str(spec.get("text"))
+        html = _str(spec.get("html"))
+        if spec.get("text_file"):
+            text = self.read_file(_str(spec["text_file"]), doc, w, "text_file")
+        if spec.get("html_file"):
+            html = self.read_file(_str(spec["html_file"]), doc, w, "html_file")
+        return m.Template(
+            metadata=meta,
+            where=w,
+            channel=_str(spec.get("channel")),
+            subject=_str(spec.get("subject")),
+            text=text,
+            html=html,
+            text_file=_str(spec.get("text_file")),
+            html_file=_str(spec.get("html_file")),
+        )
+
+    def build_channel(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Channel:
+        quiet = spec.get("quiet_hours")
+        policy = m.SendPolicy(
+            rate=_str(spec.get("rate")),
+            quiet_hours=m.QuietHours(
+                start=_str(quiet.get("start")), end=_str(quiet.get("end")), timezone=_str(quiet.get("timezone"))
+            )
+            if quiet
+            else None,
+            daily_budget=int(spec.get("daily_budget", 0)),
+            per_recipient=_str(spec.get("per_recipient")),
+        )
+        return m.Channel(
+            metadata=meta,
+            where=w,
+            type=spec.get("type", "log"),
+            host=_str(spec.get("host")),
+            port=int(spec.get("port", 0)),
+            security=spec.get("security", "starttls"),
+            username=_str(spec.get("username")),
+            password=_str(spec.get("password")),
+            sender=_str(spec.get("from")),
+            url=_str(spec.get("url")),
+            method=_str(spec.get("method", "POST")).upper(),
+            headers=m.frozen_map({str(k): _str(v) for k, v in (spec.get("headers") or {}).items()}),
+            body=spec.get("body"),
+            timeout=self.duration(spec.get("timeout"), w, "timeout"),
+            max_attempts=int(spec.get("max_attempts", 8)),
+            policy=policy,
+        )
+
+    def build_source(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Source:
+        return m.Source(
+            metadata=meta,
+            where=w,
+            type=spec.get("type", "webhook"),
+            path=_str(spec.get("path")),
+            auth=spec.get("auth", "hmac" if spec.get("secret") else "none"),
+            secret=_str(spec.get("secret")),
+            signature_header=_str(spec.get("signature_header", "X-Signature")),
+            max_bytes=int(spec.get("max_bytes", 1_048_576)),
+            map=m.frozen_map(spec.get("map") or {}),
+            url=_str(spec.get("url")),
+            table=_str(spec.get("table")),
+            key=_str(spec.get("key", "id")),
+            cursor=_strs(spec.get("cursor")),
+            interval=self.duration(spec.get("interval", "30s"), w, "interval"),
+            object=_str(spec.get("object")),
+        )
+
+    def build_allocationrule(
+        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
+    ) -> m.AllocationRule:
+        return m.AllocationRule(
+            metadata=meta, where=w, strategy=spec.get("strategy", "round_robin"), users=_strs(spec.get("users"))
+        )
+
+    def build_test(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Test:
+        records = tuple(self.test_record(r, w.child("records", i)) for i, r in enumerate(spec.get("records") or []))
+        steps = tuple(self.test_step(s, w.child("steps", i)) for i, s in enumerate(spec.get("steps") or []))
+        return m.Test(metadata=meta, where=w, now=_str(spec.get("now")), records=records, steps=steps)
+
+    # ---------------------------------------------------------------- parts
+
+    def trigger(self, raw: Mapping[str, Any], w: Where) -> m.Trigger:
+        return m.Trigger(
+            on=_str(raw.get("on")),
+            changed=_strs(raw.get("changed")),
+            event=_str(raw.get("event")),
+            from_stage=_str(raw.get("from")),
+            to_stage=_str(raw.get("to")),
+            if_=_str(raw.get("if")),
+            allow_backward=bool(raw.get("allow_backward", False)),
+            where=w,
+        )
+
+    def node(self, node_id: str, raw: Mapping[str, Any], w: Where) -> m.Node:
+        node_type = _str(raw.get("type"))
+        action = None
+        if node_type not in m.CONTROL_NODE_TYPES:
+            action = self.action(raw, w, node_type)
+        branches = tuple(
+            m.Branch(if_=_str(b.get("if")), next=_str(b.get("next")), where=w.child("branches", i))
+            for i, b in enumerate(raw.get("branches") or [])
+        )
+        return m.Node(
+            id=node_id,
+            type=node_type,
+            next=_str(raw.get("next")),
+            branches=branches,
+            default=_str(raw.get("default")),
+            for_=self.duration(raw.get("for"), w, "for"),
+            until=_str(raw.get("until")),
+            event=_str(raw.get("event")) if node_type == "wait_event" else "",
+            if_=_str(raw.get("if")) if node_type == "wait_event" else "",
+            on_timeout=_str(raw.get("on_timeout")),
+            target=_str(raw.get("node")) if node_type == "goto" else "",
+            max_visits=int(raw.get("max_visits", 0)),
+            flow=_str(raw.get("flow")) if node_type == "goto_flow" else "",
+            action=action,
+            where=w,
+        )
+
+    def assignee(self, raw: Any, w: Where) -> m.Assignee | None:
+        if raw is None or raw == "":
+            return None
+        if isinstance(raw, str):
+            if raw in ("owner", "supervisor"):
+                return m.Assignee(kind=cast(Any, raw), where=w)
+            return m.Assignee(kind="user", value=raw, where=w)
+        for kind in ("user", "rule", "field"):
+            if kind in raw:
+                return m.Assignee(kind=cast(Any, kind), value=_str(raw[kind]), where=w)
+        return None
+
+    def action(self, raw: Mapping[str, Any], w: Where, action_type: str) -> m.Action:
+        attach = []
+        for i, a in enumerate(raw.get("attach") or []):
+            a = {"template": a} if isinstance(a, str) else a
+            attach.append(m.Attachment(
+                template=_str(a.get("template")), format=a.get("format", "pdf"),
+                filename=_str(a.get("filename")), where=w.child("attach", i),
+            ))  # fmt: skip
+        person_key = {"handover": "to", "notify": "to", "add_care_card": "owner"}.get(action_type, "assignee")
+        assignee = self.assignee(raw.get(person_key), w.child(person_key))
+        to = "" if person_key == "to" else _str(raw.get("to"))
+        watchers = tuple(
+            a
+            for i, item in enumerate(raw.get("watchers") or [])
+            if (a := self.assignee(item, w.child("watchers", i))) is not None
+        )
+        due = raw.get("due")
+        return m.Action(
+            type=action_type,
+            template=_str(raw.get("template")),
+            text=_str(raw.get("text")),
+            to=to,
+            cc=_str(raw.get("cc")),
+            bcc=_str(raw.get("bcc")),
+            channel=_str(raw.get("channel")),
+            attach=tuple(attach),
+            title=_str(raw.get("title")),
+            description=_str(raw.get("description")),
+            due=_str(due),
+            task_type=_str(raw.get("task_type")),
+            priority=_str(raw.get("priority")),
+            assignee=assignee,
+            watchers=watchers,
+            set=m.frozen_map(raw.get("set") or raw.get("fields") or {}),
+            stage=_str(raw.get("stage")),
+            pipeline=_str(raw.get("pipeline")),
+            format=raw.get("format", "pdf"),
+            save_as=_str(raw.get("save_as")),
+            url=_str(raw.get("url")),
+            method=_str(raw.get("method", "POST")).upper(),
+            body=raw.get("body"),
+            headers=m.frozen_map({str(k): _str(v) for k, v in (raw.get("headers") or {}).items()}),
+            care_date=_str(raw.get("care_date")),
+            layout=_str(raw.get("layout")),
+            notify_owner=bool(raw.get("notify_owner", False)),
+            where=w,
+        )
+
+    def test_record(self, raw: Mapping[str, Any], w: Where) -> m.TestRecord:
+        return m.TestRecord(
+            object=_str(raw.get("object")),
+            id=_str(raw.get("id")),
+            fields=m.frozen_map(raw.get("fields") or {}),
+            stage=_str(raw.get("stage")),
+            pipeline=_str(raw.get("pipeline")),
+            where=w,
+        )
+
+    def test_step(self, raw: Mapping[str, Any], w: Where) -> m.TestStep:
+        (op, body), = raw.items()
+        sw = w.child(op)
+        if op in ("create", "update", "delete", "move"):
+            return m.TestStep(op=op, record=self.test_record(body, sw), where=sw)
+        if op == "event":
+            return m.TestStep(
+                op=op, event=_str(body.get("event")), record=self.test_record(body, sw),
+                data=m.frozen_map(body.get("data") or {}), where=sw,
+            )  # fmt: skip
+        if op == "advance":
+            if isinstance(body, Mapping):
+                return m.TestStep(op=op, by=self.duration(body.get("by"), sw, "by"), to=_str(body.get("to")), where=sw)
+            return m.TestStep(op=op, by=self.duration(body, w, op), where=sw)
+        # expect
+        effects = body.get("effects")
+        record = body.get("record")
+        return m.TestStep(
+            op="expect",
+            effects=None if effects is None else tuple(m.frozen_map(e) for e in effects),
+            expect_record=None if record is None else m.frozen_map(record),
+            where=sw,
+        )

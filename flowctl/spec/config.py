@@ -1,0 +1,114 @@
+"""Load a configuration directory: YAML → schema → typed model → semantic checks.
+
+``load_bundle`` is what every command calls (validate, test, dry-run, run, plan): one path from
+text to a ``Bundle`` and every issue found on the way, sorted by place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowctl.spec import model as m
+from flowctl.spec.builder import Builder
+from flowctl.spec.issues import Issue, error, sort_key
+from flowctl.spec.loader import LoadResult, load_directory
+from flowctl.spec.places import Where
+from flowctl.spec.schema import check_document
+
+_GROUPS = {
+    "ObjectType": "objects",
+    "Pipeline": "pipelines",
+    "Flow": "flows",
+    "CareProcess": "care",
+    "Template": "templates",
+    "Channel": "channels",
+    "Source": "sources",
+    "AllocationRule": "rules",
+    "Test": "tests",
+}
+
+
+@dataclass(slots=True)
+class Loaded:
+    """The outcome of loading a directory. ``bundle`` is None only when nothing could be read."""
+
+    root: Path
+    bundle: m.Bundle | None
+    issues: list[Issue] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    documents: int = 0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def assemble(root: Path, raw: LoadResult, *, semantic: bool = True) -> Loaded:
+    """Schema-check and build every document, then run the semantic checks on the whole."""
+    issues = list(raw.issues)
+    builder = Builder(root=root)
+    groups: dict[str, dict[str, m.Document]] = {g: {} for g in _GROUPS.values()}
+    config: m.Config | None = None
+    for doc in raw.documents:
+        problems = check_document(doc)
+        issues.extend(problems)
+        if problems:
+            continue
+        built = builder.build(doc)
+        if built is None:
+            continue
+        if isinstance(built, m.Config):
+            if config is not None:
+                issues.append(error(
+                    "E020", f"a second Config document '{built.name}' (the first is in {config.where.file})",
+                    built.where.at(), "keep one Config per directory",
+                ))  # fmt: skip
+                continue
+            config = built
+            continue
+        group = groups[_GROUPS[built.kind]]
+        other = group.get(built.name)
+        if other is not None:
+            issues.append(error(
+                "E020", f"duplicate {built.kind} name '{built.name}' (also at {other.where.at()})",
+                Where(built.where.file, ("metadata", "name"), built.where.marks).at(),
+                "names must be unique per kind; rename one of them",
+            ))  # fmt: skip
+            continue
+        group[built.name] = built
+    issues.extend(builder.issues)
+    if config is None:
+        config = m.Config(metadata=m.Metadata(name="default"), where=Where(str(root)))
+    bundle = m.Bundle(
+        root=str(root),
+        config=config,
+        **{name: _freeze(docs) for name, docs in groups.items()},
+    )
+    if semantic:
+        from flowctl.spec.checks import run_checks
+
+        issues.extend(run_checks(bundle))
+    issues.sort(key=sort_key)
+    return Loaded(root=root, bundle=bundle, issues=issues, files=raw.files, documents=len(raw.documents))
+
+
+def _freeze(docs: dict[str, m.Document]) -> Mapping[str, m.Document]:
+    return m.frozen_map(docs)
+
+
+def load_bundle(root: Path | str, *, semantic: bool = True) -> Loaded:
+    """Load and check the configuration under ``root`` (a directory or one file)."""
+    root = Path(root)
+    raw = load_directory(root)
+    base = root.parent if root.is_file() else root
+    return assemble(base, raw, semantic=semantic)
