@@ -85,9 +85,9 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             out = []
             for i, item in enumerate(node.value):
-                self.marks[path + (i,)] = self.span(item)
-                self.marks[path + (i, VALUE)] = self.span(item)
-                out.append(self.build(item, path + (i,)))
+                self.marks[(*path, i)] = self.span(item)
+                self.marks[(*path, i, VALUE)] = self.span(item)
+                out.append(self.build(item, (*path, i)))
             return out
         return self.scalar(node, path)
 
@@ -117,9 +117,9 @@ class _Builder:
                 ))  # fmt: skip
                 continue
             seen[key] = key_span
-            self.marks[path + (key,)] = key_span
-            self.marks[path + (key, VALUE)] = self.span(value_node)
-            out[key] = self.build(value_node, path + (key,))
+            self.marks[(*path, key)] = key_span
+            self.marks[(*path, key, VALUE)] = self.span(value_node)
+            out[key] = self.build(value_node, (*path, key))
         for key, value in merged.items():
             out.setdefault(key, value)
         return out

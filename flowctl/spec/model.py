@@ -34,6 +34,10 @@ KINDS = (
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def empty_map() -> Mapping[str, Any]:
+    return EMPTY
+
+
 def frozen_map(values: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A read-only view, so model objects cannot be mutated through their mappings."""
     return MappingProxyType(dict(values or {}))
@@ -55,7 +59,7 @@ class Duration:
 class Metadata:
     name: str
     description: str = ""
-    labels: Mapping[str, str] = EMPTY
+    labels: Mapping[str, str] = field(default_factory=empty_map)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -104,7 +108,7 @@ class Config(Document):
     listen: str = "127.0.0.1:8080"
     api_token: str = ""
     limits: Limits = field(default_factory=Limits)
-    users: Mapping[str, User] = EMPTY
+    users: Mapping[str, User] = field(default_factory=empty_map)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +139,7 @@ class FieldSpec:
 class ObjectType(Document):
     kind: str = "ObjectType"
     label: str = ""
-    fields: Mapping[str, FieldSpec] = EMPTY
+    fields: Mapping[str, FieldSpec] = field(default_factory=empty_map)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +211,7 @@ class Action:
     priority: str = ""
     assignee: Assignee | None = None
     watchers: tuple[Assignee, ...] = ()
-    set: Mapping[str, Any] = EMPTY
+    set: Mapping[str, Any] = field(default_factory=empty_map)
     stage: str = ""
     pipeline: str = ""
     format: Literal["pdf", "html", "original"] = "pdf"
@@ -215,7 +219,7 @@ class Action:
     url: str = ""
     method: str = "POST"
     body: Any = None
-    headers: Mapping[str, str] = EMPTY
+    headers: Mapping[str, str] = field(default_factory=empty_map)
     care_date: str = ""
     layout: str = ""
     notify_owner: bool = False
@@ -313,7 +317,7 @@ class Flow(Document):
     mode: str = "single"
     max_parallel: int = 10
     start: str
-    nodes: Mapping[str, Node] = EMPTY
+    nodes: Mapping[str, Node] = field(default_factory=empty_map)
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,7 +454,7 @@ class Channel(Document):
     # http
     url: str = ""
     method: str = "POST"
-    headers: Mapping[str, str] = EMPTY
+    headers: Mapping[str, str] = field(default_factory=empty_map)
     body: Any = None
     timeout: Duration | None = None
     # delivery
@@ -474,7 +478,7 @@ class Source(Document):
     secret: str = ""
     signature_header: str = "X-Signature"
     max_bytes: int = 1_048_576
-    map: Mapping[str, Any] = EMPTY  # object, id, fields, op, event, event_id (templates)
+    map: Mapping[str, Any] = field(default_factory=empty_map)  # object, id, fields, op, event, event_id (templates)
     # sql
     url: str = ""
     table: str = ""
@@ -503,7 +507,7 @@ class AllocationRule(Document):
 class TestRecord:
     object: str
     id: str
-    fields: Mapping[str, Any] = EMPTY
+    fields: Mapping[str, Any] = field(default_factory=empty_map)
     stage: str = ""
     pipeline: str = ""
     where: Where = field(default=NOWHERE, compare=False)
@@ -523,7 +527,7 @@ class TestStep:
     op: str
     record: TestRecord | None = None
     event: str = ""
-    data: Mapping[str, Any] = EMPTY
+    data: Mapping[str, Any] = field(default_factory=empty_map)
     by: Duration | None = None
     to: str = ""
     effects: tuple[Mapping[str, Any], ...] | None = None
@@ -550,15 +554,15 @@ class Bundle:
 
     root: str
     config: Config
-    objects: Mapping[str, ObjectType] = EMPTY
-    pipelines: Mapping[str, Pipeline] = EMPTY
-    flows: Mapping[str, Flow] = EMPTY
-    care: Mapping[str, CareProcess] = EMPTY
-    templates: Mapping[str, Template] = EMPTY
-    channels: Mapping[str, Channel] = EMPTY
-    sources: Mapping[str, Source] = EMPTY
-    rules: Mapping[str, AllocationRule] = EMPTY
-    tests: Mapping[str, Test] = EMPTY
+    objects: Mapping[str, ObjectType] = field(default_factory=empty_map)
+    pipelines: Mapping[str, Pipeline] = field(default_factory=empty_map)
+    flows: Mapping[str, Flow] = field(default_factory=empty_map)
+    care: Mapping[str, CareProcess] = field(default_factory=empty_map)
+    templates: Mapping[str, Template] = field(default_factory=empty_map)
+    channels: Mapping[str, Channel] = field(default_factory=empty_map)
+    sources: Mapping[str, Source] = field(default_factory=empty_map)
+    rules: Mapping[str, AllocationRule] = field(default_factory=empty_map)
+    tests: Mapping[str, Test] = field(default_factory=empty_map)
 
     def documents(self) -> list[Document]:
         out: list[Document] = [self.config]

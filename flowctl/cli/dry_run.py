@@ -1,0 +1,135 @@
+"""``flowctl dry-run``: what one event would do, with the trace and the effects; nothing is sent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowctl.cli.common import load_or_exit
+
+EVENT_HELP = """\b
+The event file (YAML or JSON) holds one step, or 'steps:' with several, and
+optionally 'records:' (the starting state) and 'now:':
+  records: [{object: deal, id: "7", fields: {amount: 1000000}, stage: new}]
+  steps:
+    - update: {object: deal, id: "7", fields: {paid_amount: 600000}}
+    - event: {event: invoice.paid, object: deal, id: "7"}
+A single step may stand alone:  create: {object: contact, id: "1", fields: {...}}"""
+
+
+def _as_test(data: Any) -> dict[str, Any]:
+    if isinstance(data, dict) and "steps" not in data:
+        extra = {k: v for k, v in data.items() if k not in ("records", "now")}
+        spec = {k: v for k, v in data.items() if k in ("records", "now")}
+        spec["steps"] = [{k: v} for k, v in extra.items()]
+    else:
+        spec = data if isinstance(data, dict) else {"steps": data}
+    return {"apiVersion": "flowctl/v1", "kind": "Test", "metadata": {"name": "dry-run"}, "spec": spec}
+
+
+def load_event(path: Path) -> Any:
+    """Read the event file as a Test document, reporting problems at its own lines."""
+    from flowctl.spec.builder import Builder
+    from flowctl.spec.loader import RawDocument, load_text
+    from flowctl.spec.schema import check_document
+
+    result = load_text(path.read_text(encoding="utf-8"), str(path), path)
+    if result.issues or not result.documents:
+        return None, result.issues or ["the event file is empty"]
+    raw = result.documents[0]
+    wrapped = _as_test(raw.data)
+    single = isinstance(raw.data, dict) and "steps" not in raw.data
+    marks = {}
+    for key, span in raw.marks.items():
+        if single and key and key[0] not in ("records", "now"):
+            marks[("spec", "steps", 0, *key)] = span
+        else:
+            marks[("spec", *key)] = span
+    marks[()] = raw.span
+    doc = RawDocument(file=raw.file, index=0, data=wrapped, marks=marks, path=path)
+    issues = check_document(doc)
+    if issues:
+        return None, issues
+    return Builder(root=path.parent).build(doc), []
+
+
+@click.command(
+    "dry-run",
+    epilog="""\b
+Examples:
+  flowctl dry-run examples/furniture-store --event paid.yaml
+  flowctl dry-run . --event new-contact.yaml --now 2026-03-01T09:00:00+07:00 --advance 3d
+  flowctl dry-run . --event e.json --format json | jq '.effects'
+
+""" + EVENT_HELP,
+)
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML/JSON file with the change(s) or event(s) to simulate.")
+@click.option("--now", default="", help="Start time (ISO 8601); default: the file's 'now' or 2026-01-01T09:00.")
+@click.option("--advance", default="", help="After the steps, let this much time pass (e.g. 3d), firing timers.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str) -> None:
+    """Show what the automations under DIRECTORY would do for the changes in --event."""
+    from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
+    from flowctl.engine.scenario import _do, parse_now
+    from flowctl.engine.simulator import SimulationError, Simulator
+    from flowctl.engine.state import Record
+    from flowctl.spec.durations import DurationError, parse_duration
+
+    loaded = load_or_exit(directory)
+    test, issues = load_event(event_file)
+    if test is None:
+        for issue in issues:
+            click.echo(str(issue), err=True)
+        sys.exit(1)
+    bundle = loaded.bundle
+    try:
+        sim_start = parse_now(now or test.now, _tz(bundle))
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {now or test.now}", param_hint="--now") from exc
+    sim = Simulator(bundle, sim_start, version="dry-run")
+    for rec in test.records:
+        sim.seed(Record(object=rec.object, id=rec.id, fields=dict(rec.fields), stage=rec.stage,
+                        pipeline=rec.pipeline, owner=str(rec.fields.get("owner") or "")))  # fmt: skip
+    errors = []
+    for step in test.steps:
+        try:
+            errors.extend(_do(sim, step))
+        except SimulationError as exc:
+            errors.append(f"{step.where.at()}: {step.op} refused: {exc}")
+    if advance:
+        try:
+            sim.advance_by(parse_duration(advance))
+        except DurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--advance") from exc
+    runs = sim.runs_touched()
+    if fmt == "json":
+        json.dump({
+            "now": sim.now.isoformat(),
+            "runs": [run_json(r) for r in runs],
+            "effects": [effect_json(e) for e in sim.state.effects],
+            "problems": [{"code": p.code, "message": p.message} for p in sim.state.problems],
+            "errors": errors,
+        }, sys.stdout, ensure_ascii=False, indent=2, default=str)  # fmt: skip
+        sys.stdout.write("\n")
+        return
+    click.echo(f"dry run from {sim_start.isoformat()} to {sim.now.isoformat()}: nothing is sent")
+    click.echo(render_runs(runs) if runs else "no automation ran")
+    click.echo(f"effects ({len(sim.state.effects)}):")
+    for effect in sim.state.effects:
+        click.echo(f"  {render_effect(effect)}")
+    for problem in sim.state.problems:
+        click.echo(f"problem {problem.code}: {problem.message}")
+    for error in errors:
+        click.echo(f"error: {error}")
+
+
+def _tz(bundle: Any) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(bundle.config.timezone or "UTC")

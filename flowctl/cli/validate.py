@@ -1,0 +1,139 @@
+"""``flowctl validate``: schema and semantic checks, in text, JSON, GitHub or SARIF form."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from flowctl import __version__
+
+FORMATS = ("text", "json", "github", "sarif")
+
+
+def render_text(loaded: Any, out: IO[str]) -> None:
+    for issue in loaded.issues:
+        out.write(f"{issue}\n")
+    errors, warnings = len(loaded.errors), len(loaded.warnings)
+    verdict = "valid" if not errors else "invalid"
+    out.write(
+        f"{loaded.root}: {verdict}: {loaded.documents} documents in {len(loaded.files)} files, "
+        f"{errors} errors, {warnings} warnings\n"
+    )
+
+
+def render_json(loaded: Any, out: IO[str]) -> None:
+    """The stable JSON form: ``{"valid", "documents", "files", "errors", "warnings", "issues"}``."""
+    doc = {
+        "version": 1,
+        "root": str(loaded.root),
+        "valid": loaded.ok,
+        "documents": loaded.documents,
+        "files": len(loaded.files),
+        "errors": len(loaded.errors),
+        "warnings": len(loaded.warnings),
+        "issues": [issue.to_json() for issue in loaded.issues],
+    }
+    json.dump(doc, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+def _escape_github(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_github_property(text: str) -> str:
+    return _escape_github(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(loaded: Any, out: IO[str]) -> None:
+    """GitHub Actions workflow commands: each issue becomes an annotation on its line."""
+    for issue in loaded.issues:
+        level = "error" if issue.severity == "error" else "warning"
+        file = _escape_github_property(str(Path(loaded.root) / issue.file))
+        message = issue.message + (f" (hint: {issue.hint})" if issue.hint else "")
+        title = _escape_github_property(f"flowctl {issue.code}")
+        out.write(f"::{level} file={file},line={issue.line},col={issue.col},title={title}::"
+                  f"{_escape_github(message)}\n")
+    render_text_summary(loaded, out)
+
+
+def render_text_summary(loaded: Any, out: IO[str]) -> None:
+    out.write(f"{len(loaded.errors)} errors, {len(loaded.warnings)} warnings\n")
+
+
+def render_sarif(loaded: Any, out: IO[str]) -> None:
+    """SARIF 2.1.0, the format GitHub code scanning and other tools ingest."""
+    codes = sorted({issue.code for issue in loaded.issues})
+    rules = [{"id": code, "helpUri": "https://flowctl.dev/docs/errors#" + code.lower()} for code in codes]
+    results = []
+    for issue in loaded.issues:
+        message = issue.message + (f" (hint: {issue.hint})" if issue.hint else "")
+        results.append({
+            "ruleId": issue.code,
+            "ruleIndex": codes.index(issue.code),
+            "level": "error" if issue.severity == "error" else "warning",
+            "message": {"text": message},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": (Path(loaded.root) / issue.file).as_posix()},
+                    "region": {"startLine": issue.line, "startColumn": issue.col},
+                }
+            }],
+        })  # fmt: skip
+    sarif = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "flowctl", "version": __version__,
+                                "informationUri": "https://flowctl.dev", "rules": rules}},
+            "results": results,
+        }],
+    }  # fmt: skip
+    json.dump(sarif, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}
+
+
+def validate(directories: Sequence[Path], fmt: str, out: IO[str]) -> bool:
+    from flowctl.spec.config import load_bundle
+
+    ok = True
+    for directory in directories:
+        loaded = load_bundle(directory)
+        RENDERERS[fmt](loaded, out)
+        ok = ok and loaded.ok
+    return ok
+
+
+@click.command(
+    "validate",
+    epilog="""\b
+Examples:
+  flowctl validate                          # the current directory
+  flowctl validate examples/helpdesk --format json
+  flowctl validate . --format github        # annotations in a GitHub Actions job
+  flowctl validate . --format sarif > flowctl.sarif
+
+\b
+Exit codes: 0 valid (warnings allowed), 1 invalid, 2 usage error.
+Text lines read 'file:line:col: error[CODE]: message (hint: ...)'; codes are
+stable (docs/errors.md), wording may change.""",
+)
+@click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Output form: text for people, json for scripts, github annotations, sarif 2.1.0.")
+def command(directories: tuple[Path, ...], fmt: str) -> None:
+    """Check every YAML document under DIRECTORIES (default: .) against the schemas and the
+    semantic rules (references, graphs, expressions, schedules, limits, secrets)."""
+    for directory in directories:
+        if not directory.exists():
+            raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIRECTORIES")
+    ok = validate(directories or (Path(),), fmt, sys.stdout)
+    sys.exit(0 if ok else 1)

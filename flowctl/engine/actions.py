@@ -1,0 +1,284 @@
+"""Actions to effects: render every parameter, resolve channel and assignee, decide record writes.
+
+Actions that only change the record (``update_fields``, ``move_stage``, ``handover``) return the
+new record as well as an effect, so the core can apply it and let it trigger other automations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from flowctl.engine.sms import segments
+from flowctl.engine.state import Effect, Record
+from flowctl.engine.templating import compile_template
+from flowctl.engine.tx import Tx
+from flowctl.spec import model as m
+from flowctl.spec.durations import DurationError, parse_duration
+
+#: The channel name an action uses when it names none (if the config defines it; else ``log``).
+MEDIUM = {
+    "send_email": "email",
+    "send_sms": "sms",
+    "call": "call",
+    "webhook": "webhook",
+    "notify": "notify",
+    "create_task": "task",
+    "create_document": "document",
+    "handover": "crm",
+    "add_care_card": "crm",
+}
+
+#: Actions whose only effect is on the record in the store.
+STORE_ONLY = ("update_fields", "move_stage")
+
+
+class ActionError(Exception):
+    """An action that cannot be rendered (unknown template, bad due date, no allocation users)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    effect: Effect
+    record: Record | None = None  # the record after the action, when the action changes it
+
+
+def render(source: str, context: Mapping[str, Any]) -> str:
+    return compile_template(source).render(context) if source else ""
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string leaf of a JSON-shaped value (webhook bodies, ``set:`` values)."""
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, Mapping):
+        return {str(k): render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, context) for v in value]
+    return value
+
+
+class ActionRenderer:
+    """Renders actions against one bundle. Holds nothing but the bundle: safe to share."""
+
+    def __init__(self, bundle: m.Bundle) -> None:
+        self.bundle = bundle
+
+    def channel_for(self, action: m.Action, template: m.Template | None) -> str:
+        if action.channel:
+            return action.channel
+        medium = MEDIUM.get(action.type, "")
+        if template is not None and template.channel in self.bundle.channels:
+            return template.channel
+        return medium if medium in self.bundle.channels else "log"
+
+    def template(self, name: str) -> m.Template:
+        template = self.bundle.templates.get(name)
+        if template is None:
+            raise ActionError(f"template '{name}' is not defined")
+        return template
+
+    # ------------------------------------------------------------------ people
+
+    def user_contact(self, user: str) -> dict[str, str]:
+        info = self.bundle.config.users.get(user)
+        if info is None:
+            return {"user": user}
+        return {"user": user, "email": info.email, "phone": info.phone, "name": info.full_name or user}
+
+    def resolve_assignee(self, assignee: m.Assignee | None, record: Record, tx: Tx) -> str:
+        if assignee is None or assignee.kind == "owner":
+            return record.owner or str(record.fields.get("owner") or "")
+        if assignee.kind == "user":
+            return assignee.value
+        if assignee.kind == "field":
+            return str(record.fields.get(assignee.value) or "")
+        if assignee.kind == "supervisor":
+            owner = record.owner or str(record.fields.get("owner") or "")
+            user = self.bundle.config.users.get(owner)
+            return user.supervisor if user and user.supervisor else ""
+        return self.allocate(assignee.value, tx)
+
+    def allocate(self, rule_name: str, tx: Tx) -> str:
+        """Round robin keeps its position in the store; least loaded counts open assignments."""
+        rule = self.bundle.rules.get(rule_name)
+        if rule is None or not rule.users:
+            raise ActionError(f"allocation rule '{rule_name}' has no users")
+        state = dict(tx.allocation(rule_name))
+        load = dict(state.get("load") or {})
+        if rule.strategy == "round_robin":
+            position = int(state.get("position", 0))
+            user = rule.users[position % len(rule.users)]
+            state["position"] = (position + 1) % len(rule.users)
+        else:
+            user = min(rule.users, key=lambda u: (int(load.get(u, 0)), rule.users.index(u)))
+        load[user] = int(load.get(user, 0)) + 1
+        state["load"] = load
+        tx.put_allocation(rule_name, state)
+        return user
+
+    # ------------------------------------------------------------------ the actions
+
+    def perform(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx,
+                key: str, run_id: str) -> Outcome:  # fmt: skip
+        method = getattr(self, f"_{action.type}")
+        params, new_record = method(action, record, context, tx)
+        template = self.bundle.templates.get(action.template) if action.template else None
+        channel = "" if action.type in STORE_ONLY else self.channel_for(action, template)
+        if action.template:
+            params = {"template": action.template, **params}
+        effect = Effect(key=key, action=action.type, run_id=run_id, object=record.object,
+                        record_id=record.id, channel=channel, params=params)  # fmt: skip
+        return Outcome(effect=effect, record=new_record)
+
+    def _message(self, action: m.Action, context: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if action.template:
+            template = self.template(action.template)
+            if template.subject:
+                out["subject"] = render(template.subject, context)
+            if template.text:
+                out["text"] = render(template.text, context)
+            if template.html:
+                out["html"] = render(template.html, context)
+        if action.text:
+            out["text"] = render(action.text, context)
+        return out
+
+    def _send_email(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        params: dict[str, Any] = {"to": render(action.to, context) if action.to else _field(record, "email")}
+        for key in ("cc", "bcc"):
+            if value := getattr(action, key):
+                params[key] = render(value, context)
+        params.update(self._message(action, context))
+        attachments = []
+        for attach in action.attach:
+            doc = self.template(attach.template)
+            ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[attach.format]
+            filename = render(attach.filename, context) if attach.filename else f"{attach.template}.{ext}"
+            attachments.append({
+                "template": attach.template, "format": attach.format, "filename": filename,
+                "title": render(doc.subject, context) if doc.subject else attach.template,
+                "html" if doc.html else "text": render(doc.html or doc.text, context),
+            })  # fmt: skip
+        if attachments:
+            params["attachments"] = attachments
+        return params, None
+
+    def _send_sms(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        params: dict[str, Any] = {"to": render(action.to, context) if action.to else _field(record, "phone")}
+        message = self._message(action, context)
+        text = message.get("text", "")
+        info = segments(text)
+        params.update(text=text, encoding=info.encoding, segments=info.segments, characters=info.characters)
+        return params, None
+
+    def _call(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        params: dict[str, Any] = {"to": render(action.to, context) if action.to else _field(record, "phone")}
+        params.update(self._message(action, context))
+        return params, None
+
+    def _create_task(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        params: dict[str, Any] = {
+            "title": render(action.title, context),
+            "assignee": self.resolve_assignee(action.assignee, record, tx),
+        }
+        if action.description:
+            params["description"] = render(action.description, context)
+        if action.due:
+            params["due"] = due_time(action.due, context, tx.now).isoformat()
+        if action.task_type:
+            params["task_type"] = action.task_type
+        if action.priority:
+            params["priority"] = action.priority
+        if action.watchers:
+            params["watchers"] = [self.resolve_assignee(w, record, tx) for w in action.watchers]
+        return params, None
+
+    def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        values = {name: render_value(value, context) for name, value in action.set.items()}
+        fields = {**record.fields, **values}
+        new = replace(record, fields=fields, version=record.version + 1)
+        if "owner" in values:
+            new = replace(new, owner=str(values["owner"] or ""))
+        return {"set": values}, new
+
+    def _move_stage(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        stage = render(action.stage, context)
+        pipeline = action.pipeline or record.pipeline
+        new = replace(record, stage=stage, pipeline=pipeline, version=record.version + 1)
+        return {"stage": stage, "from": record.stage}, new
+
+    def _handover(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        user = self.resolve_assignee(action.assignee, record, tx)
+        if not user:
+            raise ActionError("handover found nobody to hand the record to")
+        new = replace(record, owner=user, fields={**record.fields, "owner": user}, version=record.version + 1)
+        return {"assignee": user, "from": record.owner}, new
+
+    def _notify(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        user = self.resolve_assignee(action.assignee or m.Assignee(kind="owner"), record, tx)
+        params = {"to": user, **self.user_contact(user), **self._message(action, context)}
+        params["to"] = user
+        if action.title:
+            params["title"] = render(action.title, context)
+        return params, None
+
+    def _create_document(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        doc = self.template(action.template)
+        body = render(doc.html or doc.text, context)
+        ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[action.format]
+        name = action.save_as or action.template
+        params = {"format": action.format, "save_as": name, "filename": f"{name}.{ext}",
+                  "html" if doc.html else "text": body}  # fmt: skip
+        if doc.subject:
+            params["title"] = render(doc.subject, context)
+        return params, None
+
+    def _webhook(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        params: dict[str, Any] = {"method": action.method}
+        if action.url:
+            params["url"] = render(action.url, context)
+        body = action.body if action.body is not None else {"object": "{{ record.object }}", "id": "{{ record.id }}"}
+        params["body"] = render_value(body, context)
+        if action.headers:
+            params["headers"] = {k: render(v, context) for k, v in action.headers.items()}
+        return params, None
+
+    def _add_care_card(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+        owner = self.resolve_assignee(action.assignee, record, tx)
+        params: dict[str, Any] = {"owner": owner, "notify_owner": action.notify_owner}
+        if action.care_date:
+            params["care_date"] = due_time(action.care_date, context, tx.now).date().isoformat()
+        if action.layout:
+            params["layout"] = action.layout
+        if action.title:
+            params["title"] = render(action.title, context)
+        if action.set:
+            params["fields"] = {k: render_value(v, context) for k, v in action.set.items()}
+        return params, None
+
+
+def _field(record: Record, name: str) -> str:
+    value = record.fields.get(name)
+    return "" if value is None else str(value)
+
+
+def due_time(text: str, context: Mapping[str, Any], now: datetime) -> datetime:
+    """A due moment: a duration from now (``1d``) or a rendered date/datetime (``{{ record.x }}``)."""
+    try:
+        return now + parse_duration(text)
+    except DurationError:
+        pass
+    rendered = render(text, context).strip()
+    try:
+        moment = datetime.fromisoformat(rendered)
+    except ValueError as exc:
+        raise ActionError(f"due '{text}' rendered to '{rendered}', which is neither a duration nor a date") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=now.tzinfo)
+    if len(rendered) <= 10:  # a bare date: the start of that day
+        moment = moment + timedelta(0)
+    return moment

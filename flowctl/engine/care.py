@@ -1,0 +1,161 @@
+"""Care processes: when each (process, record) comes due, and what one occurrence does.
+
+Pure date arithmetic in the configured zone. An occurrence is named by a stable key (the
+anniversary's date for ``anniversary_of``, the date for ``date``, the local fire time for
+``cron``), so the store can claim "(process, record, occurrence)" exactly once, ever.
+Time policies are explicit: ``feb29`` (feb28 | mar1 in non-leap years), ``dst_gap`` (shift |
+skip a wall time that does not exist), ``dst_overlap`` (once | twice for a wall time that
+happens twice).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from flowctl.engine.state import CareDue, Record, Run
+from flowctl.engine.templating import TemplateError
+from flowctl.engine.tx import Tx
+from flowctl.spec import model as m
+from flowctl.spec.cron import parse_cron
+
+if TYPE_CHECKING:
+    from flowctl.engine.core import Engine
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Firing:
+    at: datetime
+    occurrence: str
+    process: str
+    object: str
+    record_id: str
+
+
+def parse_date(value: Any) -> date | None:
+    """A date from a record field: a ``date``, or text such as ``1990-02-28`` or ``28/02/1990``."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        pass
+    for sep in ("/", "-", "."):
+        parts = text.split(sep)
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and len(parts[2]) == 4:
+            try:
+                return date(int(parts[2]), int(parts[1]), int(parts[0]))
+            except ValueError:
+                return None
+    return None
+
+
+def anniversary_in(born: date, year: int, feb29: str) -> date:
+    if born.month == 2 and born.day == 29 and not calendar.isleap(year):
+        return date(year, 2, 28) if feb29 == "feb28" else date(year, 3, 1)
+    return date(year, born.month, born.day)
+
+
+def local_times(day: date, at: time, tz: tzinfo, *, dst_gap: str, dst_overlap: str) -> list[datetime]:
+    """The instants a local wall time names on ``day``: none, one or two (DST)."""
+    first = datetime.combine(day, at, tzinfo=tz)
+    second = first.replace(fold=1)
+    if first.utcoffset() != second.utcoffset():
+        # The wall time happens twice (autumn) or never (spring). Round-tripping tells which.
+        roundtrip = first.astimezone(ZoneInfo("UTC")).astimezone(tz)
+        exists = roundtrip.replace(tzinfo=None) == first.replace(tzinfo=None)
+        if exists:
+            return [first, second] if dst_overlap == "twice" else [first]
+        if dst_gap == "skip":
+            return []
+        # shift: the same absolute instant as the wall time with the offset before the gap
+        shifted = first.astimezone(ZoneInfo("UTC")).astimezone(tz)
+        return [shifted]
+    return [first]
+
+
+def parse_at(text: str) -> time:
+    hours, _, minutes = (text or "09:00").partition(":")
+    return time(int(hours), int(minutes or 0))
+
+
+def firings(process: m.CareProcess, record: Record, start: datetime, end: datetime,
+            tz: tzinfo) -> Iterator[Firing]:  # fmt: skip
+    """Every firing of ``process`` for ``record`` with ``start < at <= end``."""
+    when = process.when
+    offset = when.offset.value if when.offset else timedelta(0)
+    if when.cron:
+        spec = parse_cron(when.cron)
+        moment = start.astimezone(tz)
+        while True:
+            moment = spec.next_after(moment)
+            if moment > end:
+                return
+            yield Firing(moment, moment.isoformat(), process.name, record.object, record.id)
+        return
+    field = when.anniversary_of or when.date
+    base = parse_date(record.fields.get(field))
+    if base is None:
+        return
+    at = parse_at(when.at)
+    first_year, last_year = (start + offset * -1).year - 1, (end - offset).year + 1
+    days: list[date] = []
+    if when.anniversary_of:
+        days = [anniversary_in(base, y, process.feb29) for y in range(max(first_year, base.year), last_year + 1)]
+    else:
+        days = [base]
+    for day in days:
+        fire_day = day + timedelta(days=offset.days)
+        fire_time = (datetime.combine(date(2000, 1, 1), at) + timedelta(seconds=offset.seconds)).time()
+        instants = local_times(fire_day, fire_time, tz, dst_gap=process.dst_gap, dst_overlap=process.dst_overlap)
+        for n, instant in enumerate(instants):
+            if start < instant <= end:
+                key = day.isoformat() + (f"#{n + 1}" if n else "")
+                yield Firing(instant, key, process.name, record.object, record.id)
+
+
+def run_care(engine: Engine, tx: Tx, due: CareDue) -> None:
+    """Perform one occurrence: check ``if:``, then every action in order, as one run."""
+    process = engine.bundle.care.get(due.process)
+    record = tx.record(due.object, due.id)
+    if process is None or record is None or record.deleted:
+        return
+    run = Run(id=f"care:{process.name}:{due.object}:{due.id}:{due.occurrence}", automation=f"care:{process.name}",
+              object=due.object, record_id=due.id, status="running", node="actions", started_at=tx.now_iso,
+              config_version=tx.config_version, seq=int(tx.now.timestamp() * 1000))  # fmt: skip
+    run = tx.put_run(run)
+    if not process.enabled:
+        finish(tx, run, "done", "process disabled")
+        return
+    ctx: Mapping[str, Any] = {**engine.context(record, now=tx.now), "occurrence": due.occurrence}
+    try:
+        ok, seen = engine.condition(process.if_, ctx)
+    except TemplateError as exc:
+        tx.problem("condition_failed", f"care process {process.name}: {exc}", run=run)
+        finish(tx, run, "failed", str(exc))
+        return
+    run = tx.trace(run, "if", "condition", process.if_ or "all records", values=seen, result=ok)
+    if not ok:
+        finish(tx, run, "done", "condition false: skipped")
+        return
+    for i, action in enumerate(process.actions):
+        current = tx.record(due.object, due.id) or record
+        run, success = engine.perform(tx, tx.run(run.id) or run, action, f"action {i + 1}", current, ctx)
+        if not success:
+            finish(tx, run, "failed", f"action {i + 1} ({action.type}) failed")
+            return
+    finish(tx, run, "done", "all actions done")
+
+
+def finish(tx: Tx, run: Run, status: str, why: str) -> None:
+    run = tx.trace(tx.run(run.id) or run, run.node, "end", why)
+    tx.put_run(replace(run, status=status))  # type: ignore[arg-type]

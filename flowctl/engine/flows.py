@@ -1,0 +1,279 @@
+"""Flows: start runs on triggers (respecting the per-record mode) and walk their node graphs.
+
+A run walks nodes until it must wait (a delay or a wait_event: a timer row and status
+``waiting``) or ends (stop, no next node, goto_flow). Per record, ``mode`` decides what a new
+trigger does while a run of the same flow is active: ``single`` ignores it, ``restart`` cancels
+the active run and starts anew, ``queued`` starts it when the active one ends, ``parallel`` runs
+up to ``max_parallel`` at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer
+from flowctl.engine.templating import TemplateError, compile_template
+from flowctl.engine.tx import Tx
+from flowctl.spec import model as m
+
+if TYPE_CHECKING:
+    from flowctl.engine.core import Engine
+
+#: Upper bound of nodes one run may pass while handling one input, whatever the config says.
+MAX_NODES_PER_STEP = 1000
+
+
+class FlowRunner:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.bundle = engine.bundle
+
+    # ------------------------------------------------------------------ triggers
+
+    def on_change(self, tx: Tx, change: RecordChanged, changed: tuple[str, ...]) -> None:
+        record = change.record
+        kinds = [change.op]
+        if change.before is not None and change.after is not None and change.before.stage != change.after.stage:
+            kinds.append("stage_changed")
+        for kind in kinds:
+            for flow in self.engine.flows_by_trigger.get((record.object, kind), ()):
+                trigger = flow.trigger
+                assert trigger is not None
+                if kind == "updated" and trigger.changed and not set(trigger.changed) & set(changed):
+                    continue
+                if kind == "stage_changed":
+                    assert change.before is not None and change.after is not None
+                    if trigger.from_stage and trigger.from_stage != change.before.stage:
+                        continue
+                    if trigger.to_stage and trigger.to_stage != change.after.stage:
+                        continue
+                ctx = self.engine.context(record, before=change.before, changed=changed, now=tx.now)
+                self.trigger(tx, flow, record, ctx, f"{kind}")
+
+    def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
+        for flow in self.engine.flows_by_trigger.get((record.object, "event"), ()):
+            assert flow.trigger is not None
+            if flow.trigger.event != event.event:
+                continue
+            ctx = self.engine.context(record, event=event.data, now=tx.now)
+            self.trigger(tx, flow, record, ctx, f"event {event.event}")
+
+    def trigger(self, tx: Tx, flow: m.Flow, record: Record, ctx: Mapping[str, Any], why: str) -> None:
+        assert flow.trigger is not None
+        try:
+            ok, seen = self.engine.condition(flow.trigger.if_, ctx)
+        except TemplateError as exc:
+            tx.problem("condition_failed", f"flow {flow.name} trigger condition: {exc}", record=record)
+            return
+        if not ok:
+            return
+        active = [r for r in tx.active_runs(record.object, record.id) if r.automation == f"flow:{flow.name}"]
+        status = "running"
+        if active:
+            if flow.mode == "single":
+                return
+            if flow.mode == "restart":
+                for run in active:
+                    self.cancel(tx, run, f"restarted by {why}")
+            elif flow.mode == "queued":
+                status = "queued"
+            elif flow.mode == "parallel" and len([r for r in active if r.status != "queued"]) >= flow.max_parallel:
+                tx.problem("max_parallel", f"flow {flow.name} already has {flow.max_parallel} runs for "
+                           f"{record.object} {record.id}; trigger ignored", record=record)  # fmt: skip
+                return
+        run = self.new_run(tx, flow, record, status)
+        run = tx.trace(run, "trigger", "condition", flow.trigger.if_ or why, values=seen, result=True)
+        if status == "queued":
+            tx.trace(run, "trigger", "wait", "queued behind the active run")
+            return
+        self.walk(tx, run, flow.start, ctx)
+
+    def new_run(self, tx: Tx, flow: m.Flow, record: Record, status: str = "running") -> Run:
+        seq = int(tx.now.timestamp() * 1000)
+        run = Run(
+            id=tx.new_id("run"), automation=f"flow:{flow.name}", object=record.object, record_id=record.id,
+            status=status, node=flow.start, started_at=tx.now_iso, config_version=tx.config_version, seq=seq,  # type: ignore[arg-type]
+        )  # fmt: skip
+        return tx.put_run(run)
+
+    # ------------------------------------------------------------------ walking
+
+    def walk(self, tx: Tx, run: Run, node_id: str, ctx: Mapping[str, Any] | None = None) -> None:
+        """Advance ``run`` from ``node_id`` until it waits or ends."""
+        flow = self.bundle.flows.get(run.name)
+        if flow is None:
+            self.end(tx, run, "failed", f"flow {run.name} no longer exists")
+            return
+        run = tx.put_run(replace(run, status="running"))
+        for _ in range(MAX_NODES_PER_STEP):
+            node = flow.nodes.get(node_id)
+            if node is None:
+                self.end(tx, run, "done" if not node_id else "failed",
+                         "end of flow" if not node_id else f"no node '{node_id}'")  # fmt: skip
+                return
+            record = tx.record(run.object, run.record_id)
+            if record is None or record.deleted:
+                self.end(tx, run, "cancelled", "record deleted")
+                return
+            ctx = self.engine.context(record, now=tx.now, event=(ctx or {}).get("event"))
+            visits = dict(run.visits)
+            visits[node.id] = visits.get(node.id, 0) + 1
+            run = tx.put_run(replace(run, node=node.id, visits=visits))
+            if visits[node.id] > self.engine.limits.max_visits:
+                self.end(tx, run, "failed", f"node {node.id} visited more than "
+                         f"{self.engine.limits.max_visits} times (limits.max_visits)")  # fmt: skip
+                return
+            run = tx.trace(run, node.id, "enter", node.type)
+            try:
+                result = self.step(tx, run, flow, node, record, ctx)
+            except TemplateError as exc:
+                tx.problem("render_failed", f"flow {flow.name} node {node.id}: {exc}", run=run)
+                self.end(tx, tx.run(run.id) or run, "failed", str(exc))
+                return
+            if result is None:
+                return  # waiting or ended
+            run = tx.run(run.id) or run
+            if not run.active:
+                return
+            node_id = result
+        self.end(tx, run, "failed", f"passed {MAX_NODES_PER_STEP} nodes in one step")
+
+    def step(self, tx: Tx, run: Run, flow: m.Flow, node: m.Node, record: Record,
+             ctx: Mapping[str, Any]) -> str | None:  # fmt: skip
+        """Execute one node; return the next node id ('' ends the run) or None when waiting."""
+        t = node.type
+        if t == "branch":
+            for i, branch in enumerate(node.branches):
+                ok, seen = self.engine.condition(branch.if_, ctx)
+                run = tx.trace(run, node.id, "condition", branch.if_, values=seen, result=ok)
+                if ok:
+                    tx.trace(run, node.id, "decision", f"branch {i + 1} → {branch.next}")
+                    return branch.next
+            tx.trace(run, node.id, "decision", f"default → {node.default or 'end'}")
+            return node.default
+        if t == "delay":
+            due = self.delay_until(tx, node, ctx)
+            if due <= tx.now:
+                tx.trace(run, node.id, "decision", f"until {due.isoformat()} already passed")
+                return node.next
+            self.wait(tx, run, node, due, "delay", f"until {due.isoformat()}")
+            return None
+        if t == "wait_event":
+            due = tx.now + node.for_.value if node.for_ else None
+            run = tx.put_run(replace(run, status="waiting", waiting_for=node.event, node=node.id))
+            if due is not None:
+                tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind="timeout", node=node.id,
+                                   object=run.object, record_id=run.record_id))  # fmt: skip
+            tx.trace(run, node.id, "wait", f"event {node.event}" + (f" until {due.isoformat()}" if due else ""))
+            return None
+        if t == "goto":
+            count = run.visits.get(node.target, 0)
+            if node.max_visits and count >= node.max_visits:
+                tx.trace(run, node.id, "decision",
+                         f"{node.target} visited {count} times (max_visits {node.max_visits}) → "
+                         f"{node.next or 'end'}")  # fmt: skip
+                return node.next
+            tx.trace(run, node.id, "decision", f"goto {node.target}")
+            return node.target
+        if t == "goto_flow":
+            target = self.bundle.flows.get(node.flow)
+            self.end(tx, run, "done", f"continues in flow {node.flow}")
+            if target is None:
+                tx.problem("unknown_flow", f"flow {flow.name} node {node.id}: no flow '{node.flow}'", run=run)
+                return None
+            new = self.new_run(tx, target, record)
+            new = tx.trace(new, "start", "enter", f"from flow {flow.name} node {node.id}")
+            self.walk(tx, new, target.start)
+            return None
+        if t == "stop":
+            self.end(tx, run, "done", "stop")
+            return None
+        assert node.action is not None
+        run, ok = self.engine.perform(tx, run, node.action, node.id, record, ctx)
+        if not ok:
+            self.end(tx, run, "failed", f"action {node.type} failed")
+            return None
+        return node.next
+
+    def delay_until(self, tx: Tx, node: m.Node, ctx: Mapping[str, Any]) -> datetime:
+        if node.for_ is not None:
+            return tx.now + node.for_.value
+        text = compile_template(node.until).render(ctx).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise TemplateError(f"until '{node.until}' rendered to '{text}', not a date and time "
+                                "(write e.g. {{ record.due_date }} 09:00)") from exc  # fmt: skip
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.engine.tz)
+        return moment
+
+    def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: str, detail: str) -> None:
+        run = tx.put_run(replace(run, status="waiting", node=node.id))
+        tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind=kind, node=node.id,  # type: ignore[arg-type]
+                           object=run.object, record_id=run.record_id))  # fmt: skip
+        tx.trace(run, node.id, "wait", detail)
+
+    # ------------------------------------------------------------------ wake-ups
+
+    def on_timer(self, tx: Tx, run: Run, timer: Timer) -> None:
+        flow = self.bundle.flows.get(run.name)
+        node = flow.nodes.get(timer.node) if flow else None
+        if flow is None or node is None:
+            self.end(tx, run, "failed", f"node {timer.node} no longer exists")
+            return
+        run = tx.trace(run, node.id, "timer", f"{timer.kind} due {timer.due.isoformat()}")
+        run = tx.put_run(replace(run, waiting_for=""))
+        if timer.kind == "timeout":
+            self.walk(tx, run, node.on_timeout)
+        else:
+            self.walk(tx, run, node.next)
+
+    def wake_waiters(self, tx: Tx, record: Record, event: str, data: Mapping[str, Any]) -> None:
+        for run in tx.active_runs(record.object, record.id):
+            if run.status != "waiting" or run.waiting_for != event or run.kind != "flow":
+                continue
+            flow = self.bundle.flows.get(run.name)
+            node = flow.nodes.get(run.node) if flow else None
+            if node is None:
+                continue
+            ctx = self.engine.context(record, event=data, now=tx.now)
+            try:
+                ok, seen = self.engine.condition(node.if_, ctx)
+            except TemplateError as exc:
+                tx.problem("condition_failed", f"flow {run.name} node {node.id}: {exc}", run=run)
+                continue
+            run = tx.trace(run, node.id, "event", event, values=seen, result=ok)
+            if not ok:
+                continue
+            tx.cancel_timers(run.id)
+            run = tx.put_run(replace(run, waiting_for=""))
+            self.walk(tx, run, node.next, ctx)
+
+    # ------------------------------------------------------------------ ending
+
+    def cancel(self, tx: Tx, run: Run, why: str) -> None:
+        tx.cancel_timers(run.id)
+        self.end(tx, run, "cancelled", why)
+
+    def end(self, tx: Tx, run: Run, status: str, why: str) -> None:
+        run = tx.trace(run, run.node or "end", "end", why)
+        tx.put_run(replace(run, status=status, waiting_for=""))  # type: ignore[arg-type]
+        if run.kind == "flow":
+            self.start_queued(tx, run)
+
+    def start_queued(self, tx: Tx, ended: Run) -> None:
+        queued = [r for r in tx.active_runs(ended.object, ended.record_id)
+                  if r.automation == ended.automation and r.status == "queued"]  # fmt: skip
+        if not queued or any(r.status != "queued" for r in tx.active_runs(ended.object, ended.record_id)
+                             if r.automation == ended.automation):  # fmt: skip
+            return
+        flow = self.bundle.flows.get(ended.name)
+        if flow is None:
+            return
+        nxt = queued[0]
+        nxt = tx.trace(nxt, "trigger", "decision", "the previous run ended; starting")
+        self.walk(tx, nxt, flow.start)

@@ -1,0 +1,233 @@
+"""Pipelines: stage entry starts rules, stage exit cancels them, triggers move records forward.
+
+Each rule started by a stage entry is a run (``rule:<pipeline>/<stage>/<rule>``) sharing an
+``entry`` id with its siblings. A rule with ``after:`` waits (status ``queued``) until the rules
+it names have ended; a rule with ``delay:`` waits on a timer and re-checks its ``if:`` when it
+wakes. Leaving the stage cancels whatever of that entry has not run yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer
+from flowctl.engine.templating import TemplateError
+from flowctl.engine.tx import Tx
+from flowctl.spec import model as m
+
+if TYPE_CHECKING:
+    from flowctl.engine.core import Engine
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and len(value) == 0)
+
+
+class PipelineRunner:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.bundle = engine.bundle
+
+    # ------------------------------------------------------------------ lookups
+
+    def pipeline_of(self, record: Record) -> m.Pipeline | None:
+        if record.pipeline:
+            return self.bundle.pipelines.get(record.pipeline)
+        candidates = self.bundle.pipelines_for(record.object)
+        if record.stage:
+            for pipeline in candidates:
+                if pipeline.stage(record.stage):
+                    return pipeline
+        return candidates[0] if len(candidates) == 1 else None
+
+    def refuse_move(self, record: Record, stage_id: str) -> str:
+        """Why ``record`` may not enter ``stage_id`` ('' when it may)."""
+        pipeline = self.pipeline_of(record)
+        if pipeline is None:
+            return f"{record.object} {record.id} is in no pipeline"
+        stage = pipeline.stage(stage_id)
+        if stage is None:
+            known = ", ".join(s.id for s in pipeline.stages)
+            return f"pipeline {pipeline.name} has no stage '{stage_id}' (stages: {known})"
+        missing = [f for f in stage.fields if _empty(record.fields.get(f))]
+        if missing:
+            return (f"cannot move {record.object} {record.id} into stage '{stage_id}': "
+                    f"required field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    f"{'are' if len(missing) > 1 else 'is'} empty")  # fmt: skip
+        return ""
+
+    def place_new(self, tx: Tx, change: RecordChanged) -> RecordChanged:
+        """A new record without a stage enters the first stage of its object's pipeline."""
+        record = change.record
+        pipeline = self.pipeline_of(record)
+        if pipeline is None or not pipeline.stages:
+            return change
+        stage = record.stage or pipeline.stages[0].id
+        if stage == record.stage and record.pipeline == pipeline.name:
+            return change
+        placed = replace(record, stage=stage, pipeline=pipeline.name)
+        tx.put_record(placed)
+        return replace(change, after=placed)
+
+    # ------------------------------------------------------------------ changes
+
+    def on_change(self, tx: Tx, change: RecordChanged, changed: tuple[str, ...]) -> None:
+        before, after = change.before, change.after
+        if after is None or after.deleted:
+            if before is not None and not before.deleted:
+                self.leave(tx, before, "record deleted")
+            return
+        old_stage = before.stage if before is not None and not before.deleted else ""
+        if after.stage != old_stage:
+            if before is not None and old_stage:
+                self.leave(tx, before, f"moved to {after.stage}")
+            if after.stage:
+                self.enter(tx, after)
+            return
+        if change.op == "updated":
+            self.apply_triggers(tx, after, "updated", changed=changed, before=before)
+
+    def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
+        self.apply_triggers(tx, record, "event", event=event)
+
+    def apply_triggers(self, tx: Tx, record: Record, on: str, *, changed: tuple[str, ...] = (),
+                       before: Record | None = None, event: EventReceived | None = None) -> None:  # fmt: skip
+        pipeline = self.pipeline_of(record)
+        if pipeline is None or not record.stage:
+            return
+        current = pipeline.index(record.stage)
+        if current >= 0 and pipeline.stages[current].final:
+            return  # final stages are left only by an explicit move
+        ctx = self.engine.context(record, before=before, changed=changed,
+                                  event=event.data if event else None, now=tx.now)  # fmt: skip
+        target: m.Stage | None = None
+        for index, stage in enumerate(pipeline.stages):
+            if index == current:
+                continue
+            for trigger in stage.triggers:
+                if trigger.on != on or (on == "event" and event and trigger.event != event.event):
+                    continue
+                if on == "updated" and trigger.changed and not set(trigger.changed) & set(changed):
+                    continue
+                if index < current and not trigger.allow_backward:
+                    continue
+                try:
+                    ok, _ = self.engine.condition(trigger.if_, ctx)
+                except TemplateError as exc:
+                    tx.problem("condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}",
+                               record=record)  # fmt: skip
+                    continue
+                if ok:
+                    target = stage  # the furthest matching stage wins
+        if target is None:
+            return
+        moved = replace(record, stage=target.id, pipeline=pipeline.name, version=record.version + 1)
+        self.engine.apply_record(tx, record, moved)
+
+    # ------------------------------------------------------------------ entering and leaving
+
+    def enter(self, tx: Tx, record: Record) -> None:
+        pipeline = self.pipeline_of(record)
+        stage = pipeline.stage(record.stage) if pipeline else None
+        if pipeline is None or stage is None or not stage.rules:
+            return
+        entry = tx.new_id("entry")
+        runs: dict[str, Run] = {}
+        for rule in stage.rules:
+            run = Run(
+                id=tx.new_id("run"), automation=f"rule:{pipeline.name}/{stage.id}/{rule.name}",
+                object=record.object, record_id=record.id, status="queued" if rule.after else "running",
+                node=rule.name, entry=entry, started_at=tx.now_iso, config_version=tx.config_version,
+                seq=int(tx.now.timestamp() * 1000),
+            )  # fmt: skip
+            runs[rule.name] = tx.trace(run, rule.name, "enter", f"entered stage {stage.id}")
+        for rule in stage.rules:
+            if not rule.after:
+                self.start_rule(tx, runs[rule.name], rule)
+
+    def leave(self, tx: Tx, record: Record, why: str) -> None:
+        for run in tx.active_runs(record.object, record.id):
+            if run.kind != "rule" or run.status == "running":
+                continue  # a running rule is the one moving the record: it finishes normally
+            tx.cancel_timers(run.id)
+            run = tx.trace(run, run.node, "end", f"left the stage ({why})")
+            tx.put_run(replace(run, status="cancelled"))
+
+    # ------------------------------------------------------------------ rules
+
+    def rule_of(self, run: Run) -> tuple[m.Pipeline, m.Stage, m.Rule] | None:
+        pipeline_name, stage_id, rule_name = run.name.split("/", 2)
+        pipeline = self.bundle.pipelines.get(pipeline_name)
+        stage = pipeline.stage(stage_id) if pipeline else None
+        rule = next((r for r in stage.rules if r.name == rule_name), None) if stage else None
+        if pipeline is None or stage is None or rule is None:
+            return None
+        return pipeline, stage, rule
+
+    def start_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
+        if rule.delay is not None and rule.delay.seconds > 0:
+            due = tx.now + rule.delay.value
+            run = tx.put_run(replace(run, status="waiting"))
+            tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind="rule", node=rule.name,
+                               object=run.object, record_id=run.record_id))  # fmt: skip
+            tx.trace(run, rule.name, "wait", f"delay {rule.delay.text} until {due.isoformat()}")
+            return
+        self.run_rule(tx, run, rule)
+
+    def on_timer(self, tx: Tx, run: Run, timer: Timer) -> None:
+        found = self.rule_of(run)
+        run = tx.trace(run, run.node, "timer", f"delay due {timer.due.isoformat()}")
+        if found is None:
+            self.finish(tx, run, "failed", "the rule no longer exists")
+            return
+        self.run_rule(tx, run, found[2])
+
+    def run_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
+        record = tx.record(run.object, run.record_id)
+        if record is None or record.deleted:
+            self.finish(tx, run, "cancelled", "record deleted")
+            return
+        ctx = self.engine.context(record, now=tx.now)
+        try:
+            ok, seen = self.engine.condition(rule.if_, ctx)
+        except TemplateError as exc:
+            tx.problem("condition_failed", f"{run.automation}: {exc}", run=run)
+            self.finish(tx, run, "failed", str(exc))
+            return
+        if rule.if_:
+            run = tx.trace(run, rule.name, "condition", rule.if_, values=seen, result=ok)
+        if not ok:
+            self.finish(tx, run, "done", "condition false: skipped")
+            return
+        run = tx.put_run(replace(run, status="running"))
+        run, success = self.engine.perform(tx, run, rule.action, rule.name, record, ctx)
+        self.finish(tx, run, "done" if success else "failed", "done" if success else "action failed")
+
+    def finish(self, tx: Tx, run: Run, status: str, why: str) -> None:
+        run = tx.run(run.id) or run
+        if not run.active:
+            return  # cancelled meanwhile (the action moved the record out of the stage)
+        run = tx.trace(run, run.node, "end", why)
+        tx.put_run(replace(run, status=status))  # type: ignore[arg-type]
+        self.start_followers(tx, run)
+
+    def start_followers(self, tx: Tx, ended: Run) -> None:
+        """Start queued sibling rules whose ``after:`` rules have all ended."""
+        found = self.rule_of(ended)
+        if found is None:
+            return
+        _, stage, _ = found
+        siblings = {r.node: r for r in tx.active_runs(ended.object, ended.record_id) if r.entry == ended.entry}
+        for rule in stage.rules:
+            run = siblings.get(rule.name)
+            if run is None or run.status != "queued":
+                continue
+            if ended.node not in rule.after:
+                continue
+            if any(name in siblings for name in rule.after):
+                continue  # some predecessor still running or waiting
+            if ended.status != "done":
+                self.finish(tx, run, "cancelled", f"after: {ended.node} did not succeed")
+                continue
+            self.start_rule(tx, tx.run(run.id) or run, rule)

@@ -1,0 +1,72 @@
+"""Runs and effects as text people read (a tree) and as JSON machines read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from flowctl.engine.state import Effect, Run, TraceEntry
+
+_MARK = {
+    "enter": "→", "condition": "?", "decision": "⇒", "effect": "✉", "wait": "⏸", "timer": "⏰",
+    "event": "⚡", "end": "■", "error": "✗", "skip": "·",
+}  # fmt: skip
+
+
+def _values(values: Any) -> str:
+    if not values:
+        return ""
+    return " [" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in values.items()) + "]"
+
+
+def render_entry(entry: TraceEntry) -> str:
+    mark = _MARK.get(entry.kind, "-")
+    text = f"{mark} {entry.node}: {entry.kind}"
+    if entry.detail:
+        text += f" {entry.detail}"
+    text += _values(entry.values)
+    if entry.result is not None:
+        text += f" → {entry.result}"
+    return text
+
+
+def render_run(run: Run) -> str:
+    head = f"{run.automation} on {run.object} {run.record_id} [{run.status}] ({run.id})"
+    lines = [head]
+    for i, entry in enumerate(run.trace):
+        branch = "└─" if i == len(run.trace) - 1 else "├─"
+        lines.append(f"  {branch} {entry.at[11:19]} {render_entry(entry)}")
+    return "\n".join(lines)
+
+
+def render_runs(runs: Iterable[Run]) -> str:
+    return "\n".join(render_run(run) for run in runs)
+
+
+def render_effect(effect: Effect) -> str:
+    params = {k: v for k, v in effect.params.items() if k not in ("html", "attachments")}
+    extra = ""
+    if "attachments" in effect.params:
+        extra = " + " + ", ".join(a["filename"] for a in effect.params["attachments"])
+    body = json.dumps(params, ensure_ascii=False, default=str)
+    via = f" via {effect.channel}" if effect.channel else ""
+    return f"{effect.action}{via} for {effect.object} {effect.record_id}: {body}{extra}"
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "automation": run.automation,
+        "object": run.object,
+        "record_id": run.record_id,
+        "status": run.status,
+        "node": run.node,
+        "config_version": run.config_version,
+        "started_at": run.started_at,
+        "trace": [entry.to_json() for entry in run.trace],
+    }
+
+
+def effect_json(effect: Effect) -> dict[str, Any]:
+    return {"key": effect.key, "run_id": effect.run_id, **effect.to_json()}

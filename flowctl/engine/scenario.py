@@ -1,0 +1,169 @@
+"""Run ``kind: Test`` scenarios on the simulator and explain failures with the traces behind them.
+
+``expect.effects`` matches, in any order and by subset of keys, the effects produced since the
+previous ``expect`` (or the start); ``effects: []`` means none at all. Other effects may be
+present. ``expect.record`` compares the record's stage, owner and the fields listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flowctl.engine.render import render_runs
+from flowctl.engine.simulator import SimulationError, Simulator
+from flowctl.engine.state import Effect, Record
+from flowctl.spec import model as m
+
+DEFAULT_NOW = "2026-01-01T09:00:00"
+
+
+@dataclass
+class Failure:
+    step: int
+    message: str
+    place: str
+    trace: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    file: str
+    failures: list[Failure] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def parse_now(text: str, tz: ZoneInfo) -> datetime:
+    moment = datetime.fromisoformat(text or DEFAULT_NOW)
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, Mapping):
+        return isinstance(actual, Mapping) and all(k in actual and _same(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list | tuple) and len(expected) == len(actual) and all(
+            _same(e, a) for e, a in zip(expected, actual, strict=True))  # fmt: skip
+    if expected is None or actual is None:
+        return expected is actual
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected == actual
+    return expected == actual or str(expected) == str(actual)
+
+
+def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect]) -> list[str]:
+    """Problems matching expected effects to actual ones, each actual used at most once."""
+    if not expected:
+        return [f"expected no effects, got {len(actual)}: " + "; ".join(_brief(e) for e in actual)] if actual else []
+    pool = [e.to_json() for e in actual]
+    problems = []
+    for want in expected:
+        index = next((i for i, got in enumerate(pool) if _same(want, got)), None)
+        if index is None:
+            near = [got for got in pool if got.get("action") == want.get("action")]
+            detail = "; ".join(_brief_json(g) for g in (near or pool)) or "none"
+            problems.append(f"no effect matches {dict(want)}; got: {detail}")
+        else:
+            pool.pop(index)
+    return problems
+
+
+def _brief(effect: Effect) -> str:
+    return _brief_json(effect.to_json())
+
+
+def _brief_json(data: Mapping[str, Any]) -> str:
+    keys = ("action", "template", "to", "subject", "text", "title", "assignee", "stage", "set", "url")
+    shown = {k: data[k] for k in keys if k in data and data[k] not in ("", None)}
+    return str(shown)
+
+
+def check_record(expected: Mapping[str, Any], record: Record | None) -> list[str]:
+    label = f"{expected.get('object')} {expected.get('id')}"
+    if record is None:
+        return [f"{label} does not exist"]
+    problems = []
+    for key in ("stage", "pipeline", "owner", "deleted"):
+        if key in expected and not _same(expected[key], getattr(record, key)):
+            problems.append(f"{label}: {key} is {getattr(record, key)!r}, expected {expected[key]!r}")
+    for name, value in (expected.get("fields") or {}).items():
+        if not _same(value, record.fields.get(name)):
+            problems.append(f"{label}: field {name} is {record.fields.get(name)!r}, expected {value!r}")
+    return problems
+
+
+def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
+    tz = ZoneInfo(bundle.config.timezone or "UTC")
+    result = ScenarioResult(name=test.name, file=test.where.file)
+    try:
+        now = parse_now(test.now, tz)
+    except ValueError:
+        result.failures.append(Failure(0, f"now: '{test.now}' is not an ISO date and time", str(test.where.at("now"))))
+        return result
+    sim = Simulator(bundle, now, version="test")
+    for rec in test.records:
+        fields = dict(rec.fields)
+        sim.seed(Record(object=rec.object, id=rec.id, fields=fields, stage=rec.stage, pipeline=rec.pipeline,
+                        owner=str(fields.get("owner") or "")))  # fmt: skip
+    since = 0
+    runs_since = 0
+    for index, step in enumerate(test.steps, start=1):
+        result.steps = index
+        place = str(step.where.at())
+        try:
+            for message in _do(sim, step):
+                result.failures.append(Failure(index, message, place))
+        except SimulationError as exc:
+            result.failures.append(Failure(index, f"{step.op} refused: {exc}", place))
+        if step.op != "expect":
+            continue
+        problems: list[str] = []
+        if step.effects is not None:
+            problems += match_effects(step.effects, sim.state.effects[since:])
+        if step.expect_record is not None:
+            rec = sim.state.record(str(step.expect_record.get("object")), str(step.expect_record.get("id")))
+            problems += check_record(step.expect_record, rec)
+        if problems:
+            runs = sim.runs_touched(runs_since)
+            trace = render_runs(runs) if runs else "(no automation ran)"
+            if sim.state.problems:
+                trace += "\nproblems:\n" + "\n".join(f"  {p.code}: {p.message}" for p in sim.state.problems)
+            for message in problems:
+                result.failures.append(Failure(index, message, place, trace))
+        since = len(sim.state.effects)
+        runs_since = len(sim.touched_runs)
+    return result
+
+
+def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
+    rec = step.record
+    if step.op in ("create", "update", "delete", "move"):
+        assert rec is not None
+        sim.write(step.op, rec.object, rec.id, rec.fields, rec.stage, rec.pipeline)
+    elif step.op == "event":
+        assert rec is not None
+        sim.event(step.event, rec.object, rec.id, step.data)
+    elif step.op == "advance":
+        if step.to:
+            try:
+                target = parse_now(step.to, sim.engine.tz)
+            except ValueError:
+                yield f"advance to: '{step.to}' is not an ISO date and time"
+                return
+            sim.advance(target)
+        elif step.by is not None:
+            sim.advance_by(step.by.value)
+    return
+
+
+def run_scenarios(bundle: m.Bundle, names: list[str] | None = None) -> list[ScenarioResult]:
+    tests = [t for t in bundle.tests.values() if not names or t.name in names]
+    return [run_scenario(bundle, test) for test in sorted(tests, key=lambda t: (t.where.file, t.name))]
