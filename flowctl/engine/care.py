@@ -94,12 +94,7 @@ def firings(process: m.CareProcess, record: Record, start: datetime, end: dateti
     when = process.when
     offset = when.offset.value if when.offset else timedelta(0)
     if when.cron:
-        spec = parse_cron(when.cron)
-        moment = start.astimezone(tz)
-        while True:
-            moment = spec.next_after(moment)
-            if moment > end:
-                return
+        for moment in parse_cron(when.cron).fires_between(start.astimezone(tz), end):
             yield Firing(moment, moment.isoformat(), process.name, record.object, record.id)
         return
     field = when.anniversary_of or when.date

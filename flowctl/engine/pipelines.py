@@ -209,7 +209,7 @@ class PipelineRunner:
         if not run.active:
             return  # cancelled meanwhile (the action moved the record out of the stage)
         run = tx.trace(run, run.node, "end", why)
-        tx.put_run(replace(run, status=status))  # type: ignore[arg-type]
+        run = tx.put_run(replace(run, status=status))  # type: ignore[arg-type]
         self.start_followers(tx, run)
 
     def start_followers(self, tx: Tx, ended: Run) -> None:

@@ -1,0 +1,36 @@
+"""``flowctl db``: database maintenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flowctl.cli.store_access import DB_HELP
+
+
+@click.group("db")
+def command() -> None:
+    """Database maintenance (migrations are also applied when the daemon starts)."""
+
+
+@command.command(
+    "upgrade",
+    epilog="""\b
+Examples:
+  flowctl db upgrade                                      # ./flowctl.db
+  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""",
+)
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.option("--db", "database", default="", help=DB_HELP)
+def upgrade(directory: Path, database: str) -> None:
+    """Apply the schema migrations to the newest revision."""
+    from flowctl.cli.store_access import open_for
+
+    store = open_for(directory, database)  # opening migrates
+    try:
+        from flowctl.store.migrate import current_revision
+
+        click.echo(f"database at revision {current_revision(store.engine)}")
+    finally:
+        store.close()

@@ -1,0 +1,105 @@
+"""``flowctl run``: the daemon on a config directory (SQLite and the log channel by default)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from flowctl.cli.common import load_or_exit
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers parse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
+               "logger": record.name, "message": record.getMessage()}  # fmt: skip
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                                                                "%(message)s"))  # fmt: skip
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+@click.command(
+    "run",
+    epilog="""\b
+Examples:
+  flowctl run                                   # ./ with sqlite:///flowctl.db and the log channel
+  flowctl run examples/furniture-store --listen 127.0.0.1:9000
+  flowctl run . --db postgresql+psycopg://flowctl@db/flowctl --log-format json
+
+\b
+Then, for example:
+  curl -X PUT localhost:8080/v1/records/contact/1 -H 'Content-Type: application/json' \\
+       -d '{"fields": {"full_name": "Lan", "phone": "0901234567"}}'
+  curl localhost:8080/v1/records/contact/1
+
+\b
+SIGTERM (or Ctrl-C) stops claiming work, finishes what is in flight and exits 0.""",
+)
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.option("--db", "database", default="", help="Database URL (default: Config's database, else "
+              "sqlite:///flowctl.db beside the config).")
+@click.option("--listen", default="", help="host:port to listen on (default: Config's listen, 127.0.0.1:8080).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def command(directory: Path, database: str, listen: str, log_format: str, log_level: str) -> None:
+    """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
+    import uvicorn
+
+    from flowctl.runtime.http import create_app, listen_allowed
+    from flowctl.runtime.service import Service, resolve_database, summary
+    from flowctl.store import open_store
+
+    setup_logging(log_format, log_level)
+    loaded = load_or_exit(directory)
+    for warning in loaded.warnings:
+        logging.getLogger("flowctl.config").info("%s", warning)
+    config = loaded.bundle.config
+    url = resolve_database(database or config.database, loaded.root)
+    address = listen or config.listen
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"'{address}' is not host:port", param_hint="--listen")
+    import os
+
+    from flowctl.channels.base import resolve_env
+
+    token = ""
+    if config.api_token:
+        try:
+            token = resolve_env(config.api_token, os.environ)
+        except Exception as exc:
+            raise click.ClickException(f"api_token: {exc}") from exc
+    refusal = listen_allowed(address, token)
+    if refusal:
+        raise click.ClickException(refusal)
+    try:
+        store = open_store(url)
+    except Exception as exc:
+        raise click.ClickException(f"cannot open the store {url}: {exc}") from exc
+    service = Service(root=loaded.root, loaded=loaded, store=store)
+    service.start()
+    click.echo(summary(service, address, url), err=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=int(port), log_level="warning",
+                                           access_log=False, lifespan="off", timeout_graceful_shutdown=5))  # fmt: skip
+    try:
+        server.run()
+    finally:
+        service.stop()
+        store.close()
+        click.echo("flowctl: stopped", err=True)

@@ -1,0 +1,102 @@
+"""Check a requested record write against its object type before anything is stored.
+
+The API answers 4xx with these problems and stores nothing: an unknown object type, an
+unknown stage, a missing required field, a value of the wrong type, too many fields.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from flowctl.spec import model as m
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 .()-]{6,20}$")
+
+
+def _type_problem(spec: m.FieldSpec, value: Any) -> str:
+    """Why ``value`` does not fit ``spec`` ('' when it fits). None is always allowed here."""
+    if value is None:
+        return ""
+    t = spec.type
+    if t in ("string", "text", "user", "url"):
+        return "" if isinstance(value, str) else f"must be text, not {type(value).__name__}"
+    if t in ("number", "money"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return "" if ok else f"must be a number, not {type(value).__name__}"
+    if t == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return "" if ok else f"must be an integer, not {type(value).__name__}"
+    if t == "boolean":
+        return "" if isinstance(value, bool) else "must be true or false"
+    if t == "date":
+        if isinstance(value, str):
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                return f"'{value}' is not a date (write YYYY-MM-DD)"
+            return ""
+        return "must be a date as text (YYYY-MM-DD)"
+    if t == "datetime":
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return f"'{value}' is not a date and time (ISO 8601)"
+            return ""
+        return "must be an ISO 8601 date and time"
+    if t == "email":
+        return "" if isinstance(value, str) and _EMAIL.match(value) else f"'{value}' is not an email address"
+    if t == "phone":
+        return "" if isinstance(value, str) and _PHONE.match(value) else f"'{value}' is not a phone number"
+    if t == "enum":
+        return "" if value in spec.values else f"'{value}' is not one of: {', '.join(spec.values)}"
+    if t == "ref":
+        return "" if isinstance(value, str | int) and not isinstance(value, bool) else "must be a record id"
+    if t == "list":
+        return "" if isinstance(value, list) else "must be a list"
+    return ""
+
+
+def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, complete: bool) -> list[str]:
+    """Problems of ``fields`` for ``object``; ``complete`` (a put) also checks required fields."""
+    obj = bundle.objects.get(object)
+    if obj is None:
+        known = ", ".join(sorted(bundle.objects)) or "none are defined"
+        return [f"unknown object type '{object}' (known: {known})"]
+    problems = []
+    limit = bundle.config.limits.fields_per_record
+    if len(fields) > limit:
+        problems.append(f"{len(fields)} fields is more than the limit of {limit} (limits.fields_per_record)")
+    for name, value in fields.items():
+        spec = obj.fields.get(name)
+        if spec is None:
+            if name in m.BUILTIN_FIELDS:
+                continue
+            problems.append(f"field '{name}' is not defined on {object}")
+            continue
+        why = _type_problem(spec, value)
+        if why:
+            problems.append(f"field '{name}' ({spec.type}) {why}")
+    if complete:
+        for name, spec in obj.fields.items():
+            if spec.required and fields.get(name) in (None, ""):
+                problems.append(f"field '{name}' is required on {object}")
+    return problems
+
+
+def check_stage(bundle: m.Bundle, object: str, stage: str, pipeline: str = "") -> list[str]:
+    if not stage:
+        return []
+    pipelines = [bundle.pipelines[pipeline]] if pipeline in bundle.pipelines else bundle.pipelines_for(object)
+    if pipeline and pipeline not in bundle.pipelines:
+        return [f"unknown pipeline '{pipeline}'"]
+    if not pipelines:
+        return [f"{object} has no pipeline, so it has no stage '{stage}'"]
+    if any(p.stage(stage) for p in pipelines):
+        return []
+    known = ", ".join(s.id for p in pipelines for s in p.stages)
+    return [f"unknown stage '{stage}' for {object} (stages: {known})"]

@@ -1,0 +1,149 @@
+"""The ports the runtime talks through: small Protocols named for a role.
+
+Adapters are named for a technology (``SqlStore``, ``MemoryStore``, ``SmtpChannel``…). The engine
+never sees these: the runtime reads state through a ``Store``, hands it to the engine as a
+``StateView`` and commits the resulting ``Step`` back through the same ``Store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from flowctl.engine.state import Effect, Record, Run, Step, Timer
+from flowctl.spec.model import empty_map
+
+ChangeOp = Literal["put", "patch", "move", "delete", "event"]
+OutboxStatus = Literal["pending", "sending", "sent", "retry", "dead", "held"]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewChange:
+    """A write accepted by the API or a source, before the worker has processed it.
+
+    ``op`` is put/patch/move/delete (``fields``/``stage`` as the request gave them) or event
+    (``event`` and ``data``). ``idempotency_key`` is unique: appending the same key again
+    returns the first change instead of storing a second one.
+    """
+
+    object: str
+    record_id: str
+    op: ChangeOp
+    idempotency_key: str
+    fields: Mapping[str, Any] = field(default_factory=empty_map)
+    stage: str = ""
+    pipeline: str = ""
+    event: str = ""
+    data: Mapping[str, Any] = field(default_factory=empty_map)
+    source: str = "api"
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredChange(NewChange):
+    seq: int  # global order; per record, changes are processed in seq order
+    status: Literal["pending", "claimed", "done", "failed"] = "pending"
+    attempts: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppendResult:
+    seq: int
+    duplicate: bool  # True when the idempotency key was already stored
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxRow:
+    id: int
+    key: str  # the effect's idempotency key (Message-ID / Idempotency-Key header)
+    channel: str
+    action: str
+    object: str
+    record_id: str
+    run_id: str
+    payload: Mapping[str, Any]  # the effect's rendered params
+    status: OutboxStatus = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str = ""
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+    recipient: str = ""
+
+    @classmethod
+    def from_effect(cls, effect: Effect, id: int = 0) -> OutboxRow:
+        return cls(id=id, key=effect.key, channel=effect.channel, action=effect.action, object=effect.object,
+                   record_id=effect.record_id, run_id=effect.run_id, payload=dict(effect.params),
+                   recipient=str(effect.params.get("to") or ""))  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConfigVersion:
+    id: str  # the content hash
+    applied_at: datetime
+    documents: Mapping[str, Any]  # "<Kind>/<name>" -> raw document
+    commit: str = ""
+    author: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Processed:
+    """One handled input, ready to commit: exactly one of ``change``/``timer`` is set (or neither,
+    for a care occurrence). ``record`` is the input record as the change left it (written before
+    ``step.records``); ``error`` marks the change failed instead of done (the step is then empty).
+    """
+
+    change: StoredChange | None = None
+    timer: Timer | None = None
+    record: Record | None = None
+    step: Step = field(default_factory=Step)
+    error: str = ""
+
+
+class Store(Protocol):
+    """Durable state. Every method is one transaction unless it says otherwise."""
+
+    # ---- engine state (the engine's StateView)
+    def record(self, object: str, id: str) -> Record | None: ...
+    def active_runs(self, object: str, id: str) -> list[Run]: ...
+    def run(self, run_id: str) -> Run | None: ...
+    def timers_of(self, run_id: str) -> list[Timer]: ...
+    def allocation(self, rule: str) -> Mapping[str, Any]: ...
+
+    # ---- ingest
+    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]: ...
+
+    # ---- the worker loop
+    def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]: ...
+    def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]: ...
+    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None: ...
+
+    # ---- delivery
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]: ...
+    def mark_sent(self, row_id: int, now: datetime) -> None: ...
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None: ...
+    def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
+
+    # ---- care
+    def claim_occurrence(self, process: str, object: str, id: str, occurrence: str, now: datetime) -> bool: ...
+
+    # ---- inspection
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]: ...
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
+    def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]: ...
+    def outbox_row(self, row_id: int) -> OutboxRow | None: ...
+    def counts(self) -> Mapping[str, int]: ...
+
+    # ---- config versions
+    def save_version(self, version: ConfigVersion) -> None: ...
+    def current_version(self) -> ConfigVersion | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The imperative shell: workers, timers, HTTP, delivery and wiring around the engine."""

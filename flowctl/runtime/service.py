@@ -1,0 +1,185 @@
+"""The daemon's wiring: store, ingest, worker, delivery and HTTP around one engine per version.
+
+Threads, not processes: the worker and the deliverer block on the database and the network,
+and the HTTP server is asyncio. Shutdown stops claiming new work, lets the batch in hand commit,
+and returns within the deadline; anything not yet claimed stays in the database for next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowctl.engine.core import Engine
+from flowctl.engine.state import Record
+from flowctl.ports import Clock, ConfigVersion, Store
+from flowctl.runtime.clock import SystemClock
+from flowctl.runtime.ingest import Ingest
+from flowctl.runtime.worker import Engines, Worker
+from flowctl.spec import model as m
+from flowctl.spec.config import Loaded
+
+log = logging.getLogger("flowctl.service")
+
+
+def content_hash(loaded: Loaded) -> str:
+    """A stable id for a configuration: the hash of its files' contents, in path order."""
+    digest = hashlib.sha256()
+    base = loaded.root
+    for name in sorted(loaded.files):
+        path = base / name
+        digest.update(name.encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+    for template in sorted(loaded.bundle.templates.values() if loaded.bundle else (), key=lambda t: t.name):
+        digest.update((template.text + template.html).encode())
+    return digest.hexdigest()[:16]
+
+
+def resolve_database(url: str, root: Path) -> str:
+    """``sqlite:///flowctl.db`` is relative to the config directory, as the operator expects."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+        return prefix + str((root / url[len(prefix):]).resolve())
+    return url
+
+
+@dataclass
+class Service:
+    root: Path
+    loaded: Loaded
+    store: Store
+    clock: Clock = field(default_factory=SystemClock)
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    owner: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+    log_stream: Any = None
+    poll_interval: float = 0.2
+
+    def __post_init__(self) -> None:
+        from flowctl.channels import build_senders
+        from flowctl.runtime.metrics import Metrics
+
+        assert self.loaded.bundle is not None
+        self.bundle: m.Bundle = self.loaded.bundle
+        self.version = content_hash(self.loaded)
+        self.engines = Engines(Engine(self.bundle, self.version))
+        self.metrics = Metrics()
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.ingest = Ingest(self.store, on_commit=self._on_commit)
+        self.worker = Worker(self.store, self.engines, self.clock, owner=self.owner)
+        self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
+        self.threads: list[threading.Thread] = []
+        self._register_metrics()
+
+    # ------------------------------------------------------------------ what HTTP needs
+
+    def ready(self) -> bool:
+        if self.stopping.is_set() or not all(t.is_alive() for t in self.threads):
+            return False
+        try:
+            self.store.counts()
+        except Exception:  # noqa: BLE001 - any database error means not ready
+            return False
+        return True
+
+    def refuse_move(self, record: Record, stage: str) -> str:
+        return self.engines.current.pipelines.refuse_move(record, stage)
+
+    def engine_pipelines(self) -> Any:
+        return self.engines.current.pipelines
+
+    # ------------------------------------------------------------------ life cycle
+
+    def record_version(self) -> None:
+        """Store the configuration this process runs, unless it is already the current one."""
+        current = self.store.current_version()
+        if current is not None and current.id == self.version:
+            return
+        documents = {f"{d.kind}/{d.name}": {"file": d.where.file} for d in self.bundle.documents()}
+        self.store.save_version(ConfigVersion(id=self.version, applied_at=self.clock.now(), documents=documents))
+
+    def start(self) -> None:
+        from flowctl.runtime.delivery import Deliverer
+
+        self.record_version()
+        self.ingest.start()
+        self.deliverer = Deliverer(self.store, self.senders, self.clock, owner=self.owner,
+                                   rng=random.Random())  # fmt: skip
+        self.threads = [
+            threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
+            threading.Thread(target=self.deliverer.run, args=(self.stopping,), name="flowctl-delivery", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop claiming, let in-flight batches commit, stop the ingest writer last."""
+        self.stopping.set()
+        self.wake.set()
+        for thread in self.threads:
+            thread.join(timeout=timeout / 2)
+        self.ingest.stop()
+
+    def _on_commit(self, count: int) -> None:
+        self.metrics.counter("flowctl_changes_accepted_total", "Changes stored by the API and sources").inc(count)
+        self.wake.set()
+
+    def _work_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                done = self.worker.run_once()
+            except Exception:  # noqa: BLE001 - the database may be briefly gone: back off and retry
+                log.exception("worker round failed; retrying")
+                self.stopping.wait(1.0)
+                continue
+            if done == 0:
+                self.wake.wait(self.poll_interval)
+                self.wake.clear()
+
+    def _register_metrics(self) -> None:
+        self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this process",
+                                    lambda: self.worker.processed)  # fmt: skip
+        self.metrics.gauge_callback("flowctl_changes_failed_total", "Changes refused or failed in processing",
+                                    lambda: self.worker.failed)  # fmt: skip
+        self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this process",
+                                    lambda: self.worker.timers_fired)  # fmt: skip
+
+
+def summary(service: Service, listen: str, database: str) -> str:
+    bundle = service.bundle
+    counts = {
+        "flows": len(bundle.flows), "pipelines": len(bundle.pipelines), "care processes": len(bundle.care),
+        "object types": len(bundle.objects), "templates": len(bundle.templates), "channels": len(bundle.channels),
+        "sources": len(bundle.sources),
+    }  # fmt: skip
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    channels = ", ".join(sorted(service.senders)) or "log"
+    return (f"flowctl: loaded {service.loaded.documents} documents from {service.root} ({parts or 'nothing'}); "
+            f"config version {service.version}\n"
+            f"flowctl: store {_mask(database)}; channels: {channels}\n"
+            f"flowctl: listening on http://{listen} (GET /healthz, /readyz, /metrics, /openapi.json)")  # fmt: skip
+
+
+def _mask(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -1,0 +1,212 @@
+"""The worker: claim a batch of changes or due timers, run the engine, commit it all at once.
+
+Within a batch, later inputs must see what earlier ones decided (two changes of one record, a
+rule that starts a flow), so the engine reads through an ``Overlay``: the store underneath, the
+batch's own results on top. The batch's records, runs, timers and outbox rows are committed in
+the same transaction that marks its changes done (the transactional outbox): a crash before the
+commit leaves the changes pending, a crash after leaves nothing to redo.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowctl.engine import changes as change_ops
+from flowctl.engine.core import Engine
+from flowctl.engine.memory import MemoryState
+from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
+from flowctl.ports import Clock, Processed, Store, StoredChange
+
+log = logging.getLogger("flowctl.worker")
+
+
+class Overlay(MemoryState):
+    """A StateView over the store that also sees the steps of the current batch."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self._loaded_records: set[tuple[str, str]] = set()
+        self._loaded_runs: set[tuple[str, str]] = set()
+        self._loaded_timers: set[str] = set()
+        self._loaded_allocations: set[str] = set()
+        self.cancelled: set[str] = set()
+
+    def record(self, object: str, id: str) -> Record | None:
+        key = (object, id)
+        if key not in self._loaded_records:
+            self._loaded_records.add(key)
+            if key not in self.records:
+                found = self.store.record(object, id)
+                if found is not None:
+                    self.records[key] = found
+        return self.records.get(key)
+
+    def active_runs(self, object: str, id: str) -> list[Run]:
+        key = (object, id)
+        if key not in self._loaded_runs:
+            self._loaded_runs.add(key)
+            for run in self.store.active_runs(object, id):
+                if run.id not in self.runs:
+                    self.runs[run.id] = run
+                    self.active.setdefault(key, set()).add(run.id)
+        return super().active_runs(object, id)
+
+    def run(self, run_id: str) -> Run | None:
+        if run_id not in self.runs:
+            found = self.store.run(run_id)
+            if found is not None:
+                self.runs[run_id] = found
+                if found.active:
+                    self.active.setdefault((found.object, found.record_id), set()).add(run_id)
+        return self.runs.get(run_id)
+
+    def timers_of(self, run_id: str) -> list[Timer]:
+        if run_id not in self._loaded_timers:
+            self._loaded_timers.add(run_id)
+            for timer in self.store.timers_of(run_id):
+                if timer.id not in self.cancelled:
+                    self.timers[timer.id] = timer
+                    self.timers_by_run.setdefault(run_id, set()).add(timer.id)
+        return super().timers_of(run_id)
+
+    def allocation(self, rule: str) -> Mapping[str, Any]:
+        if rule not in self._loaded_allocations and rule not in self.allocations:
+            self._loaded_allocations.add(rule)
+            self.allocations[rule] = self.store.allocation(rule)
+        return super().allocation(rule)
+
+    def apply(self, step: Step) -> None:
+        self.cancelled.update(step.cancelled_timers)
+        super().apply(step)
+
+
+@dataclass
+class Engines:
+    """The engine of each configuration version this process knows; runs stay on theirs."""
+
+    current: Engine
+    by_version: dict[str, Engine] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_version.setdefault(self.current.version, self.current)
+
+    def for_version(self, version: str) -> Engine:
+        return self.by_version.get(version) or self.current
+
+    def use(self, engine: Engine) -> None:
+        self.by_version[engine.version] = engine
+        self.current = engine
+
+
+class RefusedChange(Exception):
+    """A change the engine's rules refuse at processing time (e.g. a move with empty fields)."""
+
+
+class Worker:
+    def __init__(self, store: Store, engines: Engines, clock: Clock, *, owner: str = "worker",
+                 batch: int = 256, lease_seconds: float = 60.0,
+                 on_processed: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+        self.store = store
+        self.engines = engines
+        self.clock = clock
+        self.owner = owner
+        self.batch = batch
+        self.lease_seconds = lease_seconds
+        self.on_processed = on_processed
+        self.processed = 0
+        self.failed = 0
+        self.timers_fired = 0
+
+    # ------------------------------------------------------------------ changes
+
+    def to_input(self, overlay: Overlay, change: StoredChange, engine: Engine) -> tuple[Input, Record | None]:
+        current = overlay.record(change.object, change.record_id)
+        key = f"c{change.seq}"
+        if change.op == "event":
+            return EventReceived(key=key, event=change.event, object=change.object, id=change.record_id,
+                                 data=dict(change.data)), None  # fmt: skip
+        if change.op == "put":
+            rc = change_ops.put(key, current, change.object, change.record_id, change.fields, change.stage,
+                                change.pipeline)  # fmt: skip
+        elif change.op == "patch":
+            rc = change_ops.patch(key, current, change.object, change.record_id, change.fields)
+        elif change.op == "delete":
+            if current is None or current.deleted:
+                raise RefusedChange(f"{change.object} {change.record_id} does not exist")
+            rc = change_ops.delete(key, current)
+        else:  # move
+            if current is None or current.deleted:
+                raise RefusedChange(f"{change.object} {change.record_id} does not exist")
+            refusal = engine.pipelines.refuse_move(current, change.stage)
+            if refusal:
+                raise RefusedChange(refusal)
+            rc = change_ops.move(key, current, change.stage, change.pipeline)
+        return rc, rc.after
+
+    def process_changes(self) -> int:
+        now = self.clock.now()
+        claimed = self.store.claim_changes(self.batch, self.owner, now, self.lease_seconds)
+        if not claimed:
+            return 0
+        overlay = Overlay(self.store)
+        items: list[Processed] = []
+        engine = self.engines.current
+        failed = 0
+        for change in claimed:
+            try:
+                event, record = self.to_input(overlay, change, engine)
+                if record is not None:
+                    overlay.records[record.key] = record
+                step = engine.handle(overlay, event, now)
+            except RefusedChange as exc:
+                items.append(Processed(change=change, error=str(exc)))
+                failed += 1
+                continue
+            except Exception as exc:
+                log.exception("change %s failed", change.seq)
+                items.append(Processed(change=change, error=f"{type(exc).__name__}: {exc}"))
+                failed += 1
+                continue
+            overlay.apply(step)
+            items.append(Processed(change=change, record=record, step=step))
+            for problem in step.problems:
+                log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
+        self.store.commit_batch(items, now)
+        self.processed += len(items) - failed
+        self.failed += failed
+        if self.on_processed:
+            self.on_processed(len(items) - failed, failed)
+        return len(items)
+
+    # ------------------------------------------------------------------ timers
+
+    def fire_timers(self) -> int:
+        now = self.clock.now()
+        due = self.store.claim_due_timers(now, self.batch, self.owner, self.lease_seconds)
+        if not due:
+            return 0
+        overlay = Overlay(self.store)
+        items: list[Processed] = []
+        for timer in due:
+            run = overlay.run(timer.run_id)
+            engine = self.engines.for_version(run.config_version if run else "")
+            try:
+                step = engine.handle(overlay, TimerFired(key=f"t:{timer.id}", timer=timer), now)
+            except Exception as exc:
+                log.exception("timer %s failed", timer.id)
+                items.append(Processed(timer=timer, error=f"{type(exc).__name__}: {exc}"))
+                continue
+            overlay.apply(step)
+            items.append(Processed(timer=timer, step=step))
+        self.store.commit_batch(items, now)
+        self.timers_fired += len(items)
+        return len(items)
+
+    def run_once(self) -> int:
+        """One round: changes first (they are what users wait for), then due timers."""
+        return self.process_changes() + self.fire_timers()
+
