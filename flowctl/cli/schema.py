@@ -40,7 +40,10 @@ def bundle_schema() -> dict[str, Any]:
     """One self-contained schema: the dispatching schema at the root, every other file in ``$defs``.
 
     Each file's root goes to ``$defs/<stem>`` (``flow``, ``common``…) and each of its ``$defs`` to
-    ``$defs/<stem>.<name>``; every ``$ref`` is rewritten to that local place.
+    ``$defs/<stem>.<name>``; every ``$ref`` is rewritten to that local place. A property that refers
+    to a small leaf definition (a duration, a condition…) with a description of its own gets the
+    leaf inlined, so editors show the property's text on hover (see ``_inline_leaves``); it accepts
+    exactly what the per-kind schemas accept.
     """
     names = source_names()
     ids = {}
@@ -91,6 +94,8 @@ def bundle_schema() -> dict[str, Any]:
             defs[f"{_stem(name)}.{def_name}"] = rewrite(definition, base)
     if not root:
         raise ValueError(f"{DISPATCH_FILE} is missing")
+    root = _inline_leaves(root, defs)
+    defs = {name: _inline_leaves(definition, defs) for name, definition in defs.items()}
     dispatch_id = load_schema(DISPATCH_FILE)["$id"]
     bundle_id = urljoin(dispatch_id, BUNDLE_FILE)
     out: dict[str, Any] = {
@@ -106,6 +111,56 @@ def bundle_schema() -> dict[str, Any]:
     out.update({key: value for key, value in root.items() if key not in ("title", "description")})
     out["$defs"] = defs
     return out
+
+
+#: Keywords that hold subschemas: a definition without any is a leaf (a pattern, an enum…).
+_APPLICATORS = frozenset({
+    "$ref", "properties", "patternProperties", "additionalProperties", "items", "prefixItems", "contains",
+    "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "propertyNames", "dependentSchemas",
+    "unevaluatedProperties", "unevaluatedItems",
+})  # fmt: skip
+_ANNOTATIONS = ("title", "description", "markdownDescription", "examples", "default")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if text and text[0].islower():
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
+def _inline_leaves(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace ``{"$ref": leaf, "description": ...}`` by the leaf's constraints and both texts.
+
+    yaml-language-server shows, on hover, the description of a ``$ref``'s target rather than the
+    one written beside the ``$ref``. Inlining small leaf definitions (durations, conditions,
+    templates, times) lets the property's own text show, followed by the format's when the leaf
+    has a pattern to explain.
+    """
+    if isinstance(node, list):
+        return [_inline_leaves(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    leaf = defs.get(ref.removeprefix("#/$defs/")) if isinstance(ref, str) else None
+    if isinstance(leaf, dict) and "description" in node and not _APPLICATORS & leaf.keys():
+        own = {key: value for key, value in node.items() if key != "$ref"}
+        merged: dict[str, Any] = {"description": own["description"]}
+        explains = "pattern" in leaf and leaf.get("description")  # a format worth repeating
+        if explains:
+            merged["description"] = f"{_sentence(own['description'])} {_sentence(leaf['description'])}"
+        if "markdownDescription" in own:
+            merged["markdownDescription"] = own["markdownDescription"]
+        if explains and ("markdownDescription" in own or "markdownDescription" in leaf):
+            first = own.get("markdownDescription", own["description"])
+            second = leaf.get("markdownDescription", leaf["description"])
+            merged["markdownDescription"] = f"{first}\n\n{second}"
+        merged.update({key: value for key, value in leaf.items() if key not in _ANNOTATIONS})
+        merged.update({key: value for key, value in own.items() if key not in merged})
+        if "examples" not in merged and "examples" in leaf:
+            merged["examples"] = leaf["examples"]
+        return merged
+    return {key: _inline_leaves(value, defs) for key, value in node.items()}
 
 
 def all_schemas() -> dict[str, dict[str, Any]]:

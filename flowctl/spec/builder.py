@@ -110,7 +110,7 @@ class Builder:
         return m.Config(
             metadata=meta,
             where=w,
-            database=_str(spec.get("database", m.Config.database)),
+            database=_str(spec.get("database", "sqlite:///flowctl.db")),
             timezone=_str(spec.get("timezone", "UTC")),
             listen=_str(spec.get("listen", "127.0.0.1:8080")),
             api_token=_str(spec.get("api_token")),
@@ -389,7 +389,7 @@ class Builder:
             priority=_str(raw.get("priority")),
             assignee=assignee,
             watchers=watchers,
-            set=m.frozen_map(raw.get("set") or raw.get("fields") or {}),
+            set=m.frozen_map(raw.get("set") or {}),
             stage=_str(raw.get("stage")),
             pipeline=_str(raw.get("pipeline")),
             format=raw.get("format", "pdf"),

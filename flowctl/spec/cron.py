@@ -114,7 +114,7 @@ class CronSpec:
                 else:
                     hour, minute = hour + 1, 0
             else:
-                return datetime(year, month, day, hour, next_minute)  # noqa: DTZ001 (a naive wall time on purpose)
+                return datetime(year, month, day, hour, next_minute)  # noqa: DTZ001 (wall time)
         raise CronError("never fires", text=self.text)
 
 
@@ -150,17 +150,15 @@ def parse_cron(text: str) -> CronSpec:
     """Parse ``minute hour day-of-month month day-of-week`` (or ``@daily`` etc.)."""
     fields = _MACROS.get(text.strip().lower(), text).split()
     if len(fields) != len(_FIELDS):
-        raise CronError(
-            f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}", text=text
-        )
+        names = " ".join(name for name, *_ in _FIELDS)
+        raise CronError(f"expected 5 fields ({names}), got {len(fields)}", text=text)
     values = [_parse_field(raw, spec, text) for raw, spec in zip(fields, _FIELDS, strict=True)]
     minutes, hours, days, months, weekdays = (tuple(sorted(v)) for v in values)
     # Vixie cron: a day field counts as restricted unless it starts with '*'.
     either = not fields[2].startswith("*") and not fields[4].startswith("*")
     if not either and not any(days[0] <= _LONGEST_MONTH[m] for m in months):
-        raise CronError(
-            f"never fires: no month in {fields[3]!r} has day {days[0]}", text=text, field="day-of-month"
-        )
+        reason = f"never fires: no month in {fields[3]!r} has day {days[0]}"
+        raise CronError(reason, text=text, field="day-of-month")
     return CronSpec(
         text=text,
         minutes=minutes,

@@ -100,6 +100,8 @@ def _describe(err: ValidationError) -> tuple[str, str]:
     if err.validator == "enum":
         options = ", ".join(str(v) for v in err.validator_value)
         return f"{where}: {instance!r} is not one of: {options}", "pick one of the listed values"
+    if err.validator in ("oneOf", "anyOf", "not") and "description" in err.schema:
+        return f"{where}: does not fit: {err.schema['description']}", "see the schema description (flowctl schema)"
     if err.validator == "pattern" and "description" in err.schema:
         return f"{where}: {instance!r} is not valid: {err.schema['description']}", ""
     return f"{where}: {err.message}", ""
@@ -129,10 +131,12 @@ def check_document(doc: RawDocument) -> list[Issue]:
     seen: set[tuple[str, Span]] = set()
     for top in errors:
         for err in _leaf_errors(top):
-            if err.validator == "const" and tuple(err.absolute_path) == ("apiVersion",):
+            if tuple(err.absolute_path) == ("apiVersion",) or (
+                err.validator == "required" and "'apiVersion'" in err.message
+            ):
                 continue  # reported above with a better message
             message, hint = _describe(err)
-            span = _span(doc, tuple(err.absolute_path), value=err.validator not in ("additionalProperties",))
+            span = _span(doc, tuple(err.absolute_path), value=err.validator not in ("additionalProperties", "required"))
             if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
                 extra = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
                 if extra:
