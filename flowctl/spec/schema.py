@@ -136,7 +136,7 @@ def check_document(doc: RawDocument) -> list[Issue]:
             ):
                 continue  # reported above with a better message
             message, hint = _describe(err)
-            span = _span(doc, tuple(err.absolute_path), value=err.validator not in ("additionalProperties", "required"))
+            span = _span(doc, tuple(err.absolute_path), value=err.validator not in ("additionalProperties",))
             if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
                 extra = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
                 if extra:
