@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from flowctl.engine.flows import starts_on_update
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer
-from flowctl.engine.templating import TemplateError
+from flowctl.spec.templating import TemplateError
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 
@@ -63,12 +64,30 @@ class PipelineRunner:
         pipeline = self.pipeline_of(record)
         if pipeline is None or not pipeline.stages:
             return change
-        stage = record.stage or pipeline.stages[0].id
+        stage = record.stage or self.created_trigger_stage(tx, pipeline, record) or pipeline.stages[0].id
         if stage == record.stage and record.pipeline == pipeline.name:
             return change
         placed = replace(record, stage=stage, pipeline=pipeline.name)
         tx.put_record(placed)
         return replace(change, after=placed)
+
+    def created_trigger_stage(self, tx: Tx, pipeline: m.Pipeline, record: Record) -> str:
+        """The furthest stage whose ``on: created`` trigger holds for a new record ('' if none)."""
+        ctx = self.engine.context(record, now=tx.now)
+        found = ""
+        for stage in pipeline.stages:
+            for trigger in stage.triggers:
+                if trigger.on != "created":
+                    continue
+                try:
+                    ok, _ = self.engine.condition(trigger.if_, ctx)
+                except TemplateError as exc:
+                    tx.problem("condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}",
+                               record=record)  # fmt: skip
+                    continue
+                if ok:
+                    found = stage.id
+        return found
 
     # ------------------------------------------------------------------ changes
 
@@ -108,7 +127,7 @@ class PipelineRunner:
             for trigger in stage.triggers:
                 if trigger.on != on or (on == "event" and event and trigger.event != event.event):
                     continue
-                if on == "updated" and trigger.changed and not set(trigger.changed) & set(changed):
+                if on == "updated" and not starts_on_update(trigger, changed):
                     continue
                 if index < current and not trigger.allow_backward:
                     continue

@@ -181,11 +181,6 @@ def action_sites(bundle: m.Bundle) -> Iterator[Site]:
                        ("care", care.name))  # fmt: skip
 
 
-def set_key(action: m.Action) -> str:
-    """The YAML key that held ``update_fields``' map (``set`` or its alias ``fields``)."""
-    return "fields" if not has_key(action.where, "set") and has_key(action.where, "fields") else "set"
-
-
 def field_names(obj: m.ObjectType) -> set[str]:
     return set(obj.fields) | set(m.BUILTIN_FIELDS)
 

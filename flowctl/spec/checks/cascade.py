@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from flowctl.spec import model as m
-from flowctl.spec.checks._common import action_sites, name_span, set_key, value_span
+from flowctl.spec.checks._common import action_sites, name_span, value_span
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.places import Span
 
@@ -69,22 +69,21 @@ def automations(bundle: m.Bundle) -> dict[Key, Automation]:
                 out[key] = Automation(key, f"stage {pipeline.name}/{stage.id}", pipeline.object,
                                       value_span(stage.where, "id"))  # fmt: skip
     for site in action_sites(bundle):
-        auto = out.get(site.automation) if site.automation[0] != "care" else None
-        if auto is None:
+        writer = out.get(site.automation) if site.automation[0] != "care" else None
+        if writer is None:
             continue
         action = site.action
         if action.type == "update_fields":
-            key = set_key(action)
             for name, value in action.set.items():
-                span = action.where.at(key, name)
+                span = action.where.at("set", name)
                 if name == "stage" and isinstance(value, str) and "{" not in value:
-                    auto.moves.setdefault(("", value), span)
+                    writer.moves.setdefault(("", value), span)
                 else:
-                    auto.fields.setdefault(name, span)
+                    writer.fields.setdefault(name, span)
         elif action.type == "move_stage" and action.stage:
-            auto.moves.setdefault((action.pipeline, action.stage), value_span(action.where, "stage"))
+            writer.moves.setdefault((action.pipeline, action.stage), value_span(action.where, "stage"))
         elif action.type == "handover":
-            auto.fields.setdefault("owner", action.where.at("to"))
+            writer.fields.setdefault("owner", action.where.at("to"))
     return out
 
 
@@ -195,4 +194,3 @@ def check_cascades(bundle: m.Bundle) -> Iterator[Issue]:
             "break the loop: narrow a trigger's 'changed:' list, or stop one automation from writing "
             "the field or stage that starts the next",
         )  # fmt: skip
-

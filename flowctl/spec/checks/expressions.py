@@ -29,7 +29,6 @@ from flowctl.spec.checks._common import (
     hint_with,
     leaves,
     offset_span,
-    set_key,
     stages_of,
     template_file,
     text_span,
@@ -83,10 +82,9 @@ def _action_texts(action: m.Action, object_name: str, owner: str) -> Iterator[Te
     if action.due and "{" in action.due:
         yield Text(action.due, False, _at(w, "due"), object_name, f"'due' of {owner}")
     if action.type == "update_fields":
-        key = set_key(action)
         for name, value in action.set.items():
             if isinstance(value, str) and value:
-                yield Text(value, False, _at(w, key, name), object_name, f"the value of '{name}' in {owner}")
+                yield Text(value, False, _at(w, "set", name), object_name, f"the value of '{name}' in {owner}")
     for path, value in leaves(action.body):
         if isinstance(value, str) and value:
             yield Text(value, False, _at(w, "body", *path), object_name, f"the body of {owner}")
@@ -289,8 +287,9 @@ def _field_of(node: nodes.Node) -> str | None:
 def _constants(node: nodes.Node) -> list[Any] | None:
     if isinstance(node, nodes.Const):
         return [node.value]
-    if isinstance(node, nodes.List | nodes.Tuple) and all(isinstance(i, nodes.Const) for i in node.items):
-        return [i.value for i in node.items]
+    if isinstance(node, nodes.List | nodes.Tuple):
+        values = [i.value for i in node.items if isinstance(i, nodes.Const)]
+        return values if len(values) == len(node.items) else None
     return None
 
 
@@ -396,7 +395,6 @@ def check_set_values(bundle: m.Bundle) -> Iterator[Issue]:
         obj = bundle.objects.get(site.object)
         if obj is None:
             continue
-        key = set_key(action)
         for name, value in action.set.items():
             spec = obj.fields.get(name)
             problem = _literal_problem(spec, value) if spec is not None else None
@@ -407,5 +405,5 @@ def check_set_values(bundle: m.Bundle) -> Iterator[Issue]:
                 hint = hint_with("use one of the enum's values", str(value), spec.values)
             yield warning(
                 "W002", f"{site.owner} sets {spec.type} field '{name}' to {value!r}, which {problem}",
-                value_span(action.where, key, name), hint,
+                value_span(action.where, "set", name), hint,
             )  # fmt: skip

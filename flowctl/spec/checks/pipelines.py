@@ -43,7 +43,7 @@ def check_after(bundle: m.Bundle) -> Iterator[Issue]:
     """E043 ``after:`` names no rule of the stage; E042 ``after:`` orders rules in a cycle."""
     for pipeline in bundle.pipelines.values():
         for stage in pipeline.stages:
-            rules = {}
+            rules: dict[str, m.Rule] = {}
             for rule in stage.rules:
                 rules.setdefault(rule.name, rule)
             for rule in stage.rules:

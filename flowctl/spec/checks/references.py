@@ -17,7 +17,6 @@ from flowctl.spec.checks._common import (
     field_names,
     hint_with,
     item_span,
-    set_key,
     stages_of,
     value_span,
 )
@@ -95,10 +94,9 @@ def check_fields(bundle: m.Bundle) -> Iterator[Issue]:
     for site in action_sites(bundle):
         action = site.action
         if action.type == "update_fields":
-            key = set_key(action)
             for name in action.set:
                 if bad(site.object, name):
-                    yield make(site.object, name, site.owner, action.where.at(key, name))
+                    yield make(site.object, name, site.owner, action.where.at("set", name))
         for person in _people(action):
             if person.kind == "field" and bad(site.object, person.value):
                 yield make(site.object, person.value, site.owner, _person_span(person))
@@ -135,8 +133,8 @@ def check_stages(bundle: m.Bundle) -> Iterator[Issue]:
     for flow in bundle.flows.values():
         trigger = flow.trigger
         if trigger is not None and trigger.on == "stage_changed":
-            for stage, key in ((trigger.from_stage, "from"), (trigger.to_stage, "to")):
-                yield from _stage(bundle, flow.object, "", stage, f"the trigger of flow '{flow.name}'",
+            for named, key in ((trigger.from_stage, "from"), (trigger.to_stage, "to")):
+                yield from _stage(bundle, flow.object, "", named, f"the trigger of flow '{flow.name}'",
                                   trigger.where, key)  # fmt: skip
     for pipeline in bundle.pipelines.values():
         for stage in pipeline.stages:

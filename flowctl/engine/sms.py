@@ -1,0 +1,54 @@
+"""How many SMS parts a text costs, so `validate` can warn before a carrier bills for three.
+
+A text that fits the GSM 03.38 alphabet travels as GSM-7 (160 septets, 153 per part when split);
+one character outside it (a Vietnamese diacritic, an emoji) switches the whole text to UCS-2
+(70 UTF-16 units, 67 per part). Parts never split an escape sequence or a surrogate pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["GSM7_BASIC", "GSM7_EXTENSION", "SmsInfo", "segments"]
+
+# GSM 03.38 default alphabet in code order 0x00-0x7F, without 0x1B (the escape to the extension).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ"  # 0x00-0x1A
+    "ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"  # 0x1C-0x3F
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"  # 0x40-0x5F
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"  # 0x60-0x7F
+)
+# The extension table: each costs two septets (escape + code).
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+_LIMITS = {"GSM-7": (160, 153), "UCS-2": (70, 67)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmsInfo:
+    encoding: Literal["GSM-7", "UCS-2"]
+    characters: int  # length in encoding units: septets for GSM-7, UTF-16 code units for UCS-2
+    segments: int  # parts the text is sent as; 0 for an empty text
+
+
+def segments(text: str) -> SmsInfo:
+    """Encoding, length and part count of ``text`` as a handset or SMS gateway would send it."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        encoding: Literal["GSM-7", "UCS-2"] = "GSM-7"
+        costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
+    else:
+        encoding = "UCS-2"
+        costs = [2 if ord(c) > 0xFFFF else 1 for c in text]  # astral characters are surrogate pairs
+    total = sum(costs)
+    single, per_part = _LIMITS[encoding]
+    if total == 0:
+        return SmsInfo(encoding=encoding, characters=0, segments=0)
+    if total <= single:
+        return SmsInfo(encoding=encoding, characters=total, segments=1)
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > per_part:  # a two-unit character moves whole to the next part
+            parts, used = parts + 1, 0
+        used += cost
+    return SmsInfo(encoding=encoding, characters=total, segments=parts)

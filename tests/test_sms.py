@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from flowctl.engine.sms import SmsInfo, segments
+from flowctl.spec.templating import compile_template
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", SmsInfo(encoding="GSM-7", characters=0, segments=0)),
+        ("a" * 160, SmsInfo(encoding="GSM-7", characters=160, segments=1)),
+        ("a" * 161, SmsInfo(encoding="GSM-7", characters=161, segments=2)),
+        ("a" * 306, SmsInfo(encoding="GSM-7", characters=306, segments=2)),
+        ("a" * 307, SmsInfo(encoding="GSM-7", characters=307, segments=3)),
+        ("ú" * 70, SmsInfo(encoding="UCS-2", characters=70, segments=1)),
+        ("ú" * 71, SmsInfo(encoding="UCS-2", characters=71, segments=2)),
+        ("ú" * 134, SmsInfo(encoding="UCS-2", characters=134, segments=2)),
+        ("ú" * 135, SmsInfo(encoding="UCS-2", characters=135, segments=3)),
+    ],
+)
+def test_segment_limits(text: str, expected: SmsInfo) -> None:
+    assert segments(text) == expected
+
+
+@pytest.mark.parametrize("char", list("€[]{}\\^~|"))
+def test_extension_characters_count_two(char: str) -> None:
+    assert segments(char) == SmsInfo(encoding="GSM-7", characters=2, segments=1)
+    assert segments(char * 80).segments == 1
+    assert segments(char * 81).segments == 2
+
+
+def test_extension_character_is_not_split_across_parts() -> None:
+    # '€' would straddle parts 1 and 2, so it moves whole into part 2 and pushes the last 'a' into
+    # a third part, where dividing 306 septets by 153 would say two.
+    text = "a" * 152 + "€" + "a" * 152
+    assert segments(text).characters == 306
+    assert segments(text).segments == 3
+
+
+def test_gsm_accented_latin_stays_gsm() -> None:
+    assert segments("Café à Paris: ñ ü ø å Ç £ ¥ @ _").encoding == "GSM-7"
+
+
+def test_vietnamese_is_ucs2_until_unaccented() -> None:
+    text = "Chúc mừng sinh nhật Đặng Thị Ánh!"
+    assert segments(text).encoding == "UCS-2"
+    plain = compile_template("{{ text | unaccent }}").render({"text": text})
+    assert plain == "Chuc mung sinh nhat Dang Thi Anh!"
+    assert segments(plain) == SmsInfo(encoding="GSM-7", characters=len(plain), segments=1)
+
+
+def test_emoji_counts_two_utf16_units() -> None:
+    assert segments("🎂") == SmsInfo(encoding="UCS-2", characters=2, segments=1)
+    assert segments("🎂" * 35).segments == 1
+    assert segments("🎂" * 36).segments == 2
+
+
+def test_lowercase_c_cedilla_is_not_gsm() -> None:
+    # GSM 03.38 has only the capital Ç; ç forces UCS-2.
+    assert segments("ç").encoding == "UCS-2"
