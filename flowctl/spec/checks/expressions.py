@@ -230,6 +230,31 @@ def check_expressions(bundle: m.Bundle) -> Iterator[Issue]:
         if text.object:
             yield from _field_issues(bundle, text, text.object)
             yield from _literal_issues(bundle, text, text.object)
+            yield from _merge_field_issues(bundle, text, text.object)
+
+
+_MERGE_FIELD = re.compile(r"#([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _merge_field_issues(bundle: m.Bundle, text: Text, object_name: str) -> Iterator[Issue]:
+    """W005: an AMIS-style ``#FieldName`` merge field, which flowctl leaves as plain text.
+
+    flowctl does not substitute ``#Field``: it would clash with literal text such as
+    "Đơn #123" and render differently from what the author sees. A ``#word`` that names a field
+    of the object type is almost certainly meant as one, so say how to write it.
+    """
+    if text.expression:
+        return
+    obj = bundle.objects.get(object_name)
+    if obj is None:
+        return
+    for match in _MERGE_FIELD.finditer(text.source):
+        name = match.group(1)
+        if name in obj.fields and not text.source[match.end():].lstrip().startswith("}}"):
+            yield warning(
+                "W005", f"{text.what} writes '#{name}', an AMIS-style merge field that flowctl leaves as plain text",
+                text.place(bundle.root, match.start()), f"write {{{{ record.{name} }}}} to insert the field's value",
+            )  # fmt: skip
 
 
 def _template_users(bundle: m.Bundle) -> dict[str, list[tuple[str, str]]]:
