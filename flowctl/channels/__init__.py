@@ -1,0 +1,101 @@
+"""Channel adapters: where effects leave the system (``smtp``, ``http``, ``log``), one module each.
+
+:func:`build_senders` turns a config's Channels into the senders the delivery loop uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from flowctl.channels.base import (
+    DeliveryError,
+    PermanentFailure,
+    Receipt,
+    Sender,
+    TemporaryFailure,
+    env_names,
+    resolve_env,
+)
+from flowctl.channels.http import HttpSender
+from flowctl.channels.log import LogSender
+from flowctl.channels.smtp import SmtpSender
+from flowctl.spec.model import Bundle
+
+__all__ = [
+    "DeliveryError",
+    "HttpSender",
+    "LogSender",
+    "PermanentFailure",
+    "Receipt",
+    "Sender",
+    "SmtpSender",
+    "TemporaryFailure",
+    "build_senders",
+    "close_senders",
+    "referenced_env",
+    "resolve_env",
+]
+
+
+def build_senders(bundle: Bundle, env: Mapping[str, str], log_stream: TextIO | None = None) -> dict[str, Sender]:
+    """A sender for every Channel of ``bundle`` by name, and ``log`` (always the log sender).
+
+    Senders see only the variables of ``env`` that the config references as ``${NAME}``: rendered
+    record data that happens to contain ``${DATABASE_URL}`` can then never pull in anything else.
+    All ``log`` channels share one :class:`LogSender`, so its ``sent`` list has every message.
+    """
+    names = referenced_env(bundle)
+    visible = {name: value for name, value in env.items() if name in names}
+    log = LogSender(log_stream)
+    senders: dict[str, Sender] = {}
+    for name, channel in bundle.channels.items():
+        if channel.type == "smtp":
+            senders[name] = SmtpSender(channel, visible)
+        elif channel.type == "http":
+            senders[name] = HttpSender(channel, visible)
+        else:
+            senders[name] = log
+    senders["log"] = log
+    return senders
+
+
+def close_senders(senders: Mapping[str, Sender]) -> None:
+    """Close the connections senders keep (SMTP sessions, HTTP pools); each sender once."""
+    seen: set[int] = set()
+    for sender in senders.values():
+        close = getattr(sender, "close", None)
+        if close is not None and id(sender) not in seen:
+            seen.add(id(sender))
+            close()
+
+
+def referenced_env(bundle: Bundle) -> set[str]:
+    """Every ``${NAME}`` written anywhere in the config's documents."""
+    found: set[str] = set()
+    seen: set[int] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if "${" in value:
+                found.update(env_names(value))
+            return
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, list | tuple | set | frozenset):
+            for item in value:
+                walk(item)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                if f.name != "where":
+                    walk(getattr(value, f.name))
+
+    for document in bundle.documents():
+        walk(document)
+    return found

@@ -1,0 +1,209 @@
+"""The delivery loop: claim due outbox rows, send each through its channel, record the outcome.
+
+Delivery is at least once: a row is marked sent only after its channel accepted it, so a crash in
+between sends it again, with the same idempotency key (Message-ID, ``Idempotency-Key``) for the
+receiver to drop. A failure is retried with exponential backoff and full jitter until the
+channel's ``max_attempts``; a permanent failure (or the last attempt) dead-letters the row for an
+operator to inspect and retry. Every claim counts as an attempt (the store increments
+``attempts`` when it claims a row), so a row whose sending crashes the process runs out too.
+
+Channels do not wait for each other: the rows of one claim are grouped by channel and each group
+is sent on its own threads (``concurrency`` lanes per sender, one per SMTP connection). Rows of
+one recipient stay in one lane, so they leave in order. The store is only touched from the
+thread that calls :meth:`Deliverer.deliver_once`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import zlib
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
+from flowctl.ports import Clock, OutboxRow, Store
+
+log = logging.getLogger("flowctl.delivery")
+
+POLL_INTERVAL = 1.0
+MAX_WORKERS = 16
+DEFAULT_SEND_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one row: sent (``receipt``), failed (``error``), or not tried (neither)."""
+
+    row: OutboxRow
+    receipt: Receipt | None = None
+    error: str = ""
+    permanent: bool = False
+    retry_after: float | None = None
+
+
+class Deliverer:
+    """Delivers due outbox rows through ``senders`` (channel name → sender).
+
+    ``clock`` gives every timestamp; nothing in :meth:`deliver_once` sleeps, so tests drive it
+    with a fake clock. ``owner`` names this process in the store's claims.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[str, Sender],
+        clock: Clock,
+        *,
+        owner: str,
+        rng: random.Random,
+        batch: int = 100,
+        lease_seconds: float = 60,
+        base_delay: float = 2.0,
+        max_delay: float = 3600.0,
+        max_attempts_default: int = 8,
+        max_workers: int = MAX_WORKERS,
+    ) -> None:
+        self.store = store
+        self.senders = senders
+        self.clock = clock
+        self.owner = owner
+        self.rng = rng
+        self.batch = batch
+        self.lease_seconds = lease_seconds
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_attempts_default = max_attempts_default
+        self.max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+
+    # ---- one round
+
+    def deliver_once(self) -> int:
+        """Claim the due rows, send them, record each outcome; the number of rows claimed."""
+        claimed_at = self.clock.now()
+        rows = self.store.claim_outbox(claimed_at, self.batch, self.owner, self.lease_seconds)
+        if not rows:
+            return 0
+        lanes: list[tuple[Sender | None, list[OutboxRow]]] = []
+        by_channel: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_channel.setdefault(row.channel, []).append(row)
+        for channel, group in by_channel.items():
+            sender = self.senders.get(channel)
+            count = max(1, int(getattr(sender, "concurrency", 1))) if sender is not None else 1
+            split: list[list[OutboxRow]] = [[] for _ in range(min(count, len(group)))]
+            for row in group:  # one recipient, one lane: their messages keep their order
+                split[zlib.crc32((row.recipient or row.key).encode()) % len(split)].append(row)
+            lanes += [(sender, lane) for lane in split if lane]
+
+        if len(lanes) == 1:
+            sender, lane = lanes[0]
+            for row in lane:
+                self._record(self._attempt(row, sender, claimed_at))
+            return len(rows)
+
+        results: queue.Queue[Outcome] = queue.Queue()
+        executor = self._pool()
+        futures: list[Future[None]] = [executor.submit(self._lane, s, lane, claimed_at, results) for s, lane in lanes]
+        for _ in range(len(rows)):
+            self._record(results.get())  # each lane puts exactly one outcome per row
+        for future in futures:
+            future.result()
+        return len(rows)
+
+    def _lane(
+        self, sender: Sender | None, rows: list[OutboxRow], claimed_at: datetime, out: queue.Queue[Outcome]
+    ) -> None:
+        for row in rows:
+            outcome = Outcome(row=row, error="delivery was interrupted")
+            try:
+                outcome = self._attempt(row, sender, claimed_at)
+            finally:
+                out.put(outcome)
+
+    def _attempt(self, row: OutboxRow, sender: Sender | None, claimed_at: datetime) -> Outcome:
+        """Send one row; never raises for the row's own failures."""
+        if sender is None:
+            return Outcome(row=row, error=str(PermanentFailure(f"no channel named {row.channel}")), permanent=True)
+        # A send that could outlast our lease could run beside another claim of the same row:
+        # rows not started in time stay claimed until the lease ends, then go out in a later claim.
+        timeout = float(getattr(sender, "timeout", DEFAULT_SEND_TIMEOUT))
+        budget = max(self.lease_seconds - timeout, self.lease_seconds / 2)
+        if self.clock.now() >= claimed_at + timedelta(seconds=budget):
+            return Outcome(row=row)
+        try:
+            return Outcome(row=row, receipt=sender.send(row))
+        except PermanentFailure as exc:
+            return Outcome(row=row, error=exc.reason, permanent=True)
+        except TemporaryFailure as exc:
+            return Outcome(row=row, error=exc.reason, retry_after=exc.retry_after)
+        except Exception as exc:  # noqa: BLE001 - a sender's bug must not take the loop down
+            mask = getattr(sender, "mask", str)
+            return Outcome(row=row, error=mask(f"unexpected {type(exc).__name__}: {exc}"))
+
+    def _record(self, outcome: Outcome) -> None:
+        row = outcome.row
+        if outcome.receipt is None and not outcome.error:
+            return  # not tried: the lease runs out and a later claim takes it
+        now = self.clock.now()
+        where = f"{row.action} {row.key} via {row.channel}"
+        if outcome.receipt is not None:
+            self.store.mark_sent(row.id, now)
+            log.info("sent %s: %s", where, outcome.receipt.detail)
+            return
+        attempts = max(row.attempts, 1)  # the claim counted this attempt
+        limit = self._max_attempts(row.channel)
+        if outcome.permanent or attempts >= limit:
+            error = outcome.error if outcome.permanent else f"gave up after {attempts} attempts: {outcome.error}"
+            self.store.mark_failed(row.id, error, None, now)
+            log.warning("dead %s: %s", where, error)
+            return
+        delay = self.backoff(attempts, outcome.retry_after)
+        self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now)
+        log.info("retry %s in %.0fs (attempt %d of %d): %s", where, delay, attempts, limit, outcome.error)
+
+    def backoff(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds before the next try after ``attempts`` failures: full jitter, at least
+        ``base_delay / 2``, at least what the server asked for (capped at ``max_delay``)."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempts, 64))
+        delay = max(self.base_delay / 2, ceiling * self.rng.random())
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_delay))
+        return delay
+
+    def _max_attempts(self, channel: str) -> int:
+        value = getattr(self.senders.get(channel), "max_attempts", None)
+        return int(value) if value else self.max_attempts_default
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="flowctl-delivery")
+        return self._executor
+
+    # ---- the loop
+
+    def run(self, stop: threading.Event, poll_interval: float = POLL_INTERVAL) -> None:
+        """Deliver until ``stop`` is set; waits ``poll_interval`` whenever a round found nothing to
+        do (or failed). The round in progress finishes before it returns."""
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = self.deliver_once()
+                except Exception:
+                    log.exception("delivery round failed; trying again in %.1fs", poll_interval)
+                    claimed = 0
+                if claimed < self.batch:
+                    stop.wait(poll_interval)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads (the senders belong to whoever built them)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

@@ -1,0 +1,315 @@
+"""The delivery loop over a real store (memory and SQLite) and real servers, with a fake clock."""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import pytest
+
+from flowctl.channels import LogSender
+from flowctl.channels.base import Receipt, TemporaryFailure
+from flowctl.channels.http import HttpSender
+from flowctl.channels.smtp import SmtpSender, message_id
+from flowctl.engine.state import Effect, Step
+from flowctl.ports import OutboxRow, Processed, Store
+from flowctl.runtime.delivery import Deliverer
+from flowctl.spec.model import Channel
+from flowctl.store import open_store
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+SECRET = "tok-9f8e7d6c5b4a"
+
+MakeChannel = Callable[..., Channel]
+HttpSink: TypeAlias = Any  # conftest's fixtures: tests cannot import conftest.py
+SmtpServer: TypeAlias = Any
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.moment = now
+        self.lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self.lock:
+            return self.moment
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.moment += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened = open_store("memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'flowctl.db'}")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def add(store: Store, *effects: Effect) -> list[int]:
+    store.commit_batch([Processed(step=Step(effects=list(effects)))], T0)
+    keys = {e.key for e in effects}
+    return sorted(r.id for r in store.list_outbox(limit=1000) if r.key in keys)
+
+
+def sms(key: str = "run-1:sms:0", to: str = "+84901234567", channel: str = "sms") -> Effect:
+    return Effect(key=key, action="send_sms", run_id="run-1", object="contact", record_id="42", channel=channel,
+                  params={"to": to, "text": "Chuc mung sinh nhat Lan!", "encoding": "gsm7", "segments": 1})  # fmt: skip
+
+
+def row_of(store: Store, row_id: int) -> OutboxRow:
+    found = store.outbox_row(row_id)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def sms_channel(http_sink: HttpSink, make_channel: MakeChannel) -> Iterator[Callable[..., HttpSender]]:
+    senders: list[HttpSender] = []
+
+    def make(env: dict[str, str] | None = None, **values: Any) -> HttpSender:
+        ch = make_channel("sms", type="http", url="${SMS_URL}/sms", headers={"Authorization": "Bearer ${SMS_TOKEN}"},
+                          body={"to": "{{ to }}", "text": "{{ text }}"}, **values)  # fmt: skip
+        sender = HttpSender(ch, {"SMS_URL": http_sink.url, "SMS_TOKEN": SECRET} if env is None else env)
+        senders.append(sender)
+        return sender
+
+    yield make
+    for sender in senders:
+        sender.close()
+
+
+def deliverer(store: Store, senders: dict[str, Any], clock: FakeClock, **options: Any) -> Deliverer:
+    return Deliverer(store, senders, clock, owner="test", rng=random.Random(7), **options)
+
+
+def test_503_twice_then_sent_with_one_idempotency_key(
+    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+) -> None:
+    [row_id] = add(store, sms())
+    http_sink.answer(503, times=2, body=f"gateway busy ({SECRET})")
+    d = deliverer(store, {"sms": sms_channel()}, clock)
+
+    assert d.deliver_once() == 1
+    first = row_of(store, row_id)
+    assert (first.status, first.attempts) == ("retry", 1)
+    assert first.next_attempt_at is not None and first.next_attempt_at > T0
+    assert "HTTP 503" in first.last_error and SECRET not in first.last_error
+
+    assert d.deliver_once() == 0  # not due yet: no sleeping, nothing claimed
+    clock.moment = first.next_attempt_at
+    assert d.deliver_once() == 1
+    second = row_of(store, row_id)
+    assert (second.status, second.attempts) == ("retry", 2)
+    assert second.next_attempt_at is not None and second.next_attempt_at > clock.now()
+
+    clock.moment = second.next_attempt_at + timedelta(seconds=1)
+    assert d.deliver_once() == 1
+    done = row_of(store, row_id)
+    assert done.status == "sent" and done.sent_at == clock.now()
+    assert [h.headers["Idempotency-Key"] for h in http_sink.hits] == ["run-1:sms:0"] * 3
+    assert http_sink.hits[-1].json() == {"to": "+84901234567", "text": "Chuc mung sinh nhat Lan!"}
+    d.close()
+
+
+def test_400_is_dead_at_once(
+    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+) -> None:
+    [row_id] = add(store, sms())
+    http_sink.answer(400, body='{"error": "bad number"}')
+    deliverer(store, {"sms": sms_channel()}, clock).deliver_once()
+    dead = row_of(store, row_id)
+    assert dead.status == "dead" and dead.next_attempt_at is None
+    assert "HTTP 400" in dead.last_error and "bad number" in dead.last_error
+    assert len(http_sink.hits) == 1
+
+
+def test_max_attempts_then_dead(
+    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+) -> None:
+    [row_id] = add(store, sms())
+    http_sink.answer(503, times=10)
+    d = deliverer(store, {"sms": sms_channel(max_attempts=3)}, clock)
+    for _ in range(3):
+        assert d.deliver_once() == 1
+        clock.advance(3600)
+    dead = row_of(store, row_id)
+    assert (dead.status, dead.attempts) == ("dead", 3)
+    assert dead.last_error.startswith("gave up after 3 attempts: POST http://127.0.0.1:")
+    assert d.deliver_once() == 0
+    assert len(http_sink.hits) == 3
+
+    assert store.retry_outbox(row_id, clock.now())  # an operator retries it: it goes out again
+    http_sink.script.clear()
+    assert d.deliver_once() == 1
+    assert row_of(store, row_id).status == "sent"
+
+
+def test_missing_env_is_dead_naming_the_variable_and_no_secret_is_stored(
+    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+) -> None:
+    missing, echoed = add(store, sms("k-missing", channel="sms"), sms("k-echo", channel="sms2"))
+    http_sink.answer(500, body=f"internal error, Authorization: Bearer {SECRET}")
+    senders = {"sms": sms_channel({"SMS_URL": http_sink.url}), "sms2": sms_channel()}
+    deliverer(store, senders, clock).deliver_once()
+    dead = row_of(store, missing)
+    assert dead.status == "dead"
+    assert dead.last_error == "environment variable SMS_TOKEN is not set"
+    assert row_of(store, echoed).status == "retry"
+    assert "***" in row_of(store, echoed).last_error
+    for stored in store.list_outbox(limit=100):
+        assert SECRET not in stored.last_error
+
+
+def test_unknown_channel_is_dead(store: Store, clock: FakeClock) -> None:
+    [row_id] = add(store, sms(channel="pager"))
+    deliverer(store, {}, clock).deliver_once()
+    assert (row_of(store, row_id).status, row_of(store, row_id).last_error) == ("dead", "no channel named pager")
+
+
+def test_email_and_log_through_the_loop(
+    store: Store, clock: FakeClock, smtp_server: SmtpServer, make_channel: MakeChannel
+) -> None:
+    mail = Effect(
+        key="run-3:mail:0",
+        action="send_email",
+        run_id="run-3",
+        object="contact",
+        record_id="42",
+        channel="email",
+        params={"to": "lan@example.com", "subject": "Chúc mừng sinh nhật", "text": "x"},
+    )
+    note = Effect(key="run-3:task:0", action="create_task", run_id="run-3", object="contact", record_id="42",
+                  channel="log", params={"title": "Gọi chúc mừng Lan", "assignee": "minh"})  # fmt: skip
+    mail_id, note_id = add(store, mail, note)
+    ch = make_channel("email", type="smtp", host=smtp_server.host, port=smtp_server.port, security="none",
+                      sender="crm@example.com")  # fmt: skip
+    smtp, log = SmtpSender(ch, {}), LogSender(io.StringIO())
+    try:
+        assert deliverer(store, {"email": smtp, "log": log}, clock).deliver_once() == 2
+    finally:
+        smtp.close()
+    assert row_of(store, mail_id).status == row_of(store, note_id).status == "sent"
+    [received] = smtp_server.handler.messages
+    assert received.message["Message-ID"] == message_id("run-3:mail:0", "example.com")
+    assert [r.key for r in log.sent] == ["run-3:task:0"]
+    assert "create_task via log contact/42 → minh: Gọi chúc mừng Lan" in log.stream.getvalue()  # type: ignore[union-attr]
+
+
+class Gate:
+    """A sender that holds its message until ``release`` is set (a slow SMTP server)."""
+
+    max_attempts = 8
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def send(self, row: OutboxRow) -> Receipt:
+        self.entered.set()
+        if not self.release.wait(10):
+            raise TemporaryFailure("never released")
+        return Receipt("ok")
+
+
+def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FakeClock) -> None:
+    slow_id, fast_id = add(store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"))
+    gate, log = Gate(), LogSender(io.StringIO())
+    d = deliverer(store, {"slow": gate, "log": log}, clock)
+    round_done = threading.Thread(target=d.deliver_once)
+    round_done.start()
+    try:
+        assert gate.entered.wait(5)
+        deadline = time.monotonic() + 5
+        while not log.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r.key for r in log.sent] == ["k-fast"]  # sent while the slow one is still in flight
+    finally:
+        gate.release.set()
+        round_done.join(10)
+    assert row_of(store, slow_id).status == row_of(store, fast_id).status == "sent"
+    d.close()
+
+
+class Recorder:
+    """Records the order of its rows; optionally moves the clock on while sending."""
+
+    def __init__(self, clock: FakeClock | None = None, seconds: float = 0, concurrency: int = 1) -> None:
+        self.keys: list[str] = []
+        self.clock = clock
+        self.seconds = seconds
+        self.concurrency = concurrency
+        self.lock = threading.Lock()
+
+    def send(self, row: OutboxRow) -> Receipt:
+        with self.lock:
+            self.keys.append(row.key)
+        if self.clock is not None:
+            self.clock.advance(self.seconds)
+        return Receipt("ok")
+
+
+def test_one_recipient_keeps_its_order_across_lanes(store: Store, clock: FakeClock) -> None:
+    effects = [sms(f"k-{i:02d}", to=f"+8490000000{i % 3}") for i in range(30)]
+    add(store, *effects)
+    recorder = Recorder(concurrency=4)
+    assert deliverer(store, {"sms": recorder}, clock).deliver_once() == 30
+    assert sorted(recorder.keys) == sorted(e.key for e in effects)
+    for phone in range(3):
+        mine = [k for k in recorder.keys if int(k[2:]) % 3 == phone]
+        assert mine == sorted(mine)
+
+
+def test_rows_not_started_within_the_lease_are_left_for_a_later_claim(store: Store, clock: FakeClock) -> None:
+    first, second = add(store, sms("k-1"), sms("k-2"))
+    recorder = Recorder(clock, seconds=40)  # each send takes 40 s of a 60 s lease
+    d = deliverer(store, {"sms": recorder}, clock, lease_seconds=60)
+    assert d.deliver_once() == 2
+    assert recorder.keys == ["k-1"]
+    assert row_of(store, first).status == "sent"
+    assert row_of(store, second).status == "sending"  # still leased: nobody else sends it meanwhile
+    assert d.deliver_once() == 0
+    clock.advance(61)
+    assert d.deliver_once() == 1
+    assert recorder.keys == ["k-1", "k-2"] and row_of(store, second).status == "sent"
+
+
+def test_backoff_is_jittered_bounded_and_honours_retry_after(store: Store, clock: FakeClock) -> None:
+    d = deliverer(store, {}, clock, base_delay=2.0, max_delay=100.0)
+    for attempts in range(1, 12):
+        for _ in range(50):
+            delay = d.backoff(attempts)
+            assert 1.0 <= delay <= min(100.0, 2.0 * 2**attempts)
+    assert len({round(d.backoff(5), 6) for _ in range(20)}) > 10  # jitter spreads retries
+    assert d.backoff(1, retry_after=30) >= 30
+    assert d.backoff(1, retry_after=10_000) <= 100.0
+
+
+def test_run_delivers_until_stopped(store: Store, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]) -> None:
+    from flowctl.runtime.clock import SystemClock
+
+    [row_id] = add(store, sms())
+    d = Deliverer(store, {"sms": sms_channel()}, SystemClock(), owner="loop", rng=random.Random(1))
+    stop = threading.Event()
+    loop = threading.Thread(target=d.run, args=(stop,), kwargs={"poll_interval": 0.02})
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while row_of(store, row_id).status != "sent" and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        loop.join(5)
+    assert not loop.is_alive()
+    assert row_of(store, row_id).status == "sent"
