@@ -1,0 +1,803 @@
+"""The daemon's HTTP API (v1): records, events, webhooks and operations, as one Starlette app.
+
+Writes are accepted asynchronously but durably: a handler validates the request against the
+current configuration, hands one ``NewChange`` to ``Ingest`` and answers ``202`` only after the
+group commit that stored it, with the change's ``seq``. The worker processes it later. An
+``Idempotency-Key`` header makes a write repeatable: the repeat stores nothing and gets the first
+answer (same ``seq``, ``"duplicate": true``).
+
+Every error answers ``{"error": {"code", "message", "details"}}`` with the status its class
+(``sources.RequestError``) names. ``openapi()`` is the hand-written description of all of it.
+
+The app only needs a :class:`ServiceView`; ``create_app(svc)`` reads ``svc.bundle`` on every
+request, so a hot reload takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowctl.engine.state import Record
+from flowctl.ports import AppendResult, Clock, NewChange
+from flowctl.runtime.metrics import CONTENT_TYPE, Metrics
+from flowctl.runtime.sources import (
+    BadRequest,
+    Conflict,
+    InternalError,
+    Invalid,
+    MethodNotAllowed,
+    Misconfigured,
+    NotFound,
+    PayloadTooLarge,
+    RequestError,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    WebhookSource,
+    check_change,
+    json_type,
+    parse_json,
+    resolve_env,
+)
+from flowctl.spec import model as m
+
+log = logging.getLogger("flowctl.http")
+
+T = TypeVar("T")
+MAX_ID = 256
+MAX_KEY = 255
+MAX_LIST = 1000
+COMMIT_TIMEOUT = 30.0
+
+
+# --------------------------------------------------------------------------------------------
+# what the app needs from the service
+
+
+class RecordReader(Protocol):
+    def record(self, object: str, id: str) -> Record | None: ...
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]: ...
+
+
+class ChangeSink(Protocol):
+    def submit(self, change: NewChange) -> Future[AppendResult]: ...
+
+
+class ServiceView(Protocol):
+    """What ``create_app`` uses of the running service."""
+
+    @property
+    def bundle(self) -> m.Bundle: ...  # the current configuration (replaced on reload)
+    @property
+    def store(self) -> RecordReader: ...
+    @property
+    def ingest(self) -> ChangeSink: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...  # resolves ${ENV} in api_token and source secrets
+    @property
+    def clock(self) -> Clock: ...
+    def ready(self) -> bool: ...  # store reachable and workers running
+    def refuse_move(self, record: Record, stage: str) -> str: ...  # why not ('' = allowed)
+
+
+# --------------------------------------------------------------------------------------------
+# listening
+
+
+def listen_allowed(listen: str, token: str) -> str:
+    """Why the daemon must not listen on ``listen`` ('' when it may): beyond loopback needs a token."""
+    if token:
+        return ""
+    host = listen.rpartition(":")[0] if ":" in listen else listen
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        return ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a host name, or '' (every interface): not loopback
+    return f"refusing to listen on {listen} without api_token"
+
+
+# --------------------------------------------------------------------------------------------
+# per-configuration settings, rebuilt when the bundle changes
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    bundle: m.Bundle
+    token: bytes  # b'' = no api_token configured
+    token_unset: bool  # api_token is configured but resolves empty
+    request_bytes: int
+    hooks: Mapping[str, WebhookSource | str]  # request path -> source, or why it could not be built
+
+
+def _settings(bundle: m.Bundle, env: Mapping[str, str]) -> _Settings:
+    config = bundle.config
+    token = resolve_env(config.api_token, env) if config.api_token else ""
+    hooks: dict[str, WebhookSource | str] = {}
+    for source in bundle.sources.values():
+        if source.type != "webhook" or not source.path:
+            continue
+        built: WebhookSource | str
+        try:
+            built = WebhookSource(source, env)
+        except Exception as exc:  # noqa: BLE001 - a broken source answers 500, the others keep working
+            log.error("webhook source %s cannot be used: %s", source.name, exc)
+            built = f"webhook source {source.name} is misconfigured"
+        if isinstance(built, WebhookSource) and built.misconfigured:
+            log.error("%s", built.misconfigured)
+        path = source.path if source.path.startswith("/hooks/") else "/hooks" + source.path
+        hooks[path] = built
+    return _Settings(bundle=bundle, token=token.encode(), token_unset=bool(config.api_token) and not token,
+                     request_bytes=config.limits.request_bytes, hooks=hooks)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# request helpers
+
+_JSON_TYPES = ("application/json",)
+
+
+def _check_content_type(request: Request, *, lenient: bool = False) -> None:
+    """A body must be JSON; no Content-Type at all is read as JSON. ``lenient`` admits text/plain."""
+    given = request.headers.get("content-type")
+    if given is None:
+        return
+    media = given.partition(";")[0].strip().lower()
+    if media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return
+    if lenient and media == "text/plain":
+        return
+    raise UnsupportedMediaType(f"send the body as Content-Type: application/json, not {given[:80]}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over ``limit`` bytes before and while reading it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest(f"Content-Length must be a number, not {declared[:40]!r}") from None
+        if size > limit:
+            raise PayloadTooLarge(f"the body is {size} bytes, more than the limit of {limit}")
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"the body is more than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("the client disconnected before sending the whole body") from None
+    return b"".join(chunks)
+
+
+async def _json_object(request: Request, limit: int) -> dict[str, Any]:
+    _check_content_type(request)
+    body = parse_json(await _read_body(request, limit))
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, not {json_type(body)}")
+    return body
+
+
+def _members(body: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> list[str]:
+    allowed = required + optional
+    problems = [f"'{name}' is required" for name in required if name not in body]
+    problems += [f"unknown member '{name}' (allowed: {', '.join(allowed)})" for name in body if name not in allowed]
+    return problems
+
+
+def _string(body: Mapping[str, Any], name: str, problems: list[str], *, required: bool = False) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        problems.append(f"'{name}' must be a string, not {json_type(value)}")
+        return ""
+    if required and not value.strip():
+        problems.append(f"'{name}' must not be empty")
+    return value
+
+
+def _object(body: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    value = body.get(name, {})
+    if not isinstance(value, dict):
+        problems.append(f"'{name}' must be an object, not {json_type(value)}")
+        return {}
+    return value
+
+
+def _record_json(record: Record) -> dict[str, Any]:
+    return {"object": record.object, "id": record.id, "fields": dict(record.fields), "stage": record.stage,
+            "pipeline": record.pipeline, "owner": record.owner, "version": record.version}  # fmt: skip
+
+
+def _error(exc: RequestError) -> Response:
+    headers = dict(exc.headers)
+    if exc.status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="flowctl"')
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _accepted(result: AppendResult) -> Response:
+    duplicate = "true" if result.duplicate else "false"
+    body = f'{{"accepted":true,"seq":{result.seq},"duplicate":{duplicate}}}'
+    return Response(body, status_code=202, media_type="application/json")
+
+
+def _waiter(future: Future[T]) -> asyncio.Future[T]:
+    """An asyncio future that follows ``future`` without ever cancelling it.
+
+    ``asyncio.wrap_future`` cancels the concurrent future when the awaiting task is cancelled (a
+    timeout, a shutdown); Ingest would then fail on ``set_result`` for a change it did store.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def settle(done: Future[T]) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.set_exception(Unavailable("the write was cancelled before it was stored; retry"))
+        elif (exc := done.exception()) is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(done.result())
+
+    future.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
+    return waiter
+
+
+class _RecentKeys:
+    """Which request each recent Idempotency-Key was used for (this process, bounded), so that a
+    key reused for a *different* write is refused (409) instead of silently answered as a repeat."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.seen: OrderedDict[str, bytes] = OrderedDict()
+
+    @staticmethod
+    def fingerprint(change: NewChange) -> bytes:
+        text = json.dumps([change.op, change.object, change.record_id, change.stage, change.pipeline, change.event,
+                           change.fields, change.data], sort_keys=True, default=str)  # fmt: skip
+        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def conflicts(self, key: str, fingerprint: bytes) -> bool:
+        first = self.seen.get(key)
+        return first is not None and first != fingerprint
+
+    def remember(self, key: str, fingerprint: bytes) -> None:
+        self.seen[key] = fingerprint
+        self.seen.move_to_end(key)
+        while len(self.seen) > self.size:
+            self.seen.popitem(last=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the API
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HttpApi:
+    """The handlers, bound to one service; :func:`create_app` routes to them."""
+
+    def __init__(self, svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> None:
+        self.svc = svc
+        self.commit_timeout = commit_timeout
+        metrics = svc.metrics
+        self.requests = metrics.counter("flowctl_http_requests_total", "HTTP requests answered, by route and status.",
+                                        ("route", "status"))  # fmt: skip
+        self.latency = metrics.histogram("flowctl_http_request_seconds", "Time to answer an HTTP request.", ("route",))
+        self.accepted = metrics.counter("flowctl_changes_accepted_total",
+                                        "Record changes and events stored for processing.", ("source",))  # fmt: skip
+        self.duplicates = metrics.counter("flowctl_changes_duplicate_total",
+                                          "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
+        self._settings: _Settings | None = None
+        self._recent = _RecentKeys()
+        self._openapi = json.dumps(openapi(), separators=(",", ":")).encode()
+
+    # ---------------------------------------------------------------- plumbing
+
+    def settings(self) -> _Settings:
+        bundle = self.svc.bundle
+        current = self._settings
+        if current is None or current.bundle is not bundle:
+            current = self._settings = _settings(bundle, self.svc.env)
+        return current
+
+    def instrument(self, template: str, handler: Handler) -> Handler:
+        """``handler`` answering errors in the error shape, counted and timed per route."""
+        requests, latency = self.requests, self.latency
+
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except RequestError as exc:
+                response = _error(exc)
+            except Exception:
+                log.exception("%s %s failed", request.method, template)
+                response = _error(InternalError("internal error; see the daemon's log"))
+            route = f"{request.method} {template}"
+            latency.observe(time.perf_counter() - started, route=route)
+            requests.inc(route=route, status=str(response.status_code))
+            return response
+
+        return endpoint
+
+    def authorize(self, request: Request, settings: _Settings) -> None:
+        if settings.token_unset:
+            raise Misconfigured("api_token is set in Config but resolves empty (is its ${ENV} variable set?)")
+        if not settings.token:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.token):
+            raise Unauthorized("this API needs Authorization: Bearer <api_token>")
+
+    def _record_path(self, request: Request, settings: _Settings) -> tuple[str, str]:
+        object, record_id = request.path_params["object"], request.path_params.get("id", "")
+        if object not in settings.bundle.objects:
+            known = ", ".join(sorted(settings.bundle.objects)) or "none are defined"
+            raise NotFound(f"unknown object type '{object}' (known: {known})")
+        if len(record_id) > MAX_ID:
+            raise BadRequest(f"a record id is at most {MAX_ID} characters")
+        return object, record_id
+
+    @staticmethod
+    def _idempotency_key(request: Request) -> str:
+        key = request.headers.get("idempotency-key", "").strip()
+        if len(key) > MAX_KEY:
+            raise BadRequest(f"Idempotency-Key is at most {MAX_KEY} characters")
+        return key
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await run_in_threadpool(fn, *args)
+        except RequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure is "try again later"
+            log.warning("store read failed: %s", exc)
+            raise Unavailable("the store cannot be read right now; retry later") from None
+
+    async def _check_moves(self, changes: list[NewChange]) -> None:
+        """Moves are refused (422) when the stored record may not enter the stage. A record not
+        stored yet (its creation may still be queued) is checked again by the worker."""
+        problems: list[str] = []
+        for change in changes:
+            if change.op != "move":
+                continue
+            record = await self._read(self.svc.store.record, change.object, change.record_id)
+            if record is not None and not record.deleted:
+                reason = self.svc.refuse_move(record, change.stage)
+                if reason:
+                    problems.append(reason)
+        if problems:
+            raise Invalid.of(problems)
+
+    async def _commit(self, changes: list[NewChange]) -> list[AppendResult]:
+        """Store ``changes`` through Ingest; returns after the commit, or raises Unavailable (503)."""
+        try:
+            waiters = [_waiter(self.svc.ingest.submit(change)) for change in changes]
+            async with asyncio.timeout(self.commit_timeout):
+                # one change (the API): no gather, which costs a task per waiter
+                results = [await waiters[0]] if len(waiters) == 1 else list(await asyncio.gather(*waiters))
+        except TimeoutError:
+            raise Unavailable(f"the store did not confirm the write within {self.commit_timeout:g} s; "
+                              "retry with the same Idempotency-Key", retry_after=5) from None  # fmt: skip
+        except RequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - StoreUnavailable or anything else: not stored, retry
+            log.warning("write not stored: %s", exc)
+            raise Unavailable("the store could not save the write; retry with the same Idempotency-Key") from None
+        for change, result in zip(changes, results, strict=True):
+            (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
+        return results
+
+    async def _write(self, change: NewChange, settings: _Settings, explicit_key: bool) -> Response:
+        problems = check_change(settings.bundle, change)
+        if problems:
+            raise Invalid.of(problems)
+        await self._check_moves([change])
+        fingerprint = b""
+        if explicit_key:
+            fingerprint = self._recent.fingerprint(change)
+            if self._recent.conflicts(change.idempotency_key, fingerprint):
+                raise Conflict(f"Idempotency-Key '{change.idempotency_key}' was already used for a different "
+                               "request; use a new key for a new write")  # fmt: skip
+        (result,) = await self._commit([change])
+        if explicit_key:
+            self._recent.remember(change.idempotency_key, fingerprint)
+        return _accepted(result)
+
+    def _change(self, request: Request, **values: Any) -> tuple[NewChange, bool]:
+        key = self._idempotency_key(request)
+        change = NewChange(idempotency_key=key or uuid.uuid4().hex, source="api", received_at=self.svc.clock.now(),
+                           **values)  # fmt: skip
+        return change, bool(key)
+
+    # ---------------------------------------------------------------- records
+
+    async def record(self, request: Request) -> Response:
+        settings = self.settings()
+        self.authorize(request, settings)
+        object, record_id = self._record_path(request, settings)
+        method = request.method
+        if method in ("GET", "HEAD"):
+            record = await self._read(self.svc.store.record, object, record_id)
+            if record is None or record.deleted:
+                raise NotFound(f"{object} {record_id} does not exist")
+            return JSONResponse(_record_json(record))
+        if method == "DELETE":
+            change, keyed = self._change(request, object=object, record_id=record_id, op="delete")
+            return await self._write(change, settings, keyed)
+        body = await _json_object(request, settings.request_bytes)
+        put = method == "PUT"
+        problems = _members(body, ("fields",), ("stage", "pipeline") if put else ())
+        fields = _object(body, "fields", problems)
+        stage = _string(body, "stage", problems)
+        pipeline = _string(body, "pipeline", problems)
+        if problems:
+            raise Invalid.of(problems)
+        change, keyed = self._change(request, object=object, record_id=record_id, op="put" if put else "patch",
+                                     fields=fields, stage=stage, pipeline=pipeline)  # fmt: skip
+        return await self._write(change, settings, keyed)
+
+    async def move(self, request: Request) -> Response:
+        settings = self.settings()
+        self.authorize(request, settings)
+        object, record_id = self._record_path(request, settings)
+        body = await _json_object(request, settings.request_bytes)
+        problems = _members(body, ("stage",), ("pipeline",))
+        stage = _string(body, "stage", problems, required=True)
+        pipeline = _string(body, "pipeline", problems)
+        if problems:
+            raise Invalid.of(problems)
+        change, keyed = self._change(request, object=object, record_id=record_id, op="move", stage=stage,
+                                     pipeline=pipeline)  # fmt: skip
+        return await self._write(change, settings, keyed)
+
+    async def records(self, request: Request) -> Response:
+        settings = self.settings()
+        self.authorize(request, settings)
+        object, _ = self._record_path(request, settings)
+        query = request.query_params
+        text = query.get("limit", "100")
+        try:
+            limit = int(text)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIST:
+            raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIST}, not {text[:40]!r}")
+        found = await self._read(self.svc.store.list_records, object, query.get("stage", ""), limit,
+                                 query.get("after", ""))  # fmt: skip
+        items = [_record_json(r) for r in found if not r.deleted]
+        after = found[-1].id if len(found) >= limit else None
+        return JSONResponse({"items": items, "next": after})
+
+    async def event(self, request: Request) -> Response:
+        settings = self.settings()
+        self.authorize(request, settings)
+        body = await _json_object(request, settings.request_bytes)
+        problems = _members(body, ("event", "object", "id"), ("data",))
+        event = _string(body, "event", problems, required=True)
+        object = _string(body, "object", problems, required=True)
+        data = _object(body, "data", problems)
+        record_id = body.get("id", "")
+        if isinstance(record_id, bool) or not isinstance(record_id, str | int):
+            problems.append(f"'id' must be a string or an integer, not {json_type(record_id)}")
+        elif not str(record_id).strip() or len(str(record_id)) > MAX_ID:
+            problems.append(f"'id' must be 1 to {MAX_ID} characters")
+        if problems:
+            raise Invalid.of(problems)
+        change, keyed = self._change(request, object=object, record_id=str(record_id), op="event", event=event,
+                                     data=data)  # fmt: skip
+        return await self._write(change, settings, keyed)
+
+    # ---------------------------------------------------------------- webhooks
+
+    async def hook(self, request: Request) -> Response:
+        settings = self.settings()
+        path = request.scope["path"]
+        source = settings.hooks.get(path)
+        if source is None:
+            raise NotFound(f"no webhook source listens on {path}")
+        if isinstance(source, str):
+            raise Misconfigured(source)
+        headers = request.headers
+        source.check_headers(headers)
+        _check_content_type(request, lenient=True)
+        body = await _read_body(request, min(source.max_bytes, settings.request_bytes))
+        now = self.svc.clock.now()
+        source.authenticate(headers, body, now)
+        changes = source.changes(parse_json(body), headers, now, settings.bundle.objects)
+        problems = [f"item {i}: {p}" if len(changes) > 1 else p
+                    for i, change in enumerate(changes) for p in check_change(settings.bundle, change)]  # fmt: skip
+        if problems:
+            raise Invalid.of(problems)
+        await self._check_moves(changes)
+        results = await self._commit(changes) if changes else []
+        answer = [{"seq": r.seq, "duplicate": r.duplicate} for r in results]
+        repeat = bool(results) and all(r.duplicate for r in results)
+        return JSONResponse({"accepted": True, "changes": answer, "duplicate": repeat}, status_code=202)
+
+    # ---------------------------------------------------------------- operations
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            ready = bool(await run_in_threadpool(self.svc.ready))
+        except Exception as exc:  # noqa: BLE001 - a failing check means not ready
+            log.warning("readiness check failed: %s", exc)
+            ready = False
+        if not ready:
+            raise Unavailable("not ready: the store is unreachable or the workers are not running", retry_after=5)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(self, request: Request) -> Response:
+        text = await run_in_threadpool(self.svc.metrics.render)  # callbacks may read the store
+        return Response(text, media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
+
+def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
+    """The daemon's ASGI app over ``svc``."""
+    api = HttpApi(svc, commit_timeout=commit_timeout)
+
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, api.instrument(path, handler), methods=methods)
+
+    routes = [
+        route("/v1/records/{object}/{id}", api.record, ["GET", "PUT", "PATCH", "DELETE"]),
+        route("/v1/records/{object}/{id}/stage", api.move, ["POST"]),
+        route("/v1/records/{object}", api.records, ["GET"]),
+        route("/v1/events", api.event, ["POST"]),
+        route("/hooks/{path:path}", api.hook, ["POST"]),
+        route("/healthz", api.healthz, ["GET"]),
+        route("/readyz", api.readyz, ["GET"]),
+        route("/metrics", api.metrics, ["GET"]),
+        route("/openapi.json", api.openapi, ["GET"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        kind = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, BadRequest)
+        response = JSONResponse(kind(exc.detail).body(), status_code=exc.status_code, headers=exc.headers)
+        api.requests.inc(route="unmatched", status=str(exc.status_code))
+        return response
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.api = api
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAPI 3.1
+
+
+def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _ref(_ERROR_RESPONSES[status][0], "responses") for status in statuses}
+
+
+_ERROR_RESPONSES: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "The request is malformed: not JSON, not a JSON object, a bad header or query value."),
+    401: ("Unauthorized", "Missing or wrong credentials (api_token, or the webhook's signature or token)."),
+    404: ("NotFound", "No such object type, record or webhook path."),
+    409: ("Conflict", "The Idempotency-Key was already used for a different request."),
+    413: ("PayloadTooLarge", "The body is larger than limits.request_bytes (or the source's max_bytes)."),
+    415: ("UnsupportedMediaType", "The body is not sent as application/json."),
+    422: ("Invalid", "The request does not fit the configuration; every problem is listed in details."),
+    500: ("Misconfigured", "The daemon's configuration is incomplete (an ${ENV} secret is unset)."),
+    503: ("Unavailable", "The store could not be reached or did not confirm the write; retry later."),
+}
+
+_WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API (served at /openapi.json)."""
+    json_body = {"application/json": {"schema": _ref("Error")}}
+    responses: dict[str, Any] = {
+        name: {"description": text, "content": json_body} for name, text in _ERROR_RESPONSES.values()
+    }
+    responses["Unavailable"]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}
+    }
+    responses["Unauthorized"]["headers"] = {
+        "WWW-Authenticate": {"description": "The scheme to use: Bearer.", "schema": {"type": "string"}}
+    }
+    accepted = {"description": "Stored; the worker will process it. A repeat of an Idempotency-Key gets the "
+                "first answer with duplicate true.",
+                "content": {"application/json": {"schema": _ref("Accepted")}}}  # fmt: skip
+    string = {"type": "string"}
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object", "required": ["error"], "additionalProperties": False,
+            "properties": {"error": {
+                "type": "object", "required": ["code", "message", "details"], "additionalProperties": False,
+                "properties": {"code": string, "message": string, "details": {"type": "array", "items": string}},
+            }},
+        },
+        "Accepted": {
+            "type": "object", "required": ["accepted", "seq", "duplicate"], "additionalProperties": False,
+            "properties": {"accepted": {"const": True}, "seq": {"type": "integer"}, "duplicate": {"type": "boolean"}},
+        },
+        "HookAccepted": {
+            "type": "object", "required": ["accepted", "changes", "duplicate"], "additionalProperties": False,
+            "properties": {
+                "accepted": {"const": True},
+                "changes": {"type": "array", "items": {
+                    "type": "object", "required": ["seq", "duplicate"], "additionalProperties": False,
+                    "properties": {"seq": {"type": "integer"}, "duplicate": {"type": "boolean"}},
+                }},
+                "duplicate": {"type": "boolean", "description": "true when every change was a repeat"},
+            },
+        },
+        "Fields": {"type": "object", "description": "Field name → value, as the object type declares them.",
+                   "additionalProperties": True},
+        "Record": {
+            "type": "object", "additionalProperties": False,
+            "required": ["object", "id", "fields", "stage", "pipeline", "owner", "version"],
+            "properties": {"object": string, "id": string, "fields": _ref("Fields"), "stage": string,
+                           "pipeline": string, "owner": string, "version": {"type": "integer"}},
+        },
+        "RecordList": {
+            "type": "object", "required": ["items", "next"], "additionalProperties": False,
+            "properties": {"items": {"type": "array", "items": _ref("Record")},
+                           "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."}},
+        },
+        "PutRecord": {
+            "type": "object", "required": ["fields"], "additionalProperties": False,
+            "properties": {"fields": _ref("Fields"),
+                           "stage": {"type": "string", "description": "Stage to place the record in."},
+                           "pipeline": {"type": "string", "description": "Pipeline, when the object has several."}},
+        },
+        "PatchRecord": {
+            "type": "object", "required": ["fields"], "additionalProperties": False,
+            "properties": {"fields": _ref("Fields")},
+        },
+        "Move": {
+            "type": "object", "required": ["stage"], "additionalProperties": False,
+            "properties": {"stage": {"type": "string", "minLength": 1, "pattern": r"\S"}, "pipeline": string},
+        },
+        "Event": {
+            "type": "object", "required": ["event", "object", "id"], "additionalProperties": False,
+            "properties": {
+                "event": {"type": "string", "minLength": 1, "pattern": r"\S", "examples": ["invoice.paid"]},
+                "object": {"type": "string", "minLength": 1, "pattern": r"\S", "examples": ["deal"]},
+                "id": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": r"\S"},
+                                 {"type": "integer"}]},
+                "data": {"type": "object", "additionalProperties": True},
+            },
+        },
+        "Status": {"type": "object", "required": ["status"], "properties": {"status": string}},
+    }  # fmt: skip
+    parameters = {
+        "Object": {"name": "object", "in": "path", "required": True, "description": "An object type (ObjectType).",
+                   "schema": {"type": "string", "minLength": 1}},
+        "Id": {"name": "id", "in": "path", "required": True, "description": "The record's id.",
+               "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}},
+        "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
+                           "description": "Makes the write repeatable: a repeat stores nothing and gets the first "
+                           "answer. Without it each request is a new write.",
+                           "schema": {"type": "string", "maxLength": MAX_KEY}},
+    }  # fmt: skip
+    secured: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+    def body(schema: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+    def write(summary: str, schema: str | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {"summary": summary, "security": secured,
+                              "parameters": [_ref("IdempotencyKey", "parameters")],
+                              "responses": {"202": accepted, **_errors(*_WRITE_ERRORS)}}  # fmt: skip
+        if schema:
+            op["requestBody"] = body(schema)
+        return op
+
+    record_params = [_ref("Object", "parameters"), _ref("Id", "parameters")]
+    delete = write("Delete a record (recoverable, like a recycle bin).")
+    delete["responses"] = {"202": accepted, **_errors(400, 401, 404, 409, 422, 500, 503)}
+    paths: dict[str, Any] = {
+        "/v1/records/{object}/{id}": {
+            "parameters": record_params,
+            "get": {"summary": "Read a record.", "security": secured, "responses": {
+                "200": {"description": "The record.", "content": {"application/json": {"schema": _ref("Record")}}},
+                **_errors(400, 401, 404, 500, 503)}},
+            "put": write("Create or replace a record.", "PutRecord"),
+            "patch": write("Change some fields of a record (creates it when missing).", "PatchRecord"),
+            "delete": delete,
+        },
+        "/v1/records/{object}/{id}/stage": {
+            "parameters": record_params,
+            "post": write("Move a record to a stage of its pipeline.", "Move"),
+        },
+        "/v1/records/{object}": {
+            "parameters": [_ref("Object", "parameters")],
+            "get": {"summary": "List records of an object type, by id.", "security": secured,
+                    "parameters": [
+                        {"name": "stage", "in": "query", "schema": string,
+                         "description": "Only records in this stage."},
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": 100}},
+                        {"name": "after", "in": "query", "schema": string,
+                         "description": "Only records with an id after this one (the previous page's next)."},
+                    ],
+                    "responses": {"200": {"description": "A page of records.",
+                                          "content": {"application/json": {"schema": _ref("RecordList")}}},
+                                  **_errors(400, 401, 404, 500, 503)}},
+        },
+        "/v1/events": {
+            "post": {**write("Send a named event about a record.", "Event"),
+                     "responses": {"202": accepted, **_errors(400, 401, 409, 413, 415, 422, 500, 503)}},
+        },
+        "/hooks/{path}": {
+            "post": {
+                "summary": "A webhook Source: authenticated (HMAC signature or bearer token), mapped to changes.",
+                "description": "HMAC: the Source's signature_header carries hex HMAC-SHA256 of the body "
+                "(optionally `sha256=`-prefixed). With an `X-Timestamp: <unix seconds>` header the signature "
+                "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused.",
+                "parameters": [{"name": "path", "in": "path", "required": True, "schema": string,
+                                "description": "The Source's path below /hooks/."}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": ["object", "array"], "description": "The payload, or a list of payloads."}}}},
+                "responses": {
+                    "202": {"description": "Every mapped change stored.",
+                            "content": {"application/json": {"schema": _ref("HookAccepted")}}},
+                    **_errors(400, 401, 404, 413, 415, 422, 500, 503),
+                },
+            },
+        },
+        "/healthz": {"get": {"summary": "The process is alive.", "responses": {"200": {
+            "description": "Alive.", "content": {"application/json": {"schema": _ref("Status")}}}}}},
+        "/readyz": {"get": {"summary": "The store is reachable and the workers run.", "responses": {
+            "200": {"description": "Ready.", "content": {"application/json": {"schema": _ref("Status")}}},
+            **_errors(503)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4).", "responses": {"200": {
+            "description": "The metrics.", "content": {"text/plain": {"schema": string}}}}}},
+        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {
+            "description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "flowctl daemon API", "version": "1",
+                 "description": "Records, events and webhooks for flowctl. Writes answer 202 once stored. When "
+                 "Config.api_token is set, every /v1 call needs `Authorization: Bearer <token>`."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas, "parameters": parameters, "responses": responses,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "Config.api_token (required when it is set)."}},
+        },
+    }  # fmt: skip

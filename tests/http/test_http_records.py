@@ -1,0 +1,318 @@
+"""The records and events API: 202 only after commit, 4xx with nothing stored, idempotency, auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from http_support import CONFIG, Api, FailingStore, MakeApi
+
+from flowctl.runtime.http import listen_allowed
+
+DEAL = {"fields": {"title": "Sofa", "amount": 1500000}}
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    return body["error"]
+
+
+# ------------------------------------------------------------------------------- accepted writes
+
+
+def test_put_answers_202_after_the_change_is_stored(api: Api) -> None:
+    response = api.client.put("/v1/records/deal/7", json={**DEAL, "stage": "new"})
+
+    assert response.status_code == 202
+    assert response.json() == {"accepted": True, "seq": 1, "duplicate": False}
+    (change,) = api.changes()  # answered only after commit: it is already in the store
+    assert (change.object, change.record_id, change.op, change.stage) == ("deal", "7", "put", "new")
+    assert change.fields == DEAL["fields"]
+    assert change.source == "api"
+
+
+def test_written_record_reads_back_after_processing(api: Api) -> None:
+    api.client.put("/v1/records/deal/7", json=DEAL)
+    assert api.client.get("/v1/records/deal/7").status_code == 404  # accepted, not yet processed
+    api.process()
+
+    record = api.client.get("/v1/records/deal/7").json()
+
+    assert record == {"object": "deal", "id": "7", "fields": DEAL["fields"], "stage": "new", "pipeline": "sales",
+                      "owner": "", "version": 1}  # fmt: skip
+
+
+def test_patch_move_delete_and_event_are_stored_with_their_op(api: Api) -> None:
+    client = api.client
+    assert client.put("/v1/records/deal/7", json=DEAL).status_code == 202
+    api.process()
+    assert client.patch("/v1/records/deal/7", json={"fields": {"contract_no": "HD-1"}}).status_code == 202
+    assert client.post("/v1/records/deal/7/stage", json={"stage": "won"}).status_code == 202
+    event = {"event": "invoice.paid", "object": "deal", "id": 7, "data": {"amount": 10}}
+    assert client.post("/v1/events", json=event).status_code == 202
+    assert client.delete("/v1/records/deal/7").status_code == 202
+
+    ops = [(c.op, c.fields, c.stage, c.event, c.data) for c in api.changes()[1:]]
+
+    assert ops == [("patch", {"contract_no": "HD-1"}, "", "", {}), ("move", {}, "won", "", {}),
+                   ("event", {}, "", "invoice.paid", {"amount": 10}), ("delete", {}, "", "", {})]  # fmt: skip
+    api.process()
+    assert client.get("/v1/records/deal/7").status_code == 404  # deleted reads as missing
+
+
+def test_list_records_pages_by_id(api: Api) -> None:
+    for n in range(3):
+        api.client.put(f"/v1/records/deal/{n}", json=DEAL)
+    api.process()
+
+    first = api.client.get("/v1/records/deal", params={"limit": 2}).json()
+    second = api.client.get("/v1/records/deal", params={"limit": 2, "after": first["next"]}).json()
+
+    assert [r["id"] for r in first["items"]] == ["0", "1"]
+    assert first["next"] == "1"
+    assert [r["id"] for r in second["items"]] == ["2"]
+    assert second["next"] is None
+    assert api.client.get("/v1/records/deal", params={"stage": "won"}).json() == {"items": [], "next": None}
+
+
+# ------------------------------------------------------------------------------- refused writes
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"fields": {"title": "Sofa"}, "stage": "documents-x"}, "unknown stage 'documents-x' for deal"),
+        ({"fields": {"amount": 10}}, "field 'title' is required on deal"),
+        ({"fields": {"title": "Sofa", "amount": "a lot"}}, "field 'amount' (money) must be a number, not str"),
+        ({"fields": {"title": "Sofa", "colour": "red"}}, "field 'colour' is not defined on deal"),
+        ({"fields": {"title": "Sofa", "quantity": 1.5}}, "field 'quantity' (integer) must be an integer"),
+        ({"fields": ["title"]}, "'fields' must be an object, not array"),
+        ({"fields": {"title": "Sofa"}, "stage": 3}, "'stage' must be a string, not integer"),
+        ({"fields": {"title": "Sofa"}, "extra": 1}, "unknown member 'extra'"),
+        ({}, "'fields' is required"),
+    ],
+)
+def test_invalid_put_is_422_naming_the_problem_and_stores_nothing(api: Api, body: Any, named: str) -> None:
+    response = api.client.put("/v1/records/deal/7", json=body)
+
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "invalid"
+    assert any(named in detail for detail in error["details"]), error
+    assert named in error["message"]
+    assert api.changes() == []
+
+
+def test_every_problem_is_listed(api: Api) -> None:
+    response = api.client.put("/v1/records/deal/7", json={"fields": {"amount": "x", "colour": 1}, "stage": "zz"})
+
+    assert len(error_of(response)["details"]) == 4
+
+
+def test_patch_may_not_empty_a_required_field(api: Api) -> None:
+    response = api.client.patch("/v1/records/deal/7", json={"fields": {"title": None}})
+
+    assert response.status_code == 422
+    assert "field 'title' is required on deal" in error_of(response)["message"]
+
+
+def test_move_refused_by_the_stage_rules_is_422_with_the_reason(api: Api) -> None:
+    api.client.put("/v1/records/deal/7", json=DEAL)
+    api.process()
+
+    response = api.client.post("/v1/records/deal/7/stage", json={"stage": "documents"})
+
+    assert response.status_code == 422
+    assert error_of(response)["message"] == (
+        "cannot move deal 7 into stage 'documents': required fields contract_no, delivery_address are empty"
+    )
+    assert len(api.changes()) == 1
+
+
+def test_unknown_object_type_is_404(api: Api) -> None:
+    for response in (api.client.put("/v1/records/car/1", json=DEAL), api.client.get("/v1/records/car")):
+        assert response.status_code == 404
+        assert error_of(response)["message"] == "unknown object type 'car' (known: deal)"
+    response = api.client.post("/v1/events", json={"event": "x", "object": "car", "id": "1"})
+    assert response.status_code == 422
+    assert api.changes() == []
+
+
+def test_bad_json_is_400(api: Api) -> None:
+    headers = {"Content-Type": "application/json"}
+    for body, problem in [(b"{nope", "not valid JSON"), (b"[1, 2]", "must be a JSON object, not array"),
+                          (b"", "empty"), (b'{"fields": {"amount": NaN}}', "NaN"),
+                          (b"\xff\xfe{", "not")]:  # fmt: skip
+        response = api.client.put("/v1/records/deal/7", content=body, headers=headers)
+        assert response.status_code == 400, body
+        assert problem in error_of(response)["message"]
+    assert api.changes() == []
+
+
+def test_deeply_nested_json_is_400(api: Api) -> None:
+    body = '{"fields": {"title": "x", "details": ' + "[" * 40 + "]" * 40 + "}}"
+
+    response = api.client.put("/v1/records/deal/7", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert "nested deeper than 32 levels" in error_of(response)["message"]
+
+
+def test_wrong_content_type_is_415(api: Api) -> None:
+    response = api.client.put("/v1/records/deal/7", content=b"title=Sofa",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+
+    assert response.status_code == 415
+    assert error_of(response)["code"] == "unsupported_media_type"
+
+
+def test_body_over_the_limit_is_413_by_content_length(api: Api) -> None:
+    big = {"fields": {"title": "x" * 5000}}  # limits.request_bytes is 4096 in the test config
+
+    response = api.client.put("/v1/records/deal/7", json=big)
+
+    assert response.status_code == 413
+    assert "more than the limit of 4096" in error_of(response)["message"]
+    assert api.changes() == []
+
+
+def test_body_over_the_limit_is_413_while_streaming(api: Api) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked, counted while read
+        yield b'{"fields": {"title": "'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"}}'
+
+    response = api.client.put("/v1/records/deal/7", content=chunks(), headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 413
+    assert api.changes() == []
+
+
+def test_405_and_unknown_paths_answer_in_the_error_shape(api: Api) -> None:
+    response = api.client.post("/v1/records/deal/7")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+    assert "GET" in response.headers["allow"]
+    assert error_of(api.client.get("/v2/nothing"))["code"] == "not_found"
+
+
+# ------------------------------------------------------------------------------- idempotency
+
+
+def test_repeated_idempotency_key_gets_the_first_answer_and_stores_once(api: Api) -> None:
+    headers = {"Idempotency-Key": "order-7-create"}
+    first = api.client.put("/v1/records/deal/7", json=DEAL, headers=headers)
+    again = api.client.put("/v1/records/deal/7", json=DEAL, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert first.json() == {"accepted": True, "seq": 1, "duplicate": False}
+    assert again.json() == {"accepted": True, "seq": 1, "duplicate": True}
+    (change,) = api.changes()
+    assert change.idempotency_key == "order-7-create"
+    metrics = api.client.get("/metrics").text
+    assert 'flowctl_changes_accepted_total{source="api"} 1' in metrics
+    assert 'flowctl_changes_duplicate_total{source="api"} 1' in metrics
+
+
+def test_without_a_key_every_request_is_a_new_write(api: Api) -> None:
+    seqs = [api.client.put("/v1/records/deal/7", json=DEAL).json()["seq"] for _ in range(2)]
+
+    assert seqs == [1, 2]
+
+
+def test_a_key_reused_for_a_different_write_is_409(api: Api) -> None:
+    headers = {"Idempotency-Key": "k1"}
+    api.client.put("/v1/records/deal/7", json=DEAL, headers=headers)
+
+    response = api.client.put("/v1/records/deal/8", json=DEAL, headers=headers)
+
+    assert response.status_code == 409
+    assert "already used for a different request" in error_of(response)["message"]
+    assert len(api.changes()) == 1
+
+
+def test_an_overlong_key_is_400(api: Api) -> None:
+    response = api.client.put("/v1/records/deal/7", json=DEAL, headers={"Idempotency-Key": "k" * 300})
+
+    assert response.status_code == 400
+
+
+# ------------------------------------------------------------------------------- store down
+
+
+def test_store_failure_is_503_with_retry_after(make_api: MakeApi) -> None:
+    api = make_api(store=FailingStore())
+
+    response = api.client.put("/v1/records/deal/7", json=DEAL)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    error = error_of(response)
+    assert error["code"] == "unavailable"
+    assert "database is down" not in error["message"]  # internals stay in the log
+
+
+def test_readiness_follows_the_service(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").status_code == 200
+    api.svc.is_ready = False
+    response = api.client.get("/readyz")
+    assert response.status_code == 503
+    assert "retry-after" in response.headers
+
+
+# ------------------------------------------------------------------------------- auth
+
+TOKEN_CONFIG = CONFIG + '  api_token: "${API_TOKEN}"\n'
+
+
+@pytest.fixture
+def secured(make_api: MakeApi) -> Api:
+    return make_api(config=TOKEN_CONFIG, env={"API_TOKEN": "t0ken", "HOOK_SECRET": "s"})
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic dDBrZW4=", "Bearer", "t0ken"])
+def test_v1_needs_the_bearer_token(secured: Api, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+
+    for response in (secured.client.put("/v1/records/deal/7", json=DEAL, headers=headers),
+                     secured.client.get("/v1/records/deal/7", headers=headers)):  # fmt: skip
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert error_of(response)["code"] == "unauthorized"
+    assert secured.changes() == []
+
+
+def test_the_right_token_is_accepted(secured: Api) -> None:
+    response = secured.client.put("/v1/records/deal/7", json=DEAL, headers={"Authorization": "Bearer t0ken"})
+
+    assert response.status_code == 202
+    assert secured.client.get("/healthz").status_code == 200  # operations need no token
+
+
+def test_a_token_whose_env_variable_is_unset_refuses_everything(make_api: MakeApi) -> None:
+    api = make_api(config=TOKEN_CONFIG, env={"HOOK_SECRET": "s"})
+
+    response = api.client.put("/v1/records/deal/7", json=DEAL, headers={"Authorization": "Bearer "})
+
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "misconfigured"
+    assert api.changes() == []
+
+
+@pytest.mark.parametrize(
+    ("listen", "token", "allowed"),
+    [("127.0.0.1:8080", "", True), ("localhost:8080", "", True), ("[::1]:8080", "", True),
+     ("127.0.0.5:80", "", True), ("0.0.0.0:8080", "", False), (":8080", "", False),
+     ("10.1.2.3:8080", "", False), ("example.com:80", "", False), ("0.0.0.0:8080", "t", True)],
+)  # fmt: skip
+def test_listen_beyond_loopback_needs_a_token(listen: str, token: str, allowed: bool) -> None:
+    message = listen_allowed(listen, token)
+
+    assert (message == "") is allowed
+    if not allowed:
+        assert message == f"refusing to listen on {listen} without api_token"
