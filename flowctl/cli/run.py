@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +35,7 @@ def setup_logging(fmt: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @click.command(
@@ -59,8 +64,6 @@ SIGTERM (or Ctrl-C) stops claiming work, finishes what is in flight and exits 0.
               show_default=True)
 def command(directory: Path, database: str, listen: str, log_format: str, log_level: str) -> None:
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
-    import uvicorn
-
     from flowctl.runtime.http import create_app, listen_allowed
     from flowctl.runtime.service import Service, resolve_database, summary
     from flowctl.store import open_store
@@ -95,11 +98,33 @@ def command(directory: Path, database: str, listen: str, log_format: str, log_le
     service = Service(root=loaded.root, loaded=loaded, store=store)
     service.start()
     click.echo(summary(service, address, url), err=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=int(port), log_level="warning",
-                                           access_log=False, lifespan="off", timeout_graceful_shutdown=5))  # fmt: skip
+    server = make_server(create_app(service), host, int(port))
+
+    def request_exit(signum: int, frame: object) -> None:
+        server.should_exit = True  # uvicorn stops accepting, finishes requests in flight
+
+    signal.signal(signal.SIGTERM, request_exit)
+    signal.signal(signal.SIGINT, request_exit)
     try:
         server.run()
     finally:
         service.stop()
         store.close()
         click.echo("flowctl: stopped", err=True)
+    if not server.started:
+        sys.exit(1)
+
+
+def make_server(app: Any, host: str, port: int) -> Any:
+    """uvicorn's server without its own signal handling: it re-raises SIGTERM after serving, which
+    would kill the process before the workers drain. ``flowctl run`` handles the signals itself."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5)  # fmt: skip
+    return Server(config)
