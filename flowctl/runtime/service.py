@@ -114,8 +114,10 @@ class Service:
 
         self.record_version()
         self.ingest.start()
-        self.deliverer = Deliverer(self.store, self.senders, self.clock, owner=self.owner,
-                                   rng=random.Random())  # fmt: skip
+        # FLOWCTL_RETRY_BASE: seconds before the first retry of a failed delivery (default 2; it doubles).
+        base = float(self.env.get("FLOWCTL_RETRY_BASE", "2") or 2)
+        self.deliverer = Deliverer(self.store, self.senders, self.clock, owner=self.owner, rng=random.Random(),
+                                   base_delay=base)  # fmt: skip
         self.threads = [
             threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
             threading.Thread(target=self.deliverer.run, args=(self.stopping,), name="flowctl-delivery", daemon=True),

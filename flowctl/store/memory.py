@@ -1,0 +1,307 @@
+"""``MemoryStore``: the ``Store`` in memory, for unit tests; same contract as ``SqlStore``.
+
+Rows are the ``dict``s of ``rows.py`` with JSON columns kept as JSON text, so a value that
+could not be stored in a database fails here too (before anything is applied), and every read
+hands out fresh objects. One lock makes each method atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from flowctl.engine.state import ACTIVE, Record, Run, Timer
+from flowctl.ports import AppendResult, ConfigVersion, NewChange, OutboxRow, Processed, StoredChange
+from flowctl.store import rows
+
+_JSON = {
+    "records": ("fields",),
+    "changes": ("fields", "data"),
+    "runs": ("visits", "trace"),
+    "outbox": ("payload",),
+    "allocations": ("state",),
+    "config_versions": ("documents",),
+}
+
+Key = tuple[str, str]
+
+
+def _dump(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name in _JSON.get(table, ()):
+        out[name] = json.dumps(out[name], separators=(",", ":"), ensure_ascii=False)
+    for name, value in out.items():
+        if isinstance(value, datetime):
+            out[name] = rows.utc(value)
+    return out
+
+
+def _load(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name in _JSON.get(table, ()):
+        out[name] = json.loads(out[name])
+    return out
+
+
+def _leased(row: Mapping[str, Any], now: datetime) -> bool:
+    return row["lease_until"] is not None and row["lease_until"] > now
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._records: dict[Key, dict[str, Any]] = {}
+        self._changes: dict[int, dict[str, Any]] = {}
+        self._open: dict[int, Key] = {}  # pending or claimed changes, in seq order
+        self._keys: dict[str, int] = {}  # idempotency key -> seq
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._timers: dict[str, dict[str, Any]] = {}
+        self._outbox: dict[int, dict[str, Any]] = {}
+        self._outbox_keys: set[str] = set()
+        self._allocations: dict[str, dict[str, Any]] = {}
+        self._versions: dict[str, dict[str, Any]] = {}
+        self._occurrences: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._seq = 0
+        self._outbox_id = 0
+
+    def close(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ engine state (StateView)
+
+    def record(self, object: str, id: str) -> Record | None:
+        with self._lock:
+            row = self._records.get((object, id))
+            return rows.record_from(_load("records", row)) if row else None
+
+    def active_runs(self, object: str, id: str) -> list[Run]:
+        with self._lock:
+            found = [r for r in self._runs.values()
+                     if r["object"] == object and r["record_id"] == id and r["status"] in ACTIVE]  # fmt: skip
+            found.sort(key=lambda r: (r["seq"], r["id"]))
+            return [rows.run_from(_load("runs", r)) for r in found]
+
+    def run(self, run_id: str) -> Run | None:
+        with self._lock:
+            row = self._runs.get(run_id)
+            return rows.run_from(_load("runs", row)) if row else None
+
+    def timers_of(self, run_id: str) -> list[Timer]:
+        with self._lock:
+            found = sorted((t for t in self._timers.values() if t["run_id"] == run_id),
+                           key=lambda t: (t["due"], t["id"]))  # fmt: skip
+            return [rows.timer_from(t) for t in found]
+
+    def allocation(self, rule: str) -> Mapping[str, Any]:
+        with self._lock:
+            row = self._allocations.get(rule)
+            return _load("allocations", row)["state"] if row else {}
+
+    def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+        with self._lock:
+            return {key: rows.record_from(_load("records", self._records[key])) for key in keys if key in self._records}
+
+    def active_runs_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Run]]:
+        with self._lock:
+            return {key: self.active_runs(*key) for key in keys}
+
+    # ------------------------------------------------------------------ ingest
+
+    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]:
+        prepared = [_dump("changes", rows.change_row(change)) for change in changes]
+        with self._lock:
+            results = []
+            for row in prepared:
+                key = row["idempotency_key"]
+                if key in self._keys:
+                    results.append(AppendResult(seq=self._keys[key], duplicate=True))
+                    continue
+                self._seq += 1
+                row["seq"] = self._seq
+                self._changes[self._seq] = row
+                self._open[self._seq] = (row["object"], row["record_id"])
+                self._keys[key] = self._seq
+                results.append(AppendResult(seq=self._seq, duplicate=False))
+            return results
+
+    # ------------------------------------------------------------------ the worker loop
+
+    def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
+        now = rows.utc(now)
+        until = now + timedelta(seconds=lease_seconds)
+        with self._lock:
+            held_back: set[Key] = set()
+            wanted: list[int] = []
+            for seq, key in self._open.items():
+                if len(wanted) >= limit:
+                    break
+                row = self._changes[seq]
+                if key in held_back or (row["status"] == "claimed" and _leased(row, now)):
+                    held_back.add(key)
+                    continue
+                wanted.append(seq)
+            out = []
+            for seq in wanted:
+                row = self._changes[seq]
+                row.update(status="claimed", lease_owner=owner, lease_until=until, attempts=row["attempts"] + 1)
+                out.append(rows.change_from(_load("changes", row)))
+            return out
+
+    def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]:
+        now = rows.utc(now)
+        until = now + timedelta(seconds=lease_seconds)
+        with self._lock:
+            due = sorted((t for t in self._timers.values() if t["due"] <= now and not _leased(t, now)),
+                         key=lambda t: (t["due"], t["id"]))[: max(limit, 0)]  # fmt: skip
+            for row in due:
+                row.update(lease_owner=owner, lease_until=until)
+            return [rows.timer_from(row) for row in due]
+
+    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
+        now = rows.utc(now)
+        plan = rows.plan_batch(items, now)
+        # serialize everything first: a value that cannot be stored fails before anything is applied
+        records = {key: _dump("records", row) for key, row in plan.records.items()}
+        runs = {run_id: _dump("runs", row) for run_id, row in plan.runs.items()}
+        timers = {timer_id: (_dump("timers", row) if row else None) for timer_id, row in plan.timers.items()}
+        outbox = [_dump("outbox", row) for row in plan.outbox.values()]
+        allocations = {rule: _dump("allocations", row) for rule, row in plan.allocations.items()}
+        with self._lock:
+            self._records.update(records)
+            self._runs.update(runs)
+            for timer_id, timer in timers.items():
+                if timer is None:
+                    self._timers.pop(timer_id, None)
+                else:
+                    self._timers[timer_id] = timer
+            for row in outbox:
+                if row["key"] not in self._outbox_keys:
+                    self._outbox_id += 1
+                    self._outbox[self._outbox_id] = {**row, "id": self._outbox_id}
+                    self._outbox_keys.add(row["key"])
+            self._allocations.update(allocations)
+            for done in plan.changes:
+                change = self._changes.get(done["b_seq"])
+                if change is not None:
+                    change.update(status=done["b_status"], error=done["b_error"], processed_at=now,
+                                  lease_owner=None, lease_until=None)  # fmt: skip
+                    self._open.pop(done["b_seq"], None)
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+        now = rows.utc(now)
+        until = now + timedelta(seconds=lease_seconds)
+        with self._lock:
+            out: list[OutboxRow] = []
+            for row in self._outbox.values():
+                if len(out) >= limit:
+                    break
+                due = row["status"] in ("pending", "retry") and (
+                    row["next_attempt_at"] is None or row["next_attempt_at"] <= now
+                )
+                cut_off = row["status"] == "sending" and not _leased(row, now)
+                if due or cut_off:
+                    row.update(status="sending", lease_owner=owner, lease_until=until, attempts=row["attempts"] + 1)
+                    out.append(rows.outbox_from(_load("outbox", row)))
+            return out
+
+    def mark_sent(self, row_id: int, now: datetime) -> None:
+        now = rows.utc(now)
+        with self._lock:
+            if row := self._outbox.get(row_id):
+                row.update(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
+        next_attempt_at = rows.utc(next_attempt_at) if next_attempt_at else None
+        with self._lock:
+            if row := self._outbox.get(row_id):
+                row.update(status="dead" if next_attempt_at is None else "retry", last_error=error,
+                           next_attempt_at=next_attempt_at, lease_owner=None, lease_until=None)  # fmt: skip
+
+    def retry_outbox(self, row_id: int, now: datetime) -> bool:
+        now = rows.utc(now)
+        with self._lock:
+            row = self._outbox.get(row_id)
+            if row is None or row["status"] not in ("dead", "retry"):
+                return False
+            row.update(status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None)
+            return True
+
+    # ------------------------------------------------------------------ care
+
+    def claim_occurrence(self, process: str, object: str, id: str, occurrence: str, now: datetime) -> bool:
+        now = rows.utc(now)
+        key = (process, object, id, occurrence)
+        with self._lock:
+            if key in self._occurrences:
+                return False
+            self._occurrences[key] = {"status": "claimed", "claimed_at": now, "done_at": None}
+            return True
+
+    # ------------------------------------------------------------------ inspection
+
+    def change(self, seq: int) -> StoredChange | None:
+        with self._lock:
+            row = self._changes.get(seq)
+            return rows.change_from(_load("changes", row)) if row else None
+
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
+        with self._lock:
+            found = sorted((r for r in self._records.values()
+                            if r["object"] == object and not r["deleted"] and (not stage or r["stage"] == stage)
+                            and r["id"] > after), key=lambda r: r["id"])  # fmt: skip
+            return [rows.record_from(_load("records", r)) for r in found[:limit]]
+
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
+        with self._lock:
+            found = sorted((r for r in self._runs.values()
+                            if (not status or r["status"] == status) and (not object or r["object"] == object)
+                            and (not record_id or r["record_id"] == record_id)),
+                           key=lambda r: (r["seq"], r["id"]), reverse=True)  # fmt: skip
+            return [rows.run_from(_load("runs", r)) for r in found[:limit]]
+
+    def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]:
+        with self._lock:
+            found = [r for r in reversed(self._outbox.values()) if not status or r["status"] == status]
+            return [rows.outbox_from(_load("outbox", r)) for r in found[:limit]]
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        with self._lock:
+            row = self._outbox.get(row_id)
+            return rows.outbox_from(_load("outbox", row)) if row else None
+
+    def counts(self) -> Mapping[str, int]:
+        with self._lock:
+            out = dict.fromkeys(rows.COUNTS, 0)
+            out["records"] = len(self._records)
+            out["timers"] = len(self._timers)
+            for seq in self._open:
+                out[f"changes_{self._changes[seq]['status']}"] += 1
+            out["changes_failed"] = sum(1 for c in self._changes.values() if c["status"] == "failed")
+            for run in self._runs.values():
+                if run["status"] in ACTIVE:
+                    out[f"runs_{run['status']}"] += 1
+            for row in self._outbox.values():
+                if f"outbox_{row['status']}" in out:
+                    out[f"outbox_{row['status']}"] += 1
+            return out
+
+    # ------------------------------------------------------------------ config versions
+
+    def save_version(self, version: ConfigVersion) -> None:
+        row = _dump("config_versions", rows.version_row(version))
+        with self._lock:
+            for other in self._versions.values():
+                other["current"] = False
+            self._versions[version.id] = row
+
+    def current_version(self) -> ConfigVersion | None:
+        with self._lock:
+            for row in self._versions.values():
+                if row["current"]:
+                    return rows.version_from(_load("config_versions", row))
+            return None

@@ -1,0 +1,464 @@
+"""``SqlStore``: the ``Store`` on SQLAlchemy Core, for SQLite and PostgreSQL.
+
+Every method is one transaction. Statements are built once and reused, so SQLAlchemy compiles
+each shape once; batches go out as one ``executemany`` per table.
+
+Claims are leases: a claimed change, timer or outbox row carries ``lease_owner``/``lease_until``;
+a lease that ran out (the worker died) makes the row claimable again, with ``attempts + 1``. On
+SQLite every write is a ``BEGIN IMMEDIATE`` transaction, so claimers queue. On PostgreSQL timer
+and outbox claimers run side by side, ``FOR UPDATE SKIP LOCKED`` keeping them off each other's
+rows; change claimers take turns (see ``_PG_CLAIM_LOCK``) and skip rows being finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from flowctl.engine.state import ACTIVE, Record, Run, Timer
+from flowctl.ports import AppendResult, ConfigVersion, NewChange, OutboxRow, Processed, StoredChange
+from flowctl.store import rows
+from flowctl.store.engines import make_engine, writer
+from flowctl.store.tables import (
+    allocations,
+    care_occurrences,
+    changes,
+    config_versions,
+    outbox,
+    records,
+    runs,
+    timers,
+)
+
+#: How many pending changes a claim reads at a time while looking for claimable ones.
+SCAN_MIN = 256
+#: Parameters per ``IN (...)`` list, well under SQLite's and PostgreSQL's limits.
+CHUNK = 900
+#: Appends from several replicas commit one at a time on PostgreSQL: a sequence hands out values
+#: in call order but transactions commit in any order, and a claimer that saw seq 11 committed
+#: before seq 10 would run one record's changes out of order.
+_PG_APPEND_LOCK = 0x666C6F77_61707064  # "flowappd"
+#: Change claims take turns on PostgreSQL too. Whether a change may go depends on rows other
+#: claimers are changing (an earlier change of its record); a claimer reading a snapshot that
+#: misses a concurrent claim would hand out the next change of that record beside it. A claim
+#: is one short transaction, so taking turns costs little; SKIP LOCKED still keeps it from
+#: waiting on a worker that is finishing a change.
+_PG_CLAIM_LOCK = 0x666C6F77_636C6D63  # "flowclmc"
+
+_CLAIMABLE_OUTBOX = ("pending", "retry")
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _by_object(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, Sequence[str]]]:
+    """(object, ids) per object and chunk: ``object = ? AND id IN (...)`` reads the key index."""
+    ids: dict[str, set[str]] = {}
+    for object_, id_ in keys:
+        ids.setdefault(object_, set()).add(id_)
+    for object_, found in ids.items():
+        for part in _chunks(sorted(found)):
+            yield object_, part
+
+
+class SqlStore:
+    """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
+
+    The schema must be current (``flowctl.store.open_store`` migrates before opening).
+    """
+
+    def __init__(self, url: str | sa.URL) -> None:
+        self.engine: Engine = make_engine(url)
+        self._writer = writer(self.engine)
+        self.dialect = self.engine.dialect.name
+        self._postgres = self.dialect == "postgresql"
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        c, t, o = changes.c, timers.c, outbox.c
+
+        def upsert(table: sa.Table) -> Any:
+            stmt = insert(table)
+            keys = [col.name for col in table.primary_key.columns]
+            return stmt.on_conflict_do_update(
+                index_elements=keys, set_={col.name: stmt.excluded[col.name] for col in table.c if col.name not in keys}
+            )
+
+        self._upsert_records = upsert(records)
+        self._upsert_runs = upsert(runs)
+        self._upsert_timers = upsert(timers)
+        self._upsert_allocations = upsert(allocations)
+        self._upsert_version = upsert(config_versions)
+        self._insert_outbox = insert(outbox).on_conflict_do_nothing(index_elements=["key"])
+        self._insert_changes = (
+            insert(changes).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(c.idempotency_key, c.seq)
+        )  # fmt: skip
+        # RETURNING tells whether the row went in (psycopg reports no rowcount for this INSERT)
+        self._insert_occurrence = (
+            insert(care_occurrences).on_conflict_do_nothing().returning(care_occurrences.c.process)
+        )
+        self._finish_changes = (
+            sa.update(changes).where(c.seq == sa.bindparam("b_seq"))
+            .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
+                    processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
+        )  # fmt: skip
+        # the StateView reads, on every change the worker handles: built once, no expanding IN
+        bind = sa.bindparam
+        active = sa.or_(*(runs.c.status == sa.literal(status, sa.String()) for status in ACTIVE))
+        self._get_record = records.select().where(records.c.object == bind("object"), records.c.id == bind("id"))
+        self._get_active_runs = (
+            runs.select().where(runs.c.object == bind("object"), runs.c.record_id == bind("id"), active)
+            .order_by(runs.c.seq, runs.c.id)
+        )  # fmt: skip
+        self._get_run = runs.select().where(runs.c.id == bind("id"))
+        self._get_timers = timers.select().where(t.run_id == bind("run_id")).order_by(t.due, t.id)
+        self._get_allocation = sa.select(allocations.c.state).where(allocations.c.rule == bind("rule"))
+        light = (c.seq, c.object, c.record_id, c.status, c.lease_until)
+        self._claimed_changes = sa.select(*light).where(c.status == "claimed")
+        self._pending_changes = (
+            sa.select(*light).where(c.status == "pending", c.seq > sa.bindparam("after"))
+            .order_by(c.seq).limit(sa.bindparam("scan"))
+        )  # fmt: skip
+        self._due_timers = (
+            sa.select(t.id).where(t.due <= sa.bindparam("now"),
+                                  sa.or_(t.lease_until.is_(None), t.lease_until <= sa.bindparam("now")))
+            .order_by(t.due).limit(sa.bindparam("limit"))
+        )  # fmt: skip
+        self._claimable_outbox = (
+            sa.select(o.id).where(sa.or_(
+                sa.and_(o.status.in_(_CLAIMABLE_OUTBOX),
+                        sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= sa.bindparam("now"))),
+                sa.and_(o.status == "sending", o.lease_until <= sa.bindparam("now")),
+            ))
+            .order_by(o.id).limit(sa.bindparam("limit"))
+        )  # fmt: skip
+        if self._postgres:
+            self._due_timers = self._due_timers.with_for_update(skip_locked=True)
+            self._claimable_outbox = self._claimable_outbox.with_for_update(skip_locked=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ engine state (StateView)
+
+    def record(self, object: str, id: str) -> Record | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._get_record, {"object": object, "id": id}).first()
+        return rows.record_from(row._mapping) if row else None
+
+    def active_runs(self, object: str, id: str) -> list[Run]:
+        with self.engine.connect() as conn:
+            found = conn.execute(self._get_active_runs, {"object": object, "id": id})
+            return [rows.run_from(row._mapping) for row in found]
+
+    def run(self, run_id: str) -> Run | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._get_run, {"id": run_id}).first()
+        return rows.run_from(row._mapping) if row else None
+
+    def timers_of(self, run_id: str) -> list[Timer]:
+        with self.engine.connect() as conn:
+            return [rows.timer_from(row._mapping) for row in conn.execute(self._get_timers, {"run_id": run_id})]
+
+    def allocation(self, rule: str) -> Mapping[str, Any]:
+        with self.engine.connect() as conn:
+            state = conn.execute(self._get_allocation, {"rule": rule}).scalar()
+        return state if state is not None else {}
+
+    def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+        """The stored records among ``keys`` (missing ones are absent from the answer)."""
+        out: dict[tuple[str, str], Record] = {}
+        with self.engine.connect() as conn:
+            for object_, ids in _by_object(keys):
+                stmt = records.select().where(records.c.object == object_, records.c.id.in_(ids))
+                for row in conn.execute(stmt):
+                    record = rows.record_from(row._mapping)
+                    out[record.key] = record
+        return out
+
+    def active_runs_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Run]]:
+        """The active runs of every record in ``keys``, each list as ``active_runs`` orders it."""
+        out: dict[tuple[str, str], list[Run]] = {key: [] for key in keys}
+        r = runs.c
+        with self.engine.connect() as conn:
+            for object_, ids in _by_object(keys):
+                stmt = (runs.select().where(r.object == object_, r.record_id.in_(ids), r.status.in_(ACTIVE))
+                        .order_by(r.seq, r.id))  # fmt: skip
+                for row in conn.execute(stmt):
+                    run = rows.run_from(row._mapping)
+                    out[(run.object, run.record_id)].append(run)
+        return out
+
+    # ------------------------------------------------------------------ ingest
+
+    def append_changes(self, changes_: Sequence[NewChange]) -> list[AppendResult]:
+        """Store new changes in one transaction. A key seen before (stored, or earlier in this
+        batch) is not stored again: its result carries the first change's seq, ``duplicate=True``.
+        """
+        if not changes_:
+            return []
+        fresh: dict[str, dict[str, Any]] = {}
+        for change in changes_:
+            fresh.setdefault(change.idempotency_key, rows.change_row(change))
+        with self._writer.begin() as conn:
+            if self._postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
+            inserted: dict[str, int] = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
+            existing = [key for key in fresh if key not in inserted]
+            seqs = dict(inserted)
+            for part in _chunks(existing):
+                stmt = sa.select(changes.c.idempotency_key, changes.c.seq).where(changes.c.idempotency_key.in_(part))
+                seqs.update(conn.execute(stmt).all())
+        results = []
+        for change in changes_:
+            key = change.idempotency_key
+            new = key in inserted
+            if new:
+                inserted.pop(key)  # a second change with this key in the batch is a duplicate
+            results.append(AppendResult(seq=seqs[key], duplicate=not new))
+        return results
+
+    # ------------------------------------------------------------------ the worker loop
+
+    def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
+        """Lease up to ``limit`` changes, in seq order, that can run now.
+
+        A record's change is handed out only with every earlier open change of that record:
+        never while an earlier one waits unclaimed outside this batch or is leased to a worker.
+        A change whose lease ran out is claimable again. Each claim adds one to ``attempts``.
+        """
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        with self._writer.begin() as conn:
+            if self._postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_CLAIM_LOCK)))
+            wanted = self._plan_claim(conn, limit, now)
+            if self._postgres and wanted:
+                wanted = self._lock_prefixes(conn, wanted, now)
+            if not wanted:
+                return []
+            claimed: list[StoredChange] = []
+            for part in _chunks([seq for seq, _ in wanted]):
+                stmt = (sa.update(changes).where(changes.c.seq.in_(part), self._claimable_change(now))
+                        .values(status="claimed", lease_owner=owner, lease_until=until,
+                                attempts=changes.c.attempts + 1)
+                        .returning(*changes.c))  # fmt: skip
+                claimed.extend(rows.change_from(row._mapping) for row in conn.execute(stmt))
+        return sorted(claimed, key=lambda change: change.seq)
+
+    def _plan_claim(self, conn: Connection, limit: int, now: datetime) -> list[tuple[int, tuple[str, str]]]:
+        leased: dict[tuple[str, str], int] = {}  # record -> its lowest seq under a live lease
+        expired: list[tuple[int, tuple[str, str]]] = []
+        for seq, object_, record_id, _, lease_until in conn.execute(self._claimed_changes):
+            key = (object_, record_id)
+            if lease_until is not None and lease_until > now:
+                leased[key] = min(seq, leased.get(key, seq))
+            else:
+                expired.append((seq, key))
+        expired.sort()
+        wanted: list[tuple[int, tuple[str, str]]] = []
+        held_back: set[tuple[str, str]] = set()  # records with an open change left behind
+        scan = max(SCAN_MIN, 2 * limit)
+        after = 0
+        while True:
+            page = [(seq, (obj, rid)) for seq, obj, rid, *_ in
+                    conn.execute(self._pending_changes, {"after": after, "scan": scan})]  # fmt: skip
+            last = page[-1][0] if len(page) == scan else None  # None: nothing pending beyond this page
+            merged = [e for e in expired if last is None or e[0] <= last]
+            expired = expired[len(merged) :]
+            for seq, key in sorted(page + merged):
+                if key in held_back or leased.get(key, seq) < seq:
+                    held_back.add(key)
+                    continue
+                wanted.append((seq, key))
+                if len(wanted) == limit:
+                    return wanted
+            if last is None:
+                return wanted
+            after = last
+
+    def _lock_prefixes(self, conn: Connection, wanted: list[tuple[int, tuple[str, str]]],
+                       now: datetime) -> list[tuple[int, tuple[str, str]]]:  # fmt: skip
+        """Lock what the plan wants, skipping rows a worker is finishing at this moment; a record
+        whose change is skipped keeps its later changes back as well."""
+        got: set[int] = set()
+        for part in _chunks([seq for seq, _ in wanted]):
+            stmt = (sa.select(changes.c.seq).where(changes.c.seq.in_(part), self._claimable_change(now))
+                    .with_for_update(skip_locked=True))  # fmt: skip
+            got.update(conn.execute(stmt).scalars())
+        kept, lost = [], set()
+        for seq, key in wanted:
+            if key in lost or seq not in got:
+                lost.add(key)
+            else:
+                kept.append((seq, key))
+        return kept
+
+    @staticmethod
+    def _claimable_change(now: datetime) -> sa.ColumnElement[bool]:
+        c = changes.c
+        return sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= now))
+
+    def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]:
+        """Lease up to ``limit`` timers due at ``now``, earliest first. Reads the ``due`` index
+        from its start, so the cost follows what is due, not how many timers wait."""
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        due = self._due_timers.params(now=now, limit=limit).scalar_subquery()
+        stmt = (sa.update(timers).where(timers.c.id.in_(due))
+                .values(lease_owner=owner, lease_until=until).returning(*timers.c))  # fmt: skip
+        with self._writer.begin() as conn:
+            claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
+        return sorted(claimed, key=lambda timer: (timer.due, timer.id))
+
+    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
+        """Write everything the batch decided, and finish its changes, in one transaction."""
+        plan = rows.plan_batch(items, now)
+        with self._writer.begin() as conn:
+            for part in _chunks(plan.timer_deletes):
+                conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
+            self._many(conn, self._upsert_records, plan.records.values())
+            self._many(conn, self._upsert_runs, plan.runs.values())
+            self._many(conn, self._upsert_timers, plan.timer_upserts)
+            self._many(conn, self._insert_outbox, plan.outbox.values())  # a key stored before is kept
+            self._many(conn, self._upsert_allocations, plan.allocations.values())
+            self._many(conn, self._finish_changes, [{**row, "b_now": now} for row in plan.changes])
+
+    @staticmethod
+    def _many(conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
+        batch = list(params)
+        if batch:
+            conn.execute(stmt, batch)
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+        """Lease up to ``limit`` rows that are due (pending or retry, ``next_attempt_at`` passed)
+        or whose send was cut off (``sending`` with its lease run out); status becomes ``sending``
+        and ``attempts`` grows by one."""
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        due = self._claimable_outbox.params(now=now, limit=limit).scalar_subquery()
+        stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
+                .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
+                .returning(*outbox.c))  # fmt: skip
+        with self._writer.begin() as conn:
+            claimed = [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+        return sorted(claimed, key=lambda row: row.id)
+
+    def mark_sent(self, row_id: int, now: datetime) -> None:
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id)
+                .values(status="sent", sent_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+        with self._writer.begin() as conn:
+            conn.execute(stmt)
+
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
+        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it)."""
+        status = "dead" if next_attempt_at is None else "retry"
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id)
+                .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
+                        lease_owner=None, lease_until=None))  # fmt: skip
+        with self._writer.begin() as conn:
+            conn.execute(stmt)
+
+    def retry_outbox(self, row_id: int, now: datetime) -> bool:
+        """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id, outbox.c.status.in_(("dead", "retry")))
+                .values(status="pending", attempts=0, next_attempt_at=now,
+                        lease_owner=None, lease_until=None))  # fmt: skip
+        with self._writer.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    # ------------------------------------------------------------------ care
+
+    def claim_occurrence(self, process: str, object: str, id: str, occurrence: str, now: datetime) -> bool:
+        """True the first time (process, record, occurrence) is claimed, False ever after."""
+        row = {"process": process, "object": object, "record_id": id, "occurrence": occurrence,
+               "status": "claimed", "claimed_at": now, "done_at": None}  # fmt: skip
+        with self._writer.begin() as conn:
+            return conn.execute(self._insert_occurrence, row).first() is not None
+
+    # ------------------------------------------------------------------ inspection
+
+    def change(self, seq: int) -> StoredChange | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(changes.select().where(changes.c.seq == seq)).first()
+        return rows.change_from(row._mapping) if row else None
+
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
+        """Live (not deleted) records of ``object`` by id, from just after ``after``."""
+        r = records.c
+        stmt = records.select().where(r.object == object, r.deleted.is_(False))
+        if stage:
+            stmt = stmt.where(r.stage == stage)
+        if after:
+            stmt = stmt.where(r.id > after)
+        with self.engine.connect() as conn:
+            return [rows.record_from(row._mapping) for row in conn.execute(stmt.order_by(r.id).limit(limit))]
+
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
+        """Newest first."""
+        stmt = runs.select()
+        if status:
+            stmt = stmt.where(runs.c.status == status)
+        if object:
+            stmt = stmt.where(runs.c.object == object)
+        if record_id:
+            stmt = stmt.where(runs.c.record_id == record_id)
+        stmt = stmt.order_by(runs.c.seq.desc(), runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.run_from(row._mapping) for row in conn.execute(stmt)]
+
+    def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]:
+        """Newest first."""
+        stmt = outbox.select()
+        if status:
+            stmt = stmt.where(outbox.c.status == status)
+        stmt = stmt.order_by(outbox.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(outbox.select().where(outbox.c.id == row_id)).first()
+        return rows.outbox_from(row._mapping) if row else None
+
+    def counts(self) -> Mapping[str, int]:
+        """Gauges for ``/metrics``: see ``rows.COUNTS`` for the names."""
+        count = sa.func.count()
+        with self.engine.connect() as conn:
+            out = dict.fromkeys(rows.COUNTS, 0)
+            out["records"] = conn.execute(sa.select(count).select_from(records)).scalar_one()
+            out["timers"] = conn.execute(sa.select(count).select_from(timers)).scalar_one()
+            for status in rows.CHANGE_GAUGES:
+                stmt = sa.select(count).select_from(changes).where(changes.c.status == status)
+                out[f"changes_{status}"] = conn.execute(stmt).scalar_one()
+            for status in rows.OUTBOX_GAUGES:
+                stmt = sa.select(count).select_from(outbox).where(outbox.c.status == status)
+                out[f"outbox_{status}"] = conn.execute(stmt).scalar_one()
+            by_status = sa.select(runs.c.status, count).where(runs.c.status.in_(ACTIVE)).group_by(runs.c.status)
+            for status, n in conn.execute(by_status):
+                out[f"runs_{status}"] = n
+        return out
+
+    # ------------------------------------------------------------------ config versions
+
+    def save_version(self, version: ConfigVersion) -> None:
+        """Store ``version`` and make it the current one."""
+        with self._writer.begin() as conn:
+            conn.execute(sa.update(config_versions).where(config_versions.c.current.is_(True)).values(current=False))
+            conn.execute(self._upsert_version, rows.version_row(version))
+
+    def current_version(self) -> ConfigVersion | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(config_versions.select().where(config_versions.c.current.is_(True))).first()
+        return rows.version_from(row._mapping) if row else None

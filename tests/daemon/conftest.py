@@ -1,0 +1,88 @@
+"""A config directory wired to real sinks: SMTP (aiosmtpd) for email, an HTTP server for SMS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HttpSink, SmtpServer
+from tests.daemon.harness import Daemon
+
+CONFIG = """\
+apiVersion: flowctl/v1
+kind: Config
+metadata: {{name: main}}
+spec: {{timezone: UTC}}
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {{name: deal}}
+spec:
+  fields:
+    title: {{type: string, required: true}}
+    email: email
+    phone: phone
+    amount: money
+    note: string
+---
+apiVersion: flowctl/v1
+kind: Channel
+metadata: {{name: email}}
+spec: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, security: none, from: shop@example.com}}
+---
+apiVersion: flowctl/v1
+kind: Channel
+metadata: {{name: sms}}
+spec:
+  type: http
+  url: "{sink}/sms"
+  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
+---
+apiVersion: flowctl/v1
+kind: Template
+metadata: {{name: invoice}}
+spec:
+  channel: document
+  subject: "Hóa đơn {{{{ record.title }}}}"
+  html: "<h1>Hóa đơn</h1><p>Cảm ơn quý khách đã mua {{{{ record.title }}}}: {{{{ record.amount | money }}}}</p>"
+---
+apiVersion: flowctl/v1
+kind: Template
+metadata: {{name: invoice-mail}}
+spec: {{channel: email, subject: "Hóa đơn {{{{ record.title }}}}", text: "Xin chào, hóa đơn đính kèm."}}
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {{name: sales}}
+spec:
+  object: deal
+  stages:
+    - id: new
+      rules:
+        - {{name: mail, action: send_email, template: invoice-mail, attach: [invoice]}}
+        - {{name: sms, action: send_sms, text: "Cảm ơn {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
+    - id: followup
+      rules:
+        - {{name: later, action: send_sms, delay: 3s, text: "Nhắc {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
+    - id: done
+      final: success
+"""
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> Path:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "flowctl.yaml").write_text(CONFIG.format(smtp_port=smtp_server.port, sink=http_sink.url))
+    return folder
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, config_dir: Path) -> Iterator[Daemon]:
+    proc = Daemon(config_dir, f"sqlite:///{tmp_path / 'flowctl.db'}")
+    try:
+        yield proc
+    finally:
+        proc.stop_quietly()
