@@ -140,7 +140,7 @@ class Service:
         while not self.stopping.is_set():
             try:
                 done = self.worker.run_once()
-            except Exception:  # noqa: BLE001 - the database may be briefly gone: back off and retry
+            except Exception:
                 log.exception("worker round failed; retrying")
                 self.stopping.wait(1.0)
                 continue

@@ -46,7 +46,8 @@ metadata: {{name: invoice}}
 spec:
   channel: document
   subject: "Hóa đơn {{{{ record.title }}}}"
-  html: "<h1>Hóa đơn</h1><p>Cảm ơn quý khách đã mua {{{{ record.title }}}}: {{{{ record.amount | money }}}}</p>"
+  html: >-
+    <h1>Hóa đơn</h1><p>Cảm ơn quý khách đã mua {{{{ record.title }}}}: {{{{ record.amount | money }}}}</p>
 ---
 apiVersion: flowctl/v1
 kind: Template
