@@ -66,7 +66,11 @@ spec:
         - {{name: sms, action: send_sms, text: "Cảm ơn {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
     - id: followup
       rules:
-        - {{name: later, action: send_sms, delay: 3s, text: "Nhắc {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
+        - name: later
+          action: send_sms
+          delay: 3s
+          text: "Nhắc {{{{ record.title }}}}"
+          to: "{{{{ record.phone }}}}"
     - id: done
       final: success
 """
