@@ -92,6 +92,9 @@ class ConfigVersion:
     commit: str = ""
     author: str = ""
     message: str = ""
+    #: every file of the configuration as text ("flows/a.yaml" -> text), so it can be rebuilt
+    #: exactly (``flowctl rollback``); empty for versions recorded without them
+    files: Mapping[str, str] = field(default_factory=empty_map)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -106,6 +109,32 @@ class Processed:
     record: Record | None = None
     step: Step = field(default_factory=Step)
     error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CareOccurrence:
+    """One (process, record, occurrence) in the care ledger. ``status`` is ``claimed`` while a
+    scheduler holds it, then ``sent``, ``skipped`` or ``failed``; ``config_version`` is the
+    version it runs on (the day's pinned version)."""
+
+    process: str
+    object: str
+    record_id: str
+    occurrence: str
+    status: str = "claimed"
+    config_version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.process, self.object, self.record_id, self.occurrence)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CareSummary:
+    """What the ledger says about one care process: occurrences per status, the last one done."""
+
+    counts: Mapping[str, int] = field(default_factory=empty_map)
+    last_done_at: datetime | None = None
 
 
 class Store(Protocol):
@@ -133,6 +162,7 @@ class Store(Protocol):
     # ---- delivery
     def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]: ...
     def mark_sent(self, row_id: int, now: datetime) -> None: ...
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None: ...
     def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None: ...
     def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
 
@@ -152,3 +182,42 @@ class Store(Protocol):
     def current_version(self) -> ConfigVersion | None: ...
 
     def close(self) -> None: ...
+
+    # ---- care schedules (the ledger decides what ran)
+    def care_records(self, object: str, field: str, month_days: Sequence[int],
+                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+        """Live records of ``object`` whose date ``field`` falls on one of ``month_days`` (MMDD),
+        and, given ``on_dates`` (ISO), on one of those exact dates. Reads the month-day index."""
+        ...
+
+    def pin_care_day(self, process: str, day: str, version: str) -> str:
+        """The config version of ``process``'s first run on local ``day``: ``version`` if none yet."""
+        ...
+
+    def claim_occurrences(self, wanted: Sequence[CareOccurrence], owner: str, now: datetime) -> list[CareOccurrence]:
+        """Claim the ones never claimed before (one transaction); returns those won."""
+        ...
+
+    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
+                            limit: int) -> list[CareOccurrence]:  # fmt: skip
+        """Take over claims whose holder did not finish within the lease (it died)."""
+        ...
+
+    def commit_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> int:
+        """Mark each occurrence still claimed by ``owner`` with its outcome and write its step, all in
+        one transaction; an occurrence taken over by another owner is dropped with its step.
+        Returns how many were committed."""
+        ...
+
+    def care_summary(self, process: str) -> CareSummary: ...
+
+    # ---- deployments (flowctl plan / apply / history / rollback / replay)
+    def versions(self, limit: int = 50) -> list[ConfigVersion]: ...
+    def version(self, id: str) -> ConfigVersion | None: ...
+    def deploy_version(self, version: ConfigVersion, expected_current: str | None,
+                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool: ...  # fmt: skip
+    def stage_counts(self) -> dict[tuple[str, str, str], int]: ...
+    def pending_work(self) -> list[tuple[Run, int]]: ...
+    def care_claims_since(self, since: datetime) -> dict[str, int]: ...
+    def changes_after(self, seq: int, limit: int = 1000) -> list[StoredChange]: ...
+    def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]: ...

@@ -101,20 +101,29 @@ class Deliverer:
                 split[zlib.crc32((row.recipient or row.key).encode()) % len(split)].append(row)
             lanes += [(sender, lane) for lane in split if lane]
 
+        sent: list[int] = []
         if len(lanes) == 1:
             sender, lane = lanes[0]
             for row in lane:
-                self._record(self._attempt(row, sender, claimed_at))
+                self._record(self._attempt(row, sender, claimed_at), sent)
+            self._flush(sent)
             return len(rows)
 
         results: queue.Queue[Outcome] = queue.Queue()
         executor = self._pool()
         futures: list[Future[None]] = [executor.submit(self._lane, s, lane, claimed_at, results) for s, lane in lanes]
         for _ in range(len(rows)):
-            self._record(results.get())  # each lane puts exactly one outcome per row
+            self._record(results.get(), sent)  # each lane puts exactly one outcome per row
         for future in futures:
             future.result()
+        self._flush(sent)
         return len(rows)
+
+    def _flush(self, sent: list[int]) -> None:
+        """Mark the round's deliveries sent in one commit. A crash before it resends them with
+        the same Message-ID / Idempotency-Key, which receivers use to drop the copy."""
+        if sent:
+            self.store.mark_sent_many(sent, self.clock.now())
 
     def _lane(
         self, sender: Sender | None, rows: list[OutboxRow], claimed_at: datetime, out: queue.Queue[Outcome]
@@ -146,15 +155,15 @@ class Deliverer:
             mask = getattr(sender, "mask", str)
             return Outcome(row=row, error=mask(f"unexpected {type(exc).__name__}: {exc}"))
 
-    def _record(self, outcome: Outcome) -> None:
+    def _record(self, outcome: Outcome, sent: list[int]) -> None:
         row = outcome.row
         if outcome.receipt is None and not outcome.error:
             return  # not tried: the lease runs out and a later claim takes it
         now = self.clock.now()
         where = f"{row.action} {row.key} via {row.channel}"
         if outcome.receipt is not None:
-            self.store.mark_sent(row.id, now)
-            log.info("sent %s: %s", where, outcome.receipt.detail)
+            sent.append(row.id)
+            log.debug("sent %s: %s", where, outcome.receipt.detail)
             return
         attempts = max(row.attempts, 1)  # the claim counted this attempt
         limit = self._max_attempts(row.channel)

@@ -35,6 +35,23 @@ class Overlay(MemoryState):
         self._loaded_allocations: set[str] = set()
         self.cancelled: set[str] = set()
 
+    def prefetch(self, keys: list[tuple[str, str]]) -> None:
+        """Load the records and active runs of a whole batch in two queries instead of 2 per input."""
+        keys = [k for k in dict.fromkeys(keys) if k not in self._loaded_records]
+        if not keys:
+            return
+        records = self.store.records_of(keys)
+        runs = self.store.active_runs_of(keys)
+        for key in keys:
+            self._loaded_records.add(key)
+            self._loaded_runs.add(key)
+            if key in records and key not in self.records:
+                self.records[key] = records[key]
+            for run in runs.get(key, ()):
+                if run.id not in self.runs:
+                    self.runs[run.id] = run
+                    self.active.setdefault(key, set()).add(run.id)
+
     def record(self, object: str, id: str) -> Record | None:
         key = (object, id)
         if key not in self._loaded_records:
@@ -153,6 +170,7 @@ class Worker:
         if not claimed:
             return 0
         overlay = Overlay(self.store)
+        overlay.prefetch([(c.object, c.record_id) for c in claimed])
         items: list[Processed] = []
         engine = self.engines.current
         failed = 0
@@ -175,7 +193,7 @@ class Worker:
             items.append(Processed(change=change, record=record, step=step))
             for problem in step.problems:
                 log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
-        self.store.commit_batch(items, now)
+        self.store.commit_batch(items, self.clock.now())  # rows stamped at commit, not at claim
         self.processed += len(items) - failed
         self.failed += failed
         if self.on_processed:
@@ -190,6 +208,7 @@ class Worker:
         if not due:
             return 0
         overlay = Overlay(self.store)
+        overlay.prefetch([(t.object, t.record_id) for t in due])
         items: list[Processed] = []
         for timer in due:
             run = overlay.run(timer.run_id)
@@ -202,7 +221,7 @@ class Worker:
                 continue
             overlay.apply(step)
             items.append(Processed(timer=timer, step=step))
-        self.store.commit_batch(items, now)
+        self.store.commit_batch(items, self.clock.now())  # rows stamped at commit, not at claim
         self.timers_fired += len(items)
         return len(items)
 
