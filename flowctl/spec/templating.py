@@ -71,14 +71,25 @@ class FieldRef:
 _D_STROKE = str.maketrans({"đ": "d", "Đ": "D"})
 
 
+@functools.lru_cache(maxsize=8192)
+def _strip_char(char: str) -> str:
+    """One character without its marks (cached: SMS texts reuse a small alphabet)."""
+    if char.isascii():
+        return char
+    char = char.translate(_D_STROKE)
+    kept = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", kept)
+
+
 def unaccent(value: object) -> str:
     """Vietnamese (and other Latin) text to ASCII letters, so brandname SMS stay GSM-7."""
     if value is None:
         return ""
-    # đ/Đ are letters of their own, not d plus a mark, so NFD would keep them.
-    text = str(value).translate(_D_STROKE)
-    kept = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    return unicodedata.normalize("NFC", kept)
+    text = str(value)
+    if text.isascii():
+        return text
+    # đ/Đ are letters of their own, not d plus a mark, so NFD alone would keep them.
+    return "".join(map(_strip_char, unicodedata.normalize("NFC", text)))
 
 
 def money(value: object, symbol: str = "₫", sep: str = ".", decimals: int = 0) -> str:
