@@ -25,6 +25,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "records": ("records", "Inspect and change records in the store."),
     "runs": ("runs", "Inspect runs and their traces."),
     "outbox": ("outbox", "Inspect and retry outgoing messages."),
+    "care": ("care", "Care processes: list, preview a day, forecast firings."),
+    "plan": ("plan", "Show what applying a directory would change, checked against the live system."),
+    "apply": ("apply", "Deploy a directory as the current configuration, after the plan's checks."),
+    "history": ("history", "List deployed configuration versions, newest first."),
+    "rollback": ("rollback", "Deploy a stored version again, planned and checked like apply."),
+    "replay": ("replay", "Re-run a period's recorded changes through a directory and compare the effects."),
 }
 
 

@@ -6,17 +6,19 @@ new record as well as an effect, so the core can apply it and let it trigger oth
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flowctl.engine.sms import segments
 from flowctl.engine.state import Effect, Record
-from flowctl.engine.templating import compile_template
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 from flowctl.spec.durations import DurationError, parse_duration
+from flowctl.spec.templating import compile_template
 
 #: The channel name an action uses when it names none (if the config defines it; else ``log``).
 MEDIUM = {
@@ -46,7 +48,33 @@ class Outcome:
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
-    return compile_template(source).render(context) if source else ""
+    if not source:
+        return ""
+    field = _lone_field(source)
+    if field is not None:  # "{{ record.phone }}": the most common template, read without Jinja
+        scope = context.get(field[0])
+        if isinstance(scope, dict) and field[1] in scope:
+            value = scope[field[1]]
+            if value is None:
+                return ""
+            if type(value) is str:
+                return value
+            if type(value) is int:
+                return str(value)
+    return compile_template(source).render(context)
+
+
+_LONE_FIELD = re.compile(r"\{\{\s*([A-Za-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _lone_field(source: str) -> tuple[str, str] | None:
+    """(root, field) when ``source`` is exactly ``{{ root.field }}`` and Jinja would read the key
+    (not a dict method such as ``record.items``); else None."""
+    match = _LONE_FIELD.fullmatch(source)
+    if match is None or hasattr(dict, match.group(2)):
+        return None
+    return match.group(1), match.group(2)
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
@@ -65,6 +93,8 @@ class ActionRenderer:
 
     def __init__(self, bundle: m.Bundle) -> None:
         self.bundle = bundle
+        self._methods = {name: getattr(self, f"_{name}") for name in m.ACTION_TYPES}
+        self._channels: dict[int, str] = {}  # id(action) -> channel; actions live as long as the bundle
 
     def channel_for(self, action: m.Action, template: m.Template | None) -> str:
         if action.channel:
@@ -123,10 +153,12 @@ class ActionRenderer:
 
     def perform(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx,
                 key: str, run_id: str) -> Outcome:  # fmt: skip
-        method = getattr(self, f"_{action.type}")
-        params, new_record = method(action, record, context, tx)
-        template = self.bundle.templates.get(action.template) if action.template else None
-        channel = "" if action.type in STORE_ONLY else self.channel_for(action, template)
+        params, new_record = self._methods[action.type](action, record, context, tx)
+        channel = self._channels.get(id(action))
+        if channel is None:  # it depends on the action and the bundle only: worked out once
+            template = self.bundle.templates.get(action.template) if action.template else None
+            channel = "" if action.type in STORE_ONLY else self.channel_for(action, template)
+            self._channels[id(action)] = channel
         if action.template:
             params = {"template": action.template, **params}
         effect = Effect(key=key, action=action.type, run_id=run_id, object=record.object,
@@ -198,11 +230,18 @@ class ActionRenderer:
         return params, None
 
     def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
-        values = {name: render_value(value, context) for name, value in action.set.items()}
-        fields = {**record.fields, **values}
+        obj = self.bundle.objects.get(record.object)
+        values = {}
+        for name, value in action.set.items():
+            spec = obj.fields.get(name) if obj else None
+            values[name] = coerce(render_value(value, context), spec)
+        # ``stage`` is the record's built-in stage, not a field: setting it is a move.
+        fields = {**record.fields, **{k: v for k, v in values.items() if k != "stage"}}
         new = replace(record, fields=fields, version=record.version + 1)
         if "owner" in values:
             new = replace(new, owner=str(values["owner"] or ""))
+        if values.get("stage"):
+            new = replace(new, stage=str(values["stage"]))
         return {"set": values}, new
 
     def _move_stage(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
@@ -261,6 +300,39 @@ class ActionRenderer:
         return params, None
 
 
+def coerce(value: Any, spec: m.FieldSpec | None) -> Any:
+    """A rendered value as the field's declared type: templates render text, but ``score: "{{
+    record.score + 1 }}"`` must store the number 2, or the next ``record.score + 1`` fails.
+
+    Empty text becomes None for number, integer, money and boolean fields; text that is not of
+    the type raises :class:`ActionError` naming the field.
+    """
+    if spec is None or not isinstance(value, str) or spec.type not in ("number", "integer", "money", "boolean"):
+        return value
+    text = value.strip()
+    if not text or text == "None":
+        return None
+    if spec.type == "boolean":
+        if text.lower() in ("true", "yes", "1"):
+            return True
+        if text.lower() in ("false", "no", "0"):
+            return False
+        raise ActionError(f"field {spec.name} ({spec.type}): '{value}' is not true or false")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise ActionError(f"field {spec.name} ({spec.type}): '{value}' is not a number") from None
+    if spec.type != "integer":
+        return number
+    if not number.is_integer():
+        raise ActionError(f"field {spec.name} ({spec.type}): '{value}' is not a whole number")
+    return int(number)
+
+
 def _field(record: Record, name: str) -> str:
     value = record.fields.get(name)
     return "" if value is None else str(value)
@@ -277,8 +349,7 @@ def due_time(text: str, context: Mapping[str, Any], now: datetime) -> datetime:
         moment = datetime.fromisoformat(rendered)
     except ValueError as exc:
         raise ActionError(f"due '{text}' rendered to '{rendered}', which is neither a duration nor a date") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=now.tzinfo)
-    if len(rendered) <= 10:  # a bare date: the start of that day
-        moment = moment + timedelta(0)
-    return moment
+    if moment.tzinfo is None:  # a wall time in the Config's zone (what ``now`` in templates is in)
+        local = context.get("now")
+        moment = moment.replace(tzinfo=local.tzinfo if isinstance(local, datetime) else now.tzinfo)
+    return moment  # a bare date is the start of that day

@@ -11,17 +11,17 @@ happens twice).
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from flowctl.engine.state import CareDue, Record, Run
-from flowctl.engine.templating import TemplateError
+from flowctl.engine.state import CareDue, Record, Run, Step
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 from flowctl.spec.cron import parse_cron
+from flowctl.spec.templating import TemplateError
 
 if TYPE_CHECKING:
     from flowctl.engine.core import Engine
@@ -109,9 +109,9 @@ def firings(process: m.CareProcess, record: Record, start: datetime, end: dateti
     else:
         days = [base]
     for day in days:
-        fire_day = day + timedelta(days=offset.days)
-        fire_time = (datetime.combine(date(2000, 1, 1), at) + timedelta(seconds=offset.seconds)).time()
-        instants = local_times(fire_day, fire_time, tz, dst_gap=process.dst_gap, dst_overlap=process.dst_overlap)
+        # the offset moves the wall time (-1d12h from 08:00 is 20:00 two days before), then the zone decides
+        wall = datetime.combine(day, at) + offset
+        instants = local_times(wall.date(), wall.time(), tz, dst_gap=process.dst_gap, dst_overlap=process.dst_overlap)
         for n, instant in enumerate(instants):
             if start < instant <= end:
                 key = day.isoformat() + (f"#{n + 1}" if n else "")
@@ -124,7 +124,7 @@ def run_care(engine: Engine, tx: Tx, due: CareDue) -> None:
     record = tx.record(due.object, due.id)
     if process is None or record is None or record.deleted:
         return
-    run = Run(id=f"care:{process.name}:{due.object}:{due.id}:{due.occurrence}", automation=f"care:{process.name}",
+    run = Run(id=run_id(due), automation=f"care:{process.name}",
               object=due.object, record_id=due.id, status="running", node="actions", started_at=tx.now_iso,
               config_version=tx.config_version, seq=int(tx.now.timestamp() * 1000))  # fmt: skip
     run = tx.put_run(run)
@@ -152,5 +152,62 @@ def run_care(engine: Engine, tx: Tx, due: CareDue) -> None:
 
 
 def finish(tx: Tx, run: Run, status: str, why: str) -> None:
-    run = tx.trace(tx.run(run.id) or run, run.node, "end", why)
-    tx.put_run(replace(run, status=status))  # type: ignore[arg-type]
+    tx.trace(tx.run(run.id) or run, run.node, "end", why, status=status)
+
+
+# ------------------------------------------------------------------ what a scheduler needs
+
+
+def candidate_days(process: m.CareProcess, start: datetime, end: datetime, tz: tzinfo) -> list[date]:
+    """The anniversary (or ``date``) days whose firing could fall in ``start < at <= end``: a
+    superset (a day either side for the offset's time part and DST), which ``firings`` narrows."""
+    when = process.when
+    offset = when.offset.value if when.offset else timedelta(0)
+    first = (datetime.combine(start.astimezone(tz).date(), time()) - offset).date() - timedelta(days=2)
+    last = (datetime.combine(end.astimezone(tz).date(), time()) - offset).date() + timedelta(days=2)
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def month_days(process: m.CareProcess, days: list[date]) -> list[int]:
+    """The month-day keys (MMDD) of records due on ``days``; 229 where a 29 February falls there."""
+    keys = {day.month * 100 + day.day for day in days}
+    for day in days:
+        if not calendar.isleap(day.year) and process.when.anniversary_of and (
+            (process.feb29 == "feb28" and (day.month, day.day) == (2, 28))
+            or (process.feb29 == "mar1" and (day.month, day.day) == (3, 1))
+        ):
+            keys.add(229)
+    return sorted(keys)
+
+
+def run_id(due: CareDue) -> str:
+    return f"care:{due.process}:{due.object}:{due.id}:{due.occurrence}"
+
+
+def outcome(step: Step, due: CareDue) -> str:
+    """``sent``, ``skipped`` (condition false, disabled, record gone) or ``failed``."""
+    run = step.runs.get(run_id(due))
+    if run is None:
+        return "skipped"
+    if run.status == "failed":
+        return "failed"
+    last = run.trace[-1].detail if run.trace else ""
+    return "skipped" if last.startswith(("condition false", "process disabled")) else "sent"
+
+
+def scan(process: m.CareProcess, records: Iterable[Record], start: datetime, end: datetime,
+         tz: tzinfo) -> tuple[list[Firing], list[str]]:  # fmt: skip
+    """Every firing of ``process`` over ``records`` in the span, in run order, and the ids of the
+    records skipped because their date field is empty or not a date (cron needs no date)."""
+    found: list[Firing] = []
+    undated: list[str] = []
+    field = process.when.anniversary_of or process.when.date
+    for record in records:
+        if record.object != process.object or record.deleted:
+            continue
+        if field and parse_date(record.fields.get(field)) is None:
+            undated.append(record.id)
+            continue
+        found.extend(firings(process, record, start, end, tz))
+    found.sort(key=lambda f: (f.at, f.record_id))
+    return found, undated

@@ -8,12 +8,18 @@ trigger automations while a runaway loop stops with a clear problem instead of s
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import jinja2
+from jinja2 import nodes
+from jinja2.parser import Parser
 
 from flowctl.engine.actions import ActionError, ActionRenderer
 from flowctl.engine.state import (
@@ -27,9 +33,9 @@ from flowctl.engine.state import (
     Step,
     TimerFired,
 )
-from flowctl.engine.templating import TemplateError, compile_expression
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
+from flowctl.spec.templating import TemplateError, compile_expression, environment
 
 
 class ChainTooDeep(Exception):
@@ -57,41 +63,79 @@ class Engine:
         self.declared: dict[str, tuple[str, ...]] = {
             name: tuple(obj.fields) for name, obj in bundle.objects.items()
         }
+        self._nothing_before: dict[str, dict[str, Any]] = {
+            name: dict.fromkeys((*fields, "id", "object", "stage", "pipeline", "owner"))
+            for name, fields in self.declared.items()
+        }
+        self._owners: dict[str, dict[str, str]] = {
+            name: {"name": u.name, "full_name": u.full_name, "email": u.email, "phone": u.phone}
+            for name, u in bundle.config.users.items()
+        }
+        self._local: tuple[datetime | None, Any, Any] = (None, None, None)
+        self._iso: tuple[datetime | None, str] = (None, "")
+        #: Events some wait_event node waits for: only these need a look at the waiting runs.
+        self.waited: frozenset[str] = frozenset(
+            node.event for flow in bundle.flows.values() for node in flow.nodes.values() if node.type == "wait_event"
+        )
 
     # ------------------------------------------------------------------ contexts
 
     def context(self, record: Record, *, before: Record | None = None, event: Mapping[str, Any] | None = None,
                 changed: tuple[str, ...] = (), now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
-        """What conditions and templates see. Declared but unset fields read as None."""
-        view = dict.fromkeys(self.declared.get(record.object, ()))
-        view.update(record.view())
-        ctx: dict[str, Any] = {"record": view, "changed": list(changed), "event": dict(event or {})}
+        """What conditions and templates see. Declared but unset fields read as None.
+
+        Built for every condition and node, so it is kept lean; the parts that do not depend on
+        the record (an all-None ``before``, the owner's details, the local time) are shared.
+        Templates run in Jinja's immutable sandbox, so sharing them is safe.
+        """
+        view = self._blank(record.object)
+        view.update(record.fields)
+        view.update(id=record.id, object=record.object, stage=record.stage, pipeline=record.pipeline)
+        if record.owner:
+            view["owner"] = record.owner
+        elif "owner" not in view:
+            view["owner"] = ""
+        ctx: dict[str, Any] = {"record": view, "changed": list(changed), "event": event if event is not None else {}}
         if before is not None:
-            prior = dict.fromkeys(self.declared.get(before.object, ()))
+            prior = self._blank(before.object)
             prior.update(before.view())
             ctx["before"] = prior
         else:
-            ctx["before"] = dict.fromkeys(view)
+            ctx["before"] = self._nothing_before.get(record.object) or dict.fromkeys(view)
         if now is not None:
-            ctx["now"] = now.astimezone(self.tz)
-            ctx["today"] = ctx["now"].date()
-        owner = self.bundle.config.users.get(str(view.get("owner") or ""))
+            if self._local[0] != now:
+                local = now.astimezone(self.tz)
+                self._local = (now, local, local.date())
+            ctx["now"], ctx["today"] = self._local[1], self._local[2]
+        owner = self._owners.get(str(view["owner"] or ""))
         if owner is not None:
-            ctx["owner"] = {"name": owner.name, "full_name": owner.full_name, "email": owner.email,
-                            "phone": owner.phone}  # fmt: skip
+            ctx["owner"] = owner
         return ctx
+
+    def node_context(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        """A trigger's context as flow nodes see it: the same record, event and time, no change."""
+        record = ctx["record"]
+        return {**ctx, "changed": [], "before": self._nothing_before.get(record["object"]) or dict.fromkeys(record)}
+
+    def _blank(self, object: str) -> dict[str, Any]:
+        return dict.fromkeys(self.declared.get(object, ()))
 
     def condition(self, source: str, ctx: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
         """Evaluate a condition; returns the result and the record values it looked at."""
         if not source:
             return True, {}
-        result = bool(compile_expression(source).evaluate(ctx))
-        return result, _seen_values(source, ctx)
+        simple = simple_condition(source)
+        value = simple(ctx) if simple is not None else _JINJA
+        if value is _JINJA:
+            value = compile_expression(source).evaluate(ctx)
+        return bool(value), _seen_values(source, ctx)
 
     # ------------------------------------------------------------------ entry point
 
     def handle(self, state: StateView, event: Input, now: datetime) -> Step:
-        tx = Tx(state, now, event.key, self.version)
+        if self._iso[0] != now:
+            self._iso = (now, now.isoformat())
+        tx = Tx(state, now, event.key, self.version, self._iso[1])
         if isinstance(event, RecordChanged):
             self.on_change(tx, event)
         elif isinstance(event, EventReceived):
@@ -115,23 +159,32 @@ class Engine:
             change = self.pipelines.place_new(tx, change)
             record = change.record
         changed = changed_fields(change.before, change.after)
+        name = f"{record.object}.{change.op}"
+        # Only runs already waiting before this change may be woken by it: a run that this very
+        # change starts and that waits for the same event must wait for the next one.
+        waiters = self.flows.waiters(tx, record, name) if name in self.waited else []
+        if change.op == "deleted":
+            self.flows.cancel_runs(tx, record, "record deleted")
         # Pipelines first: stage exit/entry and triggers move the record, flows see the result.
         self.pipelines.on_change(tx, change, changed)
         self.flows.on_change(tx, change, changed)
-        self.flows.wake_waiters(tx, record, f"{record.object}.{change.op}", {"changed": list(changed)})
+        self.flows.wake(tx, waiters, name, {"changed": list(changed)})
 
     def on_event(self, tx: Tx, event: EventReceived) -> None:
         record = tx.record(event.object, event.id)
-        if record is None:
-            record = Record(object=event.object, id=event.id)
+        if record is None or record.deleted:
+            tx.problem("unknown_record", f"event {event.event} about {event.object} {event.id}, which does not "
+                       "exist; nothing ran", record=Record(object=event.object, id=event.id))  # fmt: skip
+            return
+        waiters = self.flows.waiters(tx, record, event.event) if event.event in self.waited else []
         self.pipelines.on_event(tx, record, event)
         self.flows.on_event(tx, record, event)
-        self.flows.wake_waiters(tx, record, event.event, event.data)
+        self.flows.wake(tx, waiters, event.event, event.data)
 
     def on_timer(self, tx: Tx, fired: TimerFired) -> None:
         run = tx.run(fired.timer.run_id)
-        if run is None or not run.active:
-            return  # cancelled or finished since: a stale timer does nothing
+        if run is None or run.status != "waiting" or run.node != fired.timer.node:
+            return  # cancelled, finished or moved on since (or fired twice): a stale timer does nothing
         if run.kind == "flow":
             self.flows.on_timer(tx, run, fired.timer)
         elif run.kind == "rule":
@@ -158,25 +211,33 @@ class Engine:
             tx.depth -= 1
 
     def perform(self, tx: Tx, run: Run, action: m.Action, node: str, record: Record,
-                ctx: Mapping[str, Any]) -> tuple[Run, bool]:  # fmt: skip
-        """Perform one action for a run; returns the traced run and whether it succeeded."""
+                ctx: Mapping[str, Any], /, **changes: Any) -> tuple[Run, bool]:  # fmt: skip
+        """Perform one action for a run; returns the traced run and whether it succeeded.
+
+        The action's trace line (its effect, or the error) names ``node``: it is the record of
+        passing that node. ``changes`` are applied to the run with it (the node, its visits).
+        """
         key = f"{run.id}:{run.steps}"
         if len(tx.step.effects) >= self.limits.effects_per_change:
             tx.problem("effects_limit", f"more than {self.limits.effects_per_change} effects from one change; "
                        "stopped (raise limits.effects_per_change)", run=run)  # fmt: skip
-            run = tx.trace(run, node, "error", "effects per change limit reached")
-            return run, False
+            return tx.trace(run, node, "error", "effects per change limit reached", **changes), False
         try:
             outcome = self.actions.perform(action, record, ctx, tx, key, run.id)
         except (ActionError, TemplateError) as exc:
             tx.problem("action_failed", f"{run.automation} node {node}: {exc}", run=run)
-            run = tx.trace(run, node, "error", str(exc))
-            return replace(run, steps=run.steps + 1), False
+            return tx.trace(run, node, "error", str(exc), steps=run.steps + 1, **changes), False
+        moved = outcome.record
+        if moved is not None and moved.stage and moved.stage != record.stage:
+            refusal = self.pipelines.refuse_move(moved, moved.stage)
+            if refusal:  # the action fails: no effect for a move that does not happen
+                tx.problem("move_refused", refusal, run=run)
+                return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
         tx.add_effect(outcome.effect)
-        run = tx.trace(run, node, "effect", action.type, values=_summary(outcome.effect.params))
-        run = tx.put_run(replace(run, steps=run.steps + 1))
-        if outcome.record is not None:
-            self.apply_record(tx, record, outcome.record)
+        run = tx.trace(run, node, "effect", action.type, values=_summary(outcome.effect.params),
+                       steps=run.steps + 1, **changes)  # fmt: skip
+        if moved is not None:
+            self.apply_record(tx, record, moved)
         return run, True
 
 
@@ -193,17 +254,95 @@ def changed_fields(before: Record | None, after: Record | None) -> tuple[str, ..
     return tuple(sorted(out))
 
 
-def _seen_values(source: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
-    from flowctl.engine.templating import referenced_fields
+_JINJA = object()  # what a simple condition returns when only Jinja can tell (a missing field)
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lteq": operator.le, "gt": operator.gt,
+    "gteq": operator.ge, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}  # fmt: skip
 
-    seen: dict[str, Any] = {}
-    for root in ("record", "before", "event"):
+
+@functools.lru_cache(maxsize=4096)
+def simple_condition(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
+    """A plain-Python evaluator for the commonest conditions, or None for any other.
+
+    ``record.status == 'confirmed'``, ``record.amount >= 1000``, ``record.segment in ['a', 'b']``,
+    ``record.email``, ``not before.email``: one field of ``record``/``before``/``event`` compared
+    with literals. Jinja compiles these to the same Python operators, so the result (and the
+    message of a TypeError such as ``None >= 1000``) is the same; what only Jinja can answer (a
+    field that is missing, a name a dict method shadows) returns ``_JINJA`` and goes to Jinja.
+    Evaluating through Jinja costs more than the rest of handling a simple update.
+    """
+    try:
+        parser = Parser(environment(), source, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            return None
+    except jinja2.TemplateSyntaxError:
+        return None
+    negate = isinstance(expr, nodes.Not)
+    if negate:
+        expr = expr.node
+    compare: tuple[Callable[[Any, Any], Any], Any] | None = None
+    if isinstance(expr, nodes.Compare) and len(expr.ops) == 1 and not negate:
+        operand = expr.ops[0]
+        literal = _literal(operand.expr)
+        if operand.op not in _COMPARE or literal is _JINJA:
+            return None
+        compare, expr = (_COMPARE[operand.op], literal), expr.expr
+    if not (isinstance(expr, nodes.Getattr) and isinstance(expr.node, nodes.Name)
+            and expr.node.name in ("record", "before", "event") and not hasattr(dict, expr.attr)):  # fmt: skip
+        return None
+    root, name = expr.node.name, expr.attr
+
+    def evaluate(ctx: Mapping[str, Any]) -> Any:
         scope = ctx.get(root)
-        if not isinstance(scope, Mapping) or root not in source:
-            continue
-        for ref in referenced_fields(source, expression=True, root=root):
-            seen[f"{root}.{ref.name}"] = scope.get(ref.name)
+        if type(scope) is not dict or name not in scope:
+            return _JINJA
+        value = scope[name]
+        if compare is None:
+            return not value if negate else value
+        try:
+            return compare[0](value, compare[1])
+        except TypeError as exc:
+            raise TemplateError(str(exc), source=source) from exc
+
+    return evaluate
+
+
+def _literal(node: nodes.Node) -> Any:
+    if isinstance(node, nodes.Const) and (node.value is None or type(node.value) in (str, int, float, bool)):
+        return node.value
+    if isinstance(node, nodes.List | nodes.Tuple):
+        items = [_literal(item) for item in node.items]
+        if all(item is not _JINJA for item in items):
+            return items if isinstance(node, nodes.List) else tuple(items)
+    return _JINJA
+
+
+def _seen_values(source: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for root, name, label in _references(source):
+        scope = ctx.get(root)
+        if isinstance(scope, Mapping):
+            seen[label] = scope.get(name)
     return seen
+
+
+@functools.lru_cache(maxsize=4096)
+def _references(source: str) -> tuple[tuple[str, str, str], ...]:
+    """(root, field) of every ``record.X``, ``before.X`` and ``event.X`` a condition reads, once
+    per distinct condition: parsing it again for every record would cost more than evaluating it."""
+    from flowctl.spec.templating import TemplateError, referenced_fields
+
+    out: list[tuple[str, str]] = []
+    for root in ("record", "before", "event"):
+        if root not in source:
+            continue
+        try:
+            out += [(root, ref.name) for ref in referenced_fields(source, expression=True, root=root)]
+        except TemplateError:
+            continue
+    return tuple((root, name, f"{root}.{name}") for root, name in dict.fromkeys(out))
 
 
 def _summary(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from flowctl.engine.flows import starts_on_update
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer
-from flowctl.spec.templating import TemplateError
-from flowctl.engine.tx import Tx
+from flowctl.engine.tx import Tx, evolve
 from flowctl.spec import model as m
+from flowctl.spec.templating import TemplateError
 
 if TYPE_CHECKING:
     from flowctl.engine.core import Engine
@@ -29,13 +29,16 @@ class PipelineRunner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.bundle = engine.bundle
+        self.by_object: dict[str, list[m.Pipeline]] = {}
+        for pipeline in self.bundle.pipelines.values():
+            self.by_object.setdefault(pipeline.object, []).append(pipeline)
 
     # ------------------------------------------------------------------ lookups
 
     def pipeline_of(self, record: Record) -> m.Pipeline | None:
         if record.pipeline:
             return self.bundle.pipelines.get(record.pipeline)
-        candidates = self.bundle.pipelines_for(record.object)
+        candidates = self.by_object.get(record.object, ())
         if record.stage:
             for pipeline in candidates:
                 if pipeline.stage(record.stage):
@@ -59,12 +62,21 @@ class PipelineRunner:
         return ""
 
     def place_new(self, tx: Tx, change: RecordChanged) -> RecordChanged:
-        """A new record without a stage enters the first stage of its object's pipeline."""
+        """A new record without a stage enters the furthest stage whose ``on: created`` trigger
+        holds, else the first stage of its object's pipeline. A trigger's stage with empty
+        required fields is refused (a ``move_refused`` problem) and the first stage taken."""
         record = change.record
         pipeline = self.pipeline_of(record)
         if pipeline is None or not pipeline.stages:
             return change
-        stage = record.stage or self.created_trigger_stage(tx, pipeline, record) or pipeline.stages[0].id
+        stage = record.stage
+        if not stage:
+            stage = self.created_trigger_stage(tx, pipeline, record)
+            refusal = self.refuse_move(replace(record, pipeline=pipeline.name), stage) if stage else ""
+            if refusal:
+                tx.problem("move_refused", refusal, record=record)
+            if refusal or not stage:
+                stage = pipeline.stages[0].id
         if stage == record.stage and record.pipeline == pipeline.name:
             return change
         placed = replace(record, stage=stage, pipeline=pipeline.name)
@@ -170,8 +182,7 @@ class PipelineRunner:
             if run.kind != "rule" or run.status == "running":
                 continue  # a running rule is the one moving the record: it finishes normally
             tx.cancel_timers(run.id)
-            run = tx.trace(run, run.node, "end", f"left the stage ({why})")
-            tx.put_run(replace(run, status="cancelled"))
+            tx.trace(run, run.node, "end", f"left the stage ({why})", status="cancelled")
 
     # ------------------------------------------------------------------ rules
 
@@ -187,7 +198,7 @@ class PipelineRunner:
     def start_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
         if rule.delay is not None and rule.delay.seconds > 0:
             due = tx.now + rule.delay.value
-            run = tx.put_run(replace(run, status="waiting"))
+            run = tx.put_run(evolve(run, status="waiting"))
             tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind="rule", node=rule.name,
                                object=run.object, record_id=run.record_id))  # fmt: skip
             tx.trace(run, rule.name, "wait", f"delay {rule.delay.text} until {due.isoformat()}")
@@ -219,7 +230,7 @@ class PipelineRunner:
         if not ok:
             self.finish(tx, run, "done", "condition false: skipped")
             return
-        run = tx.put_run(replace(run, status="running"))
+        run = tx.put_run(evolve(run, status="running"))
         run, success = self.engine.perform(tx, run, rule.action, rule.name, record, ctx)
         self.finish(tx, run, "done" if success else "failed", "done" if success else "action failed")
 
@@ -227,8 +238,7 @@ class PipelineRunner:
         run = tx.run(run.id) or run
         if not run.active:
             return  # cancelled meanwhile (the action moved the record out of the stage)
-        run = tx.trace(run, run.node, "end", why)
-        run = tx.put_run(replace(run, status=status))  # type: ignore[arg-type]
+        run = tx.trace(run, run.node, "end", why, status=status)
         self.start_followers(tx, run)
 
     def start_followers(self, tx: Tx, ended: Run) -> None:

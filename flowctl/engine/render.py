@@ -32,11 +32,21 @@ def render_entry(entry: TraceEntry) -> str:
 
 
 def render_run(run: Run) -> str:
+    """A run as a tree: a head line, then one line per trace entry with its time.
+
+    The first entry and every entry on a new day show the date too (``2026-03-04 09:00:00``),
+    the others only the time, so a run that waited through a year still reads in order.
+    """
     head = f"{run.automation} on {run.object} {run.record_id} [{run.status}] ({run.id})"
     lines = [head]
+    day = ""
     for i, entry in enumerate(run.trace):
         branch = "└─" if i == len(run.trace) - 1 else "├─"
-        lines.append(f"  {branch} {entry.at[11:19]} {render_entry(entry)}")
+        when = entry.at[11:19]
+        if entry.at[:10] != day:
+            day = entry.at[:10]
+            when = f"{day} {when}"
+        lines.append(f"  {branch} {when} {render_entry(entry)}")
     return "\n".join(lines)
 
 

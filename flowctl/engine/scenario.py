@@ -2,7 +2,8 @@
 
 ``expect.effects`` matches, in any order and by subset of keys, the effects produced since the
 previous ``expect`` (or the start); ``effects: []`` means none at all. Other effects may be
-present. ``expect.record`` compares the record's stage, owner and the fields listed.
+present; each expected effect takes a different actual one. ``expect.record`` compares the
+record's stage, pipeline, owner, deleted flag and the fields listed. docs/engine.md has the rules.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flowctl.engine.records import check_fields, check_stage
 from flowctl.engine.render import render_runs
 from flowctl.engine.simulator import SimulationError, Simulator
 from flowctl.engine.state import Effect, Record
@@ -69,7 +71,9 @@ def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect])
         index = next((i for i, got in enumerate(pool) if _same(want, got)), None)
         if index is None:
             near = [got for got in pool if got.get("action") == want.get("action")]
-            detail = "; ".join(_brief_json(g) for g in (near or pool)) or "none"
+            detail = "; ".join(_brief_json(g) for g in (near or pool))
+            if not detail:
+                detail = "none left (each effect matches one expectation)" if actual else "no effects"
             problems.append(f"no effect matches {dict(want)}; got: {detail}")
         else:
             pool.pop(index)
@@ -113,8 +117,7 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
         fields = dict(rec.fields)
         sim.seed(Record(object=rec.object, id=rec.id, fields=fields, stage=rec.stage, pipeline=rec.pipeline,
                         owner=str(fields.get("owner") or "")))  # fmt: skip
-    since = 0
-    runs_since = 0
+    since = runs_since = problems_since = 0
     for index, step in enumerate(test.steps, start=1):
         result.steps = index
         place = str(step.where.at())
@@ -134,12 +137,14 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
         if problems:
             runs = sim.runs_touched(runs_since)
             trace = render_runs(runs) if runs else "(no automation ran)"
-            if sim.state.problems:
-                trace += "\nproblems:\n" + "\n".join(f"  {p.code}: {p.message}" for p in sim.state.problems)
+            if sim.state.problems[problems_since:]:
+                trace += "\nproblems:\n" + "\n".join(f"  {p.code}: {p.message}"
+                                                     for p in sim.state.problems[problems_since:])  # fmt: skip
             for message in problems:
                 result.failures.append(Failure(index, message, place, trace))
         since = len(sim.state.effects)
         runs_since = len(sim.touched_runs)
+        problems_since = len(sim.state.problems)
     return result
 
 
@@ -147,6 +152,9 @@ def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
     rec = step.record
     if step.op in ("create", "update", "delete", "move"):
         assert rec is not None
+        refused = check_request(sim.bundle, step.op, rec)
+        if refused:
+            raise SimulationError("; ".join(refused))
         sim.write(step.op, rec.object, rec.id, rec.fields, rec.stage, rec.pipeline)
     elif step.op == "event":
         assert rec is not None
@@ -162,6 +170,17 @@ def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
         elif step.by is not None:
             sim.advance_by(step.by.value)
     return
+
+
+def check_request(bundle: m.Bundle, op: str, rec: m.TestRecord) -> list[str]:
+    """What the API would answer 4xx to, as it checks a request before storing it: fields of the
+    wrong type or not defined, a required field missing on create, an unknown stage."""
+    if op == "create":
+        return [*check_fields(bundle, rec.object, rec.fields, complete=True),
+                *check_stage(bundle, rec.object, rec.stage, rec.pipeline)]  # fmt: skip
+    if op == "update":
+        return check_fields(bundle, rec.object, rec.fields, complete=False)
+    return []
 
 
 def run_scenarios(bundle: m.Bundle, names: list[str] | None = None) -> list[ScenarioResult]:

@@ -20,7 +20,9 @@ from flowctl.spec import model as m
 
 
 class SimulationError(Exception):
-    """A request the daemon's API would refuse (e.g. a move into a stage with empty fields)."""
+    """A request the daemon would refuse: a move into a stage with empty required fields or of a
+    missing record, a delete of a missing record (``scenario`` also checks fields and stages
+    as the API does before it writes)."""
 
 
 @dataclass

@@ -6,18 +6,20 @@ nothing touches the state view, so handling is pure and the shell commits the st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from flowctl.engine.state import Effect, Problem, Record, Run, StateView, Step, Timer, TraceEntry
+from flowctl.engine.state import ACTIVE, Effect, Problem, Record, Run, StateView, Step, Timer, TraceEntry, copier
+from flowctl.spec.model import EMPTY
 
 
 class Tx:
-    def __init__(self, state: StateView, now: datetime, key: str, config_version: str) -> None:
+    def __init__(self, state: StateView, now: datetime, key: str, config_version: str, now_iso: str = "") -> None:
         self.state = state
         self.now = now
-        self.now_iso = now.isoformat()
+        self.now_iso = now_iso or now.isoformat()
+        self.now_ms = int(now.timestamp() * 1000)
         self.key = key
         self.config_version = config_version
         self.step = Step()
@@ -44,28 +46,44 @@ class Tx:
     # ------------------------------------------------------------------ runs
 
     def active_runs(self, object: str, id: str) -> list[Run]:
+        """The record's active runs as this step left them, in creation order."""
         key = (object, id)
-        if key not in self._runs_loaded:
-            self._runs_loaded[key] = list(self.state.active_runs(object, id))
-        by_id = {r.id: r for r in self._runs_loaded[key]}
-        for run in self.step.runs.values():
-            if run.object == object and run.record_id == id:
-                by_id[run.id] = run
-        return sorted((r for r in by_id.values() if r.active), key=lambda r: (r.seq, r.id))
+        loaded = self._runs_loaded.get(key)
+        if loaded is None:
+            loaded = self._runs_loaded[key] = list(self.state.active_runs(object, id))
+        candidates: Any = loaded
+        if self.step.runs:
+            merged = {r.id: r for r in loaded}
+            for run in self.step.runs.values():
+                if run.record_id == id and run.object == object:
+                    merged[run.id] = run
+            candidates = merged.values()
+        out = [r for r in candidates if r.status in ACTIVE]
+        if len(out) > 1:
+            out.sort(key=_creation)
+        return out
 
     def run(self, run_id: str) -> Run | None:
         return self.step.runs.get(run_id) or self.state.run(run_id)
 
     def put_run(self, run: Run) -> Run:
-        run = _replace(run, updated_at=self.now_iso)
+        if run.updated_at != self.now_iso:
+            run = evolve(run, updated_at=self.now_iso)
         self.step.runs[run.id] = run
         return run
 
-    def trace(self, run: Run, node: str, kind: str, detail: str = "", values: Mapping[str, Any] | None = None,
-              result: Any = None) -> Run:  # fmt: skip
-        entry = TraceEntry(at=self.now_iso, node=node, kind=kind, detail=detail,
-                           values=dict(values or {}), result=result)  # fmt: skip
-        return self.put_run(_replace(run, trace=(*run.trace, entry)))
+    def entry(self, node: str, kind: str, detail: str = "", values: Mapping[str, Any] | None = None,
+              result: Any = None) -> TraceEntry:  # fmt: skip
+        """A trace line stamped with this step's time."""
+        return _entry(self.now_iso, node, kind, detail, _owned(values), result)
+
+    def trace(self, run: Run, node: str, kind: str, /, detail: str = "", values: Mapping[str, Any] | None = None,
+              result: Any = None, **changes: Any) -> Run:  # fmt: skip
+        """Append a trace line to ``run`` (and apply ``changes`` to it) and store it in the step."""
+        entry = _entry(self.now_iso, node, kind, detail, _owned(values), result)
+        run = evolve(run, trace=(*run.trace, entry), updated_at=self.now_iso, **changes)
+        self.step.runs[run.id] = run
+        return run
 
     # ------------------------------------------------------------------ timers, effects, problems
 
@@ -96,7 +114,32 @@ class Tx:
         self.step.allocations[rule] = dict(value)
 
 
-def _replace(run: Run, **changes: Any) -> Run:
-    from dataclasses import replace
+def _creation(run: Run) -> tuple[int, str]:
+    return (run.seq, run.id)
 
-    return replace(run, **changes)
+
+#: ``evolve(run, status="done", ...)``: a copy of ``run`` with those fields changed. A run
+#: changes several times per input (each trace line, each node); ``dataclasses.replace`` was
+#: the largest single cost of handling an update.
+evolve: Callable[..., Run] = copier(Run)
+
+
+def _owned(values: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A trace line's values: a plain dict is kept as given (callers pass one they built for
+    it and never change), anything else is copied."""
+    if not values:
+        return EMPTY
+    return values if type(values) is dict else dict(values)
+
+
+def _entry(at: str, node: str, kind: str, detail: str, values: Mapping[str, Any], result: Any) -> TraceEntry:
+    """``TraceEntry(...)`` without the keyword handling of a frozen dataclass' ``__init__``."""
+    entry = object.__new__(TraceEntry)
+    _set = object.__setattr__
+    _set(entry, "at", at)
+    _set(entry, "node", node)
+    _set(entry, "kind", kind)
+    _set(entry, "detail", detail)
+    _set(entry, "values", values)
+    _set(entry, "result", result)
+    return entry

@@ -79,6 +79,9 @@ class Service:
         self.ingest = Ingest(self.store, on_commit=self._on_commit)
         self.worker = Worker(self.store, self.engines, self.clock, owner=self.owner)
         self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
+        from flowctl.runtime.care import CareScheduler
+
+        self.care = CareScheduler(self.store, self.engines, self.clock, owner=self.owner)
         self.threads: list[threading.Thread] = []
         self._register_metrics()
 
@@ -88,7 +91,7 @@ class Service:
         if self.stopping.is_set() or not all(t.is_alive() for t in self.threads):
             return False
         try:
-            self.store.counts()
+            self.store.current_version()  # one small read: the database answers
         except Exception:  # noqa: BLE001 - any database error means not ready
             return False
         return True
@@ -124,9 +127,11 @@ class Service:
         ]
         for thread in self.threads:
             thread.start()
+        self.care.start()  # one catch-up tick now, then a wake-up at the start of every minute
 
     def stop(self, timeout: float = 8.0) -> None:
         """Stop claiming, let in-flight batches commit, stop the ingest writer last."""
+        self.care.stop()  # a tick in progress finishes: its commit is one transaction
         self.stopping.set()
         self.wake.set()
         for thread in self.threads:

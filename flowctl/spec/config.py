@@ -13,7 +13,7 @@ from pathlib import Path
 from flowctl.spec import model as m
 from flowctl.spec.builder import Builder
 from flowctl.spec.issues import Issue, error, sort_key
-from flowctl.spec.loader import LoadResult, load_directory
+from flowctl.spec.loader import LoadResult, load_directory, load_text
 from flowctl.spec.places import Where
 from flowctl.spec.schema import check_document
 
@@ -53,10 +53,13 @@ class Loaded:
         return not self.errors
 
 
-def assemble(root: Path, raw: LoadResult, *, semantic: bool = True) -> Loaded:
-    """Schema-check and build every document, then run the semantic checks on the whole."""
+def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mapping[str, str] | None = None) -> Loaded:
+    """Schema-check and build every document, then run the semantic checks on the whole.
+
+    ``texts`` (path under ``root`` -> text) are files the builder reads instead of the disk.
+    """
     issues = list(raw.issues)
-    builder = Builder(root=root)
+    builder = Builder(root=root, _files={root / name: text for name, text in (texts or {}).items()})
     groups: dict[str, dict[str, m.Document]] = {g: {} for g in _GROUPS.values()}
     config: m.Config | None = None
     for doc in raw.documents:
@@ -112,3 +115,22 @@ def load_bundle(root: Path | str, *, semantic: bool = True) -> Loaded:
     raw = load_directory(root)
     base = root.parent if root.is_file() else root
     return assemble(base, raw, semantic=semantic)
+
+
+def load_bundle_from_files(files: Mapping[str, str], *, root: Path | str = "<stored-version>",
+                           semantic: bool = True) -> Loaded:  # fmt: skip
+    """Load a configuration from file texts (``"flows/a.yaml" -> text``) as ``load_bundle`` would
+    load the same files from a directory: a stored version, rebuilt without its checkout.
+
+    YAML files are read in the directory walk's order; template files (``html_file``…) are
+    looked up in ``files`` only, never on disk.
+    """
+    root = Path(root)
+    raw = LoadResult()
+    names = [name for name in files if name.endswith((".yaml", ".yml"))]
+    for name in sorted(names, key=lambda n: tuple(n.split("/"))):  # the walk: siblings by name
+        one = load_text(files[name], name, root / name)
+        raw.documents.extend(one.documents)
+        raw.issues.extend(one.issues)
+        raw.files.extend(one.files)
+    return assemble(root, raw, semantic=semantic, texts=files)

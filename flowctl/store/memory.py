@@ -14,8 +14,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowctl.engine.state import ACTIVE, Record, Run, Timer
-from flowctl.ports import AppendResult, ConfigVersion, NewChange, OutboxRow, Processed, StoredChange
+from flowctl.ports import (
+    AppendResult,
+    CareOccurrence,
+    CareSummary,
+    ConfigVersion,
+    NewChange,
+    OutboxRow,
+    Processed,
+    StoredChange,
+)
 from flowctl.store import rows
+from flowctl.store.dates import date_rows
 
 _JSON = {
     "records": ("fields",),
@@ -23,7 +33,7 @@ _JSON = {
     "runs": ("visits", "trace"),
     "outbox": ("payload",),
     "allocations": ("state",),
-    "config_versions": ("documents",),
+    "config_versions": ("documents", "files"),
 }
 
 Key = tuple[str, str]
@@ -171,6 +181,7 @@ class MemoryStore:
         allocations = {rule: _dump("allocations", row) for rule, row in plan.allocations.items()}
         with self._lock:
             self._records.update(records)
+            self._index_dates(plan.records.values())
             self._runs.update(runs)
             for timer_id, timer in timers.items():
                 if timer is None:
@@ -210,10 +221,14 @@ class MemoryStore:
             return out
 
     def mark_sent(self, row_id: int, now: datetime) -> None:
+        self.mark_sent_many([row_id], now)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
         now = rows.utc(now)
         with self._lock:
-            if row := self._outbox.get(row_id):
-                row.update(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+            for row_id in row_ids:
+                if row := self._outbox.get(row_id):
+                    row.update(status="sent", sent_at=now, lease_owner=None, lease_until=None)
 
     def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
         next_attempt_at = rows.utc(next_attempt_at) if next_attempt_at else None
@@ -305,3 +320,152 @@ class MemoryStore:
                 if row["current"]:
                     return rows.version_from(_load("config_versions", row))
             return None
+
+    # ------------------------------------------------------------------ deployments
+
+    def versions(self, limit: int = 50) -> list[ConfigVersion]:
+        with self._lock:
+            found = sorted(self._versions.values(), key=lambda r: r["id"])
+            found.sort(key=lambda r: (r["applied_at"], r["current"]), reverse=True)
+            return [rows.version_from(_load("config_versions", r)) for r in found[:limit]]
+
+    def version(self, id: str) -> ConfigVersion | None:
+        with self._lock:
+            row = self._versions.get(id)
+            return rows.version_from(_load("config_versions", row)) if row else None
+
+    def deploy_version(self, version: ConfigVersion, expected_current: str | None,
+                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool:  # fmt: skip
+        row = _dump("config_versions", rows.version_row(version))
+        stamp = (now or version.applied_at).isoformat()
+        with self._lock:
+            current = next((r["id"] for r in self._versions.values() if r["current"]), None)
+            if current != expected_current:
+                return False
+            for other in self._versions.values():
+                other["current"] = False
+            self._versions[version.id] = row
+            cancel = set(cancel_runs)
+            for timer_id in [t for t, timer in self._timers.items() if timer["run_id"] in cancel]:
+                del self._timers[timer_id]
+            for run_id in cancel:
+                run = self._runs.get(run_id)
+                if run is not None and run["status"] in ACTIVE:
+                    run.update(status="cancelled", waiting_for="", updated_at=stamp)
+            return True
+
+    def stage_counts(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            out: dict[tuple[str, str, str], int] = {}
+            for r in self._records.values():
+                if not r["deleted"]:
+                    key = (r["object"], r["pipeline"], r["stage"])
+                    out[key] = out.get(key, 0) + 1
+            return out
+
+    def pending_work(self) -> list[tuple[Run, int]]:
+        with self._lock:
+            held: dict[str, int] = {}
+            for timer in self._timers.values():
+                held[timer["run_id"]] = held.get(timer["run_id"], 0) + 1
+            found = sorted((r for r in self._runs.values() if r["status"] in ACTIVE), key=lambda r: (r["seq"], r["id"]))
+            return [(rows.run_from({**_load("runs", r), "trace": []}), held.get(r["id"], 0)) for r in found]
+
+    def care_claims_since(self, since: datetime) -> dict[str, int]:
+        since = rows.utc(since)
+        with self._lock:
+            out: dict[str, int] = {}
+            for (process, *_), row in self._occurrences.items():
+                if row["claimed_at"] is not None and row["claimed_at"] >= since:
+                    out[process] = out.get(process, 0) + 1
+            return out
+
+    def changes_after(self, seq: int, limit: int = 1000) -> list[StoredChange]:
+        with self._lock:
+            found = sorted(s for s in self._changes if s > seq)[: max(limit, 0)]
+            return [rows.change_from(_load("changes", self._changes[s])) for s in found]
+
+    def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
+        since, until = rows.utc(since), rows.utc(until)
+        with self._lock:
+            return [rows.outbox_from(_load("outbox", r)) for r in self._outbox.values()
+                    if r["created_at"] is not None and since <= r["created_at"] < until]  # fmt: skip
+
+    # ------------------------------------------------------------------ care schedules
+
+    def _index_dates(self, written: Any) -> None:
+        """Caller holds the lock. Re-index the date fields of the records just written."""
+        dates: dict[tuple[str, str], list[dict[str, Any]]] = self.__dict__.setdefault("_dates", {})
+        written = list(written)
+        for row in written:
+            dates.pop((row["object"], row["id"]), None)
+        for row in date_rows(written):
+            dates.setdefault((row["object"], row["record_id"]), []).append(row)
+
+    def care_records(self, object: str, field: str, month_days: Sequence[int],
+                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+        wanted, exact = set(month_days), set(on_dates)
+        with self._lock:
+            dates: dict[tuple[str, str], list[dict[str, Any]]] = self.__dict__.get("_dates", {})
+            found = [key for key, rows_ in dates.items() if key[0] == object and any(
+                d["field"] == field and d["month_day"] in wanted and (not exact or d["value"] in exact)
+                for d in rows_)]  # fmt: skip
+            return [rows.record_from(_load("records", self._records[key])) for key in sorted(found)
+                    if key in self._records and not self._records[key]["deleted"]]  # fmt: skip
+
+    def pin_care_day(self, process: str, day: str, version: str) -> str:
+        with self._lock:
+            pins: dict[tuple[str, str], str] = self.__dict__.setdefault("_care_days", {})
+            return pins.setdefault((process, day), version)
+
+    def claim_occurrences(self, wanted: Sequence[CareOccurrence], owner: str, now: datetime) -> list[CareOccurrence]:
+        now = rows.utc(now)
+        won = []
+        with self._lock:
+            for o in wanted:
+                if o.key in self._occurrences:
+                    continue
+                self._occurrences[o.key] = {"status": "claimed", "claimed_at": now, "done_at": None, "owner": owner,
+                                            "config_version": o.config_version}  # fmt: skip
+                won.append(o)
+        return won
+
+    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
+                            limit: int) -> list[CareOccurrence]:  # fmt: skip
+        now = rows.utc(now)
+        cutoff = now - timedelta(seconds=lease_seconds)
+        out = []
+        with self._lock:
+            for key, row in self._occurrences.items():
+                if len(out) >= limit:
+                    break
+                if row["status"] == "claimed" and row["claimed_at"] <= cutoff:
+                    row.update(owner=owner, claimed_at=now)
+                    out.append(CareOccurrence(process=key[0], object=key[1], record_id=key[2], occurrence=key[3],
+                                              config_version=row.get("config_version") or ""))  # fmt: skip
+        return out
+
+    def commit_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> int:
+        now = rows.utc(now)
+        with self._lock:
+            kept = []
+            for occurrence, processed in items:
+                row = self._occurrences.get(occurrence.key)
+                if row is not None and row["status"] == "claimed" and row.get("owner") == owner:
+                    kept.append((row, occurrence, processed))
+            self.commit_batch([p for _, _, p in kept], now)  # the lock is re-entrant; fails before applying
+            for row, occurrence, _ in kept:
+                row.update(status=occurrence.status, done_at=now, config_version=occurrence.config_version)
+            return len(kept)
+
+    def care_summary(self, process: str) -> CareSummary:
+        with self._lock:
+            counts: dict[str, int] = {}
+            last = None
+            for key, row in self._occurrences.items():
+                if key[0] != process:
+                    continue
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+                if row["done_at"] is not None and (last is None or row["done_at"] > last):
+                    last = row["done_at"]
+            return CareSummary(counts=counts, last_done_at=last)

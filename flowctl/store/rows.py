@@ -127,12 +127,14 @@ def outbox_from(row: Row) -> OutboxRow:
 
 def version_row(version: ConfigVersion) -> dict[str, Any]:
     return {"id": version.id, "applied_at": version.applied_at, "commit": version.commit, "author": version.author,
-            "message": version.message, "documents": dict(version.documents), "current": True}  # fmt: skip
+            "message": version.message, "documents": dict(version.documents), "current": True,
+            "files": dict(version.files)}  # fmt: skip
 
 
 def version_from(row: Row) -> ConfigVersion:
     return ConfigVersion(id=row["id"], applied_at=row["applied_at"], documents=row["documents"],
-                         commit=row["commit"], author=row["author"], message=row["message"])  # fmt: skip
+                         commit=row["commit"], author=row["author"], message=row["message"],
+                         files=row.get("files") or {})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ a batch

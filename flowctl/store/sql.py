@@ -12,6 +12,8 @@ rows; change claimers take turns (see ``_PG_CLAIM_LOCK``) and skip rows being fi
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,15 +23,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from flowctl.engine.state import ACTIVE, Record, Run, Timer
-from flowctl.ports import AppendResult, ConfigVersion, NewChange, OutboxRow, Processed, StoredChange
+from flowctl.ports import (
+    AppendResult,
+    CareOccurrence,
+    CareSummary,
+    ConfigVersion,
+    NewChange,
+    OutboxRow,
+    Processed,
+    StoredChange,
+)
 from flowctl.store import rows
+from flowctl.store.dates import date_rows
 from flowctl.store.engines import make_engine, writer
 from flowctl.store.tables import (
     allocations,
+    care_days,
     care_occurrences,
     changes,
     config_versions,
     outbox,
+    record_dates,
     records,
     runs,
     timers,
@@ -49,6 +63,8 @@ _PG_APPEND_LOCK = 0x666C6F77_61707064  # "flowappd"
 #: is one short transaction, so taking turns costs little; SKIP LOCKED still keeps it from
 #: waiting on a worker that is finishing a change.
 _PG_CLAIM_LOCK = 0x666C6F77_636C6D63  # "flowclmc"
+#: Deploys (``flowctl apply``/``rollback``) take turns: each checks the current version, then replaces it.
+_PG_DEPLOY_LOCK = 0x666C6F77_64706C79  # "flowdply"
 
 _CLAIMABLE_OUTBOX = ("pending", "retry")
 
@@ -78,6 +94,10 @@ class SqlStore:
         self.engine: Engine = make_engine(url)
         self._writer = writer(self.engine)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time. Threads of this process queue on a mutex instead of
+        # on SQLite's busy handler, which sleeps in growing steps (1, 2, 5, 10 ms…) and would
+        # cap throughput far below what the disk can commit.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
         self._postgres = self.dialect == "postgresql"
         insert = postgresql.insert if self._postgres else sqlite.insert
         c, t, o = changes.c, timers.c, outbox.c
@@ -206,7 +226,7 @@ class SqlStore:
         fresh: dict[str, dict[str, Any]] = {}
         for change in changes_:
             fresh.setdefault(change.idempotency_key, rows.change_row(change))
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             if self._postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
             inserted: dict[str, int] = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
@@ -236,7 +256,7 @@ class SqlStore:
         if limit <= 0:
             return []
         until = now + timedelta(seconds=lease_seconds)
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             if self._postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_CLAIM_LOCK)))
             wanted = self._plan_claim(conn, limit, now)
@@ -315,17 +335,18 @@ class SqlStore:
         due = self._due_timers.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(timers).where(timers.c.id.in_(due))
                 .values(lease_owner=owner, lease_until=until).returning(*timers.c))  # fmt: skip
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
 
     def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
         """Write everything the batch decided, and finish its changes, in one transaction."""
         plan = rows.plan_batch(items, now)
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             for part in _chunks(plan.timer_deletes):
                 conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
             self._many(conn, self._upsert_records, plan.records.values())
+            self._write_dates(conn, plan.records.values())
             self._many(conn, self._upsert_runs, plan.runs.values())
             self._many(conn, self._upsert_timers, plan.timer_upserts)
             self._many(conn, self._insert_outbox, plan.outbox.values())  # a key stored before is kept
@@ -351,15 +372,21 @@ class SqlStore:
         stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
                 .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
                 .returning(*outbox.c))  # fmt: skip
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             claimed = [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda row: row.id)
 
     def mark_sent(self, row_id: int, now: datetime) -> None:
-        stmt = (sa.update(outbox).where(outbox.c.id == row_id)
-                .values(status="sent", sent_at=now, lease_owner=None, lease_until=None))  # fmt: skip
-        with self._writer.begin() as conn:
-            conn.execute(stmt)
+        self.mark_sent_many([row_id], now)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+        """Mark several rows sent in one transaction (one commit for a round of deliveries)."""
+        if not row_ids:
+            return
+        with self._write_lock, self._writer.begin() as conn:
+            for chunk in _chunks(list(row_ids)):
+                conn.execute(sa.update(outbox).where(outbox.c.id.in_(chunk))
+                             .values(status="sent", sent_at=now, lease_owner=None, lease_until=None))  # fmt: skip
 
     def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
         """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it)."""
@@ -367,7 +394,7 @@ class SqlStore:
         stmt = (sa.update(outbox).where(outbox.c.id == row_id)
                 .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
                         lease_owner=None, lease_until=None))  # fmt: skip
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             conn.execute(stmt)
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
@@ -375,7 +402,7 @@ class SqlStore:
         stmt = (sa.update(outbox).where(outbox.c.id == row_id, outbox.c.status.in_(("dead", "retry")))
                 .values(status="pending", attempts=0, next_attempt_at=now,
                         lease_owner=None, lease_until=None))  # fmt: skip
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
     # ------------------------------------------------------------------ care
@@ -384,7 +411,7 @@ class SqlStore:
         """True the first time (process, record, occurrence) is claimed, False ever after."""
         row = {"process": process, "object": object, "record_id": id, "occurrence": occurrence,
                "status": "claimed", "claimed_at": now, "done_at": None}  # fmt: skip
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             return conn.execute(self._insert_occurrence, row).first() is not None
 
     # ------------------------------------------------------------------ inspection
@@ -454,7 +481,7 @@ class SqlStore:
 
     def save_version(self, version: ConfigVersion) -> None:
         """Store ``version`` and make it the current one."""
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             conn.execute(sa.update(config_versions).where(config_versions.c.current.is_(True)).values(current=False))
             conn.execute(self._upsert_version, rows.version_row(version))
 
@@ -462,3 +489,182 @@ class SqlStore:
         with self.engine.connect() as conn:
             row = conn.execute(config_versions.select().where(config_versions.c.current.is_(True))).first()
         return rows.version_from(row._mapping) if row else None
+
+    # ------------------------------------------------------------------ deployments
+
+    def versions(self, limit: int = 50) -> list[ConfigVersion]:
+        """Stored versions, newest applied first (the current one first among equal times)."""
+        v = config_versions.c
+        stmt = config_versions.select().order_by(v.applied_at.desc(), v.current.desc(), v.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.version_from(row._mapping) for row in conn.execute(stmt)]
+
+    def version(self, id: str) -> ConfigVersion | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(config_versions.select().where(config_versions.c.id == id)).first()
+        return rows.version_from(row._mapping) if row else None
+
+    def deploy_version(self, version: ConfigVersion, expected_current: str | None,
+                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool:  # fmt: skip
+        """Make ``version`` current and cancel ``cancel_runs`` (and their timers), in one
+        transaction, only if the current version is still ``expected_current`` (None: none yet).
+        False, with nothing written, when another deploy got there first."""
+        stamp = (now or version.applied_at).isoformat()
+        v = config_versions.c
+        with self._writer.begin() as conn:
+            if self._postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_DEPLOY_LOCK)))
+            current = conn.execute(sa.select(v.id).where(v.current.is_(True))).scalar()
+            if current != expected_current:
+                return False
+            conn.execute(sa.update(config_versions).where(v.current.is_(True)).values(current=False))
+            conn.execute(self._upsert_version, rows.version_row(version))
+            for part in _chunks(list(cancel_runs)):
+                conn.execute(sa.delete(timers).where(timers.c.run_id.in_(part)))
+                conn.execute(sa.update(runs).where(runs.c.id.in_(part), runs.c.status.in_(ACTIVE))
+                             .values(status="cancelled", waiting_for="", updated_at=stamp))  # fmt: skip
+        return True
+
+    def stage_counts(self) -> dict[tuple[str, str, str], int]:
+        """Live records per (object, pipeline, stage)."""
+        r = records.c
+        stmt = (sa.select(r.object, r.pipeline, r.stage, sa.func.count()).where(r.deleted.is_(False))
+                .group_by(r.object, r.pipeline, r.stage))  # fmt: skip
+        with self.engine.connect() as conn:
+            return {(o, p, s): n for o, p, s, n in conn.execute(stmt)}
+
+    def pending_work(self) -> list[tuple[Run, int]]:
+        """Every active run (without its trace) and how many timers it holds, oldest first."""
+        r = runs.c
+        columns = [col for col in runs.c if col.name != "trace"]
+        stmt = sa.select(*columns).where(r.status.in_(ACTIVE)).order_by(r.seq, r.id)
+        counts = sa.select(timers.c.run_id, sa.func.count()).group_by(timers.c.run_id)
+        with self.engine.connect() as conn:
+            held: dict[str, int] = dict(conn.execute(counts).all())  # type: ignore[arg-type]
+            return [(rows.run_from({**row._mapping, "trace": []}), held.get(row.id, 0)) for row in conn.execute(stmt)]
+
+    def care_claims_since(self, since: datetime) -> dict[str, int]:
+        """Care occurrences claimed at or after ``since``, per process."""
+        o = care_occurrences.c
+        stmt = sa.select(o.process, sa.func.count()).where(o.claimed_at >= since).group_by(o.process)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(stmt).all())
+
+    def changes_after(self, seq: int, limit: int = 1000) -> list[StoredChange]:
+        """Up to ``limit`` recorded changes with a seq above ``seq``, in seq order."""
+        stmt = changes.select().where(changes.c.seq > seq).order_by(changes.c.seq).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.change_from(row._mapping) for row in conn.execute(stmt)]
+
+    def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
+        """Outbox rows created in ``[since, until)``, oldest first."""
+        o = outbox.c
+        stmt = outbox.select().where(o.created_at >= since, o.created_at < until).order_by(o.id)
+        with self.engine.connect() as conn:
+            return [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+
+    # ------------------------------------------------------------------ care schedules
+
+    def _insert_for(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self._postgres else sqlite.insert)(table)
+
+    def _write_dates(self, conn: Connection, written: Iterable[Mapping[str, Any]]) -> None:
+        """Re-index the date fields of the records just written (``store/dates.py``)."""
+        written = list(written)
+        if not written:
+            return
+        d = record_dates.c
+        for object_, ids in _by_object((row["object"], row["id"]) for row in written):
+            conn.execute(sa.delete(record_dates).where(d.object == object_, d.record_id.in_(ids)))
+        self._many(conn, record_dates.insert(), date_rows(written))
+
+    def care_records(self, object: str, field: str, month_days: Sequence[int],
+                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+        """Live records whose ``field`` falls on ``month_days``: one indexed join, rows as found."""
+        if not month_days:
+            return []
+        d, r = record_dates.c, records.c
+        stmt = (sa.select(records).join(record_dates, sa.and_(r.object == d.object, r.id == d.record_id))
+                .where(d.object == object, d.field == field, d.month_day.in_(sorted(set(month_days))),
+                       r.deleted.is_(False)))  # fmt: skip
+        if on_dates:
+            stmt = stmt.where(d.value.in_(sorted(set(on_dates))))
+        with self.engine.connect() as conn:
+            return [rows.record_from(row._mapping) for row in conn.execute(stmt)]
+
+    def pin_care_day(self, process: str, day: str, version: str) -> str:
+        stmt = self._insert_for(care_days).on_conflict_do_nothing()
+        with self._writer.begin() as conn:
+            conn.execute(stmt, {"process": process, "day": day, "config_version": version})
+            d = care_days.c
+            pinned = conn.execute(sa.select(d.config_version).where(d.process == process, d.day == day)).scalar_one()
+        return str(pinned)
+
+    def claim_occurrences(self, wanted: Sequence[CareOccurrence], owner: str, now: datetime) -> list[CareOccurrence]:
+        """Insert a ``claimed`` row per occurrence; a row already there (claimed by anyone, ever)
+        is left alone. RETURNING tells which went in: those are ours."""
+        if not wanted:
+            return []
+        c = care_occurrences.c
+        stmt = (self._insert_for(care_occurrences).on_conflict_do_nothing()
+                .returning(c.process, c.object, c.record_id, c.occurrence))  # fmt: skip
+        by_key = {o.key: o for o in wanted}
+        won: set[tuple[str, str, str, str]] = set()
+        with self._writer.begin() as conn:
+            for part in _chunks(list(by_key.values()), 1000):
+                params = [{"process": o.process, "object": o.object, "record_id": o.record_id,
+                           "occurrence": o.occurrence, "status": "claimed", "claimed_at": now, "done_at": None,
+                           "owner": owner, "config_version": o.config_version} for o in part]  # fmt: skip
+                won.update(tuple(row) for row in conn.execute(stmt, params))  # type: ignore[misc]
+        return [o for key, o in by_key.items() if key in won]
+
+    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
+                            limit: int) -> list[CareOccurrence]:  # fmt: skip
+        c = care_occurrences.c
+        cutoff = now - timedelta(seconds=lease_seconds)
+        expired = sa.and_(c.status == "claimed", c.claimed_at <= cutoff)
+        key = sa.tuple_(c.process, c.object, c.record_id, c.occurrence)
+        sub = sa.select(c.process, c.object, c.record_id, c.occurrence).where(expired).limit(limit)
+        stmt = (sa.update(care_occurrences).where(key.in_(sub), expired)
+                .values(owner=owner, claimed_at=now).returning(*care_occurrences.c))  # fmt: skip
+        with self._writer.begin() as conn:
+            found = [row._mapping for row in conn.execute(stmt)]
+        return [CareOccurrence(process=r["process"], object=r["object"], record_id=r["record_id"],
+                               occurrence=r["occurrence"], config_version=r["config_version"] or "")
+                for r in found]  # fmt: skip
+
+    def commit_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> int:
+        if not items:
+            return 0
+        c = care_occurrences.c
+        key = sa.tuple_(c.process, c.object, c.record_id, c.occurrence)
+        groups: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
+        for occurrence, _ in items:
+            groups.setdefault((occurrence.status, occurrence.config_version), []).append(occurrence.key)
+        kept: set[tuple[str, str, str, str]] = set()
+        with self._writer.begin() as conn:
+            for (status, version), keys in groups.items():
+                for part in _chunks(keys, 200):
+                    stmt = (sa.update(care_occurrences)
+                            .where(key.in_(list(part)), c.status == "claimed", c.owner == owner)
+                            .values(status=status, done_at=now, config_version=version)
+                            .returning(c.process, c.object, c.record_id, c.occurrence))  # fmt: skip
+                    kept.update(tuple(row) for row in conn.execute(stmt))  # type: ignore[misc]
+            plan = rows.plan_batch([p for o, p in items if o.key in kept], now)
+            self._many(conn, self._upsert_records, plan.records.values())
+            self._write_dates(conn, plan.records.values())
+            self._many(conn, self._upsert_runs, plan.runs.values())
+            self._many(conn, self._upsert_timers, plan.timer_upserts)
+            self._many(conn, self._insert_outbox, plan.outbox.values())
+            self._many(conn, self._upsert_allocations, plan.allocations.values())
+        return len(kept)
+
+    def care_summary(self, process: str) -> CareSummary:
+        c = care_occurrences.c
+        with self.engine.connect() as conn:
+            counts: dict[Any, Any] = dict(conn.execute(sa.select(c.status, sa.func.count()).where(c.process == process)
+                                       .group_by(c.status)).all())  # fmt: skip
+            last = conn.execute(sa.select(sa.func.max(c.done_at)).where(c.process == process)).scalar()
+        if isinstance(last, str):  # max() over SQLite text loses the column type
+            last = datetime.fromisoformat(last)
+        return CareSummary(counts={str(k): int(v) for k, v in counts.items()}, last_done_at=last)

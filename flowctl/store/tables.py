@@ -184,6 +184,7 @@ config_versions = sa.Table(
     sa.Column("message", sa.Text(), nullable=False),
     sa.Column("documents", sa.JSON(), nullable=False),
     sa.Column("current", sa.Boolean(), nullable=False),
+    sa.Column("files", sa.JSON(), nullable=True),  # path -> text, to rebuild the version (0003)
 )
 
 care_occurrences = sa.Table(
@@ -196,7 +197,32 @@ care_occurrences = sa.Table(
     sa.Column("status", _text(), nullable=False),
     sa.Column("claimed_at", UtcDateTime(), nullable=True),
     sa.Column("done_at", UtcDateTime(), nullable=True),
+    sa.Column("owner", _text(), nullable=True),  # who holds the claim (its lease runs from claimed_at)
+    sa.Column("config_version", _text(), nullable=True),  # the version the occurrence runs on
     sa.PrimaryKeyConstraint("process", "object", "record_id", "occurrence"),  # once per occurrence
+    sa.Index(None, "status", "claimed_at"),  # claims whose lease ran out
+)
+
+#: Every date-like field value of every live record, by month and day (``MMDD``: 229 is 29 February),
+#: so a care tick reads only the records whose anniversary is due (see ``store/dates.py``).
+record_dates = sa.Table(
+    "record_dates",
+    metadata,
+    sa.Column("object", _text(), primary_key=True),
+    sa.Column("record_id", _text(), primary_key=True),
+    sa.Column("field", _text(), primary_key=True),
+    sa.Column("month_day", sa.Integer(), nullable=False),
+    sa.Column("value", _text(), nullable=False),  # the date, ISO
+    sa.Index(None, "object", "field", "month_day"),
+)
+
+#: The config version of each care process's first run on a local day: the day's occurrences run on it.
+care_days = sa.Table(
+    "care_days",
+    metadata,
+    sa.Column("process", _text(), primary_key=True),
+    sa.Column("day", _text(), primary_key=True),
+    sa.Column("config_version", _text(), nullable=False),
 )
 
 source_cursors = sa.Table(

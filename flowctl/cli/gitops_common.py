@@ -1,0 +1,123 @@
+"""What ``plan``, ``apply`` and ``rollback`` share: options, the clock, and rendering a plan."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                      help="Output format.")  # fmt: skip
+ALLOW_CANCEL = click.option("--allow-cancel", is_flag=True,
+                            help="Cancel runs and timers on removed flow nodes or stage rules instead of refusing.")
+FORCE = click.option("--force", is_flag=True, help="Allow removing every document, or more than half of them.")
+NOW = click.option("--now", "now_text", default="", metavar="TIME",
+                   help="Plan as of this ISO time with zone (default: now): 'today' for care, blast windows.")
+
+
+def parse_now(text: str) -> datetime:
+    if not text:
+        from flowctl.runtime.clock import SystemClock
+
+        return SystemClock().now()
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO time: {text!r}", param_hint="--now") from exc
+    if value.tzinfo is None:
+        raise click.BadParameter("give a zone, e.g. 2026-03-01T09:00:00+07:00", param_hint="--now")
+    return value
+
+
+def _value(value: Any, width: int = 70) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_MARK = {"added": "+", "changed": "~", "removed": "-"}
+_SEVERITY = {"refuse": "REFUSED", "warn": "WARNING", "notice": "NOTE"}
+
+
+def render_plan(plan: Any) -> str:
+    """The plan as an operator reads it (``plan.to_json()`` is the machine form)."""
+    lines: list[str] = []
+    p, current = plan.proposed, plan.current
+    origin = ", ".join(x for x in (f"commit {p.commit[:12]}" if p.commit else "", p.author) if x)
+    lines.append(f"Proposed: version {p.id} from {p.origin}" + (f" ({origin})" if origin else ""))
+    if current is None:
+        lines.append("Deployed: nothing yet")
+    else:
+        commit = f", commit {current.commit[:12]}" if current.commit else ""
+        lines.append(f"Deployed: version {current.id}, applied {current.applied_at:%Y-%m-%d %H:%M %Z}{commit}")
+    if plan.errors:
+        lines.append("")
+        lines.append(f"The proposed configuration is invalid ({len(plan.errors)} errors):")
+        lines.extend(f"  {e}" for e in plan.errors)
+        lines.append("")
+        lines.append("Result: invalid; nothing would be applied")
+        return "\n".join(lines)
+    if plan.baseline and current is not None:
+        lines.append(f"  ({plan.baseline}; documents are compared by name only)")
+    counts = {op: sum(1 for d in plan.documents if d.op == op) for op in ("added", "changed", "removed")}
+    lines.append("")
+    lines.append("Documents: " + ", ".join(f"{n} {op}" for op, n in counts.items()))
+    for doc in plan.documents:
+        lines.append(f"  {_MARK[doc.op]} {doc.key}")
+        for change in doc.fields:
+            if change.op == "changed":
+                lines.append(f"      ~ {change.path}: {_value(change.old, 40)} → {_value(change.new, 40)}")
+            elif change.op == "added":
+                lines.append(f"      + {change.path}: {_value(change.new)}")
+            else:
+                lines.append(f"      - {change.path}: {_value(change.old)}")
+    files = plan.files
+    other = [f for f in files.changed if not f.endswith((".yaml", ".yml"))]
+    moved = not plan.documents and (files.added or files.removed or files.changed)
+    if other or moved:
+        parts = [f"{len(v)} {k}" for k, v in (("added", files.added), ("changed", files.changed),
+                                               ("removed", files.removed)) if v]  # fmt: skip
+        lines.append(f"Files: {', '.join(parts)}: " + ", ".join([*files.added, *files.changed, *files.removed]))
+    if plan.findings:
+        lines.append("")
+        lines.append("Live state:")
+        order = {"refuse": 0, "warn": 1, "notice": 2}
+        for f in sorted(plan.findings, key=lambda f: order[f.severity]):
+            lines.append(f"  {_SEVERITY[f.severity]:<8} {f.message}")
+    if plan.blast:
+        lines.append("")
+        lines.append(f"Blast radius (from {plan.now:%Y-%m-%d %H:%M %Z}):")
+        for reach in plan.blast:
+            lines.append(f"  care process {reach.process} ({reach.status}, {reach.object}):")
+            for window, label in (("day", "next 24h"), ("week", "next 7 days")):
+                lines.append(f"    {label:<11} {_tally(reach.new[window], reach.old[window], reach.status)}")
+    lines.append("")
+    lines.append("Result: " + {
+        "refused": f"refused ({len(plan.refusals)} refusal{'s' if len(plan.refusals) != 1 else ''}); "
+                   "nothing would be applied",
+        "unchanged": "no changes; this version is already deployed",
+        "changes": f"{len(plan.documents)} document change{'s' if len(plan.documents) != 1 else ''} to apply"
+                   + (f", {len(plan.cancel_runs)} runs to cancel" if plan.cancel_runs else ""),
+    }[plan.status])  # fmt: skip
+    return "\n".join(lines)
+
+
+def _tally(new: Any, old: Any, status: str) -> str:
+    def delta(a: int, b: int) -> str:
+        return "" if status != "changed" or a == b else f" ({a - b:+,})"
+
+    parts = [f"{new.records:,} record{'s' if new.records != 1 else ''}{delta(new.records, old.records)}"]
+    for label in sorted(set(new.effects) | set(old.effects)):
+        a, b = new.effects.get(label, 0), old.effects.get(label, 0)
+        parts.append(f"{label} {a:,}{delta(a, b)}")
+    if status == "removed":
+        parts = [f"stops {old.records:,} record{'s' if old.records != 1 else ''}"]
+        parts += [f"{label} {n:,}" for label, n in sorted(old.effects.items())]
+    if new.errors:
+        parts.append(f"{new.errors} condition errors")
+    return ", ".join(parts)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))

@@ -1,0 +1,52 @@
+"""``flowctl history``: the deployed versions, newest first, the current one marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flowctl.cli.gitops_common import FORMAT, echo_json
+from flowctl.cli.store_access import DB_HELP, open_for
+
+
+@click.command(
+    "history",
+    epilog="""\b
+Examples:
+  flowctl history
+  flowctl history --db postgresql+psycopg://flowctl@db/flowctl --limit 5
+  flowctl history --format json | jq '.[0].id'
+
+\b
+Then 'flowctl rollback VERSION' (an id or an unambiguous prefix) deploys an older one again.""",
+)
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.option("--db", "database", default="", help=DB_HELP)
+@click.option("--limit", default=20, show_default=True, help="How many versions to show.")
+@FORMAT
+def command(directory: Path, database: str, limit: int, fmt: str) -> None:
+    """List deployed configuration versions, newest first; '*' marks the current one."""
+    store = open_for(directory, database)
+    try:
+        versions = store.versions(limit)
+        current = store.current_version()
+    finally:
+        store.close()
+    current_id = current.id if current else None
+    if fmt == "json":
+        echo_json([{"id": v.id, "current": v.id == current_id, "applied_at": v.applied_at.isoformat(),
+                    "commit": v.commit, "author": v.author, "message": v.message,
+                    "documents": len(v.documents), "rebuildable": bool(v.files)} for v in versions])  # fmt: skip
+        return
+    if not versions:
+        click.echo("no version deployed yet; run 'flowctl apply'")
+        return
+    for v in versions:
+        mark = "*" if v.id == current_id else " "
+        commit = v.commit[:12] if v.commit else "-"
+        extra = "" if v.files else "  (no files: cannot be rolled back to)"
+        who = f"  {v.author}" if v.author else ""
+        what = f"  {v.message}" if v.message else ""
+        click.echo(f"{mark} {v.id}  {v.applied_at:%Y-%m-%d %H:%M:%S %Z}  {commit}{who}{what}  "
+                   f"[{len(v.documents)} documents]{extra}")  # fmt: skip

@@ -1,0 +1,215 @@
+"""Replay: run the changes recorded in a period through a configuration and compare the effects
+with what really went out (the outbox rows created in that period).
+
+The engine is deterministic, so the only inputs are the starting state and the changes with
+their recorded times. The starting state is rebuilt from the change log before ``since``: every
+put/patch/move/delete processed before it, applied as the worker applies them. Field updates and
+stage moves made by automations before ``since``, and runs or timers in flight at ``since``, are
+not in the log; differences they cause show up with the deployed version too, so when that can
+be rebuilt the same replay runs on it and such differences are marked ``baseline`` (they are not
+caused by the proposed change).
+
+Effects are compared per record as (action, channel, rendered payload) multisets: an effect
+only one side has is added or removed; an added and a removed effect of the same action and
+template on the same record pair up as changed, with the fields that differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flowctl.engine import changes as change_ops
+from flowctl.engine.simulator import SimulationError, Simulator
+from flowctl.engine.state import Record
+from flowctl.gitops.diff import diff_values
+from flowctl.ports import Store, StoredChange
+from flowctl.spec import model as m
+
+PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Sig:
+    """An effect as compared: who, what, and the rendered payload as canonical JSON."""
+
+    object: str
+    record_id: str
+    action: str
+    channel: str
+    payload: str
+
+    @property
+    def template(self) -> str:
+        return str(json.loads(self.payload).get("template", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "channel": self.channel, **json.loads(self.payload)}
+
+
+@dataclass(kw_only=True, slots=True)
+class RecordDiff:
+    object: str
+    record_id: str
+    added: list[Sig] = field(default_factory=list)
+    removed: list[Sig] = field(default_factory=list)
+    changed: list[tuple[Sig, Sig]] = field(default_factory=list)
+    baseline: bool = False  # the deployed version's replay differs from reality the same way
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object": self.object, "id": self.record_id, "baseline": self.baseline,
+            "added": [s.to_json() for s in self.added], "removed": [s.to_json() for s in self.removed],
+            "changed": [{"action": a.action, "channel": a.channel,
+                         "fields": [c.to_json() for c in diff_values(json.loads(a.payload), json.loads(b.payload))]}
+                        for a, b in self.changed],
+        }  # fmt: skip
+
+
+@dataclass(kw_only=True, slots=True)
+class Replay:
+    since: datetime
+    until: datetime
+    seeded: int  # records rebuilt from the log before since
+    changes: int  # changes replayed
+    refused: int  # changes the proposed version refused (moves into a stage with empty fields…)
+    real: int  # outbox rows in the period
+    replayed: int  # effects the replay produced
+    records: list[RecordDiff] = field(default_factory=list)
+    baseline: str = ""  # "" when the deployed version was replayed too, else why not
+    seed: str = "change log before --since (automations' own field updates and in-flight runs not included)"
+
+    @property
+    def differences(self) -> list[RecordDiff]:
+        return [r for r in self.records if not r.baseline]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "seed": self.seed,
+                "seeded_records": self.seeded, "changes": self.changes, "refused": self.refused,
+                "real_effects": self.real, "replayed_effects": self.replayed, "baseline": self.baseline or "deployed",
+                "records": [r.to_json() for r in self.records]}  # fmt: skip
+
+
+def recorded(store: Store) -> Iterator[StoredChange]:
+    """Every change in the log, in seq order, a page at a time."""
+    after = 0
+    while True:
+        page = store.changes_after(after, PAGE)
+        yield from page
+        if len(page) < PAGE:
+            return
+        after = page[-1].seq
+
+
+def _split(store: Store, since: datetime, until: datetime) -> tuple[dict[tuple[str, str], Record], list[StoredChange]]:
+    """The records as the log leaves them before ``since``, and the processed changes of the period."""
+    state: dict[tuple[str, str], Record] = {}
+    period: list[StoredChange] = []
+    for change in recorded(store):
+        if change.status not in ("done", "failed"):
+            continue  # not processed yet: it produced nothing real to compare with
+        at = change.received_at
+        if at is not None and at >= until:
+            break
+        if at is not None and at >= since:
+            period.append(change)
+            continue
+        if change.status == "failed" or change.op == "event":
+            continue
+        current = state.get((change.object, change.record_id))
+        if change.op == "put":
+            rc = change_ops.put("seed", current, change.object, change.record_id, change.fields, change.stage,
+                                change.pipeline)  # fmt: skip
+        elif change.op == "patch":
+            rc = change_ops.patch("seed", current, change.object, change.record_id, change.fields)
+        elif current is None:
+            continue
+        elif change.op == "move":
+            rc = change_ops.move("seed", current, change.stage, change.pipeline)
+        else:
+            rc = change_ops.delete("seed", current)
+        if rc.after is not None:
+            state[rc.after.key] = rc.after
+    return state, period
+
+
+def run_period(bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: list[StoredChange],
+               since: datetime, until: datetime) -> tuple[list[Sig], int]:  # fmt: skip
+    """The channel effects ``bundle`` produces for the period, and how many changes it refused."""
+    sim = Simulator(bundle, since, version="replay")
+    sim.state.records.update(seed)
+    refused = 0
+    for change in period:
+        at = change.received_at or sim.now
+        sim.advance(max(at, sim.now))
+        try:
+            if change.op == "event":
+                sim.event(change.event, change.object, change.record_id, change.data)
+            else:
+                kind = {"put": "create", "patch": "update"}.get(change.op, change.op)
+                sim.write(kind, change.object, change.record_id, change.fields, change.stage, change.pipeline)
+        except SimulationError:
+            refused += 1
+    sim.advance(until)
+    sigs = [Sig(e.object, e.record_id, e.action, e.channel, _canonical(e.params)) for e in sim.state.effects
+            if e.channel]  # fmt: skip
+    return sigs, refused
+
+
+def replay(store: Store, proposed: m.Bundle, since: datetime, until: datetime,
+           deployed: m.Bundle | None = None, why_no_baseline: str = "") -> Replay:  # fmt: skip
+    seed, period = _split(store, since, until)
+    mine, refused = run_period(proposed, seed, period, since, until)
+    real = [Sig(r.object, r.record_id, r.action, r.channel, _canonical(r.payload))
+            for r in store.outbox_between(since, until)]  # fmt: skip
+    result = Replay(since=since, until=until, seeded=len(seed), changes=len(period), refused=refused,
+                    real=len(real), replayed=len(mine), baseline=why_no_baseline)  # fmt: skip
+    result.records = compare(real, mine)
+    if deployed is not None:
+        base, _ = run_period(deployed, seed, period, since, until)
+        noise = {(d.object, d.record_id): d for d in compare(real, base)}
+        for diff in result.records:
+            other = noise.get((diff.object, diff.record_id))
+            diff.baseline = other is not None and _same(diff, other)
+    elif not why_no_baseline:
+        result.baseline = "no deployed version to compare with"
+    return result
+
+
+def compare(real: list[Sig], replayed: list[Sig]) -> list[RecordDiff]:
+    """Per record, what the replay adds, removes or changes relative to ``real``."""
+    extra: dict[tuple[str, str], list[Sig]] = {}
+    missing: dict[tuple[str, str], list[Sig]] = {}
+    before, after = Counter(real), Counter(replayed)
+    for sig in (after - before).elements():
+        extra.setdefault((sig.object, sig.record_id), []).append(sig)
+    for sig in (before - after).elements():
+        missing.setdefault((sig.object, sig.record_id), []).append(sig)
+    out = []
+    for key in sorted(set(extra) | set(missing)):
+        theirs = missing.get(key, [])
+        diff = RecordDiff(object=key[0], record_id=key[1])
+        for sig in extra.get(key, []):
+            twin = next((t for t in theirs if (t.action, t.channel, t.template) == (sig.action, sig.channel,
+                                                                                    sig.template)), None)  # fmt: skip
+            if twin is not None:
+                theirs.remove(twin)
+                diff.changed.append((twin, sig))
+            else:
+                diff.added.append(sig)
+        diff.removed = theirs
+        out.append(diff)
+    return out
+
+
+def _same(a: RecordDiff, b: RecordDiff) -> bool:
+    return (Counter(a.added) == Counter(b.added) and Counter(a.removed) == Counter(b.removed)
+            and Counter(a.changed) == Counter(b.changed))  # fmt: skip
+
+
+def _canonical(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)

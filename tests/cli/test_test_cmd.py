@@ -1,0 +1,89 @@
+"""``flowctl test``: runs the scenarios, prints failures with their traces, ends with the count."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.conftest import invoke
+from tests.engine.conftest import make_bundle
+from tests.engine.design_example import FILES as DESIGN
+
+
+def test_every_example_passes(example) -> None:
+    result = invoke("test", example)
+    last = result.output.splitlines()[-1]
+    assert result.exit_code == 0, result.output
+    passed, failed = last.split(", ")
+    assert failed == "0 failed" and int(passed.split()[0]) > 0
+
+
+def test_the_design_example_passes(tmp_path) -> None:
+    make_bundle(tmp_path, DESIGN, base=False)
+    result = invoke("test", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["PASS  vip gets vip welcome  (tests/welcome.yaml, 7 steps)",
+                                          "1 passed, 0 failed"]
+
+
+FAILING = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: std gets vip welcome}
+spec:
+  now: "2026-03-01T09:00:00+07:00"
+  records: [{object: user, id: 1, fields: {email: null, segment: std}}]
+  steps:
+    - update: {object: user, id: 1, fields: {email: lan@example.com}}
+    - expect: {effects: [{action: send_email, template: welcome-vip}]}
+"""
+
+
+def test_a_failure_is_printed_with_its_place_and_trace_and_exit_1(tmp_path) -> None:
+    make_bundle(tmp_path, {**DESIGN, "tests/failing.yaml": FAILING}, base=False)
+    result = invoke("test", tmp_path)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[-1] == "1 passed, 1 failed"
+    fail = lines.index("FAIL  std gets vip welcome  (tests/failing.yaml)")
+    assert lines[fail + 1] == (
+        "  tests/failing.yaml:9:7: step 2: no effect matches {'action': 'send_email', 'template': 'welcome-vip'}; "
+        "got: {'action': 'send_email', 'template': 'welcome', 'to': 'lan@example.com', 'subject': 'Chào mừng', "
+        "'text': 'Xin chào lan@example.com'}")
+    assert lines[fail + 2] == "  trace:"
+    trace = "\n".join(lines[fail + 3:])
+    assert "flow:welcome-new-email on user 1 [waiting]" in trace
+    assert "? pick: condition record.segment == 'vip' [record.segment=\"std\"] → False" in trace
+    assert "⇒ pick: decision default → std_mail" in trace
+
+
+def test_k_selects_scenarios_by_name(tmp_path) -> None:
+    make_bundle(tmp_path, {**DESIGN, "tests/failing.yaml": FAILING}, base=False)
+    result = invoke("test", tmp_path, "-k", "vip gets vip welcome")
+    assert (result.exit_code, result.output.splitlines()[-1]) == (0, "1 passed, 0 failed")
+    result = invoke("test", tmp_path, "-k", "no such scenario")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-2:] == ["no scenario named no such scenario", "0 passed, 0 failed"]
+
+
+def test_json_format(tmp_path) -> None:
+    make_bundle(tmp_path, {**DESIGN, "tests/failing.yaml": FAILING}, base=False)
+    result = invoke("test", tmp_path, "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert (data["passed"], data["failed"]) == (1, 1)
+    failing = next(s for s in data["scenarios"] if not s["passed"])
+    assert failing["failures"][0]["place"] == "tests/failing.yaml:9:7"
+    assert "flow:welcome-new-email" in failing["failures"][0]["trace"]
+
+
+def test_an_invalid_directory_exits_1_with_its_errors(tmp_path) -> None:
+    (tmp_path / "bad.yaml").write_text("apiVersion: flowctl/v1\nkind: Flow\nmetadata: {name: x}\nspec: {}\n")
+    result = invoke("test", tmp_path)
+    assert result.exit_code == 1
+    assert "invalid: " in result.output and "E010" in result.output
+
+
+def test_a_directory_without_scenarios_passes_with_zero(tmp_path) -> None:
+    make_bundle(tmp_path, {k: v for k, v in DESIGN.items() if not k.startswith("tests/")}, base=False)
+    result = invoke("test", tmp_path)
+    assert (result.exit_code, result.output) == (0, "0 passed, 0 failed\n")

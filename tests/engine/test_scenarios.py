@@ -1,0 +1,203 @@
+"""``kind: Test`` scenarios: the format of DESIGN.md and the matching rules of ``expect``."""
+
+from __future__ import annotations
+
+from flowctl.engine.scenario import run_scenarios
+from tests.engine.conftest import make_bundle
+from tests.engine.design_example import FILES as DESIGN
+
+FLOW = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: hello}
+spec:
+  object: contact
+  trigger: {on: created}
+  start: sms
+  nodes:
+    sms: {type: send_sms, text: "Xin chao {{ record.full_name }}", to: "{{ record.phone }}", next: wait}
+    wait: {type: delay, for: 1d, next: task}
+    task: {type: create_task, title: "Gọi {{ record.full_name }}", assignee: {user: lan}, next: mail}
+    mail: {type: send_email, template: hi, to: "{{ record.email }}"}
+---
+apiVersion: flowctl/v1
+kind: Template
+metadata: {name: hi}
+spec: {channel: email, subject: "Hi {{ record.full_name }}", text: "."}
+"""
+
+
+def scenario(tmp_path, steps: str, records: str = "[]", now: str = "2026-03-02T09:00:00+07:00"):
+    test = f"""
+apiVersion: flowctl/v1
+kind: Test
+metadata: {{name: t}}
+spec:
+  now: "{now}"
+  records: {records}
+  steps:
+{steps}
+"""
+    bundle = make_bundle(tmp_path, {"flows.yaml": FLOW, "tests/t.yaml": test})
+    (result,) = run_scenarios(bundle)
+    return result
+
+
+CREATE = '    - create: {object: contact, id: 1, fields: {full_name: Lan, phone: "0901234567", email: l@example.com}}\n'
+
+
+def test_the_design_example_runs_verbatim(tmp_path) -> None:
+    bundle = make_bundle(tmp_path, DESIGN, base=False)
+    (result,) = run_scenarios(bundle)
+    assert result.passed, [f.message for f in result.failures]
+    assert result.steps == 7
+
+
+def test_effects_match_by_a_subset_of_keys_in_any_order(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - advance: 1d
+    - expect:
+        effects:
+          - {action: send_email, subject: Hi Lan}
+          - {title: Gọi Lan, assignee: lan}
+          - {action: send_sms, text: Xin chao Lan, to: "0901234567", segments: 1}
+""")
+    assert result.passed, [f.message for f in result.failures]
+
+
+def test_expect_covers_every_step_since_the_previous_expect(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - advance: 1d
+    - expect: {effects: [{action: send_sms}, {action: create_task}]}
+    - advance: 1d
+    - expect: {effects: []}
+""")
+    assert result.passed, [f.message for f in result.failures]
+
+
+def test_other_effects_may_be_present_but_empty_means_none(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - expect: {effects: [{action: send_sms}]}
+    - advance: 1d
+    - expect: {effects: []}
+""")
+    assert not result.passed
+    (failure,) = result.failures
+    assert failure.step == 4
+    assert failure.message.startswith("expected no effects, got 2: {'action': 'create_task'")
+
+
+def test_each_effect_matches_one_expectation_only(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - expect: {effects: [{action: send_sms}, {action: send_sms}]}
+""")
+    (failure,) = result.failures
+    assert failure.message == ("no effect matches {'action': 'send_sms'}; "
+                               "got: none left (each effect matches one expectation)")
+
+
+def test_values_compare_as_text_so_yaml_numbers_match_ids(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - expect: {effects: [{action: send_sms, id: 1, to: "0901234567", characters: "12"}]}
+""")
+    assert result.passed, [f.message for f in result.failures]
+
+
+def test_a_failure_shows_the_trace_that_led_to_it(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - expect: {effects: [{action: send_sms, text: Xin chao Minh}]}
+""")
+    (failure,) = result.failures
+    assert failure.message == "no effect matches {'action': 'send_sms', 'text': 'Xin chao Minh'}; got: " \
+        "{'action': 'send_sms', 'to': '0901234567', 'text': 'Xin chao Lan'}"
+    assert failure.place == "tests/t.yaml:10:7"
+    lines = failure.trace.splitlines()
+    assert lines[0].startswith("flow:hello on contact 1 [waiting]")
+    assert "✉ sms: effect send_sms" in failure.trace
+    assert "⏸ wait: wait until 2026-03-03T09:00:00+07:00" in failure.trace
+    assert "├─ 2026-03-02 09:00:00 ? trigger: condition created → True" in failure.trace
+
+
+def test_expect_record_checks_stage_owner_and_a_subset_of_fields(tmp_path) -> None:
+    result = scenario(tmp_path, """
+    - update: {object: contact, id: 1, fields: {note: hi, owner: minh}}
+    - expect: {record: {object: contact, id: 1, fields: {note: hi, full_name: Lan}}}
+    - expect: {record: {object: contact, id: 1, fields: {note: bye}}}
+    - expect: {record: {object: contact, id: 2}}
+""", records="[{object: contact, id: 1, fields: {full_name: Lan}}]")
+    assert [(f.step, f.message) for f in result.failures] == [
+        (3, "contact 1: field note is 'hi', expected 'bye'"),
+        (4, "contact 2 does not exist"),
+    ]
+
+
+def test_records_are_seeded_without_triggering_anything(tmp_path) -> None:
+    result = scenario(tmp_path, """
+    - expect: {effects: []}
+""", records="[{object: contact, id: 1, fields: {full_name: Lan}}]")
+    assert result.passed
+
+
+def test_advance_to_a_timestamp_fires_what_comes_due_in_order(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - advance: {to: "2026-03-03T08:59:59+07:00"}
+    - expect: {effects: [{action: send_sms}]}
+    - advance: {to: "2026-03-03T09:00:00"}
+    - expect: {effects: [{action: create_task}, {action: send_email}]}
+""")
+    assert result.passed, [f.message for f in result.failures]
+
+
+def test_a_refused_request_is_a_failure_with_the_reason(tmp_path) -> None:
+    result = scenario(tmp_path, """
+    - delete: {object: contact, id: 9}
+    - expect: {effects: []}
+""")
+    assert [(f.step, f.message) for f in result.failures] == [(1, "delete refused: contact 9 does not exist")]
+
+
+def test_a_failure_lists_the_problems_since_the_previous_expect(tmp_path) -> None:
+    flows = FLOW + """
+---
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: bad}
+spec:
+  object: contact
+  trigger: {on: updated, changed: [note], if: "record.note > 1"}
+  start: s
+  nodes:
+    s: {type: stop}
+"""
+    test = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: t}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  steps:
+    - create: {object: contact, id: 1, fields: {full_name: Lan}}
+    - update: {object: contact, id: 1, fields: {note: a}}
+    - expect: {effects: [{action: send_sms}]}
+    - update: {object: contact, id: 1, fields: {score: 5}}
+    - update: {object: contact, id: 1, fields: {note: b}}
+    - expect: {effects: [{action: webhook}]}
+"""
+    bundle = make_bundle(tmp_path, {"flows.yaml": flows, "tests/t.yaml": test})
+    (result,) = run_scenarios(bundle)
+    (failure,) = result.failures
+    assert failure.step == 6
+    problems = failure.trace.split("problems:\n", 1)[1].splitlines()
+    assert problems == ["  condition_failed: flow bad trigger condition: '>' not supported between instances "
+                        "of 'str' and 'int'"]
+
+
+def test_a_request_the_api_would_refuse_fails_the_step(tmp_path) -> None:
+    result = scenario(tmp_path, """
+    - create: {object: contact, id: 1, fields: {score: many}}
+    - update: {object: contact, id: 2, fields: {email: not-an-email}}
+""")
+    assert [(f.step, f.message) for f in result.failures] == [
+        (1, "create refused: field 'score' (integer) must be an integer, not str"),
+        (2, "update refused: field 'email' (email) 'not-an-email' is not an email address"),
+    ]
