@@ -53,19 +53,24 @@ Then, for example:
   curl localhost:8080/v1/records/contact/1
 
 \b
+On start the directory is deployed through the same checks as 'flowctl apply'.
+SIGHUP (or --watch) reloads it the same way; 'flowctl apply' from elsewhere
+is picked up within seconds. Runs keep the version they started on.
 SIGTERM (or Ctrl-C) stops claiming work, finishes what is in flight and exits 0.""",
 )
 @click.argument("directory", default=".", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help="Database URL (default: Config's database, else "
               "sqlite:///flowctl.db beside the config).")
 @click.option("--listen", default="", help="host:port to listen on (default: Config's listen, 127.0.0.1:8080).")
+@click.option("--watch", is_flag=True, help="Reload when the directory's files change (SIGHUP reloads too); "
+              "an invalid or refused change is logged and the running version stays.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def command(directory: Path, database: str, listen: str, log_format: str, log_level: str) -> None:
+def command(directory: Path, database: str, listen: str, watch: bool, log_format: str, log_level: str) -> None:
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
     from flowctl.runtime.http import create_app, listen_allowed
-    from flowctl.runtime.service import Service, resolve_database, summary
+    from flowctl.runtime.service import Service, StartRefused, resolve_database, summary
     from flowctl.store import open_store
 
     setup_logging(log_format, log_level)
@@ -95,8 +100,13 @@ def command(directory: Path, database: str, listen: str, log_format: str, log_le
         store = open_store(url)
     except Exception as exc:
         raise click.ClickException(f"cannot open the store {url}: {exc}") from exc
-    service = Service(root=loaded.root, loaded=loaded, store=store)
-    service.start()
+    service = Service(root=loaded.root, loaded=loaded, store=store, watch=watch)
+    try:
+        service.start()
+    except StartRefused as exc:
+        store.close()
+        raise click.ClickException(f"{directory} may not replace the deployed configuration: {exc} "
+                                   f"(see 'flowctl plan {directory}')") from exc  # fmt: skip
     click.echo(summary(service, address, url), err=True)
     server = make_server(create_app(service), host, int(port))
 
@@ -105,6 +115,7 @@ def command(directory: Path, database: str, listen: str, log_format: str, log_le
 
     signal.signal(signal.SIGTERM, request_exit)
     signal.signal(signal.SIGINT, request_exit)
+    signal.signal(signal.SIGHUP, lambda signum, frame: service.reload_requested.set())
     try:
         server.run()
     finally:

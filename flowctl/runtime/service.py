@@ -7,12 +7,14 @@ and returns within the deadline; anything not yet claimed stays in the database 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Record
-from flowctl.ports import Clock, ConfigVersion, Store
+from flowctl.ports import Clock, Store
 from flowctl.runtime.clock import SystemClock
 from flowctl.runtime.ingest import Ingest
 from flowctl.runtime.worker import Engines, Worker
@@ -64,6 +66,7 @@ class Service:
     owner: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
     log_stream: Any = None
     poll_interval: float = 0.2
+    watch: bool = False  # reload when the directory's files change
 
     def __post_init__(self) -> None:
         from flowctl.channels import build_senders
@@ -83,6 +86,11 @@ class Service:
 
         self.care = CareScheduler(self.store, self.engines, self.clock, owner=self.owner)
         self.threads: list[threading.Thread] = []
+        self.reload_requested = threading.Event()
+        self.last_reload_ok = True
+        self.last_reload_problem = ""
+        self._next_housekeeping = 0.0
+        self._signature = self._watch_signature() if self.watch else ()
         self._register_metrics()
 
     # ------------------------------------------------------------------ what HTTP needs
@@ -105,12 +113,91 @@ class Service:
     # ------------------------------------------------------------------ life cycle
 
     def record_version(self) -> None:
-        """Store the configuration this process runs, unless it is already the current one."""
-        current = self.store.current_version()
-        if current is not None and current.id == self.version:
+        """Deploy the directory this process was started with, through the same plan and checks as
+        ``flowctl apply``; raises ``StartRefused`` when the plan refuses it."""
+        if self.deploy(self.root, message="flowctl run") == "refused":
+            raise StartRefused(self.last_reload_problem)
+
+    def deploy(self, directory: Path, *, message: str) -> str:
+        """Plan ``directory`` against the live state and deploy it: ``unchanged``, ``deployed``,
+        ``invalid`` or ``refused`` (why is in ``last_reload_problem``). Never half-applied."""
+        from flowctl.gitops.deploy import DeployConflict, deploy
+        from flowctl.gitops.plan import make_plan
+        from flowctl.gitops.versions import read_directory
+
+        snapshot = read_directory(directory)
+        if not snapshot.loaded.ok:
+            self.last_reload_problem = "; ".join(str(i) for i in snapshot.loaded.errors[:10])
+            return "invalid"
+        plan = make_plan(self.store, snapshot, self.clock.now(), blast=False)
+        if plan.status == "unchanged":
+            return "unchanged"
+        if plan.status != "changes":
+            self.last_reload_problem = "; ".join([*plan.errors, *(f.message for f in plan.refusals)])
+            return "refused"
+        try:
+            deploy(self.store, plan, self.clock.now(), message=message)
+        except DeployConflict as exc:
+            self.last_reload_problem = str(exc)
+            return "refused"
+        return "deployed"
+
+    def reload(self) -> str:
+        """Hot reload from the directory (SIGHUP, ``--watch``): validate, plan, deploy, switch.
+        A refused or invalid directory is logged and the running version stays."""
+        from flowctl.runtime.reload import pick_up
+
+        try:
+            result = self.deploy(self.root, message="reload")
+        except Exception as exc:
+            log.exception("reload failed")
+            result, self.last_reload_problem = "failed", str(exc)
+        if result in ("invalid", "refused", "failed"):
+            log.error("reload %s: %s; still running version %s", result, self.last_reload_problem, self.version)
+        elif result == "deployed" and pick_up(self):
+            log.info("reloaded: now running version %s", self.version)
+        self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(
+            result=result)
+        self.last_reload_ok = result in ("deployed", "unchanged")
+        return result
+
+    def _watch_signature(self) -> tuple[tuple[str, float, int], ...]:
+        from flowctl.spec.loader import yaml_files
+
+        out = []
+        for path in yaml_files(self.root):
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                out.append((str(path), stat.st_mtime, stat.st_size))
+        for folder in ("templates",):
+            for path in sorted((self.root / folder).rglob("*")) if (self.root / folder).is_dir() else ():
+                with contextlib.suppress(OSError):
+                    stat = path.stat()
+                    out.append((str(path), stat.st_mtime, stat.st_size))
+        return tuple(out)
+
+    def _housekeeping(self) -> None:
+        """Every couple of seconds: pick up a version deployed by ``flowctl apply`` elsewhere, and
+        reload on SIGHUP or when the watched directory changed."""
+        from flowctl.runtime.reload import pick_up
+
+        now = time.monotonic()
+        if now < self._next_housekeeping and not self.reload_requested.is_set():
             return
-        documents = {f"{d.kind}/{d.name}": {"file": d.where.file} for d in self.bundle.documents()}
-        self.store.save_version(ConfigVersion(id=self.version, applied_at=self.clock.now(), documents=documents))
+        self._next_housekeeping = now + 2.0
+        if self.watch:
+            signature = self._watch_signature()
+            if signature != self._signature:
+                self._signature = signature
+                self.reload_requested.set()
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+            return
+        try:
+            pick_up(self)
+        except Exception:
+            log.exception("could not switch to the deployed version; still running %s", self.version)
 
     def start(self) -> None:
         from flowctl.runtime.delivery import Deliverer
@@ -144,6 +231,7 @@ class Service:
     def _work_loop(self) -> None:
         while not self.stopping.is_set():
             try:
+                self._housekeeping()
                 done = self.worker.run_once()
             except Exception:
                 log.exception("worker round failed; retrying")
@@ -158,8 +246,14 @@ class Service:
                                     lambda: self.worker.processed)  # fmt: skip
         self.metrics.gauge_callback("flowctl_changes_failed_total", "Changes refused or failed in processing",
                                     lambda: self.worker.failed)  # fmt: skip
+        self.metrics.gauge_callback("flowctl_reload_ok", "1 when the last reload succeeded (or none was tried)",
+                                    lambda: int(self.last_reload_ok))  # fmt: skip
         self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this process",
                                     lambda: self.worker.timers_fired)  # fmt: skip
+
+
+class StartRefused(Exception):
+    """The directory may not replace the deployed version (see ``flowctl plan``)."""
 
 
 def summary(service: Service, listen: str, database: str) -> str:

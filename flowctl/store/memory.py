@@ -211,7 +211,7 @@ class MemoryStore:
             for row in self._outbox.values():
                 if len(out) >= limit:
                     break
-                due = row["status"] in ("pending", "retry") and (
+                due = row["status"] in ("pending", "retry", "held") and (
                     row["next_attempt_at"] is None or row["next_attempt_at"] <= now
                 )
                 cut_off = row["status"] == "sending" and not _leased(row, now)
@@ -469,3 +469,101 @@ class MemoryStore:
                 if row["done_at"] is not None and (last is None or row["done_at"] > last):
                     last = row["done_at"]
             return CareSummary(counts=counts, last_done_at=last)
+
+    # ------------------------------------------------------------------ replicas, policies, metrics, polling
+
+    def extend_leases(self, owner: str, until: datetime, *, change_seqs: Sequence[int] = (),
+                      timer_ids: Sequence[str] = (), outbox_ids: Sequence[int] = ()) -> int:  # fmt: skip
+        until = rows.utc(until)
+        extended = 0
+        with self._lock:
+            held = [(self._changes.get(seq), "claimed") for seq in change_seqs]
+            held += [(self._timers.get(tid), None) for tid in timer_ids]
+            held += [(self._outbox.get(oid), "sending") for oid in outbox_ids]
+            for row, status in held:
+                if row is not None and row["lease_owner"] == owner and (status is None or row["status"] == status):
+                    row["lease_until"] = until
+                    extended += 1
+        return extended
+
+    def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:
+        now = rows.utc(now)
+        out = []
+        with self._lock:
+            for seq in list(self._open):
+                row = self._changes[seq]
+                if row["status"] == "claimed" and not _leased(row, now) and row["attempts"] >= max_attempts:
+                    row.update(status="failed", processed_at=now, lease_owner=None, lease_until=None,
+                               error=f"gave up after {row['attempts']} attempts: the lease of every worker "
+                                     f"that claimed it ran out (it died or hung)")  # fmt: skip
+                    self._open.pop(seq, None)
+                    out.append(rows.change_from(_load("changes", row)))
+        return out
+
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+        with self._lock:
+            for row_id, until, why in holds:
+                if row := self._outbox.get(row_id):
+                    row.update(status="held", next_attempt_at=rows.utc(until), last_error=why,
+                               attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+
+    def sent_counts(self, channel: str, since: datetime,
+                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+        since = rows.utc(since)
+        wanted = set(recipients)
+        total, per = 0, {}
+        with self._lock:
+            for row in self._outbox.values():
+                if row["channel"] == channel and row["sent_at"] is not None and row["sent_at"] >= since:
+                    total += 1
+                    if row["recipient"] in wanted:
+                        per[row["recipient"]] = per.get(row["recipient"], 0) + 1
+        return total, per
+
+    def queue_counts(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {"changes_pending": 0, "changes_claimed": 0, "oldest_received_at": None}
+            for seq in self._open:
+                row = self._changes[seq]
+                out[f"changes_{row['status']}"] += 1
+                if out["oldest_received_at"] is None:
+                    out["oldest_received_at"] = row["received_at"]
+            for status in rows.OUTBOX_GAUGES:
+                out[f"outbox_{status}"] = sum(1 for row in self._outbox.values() if row["status"] == status)
+            out["timers"] = len(self._timers)
+            return out
+
+    def claim_source(self, source: str, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None:
+        with self._lock:
+            sources: dict[str, dict[str, Any]] = self.__dict__.setdefault("_sources", {})
+            state = dict(sources.get(source, {}))
+            holder, held_until = state.get("owner"), state.get("lease_until")
+            if holder and holder != owner and held_until and datetime.fromisoformat(held_until) > now:
+                return None
+            state.update(owner=owner, lease_until=(now + timedelta(seconds=lease_seconds)).isoformat())
+            sources[source] = json.loads(json.dumps(state))
+        state.pop("owner", None)
+        state.pop("lease_until", None)
+        return state
+
+    def save_source(self, source: str, state: Mapping[str, Any], hashes: Mapping[str, str | None],
+                    owner: str, now: datetime, lease_seconds: float) -> None:  # fmt: skip
+        until = (now + timedelta(seconds=lease_seconds)).isoformat()
+        encoded = json.loads(json.dumps({**state, "owner": owner, "lease_until": until}))
+        with self._lock:
+            self.__dict__.setdefault("_sources", {})[source] = encoded
+            copies: dict[tuple[str, str], str] = self.__dict__.setdefault("_source_rows", {})
+            for key, value in hashes.items():
+                if value is None:
+                    copies.pop((source, key), None)
+                else:
+                    copies[(source, key)] = value
+
+    def source_hashes(self, source: str, keys: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            copies: dict[tuple[str, str], str] = self.__dict__.get("_source_rows", {})
+            return {key: copies[(source, key)] for key in keys if (source, key) in copies}
+
+    def source_keys(self, source: str) -> set[str]:
+        with self._lock:
+            return {key for (src, key) in self.__dict__.get("_source_rows", {}) if src == source}

@@ -66,7 +66,7 @@ _PG_CLAIM_LOCK = 0x666C6F77_636C6D63  # "flowclmc"
 #: Deploys (``flowctl apply``/``rollback``) take turns: each checks the current version, then replaces it.
 _PG_DEPLOY_LOCK = 0x666C6F77_64706C79  # "flowdply"
 
-_CLAIMABLE_OUTBOX = ("pending", "retry")
+_CLAIMABLE_OUTBOX = ("pending", "retry", "held")  # held: until a sending policy allows
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -668,3 +668,161 @@ class SqlStore:
         if isinstance(last, str):  # max() over SQLite text loses the column type
             last = datetime.fromisoformat(last)
         return CareSummary(counts={str(k): int(v) for k, v in counts.items()}, last_done_at=last)
+
+    # ------------------------------------------------------------------ replicas, policies, metrics, polling
+
+    def extend_leases(self, owner: str, until: datetime, *, change_seqs: Sequence[int] = (),
+                      timer_ids: Sequence[str] = (), outbox_ids: Sequence[int] = ()) -> int:  # fmt: skip
+        """The heartbeat: push ``lease_until`` of work ``owner`` still holds to ``until``. Rows another
+        claimer took over (our lease ran out first) are left alone. Returns how many were extended."""
+        c, t, o = changes.c, timers.c, outbox.c
+        extended = 0
+        with self._write_lock, self._writer.begin() as conn:
+            for part in _chunks(list(change_seqs)):
+                extended += conn.execute(sa.update(changes).where(c.seq.in_(part), c.status == "claimed",
+                                                                  c.lease_owner == owner)
+                                         .values(lease_until=until)).rowcount  # fmt: skip
+            for part in _chunks(list(timer_ids)):
+                extended += conn.execute(sa.update(timers).where(t.id.in_(part), t.lease_owner == owner)
+                                         .values(lease_until=until)).rowcount  # fmt: skip
+            for part in _chunks(list(outbox_ids)):
+                extended += conn.execute(sa.update(outbox).where(o.id.in_(part), o.status == "sending",
+                                                                 o.lease_owner == owner)
+                                         .values(lease_until=until)).rowcount  # fmt: skip
+        return extended
+
+    def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:
+        """Fail the changes whose lease ran out after ``max_attempts`` claims (each worker that took
+        them died or hung) instead of handing them out again; their error says so."""
+        c = changes.c
+        dead = sa.and_(c.status == "claimed", c.lease_until <= now, c.attempts >= max_attempts)
+        with self._write_lock, self._writer.begin() as conn:
+            if self._postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_CLAIM_LOCK)))
+            found = [rows.change_from(row._mapping) for row in conn.execute(changes.select().where(dead))]
+            params = [{"b_seq": ch.seq, "b_status": "failed", "b_now": now,
+                       "b_error": f"gave up after {ch.attempts} attempts: the lease of every worker that "
+                                  f"claimed it ran out (it died or hung)"} for ch in found]  # fmt: skip
+            self._many(conn, self._finish_changes, params)
+        return found
+
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+        """Hold claimed rows until a time a sending policy allows: status ``held``, ``next_attempt_at``
+        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone."""
+        if not holds:
+            return
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.id == sa.bindparam("b_id"))
+                .values(status="held", next_attempt_at=sa.bindparam("b_until"), last_error=sa.bindparam("b_why"),
+                        attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                        lease_owner=None, lease_until=None))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            conn.execute(stmt, [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds])
+
+    def sent_counts(self, channel: str, since: datetime,
+                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+        """Rows of ``channel`` sent at or after ``since``: in all, and per recipient among
+        ``recipients``. Reads the (channel, sent_at) and (channel, recipient, sent_at) indexes."""
+        o = outbox.c
+        count = sa.func.count()
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(count).select_from(outbox)
+                                 .where(o.channel == channel, o.sent_at >= since)).scalar_one()  # fmt: skip
+            per: dict[str, int] = {}
+            for part in _chunks(sorted(set(recipients))):
+                stmt = (sa.select(o.recipient, count)
+                        .where(o.channel == channel, o.recipient.in_(part), o.sent_at >= since)
+                        .group_by(o.recipient))  # fmt: skip
+                per.update({str(r): int(n) for r, n in conn.execute(stmt)})
+        return int(total), per
+
+    def queue_counts(self) -> dict[str, Any]:
+        """What an operator graphs, each from an index: open changes by status, the oldest open
+        change's ``received_at`` (the lag), outbox rows by status except ``sent``, pending timers."""
+        c, o = changes.c, outbox.c
+        count = sa.func.count()
+        out: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for status in ("pending", "claimed"):
+                out[f"changes_{status}"] = conn.execute(sa.select(count).select_from(changes)
+                                                        .where(c.status == status)).scalar_one()  # fmt: skip
+            oldest = None
+            for status in ("pending", "claimed"):
+                seq = conn.execute(sa.select(c.seq).where(c.status == status).order_by(c.seq).limit(1)).scalar()
+                if seq is not None and (oldest is None or seq < oldest):
+                    oldest = seq
+            out["oldest_received_at"] = (
+                conn.execute(sa.select(c.received_at).where(c.seq == oldest)).scalar() if oldest is not None else None
+            )
+            for status in rows.OUTBOX_GAUGES:
+                out[f"outbox_{status}"] = conn.execute(sa.select(count).select_from(outbox)
+                                                       .where(o.status == status)).scalar_one()  # fmt: skip
+            out["timers"] = conn.execute(sa.select(count).select_from(timers)).scalar_one()
+        return out
+
+    def claim_source(self, source: str, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None:
+        """Lease the poller of ``source`` to ``owner`` (one replica polls a source at a time) and
+        return its saved state (``{}`` the first time); None while another owner's lease runs."""
+        from flowctl.store.tables import source_cursors
+
+        s = source_cursors.c
+        until = (now + timedelta(seconds=lease_seconds)).isoformat()
+        with self._write_lock, self._writer.begin() as conn:
+            query = sa.select(s.cursor).where(s.source == source)
+            if self._postgres:
+                conn.execute(self._insert_for(source_cursors).on_conflict_do_nothing(),
+                             {"source": source, "cursor": {}, "updated_at": now})  # fmt: skip
+                query = query.with_for_update()
+            state = conn.execute(query).scalar()
+            state = dict(state or {})
+            holder, held_until = state.get("owner"), state.get("lease_until")
+            if holder and holder != owner and held_until and datetime.fromisoformat(held_until) > now:
+                return None
+            state.update(owner=owner, lease_until=until)
+            conn.execute(self._upsert_for(source_cursors), {"source": source, "cursor": state, "updated_at": now})
+        state.pop("owner", None)
+        state.pop("lease_until", None)
+        return state
+
+    def save_source(self, source: str, state: Mapping[str, Any], hashes: Mapping[str, str | None],
+                    owner: str, now: datetime, lease_seconds: float) -> None:  # fmt: skip
+        """Store a poll's result in one transaction: the row hashes (None: the row is gone) and the
+        source's state (its cursor), renewing ``owner``'s lease."""
+        from flowctl.store.tables import source_cursors, source_rows
+
+        r = source_rows.c
+        until = (now + timedelta(seconds=lease_seconds)).isoformat()
+        gone = [key for key, value in hashes.items() if value is None]
+        kept = [{"source": source, "key": key, "hash": value} for key, value in hashes.items() if value is not None]
+        with self._write_lock, self._writer.begin() as conn:
+            for part in _chunks(gone):
+                conn.execute(sa.delete(source_rows).where(r.source == source, r.key.in_(part)))
+            self._many(conn, self._upsert_for(source_rows), kept)
+            conn.execute(self._upsert_for(source_cursors),
+                         {"source": source, "cursor": {**state, "owner": owner, "lease_until": until},
+                          "updated_at": now})  # fmt: skip
+
+    def source_hashes(self, source: str, keys: Sequence[str]) -> dict[str, str]:
+        """The stored hash of each of ``keys`` seen before (absent: never seen, or deleted)."""
+        from flowctl.store.tables import source_rows
+
+        r = source_rows.c
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(sorted(set(keys))):
+                out.update(conn.execute(sa.select(r.key, r.hash).where(r.source == source, r.key.in_(part))).all())
+        return out
+
+    def source_keys(self, source: str) -> set[str]:
+        """Every key of ``source`` the store holds a copy of (the delete scan compares them)."""
+        from flowctl.store.tables import source_rows
+
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(source_rows.c.key).where(source_rows.c.source == source))
+            return {str(key) for key in found.scalars()}
+
+    def _upsert_for(self, table: sa.Table) -> Any:
+        stmt = self._insert_for(table)
+        keys = [col.name for col in table.primary_key.columns]
+        return stmt.on_conflict_do_update(index_elements=keys,
+                                          set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys})

@@ -164,6 +164,8 @@ outbox = sa.Table(
     sa.Column("lease_until", UtcDateTime(), nullable=True),
     sa.UniqueConstraint("key"),
     sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "channel", "sent_at"),  # sending policies: sent today per channel (0004)
+    sa.Index(None, "channel", "recipient", "sent_at"),  # … and per recipient (0004)
     sqlite_autoincrement=True,
 )
 

@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, config: Path, database: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, database: str, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.config = config
         self.database = database
         self.port = free_port()
@@ -30,13 +31,14 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = config.parent / f"daemon-{self.port}.log"
         self.starts = 0
+        self.args = args
 
     def start(self, timeout: float = 20.0) -> Daemon:
         self.starts += 1
         with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flowctl", "run", str(self.config), "--db", self.database,
-                 "--listen", f"127.0.0.1:{self.port}"],
+                 "--listen", f"127.0.0.1:{self.port}", *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
