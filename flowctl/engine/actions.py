@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from flowctl.engine.sms import segments
-from flowctl.engine.state import Effect, Record
+from flowctl.engine.state import Effect, Record, copier
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 from flowctl.spec.durations import DurationError, parse_duration
@@ -35,6 +35,10 @@ MEDIUM = {
 
 #: Actions whose only effect is on the record in the store.
 STORE_ONLY = ("update_fields", "move_stage")
+
+
+_effect = copier(Effect)  # Effect(...) without the keyword checks of a frozen dataclass
+_BLANK = Effect(key="", action="", run_id="", object="", record_id="")
 
 
 class ActionError(Exception):
@@ -161,8 +165,8 @@ class ActionRenderer:
             self._channels[id(action)] = channel
         if action.template:
             params = {"template": action.template, **params}
-        effect = Effect(key=key, action=action.type, run_id=run_id, object=record.object,
-                        record_id=record.id, channel=channel, params=params)  # fmt: skip
+        effect = _effect(_BLANK, key=key, action=action.type, run_id=run_id, object=record.object,
+                         record_id=record.id, channel=channel, params=params)  # fmt: skip
         return Outcome(effect=effect, record=new_record)
 
     def _message(self, action: m.Action, context: Mapping[str, Any]) -> dict[str, Any]:

@@ -345,17 +345,23 @@ def _references(source: str) -> tuple[tuple[str, str, str], ...]:
     return tuple((root, name, f"{root}.{name}") for root, name in dict.fromkeys(out))
 
 
-def _summary(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Trace-sized view of effect parameters (long texts cut)."""
+def _summary(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Trace-sized view of effect parameters (long texts and bodies cut); the parameters
+    themselves when nothing needs cutting (effects are never changed once made)."""
+    if not any(key in _BULKY or (type(value) is str and len(value) > 120) for key, value in params.items()):
+        return params
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key in ("html", "attachments", "body"):
+        if key in _BULKY:
             out[key] = "…"
         elif isinstance(value, str) and len(value) > 120:
             out[key] = value[:117] + "…"
         else:
             out[key] = value
     return out
+
+
+_BULKY = frozenset(("html", "attachments", "body"))
 
 
 def _zone(name: str) -> ZoneInfo:

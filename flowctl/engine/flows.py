@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry
+from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry, copier
 from flowctl.engine.tx import Tx, evolve
 from flowctl.spec import model as m
 from flowctl.spec.model import EMPTY
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 #: Upper bound of nodes one run may pass while handling one input, whatever the config says.
 MAX_NODES_PER_STEP = 1000
+
+_run = copier(Run)  # Run(...) without the keyword checks of a frozen dataclass: one per trigger
+_BLANK_RUN = Run(id="", automation="", object="", record_id="")
 
 
 class FlowRunner:
@@ -50,7 +53,9 @@ class FlowRunner:
                         continue
                     if trigger.to_stage and trigger.to_stage != change.after.stage:
                         continue
-                ctx = self.engine.context(record, before=change.before, changed=changed, now=tx.now)
+                # ``before`` costs a second view of the record: built only for a condition that reads it
+                before = change.before if "before" in trigger.if_ else None
+                ctx = self.engine.context(record, before=before, changed=changed, now=tx.now)
                 self.trigger(tx, flow, record, ctx, kind)
 
     def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
@@ -118,9 +123,9 @@ class FlowRunner:
         seq = tx.now_ms
         for other in after:
             seq = max(seq, other.seq + 1)
-        run = Run(
-            id=tx.new_id("run"), automation=f"flow:{flow.name}", object=record.object, record_id=record.id,
-            status=status, node=flow.start, started_at=tx.now_iso, updated_at=tx.now_iso,  # type: ignore[arg-type]
+        run = _run(
+            _BLANK_RUN, id=tx.new_id("run"), automation=f"flow:{flow.name}", object=record.object,
+            record_id=record.id, status=status, node=flow.start, started_at=tx.now_iso, updated_at=tx.now_iso,
             config_version=tx.config_version, seq=seq, trace=trace,
         )  # fmt: skip
         return tx.put_run(run)

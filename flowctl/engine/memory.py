@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowctl.engine.state import Effect, Problem, Record, Run, Step, Timer
+from flowctl.engine.state import ACTIVE, Effect, Problem, Record, Run, Step, Timer
 
 
 @dataclass
@@ -51,10 +51,10 @@ class MemoryState:
             self.records[key] = record
         for run in step.runs.values():
             self.runs[run.id] = run
-            ids = self.active.setdefault((run.object, run.record_id), set())
-            if run.active:
-                ids.add(run.id)
-            else:
+            key = (run.object, run.record_id)
+            if run.status in ACTIVE:
+                self.active.setdefault(key, set()).add(run.id)
+            elif (ids := self.active.get(key)) is not None:
                 ids.discard(run.id)
         for timer_id in step.cancelled_timers:
             timer = self.timers.pop(timer_id, None)
