@@ -32,8 +32,13 @@ class SmsInfo:
     segments: int  # parts the text is sent as; 0 for an empty text
 
 
+_BASIC_ONLY = frozenset(GSM7_BASIC)
+
+
 def segments(text: str) -> SmsInfo:
     """Encoding, length and part count of ``text`` as a handset or SMS gateway would send it."""
+    if len(text) <= 160 and _BASIC_ONLY.issuperset(text):  # the common case: one plain GSM-7 part
+        return SmsInfo(encoding="GSM-7", characters=len(text), segments=1 if text else 0)
     if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
         encoding: Literal["GSM-7", "UCS-2"] = "GSM-7"
         costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
