@@ -36,6 +36,7 @@ def setup_logging(fmt: str, level: str) -> None:
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @click.command(
@@ -96,6 +97,12 @@ def command(directory: Path, database: str, listen: str, watch: bool, log_format
     refusal = listen_allowed(address, token)
     if refusal:
         raise click.ClickException(refusal)
+    from flowctl.runtime.leases import AnotherDaemon, lock_sqlite
+
+    try:
+        lock = lock_sqlite(url)  # noqa: F841 - held (open) until the process ends
+    except AnotherDaemon as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         store = open_store(url)
     except Exception as exc:
