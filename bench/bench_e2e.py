@@ -107,20 +107,30 @@ def changes_done(db: Path) -> int:
 
 
 class Rss:
-    """Samples a process's resident memory every 100 ms; keeps the peak."""
+    """Samples the resident memory of a process and its children every 100 ms; keeps the peak of
+    the largest one (each process must stay under the limit)."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self.stop = pid, 0, threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
+    def _pids(self) -> list[int]:
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [self.pid, *map(int, children)]
+
     def _run(self) -> None:
         while not self.stop.is_set():
-            try:
-                text = Path(f"/proc/{self.pid}/status").read_text()
-            except OSError:
-                return
-            kb = int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
-            self.peak = max(self.peak, kb // 1024)
+            for pid in self._pids():
+                try:
+                    text = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                found = re.search(r"VmRSS:\s+(\d+)", text)  # absent once the process is a zombie
+                if found:
+                    self.peak = max(self.peak, int(found.group(1)) // 1024)
             self.stop.wait(0.1)
 
 
