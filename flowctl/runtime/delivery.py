@@ -24,9 +24,13 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
 from flowctl.ports import Clock, OutboxRow, Store
+from flowctl.runtime import policies as policies_
+from flowctl.runtime.metrics import Counter
+from flowctl.spec.model import SendPolicy
 
 log = logging.getLogger("flowctl.delivery")
 
@@ -67,6 +71,9 @@ class Deliverer:
         max_delay: float = 3600.0,
         max_attempts_default: int = 8,
         max_workers: int = MAX_WORKERS,
+        policies: Mapping[str, SendPolicy] | None = None,
+        timezone: str = "UTC",
+        metrics: Any = None,
     ) -> None:
         self.store = store
         self.senders = senders
@@ -80,6 +87,13 @@ class Deliverer:
         self.max_attempts_default = max_attempts_default
         self.max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
+        self.policies = {name: p for name, p in (policies or {}).items() if policies_.active(p)}
+        self.timezone = timezone
+        self._buckets: dict[str, policies_.Bucket] = {}
+        self.outcomes: Counter | None = None
+        if metrics is not None:
+            self.outcomes = metrics.counter("flowctl_deliveries_total", "Outbox rows handled by channel and result: "
+                                            "sent, retry, dead or held.", ("channel", "result"))  # fmt: skip
 
     # ---- one round
 
@@ -89,6 +103,10 @@ class Deliverer:
         rows = self.store.claim_outbox(claimed_at, self.batch, self.owner, self.lease_seconds)
         if not rows:
             return 0
+        claimed = len(rows)
+        rows = self._screen(rows, claimed_at)
+        if not rows:
+            return claimed
         lanes: list[tuple[Sender | None, list[OutboxRow]]] = []
         by_channel: dict[str, list[OutboxRow]] = {}
         for row in rows:
@@ -107,7 +125,7 @@ class Deliverer:
             for row in lane:
                 self._record(self._attempt(row, sender, claimed_at), sent)
             self._flush(sent)
-            return len(rows)
+            return claimed
 
         results: queue.Queue[Outcome] = queue.Queue()
         executor = self._pool()
@@ -117,7 +135,69 @@ class Deliverer:
         for future in futures:
             future.result()
         self._flush(sent)
-        return len(rows)
+        return claimed
+
+    def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """The rows that may go now. A row claimed more often than its channel allows attempts
+        (every replica that took it died while sending) is dead-lettered without another try;
+        a row its channel's policy refuses now is held until the time it allows."""
+        keep: list[OutboxRow] = []
+        for row in rows:
+            limit = self._max_attempts(row.channel)
+            if row.attempts > limit:
+                error = f"gave up after {row.attempts - 1} attempts: the sender's lease ran out (it died or hung)"
+                self.store.mark_failed(row.id, error, None, now)
+                self._count(row.channel, "dead")
+                log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+            else:
+                keep.append(row)
+        if not self.policies:
+            return keep
+        holds: list[tuple[int, datetime, str]] = []
+        go: list[OutboxRow] = []
+        by_channel: dict[str, list[OutboxRow]] = {}
+        for row in keep:
+            by_channel.setdefault(row.channel, []).append(row)
+        day_zone = policies_.zone(self.timezone)
+        for channel, group in by_channel.items():
+            policy = self.policies.get(channel)
+            if policy is None:
+                go += group
+                continue
+            since = policies_.day_start(now, day_zone)
+            cap_since = policies_.cap_since(policy, now, day_zone)
+            sent_today, to_recipient = 0, dict[str, int]()
+            if policy.daily_budget:
+                sent_today, _ = self.store.sent_counts(channel, since)
+            if cap_since is not None:
+                _, to_recipient = self.store.sent_counts(channel, cap_since, [r.recipient for r in group])
+            for row in group:
+                tz = policies_.recipient_zone(row.payload, policy, self.timezone)
+                hold = policies_.check(policy, now, tz=tz, day_zone=day_zone, sent_today=sent_today,
+                                       sent_to_recipient=to_recipient.get(row.recipient, 0))  # fmt: skip
+                if hold is None and policy.rate and not row.last_error.startswith(policies_.RATE_HOLD):
+                    rate = policies_.parse_rate(policy.rate)
+                    assert rate is not None
+                    self._buckets[channel], wait = policies_.take(self._buckets.get(channel), rate, now)
+                    if wait > 0:
+                        until = now + timedelta(seconds=wait)
+                        hold = policies_.Hold(until, f"{policies_.RATE_HOLD} {policy.rate}; until {until.isoformat()}")
+                if hold is not None:
+                    holds.append((row.id, hold.until, hold.reason))
+                    self._count(channel, "held")
+                    continue
+                sent_today += 1  # counted as it goes: a failed send only makes the round stricter
+                if row.recipient:
+                    to_recipient[row.recipient] = to_recipient.get(row.recipient, 0) + 1
+                go.append(row)
+        if holds:
+            self.store.hold_outbox_many(holds, now)
+            log.info("held %d message(s) by sending policy; first: %s", len(holds), holds[0][2])
+        return sorted(go, key=lambda row: row.id)
+
+    def _count(self, channel: str, result: str) -> None:
+        if self.outcomes is not None:
+            self.outcomes.inc(channel=channel, result=result)
 
     def _flush(self, sent: list[int]) -> None:
         """Mark the round's deliveries sent in one commit. A crash before it resends them with
@@ -163,6 +243,7 @@ class Deliverer:
         where = f"{row.action} {row.key} via {row.channel}"
         if outcome.receipt is not None:
             sent.append(row.id)
+            self._count(row.channel, "sent")
             log.debug("sent %s: %s", where, outcome.receipt.detail)
             return
         attempts = max(row.attempts, 1)  # the claim counted this attempt
@@ -170,10 +251,12 @@ class Deliverer:
         if outcome.permanent or attempts >= limit:
             error = outcome.error if outcome.permanent else f"gave up after {attempts} attempts: {outcome.error}"
             self.store.mark_failed(row.id, error, None, now)
+            self._count(row.channel, "dead")
             log.warning("dead %s: %s", where, error)
             return
         delay = self.backoff(attempts, outcome.retry_after)
         self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now)
+        self._count(row.channel, "retry")
         log.info("retry %s in %.0fs (attempt %d of %d): %s", where, delay, attempts, limit, outcome.error)
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:

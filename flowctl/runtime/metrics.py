@@ -263,3 +263,41 @@ class Metrics:
         with self._lock:
             metrics = sorted(self._metrics.values(), key=lambda metric: metric.name)
         return "".join(metric.header() + "".join(metric.lines()) for metric in metrics)
+
+
+def register_queue_metrics(metrics: Metrics, store: object, clock: object, *, ttl: float = 1.0) -> None:
+    """What operators graph about the shared queues, read from the store at scrape time.
+
+    One ``store.queue_counts()`` per scrape (kept ``ttl`` seconds for the other gauges), each of its
+    counts an indexed count by status, never a scan of done changes or sent rows: open changes by
+    status, the lag (age of the oldest open change), outbox rows by state, pending timers.
+    Also registers ``flowctl_reloads_total{result}``, which the reload code increments.
+    """
+    import time
+
+    cache: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def counts() -> Mapping[str, object]:
+        with lock:
+            if not cache or time.monotonic() - float(cache["at"]) > ttl:  # type: ignore[arg-type]
+                cache.clear()
+                cache.update(store.queue_counts(), at=time.monotonic())  # type: ignore[attr-defined]
+            return dict(cache)
+
+    def lag() -> float:
+        oldest = counts()["oldest_received_at"]
+        return max((clock.now() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0  # type: ignore[attr-defined,operator]
+
+    def by_prefix(prefix: str) -> dict[str, float]:
+        return {k[len(prefix) :]: float(v) for k, v in counts().items() if k.startswith(prefix)}  # type: ignore[arg-type]
+
+    metrics.counter("flowctl_changes_accepted_total", "Record changes and events stored for processing.", ("source",))
+    metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ("result",))
+    metrics.gauge_callback("flowctl_changes_open", "Changes waiting (pending) or in a worker's hands (claimed)",
+                           lambda: by_prefix("changes_"), ("status",))  # fmt: skip
+    metrics.gauge_callback("flowctl_changes_lag_seconds", "Age of the oldest change not yet processed (0: none)", lag)
+    metrics.gauge_callback("flowctl_outbox_rows", "Outbox rows by state (sent rows are counted by "
+                           "flowctl_deliveries_total)", lambda: by_prefix("outbox_"), ("status",))  # fmt: skip
+    metrics.gauge_callback("flowctl_timers_pending", "Timers (delays, waits, delayed rules) not yet fired",
+                           lambda: float(counts()["timers"]))  # type: ignore[arg-type]  # fmt: skip

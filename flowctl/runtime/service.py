@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Record
@@ -80,7 +80,14 @@ class Service:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.ingest = Ingest(self.store, on_commit=self._on_commit)
-        self.worker = Worker(self.store, self.engines, self.clock, owner=self.owner)
+        from flowctl.runtime.leases import LeaseKeeper
+
+        # FLOWCTL_LEASE_SECONDS: how long a claim lasts without a heartbeat; a dead replica's work
+        # goes back to the queue after it (default 60).
+        self.lease_seconds = float(self.env.get("FLOWCTL_LEASE_SECONDS", "60") or 60)
+        self.leases = LeaseKeeper(self.store, self.clock, owner=self.owner, lease_seconds=self.lease_seconds)
+        self.worker = Worker(cast(Store, self.leases), self.engines, self.clock, owner=self.owner,
+                             lease_seconds=self.lease_seconds)  # fmt: skip
         self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
         from flowctl.runtime.care import CareScheduler
 
@@ -206,11 +213,15 @@ class Service:
         self.ingest.start()
         # FLOWCTL_RETRY_BASE: seconds before the first retry of a failed delivery (default 2; it doubles).
         base = float(self.env.get("FLOWCTL_RETRY_BASE", "2") or 2)
-        self.deliverer = Deliverer(self.store, self.senders, self.clock, owner=self.owner, rng=random.Random(),
-                                   base_delay=base)  # fmt: skip
+        self.deliverer = Deliverer(cast(Store, self.leases), self.senders, self.clock, owner=self.owner,
+                                   rng=random.Random(), base_delay=base, lease_seconds=self.lease_seconds,
+                                   policies={name: ch.policy for name, ch in self.bundle.channels.items()},
+                                   timezone=self.bundle.config.timezone, metrics=self.metrics)  # fmt: skip
         self.threads = [
             threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
             threading.Thread(target=self.deliverer.run, args=(self.stopping,), name="flowctl-delivery", daemon=True),
+            threading.Thread(target=self.leases.run, args=(self.stopping,), name="flowctl-leases", daemon=True),
+            *self._pollers(),
         ]
         for thread in self.threads:
             thread.start()
@@ -241,7 +252,24 @@ class Service:
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()
 
+    def _pollers(self) -> list[threading.Thread]:
+        """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""
+        from flowctl.runtime.polling import SqlPoller
+
+        threads = []
+        for source in self.bundle.sources.values():
+            if source.type == "sql":
+                object_type = self.bundle.objects.get(source.object)
+                poller = SqlPoller(source, self.store, self.ingest, self.clock, env=self.env, owner=self.owner,
+                                   metrics=self.metrics, fields=object_type.fields if object_type else ())  # fmt: skip
+                threads.append(threading.Thread(target=poller.run, args=(self.stopping,), daemon=True,
+                                                name=f"flowctl-poll-{source.name}"))  # fmt: skip
+        return threads
+
     def _register_metrics(self) -> None:
+        from flowctl.runtime.metrics import register_queue_metrics
+
+        register_queue_metrics(self.metrics, self.store, self.clock)
         self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this process",
                                     lambda: self.worker.processed)  # fmt: skip
         self.metrics.gauge_callback("flowctl_changes_failed_total", "Changes refused or failed in processing",

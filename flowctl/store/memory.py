@@ -477,6 +477,7 @@ class MemoryStore:
         until = rows.utc(until)
         extended = 0
         with self._lock:
+            held: list[tuple[dict[str, Any] | None, str | None]]
             held = [(self._changes.get(seq), "claimed") for seq in change_seqs]
             held += [(self._timers.get(tid), None) for tid in timer_ids]
             held += [(self._outbox.get(oid), "sending") for oid in outbox_ids]
@@ -488,7 +489,7 @@ class MemoryStore:
 
     def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:
         now = rows.utc(now)
-        out = []
+        out: list[StoredChange] = []
         with self._lock:
             for seq in list(self._open):
                 row = self._changes[seq]
@@ -511,7 +512,7 @@ class MemoryStore:
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
         since = rows.utc(since)
         wanted = set(recipients)
-        total, per = 0, {}
+        total, per = 0, dict[str, int]()
         with self._lock:
             for row in self._outbox.values():
                 if row["channel"] == channel and row["sent_at"] is not None and row["sent_at"] >= since:

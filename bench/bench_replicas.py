@@ -1,0 +1,110 @@
+"""End-to-end rate over HTTP on PostgreSQL with 1 and with 2 replicas (64 clients), and the ratio.
+
+Each run gets a fresh PostgreSQL database (``flowctl_bench_replicas``) and starts ``flowctl run``
+on bench/e2e_config (one stage rule renders one SMS, to the log channel) once per replica, each
+on its own port. wrk (Debian package ``wrk``) sends PUTs for ``--seconds`` with 64 connections in
+all, split evenly over the replicas. The rate is outbox rows committed per second, from the
+start of the load until every accepted change is processed. The last line prints both rates and
+the ratio. On a 2-core machine the replicas, PostgreSQL and wrk share the same two cores, so the
+ratio says more about contention than about scaling.
+
+    python bench/bench_replicas.py [--seconds 8] [--base postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_e2e import CONFIG, free_port, wait_ready, wrk
+
+DATABASE = "flowctl_bench_replicas"
+
+
+def fresh_database(base: str) -> str:
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
+    admin.dispose()
+    return sa.make_url(base).set(database=DATABASE).render_as_string(hide_password=False)
+
+
+def count(engine: sa.Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(sql)).scalar() or 0)
+
+
+def run(replicas: int, seconds: float, base: str, workdir: Path) -> float:
+    url = fresh_database(base)
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        for n in range(replicas):  # one at a time: the first migrates the schema
+            port = free_port()
+            log = (workdir / f"replica-{replicas}-{n}.log").open("wb")
+            procs.append(subprocess.Popen([sys.executable, "-m", "flowctl", "run", str(CONFIG), "--db", url,
+                                           "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))  # fmt: skip
+            wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=60)
+            ports.append(port)
+        engine = sa.create_engine(url)
+        started = time.monotonic()
+        results: list[tuple[float, int]] = []
+
+        def load(port: int, prefix: str) -> None:
+            results.append(wrk(f"http://127.0.0.1:{port}", 64 // replicas, seconds, prefix, workdir))
+
+        threads = [threading.Thread(target=load, args=(port, f"r{replicas}p{n}")) for n, port in enumerate(ports)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        deadline = time.monotonic() + 300
+        while count(engine, "select count(*) from changes where status in ('pending', 'claimed')") and \
+                time.monotonic() < deadline:  # fmt: skip
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        rows = count(engine, "select count(*) from outbox")
+        bad = sum(b for _, b in results)
+        accepted = sum(r for r, _ in results)
+        print(f"{replicas} replica(s): wrk {accepted:,.0f} req/s ({bad} non-2xx); {rows:,} outbox rows in "
+              f"{elapsed:.1f}s = {rows / elapsed:,.0f} changes/s end to end", flush=True)  # fmt: skip
+        engine.dispose()
+        return rows / elapsed
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--base", default=os.environ.get("FLOWCTL_BENCH_PG",
+                                                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        one = run(1, args.seconds, args.base, Path(tmp))
+        two = run(2, args.seconds, args.base, Path(tmp))
+    print(f"end-to-end on PostgreSQL, 64 clients: 1 replica {one:,.0f}/s, 2 replicas {two:,.0f}/s, "
+          f"ratio {two / one:.2f}")
+
+
+if __name__ == "__main__":
+    main()

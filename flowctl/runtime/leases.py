@@ -1,0 +1,174 @@
+"""Leases that outlive a slow batch, and the one-daemon rule of SQLite.
+
+Work is claimed as a row lease (``lease_owner``/``lease_until``): a replica that dies leaves its
+leases to run out, and another replica's next claim takes the rows again with ``attempts + 1``.
+A batch that takes longer than the lease must not lose its rows to another replica while it is
+still working on them, so :class:`LeaseKeeper` keeps the leases of work in hand alive: it sits
+between a worker (or the deliverer) and the store, notes what each claim handed out and what
+each commit finished, and its heartbeat thread pushes the rest's ``lease_until`` forward every
+third of a lease. A process that dies stops beating, so its leases run out within one lease.
+
+PostgreSQL replicas share one database; SQLite has one writer and no row locks, so a second
+daemon on the same file is refused at start (:func:`lock_sqlite`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+
+from flowctl.engine.state import Timer
+from flowctl.ports import Clock, OutboxRow, Processed, Store, StoredChange
+
+log = logging.getLogger("flowctl.leases")
+
+#: Claims of one change before it is failed instead of handed out again (each claim's lease ran out).
+MAX_CHANGE_ATTEMPTS = 5
+
+
+class LeaseKeeper:
+    """A ``Store`` that remembers the leases its caller holds, and a heartbeat that extends them.
+
+    Each kind of work is claimed from one thread and a new claim comes only after the previous
+    batch was finished (committed, or abandoned after an error), so a claim replaces what was held
+    of that kind: an abandoned batch is never kept alive.
+    """
+
+    def __init__(self, store: Store, clock: Clock, *, owner: str, lease_seconds: float,
+                 max_attempts: int = MAX_CHANGE_ATTEMPTS) -> None:  # fmt: skip
+        self.store = store
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self._lock = threading.Lock()
+        self._changes: set[int] = set()
+        self._timers: set[str] = set()
+        self._outbox: set[int] = set()
+        self.beats = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    # ---- claims: remember what was handed out
+
+    def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
+        claimed = self.store.claim_changes(limit, owner, now, lease_seconds)
+        with self._lock:
+            self._changes = {c.seq for c in claimed}
+        return claimed
+
+    def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]:
+        claimed = self.store.claim_due_timers(now, limit, owner, lease_seconds)
+        with self._lock:
+            self._timers = {t.id for t in claimed}
+        return claimed
+
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+        claimed = self.store.claim_outbox(now, limit, owner, lease_seconds)
+        with self._lock:
+            self._outbox = {r.id for r in claimed}
+        return claimed
+
+    # ---- outcomes: forget what was finished
+
+    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
+        self.store.commit_batch(items, now)
+        with self._lock:
+            self._changes.difference_update(i.change.seq for i in items if i.change is not None)
+            self._timers.difference_update(i.timer.id for i in items if i.timer is not None)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+        self.store.mark_sent_many(row_ids, now)
+        with self._lock:
+            self._outbox.difference_update(row_ids)
+
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
+        self.store.mark_failed(row_id, error, next_attempt_at, now)
+        with self._lock:
+            self._outbox.discard(row_id)
+
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+        self.store.hold_outbox_many(holds, now)
+        with self._lock:
+            self._outbox.difference_update(row_id for row_id, _, _ in holds)
+
+    # ---- the heartbeat
+
+    def held(self) -> tuple[list[int], list[str], list[int]]:
+        with self._lock:
+            return sorted(self._changes), sorted(self._timers), sorted(self._outbox)
+
+    def beat(self) -> int:
+        """Extend every lease still held to a full lease from now; how many rows were extended."""
+        changes, timers, outbox = self.held()
+        if not (changes or timers or outbox):
+            return 0
+        until = self.clock.now() + timedelta(seconds=self.lease_seconds)
+        self.beats += 1
+        return self.store.extend_leases(self.owner, until, change_seqs=changes, timer_ids=timers, outbox_ids=outbox)
+
+    def reap(self) -> int:
+        """Fail the changes claimed ``max_attempts`` times whose last lease ran out too (a change
+        that kills every worker that takes it must not go round forever)."""
+        failed = self.store.fail_exhausted_changes(self.clock.now(), self.max_attempts)
+        for change in failed:
+            log.error("change %s (%s %s) failed: %s", change.seq, change.object, change.record_id, change.error)
+        return len(failed)
+
+    def run(self, stop: threading.Event) -> None:
+        """Beat every third of a lease until ``stop`` is set (a missed beat leaves two to spare);
+        reap exhausted changes once a lease."""
+        interval = max(self.lease_seconds / 3, 0.05)
+        rounds = 0
+        while not stop.wait(interval):
+            rounds += 1
+            try:
+                self.beat()
+                if rounds % 3 == 0:
+                    self.reap()
+            except Exception:  # the next beat tries again; a lease has two more to spare
+                log.exception("lease heartbeat failed")
+
+
+# ------------------------------------------------------------------------------------ SQLite: one daemon
+
+
+class AnotherDaemon(Exception):
+    """A second ``flowctl run`` on the SQLite file another daemon already uses."""
+
+    def __init__(self, database: str, pid: str) -> None:
+        super().__init__(f"another flowctl run is using {database} (pid {pid or '?'}); SQLite supports one daemon; "
+                         f"use PostgreSQL for replicas")  # fmt: skip
+        self.database = database
+        self.pid = pid
+
+
+def lock_sqlite(url: str) -> IO[str] | None:
+    """Take ``<db>.lock`` (``flock``, released by the kernel when the process ends, even on
+    SIGKILL) for a SQLite URL; None for other databases. Raises :class:`AnotherDaemon`."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    database = Path(parsed.database)
+    handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held open for the life of the daemon
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip()
+        handle.close()
+        raise AnotherDaemon(str(database), pid) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

@@ -1,0 +1,139 @@
+"""Leases on every store: the heartbeat keeps work in hand, a dead owner's work comes back with
+its attempts raised and is failed (changes) or dead-lettered (outbox) after the maximum."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flowctl.engine.state import Effect, Step
+from flowctl.ports import NewChange, Processed, Store
+from flowctl.runtime.delivery import Deliverer
+from flowctl.runtime.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
+from flowctl.runtime.metrics import Metrics, register_queue_metrics
+from flowctl.store import open_store
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.moment = T0
+        self.lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self.lock:
+            return self.moment
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.moment += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'flowctl.db'}"
+    else:
+        url = str(request.getfixturevalue("pg_store_url"))
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
+def append(store: Store, *ids: str) -> None:
+    store.append_changes([NewChange(object="deal", record_id=i, op="put", fields={"title": i},
+                                    idempotency_key=f"k{n}", received_at=T0) for n, i in enumerate(ids)])  # fmt: skip
+
+
+def test_the_heartbeat_keeps_a_slow_batch_and_a_dead_owner_loses_it(store: Store) -> None:
+    clock = Clock()
+    append(store, "1", "2")
+    keeper = LeaseKeeper(store, clock, owner="a", lease_seconds=10)
+    claimed = keeper.claim_changes(10, "a", clock.now(), 10)
+    assert [c.seq for c in claimed] and keeper.held()[0] == [c.seq for c in claimed]
+    for _ in range(3):  # 24 s of work, beating every 8 s: never claimable by another
+        clock.advance(8)
+        assert keeper.beat() == 2
+        assert store.claim_changes(10, "b", clock.now(), 10) == []
+    keeper.commit_batch([Processed(change=c, error="done elsewhere") for c in claimed[:1]], clock.now())
+    assert keeper.held()[0] == [claimed[1].seq]
+    clock.advance(11)  # "a" died: no more beats
+    [taken] = store.claim_changes(10, "b", clock.now(), 10)
+    assert (taken.seq, taken.attempts) == (claimed[1].seq, 2)
+    assert keeper.beat() == 0  # "a" cannot extend what "b" holds now
+
+
+def test_a_change_whose_workers_all_die_is_failed_after_the_maximum(store: Store) -> None:
+    clock = Clock()
+    append(store, "poison", "fine")
+    for attempt in range(1, 4):
+        claimed = store.claim_changes(1, f"w{attempt}", clock.now(), 5)
+        assert [(c.record_id, c.attempts) for c in claimed] == [("poison", attempt)]
+        assert store.fail_exhausted_changes(clock.now(), 3) == []  # its lease still runs
+        clock.advance(6)
+    [failed] = store.fail_exhausted_changes(clock.now(), 3)
+    assert failed.record_id == "poison"
+    stored = store.change(failed.seq)
+    assert stored is not None and stored.status == "failed" and "gave up after 3 attempts" in stored.error
+    [next_one] = store.claim_changes(5, "w4", clock.now(), 5)
+    assert next_one.record_id == "fine"
+
+
+def test_an_outbox_row_claimed_past_its_maximum_is_dead_lettered(store: Store) -> None:
+    clock = Clock()
+    effect = Effect(key="e1", action="send_sms", run_id="r", object="deal", record_id="1", channel="sms",
+                    params={"to": "0901", "text": "x"})  # fmt: skip
+    store.commit_batch([Processed(step=Step(effects=[effect]))], T0)
+    for _ in range(2):  # two deliverers died while sending
+        assert len(store.claim_outbox(clock.now(), 10, "dead", 5)) == 1
+        clock.advance(6)
+
+    class Never:
+        max_attempts = 2
+
+        def send(self, row: object) -> object:
+            raise AssertionError("must not be sent again")
+
+    metrics = Metrics()
+    d = Deliverer(store, {"sms": Never()}, clock, owner="live", rng=random.Random(1), metrics=metrics)  # type: ignore[dict-item]
+    assert d.deliver_once() == 1
+    [row] = store.list_outbox()
+    assert row.status == "dead" and "gave up after 2 attempts" in row.last_error
+    assert "flowctl_deliveries_total{channel=\"sms\",result=\"dead\"} 1" in metrics.render()
+
+
+def test_queue_metrics_read_indexed_counts(store: Store) -> None:
+    clock = Clock()
+    append(store, "1", "2", "3")
+    clock.advance(42)
+    metrics = Metrics()
+    register_queue_metrics(metrics, store, clock, ttl=0)
+    text = metrics.render()
+    assert 'flowctl_changes_open{status="pending"} 3' in text
+    assert "flowctl_changes_lag_seconds 42" in text
+    assert 'flowctl_outbox_rows{status="held"} 0' in text
+    assert "flowctl_timers_pending 0" in text
+    assert "# TYPE flowctl_reloads_total counter" in text
+
+
+def test_sqlite_lock_names_the_holder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'flowctl.db'}"
+    held = lock_sqlite(url)
+    assert held is not None
+    import subprocess
+    import sys
+
+    code = f"from flowctl.runtime.leases import lock_sqlite; lock_sqlite({url!r})"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert other.returncode != 0 and "AnotherDaemon" in other.stderr and "SQLite supports one daemon" in other.stderr
+    held.close()
+    assert lock_sqlite("postgresql+psycopg://x@localhost/y") is None
+    assert issubclass(AnotherDaemon, Exception)
