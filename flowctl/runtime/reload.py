@@ -42,12 +42,24 @@ def pick_up(service: Any) -> bool:
     bundle = loaded.bundle
     engine = Engine(bundle, current.id)
     _refresh_senders(service, bundle)
+    _refresh_policies(service, bundle)
     service.engines.use(engine)
     service.bundle = bundle
     service.loaded = loaded
     previous, service.version = service.version, current.id
     log.info("switched from version %s to %s (%s)", previous, current.id, current.commit or "no commit")
     return True
+
+
+def _refresh_policies(service: Any, bundle: Any) -> None:
+    """Sending policies follow the new channels (rate buckets restart; held rows are re-checked)."""
+    deliverer = getattr(service, "deliverer", None)
+    if deliverer is None:
+        return
+    from flowctl.runtime import policies
+
+    deliverer.policies = {name: ch.policy for name, ch in bundle.channels.items() if policies.active(ch.policy)}
+    deliverer.timezone = bundle.config.timezone
 
 
 def _refresh_senders(service: Any, bundle: Any) -> None:
