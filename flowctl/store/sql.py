@@ -94,6 +94,8 @@ class SqlStore:
         self.engine: Engine = make_engine(url)
         self._writer = writer(self.engine)
         self.dialect = self.engine.dialect.name
+        self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
+        self._compiled_keepalive: list[Any] = []
         # SQLite has one writer at a time. Threads of this process queue on a mutex instead of
         # on SQLite's busy handler, which sleeps in growing steps (1, 2, 5, 10 ms…) and would
         # cap throughput far below what the disk can commit.
@@ -353,11 +355,41 @@ class SqlStore:
             self._many(conn, self._upsert_allocations, plan.allocations.values())
             self._many(conn, self._finish_changes, [{**row, "b_now": now} for row in plan.changes])
 
-    @staticmethod
-    def _many(conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
+    def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
+        """executemany through the driver, the statement compiled once per shape of row.
+
+        SQLAlchemy's executemany rebuilds and type-processes every parameter set through several
+        layers; for the batches the worker and the care tick write (thousands of rows) that cost
+        more than the database itself. Here each value goes through its column type's bind
+        processor (JSON, UTC timestamps) and straight to the DBAPI cursor.
+        """
         batch = list(params)
-        if batch:
-            conn.execute(stmt, batch)
+        if not batch:
+            return
+        keys = tuple(batch[0])
+        if any(len(row) != len(keys) or tuple(row) != keys for row in batch):
+            conn.execute(stmt, batch)  # rows of different shapes: let SQLAlchemy sort them out
+            return
+        plan = self._compiled.get((id(stmt), keys))
+        if plan is None:
+            compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys))
+            procs = compiled._bind_processors
+            # per bind: take it from the row, or it is a constant of the statement (``values(x=None)``)
+            binds = [(n, n in keys, compiled.binds[n].effective_value if n not in keys else None, procs.get(n))
+                     for n in (compiled.positiontup or compiled.binds)]  # fmt: skip
+            plan = (compiled, binds)
+            self._compiled[(id(stmt), keys)] = plan
+            self._compiled_keepalive.append(stmt)  # ids stay unique while the statement lives
+        compiled, binds = plan
+        values = [[(proc(row[n]) if proc else row[n]) if live else (proc(const) if proc else const)
+                   for n, live, const, proc in binds] for row in batch]  # fmt: skip
+        rows: list[Any]
+        if compiled.positiontup is not None:
+            rows = [tuple(v) for v in values]
+        else:
+            names = [n for n, *_ in binds]
+            rows = [dict(zip(names, v, strict=True)) for v in values]
+        conn.exec_driver_sql(compiled.string, rows)
 
     # ------------------------------------------------------------------ delivery
 
