@@ -17,6 +17,16 @@ def test_every_example_passes(example) -> None:
     assert failed == "0 failed" and int(passed.split()[0]) > 0
 
 
+def test_the_demo_configuration_at_the_repository_root_validates_and_passes() -> None:
+    """The README's run command serves this directory: it must stay valid and tested."""
+    from tests.cli.conftest import ROOT
+
+    assert invoke("validate", ROOT).exit_code == 0
+    result = invoke("test", ROOT)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1].endswith(", 0 failed")
+
+
 def test_the_design_example_passes(tmp_path) -> None:
     make_bundle(tmp_path, DESIGN, base=False)
     result = invoke("test", tmp_path)
