@@ -60,8 +60,8 @@ class Text:
 
 
 def _templating() -> Any:
-    # The sandbox, its filters and the static helpers live with the engine that renders them.
-    from flowctl.engine import templating
+    # The sandbox, its filters and the static helpers: the language's own expression rules.
+    from flowctl.spec import templating
 
     return templating
 
