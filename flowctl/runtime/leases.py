@@ -122,7 +122,12 @@ class LeaseKeeper:
         failed = self.store.fail_exhausted_changes(self.clock.now(), self.max_attempts)
         for change in failed:
             log.error("change %s (%s %s) failed: %s", change.seq, change.object, change.record_id, change.error)
-        return len(failed)
+        given_up = self.store.fail_exhausted_timers(self.clock.now(), self.max_attempts)
+        for timer in given_up:
+            log.error("timer %s of run %s (%s %s) given up after %d claims whose leases all ran out; "
+                      "the run is failed", timer.id, timer.run_id, timer.object, timer.record_id,
+                      self.max_attempts)  # fmt: skip
+        return len(failed) + len(given_up)
 
     def run(self, stop: threading.Event) -> None:
         """Beat every third of a lease until ``stop`` is set (a missed beat leaves two to spare);

@@ -167,7 +167,7 @@ class MemoryStore:
             due = sorted((t for t in self._timers.values() if t["due"] <= now and not _leased(t, now)),
                          key=lambda t: (t["due"], t["id"]))[: max(limit, 0)]  # fmt: skip
             for row in due:
-                row.update(lease_owner=owner, lease_until=until)
+                row.update(lease_owner=owner, lease_until=until, attempts=row.get("attempts", 0) + 1)
             return [rows.timer_from(row) for row in due]
 
     def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
@@ -499,6 +499,21 @@ class MemoryStore:
                                      f"that claimed it ran out (it died or hung)")  # fmt: skip
                     self._open.pop(seq, None)
                     out.append(rows.change_from(_load("changes", row)))
+        return out
+
+    def fail_exhausted_timers(self, now: datetime, max_attempts: int) -> list[Timer]:
+        now = rows.utc(now)
+        out: list[Timer] = []
+        with self._lock:
+            for timer_id, row in list(self._timers.items()):
+                if row.get("lease_until") is not None and not _leased(row, now) \
+                        and row.get("attempts", 0) >= max_attempts:  # fmt: skip
+                    out.append(rows.timer_from(row))
+                    del self._timers[timer_id]
+            for timer in out:
+                run = self._runs.get(timer.run_id)
+                if run is not None and run["status"] in ACTIVE:
+                    run.update(status="failed", updated_at=now.isoformat())
         return out
 
     def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:

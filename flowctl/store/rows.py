@@ -75,7 +75,8 @@ def run_from(row: Row) -> Run:
 
 def timer_row(timer: Timer) -> dict[str, Any]:
     return {"id": timer.id, "run_id": timer.run_id, "due": timer.due, "kind": timer.kind, "node": timer.node,
-            "object": timer.object, "record_id": timer.record_id, "lease_owner": None, "lease_until": None}  # fmt: skip
+            "object": timer.object, "record_id": timer.record_id, "lease_owner": None, "lease_until": None,
+            "attempts": 0}  # fmt: skip
 
 
 def timer_from(row: Row) -> Timer:

@@ -336,7 +336,8 @@ class SqlStore:
         until = now + timedelta(seconds=lease_seconds)
         due = self._due_timers.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(timers).where(timers.c.id.in_(due))
-                .values(lease_owner=owner, lease_until=until).returning(*timers.c))  # fmt: skip
+                .values(lease_owner=owner, lease_until=until, attempts=timers.c.attempts + 1)
+                .returning(*timers.c))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
@@ -736,6 +737,22 @@ class SqlStore:
                        "b_error": f"gave up after {ch.attempts} attempts: the lease of every worker that "
                                   f"claimed it ran out (it died or hung)"} for ch in found]  # fmt: skip
             self._many(conn, self._finish_changes, params)
+        return found
+
+    def fail_exhausted_timers(self, now: datetime, max_attempts: int) -> list[Timer]:
+        """Remove the timers claimed ``max_attempts`` times whose last lease ran out too, and fail
+        their runs: a timer whose firing kills every worker must not go round forever."""
+        t = timers.c
+        dead = sa.and_(t.lease_until.is_not(None), t.lease_until <= now, t.attempts >= max_attempts)
+        with self._write_lock, self._writer.begin() as conn:
+            found = [rows.timer_from(row._mapping) for row in
+                     conn.execute(timers.select().where(dead).with_for_update(skip_locked=True)
+                                  if self._postgres else timers.select().where(dead))]  # fmt: skip
+            for part in _chunks([timer.id for timer in found]):
+                conn.execute(sa.delete(timers).where(t.id.in_(part)))
+            for part in _chunks(sorted({timer.run_id for timer in found})):
+                conn.execute(sa.update(runs).where(runs.c.id.in_(part), runs.c.status.in_(ACTIVE))
+                             .values(status="failed", updated_at=now.isoformat()))  # fmt: skip
         return found
 
     def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:

@@ -138,6 +138,7 @@ timers = sa.Table(
     sa.Column("record_id", _text(), nullable=False),
     sa.Column("lease_owner", _text(), nullable=True),
     sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Index(None, "due"),
     sa.Index(None, "run_id"),
 )

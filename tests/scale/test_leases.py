@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowctl.engine.state import Effect, Step
+from flowctl.engine.state import Effect, Run, Step, Timer
 from flowctl.ports import NewChange, Processed, Store
 from flowctl.runtime.delivery import Deliverer
 from flowctl.runtime.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
@@ -85,6 +85,24 @@ def test_a_change_whose_workers_all_die_is_failed_after_the_maximum(store: Store
     assert stored is not None and stored.status == "failed" and "gave up after 3 attempts" in stored.error
     [next_one] = store.claim_changes(5, "w4", clock.now(), 5)
     assert next_one.record_id == "fine"
+
+
+def test_a_timer_whose_workers_all_die_is_given_up_and_its_run_failed(store: Store) -> None:
+    clock = Clock()
+    run = Run(id="r1", automation="flow:f", object="deal", record_id="1", status="waiting", node="wait")
+    timers = [Timer(id=f"t{n}", run_id="r1" if n == 1 else "r2", due=T0, kind="delay", node="wait",
+                    object="deal", record_id=str(n)) for n in (1, 2)]  # fmt: skip
+    store.commit_batch([Processed(step=Step(runs={"r1": run}, timers=timers))], T0)
+    for attempt in range(1, 4):
+        claimed = store.claim_due_timers(clock.now(), 1, f"w{attempt}", 5)  # the earliest: t1, the poison
+        assert [t.id for t in claimed] == ["t1"]
+        assert store.fail_exhausted_timers(clock.now(), 3) == []  # its lease still runs
+        clock.advance(6)
+    assert LeaseKeeper(store, clock, owner="reaper", lease_seconds=5, max_attempts=3).reap() == 1
+    assert store.timers_of("r1") == []
+    stored = store.run("r1")
+    assert stored is not None and stored.status == "failed"
+    assert [t.id for t in store.claim_due_timers(clock.now(), 5, "w4", 5)] == ["t2"]  # the rest goes on
 
 
 def test_an_outbox_row_claimed_past_its_maximum_is_dead_lettered(store: Store) -> None:
