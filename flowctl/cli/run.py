@@ -143,6 +143,8 @@ def make_server(app: Any, host: str, port: int) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    # keep-alive longer than uvicorn's 5 s: clients and proxies that pool connections would
+    # otherwise reuse one the server just closed and see "connection reset"
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5)  # fmt: skip
+                            timeout_graceful_shutdown=5, timeout_keep_alive=75)  # fmt: skip
     return Server(config)

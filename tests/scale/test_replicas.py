@@ -147,7 +147,15 @@ def put_all(daemons: list[Daemon], ids: range, clients: int = 16) -> None:
 
     def put(i: int) -> int:
         body = {"fields": {"title": f"Don {i}", "phone": f"09{i:08d}", "amount": i}, "stage": "new"}
-        return http[i % len(http)].put(f"/v1/records/deal/{i}", json=body).status_code
+        # as the API asks of clients: a write cut off in transit is retried with the same key
+        headers = {"Idempotency-Key": f"put-{i}"}
+        for attempt in range(5):
+            try:
+                return http[(i + attempt) % len(http)].put(f"/v1/records/deal/{i}", json=body,
+                                                           headers=headers).status_code  # fmt: skip
+            except httpx.TransportError:
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError(f"PUT {i} failed five times")
 
     try:
         with ThreadPoolExecutor(clients) as pool:
