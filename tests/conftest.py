@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 import ssl
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -273,3 +276,44 @@ def make_channel() -> Callable[..., Channel]:
 @pytest.fixture
 def make_row() -> Callable[..., OutboxRow]:
     return _row
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+
+PG_ENV = "FLOWCTL_TEST_DATABASE_URL"
+
+
+def fresh_schema(base: str, database: str | None = None) -> Iterator[str]:
+    """A URL whose connections live in a new, empty schema (of ``database``, created if missing);
+    the schema is dropped afterwards, so PostgreSQL tests never see each other's rows."""
+    url = sa.make_url(base)
+    if database:
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).first():
+                conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+        admin.dispose()
+        url = url.set(database=database)
+    schema = f"flowctl_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+def pg_base() -> str:
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run PostgreSQL tests")
+    return base
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL in a fresh, empty schema; skipped without FLOWCTL_TEST_DATABASE_URL."""
+    yield from fresh_schema(pg_base())

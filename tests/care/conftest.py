@@ -18,7 +18,7 @@ from flowctl.runtime.care import CareScheduler
 from flowctl.runtime.worker import Engines
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
-from tests.store.conftest import BACKENDS, pg_url  # noqa: F401 - the fixture, reused
+from tests.store.conftest import BACKENDS
 
 CONFIG = """
 apiVersion: flowctl/v1
