@@ -317,3 +317,35 @@ def pg_base() -> str:
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL in a fresh, empty schema; skipped without FLOWCTL_TEST_DATABASE_URL."""
     yield from fresh_schema(pg_base())
+
+
+# --- figures for RELIABILITY.md -----------------------------------------------------------------
+
+FIGURES_ENV = "FLOWCTL_FIGURES"
+_figures: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record what a reliability test measured (changes fed, kills survived, inputs tried, …).
+
+    The figures are printed at the end of the run and, when ``FLOWCTL_FIGURES`` names a file,
+    written there as JSON, so RELIABILITY.md quotes a run anyone can repeat."""
+
+    def record(**values: Any) -> None:
+        _figures.setdefault(request.node.nodeid, {}).update(values)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _figures:
+        return
+    terminalreporter.section("reliability figures")
+    for test, values in sorted(_figures.items()):
+        shown = ", ".join(f"{key}={value}" for key, value in values.items())
+        terminalreporter.write_line(f"{test}: {shown}")
+    target = os.environ.get(FIGURES_ENV)
+    if target:
+        Path(target).write_text(json.dumps(_figures, indent=2, sort_keys=True, default=str) + "\n")
+        terminalreporter.write_line(f"written to {target}")
