@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +101,15 @@ def command(directory: Path, database: str, listen: str, watch: bool, log_format
     from flowctl.runtime.leases import AnotherDaemon, lock_sqlite
 
     try:
-        lock = lock_sqlite(url)  # noqa: F841 - held (open) until the process ends
+        lock = lock_sqlite(url)  # held (open) until the process ends
     except AnotherDaemon as exc:
         raise click.ClickException(str(exc)) from exc
     try:
         store = open_store(url)
+        if lock is not None:  # the lock proves every earlier daemon on this file is gone: take its work now
+            ended = store.expire_leases(datetime.now(UTC))
+            if ended:
+                click.echo(f"flowctl: resuming {ended} item(s) a stopped daemon had in hand", err=True)
     except Exception as exc:
         raise click.ClickException(f"cannot open the store {url}: {exc}") from exc
     service = Service(root=loaded.root, loaded=loaded, store=store, watch=watch)

@@ -7,21 +7,25 @@ channel's ``max_attempts``; a permanent failure (or the last attempt) dead-lette
 operator to inspect and retry. Every claim counts as an attempt (the store increments
 ``attempts`` when it claims a row), so a row whose sending crashes the process runs out too.
 
-Channels do not wait for each other: the rows of one claim are grouped by channel and each group
-is sent on its own threads (``concurrency`` lanes per sender, one per SMTP connection). Rows of
-one recipient stay in one lane, so they leave in order. The store is only touched from the
-thread that calls :meth:`Deliverer.deliver_once`.
+Each row is marked sent in its own commit as soon as its channel accepted it, and at most
+``in_flight`` rows (``limits.sends_in_flight``, default 1) are between "handed to the channel" and
+"recorded sent" at any moment, so a crash resends at most that many messages.
+
+With ``in_flight`` above 1, channels do not wait for each other: the rows of one claim are grouped
+by channel and each group is sent on its own threads (``concurrency`` lanes per sender, one per
+SMTP connection), which share the ``in_flight`` slots. Rows of one recipient stay in one lane, so
+they leave in order. Lanes record their own outcomes, so the store must be thread-safe (both
+stores are).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import zlib
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +75,7 @@ class Deliverer:
         max_delay: float = 3600.0,
         max_attempts_default: int = 8,
         max_workers: int = MAX_WORKERS,
+        in_flight: int = 1,
         policies: Mapping[str, SendPolicy] | None = None,
         timezone: str = "UTC",
         metrics: Any = None,
@@ -86,6 +91,8 @@ class Deliverer:
         self.max_delay = max_delay
         self.max_attempts_default = max_attempts_default
         self.max_workers = max_workers
+        self.in_flight = max(1, in_flight)  # a reload may change it; a round picks it up at its start
+        self._slots, self._slot_count = threading.BoundedSemaphore(self.in_flight), self.in_flight
         self._executor: ThreadPoolExecutor | None = None
         self.policies = {name: p for name, p in (policies or {}).items() if policies_.active(p)}
         self.timezone = timezone
@@ -119,22 +126,17 @@ class Deliverer:
                 split[zlib.crc32((row.recipient or row.key).encode()) % len(split)].append(row)
             lanes += [(sender, lane) for lane in split if lane]
 
-        sent: list[int] = []
-        if len(lanes) == 1:
-            sender, lane = lanes[0]
-            for row in lane:
-                self._record(self._attempt(row, sender, claimed_at), sent)
-            self._flush(sent)
+        if self._slot_count != self.in_flight:
+            self._slots, self._slot_count = threading.BoundedSemaphore(self.in_flight), self.in_flight
+        if self.in_flight == 1 or len(lanes) == 1:
+            for sender, lane in lanes:  # one at a time, each recorded before the next goes
+                for row in lane:
+                    self._record(self._attempt(row, sender, claimed_at))
             return claimed
-
-        results: queue.Queue[Outcome] = queue.Queue()
         executor = self._pool()
-        futures: list[Future[None]] = [executor.submit(self._lane, s, lane, claimed_at, results) for s, lane in lanes]
-        for _ in range(len(rows)):
-            self._record(results.get(), sent)  # each lane puts exactly one outcome per row
+        futures = [executor.submit(self._lane, sender, lane, claimed_at) for sender, lane in lanes]
         for future in futures:
             future.result()
-        self._flush(sent)
         return claimed
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
@@ -199,21 +201,12 @@ class Deliverer:
         if self.outcomes is not None:
             self.outcomes.inc(channel=channel, result=result)
 
-    def _flush(self, sent: list[int]) -> None:
-        """Mark the round's deliveries sent in one commit. A crash before it resends them with
-        the same Message-ID / Idempotency-Key, which receivers use to drop the copy."""
-        if sent:
-            self.store.mark_sent_many(sent, self.clock.now())
-
-    def _lane(
-        self, sender: Sender | None, rows: list[OutboxRow], claimed_at: datetime, out: queue.Queue[Outcome]
-    ) -> None:
+    def _lane(self, sender: Sender | None, rows: list[OutboxRow], claimed_at: datetime) -> None:
+        """Send one lane's rows in order; a row takes an ``in_flight`` slot from before it is
+        handed to the channel until its outcome is committed."""
         for row in rows:
-            outcome = Outcome(row=row, error="delivery was interrupted")
-            try:
-                outcome = self._attempt(row, sender, claimed_at)
-            finally:
-                out.put(outcome)
+            with self._slots:
+                self._record(self._attempt(row, sender, claimed_at))
 
     def _attempt(self, row: OutboxRow, sender: Sender | None, claimed_at: datetime) -> Outcome:
         """Send one row; never raises for the row's own failures."""
@@ -235,14 +228,16 @@ class Deliverer:
             mask = getattr(sender, "mask", str)
             return Outcome(row=row, error=mask(f"unexpected {type(exc).__name__}: {exc}"))
 
-    def _record(self, outcome: Outcome, sent: list[int]) -> None:
+    def _record(self, outcome: Outcome) -> None:
+        """Commit what became of one row. A sent row is marked in its own commit: a crash before
+        it resends that one row with the same Message-ID / Idempotency-Key, for the receiver to drop."""
         row = outcome.row
         if outcome.receipt is None and not outcome.error:
             return  # not tried: the lease runs out and a later claim takes it
         now = self.clock.now()
         where = f"{row.action} {row.key} via {row.channel}"
         if outcome.receipt is not None:
-            sent.append(row.id)
+            self.store.mark_sent_many([row.id], now)
             self._count(row.channel, "sent")
             log.debug("sent %s: %s", where, outcome.receipt.detail)
             return

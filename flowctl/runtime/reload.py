@@ -60,6 +60,7 @@ def _refresh_policies(service: Any, bundle: Any) -> None:
 
     deliverer.policies = {name: ch.policy for name, ch in bundle.channels.items() if policies.active(ch.policy)}
     deliverer.timezone = bundle.config.timezone
+    deliverer.in_flight = max(1, bundle.config.limits.sends_in_flight)
 
 
 def _refresh_senders(service: Any, bundle: Any) -> None:

@@ -216,7 +216,8 @@ class Service:
         self.deliverer = Deliverer(cast(Store, self.leases), self.senders, self.clock, owner=self.owner,
                                    rng=random.Random(), base_delay=base, lease_seconds=self.lease_seconds,
                                    policies={name: ch.policy for name, ch in self.bundle.channels.items()},
-                                   timezone=self.bundle.config.timezone, metrics=self.metrics)  # fmt: skip
+                                   timezone=self.bundle.config.timezone, metrics=self.metrics,
+                                   in_flight=self.bundle.config.limits.sends_in_flight)  # fmt: skip
         self.threads = [
             threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
             threading.Thread(target=self.deliverer.run, args=(self.stopping,), name="flowctl-delivery", daemon=True),

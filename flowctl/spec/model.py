@@ -87,6 +87,7 @@ class Limits:
     fields_per_record: int = 200
     request_bytes: int = 1_048_576
     max_visits: int = 100
+    sends_in_flight: int = 1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -487,6 +487,17 @@ class MemoryStore:
                     extended += 1
         return extended
 
+    def expire_leases(self, now: datetime) -> int:
+        now = rows.utc(now)
+        ended = 0
+        with self._lock:
+            for table in (self._changes, self._timers, self._outbox):
+                for row in table.values():
+                    if _leased(row, now):
+                        row["lease_until"] = now
+                        ended += 1
+        return ended
+
     def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:
         now = rows.utc(now)
         out: list[StoredChange] = []

@@ -724,6 +724,17 @@ class SqlStore:
                                          .values(lease_until=until)).rowcount  # fmt: skip
         return extended
 
+    def expire_leases(self, now: datetime) -> int:
+        """End every lease at ``now``: for a daemon that knows all earlier holders are dead (the
+        SQLite lock), so the work a killed process held is taken again at once, not after its
+        lease. Attempts stay counted. Returns how many leases ended."""
+        ended = 0
+        with self._write_lock, self._writer.begin() as conn:
+            for table in (changes, timers, outbox):
+                ended += conn.execute(sa.update(table).where(table.c.lease_until > now)
+                                      .values(lease_until=now)).rowcount  # fmt: skip
+        return ended
+
     def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:
         """Fail the changes whose lease ran out after ``max_attempts`` claims (each worker that took
         them died or hung) instead of handing them out again; their error says so."""

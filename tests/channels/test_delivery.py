@@ -226,7 +226,7 @@ class Gate:
 def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FakeClock) -> None:
     slow_id, fast_id = add(store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"))
     gate, log = Gate(), LogSender(io.StringIO())
-    d = deliverer(store, {"slow": gate, "log": log}, clock)
+    d = deliverer(store, {"slow": gate, "log": log}, clock, in_flight=2)
     round_done = threading.Thread(target=d.deliver_once)
     round_done.start()
     try:
@@ -264,11 +264,48 @@ def test_one_recipient_keeps_its_order_across_lanes(store: Store, clock: FakeClo
     effects = [sms(f"k-{i:02d}", to=f"+8490000000{i % 3}") for i in range(30)]
     add(store, *effects)
     recorder = Recorder(concurrency=4)
-    assert deliverer(store, {"sms": recorder}, clock).deliver_once() == 30
+    assert deliverer(store, {"sms": recorder}, clock, in_flight=4).deliver_once() == 30
     assert sorted(recorder.keys) == sorted(e.key for e in effects)
     for phone in range(3):
         mine = [k for k in recorder.keys if int(k[2:]) % 3 == phone]
         assert mine == sorted(mine)
+
+
+class Witness:
+    """A sender that, at every send, counts the rows it was handed that the store does not yet
+    show as sent: the messages a crash at that moment would send again."""
+
+    def __init__(self, store: Store, concurrency: int = 1) -> None:
+        self.store = store
+        self.concurrency = concurrency
+        self.handed: list[int] = []
+        self.most_unrecorded = 0
+        self.lock = threading.Lock()
+
+    def send(self, row: OutboxRow) -> Receipt:
+        with self.lock:
+            self.handed.append(row.id)
+            unrecorded = [i for i in self.handed if row_of(self.store, i).status != "sent"]
+            self.most_unrecorded = max(self.most_unrecorded, len(unrecorded))
+        time.sleep(0.002)  # let the other lanes run into this one
+        return Receipt("ok")
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clock: FakeClock, in_flight: int) -> None:
+    add(store, *[sms(f"k-{i:02d}", to=f"+849000000{i:02d}") for i in range(20)],
+        *[sms(f"m-{i:02d}", channel="other", to=f"+849100000{i:02d}") for i in range(20)])  # fmt: skip
+    sms_lanes, other = Witness(store, concurrency=4), Witness(store, concurrency=4)
+    other.handed, other.lock = sms_lanes.handed, sms_lanes.lock  # one witness over both channels
+    d = deliverer(store, {"sms": sms_lanes, "other": other}, clock, in_flight=in_flight)
+    assert d.deliver_once() == 40
+    d.close()
+    assert len(sms_lanes.handed) == 40
+    assert all(row_of(store, i).status == "sent" for i in sms_lanes.handed)
+    most = max(sms_lanes.most_unrecorded, other.most_unrecorded)
+    assert most <= in_flight  # the row being sent counts: 1 means every earlier row was recorded first
+    if in_flight > 1:
+        assert most > 1, "lanes ran side by side"
 
 
 def test_rows_not_started_within_the_lease_are_left_for_a_later_claim(store: Store, clock: FakeClock) -> None:

@@ -303,6 +303,18 @@ def test_an_outbox_row_whose_sender_died_is_claimed_again(store: Store) -> None:
     assert (again.id, again.attempts) == (first.id, 2)
 
 
+def test_expired_leases_are_taken_again_at_once_with_their_attempts_counted(store: Store) -> None:
+    store.append_changes([change("A", "a1")])
+    store.commit_batch([Processed(step=Step(effects=[effect("e1")]))], T0)
+    [held] = store.claim_changes(1, "dead", T0, 60)
+    [row] = store.claim_outbox(T0, 10, "dead", 60)
+    assert store.expire_leases(T0 + timedelta(seconds=1)) == 2
+    assert store.expire_leases(T0 + timedelta(seconds=1)) == 0  # nothing leased any more
+    later = T0 + timedelta(seconds=2)
+    assert [(c.seq, c.attempts) for c in store.claim_changes(10, "new", later, 60)] == [(held.seq, 2)]
+    assert [(r.id, r.attempts) for r in store.claim_outbox(later, 10, "new", 60)] == [(row.id, 2)]
+
+
 # ------------------------------------------------------------------------------------ care, versions, inspection
 
 
