@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,7 @@ class Outcome:
     error: str = ""
     permanent: bool = False
     retry_after: float | None = None
+    held_until: datetime | None = None  # over the channel's rate at the moment of sending
 
 
 class Deliverer:
@@ -96,7 +98,10 @@ class Deliverer:
         self._executor: ThreadPoolExecutor | None = None
         self.policies = {name: p for name, p in (policies or {}).items() if policies_.active(p)}
         self.timezone = timezone
-        self._buckets: dict[str, policies_.Bucket] = {}
+        self._send_seconds = 0.0  # how long a send takes, on average lately (0: not known yet)
+        self._limit = batch
+        self._windows: dict[tuple[str, str], policies_.Window] = {}
+        self._windows_lock = threading.Lock()
         self.outcomes: Counter | None = None
         if metrics is not None:
             self.outcomes = metrics.counter("flowctl_deliveries_total", "Outbox rows handled by channel and result: "
@@ -107,7 +112,8 @@ class Deliverer:
     def deliver_once(self) -> int:
         """Claim the due rows, send them, record each outcome; the number of rows claimed."""
         claimed_at = self.clock.now()
-        rows = self.store.claim_outbox(claimed_at, self.batch, self.owner, self.lease_seconds)
+        self._limit = self._claim_size()
+        rows = self.store.claim_outbox(claimed_at, self._limit, self.owner, self.lease_seconds)
         if not rows:
             return 0
         claimed = len(rows)
@@ -166,6 +172,9 @@ class Deliverer:
             if policy is None:
                 go += group
                 continue
+            window = self._window(channel)
+            free = window.free(now) if window is not None else len(group)
+            going, over = 0, list[OutboxRow]()
             since = policies_.day_start(now, day_zone)
             cap_since = policies_.cap_since(policy, now, day_zone)
             sent_today, to_recipient = 0, dict[str, int]()
@@ -177,13 +186,9 @@ class Deliverer:
                 tz = policies_.recipient_zone(row.payload, policy, self.timezone)
                 hold = policies_.check(policy, now, tz=tz, day_zone=day_zone, sent_today=sent_today,
                                        sent_to_recipient=to_recipient.get(row.recipient, 0))  # fmt: skip
-                if hold is None and policy.rate and not row.last_error.startswith(policies_.RATE_HOLD):
-                    rate = policies_.parse_rate(policy.rate)
-                    assert rate is not None
-                    self._buckets[channel], wait = policies_.take(self._buckets.get(channel), rate, now)
-                    if wait > 0:
-                        until = now + timedelta(seconds=wait)
-                        hold = policies_.Hold(until, f"{policies_.RATE_HOLD} {policy.rate}; until {until.isoformat()}")
+                if hold is None and going >= free:
+                    over.append(row)  # the rate's free slots are taken: held below, until its slot
+                    continue
                 if hold is not None:
                     holds.append((row.id, hold.until, hold.reason))
                     self._count(channel, "held")
@@ -192,10 +197,42 @@ class Deliverer:
                 if row.recipient:
                     to_recipient[row.recipient] = to_recipient.get(row.recipient, 0) + 1
                 go.append(row)
+                going += 1
+            if over and window is not None:
+                for row, until in zip(over, window.slots(now, going, len(over)), strict=True):
+                    holds.append((row.id, until, self._rate_reason(channel, until)))
+                    self._count(channel, "held")
         if holds:
             self.store.hold_outbox_many(holds, now)
             log.info("held %d message(s) by sending policy; first: %s", len(holds), holds[0][2])
         return sorted(go, key=lambda row: row.id)
+
+    def _observe(self, seconds: float) -> None:
+        with self._windows_lock:
+            self._send_seconds = seconds if not self._send_seconds else 0.8 * self._send_seconds + 0.2 * seconds
+
+    def _claim_size(self) -> int:
+        """Claim no more than the ``in_flight`` slots can send within half a lease, at the pace
+        sends have lately taken: rows claimed but not started in time wait a whole lease."""
+        with self._windows_lock:
+            pace = self._send_seconds
+        if pace <= 0:
+            return self.batch
+        return max(1, min(self.batch, int(self.lease_seconds / 2 / pace) * self.in_flight))
+
+    def _window(self, channel: str) -> policies_.Window | None:
+        """The send times of a channel with a ``rate`` (kept per rate, so a reload that changes
+        it starts afresh); None without one."""
+        policy = self.policies.get(channel)
+        rate = policies_.parse_rate(policy.rate) if policy is not None else None
+        if policy is None or rate is None:
+            return None
+        with self._windows_lock:
+            return self._windows.setdefault((channel, policy.rate), policies_.Window(rate))
+
+    def _rate_reason(self, channel: str, until: datetime) -> str:
+        policy = self.policies.get(channel)
+        return f"{policies_.RATE_HOLD} {policy.rate if policy else ''}; until {until.isoformat()}"
 
     def _count(self, channel: str, result: str) -> None:
         if self.outcomes is not None:
@@ -218,8 +255,19 @@ class Deliverer:
         budget = max(self.lease_seconds - timeout, self.lease_seconds / 2)
         if self.clock.now() >= claimed_at + timedelta(seconds=budget):
             return Outcome(row=row)
+        window = self._window(row.channel)
+        if window is not None:  # the rate counts sends when they happen, not when they were planned
+            now = self.clock.now()
+            with self._windows_lock:
+                wait = window.take(now)
+            if wait > 0:
+                return Outcome(row=row, held_until=now + timedelta(seconds=wait))
         try:
-            return Outcome(row=row, receipt=sender.send(row))
+            started = time.monotonic()
+            try:
+                return Outcome(row=row, receipt=sender.send(row))
+            finally:
+                self._observe(time.monotonic() - started)
         except PermanentFailure as exc:
             return Outcome(row=row, error=exc.reason, permanent=True)
         except TemporaryFailure as exc:
@@ -232,6 +280,12 @@ class Deliverer:
         """Commit what became of one row. A sent row is marked in its own commit: a crash before
         it resends that one row with the same Message-ID / Idempotency-Key, for the receiver to drop."""
         row = outcome.row
+        if outcome.held_until is not None:
+            self.store.hold_outbox_many([(row.id, outcome.held_until, self._rate_reason(row.channel,
+                                                                                       outcome.held_until))],
+                                        self.clock.now())  # fmt: skip
+            self._count(row.channel, "held")
+            return
         if outcome.receipt is None and not outcome.error:
             return  # not tried: the lease runs out and a later claim takes it
         now = self.clock.now()
@@ -284,7 +338,7 @@ class Deliverer:
                 except Exception:
                     log.exception("delivery round failed; trying again in %.1fs", poll_interval)
                     claimed = 0
-                if claimed < self.batch:
+                if claimed < self._limit:
                     stop.wait(poll_interval)
         finally:
             self.close()

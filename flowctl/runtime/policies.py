@@ -7,8 +7,9 @@ may go now or must be held until when. The deliverer asks them before it sends (
 --status held`` shows it; a held row is claimed again at that time and checked again. Nothing is
 ever dropped.
 
-* ``rate: 20/s`` — a token bucket per channel and process (with N replicas the channel sees up to
-  N × rate). A message over the rate reserves the next free slot and is held until then.
+* ``rate: 20/s`` — a sliding window per channel and process: never more than 20 sends in any
+  second (with N replicas the channel sees up to N × rate). A message over the rate is held
+  until a slot frees, and checked again at the moment it is sent.
 * ``quiet_hours: {start: "22:00", end: "07:00", timezone: …}`` — in the recipient's time zone:
   the row's payload ``timezone`` if the action set one, else the policy's, else Config's. A
   message inside the window is held until its end (07:00 local).
@@ -21,6 +22,7 @@ ever dropped.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -118,25 +120,41 @@ def quiet_until(quiet: QuietHours | None, now: datetime, tz: ZoneInfo) -> dateti
 # ------------------------------------------------------------------------------------ the rate
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """A token bucket: ``tokens`` at ``at``. Tokens go below zero when messages reserve future slots."""
+class Window:
+    """The send times of one channel over its rate's period, so that no window of ``rate.seconds``
+    ever holds more than ``rate.count`` sends: what "5/s" promises a gateway. (A token bucket
+    would let a burst of 5 go and then refill within the same second.)"""
 
-    tokens: float
-    at: datetime
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self.sent: deque[datetime] = deque()
 
+    def _prune(self, now: datetime) -> None:
+        cutoff = now - timedelta(seconds=self.rate.seconds)
+        while self.sent and self.sent[0] <= cutoff:
+            self.sent.popleft()
 
-def take(bucket: Bucket | None, rate: Rate, now: datetime) -> tuple[Bucket, float]:
-    """Take one token at ``now``: the new bucket, and how many seconds the message must wait
-    for its slot (0: go now). A full bucket holds ``rate.count`` tokens (the allowed burst)."""
-    per_second = rate.count / rate.seconds
-    if bucket is None:
-        tokens = float(rate.count)
-    else:
-        tokens = min(float(rate.count), bucket.tokens + max((now - bucket.at).total_seconds(), 0.0) * per_second)
-    tokens -= 1
-    wait = 0.0 if tokens >= 0 else -tokens / per_second
-    return Bucket(tokens, now), wait
+    def free(self, now: datetime) -> int:
+        """How many may go at ``now``."""
+        self._prune(now)
+        return max(self.rate.count - len(self.sent), 0)
+
+    def take(self, now: datetime) -> float:
+        """Count one send at ``now`` and return 0, or return the seconds until one may go."""
+        self._prune(now)
+        if len(self.sent) < self.rate.count:
+            self.sent.append(now)
+            return 0.0
+        return max((self.sent[0] + timedelta(seconds=self.rate.seconds) - now).total_seconds(), 0.001)
+
+    def slots(self, now: datetime, going: int, waiting: int) -> list[datetime]:
+        """When each of ``waiting`` rows may go, after ``going`` more take the free slots at ``now``
+        (an estimate for holding them: each is checked again when it comes back)."""
+        period = timedelta(seconds=self.rate.seconds)
+        self._prune(now)
+        frees = sorted([at + period for at in self.sent] + [now + period] * going)
+        frees += [now + period] * (self.rate.count - len(frees))
+        return [frees[j % len(frees)] + period * (j // len(frees)) for j in range(waiting)]
 
 
 # ------------------------------------------------------------------------------------ one message
@@ -150,7 +168,7 @@ class Hold:
 
 def check(policy: SendPolicy, now: datetime, *, tz: ZoneInfo, day_zone: ZoneInfo, sent_today: int,
           sent_to_recipient: int) -> Hold | None:  # fmt: skip
-    """Quiet hours, budget and per-recipient cap for one message (the rate is :func:`take`'s):
+    """Quiet hours, budget and per-recipient cap for one message (the rate is :class:`Window`'s):
     None when it may go now. ``sent_today`` counts the channel's messages since ``day_start``
     in ``day_zone``; ``sent_to_recipient`` the recipient's in the cap's window."""
     end = quiet_until(policy.quiet_hours, now, tz)

@@ -308,6 +308,29 @@ def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clo
         assert most > 1, "lanes ran side by side"
 
 
+class Slow:
+    """A sender that takes ``seconds`` of real time per message (a slow gateway)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sent = 0
+
+    def send(self, row: OutboxRow) -> Receipt:
+        time.sleep(self.seconds)
+        self.sent += 1
+        return Receipt("ok")
+
+
+def test_a_round_claims_only_what_it_can_send_within_half_a_lease(store: Store, clock: FakeClock) -> None:
+    add(store, *[sms(f"k-{i}") for i in range(5)])
+    d = deliverer(store, {"sms": Slow(0.05)}, clock, lease_seconds=0.2)
+    assert d.deliver_once() == 5  # the pace is not known yet: a whole batch
+    add(store, *[sms(f"m-{i}") for i in range(5)])
+    # about 0.05 s a send, 0.1 s to send in: one or two (a busy machine sleeps longer), not five of
+    # which three would wait a whole lease
+    assert 1 <= d.deliver_once() <= 2
+
+
 def test_rows_not_started_within_the_lease_are_left_for_a_later_claim(store: Store, clock: FakeClock) -> None:
     first, second = add(store, sms("k-1"), sms("k-2"))
     recorder = Recorder(clock, seconds=40)  # each send takes 40 s of a 60 s lease

@@ -96,15 +96,13 @@ def test_quiet_window_wraps_midnight() -> None:
     assert policies.quiet_until(day, lunch, HCM) == datetime(2026, 3, 2, 13, tzinfo=HCM)
 
 
-def test_token_bucket_reserves_the_next_slots() -> None:
-    rate = policies.Rate(2, 1.0)
-    bucket, waits = None, []
-    for _ in range(4):
-        bucket, wait = policies.take(bucket, rate, T0)
-        waits.append(wait)
-    assert waits == [0.0, 0.0, 0.5, 1.0]
-    bucket, wait = policies.take(bucket, rate, T0 + timedelta(seconds=10))
-    assert wait == 0.0  # refilled (never above the burst)
+def test_the_rate_window_never_holds_more_than_count_sends() -> None:
+    window = policies.Window(policies.Rate(2, 1.0))
+    assert [window.take(T0) for _ in range(3)] == [0.0, 0.0, 1.0]  # the third waits for the first to leave
+    assert window.take(T0 + timedelta(seconds=0.5)) == 0.5
+    assert window.free(T0 + timedelta(seconds=1)) == 2  # a send leaves the window after exactly the period
+    assert window.slots(T0 + timedelta(seconds=1), going=2, waiting=3) == [
+        T0 + timedelta(seconds=2), T0 + timedelta(seconds=2), T0 + timedelta(seconds=3)]  # fmt: skip
 
 
 def test_recipient_zone_prefers_the_row_then_the_policy_then_config() -> None:
@@ -194,11 +192,14 @@ def test_rate_holds_messages_over_the_rate_for_their_slot(store: Store) -> None:
     d.deliver_once()
     assert len(sender.sent) == 2
     held = sorted(store.list_outbox(status="held"), key=lambda r: r.id)
-    assert [r.next_attempt_at for r in held] == [start + timedelta(seconds=s) for s in (0.5, 1.0, 1.5)]
+    assert [r.next_attempt_at for r in held] == [start + timedelta(seconds=s) for s in (1, 1, 2)]
+    clock.moment = start + timedelta(seconds=0.9)
+    d.deliver_once()
+    assert len(sender.sent) == 2  # nothing before its slot
     clock.moment = start + timedelta(seconds=1)
     d.deliver_once()
-    assert len(sender.sent) == 4  # the rows whose slot came go, without taking a second slot
-    clock.moment = start + timedelta(seconds=1.5)
+    assert len(sender.sent) == 4
+    clock.moment = start + timedelta(seconds=2)
     d.deliver_once()
     assert len(sender.sent) == 5 and not store.list_outbox(status="held")
 

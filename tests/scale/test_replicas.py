@@ -23,11 +23,13 @@ import sqlalchemy as sa
 
 from tests.daemon.harness import Daemon
 
+# Four sends in flight per replica, as a high-volume deployment would set: these tests are about
+# sharing work, not about how many copies a crash may resend (tests/reliability/test_crash.py).
 CONFIG = """\
 apiVersion: flowctl/v1
 kind: Config
 metadata: {{name: main}}
-spec: {{timezone: UTC}}
+spec: {{timezone: UTC, limits: {{sends_in_flight: 4}}}}
 ---
 apiVersion: flowctl/v1
 kind: ObjectType
