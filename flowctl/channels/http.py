@@ -14,13 +14,15 @@ resolved (see :func:`flowctl.channels.build_senders`).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
+import weakref
 from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
@@ -58,6 +60,28 @@ class Request:
         self.content = content
 
 
+class _MaskHttpxLog(logging.Filter):
+    """httpx logs every request's full URL at INFO (``HTTP Request: POST https://…?key=…``); a
+    channel's URL may carry a key or a password, which is masked here as in every other message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.senders: weakref.WeakSet[Secrets] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = message
+        for secrets_ in list(self.senders):
+            masked = secrets_.mask(masked)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+_HTTPX_LOG = _MaskHttpxLog()
+logging.getLogger("httpx").addFilter(_HTTPX_LOG)
+
+
 class HttpSender:
     """Sends rows through ``channel`` (type ``http``) with one pooled ``httpx.Client``; thread-safe."""
 
@@ -68,6 +92,7 @@ class HttpSender:
         self.env = env
         self.timeout = channel.timeout.value.total_seconds() if channel.timeout else DEFAULT_TIMEOUT
         self.secrets = Secrets()
+        _HTTPX_LOG.senders.add(self.secrets)
         self._client = client or httpx.Client(timeout=self.timeout, follow_redirects=False)
 
     @property
@@ -123,7 +148,9 @@ class HttpSender:
         """A URL is no secret as a whole (messages show its origin, so operators see which
         gateway failed), but its password and query values may be: those get masked."""
         parts = urlsplit(url)
-        for value in [parts.password or "", *(v for _, v in parse_qsl(parts.query))]:
+        raw = [item.partition("=")[2] for item in parts.query.split("&")]  # as written: 'k+Z/x=' stays
+        password = parts.password or ""
+        for value in [password, unquote(password), *raw, *(v for _, v in parse_qsl(parts.query))]:
             self.secrets.add(value)
 
     def _resolve_value(self, value: Any) -> Any:

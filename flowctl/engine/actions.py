@@ -68,6 +68,11 @@ def render(source: str, context: Mapping[str, Any]) -> str:
     return compile_template(source).render(context)
 
 
+def render_html(source: str, context: Mapping[str, Any]) -> str:
+    """An HTML body: every value it prints is escaped, so record values stay text."""
+    return compile_template(source, html=True).render(context) if source else ""
+
+
 _LONE_FIELD = re.compile(r"\{\{\s*([A-Za-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -178,7 +183,7 @@ class ActionRenderer:
             if template.text:
                 out["text"] = render(template.text, context)
             if template.html:
-                out["html"] = render(template.html, context)
+                out["html"] = render_html(template.html, context)
         if action.text:
             out["text"] = render(action.text, context)
         return out
@@ -197,7 +202,7 @@ class ActionRenderer:
             attachments.append({
                 "template": attach.template, "format": attach.format, "filename": filename,
                 "title": render(doc.subject, context) if doc.subject else attach.template,
-                "html" if doc.html else "text": render(doc.html or doc.text, context),
+                **({"html": render_html(doc.html, context)} if doc.html else {"text": render(doc.text, context)}),
             })  # fmt: skip
         if attachments:
             params["attachments"] = attachments
@@ -271,7 +276,7 @@ class ActionRenderer:
 
     def _create_document(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
         doc = self.template(action.template)
-        body = render(doc.html or doc.text, context)
+        body = render_html(doc.html, context) if doc.html else render(doc.text, context)
         ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[action.format]
         name = action.save_as or action.template
         params = {"format": action.format, "save_as": name, "filename": f"{name}.{ext}",

@@ -38,8 +38,10 @@ from starlette.routing import Route
 
 from flowctl.engine.state import Record
 from flowctl.ports import AppendResult, Clock, NewChange
+from flowctl.runtime.ingest import unavailable
 from flowctl.runtime.metrics import CONTENT_TYPE, Metrics
 from flowctl.runtime.sources import (
+    NUL_PROBLEM,
     BadRequest,
     Conflict,
     InternalError,
@@ -54,6 +56,7 @@ from flowctl.runtime.sources import (
     UnsupportedMediaType,
     WebhookSource,
     check_change,
+    has_nul,
     json_type,
     parse_json,
     resolve_env,
@@ -174,8 +177,9 @@ def _check_content_type(request: Request, *, lenient: bool = False) -> None:
     raise UnsupportedMediaType(f"send the body as Content-Type: application/json, not {given[:80]}")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) anything over ``limit`` bytes before and while reading it."""
+async def _read_body(request: Request, limit: int, setting: str = "limits.request_bytes in flowctl.yaml") -> bytes:
+    """The body, refusing (413) anything over ``limit`` bytes before and while reading it; the
+    message names ``setting``, the one to raise, since a client cannot tell which limit it hit."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -183,14 +187,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise BadRequest(f"Content-Length must be a number, not {declared[:40]!r}") from None
         if size > limit:
-            raise PayloadTooLarge(f"the body is {size} bytes, more than the limit of {limit}")
+            raise PayloadTooLarge(f"the body is {size} bytes, more than the limit of {limit}; send less or "
+                                  f"raise {setting}")  # fmt: skip
     chunks: list[bytes] = []
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise PayloadTooLarge(f"the body is more than the limit of {limit} bytes")
+                raise PayloadTooLarge(f"the body is more than the limit of {limit} bytes; send less or "
+                                      f"raise {setting}")  # fmt: skip
             chunks.append(chunk)
     except ClientDisconnect:
         raise BadRequest("the client disconnected before sending the whole body") from None
@@ -203,6 +209,18 @@ async def _json_object(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a JSON object, not {json_type(body)}")
     return body
+
+
+def _hook_id_problems(change: NewChange, source: str) -> list[str]:
+    """A webhook's mapped id and event id obey the API's length limits: a longer one would fail
+    the store's index (PostgreSQL refuses btree keys over ~2.7 kB) and the sender retry forever."""
+    problems = []
+    if len(change.record_id) > MAX_ID:
+        problems.append(f"map.id gave an id of {len(change.record_id)} characters; a record id is at most {MAX_ID}")
+    event_id = change.idempotency_key.removeprefix(f"{source}:")
+    if event_id != change.idempotency_key and len(event_id) > MAX_KEY:
+        problems.append(f"map.event_id gave an event id of {len(event_id)} characters; at most {MAX_KEY}")
+    return problems
 
 
 def _members(body: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> list[str]:
@@ -318,7 +336,8 @@ class HttpApi:
                                           "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
         self._settings: _Settings | None = None
         self._recent = _RecentKeys()
-        self._openapi = json.dumps(openapi(), separators=(",", ":")).encode()
+        self._openapi = {secured: json.dumps(openapi(secured=secured), separators=(",", ":")).encode()
+                         for secured in (False, True)}  # fmt: skip
 
     # ---------------------------------------------------------------- plumbing
 
@@ -365,6 +384,8 @@ class HttpApi:
             raise NotFound(f"unknown object type '{object}' (known: {known})")
         if len(record_id) > MAX_ID:
             raise BadRequest(f"a record id is at most {MAX_ID} characters")
+        if "\x00" in record_id:
+            raise BadRequest(f"the record id: {NUL_PROBLEM}")
         return object, record_id
 
     @staticmethod
@@ -380,7 +401,8 @@ class HttpApi:
         except RequestError:
             raise
         except Exception as exc:  # noqa: BLE001 - any store failure is "try again later"
-            log.warning("store read failed: %s", exc)
+            # an outage is logged once by the daemon's threads, not once per request
+            (log.debug if unavailable(exc) else log.warning)("store read failed: %s", exc)
             raise Unavailable("the store cannot be read right now; retry later") from None
 
     async def _check_moves(self, changes: list[NewChange]) -> None:
@@ -411,7 +433,8 @@ class HttpApi:
         except RequestError:
             raise
         except Exception as exc:  # noqa: BLE001 - StoreUnavailable or anything else: not stored, retry
-            log.warning("write not stored: %s", exc)
+            # Ingest logs an outage once, not once per request
+            (log.debug if unavailable(exc) else log.warning)("write not stored: %s", exc)
             raise Unavailable("the store could not save the write; retry with the same Idempotency-Key") from None
         for change, result in zip(changes, results, strict=True):
             (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
@@ -492,6 +515,8 @@ class HttpApi:
             limit = 0
         if not 1 <= limit <= MAX_LIST:
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIST}, not {text[:40]!r}")
+        if has_nul([query.get("stage", ""), query.get("after", "")]):
+            raise BadRequest(f"stage and after: {NUL_PROBLEM}")
         found = await self._read(self.svc.store.list_records, object, query.get("stage", ""), limit,
                                  query.get("after", ""))  # fmt: skip
         items = [_record_json(r) for r in found if not r.deleted]
@@ -530,12 +555,15 @@ class HttpApi:
         headers = request.headers
         source.check_headers(headers)
         _check_content_type(request, lenient=True)
-        body = await _read_body(request, min(source.max_bytes, settings.request_bytes))
+        setting = (f"max_bytes of Source {source.name}" if source.max_bytes < settings.request_bytes
+                   else "limits.request_bytes in flowctl.yaml")  # fmt: skip
+        body = await _read_body(request, min(source.max_bytes, settings.request_bytes), setting)
         now = self.svc.clock.now()
         source.authenticate(headers, body, now)
         changes = source.changes(parse_json(body), headers, now, settings.bundle.objects)
-        problems = [f"item {i}: {p}" if len(changes) > 1 else p
-                    for i, change in enumerate(changes) for p in check_change(settings.bundle, change)]  # fmt: skip
+        problems = [f"item {i}: {p}" if len(changes) > 1 else p for i, change in enumerate(changes)
+                    for p in (*_hook_id_problems(change, source.name),
+                              *check_change(settings.bundle, change))]  # fmt: skip
         if problems:
             raise Invalid.of(problems)
         await self._check_moves(changes)
@@ -564,7 +592,7 @@ class HttpApi:
         return Response(text, media_type=CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
-        return Response(self._openapi, media_type="application/json")
+        return Response(self._openapi[bool(self.settings().bundle.config.api_token)], media_type="application/json")
 
 
 def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
@@ -625,8 +653,9 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
 _WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the API (served at /openapi.json)."""
+def openapi(*, secured: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API (served at /openapi.json). ``secured``: Config sets an
+    api_token, so every /v1 operation requires the bearer scheme; without one they require nothing."""
     json_body = {"application/json": {"schema": _ref("Error")}}
     responses: dict[str, Any] = {
         name: {"description": text, "content": json_body} for name, text in _ERROR_RESPONSES.values()
@@ -713,13 +742,13 @@ def openapi() -> dict[str, Any]:
                            "answer. Without it each request is a new write.",
                            "schema": {"type": "string", "maxLength": MAX_KEY}},
     }  # fmt: skip
-    secured: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    security: dict[str, Any] = {"security": [{"bearerAuth": []}]} if secured else {}
 
     def body(schema: str) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
 
     def write(summary: str, schema: str | None = None) -> dict[str, Any]:
-        op: dict[str, Any] = {"summary": summary, "security": secured,
+        op: dict[str, Any] = {"summary": summary, **security,
                               "parameters": [_ref("IdempotencyKey", "parameters")],
                               "responses": {"202": accepted, **_errors(*_WRITE_ERRORS)}}  # fmt: skip
         if schema:
@@ -732,7 +761,7 @@ def openapi() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/records/{object}/{id}": {
             "parameters": record_params,
-            "get": {"summary": "Read a record.", "security": secured, "responses": {
+            "get": {"summary": "Read a record.", **security, "responses": {
                 "200": {"description": "The record.", "content": {"application/json": {"schema": _ref("Record")}}},
                 **_errors(400, 401, 404, 500, 503)}},
             "put": write("Create or replace a record.", "PutRecord"),
@@ -745,7 +774,7 @@ def openapi() -> dict[str, Any]:
         },
         "/v1/records/{object}": {
             "parameters": [_ref("Object", "parameters")],
-            "get": {"summary": "List records of an object type, by id.", "security": secured,
+            "get": {"summary": "List records of an object type, by id.", **security,
                     "parameters": [
                         {"name": "stage", "in": "query", "schema": string,
                          "description": "Only records in this stage."},

@@ -196,7 +196,30 @@ def parse_json(body: bytes) -> Any:
         raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
     if _depth(value) > MAX_DEPTH:
         raise InvalidJson(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(body) and _lone_surrogate(value):
+        # json.loads accepts "\ud800" alone; no store can encode it, so it is bad input, not a 503
+        raise InvalidJson("the request body is not valid JSON: a \\uD800-\\uDFFF escape outside a surrogate pair")
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _depth(value: Any) -> int:
@@ -224,11 +247,34 @@ def _emptied_required(bundle: m.Bundle, object: str, fields: Mapping[str, Any]) 
             if value in (None, "") and (spec := obj.fields.get(name)) is not None and spec.required]  # fmt: skip
 
 
+def has_nul(value: Any) -> bool:
+    """Whether text anywhere in ``value`` (keys included) holds a NUL character, which PostgreSQL
+    cannot store in text or jsonb; iterative, like :func:`_depth`."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, Mapping):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
+
+
+NUL_PROBLEM = "text must not contain NUL (\\u0000) characters"
+
+
 def check_change(bundle: m.Bundle, change: NewChange) -> list[str]:
     """Every problem of a requested change against the configuration ('' list when it is fine).
 
     Moves are checked against the stored record separately (that needs the store).
     """
+    if has_nul([change.object, change.record_id, change.stage, change.pipeline, change.event, change.fields,
+                change.data]):  # fmt: skip
+        return [NUL_PROBLEM]  # the same answer on every store, not a 503 from PostgreSQL alone
     if change.object not in bundle.objects:
         return check_fields(bundle, change.object, {}, complete=False)
     if change.op == "put":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -261,11 +262,76 @@ def _find_path(context: Mapping[str, Any], target: object, depth: int = 4) -> st
     return None
 
 
+_MAX_TEXT = 1_000_000  # characters one text operation (a filter, a method, `%`) may produce
+_MAX_LOOPS = 1_000_000  # loop iterations of one render, all loops together
+_LOOPS: ContextVar[list[int] | None] = ContextVar("flowctl_loops", default=None)
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|[0-9]+)?(?:\.(\*|[0-9]+))?")
+
+
+def _refuse_large(what: str, *numbers: Any) -> None:
+    """A text operation whose size argument (width, length, count) would exhaust memory."""
+    for number in numbers:
+        if isinstance(number, int) and not isinstance(number, bool) and abs(number) > _MAX_TEXT:
+            raise SecurityError(f"{what} with {number} is too large (at most {_MAX_TEXT})")
+
+
+def _check_printf(text: str, args: Any) -> None:
+    """``text % args`` (and the ``format`` filter) must not pad to a giant width or precision."""
+    values = args if isinstance(args, tuple) else (args,)
+    for match in _PRINTF.finditer(text):
+        for part in match.groups():
+            if part == "*":
+                _refuse_large("a '*' width", *values)
+            elif part:
+                _refuse_large("a width", int(part))
+
+
+def _check_format(text: str, args: Any, kwargs: Mapping[str, Any]) -> None:
+    """``text.format(...)`` must not pad to a giant width: '{:>999999999}'."""
+    for _, _, spec, _ in string.Formatter().parse(text):
+        if not spec:
+            continue
+        if "{" in spec:  # a width given as an argument: '{:{}}'.format(x, 10**9)
+            _refuse_large("a format width", *args, *kwargs.values())
+        for digits in re.findall(r"[0-9]+", spec):
+            _refuse_large("a format width", int(digits))
+
+
+def _check_replace(text: str, old: Any, new: Any) -> None:
+    if isinstance(old, str) and isinstance(new, str):
+        grows = (text.count(old) if old else len(text) + 1) * max(len(new) - len(old), 0)
+        _refuse_large("replace", len(text) + grows)
+
+
+def _guarded(filter: Any, check: Any) -> Any:
+    @functools.wraps(filter)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        check(*args, **kwargs)
+        return filter(*args, **kwargs)
+
+    return run
+
+
+def _loop_budget(iterable: Any) -> Any:
+    """Every ``{% for %}`` iterates through this (see ``_Environment._parse``): nested loops over
+    ``range(100000)`` would otherwise run 10**10 times and never answer."""
+    counter = _LOOPS.get()
+    if counter is None:
+        counter = [0]  # outside a render (a test calling Jinja directly): this loop alone
+    for item in iterable:
+        counter[0] += 1
+        if counter[0] > _MAX_LOOPS:
+            raise SecurityError(f"the template loops more than {_MAX_LOOPS} times")
+        yield item
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """Also refuses `*` and `**` results that would exhaust memory or CPU (``'a' * 10**9``)."""
+    """Also refuses `*` and `**` results that would exhaust memory or CPU (``'a' * 10**9``), the
+    same through `%`, padding filters and text methods (``'x'|center(10**9)``), and renders that
+    loop too often (nested ``range(100000)`` loops)."""
 
     # Intercepting also stops Jinja from folding such constants at compile (= validate) time.
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         integers = isinstance(left, int) and isinstance(right, int)
@@ -276,17 +342,54 @@ class _Environment(ImmutableSandboxedEnvironment):
                 sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
                 if sized and len(seq) * times > _MAX_SIZE:
                     raise SecurityError(f"repeating a value {times} times is too large")
+        if operator == "%" and isinstance(left, str):
+            _check_printf(left, right)
         return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        wrapped = getattr(__obj, "__wrapped__", None)  # str.format, wrapped by the sandbox
+        if isinstance(getattr(wrapped, "__self__", None), str) and wrapped.__name__ in ("format", "format_map"):
+            _check_format(wrapped.__self__, args, kwargs if wrapped.__name__ == "format" else
+                          (args[0] if args and isinstance(args[0], Mapping) else {}))  # fmt: skip
+        elif isinstance(owner, str | bytes | int) and not isinstance(owner, bool):
+            name = getattr(__obj, "__name__", "")
+            _refuse_large(f"{type(owner).__name__}.{name}", *args, *kwargs.values())
+            if name == "replace" and isinstance(owner, str) and len(args) >= 2:
+                _check_replace(owner, args[0], args[1])
+            if name == "expandtabs" and isinstance(owner, str):
+                _refuse_large("expandtabs", owner.count("\t") * (args[0] if args and isinstance(args[0], int) else 8))
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "_loop_budget", [], [], None, None, lineno=loop.iter.lineno)
+        return tree
 
 
 def _finalize(value: Any) -> Any:
     return "" if value is None else value  # a null field prints as nothing, not "None"
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
-    """A fresh environment; use :func:`environment` unless you need your own."""
-    env = _Environment(undefined=_Undefined, autoescape=False, keep_trailing_newline=True, finalize=_finalize)
+def make_environment(html: bool = False) -> ImmutableSandboxedEnvironment:
+    """A fresh environment; use :func:`environment` unless you need your own. With ``html``,
+    every value printed is HTML-escaped (``|safe`` marks markup the author trusts), so a
+    customer named ``<a href=…>`` arrives as text, not as a link."""
+    env = _Environment(undefined=_Undefined, autoescape=html, keep_trailing_newline=True, finalize=_finalize)
     env.filters.update(FILTERS)
+    filters = env.filters
+    filters["_loop_budget"] = _loop_budget
+    filters["center"] = _guarded(filters["center"], lambda value, width=80: _refuse_large("center", width))
+    filters["indent"] = _guarded(filters["indent"], lambda value, width=4, *a, **k: _refuse_large("indent", width))
+    filters["format"] = _guarded(filters["format"], lambda value, *args, **kwargs: _check_printf(
+        str(value), args or kwargs))  # fmt: skip
+    filters["replace"] = _guarded(filters["replace"], lambda eval_ctx, value, old, new, count=None: _check_replace(
+        str(value), str(old), str(new)))  # fmt: skip
+    filters["batch"] = _guarded(filters["batch"], lambda value, linecount, *a, **k: _refuse_large("batch", linecount))
+    filters["slice"] = _guarded(filters["slice"], lambda ctx, value, slices, *a, **k: _refuse_large("slice", slices))
+    filters["wordwrap"] = _guarded(filters["wordwrap"], lambda env, s, width=79, *a, **k: _refuse_large(
+        "wordwrap", width))  # fmt: skip
     # The engine is deterministic: nothing random in templates.
     del env.filters["random"]
     del env.globals["lipsum"]
@@ -294,14 +397,16 @@ def make_environment() -> ImmutableSandboxedEnvironment:
 
 
 @functools.cache
-def environment() -> ImmutableSandboxedEnvironment:
-    """The shared environment (Jinja environments are safe to share once configured)."""
-    return make_environment()
+def environment(html: bool = False) -> ImmutableSandboxedEnvironment:
+    """The shared environment (Jinja environments are safe to share once configured); ``html``
+    for HTML bodies, which escape what they print."""
+    return make_environment(html)
 
 
 # --- compiling and rendering --------------------------------------------------------------------
 
-_RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError)
+# RecursionError: a macro that calls itself
+_RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,11 +419,13 @@ class CompiledTemplate:
         if self._template is None:
             return self.source
         token = _RENDERING.set(context)
+        loops = _LOOPS.set([0])
         try:
             return self._template.render(context)
         except _RENDER_ERRORS as exc:
             raise TemplateError(_message(exc), source=self.source) from exc
         finally:
+            _LOOPS.reset(loops)
             _RENDERING.reset(token)
 
 
@@ -352,12 +459,13 @@ def _is_plain(source: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_template(source: str) -> CompiledTemplate:
-    """Compile a text template once; raises :class:`TemplateError` on a syntax error."""
+def compile_template(source: str, html: bool = False) -> CompiledTemplate:
+    """Compile a template once (``html``: an HTML body, whose printed values are escaped);
+    raises :class:`TemplateError` on a syntax error."""
     if _is_plain(source):
         return CompiledTemplate(source, None)
     try:
-        template = environment().from_string(source)
+        template = environment(html).from_string(source)
         # Jinja keeps the globals as a ChainMap, which every render copies item by item; a plain
         # dict of the same values copies several times faster.
         template.globals = dict(template.globals)
@@ -422,7 +530,7 @@ def _check(source: str, *, expression: bool) -> list[Problem]:
             return [Problem(message=message, offset=_line_offset(source, exc.lineno))]
         raise  # pragma: no cover - _parse and _parse_raw agree
     env = environment()
-    problems = []
+    problems = _unsafe(source, tree)
     for node in tree.find_all((nodes.Filter, nodes.Test)):
         known = env.filters if isinstance(node, nodes.Filter) else env.tests
         if node.name not in known:
@@ -430,6 +538,31 @@ def _check(source: str, *, expression: bool) -> list[Problem]:
             message = f"No {kind} named '{node.name}'."  # Jinja's own wording
             problems.append(Problem(message=message, offset=_line_offset(source, node.lineno)))
     return problems
+
+
+_PRIVATE = re.compile(r"^(?:__|_[A-Za-z0-9]+__)")  # dunders and name-mangled privates
+
+
+def _unsafe(source: str, tree: nodes.Template) -> list[Problem]:
+    """Reads the sandbox refuses at render (``''.__class__``, ``x|attr('__globals__')``), reported
+    by ``validate`` already, at the name."""
+    names: list[tuple[str, int]] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            names.append((node.attr, node.lineno))
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            names.append((str(node.arg.value), node.lineno))
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            arg = node.args[0]
+            if isinstance(arg, nodes.Const):
+                names.append((str(arg.value), node.lineno))
+    problems = []
+    for name, lineno in names:
+        if _PRIVATE.match(name):
+            found = source.find(name, _line_offset(source, lineno))
+            problems.append(Problem(message=f"'{name}' cannot be read in a template: templates run in a sandbox "
+                                    "that refuses Python internals", offset=max(found, 0)))  # fmt: skip
+    return sorted(problems, key=lambda problem: problem.offset)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -81,6 +81,15 @@ def test_send_email_renders_the_template_and_defaults_to_the_record_email(sim_of
                    "html": "<p>Xin chào Nguyễn Thị Lan</p>", "channel": "log", "object": "contact", "id": "1"}
 
 
+def test_html_bodies_escape_record_values_and_text_bodies_keep_them(sim_of) -> None:
+    hostile = {**LAN, "full_name": '<a href="https://evil.example">Lan & co</a>'}
+    node = "{type: send_email, template: welcome, attach: [{template: quote, format: html}]}"
+    got = one(run_node(sim_of, node, fields=hostile))
+    assert got["html"] == "<p>Xin chào &lt;a href=&#34;https://evil.example&#34;&gt;Lan &amp; co&lt;/a&gt;</p>"
+    assert got["attachments"][0]["html"].startswith("<h1>Báo giá cho &lt;a href=")
+    assert got["subject"] == 'Chào <a href="https://evil.example">Lan & co</a>'  # a subject is not HTML
+
+
 def test_send_email_attaches_rendered_documents(sim_of) -> None:
     node = ("{type: send_email, template: welcome, to: '{{ record.email }}', attach: [quote, "
             "{template: terms, format: original, filename: 'dieu-khoan-{{ record.id }}.txt'}, "
