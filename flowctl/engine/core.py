@@ -149,11 +149,6 @@ class Engine:
         return tx.step
 
     def on_change(self, tx: Tx, change: RecordChanged) -> None:
-        if tx.depth > self.limits.chain_depth:
-            tx.problem("chain_depth", f"automations triggered each other more than {self.limits.chain_depth} "
-                       f"levels deep on {change.record.object} {change.record.id}; stopped here "
-                       "(raise limits.chain_depth or break the loop)", record=change.record)  # fmt: skip
-            return
         record = change.record
         if change.after is not None and change.op == "created":
             change = self.pipelines.place_new(tx, change)
@@ -192,8 +187,12 @@ class Engine:
 
     # ------------------------------------------------------------------ record writes
 
-    def apply_record(self, tx: Tx, before: Record, after: Record) -> None:
-        """Store a record changed by an action and let it trigger automations (one level deeper)."""
+    def apply_record(self, tx: Tx, before: Record, after: Record, by: Run | None = None, node: str = "") -> None:
+        """Store a record changed by an action and let it trigger automations (one level deeper).
+
+        Past ``limits.chain_depth`` the write is kept but triggers nothing more; the problem goes
+        on the trace of the run ``by`` that wrote it, so ``flowctl runs show`` tells why it stopped.
+        """
         if after.stage != before.stage and after.stage:
             refusal = self.pipelines.refuse_move(after, after.stage)
             if refusal:
@@ -204,6 +203,14 @@ class Engine:
         tx.put_record(after)
         derived = RecordChanged(key=tx.key, op="updated", before=before, after=after)
         tx.step.changes.append(derived)
+        if tx.depth >= self.limits.chain_depth:
+            message = (f"automations triggered each other more than {self.limits.chain_depth} levels deep "
+                       f"on {after.object} {after.id}; stopped here "
+                       "(raise limits.chain_depth or break the loop)")  # fmt: skip
+            tx.problem("chain_depth", message, run=by, record=after)
+            if by is not None:
+                tx.trace(tx.run(by.id) or by, node, "error", message)
+            return
         tx.depth += 1
         try:
             self.on_change(tx, derived)
@@ -219,9 +226,11 @@ class Engine:
         """
         key = f"{run.id}:{run.steps}"
         if len(tx.step.effects) >= self.limits.effects_per_change:
-            tx.problem("effects_limit", f"more than {self.limits.effects_per_change} effects from one change; "
-                       "stopped (raise limits.effects_per_change)", run=run)  # fmt: skip
-            return tx.trace(run, node, "error", "effects per change limit reached", **changes), False
+            message = (f"{run.automation} node {node} on {run.object} {run.record_id}: more than "
+                       f"{self.limits.effects_per_change} effects from one change, event or timer; stopped here "
+                       "(raise limits.effects_per_change)")  # fmt: skip
+            tx.problem("effects_limit", message, run=run)
+            return tx.trace(run, node, "error", message, **changes), False
         try:
             outcome = self.actions.perform(action, record, ctx, tx, key, run.id)
         except (ActionError, TemplateError) as exc:
@@ -237,7 +246,8 @@ class Engine:
         run = tx.trace(run, node, "effect", action.type, values=_summary(outcome.effect.params),
                        steps=run.steps + 1, **changes)  # fmt: skip
         if moved is not None:
-            self.apply_record(tx, record, moved)
+            self.apply_record(tx, record, moved, run, node)
+            run = tx.run(run.id) or run
         return run, True
 
 

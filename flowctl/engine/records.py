@@ -67,10 +67,11 @@ def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, co
     if obj is None:
         known = ", ".join(sorted(bundle.objects)) or "none are defined"
         return [f"unknown object type '{object}' (known: {known})"]
-    problems = []
     limit = bundle.config.limits.fields_per_record
-    if len(fields) > limit:
-        problems.append(f"{len(fields)} fields is more than the limit of {limit} (limits.fields_per_record)")
+    if len(fields) > limit:  # alone: one line, not a problem per field of a huge request
+        return [f"{len(fields)} fields for one {object} record, more than the limit of {limit}; send fewer "
+                "fields or raise limits.fields_per_record in flowctl.yaml"]  # fmt: skip
+    problems = []
     for name, value in fields.items():
         spec = obj.fields.get(name)
         if spec is None:
