@@ -211,6 +211,23 @@ class Store(Protocol):
 
     def care_summary(self, process: str) -> CareSummary: ...
 
+    def care_done(self, keys: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+        """Which of these (process, object, record, occurrence) keys the ledger holds, in any status."""
+        ...
+
+    def insert_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> bool:
+        """Insert each occurrence with its outcome (``status``) and write its step, all in one
+        transaction; if any occurrence is in the ledger already, write nothing and return False."""
+        ...
+
+    def care_undated(self, object: str, field: str) -> tuple[int, int]:
+        """(live records of ``object``, how many of them have no usable date in ``field``)."""
+        ...
+
+    def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
+        """Ids of the live records of ``object`` after ``after``, in id order (a cron care process)."""
+        ...
+
     # ---- deployments (flowctl plan / apply / history / rollback / replay)
     def versions(self, limit: int = 50) -> list[ConfigVersion]: ...
     def version(self, id: str) -> ConfigVersion | None: ...

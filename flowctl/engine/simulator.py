@@ -1,7 +1,9 @@
 """Drive the engine in memory with a fake clock: the heart of ``flowctl test`` and ``dry-run``.
 
 ``advance`` fires, in time order, every timer and care occurrence that comes due on the way,
-exactly as the daemon would over the same span of real time.
+exactly as the daemon would over the same span of real time. ``use`` loads a new config version
+as the daemon's reload does; as there, a care process's local day runs on the version of its
+first occurrence that day (an edit after today's run takes effect tomorrow).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Simulator:
     def __init__(self, bundle: m.Bundle, now: datetime, version: str = "sim") -> None:
         self.engine = Engine(bundle, version)
         self.bundle = bundle
+        self.engines: dict[str, Engine] = {version: self.engine}  # every version loaded, as the daemon's
+        self.care_days: dict[tuple[str, str], str] = {}  # (process, local day) -> version, as ``care_days``
         self.state = MemoryState()
         self.now = now
         self._keys = 0
@@ -47,8 +51,13 @@ class Simulator:
         self._keys += 1
         return f"{prefix}{self._keys}"
 
-    def _handle(self, event: Input) -> Step:
-        step = self.engine.handle(self.state, event, self.now)
+    def use(self, bundle: m.Bundle, version: str) -> None:
+        """Run on a new config version from now on, as ``flowctl run`` does after a reload."""
+        self.engine = self.engines[version] = Engine(bundle, version)
+        self.bundle = bundle
+
+    def _handle(self, event: Input, engine: Engine | None = None) -> Step:
+        step = (engine or self.engine).handle(self.state, event, self.now)
         self.state.apply(step)
         self.touched_runs.extend(step.runs)  # a log, with repeats: callers slice and dedupe
         return step
@@ -116,9 +125,11 @@ class Simulator:
                     continue
                 self.state.occurrences.add(claim)
                 self.now = max(self.now, firing.at)
+                day = (firing.process, firing.at.astimezone(self.engine.tz).date().isoformat())
+                pinned = self.engines[self.care_days.setdefault(day, self.engine.version)]
                 steps.append(self._handle(CareDue(key=self._key("o"), process=firing.process,
                                                   object=firing.object, id=firing.record_id,
-                                                  occurrence=firing.occurrence)))  # fmt: skip
+                                                  occurrence=firing.occurrence), pinned))  # fmt: skip
                 continue
             assert timer is not None and timer_due is not None
             self.state.pop_timer(timer.id)

@@ -458,6 +458,34 @@ class MemoryStore:
                 row.update(status=occurrence.status, done_at=now, config_version=occurrence.config_version)
             return len(kept)
 
+    def care_done(self, keys: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+        with self._lock:
+            return {key for key in keys if key in self._occurrences}
+
+    def insert_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> bool:
+        now = rows.utc(now)
+        with self._lock:
+            if any(o.key in self._occurrences for o, _ in items):
+                return False
+            self.commit_batch([p for _, p in items], now)  # the lock is re-entrant; fails before applying
+            for o, _ in items:
+                self._occurrences[o.key] = {"status": o.status, "claimed_at": now, "done_at": now, "owner": owner,
+                                            "config_version": o.config_version}  # fmt: skip
+            return True
+
+    def care_undated(self, object: str, field: str) -> tuple[int, int]:
+        with self._lock:
+            dates: dict[tuple[str, str], list[dict[str, Any]]] = self.__dict__.get("_dates", {})
+            live = [key for key, row in self._records.items() if key[0] == object and not row["deleted"]]
+            undated = sum(1 for key in live if not any(d["field"] == field for d in dates.get(key, ())))
+            return len(live), undated
+
+    def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
+        with self._lock:
+            ids = sorted(key[1] for key, row in self._records.items()
+                         if key[0] == object and not row["deleted"] and key[1] > after)  # fmt: skip
+            return ids[:limit]
+
     def care_summary(self, process: str) -> CareSummary:
         with self._lock:
             counts: dict[str, int] = {}

@@ -13,6 +13,7 @@ rows; change claimers take turns (see ``_PG_CLAIM_LOCK``) and skip rows being fi
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -125,6 +126,7 @@ class SqlStore:
         self._insert_occurrence = (
             insert(care_occurrences).on_conflict_do_nothing().returning(care_occurrences.c.process)
         )
+        self._insert_ledger = care_occurrences.insert()  # care: see insert_care
         self._finish_changes = (
             sa.update(changes).where(c.seq == sa.bindparam("b_seq"))
             .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
@@ -691,6 +693,106 @@ class SqlStore:
             self._many(conn, self._insert_outbox, plan.outbox.values())
             self._many(conn, self._upsert_allocations, plan.allocations.values())
         return len(kept)
+
+    def care_done(self, keys: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+        """Which of these occurrences the ledger holds (in any status): primary-key lookups."""
+        c = care_occurrences.c
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for process, object_, record_id, occurrence in keys:
+            groups.setdefault((process, object_, occurrence), []).append(record_id)
+        found: set[tuple[str, str, str, str]] = set()
+        with self.engine.connect() as conn:
+            for (process, object_, occurrence), ids in groups.items():
+                for part in _chunks(sorted(set(ids))):
+                    stmt = sa.select(c.record_id).where(c.process == process, c.object == object_,
+                                                        c.record_id.in_(part), c.occurrence == occurrence)  # fmt: skip
+                    found.update((process, object_, id_, occurrence) for id_ in conn.execute(stmt).scalars())
+        return found
+
+    def insert_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> bool:
+        """Insert each occurrence with its outcome and write its step, in one transaction; False
+        (and nothing written) if any occurrence is in the ledger already. A plain INSERT: the
+        primary key refuses a second row, on PostgreSQL after waiting for the other replica's
+        transaction to end, so exactly one of two racing ticks commits an occurrence.
+
+        The runs of these occurrences and their outbox rows are new too (their ids derive from the
+        occurrence, and were written only with its ledger row), so PostgreSQL takes them by COPY,
+        several times faster than row-by-row statements; the rest of the step (runs a care action
+        started or woke) goes through the usual upserts. Should a care run be there anyway (a
+        ledger row deleted by hand), the transaction is written again the usual way."""
+        if not items:
+            return True
+        ordered = sorted(items, key=lambda item: item[0].key)  # one lock order for every replica
+        ledger = [{"process": o.process, "object": o.object, "record_id": o.record_id, "occurrence": o.occurrence,
+                   "status": o.status, "claimed_at": now, "done_at": now, "owner": owner,
+                   "config_version": o.config_version} for o, _ in ordered]  # fmt: skip
+        plan = rows.plan_batch([p for _, p in items], now)
+        ours = {f"care:{o.process}:{o.object}:{o.record_id}:{o.occurrence}" for o, _ in items}  # care.run_id
+        new_runs = [row for run_id, row in plan.runs.items() if run_id in ours]
+        new_outbox = [row for row in plan.outbox.values() if row["run_id"] in ours]
+        other_runs = [row for run_id, row in plan.runs.items() if run_id not in ours]
+        other_outbox = [row for row in plan.outbox.values() if row["run_id"] not in ours]
+        taken: tuple[type[BaseException], ...] = (sa.exc.IntegrityError,)
+        if self._postgres:
+            import psycopg
+
+            taken = (sa.exc.IntegrityError, psycopg.errors.IntegrityError)
+        for fast in (True, False) if self._postgres else (False,):
+            try:
+                with self._write_lock, self._writer.begin() as conn:
+                    if fast:
+                        self._copy(conn, care_occurrences, ledger)
+                        self._copy(conn, runs, new_runs)
+                        self._copy(conn, outbox, new_outbox)
+                    else:
+                        self._many(conn, self._insert_ledger, ledger)
+                        self._many(conn, self._upsert_runs, new_runs)
+                        self._many(conn, self._insert_outbox, new_outbox)
+                    self._many(conn, self._upsert_records, plan.records.values())
+                    self._write_dates(conn, plan.records.values())
+                    self._many(conn, self._upsert_runs, other_runs)
+                    self._many(conn, self._upsert_timers, plan.timer_upserts)
+                    self._many(conn, self._insert_outbox, other_outbox)
+                    self._many(conn, self._upsert_allocations, plan.allocations.values())
+                return True
+            except taken:
+                if self.care_done([o.key for o, _ in items]):
+                    return False  # another tick committed some of them first
+                if not fast:
+                    raise  # not a taken occurrence: a real error
+        return False  # unreachable: the last attempt returns or raises
+
+    def _copy(self, conn: Connection, table: sa.Table, new: Sequence[Mapping[str, Any]]) -> None:
+        """PostgreSQL ``COPY`` of new rows (a duplicate key fails the transaction, as an INSERT would)."""
+        if not new:
+            return
+        names = list(new[0])
+        dumps = getattr(self.engine.dialect, "_json_serializer", None) or json.dumps
+        convert = [dumps if isinstance(table.c[n].type, sa.JSON) else None for n in names]
+        columns = ", ".join(f'"{n}"' for n in names)
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+            for row in new:
+                copy.write_row([f(row[n]) if f is not None else row[n] for n, f in zip(names, convert, strict=True)])
+
+    def care_undated(self, object: str, field: str) -> tuple[int, int]:
+        """(live records of ``object``, those without a usable date in ``field``): two index counts
+        (the month-day index holds a row per live record and parseable date)."""
+        r, d = records.c, record_dates.c
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(records)
+                                 .where(r.object == object, r.deleted.is_(False))).scalar_one()  # fmt: skip
+            dated = conn.execute(sa.select(sa.func.count()).select_from(record_dates)
+                                 .where(d.object == object, d.field == field)).scalar_one()  # fmt: skip
+        return int(total), max(0, int(total) - int(dated))
+
+    def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
+        """Ids of live records of ``object`` after ``after``, in order: the primary key, no JSON."""
+        r = records.c
+        stmt = (sa.select(r.id).where(r.object == object, r.deleted.is_(False), r.id > after)
+                .order_by(r.id).limit(limit))  # fmt: skip
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
 
     def care_summary(self, process: str) -> CareSummary:
         c = care_occurrences.c
