@@ -38,6 +38,8 @@ def setup_logging(fmt: str, level: str) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the log
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 @click.command(

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+
+import sqlalchemy as sa
 
 from flowctl.ports import AppendResult, NewChange, Store
 
@@ -22,9 +26,91 @@ class StoreUnavailable(Exception):
     """The database could not commit the write; the client should retry (HTTP 503)."""
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (stopped, restarting, connection cut)
+    rather than that a statement is wrong: those are waited out, not logged as bugs."""
+    if isinstance(exc, StoreUnavailable | sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _brief(exc: BaseException) -> str:
+    """The driver's first line ("connection refused"), without SQLAlchemy's SQL and links."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
+
+
+class StoreHealth:
+    """Whether the store answers, as the daemon's threads see it. While the database is down
+    every thread fails every round; the log gets one warning when it goes and one info when it is
+    back (with how long and how many attempts failed) instead of a traceback per round and thread.
+
+    A database going down or coming up flaps (a connection not yet cut answers while new ones are
+    refused), so it counts as back only once a round succeeds ``settle`` seconds after the last
+    failure: one outage, one pair of lines."""
+
+    def __init__(self, logger: logging.Logger | None = None, settle: float = 1.0) -> None:
+        self.log = logger or logging.getLogger("flowctl.store")
+        self.settle = settle
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+        self.last_failure = 0.0
+        self.failures = 0  # failed attempts in the current outage
+        self.failed_total = 0  # ever: a claimer sees whether a failure came since its last claim
+        self.outages = 0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            self.failed_total += 1
+            self.last_failure = time.monotonic()
+            if self.down_since is not None:
+                self.log.debug("%s: store still unavailable: %s", where, _brief(exc))
+                return
+            self.down_since = self.last_failure
+            self.outages += 1
+        self.log.warning("store unavailable: %s (seen by %s); writes answer 503, the worker, delivery, timers "
+                         "and leases retry with backoff until it is back", _brief(exc), where)  # fmt: skip
+
+    def ok(self) -> None:
+        if self.down_since is None:  # the common case: no lock
+            return
+        with self._lock:
+            now = time.monotonic()
+            if self.down_since is None or now - self.last_failure < self.settle:
+                return
+            seconds, failures = now - self.down_since, self.failures
+            self.down_since, self.failures = None, 0
+        self.log.info("store available again after %.1f s (%d failed attempts); resuming", seconds, failures)
+
+
+class Backoff:
+    """One loop's wait after a failed round: ``first`` doubling up to ``cap`` seconds (with
+    jitter, so replicas do not retry in step), back to ``first`` after a round that succeeds."""
+
+    def __init__(self, first: float = 0.5, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.delay = first
+
+    def next(self) -> float:
+        delay, self.delay = self.delay, min(self.cap, self.delay * 2)
+        return delay * random.uniform(0.75, 1.0)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
 class Ingest:
-    def __init__(self, store: Store, *, max_batch: int = 500, on_commit: object = None) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 500, on_commit: object = None,
+                 health: StoreHealth | None = None) -> None:  # fmt: skip
         self.store = store
+        self.health = health or StoreHealth()
         self.max_batch = max_batch
         self.queue: queue.Queue[tuple[NewChange, Future[AppendResult]] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="flowctl-ingest", daemon=True)
@@ -69,10 +155,14 @@ class Ingest:
         try:
             results = self.store.append_changes([change for change, _ in batch])
         except Exception as exc:  # noqa: BLE001 - any database error means "not stored": answer 503
-            log.warning("could not store %d changes: %s", len(batch), exc)
+            if unavailable(exc):  # logged once per outage, not once per batch
+                self.health.failed("ingest", exc)
+            else:
+                log.warning("could not store %d changes: %s", len(batch), exc)
             for _, future in batch:
-                future.set_exception(StoreUnavailable(str(exc)))
+                future.set_exception(StoreUnavailable(_brief(exc)))
             return
+        self.health.ok()
         fresh = 0
         for (_, future), result in zip(batch, results, strict=True):
             future.set_result(result)

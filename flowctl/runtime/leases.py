@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from flowctl.engine.state import Timer
 from flowctl.ports import Clock, OutboxRow, Processed, Store, StoredChange
+from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
 
 log = logging.getLogger("flowctl.leases")
 
@@ -39,12 +40,19 @@ class LeaseKeeper:
 
     Each kind of work is claimed from one thread and a new claim comes only after the previous
     batch was finished (committed, or abandoned after an error), so a claim replaces what was held
-    of that kind: an abandoned batch is never kept alive.
+    of that kind: an abandoned batch is never kept alive. When the store failed since that batch was
+    claimed (an outage cut it off), it is handed back instead (its leases end now), so its rows are
+    taken again at once, not a lease later; other leftovers (rows the deliverer did not start in
+    time) wait for their lease as before. Deliveries whose "sent" commit failed are recorded before
+    the next claim, not sent again.
     """
 
     def __init__(self, store: Store, clock: Clock, *, owner: str, lease_seconds: float,
-                 max_attempts: int = MAX_CHANGE_ATTEMPTS) -> None:  # fmt: skip
+                 max_attempts: int = MAX_CHANGE_ATTEMPTS, health: StoreHealth | None = None) -> None:  # fmt: skip
         self.store = store
+        self.health = health or StoreHealth()
+        self._unrecorded: set[int] = set()  # outbox rows sent whose "sent" commit failed
+        self._failures_seen = {"changes": 0, "timers": 0, "outbox": 0}  # health.failed_total at each claim
         self.max_attempts = max_attempts
         self.clock = clock
         self.owner = owner
@@ -60,22 +68,48 @@ class LeaseKeeper:
 
     # ---- claims: remember what was handed out
 
+    def _cut_off(self, kind: str, held: set[Any]) -> tuple[list[Any], int]:
+        """What the previous batch of ``kind`` left unfinished if the store failed since it was
+        claimed ([] otherwise), and the failure count to remember with the next batch."""
+        failures = self.health.failed_total
+        with self._lock:
+            return (sorted(held) if failures != self._failures_seen[kind] else []), failures
+
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
+        left, failures = self._cut_off("changes", self._changes)
+        if left:
+            self.store.extend_leases(owner, now, change_seqs=left)
         claimed = self.store.claim_changes(limit, owner, now, lease_seconds)
         with self._lock:
             self._changes = {c.seq for c in claimed}
+            self._failures_seen["changes"] = failures
         return claimed
 
     def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]:
+        left, failures = self._cut_off("timers", self._timers)
+        if left:
+            self.store.extend_leases(owner, now, timer_ids=left)
         claimed = self.store.claim_due_timers(now, limit, owner, lease_seconds)
         with self._lock:
             self._timers = {t.id for t in claimed}
+            self._failures_seen["timers"] = failures
         return claimed
 
     def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+        with self._lock:
+            unrecorded = sorted(self._unrecorded)
+        if unrecorded:  # the channel accepted them: record that, do not send them again
+            self.store.mark_sent_many(unrecorded, now)
+            with self._lock:
+                self._unrecorded.difference_update(unrecorded)
+                self._outbox.difference_update(unrecorded)
+        left, failures = self._cut_off("outbox", self._outbox)
+        if left:
+            self.store.extend_leases(owner, now, outbox_ids=left)
         claimed = self.store.claim_outbox(now, limit, owner, lease_seconds)
         with self._lock:
             self._outbox = {r.id for r in claimed}
+            self._failures_seen["outbox"] = failures
         return claimed
 
     # ---- outcomes: forget what was finished
@@ -87,7 +121,12 @@ class LeaseKeeper:
             self._timers.difference_update(i.timer.id for i in items if i.timer is not None)
 
     def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
-        self.store.mark_sent_many(row_ids, now)
+        try:
+            self.store.mark_sent_many(row_ids, now)
+        except Exception:
+            with self._lock:  # recorded before the next claim (the caller still sees the failure)
+                self._unrecorded.update(row_ids)
+            raise
         with self._lock:
             self._outbox.difference_update(row_ids)
 
@@ -133,15 +172,25 @@ class LeaseKeeper:
         """Beat every third of a lease until ``stop`` is set (a missed beat leaves two to spare);
         reap exhausted changes once a lease."""
         interval = max(self.lease_seconds / 3, 0.05)
+        backoff = Backoff(first=min(0.5, interval), cap=min(5.0, interval))
         rounds = 0
-        while not stop.wait(interval):
+        wait = interval
+        while not stop.wait(wait):
             rounds += 1
             try:
                 self.beat()
                 if rounds % 3 == 0:
                     self.reap()
-            except Exception:  # the next beat tries again; a lease has two more to spare
-                log.exception("lease heartbeat failed")
+            except Exception as exc:  # try again soon; a lease has two more beats to spare
+                if unavailable(exc):
+                    self.health.failed("leases", exc)
+                else:
+                    log.exception("lease heartbeat failed")
+                wait = backoff.next()
+                continue
+            self.health.ok()
+            backoff.reset()
+            wait = interval
 
 
 # ------------------------------------------------------------------------------------ SQLite: one daemon

@@ -24,7 +24,7 @@ from flowctl.engine.core import Engine
 from flowctl.engine.state import Record
 from flowctl.ports import Clock, Store
 from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.ingest import Ingest
+from flowctl.runtime.ingest import Backoff, Ingest, StoreHealth, unavailable
 from flowctl.runtime.worker import Engines, Worker
 from flowctl.spec import model as m
 from flowctl.spec.config import Loaded
@@ -79,19 +79,22 @@ class Service:
         self.metrics = Metrics()
         self.stopping = threading.Event()
         self.wake = threading.Event()
-        self.ingest = Ingest(self.store, on_commit=self._on_commit)
+        # one view of the database for every thread: an outage is logged once, its end once
+        self.health = StoreHealth()
+        self.ingest = Ingest(self.store, on_commit=self._on_commit, health=self.health)
         from flowctl.runtime.leases import LeaseKeeper
 
         # FLOWCTL_LEASE_SECONDS: how long a claim lasts without a heartbeat; a dead replica's work
         # goes back to the queue after it (default 60).
         self.lease_seconds = float(self.env.get("FLOWCTL_LEASE_SECONDS", "60") or 60)
-        self.leases = LeaseKeeper(self.store, self.clock, owner=self.owner, lease_seconds=self.lease_seconds)
+        self.leases = LeaseKeeper(self.store, self.clock, owner=self.owner, lease_seconds=self.lease_seconds,
+                                  health=self.health)  # fmt: skip
         self.worker = Worker(cast(Store, self.leases), self.engines, self.clock, owner=self.owner,
                              lease_seconds=self.lease_seconds)  # fmt: skip
         self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
         from flowctl.runtime.care import CareScheduler
 
-        self.care = CareScheduler(self.store, self.engines, self.clock, owner=self.owner)
+        self.care = CareScheduler(self.store, self.engines, self.clock, owner=self.owner, health=self.health)
         self.threads: list[threading.Thread] = []
         self.reload_requested = threading.Event()
         self.last_reload_ok = True
@@ -203,7 +206,9 @@ class Service:
             return
         try:
             pick_up(self)
-        except Exception:
+        except Exception as exc:
+            if unavailable(exc):
+                raise  # the worker loop backs off; the outage is logged once
             log.exception("could not switch to the deployed version; still running %s", self.version)
 
     def start(self) -> None:
@@ -220,7 +225,7 @@ class Service:
                                    in_flight=self.bundle.config.limits.sends_in_flight)  # fmt: skip
         self.threads = [
             threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
-            threading.Thread(target=self.deliverer.run, args=(self.stopping,), name="flowctl-delivery", daemon=True),
+            threading.Thread(target=self._delivery_loop, name="flowctl-delivery", daemon=True),
             threading.Thread(target=self.leases.run, args=(self.stopping,), name="flowctl-leases", daemon=True),
             *self._pollers(),
         ]
@@ -240,18 +245,50 @@ class Service:
     def _on_commit(self, count: int) -> None:
         self.wake.set()  # new changes: the worker need not wait for its poll interval
 
+    def _round_failed(self, where: str, exc: Exception, backoff: Backoff) -> None:
+        """Wait before the next round: the store's outage is logged once (``health``), any other
+        error with its traceback; either way the wait grows, so a failing round cannot spin."""
+        delay = backoff.next()
+        if unavailable(exc):
+            self.health.failed(where, exc)
+        else:
+            log.exception("%s round failed; retrying in %.1fs", where, delay)
+        self.stopping.wait(delay)
+
     def _work_loop(self) -> None:
+        backoff = Backoff()
         while not self.stopping.is_set():
             try:
                 self._housekeeping()
                 done = self.worker.run_once()
-            except Exception:
-                log.exception("worker round failed; retrying")
-                self.stopping.wait(1.0)
+            except Exception as exc:  # noqa: BLE001 - logged by _round_failed
+                self._round_failed("worker", exc, backoff)
                 continue
+            backoff.reset()
+            self.health.ok()
             if done == 0:
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()
+
+    def _delivery_loop(self) -> None:
+        """``Deliverer.run`` with the outage handling of the other loops: its own loop logs a
+        traceback every poll interval while the database is down."""
+        from flowctl.runtime.delivery import POLL_INTERVAL
+
+        backoff = Backoff()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    claimed = self.deliverer.deliver_once()
+                except Exception as exc:  # noqa: BLE001 - logged by _round_failed
+                    self._round_failed("delivery", exc, backoff)
+                    continue
+                backoff.reset()
+                self.health.ok()
+                if claimed < self.deliverer.batch:
+                    self.stopping.wait(POLL_INTERVAL)
+        finally:
+            self.deliverer.close()
 
     def _pollers(self) -> list[threading.Thread]:
         """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 WRITE = "flowctl_write"
 
 BUSY_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_S = 5
 CACHE_KIB = 32_768
 
 _dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
@@ -31,7 +32,11 @@ def make_engine(url: str | sa.URL) -> Engine:
     url = sa.make_url(url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return sa.create_engine(url, json_serializer=_dumps, pool_pre_ping=True)
+    # pool_pre_ping: connections the server dropped (a restart) are replaced at checkout instead
+    # of failing the next statement; connect_timeout: an unreachable host fails a connection
+    # attempt in seconds (the default waits for TCP), so requests answer 503 rather than hang
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    return sa.create_engine(url, json_serializer=_dumps, pool_pre_ping=True, connect_args=connect_args)
 
 
 def writer(engine: Engine) -> Engine:
