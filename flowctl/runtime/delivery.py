@@ -26,7 +26,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +40,9 @@ from flowctl.spec.model import SendPolicy
 log = logging.getLogger("flowctl.delivery")
 
 POLL_INTERVAL = 1.0
+#: Rows claimed per ``in_flight`` slot: every claim counts as an attempt, so a process killed
+#: again and again must not keep claiming (and using up) rows it never gets to.
+CLAIM_PER_SLOT = 10
 MAX_WORKERS = 16
 DEFAULT_SEND_TIMEOUT = 30.0
 
@@ -141,6 +144,7 @@ class Deliverer:
             return claimed
         executor = self._pool()
         futures = [executor.submit(self._lane, sender, lane, claimed_at) for sender, lane in lanes]
+        wait(futures)  # every lane done before a failure ends the round: none may still be sending
         for future in futures:
             future.result()
         return claimed
@@ -216,9 +220,10 @@ class Deliverer:
         sends have lately taken: rows claimed but not started in time wait a whole lease."""
         with self._windows_lock:
             pace = self._send_seconds
+        most = min(self.batch, self.in_flight * CLAIM_PER_SLOT)
         if pace <= 0:
-            return self.batch
-        return max(1, min(self.batch, int(self.lease_seconds / 2 / pace) * self.in_flight))
+            return most
+        return max(1, min(most, int(self.lease_seconds / 2 / pace) * self.in_flight))
 
     def _window(self, channel: str) -> policies_.Window | None:
         """The send times of a channel with a ``rate`` (kept per rate, so a reload that changes

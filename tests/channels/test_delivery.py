@@ -298,7 +298,8 @@ def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clo
     sms_lanes, other = Witness(store, concurrency=4), Witness(store, concurrency=4)
     other.handed, other.lock = sms_lanes.handed, sms_lanes.lock  # one witness over both channels
     d = deliverer(store, {"sms": sms_lanes, "other": other}, clock, in_flight=in_flight)
-    assert d.deliver_once() == 40
+    rounds = [d.deliver_once() for _ in range(6)]
+    assert sum(rounds) == 40 and max(rounds) <= 10 * in_flight  # a round claims ten rows per slot
     d.close()
     assert len(sms_lanes.handed) == 40
     assert all(row_of(store, i).status == "sent" for i in sms_lanes.handed)

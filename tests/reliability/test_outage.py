@@ -180,10 +180,7 @@ def cluster() -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.skip("pg_createcluster needs root; the outage test never stops a shared cluster")
     version = _version()
-    for leftover in _clusters(version):  # of a run that was killed before its teardown
-        suffix = leftover["name"].removeprefix(PREFIX)
-        if leftover["name"].startswith(PREFIX) and suffix.isdigit() and not _alive(int(suffix)):
-            _run("pg_dropcluster", version, leftover["name"], "--stop")
+    _drop_leftovers(version)
     name = f"{PREFIX}{os.getpid()}"
     if all(c["name"] != name for c in _clusters(version)):
         _run("pg_createcluster", version, name, "--port", str(free_port()), "--start-conf", "manual",
@@ -202,7 +199,23 @@ def cluster() -> Iterator[Cluster]:
         made.wait_ready()
         yield made
     finally:
+        _drop(version, name)
+
+
+def _drop(version: str, name: str) -> None:
+    """Drop the cluster; pg_dropcluster leaves the config directory behind (its conf.d)."""
+    if any(c["name"] == name for c in _clusters(version)):
         _run("pg_dropcluster", version, name, "--stop")
+    shutil.rmtree(Path("/etc/postgresql") / version / name, ignore_errors=True)
+
+
+def _drop_leftovers(version: str) -> None:
+    """The clusters of runs killed before their teardown (their pytest process is gone)."""
+    names = {c["name"] for c in _clusters(version)} | {p.name for p in (Path("/etc/postgresql") / version).iterdir()}
+    for leftover in sorted(names):
+        suffix = leftover.removeprefix(PREFIX)
+        if leftover.startswith(PREFIX) and suffix.isdigit() and not _alive(int(suffix)):
+            _drop(version, leftover)
 
 
 # --- the load ---------------------------------------------------------------------------------------
