@@ -102,7 +102,7 @@ class Deliverer:
         self.policies = {name: p for name, p in (policies or {}).items() if policies_.active(p)}
         self.timezone = timezone
         self._send_seconds = 0.0  # how long a send takes, on average lately (0: not known yet)
-        self._limit = batch
+        self.last_limit = batch  # what the last round could claim: a round that got fewer waits
         self._windows: dict[tuple[str, str], policies_.Window] = {}
         self._windows_lock = threading.Lock()
         self.outcomes: Counter | None = None
@@ -115,8 +115,8 @@ class Deliverer:
     def deliver_once(self) -> int:
         """Claim the due rows, send them, record each outcome; the number of rows claimed."""
         claimed_at = self.clock.now()
-        self._limit = self._claim_size()
-        rows = self.store.claim_outbox(claimed_at, self._limit, self.owner, self.lease_seconds)
+        self.last_limit = self._claim_size()
+        rows = self.store.claim_outbox(claimed_at, self.last_limit, self.owner, self.lease_seconds)
         if not rows:
             return 0
         claimed = len(rows)
@@ -343,7 +343,7 @@ class Deliverer:
                 except Exception:
                     log.exception("delivery round failed; trying again in %.1fs", poll_interval)
                     claimed = 0
-                if claimed < self._limit:
+                if claimed < self.last_limit:
                     stop.wait(poll_interval)
         finally:
             self.close()

@@ -285,7 +285,7 @@ class Service:
                     continue
                 backoff.reset()
                 self.health.ok()
-                if claimed < self.deliverer.batch:
+                if claimed < self.deliverer.last_limit:  # a full claim: more may be due at once
                     self.stopping.wait(POLL_INTERVAL)
         finally:
             self.deliverer.close()
