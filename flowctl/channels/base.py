@@ -72,7 +72,9 @@ class Sender(Protocol):
 
     Optional attributes the delivery loop reads when present: ``max_attempts`` (int, the channel's),
     ``concurrency`` (int, how many rows of this channel may be in flight at once, default 1),
-    ``timeout`` (seconds one send may take), ``mask(text) -> str`` and ``close()``.
+    ``timeout`` (seconds one send may take), ``local`` (True when nothing leaves the machine, as
+    with ``log``: its rows are recorded sent once per claim instead of one commit each),
+    ``mask(text) -> str`` and ``close()``.
     """
 
     def send(self, row: OutboxRow) -> Receipt: ...

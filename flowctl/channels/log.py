@@ -36,6 +36,7 @@ class LogSender:
     """Prints one readable line per message to ``stream`` (stderr by default) and keeps the row."""
 
     concurrency = 1
+    local = True  # a crash reprints at most one claim's lines; nothing outside sees a copy
 
     def __init__(self, stream: TextIO | None = None, *, keep: int = KEEP) -> None:
         self.stream = stream

@@ -309,6 +309,34 @@ def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clo
         assert most > 1, "lanes ran side by side"
 
 
+def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_one(
+    store: Store, clock: FakeClock
+) -> None:
+    """The log channel sends nothing outside, so a claim of its rows costs one commit, not one per
+    row; a channel that does leave the machine keeps its per-row record in the same round."""
+    add(store, *[sms(f"log-{i:02d}", channel="log", to=f"+849000000{i:02d}") for i in range(30)],
+        *[sms(f"gw-{i:02d}", to=f"+849100000{i:02d}") for i in range(3)])  # fmt: skip
+    gateway = Witness(store, concurrency=1)
+    logged = LogSender(io.StringIO())
+    marks: list[int] = []
+    mark = store.mark_sent_many
+    store.mark_sent_many = lambda ids, now: (marks.append(len(ids)), mark(ids, now))[1]  # type: ignore[method-assign]
+    d = deliverer(store, {"log": logged, "sms": gateway}, clock, in_flight=1)
+    while d.deliver_once():
+        pass
+    assert len(logged.sent) == 30 and len(gateway.handed) == 3
+    assert all(r.status == "sent" for r in store.list_outbox(limit=100))
+    assert gateway.most_unrecorded == 1  # the gateway's rows: each recorded before the next went
+    assert sorted(marks).count(1) == 3 and sum(marks) == 33 and len(marks) < 3 + 30
+
+
+def test_only_log_channels_claim_a_whole_batch(store: Store, clock: FakeClock) -> None:
+    add(store, *[sms(f"log-{i:03d}", channel="log") for i in range(150)])
+    d = deliverer(store, {"log": LogSender(io.StringIO())}, clock, in_flight=1)
+    assert d.deliver_once() == 100  # not ten: a local send cannot be lost between claim and record
+    assert d.deliver_once() == 50
+
+
 class Slow:
     """A sender that takes ``seconds`` of real time per message (a slow gateway)."""
 
