@@ -19,11 +19,12 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
+import secrets
 import time
-import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class RecordReader(Protocol):
 
 class ChangeSink(Protocol):
     def submit(self, change: NewChange) -> Future[AppendResult]: ...
+
+    def submit_async(self, change: NewChange) -> asyncio.Future[AppendResult]: ...
 
 
 class ServiceView(Protocol):
@@ -266,27 +269,38 @@ def _accepted(result: AppendResult) -> Response:
     return Response(body, status_code=202, media_type="application/json")
 
 
-def _waiter(future: Future[T]) -> asyncio.Future[T]:
-    """An asyncio future that follows ``future`` without ever cancelling it.
+class CommitTimeout(Exception):
+    """The store did not confirm a write in time (answered 503; the write may still land)."""
 
-    ``asyncio.wrap_future`` cancels the concurrent future when the awaiting task is cancelled (a
-    timeout, a shutdown); Ingest would then fail on ``set_result`` for a change it did store.
-    """
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[T] = loop.create_future()
 
-    def settle(done: Future[T]) -> None:
-        if waiter.done():
-            return
-        if done.cancelled():
-            waiter.set_exception(Unavailable("the write was cancelled before it was stored; retry"))
-        elif (exc := done.exception()) is not None:
-            waiter.set_exception(exc)
-        else:
-            waiter.set_result(done.result())
+class _Deadlines:
+    """Fails the writes the store has not confirmed within ``seconds``: one sweeping task per event
+    loop rather than a timer per request. Waiters are watched in the order they were submitted,
+    all with the same timeout, so the oldest is always first."""
 
-    future.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
-    return waiter
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.pending: dict[asyncio.AbstractEventLoop, deque[tuple[float, asyncio.Future[Any]]]] = {}
+
+    def watch(self, waiter: asyncio.Future[Any]) -> None:
+        loop = waiter.get_loop()
+        queue = self.pending.get(loop)
+        if queue is None:
+            queue = self.pending[loop] = deque()
+            loop.create_task(self._sweep(loop, queue))
+        queue.append((time.monotonic() + self.seconds, waiter))
+
+    async def _sweep(self, loop: asyncio.AbstractEventLoop, queue: deque[tuple[float, asyncio.Future[Any]]]) -> None:
+        try:
+            while queue:
+                await asyncio.sleep(min(0.5, self.seconds / 4))
+                now = time.monotonic()
+                while queue and (queue[0][0] <= now or queue[0][1].done()):
+                    _, waiter = queue.popleft()
+                    if not waiter.done():
+                        waiter.set_exception(CommitTimeout())
+        finally:
+            self.pending.pop(loop, None)
 
 
 class _RecentKeys:
@@ -336,6 +350,9 @@ class HttpApi:
                                           "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
         self._settings: _Settings | None = None
         self._recent = _RecentKeys()
+        self._deadlines = _Deadlines(commit_timeout)
+        # a write without Idempotency-Key gets a key of its own: random per process, then a serial
+        self._key_prefix, self._key_serial = f"auto-{secrets.token_hex(8)}-", itertools.count()
         self._openapi = {secured: json.dumps(openapi(secured=secured), separators=(",", ":")).encode()
                          for secured in (False, True)}  # fmt: skip
 
@@ -423,11 +440,12 @@ class HttpApi:
     async def _commit(self, changes: list[NewChange]) -> list[AppendResult]:
         """Store ``changes`` through Ingest; returns after the commit, or raises Unavailable (503)."""
         try:
-            waiters = [_waiter(self.svc.ingest.submit(change)) for change in changes]
-            async with asyncio.timeout(self.commit_timeout):
-                # one change (the API): no gather, which costs a task per waiter
-                results = [await waiters[0]] if len(waiters) == 1 else list(await asyncio.gather(*waiters))
-        except TimeoutError:
+            waiters = [self.svc.ingest.submit_async(change) for change in changes]
+            for waiter in waiters:
+                self._deadlines.watch(waiter)
+            # one change (the API): no gather, which costs a task per waiter
+            results = [await waiters[0]] if len(waiters) == 1 else list(await asyncio.gather(*waiters))
+        except CommitTimeout:
             raise Unavailable(f"the store did not confirm the write within {self.commit_timeout:g} s; "
                               "retry with the same Idempotency-Key", retry_after=5) from None  # fmt: skip
         except RequestError:
@@ -457,10 +475,11 @@ class HttpApi:
         return _accepted(result)
 
     def _change(self, request: Request, **values: Any) -> tuple[NewChange, bool]:
-        key = self._idempotency_key(request)
-        change = NewChange(idempotency_key=key or uuid.uuid4().hex, source="api", received_at=self.svc.clock.now(),
+        given = self._idempotency_key(request)
+        key = given or f"{self._key_prefix}{next(self._key_serial):x}"
+        change = NewChange(idempotency_key=key, source="api", received_at=self.svc.clock.now(),
                            **values)  # fmt: skip
-        return change, bool(key)
+        return change, bool(given)
 
     # ---------------------------------------------------------------- records
 
@@ -621,9 +640,36 @@ def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> S
         api.requests.inc(route="unmatched", status=str(exc.status_code))
         return response
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = _App(routes=routes, exception_handlers={HTTPException: http_error})
+    app.record_endpoint = routes[0].endpoint
     app.state.api = api
     return app
+
+
+class _App(Starlette):
+    """Starlette, with the hot route (``/v1/records/{object}/{id}``: put, patch, get, delete)
+    going straight to its handler: the middleware and router layers cost as much as the handler
+    itself. Every other request, and every error shape, is Starlette's as before."""
+
+    record_endpoint: Handler | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        endpoint = self.record_endpoint
+        if endpoint is not None and scope["type"] == "http" and scope["method"] in _FAST_METHODS:
+            path: str = scope["path"]
+            if path.startswith(_RECORDS) and not scope.get("root_path"):
+                object, slash, record_id = path[len(_RECORDS) :].partition("/")
+                if object and slash and record_id and "/" not in record_id:
+                    scope["app"] = self
+                    scope["path_params"] = {"object": object, "id": record_id}
+                    response = await endpoint(Request(scope, receive, send))
+                    await response(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+_RECORDS = "/v1/records/"
+_FAST_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE"})
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,12 +1,16 @@
 """Group commit for accepted writes: many requests, one transaction, every answer after commit.
 
-HTTP handlers hand a ``NewChange`` to ``Ingest.submit`` and await the future; one writer thread
-drains whatever is queued, appends it in one transaction and resolves the futures. When nothing
-else is queued the batch is that one change, so latency at low load stays one commit.
+HTTP handlers hand a ``NewChange`` to ``Ingest.submit_async`` and await the future; one writer
+thread drains whatever is queued, appends it in one transaction and resolves the futures. When
+nothing else is queued the batch is that one change, so latency at low load stays one commit.
+The asyncio futures of a batch are resolved by one call into their event loop (not one wake-up
+per request); threads use ``submit`` and a ``concurrent.futures.Future``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import random
@@ -14,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 
@@ -106,13 +111,29 @@ class Backoff:
         self.delay = self.first
 
 
+#: A queued change and who waits for it: a thread's Future, or an asyncio future and its loop.
+Pending: TypeAlias = tuple[NewChange, "Future[AppendResult] | asyncio.Future[AppendResult]",
+                           "asyncio.AbstractEventLoop | None"]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
+    """In the event loop: resolve the waiters of one batch (a timed-out one is already done)."""
+    for waiter, outcome in outcomes:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+
 class Ingest:
     def __init__(self, store: Store, *, max_batch: int = 500, on_commit: object = None,
                  health: StoreHealth | None = None) -> None:  # fmt: skip
         self.store = store
         self.health = health or StoreHealth()
         self.max_batch = max_batch
-        self.queue: queue.Queue[tuple[NewChange, Future[AppendResult]] | None] = queue.Queue()
+        self.queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="flowctl-ingest", daemon=True)
         self.on_commit = on_commit  # called with the number of new changes after each commit
         self.accepted = 0
@@ -127,8 +148,16 @@ class Ingest:
 
     def submit(self, change: NewChange) -> Future[AppendResult]:
         future: Future[AppendResult] = Future()
-        self.queue.put((change, future))
+        self.queue.put((change, future, None))
         return future
+
+    def submit_async(self, change: NewChange) -> asyncio.Future[AppendResult]:
+        """From an event loop: a future of that loop, resolved after the commit. Cancelling it
+        (a timeout) does not unstore the change."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AppendResult] = loop.create_future()
+        self.queue.put((change, waiter, loop))
+        return waiter
 
     def submit_many(self, changes: Sequence[NewChange]) -> list[Future[AppendResult]]:
         return [self.submit(c) for c in changes]
@@ -151,23 +180,33 @@ class Ingest:
                 batch.append(more)
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[NewChange, Future[AppendResult]]]) -> None:
+    def _commit(self, batch: list[Pending]) -> None:
         try:
-            results = self.store.append_changes([change for change, _ in batch])
+            results: Sequence[AppendResult | BaseException] = self.store.append_changes([c for c, _, _ in batch])
         except Exception as exc:  # noqa: BLE001 - any database error means "not stored": answer 503
             if unavailable(exc):  # logged once per outage, not once per batch
                 self.health.failed("ingest", exc)
             else:
                 log.warning("could not store %d changes: %s", len(batch), exc)
-            for _, future in batch:
-                future.set_exception(StoreUnavailable(_brief(exc)))
-            return
-        self.health.ok()
+            results = [StoreUnavailable(_brief(exc)) for _ in batch]
+        else:
+            self.health.ok()
         fresh = 0
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
-            fresh += 0 if result.duplicate else 1
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendResult], Any]]] = {}
+        for (_, future, loop), result in zip(batch, results, strict=True):
+            if isinstance(result, AppendResult) and not result.duplicate:
+                fresh += 1
+            if loop is not None:
+                by_loop.setdefault(loop, []).append((future, result))  # type: ignore[arg-type]
+            elif isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        for loop, outcomes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, outcomes)
+        stored = sum(isinstance(r, AppendResult) for r in results)
         self.accepted += fresh
-        self.duplicates += len(batch) - fresh
+        self.duplicates += stored - fresh
         if fresh and callable(self.on_commit):
             self.on_commit(fresh)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from http_support import CONFIG, Api, FailingStore, MakeApi
+from http_support import CONFIG, OBJECTS, PIPELINE, Api, FailingStore, FakeService, MakeApi, TestClient, write_config
 
-from flowctl.runtime.http import listen_allowed
+from flowctl.runtime.http import create_app, listen_allowed
+from flowctl.store.memory import MemoryStore
 
 DEAL = {"fields": {"title": "Sofa", "amount": 1500000}}
 
@@ -254,6 +258,42 @@ def test_store_failure_is_503_with_retry_after(make_api: MakeApi) -> None:
     error = error_of(response)
     assert error["code"] == "unavailable"
     assert "database is down" not in error["message"]  # internals stay in the log
+
+
+class HangingStore(MemoryStore):
+    """A database that takes a write and does not answer until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def append_changes(self, changes: Any) -> Any:
+        self.release.wait(10)
+        return super().append_changes(changes)
+
+
+def test_a_write_the_store_does_not_confirm_in_time_is_503_and_still_lands(tmp_path: Path) -> None:
+    store = HangingStore()
+    svc = FakeService(bundle=write_config(tmp_path, {"flowctl.yaml": CONFIG, "objects/deal.yaml": OBJECTS,
+                                                     "pipelines/sales.yaml": PIPELINE}),
+                      store=store, env={})  # fmt: skip
+    svc.ingest.start()
+    try:
+        with TestClient(create_app(svc, commit_timeout=0.3)) as client:
+            started = time.monotonic()
+            response = client.put("/v1/records/deal/7", json=DEAL, headers={"Idempotency-Key": "k-7"})
+            waited = time.monotonic() - started
+            assert response.status_code == 503
+            assert "did not confirm the write within 0.3 s" in error_of(response)["message"]
+            assert response.headers["retry-after"] == "5"
+            assert waited < 5  # the timeout answered, not the store
+            store.release.set()
+            again = client.put("/v1/records/deal/7", json=DEAL, headers={"Idempotency-Key": "k-7"})
+            assert again.status_code == 202 and again.json()["duplicate"] is True  # the first one landed
+    finally:
+        store.release.set()
+        svc.ingest.stop()
+    assert len(store.changes_after(0)) == 1
 
 
 def test_readiness_follows_the_service(api: Api) -> None:
