@@ -60,7 +60,9 @@ Then, for example:
 On start the directory is deployed through the same checks as 'flowctl apply'.
 SIGHUP (or --watch) reloads it the same way; 'flowctl apply' from elsewhere
 is picked up within seconds. Runs keep the version they started on.
-SIGTERM (or Ctrl-C) stops claiming work, finishes what is in flight and exits 0.""",
+SIGTERM (or Ctrl-C) stops claiming work, finishes what is in flight and exits 0.
+With --processes 2 (the default) the engine runs in a child process that
+dies with this one and is started again if it exits.""",
 )
 @click.argument("directory", default=".", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help="Database URL (default: Config's database, else "
@@ -68,10 +70,14 @@ SIGTERM (or Ctrl-C) stops claiming work, finishes what is in flight and exits 0.
 @click.option("--listen", default="", help="host:port to listen on (default: Config's listen, 127.0.0.1:8080).")
 @click.option("--watch", is_flag=True, help="Reload when the directory's files change (SIGHUP reloads too); "
               "an invalid or refused change is logged and the running version stays.")
+@click.option("--processes", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="2: the engine (rules, runs, timers) runs in a second process, so the daemon uses two cores; "
+              "1: everything in this one process.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def command(directory: Path, database: str, listen: str, watch: bool, log_format: str, log_level: str) -> None:
+def command(directory: Path, database: str, listen: str, watch: bool, processes: int, log_format: str,
+            log_level: str) -> None:  # fmt: skip
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
     from flowctl.runtime.http import create_app, listen_allowed
     from flowctl.runtime.service import Service, StartRefused, resolve_database, summary
@@ -114,7 +120,14 @@ def command(directory: Path, database: str, listen: str, watch: bool, log_format
                 click.echo(f"flowctl: resuming {ended} item(s) a stopped daemon had in hand", err=True)
     except Exception as exc:
         raise click.ClickException(f"cannot open the store {url}: {exc}") from exc
-    service = Service(root=loaded.root, loaded=loaded, store=store, watch=watch)
+    engine_process = None
+    if processes == 2:
+        from flowctl.runtime.engine_process import EngineProcess
+
+        # the child keeps the SQLite lock open: no other daemon starts on the file while it lives
+        engine_process = EngineProcess(loaded.root, url, log_format=log_format, log_level=log_level,
+                                       keep_fds=(lock.fileno(),) if lock is not None else ())  # fmt: skip
+    service = Service(root=loaded.root, loaded=loaded, store=store, watch=watch, engine_process=engine_process)
     try:
         service.start()
     except StartRefused as exc:

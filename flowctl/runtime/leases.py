@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -168,9 +169,9 @@ class LeaseKeeper:
                       self.max_attempts)  # fmt: skip
         return len(failed) + len(given_up)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, reap: bool = True) -> None:
         """Beat every third of a lease until ``stop`` is set (a missed beat leaves two to spare);
-        reap exhausted changes once a lease."""
+        reap exhausted changes once a lease (unless ``reap`` is False: another process does)."""
         interval = max(self.lease_seconds / 3, 0.05)
         backoff = Backoff(first=min(0.5, interval), cap=min(5.0, interval))
         rounds = 0
@@ -179,7 +180,7 @@ class LeaseKeeper:
             rounds += 1
             try:
                 self.beat()
-                if rounds % 3 == 0:
+                if reap and rounds % 3 == 0:
                     self.reap()
             except Exception as exc:  # try again soon; a lease has two more beats to spare
                 if unavailable(exc):
@@ -206,6 +207,34 @@ class AnotherDaemon(Exception):
         self.pid = pid
 
 
+#: How long a starting daemon waits for the lock held by the engine process of a dead daemon.
+LOCK_WAIT_SECONDS = 5.0
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _flock_within(handle: IO[str], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        return True
+    return False
+
+
 def lock_sqlite(url: str) -> IO[str] | None:
     """Take ``<db>.lock`` (``flock``, released by the kernel when the process ends, even on
     SIGKILL) for a SQLite URL; None for other databases. Raises :class:`AnotherDaemon`."""
@@ -219,8 +248,11 @@ def lock_sqlite(url: str) -> IO[str] | None:
     except BlockingIOError:
         handle.seek(0)
         pid = handle.read().strip()
-        handle.close()
-        raise AnotherDaemon(str(database), pid) from None
+        # the daemon that wrote its pid is gone: the lock is its engine process's, which dies
+        # with it (a daemon killed a moment ago); wait for that rather than refuse to start
+        if _alive(pid) or not _flock_within(handle, LOCK_WAIT_SECONDS):
+            handle.close()
+            raise AnotherDaemon(str(database), pid) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))

@@ -1,8 +1,11 @@
 """The daemon's wiring: store, ingest, worker, delivery and HTTP around one engine per version.
 
-Threads, not processes: the worker and the deliverer block on the database and the network,
-and the HTTP server is asyncio. Shutdown stops claiming new work, lets the batch in hand commit,
-and returns within the deadline; anything not yet claimed stays in the database for next time.
+Threads within a process: the deliverer blocks on the network, ingest on the disk, the HTTP
+server is asyncio. The worker, which is mostly Python, runs either as a thread here (``role``
+"all") or in an engine process of its own (``engine_process`` given: this is the "api" side; the
+child runs ``role`` "engine"; see ``engine_process``). Shutdown stops claiming new work, lets the
+batch in hand commit, and returns within the deadline; anything not yet claimed stays in the
+database for next time.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class Service:
     log_stream: Any = None
     poll_interval: float = 0.2
     watch: bool = False  # reload when the directory's files change
+    role: str = "all"  # "all": everything here; "engine": the worker loop only (the engine process)
+    engine_process: Any = None  # an EngineProcess running the worker loop instead of a thread here
 
     def __post_init__(self) -> None:
         from flowctl.channels import build_senders
@@ -81,6 +86,10 @@ class Service:
         self.wake = threading.Event()
         # one view of the database for every thread: an outage is logged once, its end once
         self.health = StoreHealth()
+        if self.role == "engine":  # the parent sees the same database and reports its outages
+            quiet = logging.getLogger("flowctl.engine_process.store")
+            quiet.setLevel(logging.ERROR)
+            self.health = StoreHealth(quiet)
         self.ingest = Ingest(self.store, on_commit=self._on_commit, health=self.health)
         from flowctl.runtime.leases import LeaseKeeper
 
@@ -107,6 +116,8 @@ class Service:
 
     def ready(self) -> bool:
         if self.stopping.is_set() or not all(t.is_alive() for t in self.threads):
+            return False
+        if self.engine_process is not None and not self.engine_process.alive():
             return False
         try:
             self.store.current_version()  # one small read: the database answers
@@ -165,6 +176,8 @@ class Service:
         if result in ("invalid", "refused", "failed"):
             log.error("reload %s: %s; still running version %s", result, self.last_reload_problem, self.version)
         elif result == "deployed" and pick_up(self):
+            if self.engine_process is not None:
+                self.engine_process.reload()  # it switches before its next claim
             log.info("reloaded: now running version %s", self.version)
         self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(
             result=result)
@@ -212,6 +225,15 @@ class Service:
             log.exception("could not switch to the deployed version; still running %s", self.version)
 
     def start(self) -> None:
+        if self.role == "engine":  # the engine process: the parent deployed and does the rest
+            self.threads = [
+                threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
+                threading.Thread(target=self.leases.run, args=(self.stopping, False), name="flowctl-leases",
+                                 daemon=True),  # the parent reaps
+            ]  # fmt: skip
+            for thread in self.threads:
+                thread.start()
+            return
         from flowctl.runtime.delivery import Deliverer
 
         self.record_version()
@@ -223,27 +245,67 @@ class Service:
                                    policies={name: ch.policy for name, ch in self.bundle.channels.items()},
                                    timezone=self.bundle.config.timezone, metrics=self.metrics,
                                    in_flight=self.bundle.config.limits.sends_in_flight)  # fmt: skip
+        if self.engine_process is None:
+            work = threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True)
+        else:
+            self.engine_process.start()  # after the deploy: it runs the version now current
+            work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
         self.threads = [
-            threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
+            work,
             threading.Thread(target=self._delivery_loop, name="flowctl-delivery", daemon=True),
             threading.Thread(target=self.leases.run, args=(self.stopping,), name="flowctl-leases", daemon=True),
             *self._pollers(),
         ]
+        if self.engine_process is not None:
+            self.threads.append(threading.Thread(target=self.engine_process.supervise,
+                                                 args=(self.stopping, self._engine_exited),
+                                                 name="flowctl-engine-supervisor", daemon=True))  # fmt: skip
         for thread in self.threads:
             thread.start()
         self.care.start()  # one catch-up tick now, then a wake-up at the start of every minute
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stop claiming, let in-flight batches commit, stop the ingest writer last."""
+        """Stop claiming, let in-flight batches commit, stop the ingest writer, then the engine."""
         self.care.stop()  # a tick in progress finishes: its commit is one transaction
         self.stopping.set()
         self.wake.set()
         for thread in self.threads:
             thread.join(timeout=timeout / 2)
-        self.ingest.stop()
+        if self.role != "engine":
+            self.ingest.stop()
+        if self.engine_process is not None:
+            self.engine_process.stop(timeout / 2)
+
+    def pick_up_soon(self) -> None:
+        """Look for a newly deployed version at the next round (the parent reloaded)."""
+        self._next_housekeeping = 0.0
+        self.wake.set()
+
+    def _engine_exited(self) -> None:
+        """Before a new engine process starts: the work the dead one had leased is free again."""
+        proc = self.engine_process.proc if self.engine_process is not None else None
+        if proc is None:
+            return
+        owner = f"{os.uname().nodename}:{proc.pid}"
+        ended = self.store.expire_leases(self.clock.now(), owner=owner)
+        if ended:
+            log.info("taking over %d item(s) the engine process had in hand", ended)
+
+    def _housekeeping_loop(self) -> None:
+        """With an engine process, this process has no worker loop to reload in: a thread does."""
+        backoff = Backoff()
+        while not self.stopping.wait(0.5):
+            try:
+                self._housekeeping()
+            except Exception as exc:  # noqa: BLE001 - logged by _round_failed
+                self._round_failed("reload", exc, backoff)
+                continue
+            backoff.reset()
 
     def _on_commit(self, count: int) -> None:
         self.wake.set()  # new changes: the worker need not wait for its poll interval
+        if self.engine_process is not None:
+            self.engine_process.wake()
 
     def _round_failed(self, where: str, exc: Exception, backoff: Backoff) -> None:
         """Wait before the next round: the store's outage is logged once (``health``), any other
@@ -308,14 +370,20 @@ class Service:
         from flowctl.runtime.metrics import register_queue_metrics
 
         register_queue_metrics(self.metrics, self.store, self.clock)
-        self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this process",
-                                    lambda: self.worker.processed)  # fmt: skip
+        self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this daemon",
+                                    lambda: self._worker_counts()[0])  # fmt: skip
         self.metrics.gauge_callback("flowctl_changes_failed_total", "Changes refused or failed in processing",
-                                    lambda: self.worker.failed)  # fmt: skip
+                                    lambda: self._worker_counts()[1])  # fmt: skip
         self.metrics.gauge_callback("flowctl_reload_ok", "1 when the last reload succeeded (or none was tried)",
                                     lambda: int(self.last_reload_ok))  # fmt: skip
-        self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this process",
-                                    lambda: self.worker.timers_fired)  # fmt: skip
+        self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this daemon",
+                                    lambda: self._worker_counts()[2])  # fmt: skip
+
+    def _worker_counts(self) -> tuple[int, int, int]:
+        """Processed, failed, timers fired: by the engine process when there is one."""
+        if self.engine_process is not None:
+            return cast(tuple[int, int, int], self.engine_process.totals())
+        return self.worker.processed, self.worker.failed, self.worker.timers_fired
 
 
 class StartRefused(Exception):

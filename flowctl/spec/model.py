@@ -359,7 +359,10 @@ class Pipeline(Document):
     stages: tuple[Stage, ...] = ()
 
     def stage(self, stage_id: str) -> Stage | None:
-        return next((s for s in self.stages if s.id == stage_id), None)
+        for stage in self.stages:  # a handful of stages: a loop beats building a map
+            if stage.id == stage_id:
+                return stage
+        return None
 
     def index(self, stage_id: str) -> int:
         return next((i for i, s in enumerate(self.stages) if s.id == stage_id), -1)

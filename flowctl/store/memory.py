@@ -515,13 +515,13 @@ class MemoryStore:
                     extended += 1
         return extended
 
-    def expire_leases(self, now: datetime) -> int:
+    def expire_leases(self, now: datetime, owner: str | None = None) -> int:
         now = rows.utc(now)
         ended = 0
         with self._lock:
             for table in (self._changes, self._timers, self._outbox):
                 for row in table.values():
-                    if _leased(row, now):
+                    if _leased(row, now) and (owner is None or row.get("lease_owner") == owner):
                         row["lease_until"] = now
                         ended += 1
         return ended

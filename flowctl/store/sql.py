@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +48,7 @@ from flowctl.store.tables import (
     runs,
     timers,
 )
+from flowctl.store.writelock import WriteLock
 
 #: How many pending changes a claim reads at a time while looking for claimable ones.
 SCAN_MIN = 256
@@ -97,10 +97,11 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
         self._compiled_keepalive: list[Any] = []
-        # SQLite has one writer at a time. Threads of this process queue on a mutex instead of
-        # on SQLite's busy handler, which sleeps in growing steps (1, 2, 5, 10 ms…) and would
-        # cap throughput far below what the disk can commit.
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        # SQLite has one writer at a time: writers queue on a WriteLock (threads and processes)
+        # instead of on SQLite's busy handler, which sleeps in growing steps.
+        self._write_lock: Any = contextlib.nullcontext()
+        if self.dialect == "sqlite":
+            self._write_lock = WriteLock(str(self.engine.url.database))
         self._postgres = self.dialect == "postgresql"
         insert = postgresql.insert if self._postgres else sqlite.insert
         c, t, o = changes.c, timers.c, outbox.c
@@ -118,10 +119,8 @@ class SqlStore:
         self._upsert_allocations = upsert(allocations)
         self._upsert_version = upsert(config_versions)
         self._insert_outbox = insert(outbox).on_conflict_do_nothing(index_elements=["key"])
-        self._insert_changes = (
-            insert(changes).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(c.idempotency_key, c.seq)
-        )  # fmt: skip
+        self._insert_changes_plain = insert(changes).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        self._insert_changes = self._insert_changes_plain.returning(c.idempotency_key, c.seq)
         # RETURNING tells whether the row went in (psycopg reports no rowcount for this INSERT)
         self._insert_occurrence = (
             insert(care_occurrences).on_conflict_do_nothing().returning(care_occurrences.c.process)
@@ -168,6 +167,8 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriteLock):
+            self._write_lock.close()
 
     # ------------------------------------------------------------------ engine state (StateView)
 
@@ -230,10 +231,20 @@ class SqlStore:
         fresh: dict[str, dict[str, Any]] = {}
         for change in changes_:
             fresh.setdefault(change.idempotency_key, rows.change_row(change))
+        # SQLite: a plain executemany, then the new seqs read back (the write transaction is
+        # exclusive, so every row above the old maximum is this batch's); a third of the time
+        # SQLAlchemy's INSERT … RETURNING takes, all of it under the write lock
+        prepared = None if self._postgres else self._prepare(self._insert_changes_plain, fresh.values())
         with self._write_lock, self._writer.begin() as conn:
-            if self._postgres:
+            inserted: dict[str, int]
+            if prepared is not None:
+                before = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM changes").scalar()
+                self._run(conn, prepared)
+                inserted = dict(conn.exec_driver_sql("SELECT idempotency_key, seq FROM changes WHERE seq > ?",
+                                                     (before,)).all())  # fmt: skip
+            else:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
-            inserted: dict[str, int] = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
+                inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
             existing = [key for key in fresh if key not in inserted]
             seqs = dict(inserted)
             for part in _chunks(existing):
@@ -325,6 +336,12 @@ class SqlStore:
                 kept.append((seq, key))
         return kept
 
+    def _any(self, query: Any) -> bool:
+        """Whether ``query`` finds a row, read outside any write transaction (SQLite: a claim
+        that would find nothing need not queue for the write lock)."""
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     @staticmethod
     def _claimable_change(now: datetime) -> sa.ColumnElement[bool]:
         c = changes.c
@@ -335,6 +352,8 @@ class SqlStore:
         from its start, so the cost follows what is due, not how many timers wait."""
         if limit <= 0:
             return []
+        if not self._postgres and not self._any(self._due_timers.params(now=now, limit=1)):
+            return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
         due = self._due_timers.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(timers).where(timers.c.id.in_(due))
@@ -347,16 +366,21 @@ class SqlStore:
     def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
         """Write everything the batch decided, and finish its changes, in one transaction."""
         plan = rows.plan_batch(items, now)
+        records_ = list(plan.records.values())
+        # every row's values are processed before the write lock: it is held for SQLite's work only
+        writes = [self._prepare(self._upsert_records, records_),
+                  self._prepare(self._upsert_runs, plan.runs.values()),
+                  self._prepare(self._upsert_timers, plan.timer_upserts),
+                  self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
+                  self._prepare(self._upsert_allocations, plan.allocations.values()),
+                  self._prepare(self._finish_changes, [{**row, "b_now": now} for row in plan.changes])]  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             for part in _chunks(plan.timer_deletes):
                 conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
-            self._many(conn, self._upsert_records, plan.records.values())
-            self._write_dates(conn, plan.records.values())
-            self._many(conn, self._upsert_runs, plan.runs.values())
-            self._many(conn, self._upsert_timers, plan.timer_upserts)
-            self._many(conn, self._insert_outbox, plan.outbox.values())  # a key stored before is kept
-            self._many(conn, self._upsert_allocations, plan.allocations.values())
-            self._many(conn, self._finish_changes, [{**row, "b_now": now} for row in plan.changes])
+            self._run(conn, writes[0])
+            self._write_dates(conn, records_)
+            for prepared in writes[1:]:
+                self._run(conn, prepared)
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.
@@ -366,13 +390,18 @@ class SqlStore:
         more than the database itself. Here each value goes through its column type's bind
         processor (JSON, UTC timestamps) and straight to the DBAPI cursor.
         """
+        self._run(conn, self._prepare(stmt, params))
+
+    def _prepare(self, stmt: Any, params: Iterable[Mapping[str, Any]]) -> tuple[Any, list[Any]] | None:
+        """What :meth:`_many` sends: (SQL text, processed rows), or (statement, rows) for
+        SQLAlchemy when the rows differ in shape; None for no rows. Done before taking the write
+        lock, so the lock is held for the database's work only."""
         batch = list(params)
         if not batch:
-            return
+            return None
         keys = tuple(batch[0])
         if any(len(row) != len(keys) or tuple(row) != keys for row in batch):
-            conn.execute(stmt, batch)  # rows of different shapes: let SQLAlchemy sort them out
-            return
+            return stmt, batch  # rows of different shapes: let SQLAlchemy sort them out
         plan = self._compiled.get((id(stmt), keys))
         if plan is None:
             compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys))
@@ -392,7 +421,17 @@ class SqlStore:
         else:
             names = [n for n, *_ in binds]
             rows = [dict(zip(names, v, strict=True)) for v in values]
-        conn.exec_driver_sql(compiled.string, rows)
+        return compiled.string, rows
+
+    @staticmethod
+    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> None:
+        if prepared is None:
+            return
+        statement, rows = prepared
+        if isinstance(statement, str):
+            conn.exec_driver_sql(statement, rows)
+        else:
+            conn.execute(statement, rows)
 
     # ------------------------------------------------------------------ delivery
 
@@ -402,6 +441,8 @@ class SqlStore:
         and ``attempts`` grows by one."""
         if limit <= 0:
             return []
+        if not self._postgres and not self._any(self._claimable_outbox.params(now=now, limit=1)):
+            return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
         due = self._claimable_outbox.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
@@ -826,15 +867,18 @@ class SqlStore:
                                          .values(lease_until=until)).rowcount  # fmt: skip
         return extended
 
-    def expire_leases(self, now: datetime) -> int:
-        """End every lease at ``now``: for a daemon that knows all earlier holders are dead (the
-        SQLite lock), so the work a killed process held is taken again at once, not after its
-        lease. Attempts stay counted. Returns how many leases ended."""
+    def expire_leases(self, now: datetime, owner: str | None = None) -> int:
+        """End every lease at ``now`` (or every lease of ``owner``): for a daemon that knows their
+        holders are dead (the SQLite lock; an engine process that exited), so the work a killed
+        process held is taken again at once, not after its lease. Attempts stay counted. Returns
+        how many leases ended."""
         ended = 0
         with self._write_lock, self._writer.begin() as conn:
             for table in (changes, timers, outbox):
-                ended += conn.execute(sa.update(table).where(table.c.lease_until > now)
-                                      .values(lease_until=now)).rowcount  # fmt: skip
+                held = table.c.lease_until > now
+                if owner is not None:
+                    held = sa.and_(held, table.c.lease_owner == owner)
+                ended += conn.execute(sa.update(table).where(held).values(lease_until=now)).rowcount
         return ended
 
     def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:

@@ -8,6 +8,7 @@ the engine wrote, so a stored ``Run`` reads back equal to the one committed.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,11 +45,9 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        value = utc(value)
         if dialect.name == "sqlite":
-            # 2026-03-01T09:00:00.000000+00:00: always 32 characters, so text order is time order
-            return value.isoformat(timespec="microseconds")
-        return value
+            return _sqlite_text(value)
+        return utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -243,3 +242,10 @@ source_rows = sa.Table(
     sa.Column("key", _text(), primary_key=True),
     sa.Column("hash", _text(), nullable=False),
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _sqlite_text(value: datetime) -> str:
+    """2026-03-01T09:00:00.000000+00:00: always 32 characters, so text order is time order. Cached:
+    a batch stamps most of its rows with the same few instants."""
+    return utc(value).isoformat(timespec="microseconds")

@@ -1,0 +1,125 @@
+"""``flowctl run`` runs the engine in a second process: it dies with the daemon, comes back when
+it exits on its own, reports its counts to /metrics, and ``--processes 1`` runs without it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import HttpSink
+from tests.daemon.harness import Daemon
+from tests.daemon.test_daemon import sms_hits, wait_for
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s children (Linux)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def engine_pid(daemon: Daemon) -> int:
+    assert daemon.proc is not None
+    engines = [pid for pid in children(daemon.proc.pid)
+               if b"flowctl.runtime.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+    assert len(engines) == 1, engines
+    return engines[0]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}/status").exists() else ""
+    return "State:\tZ" in status  # dead, not yet reaped by its (dead) parent's reaper
+
+
+def metric(daemon: Daemon, name: str) -> float:
+    text = httpx.get(f"{daemon.url}/metrics", timeout=10).text
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    assert found, text
+    return float(found.group(1))
+
+
+def test_the_engine_process_dies_with_the_daemon_and_a_new_daemon_takes_the_file(
+    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+) -> None:
+    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'e.db'}")
+    try:
+        daemon.start()
+        engine = engine_pid(daemon)
+        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+        wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="first SMS")
+        daemon.kill()  # SIGKILL: no chance to stop its child
+        wait_for(lambda: gone(engine), timeout=5, what="the engine process to die with the daemon")
+        daemon.start()  # the SQLite lock is free again: no "another flowctl run" refusal
+        assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
+        wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after restart")
+    finally:
+        daemon.stop_quietly()
+
+
+def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
+    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+) -> None:
+    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        daemon.start()
+        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+        wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 1, what="one change processed")
+        first = engine_pid(daemon)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "engine process (pid" in daemon.output() and "starting it again" in daemon.output(),
+                 what="the restart in the log")  # fmt: skip
+        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
+        assert engine_pid(daemon) != first
+        assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
+        wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after the restart")
+        wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 2, what="counts across engines")
+        assert daemon.alive()
+    finally:
+        daemon.stop_quietly()
+
+
+def test_readyz_is_503_while_the_engine_process_is_down(tmp_path: Path, config_dir: Path) -> None:
+    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'z.db'}")
+    try:
+        daemon.start()
+        os.kill(engine_pid(daemon), signal.SIGKILL)
+        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 503, timeout=5,
+                 what="not ready without an engine")  # fmt: skip
+    finally:
+        daemon.stop_quietly()
+
+
+def test_one_process_runs_the_engine_in_a_thread(tmp_path: Path, config_dir: Path, http_sink: HttpSink) -> None:
+    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'one.db'}", args=("--processes", "1"))
+    try:
+        daemon.start()
+        assert daemon.proc is not None and children(daemon.proc.pid) == []
+        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+        wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="SMS")
+        assert metric(daemon, "flowctl_changes_processed_total") == 1
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop_quietly()
+
+
+def test_sigterm_stops_both_processes(tmp_path: Path, config_dir: Path) -> None:
+    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 't.db'}")
+    try:
+        daemon.start()
+        engine = engine_pid(daemon)
+        started = time.monotonic()
+        assert daemon.terminate() == 0
+        assert time.monotonic() - started < 10
+        assert gone(engine)
+    finally:
+        daemon.stop_quietly()
