@@ -315,6 +315,16 @@ def test_expired_leases_are_taken_again_at_once_with_their_attempts_counted(stor
     assert [(r.id, r.attempts) for r in store.claim_outbox(later, 10, "new", 60)] == [(row.id, 2)]
 
 
+def test_the_leases_of_one_owner_can_be_ended_and_the_others_stay(store: Store) -> None:
+    store.append_changes([change("A", "a1"), change("B", "b1")])
+    [mine] = store.claim_changes(1, "engine:1", T0, 60)
+    [theirs] = store.claim_changes(1, "replica:2", T0, 60)
+    assert store.expire_leases(T0 + timedelta(seconds=1), owner="engine:1") == 1
+    later = T0 + timedelta(seconds=2)
+    assert [c.seq for c in store.claim_changes(10, "engine:3", later, 60)] == [mine.seq]  # theirs is still held
+    assert theirs.seq != mine.seq
+
+
 # ------------------------------------------------------------------------------------ care, versions, inspection
 
 
