@@ -19,7 +19,7 @@ from flowctl.channels.http import HttpSender
 from flowctl.channels.smtp import SmtpSender, message_id
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import OutboxRow, Processed, Store
-from flowctl.runtime.delivery import Deliverer
+from flowctl.runtime.delivery import LOCAL_BATCH, Deliverer
 from flowctl.spec.model import Channel
 from flowctl.store import open_store
 
@@ -331,9 +331,9 @@ def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_on
 
 
 def test_only_log_channels_claim_a_whole_batch(store: Store, clock: FakeClock) -> None:
-    add(store, *[sms(f"log-{i:03d}", channel="log") for i in range(150)])
+    add(store, *[sms(f"log-{i:03d}", channel="log") for i in range(LOCAL_BATCH + 50)])
     d = deliverer(store, {"log": LogSender(io.StringIO())}, clock, in_flight=1)
-    assert d.deliver_once() == 100  # not ten: a local send cannot be lost between claim and record
+    assert d.deliver_once() == LOCAL_BATCH  # not ten: a local send cannot be lost between claim and record
     assert d.deliver_once() == 50
 
 
