@@ -52,11 +52,15 @@ class EngineProcess:
         self.counts = (0, 0, 0)  # processed, failed, timers fired: as the child last reported
         self._base = (0, 0, 0)  # what children before this one had counted
         self.restarts = 0
+        self.started_at = 0.0
+        self._stopping = False
         self._lock = threading.Lock()
 
     # ---- life cycle
 
     def start(self) -> None:
+        if self._stopping:
+            return
         control_read, control_write = os.pipe()
         status_read, status_write = os.pipe()
         os.set_blocking(control_write, False)  # a full pipe already means "wake up"
@@ -72,6 +76,7 @@ class EngineProcess:
             self._base = tuple(a + b for a, b in zip(self._base, self.counts, strict=True))  # type: ignore[assignment]
             self.counts = (0, 0, 0)
             self.proc, self._control = proc, control_write
+            self.started_at = time.monotonic()
         threading.Thread(target=self._read_status, args=(status_read,), name="flowctl-engine-status",
                          daemon=True).start()  # fmt: skip
 
@@ -105,21 +110,31 @@ class EngineProcess:
                         self.counts = (int(parts[0]), int(parts[1]), int(parts[2]))
 
     def supervise(self, stop: threading.Event, on_restart: object = None) -> None:
-        """Start the child again whenever it exits, until ``stop`` is set."""
-        failures = 0
+        """Start the child again whenever it exits, until ``stop`` is set. A child started here
+        dies when this thread ends (``PR_SET_PDEATHSIG`` follows the thread that forked), so the
+        thread waits for its child to exit before it returns: call :meth:`request_stop` first."""
+        try:
+            self._supervise(stop, on_restart)
+        finally:
+            proc = self.proc
+            if self.restarts and proc is not None:
+                proc.wait()
+
+    def _supervise(self, stop: threading.Event, on_restart: object) -> None:
+        failures = 0  # exits in a row, each within 10 s of its start: the wait grows
         while not stop.wait(0.2):
             proc = self.proc
             if proc is None or proc.poll() is None:
                 continue
             if stop.is_set():
                 return
-            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+            failures = failures + 1 if time.monotonic() - self.started_at < 10 else 1
+            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS)) - 1]
             log.error("the engine process (pid %d) exited with code %s; starting it again in %.1f s",
                       proc.pid, proc.returncode, delay)  # fmt: skip
             self._close_control()
             if stop.wait(delay):
                 return
-            started = time.monotonic()
             try:
                 if callable(on_restart):
                     on_restart()
@@ -127,11 +142,15 @@ class EngineProcess:
             except Exception:
                 log.exception("could not start the engine process")
             self.restarts += 1
-            failures = failures + 1 if time.monotonic() - started < 10 else 0
+
+    def request_stop(self) -> None:
+        """Close the control pipe: the child stops claiming, commits its batch in hand and exits."""
+        self._stopping = True
+        self._close_control()
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Close the control pipe (the child finishes its batch and exits); kill it after ``timeout``."""
-        self._close_control()
+        """Close the control pipe and wait for the child; kill it after ``timeout``."""
+        self.request_stop()
         proc = self.proc
         if proc is None:
             return

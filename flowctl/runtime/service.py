@@ -269,6 +269,8 @@ class Service:
         self.care.stop()  # a tick in progress finishes: its commit is one transaction
         self.stopping.set()
         self.wake.set()
+        if self.engine_process is not None:
+            self.engine_process.request_stop()  # it finishes its batch while the threads here do
         for thread in self.threads:
             thread.join(timeout=timeout / 2)
         if self.role != "engine":

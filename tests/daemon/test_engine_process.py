@@ -83,7 +83,10 @@ def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
         assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after the restart")
         wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 2, what="counts across engines")
-        assert daemon.alive()
+        second = engine_pid(daemon)
+        assert daemon.terminate() == 0  # the restarted engine stops as gently as the first would
+        assert gone(second)
+        assert "did not stop within" not in daemon.output()
     finally:
         daemon.stop_quietly()
 
