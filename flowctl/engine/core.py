@@ -38,10 +38,6 @@ from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError, compile_expression, environment
 
 
-class ChainTooDeep(Exception):
-    """Automations kept triggering each other past ``limits.chain_depth``."""
-
-
 class Engine:
     """Holds the bundle and indexes built once; ``handle`` is the only entry point."""
 

@@ -37,6 +37,7 @@ from typing import Any
 from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
 from flowctl.ports import Clock, OutboxRow, Store
 from flowctl.runtime import policies as policies_
+from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
 from flowctl.runtime.metrics import Counter
 from flowctl.spec.model import SendPolicy
 
@@ -361,17 +362,29 @@ class Deliverer:
 
     # ---- the loop
 
-    def run(self, stop: threading.Event, poll_interval: float = POLL_INTERVAL) -> None:
-        """Deliver until ``stop`` is set; waits ``poll_interval`` whenever a round found nothing to
-        do (or failed). The round in progress finishes before it returns."""
+    def run(self, stop: threading.Event, poll_interval: float = POLL_INTERVAL,
+            health: StoreHealth | None = None) -> None:  # fmt: skip
+        """Deliver until ``stop`` is set; waits ``poll_interval`` whenever a round claimed fewer
+        rows than it could. A failed round waits with a growing backoff; a database outage is
+        reported through ``health`` (once, with the other threads) instead of a traceback a round.
+        The round in progress finishes before it returns."""
+        backoff = Backoff()
         try:
             while not stop.is_set():
                 try:
                     claimed = self.deliver_once()
-                except Exception:
-                    log.exception("delivery round failed; trying again in %.1fs", poll_interval)
-                    claimed = 0
-                if claimed < self.last_limit:
+                except Exception as exc:  # logged below; the loop must go on
+                    delay = backoff.next()
+                    if health is not None and unavailable(exc):
+                        health.failed("delivery", exc)
+                    else:
+                        log.exception("delivery round failed; trying again in %.1fs", delay)
+                    stop.wait(delay)
+                    continue
+                backoff.reset()
+                if health is not None:
+                    health.ok()
+                if claimed < self.last_limit:  # a full claim: more may be due at once
                     stop.wait(poll_interval)
         finally:
             self.close()

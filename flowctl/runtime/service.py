@@ -252,7 +252,8 @@ class Service:
             work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
         self.threads = [
             work,
-            threading.Thread(target=self._delivery_loop, name="flowctl-delivery", daemon=True),
+            threading.Thread(target=self.deliverer.run, args=(self.stopping,), kwargs={"health": self.health},
+                             name="flowctl-delivery", daemon=True),
             threading.Thread(target=self.leases.run, args=(self.stopping,), name="flowctl-leases", daemon=True),
             *self._pollers(),
         ]
@@ -333,26 +334,6 @@ class Service:
             if done == 0:
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()
-
-    def _delivery_loop(self) -> None:
-        """``Deliverer.run`` with the outage handling of the other loops: its own loop logs a
-        traceback every poll interval while the database is down."""
-        from flowctl.runtime.delivery import POLL_INTERVAL
-
-        backoff = Backoff()
-        try:
-            while not self.stopping.is_set():
-                try:
-                    claimed = self.deliverer.deliver_once()
-                except Exception as exc:  # noqa: BLE001 - logged by _round_failed
-                    self._round_failed("delivery", exc, backoff)
-                    continue
-                backoff.reset()
-                self.health.ok()
-                if claimed < self.deliverer.last_limit:  # a full claim: more may be due at once
-                    self.stopping.wait(POLL_INTERVAL)
-        finally:
-            self.deliverer.close()
 
     def _pollers(self) -> list[threading.Thread]:
         """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""
