@@ -195,8 +195,13 @@ class GaugeCallback(_Metric):
         try:
             result = self.fn()
             rows = self._rows(result)
-        except Exception:  # one broken callback must not break the whole scrape
-            log.exception("metric %s: the callback failed", self.name)
+        except Exception as exc:  # one broken callback must not break the whole scrape
+            from flowctl.runtime.ingest import unavailable
+
+            if unavailable(exc):  # the database is down: the daemon's threads report that once
+                log.debug("metric %s: the store is unavailable", self.name)
+            else:
+                log.exception("metric %s: the callback failed", self.name)
             return
         for key, value in rows:
             yield f"{self.name}{_labels_text(self.labelnames, key)} {_number(float(value))}\n"

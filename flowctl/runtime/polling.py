@@ -229,6 +229,7 @@ class SqlPoller:
         """Poll every ``interval`` until ``stop``; the first poll and every ``delete_every``-th one
         also scan for deleted rows. A failed poll is logged and tried again next interval."""
         rounds = 0
+        failing = 0  # polls failed in a row: the first is logged with its traceback, the rest in a line
         try:
             while not stop.is_set():
                 try:
@@ -237,8 +238,16 @@ class SqlPoller:
                     if result.created or result.updated or result.deleted:
                         log.info("source %s: %d created, %d updated, %d deleted", self.name, result.created,
                                  result.updated, result.deleted)  # fmt: skip
-                except Exception:
-                    log.exception("source %s: poll failed; trying again in %.0fs", self.name, self.interval)
+                    if failing:
+                        log.info("source %s: polling again after %d failed polls", self.name, failing)
+                    failing = 0
+                except Exception as exc:
+                    failing += 1
+                    if failing == 1:
+                        log.exception("source %s: poll failed; trying again every %.0fs", self.name, self.interval)
+                    else:
+                        log.warning("source %s: poll failed again (%d in a row): %s", self.name, failing,
+                                    str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)  # fmt: skip
                 stop.wait(self.interval)
         finally:
             self.close()

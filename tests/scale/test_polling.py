@@ -213,3 +213,28 @@ metadata: {name: crm}
 spec: {type: sql, url: "${CRM_URL}", table: crm_contacts, key: id, cursor: [updated_at, id], interval: 1s,
        object: contact}
 """
+
+
+def test_a_source_that_keeps_failing_logs_one_traceback_then_a_line_per_poll(
+    tmp_path: Path, store: Store, ingest: Ingest, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'crm.db'}"  # cannot even be created
+    fast = Source(metadata=Metadata(name="crm"), type="sql", url="${CRM_URL}", table="crm_contacts", key="id",
+                  cursor=("updated_at", "id"), object="contact",
+                  interval=Duration(text="50ms", value=timedelta(milliseconds=50)))  # fmt: skip
+    failing = SqlPoller(fast, store, ingest, Clock(), env={"CRM_URL": missing}, owner="a", fields=("full_name",))
+    OPENED.append(failing)
+    stop = threading.Event()
+    with caplog.at_level("INFO", logger="flowctl.polling"):
+        thread = threading.Thread(target=failing.run, args=(stop,))
+        thread.start()
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while len([r for r in caplog.records if "poll failed" in r.getMessage()]) < 4 and datetime.now(UTC) < deadline:
+            stop.wait(0.05)
+        stop.set()
+        thread.join(5)
+    failures = [r for r in caplog.records if "poll failed" in r.getMessage()]
+    assert len(failures) >= 4
+    assert failures[0].exc_info is not None  # the first says everything
+    assert all(r.exc_info is None for r in failures[1:])  # then one line each, counting
+    assert "(2 in a row)" in failures[1].getMessage()
