@@ -189,10 +189,10 @@ def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
             "E050", f"{text.what} does not compile: {problem.message}", text.place(bundle.root, offset),
             "write a Jinja2 expression without braces, e.g. record.amount >= 1000 and record.segment == 'vip'",
         )  # fmt: skip
-    return error(
-        "E051", f"{text.what} does not compile: {problem.message}", text.place(bundle.root, offset),
-        "check the {{ }} and {% %} pairs and the filter names (unaccent, money, date, phone and Jinja's own)",
-    )  # fmt: skip
+    hint = "check the {{ }} and {% %} pairs and the filter names (unaccent, money, date, phone and Jinja's own)"
+    if "refuses Python internals" in problem.message:
+        hint = "read only the values a template is given (record, before, changed, event, now, today, owner)"
+    return error("E051", f"{text.what} does not compile: {problem.message}", text.place(bundle.root, offset), hint)
 
 
 def _field_issues(bundle: m.Bundle, text: Text, object_name: str, via: str = "") -> Iterator[Issue]:
