@@ -7,13 +7,32 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import HttpSink
 from tests.daemon.harness import Daemon
 from tests.daemon.test_daemon import sms_hits, wait_for
+
+MakeDaemon = Callable[..., Daemon]
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, config_dir: Path) -> Iterator[MakeDaemon]:
+    """``make_daemon(*args)``: a daemon on its own SQLite file, started; killed after the test."""
+    made: list[Daemon] = []
+
+    def make(*args: str) -> Daemon:
+        daemon = Daemon(config_dir, f"sqlite:///{tmp_path / f'd{len(made)}.db'}", args=args)
+        made.append(daemon)
+        return daemon.start()
+
+    yield make
+    for daemon in made:
+        daemon.stop_quietly()
 
 
 def children(pid: int) -> list[int]:
@@ -49,80 +68,60 @@ def metric(daemon: Daemon, name: str) -> float:
 
 
 def test_the_engine_process_dies_with_the_daemon_and_a_new_daemon_takes_the_file(
-    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+    make_daemon: MakeDaemon, http_sink: HttpSink
 ) -> None:
-    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'e.db'}")
-    try:
-        daemon.start()
-        engine = engine_pid(daemon)
-        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
-        wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="first SMS")
-        daemon.kill()  # SIGKILL: no chance to stop its child
-        wait_for(lambda: gone(engine), timeout=5, what="the engine process to die with the daemon")
-        daemon.start()  # the SQLite lock is free again: no "another flowctl run" refusal
-        assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
-        wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after restart")
-    finally:
-        daemon.stop_quietly()
+    daemon = make_daemon()
+    engine = engine_pid(daemon)
+    assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+    wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="first SMS")
+    daemon.kill()  # SIGKILL: no chance to stop its child
+    wait_for(lambda: gone(engine), timeout=5, what="the engine process to die with the daemon")
+    daemon.start()  # the SQLite lock is free again: no "another flowctl run" refusal
+    assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
+    wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after restart")
 
 
 def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
-    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+    make_daemon: MakeDaemon, http_sink: HttpSink
 ) -> None:
-    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'r.db'}")
-    try:
-        daemon.start()
-        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
-        wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 1, what="one change processed")
-        first = engine_pid(daemon)
-        os.kill(first, signal.SIGKILL)
-        wait_for(lambda: "engine process (pid" in daemon.output() and "starting it again" in daemon.output(),
-                 what="the restart in the log")  # fmt: skip
-        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
-        assert engine_pid(daemon) != first
-        assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
-        wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after the restart")
-        wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 2, what="counts across engines")
-        second = engine_pid(daemon)
-        assert daemon.terminate() == 0  # the restarted engine stops as gently as the first would
-        assert gone(second)
-        assert "did not stop within" not in daemon.output()
-    finally:
-        daemon.stop_quietly()
+    daemon = make_daemon()
+    assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+    wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 1, what="one change processed")
+    first = engine_pid(daemon)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: "engine process (pid" in daemon.output() and "starting it again" in daemon.output(),
+             what="the restart in the log")  # fmt: skip
+    wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
+    assert engine_pid(daemon) != first
+    assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
+    wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after the restart")
+    wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 2, what="counts across engines")
+    second = engine_pid(daemon)
+    assert daemon.terminate() == 0  # the restarted engine stops as gently as the first would
+    assert gone(second)
+    assert "did not stop within" not in daemon.output()
 
 
-def test_readyz_is_503_while_the_engine_process_is_down(tmp_path: Path, config_dir: Path) -> None:
-    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'z.db'}")
-    try:
-        daemon.start()
-        os.kill(engine_pid(daemon), signal.SIGKILL)
-        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 503, timeout=5,
-                 what="not ready without an engine")  # fmt: skip
-    finally:
-        daemon.stop_quietly()
+def test_readyz_is_503_while_the_engine_process_is_down(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon()
+    os.kill(engine_pid(daemon), signal.SIGKILL)
+    wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 503, timeout=5,
+             what="not ready without an engine")  # fmt: skip
 
 
-def test_one_process_runs_the_engine_in_a_thread(tmp_path: Path, config_dir: Path, http_sink: HttpSink) -> None:
-    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'one.db'}", args=("--processes", "1"))
-    try:
-        daemon.start()
-        assert daemon.proc is not None and children(daemon.proc.pid) == []
-        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
-        wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="SMS")
-        assert metric(daemon, "flowctl_changes_processed_total") == 1
-        assert daemon.terminate() == 0
-    finally:
-        daemon.stop_quietly()
+def test_one_process_runs_the_engine_in_a_thread(make_daemon: MakeDaemon, http_sink: HttpSink) -> None:
+    daemon = make_daemon("--processes", "1")
+    assert daemon.proc is not None and children(daemon.proc.pid) == []
+    assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+    wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="SMS")
+    assert metric(daemon, "flowctl_changes_processed_total") == 1
+    assert daemon.terminate() == 0
 
 
-def test_sigterm_stops_both_processes(tmp_path: Path, config_dir: Path) -> None:
-    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 't.db'}")
-    try:
-        daemon.start()
-        engine = engine_pid(daemon)
-        started = time.monotonic()
-        assert daemon.terminate() == 0
-        assert time.monotonic() - started < 10
-        assert gone(engine)
-    finally:
-        daemon.stop_quietly()
+def test_sigterm_stops_both_processes(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon()
+    engine = engine_pid(daemon)
+    started = time.monotonic()
+    assert daemon.terminate() == 0
+    assert time.monotonic() - started < 10
+    assert gone(engine)
