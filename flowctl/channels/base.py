@@ -74,6 +74,7 @@ class Sender(Protocol):
     ``concurrency`` (int, how many rows of this channel may be in flight at once, default 1),
     ``timeout`` (seconds one send may take), ``local`` (True when nothing leaves the machine, as
     with ``log``: its rows are recorded sent once per claim instead of one commit each),
+    ``send_many(rows)`` (a local sender's rows of one claim at once),
     ``mask(text) -> str`` and ``close()``.
     """
 

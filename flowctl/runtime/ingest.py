@@ -133,7 +133,9 @@ class Ingest:
         self.store = store
         self.health = health or StoreHealth()
         self.max_batch = max_batch
-        self.queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
+        # items are lists: one change from a thread, or what an event loop gathered in one turn
+        self.queue: queue.SimpleQueue[list[Pending] | None] = queue.SimpleQueue()
+        self._gathering: dict[asyncio.AbstractEventLoop, list[Pending]] = {}  # touched by each loop only
         self.thread = threading.Thread(target=self._loop, name="flowctl-ingest", daemon=True)
         self.on_commit = on_commit  # called with the number of new changes after each commit
         self.accepted = 0
@@ -148,7 +150,7 @@ class Ingest:
 
     def submit(self, change: NewChange) -> Future[AppendResult]:
         future: Future[AppendResult] = Future()
-        self.queue.put((change, future, None))
+        self.queue.put([(change, future, None)])
         return future
 
     def submit_async(self, change: NewChange) -> asyncio.Future[AppendResult]:
@@ -156,8 +158,19 @@ class Ingest:
         (a timeout) does not unstore the change."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[AppendResult] = loop.create_future()
-        self.queue.put((change, waiter, loop))
+        gathered = self._gathering.get(loop)
+        if gathered is None:  # the first of this turn of the loop: hand them over at its end
+            gathered = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathered.append((change, waiter, loop))
         return waiter
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The requests of one turn of the event loop go to the writer as one item: one wake-up
+        of its thread, not one per request."""
+        gathered = self._gathering.pop(loop, None)
+        if gathered:
+            self.queue.put(gathered)
 
     def submit_many(self, changes: Sequence[NewChange]) -> list[Future[AppendResult]]:
         return [self.submit(c) for c in changes]
@@ -168,7 +181,7 @@ class Ingest:
             item = self.queue.get()
             if item is None:
                 break
-            batch = [item]
+            batch = list(item)
             while len(batch) < self.max_batch:
                 try:
                     more = self.queue.get_nowait()
@@ -177,7 +190,7 @@ class Ingest:
                 if more is None:
                     stopping = True
                     break
-                batch.append(more)
+                batch += more
             self._commit(batch)
 
     def _commit(self, batch: list[Pending]) -> None:

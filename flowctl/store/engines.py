@@ -10,7 +10,6 @@ in autocommit, one snapshot per statement, with no BEGIN/ROLLBACK round trips.
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
@@ -25,7 +24,9 @@ BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 5
 CACHE_KIB = 32_768
 
-_dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+# one encoder, built once: json.dumps with options builds a new JSONEncoder per call, and every
+# JSON column of every row the worker writes goes through here
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def make_engine(url: str | sa.URL) -> Engine:
