@@ -29,6 +29,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowctl.runtime.service import Service
 
 log = logging.getLogger("flowctl.engine_process")
 
@@ -229,21 +233,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _counts(service: object) -> tuple[int, int, int]:
-    worker = service.worker  # type: ignore[attr-defined]
+def _counts(service: Service) -> tuple[int, int, int]:
+    worker = service.worker
     return worker.processed, worker.failed, worker.timers_fired
 
 
-def _write_counts(service: object, fd: int) -> None:
+def _write_counts(service: Service, fd: int) -> None:
     with contextlib.suppress(OSError):
         processed, failed, fired = _counts(service)
         os.write(fd, f"{processed} {failed} {fired}\n".encode())
 
 
-def _report(service: object, fd: int) -> None:
+def _report(service: Service, fd: int) -> None:
     last = None
-    stopping: threading.Event = service.stopping  # type: ignore[attr-defined]
-    while not stopping.wait(0.25):
+    while not service.stopping.wait(0.25):
         now = _counts(service)
         if now != last:
             _write_counts(service, fd)

@@ -621,8 +621,9 @@ def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> S
     def route(path: str, handler: Handler, methods: list[str]) -> Route:
         return Route(path, api.instrument(path, handler), methods=methods)
 
+    records = route("/v1/records/{object}/{id}", api.record, ["GET", "PUT", "PATCH", "DELETE"])
     routes = [
-        route("/v1/records/{object}/{id}", api.record, ["GET", "PUT", "PATCH", "DELETE"]),
+        records,
         route("/v1/records/{object}/{id}/stage", api.move, ["POST"]),
         route("/v1/records/{object}", api.records, ["GET"]),
         route("/v1/events", api.event, ["POST"]),
@@ -641,7 +642,7 @@ def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> S
         return response
 
     app = _App(routes=routes, exception_handlers={HTTPException: http_error})
-    app.record_endpoint = routes[0].endpoint
+    app.record_endpoint = records.endpoint
     app.state.api = api
     return app
 

@@ -51,6 +51,11 @@ def content_hash(loaded: Loaded) -> str:
     return digest.hexdigest()[:16]
 
 
+def owner_of(pid: int) -> str:
+    """How the process ``pid`` of this host names itself in leases (``host:pid``)."""
+    return f"{os.uname().nodename}:{pid}"
+
+
 def resolve_database(url: str, root: Path) -> str:
     """``sqlite:///flowctl.db`` is relative to the config directory, as the operator expects."""
     prefix = "sqlite:///"
@@ -66,7 +71,7 @@ class Service:
     store: Store
     clock: Clock = field(default_factory=SystemClock)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    owner: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+    owner: str = field(default_factory=lambda: owner_of(os.getpid()))
     log_stream: Any = None
     poll_interval: float = 0.2
     watch: bool = False  # reload when the directory's files change
@@ -289,8 +294,7 @@ class Service:
         proc = self.engine_process.proc if self.engine_process is not None else None
         if proc is None:
             return
-        owner = f"{os.uname().nodename}:{proc.pid}"
-        ended = self.store.expire_leases(self.clock.now(), owner=owner)
+        ended = self.store.expire_leases(self.clock.now(), owner=owner_of(proc.pid))
         if ended:
             log.info("taking over %d item(s) the engine process had in hand", ended)
 

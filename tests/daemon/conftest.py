@@ -8,69 +8,41 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HttpSink, SmtpServer
-from tests.daemon.harness import Daemon
+from tests.daemon.harness import Daemon, real_channels
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {{name: main}}
-spec: {{timezone: UTC}}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {{name: deal}}
-spec:
-  fields:
-    title: {{type: string, required: true}}
-    email: email
-    phone: phone
-    amount: money
-    note: string
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: email}}
-spec: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, security: none, from: shop@example.com}}
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: sms}}
-spec:
-  type: http
-  url: "{sink}/sms"
-  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
----
+EXTRA_FIELDS = "    amount: money\n    note: string\n"
+REST = """\
 apiVersion: flowctl/v1
 kind: Template
-metadata: {{name: invoice}}
+metadata: {name: invoice}
 spec:
   channel: document
-  subject: "Hóa đơn {{{{ record.title }}}}"
+  subject: "Hóa đơn {{ record.title }}"
   html: >-
-    <h1>Hóa đơn</h1><p>Cảm ơn quý khách đã mua {{{{ record.title }}}}: {{{{ record.amount | money }}}}</p>
+    <h1>Hóa đơn</h1><p>Cảm ơn quý khách đã mua {{ record.title }}: {{ record.amount | money }}</p>
 ---
 apiVersion: flowctl/v1
 kind: Template
-metadata: {{name: invoice-mail}}
-spec: {{channel: email, subject: "Hóa đơn {{{{ record.title }}}}", text: "Xin chào, hóa đơn đính kèm."}}
+metadata: {name: invoice-mail}
+spec: {channel: email, subject: "Hóa đơn {{ record.title }}", text: "Xin chào, hóa đơn đính kèm."}
 ---
 apiVersion: flowctl/v1
 kind: Pipeline
-metadata: {{name: sales}}
+metadata: {name: sales}
 spec:
   object: deal
   stages:
     - id: new
       rules:
-        - {{name: mail, action: send_email, template: invoice-mail, attach: [invoice]}}
-        - {{name: sms, action: send_sms, text: "Cảm ơn {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
+        - {name: mail, action: send_email, template: invoice-mail, attach: [invoice]}
+        - {name: sms, action: send_sms, text: "Cảm ơn {{ record.title }}", to: "{{ record.phone }}"}
     - id: followup
       rules:
         - name: later
           action: send_sms
           delay: 3s
-          text: "Nhắc {{{{ record.title }}}}"
-          to: "{{{{ record.phone }}}}"
+          text: "Nhắc {{ record.title }}"
+          to: "{{ record.phone }}"
     - id: done
       final: success
 """
@@ -80,7 +52,7 @@ spec:
 def config_dir(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> Path:
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "flowctl.yaml").write_text(CONFIG.format(smtp_port=smtp_server.port, sink=http_sink.url))
+    (folder / "flowctl.yaml").write_text(real_channels(smtp_server.port, http_sink.url, EXTRA_FIELDS) + REST)
     return folder
 
 

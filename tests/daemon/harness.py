@@ -20,6 +20,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def real_channels(smtp_port: int, sink: str, extra_fields: str = "") -> str:
+    """The documents the daemon tests start from: UTC, a ``deal`` (title, email, phone and
+    ``extra_fields``, YAML lines indented four spaces), the ``email`` channel on an SMTP server and
+    the ``sms`` channel on an HTTP sink. Append the templates and the pipeline of the test."""
+    return f"""\
+apiVersion: flowctl/v1
+kind: Config
+metadata: {{name: main}}
+spec: {{timezone: UTC}}
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {{name: deal}}
+spec:
+  fields:
+    title: {{type: string, required: true}}
+    email: email
+    phone: phone
+{extra_fields}---
+apiVersion: flowctl/v1
+kind: Channel
+metadata: {{name: email}}
+spec: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, security: none, from: shop@example.com}}
+---
+apiVersion: flowctl/v1
+kind: Channel
+metadata: {{name: sms}}
+spec:
+  type: http
+  url: "{sink}/sms"
+  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
+---
+"""
+
+
 class Daemon:
     def __init__(self, config: Path, database: str, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> None:  # fmt: skip

@@ -26,60 +26,33 @@ import httpx
 import pytest
 
 from tests.conftest import HttpSink, SmtpServer
-from tests.daemon.harness import Daemon
+from tests.daemon.harness import Daemon, real_channels
 
 CHANGES = 5000
 KILLS = 12
 CLIENTS = 8
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {{name: main}}
-spec: {{timezone: UTC}}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {{name: deal}}
-spec:
-  fields:
-    title: {{type: string, required: true}}
-    email: email
-    phone: phone
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: email}}
-spec: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, security: none, from: shop@example.com}}
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: sms}}
-spec:
-  type: http
-  url: "{sink}/sms"
-  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
----
+REST = """\
 apiVersion: flowctl/v1
 kind: Template
-metadata: {{name: welcome}}
-spec: {{channel: email, subject: "Chào {{{{ record.title }}}}", text: "Cảm ơn {{{{ record.title }}}}."}}
+metadata: {name: welcome}
+spec: {channel: email, subject: "Chào {{ record.title }}", text: "Cảm ơn {{ record.title }}."}
 ---
 apiVersion: flowctl/v1
 kind: Pipeline
-metadata: {{name: sales}}
+metadata: {name: sales}
 spec:
   object: deal
   stages:
     - id: new
       rules:
-        - {{name: mail, action: send_email, template: welcome}}
-        - {{name: sms, action: send_sms, text: "Ngay {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
+        - {name: mail, action: send_email, template: welcome}
+        - {name: sms, action: send_sms, text: "Ngay {{ record.title }}", to: "{{ record.phone }}"}
         - name: later
           action: send_sms
           delay: 2s
-          text: "Sau {{{{ record.title }}}}"
-          to: "{{{{ record.phone }}}}"
+          text: "Sau {{ record.title }}"
+          to: "{{ record.phone }}"
     - id: done
       final: success
 """
@@ -148,7 +121,7 @@ class Received:
 def crash_daemon(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> Iterator[Daemon]:
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "flowctl.yaml").write_text(CONFIG.format(smtp_port=smtp_server.port, sink=http_sink.url))
+    (folder / "flowctl.yaml").write_text(real_channels(smtp_server.port, http_sink.url) + REST)
     daemon = Daemon(folder, f"sqlite:///{tmp_path / 'flowctl.db'}")
     try:
         yield daemon

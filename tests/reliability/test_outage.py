@@ -41,7 +41,7 @@ from flowctl.runtime.ingest import Backoff, StoreHealth, StoreUnavailable, unava
 from flowctl.runtime.leases import LeaseKeeper
 from flowctl.store import open_store
 from tests.conftest import HttpSink, SmtpServer, free_port, pg_base
-from tests.daemon.harness import Daemon
+from tests.daemon.harness import Daemon, real_channels
 
 PREFIX = "flowctl_outage_"
 CLIENTS = 4
@@ -50,54 +50,27 @@ OUTAGE = 6.0  # seconds the database stays down
 CLIENT_TIMEOUT = 10.0
 LOG_LINES_MAX = 12  # the daemon's log from the stop until everything is delivered
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {{name: main}}
-spec: {{timezone: UTC}}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {{name: deal}}
-spec:
-  fields:
-    title: {{type: string, required: true}}
-    email: email
-    phone: phone
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: email}}
-spec: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, security: none, from: shop@example.com}}
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: sms}}
-spec:
-  type: http
-  url: "{sink}/sms"
-  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
----
+REST = """\
 apiVersion: flowctl/v1
 kind: Template
-metadata: {{name: thanks-mail}}
-spec: {{channel: email, subject: "Don {{{{ record.title }}}}", text: "Xin chao {{{{ record.title }}}}"}}
+metadata: {name: thanks-mail}
+spec: {channel: email, subject: "Don {{ record.title }}", text: "Xin chao {{ record.title }}"}
 ---
 apiVersion: flowctl/v1
 kind: Pipeline
-metadata: {{name: sales}}
+metadata: {name: sales}
 spec:
   object: deal
   stages:
     - id: new
       rules:
-        - {{name: mail, action: send_email, template: thanks-mail, to: "{{{{ record.email }}}}"}}
-        - {{name: sms, action: send_sms, text: "Cam on {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
+        - {name: mail, action: send_email, template: thanks-mail, to: "{{ record.email }}"}
+        - {name: sms, action: send_sms, text: "Cam on {{ record.title }}", to: "{{ record.phone }}"}
         - name: later
           action: send_sms
           delay: 2s
-          text: "Nhac {{{{ record.title }}}}"
-          to: "{{{{ record.phone }}}}"
+          text: "Nhac {{ record.title }}"
+          to: "{{ record.phone }}"
     - id: done
       final: success
 """
@@ -333,7 +306,7 @@ def test_a_database_outage_under_load_loses_nothing(
 ) -> None:
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "flowctl.yaml").write_text(CONFIG.format(smtp_port=smtp_server.port, sink=http_sink.url))
+    (folder / "flowctl.yaml").write_text(real_channels(smtp_server.port, http_sink.url) + REST)
     # a short lease: the heartbeat (every third of it) runs during the outage too
     daemon = Daemon(folder, cluster.url, env={"FLOWCTL_LEASE_SECONDS": "6"})
     feed = Feed(daemon.url)
