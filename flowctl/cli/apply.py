@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from flowctl.cli.common import config_zone
 from flowctl.cli.gitops_common import ALLOW_CANCEL, FORCE, FORMAT, NOW, echo_json, parse_now, render_plan
 from flowctl.cli.store_access import DB_HELP, open_for
 
@@ -51,7 +52,7 @@ def command(directory: Path, database: str, message: str, fmt: str, allow_cancel
 
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
-    now = parse_now(now_text)
+    now = parse_now(now_text, config_zone(directory))
     proposed = read_directory(directory)
     store = open_for(directory, database)
     try:

@@ -9,7 +9,10 @@ import click
 from flowctl.cli.store_access import DB_HELP
 
 
-@click.group("db")
+@click.group("db", epilog="""\b
+Examples:
+  flowctl db upgrade                             # ./ and its database
+  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""")
 def command() -> None:
     """Database maintenance (migrations are also applied when the daemon starts)."""
 
@@ -21,7 +24,7 @@ Examples:
   flowctl db upgrade                                      # ./flowctl.db
   flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""",
 )
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help=DB_HELP)
 def upgrade(directory: Path, database: str) -> None:
     """Apply the schema migrations to the newest revision."""

@@ -65,16 +65,22 @@ Examples:
   flowctl dry-run . --event new-contact.yaml --now 2026-03-01T09:00:00+07:00 --advance 3d
   flowctl dry-run . --event e.json --format json | jq '.effects'
 
+\b
+Exit codes: 0 every step was accepted, 1 a step was refused (e.g. a move into a
+stage whose required fields are empty; 'errors' in the JSON form) or the files are
+invalid, 2 usage error. Problems of the automations themselves (a template that
+fails to render) are printed and do not change the exit code.
+
 """ + EVENT_HELP,
 )
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML/JSON file with the change(s) or event(s) to simulate.")
 @click.option("--now", default="", help="Start time (ISO 8601); default: the file's 'now' or 2026-01-01T09:00.")
 @click.option("--advance", default="", help="After the steps, let this much time pass (e.g. 3d), firing timers.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str) -> None:
-    """Show what the automations under DIRECTORY would do for the changes in --event."""
+    """Show what the automations under DIR (default: .) would do for the changes in --event."""
     from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
     from flowctl.engine.scenario import _do, parse_now
     from flowctl.engine.simulator import SimulationError, Simulator
@@ -117,7 +123,7 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
             "errors": errors,
         }, sys.stdout, ensure_ascii=False, indent=2, default=str)  # fmt: skip
         sys.stdout.write("\n")
-        return
+        sys.exit(1 if errors else 0)
     click.echo(f"dry run from {sim_start.isoformat()} to {sim.now.isoformat()}: nothing is sent")
     click.echo(render_runs(runs) if runs else "no automation ran")
     click.echo(f"effects ({len(sim.state.effects)}):")
@@ -127,6 +133,7 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
         click.echo(f"problem {problem.code}: {problem.message}")
     for error in errors:
         click.echo(f"error: {error}")
+    sys.exit(1 if errors else 0)
 
 
 def _tz(bundle: Any) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 import click
+
+from flowctl.cli.common import iso
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
                       help="Output format.")  # fmt: skip
@@ -14,20 +16,50 @@ ALLOW_CANCEL = click.option("--allow-cancel", is_flag=True,
                             help="Cancel runs and timers on removed flow nodes or stage rules instead of refusing.")
 FORCE = click.option("--force", is_flag=True, help="Allow removing every document, or more than half of them.")
 NOW = click.option("--now", "now_text", default="", metavar="TIME",
-                   help="Plan as of this ISO time with zone (default: now): 'today' for care, blast windows.")
+                   help="Plan as of this time (default: now), for 'today' in care checks and the blast windows: "
+                        "an ISO time (without an offset, in the Config's zone), a date, or yesterday/today.")
+
+TIME_FORMS = ("give an ISO date or time (2026-03-01, 2026-03-01T09:00, 2026-03-01T09:00:00+07:00; without an "
+              "offset it is in the Config's time zone), a duration ago (1d, 2h30m), or now, today, yesterday")
 
 
-def parse_now(text: str) -> datetime:
-    if not text:
-        from flowctl.runtime.clock import SystemClock
+def parse_now(text: str, zone: tzinfo | None = None, option: str = "--now") -> datetime:
+    """The time ``option`` gives, as people type it: ISO date or time, ``1d`` (that long ago), or
+    ``now``/``today``/``yesterday`` (midnight in ``zone``); empty is now. A time without an
+    offset is in ``zone``; with no zone known (None), an offset is required."""
+    from flowctl.runtime.clock import SystemClock
+    from flowctl.spec.durations import DurationError, parse_duration
 
-        return SystemClock().now()
+    word = text.strip().lower()
+    now = SystemClock().now()
+    if zone is not None:
+        now = now.astimezone(zone)
+    if word in ("", "now"):
+        return now
+    if word in ("today", "yesterday"):
+        if zone is None:
+            raise click.BadParameter(f"'{text}' needs the Config's time zone; give an ISO time with an offset",
+                                     param_hint=option)  # fmt: skip
+        day = now.date() - timedelta(days=1 if word == "yesterday" else 0)
+        return datetime.combine(day, time(0), tzinfo=zone)
     try:
-        value = datetime.fromisoformat(text)
+        ago = parse_duration(word)
+    except DurationError:
+        pass
+    else:
+        if ago < timedelta(0):
+            raise click.BadParameter(f"'{text}': a duration counts back from now; write it without '-'",
+                                     param_hint=option)  # fmt: skip
+        return now - ago
+    try:
+        value = datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise click.BadParameter(f"not an ISO time: {text!r}", param_hint="--now") from exc
+        raise click.BadParameter(f"'{text}' is not a time: {TIME_FORMS}", param_hint=option) from exc
     if value.tzinfo is None:
-        raise click.BadParameter("give a zone, e.g. 2026-03-01T09:00:00+07:00", param_hint="--now")
+        if zone is None:
+            raise click.BadParameter(f"'{text}' has no offset: give one, e.g. 2026-03-01T09:00:00+07:00",
+                                     param_hint=option)  # fmt: skip
+        value = value.replace(tzinfo=zone)
     return value
 
 
@@ -40,8 +72,8 @@ _MARK = {"added": "+", "changed": "~", "removed": "-"}
 _SEVERITY = {"refuse": "REFUSED", "warn": "WARNING", "notice": "NOTE"}
 
 
-def render_plan(plan: Any) -> str:
-    """The plan as an operator reads it (``plan.to_json()`` is the machine form)."""
+def render_plan(plan: Any, zone: tzinfo = UTC) -> str:
+    """The plan as an operator reads it, times in ``zone`` (``plan.to_json()`` is the machine form)."""
     lines: list[str] = []
     p, current = plan.proposed, plan.current
     origin = ", ".join(x for x in (f"commit {p.commit[:12]}" if p.commit else "", p.author) if x)
@@ -50,7 +82,7 @@ def render_plan(plan: Any) -> str:
         lines.append("Deployed: nothing yet")
     else:
         commit = f", commit {current.commit[:12]}" if current.commit else ""
-        lines.append(f"Deployed: version {current.id}, applied {current.applied_at:%Y-%m-%d %H:%M %Z}{commit}")
+        lines.append(f"Deployed: version {current.id}, applied {iso(current.applied_at, zone, seconds=True)}{commit}")
     if plan.errors:
         lines.append("")
         lines.append(f"The proposed configuration is invalid ({len(plan.errors)} errors):")
@@ -87,12 +119,16 @@ def render_plan(plan: Any) -> str:
             lines.append(f"  {_SEVERITY[f.severity]:<8} {f.message}")
     if plan.blast:
         lines.append("")
-        lines.append(f"Blast radius (from {plan.now:%Y-%m-%d %H:%M %Z}):")
+        lines.append(f"Blast radius (from {iso(plan.now, zone, seconds=True)}):")
         for reach in plan.blast:
             lines.append(f"  care process {reach.process} ({reach.status}, {reach.object}):")
             for window, label in (("day", "next 24h"), ("week", "next 7 days")):
                 lines.append(f"    {label:<11} {_tally(reach.new[window], reach.old[window], reach.status)}")
     lines.append("")
+    if plan.layout_only:
+        lines.append(f"Result: no change to the documents (comments or layout in {', '.join(files.changed)}); "
+                     "apply would store the new text as a new version")  # fmt: skip
+        return "\n".join(lines)
     lines.append("Result: " + {
         "refused": f"refused ({len(plan.refusals)} refusal{'s' if len(plan.refusals) != 1 else ''}); "
                    "nothing would be applied",

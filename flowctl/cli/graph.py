@@ -18,10 +18,10 @@ Examples:
   flowctl graph furniture-sales examples/furniture-store --format dot | dot -Tsvg > p.svg""",
 )
 @click.argument("name")
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
 def command(name: str, directory: Path, fmt: str) -> None:
-    """Draw the flow or pipeline NAME defined under DIRECTORY (default: .)."""
+    """Draw the flow or pipeline NAME defined under DIR (default: .)."""
     from flowctl.engine import graph
 
     bundle = load_or_exit(directory).bundle

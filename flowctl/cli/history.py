@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from flowctl.cli.common import iso
 from flowctl.cli.gitops_common import FORMAT, echo_json
-from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.cli.store_access import DB_HELP, open_existing, target
 
 
 @click.command(
@@ -21,21 +22,24 @@ Examples:
 \b
 Then 'flowctl rollback VERSION' (an id or an unambiguous prefix) deploys an older one again.""",
 )
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help=DB_HELP)
 @click.option("--limit", default=20, show_default=True, help="How many versions to show.")
 @FORMAT
 def command(directory: Path, database: str, limit: int, fmt: str) -> None:
-    """List deployed configuration versions, newest first; '*' marks the current one."""
-    store = open_for(directory, database)
+    """List deployed configuration versions, newest first; '*' marks the current one. Times are
+    ISO 8601 with their offset, in the Config's time zone."""
+    where = target(directory, database)
+    store = open_existing(where)
     try:
         versions = store.versions(limit)
         current = store.current_version()
     finally:
         store.close()
     current_id = current.id if current else None
+    zone = where.zone
     if fmt == "json":
-        echo_json([{"id": v.id, "current": v.id == current_id, "applied_at": v.applied_at.isoformat(),
+        echo_json([{"id": v.id, "current": v.id == current_id, "applied_at": iso(v.applied_at, zone),
                     "commit": v.commit, "author": v.author, "message": v.message,
                     "documents": len(v.documents), "rebuildable": bool(v.files)} for v in versions])  # fmt: skip
         return
@@ -48,5 +52,5 @@ def command(directory: Path, database: str, limit: int, fmt: str) -> None:
         extra = "" if v.files else "  (no files: cannot be rolled back to)"
         who = f"  {v.author}" if v.author else ""
         what = f"  {v.message}" if v.message else ""
-        click.echo(f"{mark} {v.id}  {v.applied_at:%Y-%m-%d %H:%M:%S %Z}  {commit}{who}{what}  "
+        click.echo(f"{mark} {v.id}  {iso(v.applied_at, zone, seconds=True)}  {commit}{who}{what}  "
                    f"[{len(v.documents)} documents]{extra}")  # fmt: skip

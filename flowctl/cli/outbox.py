@@ -4,82 +4,106 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 import click
 
-from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.cli.common import directory_argument, iso, iso_or_none, pick_directory
+from flowctl.cli.store_access import DB_HELP, open_existing, target
 
-_dir = click.option("--dir", "directory", default=".", type=click.Path(path_type=Path), show_default=True,
-                    help="Config directory (for its database).")
 _db = click.option("--db", "database", default="", help=DB_HELP)
 
 
-def row_json(row: Any) -> dict[str, Any]:
+def row_json(row: Any, zone: tzinfo) -> dict[str, Any]:
+    """An outbox row as JSON, its times in ``zone`` with their offset."""
     return {"id": row.id, "key": row.key, "channel": row.channel, "action": row.action, "object": row.object,
             "record_id": row.record_id, "run_id": row.run_id, "status": row.status, "attempts": row.attempts,
-            "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+            "next_attempt_at": iso_or_none(row.next_attempt_at, zone),
             "last_error": row.last_error, "recipient": row.recipient,
-            "created_at": row.created_at.isoformat() if row.created_at else None,
-            "sent_at": row.sent_at.isoformat() if row.sent_at else None, "payload": dict(row.payload)}  # fmt: skip
+            "created_at": iso_or_none(row.created_at, zone), "sent_at": iso_or_none(row.sent_at, zone),
+            "payload": dict(row.payload)}  # fmt: skip
 
 
-@click.group("outbox")
+@click.group("outbox", epilog="""\b
+Examples:
+  flowctl outbox list --status dead              # ./ and its database
+  flowctl outbox show 12 config/
+  flowctl outbox retry 12 13 --db postgresql+psycopg://flowctl@db/flowctl
+
+\b
+Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).""")
 def command() -> None:
     """Inspect and retry outgoing messages."""
 
 
 @command.command("list", epilog="\b\nExamples:\n  flowctl outbox list --status dead\n"
-                                "  flowctl outbox list --status held --format json")
+                                "  flowctl outbox list config/ --status held --format json")
 @click.option("--status", default="", help="pending, sending, sent, retry, held or dead.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@_dir
+@directory_argument()
 @_db
 def list_(status: str, limit: int, fmt: str, directory: Path, database: str) -> None:
-    """List the newest outbox rows."""
-    store = open_for(directory, database)
+    """List the newest outbox rows of DIR's database (default: .), with the time each was created."""
+    where = target(directory, database)
+    store = open_existing(where)
     try:
         rows = store.list_outbox(limit=limit, status=status)
     finally:
         store.close()
     if fmt == "json":
-        json.dump([row_json(r) for r in rows], sys.stdout, ensure_ascii=False, indent=2)
+        json.dump([row_json(r, where.zone) for r in rows], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return
     for row in rows:
+        created = iso(row.created_at, where.zone, seconds=True) if row.created_at else "-"
         extra = f" (attempts {row.attempts}: {row.last_error})" if row.last_error else ""
-        click.echo(f"{row.id}  {row.status:7}  {row.channel:8} {row.action:14} {row.recipient or '-'}  "
+        click.echo(f"{row.id}  {row.status:7}  {created}  {row.channel:8} {row.action:14} {row.recipient or '-'}  "
                    f"{row.object}/{row.record_id}{extra}")  # fmt: skip
     click.echo(f"{len(rows)} rows")
 
 
-@command.command("show", epilog="\b\nExample:\n  flowctl outbox show 12")
+@command.command("show", epilog="\b\nExamples:\n  flowctl outbox show 12\n  flowctl outbox show 12 config/")
 @click.argument("row_id", type=int)
-@_dir
+@directory_argument()
 @_db
 def show(row_id: int, directory: Path, database: str) -> None:
     """Print one outbox row with its rendered message as JSON."""
-    store = open_for(directory, database)
+    where = target(directory, database)
+    store = open_existing(where)
     try:
         row = store.outbox_row(row_id)
     finally:
         store.close()
     if row is None:
         raise click.ClickException(f"no outbox row {row_id}")
-    click.echo(json.dumps(row_json(row), ensure_ascii=False, indent=2, default=str))
+    click.echo(json.dumps(row_json(row, where.zone), ensure_ascii=False, indent=2, default=str))
 
 
-@command.command("retry", epilog="\b\nExample:\n  flowctl outbox retry 12   # a dead letter goes out again")
-@click.argument("row_ids", type=int, nargs=-1, required=True)
-@_dir
+@command.command("retry", epilog="""\b
+Examples:
+  flowctl outbox retry 12              # a dead letter goes out again
+  flowctl outbox retry 12 13 config/   # the last argument is DIR when it is not a row number""")
+@click.argument("args", nargs=-1, required=True, metavar="ROW_ID... [DIR]")
+@click.option("--dir", "dir_option", type=click.Path(path_type=Path), metavar="DIR",
+              help="Config directory (default: .), for its database. Same as the DIR argument.")
 @_db
-def retry(row_ids: tuple[int, ...], directory: Path, database: str) -> None:
+def retry(args: tuple[str, ...], dir_option: Path | None, database: str) -> None:
     """Queue dead or failed rows for delivery again (same idempotency key)."""
     from flowctl.runtime.clock import SystemClock
 
-    store = open_for(directory, database)
+    *ids, last = args
+    directory: Path | None = None
+    if not last.isdigit():
+        directory = Path(last)
+    else:
+        ids.append(last)
+    if not ids or not all(i.isdigit() for i in ids):
+        raise click.BadParameter(f"row ids are numbers: {' '.join(args)}", param_hint="ROW_ID...")
+    row_ids = [int(i) for i in ids]
+    store = open_existing(target(pick_directory(directory, dir_option), database))
     missing = []
     try:
         for row_id in row_ids:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from flowctl.cli.gitops_common import ALLOW_CANCEL, FORCE, FORMAT, NOW, echo_json, parse_now, render_plan
-from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.cli.store_access import DB_HELP
 
 
 @click.command(
@@ -30,7 +30,7 @@ what changed care processes would send in the next 24 hours and 7 days.
 \b
 Exit codes: 0 no change, 2 changes to apply, 1 refused or invalid.""",
 )
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help=DB_HELP)
 @FORMAT
 @ALLOW_CANCEL
@@ -38,20 +38,30 @@ Exit codes: 0 no change, 2 changes to apply, 1 refused or invalid.""",
 @NOW
 def command(directory: Path, database: str, fmt: str, allow_cancel: bool, force: bool, now_text: str) -> None:
     """Show what applying DIR would change: documents, field by field, and the live state it touches."""
+    from flowctl.cli.store_access import NoDatabase, open_existing, target
     from flowctl.gitops.plan import make_plan
     from flowctl.gitops.versions import read_directory
+    from flowctl.store import MemoryStore
 
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
-    now = parse_now(now_text)
+    where = target(directory, database)
+    now = parse_now(now_text, where.zone)
     proposed = read_directory(directory)
-    store = open_for(directory, database)
+    fresh: NoDatabase | None = None
+    try:
+        store = open_existing(where)
+    except NoDatabase as exc:  # nothing deployed: plan against an empty system, create nothing
+        store, fresh = MemoryStore(), exc
     try:
         plan = make_plan(store, proposed, now, allow_cancel=allow_cancel, force=force)
     finally:
         store.close()
+    if fresh is not None:
+        click.echo(f"no database at {fresh.path} yet: planned against an empty system "
+                   "('flowctl apply' creates it)", err=True)  # fmt: skip
     if fmt == "json":
         echo_json(plan.to_json())
     else:
-        click.echo(render_plan(plan))
+        click.echo(render_plan(plan, where.zone))
     sys.exit(plan.exit_code)

@@ -9,14 +9,18 @@ from pathlib import Path
 
 import click
 
-from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.cli.common import directory_argument
+from flowctl.cli.store_access import DB_HELP, open_existing, open_for, target
 
-_dir = click.option("--dir", "directory", default=".", type=click.Path(path_type=Path), show_default=True,
-                    help="Config directory (for its database and object types).")
+_dir = directory_argument("Config directory (default: .), for its database and object types.")
 _db = click.option("--db", "database", default="", help=DB_HELP)
 
 
-@click.group("records")
+@click.group("records", epilog="""\b
+Examples:
+  flowctl records list deal --stage documents    # ./ and its database
+  flowctl records get deal 7 config/
+  flowctl records put contact 1 '{"full_name": "Lan"}' --db postgresql+psycopg://flowctl@db/flowctl""")
 def command() -> None:
     """Read and write records in the store."""
 
@@ -28,7 +32,7 @@ def _record_json(record: object) -> dict[str, object]:
 
 
 @command.command("list", epilog="\b\nExamples:\n  flowctl records list deal --stage documents\n"
-                                "  flowctl records list contact --format json")
+                                "  flowctl records list contact config/ --format json")
 @click.argument("object")
 @click.option("--stage", default="", help="Only records in this stage.")
 @click.option("--limit", default=50, show_default=True)
@@ -36,8 +40,8 @@ def _record_json(record: object) -> dict[str, object]:
 @_dir
 @_db
 def list_(object: str, stage: str, limit: int, fmt: str, directory: Path, database: str) -> None:
-    """List records of OBJECT."""
-    store = open_for(directory, database)
+    """List records of OBJECT in DIR's database (default: .)."""
+    store = open_existing(target(directory, database))
     try:
         records = store.list_records(object, stage=stage, limit=limit)
     finally:
@@ -52,14 +56,14 @@ def list_(object: str, stage: str, limit: int, fmt: str, directory: Path, databa
     click.echo(f"{len(records)} records")
 
 
-@command.command("get", epilog="\b\nExample:\n  flowctl records get deal 7")
+@command.command("get", epilog="\b\nExamples:\n  flowctl records get deal 7\n  flowctl records get deal 7 config/")
 @click.argument("object")
 @click.argument("id")
 @_dir
 @_db
 def get(object: str, id: str, directory: Path, database: str) -> None:
     """Print one record as JSON."""
-    store = open_for(directory, database)
+    store = open_existing(target(directory, database))
     try:
         record = store.record(object, id)
     finally:
@@ -72,7 +76,7 @@ def get(object: str, id: str, directory: Path, database: str) -> None:
 @command.command("put", epilog="""\b
 Examples:
   flowctl records put contact 1 '{"full_name": "Lan", "phone": "0901234567"}'
-  flowctl records put deal 7 '{"title": "Sofa", "amount": 15000000}' --stage new
+  flowctl records put deal 7 '{"title": "Sofa", "amount": 15000000}' config/ --stage new
 
 \b
 The change is queued like an API write: a running daemon (or the next one

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from flowctl.cli.common import iso
 from flowctl.cli.gitops_common import FORMAT, echo_json, parse_now
-from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.cli.store_access import DB_HELP, open_existing, target
 
 if TYPE_CHECKING:
     from flowctl.gitops.replay import Replay
+
+WIDTH = 60  # longest value shown whole
 
 
 @click.command(
     "replay",
     epilog="""\b
 Examples:
-  flowctl replay --since 2026-03-01T00:00:00+07:00            # ./ against last days' traffic
-  flowctl replay config/ --since 2026-03-01T00:00:00+07:00 --until 2026-03-02T00:00:00+07:00 \\
+  flowctl replay --since yesterday                            # ./ against its own traffic
+  flowctl replay --since 2h                                   # the last two hours
+  flowctl replay config/ --since 2026-03-01 --until 2026-03-02T12:00 \\
       --db postgresql+psycopg://flowctl@db/flowctl --format json
+
+\b
+--since and --until take an ISO date or time (without an offset, in the Config's time
+zone), a duration counted back from now (1d, 2h30m), or now, today, yesterday.
 
 \b
 Every change recorded from --since (to --until, default now) runs, in order and at its
@@ -36,10 +45,12 @@ before it, and runs in flight at --since, are not. The same replay runs on the d
 version, and differences it shows too are marked 'baseline' (not caused by DIR).
 
 \b
-Exit codes: 0 same effects as really produced (baseline differences aside), 2 different, 1 invalid.""",
+Exit codes: 0 same effects as really produced (baseline differences aside), 2 different, 1 invalid
+or no database.""",
 )
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
-@click.option("--since", "since_text", required=True, metavar="TIME", help="Start of the period (ISO time with zone).")
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
+@click.option("--since", "since_text", required=True, metavar="TIME",
+              help="Start of the period: 2026-03-01, 2026-03-01T09:00, 1d (ago), yesterday…")
 @click.option("--until", "until_text", default="", metavar="TIME", help="End of the period (default: now).")
 @click.option("--db", "database", default="", help=DB_HELP)
 @click.option("--limit", default=50, show_default=True, help="Records shown in text output.")
@@ -50,10 +61,14 @@ def command(directory: Path, since_text: str, until_text: str, database: str, li
     from flowctl.gitops.plan import deployed
     from flowctl.gitops.replay import replay
 
-    since = parse_now(since_text)
-    until = parse_now(until_text)
+    where = target(directory, database)
+    zone = where.zone
+    since = parse_now(since_text, zone, "--since").astimezone(zone)
+    until = parse_now(until_text, zone, "--until").astimezone(zone)
+    if until <= since:
+        raise click.BadParameter(f"{iso(until, zone)} is not after --since {iso(since, zone)}", param_hint="--until")
     loaded = load_or_exit(directory)
-    store = open_for(directory, database)
+    store = open_existing(where)
     try:
         snapshot, why = deployed(store.current_version())
         base = snapshot.loaded.bundle if snapshot is not None and snapshot.loaded.ok else None
@@ -63,13 +78,13 @@ def command(directory: Path, since_text: str, until_text: str, database: str, li
     if fmt == "json":
         echo_json(result.to_json())
     else:
-        click.echo(render(result, limit))
+        click.echo(render(result, limit, zone))
     sys.exit(2 if result.differences else 0)
 
 
-def render(r: Replay, limit: int) -> str:
+def render(r: Replay, limit: int, zone: tzinfo) -> str:
     lines = [
-        f"Replay {r.since.isoformat()} .. {r.until.isoformat()}: {r.changes} changes"
+        f"Replay {iso(r.since, zone)} .. {iso(r.until, zone)}: {r.changes} changes"
         f" ({r.refused} refused), {r.seeded} records seeded from the {r.seed}",
         f"Effects: {r.replayed} replayed, {r.real} really produced"
         + (f"; baseline: {r.baseline}" if r.baseline else "; baseline: the deployed version"),
@@ -100,6 +115,6 @@ def render(r: Replay, limit: int) -> str:
     return "\n".join(lines)
 
 
-def _short(value: object, width: int = 60) -> str:
+def _short(value: object, width: int = WIDTH) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from flowctl.cli.gitops_common import ALLOW_CANCEL, FORCE, FORMAT, NOW, parse_now
-from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.cli.store_access import DB_HELP, open_existing, target
 
 
 @click.command(
@@ -22,10 +22,11 @@ Examples:
 \b
 The stored version is rebuilt from its files and planned against the live state with the same
 checks as 'flowctl plan' (records in removed stages refuse it; runs on removed nodes need
---allow-cancel). Exit codes: 0 rolled back or already current, 1 refused or not possible.""",
+--allow-cancel). Exit codes: 0 rolled back or already current, 1 refused, not possible or no
+database.""",
 )
 @click.argument("version")
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help=DB_HELP)
 @click.option("-m", "--message", default="", help="Why (default: 'rollback to VERSION').")
 @FORMAT
@@ -39,15 +40,16 @@ def command(version: str, directory: Path, database: str, message: str, fmt: str
     from flowctl.gitops.plan import make_plan
     from flowctl.gitops.versions import NotRebuildable, VersionNotFound, from_version, resolve
 
-    now = parse_now(now_text)
-    store = open_for(directory, database)
+    where = target(directory, database)
+    now = parse_now(now_text, where.zone)
+    store = open_existing(where)
     try:
         try:
-            target = resolve(store.versions(limit=100_000), version)
-            snapshot = from_version(target)
+            chosen = resolve(store.versions(limit=100_000), version)
+            snapshot = from_version(chosen)
         except (VersionNotFound, NotRebuildable) as exc:
             raise click.ClickException(str(exc)) from exc
         plan = make_plan(store, snapshot, now, allow_cancel=allow_cancel, force=force)
-        sys.exit(finish(store, plan, now, message or f"rollback to {target.id}", fmt))
+        sys.exit(finish(store, plan, now, message or f"rollback to {chosen.id}", fmt))
     finally:
         store.close()

@@ -1,7 +1,15 @@
-"""Open the store a command inspects: ``--db`` or the config directory's database."""
+"""Open the store a command inspects: ``--db`` or the config directory's database.
+
+Commands that only read (``plan``, ``history``, ``runs``, ``outbox``, ``records``, ``replay``,
+``rollback``'s lookup) open it with ``open_existing``: a SQLite file that does not exist is
+reported, never created, so a typo in DIR or a fresh checkout leaves no stray ``flowctl.db``.
+``apply``, ``run``, ``db upgrade`` and ``records put`` use ``open_for``, which creates it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +18,74 @@ import click
 DB_HELP = "Database URL (default: the config directory's database, sqlite:///flowctl.db beside it)."
 
 
-def open_for(directory: Path, database: str) -> Any:
+class NoDatabase(click.ClickException):
+    """The SQLite file a reading command was pointed at does not exist (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database at {path}: nothing has been deployed here (run 'flowctl apply' or "
+                         "'flowctl run' in this directory first, or give the database with --db URL)")  # fmt: skip
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a command's store is, and the zone it prints times in."""
+
+    url: str
+    zone: tzinfo
+    file: Path | None  # the SQLite file, when the store is one
+
+    @property
+    def missing(self) -> bool:
+        return self.file is not None and not self.file.exists()
+
+
+def target(directory: Path, database: str) -> Target:
+    """``--db`` if given, else the Config's ``database`` (default ``sqlite:///flowctl.db`` beside it)."""
+    from flowctl.cli.common import config_of, zone_of
     from flowctl.runtime.service import resolve_database
+
+    if not database and not directory.exists():
+        raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
+    config = config_of(directory)
+    url = database or resolve_database(config.database if config is not None else "sqlite:///flowctl.db",
+                                       directory.resolve())  # fmt: skip
+    return Target(url=url, zone=zone_of(config), file=_sqlite_file(url))
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # open_store reports it
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    if parsed.database.startswith("file:"):
+        return None  # a SQLite URI: its own rules
+    return Path(parsed.database)
+
+
+def open_url(url: str) -> Any:
     from flowctl.store import open_store
 
-    url = database
-    if not url:
-        from flowctl.spec.config import load_bundle
-
-        loaded = load_bundle(directory, semantic=False)
-        configured = loaded.bundle.config.database if loaded.bundle else "sqlite:///flowctl.db"
-        url = resolve_database(configured, directory.resolve())
     try:
         return open_store(url)
     except Exception as exc:
         raise click.ClickException(f"cannot open the store {url}: {exc}") from exc
+
+
+def open_for(directory: Path, database: str) -> Any:
+    """The store, created and migrated if needed (for commands that write)."""
+    return open_url(target(directory, database).url)
+
+
+def open_existing(where: Target) -> Any:
+    """The store at ``where``; ``NoDatabase`` when it is a SQLite file that does not exist."""
+    if where.file is not None and where.missing:
+        raise NoDatabase(where.file)
+    return open_url(where.url)

@@ -25,11 +25,11 @@ Nothing is sent: the engine runs in memory with a fake clock starting at
 each scenario's 'now'. The last line reads 'N passed, N failed'.
 Exit codes: 0 all passed, 1 a scenario failed or the config is invalid.""",
 )
-@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("-k", "names", multiple=True, help="Run only the scenario with this name (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(directory: Path, names: tuple[str, ...], fmt: str) -> None:
-    """Run the kind: Test scenarios under DIRECTORY (default: .)."""
+    """Run the kind: Test scenarios under DIR (default: .)."""
     from flowctl.engine.scenario import run_scenarios
 
     loaded = load_or_exit(directory)

@@ -101,12 +101,42 @@ def render_sarif(loaded: Any, out: IO[str]) -> None:
 RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}
 
 
+def nothing_found(directory: Path) -> str:
+    return (f"no flowctl documents under {directory}: nothing to validate (a flowctl directory holds YAML files "
+            "with 'apiVersion: flowctl/v1' and a kind, e.g. flowctl.yaml with kind: Config)")  # fmt: skip
+
+
+def render_empty(loaded: Any, fmt: str, out: IO[str]) -> None:
+    """A directory without a single document is an error in every format: a wrong path must not pass CI."""
+    message = nothing_found(loaded.root)
+    if fmt == "json":
+        json.dump({"version": 1, "root": str(loaded.root), "valid": False, "documents": 0, "files": 0,
+                   "errors": 1, "warnings": 0, "issues": [], "error": message}, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif fmt == "github":
+        out.write(f"::error title=flowctl::{_escape_github(message)}\n")
+    elif fmt == "sarif":
+        json.dump({"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [{
+            "tool": {"driver": {"name": "flowctl", "version": __version__, "informationUri": "https://flowctl.dev"}},
+            "invocations": [{"executionSuccessful": False,
+                             "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}]}],
+            "results": [],
+        }]}, out, ensure_ascii=False, indent=2)  # fmt: skip
+        out.write("\n")
+    else:
+        out.write(f"{loaded.root}: invalid: {message}\n")
+
+
 def validate(directories: Sequence[Path], fmt: str, out: IO[str]) -> bool:
     from flowctl.spec.config import load_bundle
 
     ok = True
     for directory in directories:
         loaded = load_bundle(directory)
+        if loaded.documents == 0 and not loaded.issues:
+            render_empty(loaded, fmt, out)
+            ok = False
+            continue
         RENDERERS[fmt](loaded, out)
         ok = ok and loaded.ok
     return ok
@@ -122,7 +152,7 @@ Examples:
   flowctl validate . --format sarif > flowctl.sarif
 
 \b
-Exit codes: 0 valid (warnings allowed), 1 invalid, 2 usage error.
+Exit codes: 0 valid (warnings allowed), 1 invalid or no flowctl document found, 2 usage error.
 Text lines read 'file:line:col: error[CODE]: message (hint: ...)'; codes are
 stable (docs/errors.md), wording may change.""",
 )

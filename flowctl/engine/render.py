@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime, tzinfo
 from typing import Any
 
 from flowctl.engine.state import Effect, Run, TraceEntry
@@ -31,21 +32,23 @@ def render_entry(entry: TraceEntry) -> str:
     return text
 
 
-def render_run(run: Run) -> str:
+def render_run(run: Run, zone: tzinfo | None = None) -> str:
     """A run as a tree: a head line, then one line per trace entry with its time.
 
     The first entry and every entry on a new day show the date too (``2026-03-04 09:00:00``),
-    the others only the time, so a run that waited through a year still reads in order.
+    the others only the time, so a run that waited through a year still reads in order. With
+    ``zone``, times are shown in it and dated entries carry the offset (``09:00:00+07:00``).
     """
     head = f"{run.automation} on {run.object} {run.record_id} [{run.status}] ({run.id})"
     lines = [head]
     day = ""
     for i, entry in enumerate(run.trace):
         branch = "└─" if i == len(run.trace) - 1 else "├─"
-        when = entry.at[11:19]
-        if entry.at[:10] != day:
-            day = entry.at[:10]
-            when = f"{day} {when}"
+        at = entry.at if zone is None else datetime.fromisoformat(entry.at).astimezone(zone).isoformat("T", "seconds")
+        when = at[11:19]
+        if at[:10] != day:
+            day = at[:10]
+            when = f"{day} {when}" + ("" if zone is None else at[19:])
         lines.append(f"  {branch} {when} {render_entry(entry)}")
     return "\n".join(lines)
 

@@ -2,7 +2,9 @@
 
 ``make_plan`` never writes. Its ``status`` is ``invalid`` (the proposed directory does not
 validate), ``refused`` (a check said no), ``unchanged`` (the same content is deployed) or
-``changes``; ``exit_code`` is what ``flowctl plan`` returns (1, 1, 0, 2).
+``changes``; ``exit_code`` is what ``flowctl plan`` returns (1, 1, 0, 2). A version that differs
+only in comments or layout of its YAML files (``layout_only``) is ``changes`` (apply stores the new
+text) but exits 0: nothing that runs would change.
 """
 
 from __future__ import annotations
@@ -50,13 +52,24 @@ class Plan:
         return "changes"
 
     @property
+    def layout_only(self) -> bool:
+        """Every document and template file is the same; only comments or layout of YAML differ."""
+        files = self.files
+        return (self.status == "changes" and self.current is not None and not self.baseline
+                and not self.documents and not files.added and not files.removed
+                and all(name.endswith((".yaml", ".yml")) for name in files.changed))  # fmt: skip
+
+    @property
     def exit_code(self) -> int:
+        if self.layout_only:
+            return 0
         return {"invalid": 1, "refused": 1, "unchanged": 0, "changes": 2}[self.status]
 
     def to_json(self) -> dict[str, Any]:
         current = self.current
         return {
             "status": self.status,
+            "layout_only": self.layout_only,
             "proposed": {"id": self.proposed.id, "origin": self.proposed.origin, "commit": self.proposed.commit,
                          "author": self.proposed.author, "documents": len(self.proposed.documents)},
             "deployed": None if current is None else {"id": current.id, "commit": current.commit,

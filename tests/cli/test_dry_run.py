@@ -69,9 +69,12 @@ def test_a_refused_step_is_reported(tmp_path) -> None:
     event.write_text(EVENT.replace("update: {object: deal, id: \"7\", fields: {paid_amount: 12000000}}",
                                    "move: {object: deal, id: \"7\", stage: lost}"), encoding="utf-8")
     result = invoke("dry-run", FURNITURE, "--event", event)
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # a refused event is a failed dry run (CI can tell)
     assert ("move refused: cannot move deal 7 into stage 'lost': required field lost_reason is empty"
             in result.output)
+    as_json = invoke("dry-run", FURNITURE, "--event", event, "--format", "json")
+    assert as_json.exit_code == 1
+    assert "required field lost_reason is empty" in json.loads(as_json.output)["errors"][0]
 
 
 def test_a_bad_event_file_exits_1(tmp_path) -> None:

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowctl.channels.base import Receipt
+from flowctl.cli.common import config_zone
 from flowctl.cli.main import cli
 from flowctl.engine.render import render_run
 from flowctl.engine.state import Effect, Run, Step
@@ -395,9 +396,9 @@ def test_chain_depth_stops_the_chain_keeps_the_write_and_tells_the_operator(star
     assert [(e.kind, e.detail) for e in last.trace if e.kind == "error"] == [("error", message)]
     listed = invoke("runs", "list", "--record", "deal/1", "--db", db_url(daemon))
     assert listed.exit_code == 0 and "flow:step4" in listed.output
-    shown = invoke("runs", "show", last.id, "--db", db_url(daemon))
-    assert shown.exit_code == 0
-    assert render_run(last) in shown.output and f"✗ s: error {message}" in shown.output
+    shown = invoke("runs", "show", last.id, daemon.svc.root, "--db", db_url(daemon))
+    assert shown.exit_code == 0  # times in the Config's zone, with the offset
+    assert render_run(last, config_zone(daemon.svc.root)) in shown.output and f"✗ s: error {message}" in shown.output
     figures(chain_depth_limit=3, chain_levels_run=4, chain_write_kept=True)
 
 
