@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,8 +15,9 @@ from flowctl.cli.gitops_common import FORMAT, echo_json, parse_now
 from flowctl.cli.store_access import DB_HELP, open_existing, target
 
 if TYPE_CHECKING:
-    from flowctl.gitops.replay import Replay
+    from flowctl.gitops.replay import Replay, Sig
 
+CONTEXT = 30  # characters shown on each side of the part of a text that changed
 WIDTH = 60  # longest value shown whole
 
 
@@ -37,7 +38,9 @@ zone), a duration counted back from now (1d, 2h30m), or now, today, yesterday.
 Every change recorded from --since (to --until, default now) runs, in order and at its
 recorded time, through DIR's configuration in a simulator: nothing is sent or stored. The
 effects are compared per record with the outbox rows really created in the period: added,
-removed, or changed (same action and template, different rendered content).
+removed, or changed (same action and template, different rendered content: the fields that
+differ are shown, a long text around the part that changed). A time counted from "now"
+(due: 1d) is the same when it differs only by how late the daemon handled the change.
 
 \b
 The starting state is rebuilt from the change log before --since; what automations changed
@@ -100,19 +103,85 @@ def render(r: Replay, limit: int, zone: tzinfo) -> str:
     for diff in records[:limit]:
         tag = "  (baseline)" if diff.baseline else ""
         lines.append(f"  {diff.object} {diff.record_id}{tag}")
-        for sig in diff.added:
-            lines.append(f"    + {sig.action} via {sig.channel}: {_short(sig.to_json())}")
-        for sig in diff.removed:
-            lines.append(f"    - {sig.action} via {sig.channel}: {_short(sig.to_json())}")
+        for mark, sigs in (("+", diff.added), ("-", diff.removed)):
+            for sig in sigs:
+                text = sig.params.get("text")
+                lines.append(f"    {mark} {label(sig)}" + (f": {_short(text)}" if isinstance(text, str) else ""))
         for old, new in diff.changed:
-            from flowctl.gitops.diff import diff_values
+            from flowctl.gitops.replay import changed_fields
 
-            changes = diff_values(json.loads(old.payload), json.loads(new.payload))
-            text = "; ".join(f"{c.path}: {_short(c.old)} → {_short(c.new)}" for c in changes)
-            lines.append(f"    ~ {new.action} via {new.channel}: {text}")
+            lines.append(f"    ~ {label(new)}:")
+            for change in changed_fields(old, new):
+                if change.op == "changed":
+                    before, after = _excerpts(change.old, change.new, zone)
+                    lines.append(f"        {change.path}: {before} → {after}")
+                elif change.op == "added":
+                    lines.append(f"        + {change.path}: {_shown(change.new, zone)}")
+                else:
+                    lines.append(f"        - {change.path}: {_shown(change.old, zone)}")
     if len(records) > limit:
         lines.append(f"  … {len(records) - limit} more (--limit, or --format json)")
     return "\n".join(lines)
+
+
+def label(sig: Sig) -> str:
+    """What identifies an effect to a reader: action, channel, template, recipient, title."""
+    params = sig.params
+    text = f"{sig.action} via {sig.channel}"
+    if sig.template:
+        text += f" template {sig.template}"
+    if params.get("to") and isinstance(params["to"], str | int):
+        text += f" to {params['to']}"
+    title = params.get("title") or params.get("subject")
+    if isinstance(title, str) and title:
+        text += f" ({title if len(title) <= WIDTH else title[: WIDTH - 1] + '…'})"
+    return text
+
+
+def _excerpts(old: Any, new: Any, zone: tzinfo) -> tuple[str, str]:
+    """Both values as shown: two texts around the part that differs, with CONTEXT characters of
+    what they share on each side (cut at a space), the rest elided."""
+    if not isinstance(old, str) or not isinstance(new, str) or _time(old, zone) or _time(new, zone):
+        return _shown(old, zone), _shown(new, zone)
+    if len(old) <= WIDTH and len(new) <= WIDTH:
+        return _quote(old), _quote(new)
+    shortest = min(len(old), len(new))
+    head = next((i for i in range(shortest) if old[i] != new[i]), shortest)
+    tail = next((i for i in range(shortest - head) if old[-1 - i] != new[-1 - i]), shortest - head)
+    return _window(old, head, len(old) - tail), _window(new, head, len(new) - tail)
+
+
+def _window(text: str, start: int, end: int) -> str:
+    """``text[start:end]`` (the changed part) with some context, elided beyond it."""
+    left = max(0, start - CONTEXT)
+    if left > 0:
+        space = text.find(" ", left, start)
+        left = space + 1 if space >= 0 else left
+    right = min(len(text), end + CONTEXT)
+    if right < len(text):
+        space = text.rfind(" ", end, right)
+        right = space if space >= 0 else right
+    middle = text[left:right]
+    if end - start > 2 * WIDTH:  # a long change: its beginning and its end
+        middle = text[left:start + WIDTH] + "…" + text[end - WIDTH:right]
+    return _quote(("…" if left > 0 else "") + middle + ("…" if right < len(text) else ""))
+
+
+def _time(value: str, zone: tzinfo) -> str:
+    from flowctl.gitops.replay import as_time
+
+    moment = as_time(value)
+    return iso(moment, zone) if moment is not None else ""
+
+
+def _shown(value: Any, zone: tzinfo) -> str:
+    if isinstance(value, str):
+        return _time(value, zone) or _short(value)
+    return _short(value)
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _short(value: object, width: int = WIDTH) -> str:

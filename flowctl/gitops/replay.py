@@ -12,6 +12,13 @@ caused by the proposed change).
 Effects are compared per record as (action, channel, rendered payload) multisets: an effect
 only one side has is added or removed; an added and a removed effect of the same action and
 template on the same record pair up as changed, with the fields that differ.
+
+Times in payloads are compared at the precision the configuration can give them. A time counted
+from the moment an effect is produced (``due: 1d``, a delay) depends on when the daemon handled
+the change or timer, which is a little (or, after an outage, a lot) later than the recorded time
+the replay uses; the live row's ``created_at`` bounds that delay. So two times that differ by no
+more than the time between the replay's moment and the live row's creation are the same time; a
+configuration change (``1d`` to ``2d``) still shows, as do times written as dates.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowctl.engine import changes as change_ops
+from flowctl.engine.core import Engine
 from flowctl.engine.simulator import SimulationError, Simulator
-from flowctl.engine.state import Record
-from flowctl.gitops.diff import diff_values
+from flowctl.engine.state import Input, Record, Step
+from flowctl.gitops.diff import FieldChange, diff_values
 from flowctl.ports import Store, StoredChange
 from flowctl.spec import model as m
 
@@ -35,20 +43,51 @@ PAGE = 1000
 
 @dataclass(frozen=True, slots=True)
 class Sig:
-    """An effect as compared: who, what, and the rendered payload as canonical JSON."""
+    """An effect as compared: who, what, and the rendered payload as canonical JSON; ``at`` (when
+    it was produced, not compared) bounds how far a time counted from "now" may have moved."""
 
     object: str
     record_id: str
     action: str
     channel: str
     payload: str
+    at: datetime | None = field(default=None, compare=False)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.payload)
+        return loaded
 
     @property
     def template(self) -> str:
-        return str(json.loads(self.payload).get("template", ""))
+        return str(self.params.get("template", ""))
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "channel": self.channel, **json.loads(self.payload)}
+        return {"action": self.action, "channel": self.channel, **self.params}
+
+
+def changed_fields(real: Sig, replayed: Sig) -> list[FieldChange]:
+    """The payload fields that differ, leaving out times that differ only by the handling delay."""
+    lag = abs(real.at - replayed.at) if real.at is not None and replayed.at is not None else timedelta(0)
+    return [c for c in diff_values(real.params, replayed.params)
+            if not (c.op == "changed" and same_moment(c.old, c.new, lag))]  # fmt: skip
+
+
+def same_moment(a: Any, b: Any, lag: timedelta) -> bool:
+    """Both are ISO times with an offset, no more than ``lag`` apart."""
+    first, second = as_time(a), as_time(b)
+    return first is not None and second is not None and abs(first - second) <= lag
+
+
+def as_time(value: Any) -> datetime | None:
+    """``value`` as an aware datetime when it is an ISO date-time string with an offset."""
+    if not isinstance(value, str) or "T" not in value or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -65,7 +104,8 @@ class RecordDiff:
             "object": self.object, "id": self.record_id, "baseline": self.baseline,
             "added": [s.to_json() for s in self.added], "removed": [s.to_json() for s in self.removed],
             "changed": [{"action": a.action, "channel": a.channel,
-                         "fields": [c.to_json() for c in diff_values(json.loads(a.payload), json.loads(b.payload))]}
+                         **({"template": a.template} if a.template else {}),
+                         "fields": [c.to_json() for c in changed_fields(a, b)]}
                         for a, b in self.changed],
         }  # fmt: skip
 
@@ -137,10 +177,23 @@ def _split(store: Store, since: datetime, until: datetime) -> tuple[dict[tuple[s
     return state, period
 
 
+class _Timed(Simulator):
+    """The simulator, noting when each effect was produced (``Sig.at``)."""
+
+    def __init__(self, bundle: m.Bundle, now: datetime, version: str) -> None:
+        super().__init__(bundle, now, version)
+        self.effect_times: list[datetime] = []
+
+    def _handle(self, event: Input, engine: Engine | None = None) -> Step:
+        step = super()._handle(event, engine)
+        self.effect_times.extend(self.now for _ in step.effects)
+        return step
+
+
 def run_period(bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: list[StoredChange],
                since: datetime, until: datetime) -> tuple[list[Sig], int]:  # fmt: skip
     """The channel effects ``bundle`` produces for the period, and how many changes it refused."""
-    sim = Simulator(bundle, since, version="replay")
+    sim = _Timed(bundle, since, version="replay")
     sim.state.records.update(seed)
     refused = 0
     for change in period:
@@ -155,8 +208,8 @@ def run_period(bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: li
         except SimulationError:
             refused += 1
     sim.advance(until)
-    sigs = [Sig(e.object, e.record_id, e.action, e.channel, _canonical(e.params)) for e in sim.state.effects
-            if e.channel]  # fmt: skip
+    sigs = [Sig(e.object, e.record_id, e.action, e.channel, _canonical(e.params), at)
+            for e, at in zip(sim.state.effects, sim.effect_times, strict=True) if e.channel]  # fmt: skip
     return sigs, refused
 
 
@@ -164,7 +217,7 @@ def replay(store: Store, proposed: m.Bundle, since: datetime, until: datetime,
            deployed: m.Bundle | None = None, why_no_baseline: str = "") -> Replay:  # fmt: skip
     seed, period = _split(store, since, until)
     mine, refused = run_period(proposed, seed, period, since, until)
-    real = [Sig(r.object, r.record_id, r.action, r.channel, _canonical(r.payload))
+    real = [Sig(r.object, r.record_id, r.action, r.channel, _canonical(r.payload), r.created_at)
             for r in store.outbox_between(since, until)]  # fmt: skip
     result = Replay(since=since, until=until, seeded=len(seed), changes=len(period), refused=refused,
                     real=len(real), replayed=len(mine), baseline=why_no_baseline)  # fmt: skip
@@ -185,15 +238,25 @@ def compare(real: list[Sig], replayed: list[Sig]) -> list[RecordDiff]:
     extra: dict[tuple[str, str], list[Sig]] = {}
     missing: dict[tuple[str, str], list[Sig]] = {}
     before, after = Counter(real), Counter(replayed)
-    for sig in (after - before).elements():
+    for sig in _each(replayed, after - before):
         extra.setdefault((sig.object, sig.record_id), []).append(sig)
-    for sig in (before - after).elements():
+    for sig in _each(real, before - after):
         missing.setdefault((sig.object, sig.record_id), []).append(sig)
     out = []
     for key in sorted(set(extra) | set(missing)):
         theirs = missing.get(key, [])
+        mine = []
+        for sig in extra.get(key, []):  # the same effect but for a time the handling delay moved
+            twin = next((t for t in theirs if (t.action, t.channel) == (sig.action, sig.channel)
+                         and not changed_fields(t, sig)), None)  # fmt: skip
+            if twin is not None:
+                theirs.remove(twin)
+            else:
+                mine.append(sig)
+        if not mine and not theirs:
+            continue
         diff = RecordDiff(object=key[0], record_id=key[1])
-        for sig in extra.get(key, []):
+        for sig in mine:
             twin = next((t for t in theirs if (t.action, t.channel, t.template) == (sig.action, sig.channel,
                                                                                     sig.template)), None)  # fmt: skip
             if twin is not None:
@@ -203,6 +266,18 @@ def compare(real: list[Sig], replayed: list[Sig]) -> list[RecordDiff]:
                 diff.added.append(sig)
         diff.removed = theirs
         out.append(diff)
+    return out
+
+
+def _each(sigs: list[Sig], wanted: Counter[Sig]) -> list[Sig]:
+    """The members of ``sigs`` that ``wanted`` counts, as many times as it counts them, keeping each
+    one's own ``at`` (``Counter.elements`` would give one instance for all equal ones)."""
+    left = Counter(wanted)
+    out = []
+    for sig in sigs:
+        if left[sig] > 0:
+            left[sig] -= 1
+            out.append(sig)
     return out
 
 
