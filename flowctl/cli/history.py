@@ -20,7 +20,9 @@ Examples:
   flowctl history --format json | jq '.[0].id'
 
 \b
-Then 'flowctl rollback VERSION' (an id or an unambiguous prefix) deploys an older one again.""",
+Then 'flowctl rollback VERSION' (an id or an unambiguous prefix) deploys an older one again.
+Times are ISO 8601 with their offset, in the Config's time zone. Exit codes: 0, 1 when there
+is no database (it is never created here).""",
 )
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help=DB_HELP)

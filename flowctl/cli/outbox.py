@@ -33,7 +33,8 @@ Examples:
   flowctl outbox retry 12 13 --db postgresql+psycopg://flowctl@db/flowctl
 
 \b
-Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).""")
+Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).
+A database that does not exist is reported (exit 1), never created.""")
 def command() -> None:
     """Inspect and retry outgoing messages."""
 

@@ -28,7 +28,12 @@ processes that already ran today (the edit applies from tomorrow). The blast rad
 what changed care processes would send in the next 24 hours and 7 days.
 
 \b
-Exit codes: 0 no change, 2 changes to apply, 1 refused or invalid.""",
+With no database yet (a fresh directory), the plan is made against an empty system and no
+database is created; 'flowctl apply' creates it.
+
+\b
+Exit codes: 0 no change (or only comments and layout of YAML files), 2 changes to apply,
+1 refused or invalid.""",
 )
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
 @click.option("--db", "database", default="", help=DB_HELP)

@@ -20,7 +20,10 @@ _db = click.option("--db", "database", default="", help=DB_HELP)
 Examples:
   flowctl records list deal --stage documents    # ./ and its database
   flowctl records get deal 7 config/
-  flowctl records put contact 1 '{"full_name": "Lan"}' --db postgresql+psycopg://flowctl@db/flowctl""")
+  flowctl records put contact 1 '{"full_name": "Lan"}' --db postgresql+psycopg://flowctl@db/flowctl
+
+\b
+list and get report a database that does not exist (exit 1); put creates it, like the daemon.""")
 def command() -> None:
     """Read and write records in the store."""
 

@@ -23,7 +23,8 @@ Examples:
   flowctl runs show 'c12/run1' --db postgresql+psycopg://flowctl@db/flowctl
 
 \b
-Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).""")
+Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).
+A database that does not exist is reported (exit 1), never created.""")
 def command() -> None:
     """Inspect runs and their traces."""
 

@@ -118,3 +118,16 @@ def test_plan_on_a_fresh_directory_plans_against_nothing_without_creating_the_da
     assert not (tmp_path / "flowctl.db").exists()
     applied = invoke("apply", tmp_path, "--now", "2026-03-10T10:00:00+07:00")  # apply does create it
     assert applied.exit_code == 0 and (tmp_path / "flowctl.db").exists()
+
+
+def test_the_config_database_is_used_and_db_overrides_it(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "flowctl.yaml").write_text(CONFIG.replace("{timezone: Asia/Ho_Chi_Minh}",
+                                                        "{timezone: Asia/Ho_Chi_Minh, database: sqlite:///state.db}"))
+    assert invoke("apply", config, "--now", "2026-03-10T10:00:00+07:00").exit_code == 0
+    assert (config / "state.db").exists() and not (config / "flowctl.db").exists()
+    assert "  2026-03-10T10:00:00+07:00  " in invoke("history", config).output
+    other = tmp_path / "other.db"
+    missing = invoke("history", config, "--db", f"sqlite:///{other}")
+    assert missing.exit_code == 1 and f"no database at {other}" in missing.output
