@@ -1,11 +1,23 @@
-"""Five-field cron expressions (Vixie cron syntax) and their next firing time in a time zone.
+"""Five-field cron expressions (Vixie cron syntax) and their firing times in a time zone.
 
-Times are computed in local wall time. Around DST changes a wall time that does not exist fires at
-the first instant after the gap, and a wall time that occurs twice fires once, the first time.
+A cron names wall times in a time zone. Around a daylight-saving change (docs/care.md, "Cron and
+daylight saving time") the expression is one of two kinds, as in Vixie cron and cronie:
+
+* an *interval* cron, whose minute or hour field starts with ``*`` (``*/30 * * * *``, ``0 * * * *``,
+  ``@hourly``), fires whenever the clock on the wall shows a time it names: never at a wall time
+  that does not exist (the clock jumps over it), and in the repeated hour as in any other, so it
+  keeps its rhythm in real time;
+* a *fixed-time* cron (``30 2 * * *``, ``0 9 * * 1-5``) follows the same policies as care
+  anniversaries: a wall time in a gap runs as much later as the gap is long (``dst_gap: shift``,
+  02:30 → 03:30 when 02:00 becomes 03:00) or not at all (``skip``); a wall time that happens twice
+  runs the first time (``dst_overlap: once``) or both times (``twice``).
+
+Two wall times that land on one instant (02:30 shifted to 03:30, and 03:30 itself) fire once.
 """
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from calendar import monthrange
 from collections.abc import Iterator, Mapping
@@ -37,6 +49,10 @@ _FIELDS: tuple[tuple[str, int, int, Mapping[str, int]], ...] = (
 _LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 _SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years: no match by then means never
 _MINUTE = timedelta(minutes=1)
+# UTC offsets lie within -12h..+14h, so a wall time and its instant are less than a day apart.
+_DAY = timedelta(days=1)
+DST_GAP = ("shift", "skip")
+DST_OVERLAP = ("once", "twice")
 
 
 class CronError(ValueError):
@@ -57,6 +73,7 @@ class CronSpec:
     months: tuple[int, ...]
     weekdays: tuple[int, ...]  # 0 = Sunday
     day_or_weekday: bool  # both day fields restricted: a day matches if EITHER matches (Vixie rule)
+    interval: bool = False  # the minute or hour field starts with '*': fires by the clock through DST changes
 
     def matches(self, wall: datetime) -> bool:
         """Whether the wall time (seconds ignored) is one the expression names."""
@@ -67,27 +84,65 @@ class CronSpec:
             and self._day_matches(wall.year, wall.month, wall.day)
         )
 
-    def next_after(self, moment: datetime) -> datetime:
+    def next_after(self, moment: datetime, *, dst_gap: str = "shift", dst_overlap: str = "once") -> datetime:
         """The first firing strictly after ``moment`` (aware), in ``moment``'s time zone."""
+        return next(self._fires_after(moment, dst_gap, dst_overlap))
+
+    def fires_between(self, start: datetime, end: datetime, *, dst_gap: str = "shift",
+                      dst_overlap: str = "once") -> Iterator[datetime]:  # fmt: skip
+        """Every firing ``t`` with ``start < t <= end``, in order, in ``start``'s time zone."""
+        _zone_of(end)
+        until = end.astimezone(UTC)
+        for fire in self._fires_after(start, dst_gap, dst_overlap):
+            if fire.astimezone(UTC) > until:
+                return
+            yield fire
+
+    def instants(self, wall: datetime, zone: tzinfo, *, dst_gap: str = "shift",
+                 dst_overlap: str = "once") -> tuple[datetime, ...]:  # fmt: skip
+        """The instants one naive wall time fires at: none (a gap, skipped), one, or two (a repeated
+        hour, twice); in the zone, with ``fold=1`` for the second pass of a repeated hour."""
+        first = wall.replace(tzinfo=zone)
+        second = wall.replace(tzinfo=zone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return (first,)
+        # PEP 495: in a repeated hour fold=0 is the first pass; in a gap fold=0 reads the wall
+        # time with the offset from before the change, which is the wall time shifted by the gap.
+        moved = first.astimezone(UTC).astimezone(zone)
+        if moved.replace(tzinfo=None) == wall:  # it exists: a repeated hour
+            return (first, second) if self.interval or dst_overlap == "twice" else (first,)
+        if self.interval or dst_gap == "skip":
+            return ()
+        return (moved,)
+
+    def _fires_after(self, moment: datetime, dst_gap: str, dst_overlap: str) -> Iterator[datetime]:
+        """Every firing strictly after ``moment``, in order, without end.
+
+        Wall times are visited in order, but their instants are not quite in order: a shifted gap
+        time lands among the wall times after the gap, and the second pass of a repeated hour comes
+        after the first pass of its later minutes. So each instant waits in a heap until the wall
+        times visited are a day past it: a later wall time cannot fire before that."""
+        if dst_gap not in DST_GAP or dst_overlap not in DST_OVERLAP:
+            raise ValueError(f"dst_gap must be one of {DST_GAP} and dst_overlap one of {DST_OVERLAP}, "
+                             f"got {dst_gap!r} and {dst_overlap!r}")  # fmt: skip
         zone = _zone_of(moment)
         after = moment.astimezone(UTC)
-        local = after.astimezone(zone)  # normalises a non-existent or folded input
-        wall = local.replace(tzinfo=None, second=0, microsecond=0) + _MINUTE
+        wall = after.replace(tzinfo=None, second=0, microsecond=0) - _DAY
+        waiting: list[tuple[datetime, datetime]] = []  # (UTC instant, the firing in the zone)
+        last: datetime | None = None
         while True:
             wall = self._next_wall(wall)
-            fire = _resolve(wall, zone)
-            # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time, ignoring fold.
-            if fire.astimezone(UTC) > after:
-                return fire
+            for fire in self.instants(wall, zone, dst_gap=dst_gap, dst_overlap=dst_overlap):
+                instant = fire.astimezone(UTC)
+                if instant > after:
+                    heapq.heappush(waiting, (instant, fire))
+            settled = (wall - _DAY).replace(tzinfo=UTC)
+            while waiting and waiting[0][0] <= settled:
+                instant, fire = heapq.heappop(waiting)
+                if instant != last:  # two wall times on one instant fire once
+                    last = instant
+                    yield fire
             wall += _MINUTE
-
-    def fires_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
-        """Every firing ``t`` with ``start < t <= end``, in ``start``'s time zone."""
-        _zone_of(end)
-        fire = self.next_after(start)
-        while fire.astimezone(UTC) <= end.astimezone(UTC):
-            yield fire
-            fire = self.next_after(fire)
 
     def _day_matches(self, year: int, month: int, day: int) -> bool:
         in_month = day in self.days
@@ -129,23 +184,6 @@ def _zone_of(moment: datetime) -> tzinfo:
     return moment.tzinfo
 
 
-def _resolve(wall: datetime, zone: tzinfo) -> datetime:
-    """The instant a wall time fires at: fold=0 in an overlap, the end of the gap in a gap."""
-    first = wall.replace(tzinfo=zone)
-    second = wall.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset():
-        return first
-    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall:
-        return first  # an overlap: both exist, fold=0 is the earlier
-    # A gap: fold=1 maps to an instant before the transition, fold=0 to one after it (PEP 495).
-    low, high = second.astimezone(UTC), first.astimezone(UTC)
-    offset_after = high.astimezone(zone).utcoffset()
-    while high - low > timedelta(seconds=1):
-        middle = low + timedelta(seconds=(high - low) // timedelta(seconds=2))
-        low, high = (low, middle) if middle.astimezone(zone).utcoffset() == offset_after else (middle, high)
-    return high.astimezone(zone)
-
-
 def parse_cron(text: str) -> CronSpec:
     """Parse ``minute hour day-of-month month day-of-week`` (or ``@daily`` etc.)."""
     fields = _MACROS.get(text.strip().lower(), text).split()
@@ -161,6 +199,7 @@ def parse_cron(text: str) -> CronSpec:
         raise CronError(reason, text=text, field="day-of-month")
     return CronSpec(
         text=text,
+        interval=fields[0].startswith("*") or fields[1].startswith("*"),
         minutes=minutes,
         hours=hours,
         days=days,

@@ -98,6 +98,44 @@ def test_w001_states_every_defaulted_policy(tmp_path: Path) -> None:
     assert "dst_gap/dst_overlap not set" in text and "Europe/Berlin" in text
 
 
+def test_shift_means_one_thing_in_the_hint_the_schema_and_the_behaviour(tmp_path: Path) -> None:
+    """dst_gap: shift moves a wall time by the gap's length (02:30 → 03:30 in Berlin), not to the first
+    time after the gap (03:00): the W001 hint and the schema say what the engine does."""
+    from datetime import timedelta
+
+    from flowctl.engine.care import firings
+    from flowctl.spec.schema import BUNDLE_FILE, load_schema
+    from tests.care.conftest import care_yaml, make_bundle
+
+    (tmp_path / "flowctl.yaml").write_text(
+        "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
+        "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {birthday: {type: date}}}\n"  # noqa: E501
+        "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
+        '  when: {anniversary_of: birthday, at: "02:30"}\n  actions: [{action: send_sms, text: hi, to: "1"}]\n', encoding="utf-8")  # noqa: E501
+    hint = next(f"{i.message} {i.hint}" for i in load_bundle(tmp_path).issues if "dst_gap" in i.message)
+    assert "as much later as the gap is long" in hint and "02:30 → 03:30" in hint and "first time after" not in hint
+    for name in ("careprocess.schema.json", BUNDLE_FILE):
+        text = str(load_schema(name))
+        assert "as much later as the gap is long (02:30 → 03:30" in text and "just after" not in text, name
+    bundle = make_bundle(tmp_path / "b", care_yaml(when='{anniversary_of: birthday, at: "02:30"}'), tz="Europe/Berlin")
+    tz = ZoneInfo("Europe/Berlin")
+    begin = datetime(2027, 3, 28, tzinfo=tz)
+    found = firings(bundle.care["birthday"], contact("1", birthday="1990-03-28"), begin, begin + timedelta(days=1), tz)
+    assert [f.at.isoformat() for f in found] == ["2027-03-28T03:30:00+02:00"]
+
+
+def test_no_dst_warning_for_an_interval_cron(tmp_path: Path) -> None:
+    """An interval cron fires by the clock through a change: dst_gap/dst_overlap cannot matter."""
+    head = ("apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
+            "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {n: {type: string}}}\n")  # noqa: E501
+    for cron, warned in (("*/30 * * * *", False), ("0 * * * *", False), ("30 2 * * *", True)):
+        (tmp_path / "flowctl.yaml").write_text(
+            head + "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
+            f'  when: {{cron: "{cron}"}}\n  on_missed: skip\n  actions: [{{action: send_sms, text: hi, to: "1"}}]\n',
+            encoding="utf-8")  # fmt: skip
+        assert any("dst_gap" in i.message for i in load_bundle(tmp_path).issues) is warned, cron
+
+
 def test_the_care_limit_per_object_is_configurable(tmp_path: Path) -> None:
     care = "".join(
         f"---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {{name: p{i}}}\nspec:\n  object: contact\n"
