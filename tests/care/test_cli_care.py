@@ -38,14 +38,16 @@ def test_forecast_is_stable_text_across_leap_years(tmp_path: Path) -> None:
               "--records", str(records))  # fmt: skip
     assert out.splitlines() == [
         "# care forecast sinh-nhat-lien-he: anniversary of birthday at 08:00, feb29 feb28, dst_gap shift, "
-        "dst_overlap once; Asia/Ho_Chi_Minh; 2027-01-01 + 730 days",
+        "dst_overlap once; if: record.status != 'inactive'; Asia/Ho_Chi_Minh; 2027-01-01 + 730 days",
         "contact/1  2027-05-02T08:00:00+07:00  2027-05-02",
         "contact/1  2028-05-02T08:00:00+07:00  2028-05-02",
         "contact/2  2027-02-28T08:00:00+07:00  2027-02-28",
         "contact/2  2028-02-29T08:00:00+07:00  2028-02-29",
-        "contact/4  2027-05-02T08:00:00+07:00  2027-05-02",
-        "contact/4  2028-05-02T08:00:00+07:00  2028-05-02",
-        "# 6 firings for 3 records; 1 records without a usable birthday: 3",
+        "# 4 firings for 2 records",
+        "# 2 firings skipped by if: record.status != 'inactive'",
+        "#   contact/4  2027-05-02T08:00:00+07:00  2027-05-02",
+        "#   contact/4  2028-05-02T08:00:00+07:00  2028-05-02",
+        "# 1 records without a usable birthday: contact/3 'không rõ'",
     ]
     again = run("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-01-01", "--days", "730",
                 "--records", str(records))  # fmt: skip
@@ -60,7 +62,7 @@ def test_preview_shows_what_would_be_sent_and_sends_nothing(tmp_path: Path) -> N
     assert "send_sms via sms-brandname to 0912000001: ABC Viet Nam chuc mung sinh nhat anh Nguyen Van Hai!" in out
     assert "send_email via email to hai@example.com: Chúc mừng sinh nhật anh Nguyễn Văn Hải" in out
     assert "contact/4  occurrence 2026-05-02: skipped" in out
-    assert "skipped: 1 records without a usable birthday: 3" in out
+    assert "skipped: 1 records without a usable birthday: contact/3 'không rõ'" in out
 
 
 def test_list_and_preview_against_a_database(tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_list_and_preview_against_a_database(tmp_path: Path) -> None:
     store.close()
     out = run("care", "list", str(EXAMPLE), "--db", url)
     line = next(line for line in out.splitlines() if line.startswith("sinh-nhat-lien-he"))
-    assert line.split()[:6] == ["sinh-nhat-lien-he", "contact", "enabled", "1", "2026-05-02", "08:00"]
+    assert line.split()[:5] == ["sinh-nhat-lien-he", "contact", "enabled", "1", "2026-05-02T08:00:00+07:00"]
     assert " 1       1      0  anniversary of birthday at 08:00" in line
     assert "disabled" in next(line for line in out.splitlines() if line.startswith("chuc-mung-20-10"))
     preview = run("care", "preview", "sinh-nhat-lien-he", str(EXAMPLE), "--date", "2027-05-02", "--db", url)
