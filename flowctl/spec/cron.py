@@ -49,8 +49,10 @@ _FIELDS: tuple[tuple[str, int, int, Mapping[str, int]], ...] = (
 _LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 _SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years: no match by then means never
 _MINUTE = timedelta(minutes=1)
-# UTC offsets lie within -12h..+14h, so a wall time and its instant are less than a day apart.
+_HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
+# Offsets lie within -12h..+14h: a wall time a day or more after W fires no earlier than W + 10h.
+_LEAST_HIGH = timedelta(hours=-10)
 DST_GAP = ("shift", "skip")
 DST_OVERLAP = ("once", "twice")
 
@@ -120,23 +122,31 @@ class CronSpec:
 
         Wall times are visited in order, but their instants are not quite in order: a shifted gap
         time lands among the wall times after the gap, and the second pass of a repeated hour comes
-        after the first pass of its later minutes. So each instant waits in a heap until the wall
-        times visited are a day past it: a later wall time cannot fire before that."""
+        after the first pass of its later minutes. So each instant waits in a heap until no later
+        wall time can fire before it. A wall time V fires at V minus an offset the zone has near V:
+        a later V within a day of the wall time W just visited fires after W minus the highest
+        offset near W, and any later V after W + 10h (offsets lie within -12h..+14h). This assumes
+        at most one change of offset in two days, as every zone has had since 2012."""
         if dst_gap not in DST_GAP or dst_overlap not in DST_OVERLAP:
             raise ValueError(f"dst_gap must be one of {DST_GAP} and dst_overlap one of {DST_OVERLAP}, "
                              f"got {dst_gap!r} and {dst_overlap!r}")  # fmt: skip
         zone = _zone_of(moment)
         after = moment.astimezone(UTC)
-        wall = after.replace(tzinfo=None, second=0, microsecond=0) - _DAY
+        lowest, _ = _offsets_near(after.astimezone(zone).replace(tzinfo=None, fold=0), zone)
+        # the first wall time that can fire after ``after``: W fires at W - offset(W), offset(W) >= lowest
+        wall = (after + lowest).replace(tzinfo=None, second=0, microsecond=0)
         waiting: list[tuple[datetime, datetime]] = []  # (UTC instant, the firing in the zone)
         last: datetime | None = None
+        hour, highest = None, timedelta(0)
         while True:
             wall = self._next_wall(wall)
             for fire in self.instants(wall, zone, dst_gap=dst_gap, dst_overlap=dst_overlap):
                 instant = fire.astimezone(UTC)
                 if instant > after:
                     heapq.heappush(waiting, (instant, fire))
-            settled = (wall - _DAY).replace(tzinfo=UTC)
+            if hour != (hour := wall.replace(minute=0)):  # once an hour: near the hour is near its minutes
+                _, highest = _offsets_near(hour, zone, extra=_HOUR)
+            settled = (wall - max(highest, _LEAST_HIGH)).replace(tzinfo=UTC)
             while waiting and waiting[0][0] <= settled:
                 instant, fire = heapq.heappop(waiting)
                 if instant != last:  # two wall times on one instant fire once
@@ -176,6 +186,15 @@ class CronSpec:
 def _at_least(values: tuple[int, ...], lowest: int) -> int | None:
     index = bisect_left(values, lowest)
     return values[index] if index < len(values) else None
+
+
+def _offsets_near(wall: datetime, zone: tzinfo, extra: timedelta = timedelta(0)) -> tuple[timedelta, timedelta]:
+    """The lowest and highest UTC offsets of ``zone`` from a day before the naive ``wall`` to a day
+    (and ``extra``) after it."""
+    offsets = [w.replace(tzinfo=zone, fold=fold).utcoffset() for w in (wall - _DAY, wall, wall + _DAY + extra)
+               for fold in (0, 1)]  # fmt: skip
+    known = [o for o in offsets if o is not None]
+    return min(known), max(known)
 
 
 def _zone_of(moment: datetime) -> tzinfo:
