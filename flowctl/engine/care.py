@@ -5,7 +5,9 @@ anniversary's date for ``anniversary_of``, the date for ``date``, the local fire
 ``cron``), so the store can claim "(process, record, occurrence)" exactly once, ever.
 Time policies are explicit: ``feb29`` (feb28 | mar1 in non-leap years), ``dst_gap`` (shift |
 skip a wall time that does not exist), ``dst_overlap`` (once | twice for a wall time that
-happens twice).
+happens twice). A cron follows them as ``flowctl.spec.cron`` says (an interval cron fires by the
+clock); ``cron_times`` is the one place a cron process's instants come from, for ``forecast``,
+``flowctl test`` and the daemon alike.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import calendar
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flowctl.engine.state import CareDue, Record, Run, Step
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
-from flowctl.spec.cron import parse_cron
+from flowctl.spec.cron import CronSpec, parse_cron
 from flowctl.spec.templating import TemplateError
 
 if TYPE_CHECKING:
@@ -83,6 +86,19 @@ def local_times(day: date, at: time, tz: tzinfo, *, dst_gap: str, dst_overlap: s
     return [first]
 
 
+@lru_cache(maxsize=256)
+def cron_of(text: str) -> CronSpec:
+    """The parsed cron of a process (validated by ``flowctl validate``: E061)."""
+    return parse_cron(text)
+
+
+def cron_times(process: m.CareProcess, start: datetime, end: datetime, tz: tzinfo) -> list[datetime]:
+    """Every instant a cron process fires at in ``start < at <= end``, in ``tz``, under its
+    ``dst_gap`` and ``dst_overlap``: the occurrence key of each is its ``isoformat()``."""
+    cron = cron_of(process.when.cron)
+    return list(cron.fires_between(start.astimezone(tz), end, dst_gap=process.dst_gap, dst_overlap=process.dst_overlap))
+
+
 def parse_at(text: str) -> time:
     hours, _, minutes = (text or "09:00").partition(":")
     return time(int(hours), int(minutes or 0))
@@ -94,7 +110,7 @@ def firings(process: m.CareProcess, record: Record, start: datetime, end: dateti
     when = process.when
     offset = when.offset.value if when.offset else timedelta(0)
     if when.cron:
-        for moment in parse_cron(when.cron).fires_between(start.astimezone(tz), end):
+        for moment in cron_times(process, start, end, tz):
             yield Firing(moment, moment.isoformat(), process.name, record.object, record.id)
         return
     field = when.anniversary_of or when.date

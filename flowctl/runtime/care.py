@@ -36,6 +36,7 @@ from typing import Any, cast
 from flowctl.engine.care import (
     Firing,
     anniversary_in,
+    cron_times,
     day_instants,
     due_days,
     firings_on,
@@ -224,10 +225,7 @@ class CareScheduler:
         """A cron process touches every live record of its object, but only when the cron fires:
         then it reads their ids (the primary key, page by page), not the records; the engine
         reads the records of each batch it runs."""
-        from flowctl.spec.cron import parse_cron
-
-        tz = self.engines.current.tz
-        moments = list(parse_cron(process.when.cron).fires_between(start.astimezone(tz), end))
+        moments = cron_times(process, start, end, self.engines.current.tz)
         if not moments:
             return []
         out: list[Firing] = []

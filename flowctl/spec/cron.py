@@ -1,11 +1,23 @@
-"""Five-field cron expressions (Vixie cron syntax) and their next firing time in a time zone.
+"""Five-field cron expressions (Vixie cron syntax) and their firing times in a time zone.
 
-Times are computed in local wall time. Around DST changes a wall time that does not exist fires at
-the first instant after the gap, and a wall time that occurs twice fires once, the first time.
+A cron names wall times in a time zone. Around a daylight-saving change (docs/care.md, "Cron and
+daylight saving time") the expression is one of two kinds, as in Vixie cron and cronie:
+
+* an *interval* cron, whose minute or hour field starts with ``*`` (``*/30 * * * *``, ``0 * * * *``,
+  ``@hourly``), fires whenever the clock on the wall shows a time it names: never at a wall time
+  that does not exist (the clock jumps over it), and in the repeated hour as in any other, so it
+  keeps its rhythm in real time;
+* a *fixed-time* cron (``30 2 * * *``, ``0 9 * * 1-5``) follows the same policies as care
+  anniversaries: a wall time in a gap runs as much later as the gap is long (``dst_gap: shift``,
+  02:30 → 03:30 when 02:00 becomes 03:00) or not at all (``skip``); a wall time that happens twice
+  runs the first time (``dst_overlap: once``) or both times (``twice``).
+
+Two wall times that land on one instant (02:30 shifted to 03:30, and 03:30 itself) fire once.
 """
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from calendar import monthrange
 from collections.abc import Iterator, Mapping
@@ -37,6 +49,12 @@ _FIELDS: tuple[tuple[str, int, int, Mapping[str, int]], ...] = (
 _LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 _SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years: no match by then means never
 _MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+# Offsets lie within -12h..+14h: a wall time a day or more after W fires no earlier than W + 10h.
+_LEAST_HIGH = timedelta(hours=-10)
+DST_GAP = ("shift", "skip")
+DST_OVERLAP = ("once", "twice")
 
 
 class CronError(ValueError):
@@ -57,6 +75,7 @@ class CronSpec:
     months: tuple[int, ...]
     weekdays: tuple[int, ...]  # 0 = Sunday
     day_or_weekday: bool  # both day fields restricted: a day matches if EITHER matches (Vixie rule)
+    interval: bool = False  # the minute or hour field starts with '*': fires by the clock through DST changes
 
     def matches(self, wall: datetime) -> bool:
         """Whether the wall time (seconds ignored) is one the expression names."""
@@ -67,27 +86,73 @@ class CronSpec:
             and self._day_matches(wall.year, wall.month, wall.day)
         )
 
-    def next_after(self, moment: datetime) -> datetime:
+    def next_after(self, moment: datetime, *, dst_gap: str = "shift", dst_overlap: str = "once") -> datetime:
         """The first firing strictly after ``moment`` (aware), in ``moment``'s time zone."""
+        return next(self._fires_after(moment, dst_gap, dst_overlap))
+
+    def fires_between(self, start: datetime, end: datetime, *, dst_gap: str = "shift",
+                      dst_overlap: str = "once") -> Iterator[datetime]:  # fmt: skip
+        """Every firing ``t`` with ``start < t <= end``, in order, in ``start``'s time zone."""
+        _zone_of(end)
+        until = end.astimezone(UTC)
+        for fire in self._fires_after(start, dst_gap, dst_overlap):
+            if fire.astimezone(UTC) > until:
+                return
+            yield fire
+
+    def instants(self, wall: datetime, zone: tzinfo, *, dst_gap: str = "shift",
+                 dst_overlap: str = "once") -> tuple[datetime, ...]:  # fmt: skip
+        """The instants one naive wall time fires at: none (a gap, skipped), one, or two (a repeated
+        hour, twice); in the zone, with ``fold=1`` for the second pass of a repeated hour."""
+        first = wall.replace(tzinfo=zone)
+        second = wall.replace(tzinfo=zone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return (first,)
+        # PEP 495: in a repeated hour fold=0 is the first pass; in a gap fold=0 reads the wall
+        # time with the offset from before the change, which is the wall time shifted by the gap.
+        moved = first.astimezone(UTC).astimezone(zone)
+        if moved.replace(tzinfo=None) == wall:  # it exists: a repeated hour
+            return (first, second) if self.interval or dst_overlap == "twice" else (first,)
+        if self.interval or dst_gap == "skip":
+            return ()
+        return (moved,)
+
+    def _fires_after(self, moment: datetime, dst_gap: str, dst_overlap: str) -> Iterator[datetime]:
+        """Every firing strictly after ``moment``, in order, without end.
+
+        Wall times are visited in order, but their instants are not quite in order: a shifted gap
+        time lands among the wall times after the gap, and the second pass of a repeated hour comes
+        after the first pass of its later minutes. So each instant waits in a heap until no later
+        wall time can fire before it. A wall time V fires at V minus an offset the zone has near V:
+        a later V within a day of the wall time W just visited fires after W minus the highest
+        offset near W, and any later V after W + 10h (offsets lie within -12h..+14h). This assumes
+        at most one change of offset in two days, as every zone has had since 2012."""
+        if dst_gap not in DST_GAP or dst_overlap not in DST_OVERLAP:
+            raise ValueError(f"dst_gap must be one of {DST_GAP} and dst_overlap one of {DST_OVERLAP}, "
+                             f"got {dst_gap!r} and {dst_overlap!r}")  # fmt: skip
         zone = _zone_of(moment)
         after = moment.astimezone(UTC)
-        local = after.astimezone(zone)  # normalises a non-existent or folded input
-        wall = local.replace(tzinfo=None, second=0, microsecond=0) + _MINUTE
+        lowest, _ = _offsets_near(after.astimezone(zone).replace(tzinfo=None, fold=0), zone)
+        # the first wall time that can fire after ``after``: W fires at W - offset(W), offset(W) >= lowest
+        wall = (after + lowest).replace(tzinfo=None, second=0, microsecond=0)
+        waiting: list[tuple[datetime, datetime]] = []  # (UTC instant, the firing in the zone)
+        last: datetime | None = None
+        hour, highest = None, timedelta(0)
         while True:
             wall = self._next_wall(wall)
-            fire = _resolve(wall, zone)
-            # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time, ignoring fold.
-            if fire.astimezone(UTC) > after:
-                return fire
+            for fire in self.instants(wall, zone, dst_gap=dst_gap, dst_overlap=dst_overlap):
+                instant = fire.astimezone(UTC)
+                if instant > after:
+                    heapq.heappush(waiting, (instant, fire))
+            if hour != (hour := wall.replace(minute=0)):  # once an hour: near the hour is near its minutes
+                _, highest = _offsets_near(hour, zone, extra=_HOUR)
+            settled = (wall - max(highest, _LEAST_HIGH)).replace(tzinfo=UTC)
+            while waiting and waiting[0][0] <= settled:
+                instant, fire = heapq.heappop(waiting)
+                if instant != last:  # two wall times on one instant fire once
+                    last = instant
+                    yield fire
             wall += _MINUTE
-
-    def fires_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
-        """Every firing ``t`` with ``start < t <= end``, in ``start``'s time zone."""
-        _zone_of(end)
-        fire = self.next_after(start)
-        while fire.astimezone(UTC) <= end.astimezone(UTC):
-            yield fire
-            fire = self.next_after(fire)
 
     def _day_matches(self, year: int, month: int, day: int) -> bool:
         in_month = day in self.days
@@ -123,27 +188,19 @@ def _at_least(values: tuple[int, ...], lowest: int) -> int | None:
     return values[index] if index < len(values) else None
 
 
+def _offsets_near(wall: datetime, zone: tzinfo, extra: timedelta = timedelta(0)) -> tuple[timedelta, timedelta]:
+    """The lowest and highest UTC offsets of ``zone`` from a day before the naive ``wall`` to a day
+    (and ``extra``) after it."""
+    offsets = [w.replace(tzinfo=zone, fold=fold).utcoffset() for w in (wall - _DAY, wall, wall + _DAY + extra)
+               for fold in (0, 1)]  # fmt: skip
+    known = [o for o in offsets if o is not None]
+    return min(known), max(known)
+
+
 def _zone_of(moment: datetime) -> tzinfo:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"cron times need an aware datetime with a time zone, got {moment.isoformat()}")
     return moment.tzinfo
-
-
-def _resolve(wall: datetime, zone: tzinfo) -> datetime:
-    """The instant a wall time fires at: fold=0 in an overlap, the end of the gap in a gap."""
-    first = wall.replace(tzinfo=zone)
-    second = wall.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset():
-        return first
-    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall:
-        return first  # an overlap: both exist, fold=0 is the earlier
-    # A gap: fold=1 maps to an instant before the transition, fold=0 to one after it (PEP 495).
-    low, high = second.astimezone(UTC), first.astimezone(UTC)
-    offset_after = high.astimezone(zone).utcoffset()
-    while high - low > timedelta(seconds=1):
-        middle = low + timedelta(seconds=(high - low) // timedelta(seconds=2))
-        low, high = (low, middle) if middle.astimezone(zone).utcoffset() == offset_after else (middle, high)
-    return high.astimezone(zone)
 
 
 def parse_cron(text: str) -> CronSpec:
@@ -161,6 +218,7 @@ def parse_cron(text: str) -> CronSpec:
         raise CronError(reason, text=text, field="day-of-month")
     return CronSpec(
         text=text,
+        interval=fields[0].startswith("*") or fields[1].startswith("*"),
         minutes=minutes,
         hours=hours,
         days=days,

@@ -38,14 +38,16 @@ def test_forecast_is_stable_text_across_leap_years(tmp_path: Path) -> None:
               "--records", str(records))  # fmt: skip
     assert out.splitlines() == [
         "# care forecast sinh-nhat-lien-he: anniversary of birthday at 08:00, feb29 feb28, dst_gap shift, "
-        "dst_overlap once; Asia/Ho_Chi_Minh; 2027-01-01 + 730 days",
+        "dst_overlap once; if: record.status != 'inactive'; Asia/Ho_Chi_Minh; 2027-01-01 + 730 days",
         "contact/1  2027-05-02T08:00:00+07:00  2027-05-02",
         "contact/1  2028-05-02T08:00:00+07:00  2028-05-02",
         "contact/2  2027-02-28T08:00:00+07:00  2027-02-28",
         "contact/2  2028-02-29T08:00:00+07:00  2028-02-29",
-        "contact/4  2027-05-02T08:00:00+07:00  2027-05-02",
-        "contact/4  2028-05-02T08:00:00+07:00  2028-05-02",
-        "# 6 firings for 3 records; 1 records without a usable birthday: 3",
+        "# 4 firings for 2 records",
+        "# 2 firings skipped by if: record.status != 'inactive'",
+        "#   contact/4  2027-05-02T08:00:00+07:00  2027-05-02",
+        "#   contact/4  2028-05-02T08:00:00+07:00  2028-05-02",
+        "# 1 records without a usable birthday: contact/3 'không rõ'",
     ]
     again = run("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-01-01", "--days", "730",
                 "--records", str(records))  # fmt: skip
@@ -60,7 +62,7 @@ def test_preview_shows_what_would_be_sent_and_sends_nothing(tmp_path: Path) -> N
     assert "send_sms via sms-brandname to 0912000001: ABC Viet Nam chuc mung sinh nhat anh Nguyen Van Hai!" in out
     assert "send_email via email to hai@example.com: Chúc mừng sinh nhật anh Nguyễn Văn Hải" in out
     assert "contact/4  occurrence 2026-05-02: skipped" in out
-    assert "skipped: 1 records without a usable birthday: 3" in out
+    assert "skipped: 1 records without a usable birthday: contact/3 'không rõ'" in out
 
 
 def test_list_and_preview_against_a_database(tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_list_and_preview_against_a_database(tmp_path: Path) -> None:
     store.close()
     out = run("care", "list", str(EXAMPLE), "--db", url)
     line = next(line for line in out.splitlines() if line.startswith("sinh-nhat-lien-he"))
-    assert line.split()[:6] == ["sinh-nhat-lien-he", "contact", "enabled", "1", "2026-05-02", "08:00"]
+    assert line.split()[:5] == ["sinh-nhat-lien-he", "contact", "enabled", "1", "2026-05-02T08:00:00+07:00"]
     assert " 1       1      0  anniversary of birthday at 08:00" in line
     assert "disabled" in next(line for line in out.splitlines() if line.startswith("chuc-mung-20-10"))
     preview = run("care", "preview", "sinh-nhat-lien-he", str(EXAMPLE), "--date", "2027-05-02", "--db", url)
@@ -96,6 +98,44 @@ def test_w001_states_every_defaulted_policy(tmp_path: Path) -> None:
     assert "on_missed not set: defaults to catch_up with grace 24h" in text
     assert "feb29 not set: anniversaries on 29 February fall on 28 February" in text
     assert "dst_gap/dst_overlap not set" in text and "Europe/Berlin" in text
+
+
+def test_shift_means_one_thing_in_the_hint_the_schema_and_the_behaviour(tmp_path: Path) -> None:
+    """dst_gap: shift moves a wall time by the gap's length (02:30 → 03:30 in Berlin), not to the first
+    time after the gap (03:00): the W001 hint and the schema say what the engine does."""
+    from datetime import timedelta
+
+    from flowctl.engine.care import firings
+    from flowctl.spec.schema import BUNDLE_FILE, load_schema
+    from tests.care.conftest import care_yaml, make_bundle
+
+    (tmp_path / "flowctl.yaml").write_text(
+        "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
+        "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {birthday: {type: date}}}\n"  # noqa: E501
+        "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
+        '  when: {anniversary_of: birthday, at: "02:30"}\n  actions: [{action: send_sms, text: hi, to: "1"}]\n', encoding="utf-8")  # noqa: E501
+    hint = next(f"{i.message} {i.hint}" for i in load_bundle(tmp_path).issues if "dst_gap" in i.message)
+    assert "as much later as the gap is long" in hint and "02:30 → 03:30" in hint and "first time after" not in hint
+    for name in ("careprocess.schema.json", BUNDLE_FILE):
+        text = str(load_schema(name))
+        assert "as much later as the gap is long (02:30 → 03:30" in text and "just after" not in text, name
+    bundle = make_bundle(tmp_path / "b", care_yaml(when='{anniversary_of: birthday, at: "02:30"}'), tz="Europe/Berlin")
+    tz = ZoneInfo("Europe/Berlin")
+    begin = datetime(2027, 3, 28, tzinfo=tz)
+    found = firings(bundle.care["birthday"], contact("1", birthday="1990-03-28"), begin, begin + timedelta(days=1), tz)
+    assert [f.at.isoformat() for f in found] == ["2027-03-28T03:30:00+02:00"]
+
+
+def test_no_dst_warning_for_an_interval_cron(tmp_path: Path) -> None:
+    """An interval cron fires by the clock through a change: dst_gap/dst_overlap cannot matter."""
+    head = ("apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
+            "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {n: {type: string}}}\n")  # noqa: E501
+    for cron, warned in (("*/30 * * * *", False), ("0 * * * *", False), ("30 2 * * *", True)):
+        (tmp_path / "flowctl.yaml").write_text(
+            head + "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
+            f'  when: {{cron: "{cron}"}}\n  on_missed: skip\n  actions: [{{action: send_sms, text: hi, to: "1"}}]\n',
+            encoding="utf-8")  # fmt: skip
+        assert any("dst_gap" in i.message for i in load_bundle(tmp_path).issues) is warned, cron
 
 
 def test_the_care_limit_per_object_is_configurable(tmp_path: Path) -> None:

@@ -113,7 +113,11 @@ def test_records_without_a_usable_date_are_skipped_and_counted(tmp_path: Path) -
 
 
 def test_cron_is_dst_aware(tmp_path: Path) -> None:
+    """A fixed-time cron in a gap shifts by the gap's length, as an anniversary at that wall time does."""
     proc, tz = process(tmp_path, '{cron: "30 2 * * *"}', tz="Europe/Berlin")
     begin = datetime(2026, 3, 28, 12, tzinfo=tz)
     found = [f.at.isoformat() for f in firings(proc, contact("1"), begin, begin + timedelta(days=2), tz)]
-    assert found == ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+    assert found == ["2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]
+    birthday, _ = process(tmp_path / "anniversary", '{anniversary_of: birthday, at: "02:30"}', tz="Europe/Berlin")
+    assert [f.at for f in firings(birthday, contact("1", birthday="1990-03-29"), begin, begin + timedelta(days=2),
+                                  tz)] == [datetime.fromisoformat(found[0])]  # fmt: skip

@@ -1,7 +1,8 @@
 """Time policies a care process left to their defaults (W001), stated so nobody is surprised.
 
 Only the policies that can matter are mentioned: ``feb29`` for anniversaries, ``dst_gap`` and
-``dst_overlap`` when the configured time zone observes daylight saving time.
+``dst_overlap`` when the configured time zone observes daylight saving time and the schedule is not
+an interval cron (which fires by the clock through a change, see ``flowctl.spec.cron``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import cache
 
 from flowctl.spec import model as m
 from flowctl.spec.checks._common import value_span
+from flowctl.spec.cron import CronError, parse_cron
 from flowctl.spec.issues import Issue, warning
 
 
@@ -56,9 +58,16 @@ def check_care_defaults(bundle: m.Bundle) -> Iterator[Issue]:
                 "in other years", value_span(care.when.where, "anniversary_of"),
                 "write 'feb29: feb28' or 'feb29: mar1'",
             )  # fmt: skip
-        if dst and {"dst_gap", "dst_overlap"} & defaulted:
+        if dst and {"dst_gap", "dst_overlap"} & defaulted and not _interval_cron(care.when.cron):
             yield warning(
-                "W001", f"{what}: dst_gap/dst_overlap not set: in {bundle.config.timezone} a time skipped by "
-                "daylight saving runs at the first time after the gap (shift), a repeated time runs once",
-                span, "write 'dst_gap: shift|skip' and 'dst_overlap: once|twice'",
+                "W001", f"{what}: dst_gap/dst_overlap not set: in {bundle.config.timezone} a wall time skipped by "
+                "daylight saving runs as much later as the gap is long (shift: 02:30 → 03:30 when 02:00 becomes "
+                "03:00), a repeated one runs once", span, "write 'dst_gap: shift|skip' and 'dst_overlap: once|twice'",
             )  # fmt: skip
+
+
+def _interval_cron(text: str) -> bool:
+    try:
+        return bool(text) and parse_cron(text).interval
+    except CronError:
+        return False  # E061 says what is wrong with it

@@ -1,6 +1,6 @@
-"""Time: time-zone names (E062), cron expressions (E061), times of day (E063), care dates that
-name date fields (E064, E031), durations that must not be negative (E060) and the number of
-enabled care processes per object type (E070).
+"""Time: time-zone names (E062), cron expressions (E061) and what a cron ignores (E065), times of
+day (E063), care dates that name date fields (E064, E031), durations that must not be negative
+(E060) and the number of enabled care processes per object type (E070).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from functools import cache
 
 from flowctl.spec import model as m
-from flowctl.spec.checks._common import hint_with, name_span, value_span
+from flowctl.spec.checks._common import has_key, hint_with, name_span, value_span
 from flowctl.spec.cron import CronError, parse_cron
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.places import Span, Where
@@ -75,7 +75,8 @@ def check_time_zones(bundle: m.Bundle) -> Iterator[Issue]:
 
 
 def check_care_schedule(bundle: m.Bundle) -> Iterator[Issue]:
-    """E061 bad cron, E063 bad ``at``, E031/E064 care date fields that are missing or not dates."""
+    """E061 bad cron, E065 ``at``/``offset`` beside a cron, E063 bad ``at``, E031/E064 care date
+    fields that are missing or not dates."""
     for care in bundle.care.values():
         when = care.when
         ww = when.where
@@ -87,6 +88,7 @@ def check_care_schedule(bundle: m.Bundle) -> Iterator[Issue]:
                 yield error("E061", f"{what}: {exc}", value_span(ww, "cron"),
                             "write five fields: minute hour day-of-month month day-of-week, "
                             "e.g. '0 9 * * 1' (Mondays at 09:00)")  # fmt: skip
+            yield from _ignored_beside_cron(care, what)
         else:
             yield from _time(when.at, f"'at' of {what}", value_span(ww, "at"))
         obj = bundle.objects.get(care.object)
@@ -112,6 +114,26 @@ def check_care_schedule(bundle: m.Bundle) -> Iterator[Issue]:
                     hint_with("name a field of type date or datetime", name,
                               [f for f, s in obj.fields.items() if s.type in DATE_TYPES]),
                 )  # fmt: skip
+
+
+def _ignored_beside_cron(care: m.CareProcess, what: str) -> Iterator[Issue]:
+    """E065: ``at`` and ``offset`` move an anniversary or a date; a cron names its own times."""
+    ww = care.when.where
+    if has_key(ww, "at"):
+        yield error("E065", f"{what}: 'at' has no effect beside 'cron': the cron names its own times",
+                    value_span(ww, "at"), f"remove 'at' and write the time in the cron: "
+                    f"'{_cron_at(care.when.cron, care.when.at)}'")  # fmt: skip
+    if has_key(ww, "offset"):
+        yield error("E065", f"{what}: 'offset' has no effect beside 'cron': the cron names its own times",
+                    value_span(ww, "offset"), "remove 'offset'; to run a day earlier, change the cron's days "
+                    "(e.g. '0 9 * * 0' instead of '0 9 * * 1')")  # fmt: skip
+
+
+def _cron_at(cron: str, at: str) -> str:
+    """``cron`` with its minute and hour fields set to the time ``at``: '0 9 * * 1' at 08:30 is '30 8 * * 1'."""
+    fields, match = cron.split(), _TIME.match(at)
+    days = " ".join(fields[2:]) if len(fields) == 5 else "* * *"
+    return f"{int(match[2])} {int(match[1])} {days}" if match else f"0 9 {days}"
 
 
 def _not_negative(duration: m.Duration | None, what: str, where: Where, key: str) -> Iterator[Issue]:
