@@ -90,14 +90,35 @@ def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, co
 
 
 def check_stage(bundle: m.Bundle, object: str, stage: str, pipeline: str = "") -> list[str]:
+    """Problems of placing a record of ``object`` in ``stage`` (of ``pipeline``, when named)."""
+    if pipeline:
+        problem = pipeline_problem(bundle, object, pipeline)
+        if problem:
+            return [problem]
+        found = bundle.pipelines[pipeline]
+        return [no_stage(found, stage)] if stage and found.stage(stage) is None else []
     if not stage:
         return []
-    pipelines = [bundle.pipelines[pipeline]] if pipeline in bundle.pipelines else bundle.pipelines_for(object)
-    if pipeline and pipeline not in bundle.pipelines:
-        return [f"unknown pipeline '{pipeline}'"]
+    pipelines = bundle.pipelines_for(object)
     if not pipelines:
         return [f"{object} has no pipeline, so it has no stage '{stage}'"]
     if any(p.stage(stage) for p in pipelines):
         return []
     known = ", ".join(s.id for p in pipelines for s in p.stages)
     return [f"unknown stage '{stage}' for {object} (stages: {known})"]
+
+
+def pipeline_problem(bundle: m.Bundle, object: str, pipeline: str) -> str:
+    """Why records of ``object`` cannot be in ``pipeline`` ('' when they can)."""
+    found = bundle.pipelines.get(pipeline)
+    if found is not None and found.object == object:
+        return ""
+    known = ", ".join(sorted(p.name for p in bundle.pipelines_for(object))) or "none"
+    if found is None:
+        return f"unknown pipeline '{pipeline}' (pipelines of {object}: {known})"
+    return f"pipeline {pipeline} is for {found.object} records, not {object} (pipelines of {object}: {known})"
+
+
+def no_stage(pipeline: m.Pipeline, stage: str) -> str:
+    known = ", ".join(s.id for s in pipeline.stages)
+    return f"pipeline {pipeline.name} has no stage '{stage}' (stages: {known})"

@@ -44,6 +44,13 @@ class Record:
         return out
 
 
+def stage_moved(before: Record, after: Record) -> bool:
+    """Whether ``after`` is in another stage than ``before``: another stage id, or the same id in
+    another pipeline of the object."""
+    return after.stage != before.stage or (after.pipeline != before.pipeline and bool(before.pipeline)
+                                           and bool(after.pipeline))  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------ inputs
 
 

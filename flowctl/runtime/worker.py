@@ -158,7 +158,7 @@ class Worker:
         else:  # move
             if current is None or current.deleted:
                 raise RefusedChange(f"{change.object} {change.record_id} does not exist")
-            refusal = engine.pipelines.refuse_move(current, change.stage)
+            refusal = engine.pipelines.refuse_move(current, change.stage, change.pipeline)
             if refusal:
                 raise RefusedChange(refusal)
             rc = change_ops.move(key, current, change.stage, change.pipeline)

@@ -97,3 +97,53 @@ def test_a_directory_without_scenarios_passes_with_zero(tmp_path) -> None:
     make_bundle(tmp_path, {k: v for k, v in DESIGN.items() if not k.startswith("tests/")}, base=False)
     result = invoke("test", tmp_path)
     assert (result.exit_code, result.output) == (0, "0 passed, 0 failed\n")
+
+
+
+TWO_PIPELINES = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: new-customers}
+spec:
+  object: contact
+  stages:
+    - id: welcome
+      rules:
+        - {name: check in, delay: 1d, action: send_sms, text: "how was it?", to: "{{ record.phone }}"}
+    - id: regular
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: recall}
+spec:
+  object: contact
+  stages:
+    - id: call_back
+      fields: [note]
+      rules:
+        - {name: call, action: create_task, title: "call {{ record.full_name }}", assignee: {user: lan}}
+"""
+
+MOVES = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: an unhappy customer moves to the recall pipeline}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  steps:
+    - create: {object: contact, id: 2, pipeline: new-customers, fields: {full_name: Minh, note: unhappy}}
+    - move: {object: contact, id: 2, stage: call_back, pipeline: recall}
+    - expect:
+        effects: [{action: create_task, title: call Minh}]
+        record: {object: contact, id: 2, pipeline: recall, stage: call_back}
+    - advance: 2d
+    - expect: {effects: []}
+"""
+
+
+def test_a_move_step_into_another_pipeline_enters_it_and_cancels_the_old_stages_rules(tmp_path) -> None:
+    make_bundle(tmp_path, {"pipelines.yaml": TWO_PIPELINES, "tests/moves.yaml": MOVES})
+    result = invoke("test", tmp_path)
+    assert result.output.splitlines() == [
+        "PASS  an unhappy customer moves to the recall pipeline  (tests/moves.yaml, 5 steps)", "1 passed, 0 failed"]
+    assert result.exit_code == 0
