@@ -6,7 +6,7 @@ versions of what changed, and the shell (the simulator, the daemon's store) appl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -234,6 +234,11 @@ class StateView(Protocol):
     def timers_of(self, run_id: str) -> list[Timer]: ...
 
     def allocation(self, rule: str) -> Mapping[str, Any]: ...
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> Mapping[str, int]:
+        """How many live records of ``object`` each of ``users`` owns outside the ``final``
+        (pipeline, stage) pairs: what ``least_loaded`` balances."""
+        ...
 
 
 def copier(cls: type) -> Callable[..., Any]:
