@@ -7,7 +7,7 @@ never sees these: the runtime reads state through a ``Store``, hands it to the e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -146,6 +146,11 @@ class Store(Protocol):
     def run(self, run_id: str) -> Run | None: ...
     def timers_of(self, run_id: str) -> list[Timer]: ...
     def allocation(self, rule: str) -> Mapping[str, Any]: ...
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> dict[str, int]:
+        """How many live records of ``object`` each of ``users`` owns (0 for none), leaving out
+        records in the ``final`` (pipeline, stage) pairs. One aggregate query on the owner index."""
+        ...
 
     # ---- the same, for a whole batch at once (a worker prefetches what its batch will read)
     def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]: ...

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from flowctl.engine.allocation import pick
 from flowctl.engine.sms import segments
 from flowctl.engine.state import Effect, Record, copier
 from flowctl.engine.tx import Tx
@@ -104,6 +105,7 @@ class ActionRenderer:
         self.bundle = bundle
         self._methods = {name: getattr(self, f"_{name}") for name in m.ACTION_TYPES}
         self._channels: dict[int, str] = {}  # id(action) -> channel; actions live as long as the bundle
+        self._final: dict[str, tuple[tuple[str, str], ...]] = {}  # object -> its final stages
 
     def channel_for(self, action: m.Action, template: m.Template | None) -> str:
         if action.channel:
@@ -138,25 +140,28 @@ class ActionRenderer:
             owner = record.owner or str(record.fields.get("owner") or "")
             user = self.bundle.config.users.get(owner)
             return user.supervisor if user and user.supervisor else ""
-        return self.allocate(assignee.value, tx)
+        return self.allocate(assignee.value, record, tx)
 
-    def allocate(self, rule_name: str, tx: Tx) -> str:
-        """Round robin keeps its position in the store; least loaded counts open assignments."""
+    def allocate(self, rule_name: str, record: Record, tx: Tx) -> str:
+        """The rule's next user for ``record`` (see ``engine.allocation``): round robin keeps its
+        position in the state; least loaded counts the open records of ``record``'s object owned."""
         rule = self.bundle.rules.get(rule_name)
         if rule is None or not rule.users:
             raise ActionError(f"allocation rule '{rule_name}' has no users")
-        state = dict(tx.allocation(rule_name))
-        load = dict(state.get("load") or {})
-        if rule.strategy == "round_robin":
-            position = int(state.get("position", 0))
-            user = rule.users[position % len(rule.users)]
-            state["position"] = (position + 1) % len(rule.users)
-        else:
-            user = min(rule.users, key=lambda u: (int(load.get(u, 0)), rule.users.index(u)))
-        load[user] = int(load.get(user, 0)) + 1
-        state["load"] = load
+        counts = None
+        if rule.strategy == "least_loaded":
+            counts = tx.open_owned(record.object, rule.users, self.final_stages(record.object))
+        user, state = pick(rule.strategy, rule.users, tx.allocation(rule_name), counts)
         tx.put_allocation(rule_name, state)
         return user
+
+    def final_stages(self, object: str) -> tuple[tuple[str, str], ...]:
+        """(pipeline, stage) of every final stage of ``object``'s pipelines."""
+        found = self._final.get(object)
+        if found is None:
+            found = self._final[object] = tuple(
+                (p.name, s.id) for p in self.bundle.pipelines_for(object) for s in p.stages if s.final)
+        return found
 
     # ------------------------------------------------------------------ the actions
 

@@ -32,6 +32,7 @@ from flowctl.engine.state import (
     StateView,
     Step,
     TimerFired,
+    stage_moved,
 )
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
@@ -189,13 +190,12 @@ class Engine:
         Past ``limits.chain_depth`` the write is kept but triggers nothing more; the problem goes
         on the trace of the run ``by`` that wrote it, so ``flowctl runs show`` tells why it stopped.
         """
-        if after.stage != before.stage and after.stage:
-            refusal = self.pipelines.refuse_move(after, after.stage)
-            if refusal:
-                tx.problem("move_refused", refusal, record=before)
-                after = replace(after, stage=before.stage, pipeline=before.pipeline)
-                if after.fields == before.fields and after.owner == before.owner:
-                    return
+        refusal = self.pipelines.refuse_write(before, after)
+        if refusal:
+            tx.problem("move_refused", refusal, record=before)
+            after = replace(after, stage=before.stage, pipeline=before.pipeline)
+            if after.fields == before.fields and after.owner == before.owner:
+                return
         tx.put_record(after)
         derived = RecordChanged(key=tx.key, op="updated", before=before, after=after)
         tx.step.changes.append(derived)
@@ -233,8 +233,8 @@ class Engine:
             tx.problem("action_failed", f"{run.automation} node {node}: {exc}", run=run)
             return tx.trace(run, node, "error", str(exc), steps=run.steps + 1, **changes), False
         moved = outcome.record
-        if moved is not None and moved.stage and moved.stage != record.stage:
-            refusal = self.pipelines.refuse_move(moved, moved.stage)
+        if moved is not None:
+            refusal = self.pipelines.refuse_write(record, moved)
             if refusal:  # the action fails: no effect for a move that does not happen
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
@@ -253,7 +253,7 @@ def changed_fields(before: Record | None, after: Record | None) -> tuple[str, ..
         return tuple(sorted(rec.fields)) if rec else ()
     names = set(before.fields) | set(after.fields)
     out = [n for n in names if before.fields.get(n) != after.fields.get(n)]
-    if before.stage != after.stage:
+    if stage_moved(before, after):
         out.append("stage")
     if before.owner != after.owner and "owner" not in out:
         out.append("owner")

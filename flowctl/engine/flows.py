@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry, copier
+from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry, copier, stage_moved
 from flowctl.engine.tx import Tx, evolve
 from flowctl.spec import model as m
 from flowctl.spec.model import EMPTY
@@ -39,7 +39,7 @@ class FlowRunner:
     def on_change(self, tx: Tx, change: RecordChanged, changed: tuple[str, ...]) -> None:
         record = change.record
         kinds = [change.op]
-        if change.before is not None and change.after is not None and change.before.stage != change.after.stage:
+        if change.before is not None and change.after is not None and stage_moved(change.before, change.after):
             kinds.append("stage_changed")
         for kind in kinds:
             for flow in self.engine.flows_by_trigger.get((record.object, kind), ()):

@@ -7,10 +7,11 @@ scenario in CI exercises the same decisions the daemon makes.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowctl.engine.allocation import count_open
 from flowctl.engine.state import ACTIVE, Effect, Problem, Record, Run, Step, Timer
 
 
@@ -43,6 +44,9 @@ class MemoryState:
 
     def allocation(self, rule: str) -> Mapping[str, Any]:
         return self.allocations.get(rule, {})
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> Mapping[str, int]:
+        return count_open(self.records.values(), object, users, final)
 
     # ---------------------------------------------------------------- applying
 

@@ -12,7 +12,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from flowctl.engine.flows import starts_on_update
-from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer
+from flowctl.engine.records import no_stage, pipeline_problem
+from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
 from flowctl.engine.tx import Tx, evolve
 from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError
@@ -45,21 +46,39 @@ class PipelineRunner:
                     return pipeline
         return candidates[0] if len(candidates) == 1 else None
 
-    def refuse_move(self, record: Record, stage_id: str) -> str:
-        """Why ``record`` may not enter ``stage_id`` ('' when it may)."""
-        pipeline = self.pipeline_of(record)
-        if pipeline is None:
+    def refuse_move(self, record: Record, stage_id: str, pipeline: str = "") -> str:
+        """Why ``record`` may not move into stage ``stage_id`` ('' when it may): the one rule for
+        moves by the API, the worker, ``flowctl test`` and actions.
+
+        ``pipeline`` names the pipeline of the stage when the move leaves the record's own (it
+        must be one of the record's object); the target stage's required fields must be set.
+        """
+        if pipeline and pipeline != record.pipeline:
+            problem = pipeline_problem(self.bundle, record.object, pipeline)
+            if problem:
+                return problem
+            target: m.Pipeline | None = self.bundle.pipelines[pipeline]
+        else:
+            target = self.pipeline_of(record)
+        if target is None:
             return f"{record.object} {record.id} is in no pipeline"
-        stage = pipeline.stage(stage_id)
+        stage = target.stage(stage_id)
         if stage is None:
-            known = ", ".join(s.id for s in pipeline.stages)
-            return f"pipeline {pipeline.name} has no stage '{stage_id}' (stages: {known})"
+            return no_stage(target, stage_id)
         missing = [f for f in stage.fields if _empty(record.fields.get(f))]
         if missing:
-            return (f"cannot move {record.object} {record.id} into stage '{stage_id}': "
+            where = f" of pipeline {target.name}" if target.name != record.pipeline else ""
+            return (f"cannot move {record.object} {record.id} into stage '{stage_id}'{where}: "
                     f"required field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                     f"{'are' if len(missing) > 1 else 'is'} empty")  # fmt: skip
         return ""
+
+    def refuse_write(self, before: Record, after: Record) -> str:
+        """Why an action may not write ``after`` over ``before`` ('' when it may): a write that
+        moves the record (``move_stage``, ``update_fields`` setting ``stage``) is a move."""
+        if not after.stage or not stage_moved(before, after):
+            return ""
+        return self.refuse_move(replace(after, pipeline=before.pipeline), after.stage, after.pipeline)
 
     def place_new(self, tx: Tx, change: RecordChanged) -> RecordChanged:
         """A new record without a stage enters the furthest stage whose ``on: created`` trigger
@@ -109,10 +128,10 @@ class PipelineRunner:
             if before is not None and not before.deleted:
                 self.leave(tx, before, "record deleted")
             return
-        old_stage = before.stage if before is not None and not before.deleted else ""
-        if after.stage != old_stage:
-            if before is not None and old_stage:
-                self.leave(tx, before, f"moved to {after.stage}")
+        old = before if before is not None and not before.deleted and before.stage else None
+        if old is None or stage_moved(old, after):
+            if old is not None:
+                self.leave(tx, old, f"moved to {after.stage}")
             if after.stage:
                 self.enter(tx, after)
             return

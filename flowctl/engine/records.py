@@ -61,6 +61,76 @@ def _type_problem(spec: m.FieldSpec, value: Any) -> str:
     return ""
 
 
+#: Field types whose values are text: a number written for one is the text as written.
+TEXT_TYPES = ("string", "text", "user", "url", "email", "phone", "enum")
+
+
+def typed_value(spec: m.FieldSpec, value: Any, written: str = "") -> tuple[Any, str]:
+    """``value`` as ``spec``'s type stores it, and why it cannot be ('' when it can): how a test
+    types the records it seeds (YAML says ``7`` or ``"7"``, the field says which it is).
+
+    A number for a text field becomes its text, as ``written`` when given (``phone: 0944000111``
+    keeps its leading zero); text for a number, integer or boolean field is read as one; a
+    boolean for a text field is refused (``status: true`` is not ``"true"``).
+    """
+    if value is None:
+        return None, ""
+    t = spec.type
+    if t in TEXT_TYPES:
+        if isinstance(value, bool):
+            return value, f"{str(value).lower()} is not text; write it in quotes if it is meant as text"
+        if isinstance(value, int | float):
+            value = written or str(value)
+    elif t in ("number", "money", "integer") and not isinstance(value, bool):
+        if isinstance(value, str):
+            number = _number(value.strip())
+            if number is None:
+                return value, f"'{value}' is not {'a whole number' if t == 'integer' else 'a number'}"
+            value = number
+        if t == "integer" and isinstance(value, float):
+            if not value.is_integer():
+                return value, f"{value} is not a whole number"
+            value = int(value)
+    elif t == "boolean" and isinstance(value, str):
+        word = value.strip().lower()
+        if word not in ("true", "false", "yes", "no"):
+            return value, f"'{value}' is not true or false"
+        value = word in ("true", "yes")
+    return value, _type_problem(spec, value)
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def typed_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any],
+                 written: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:  # fmt: skip
+    """``fields`` typed by ``object``'s field types (see ``typed_value``), and (field, problem)
+    for each value that cannot be. Built-in fields (``owner``) are text."""
+    obj = bundle.objects.get(object)
+    out: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for name, value in fields.items():
+        spec = obj.fields.get(name) if obj is not None else None
+        if spec is None:
+            if name not in m.BUILTIN_FIELDS:
+                problems.append((name, f"field '{name}' is not defined on {object}"))
+                continue
+            spec = m.FieldSpec(name=name)
+        typed, why = typed_value(spec, value, written.get(name, ""))
+        if why:
+            problems.append((name, f"field '{name}' ({spec.type}) {why}"))
+        out[name] = typed
+    return out, problems
+
+
 def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, complete: bool) -> list[str]:
     """Problems of ``fields`` for ``object``; ``complete`` (a put) also checks required fields."""
     obj = bundle.objects.get(object)
@@ -90,14 +160,35 @@ def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, co
 
 
 def check_stage(bundle: m.Bundle, object: str, stage: str, pipeline: str = "") -> list[str]:
+    """Problems of placing a record of ``object`` in ``stage`` (of ``pipeline``, when named)."""
+    if pipeline:
+        problem = pipeline_problem(bundle, object, pipeline)
+        if problem:
+            return [problem]
+        found = bundle.pipelines[pipeline]
+        return [no_stage(found, stage)] if stage and found.stage(stage) is None else []
     if not stage:
         return []
-    pipelines = [bundle.pipelines[pipeline]] if pipeline in bundle.pipelines else bundle.pipelines_for(object)
-    if pipeline and pipeline not in bundle.pipelines:
-        return [f"unknown pipeline '{pipeline}'"]
+    pipelines = bundle.pipelines_for(object)
     if not pipelines:
         return [f"{object} has no pipeline, so it has no stage '{stage}'"]
     if any(p.stage(stage) for p in pipelines):
         return []
     known = ", ".join(s.id for p in pipelines for s in p.stages)
     return [f"unknown stage '{stage}' for {object} (stages: {known})"]
+
+
+def pipeline_problem(bundle: m.Bundle, object: str, pipeline: str) -> str:
+    """Why records of ``object`` cannot be in ``pipeline`` ('' when they can)."""
+    found = bundle.pipelines.get(pipeline)
+    if found is not None and found.object == object:
+        return ""
+    known = ", ".join(sorted(p.name for p in bundle.pipelines_for(object))) or "none"
+    if found is None:
+        return f"unknown pipeline '{pipeline}' (pipelines of {object}: {known})"
+    return f"pipeline {pipeline} is for {found.object} records, not {object} (pipelines of {object}: {known})"
+
+
+def no_stage(pipeline: m.Pipeline, stage: str) -> str:
+    known = ", ".join(s.id for s in pipeline.stages)
+    return f"pipeline {pipeline.name} has no stage '{stage}' (stages: {known})"

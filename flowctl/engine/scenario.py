@@ -2,8 +2,11 @@
 
 ``expect.effects`` matches, in any order and by subset of keys, the effects produced since the
 previous ``expect`` (or the start); ``effects: []`` means none at all. Other effects may be
-present; each expected effect takes a different actual one. ``expect.record`` compares the
-record's stage, pipeline, owner, deleted flag and the fields listed. docs/engine.md has the rules.
+present unless ``exactly: true``; each expected effect takes a different actual one.
+``expect.record`` compares the record's stage, pipeline, owner, deleted flag and the fields
+listed. A refused request step fails the test unless the next step is ``expect: {refused: …}``.
+Seeded ``records:`` are typed by their object's fields, or the scenario stops before its first
+step naming each value that is not of its type. docs/engine.md has the rules.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flowctl.engine.records import check_fields, check_stage
+from flowctl.engine.records import check_fields, check_stage, typed_fields
 from flowctl.engine.render import render_runs
 from flowctl.engine.simulator import SimulationError, Simulator
 from flowctl.engine.state import Effect, Record
 from flowctl.spec import model as m
+from flowctl.spec.loader import VALUE
 
 DEFAULT_NOW = "2026-01-01T09:00:00"
 
@@ -61,8 +65,9 @@ def _same(expected: Any, actual: Any) -> bool:
     return expected == actual or str(expected) == str(actual)
 
 
-def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect]) -> list[str]:
-    """Problems matching expected effects to actual ones, each actual used at most once."""
+def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect], *, exactly: bool = False) -> list[str]:
+    """Problems matching expected effects to actual ones, each actual used at most once; with
+    ``exactly``, an actual effect no expected one took is a problem too."""
     if not expected:
         return [f"expected no effects, got {len(actual)}: " + "; ".join(_brief(e) for e in actual)] if actual else []
     pool = [e.to_json() for e in actual]
@@ -77,6 +82,9 @@ def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect])
             problems.append(f"no effect matches {dict(want)}; got: {detail}")
         else:
             pool.pop(index)
+    if exactly and pool:
+        problems.append(f"{len(pool)} effect{'s' if len(pool) > 1 else ''} not listed (exactly: true): "
+                        + "; ".join(_brief_json(g) for g in pool))  # fmt: skip
     return problems
 
 
@@ -113,24 +121,33 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
         result.failures.append(Failure(0, f"now: '{test.now}' is not an ISO date and time", str(test.where.at("now"))))
         return result
     sim = Simulator(bundle, now, version="test")
-    for rec in test.records:
-        fields = dict(rec.fields)
-        sim.seed(Record(object=rec.object, id=rec.id, fields=fields, stage=rec.stage, pipeline=rec.pipeline,
-                        owner=str(fields.get("owner") or "")))  # fmt: skip
+    seeds, result.failures = _seeds(bundle, test)
+    if result.failures:
+        return result  # nothing runs on records that are not what the author meant
+    for record in seeds:
+        sim.seed(record)
     since = runs_since = problems_since = 0
+    refusal: Failure | None = None  # the previous step's, until the next step says it was expected
     for index, step in enumerate(test.steps, start=1):
         result.steps = index
         place = str(step.where.at())
+        if step.op == "expect" and step.refused is not None:
+            previous = test.steps[index - 2] if index > 1 else None
+            result.failures += [Failure(index, message, place)
+                                for message in _check_refused(step.refused, index - 1, previous, refusal)]
+        elif refusal is not None:
+            result.failures.append(refusal)
+        refusal = None
         try:
             for message in _do(sim, step):
                 result.failures.append(Failure(index, message, place))
         except SimulationError as exc:
-            result.failures.append(Failure(index, f"{step.op} refused: {exc}", place))
+            refusal = Failure(index, f"{step.op} refused: {exc}", place)
         if step.op != "expect":
             continue
         problems: list[str] = []
         if step.effects is not None:
-            problems += match_effects(step.effects, sim.state.effects[since:])
+            problems += match_effects(step.effects, sim.state.effects[since:], exactly=step.exactly)
         if step.expect_record is not None:
             rec = sim.state.record(str(step.expect_record.get("object")), str(step.expect_record.get("id")))
             problems += check_record(step.expect_record, rec)
@@ -145,12 +162,46 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
         since = len(sim.state.effects)
         runs_since = len(sim.touched_runs)
         problems_since = len(sim.state.problems)
+    if refusal is not None:
+        result.failures.append(refusal)
     return result
+
+
+def _seeds(bundle: m.Bundle, test: m.Test) -> tuple[list[Record], list[Failure]]:
+    """The scenario's ``records:``, typed by their object's fields, and a failure (at the value)
+    for each value that is not of its field's type."""
+    seeds: list[Record] = []
+    failures: list[Failure] = []
+    for rec in test.records:
+        fields, problems = typed_fields(bundle, rec.object, rec.fields, rec.texts)
+        failures += [Failure(0, f"{rec.object} {rec.id}: {message}", str(rec.where.at("fields", name, VALUE)))
+                     for name, message in problems]  # fmt: skip
+        seeds.append(Record(object=rec.object, id=rec.id, fields=fields, stage=rec.stage, pipeline=rec.pipeline,
+                            owner=str(fields.get("owner") or "")))  # fmt: skip
+    return seeds, failures
+
+
+#: The steps that are requests (the API may refuse them), which ``expect: {refused: …}`` follows.
+REQUESTS = ("create", "update", "delete", "move")
+
+
+def _check_refused(wanted: str, number: int, previous: m.TestStep | None, refusal: Failure | None) -> list[str]:
+    """Problems of ``expect: {refused: wanted}`` after ``previous``, step ``number`` ('' wants any
+    reason; ``refusal`` is the failure that step's refusal would be)."""
+    if previous is None or previous.op not in REQUESTS:
+        what = f"not {previous.op}" if previous is not None else "and this is the first step"
+        return [f"refused: needs a create, update, delete or move step just before it, {what}"]
+    if refusal is None:
+        return [f"expected step {number} ({previous.op}) to be refused; it was done"]
+    reason = refusal.message.removeprefix(f"{previous.op} refused: ")
+    if wanted not in reason:
+        return [f"the {previous.op} was refused with \"{reason}\", not with a reason containing '{wanted}'"]
+    return []
 
 
 def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
     rec = step.record
-    if step.op in ("create", "update", "delete", "move"):
+    if step.op in REQUESTS:
         assert rec is not None
         refused = check_request(sim.bundle, step.op, rec)
         if refused:
@@ -174,13 +225,18 @@ def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
 
 def check_request(bundle: m.Bundle, op: str, rec: m.TestRecord) -> list[str]:
     """What the API would answer 4xx to, as it checks a request before storing it: fields of the
-    wrong type or not defined, a required field missing on create, an unknown stage."""
+    wrong type or not defined, a required field missing on create, an unknown stage. A refused
+    number that was written otherwise (``phone: 0944000111``) gets the hint to quote it."""
     if op == "create":
-        return [*check_fields(bundle, rec.object, rec.fields, complete=True),
-                *check_stage(bundle, rec.object, rec.stage, rec.pipeline)]  # fmt: skip
-    if op == "update":
-        return check_fields(bundle, rec.object, rec.fields, complete=False)
-    return []
+        problems = [*check_fields(bundle, rec.object, rec.fields, complete=True),
+                    *check_stage(bundle, rec.object, rec.stage, rec.pipeline)]  # fmt: skip
+    elif op == "update":
+        problems = check_fields(bundle, rec.object, rec.fields, complete=False)
+    else:
+        return []
+    return [problem + next((f' (YAML reads {text} as the number {rec.fields[name]}: write "{text}")'
+                            for name, text in rec.texts.items() if problem.startswith(f"field '{name}' ")), "")
+            for problem in problems]  # fmt: skip
 
 
 def run_scenarios(bundle: m.Bundle, names: list[str] | None = None) -> list[ScenarioResult]:

@@ -93,7 +93,7 @@ class Simulator:
         else:  # move
             if current is None:
                 raise SimulationError(f"{object} {id} does not exist")
-            refusal = self.engine.pipelines.refuse_move(current, stage)
+            refusal = self.engine.pipelines.refuse_move(current, stage, pipeline)
             if refusal:
                 raise SimulationError(refusal)
             change = changes.move(key, current, stage, pipeline)

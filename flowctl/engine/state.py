@@ -6,7 +6,7 @@ versions of what changed, and the shell (the simulator, the daemon's store) appl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -42,6 +42,13 @@ class Record:
         if self.owner:
             out["owner"] = self.owner
         return out
+
+
+def stage_moved(before: Record, after: Record) -> bool:
+    """Whether ``after`` is in another stage than ``before``: another stage id, or the same id in
+    another pipeline of the object."""
+    return after.stage != before.stage or (after.pipeline != before.pipeline and bool(before.pipeline)
+                                           and bool(after.pipeline))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -227,6 +234,11 @@ class StateView(Protocol):
     def timers_of(self, run_id: str) -> list[Timer]: ...
 
     def allocation(self, rule: str) -> Mapping[str, Any]: ...
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> Mapping[str, int]:
+        """How many live records of ``object`` each of ``users`` owns outside the ``final``
+        (pipeline, stage) pairs: what ``least_loaded`` balances."""
+        ...
 
 
 def copier(cls: type) -> Callable[..., Any]:

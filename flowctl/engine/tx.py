@@ -6,10 +6,11 @@ nothing touches the state view, so handling is pure and the shell commits the st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from flowctl.engine.allocation import shift
 from flowctl.engine.state import ACTIVE, Effect, Problem, Record, Run, StateView, Step, Timer, TraceEntry, copier
 from flowctl.spec.model import EMPTY
 
@@ -112,6 +113,14 @@ class Tx:
 
     def put_allocation(self, rule: str, value: Mapping[str, Any]) -> None:
         self.step.allocations[rule] = dict(value)
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> dict[str, int]:
+        """The state's counts of open records owned, with this step's record writes applied."""
+        counts = dict(self.state.open_owned(object, users, final))
+        for key, record in self.step.records.items():
+            if key[0] == object:
+                shift(counts, self.state.record(*key), record, final)
+        return counts
 
 
 def _creation(run: Run) -> tuple[int, str]:

@@ -104,7 +104,7 @@ class ServiceView(Protocol):
     @property
     def clock(self) -> Clock: ...
     def ready(self) -> bool: ...  # store reachable and workers running
-    def refuse_move(self, record: Record, stage: str) -> str: ...  # why not ('' = allowed)
+    def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str: ...  # why not ('' = allowed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,7 +431,7 @@ class HttpApi:
                 continue
             record = await self._read(self.svc.store.record, change.object, change.record_id)
             if record is not None and not record.deleted:
-                reason = self.svc.refuse_move(record, change.stage)
+                reason = self.svc.refuse_move(record, change.stage, change.pipeline)
                 if reason:
                     problems.append(reason)
         if problems:
@@ -765,7 +765,9 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
         },
         "Move": {
             "type": "object", "required": ["stage"], "additionalProperties": False,
-            "properties": {"stage": {"type": "string", "minLength": 1, "pattern": r"\S"}, "pipeline": string},
+            "properties": {"stage": {"type": "string", "minLength": 1, "pattern": r"\S"},
+                           "pipeline": {"type": "string", "description": "Another pipeline of the record's object "
+                                        "to move into (default: the record's own)."}},
         },
         "Event": {
             "type": "object", "required": ["event", "object", "id"], "additionalProperties": False,
@@ -817,7 +819,7 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
         },
         "/v1/records/{object}/{id}/stage": {
             "parameters": record_params,
-            "post": write("Move a record to a stage of its pipeline.", "Move"),
+            "post": write("Move a record to a stage of its pipeline, or of another pipeline of its object.", "Move"),
         },
         "/v1/records/{object}": {
             "parameters": [_ref("Object", "parameters")],

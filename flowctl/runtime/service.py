@@ -130,8 +130,8 @@ class Service:
             return False
         return True
 
-    def refuse_move(self, record: Record, stage: str) -> str:
-        return self.engines.current.pipelines.refuse_move(record, stage)
+    def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
+        return self.engines.current.pipelines.refuse_move(record, stage, pipeline)
 
     def engine_pipelines(self) -> Any:
         return self.engines.current.pipelines

@@ -10,11 +10,12 @@ commit leaves the changes pending, a crash after leaves nothing to redo.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowctl.engine import changes as change_ops
+from flowctl.engine.allocation import shift
 from flowctl.engine.core import Engine
 from flowctl.engine.memory import MemoryState
 from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
@@ -34,6 +35,9 @@ class Overlay(MemoryState):
         self._loaded_timers: set[str] = set()
         self._loaded_allocations: set[str] = set()
         self.cancelled: set[str] = set()
+        self._stored: dict[tuple[str, str], Record | None] = {}  # records as the store has them
+        self._written: set[tuple[str, str]] = set()  # records this batch changed
+        self._owned: dict[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], Mapping[str, int]] = {}
 
     def prefetch(self, keys: list[tuple[str, str]]) -> None:
         """Load the records and active runs of a whole batch in two queries instead of 2 per input."""
@@ -45,6 +49,7 @@ class Overlay(MemoryState):
         for key in keys:
             self._loaded_records.add(key)
             self._loaded_runs.add(key)
+            self._stored.setdefault(key, records.get(key))
             if key in records and key not in self.records:
                 self.records[key] = records[key]
             for run in runs.get(key, ()):
@@ -58,9 +63,16 @@ class Overlay(MemoryState):
             self._loaded_records.add(key)
             if key not in self.records:
                 found = self.store.record(object, id)
+                self._stored.setdefault(key, found)
                 if found is not None:
                     self.records[key] = found
         return self.records.get(key)
+
+    def put(self, record: Record) -> None:
+        """The record as the input being handled left it (written at commit)."""
+        self.record(*record.key)  # what the store holds, for open_owned
+        self.records[record.key] = record
+        self._written.add(record.key)
 
     def active_runs(self, object: str, id: str) -> list[Run]:
         key = (object, id)
@@ -96,8 +108,24 @@ class Overlay(MemoryState):
             self.allocations[rule] = self.store.allocation(rule)
         return super().allocation(rule)
 
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> Mapping[str, int]:
+        """The store's counts (one query per rule and object a batch) plus what the batch changed,
+        so two records of one batch are not both handed to the user the store saw least loaded."""
+        key = (object, tuple(users), tuple(final))
+        stored = self._owned.get(key)
+        if stored is None:
+            stored = self._owned[key] = self.store.open_owned(object, users, final)
+        counts = dict(stored)
+        for written in self._written:
+            if written[0] == object:
+                shift(counts, self._stored.get(written), self.records.get(written), final)
+        return counts
+
     def apply(self, step: Step) -> None:
         self.cancelled.update(step.cancelled_timers)
+        for key in step.records:
+            self.record(*key)  # what the store holds, for open_owned (already read: no query)
+            self._written.add(key)
         super().apply(step)
 
 
@@ -158,7 +186,7 @@ class Worker:
         else:  # move
             if current is None or current.deleted:
                 raise RefusedChange(f"{change.object} {change.record_id} does not exist")
-            refusal = engine.pipelines.refuse_move(current, change.stage)
+            refusal = engine.pipelines.refuse_move(current, change.stage, change.pipeline)
             if refusal:
                 raise RefusedChange(refusal)
             rc = change_ops.move(key, current, change.stage, change.pipeline)
@@ -178,7 +206,7 @@ class Worker:
             try:
                 event, record = self.to_input(overlay, change, engine)
                 if record is not None:
-                    overlay.records[record.key] = record
+                    overlay.put(record)
                 step = engine.handle(overlay, event, now)
             except RefusedChange as exc:
                 items.append(Processed(change=change, error=str(exc)))

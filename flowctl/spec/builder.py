@@ -299,8 +299,9 @@ class Builder:
         )
 
     def build_test(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Test:
-        records = tuple(self.test_record(r, w.child("records", i)) for i, r in enumerate(spec.get("records") or []))
-        steps = tuple(self.test_step(s, w.child("steps", i)) for i, s in enumerate(spec.get("steps") or []))
+        records = tuple(self.test_record(r, w.child("records", i), doc)
+                        for i, r in enumerate(spec.get("records") or []))  # fmt: skip
+        steps = tuple(self.test_step(s, w.child("steps", i), doc) for i, s in enumerate(spec.get("steps") or []))
         return m.Test(metadata=meta, where=w, now=_str(spec.get("now")), records=records, steps=steps)
 
     # ---------------------------------------------------------------- parts
@@ -404,24 +405,27 @@ class Builder:
             where=w,
         )
 
-    def test_record(self, raw: Mapping[str, Any], w: Where) -> m.TestRecord:
+    def test_record(self, raw: Mapping[str, Any], w: Where, doc: RawDocument) -> m.TestRecord:
+        fields = raw.get("fields") or {}
+        texts = {name: doc.texts[path] for name in fields if (path := (*w.path, "fields", name)) in doc.texts}
         return m.TestRecord(
             object=_str(raw.get("object")),
             id=_str(raw.get("id")),
-            fields=m.frozen_map(raw.get("fields") or {}),
+            fields=m.frozen_map(fields),
             stage=_str(raw.get("stage")),
             pipeline=_str(raw.get("pipeline")),
+            texts=m.frozen_map(texts) if texts else m.EMPTY,
             where=w,
         )
 
-    def test_step(self, raw: Mapping[str, Any], w: Where) -> m.TestStep:
+    def test_step(self, raw: Mapping[str, Any], w: Where, doc: RawDocument) -> m.TestStep:
         (op, body), = raw.items()
         sw = w.child(op)
         if op in ("create", "update", "delete", "move"):
-            return m.TestStep(op=op, record=self.test_record(body, sw), where=sw)
+            return m.TestStep(op=op, record=self.test_record(body, sw, doc), where=sw)
         if op == "event":
             return m.TestStep(
-                op=op, event=_str(body.get("event")), record=self.test_record(body, sw),
+                op=op, event=_str(body.get("event")), record=self.test_record(body, sw, doc),
                 data=m.frozen_map(body.get("data") or {}), where=sw,
             )  # fmt: skip
         if op == "advance":
@@ -431,9 +435,12 @@ class Builder:
         # expect
         effects = body.get("effects")
         record = body.get("record")
+        refused = body.get("refused")
         return m.TestStep(
             op="expect",
             effects=None if effects is None else tuple(m.frozen_map(e) for e in effects),
+            exactly=body.get("exactly") is True,
             expect_record=None if record is None else m.frozen_map(record),
+            refused=None if refused is None else "" if refused is True else _str(refused),
             where=sw,
         )

@@ -54,6 +54,9 @@ class RawDocument:
     data: Any
     marks: dict[NodePath, Span] = field(repr=False)
     path: Path | None = None  # absolute path of the file on disk
+    #: The text of plain numbers written otherwise than Python prints them (``0944000111``,
+    #: ``+84…``, ``1.50``), by path: a phone number in a test's records keeps its leading zero.
+    texts: dict[NodePath, str] = field(default_factory=dict, repr=False)
 
     @property
     def span(self) -> Span:
@@ -73,6 +76,7 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.marks: dict[NodePath, Span] = {}
+        self.texts: dict[NodePath, str] = {}
         self.issues: list[Issue] = []
 
     def span(self, node: yaml.Node) -> Span:
@@ -148,7 +152,10 @@ class _Builder:
             return text
         # PyYAML tagged this plain scalar by YAML 1.1 rules (base-60, yes/no, timestamps);
         # flowctl ignores that tag and types it by the YAML 1.2 core schema instead.
-        return resolve_plain(text)
+        value = resolve_plain(text)
+        if (type(value) is int or type(value) is float) and str(value) != text:
+            self.texts[path] = text
+        return value
 
 
 def resolve_plain(text: str) -> Any:
@@ -197,7 +204,8 @@ def load_text(text: str, file: str, path: Path | None = None) -> LoadResult:
         result.issues.extend(builder.issues)
         if data is None:
             continue
-        result.documents.append(RawDocument(file=file, index=index, data=data, marks=builder.marks, path=path))
+        result.documents.append(RawDocument(file=file, index=index, data=data, marks=builder.marks, path=path,
+                                            texts=builder.texts))  # fmt: skip
         index += 1
     return result
 

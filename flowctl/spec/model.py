@@ -509,11 +509,16 @@ class AllocationRule(Document):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TestRecord:
+    """A record of a test: a seed in ``records:`` or the record of a step. ``texts`` holds, by
+    field, how a plain YAML number was written when that differs from the number
+    (``phone: 0944000111``), so a text field can keep what the author wrote."""
+
     object: str
     id: str
     fields: Mapping[str, Any] = field(default_factory=empty_map)
     stage: str = ""
     pipeline: str = ""
+    texts: Mapping[str, str] = field(default_factory=empty_map)
     where: Where = field(default=NOWHERE, compare=False)
 
 
@@ -525,7 +530,9 @@ class TestStep:
     * move: record (object, id, stage)
     * event: event, record (object, id), data
     * advance: by (a duration) or to (an ISO timestamp)
-    * expect: effects (None = not checked; () = none), record (object, id, stage?, fields?)
+    * expect: effects (None = not checked; () = none; ``exactly``: no other effect),
+      record (object, id, stage?, fields?), refused (None = not checked; otherwise the step
+      before was refused with a reason containing it, '' for any reason)
     """
 
     op: str
@@ -535,7 +542,9 @@ class TestStep:
     by: Duration | None = None
     to: str = ""
     effects: tuple[Mapping[str, Any], ...] | None = None
+    exactly: bool = False
     expect_record: Mapping[str, Any] | None = None
+    refused: str | None = None
     where: Where = field(default=NOWHERE, compare=False)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -109,6 +109,15 @@ class MemoryStore:
         with self._lock:
             row = self._allocations.get(rule)
             return _load("allocations", row)["state"] if row else {}
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> dict[str, int]:
+        counts = dict.fromkeys(users, 0)
+        with self._lock:
+            for row in self._records.values():
+                if (row["object"] == object and row["owner"] in counts and not row["deleted"]
+                        and (row["pipeline"], row["stage"]) not in final):  # fmt: skip
+                    counts[row["owner"]] += 1
+        return counts
 
     def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
         with self._lock:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -142,6 +142,12 @@ class SqlStore:
         self._get_run = runs.select().where(runs.c.id == bind("id"))
         self._get_timers = timers.select().where(t.run_id == bind("run_id")).order_by(t.due, t.id)
         self._get_allocation = sa.select(allocations.c.state).where(allocations.c.rule == bind("rule"))
+        r = records.c  # least_loaded: on the (object, owner) index; final stages are left out below
+        self._owned = (
+            sa.select(r.owner, r.pipeline, r.stage, sa.func.count())
+            .where(r.object == bind("object"), r.owner.in_(bind("users", expanding=True)), r.deleted.is_(False))
+            .group_by(r.owner, r.pipeline, r.stage)
+        )  # fmt: skip
         light = (c.seq, c.object, c.record_id, c.status, c.lease_until)
         self._claimed_changes = sa.select(*light).where(c.status == "claimed")
         self._pending_changes = (
@@ -195,6 +201,16 @@ class SqlStore:
         with self.engine.connect() as conn:
             state = conn.execute(self._get_allocation, {"rule": rule}).scalar()
         return state if state is not None else {}
+
+    def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> dict[str, int]:
+        counts = dict.fromkeys(users, 0)
+        if not counts:
+            return counts
+        with self.engine.connect() as conn:
+            for owner, pipeline, stage, count in conn.execute(self._owned, {"object": object, "users": list(counts)}):
+                if (pipeline, stage) not in final:
+                    counts[owner] += count
+        return counts
 
     def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
         """The stored records among ``keys`` (missing ones are absent from the answer)."""

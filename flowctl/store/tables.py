@@ -75,6 +75,7 @@ records = sa.Table(
     sa.Column("deleted", sa.Boolean(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=True),
     sa.Index(None, "object", "stage"),
+    sa.Index(None, "object", "owner"),  # least_loaded counts the open records each user owns
 )
 
 changes = sa.Table(

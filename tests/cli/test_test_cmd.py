@@ -97,3 +97,104 @@ def test_a_directory_without_scenarios_passes_with_zero(tmp_path) -> None:
     make_bundle(tmp_path, {k: v for k, v in DESIGN.items() if not k.startswith("tests/")}, base=False)
     result = invoke("test", tmp_path)
     assert (result.exit_code, result.output) == (0, "0 passed, 0 failed\n")
+
+
+
+TWO_PIPELINES = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: new-customers}
+spec:
+  object: contact
+  stages:
+    - id: welcome
+      rules:
+        - {name: check in, delay: 1d, action: send_sms, text: "how was it?", to: "{{ record.phone }}"}
+    - id: regular
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: recall}
+spec:
+  object: contact
+  stages:
+    - id: call_back
+      fields: [note]
+      rules:
+        - {name: call, action: create_task, title: "call {{ record.full_name }}", assignee: {user: lan}}
+"""
+
+MOVES = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: an unhappy customer moves to the recall pipeline}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  steps:
+    - create: {object: contact, id: 2, pipeline: new-customers, fields: {full_name: Minh, note: unhappy}}
+    - move: {object: contact, id: 2, stage: call_back, pipeline: recall}
+    - expect:
+        effects: [{action: create_task, title: call Minh}]
+        record: {object: contact, id: 2, pipeline: recall, stage: call_back}
+    - advance: 2d
+    - expect: {effects: []}
+"""
+
+
+def test_a_move_step_into_another_pipeline_enters_it_and_cancels_the_old_stages_rules(tmp_path) -> None:
+    make_bundle(tmp_path, {"pipelines.yaml": TWO_PIPELINES, "tests/moves.yaml": MOVES})
+    result = invoke("test", tmp_path)
+    assert result.output.splitlines() == [
+        "PASS  an unhappy customer moves to the recall pipeline  (tests/moves.yaml, 5 steps)", "1 passed, 0 failed"]
+    assert result.exit_code == 0
+
+
+
+GREET = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: greet}
+spec:
+  object: contact
+  trigger: {on: event, event: birthday}
+  start: note
+  nodes:
+    note: {type: update_fields, set: {note: greeted}, next: active}
+    active: {type: branch, branches: [{if: "record.status == 'active'", next: sms}]}
+    sms: {type: send_sms, text: "Happy birthday", to: "{{ record.phone }}"}
+"""
+
+SKIP_INACTIVE = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: skip inactive patients}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records:
+    - {object: contact, id: 1, fields: {phone: 0944000111, status: STATUS}}
+  steps:
+    - event: {event: birthday, object: contact, id: 1}
+    - expect: {effects: [{action: update_fields}], exactly: true}
+"""
+
+
+def test_exactly_fails_a_negative_test_on_the_effect_it_rules_out(tmp_path) -> None:
+    make_bundle(tmp_path, {"flows.yaml": GREET, "tests/skip.yaml": SKIP_INACTIVE.replace("STATUS", "inactive")})
+    assert invoke("test", tmp_path).output.splitlines()[-1] == "1 passed, 0 failed"
+    make_bundle(tmp_path, {"flows.yaml": GREET, "tests/skip.yaml": SKIP_INACTIVE.replace("STATUS", "active")})
+    result = invoke("test", tmp_path)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[:2] == [
+        "FAIL  skip inactive patients  (tests/skip.yaml)",
+        "  tests/skip.yaml:10:7: step 2: 1 effect not listed (exactly: true): {'action': 'send_sms', "
+        "'to': '0944000111', 'text': 'Happy birthday'}"]  # the seeded phone keeps its leading zero
+
+
+def test_a_seeded_value_not_of_its_fields_type_fails_the_scenario_at_the_value(tmp_path) -> None:
+    make_bundle(tmp_path, {"flows.yaml": GREET, "tests/skip.yaml": SKIP_INACTIVE.replace("STATUS", "yes")})
+    result = invoke("test", tmp_path, "--format", "json")
+    assert result.exit_code == 1
+    (scenario,) = json.loads(result.output)["scenarios"]
+    assert (scenario["passed"], scenario["steps"]) == (False, 0)
+    assert [(f["place"], f["message"]) for f in scenario["failures"]] == [
+        ("tests/skip.yaml:7:68", "contact 1: field 'status' (enum) 'yes' is not one of: active, inactive")]

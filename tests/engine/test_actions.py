@@ -180,7 +180,8 @@ def test_handover_round_robin_takes_turns_across_records_and_runs(sim_of) -> Non
     assert [e.params["assignee"] for e in effects] == ["lan", "minh", "tuan", "lan"]
 
 
-def test_handover_least_loaded_picks_the_user_with_fewest_assignments(sim_of) -> None:
+def test_handover_least_loaded_picks_the_user_owning_the_fewest_open_records(sim_of) -> None:
+    # contact 1 is the only record: whoever owns it is the more loaded of lan and minh
     effects = run_node(sim_of, "{type: handover, to: {rule: least}}", times=3)
     assert [e.params["assignee"] for e in effects] == ["lan", "minh", "lan"]
 

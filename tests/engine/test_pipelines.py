@@ -328,3 +328,85 @@ spec:
     record = sim.state.record("deal", "1")
     assert (record.stage, record.fields["note"], "stage" in record.fields) == ("prepayment", "promoted", False)
     assert actions(sim, since) == ["update_fields", "create_task"]
+
+
+RECARE = """
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: recare}
+spec:
+  object: deal
+  stages:
+    - id: new
+      rules: [{name: come back, action: send_sms, text: "come back {{ record.client_name }}", to: "{{ record.phone }}"}]
+    - id: signed
+      fields: [contract_no]
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: ticket}
+spec: {fields: {subject: {type: string}}}
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: support}
+spec: {object: ticket, stages: [{id: new}]}
+"""
+
+
+def test_a_move_into_another_pipeline_leaves_the_old_stage_and_enters_the_new_one(sim_of) -> None:
+    sim = sim_of({"pipelines.yaml": SALES + RECARE, "templates.yaml": TEMPLATES})
+    sim.write("create", "deal", "1", DEAL, pipeline="sales")
+    since = len(sim.state.effects)
+    sim.write("move", "deal", "1", stage="new", pipeline="recare")  # the same stage id, another pipeline
+    record = sim.state.record("deal", "1")
+    assert (record.pipeline, record.stage) == ("recare", "new")
+    assert [e.params["text"] for e in sim.state.effects[since:]] == ["come back Mai"]
+    assert rule_status(sim, "new")["remind"] == "cancelled"
+    assert runs_of(sim, "rule:sales/new/remind")[0].trace[-1].detail == "left the stage (moved to new)"
+    sim.advance_by(timedelta(hours=1))
+    assert "notify" not in actions(sim)
+
+
+@pytest.mark.parametrize(("stage", "pipeline", "reason"), [
+    ("signed", "recare", "cannot move deal 1 into stage 'signed' of pipeline recare: "
+                         "required field contract_no is empty"),
+    ("won", "recare", "pipeline recare has no stage 'won' (stages: new, signed)"),
+    ("new", "support", "pipeline support is for ticket records, not deal (pipelines of deal: recare, sales)"),
+    ("new", "nope", "unknown pipeline 'nope' (pipelines of deal: recare, sales)"),
+])  # fmt: skip
+def test_a_move_into_another_pipeline_is_refused_with_the_reason(sim_of, stage: str, pipeline: str,
+                                                                 reason: str) -> None:  # fmt: skip
+    sim = sim_of({"pipelines.yaml": SALES + RECARE, "templates.yaml": TEMPLATES})
+    sim.write("create", "deal", "1", DEAL, pipeline="sales")
+    with pytest.raises(SimulationError) as refused:
+        sim.write("move", "deal", "1", stage=stage, pipeline=pipeline)
+    assert str(refused.value) == reason
+    assert sim.state.record("deal", "1").pipeline == "sales"
+
+
+def test_a_move_stage_action_into_another_pipeline_checks_the_target_stage(sim_of) -> None:
+    flow = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: recall}
+spec:
+  object: deal
+  trigger: {on: event, event: recall}
+  start: move
+  nodes:
+    move: {type: move_stage, pipeline: recare, stage: signed}
+"""
+    sim = sim_of({"pipelines.yaml": SALES + RECARE, "templates.yaml": TEMPLATES, "flows.yaml": flow})
+    sim.write("create", "deal", "1", DEAL, pipeline="sales")
+    sim.event("recall", "deal", "1")
+    assert sim.state.record("deal", "1").pipeline == "sales"
+    assert [(p.code, p.message) for p in sim.state.problems] == [
+        ("move_refused", "cannot move deal 1 into stage 'signed' of pipeline recare: "
+                         "required field contract_no is empty")]
+    sim.write("update", "deal", "1", {"contract_no": "HD-1"})
+    sim.event("recall", "deal", "1")
+    record = sim.state.record("deal", "1")
+    assert (record.pipeline, record.stage) == ("recare", "signed")
+    assert rule_status(sim, "new")["remind"] == "cancelled"

@@ -196,8 +196,192 @@ def test_a_request_the_api_would_refuse_fails_the_step(tmp_path) -> None:
     result = scenario(tmp_path, """
     - create: {object: contact, id: 1, fields: {score: many}}
     - update: {object: contact, id: 2, fields: {email: not-an-email}}
+    - update: {object: contact, id: 2, fields: {phone: 0944000111}}
 """)
     assert [(f.step, f.message) for f in result.failures] == [
         (1, "create refused: field 'score' (integer) must be an integer, not str"),
         (2, "update refused: field 'email' (email) 'not-an-email' is not an email address"),
+        (3, "update refused: field 'phone' (phone) '944000111' is not a phone number "
+            '(YAML reads 0944000111 as the number 944000111: write "0944000111")'),
     ]
+
+
+# ------------------------------------------------------------------------------------ exactly
+
+
+def test_exactly_fails_on_an_effect_not_listed_and_names_it(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - advance: 1d
+    - expect: {effects: [{action: send_sms}, {action: create_task}], exactly: true}
+    - advance: 1d
+    - expect: {effects: [], exactly: true}
+""")
+    (failure,) = result.failures
+    assert (failure.step, failure.place) == (3, "tests/t.yaml:11:7")
+    assert failure.message == ("1 effect not listed (exactly: true): {'action': 'send_email', 'template': 'hi', "
+                               "'to': 'l@example.com', 'subject': 'Hi Lan', 'text': '.'}")
+
+
+def test_exactly_passes_when_every_effect_is_listed(tmp_path) -> None:
+    result = scenario(tmp_path, CREATE + """
+    - advance: 1d
+    - expect: {effects: [{action: send_email}, {action: send_sms}, {action: create_task}], exactly: true}
+""")
+    assert result.passed, [f.message for f in result.failures]
+
+
+SKIP_INACTIVE = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: greet}
+spec:
+  object: contact
+  trigger: {on: event, event: birthday}
+  start: note
+  nodes:
+    note: {type: update_fields, set: {note: greeted}, next: active}
+    active: {type: branch, branches: [{if: "record.status == 'active'", next: sms}]}
+    sms: {type: send_sms, text: "Happy birthday", to: "{{ record.phone }}"}
+"""
+
+
+def test_a_negative_test_needs_exactly_to_see_the_effect_it_rules_out(tmp_path) -> None:
+    def skip_inactive(status: str, exactly: str) -> list[str]:
+        test = f"""
+apiVersion: flowctl/v1
+kind: Test
+metadata: {{name: skip inactive patients}}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records: [{{object: contact, id: 1, fields: {{phone: "0901000009", status: {status}}}}}]
+  steps:
+    - event: {{event: birthday, object: contact, id: 1}}
+    - expect: {{effects: [{{action: update_fields}}]{exactly}}}
+"""
+        bundle = make_bundle(tmp_path, {"flows.yaml": SKIP_INACTIVE, "tests/t.yaml": test})
+        (result,) = run_scenarios(bundle)
+        return [f.message for f in result.failures]
+
+    assert skip_inactive("inactive", ", exactly: true") == []
+    assert skip_inactive("active", "") == []  # the subset match lets the SMS through
+    assert skip_inactive("active", ", exactly: true") == [
+        "1 effect not listed (exactly: true): {'action': 'send_sms', 'to': '0901000009', 'text': 'Happy birthday'}"]
+
+
+# ------------------------------------------------------------------------------------ refused
+
+
+PIPELINE = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: care}
+spec:
+  object: contact
+  stages:
+    - id: new
+    - id: called
+      fields: [note]
+"""
+
+
+def refusals(tmp_path, steps: str) -> list[tuple[int, str, str]]:
+    test = f"""
+apiVersion: flowctl/v1
+kind: Test
+metadata: {{name: t}}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records: [{{object: contact, id: 1, fields: {{full_name: Lan}}}}]
+  steps:
+{steps}"""
+    bundle = make_bundle(tmp_path, {"pipeline.yaml": PIPELINE, "tests/t.yaml": test})
+    (result,) = run_scenarios(bundle)
+    return [(f.step, f.place, f.message) for f in result.failures]
+
+
+def test_expect_refused_asserts_the_previous_move_was_refused(tmp_path) -> None:
+    assert refusals(tmp_path, """
+    - move: {object: contact, id: 1, stage: called}
+    - expect: {refused: "required field note is empty", effects: [], record: {object: contact, id: 1, stage: new}}
+    - delete: {object: contact, id: 9}
+    - expect: {refused: true}
+    - update: {object: contact, id: 1, fields: {note: called back}}
+    - move: {object: contact, id: 1, stage: called}
+    - expect: {record: {object: contact, id: 1, stage: called}}
+""") == []
+
+
+NOTE_EMPTY = "cannot move contact 1 into stage 'called': required field note is empty"
+
+
+def test_a_refusal_that_is_not_expected_or_not_the_one_expected_fails(tmp_path) -> None:
+    assert refusals(tmp_path, """
+    - move: {object: contact, id: 1, stage: called}
+    - expect: {effects: []}
+    - move: {object: contact, id: 1, stage: called}
+    - expect: {refused: stage does not exist}
+    - move: {object: contact, id: 1, stage: new}
+    - expect: {refused: true}
+    - advance: 1d
+    - expect: {refused: true}
+    - move: {object: contact, id: 1, stage: called}
+""") == [
+        (1, "tests/t.yaml:9:7", f"move refused: {NOTE_EMPTY}"),
+        (4, "tests/t.yaml:12:7", f"the move was refused with \"{NOTE_EMPTY}\", not with a reason containing "
+                                 "'stage does not exist'"),
+        (6, "tests/t.yaml:14:7", "expected step 5 (move) to be refused; it was done"),
+        (8, "tests/t.yaml:16:7", "refused: needs a create, update, delete or move step just before it, not advance"),
+        (9, "tests/t.yaml:17:7", f"move refused: {NOTE_EMPTY}"),
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ seeds
+
+
+SEND = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: send}
+spec:
+  object: contact
+  trigger: {on: event, event: go}
+  start: high
+  nodes:
+    high: {type: branch, branches: [{if: "record.score > 5", next: sms}]}
+    sms: {type: send_sms, text: "{{ record.full_name }} {{ record.due_date }}", to: "{{ record.phone }}"}
+"""
+
+
+def seeds(tmp_path, fields: str) -> tuple[list[tuple[int, str, str]], int]:
+    test = f"""
+apiVersion: flowctl/v1
+kind: Test
+metadata: {{name: t}}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records:
+    - {{object: contact, id: 1, fields: {fields}}}
+  steps:
+    - event: {{event: go, object: contact, id: 1}}
+    - expect: {{effects: [{{action: send_sms, to: "0944000111", text: "12 2026-03-05"}}], exactly: true}}
+"""
+    bundle = make_bundle(tmp_path, {"flows.yaml": SEND, "tests/t.yaml": test})
+    (result,) = run_scenarios(bundle)
+    return [(f.step, f.place, f.message) for f in result.failures], result.steps
+
+
+def test_seeded_fields_are_typed_by_the_object_and_a_phone_keeps_its_leading_zero(tmp_path) -> None:
+    assert seeds(tmp_path, '{phone: 0944000111, score: "7", full_name: 12, due_date: "2026-03-05"}') == ([], 2)
+
+
+def test_a_seeded_value_that_is_not_of_its_fields_type_is_rejected_at_its_place(tmp_path) -> None:
+    failures, steps = seeds(tmp_path, "{phone: 0944000111, score: many, email: nope, due_date: 2026-13-05, "
+                                      "status: true}")
+    assert steps == 0  # nothing runs on records that are not what the author meant
+    assert failures == [
+        (0, "tests/t.yaml:7:67", "contact 1: field 'score' (integer) 'many' is not a whole number"),
+        (0, "tests/t.yaml:7:80", "contact 1: field 'email' (email) 'nope' is not an email address"),
+        (0, "tests/t.yaml:7:96", "contact 1: field 'due_date' (date) '2026-13-05' is not a date (write YYYY-MM-DD)"),
+        (0, "tests/t.yaml:7:116", "contact 1: field 'status' (enum) true is not text; write it in quotes if it is "
+                                  "meant as text"),
+    ]  # fmt: skip

@@ -133,8 +133,8 @@ class FakeService:
     def ready(self) -> bool:
         return self.is_ready
 
-    def refuse_move(self, record: Record, stage: str) -> str:
-        return self.engine.pipelines.refuse_move(record, stage)
+    def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
+        return self.engine.pipelines.refuse_move(record, stage, pipeline)
 
 
 class FailingStore(MemoryStore):

@@ -136,6 +136,91 @@ def test_move_refused_by_the_stage_rules_is_422_with_the_reason(api: Api) -> Non
     assert len(api.changes()) == 1
 
 
+AFTERSALES = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: aftersales}
+spec:
+  object: deal
+  stages:
+    - id: follow_up
+      rules:
+        - {name: call back, action: send_sms, to: "0900000001", text: "call back about {{ record.title }}"}
+    - id: warranty
+      fields: [contract_no]
+"""
+
+TICKETS = """
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: ticket}
+spec: {fields: {subject: {type: string}}}
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: support}
+spec: {object: ticket, stages: [{id: open}, {id: follow_up}]}
+"""
+IN_SALES = {**DEAL, "stage": "new"}  # deal has two pipelines now: say which one
+
+
+def test_a_move_into_another_pipeline_of_the_object_is_done(make_api: MakeApi) -> None:
+    api = make_api(**{"pipelines/aftersales.yaml": AFTERSALES})
+    api.client.put("/v1/records/deal/7", json=IN_SALES)
+    api.process()
+
+    response = api.client.post("/v1/records/deal/7/stage", json={"stage": "follow_up", "pipeline": "aftersales"})
+
+    assert response.status_code == 202, response.json()
+    api.process()
+    record = api.client.get("/v1/records/deal/7").json()
+    assert (record["pipeline"], record["stage"]) == ("aftersales", "follow_up")
+    [sms] = api.svc.store.list_outbox()
+    assert (sms.action, sms.payload["text"]) == ("send_sms", "call back about Sofa")
+
+
+def test_a_move_queued_behind_the_creation_is_checked_by_the_worker(make_api: MakeApi) -> None:
+    api = make_api(**{"pipelines/aftersales.yaml": AFTERSALES})
+    api.client.put("/v1/records/deal/7", json=IN_SALES)  # not processed yet: the API cannot check the move
+    api.client.put("/v1/records/deal/8", json=IN_SALES)
+    assert api.client.post("/v1/records/deal/7/stage",
+                           json={"stage": "follow_up", "pipeline": "aftersales"}).status_code == 202  # fmt: skip
+    assert api.client.post("/v1/records/deal/8/stage",
+                           json={"stage": "warranty", "pipeline": "aftersales"}).status_code == 202  # fmt: skip
+
+    api.process()
+
+    moved, refused = api.changes()[2:]
+    assert (moved.status, moved.error) == ("done", "")
+    assert (refused.status, refused.error) == (
+        "failed", "cannot move deal 8 into stage 'warranty' of pipeline aftersales: "
+                  "required field contract_no is empty")
+    assert api.client.get("/v1/records/deal/7").json()["pipeline"] == "aftersales"
+    assert api.client.get("/v1/records/deal/8").json()["pipeline"] == "sales"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"stage": "warranty", "pipeline": "aftersales"},
+     "cannot move deal 7 into stage 'warranty' of pipeline aftersales: required field contract_no is empty"),
+    ({"stage": "won", "pipeline": "aftersales"},
+     "pipeline aftersales has no stage 'won' (stages: follow_up, warranty)"),
+    ({"stage": "follow_up", "pipeline": "support"},
+     "pipeline support is for ticket records, not deal (pipelines of deal: aftersales, sales)"),
+    ({"stage": "follow_up", "pipeline": "nope"}, "unknown pipeline 'nope' (pipelines of deal: aftersales, sales)"),
+])  # fmt: skip
+def test_a_move_into_another_pipeline_is_refused_with_the_reason(make_api: MakeApi, body: dict[str, str],
+                                                                 reason: str) -> None:  # fmt: skip
+    api = make_api(**{"pipelines/aftersales.yaml": AFTERSALES, "objects/ticket.yaml": TICKETS})
+    api.client.put("/v1/records/deal/7", json=IN_SALES)
+    api.process()
+
+    response = api.client.post("/v1/records/deal/7/stage", json=body)
+
+    assert response.status_code == 422
+    assert error_of(response)["message"] == reason
+    assert len(api.changes()) == 1
+
+
 def test_unknown_object_type_is_404(api: Api) -> None:
     for response in (api.client.put("/v1/records/car/1", json=DEAL), api.client.get("/v1/records/car")):
         assert response.status_code == 404
