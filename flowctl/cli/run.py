@@ -96,7 +96,6 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
     import os
 
     from flowctl.channels.base import resolve_env
-
     token = ""
     if config.api_token:
         try:
@@ -125,7 +124,7 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
         from flowctl.runtime.engine_process import EngineProcess
 
         # the child keeps the SQLite lock open: no other daemon starts on the file while it lives
-        engine_process = EngineProcess(loaded.root, url, log_format=log_format, log_level=log_level,
+        engine_process = EngineProcess(url, log_format=log_format, log_level=log_level,
                                        keep_fds=(lock.fileno(),) if lock is not None else ())  # fmt: skip
     service = Service(root=loaded.root, loaded=loaded, store=store, watch=watch, engine_process=engine_process)
     try:

@@ -103,7 +103,8 @@ class ServiceView(Protocol):
     def env(self) -> Mapping[str, str]: ...  # resolves ${ENV} in api_token and source secrets
     @property
     def clock(self) -> Clock: ...
-    def ready(self) -> bool: ...  # store reachable and workers running
+    def readiness(self) -> list[str]: ...  # why changes cannot be taken and processed now ([] = ready)
+    def degraded(self) -> list[str]: ...  # what works only in part (a channel missing its ${ENV})
     def refuse_move(self, record: Record, stage: str) -> str: ...  # why not ('' = allowed)
 
 
@@ -598,12 +599,15 @@ class HttpApi:
 
     async def readyz(self, request: Request) -> Response:
         try:
-            ready = bool(await run_in_threadpool(self.svc.ready))
+            problems = list(await run_in_threadpool(self.svc.readiness))
         except Exception as exc:  # noqa: BLE001 - a failing check means not ready
             log.warning("readiness check failed: %s", exc)
-            ready = False
-        if not ready:
-            raise Unavailable("not ready: the store is unreachable or the workers are not running", retry_after=5)
+            problems = ["the readiness check failed; see the daemon's log"]
+        if problems:
+            raise Unavailable(f"not ready: {'; '.join(problems)}", problems, retry_after=5)
+        degraded = self.svc.degraded()
+        if degraded:  # still ready: changes are taken and processed, the messages concerned are held
+            return JSONResponse({"status": "degraded", "problems": degraded})
         return JSONResponse({"status": "ready"})
 
     async def metrics(self, request: Request) -> Response:
@@ -777,7 +781,11 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                 "data": {"type": "object", "additionalProperties": True},
             },
         },
-        "Status": {"type": "object", "required": ["status"], "properties": {"status": string}},
+        "Status": {"type": "object", "required": ["status"], "properties": {
+            "status": string,
+            "problems": {"type": "array", "items": string,
+                         "description": "With status degraded: what works only in part, e.g. a channel whose "
+                         "${ENV} variable is not set (its messages are held)."}}},
     }  # fmt: skip
     parameters = {
         "Object": {"name": "object", "in": "path", "required": True, "description": "An object type (ObjectType).",
@@ -857,8 +865,10 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
         },
         "/healthz": {"get": {"summary": "The process is alive.", "responses": {"200": {
             "description": "Alive.", "content": {"application/json": {"schema": _ref("Status")}}}}}},
-        "/readyz": {"get": {"summary": "The store is reachable and the workers run.", "responses": {
-            "200": {"description": "Ready.", "content": {"application/json": {"schema": _ref("Status")}}},
+        "/readyz": {"get": {"summary": "Changes are taken and processed: the store answers, the workers run, the "
+                            "engine runs a version.", "responses": {
+            "200": {"description": "Ready (status ready), or ready with problems listed (status degraded).",
+                    "content": {"application/json": {"schema": _ref("Status")}}},
             **_errors(503)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4).", "responses": {"200": {
             "description": "The metrics.", "content": {"text/plain": {"schema": string}}}}}},

@@ -130,8 +130,11 @@ class FakeService:
         self.engine = Engine(self.bundle)
         self.ingest = Ingest(self.store)
 
-    def ready(self) -> bool:
-        return self.is_ready
+    def readiness(self) -> list[str]:
+        return [] if self.is_ready else ["the workers are not running"]
+
+    def degraded(self) -> list[str]:
+        return []
 
     def refuse_move(self, record: Record, stage: str) -> str:
         return self.engine.pipelines.refuse_move(record, stage)
