@@ -96,6 +96,14 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
     import os
 
     from flowctl.channels.base import resolve_env
+    from flowctl.channels.env import describe, unset_env
+
+    unset = unset_env(loaded.bundle, os.environ)
+    if unset:  # all of them at once, before anything depends on them
+        logging.getLogger("flowctl.config").warning(
+            "not set in the environment: %s. Until flowctl run is restarted with %s set, the messages of those "
+            "channels are held (not sent, not dead-lettered) and those sources do not run",
+            describe(unset), "it" if len(unset) == 1 else "them")  # fmt: skip
     token = ""
     if config.api_token:
         try:

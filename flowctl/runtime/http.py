@@ -60,7 +60,7 @@ from flowctl.runtime.sources import (
     has_nul,
     json_type,
     parse_json,
-    resolve_env,
+    resolve_secret,
 )
 from flowctl.spec import model as m
 
@@ -143,7 +143,7 @@ class _Settings:
 
 def _settings(bundle: m.Bundle, env: Mapping[str, str]) -> _Settings:
     config = bundle.config
-    token = resolve_env(config.api_token, env) if config.api_token else ""
+    token = resolve_secret(config.api_token, env) if config.api_token else ""
     hooks: dict[str, WebhookSource | str] = {}
     for source in bundle.sources.values():
         if source.type != "webhook" or not source.path:

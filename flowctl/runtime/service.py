@@ -116,6 +116,7 @@ class Service:
         self.last_reload_problem = ""
         self._next_housekeeping = 0.0
         self._leftover_owners: set[str] = set()  # engine processes that exited, whose leases are to end
+        self._degraded: tuple[m.Bundle | None, list[str]] = (None, [])  # degraded(), for one bundle
         self._signature = self._watch_signature() if self.watch else ()
         self._register_metrics()
 
@@ -139,8 +140,14 @@ class Service:
         return not self.readiness()
 
     def degraded(self) -> list[str]:
-        """What works only in part while the daemon is ready."""
-        return []
+        """What works only in part while the daemon is ready: channels and sources that need an
+        ``${ENV}`` variable that is not set (their messages are held, those sources do not run)."""
+        from flowctl.channels.env import by_owner, unset_env
+
+        bundle = self.bundle
+        if self._degraded[0] is not bundle:
+            self._degraded = (bundle, list(by_owner(unset_env(bundle, self.env)).values()))
+        return list(self._degraded[1])
 
     def refuse_move(self, record: Record, stage: str) -> str:
         return self.engines.current.pipelines.refuse_move(record, stage)
@@ -366,11 +373,13 @@ class Service:
 
     def _pollers(self) -> list[threading.Thread]:
         """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""
+        from flowctl.channels.env import unset_env
         from flowctl.runtime.polling import SqlPoller
 
         threads = []
+        unset = {u.owner for u in unset_env(self.bundle, self.env)}
         for source in self.bundle.sources.values():
-            if source.type == "sql":
+            if source.type == "sql" and f"source {source.name}" not in unset:  # named at start and in /readyz
                 object_type = self.bundle.objects.get(source.object)
                 poller = SqlPoller(source, self.store, self.ingest, self.clock, env=self.env, owner=self.owner,
                                    metrics=self.metrics, fields=object_type.fields if object_type else ())  # fmt: skip

@@ -562,6 +562,15 @@ class MemoryStore:
                     row.update(status="held", next_attempt_at=rows.utc(until), last_error=why,
                                attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
 
+    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
+        wanted, released = set(channels), 0
+        with self._lock:
+            for row in self._outbox.values():
+                if row["status"] == "held" and row["channel"] in wanted and row["last_error"].startswith(reason_prefix):
+                    row["next_attempt_at"] = rows.utc(now)
+                    released += 1
+        return released
+
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
         since = rows.utc(since)

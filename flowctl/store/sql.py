@@ -925,6 +925,18 @@ class SqlStore:
         with self._write_lock, self._writer.begin() as conn:
             conn.execute(stmt, [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds])
 
+    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
+        """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now: what
+        held them was fixed. Returns how many."""
+        if not channels:
+            return 0
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "held", o.channel.in_(list(channels)),
+                                        o.last_error.startswith(reason_prefix, autoescape=True))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
         """Rows of ``channel`` sent at or after ``since``: in all, and per recipient among

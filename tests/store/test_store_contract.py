@@ -467,3 +467,17 @@ def test_open_store_gives_a_memory_store_or_a_migrated_sql_store(db_url: str) ->
         assert store.counts()["records"] == 0
     finally:
         store.close()
+
+
+def test_held_rows_of_a_fixed_channel_are_released_and_the_others_stay_held(store: Store) -> None:
+    effects = [replace(effect("e1"), channel="sms"), replace(effect("e2"), channel="email"),
+               replace(effect("e3"), channel="sms")]
+    store.commit_batch([Processed(step=Step(effects=effects))], T0)
+    e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
+    later = T0 + timedelta(hours=1)
+    store.hold_outbox_many([(e1.id, later, "held: channel sms: SMS_URL is not set"),
+                            (e2.id, later, "held: channel email: SMTP_HOST is not set"),
+                            (e3.id, later, "held: quiet hours 22:00-07:00 (UTC) until …")], T0)  # fmt: skip
+    assert store.release_held(["sms"], "held: channel ", T0) == 1  # not e2 (email), not e3 (another reason)
+    assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60)] == ["e1"]
+    assert store.release_held([], "held: channel ", T0) == 0
