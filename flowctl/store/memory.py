@@ -264,6 +264,12 @@ class MemoryStore:
             row = self._changes.get(seq)
             return rows.change_from(_load("changes", row)) if row else None
 
+    def open_changes(self, object: str, id: str) -> list[StoredChange]:
+        with self._lock:
+            found = [row for row in self._changes.values() if row["object"] == object and row["record_id"] == id
+                     and row["status"] in ("pending", "claimed")]  # fmt: skip
+            return sorted((rows.change_from(_load("changes", row)) for row in found), key=lambda c: c.seq)
+
     def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
         with self._lock:
             found = sorted((r for r in self._records.values()

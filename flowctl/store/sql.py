@@ -497,6 +497,15 @@ class SqlStore:
             row = conn.execute(changes.select().where(changes.c.seq == seq)).first()
         return rows.change_from(row._mapping) if row else None
 
+    def open_changes(self, object: str, id: str) -> list[StoredChange]:
+        """The changes of one record not processed yet (pending or claimed), in seq order: what a
+        read answers as pending. Reads the (object, record_id, seq) index."""
+        c = changes.c
+        stmt = (changes.select().where(c.object == object, c.record_id == id, c.status.in_(("pending", "claimed")))
+                .order_by(c.seq))  # fmt: skip
+        with self.engine.connect() as conn:
+            return [rows.change_from(row._mapping) for row in conn.execute(stmt)]
+
     def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
         """Live (not deleted) records of ``object`` by id, from just after ``after``."""
         r = records.c

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -168,6 +169,27 @@ class Api:
             out.append(change)
             seq += 1
         return out
+
+
+class Background:
+    """The real worker in a thread of its own, as the daemon runs it, until stopped."""
+
+    def __init__(self, api: Api) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(api,), daemon=True)
+
+    def run(self, api: Api) -> None:
+        worker = Worker(api.svc.store, Engines(api.svc.engine), api.svc.clock)
+        while not self.stop.wait(0.02):
+            worker.run_once()
+
+    def __enter__(self) -> Background:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
 def write_config(root: Path, files: Mapping[str, str]) -> m.Bundle:
