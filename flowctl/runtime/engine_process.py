@@ -174,7 +174,10 @@ class EngineProcess:
             if stop.wait(delay):
                 return
             if on_exit is not None:
-                on_exit(proc.pid)
+                try:
+                    on_exit(proc.pid)
+                except Exception:  # a bug there must not stop the restarts
+                    log.exception("after the engine process (pid %d) exited", proc.pid)
             try:
                 self.start(version())
             except OSError:
