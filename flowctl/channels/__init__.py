@@ -1,6 +1,9 @@
 """Channel adapters: where effects leave the system (``smtp``, ``http``, ``log``), one module each.
 
-:func:`build_senders` turns a config's Channels into the senders the delivery loop uses.
+:func:`build_senders` turns a config's Channels into the senders the delivery loop uses. A
+channel that needs an ``${ENV}`` variable the environment does not set gets an
+:class:`Unconfigured` sender instead: the deliverer holds its messages (``held: channel sms:
+SMS_GATEWAY_URL is not set``) until a sender can be built, and never dead-letters them for that.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from flowctl.channels.base import (
     env_names,
     resolve_env,
 )
+from flowctl.channels.env import by_owner, unset_env
 from flowctl.channels.http import HttpSender
 from flowctl.channels.log import LogSender
 from flowctl.channels.smtp import SmtpSender
+from flowctl.ports import OutboxRow
 from flowctl.spec.model import Bundle
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "Sender",
     "SmtpSender",
     "TemporaryFailure",
+    "Unconfigured",
     "build_senders",
     "close_senders",
     "referenced_env",
@@ -50,8 +56,12 @@ def build_senders(bundle: Bundle, env: Mapping[str, str], log_stream: TextIO | N
     visible = {name: value for name, value in env.items() if name in names}
     log = LogSender(log_stream)
     senders: dict[str, Sender] = {}
+    unconfigured = by_owner([u for u in unset_env(bundle, env) if u.owner.startswith("channel ")])
     for name, channel in bundle.channels.items():
-        if channel.type == "smtp":
+        why = unconfigured.get(f"channel {name}")
+        if why:
+            senders[name] = Unconfigured(why)
+        elif channel.type == "smtp":
             senders[name] = SmtpSender(channel, visible)
         elif channel.type == "http":
             senders[name] = HttpSender(channel, visible)
@@ -59,6 +69,17 @@ def build_senders(bundle: Bundle, env: Mapping[str, str], log_stream: TextIO | N
             senders[name] = log
     senders["log"] = log
     return senders
+
+
+class Unconfigured:
+    """The sender of a channel that cannot be configured (an ``${ENV}`` variable it needs is not
+    set). ``unconfigured`` says why; the deliverer holds its rows rather than call :meth:`send`."""
+
+    def __init__(self, why: str) -> None:
+        self.unconfigured = why
+
+    def send(self, row: OutboxRow) -> Receipt:
+        raise TemporaryFailure(self.unconfigured)
 
 
 def close_senders(senders: Mapping[str, Sender]) -> None:

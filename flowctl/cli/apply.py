@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,12 @@ git commit and author, the files themselves), makes it current and cancels the r
 version within seconds; runs already started stay on the version they started on.
 
 \b
+Every ${ENV} variable a channel, a source or api_token needs that is not set
+where apply runs is named in a warning (JSON: unset_env); it does not stop the
+deploy, since the daemon may run elsewhere: 'flowctl validate --env' checks
+them where it does.
+
+\b
 Exit codes: 0 applied or nothing to apply, 1 refused, invalid or the deployed version changed
 meanwhile.""",
 )
@@ -47,6 +54,9 @@ meanwhile.""",
 def command(directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool,
             now_text: str) -> None:  # fmt: skip
     """Deploy DIR as the current configuration, after the checks of 'flowctl plan'."""
+    import os
+
+    from flowctl.channels.env import unset_env
     from flowctl.gitops.plan import make_plan
     from flowctl.gitops.versions import read_directory
 
@@ -57,13 +67,16 @@ def command(directory: Path, database: str, message: str, fmt: str, allow_cancel
     store = open_for(directory, database)
     try:
         plan = make_plan(store, proposed, now, allow_cancel=allow_cancel, force=force)
-        sys.exit(finish(store, plan, now, message, fmt))
+        bundle = proposed.loaded.bundle
+        unset = [str(u) for u in unset_env(bundle, os.environ)] if bundle is not None else []
+        sys.exit(finish(store, plan, now, message, fmt, unset))
     finally:
         store.close()
 
 
-def finish(store: Store, plan: Plan, now: datetime, message: str, fmt: str) -> int:
-    """Deploy ``plan`` if it may be, print the outcome, return the exit code (shared with rollback)."""
+def finish(store: Store, plan: Plan, now: datetime, message: str, fmt: str, unset: Sequence[str] = ()) -> int:
+    """Deploy ``plan`` if it may be, print the outcome, return the exit code (shared with rollback).
+    ``unset``: the ``${ENV}`` variables the version needs that are not set here, named in a warning."""
     from flowctl.gitops.deploy import DeployConflict, deploy
 
     applied, error = False, ""
@@ -73,9 +86,12 @@ def finish(store: Store, plan: Plan, now: datetime, message: str, fmt: str) -> i
         except DeployConflict as exc:
             error = str(exc)
     if fmt == "json":
-        echo_json({**plan.to_json(), "applied": applied, "error": error})
+        echo_json({**plan.to_json(), "applied": applied, "error": error, "unset_env": list(unset)})
     else:
         click.echo(render_plan(plan))
+        if unset:
+            click.echo(f"Warning: not set where this runs: {'; '.join(unset)}. The daemon needs them where it "
+                       "runs; until then the messages of those channels are held", err=True)  # fmt: skip
         if applied:
             cancelled = len(plan.cancel_runs)
             click.echo(f"Applied: version {plan.proposed.id} is now current"

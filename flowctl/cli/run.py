@@ -96,7 +96,14 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
     import os
 
     from flowctl.channels.base import resolve_env
+    from flowctl.channels.env import describe, unset_env
 
+    unset = unset_env(loaded.bundle, os.environ)
+    if unset:  # all of them at once, before anything depends on them
+        logging.getLogger("flowctl.config").warning(
+            "not set in the environment: %s. Until flowctl run is restarted with %s set, the messages of those "
+            "channels are held (not sent, not dead-lettered) and those sources do not run",
+            describe(unset), "it" if len(unset) == 1 else "them")  # fmt: skip
     token = ""
     if config.api_token:
         try:
@@ -125,7 +132,7 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
         from flowctl.runtime.engine_process import EngineProcess
 
         # the child keeps the SQLite lock open: no other daemon starts on the file while it lives
-        engine_process = EngineProcess(loaded.root, url, log_format=log_format, log_level=log_level,
+        engine_process = EngineProcess(url, log_format=log_format, log_level=log_level,
                                        keep_fds=(lock.fileno(),) if lock is not None else ())  # fmt: skip
     service = Service(root=loaded.root, loaded=loaded, store=store, watch=watch, engine_process=engine_process)
     try:

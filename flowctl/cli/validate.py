@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -127,7 +128,8 @@ def render_empty(loaded: Any, fmt: str, out: IO[str]) -> None:
         out.write(f"{loaded.root}: invalid: {message}\n")
 
 
-def validate(directories: Sequence[Path], fmt: str, out: IO[str]) -> bool:
+def validate(directories: Sequence[Path], fmt: str, out: IO[str], env: Mapping[str, str] | None = None) -> bool:
+    """``env``: also check that every ${ENV} variable the config needs is set in it (E095)."""
     from flowctl.spec.config import load_bundle
 
     ok = True
@@ -137,6 +139,10 @@ def validate(directories: Sequence[Path], fmt: str, out: IO[str]) -> bool:
             render_empty(loaded, fmt, out)
             ok = False
             continue
+        if env is not None and loaded.bundle is not None:
+            from flowctl.channels.env import env_issues
+
+            loaded.issues.extend(env_issues(loaded.bundle, env))
         RENDERERS[fmt](loaded, out)
         ok = ok and loaded.ok
     return ok
@@ -150,6 +156,7 @@ Examples:
   flowctl validate examples/helpdesk --format json
   flowctl validate . --format github        # annotations in a GitHub Actions job
   flowctl validate . --format sarif > flowctl.sarif
+  flowctl validate --env                    # where the daemon runs: every ${ENV} it needs is set
 
 \b
 Exit codes: 0 valid (warnings allowed), 1 invalid or no flowctl document found, 2 usage error.
@@ -159,11 +166,14 @@ stable (docs/errors.md), wording may change.""",
 @click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Output form: text for people, json for scripts, github annotations, sarif 2.1.0.")
-def command(directories: tuple[Path, ...], fmt: str) -> None:
+@click.option("--env", "check_env", is_flag=True,
+              help="Also fail (E095) on every ${ENV} variable a channel, a source or api_token needs that is not "
+              "set in this environment.")
+def command(directories: tuple[Path, ...], fmt: str, check_env: bool) -> None:
     """Check every YAML document under DIRECTORIES (default: .) against the schemas and the
     semantic rules (references, graphs, expressions, schedules, limits, secrets)."""
     for directory in directories:
         if not directory.exists():
             raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIRECTORIES")
-    ok = validate(directories or (Path(),), fmt, sys.stdout)
+    ok = validate(directories or (Path(),), fmt, sys.stdout, dict(os.environ) if check_env else None)
     sys.exit(0 if ok else 1)

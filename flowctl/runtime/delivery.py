@@ -19,6 +19,12 @@ by channel and each group is sent on its own threads (``concurrency`` lanes per 
 SMTP connection), which share the ``in_flight`` slots. Rows of one recipient stay in one lane, so
 they leave in order. Lanes record their own outcomes, so the store must be thread-safe (both
 stores are).
+
+A channel that cannot be configured (an ``${ENV}`` variable it needs is not set: its sender is
+``Unconfigured``) is not an attempt that fails: its rows are held (``held: channel sms:
+SMS_GATEWAY_URL is not set``) and checked again every ``CONFIG_HOLD`` seconds, and released at
+once when a deliverer has a working sender for it (restarted with the variable set, or a reload
+that gives the channel a default), so a configuration error never dead-letters a message.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ CLAIM_PER_SLOT = 10
 LOCAL_BATCH = 500
 MAX_WORKERS = 16
 DEFAULT_SEND_TIMEOUT = 30.0
+#: Seconds a row of a channel that cannot be configured is held before it is looked at again.
+CONFIG_HOLD = 60.0
+CONFIG_HELD = "held: channel "  # how the reason of such a hold starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,8 @@ class Deliverer:
         self._windows: dict[tuple[str, str], policies_.Window] = {}
         self._windows_lock = threading.Lock()
         self.outcomes: Counter | None = None
+        self._working: frozenset[str] | None = None  # channels with a working sender, at the last release
+        self._reported: set[str] = set()  # unconfigured channels already logged
         if metrics is not None:
             self.outcomes = metrics.counter("flowctl_deliveries_total", "Outbox rows handled by channel and result: "
                                             "sent, retry, dead or held.", ("channel", "result"))  # fmt: skip
@@ -121,6 +132,7 @@ class Deliverer:
     def deliver_once(self) -> int:
         """Claim the due rows, send them, record each outcome; the number of rows claimed."""
         claimed_at = self.clock.now()
+        self._release_fixed(claimed_at)
         self.last_limit = self._claim_size()
         rows = self.store.claim_outbox(claimed_at, self.last_limit, self.owner, self.lease_seconds)
         if not rows:
@@ -195,6 +207,7 @@ class Deliverer:
                 log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
             else:
                 keep.append(row)
+        keep = self._hold_unconfigured(keep, now)
         if not self.policies:
             return keep
         holds: list[tuple[int, datetime, str]] = []
@@ -242,6 +255,36 @@ class Deliverer:
             self.store.hold_outbox_many(holds, now)
             log.info("held %d message(s) by sending policy; first: %s", len(holds), holds[0][2])
         return sorted(go, key=lambda row: row.id)
+
+    def _hold_unconfigured(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """Hold the rows of channels that cannot be configured; the others may go."""
+        keep, holds = [], []
+        for row in rows:
+            why = getattr(self.senders.get(row.channel), "unconfigured", "")
+            if not why:
+                keep.append(row)
+                continue
+            holds.append((row.id, now + timedelta(seconds=CONFIG_HOLD), f"held: {why}"))
+            self._count(row.channel, "held")
+            if row.channel not in self._reported:
+                self._reported.add(row.channel)
+                log.warning("held: %s; its messages wait until it is set (restart flowctl run with it)", why)
+        if holds:
+            self.store.hold_outbox_many(holds, now)
+        return keep
+
+    def _release_fixed(self, now: datetime) -> None:
+        """Rows held because their channel could not be configured go out now if it can be: at the
+        first round (a restart with the variable set) and whenever the senders change (a reload)."""
+        senders = list(self.senders.items())  # a reload updates the dict from another thread
+        working = frozenset(name for name, sender in senders if not getattr(sender, "unconfigured", ""))
+        if working == self._working:
+            return
+        released = self.store.release_held(sorted(working), CONFIG_HELD, now)
+        self._working = working
+        self._reported &= set(self.senders) - working
+        if released:
+            log.info("releasing %d held message(s): their channel is configured now", released)
 
     def _observe(self, seconds: float) -> None:
         with self._windows_lock:

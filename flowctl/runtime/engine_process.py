@@ -9,7 +9,13 @@ through the database as replicas do (leases), plus a pipe each way:
 
 - parent → child: ``w`` after an ingest commit (new changes: do not wait for the poll),
   ``r`` after a reload (switch to the deployed version now); end of file: stop.
-- child → parent: a line ``processed failed timers_fired`` when a count changes, for /metrics.
+- child → parent: a line ``processed failed timers_fired`` when a count changes, for /metrics;
+  ``v <version>`` once it runs a version (and after each switch); ``w <why>`` while it runs none.
+
+The child runs the version the parent names (``--version``), read from the store by its hash,
+else the store's current one; never the working directory, which may hold an edit that was
+refused. While the store cannot be reached, or no stored version can be run, it waits and tries
+again (``w`` says why, and the parent's /readyz answers 503) instead of exiting.
 
 The child dies with the parent (``PR_SET_PDEATHSIG``) and keeps the parent's SQLite lock file open,
 so no other daemon starts on that file while it lives. The parent starts it again if it exits.
@@ -27,25 +33,27 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from flowctl.ports import Store
+    from flowctl.runtime.ingest import StoreHealth
     from flowctl.runtime.service import Service
 
 log = logging.getLogger("flowctl.engine_process")
 
 PR_SET_PDEATHSIG = 1
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds before starting a child that exited, growing
+QUICK_EXIT = 10.0  # a child that exits sooner than this after its start counts towards a crash loop
+CRASH_LOOP = 3  # quick exits in a row after which the engine counts as not running at all
 
 
 class EngineProcess:
     """The parent's handle on the child: start, wake, reload, counts, supervise, stop."""
 
-    def __init__(self, root: Path, database: str, *, log_format: str = "text", log_level: str = "info",
+    def __init__(self, database: str, *, log_format: str = "text", log_level: str = "info",
                  env: Mapping[str, str] | None = None, keep_fds: Sequence[int] = ()) -> None:  # fmt: skip
-        self.root = root
         self.database = database
         self.log_format = log_format
         self.log_level = log_level
@@ -57,18 +65,22 @@ class EngineProcess:
         self._base = (0, 0, 0)  # what children before this one had counted
         self.restarts = 0
         self.started_at = 0.0
+        self.running_version = ""  # the version the child said it runs ('' until it has loaded one)
+        self.waiting = ""  # why the child runs no version, as it said
+        self.quick_exits = 0  # exits in a row, each within QUICK_EXIT of its start
         self._stopping = False
         self._lock = threading.Lock()
 
     # ---- life cycle
 
-    def start(self) -> None:
+    def start(self, version: str) -> None:
+        """Start a child that runs the stored ``version`` (the one this daemon runs)."""
         if self._stopping:
             return
         control_read, control_write = os.pipe()
         status_read, status_write = os.pipe()
         os.set_blocking(control_write, False)  # a full pipe already means "wake up"
-        command = [sys.executable, "-m", "flowctl.runtime.engine_process", str(self.root), "--db", self.database,
+        command = [sys.executable, "-m", "flowctl.runtime.engine_process", "--version", version, "--db", self.database,
                    "--control-fd", str(control_read), "--status-fd", str(status_write), "--parent", str(os.getpid()),
                    "--log-format", self.log_format, "--log-level", self.log_level]  # fmt: skip
         try:
@@ -81,11 +93,23 @@ class EngineProcess:
             self.counts = (0, 0, 0)
             self.proc, self._control = proc, control_write
             self.started_at = time.monotonic()
+            self.running_version, self.waiting = "", "starting"
         threading.Thread(target=self._read_status, args=(status_read,), name="flowctl-engine-status",
                          daemon=True).start()  # fmt: skip
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def problem(self) -> str:
+        """Why no engine process can process changes now ('' when one can): none runs, it keeps
+        exiting, or it runs no version (starting, the store unreachable, no version it can run)."""
+        if not self.alive():
+            return "the engine process is not running; it is started again"
+        if self.quick_exits >= CRASH_LOOP and time.monotonic() - self.started_at < QUICK_EXIT:
+            return f"the engine process keeps exiting ({self.quick_exits} times in a row); see the daemon's log"
+        if not self.running_version:
+            return f"the engine process runs no version yet: {self.waiting or 'starting'}"
+        return ""
 
     def totals(self) -> tuple[int, int, int]:
         """Counts over every child this daemon ran (a restarted child starts from zero)."""
@@ -108,43 +132,58 @@ class EngineProcess:
     def _read_status(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as stream:
             for line in stream:
-                parts = line.split()
-                if len(parts) == 3 and all(p.isdigit() for p in parts):
-                    with self._lock:
-                        self.counts = (int(parts[0]), int(parts[1]), int(parts[2]))
+                kind, _, rest = line.decode("utf-8", "replace").strip().partition(" ")
+                with self._lock:
+                    if kind == "v":
+                        self.running_version, self.waiting = rest, ""
+                    elif kind == "w":
+                        self.running_version, self.waiting = "", rest
+                    elif kind.isdigit() and len(parts := rest.split()) == 2 and all(p.isdigit() for p in parts):
+                        self.counts = (int(kind), int(parts[0]), int(parts[1]))
 
-    def supervise(self, stop: threading.Event, on_restart: object = None) -> None:
-        """Start the child again whenever it exits, until ``stop`` is set. A child started here
-        dies when this thread ends (``PR_SET_PDEATHSIG`` follows the thread that forked), so the
-        thread waits for its child to exit before it returns: call :meth:`request_stop` first."""
+    def supervise(self, stop: threading.Event, version: Callable[[], str],
+                  on_exit: Callable[[int], None] | None = None) -> None:  # fmt: skip
+        """Start the child again whenever it exits, until ``stop`` is set: ``on_exit(pid)`` first
+        (it must not raise), then a child on ``version()``. A child started here dies when this
+        thread ends (``PR_SET_PDEATHSIG`` follows the thread that forked), so the thread waits for
+        its child to exit before it returns: call :meth:`request_stop` first."""
         try:
-            self._supervise(stop, on_restart)
+            self._supervise(stop, version, on_exit)
         finally:
             proc = self.proc
             if self.restarts and proc is not None:
                 proc.wait()
 
-    def _supervise(self, stop: threading.Event, on_restart: object) -> None:
-        failures = 0  # exits in a row, each within 10 s of its start: the wait grows
+    def _supervise(self, stop: threading.Event, version: Callable[[], str],
+                   on_exit: Callable[[int], None] | None) -> None:  # fmt: skip
         while not stop.wait(0.2):
             proc = self.proc
             if proc is None or proc.poll() is None:
+                if self.quick_exits and time.monotonic() - self.started_at >= QUICK_EXIT:
+                    self.quick_exits = 0  # it has run a while: the next exit starts a new count
                 continue
             if stop.is_set():
                 return
-            failures = failures + 1 if time.monotonic() - self.started_at < 10 else 1
-            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS)) - 1]
+            self.quick_exits = self.quick_exits + 1 if time.monotonic() - self.started_at < QUICK_EXIT else 1
+            delay = RESTART_DELAYS[min(self.quick_exits, len(RESTART_DELAYS)) - 1]
             log.error("the engine process (pid %d) exited with code %s; starting it again in %.1f s",
                       proc.pid, proc.returncode, delay)  # fmt: skip
             self._close_control()
+            with self._lock:
+                self.running_version, self.waiting = "", "it exited"
             if stop.wait(delay):
                 return
+            if on_exit is not None:
+                try:
+                    on_exit(proc.pid)
+                except Exception:  # a bug there must not stop the restarts
+                    log.exception("after the engine process (pid %d) exited", proc.pid)
             try:
-                if callable(on_restart):
-                    on_restart()
-                self.start()
-            except Exception:
-                log.exception("could not start the engine process")
+                self.start(version())
+            except OSError:
+                log.exception("could not start the engine process; trying again")
+                self.started_at = time.monotonic()
+                continue
             self.restarts += 1
 
     def request_stop(self) -> None:
@@ -185,10 +224,94 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+class _Control:
+    """The parent's end of the control pipe, read by a thread of its own from the start, so that a
+    child still waiting for the store or for a version stops when the parent closes the pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = threading.Event()
+        self.service: Service | None = None  # set once the child runs a version
+
+    def run(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:
+                data = b""
+            service = self.service
+            if not data:
+                self.closed.set()  # the parent stopped (or died): finish the batch in hand and go
+                if service is not None:
+                    service.wake.set()
+                return
+            if service is not None:
+                if b"r" in data:
+                    service.pick_up_soon()
+                service.wake.set()
+
+
+class _Status:
+    """The child's end of the status pipe: one line per message, from any thread."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()
+        self.last_wait = ""
+
+    def write(self, line: str) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            os.write(self.fd, (" ".join(line.split()) + "\n").encode())
+
+    def waiting(self, why: str) -> None:
+        if why != self.last_wait:
+            self.last_wait = why
+            self.write(f"w {why}")
+
+
+def _load(database: str, wanted: str, closed: threading.Event, status: _Status,
+          health: StoreHealth) -> tuple[Store, Service] | None:  # fmt: skip
+    """Open the store and build the engine of the version to run, waiting (with backoff) while
+    the store cannot be reached or no stored version can be run; None if the parent stopped first."""
+    from flowctl.runtime.ingest import Backoff, brief, unavailable
+    from flowctl.runtime.reload import Unusable, load_deployed
+    from flowctl.runtime.service import Service
+    from flowctl.store import open_store
+
+    backoff = Backoff()
+    store: Store | None = None
+    reported = ""
+    while not closed.is_set():
+        try:
+            store = store or open_store(database)
+            loaded, version = load_deployed(store, wanted)
+        except Unusable as exc:
+            why = f"no stored version can be run ({exc})"
+            if why != reported:
+                reported = why
+                for issue in exc.issues:
+                    log.error("version %s: %s", exc.version, issue)
+                log.error("engine process: %s; waiting for a version that can be run (flowctl apply)", why)
+            status.waiting(why)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            health.failed("engine start", exc)
+            status.waiting(f"the store is unavailable: {brief(exc)}")
+        else:
+            health.ok()
+            service = Service(root=loaded.root, loaded=loaded, store=store, role="engine", version_id=version)
+            return store, service
+        closed.wait(backoff.next())
+    if store is not None:
+        store.close()
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowctl.runtime.engine_process",
                                      description="The engine of 'flowctl run', which starts it.")  # fmt: skip
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("--version", default="", help="the stored version to run (default: the current one)")
     parser.add_argument("--db", required=True)
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
@@ -201,34 +324,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     from flowctl.cli.run import setup_logging
-    from flowctl.runtime.reload import pick_up
-    from flowctl.runtime.service import Service
-    from flowctl.spec.config import load_bundle
-    from flowctl.store import open_store
+    from flowctl.runtime.ingest import StoreHealth
 
     setup_logging(args.log_format, args.log_level)
-    loaded = load_bundle(args.directory)
-    if not loaded.ok or loaded.bundle is None:
-        log.error("engine process: %s does not validate", args.directory)
-        return 1
-    store = open_store(args.db)
-    service = Service(root=loaded.root, loaded=loaded, store=store, role="engine")
-    pick_up(service)  # the parent deployed: run what the database says is current
+    control, status = _Control(args.control_fd), _Status(args.status_fd)
+    threading.Thread(target=control.run, name="flowctl-engine-control", daemon=True).start()
+    # the parent sees the same database and reports its outages: this process logs only errors
+    quiet = logging.getLogger("flowctl.engine_process.store")
+    quiet.setLevel(logging.ERROR)
+    loaded = _load(args.db, args.version, control.closed, status, StoreHealth(quiet))
+    if loaded is None:
+        return 0
+    store, service = loaded
+    control.service = service
     service.start()
-    reporter = threading.Thread(target=_report, args=(service, args.status_fd), name="flowctl-engine-report",
+    reporter = threading.Thread(target=_report, args=(service, status), name="flowctl-engine-report",
                                 daemon=True)  # fmt: skip
     reporter.start()
     try:
-        while True:
-            data = os.read(args.control_fd, 4096)
-            if not data:
-                break  # the parent stopped (or died): finish the batch in hand and go
-            if b"r" in data:
-                service.pick_up_soon()
-            service.wake.set()
+        control.closed.wait()
     finally:
         service.stop()
-        _write_counts(service, args.status_fd)
+        _write_counts(service, status)
         store.close()
     return 0
 
@@ -238,19 +355,24 @@ def _counts(service: Service) -> tuple[int, int, int]:
     return worker.processed, worker.failed, worker.timers_fired
 
 
-def _write_counts(service: Service, fd: int) -> None:
-    with contextlib.suppress(OSError):
-        processed, failed, fired = _counts(service)
-        os.write(fd, f"{processed} {failed} {fired}\n".encode())
+def _write_counts(service: Service, status: _Status) -> None:
+    processed, failed, fired = _counts(service)
+    status.write(f"{processed} {failed} {fired}")
 
 
-def _report(service: Service, fd: int) -> None:
-    last = None
-    while not service.stopping.wait(0.25):
+def _report(service: Service, status: _Status) -> None:
+    """The counts when they change, and the version the engine runs (at once, then on a switch)."""
+    last, version = None, ""
+    while True:
+        if service.version != version:
+            version = service.version
+            status.write(f"v {version}")
         now = _counts(service)
         if now != last:
-            _write_counts(service, fd)
+            _write_counts(service, status)
             last = now
+        if service.stopping.wait(0.25):
+            return
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowctl.engine.state import Record
-from flowctl.ports import AppendResult, Clock, NewChange
+from flowctl.engine.state import Record, Run
+from flowctl.ports import AppendResult, Clock, NewChange, StoredChange
 from flowctl.runtime.ingest import unavailable
 from flowctl.runtime.metrics import CONTENT_TYPE, Metrics
+from flowctl.runtime.readback import MAX_WAIT, processed_json, read_record, record_json, requested_wait, wait_processed
 from flowctl.runtime.sources import (
     NUL_PROBLEM,
     BadRequest,
@@ -60,7 +61,7 @@ from flowctl.runtime.sources import (
     has_nul,
     json_type,
     parse_json,
-    resolve_env,
+    resolve_secret,
 )
 from flowctl.spec import model as m
 
@@ -80,6 +81,9 @@ COMMIT_TIMEOUT = 30.0
 class RecordReader(Protocol):
     def record(self, object: str, id: str) -> Record | None: ...
     def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]: ...
+    def open_changes(self, object: str, id: str) -> list[StoredChange]: ...
+    def change(self, seq: int) -> StoredChange | None: ...
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
 
 
 class ChangeSink(Protocol):
@@ -103,7 +107,8 @@ class ServiceView(Protocol):
     def env(self) -> Mapping[str, str]: ...  # resolves ${ENV} in api_token and source secrets
     @property
     def clock(self) -> Clock: ...
-    def ready(self) -> bool: ...  # store reachable and workers running
+    def readiness(self) -> list[str]: ...  # why changes cannot be taken and processed now ([] = ready)
+    def degraded(self) -> list[str]: ...  # what works only in part (a channel missing its ${ENV})
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str: ...  # why not ('' = allowed)
 
 
@@ -142,7 +147,7 @@ class _Settings:
 
 def _settings(bundle: m.Bundle, env: Mapping[str, str]) -> _Settings:
     config = bundle.config
-    token = resolve_env(config.api_token, env) if config.api_token else ""
+    token = resolve_secret(config.api_token, env) if config.api_token else ""
     hooks: dict[str, WebhookSource | str] = {}
     for source in bundle.sources.values():
         if source.type != "webhook" or not source.path:
@@ -458,7 +463,8 @@ class HttpApi:
             (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
         return results
 
-    async def _write(self, change: NewChange, settings: _Settings, explicit_key: bool) -> Response:
+    async def _write(self, change: NewChange, settings: _Settings, explicit_key: bool,
+                     wait: float | None = None) -> Response:  # fmt: skip
         problems = check_change(settings.bundle, change)
         if problems:
             raise Invalid.of(problems)
@@ -472,7 +478,22 @@ class HttpApi:
         (result,) = await self._commit([change])
         if explicit_key:
             self._recent.remember(change.idempotency_key, fingerprint)
-        return _accepted(result)
+        if wait is None:
+            return _accepted(result)
+        return await self._after_waiting(change, result, wait)
+
+    async def _after_waiting(self, change: NewChange, result: AppendResult, seconds: float) -> Response:
+        """``Prefer: wait=N``: 200 with the outcome once the change is processed, else the 202."""
+        store = self.svc.store
+        applied = {"Preference-Applied": f"wait={seconds:g}"}
+        done = await wait_processed(lambda seq: self._read(store.change, seq), result.seq, seconds)
+        if done is None:
+            response = _accepted(result)
+            response.headers.update(applied)
+            return response
+        record, pending = await self._read(read_record, store, change.object, change.record_id)
+        runs = await self._read(store.list_runs, 100, "", change.object, change.record_id)
+        return JSONResponse(processed_json(done, result.duplicate, record, pending, runs), headers=applied)
 
     def _change(self, request: Request, **values: Any) -> tuple[NewChange, bool]:
         given = self._idempotency_key(request)
@@ -488,14 +509,15 @@ class HttpApi:
         self.authorize(request, settings)
         object, record_id = self._record_path(request, settings)
         method = request.method
-        if method in ("GET", "HEAD"):
-            record = await self._read(self.svc.store.record, object, record_id)
-            if record is None or record.deleted:
+        if method in ("GET", "HEAD"):  # as the last acknowledged write left it, processed or not
+            record, pending = await self._read(read_record, self.svc.store, object, record_id)
+            if record is None:
                 raise NotFound(f"{object} {record_id} does not exist")
-            return JSONResponse(_record_json(record))
+            return JSONResponse(record_json(record, pending=pending))
+        wait = requested_wait(request.headers.get("prefer", ""))
         if method == "DELETE":
             change, keyed = self._change(request, object=object, record_id=record_id, op="delete")
-            return await self._write(change, settings, keyed)
+            return await self._write(change, settings, keyed, wait)
         body = await _json_object(request, settings.request_bytes)
         put = method == "PUT"
         problems = _members(body, ("fields",), ("stage", "pipeline") if put else ())
@@ -506,7 +528,7 @@ class HttpApi:
             raise Invalid.of(problems)
         change, keyed = self._change(request, object=object, record_id=record_id, op="put" if put else "patch",
                                      fields=fields, stage=stage, pipeline=pipeline)  # fmt: skip
-        return await self._write(change, settings, keyed)
+        return await self._write(change, settings, keyed, wait)
 
     async def move(self, request: Request) -> Response:
         settings = self.settings()
@@ -559,7 +581,7 @@ class HttpApi:
             raise Invalid.of(problems)
         change, keyed = self._change(request, object=object, record_id=str(record_id), op="event", event=event,
                                      data=data)  # fmt: skip
-        return await self._write(change, settings, keyed)
+        return await self._write(change, settings, keyed, requested_wait(request.headers.get("prefer", "")))
 
     # ---------------------------------------------------------------- webhooks
 
@@ -598,12 +620,15 @@ class HttpApi:
 
     async def readyz(self, request: Request) -> Response:
         try:
-            ready = bool(await run_in_threadpool(self.svc.ready))
+            problems = list(await run_in_threadpool(self.svc.readiness))
         except Exception as exc:  # noqa: BLE001 - a failing check means not ready
             log.warning("readiness check failed: %s", exc)
-            ready = False
-        if not ready:
-            raise Unavailable("not ready: the store is unreachable or the workers are not running", retry_after=5)
+            problems = ["the readiness check failed; see the daemon's log"]
+        if problems:
+            raise Unavailable(f"not ready: {'; '.join(problems)}", problems, retry_after=5)
+        degraded = self.svc.degraded()
+        if degraded:  # still ready: changes are taken and processed, the messages concerned are held
+            return JSONResponse({"status": "degraded", "problems": degraded})
         return JSONResponse({"status": "ready"})
 
     async def metrics(self, request: Request) -> Response:
@@ -746,7 +771,21 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
             "type": "object", "additionalProperties": False,
             "required": ["object", "id", "fields", "stage", "pipeline", "owner", "version"],
             "properties": {"object": string, "id": string, "fields": _ref("Fields"), "stage": string,
-                           "pipeline": string, "owner": string, "version": {"type": "integer"}},
+                           "pipeline": string, "owner": string, "version": {"type": "integer"},
+                           "pending": {"type": "boolean", "description": "true while written changes of the "
+                                       "record are not processed yet: it reads as they will leave it"}},
+        },
+        "Processed": {
+            "type": "object", "additionalProperties": False,
+            "required": ["accepted", "seq", "duplicate", "status", "error", "record", "runs"],
+            "properties": {
+                "accepted": {"const": True}, "seq": {"type": "integer"}, "duplicate": {"type": "boolean"},
+                "status": {"enum": ["done", "failed"]}, "error": string,
+                "record": {"oneOf": [_ref("Record"), {"type": "null"}]},
+                "runs": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "automation", "status", "node"], "additionalProperties": False,
+                    "properties": {"id": string, "automation": string, "status": string, "node": string}}},
+            },
         },
         "RecordList": {
             "type": "object", "required": ["items", "next"], "additionalProperties": False,
@@ -779,7 +818,11 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                 "data": {"type": "object", "additionalProperties": True},
             },
         },
-        "Status": {"type": "object", "required": ["status"], "properties": {"status": string}},
+        "Status": {"type": "object", "required": ["status"], "properties": {
+            "status": string,
+            "problems": {"type": "array", "items": string,
+                         "description": "With status degraded: what works only in part, e.g. a channel whose "
+                         "${ENV} variable is not set (its messages are held)."}}},
     }  # fmt: skip
     parameters = {
         "Object": {"name": "object", "in": "path", "required": True, "description": "An object type (ObjectType).",
@@ -790,6 +833,10 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                            "description": "Makes the write repeatable: a repeat stores nothing and gets the first "
                            "answer. Without it each request is a new write.",
                            "schema": {"type": "string", "maxLength": MAX_KEY}},
+        "Prefer": {"name": "Prefer", "in": "header", "required": False,
+                   "description": f"wait=N: answer once the change is processed (200, with the record and the runs "
+                   f"it started) or after N seconds (at most {MAX_WAIT:g}) with the usual 202; both say "
+                   "Preference-Applied.", "schema": {"type": "string", "examples": ["wait=5"]}},
     }  # fmt: skip
     security: dict[str, Any] = {"security": [{"bearerAuth": []}]} if secured else {}
 
@@ -804,18 +851,27 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
             op["requestBody"] = body(schema)
         return op
 
+    processed = {"description": "Prefer: wait=N, and the change was processed within N seconds.",
+                 "headers": {"Preference-Applied": {"schema": string}},
+                 "content": {"application/json": {"schema": _ref("Processed")}}}  # fmt: skip
+
+    def waitable(op: dict[str, Any]) -> dict[str, Any]:
+        return {**op, "parameters": [*op["parameters"], _ref("Prefer", "parameters")],
+                "responses": {"200": processed, **op["responses"]}}  # fmt: skip
+
     record_params = [_ref("Object", "parameters"), _ref("Id", "parameters")]
     delete = write("Delete a record (recoverable, like a recycle bin).")
     delete["responses"] = {"202": accepted, **_errors(400, 401, 404, 409, 422, 500, 503)}
     paths: dict[str, Any] = {
         "/v1/records/{object}/{id}": {
             "parameters": record_params,
-            "get": {"summary": "Read a record.", **security, "responses": {
+            "get": {"summary": "Read a record as the last accepted write left it (pending until processed).",
+                    **security, "responses": {
                 "200": {"description": "The record.", "content": {"application/json": {"schema": _ref("Record")}}},
                 **_errors(400, 401, 404, 500, 503)}},
-            "put": write("Create or replace a record.", "PutRecord"),
-            "patch": write("Change some fields of a record (creates it when missing).", "PatchRecord"),
-            "delete": delete,
+            "put": waitable(write("Create or replace a record.", "PutRecord")),
+            "patch": waitable(write("Change some fields of a record (creates it when missing).", "PatchRecord")),
+            "delete": waitable(delete),
         },
         "/v1/records/{object}/{id}/stage": {
             "parameters": record_params,
@@ -837,8 +893,8 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                                   **_errors(400, 401, 404, 500, 503)}},
         },
         "/v1/events": {
-            "post": {**write("Send a named event about a record.", "Event"),
-                     "responses": {"202": accepted, **_errors(400, 401, 409, 413, 415, 422, 500, 503)}},
+            "post": waitable({**write("Send a named event about a record.", "Event"),
+                              "responses": {"202": accepted, **_errors(400, 401, 409, 413, 415, 422, 500, 503)}}),
         },
         "/hooks/{path}": {
             "post": {
@@ -859,8 +915,10 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
         },
         "/healthz": {"get": {"summary": "The process is alive.", "responses": {"200": {
             "description": "Alive.", "content": {"application/json": {"schema": _ref("Status")}}}}}},
-        "/readyz": {"get": {"summary": "The store is reachable and the workers run.", "responses": {
-            "200": {"description": "Ready.", "content": {"application/json": {"schema": _ref("Status")}}},
+        "/readyz": {"get": {"summary": "Changes are taken and processed: the store answers, the workers run, the "
+                            "engine runs a version.", "responses": {
+            "200": {"description": "Ready (status ready), or ready with problems listed (status degraded).",
+                    "content": {"application/json": {"schema": _ref("Status")}}},
             **_errors(503)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4).", "responses": {"200": {
             "description": "The metrics.", "content": {"text/plain": {"schema": string}}}}}},

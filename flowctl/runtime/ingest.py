@@ -39,7 +39,7 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
-def _brief(exc: BaseException) -> str:
+def brief(exc: BaseException) -> str:
     """The driver's first line ("connection refused"), without SQLAlchemy's SQL and links."""
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip().splitlines()
@@ -75,12 +75,12 @@ class StoreHealth:
             self.failed_total += 1
             self.last_failure = time.monotonic()
             if self.down_since is not None:
-                self.log.debug("%s: store still unavailable: %s", where, _brief(exc))
+                self.log.debug("%s: store still unavailable: %s", where, brief(exc))
                 return
             self.down_since = self.last_failure
             self.outages += 1
         self.log.warning("store unavailable: %s (seen by %s); writes answer 503, the worker, delivery, timers "
-                         "and leases retry with backoff until it is back", _brief(exc), where)  # fmt: skip
+                         "and leases retry with backoff until it is back", brief(exc), where)  # fmt: skip
 
     def ok(self) -> None:
         if self.down_since is None:  # the common case: no lock
@@ -201,7 +201,7 @@ class Ingest:
                 self.health.failed("ingest", exc)
             else:
                 log.warning("could not store %d changes: %s", len(batch), exc)
-            results = [StoreUnavailable(_brief(exc)) for _ in batch]
+            results = [StoreUnavailable(brief(exc)) for _ in batch]
         else:
             self.health.ok()
         fresh = 0

@@ -13,32 +13,67 @@ import logging
 from typing import Any
 
 from flowctl.engine.core import Engine
+from flowctl.ports import ConfigVersion, Store
+from flowctl.spec.config import Loaded
 
 log = logging.getLogger("flowctl.reload")
 
 
-def pick_up(service: Any) -> bool:
-    """Run the store's current version if it is not the one ``service`` runs; True if it switched."""
+class Unusable(Exception):
+    """A stored version that cannot be run: stored without its files, or it does not validate."""
+
+    def __init__(self, version: str, why: str, issues: tuple[str, ...] = ()) -> None:
+        super().__init__(f"version {version} {why}")
+        self.version = version
+        self.issues = issues
+
+
+def build(version: ConfigVersion) -> Loaded:
+    """The validated configuration of a stored version; raises :class:`Unusable`."""
     from flowctl.gitops.versions import NotRebuildable, from_version
 
+    try:
+        loaded = from_version(version).loaded
+    except NotRebuildable:
+        raise Unusable(version.id, "was stored without its files, so it cannot be rebuilt") from None
+    if not loaded.ok or loaded.bundle is None:
+        raise Unusable(version.id, "does not validate", tuple(str(issue) for issue in loaded.errors[:20]))
+    return loaded
+
+
+def load_deployed(store: Store, wanted: str) -> tuple[Loaded, str]:
+    """The configuration the engine process runs: stored version ``wanted`` (the one the daemon
+    runs), else the current one. Never the working directory, which may hold an unsaved or
+    invalid edit. Raises :class:`Unusable` (the last reason) when neither can be run, and the
+    store's errors when it cannot be read."""
+    found = store.version(wanted) if wanted else None
+    current = store.current_version()
+    problem: Unusable | None = None
+    candidates = {v.id: v for v in (found, current) if v is not None}  # by id: the same one once
+    for version in candidates.values():
+        try:
+            return build(version), version.id
+        except Unusable as exc:
+            problem = exc
+    raise problem or Unusable(wanted or "(none)", "is not stored: nothing was deployed yet")
+
+
+def pick_up(service: Any) -> bool:
+    """Run the store's current version if it is not the one ``service`` runs; True if it switched."""
     current = service.store.current_version()
     if current is None or current.id == service.version:
         return False
     if getattr(service, "_refused_version", None) == current.id:
         return False  # already logged; wait for the next deploy
     try:
-        snapshot = from_version(current)
-    except NotRebuildable as exc:
-        log.warning("not switching to version %s: %s", current.id, exc)
-        service._refused_version = current.id
-        return False
-    loaded = snapshot.loaded
-    if not loaded.ok or loaded.bundle is None:
-        for issue in loaded.errors[:20]:
+        loaded = build(current)
+    except Unusable as exc:
+        for issue in exc.issues:
             log.error("version %s: %s", current.id, issue)
-        log.error("not switching to version %s: it does not validate; still running %s", current.id, service.version)
+        log.error("not switching to %s; still running %s", exc, service.version)
         service._refused_version = current.id
         return False
+    assert loaded.bundle is not None
     bundle = loaded.bundle
     engine = Engine(bundle, current.id)
     _refresh_senders(service, bundle)

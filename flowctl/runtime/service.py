@@ -77,6 +77,7 @@ class Service:
     watch: bool = False  # reload when the directory's files change
     role: str = "all"  # "all": everything here; "engine": the worker loop only (the engine process)
     engine_process: Any = None  # an EngineProcess running the worker loop instead of a thread here
+    version_id: str = ""  # the stored version ``loaded`` was built from (default: its directory's hash)
 
     def __post_init__(self) -> None:
         from flowctl.channels import build_senders
@@ -84,7 +85,7 @@ class Service:
 
         assert self.loaded.bundle is not None
         self.bundle: m.Bundle = self.loaded.bundle
-        self.version = content_hash(self.loaded)
+        self.version = self.version_id or content_hash(self.loaded)
         self.engines = Engines(Engine(self.bundle, self.version))
         self.metrics = Metrics()
         self.stopping = threading.Event()
@@ -114,21 +115,39 @@ class Service:
         self.last_reload_ok = True
         self.last_reload_problem = ""
         self._next_housekeeping = 0.0
+        self._leftover_owners: set[str] = set()  # engine processes that exited, whose leases are to end
+        self._degraded: tuple[m.Bundle | None, list[str]] = (None, [])  # degraded(), for one bundle
         self._signature = self._watch_signature() if self.watch else ()
         self._register_metrics()
 
     # ------------------------------------------------------------------ what HTTP needs
 
-    def ready(self) -> bool:
-        if self.stopping.is_set() or not all(t.is_alive() for t in self.threads):
-            return False
-        if self.engine_process is not None and not self.engine_process.alive():
-            return False
+    def readiness(self) -> list[str]:
+        """Why this daemon cannot take and process changes now ([] when it can): stopping, a
+        thread down, no engine process running a version, or the database not answering."""
+        if self.stopping.is_set():
+            return ["the daemon is stopping"]
+        problems = [f"the {t.name} thread is not running" for t in self.threads if not t.is_alive()]
+        if self.engine_process is not None and (why := self.engine_process.problem()):
+            problems.append(why)
         try:
             self.store.current_version()  # one small read: the database answers
         except Exception:  # noqa: BLE001 - any database error means not ready
-            return False
-        return True
+            problems.append("the store is unreachable")
+        return problems
+
+    def ready(self) -> bool:
+        return not self.readiness()
+
+    def degraded(self) -> list[str]:
+        """What works only in part while the daemon is ready: channels and sources that need an
+        ``${ENV}`` variable that is not set (their messages are held, those sources do not run)."""
+        from flowctl.channels.env import by_owner, unset_env
+
+        bundle = self.bundle
+        if self._degraded[0] is not bundle:
+            self._degraded = (bundle, list(by_owner(unset_env(bundle, self.env)).values()))
+        return list(self._degraded[1])
 
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
         return self.engines.current.pipelines.refuse_move(record, stage, pipeline)
@@ -209,6 +228,8 @@ class Service:
         reload on SIGHUP or when the watched directory changed."""
         from flowctl.runtime.reload import pick_up
 
+        if self._leftover_owners:
+            self._end_leftover_leases()
         now = time.monotonic()
         if now < self._next_housekeeping and not self.reload_requested.is_set():
             return
@@ -253,7 +274,7 @@ class Service:
         if self.engine_process is None:
             work = threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True)
         else:
-            self.engine_process.start()  # after the deploy: it runs the version now current
+            self.engine_process.start(self.version)  # after the deploy: it runs that version, from the store
             work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
         self.threads = [
             work,
@@ -264,7 +285,7 @@ class Service:
         ]
         if self.engine_process is not None:
             self.threads.append(threading.Thread(target=self.engine_process.supervise,
-                                                 args=(self.stopping, self._engine_exited),
+                                                 args=(self.stopping, lambda: self.version, self._engine_exited),
                                                  name="flowctl-engine-supervisor", daemon=True))  # fmt: skip
         for thread in self.threads:
             thread.start()
@@ -289,14 +310,25 @@ class Service:
         self._next_housekeeping = 0.0
         self.wake.set()
 
-    def _engine_exited(self) -> None:
-        """Before a new engine process starts: the work the dead one had leased is free again."""
-        proc = self.engine_process.proc if self.engine_process is not None else None
-        if proc is None:
-            return
-        ended = self.store.expire_leases(self.clock.now(), owner=owner_of(proc.pid))
-        if ended:
-            log.info("taking over %d item(s) the engine process had in hand", ended)
+    def _engine_exited(self, pid: int) -> None:
+        """Before a new engine process starts: the work the exited one (``pid``) had leased is
+        free again. While the database is down that waits (the outage is logged once, with the
+        other threads'); housekeeping ends those leases once it is back."""
+        self._leftover_owners.add(owner_of(pid))
+        self._end_leftover_leases()
+
+    def _end_leftover_leases(self) -> None:
+        for owner in sorted(self._leftover_owners):
+            try:
+                ended = self.store.expire_leases(self.clock.now(), owner=owner)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self.health.failed("engine restart", exc)
+                return
+            self._leftover_owners.discard(owner)
+            if ended:
+                log.info("taking over %d item(s) the engine process had in hand", ended)
 
     def _housekeeping_loop(self) -> None:
         """With an engine process, this process has no worker loop to reload in: a thread does."""
@@ -341,11 +373,13 @@ class Service:
 
     def _pollers(self) -> list[threading.Thread]:
         """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""
+        from flowctl.channels.env import unset_env
         from flowctl.runtime.polling import SqlPoller
 
         threads = []
+        unset = {u.owner for u in unset_env(self.bundle, self.env)}
         for source in self.bundle.sources.values():
-            if source.type == "sql":
+            if source.type == "sql" and f"source {source.name}" not in unset:  # named at start and in /readyz
                 object_type = self.bundle.objects.get(source.object)
                 poller = SqlPoller(source, self.store, self.ingest, self.clock, env=self.env, owner=self.owner,
                                    metrics=self.metrics, fields=object_type.fields if object_type else ())  # fmt: skip
@@ -365,6 +399,12 @@ class Service:
                                     lambda: int(self.last_reload_ok))  # fmt: skip
         self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this daemon",
                                     lambda: self._worker_counts()[2])  # fmt: skip
+        if self.engine_process is not None:
+            engine = self.engine_process
+            self.metrics.gauge_callback("flowctl_engine_restarts_total", "Times the engine process was started "
+                                        "again after it exited", lambda: engine.restarts)  # fmt: skip
+            self.metrics.gauge_callback("flowctl_engine_ready", "1 while the engine process runs a version and "
+                                        "can process changes", lambda: int(not engine.problem()))  # fmt: skip
 
     def _worker_counts(self) -> tuple[int, int, int]:
         """Processed, failed, timers fired: by the engine process when there is one."""

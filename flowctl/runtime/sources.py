@@ -48,6 +48,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
+from flowctl.channels.base import resolve_env
+from flowctl.channels.env import needed
 from flowctl.engine.records import check_fields, check_stage
 from flowctl.ports import ChangeOp, NewChange
 from flowctl.spec import model as m
@@ -140,21 +142,13 @@ class Unavailable(RequestError):
 # --------------------------------------------------------------------------------------------
 # helpers shared with the records API
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def resolve_env(text: str, env: Mapping[str, str]) -> str:
-    """``text`` with its ``${NAME}`` references replaced; '' when any of them is unset or empty."""
-    missing = False
-
-    def value(match: re.Match[str]) -> str:
-        nonlocal missing
-        found = env.get(match[1], "")
-        missing = missing or not found
-        return found
-
-    resolved = _ENV_REF.sub(value, text)
-    return "" if missing else resolved
+def resolve_secret(text: str, env: Mapping[str, str]) -> str:
+    """``text`` with its ``${ENV}`` references resolved as channels resolve theirs (``${NAME}``,
+    ``${NAME:-default}``, ``$${NAME}``); '' when a variable it needs is unset or empty, so that
+    the caller refuses to work without its secret."""
+    if any(not env.get(name) for name in needed(text)):
+        return ""
+    return resolve_env(text, env)
 
 
 def json_type(value: object) -> str:
@@ -398,7 +392,7 @@ class WebhookSource:
         self.name = source.name
         self.path = source.path
         self.auth = source.auth
-        self.secret = resolve_env(source.secret, env).encode() if source.secret else b""
+        self.secret = resolve_secret(source.secret, env).encode() if source.secret else b""
         self.signature_header = source.signature_header or "X-Signature"
         self.max_bytes = source.max_bytes
         self._hidden = {"authorization", "cookie", self.signature_header.lower()}

@@ -273,6 +273,12 @@ class MemoryStore:
             row = self._changes.get(seq)
             return rows.change_from(_load("changes", row)) if row else None
 
+    def open_changes(self, object: str, id: str) -> list[StoredChange]:
+        with self._lock:
+            found = [row for row in self._changes.values() if row["object"] == object and row["record_id"] == id
+                     and row["status"] in ("pending", "claimed")]  # fmt: skip
+            return sorted((rows.change_from(_load("changes", row)) for row in found), key=lambda c: c.seq)
+
     def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
         with self._lock:
             found = sorted((r for r in self._records.values()
@@ -570,6 +576,15 @@ class MemoryStore:
                 if row := self._outbox.get(row_id):
                     row.update(status="held", next_attempt_at=rows.utc(until), last_error=why,
                                attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+
+    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
+        wanted, released = set(channels), 0
+        with self._lock:
+            for row in self._outbox.values():
+                if row["status"] == "held" and row["channel"] in wanted and row["last_error"].startswith(reason_prefix):
+                    row["next_attempt_at"] = rows.utc(now)
+                    released += 1
+        return released
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

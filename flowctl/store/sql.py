@@ -513,6 +513,15 @@ class SqlStore:
             row = conn.execute(changes.select().where(changes.c.seq == seq)).first()
         return rows.change_from(row._mapping) if row else None
 
+    def open_changes(self, object: str, id: str) -> list[StoredChange]:
+        """The changes of one record not processed yet (pending or claimed), in seq order: what a
+        read answers as pending. Reads the (object, record_id, seq) index."""
+        c = changes.c
+        stmt = (changes.select().where(c.object == object, c.record_id == id, c.status.in_(("pending", "claimed")))
+                .order_by(c.seq))  # fmt: skip
+        with self.engine.connect() as conn:
+            return [rows.change_from(row._mapping) for row in conn.execute(stmt)]
+
     def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
         """Live (not deleted) records of ``object`` by id, from just after ``after``."""
         r = records.c
@@ -940,6 +949,18 @@ class SqlStore:
                         lease_owner=None, lease_until=None))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             conn.execute(stmt, [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds])
+
+    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
+        """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now: what
+        held them was fixed. Returns how many."""
+        if not channels:
+            return 0
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "held", o.channel.in_(list(channels)),
+                                        o.last_error.startswith(reason_prefix, autoescape=True))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

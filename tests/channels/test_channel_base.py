@@ -89,7 +89,8 @@ def test_build_senders_maps_every_channel_and_log(tmp_path: Path) -> None:
     loaded = load_bundle(tmp_path, semantic=False)
     assert loaded.bundle is not None, loaded.issues
     stream = io.StringIO()
-    env = {"SMS_URL": "http://x", "SMS_TOKEN": "t0ken", "SMTP_HOST": "h", "HOME": "/root", "DATABASE_URL": "pg://"}
+    env = {"SMS_URL": "http://x", "SMS_TOKEN": "t0ken", "SMTP_HOST": "h", "SMTP_USER": "u", "SMTP_PASSWORD": "pw",
+           "HOME": "/root", "DATABASE_URL": "pg://"}  # fmt: skip
     senders = build_senders(loaded.bundle, env, log_stream=stream)
     try:
         assert set(senders) == {"email", "sms", "quiet", "log"}
@@ -100,7 +101,8 @@ def test_build_senders_maps_every_channel_and_log(tmp_path: Path) -> None:
         assert senders["log"].stream is stream
         # Senders see only what the config references.
         sms: Any = senders["sms"]
-        assert dict(sms.env) == {"SMS_URL": "http://x", "SMS_TOKEN": "t0ken", "SMTP_HOST": "h"}
+        assert dict(sms.env) == {"SMS_URL": "http://x", "SMS_TOKEN": "t0ken", "SMTP_HOST": "h", "SMTP_USER": "u",
+                                 "SMTP_PASSWORD": "pw"}  # fmt: skip
     finally:
         close_senders(senders)
     assert referenced_env(loaded.bundle) == {"SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMS_URL", "SMS_TOKEN"}

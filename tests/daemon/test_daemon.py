@@ -117,3 +117,22 @@ def test_kill_9_during_heavy_processing_loses_no_accepted_change(daemon: Daemon,
     # Messages sent but not yet marked sent when the process died go out again, with the same key,
     # so a receiver that deduplicates by Idempotency-Key sees each message once.
     assert accepted, "the daemon accepted work before it was killed"
+
+
+def test_a_writer_reads_its_own_write_and_may_wait_for_it_to_be_processed(daemon: Daemon) -> None:
+    daemon.start()  # two processes: the change is processed by the engine process, read back by the API's
+    for n in range(20):
+        assert daemon.put("deal", f"r{n}", {"title": f"R{n}", "phone": "0901234567"}).status_code == 202
+        read = httpx.get(f"{daemon.url}/v1/records/deal/r{n}", timeout=10)
+        assert read.status_code == 200, read.text  # at once, processed or not ("pending" says which)
+        assert read.json()["fields"] == {"title": f"R{n}", "phone": "0901234567"}
+
+    answer = httpx.put(f"{daemon.url}/v1/records/deal/w", json={"fields": {"title": "W", "phone": "0901234567"}},
+                       headers={"Prefer": "wait=10"}, timeout=30)  # fmt: skip
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["preference-applied"] == "wait=10"
+    body = answer.json()
+    assert body["status"] == "done" and body["record"]["stage"] == "new" and body["record"]["pending"] is False
+    assert {run["automation"] for run in body["runs"]} == {"rule:sales/new/mail", "rule:sales/new/sms"}
+    assert httpx.get(f"{daemon.url}/v1/records/deal/w", timeout=10).json()["pending"] is False

@@ -3,17 +3,24 @@ it exits on its own, reports its counts to /metrics, and ``--processes 1`` runs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import HttpSink
+from flowctl.gitops.versions import read_directory
+from flowctl.runtime.engine_process import EngineProcess
+from tests.conftest import HttpSink, pg_base
 from tests.daemon.harness import Daemon
 from tests.daemon.test_daemon import sms_hits, wait_for
 
@@ -43,12 +50,22 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def engine_pid(daemon: Daemon) -> int:
+def engine_pid_or_none(daemon: Daemon) -> int | None:
+    """The daemon's engine process, or None while there is none (it exited, not yet restarted)."""
     assert daemon.proc is not None
-    engines = [pid for pid in children(daemon.proc.pid)
-               if b"flowctl.runtime.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
-    assert len(engines) == 1, engines
-    return engines[0]
+    engines = []
+    for pid in children(daemon.proc.pid):
+        with contextlib.suppress(OSError):  # it may be gone between the two reads
+            if b"flowctl.runtime.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
+                engines.append(pid)
+    assert len(engines) <= 1, engines
+    return engines[0] if engines else None
+
+
+def engine_pid(daemon: Daemon) -> int:
+    found = engine_pid_or_none(daemon)
+    assert found is not None, daemon.output()[-3000:]
+    return found
 
 
 def gone(pid: int) -> bool:
@@ -125,3 +142,31 @@ def test_sigterm_stops_both_processes(make_daemon: MakeDaemon) -> None:
     assert daemon.terminate() == 0
     assert time.monotonic() - started < 10
     assert gone(engine)
+
+
+@pytest.mark.postgres
+def test_an_engine_process_started_while_the_store_is_unreachable_waits_for_it(config_dir: Path) -> None:
+    base = sa.make_url(pg_base())
+    name = f"flowctl_wait_{uuid.uuid4().hex[:10]}"  # no such database yet: every connection is refused
+    url = base.set(database=name).render_as_string(hide_password=False)
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    version = read_directory(config_dir).id
+    engine = EngineProcess(url)
+    engine.start(version)
+    try:
+        wait_for(lambda: "store" in engine.waiting or not engine.alive(), what="the engine to try the store")
+        assert engine.alive(), "the engine process exited instead of waiting for the store"
+        assert engine.running_version == "" and "unavailable" in engine.problem()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        applied = subprocess.run([sys.executable, "-m", "flowctl", "apply", str(config_dir), "--db", url],
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        wait_for(lambda: engine.running_version == version, timeout=30, what="the engine to run the deployed version")
+        assert engine.alive() and engine.problem() == ""
+    finally:
+        engine.stop(10)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    assert engine.proc is not None and engine.proc.returncode == 0

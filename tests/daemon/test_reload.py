@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import httpx
 from tests.conftest import HttpSink
 from tests.daemon.harness import Daemon
 from tests.daemon.test_daemon import sms_hits, wait_for
+from tests.daemon.test_engine_process import engine_pid, engine_pid_or_none
 
 
 def metric(daemon: Daemon, name: str) -> float:
@@ -67,5 +71,97 @@ def test_sighup_reloads(tmp_path: Path, config_dir: Path, http_sink: HttpSink) -
         wait_for(lambda: "reloaded" in daemon.output(), what="reload on SIGHUP")
         assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn bạn B" for h in sms_hits(http_sink)), what="new text")
+    finally:
+        daemon.stop_quietly()
+
+
+class Writer:
+    """A client that keeps putting new deals (one every 0.1 s) and remembers the accepted titles."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.accepted: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.wait(0.1):
+            n += 1
+            try:
+                answer = self.daemon.put("deal", f"w{n}", {"title": f"W{n}", "phone": "0901234567"})
+            except httpx.HTTPError:
+                continue
+            if answer.status_code == 202:
+                self.accepted.append(f"W{n}")
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        return list(self.accepted)
+
+
+def test_an_invalid_edit_leaves_both_processes_on_the_deployed_version(tmp_path: Path, config_dir: Path,
+                                                                       http_sink: HttpSink) -> None:  # fmt: skip
+    daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'i.db'}", args=("--watch",))
+    config = config_dir / "flowctl.yaml"
+    good = config.read_text()
+    writer = Writer(daemon)
+    try:
+        daemon.start()
+        writer.thread.start()
+        config.write_text(good.replace("delay: 3s", "delay: 2days"))  # what the user saved
+        wait_for(lambda: "reload invalid" in daemon.output(), what="the refused reload")
+        first = engine_pid(daemon)
+        os.kill(first, signal.SIGKILL)  # the engine process exits (for any reason) while the file is invalid
+        wait_for(lambda: "starting it again" in daemon.output(), what="the restart in the log")
+        wait_for(lambda: engine_pid_or_none(daemon) not in (None, first), what="a new engine process")
+        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
+        seen = len(writer.accepted)
+        wait_for(lambda: len(writer.accepted) >= seen + 10, what="more accepted writes")
+        accepted = writer.finish()
+        wait_for(lambda: {f"Cảm ơn {t}" for t in accepted} <= {h["text"] for h in sms_hits(http_sink)},
+                 timeout=30, what="every accepted change processed on the deployed version")  # fmt: skip
+        assert "does not validate" not in daemon.output()
+        assert metric(daemon, "flowctl_engine_restarts_total") == 1
+
+        # the fixed file (with a new field and a new text) applies in both processes: the API
+        # accepts the new field, the engine renders the new text
+        fixed = good.replace("    note: string\n", "    note: string\n    city: string\n").replace(
+            'text: "Cảm ơn {{ record.title }}"', 'text: "Cảm ơn {{ record.title }} ở {{ record.city }}"')
+        config.write_text(fixed)
+        wait_for(lambda: "reloaded" in daemon.output(), what="the fixed file deployed")
+        answer = daemon.put("deal", "fixed", {"title": "F", "phone": "0901234567", "city": "Huế"})
+        assert answer.status_code == 202, answer.text
+        wait_for(lambda: any(h["text"] == "Cảm ơn F ở Huế" for h in sms_hits(http_sink)), what="the new version")
+        assert daemon.terminate() == 0
+    finally:
+        writer.stop.set()
+        daemon.stop_quietly()
+
+
+def test_readyz_is_503_while_the_engine_process_has_no_version_to_run(tmp_path: Path, config_dir: Path,
+                                                                     http_sink: HttpSink) -> None:  # fmt: skip
+    database = tmp_path / "n.db"
+    daemon = Daemon(config_dir, f"sqlite:///{database}")
+    try:
+        daemon.start()
+        with sqlite3.connect(database) as db:
+            files = db.execute("select files from config_versions where current").fetchone()[0]
+            db.execute("update config_versions set files = null")  # stored without its files: not rebuildable
+        os.kill(engine_pid(daemon), signal.SIGKILL)
+        wait_for(lambda: "starting it again" in daemon.output(), what="the restart in the log")
+        wait_for(lambda: engine_pid_or_none(daemon) is not None, what="a new engine process")
+        time.sleep(2.0)  # the new child had the time to look for a version
+        answer = httpx.get(f"{daemon.url}/readyz", timeout=5)
+        assert answer.status_code == 503, answer.text
+        assert "engine" in answer.json()["error"]["message"] + " ".join(answer.json()["error"]["details"])
+        assert engine_pid_or_none(daemon) is not None  # alive and waiting, not exiting in a loop
+        with sqlite3.connect(database) as db:
+            db.execute("update config_versions set files = ? where current", (files,))
+        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
+        assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
+        wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="processed")
+        assert metric(daemon, "flowctl_engine_restarts_total") == 1
     finally:
         daemon.stop_quietly()

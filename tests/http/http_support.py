@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,8 +131,11 @@ class FakeService:
         self.engine = Engine(self.bundle)
         self.ingest = Ingest(self.store)
 
-    def ready(self) -> bool:
-        return self.is_ready
+    def readiness(self) -> list[str]:
+        return [] if self.is_ready else ["the workers are not running"]
+
+    def degraded(self) -> list[str]:
+        return []
 
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
         return self.engine.pipelines.refuse_move(record, stage, pipeline)
@@ -165,6 +169,27 @@ class Api:
             out.append(change)
             seq += 1
         return out
+
+
+class Background:
+    """The real worker in a thread of its own, as the daemon runs it, until stopped."""
+
+    def __init__(self, api: Api) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(api,), daemon=True)
+
+    def run(self, api: Api) -> None:
+        worker = Worker(api.svc.store, Engines(api.svc.engine), api.svc.clock)
+        while not self.stop.wait(0.02):
+            worker.run_once()
+
+    def __enter__(self) -> Background:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
 def write_config(root: Path, files: Mapping[str, str]) -> m.Bundle:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from http_support import SECRET, T0, Api, dumps, new_change, sign
+from http_support import SECRET, SOURCES, T0, Api, MakeApi, dumps, new_change, sign
 
-from flowctl.runtime.sources import Invalid, WebhookSource, check_change, compile_value, resolve_env
+from flowctl.runtime.sources import Invalid, WebhookSource, check_change, compile_value, resolve_secret
 from flowctl.spec import model as m
 
 DELIVERY = {"entity": "deal", "id": 7, "delivery": "d-1", "data": {"title": "Sofa", "amount": 1500000}}
@@ -233,7 +233,18 @@ def test_check_change_covers_each_op(api: Api) -> None:
     assert check_change(bundle, new_change(op="put", fields={"title": "x"}, stage="won")) == []
 
 
-def test_resolve_env_is_empty_when_a_variable_is_missing() -> None:
-    assert resolve_env("${A}-${B}", {"A": "1", "B": "2"}) == "1-2"
-    assert resolve_env("${A}-${B}", {"A": "1"}) == ""
-    assert resolve_env("plain", {}) == "plain"
+def test_a_secret_is_empty_when_a_variable_it_needs_is_missing() -> None:
+    assert resolve_secret("${A}-${B}", {"A": "1", "B": "2"}) == "1-2"
+    assert resolve_secret("${A}-${B}", {"A": "1"}) == ""
+    assert resolve_secret("${A}-${B}", {"A": "1", "B": ""}) == ""
+    assert resolve_secret("plain", {}) == "plain"
+
+
+def test_a_source_secret_takes_a_default_as_a_channel_does(make_api: MakeApi) -> None:
+    sources = SOURCES.replace('secret: "${HOOK_SECRET}"', 'secret: "${HOOK_SECRET:-fallback-secret}"')
+    api = make_api(env={}, **{"sources/hooks.yaml": sources})
+    body = dumps(DELIVERY)
+
+    response = post(api, body, signature=sign(body, secret="fallback-secret"))
+
+    assert response.status_code == 202, response.text

@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from http_support import Api, FailingStore, MakeApi, dumps, sign
+from http_support import Api, Background, FailingStore, MakeApi, dumps, sign
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.routing import Route
 
@@ -80,8 +80,16 @@ def test_answers_conform_to_the_document(api: Api, doc: dict[str, Any]) -> None:
         ("GET", "/readyz", client.get("/readyz")),
         ("GET", "/metrics", client.get("/metrics")),
     ]
-    api.process()
     calls += [
+        ("GET", record, client.get("/v1/records/deal/2")),  # pending
+        ("PUT", record, client.put("/v1/records/deal/4", json=DEAL, headers={"Prefer": "wait=0.05"})),  # 202
+    ]
+    api.process()
+    with Background(api):
+        waited = client.put("/v1/records/deal/5", json=DEAL, headers={"Prefer": "wait=10"})
+    assert waited.status_code == 200, waited.text
+    calls += [
+        ("PUT", record, waited),
         ("GET", record, client.get("/v1/records/deal/2")),
         ("GET", "/v1/records/{object}", client.get("/v1/records/deal")),
     ]

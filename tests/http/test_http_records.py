@@ -9,7 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_support import CONFIG, OBJECTS, PIPELINE, Api, FailingStore, FakeService, MakeApi, TestClient, write_config
+from http_support import (
+    CONFIG,
+    OBJECTS,
+    PIPELINE,
+    Api,
+    Background,
+    FailingStore,
+    FakeService,
+    MakeApi,
+    TestClient,
+    write_config,
+)
 
 from flowctl.runtime.http import create_app, listen_allowed
 from flowctl.store.memory import MemoryStore
@@ -38,15 +49,70 @@ def test_put_answers_202_after_the_change_is_stored(api: Api) -> None:
     assert change.source == "api"
 
 
-def test_written_record_reads_back_after_processing(api: Api) -> None:
+def test_a_written_record_reads_back_as_written_pending_until_processed(api: Api) -> None:
     api.client.put("/v1/records/deal/7", json=DEAL)
-    assert api.client.get("/v1/records/deal/7").status_code == 404  # accepted, not yet processed
+
+    pending = api.client.get("/v1/records/deal/7")  # accepted, not yet processed
+
+    assert pending.status_code == 200
+    assert pending.json() == {"object": "deal", "id": "7", "fields": DEAL["fields"], "stage": "", "pipeline": "",
+                              "owner": "", "version": 1, "pending": True}  # fmt: skip
     api.process()
-
     record = api.client.get("/v1/records/deal/7").json()
-
     assert record == {"object": "deal", "id": "7", "fields": DEAL["fields"], "stage": "new", "pipeline": "sales",
-                      "owner": "", "version": 1}  # fmt: skip
+                      "owner": "", "version": 1, "pending": False}  # fmt: skip
+
+
+def test_a_read_shows_every_acknowledged_write_of_the_record_in_order(api: Api) -> None:
+    client = api.client
+    client.put("/v1/records/deal/7", json=DEAL)
+    api.process()
+    client.patch("/v1/records/deal/7", json={"fields": {"contract_no": "HD-1"}})
+    client.post("/v1/records/deal/7/stage", json={"stage": "won"})
+    client.patch("/v1/records/deal/7", json={"fields": {"amount": 2}})
+
+    record = client.get("/v1/records/deal/7").json()
+
+    assert record["pending"] is True and record["stage"] == "won" and record["version"] == 4
+    assert record["fields"] == {**DEAL["fields"], "contract_no": "HD-1", "amount": 2}
+    client.delete("/v1/records/deal/7")
+    assert client.get("/v1/records/deal/7").status_code == 404  # deleted, even before it is processed
+    assert client.get("/v1/records/deal/8").status_code == 404
+    event = {"event": "invoice.paid", "object": "deal", "id": 9}
+    client.post("/v1/events", json=event)
+    assert client.get("/v1/records/deal/9").status_code == 404  # an event creates no record
+
+
+RULED = PIPELINE.replace("    - id: new\n", """    - id: new
+      rules:
+        - {name: stamp, action: update_fields, set: {contract_no: "HD-{{ record.id }}"}}
+""")
+
+
+def test_prefer_wait_answers_with_the_processed_record_and_the_runs_it_started(make_api: MakeApi) -> None:
+    api = make_api(**{"pipelines/sales.yaml": RULED})
+    with Background(api):
+        response = api.client.put("/v1/records/deal/7", json=DEAL, headers={"Prefer": "wait=10"})
+
+    assert response.status_code == 200, response.text
+    assert response.headers["preference-applied"] == "wait=10"
+    body = response.json()
+    assert (body["accepted"], body["seq"], body["duplicate"], body["status"], body["error"]) == (True, 1, False,
+                                                                                                "done", "")  # fmt: skip
+    assert body["record"]["stage"] == "new" and body["record"]["fields"]["contract_no"] == "HD-7"
+    assert body["record"]["pending"] is False
+    assert [(run["automation"], run["status"]) for run in body["runs"]] == [("rule:sales/new/stamp", "done")]
+
+
+def test_prefer_wait_answers_202_when_the_change_is_not_processed_in_time(api: Api) -> None:
+    started = time.monotonic()
+    response = api.client.put("/v1/records/deal/7", json=DEAL, headers={"Prefer": "respond-async, wait=0.3"})
+
+    assert response.status_code == 202  # nothing processes it here
+    assert response.json() == {"accepted": True, "seq": 1, "duplicate": False}
+    assert response.headers["preference-applied"] == "wait=0.3"
+    assert time.monotonic() - started >= 0.3
+    assert "preference-applied" not in api.client.put("/v1/records/deal/8", json=DEAL).headers
 
 
 def test_patch_move_delete_and_event_are_stored_with_their_op(api: Api) -> None:

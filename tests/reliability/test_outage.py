@@ -39,6 +39,8 @@ from flowctl.ports import NewChange, Processed, Store
 from flowctl.runtime.clock import SystemClock
 from flowctl.runtime.ingest import Backoff, StoreHealth, StoreUnavailable, unavailable
 from flowctl.runtime.leases import LeaseKeeper
+from flowctl.runtime.service import Service, owner_of
+from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 from tests.conftest import HttpSink, SmtpServer, free_port, pg_base
 from tests.daemon.harness import Daemon, real_channels
@@ -514,3 +516,33 @@ def test_what_counts_as_the_store_being_unavailable() -> None:
     assert unavailable(sa.exc.InterfaceError("SELECT 1", {}, Exception("connection closed")))
     assert not unavailable(sa.exc.IntegrityError("INSERT …", {}, Exception("duplicate key")))  # a bug, not an outage
     assert not unavailable(ValueError("x"))
+
+
+@dataclass
+class FrozenClock:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_the_engine_restart_waits_out_an_outage_to_free_the_dead_engines_work(
+    memory: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "flowctl.yaml").write_text(real_channels(25, "http://127.0.0.1:9") + REST)
+    loaded = load_bundle(tmp_path)
+    assert loaded.ok, loaded.errors
+    memory.append_changes([NewChange(object="deal", record_id="1", op="put", fields={"title": "x"},
+                                     idempotency_key="k1", received_at=T0)])  # fmt: skip
+    dead = owner_of(4242)  # the engine process that exited held this change
+    assert len(memory.claim_changes(10, dead, T0, 600)) == 1
+    service = Service(root=tmp_path, loaded=loaded, store=cast(Store, Flaky(memory, "expire_leases")),
+                      clock=FrozenClock(T0 + timedelta(seconds=1)))  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        service._engine_exited(4242)  # the database is down at that moment: no traceback, no exception
+        assert service.health.down
+        assert memory.claim_changes(10, "other", T0 + timedelta(seconds=2), 60) == []  # still leased
+        service._housekeeping()  # a later round, the database back: the lease is ended then
+    assert [c.record_id for c in memory.claim_changes(10, "other", T0 + timedelta(seconds=2), 60)] == ["1"]
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    assert sum("store unavailable" in r.getMessage() for r in caplog.records) == 1

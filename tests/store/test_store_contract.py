@@ -482,3 +482,28 @@ def test_open_store_gives_a_memory_store_or_a_migrated_sql_store(db_url: str) ->
         assert store.counts()["records"] == 0
     finally:
         store.close()
+
+
+def test_held_rows_of_a_fixed_channel_are_released_and_the_others_stay_held(store: Store) -> None:
+    effects = [replace(effect("e1"), channel="sms"), replace(effect("e2"), channel="email"),
+               replace(effect("e3"), channel="sms")]
+    store.commit_batch([Processed(step=Step(effects=effects))], T0)
+    e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
+    later = T0 + timedelta(hours=1)
+    store.hold_outbox_many([(e1.id, later, "held: channel sms: SMS_URL is not set"),
+                            (e2.id, later, "held: channel email: SMTP_HOST is not set"),
+                            (e3.id, later, "held: quiet hours 22:00-07:00 (UTC) until …")], T0)  # fmt: skip
+    assert store.release_held(["sms"], "held: channel ", T0) == 1  # not e2 (email), not e3 (another reason)
+    assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60)] == ["e1"]
+    assert store.release_held([], "held: channel ", T0) == 0
+
+
+def test_open_changes_are_a_records_pending_and_claimed_changes_in_order(store: Store) -> None:
+    store.append_changes([change("7", "k1"), change("8", "k2"), change("7", "k3"), change("7", "k4")])
+    [first] = store.claim_changes(1, "w1", T0, 30)
+    store.commit_batch(done(first), T0)
+    store.claim_changes(1, "w1", T0, 30)  # k2 (record 8)
+    store.claim_changes(1, "w1", T0, 30)  # k3: claimed, not done
+    assert [c.idempotency_key for c in store.open_changes("deal", "7")] == ["k3", "k4"]
+    assert [c.status for c in store.open_changes("deal", "7")] == ["claimed", "pending"]
+    assert store.open_changes("deal", "9") == []

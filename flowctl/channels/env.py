@@ -1,0 +1,101 @@
+"""The ``${ENV}`` variables a configuration needs, and which of them are not set.
+
+Channels, sources and Config's ``api_token`` resolve their references with one function,
+:func:`flowctl.channels.base.resolve_env`: ``${NAME}`` is NAME's value, ``${NAME:-default}`` the
+default when NAME is unset or empty, ``$${NAME}`` a literal ``${NAME}``. A reference without a
+default needs its variable set and not empty. :func:`unset_env` lists every such variable that
+is not, with the place it is written, so that ``flowctl run`` and ``flowctl apply`` name them all
+at start in one message, ``/readyz`` reports them, ``flowctl validate --env`` fails on them in CI,
+and the deliverer holds the messages of a channel that cannot be configured instead of
+dead-lettering them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from flowctl.channels.base import ENV_REFERENCE
+from flowctl.spec import model as m
+from flowctl.spec.checks._common import leaves, value_span
+from flowctl.spec.issues import Issue, error
+from flowctl.spec.places import PathPart, Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unset:
+    """One variable a document needs that the environment does not give."""
+
+    owner: str  # "channel sms", "source crm", "Config api_token"
+    variable: str
+    span: Span
+    empty: bool = False  # set, but to ''
+
+    @property
+    def problem(self) -> str:
+        return f"{self.variable} is {'empty' if self.empty else 'not set'}"
+
+    def __str__(self) -> str:
+        return f"{self.owner}: {self.problem}"
+
+
+def needed(value: str) -> list[str]:
+    """The variables ``value`` references without a default (``$${X}`` is a literal, not one)."""
+    return [match.group(2) for match in ENV_REFERENCE.finditer(value) if not match.group(1) and match.group(3) is None]
+
+
+def _strings(doc: m.Document, keys: Sequence[str]) -> Iterator[tuple[tuple[PathPart, ...], str]]:
+    """The text values of ``doc`` under its YAML ``keys`` (nested mappings and lists included)."""
+    attributes = {"from": "sender"}
+    for key in keys:
+        value = getattr(doc, attributes.get(key, key), None)
+        if isinstance(value, str):
+            yield (key,), value
+        elif value is not None:
+            for path, leaf in leaves(value):
+                if isinstance(leaf, str):
+                    yield (key, *path), leaf
+
+
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "channel": ("host", "username", "password", "from", "url", "headers", "body"),
+    "source": ("secret", "url"),
+}
+
+
+def unset_env(bundle: m.Bundle, env: Mapping[str, str]) -> list[Unset]:
+    """Every variable a channel, a source or Config's api_token needs and ``env`` does not set
+    (or sets to ''), in document order; each (owner, variable) once."""
+    found: dict[tuple[str, str], Unset] = {}
+    documents: list[tuple[str, m.Document, tuple[str, ...]]] = [("Config", bundle.config, ("api_token",))]
+    documents += [(f"channel {c.name}", c, _NEEDS["channel"]) for c in bundle.channels.values()]
+    documents += [(f"source {s.name}", s, _NEEDS["source"]) for s in bundle.sources.values()]
+    for owner, doc, keys in documents:
+        for path, text in _strings(doc, keys):
+            for name in needed(text) if "${" in text else ():
+                if env.get(name):
+                    continue
+                label = "Config api_token" if owner == "Config" else owner
+                found.setdefault((label, name), Unset(label, name, value_span(doc.where, *path), empty=name in env))
+    return list(found.values())
+
+
+def by_owner(unset: Sequence[Unset]) -> dict[str, str]:
+    """``{"channel sms": "channel sms: SMS_URL is not set, SMS_TOKEN is not set"}``."""
+    grouped: dict[str, list[str]] = {}
+    for item in unset:
+        grouped.setdefault(item.owner, []).append(item.problem)
+    return {owner: f"{owner}: {', '.join(problems)}" for owner, problems in grouped.items()}
+
+
+def describe(unset: Sequence[Unset]) -> str:
+    """All of them in one line: ``channel sms: SMS_URL is not set; source crm: CRM_URL is not set``."""
+    return "; ".join(by_owner(unset).values())
+
+
+def env_issues(bundle: m.Bundle, env: Mapping[str, str]) -> list[Issue]:
+    """``flowctl validate --env``: an E095 error at each reference to a variable that is not set."""
+    return [error("E095", f"{u.owner} needs ${{{u.variable}}}, which {'is empty' if u.empty else 'is not set'} "
+                  "in this environment", u.span,
+                  f"set {u.variable} where flowctl run runs, or give it a default: ${{{u.variable}:-value}}")
+            for u in unset_env(bundle, env)]  # fmt: skip
