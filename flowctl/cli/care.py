@@ -40,7 +40,11 @@ class Day(click.ParamType):
             self.fail(f"{str(value)!r} is not a date: {reason}, e.g. 2027-03-14", param, ctx)
 
 
-@click.group("care")
+@click.group("care", epilog="""\b
+Examples:
+  flowctl care list examples/birthday-care
+  flowctl care preview sinh-nhat-lien-he examples/birthday-care --date 2027-03-14
+  flowctl care forecast sinh-nhat-lien-he examples/birthday-care --from 2027-01-01 --days 30 --format json""")
 def command() -> None:
     """Care processes (MISA AMIS "Quy trình chăm sóc"): list, preview, forecast."""
 
@@ -142,13 +146,15 @@ def _undated_text(undated: list[Any]) -> str:
 @_format
 def list_(directory: Path, database: str, fmt: str) -> None:
     """Every care process by object and priority: status, schedule, last and next run, outcomes."""
-    from flowctl.cli.store_access import open_for
+    from flowctl.cli.store_access import open_url, target
     from flowctl.engine.care_forecast import next_look
     from flowctl.runtime.clock import SystemClock
+    from flowctl.store import MemoryStore
 
     bundle = load_or_exit(directory).bundle
     tz, now = _zone(bundle), SystemClock().now()
-    store = open_for(directory, database)
+    where = target(directory, database)
+    store = MemoryStore() if where.missing else open_url(where.url)  # no database yet: nothing has run
     try:
         rows = []
         for p in sorted(bundle.care.values(), key=lambda p: (p.object, p.priority, p.name)):
@@ -213,11 +219,11 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
         undated = undated_of(process, records)
         undated_count, of = len(undated), None
     else:
-        from flowctl.cli.store_access import open_for
+        from flowctl.cli.store_access import open_existing, target
         from flowctl.runtime.care import CareScheduler
         from flowctl.runtime.worker import Engines
 
-        store = open_for(directory, database)
+        store = open_existing(target(directory, database))
         try:
             found = CareScheduler(store, Engines(engine), SystemClock()).due(process, start, end)
             records = list(store.records_of([(f.object, f.record_id) for f in found]).values())

@@ -39,8 +39,6 @@ def every_command() -> list[tuple[str, ...]]:
 
 @pytest.mark.parametrize("words", every_command(), ids=" ".join)
 def test_every_command_has_help_with_examples(words: tuple[str, ...]) -> None:
-    if words == ("care",):
-        pytest.skip("the care group is the care engineer's")
     result = invoke(*words, "--help")
     assert result.exit_code == 0, result.output
     assert "Example" in result.output, f"'flowctl {' '.join(words)} --help' shows no example"
@@ -131,3 +129,31 @@ def test_the_config_database_is_used_and_db_overrides_it(tmp_path: Path) -> None
     other = tmp_path / "other.db"
     missing = invoke("history", config, "--db", f"sqlite:///{other}")
     assert missing.exit_code == 1 and f"no database at {other}" in missing.output
+
+
+CARE = """\
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: customer}
+spec: {fields: {full_name: {type: string}, birthday: {type: date}}}
+---
+apiVersion: flowctl/v1
+kind: CareProcess
+metadata: {name: birthday}
+spec:
+  object: customer
+  when: {anniversary_of: birthday, at: "08:00"}
+  actions: [{action: create_task, title: "Call {{ record.full_name }}"}]
+"""
+
+
+def test_care_commands_never_create_a_database(tmp_path: Path) -> None:
+    (tmp_path / "flowctl.yaml").write_text(CONFIG + CARE, encoding="utf-8")
+    listed = invoke("care", "list", tmp_path)
+    assert listed.exit_code == 0, listed.output
+    assert "birthday" in listed.output
+    preview = invoke("care", "preview", "birthday", tmp_path, "--date", "2027-03-14")
+    assert preview.exit_code == 1, preview.output
+    assert f"no database at {tmp_path / 'flowctl.db'}" in preview.output
+    assert not (tmp_path / "flowctl.db").exists()
