@@ -34,6 +34,7 @@ from flowctl.spec.checks._common import (
     text_span,
     value_span,
 )
+from flowctl.spec.dependencies import needs_stages
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error, warning
 from flowctl.spec.places import PathPart, Span, Where
@@ -364,6 +365,7 @@ def _literal_issues(bundle: m.Bundle, text: Text, object_name: str) -> Iterator[
                 "W003", f"{text.what} compares record.stage with '{value}', which no pipeline of "
                 f"'{object_name}' has as a stage, so the comparison never holds", span,
                 hint_with("use a stage id of the object's pipelines", value, stages),
+                needs=needs_stages(object_name),
             )  # fmt: skip
             continue
         spec = obj.fields.get(name)
