@@ -615,3 +615,14 @@ def test_a_broken_object_type_holds_back_what_names_it(tmp_path: Path) -> None:
     loaded = load_bundle(tmp_path)
     assert [(i.code, i.file) for i in loaded.errors] == [("E010", "objects.yaml")], "\n".join(map(str, loaded.issues))
     assert {i.code for i in loaded.held} >= {"E030"}
+
+
+def test_the_documents_of_a_file_that_is_not_yaml_are_guessed_from_its_lines() -> None:
+    from flowctl.spec.dependencies import guess_keys
+
+    block = "kind: Pipeline\nmetadata:\n  description: x\n  name: \"sales\"  # the main one\nspec:\n  object: deal\n"
+    assert guess_keys(block + "  stages: [\n") == {"Pipeline/sales", "stages/deal"}
+    assert guess_keys("kind: Flow\nmetadata: {name: a, description: b}\nspec: [\n") == {"Flow/a"}
+    assert guess_keys("kind: Flow\nmetadata: {}\n---\nspec: [\n") == {"*"}  # a part without a kind: anything
+    # many indented lines under metadata: read line by line (a backtracking pattern never finished)
+    assert guess_keys("kind: Flow\nmetadata:\n" + "  x: y\n" * 20000 + "  name: late\n") == {"Flow/late"}

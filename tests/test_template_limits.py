@@ -120,7 +120,8 @@ def test_a_bomb_in_a_template_document_fails_the_action_with_its_name_and_line(t
         "contact.yaml": "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\n"
                         "spec:\n  fields:\n    full_name: {type: string}\n    phone: {type: phone}\n",
         "templates.yaml": "apiVersion: flowctl/v1\nkind: Template\nmetadata: {name: bomb}\nspec:\n  channel: sms\n"
-                          "  text: |\n    Chào {{ record.full_name }}\n    {{ ('a'*100000)|join('b'*100000) }}\n",
+                          "  text: |\n    Chào {{ record.full_name }}\n"
+                          "    {% set s = record.full_name ~ 'a' * 99990 %}{{ s|join(s) }}\n",
         "flow.yaml": "apiVersion: flowctl/v1\nkind: Flow\nmetadata: {name: welcome}\nspec:\n  object: contact\n"
                      "  trigger: {on: created}\n  start: greet\n  nodes:\n"
                      "    greet: {type: send_sms, template: bomb, to: '{{ record.phone }}'}\n",

@@ -26,8 +26,7 @@ ANY = "*"
 _SEPARATOR = re.compile(r"^---.*$", re.MULTILINE)
 _KIND = re.compile(r"^kind:[ \t]*[\"']?([A-Za-z]+)", re.MULTILINE)
 _NAME_FLOW = re.compile(r"^metadata:[ \t]*\{[^}\n]*?\bname:[ \t]*[\"']?([^,}\"'\n]+?)[\"']?[ \t]*[,}]", re.MULTILINE)
-_NAME_BLOCK = re.compile(r"^metadata:[ \t]*\n(?:[ \t]+.*\n)*?[ \t]+name:[ \t]*[\"']?([^\"'\n#]+?)[\"']?[ \t]*(?:#.*)?$",
-                         re.MULTILINE)  # fmt: skip
+_NAME_LINE = re.compile(r"[ \t]+name:[ \t]*[\"']?([^\"'\n#]*?)[\"']?[ \t]*(?:#.*)?")
 _OBJECT = re.compile(r"^[ \t]{1,4}object:[ \t]*[\"']?([\w.-]+)", re.MULTILINE)
 
 
@@ -67,10 +66,25 @@ def guess_keys(text: str) -> set[str]:
         kind = _KIND.search(part)
         if kind is None:
             return {ANY}
-        name = _NAME_FLOW.search(part) or _NAME_BLOCK.search(part)
+        flow = _NAME_FLOW.search(part)
+        name = flow[1].strip() if flow else _block_name(part)
         obj = _OBJECT.search(part)
-        keys |= _keys(kind[1], name[1].strip() if name else None, obj[1] if obj else None)
+        keys |= _keys(kind[1], name or None, obj[1] if obj else None)
     return keys or {ANY}
+
+
+def _block_name(text: str) -> str:
+    """The ``name:`` under a block ``metadata:`` line, read line by line (no backtracking regex)."""
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.rstrip() == "metadata:":
+            for inner in lines:
+                if inner and not inner[0].isspace():
+                    return ""
+                match = _NAME_LINE.fullmatch(inner)
+                if match:
+                    return match[1].strip()
+    return ""
 
 
 def _keys(kind: str, name: str | int | None, obj: str | None) -> set[str]:

@@ -7,13 +7,14 @@ Everything here parses (cached) and never renders: the checks run on every strin
 from __future__ import annotations
 
 import functools
-import re
+from collections.abc import Collection
 from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.parser import Parser
 
+from flowctl.spec.jinja import hazards
 from flowctl.spec.jinja.errors import FieldRef, Problem, TemplateError
 from flowctl.spec.jinja.sandbox import environment
 
@@ -36,19 +37,21 @@ def _line_offset(source: str, lineno: int) -> int:
     return offset
 
 
-def check_template(source: str) -> list[Problem]:
-    """Syntax problems of a text template (including unknown filters); empty when it compiles."""
-    return _check(source, expression=False)
+def check_template(source: str, names: Collection[str] | None = None) -> list[Problem]:
+    """Problems of a text template: syntax, unknown filters and what the sandbox would refuse
+    (``hazards.py``); empty when it compiles and is safe. ``names``: the values its context gives,
+    when known (then a name outside them is a problem too)."""
+    return _check(source, expression=False, names=names)
 
 
-def check_expression(source: str) -> list[Problem]:
-    """Syntax problems of a condition (including unknown filters); empty when it compiles."""
+def check_expression(source: str, names: Collection[str] | None = None) -> list[Problem]:
+    """Problems of a condition, as :func:`check_template`."""
     if not source.strip():
         return [Problem(message="the condition is empty")]
-    return _check(source, expression=True)
+    return _check(source, expression=True, names=names)
 
 
-def _check(source: str, *, expression: bool) -> list[Problem]:
+def _check(source: str, *, expression: bool, names: Collection[str] | None) -> list[Problem]:
     """Parse (cached, shared with the field analysis) instead of compiling to Python: the parse
     finds every syntax error, and the filters and tests the compiler would reject are looked up
     here. Compiling every string made ``validate`` twice as slow for nothing more."""
@@ -62,7 +65,7 @@ def _check(source: str, *, expression: bool) -> list[Problem]:
             return [Problem(message=message, offset=_line_offset(source, exc.lineno))]
         raise  # pragma: no cover - _parse and _parse_raw agree
     env = environment()
-    problems = _unsafe(source, tree)
+    problems = hazards.find(source, tree, None if names is None else frozenset(names))
     for node in tree.find_all((nodes.Filter, nodes.Test)):
         known = env.filters if isinstance(node, nodes.Filter) else env.tests
         if node.name not in known:
@@ -70,31 +73,6 @@ def _check(source: str, *, expression: bool) -> list[Problem]:
             message = f"No {kind} named '{node.name}'."  # Jinja's own wording
             problems.append(Problem(message=message, offset=_line_offset(source, node.lineno)))
     return problems
-
-
-_PRIVATE = re.compile(r"^(?:__|_[A-Za-z0-9]+__)")  # dunders and name-mangled privates
-
-
-def _unsafe(source: str, tree: nodes.Template) -> list[Problem]:
-    """Reads the sandbox refuses at render (``''.__class__``, ``x|attr('__globals__')``), reported
-    by ``validate`` already, at the name."""
-    names: list[tuple[str, int]] = []
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
-        if isinstance(node, nodes.Getattr):
-            names.append((node.attr, node.lineno))
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            names.append((str(node.arg.value), node.lineno))
-        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
-            arg = node.args[0]
-            if isinstance(arg, nodes.Const):
-                names.append((str(arg.value), node.lineno))
-    problems = []
-    for name, lineno in names:
-        if _PRIVATE.match(name):
-            found = source.find(name, _line_offset(source, lineno))
-            problems.append(Problem(message=f"'{name}' cannot be read in a template: templates run in a sandbox "
-                                    "that refuses Python internals", offset=max(found, 0)))  # fmt: skip
-    return sorted(problems, key=lambda problem: problem.offset)
 
 
 @functools.lru_cache(maxsize=8192)
