@@ -175,7 +175,8 @@ _Dumper.add_representer(str, _represent_str)
 
 def dump(value: Any) -> str:
     """YAML as a person would write it, which flowctl reads back as ``value``."""
-    return yaml.dump(value, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=110, default_flow_style=None)
+    text = yaml.dump(value, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=110, default_flow_style=None)
+    return str(text)
 
 
 def render(kind: str) -> str:

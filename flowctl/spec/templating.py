@@ -22,7 +22,15 @@ import jinja2
 
 from flowctl.spec.jinja.errors import FieldRef, Problem, TemplateError, TemplateLimitError
 from flowctl.spec.jinja.filters import FILTERS, format_date, money, phone, unaccent
-from flowctl.spec.jinja.sandbox import MAX_TEXT, LimitExceeded, environment, make_environment, rendering
+from flowctl.spec.jinja.sandbox import (
+    _RENDERING,
+    MAX_TEXT,
+    LimitExceeded,
+    begin_render,
+    end_render,
+    environment,
+    make_environment,
+)
 from flowctl.spec.jinja.static import (
     check_expression,
     check_template,
@@ -73,11 +81,13 @@ class CompiledTemplate:
         """
         if self._template is None:
             return self.source
-        with rendering(context):
-            try:
-                return self._template.render(context)
-            except _RENDER_ERRORS as exc:
-                raise _error(exc, self.source, name) from exc
+        tokens = begin_render(context)  # not a context manager: this runs for every message
+        try:
+            return self._template.render(context)
+        except _RENDER_ERRORS as exc:
+            raise _error(exc, self.source, name) from exc
+        finally:
+            end_render(tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +97,16 @@ class CompiledExpression:
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The value of the expression; an undefined result is an error, not a falsy value."""
-        with rendering(context):
-            try:
-                result = self._expression(context)
-                if isinstance(result, jinja2.Undefined):
-                    str(result)  # raises the undefined error with its message
-                return result
-            except _RENDER_ERRORS as exc:
-                raise _error(exc, self.source, "") from exc
+        token = _RENDERING.set(context)  # no budget: an expression neither loops nor writes
+        try:
+            result = self._expression(context)
+            if isinstance(result, jinja2.Undefined):
+                str(result)  # raises the undefined error with its message
+            return result
+        except _RENDER_ERRORS as exc:
+            raise _error(exc, self.source, "") from exc
+        finally:
+            _RENDERING.reset(token)
 
 
 def _error(exc: BaseException, source: str, name: str) -> TemplateError:

@@ -39,6 +39,9 @@ _MUTATING = frozenset({
     "append", "extend", "insert", "remove", "pop", "popitem", "clear", "update", "setdefault", "add",
     "discard", "sort", "reverse", "difference_update", "intersection_update", "symmetric_difference_update",
 })  # fmt: skip
+#: The tags that load another template, none of which the sandbox can do.
+_LOADING: dict[type[nodes.Node], str] = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from",
+                                         nodes.Extends: "extends"}  # fmt: skip
 #: Names every Jinja template has (not from its context).
 _JINJA_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self"})
 #: Filters and methods whose argument is a width, a count or a length of the text they build.
@@ -142,8 +145,7 @@ def _impossible(tree: nodes.Template) -> Iterator[_Finding]:
                                "immutable sandbox); build a new value instead, e.g. with '~' or a filter",
                                node.lineno, callee.attr)  # fmt: skip
             continue
-        keyword = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from",
-                   nodes.Extends: "extends"}[type(node)]  # fmt: skip
+        keyword = _LOADING[type(node)]
         yield _Finding(f"'{{% {keyword} %}}' is not available: a template cannot load another template or file; "
                        "put the text in this template or in a macro", node.lineno, keyword)  # fmt: skip
 

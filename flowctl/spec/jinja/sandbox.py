@@ -24,9 +24,8 @@ from __future__ import annotations
 import functools
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,16 +74,15 @@ _BUDGET: ContextVar[_Budget | None] = ContextVar("flowctl_budget", default=None)
 _RENDERING: ContextVar[Mapping[str, Any] | None] = ContextVar("flowctl_rendering", default=None)
 
 
-@contextmanager
-def rendering(context: Mapping[str, Any]) -> Iterator[None]:
-    """One render: a fresh budget of loop iterations and written characters."""
-    token = _RENDERING.set(context)
-    budget = _BUDGET.set(_Budget())
-    try:
-        yield
-    finally:
-        _BUDGET.reset(budget)
-        _RENDERING.reset(token)
+def begin_render(context: Mapping[str, Any]) -> tuple[Token[Mapping[str, Any] | None], Token[_Budget | None]]:
+    """One render starts: a fresh budget of loop iterations and written characters; pass what it
+    returns to :func:`end_render` (in a ``finally``)."""
+    return _RENDERING.set(context), _BUDGET.set(_Budget())
+
+
+def end_render(tokens: tuple[Token[Mapping[str, Any] | None], Token[_Budget | None]]) -> None:
+    _BUDGET.reset(tokens[1])
+    _RENDERING.reset(tokens[0])
 
 
 def _budget() -> _Budget:
@@ -295,9 +293,11 @@ class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def spend(self, text: str) -> str:
-        budget = _budget()
-        budget.written += len(text)
-        _too_long("what the template writes", budget.written)
+        budget = _BUDGET.get()  # None outside CompiledTemplate.render (Jinja called directly): not counted
+        if budget is not None:
+            budget.written += len(text)
+            if budget.written > MAX_TEXT:
+                raise LimitExceeded("what the template writes", MAX_TEXT, "characters")
         return text
 
     def bounded_concat(self, markup: bool, parts: tuple[Any, ...]) -> str:
@@ -363,10 +363,17 @@ def _guarded(filter: Callable[..., Any], check: Callable[..., Any] | None = None
     """``filter`` with ``check`` (same arguments) run first, and its result's size checked after."""
     what = f"the result of |{getattr(filter, '__name__', 'filter')}"
 
+    if check is None:
+
+        @functools.wraps(filter)
+        def unchecked(*args: Any, **kwargs: Any) -> Any:
+            return _sized(filter(*args, **kwargs), what)
+
+        return unchecked
+
     @functools.wraps(filter)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if check is not None:
-            check(*args, **kwargs)
+        check(*args, **kwargs)
         return _sized(filter(*args, **kwargs), what)
 
     return run
