@@ -43,7 +43,7 @@ REQUIRED = {
     "E001", "E002", "E010", "E011", "E012", "E020", "E021", "E022", "E030", "E031", "E032", "E033",
     "E034", "E035", "E036", "E037", "E038", "E039", "E040", "E041", "E042", "E043", "E044", "E050",
     "E051", "E060", "E061", "E062", "E063", "E064", "E070", "E071", "E080", "E090", "E091",
-    "W001", "W002", "W003", "W004",
+    "W001", "W002", "W003", "W004", "W006",
 }  # fmt: skip
 
 _EXPECT = re.compile(r"^([EW]\d{3}) (\S+):(\d+):(\d+)$")
@@ -542,3 +542,87 @@ def test_mutated_valid_text_loads_without_crashing(data: st.DataObject) -> None:
 def test_the_valid_fuzz_seed_is_valid() -> None:
     loaded = _load_text(yaml.safe_dump_all(VALID, allow_unicode=True, sort_keys=False))
     assert loaded.errors == [], [str(i) for i in loaded.errors]
+
+
+# ------------------------------------------------------------------------------------------------
+# One mistake, one error: findings that depend on an invalid document are held back (issue 13, item 8)
+
+HELD = BROKEN / "E010-pipeline-typo-held"
+
+
+def _held_case(tmp_path: Path, pipeline: str) -> Path:
+    """The corpus case with the broken pipeline renamed to sort last, and an independent error first."""
+    for path in HELD.glob("*.yaml"):
+        name = "zz-pipeline.yaml" if path.name == "pipeline.yaml" else path.name
+        (tmp_path / name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "zz-pipeline.yaml").write_text(pipeline, encoding="utf-8")
+    (tmp_path / "a-flow.yaml").write_text(textwrap.dedent("""\
+        apiVersion: flowctl/v1
+        kind: Flow
+        metadata: {name: greet}
+        spec:
+          object: treatment
+          trigger: {on: created}
+          start: a
+          nodes:
+            a: {type: send_sms, template: welcom-sms, to: "{{ record.phone }}"}
+        """), encoding="utf-8")  # fmt: skip
+    return tmp_path
+
+
+@pytest.mark.parametrize("broken", ["typo", "indentation"])
+def test_root_cause_first_and_dependents_held_back(tmp_path: Path, broken: str) -> None:
+    text = (HELD / "pipeline.yaml").read_text(encoding="utf-8")
+    if broken == "indentation":
+        text = text.replace("      feilds: [doctor]", "     fields: [doctor]")
+    loaded = load_bundle(_held_case(tmp_path, text))
+    codes = [(i.code, i.file) for i in loaded.errors]
+    root = "E010" if broken == "typo" else "E001"
+    # the schema/syntax error first, even though its file sorts last; then the independent E034
+    assert codes == [(root, "zz-pipeline.yaml"), ("E034", "a-flow.yaml")], "\n".join(map(str, loaded.issues))
+    assert "6 findings that depend on this" in loaded.errors[0].hint
+    assert {i.code for i in loaded.held} == {"E032", "E039"}
+    assert all("because zz-pipeline.yaml:11 is invalid" in i.message for i in loaded.held)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github", "sarif"])
+def test_root_cause_first_in_every_format(tmp_path: Path, fmt: str) -> None:
+    import io
+    import json
+
+    from flowctl.cli.validate import RENDERERS
+
+    loaded = load_bundle(_held_case(tmp_path, (HELD / "pipeline.yaml").read_text(encoding="utf-8")))
+    out = io.StringIO()
+    RENDERERS[fmt](loaded, out)
+    text = out.getvalue()
+    if fmt == "json":
+        files = [i["file"] for i in json.loads(text)["issues"]]
+    elif fmt == "sarif":
+        results = json.loads(text)["runs"][0]["results"]
+        files = [Path(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]).name for r in results]
+    else:
+        files = [Path(m).name for m in re.findall(r"(?:file=|^)([^,:\s]+\.yaml)", text, flags=re.MULTILINE)]
+    assert files == ["zz-pipeline.yaml", "a-flow.yaml"], text
+
+
+def test_a_broken_object_type_holds_back_what_names_it(tmp_path: Path) -> None:
+    for path in HELD.glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8").replace("feilds", "fields"),
+                                          encoding="utf-8")  # fmt: skip
+    objects = (tmp_path / "objects.yaml").read_text(encoding="utf-8")
+    (tmp_path / "objects.yaml").write_text(objects.replace("type: phone", "type: fone"), encoding="utf-8")
+    loaded = load_bundle(tmp_path)
+    assert [(i.code, i.file) for i in loaded.errors] == [("E010", "objects.yaml")], "\n".join(map(str, loaded.issues))
+    assert {i.code for i in loaded.held} >= {"E030"}
+
+
+def test_the_documents_of_a_file_that_is_not_yaml_are_guessed_from_its_lines() -> None:
+    from flowctl.spec.dependencies import guess_keys
+
+    block = "kind: Pipeline\nmetadata:\n  description: x\n  name: \"sales\"  # the main one\nspec:\n  object: deal\n"
+    assert guess_keys(block + "  stages: [\n") == {"Pipeline/sales", "stages/deal"}
+    assert guess_keys("kind: Flow\nmetadata: {name: a, description: b}\nspec: [\n") == {"Flow/a"}
+    assert guess_keys("kind: Flow\nmetadata: {}\n---\nspec: [\n") == {"*"}  # a part without a kind: anything
+    # many indented lines under metadata: read line by line (a backtracking pattern never finished)
+    assert guess_keys("kind: Flow\nmetadata:\n" + "  x: y\n" * 20000 + "  name: late\n") == {"Flow/late"}

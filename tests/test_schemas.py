@@ -181,7 +181,7 @@ def test_examples_are_valid() -> None:
             if not isinstance(sub, dict) or "examples" not in sub:
                 continue
             pointer = "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
-            probe = {"$schema": DRAFT_2020_12, "$ref": f"{schema['$id']}#/{pointer}"}
+            probe = {"$schema": DRAFT_2020_12, "$ref": f"{schema['$id']}#{'/' + pointer if pointer else ''}"}
             validator = Draft202012Validator(probe, registry=registry)
             wrong += [
                 f"{name}: {pointer}: {example!r}" for example in sub["examples"] if not validator.is_valid(example)

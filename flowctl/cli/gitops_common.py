@@ -14,7 +14,8 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), de
                       help="Output format.")  # fmt: skip
 ALLOW_CANCEL = click.option("--allow-cancel", is_flag=True,
                             help="Cancel runs and timers on removed flow nodes or stage rules instead of refusing.")
-FORCE = click.option("--force", is_flag=True, help="Allow removing every document, or more than half of them.")
+FORCE = click.option("--force", is_flag=True, help="Allow removing every document, or more than half of them, "
+                     "and requiring a field that records already in the stage lack.")
 NOW = click.option("--now", "now_text", default="", metavar="TIME",
                    help="Plan as of this time (default: now), for 'today' in care checks and the blast windows: "
                         "an ISO time (without an offset, in the Config's zone), a date, or yesterday/today.")

@@ -23,8 +23,9 @@ Examples:
 \b
 Refused (exit 1): records in a stage the change removes; runs or timers waiting on a removed
 flow node or stage rule (unless --allow-cancel); removing every document or more than half
-of them (unless --force). Warned: fields removed while records hold values. Noted: care
-processes that already ran today (the edit applies from tomorrow). The blast radius counts
+of them, or requiring a field that records in an occupied stage lack (unless --force).
+Warned: fields removed while records hold values. Noted: care processes that already ran
+today (the edit applies from tomorrow). The blast radius counts
 what changed care processes would send in the next 24 hours and 7 days.
 
 \b

@@ -19,7 +19,7 @@ from flowctl.engine.state import Effect, Record, copier
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 from flowctl.spec.durations import DurationError, parse_duration
-from flowctl.spec.templating import compile_template
+from flowctl.spec.templating import compile_template, named
 
 #: The channel name an action uses when it names none (if the config defines it; else ``log``).
 MEDIUM = {
@@ -183,12 +183,13 @@ class ActionRenderer:
         out: dict[str, Any] = {}
         if action.template:
             template = self.template(action.template)
-            if template.subject:
-                out["subject"] = render(template.subject, context)
-            if template.text:
-                out["text"] = render(template.text, context)
-            if template.html:
-                out["html"] = render_html(template.html, context)
+            with named(f"template '{action.template}'"):  # a limit error names the template and its line
+                if template.subject:
+                    out["subject"] = render(template.subject, context)
+                if template.text:
+                    out["text"] = render(template.text, context)
+                if template.html:
+                    out["html"] = render_html(template.html, context)
         if action.text:
             out["text"] = render(action.text, context)
         return out
@@ -204,11 +205,12 @@ class ActionRenderer:
             doc = self.template(attach.template)
             ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[attach.format]
             filename = render(attach.filename, context) if attach.filename else f"{attach.template}.{ext}"
-            attachments.append({
-                "template": attach.template, "format": attach.format, "filename": filename,
-                "title": render(doc.subject, context) if doc.subject else attach.template,
-                **({"html": render_html(doc.html, context)} if doc.html else {"text": render(doc.text, context)}),
-            })  # fmt: skip
+            with named(f"template '{attach.template}'"):
+                attachments.append({
+                    "template": attach.template, "format": attach.format, "filename": filename,
+                    "title": render(doc.subject, context) if doc.subject else attach.template,
+                    **({"html": render_html(doc.html, context)} if doc.html else {"text": render(doc.text, context)}),
+                })  # fmt: skip
         if attachments:
             params["attachments"] = attachments
         return params, None
@@ -281,7 +283,8 @@ class ActionRenderer:
 
     def _create_document(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
         doc = self.template(action.template)
-        body = render_html(doc.html, context) if doc.html else render(doc.text, context)
+        with named(f"template '{action.template}'"):
+            body = render_html(doc.html, context) if doc.html else render(doc.text, context)
         ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[action.format]
         name = action.save_as or action.template
         params = {"format": action.format, "save_as": name, "filename": f"{name}.{ext}",

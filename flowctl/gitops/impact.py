@@ -8,6 +8,9 @@ lift the ones that say so), ``warn`` and ``notice`` are shown and let it through
 * runs waiting on a flow node or stage rule that would disappear, and their timers: refused
   unless ``--allow-cancel``; with it, the deploy cancels them in the same transaction;
 * care processes that changed and already ran today: the edit applies from tomorrow (AMIS);
+* a stage that holds records and gains a required field (``fields:``), or an object field that
+  becomes ``required``, while records lack it: refused unless ``--force`` (then a warning), as
+  Salework refuses to edit a step that holds records; the finding counts them and names the first;
 * object fields removed while records still hold values: a warning, not a refusal. Records keep
   their values (nothing is deleted; the store is not the CRM's schema), the field simply stops
   being declared, and putting it back restores it; automations that still read the field are
@@ -203,6 +206,68 @@ def field_checks(store: Store, old: m.Bundle | None, new: m.Bundle) -> Iterator[
                              "the values stay in the store (nothing is deleted) but no automation can use them"),
                     details={"object": name, "field": f, "records": count},
                 )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ required
+
+
+def required_checks(store: Store, old: m.Bundle | None, new: m.Bundle, *, force: bool) -> Iterator[Finding]:
+    """Records that lack a field the new version starts to require of them: the ``fields:`` a
+    stage holding them gains, or an object field that becomes ``required``. Without the old
+    version every required field is checked."""
+    severity: Severity = "warn" if force else "refuse"
+    after = ("; they stay as they are (--force)" if force
+             else "; fill it in for them first, or pass --force to deploy anyway")  # fmt: skip
+    occupied = {(pipeline, stage): (object_, count)
+                for (object_, pipeline, stage), count in store.stage_counts().items() if count and stage}  # fmt: skip
+    for name, pipeline in sorted(new.pipelines.items()):
+        before = old.pipelines.get(name) if old is not None else None
+        for stage in pipeline.stages:
+            if (name, stage.id) not in occupied:
+                continue
+            prior = before.stage(stage.id) if before is not None else None
+            added = [f for f in stage.fields if prior is None or f not in prior.fields]
+            if not added:
+                continue
+            object_ = occupied[(name, stage.id)][0]
+            for field_name, count, sample in _lacking(_in_stage(store, object_, stage.id, name), added):
+                yield Finding(
+                    code="required-field-missing", severity=severity,
+                    message=(f"stage '{stage.id}' of pipeline '{name}' now requires field '{field_name}', but "
+                             f"{count} {object_} record{_s(count)} in it lack{'s' if count == 1 else ''} it "
+                             f"({_ids(sample, count)}){after}"),
+                    details={"object": object_, "pipeline": name, "stage": stage.id, "field": field_name,
+                             "records": count, "sample": sample},
+                )  # fmt: skip
+    for name, obj in sorted(new.objects.items()):
+        before_obj = old.objects.get(name) if old is not None else None
+        added = [f for f, spec in obj.fields.items() if spec.required and (
+            before_obj is None or f not in before_obj.fields or not before_obj.fields[f].required)]
+        if not added:
+            continue
+        for field_name, count, sample in _lacking(records_of(store, name), added):
+            yield Finding(
+                code="required-field-missing", severity=severity,
+                message=(f"field '{field_name}' of '{name}' becomes required, but {count} {name} "
+                         f"record{_s(count)} lack{'s' if count == 1 else ''} it ({_ids(sample, count)}){after}"),
+                details={"object": name, "pipeline": "", "stage": "", "field": field_name, "records": count,
+                         "sample": sample},
+            )  # fmt: skip
+
+
+def _lacking(records: Iterator[Record], names: list[str]) -> Iterator[tuple[str, int, list[str]]]:
+    """(field, how many records lack it, the first ids) for each of ``names`` some record lacks."""
+    counts = dict.fromkeys(names, 0)
+    samples: dict[str, list[str]] = {n: [] for n in names}
+    for record in records:
+        for name in names:
+            if record.fields.get(name) in (None, ""):
+                counts[name] += 1
+                if len(samples[name]) < SAMPLE:
+                    samples[name].append(record.id)
+    for name in names:
+        if counts[name]:
+            yield name, counts[name], samples[name]
 
 
 # ------------------------------------------------------------------------------------ removal

@@ -120,6 +120,7 @@ def make_plan(store: Store, proposed: Snapshot, now: datetime, *, allow_cancel: 
     findings.extend(run_findings)
     care = care_changes(plan.documents, old, new, known=current is None or snapshot is not None)
     findings.extend(impact.care_checks(store, [name for name, status in care if status == "changed"], new, now))
+    findings.extend(impact.required_checks(store, old, new, force=force))
     findings.extend(impact.field_checks(store, old, new))
     if blast:
         plan.blast = blast_radius(store, old, new, care, now)

@@ -1,7 +1,10 @@
 """Load a configuration directory: YAML → schema → typed model → semantic checks.
 
 ``load_bundle`` is what every command calls (validate, test, dry-run, run, plan): one path from
-text to a ``Bundle`` and every issue found on the way, sorted by place.
+text to a ``Bundle`` and every issue found on the way. Root causes come first: the errors of
+reading, the schema and building, then the errors of the semantic checks, then warnings, each
+group by place. Findings that only follow from a document that failed (a test naming the stages
+of a pipeline with a typo) are held back in ``Loaded.held`` (see ``spec/dependencies.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from flowctl.spec import model as m
 from flowctl.spec.builder import Builder
+from flowctl.spec.dependencies import document_keys, guess_keys, hold_back
 from flowctl.spec.issues import Issue, error, sort_key
 from flowctl.spec.loader import LoadResult, load_directory, load_text
 from flowctl.spec.places import Where
@@ -39,6 +43,8 @@ class Loaded:
     issues: list[Issue] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     documents: int = 0
+    #: Findings not shown because a document they depend on is invalid (each says which).
+    held: list[Issue] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Issue]:
@@ -59,6 +65,10 @@ def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mappi
     ``texts`` (path under ``root`` -> text) are files the builder reads instead of the disk.
     """
     issues = list(raw.issues)
+    broken: dict[str, Issue] = {}  # key of a document that could not be built -> its first error
+    for issue, text in raw.unread:
+        for key in sorted(guess_keys(text)):
+            broken.setdefault(key, issue)
     builder = Builder(root=root, _files={root / name: text for name, text in (texts or {}).items()})
     groups: dict[str, dict[str, m.Document]] = {g: {} for g in _GROUPS.values()}
     config: m.Config | None = None
@@ -66,6 +76,9 @@ def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mappi
         problems = check_document(doc)
         issues.extend(problems)
         if problems:
+            first = min(problems, key=sort_key)
+            for key in sorted(document_keys(doc.data)):
+                broken.setdefault(key, first)
             continue
         built = builder.build(doc)
         if built is None:
@@ -97,12 +110,28 @@ def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mappi
         config=config,
         **{name: _freeze(docs) for name, docs in groups.items()},
     )
+    found: list[Issue] = []
     if semantic:
         from flowctl.spec.checks import run_checks
 
-        issues.extend(run_checks(bundle))
-    issues.sort(key=sort_key)
-    return Loaded(root=root, bundle=bundle, issues=issues, files=raw.files, documents=len(raw.documents))
+        found.extend(run_checks(bundle))
+    checked = {id(issue) for issue in found}  # a root is an early issue: only early ones are renamed
+    shown, held = hold_back([*issues, *found], broken)
+    early = [issue for issue in shown if id(issue) not in checked]
+    ordered = _root_causes_first(early, [issue for issue in shown if id(issue) in checked])
+    return Loaded(root=root, bundle=bundle, issues=ordered, files=raw.files, documents=len(raw.documents),
+                  held=sorted(held, key=sort_key))  # fmt: skip
+
+
+def _root_causes_first(early: list[Issue], found: list[Issue]) -> list[Issue]:
+    """Errors of reading and building, then errors of the checks, then every warning; each by place.
+
+    CI shows only the first few annotations of a step, so the error that explains the others leads.
+    """
+    errors_first = sorted((i for i in early if i.severity == "error"), key=sort_key)
+    errors_next = sorted((i for i in found if i.severity == "error"), key=sort_key)
+    warnings = sorted((i for i in (*early, *found) if i.severity != "error"), key=sort_key)
+    return [*errors_first, *errors_next, *warnings]
 
 
 def _freeze(docs: dict[str, m.Document]) -> Mapping[str, m.Document]:
@@ -129,8 +158,5 @@ def load_bundle_from_files(files: Mapping[str, str], *, root: Path | str = "<sto
     raw = LoadResult()
     names = [name for name in files if name.endswith((".yaml", ".yml"))]
     for name in sorted(names, key=lambda n: tuple(n.split("/"))):  # the walk: siblings by name
-        one = load_text(files[name], name, root / name)
-        raw.documents.extend(one.documents)
-        raw.issues.extend(one.issues)
-        raw.files.extend(one.files)
+        raw.extend(load_text(files[name], name, root / name))
     return assemble(root, raw, semantic=semantic, texts=files)

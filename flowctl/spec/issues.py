@@ -21,6 +21,10 @@ class Issue:
     span: Span
     hint: str = ""
     severity: Severity = "error"
+    #: The documents this finding depends on, as ``Kind/name`` (``Pipeline/sales``), ``Kind/*`` (any
+    #: document of a kind) or ``stages/<object>`` (the stages of an object type's pipelines). A finding
+    #: that needs a document which failed the schema is held back (see ``spec/dependencies.py``).
+    needs: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:
@@ -50,12 +54,12 @@ class Issue:
         }
 
 
-def error(code: str, message: str, span: Span, hint: str = "") -> Issue:
-    return Issue(code=code, message=message, span=span, hint=hint, severity="error")
+def error(code: str, message: str, span: Span, hint: str = "", *, needs: tuple[str, ...] = ()) -> Issue:
+    return Issue(code=code, message=message, span=span, hint=hint, severity="error", needs=needs)
 
 
-def warning(code: str, message: str, span: Span, hint: str = "") -> Issue:
-    return Issue(code=code, message=message, span=span, hint=hint, severity="warning")
+def warning(code: str, message: str, span: Span, hint: str = "", *, needs: tuple[str, ...] = ()) -> Issue:
+    return Issue(code=code, message=message, span=span, hint=hint, severity="warning", needs=needs)
 
 
 def sort_key(issue: Issue) -> tuple[str, int, int, str]:

@@ -68,6 +68,15 @@ class LoadResult:
     documents: list[RawDocument] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    #: Each error that stopped the reading of a file, with the text that was left unread
+    #: (``spec/dependencies.py`` guesses from it which documents are missing).
+    unread: list[tuple[Issue, str]] = field(default_factory=list)
+
+    def extend(self, other: LoadResult) -> None:
+        self.documents.extend(other.documents)
+        self.issues.extend(other.issues)
+        self.files.extend(other.files)
+        self.unread.extend(other.unread)
 
 
 class _Builder:
@@ -179,21 +188,33 @@ def resolve_plain(text: str) -> Any:
     return text
 
 
-def load_text(text: str, file: str, path: Path | None = None) -> LoadResult:
-    """Parse every document of one YAML text."""
-    result = LoadResult(files=[file])
+def _compose(text: str, file: str, result: LoadResult) -> list[yaml.Node]:
+    """The documents of ``text`` up to the first syntax error, which goes to ``result``."""
+    nodes: list[yaml.Node] = []
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        for node in yaml.compose_all(text, Loader=_Loader):
+            nodes.append(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        result.issues.append(error("E001", f"YAML syntax error: {problem}", span,
-                                   "check indentation, quotes and ':' spacing on this line"))
-        return result
+        issue = error("E001", f"YAML syntax error: {problem}", span,
+                      "check indentation, quotes and ':' spacing on this line")  # fmt: skip
     except yaml.YAMLError as exc:
-        result.issues.append(error("E001", f"YAML error: {exc}", Span(file, 1, 1)))
-        return result
+        issue = error("E001", f"YAML error: {exc}", Span(file, 1, 1))
+    else:
+        return nodes
+    # cut by line, not by mark.index: libyaml's index may count bytes rather than characters
+    read = max((node.end_mark.line for node in nodes if node is not None), default=0)
+    result.issues.append(issue)
+    result.unread.append((issue, "".join(text.splitlines(keepends=True)[read:])))
+    return nodes
+
+
+def load_text(text: str, file: str, path: Path | None = None) -> LoadResult:
+    """Parse every document of one YAML text; those before a syntax error are kept."""
+    result = LoadResult(files=[file])
+    nodes = _compose(text, file, result)
     index = 0
     for node in nodes:
         if node is None:
@@ -268,15 +289,13 @@ def load_directory(root: Path | str) -> LoadResult:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             result.files.append(rel)
-            result.issues.append(error("E001", f"file is not UTF-8 text: {exc.reason}", Span(rel, 1, 1),
-                                       "save the file as UTF-8"))
+            issue = error("E001", f"file is not UTF-8 text: {exc.reason}", Span(rel, 1, 1), "save the file as UTF-8")
+            result.issues.append(issue)
+            result.unread.append((issue, ""))
             continue
         except OSError as exc:
             result.files.append(rel)
             result.issues.append(error("E000", f"cannot read file: {exc.strerror}", Span(rel, 1, 1)))
             continue
-        one = load_text(text, rel, path)
-        result.documents.extend(one.documents)
-        result.issues.extend(one.issues)
-        result.files.extend(one.files)
+        result.extend(load_text(text, rel, path))
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from flowctl.spec.checks.cascade import check_cascades
+from flowctl.spec.checks.delivery import check_webhook_delivery
 from flowctl.spec.checks.expressions import check_expressions, check_set_values, check_templates
 from flowctl.spec.checks.flows import check_loops, check_nodes, check_started
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
@@ -66,6 +67,7 @@ CHECKS: list[Check] = [
     check_cascades,
     check_secrets,
     check_care_defaults,
+    check_webhook_delivery,
 ]
 
 

@@ -34,11 +34,14 @@ from flowctl.spec.checks._common import (
     text_span,
     value_span,
 )
+from flowctl.spec.dependencies import needs_stages
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error, warning
 from flowctl.spec.places import PathPart, Span, Where
 
 ROOTS = ("record", "before")
+#: What a template or condition about a record is given (engine/core.py ``context``, care adds ``occurrence``).
+RECORD_NAMES = ("record", "before", "changed", "event", "now", "today", "owner", "occurrence")
 NUMERIC = ("number", "integer", "money")
 
 
@@ -52,6 +55,12 @@ class Text:
     object: str  # the object type its record.X names refer to; "" = not a record context
     what: str  # for messages: "the condition of flow 'x', node 'y'"
     in_file: bool = False  # the source is a whole file: offsets count from its start
+    record: bool = False  # rendered for a record (its names are RECORD_NAMES) even without an object
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """The names its context gives, when known."""
+        return RECORD_NAMES if self.object or self.record else None
 
     def place(self, root: str, offset: int | None) -> Span:
         if self.in_file:
@@ -149,17 +158,19 @@ def template_texts(bundle: m.Bundle, template: m.Template) -> Iterator[Text]:
     """The subject, text and HTML of a Template, each from its YAML value or its file."""
     owner = f"template '{template.name}'"
     if template.subject:
-        yield Text(template.subject, False, _at(template.where, "subject"), "", f"the subject of {owner}")
+        yield Text(template.subject, False, _at(template.where, "subject"), "", f"the subject of {owner}",
+                   record=True)  # fmt: skip
     for value, key, file_key in ((template.text, "text", "text_file"), (template.html, "html", "html_file")):
         if not value:
             continue
         file_name = getattr(template, file_key)
         path = template_file(bundle.root, template, file_name) if file_name else None
         if path is not None:
-            yield Text(value, False, Span(path, 1, 1), "", f"{file_key} '{file_name}' of {owner}", in_file=True)
+            yield Text(value, False, Span(path, 1, 1), "", f"{file_key} '{file_name}' of {owner}", in_file=True,
+                       record=True)  # fmt: skip
         else:
             yield Text(value, False, _at(template.where, file_key if file_name else key), "",
-                       f"the {key} of {owner}")  # fmt: skip
+                       f"the {key} of {owner}", record=True)  # fmt: skip
 
 
 # -------------------------------------------------------------------------------- checking
@@ -179,7 +190,8 @@ def _refine(source: str, message: str, offset: int | None) -> int | None:
 
 def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
     t = _templating()
-    problems = t.check_expression(text.source) if text.expression else t.check_template(text.source)
+    check = t.check_expression if text.expression else t.check_template
+    problems = check(text.source, text.names)
     if not problems:
         return None
     problem = problems[0]
@@ -190,8 +202,12 @@ def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
             "write a Jinja2 expression without braces, e.g. record.amount >= 1000 and record.segment == 'vip'",
         )  # fmt: skip
     hint = "check the {{ }} and {% %} pairs and the filter names (unaccent, money, date, phone and Jinja's own)"
-    if "refuses Python internals" in problem.message:
+    if "refuses Python internals" in problem.message or "is not a value templates are given" in problem.message:
         hint = "read only the values a template is given (record, before, changed, event, now, today, owner)"
+    elif "the render would fail" in problem.message:
+        hint = "templates are for short texts: build less, e.g. print fields rather than generated text"
+    elif "cannot do" in problem.message or "is not available" in problem.message:
+        hint = "templates only read values and print text"
     return error("E051", f"{text.what} does not compile: {problem.message}", text.place(bundle.root, offset), hint)
 
 
@@ -364,6 +380,7 @@ def _literal_issues(bundle: m.Bundle, text: Text, object_name: str) -> Iterator[
                 "W003", f"{text.what} compares record.stage with '{value}', which no pipeline of "
                 f"'{object_name}' has as a stage, so the comparison never holds", span,
                 hint_with("use a stage id of the object's pipelines", value, stages),
+                needs=needs_stages(object_name),
             )  # fmt: skip
             continue
         spec = obj.fields.get(name)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 
 from flowctl.spec import model as m
 from flowctl.spec.checks._common import hint_with, name_span, value_span
+from flowctl.spec.dependencies import needs_document
 from flowctl.spec.issues import Issue, error, warning
 from flowctl.spec.places import Span
 
@@ -193,4 +194,5 @@ def check_started(bundle: m.Bundle) -> Iterator[Issue]:
             yield warning(
                 "W004", f"flow '{flow.name}' has no trigger and no goto_flow leads to it, so it never runs",
                 name_span(flow), "add a trigger, or start it from another flow with a goto_flow node",
+                needs=needs_document("Flow", "*"),  # a flow that failed the schema may be the one that leads to it
             )  # fmt: skip

@@ -20,6 +20,7 @@ from flowctl.spec.checks._common import (
     stages_of,
     value_span,
 )
+from flowctl.spec.dependencies import needs_document, needs_stages
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.places import Span, Where
 
@@ -37,6 +38,7 @@ def check_object_types(bundle: m.Bundle) -> Iterator[Issue]:
                 "E030", f"{what} names object type '{name}', which no ObjectType defines",
                 value_span(where, *keys),
                 hint_with(f"add an ObjectType '{name}' or fix the name", name, known),
+                needs=needs_document("ObjectType", name),
             )  # fmt: skip
 
     for flow in bundle.flows.values():
@@ -162,6 +164,7 @@ def _unknown_pipeline(bundle: m.Bundle, name: str, what: str, where: Where) -> I
     return error(
         "E039", f"{what} names pipeline '{name}', which does not exist", value_span(where, "pipeline"),
         hint_with("define the Pipeline or fix the name", name, bundle.pipelines),
+        needs=needs_document("Pipeline", name),
     )  # fmt: skip
 
 
@@ -181,7 +184,7 @@ def _stage(
         place = f"any pipeline (none is defined for object type '{object_name}')"
     yield error(
         "E032", f"{what} names stage '{stage}', which is not a stage of {place}", value_span(where, key),
-        hint_with("use one of the pipeline's stage ids", stage, known),
+        hint_with("use one of the pipeline's stage ids", stage, known), needs=needs_stages(object_name, pipeline),
     )  # fmt: skip
 
 
@@ -238,5 +241,12 @@ def check_users(bundle: m.Bundle) -> Iterator[Issue]:
                            value_span(config.where, "users", user.name, "supervisor"), users, hint)  # fmt: skip
 
 
+#: The kind of document each "names X, which does not exist" code looks for.
+_KIND_OF = {"E034": "Template", "E035": "Channel", "E036": "AllocationRule", "E037": "Flow", "E038": "Config"}
+
+
 def _missing(code: str, what: str, name: str, owner: str, span: Span, known: Iterable[str], hint: str) -> Issue:
-    return error(code, f"{owner} names {what} '{name}', which does not exist", span, hint_with(hint, name, known))
+    kind = _KIND_OF[code]
+    needs = needs_document(kind, "*" if kind == "Config" else name)
+    return error(code, f"{owner} names {what} '{name}', which does not exist", span, hint_with(hint, name, known),
+                 needs=needs)  # fmt: skip
