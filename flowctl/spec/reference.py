@@ -237,7 +237,7 @@ def write(folder: Path) -> None:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     folders = [a for a in argv if a != "--check"]
-    if len(folders) != 1:
+    if len(folders) != 1 or folders[0].startswith("-"):
         print(f"usage: {COMMAND} [--check]", file=sys.stderr)
         return 2
     folder = Path(folders[0])
