@@ -10,7 +10,13 @@ through the database as replicas do (leases), plus a pipe each way:
 - parent → child: ``w`` after an ingest commit (new changes: do not wait for the poll),
   ``r`` after a reload (switch to the deployed version now); end of file: stop.
 - child → parent: a line ``processed failed timers_fired`` when a count changes, for /metrics;
-  ``v <version>`` once it runs a version (and after each switch); ``w <why>`` while it runs none.
+  ``v <version>`` once it runs a version (and after each switch); ``w <why>`` while it runs none;
+  ``h`` (a heartbeat) at most every quarter second while its worker loop finishes rounds or it
+  builds a version.
+
+A watchdog in the parent kills (SIGKILL) and restarts a child that runs a version but has sent
+nothing for ``stall_seconds`` (``limits.engine_stall_seconds``) while changes wait: frozen
+(SIGSTOP, a hung disk) it may hold the SQLite writer lock, and every write of the daemon with it.
 
 The child runs the version the parent names (``--version``), read from the store by its hash,
 else the store's current one; never the working directory, which may hold an edit that was
@@ -68,6 +74,10 @@ class EngineProcess:
         self.running_version = ""  # the version the child said it runs ('' until it has loaded one)
         self.waiting = ""  # why the child runs no version, as it said
         self.quick_exits = 0  # exits in a row, each within QUICK_EXIT of its start
+        self.stall_seconds = 60.0  # the watchdog's bound (limits.engine_stall_seconds)
+        self.stalls = 0  # children the watchdog killed
+        self.beat_at = 0.0  # time.monotonic() of the child's last status line
+        self.pending: Callable[[], bool] = lambda: True  # whether changes wait (set by the service)
         self._stopping = False
         self._lock = threading.Lock()
 
@@ -92,7 +102,7 @@ class EngineProcess:
             self._base = tuple(a + b for a, b in zip(self._base, self.counts, strict=True))  # type: ignore[assignment]
             self.counts = (0, 0, 0)
             self.proc, self._control = proc, control_write
-            self.started_at = time.monotonic()
+            self.started_at = self.beat_at = time.monotonic()
             self.running_version, self.waiting = "", "starting"
         threading.Thread(target=self._read_status, args=(status_read,), name="flowctl-engine-status",
                          daemon=True).start()  # fmt: skip
@@ -133,6 +143,7 @@ class EngineProcess:
         with os.fdopen(fd, "rb") as stream:
             for line in stream:
                 kind, _, rest = line.decode("utf-8", "replace").strip().partition(" ")
+                self.beat_at = time.monotonic()
                 with self._lock:
                     if kind == "v":
                         self.running_version, self.waiting = rest, ""
@@ -161,6 +172,8 @@ class EngineProcess:
             if proc is None or proc.poll() is None:
                 if self.quick_exits and time.monotonic() - self.started_at >= QUICK_EXIT:
                     self.quick_exits = 0  # it has run a while: the next exit starts a new count
+                if proc is not None:
+                    self._watch(proc)
                 continue
             if stop.is_set():
                 return
@@ -185,6 +198,29 @@ class EngineProcess:
                 self.started_at = time.monotonic()
                 continue
             self.restarts += 1
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Kill a child that runs a version but has said nothing for ``stall_seconds`` while changes
+        wait; the loop of :meth:`supervise` then starts it again. One that is loading a version or
+        waiting for the store says so and is left alone, as is one whose silence the parent cannot
+        judge (the store cannot be read: the outage, not the child, is the problem)."""
+        silent = time.monotonic() - self.beat_at
+        if self._stopping or not self.running_version or silent < self.stall_seconds:
+            return
+        try:
+            waiting = self.pending()
+        except Exception:  # noqa: BLE001 - cannot tell: leave it
+            return
+        if not waiting or proc.poll() is not None:
+            return
+        log.error("the engine process (pid %d) made no progress for %.0f s while changes wait (limits."
+                  "engine_stall_seconds: %g); killing it and starting it again", proc.pid, silent,
+                  self.stall_seconds)  # fmt: skip
+        self.stalls += 1
+        with contextlib.suppress(OSError):
+            proc.kill()  # SIGKILL ends a stopped process too; the kernel frees its locks
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
 
     def request_stop(self) -> None:
         """Close the control pipe: the child stops claiming, commits its batch in hand and exits."""
@@ -361,8 +397,9 @@ def _write_counts(service: Service, status: _Status) -> None:
 
 
 def _report(service: Service, status: _Status) -> None:
-    """The counts when they change, and the version the engine runs (at once, then on a switch)."""
-    last, version = None, ""
+    """The counts when they change, the version the engine runs (at once, then on a switch), and a
+    heartbeat while the worker loop finishes rounds or builds a version (the parent's watchdog)."""
+    last, version, rounds = None, "", -1
     while True:
         if service.version != version:
             version = service.version
@@ -371,6 +408,9 @@ def _report(service: Service, status: _Status) -> None:
         if now != last:
             _write_counts(service, status)
             last = now
+        elif service.rounds != rounds or service.building:
+            status.write("h")
+        rounds = service.rounds
         if service.stopping.wait(0.25):
             return
 

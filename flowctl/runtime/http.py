@@ -91,6 +91,8 @@ class ChangeSink(Protocol):
 
     def submit_async(self, change: NewChange) -> asyncio.Future[AppendResult]: ...
 
+    def cancel(self, waiter: asyncio.Future[AppendResult]) -> bool: ...
+
 
 class ServiceView(Protocol):
     """What ``create_app`` uses of the running service."""
@@ -275,16 +277,19 @@ def _accepted(result: AppendResult) -> Response:
 
 
 class CommitTimeout(Exception):
-    """The store did not confirm a write in time (answered 503; the write may still land)."""
+    """The store did not take a write in time; it was taken out of the queue, so it is not stored."""
 
 
 class _Deadlines:
-    """Fails the writes the store has not confirmed within ``seconds``: one sweeping task per event
+    """Fails the writes the store has not taken within ``seconds``: one sweeping task per event
     loop rather than a timer per request. Waiters are watched in the order they were submitted,
-    all with the same timeout, so the oldest is always first."""
+    all with the same timeout, so the oldest is always first. A write is failed only if ``cancel``
+    takes it out of the ingest queue; one a commit already has gets that commit's real outcome
+    (a 503 must mean "not stored": a client retrying without a key would store it twice)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, cancel: Callable[[asyncio.Future[Any]], bool] | None = None) -> None:
         self.seconds = seconds
+        self.cancel = cancel
         self.pending: dict[asyncio.AbstractEventLoop, deque[tuple[float, asyncio.Future[Any]]]] = {}
 
     def watch(self, waiter: asyncio.Future[Any]) -> None:
@@ -302,7 +307,7 @@ class _Deadlines:
                 now = time.monotonic()
                 while queue and (queue[0][0] <= now or queue[0][1].done()):
                     _, waiter = queue.popleft()
-                    if not waiter.done():
+                    if not waiter.done() and (self.cancel is None or self.cancel(waiter)):
                         waiter.set_exception(CommitTimeout())
         finally:
             self.pending.pop(loop, None)
@@ -355,7 +360,7 @@ class HttpApi:
                                           "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
         self._settings: _Settings | None = None
         self._recent = _RecentKeys()
-        self._deadlines = _Deadlines(commit_timeout)
+        self._deadlines = _Deadlines(commit_timeout, getattr(svc.ingest, "cancel", None))
         # a write without Idempotency-Key gets a key of its own: random per process, then a serial
         self._key_prefix, self._key_serial = f"auto-{secrets.token_hex(8)}-", itertools.count()
         self._openapi = {secured: json.dumps(openapi(secured=secured), separators=(",", ":")).encode()
@@ -451,7 +456,7 @@ class HttpApi:
             # one change (the API): no gather, which costs a task per waiter
             results = [await waiters[0]] if len(waiters) == 1 else list(await asyncio.gather(*waiters))
         except CommitTimeout:
-            raise Unavailable(f"the store did not confirm the write within {self.commit_timeout:g} s; "
+            raise Unavailable(f"the write was not stored: the store did not take it within {self.commit_timeout:g} s; "
                               "retry with the same Idempotency-Key", retry_after=5) from None  # fmt: skip
         except RequestError:
             raise

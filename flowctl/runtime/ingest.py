@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 import sqlalchemy as sa
 
 from flowctl.ports import AppendResult, NewChange, Store
+from flowctl.store.writelock import WriteLockTimeout
 
 log = logging.getLogger("flowctl.ingest")
 
@@ -34,7 +35,7 @@ class StoreUnavailable(Exception):
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached (stopped, restarting, connection cut)
     rather than that a statement is wrong: those are waited out, not logged as bugs."""
-    if isinstance(exc, StoreUnavailable | sa.exc.OperationalError | sa.exc.InterfaceError):
+    if isinstance(exc, StoreUnavailable | WriteLockTimeout | sa.exc.OperationalError | sa.exc.InterfaceError):
         return True
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
@@ -140,6 +141,13 @@ class Ingest:
         self.on_commit = on_commit  # called with the number of new changes after each commit
         self.accepted = 0
         self.duplicates = 0
+        # asyncio waiters not yet in a commit: cancel() takes one out, so a write given up on (its
+        # HTTP deadline) is never stored after it was answered 503
+        self._queued: set[asyncio.Future[AppendResult]] = set()
+        self._queued_lock = threading.Lock()
+        self.commit_started = 0.0  # time.monotonic() when the commit in progress began (0: none)
+        self.last_failure = 0.0  # time.monotonic() of the last commit the store refused (0: it succeeded since)
+        self.last_failure_why = ""
 
     def start(self) -> None:
         self.thread.start()
@@ -163,7 +171,23 @@ class Ingest:
             gathered = self._gathering[loop] = []
             loop.call_soon(self._hand_over, loop)
         gathered.append((change, waiter, loop))
+        with self._queued_lock:
+            self._queued.add(waiter)
         return waiter
+
+    def cancel(self, waiter: asyncio.Future[AppendResult]) -> bool:
+        """Give up on a write of :meth:`submit_async`: True if it will not be stored (it was not in a
+        commit yet), False if a commit has it, whose real outcome the waiter will get."""
+        with self._queued_lock:
+            if waiter in self._queued:
+                self._queued.discard(waiter)
+                return True
+        return False
+
+    def committing_for(self) -> float:
+        """Seconds the commit in progress has taken so far (0 when none is in progress)."""
+        started = self.commit_started
+        return time.monotonic() - started if started else 0.0
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         """The requests of one turn of the event loop go to the writer as one item: one wake-up
@@ -193,7 +217,24 @@ class Ingest:
                 batch += more
             self._commit(batch)
 
+    def _take(self, batch: list[Pending]) -> list[Pending]:
+        """The items of ``batch`` still wanted, marked as in a commit (no longer cancellable)."""
+        with self._queued_lock:
+            kept = []
+            for item in batch:
+                waiter = item[1]
+                if item[2] is None:
+                    kept.append(item)
+                elif waiter in self._queued:
+                    self._queued.discard(waiter)  # type: ignore[arg-type]
+                    kept.append(item)
+            return kept
+
     def _commit(self, batch: list[Pending]) -> None:
+        batch = self._take(batch)
+        if not batch:
+            return
+        self.commit_started = time.monotonic()
         try:
             results: Sequence[AppendResult | BaseException] = self.store.append_changes([c for c, _, _ in batch])
         except Exception as exc:  # noqa: BLE001 - any database error means "not stored": answer 503
@@ -201,9 +242,13 @@ class Ingest:
                 self.health.failed("ingest", exc)
             else:
                 log.warning("could not store %d changes: %s", len(batch), exc)
+            self.last_failure, self.last_failure_why = time.monotonic(), brief(exc)
             results = [StoreUnavailable(brief(exc)) for _ in batch]
         else:
+            self.last_failure = 0.0
             self.health.ok()
+        finally:
+            self.commit_started = 0.0
         fresh = 0
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendResult], Any]]] = {}
         for (_, future, loop), result in zip(batch, results, strict=True):

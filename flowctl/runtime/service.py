@@ -34,6 +34,9 @@ from flowctl.spec.config import Loaded
 
 log = logging.getLogger("flowctl.service")
 
+READY_COMMIT_SECONDS = 5.0  # a write in a commit longer than this makes /readyz answer 503
+WRITE_FAILURE_SECONDS = 30.0  # /readyz answers 503 this long after a write failed (unless one succeeded since)
+
 
 def content_hash(loaded: Loaded) -> str:
     """A stable id for a configuration: the hash of its files' contents, in path order."""
@@ -118,6 +121,8 @@ class Service:
         self._leftover_owners: set[str] = set()  # engine processes that exited, whose leases are to end
         self._degraded: tuple[m.Bundle | None, list[str]] = (None, [])  # degraded(), for one bundle
         self._signature = self._watch_signature() if self.watch else ()
+        self.rounds = 0  # worker loop rounds finished (failed ones too): the engine process's heartbeat
+        self.building = False  # building a newly deployed version (a long round, not a hang)
         self._register_metrics()
 
     # ------------------------------------------------------------------ what HTTP needs
@@ -130,11 +135,35 @@ class Service:
         problems = [f"the {t.name} thread is not running" for t in self.threads if not t.is_alive()]
         if self.engine_process is not None and (why := self.engine_process.problem()):
             problems.append(why)
+        problems += self._write_problems()
         try:
             self.store.current_version()  # one small read: the database answers
+            counts = self.store.queue_counts()
         except Exception:  # noqa: BLE001 - any database error means not ready
             problems.append("the store is unreachable")
+            return problems
+        oldest, bound = counts.get("oldest_received_at"), self.bundle.config.limits.ready_lag_seconds
+        lag = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        if lag > bound:
+            problems.append(f"the oldest change waits {lag:.0f} s to be processed (limits.ready_lag_seconds: "
+                            f"{bound}); see flowctl_changes_lag_seconds and the engine's log")  # fmt: skip
         return problems
+
+    def _write_problems(self) -> list[str]:
+        """Writes cannot commit: one has waited READY_COMMIT_SECONDS and more for the database (its
+        writer lock held, the disk hung), or the last one failed (disk full, the store down) less
+        than WRITE_FAILURE_SECONDS ago with none stored since."""
+        if self.role == "engine":
+            return []
+        out = []
+        waited = self.ingest.committing_for()
+        if waited > READY_COMMIT_SECONDS:
+            out.append(f"a write has waited {waited:.0f} s to commit (the database's writer lock is held or the "
+                       "disk does not answer)")  # fmt: skip
+        failed = self.ingest.last_failure
+        if failed and time.monotonic() - failed < WRITE_FAILURE_SECONDS:
+            out.append(f"writes cannot commit: {self.ingest.last_failure_why}")
+        return out
 
     def ready(self) -> bool:
         return not self.readiness()
@@ -201,6 +230,7 @@ class Service:
             log.error("reload %s: %s; still running version %s", result, self.last_reload_problem, self.version)
         elif result == "deployed" and pick_up(self):
             if self.engine_process is not None:
+                self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
                 self.engine_process.reload()  # it switches before its next claim
             log.info("reloaded: now running version %s", self.version)
         self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(
@@ -239,16 +269,20 @@ class Service:
             if signature != self._signature:
                 self._signature = signature
                 self.reload_requested.set()
-        if self.reload_requested.is_set():
-            self.reload_requested.clear()
-            self.reload()
-            return
+        self.building = True  # a build of a large version takes a while: not a hang
         try:
-            pick_up(self)
-        except Exception as exc:
-            if unavailable(exc):
-                raise  # the worker loop backs off; the outage is logged once
-            log.exception("could not switch to the deployed version; still running %s", self.version)
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+                return
+            try:
+                pick_up(self)
+            except Exception as exc:
+                if unavailable(exc):
+                    raise  # the worker loop backs off; the outage is logged once
+                log.exception("could not switch to the deployed version; still running %s", self.version)
+        finally:
+            self.building = False
 
     def start(self) -> None:
         if self.role == "engine":  # the engine process: the parent deployed and does the rest
@@ -274,6 +308,8 @@ class Service:
         if self.engine_process is None:
             work = threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True)
         else:
+            self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
+            self.engine_process.pending = self._changes_wait
             self.engine_process.start(self.version)  # after the deploy: it runs that version, from the store
             work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
         self.threads = [
@@ -309,6 +345,11 @@ class Service:
         """Look for a newly deployed version at the next round (the parent reloaded)."""
         self._next_housekeeping = 0.0
         self.wake.set()
+
+    def _changes_wait(self) -> bool:
+        """Whether changes wait for the engine (the watchdog's question; raises if the store cannot say)."""
+        counts = self.store.queue_counts()
+        return bool(counts.get("changes_pending") or counts.get("changes_claimed"))
 
     def _engine_exited(self, pid: int) -> None:
         """Before a new engine process starts: the work the exited one (``pid``) had leased is
@@ -359,6 +400,7 @@ class Service:
     def _work_loop(self) -> None:
         backoff = Backoff()
         while not self.stopping.is_set():
+            self.rounds += 1
             try:
                 self._housekeeping()
                 done = self.worker.run_once()
@@ -405,6 +447,12 @@ class Service:
                                         "again after it exited", lambda: engine.restarts)  # fmt: skip
             self.metrics.gauge_callback("flowctl_engine_ready", "1 while the engine process runs a version and "
                                         "can process changes", lambda: int(not engine.problem()))  # fmt: skip
+            self.metrics.gauge_callback("flowctl_engine_stalls_total", "Times the watchdog killed an engine process "
+                                        "that made no progress while changes waited (limits.engine_stall_seconds)",
+                                        lambda: engine.stalls)  # fmt: skip
+        if self.role != "engine":
+            self.metrics.gauge_callback("flowctl_write_commit_seconds", "How long the write commit in progress has "
+                                        "taken so far (0: none in progress)", self.ingest.committing_for)  # fmt: skip
 
     def _worker_counts(self) -> tuple[int, int, int]:
         """Processed, failed, timers fired: by the engine process when there is one."""

@@ -88,6 +88,8 @@ class Limits:
     request_bytes: int = 1_048_576
     max_visits: int = 100
     sends_in_flight: int = 1
+    engine_stall_seconds: int = 60
+    ready_lag_seconds: int = 300
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -417,34 +418,40 @@ class HangingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.entered = threading.Event()
 
     def append_changes(self, changes: Any) -> Any:
+        self.entered.set()
         self.release.wait(10)
         return super().append_changes(changes)
 
 
-def test_a_write_the_store_does_not_confirm_in_time_is_503_and_still_lands(tmp_path: Path) -> None:
+def test_a_write_not_taken_in_time_is_503_and_not_stored_one_in_a_commit_gets_its_outcome(tmp_path: Path) -> None:
+    """503 means "not stored": a client retrying without a key must not store the write twice."""
     store = HangingStore()
     svc = FakeService(bundle=write_config(tmp_path, {"flowctl.yaml": CONFIG, "objects/deal.yaml": OBJECTS,
                                                      "pipelines/sales.yaml": PIPELINE}),
                       store=store, env={})  # fmt: skip
     svc.ingest.start()
     try:
-        with TestClient(create_app(svc, commit_timeout=0.3)) as client:
+        with TestClient(create_app(svc, commit_timeout=0.3)) as client, ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.put, "/v1/records/deal/7", json=DEAL, headers={"Idempotency-Key": "k-7"})
+            assert store.entered.wait(10)  # the first write is in a commit that hangs
             started = time.monotonic()
-            response = client.put("/v1/records/deal/7", json=DEAL, headers={"Idempotency-Key": "k-7"})
+            second = client.put("/v1/records/deal/8", json=DEAL, headers={"Idempotency-Key": "k-8"})
             waited = time.monotonic() - started
-            assert response.status_code == 503
-            assert "did not confirm the write within 0.3 s" in error_of(response)["message"]
-            assert response.headers["retry-after"] == "5"
+            assert second.status_code == 503
+            assert "not stored: the store did not take it within 0.3 s" in error_of(second)["message"]
+            assert second.headers["retry-after"] == "5"
             assert waited < 5  # the timeout answered, not the store
+            time.sleep(0.5)
+            assert not first.done()  # past its deadline too, but a commit has it: no 503 for a stored write
             store.release.set()
-            again = client.put("/v1/records/deal/7", json=DEAL, headers={"Idempotency-Key": "k-7"})
-            assert again.status_code == 202 and again.json()["duplicate"] is True  # the first one landed
+            assert first.result(10).status_code == 202
     finally:
         store.release.set()
         svc.ingest.stop()
-    assert len(store.changes_after(0)) == 1
+    assert [c.record_id for c in store.changes_after(0)] == ["7"]
 
 
 def test_readiness_follows_the_service(api: Api) -> None:

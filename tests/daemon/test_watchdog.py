@@ -1,0 +1,176 @@
+"""A frozen engine process (SIGSTOP) must not hold the daemon's writes: the watchdog kills and
+restarts it, a write waits a bounded time for the SQLite writer lock and answers 503 only when it
+was not stored, and /readyz answers 503 while writes cannot commit or the change lag passes
+``limits.ready_lag_seconds``. Real daemon, real engine process, SQLite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from tests.daemon.harness import Daemon
+from tests.daemon.test_daemon import wait_for
+from tests.daemon.test_engine_process import engine_pid, engine_pid_or_none, gone, metric
+
+
+def config(folder: Path, stall: int, lag: int) -> Path:
+    folder.mkdir()
+    (folder / "flowctl.yaml").write_text(f"""\
+apiVersion: flowctl/v1
+kind: Config
+metadata: {{name: main}}
+spec:
+  timezone: UTC
+  limits: {{engine_stall_seconds: {stall}, ready_lag_seconds: {lag}}}
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {{name: deal}}
+spec:
+  fields:
+    title: {{type: string, required: true}}
+""")
+    return folder
+
+
+def holds_writer_lock(pid: int, database: Path) -> bool:
+    """Whether ``pid`` holds the flock on ``<db>.writer`` (Linux /proc/locks)."""
+    inode = Path(f"{database}.writer").stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[4] == str(pid) and parts[5].endswith(f":{inode}"):
+            return True
+    return False
+
+
+def stored(database: Path) -> Counter[str]:
+    """How many changes the database holds per record id."""
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            return Counter(row[0] for row in conn.exec_driver_sql("SELECT record_id FROM changes"))
+    finally:
+        engine.dispose()
+
+
+def ready(daemon: Daemon) -> int:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{daemon.url}/readyz", timeout=10).status_code
+    return 0
+
+
+class Writers:
+    """Threads that PUT records with ids of their own (no Idempotency-Key, as the client in the
+    issue), each answer kept: id -> status (0: no answer)."""
+
+    def __init__(self, daemon: Daemon, prefix: str, threads: int = 4) -> None:
+        self.daemon, self.prefix = daemon, prefix
+        self.answers: dict[str, int] = {}
+        self.stop = threading.Event()
+        self.serial = iter(range(1_000_000))
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                id = f"{self.prefix}{next(self.serial)}"
+            try:
+                status = httpx.put(f"{self.daemon.url}/v1/records/deal/{id}", json={"fields": {"title": id}},
+                                   timeout=120).status_code  # fmt: skip
+            except httpx.HTTPError:
+                status = 0
+            self.answers[id] = status
+            time.sleep(0.01)
+
+    def finish(self) -> dict[str, int]:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(150)
+        return dict(self.answers)
+
+
+def freeze(daemon: Daemon, database: Path, *, holding: bool, tries: int = 400) -> int:
+    """SIGSTOP the engine process at a moment it holds the writer lock (``holding``) or does not."""
+    for _ in range(tries):
+        pid = engine_pid(daemon)
+        os.kill(pid, signal.SIGSTOP)
+        if holds_writer_lock(pid, database) == holding:
+            return pid
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005 if holding else 0.05)
+    raise AssertionError(f"could not stop the engine process {'with' if holding else 'without'} the writer lock")
+
+
+def assert_answers_match_the_store(answers: dict[str, int], database: Path) -> None:
+    counts = stored(database)
+    for id, status in answers.items():
+        if status == 202:
+            assert counts[id] == 1, f"{id} answered 202 but stored {counts[id]} times"
+        elif status == 503:
+            assert counts[id] == 0, f"{id} answered 503 but stored {counts[id]} times"
+
+
+def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_stored(tmp_path: Path) -> None:
+    database = tmp_path / "flowctl.db"
+    daemon = Daemon(config(tmp_path / "config", stall=3, lag=100_000), f"sqlite:///{database}",
+                    env={"FLOWCTL_WRITE_WAIT_SECONDS": "2"})  # fmt: skip
+    try:
+        daemon.start()
+        writers = Writers(daemon, "w")
+        wait_for(lambda: len(writers.answers) > 20, timeout=60, what="the first writes")
+        frozen = freeze(daemon, database, holding=True)
+        readiness: list[int] = []
+        # while the engine is frozen with the lock, the daemon says it cannot take writes
+        wait_for(lambda: readiness.append(ready(daemon)) or readiness[-1] == 503, timeout=30,
+                 what="/readyz 503 while writes cannot commit")  # fmt: skip
+        # the watchdog kills it (a stopped process dies of SIGKILL) and starts another
+        wait_for(lambda: gone(frozen), timeout=60, what="the watchdog to kill the frozen engine process")
+        wait_for(lambda: engine_pid_or_none(daemon) not in (None, frozen), timeout=60, what="a new engine process")
+        wait_for(lambda: ready(daemon) == 200, timeout=60, what="/readyz 200 again")
+        assert metric(daemon, "flowctl_engine_stalls_total") >= 1
+        count = len(writers.answers)
+        wait_for(lambda: len(writers.answers) > count + 20, timeout=60, what="writes after the restart")
+        answers = writers.finish()
+        assert 503 in answers.values(), "no write waited out the bounded lock wait"
+        assert "made no progress" in daemon.output()
+        daemon.terminate()
+        assert_answers_match_the_store(answers, database)
+    finally:
+        with contextlib.suppress(Exception):
+            os.kill(engine_pid_or_none(daemon) or 0, signal.SIGCONT)
+        daemon.stop_quietly()
+
+
+def test_readyz_answers_503_while_the_change_lag_passes_its_bound(tmp_path: Path) -> None:
+    database = tmp_path / "flowctl.db"
+    daemon = Daemon(config(tmp_path / "config", stall=100_000, lag=2), f"sqlite:///{database}")
+    frozen = 0
+    try:
+        daemon.start()
+        frozen = freeze(daemon, database, holding=False)
+        answers = {id: daemon.put("deal", id, {"title": id}).status_code for id in ("a", "b", "c")}
+        assert set(answers.values()) == {202}  # the engine does not hold the lock: writes commit
+        wait_for(lambda: ready(daemon) == 503, timeout=30, what="/readyz 503 while the lag passes 2 s")
+        body = httpx.get(f"{daemon.url}/readyz", timeout=10).json()
+        assert "ready_lag_seconds" in str(body), body
+        os.kill(frozen, signal.SIGCONT)
+        frozen = 0
+        wait_for(lambda: ready(daemon) == 200, timeout=60, what="/readyz 200 once the changes are processed")
+        daemon.terminate()
+        assert_answers_match_the_store(answers, database)
+    finally:
+        if frozen:
+            with contextlib.suppress(OSError):
+                os.kill(frozen, signal.SIGCONT)
+        daemon.stop_quietly()
