@@ -10,6 +10,7 @@ never half-applied: the service keeps running the version it had.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowctl.engine.core import Engine
@@ -83,7 +84,29 @@ def pick_up(service: Any) -> bool:
     service.loaded = loaded
     previous, service.version = service.version, current.id
     log.info("switched from version %s to %s (%s)", previous, current.id, current.commit or "no commit")
+    release_unused(service)
     return True
+
+
+def release_unused(service: Any) -> list[str]:
+    """Let go of the engines of versions no active run and no care pin (yesterday's local day or
+    later) uses: without this each reload keeps a whole bundle more. A store that cannot say
+    (unreachable) keeps them all until the next switch."""
+    engines = service.engines
+    if len(engines.by_version) <= 1:
+        return []
+    clock = getattr(service, "clock", None)
+    now = clock.now() if clock is not None else datetime.now(UTC)
+    since = (now.astimezone(engines.current.tz).date() - timedelta(days=1)).isoformat()
+    try:
+        keep = service.store.versions_in_use(since)
+    except Exception as exc:  # noqa: BLE001 - keeping an engine longer is harmless
+        log.warning("could not tell which versions open runs use (%s); keeping their engines for now", exc)
+        return []
+    dropped = engines.release(keep)
+    if dropped:
+        log.info("released the engines of version(s) %s: no open run or care day uses them", ", ".join(dropped))
+    return dropped
 
 
 def _refresh_policies(service: Any, bundle: Any) -> None:

@@ -197,7 +197,7 @@ class Service:
         ``invalid`` or ``refused`` (why is in ``last_reload_problem``). Never half-applied."""
         from flowctl.gitops.deploy import DeployConflict, deploy
         from flowctl.gitops.plan import make_plan
-        from flowctl.gitops.versions import read_directory
+        from flowctl.gitops.versions import read_directory, remember
 
         snapshot = read_directory(directory)
         if not snapshot.loaded.ok:
@@ -205,6 +205,7 @@ class Service:
             return "invalid"
         plan = make_plan(self.store, snapshot, self.clock.now(), blast=False)
         if plan.status == "unchanged":
+            remember(snapshot)  # the next reload plans against it: no need to build it again
             return "unchanged"
         if plan.status != "changes":
             self.last_reload_problem = "; ".join([*plan.errors, *(f.message for f in plan.refusals)])
@@ -214,6 +215,7 @@ class Service:
         except DeployConflict as exc:
             self.last_reload_problem = str(exc)
             return "refused"
+        remember(snapshot)  # switching to it (pick_up) need not build it a second time
         return "deployed"
 
     def reload(self) -> str:
@@ -441,6 +443,9 @@ class Service:
                                     lambda: int(self.last_reload_ok))  # fmt: skip
         self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this daemon",
                                     lambda: self._worker_counts()[2])  # fmt: skip
+        self.metrics.gauge_callback("flowctl_engine_versions", "Configuration versions whose engine this process "
+                                    "holds: the current one, and those open runs or care days use",
+                                    lambda: len(self.engines.by_version))  # fmt: skip
         if self.engine_process is not None:
             engine = self.engine_process
             self.metrics.gauge_callback("flowctl_engine_restarts_total", "Times the engine process was started "

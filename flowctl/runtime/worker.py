@@ -146,6 +146,15 @@ class Engines:
         self.by_version[engine.version] = engine
         self.current = engine
 
+    def release(self, keep: Collection[str]) -> list[str]:
+        """Drop the engines of versions not in ``keep`` (nothing open runs on them) but the
+        current one; return the versions dropped. Each engine holds a whole bundle: a daemon
+        reloaded many times must not hold every version it ever ran."""
+        dropped = [v for v in self.by_version if v != self.current.version and v not in keep]
+        for version in dropped:
+            del self.by_version[version]
+        return dropped
+
 
 class RefusedChange(Exception):
     """A change the engine's rules refuse at processing time (e.g. a move with empty fields)."""

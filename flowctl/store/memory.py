@@ -386,6 +386,12 @@ class MemoryStore:
             found = sorted((r for r in self._runs.values() if r["status"] in ACTIVE), key=lambda r: (r["seq"], r["id"]))
             return [(rows.run_from({**_load("runs", r), "trace": []}), held.get(r["id"], 0)) for r in found]
 
+    def versions_in_use(self, since_day: str) -> set[str]:
+        with self._lock:
+            found = {r["config_version"] for r in self._runs.values() if r["status"] in ACTIVE}
+            pins: dict[tuple[str, str], str] = self.__dict__.get("_care_days", {})
+            return found | {version for (_, day), version in pins.items() if day >= since_day}
+
     def care_claims_since(self, since: datetime) -> dict[str, int]:
         since = rows.utc(since)
         with self._lock:

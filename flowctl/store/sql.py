@@ -644,6 +644,15 @@ class SqlStore:
             held: dict[str, int] = dict(conn.execute(counts).all())  # type: ignore[arg-type]
             return [(rows.run_from({**row._mapping, "trace": []}), held.get(row.id, 0)) for row in conn.execute(stmt)]
 
+    def versions_in_use(self, since_day: str) -> set[str]:
+        """Config versions of active runs and of care pins from ``since_day`` on (a reload keeps their
+        engines). One DISTINCT over the active runs: a reload is rare, the runs table may be large."""
+        r, d = runs.c, care_days.c
+        with self.engine.connect() as conn:
+            found = set(conn.execute(sa.select(r.config_version).where(r.status.in_(ACTIVE)).distinct()).scalars())
+            found |= set(conn.execute(sa.select(d.config_version).where(d.day >= since_day).distinct()).scalars())
+        return found
+
     def care_claims_since(self, since: datetime) -> dict[str, int]:
         """Care occurrences claimed at or after ``since``, per process."""
         o = care_occurrences.c

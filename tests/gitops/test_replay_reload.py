@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,8 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from flowctl.engine.core import Engine
+from flowctl.engine.state import Run, Step
 from flowctl.gitops.diff import diff_values
 from flowctl.gitops.versions import from_version, read_directory
+from flowctl.ports import Processed
 from flowctl.runtime.reload import pick_up
 from flowctl.runtime.service import content_hash
 from flowctl.runtime.worker import Engines
@@ -77,8 +80,12 @@ def test_pick_up_switches_the_engine_and_keeps_old_runs_on_theirs(config: Path) 
     store.deploy_version(first.to_version(NOW), None)
     assert first.loaded.bundle is not None
     service = SimpleNamespace(store=store, version=first.id, bundle=first.loaded.bundle, loaded=first.loaded,
-                              engines=Engines(Engine(first.loaded.bundle, first.id)), env={}, senders={})
+                              engines=Engines(Engine(first.loaded.bundle, first.id)), env={}, senders={},
+                              clock=SimpleNamespace(now=lambda: NOW))  # fmt: skip
     assert not pick_up(service)
+    open_run = Run(id="r1", automation="flow:welcome", object="contact", record_id="1", status="waiting",
+                   config_version=first.id)  # fmt: skip
+    store.commit_batch([Processed(step=Step(runs={"r1": open_run}))], NOW)
     write(config, {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("Tam biet", "Hen gap lai")})
     second = read_directory(config)
     store.deploy_version(second.to_version(NOW), first.id)
@@ -87,6 +94,19 @@ def test_pick_up_switches_the_engine_and_keeps_old_runs_on_theirs(config: Path) 
     assert service.engines.for_version(first.id).version == first.id  # runs stay on their version
     assert service.bundle.flows["welcome"].nodes["bye"].action.text == "Hen gap lai"
     assert not pick_up(service)
+
+    # a third version: the second, which no open run uses, is let go; the first is kept for r1
+    write(config, {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("Tam biet", "Chao")})
+    third = read_directory(config)
+    store.deploy_version(third.to_version(NOW), second.id)
+    assert pick_up(service)
+    assert set(service.engines.by_version) == {first.id, third.id}
+    store.commit_batch([Processed(step=Step(runs={"r1": replace(open_run, status="done")}))], NOW)
+    write(config, {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("Tam biet", "Hen mai")})
+    fourth = read_directory(config)
+    store.deploy_version(fourth.to_version(NOW), third.id)
+    assert pick_up(service)
+    assert set(service.engines.by_version) == {fourth.id}  # r1 ended: nothing needs the first any more
 
 
 def test_pick_up_skips_a_version_it_cannot_rebuild(config: Path, caplog: pytest.LogCaptureFixture) -> None:

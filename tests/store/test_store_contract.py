@@ -507,3 +507,14 @@ def test_open_changes_are_a_records_pending_and_claimed_changes_in_order(store: 
     assert [c.idempotency_key for c in store.open_changes("deal", "7")] == ["k3", "k4"]
     assert [c.status for c in store.open_changes("deal", "7")] == ["claimed", "pending"]
     assert store.open_changes("deal", "9") == []
+
+
+def test_versions_in_use_are_those_of_active_runs_and_current_care_pins(store: Store) -> None:
+    """What a reload keeps the engines of: a version an active run started on, or a care process
+    pinned on a day not yet over; not that of a finished run or an old pin."""
+    runs = {"r1": replace(run("r1"), config_version="v1"), "r2": replace(run("r2", status="done"), config_version="v2"),
+            "r3": replace(run("r3", status="running"), config_version="v3")}  # fmt: skip
+    store.commit_batch([Processed(step=Step(runs=runs))], T0)
+    store.pin_care_day("birthday", "2026-02-27", "v4")
+    store.pin_care_day("birthday", "2026-03-01", "v5")
+    assert store.versions_in_use("2026-02-28") == {"v1", "v3", "v5"}
