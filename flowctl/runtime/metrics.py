@@ -302,6 +302,12 @@ def register_queue_metrics(metrics: Metrics, store: object, clock: object, *, tt
     metrics.gauge_callback("flowctl_changes_open", "Changes waiting (pending) or in a worker's hands (claimed)",
                            lambda: by_prefix("changes_"), ("status",))  # fmt: skip
     metrics.gauge_callback("flowctl_changes_lag_seconds", "Age of the oldest change not yet processed (0: none)", lag)
+    def outbox_lag() -> float:
+        due = counts().get("oldest_due_at")
+        return max((clock.now() - due).total_seconds(), 0.0) if due is not None else 0.0  # type: ignore[attr-defined,operator]
+
+    metrics.gauge_callback("flowctl_outbox_lag_seconds", "How long the most overdue outbox row (pending or retry) "
+                           "has been due (0: none is due)", outbox_lag)  # fmt: skip
     metrics.gauge_callback("flowctl_outbox_rows", "Outbox rows by state (sent rows are counted by "
                            "flowctl_deliveries_total)", lambda: by_prefix("outbox_"), ("status",))  # fmt: skip
     metrics.gauge_callback("flowctl_timers_pending", "Timers (delays, waits, delayed rules) not yet fired",

@@ -615,6 +615,9 @@ class MemoryStore:
                     out["oldest_received_at"] = row["received_at"]
             for status in rows.OUTBOX_GAUGES:
                 out[f"outbox_{status}"] = sum(1 for row in self._outbox.values() if row["status"] == status)
+            due = [row["next_attempt_at"] for row in self._outbox.values()
+                   if row["status"] in ("pending", "retry") and row["next_attempt_at"] is not None]  # fmt: skip
+            out["oldest_due_at"] = min(due, default=None)
             out["timers"] = len(self._timers)
             return out
 

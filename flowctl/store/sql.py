@@ -990,7 +990,8 @@ class SqlStore:
 
     def queue_counts(self) -> dict[str, Any]:
         """What an operator graphs, each from an index: open changes by status, the oldest open
-        change's ``received_at`` (the lag), outbox rows by status except ``sent``, pending timers."""
+        change's ``received_at`` (the lag), outbox rows by status except ``sent``, the earliest
+        ``next_attempt_at`` of a pending or retry row (the outbox's lag), pending timers."""
         c, o = changes.c, outbox.c
         count = sa.func.count()
         out: dict[str, Any] = {}
@@ -1009,6 +1010,9 @@ class SqlStore:
             for status in rows.OUTBOX_GAUGES:
                 out[f"outbox_{status}"] = conn.execute(sa.select(count).select_from(outbox)
                                                        .where(o.status == status)).scalar_one()  # fmt: skip
+            due = [conn.execute(sa.select(sa.func.min(o.next_attempt_at)).where(o.status == status)).scalar()
+                   for status in ("pending", "retry")]  # each the first entry of the (status, next_attempt_at) index
+            out["oldest_due_at"] = min((d for d in due if d is not None), default=None)
             out["timers"] = conn.execute(sa.select(count).select_from(timers)).scalar_one()
         return out
 

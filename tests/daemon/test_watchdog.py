@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -112,16 +113,21 @@ def freeze(daemon: Daemon, database: Path, *, holding: bool, tries: int = 400) -
     raise AssertionError(f"could not stop the engine process {'with' if holding else 'without'} the writer lock")
 
 
-def assert_answers_match_the_store(answers: dict[str, int], database: Path) -> None:
+def assert_answers_match_the_store(answers: dict[str, int], database: Path) -> dict[str, int]:
     counts = stored(database)
     for id, status in answers.items():
         if status == 202:
             assert counts[id] == 1, f"{id} answered 202 but stored {counts[id]} times"
         elif status == 503:
             assert counts[id] == 0, f"{id} answered 503 but stored {counts[id]} times"
+    statuses = Counter(answers.values())
+    return {"answered_202": statuses[202], "answered_503": statuses[503], "no_answer": statuses[0],
+            "stored_despite_503": 0, "stored_twice": 0}  # fmt: skip
 
 
-def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_stored(tmp_path: Path) -> None:
+def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_stored(
+    tmp_path: Path, figures: Callable[..., None]
+) -> None:
     database = tmp_path / "flowctl.db"
     daemon = Daemon(config(tmp_path / "config", stall=3, lag=100_000), f"sqlite:///{database}",
                     env={"FLOWCTL_WRITE_WAIT_SECONDS": "2"})  # fmt: skip
@@ -130,14 +136,18 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         writers = Writers(daemon, "w")
         wait_for(lambda: len(writers.answers) > 20, timeout=60, what="the first writes")
         frozen = freeze(daemon, database, holding=True)
+        started = time.monotonic()
         readiness: list[int] = []
         # while the engine is frozen with the lock, the daemon says it cannot take writes
         wait_for(lambda: readiness.append(ready(daemon)) or readiness[-1] == 503, timeout=30,
                  what="/readyz 503 while writes cannot commit")  # fmt: skip
+        not_ready = time.monotonic() - started
         # the watchdog kills it (a stopped process dies of SIGKILL) and starts another
         wait_for(lambda: gone(frozen), timeout=60, what="the watchdog to kill the frozen engine process")
+        killed = time.monotonic() - started
         wait_for(lambda: engine_pid_or_none(daemon) not in (None, frozen), timeout=60, what="a new engine process")
         wait_for(lambda: ready(daemon) == 200, timeout=60, what="/readyz 200 again")
+        ready_again = time.monotonic() - started
         assert metric(daemon, "flowctl_engine_stalls_total") >= 1
         count = len(writers.answers)
         wait_for(lambda: len(writers.answers) > count + 20, timeout=60, what="writes after the restart")
@@ -145,7 +155,9 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         assert 503 in answers.values(), "no write waited out the bounded lock wait"
         assert "made no progress" in daemon.output()
         daemon.terminate()
-        assert_answers_match_the_store(answers, database)
+        outcome = assert_answers_match_the_store(answers, database)
+        figures(stall_bound_seconds=3, write_wait_seconds=2, readyz_503_after_seconds=round(not_ready, 1),
+                killed_after_seconds=round(killed, 1), ready_again_seconds=round(ready_again, 1), **outcome)
     finally:
         with contextlib.suppress(Exception):
             os.kill(engine_pid_or_none(daemon) or 0, signal.SIGCONT)

@@ -518,3 +518,16 @@ def test_versions_in_use_are_those_of_active_runs_and_current_care_pins(store: S
     store.pin_care_day("birthday", "2026-02-27", "v4")
     store.pin_care_day("birthday", "2026-03-01", "v5")
     assert store.versions_in_use("2026-02-28") == {"v1", "v3", "v5"}
+
+
+def test_queue_counts_give_the_outbox_lag_from_the_earliest_due_row(store: Store) -> None:
+    """``flowctl_outbox_lag_seconds``: the earliest pending or retry row's due time; sent, dead and
+    sending rows do not count."""
+    assert store.queue_counts()["oldest_due_at"] is None
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2")]))], T0)
+    assert store.queue_counts()["oldest_due_at"] == T0
+    first, second = store.claim_outbox(T0, 10, "w1", 30)
+    assert store.queue_counts()["oldest_due_at"] is None  # both in a sender's hands
+    store.mark_failed(first.id, "busy", T0 + timedelta(minutes=5), T0)
+    store.mark_sent(second.id, T0)
+    assert store.queue_counts()["oldest_due_at"] == T0 + timedelta(minutes=5)
