@@ -13,10 +13,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
+from flowctl.ports import NewChange
+from flowctl.runtime.ingest import StoreUnavailable
+from flowctl.runtime.service import Service
+from flowctl.spec.config import load_bundle
+from flowctl.store.memory import MemoryStore
 from tests.daemon.harness import Daemon
 from tests.daemon.test_daemon import wait_for
 from tests.daemon.test_engine_process import engine_pid, engine_pid_or_none, gone, metric
@@ -186,3 +193,35 @@ def test_readyz_answers_503_while_the_change_lag_passes_its_bound(tmp_path: Path
             with contextlib.suppress(OSError):
                 os.kill(frozen, signal.SIGCONT)
         daemon.stop_quietly()
+
+
+class FullDisk(MemoryStore):
+    """A store whose disk is full until ``freed`` is set: every write fails as SQLite's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.freed = threading.Event()
+
+    def append_changes(self, changes: Any) -> Any:
+        if not self.freed.is_set():
+            raise sa.exc.OperationalError("INSERT INTO changes", {}, Exception("database or disk is full"))
+        return super().append_changes(changes)
+
+
+def test_readiness_says_writes_cannot_commit_while_they_fail_and_recovers_after_one_succeeds(tmp_path: Path) -> None:
+    loaded = load_bundle(config(tmp_path / "config", stall=60, lag=300))
+    store = FullDisk()
+    service = Service(root=loaded.root, loaded=loaded, store=store, env={})
+    service.ingest.start()
+    try:
+        assert service.readiness() == []
+        with pytest.raises(StoreUnavailable):
+            service.ingest.submit(NewChange(object="deal", record_id="1", op="put", idempotency_key="k1",
+                                            fields={"title": "A"})).result(10)  # fmt: skip
+        assert service.readiness() == ["writes cannot commit: Exception: database or disk is full"]
+        store.freed.set()
+        service.ingest.submit(NewChange(object="deal", record_id="2", op="put", idempotency_key="k2",
+                                        fields={"title": "B"})).result(10)  # fmt: skip
+        assert service.readiness() == []
+    finally:
+        service.ingest.stop()
