@@ -10,12 +10,17 @@ import json
 import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flowctl.cli.common import load_or_exit
 from flowctl.cli.store_access import DB_HELP
+
+if TYPE_CHECKING:  # click's ParamType is generic in its stubs from 8.2 on, a plain class at run time before
+    _ParamType = click.ParamType[date, Any]
+else:
+    _ParamType = click.ParamType
 
 _dir = click.argument("directory", default=".", type=click.Path(path_type=Path))
 _records = click.option("--records", "records_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -25,7 +30,7 @@ _format = click.option("--format", "fmt", type=click.Choice(["text", "json"]), d
                        help="json: one document for CI, with the same times (ISO 8601, with offset).")  # fmt: skip
 
 
-class Day(click.ParamType):
+class Day(_ParamType):
     """A calendar day written YYYY-MM-DD; anything else is a usage error (exit 2)."""
 
     name = "YYYY-MM-DD"
@@ -234,13 +239,13 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
     state = MemoryState()
     for record in records:
         state.records[record.key] = record
-    shown = []
+    shown: list[dict[str, Any]] = []
     for firing in sorted(found, key=lambda f: (f.at, f.record_id)):
         due = CareDue(key=f"preview:{firing.record_id}", process=process.name, object=firing.object,
                       id=firing.record_id, occurrence=firing.occurrence)  # fmt: skip
         step = engine.handle(state, due, firing.at)
         state.apply(step)
-        effects = []
+        effects: list[dict[str, Any]] = []
         for effect in step.effects:
             params = dict(effect.params)
             what = params.get("subject") or params.get("text") or params.get("title") or params.get("set") or ""
@@ -257,10 +262,12 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
                "nothing is sent")  # fmt: skip
     for item in shown:
         click.echo(f"{item['at']}  {item['object']}/{item['id']}  occurrence {item['occurrence']}: {item['outcome']}")
-        for effect in item["effects"]:
-            via = f" via {effect['channel']}" if effect["channel"] else ""
-            what = effect["what"] if isinstance(effect["what"], str) else json.dumps(effect["what"], ensure_ascii=False)
-            click.echo(f"  {effect['action']}{via}{' to ' + effect['to'] if effect['to'] else ''}: {what}")
+        for shown_effect in item["effects"]:
+            via = f" via {shown_effect['channel']}" if shown_effect["channel"] else ""
+            what = shown_effect["what"]
+            text = what if isinstance(what, str) else json.dumps(what, ensure_ascii=False)
+            to = f" to {shown_effect['to']}" if shown_effect["to"] else ""
+            click.echo(f"  {shown_effect['action']}{via}{to}: {text}")
         for problem in item["problems"]:
             click.echo(f"  problem: {problem}")
     if undated:

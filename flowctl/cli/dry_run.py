@@ -10,6 +10,9 @@ from typing import Any
 import click
 
 from flowctl.cli.common import load_or_exit
+from flowctl.spec.issues import Issue
+from flowctl.spec.model import Test
+from flowctl.spec.places import Span
 
 EVENT_HELP = """\b
 The event file (YAML or JSON) holds one step, or 'steps:' with several, and
@@ -31,7 +34,7 @@ def _as_test(data: Any) -> dict[str, Any]:
     return {"apiVersion": "flowctl/v1", "kind": "Test", "metadata": {"name": "dry-run"}, "spec": spec}
 
 
-def load_event(path: Path) -> Any:
+def load_event(path: Path) -> tuple[Test | None, list[Issue]]:
     """Read the event file as a Test document, reporting problems at its own lines."""
     from flowctl.spec.builder import Builder
     from flowctl.spec.loader import RawDocument, load_text
@@ -39,7 +42,10 @@ def load_event(path: Path) -> Any:
 
     result = load_text(path.read_text(encoding="utf-8"), str(path), path)
     if result.issues or not result.documents:
-        return None, result.issues or ["the event file is empty"]
+        example = "update: {object: deal, id: \"7\", fields: {paid_amount: 600000}}"
+        empty = Issue(code="E001", message="the event file is empty", span=Span(str(path), 1, 1),
+                      hint=f"write one step, e.g. '{example}'")  # fmt: skip
+        return None, list(result.issues) or [empty]
     raw = result.documents[0]
     wrapped = _as_test(raw.data)
     single = isinstance(raw.data, dict) and "steps" not in raw.data
@@ -54,7 +60,9 @@ def load_event(path: Path) -> Any:
     issues = check_document(doc)
     if issues:
         return None, issues
-    return Builder(root=path.parent).build(doc), []
+    test = Builder(root=path.parent).build(doc)
+    assert isinstance(test, Test)  # the document was wrapped as a Test above
+    return test, []
 
 
 @click.command(
@@ -82,7 +90,7 @@ fails to render) are printed and do not change the exit code.
 def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str) -> None:
     """Show what the automations under DIR (default: .) would do for the changes in --event."""
     from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
-    from flowctl.engine.scenario import _do, parse_now
+    from flowctl.engine.scenario import parse_now, perform_step
     from flowctl.engine.simulator import SimulationError, Simulator
     from flowctl.engine.state import Record
     from flowctl.spec.durations import DurationError, parse_duration
@@ -102,10 +110,10 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
     for rec in test.records:
         sim.seed(Record(object=rec.object, id=rec.id, fields=dict(rec.fields), stage=rec.stage,
                         pipeline=rec.pipeline, owner=str(rec.fields.get("owner") or "")))  # fmt: skip
-    errors = []
+    errors: list[str] = []
     for step in test.steps:
         try:
-            errors.extend(_do(sim, step))
+            errors.extend(perform_step(sim, step))
         except SimulationError as exc:
             errors.append(f"{step.where.at()}: {step.op} refused: {exc}")
     if advance:

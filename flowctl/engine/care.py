@@ -230,7 +230,7 @@ def firings_on(process: m.CareProcess, record: Record, instants: Mapping[date, l
     base = parse_date(record.fields.get(when.anniversary_of or when.date))
     if base is None:
         return []
-    out = []
+    out: list[Firing] = []
     for day, found in instants.items():
         if when.anniversary_of:
             if base.year > day.year or anniversary_in(base, day.year, process.feb29) != day:

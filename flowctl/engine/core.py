@@ -286,7 +286,7 @@ def simple_condition(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
     except jinja2.TemplateSyntaxError:
         return None
     negate = isinstance(expr, nodes.Not)
-    if negate:
+    if isinstance(expr, nodes.Not):
         expr = expr.node
     compare: tuple[Callable[[Any, Any], Any], Any] | None = None
     if isinstance(expr, nodes.Compare) and len(expr.ops) == 1 and not negate:

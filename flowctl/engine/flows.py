@@ -38,7 +38,7 @@ class FlowRunner:
 
     def on_change(self, tx: Tx, change: RecordChanged, changed: tuple[str, ...]) -> None:
         record = change.record
-        kinds = [change.op]
+        kinds: list[str] = [change.op]
         if change.before is not None and change.after is not None and stage_moved(change.before, change.after):
             kinds.append("stage_changed")
         for kind in kinds:
@@ -213,12 +213,12 @@ class FlowRunner:
             self.wait(tx, run, node, due, "delay", f"until {due.isoformat()}")
             return None
         if t == "wait_event":
-            due = tx.now + node.for_.value if node.for_ else None
+            timeout = tx.now + node.for_.value if node.for_ else None
             run = tx.put_run(evolve(run, status="waiting", waiting_for=node.event, node=node.id))
-            if due is not None:
-                tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind="timeout", node=node.id,
+            if timeout is not None:
+                tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=timeout, kind="timeout", node=node.id,
                                    object=run.object, record_id=run.record_id))  # fmt: skip
-            tx.trace(run, node.id, "wait", f"event {node.event}" + (f" until {due.isoformat()}" if due else ""))
+            tx.trace(run, node.id, "wait", f"event {node.event}" + (f" until {timeout.isoformat()}" if timeout else ""))
             return None
         if t == "goto":
             count = run.visits.get(node.target, 0)

@@ -61,8 +61,8 @@ def _same(expected: Any, actual: Any) -> bool:
     if expected is None or actual is None:
         return expected is actual
     if isinstance(expected, bool) or isinstance(actual, bool):
-        return expected == actual
-    return expected == actual or str(expected) == str(actual)
+        return bool(expected == actual)
+    return bool(expected == actual) or str(expected) == str(actual)
 
 
 def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect], *, exactly: bool = False) -> list[str]:
@@ -139,7 +139,7 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
             result.failures.append(refusal)
         refusal = None
         try:
-            for message in _do(sim, step):
+            for message in perform_step(sim, step):
                 result.failures.append(Failure(index, message, place))
         except SimulationError as exc:
             refusal = Failure(index, f"{step.op} refused: {exc}", place)
@@ -199,7 +199,8 @@ def _check_refused(wanted: str, number: int, previous: m.TestStep | None, refusa
     return []
 
 
-def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
+def perform_step(sim: Simulator, step: m.TestStep) -> Iterator[str]:
+    """Carry out one step of a test or dry run on ``sim``; yields why it failed (nothing when it held)."""
     rec = step.record
     if step.op in REQUESTS:
         assert rec is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowctl.spec import model as m
 from flowctl.spec.builder import Builder
@@ -105,11 +106,9 @@ def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mappi
     issues.extend(builder.issues)
     if config is None:
         config = m.Config(metadata=m.Metadata(name="default"), where=Where(str(root)))
-    bundle = m.Bundle(
-        root=str(root),
-        config=config,
-        **{name: _freeze(docs) for name, docs in groups.items()},
-    )
+    # Each group holds only documents of its kind (``_GROUPS``), which the type of ``groups`` cannot say.
+    frozen: dict[str, Any] = {name: _freeze(docs) for name, docs in groups.items()}
+    bundle = m.Bundle(root=str(root), config=config, **frozen)
     found: list[Issue] = []
     if semantic:
         from flowctl.spec.checks import run_checks

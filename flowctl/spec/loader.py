@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -102,7 +102,7 @@ class _Builder:
                 self.marks[(*path, i, VALUE)] = self.span(item)
                 out.append(self.build(item, (*path, i)))
             return out
-        return self.scalar(node, path)
+        return self.scalar(cast(yaml.ScalarNode, node), path)  # what is neither mapping nor sequence
 
     def mapping(self, node: yaml.MappingNode, path: NodePath) -> dict[str, Any]:
         out: dict[str, Any] = {}

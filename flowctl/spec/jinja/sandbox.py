@@ -327,7 +327,8 @@ class _Environment(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         wrapped = getattr(__obj, "__wrapped__", None)  # str.format, wrapped by the sandbox
         name = getattr(__obj, "__name__", "")
-        if isinstance(getattr(wrapped, "__self__", None), str) and wrapped.__name__ in ("format", "format_map"):
+        if wrapped is not None and isinstance(getattr(wrapped, "__self__", None), str) and wrapped.__name__ in (
+                "format", "format_map"):  # fmt: skip
             _check_format(wrapped.__self__, args, kwargs if wrapped.__name__ == "format" else
                           (args[0] if args and isinstance(args[0], Mapping) else {}))  # fmt: skip
         elif isinstance(owner, str | bytes | int) and not isinstance(owner, bool):
