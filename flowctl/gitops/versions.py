@@ -6,6 +6,7 @@ template files they read), and the git commit and author when the directory is a
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,10 +51,27 @@ class Snapshot:
                              author=self.author, message=message or self.message, files=dict(self.files))  # fmt: skip
 
 
+def content_hash(loaded: Loaded) -> str:
+    """The id of a configuration (the same for the daemon, ``plan`` and ``apply``).
+
+    The hash of its files' contents in path order, then of its templates' texts.
+    """
+    digest = hashlib.sha256()
+    base = loaded.root
+    for name in sorted(loaded.files):
+        path = base / name
+        digest.update(name.encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+    for template in sorted(loaded.bundle.templates.values() if loaded.bundle else (), key=lambda t: t.name):
+        digest.update((template.text + template.html).encode())
+    return digest.hexdigest()[:16]
+
+
 def read_directory(directory: Path | str) -> Snapshot:
     """Load ``directory`` and capture it: the files as text, the content hash, the git commit."""
-    from flowctl.runtime.service import content_hash  # the daemon's id for the same directory
-
     loaded = load_bundle(directory)
     base = loaded.root
     files: dict[str, str] = {}

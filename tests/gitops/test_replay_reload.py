@@ -12,9 +12,8 @@ import pytest
 
 from flowctl.engine.core import Engine
 from flowctl.gitops.diff import diff_values
-from flowctl.gitops.versions import from_version, read_directory
+from flowctl.gitops.versions import content_hash, from_version, read_directory
 from flowctl.runtime.reload import pick_up
-from flowctl.runtime.service import content_hash
 from flowctl.runtime.worker import Engines
 from flowctl.spec.config import load_bundle, load_bundle_from_files
 from flowctl.store import MemoryStore
