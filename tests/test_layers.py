@@ -26,10 +26,11 @@ RANK = {
     "sources": 3,
     "runtime": 4,
     "cli": 5,
+    "testing": 5,
     "__main__": 6,
 }
 #: Modules at the package root that every layer may use.
-SHARED = {"__init__", "__version__", "py", "testing"}
+SHARED = {"__init__", "__version__", "py"}
 IO_LIBRARIES = {"sqlalchemy", "httpx", "apscheduler", "click", "starlette", "uvicorn", "psycopg", "alembic"}
 
 

@@ -29,9 +29,9 @@ def replay(config: Path, live: Live, *extra: str) -> tuple[int, dict]:
 
 def test_replay_shows_how_effects_would_differ(config: Path, live: Live) -> None:
     invoke("apply", config, "--db", live.url, "--now", NOW.isoformat())
-    live.clock.at = NOW - timedelta(days=2)
+    live.clock.set(NOW - timedelta(days=2))
     live.put("c0", full_name="Cu", phone="0900")  # before the period: seeds the replay
-    live.clock.at = NOW
+    live.clock.set(NOW)
     live.put("c1", full_name="Lan", phone="0901")
     live.put("c2", full_name="Minh", phone="0902")
     code, same = replay(config, live)
