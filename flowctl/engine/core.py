@@ -22,6 +22,8 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from flowctl.engine.actions import ActionError, ActionRenderer
+from flowctl.engine.flows import FlowRunner
+from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import (
     CareDue,
     EventReceived,
@@ -43,9 +45,6 @@ class Engine:
     """Holds the bundle and indexes built once; ``handle`` is the only entry point."""
 
     def __init__(self, bundle: m.Bundle, version: str = "") -> None:
-        from flowctl.engine.flows import FlowRunner
-        from flowctl.engine.pipelines import PipelineRunner
-
         self.bundle = bundle
         self.version = version
         self.tz = _zone(bundle.config.timezone)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry, copier, stage_moved
 from flowctl.engine.tx import Tx, evolve
+from flowctl.engine.view import EngineView
 from flowctl.spec import model as m
 from flowctl.spec.model import EMPTY
 from flowctl.spec.templating import TemplateError, compile_template
-
-if TYPE_CHECKING:
-    from flowctl.engine.core import Engine
 
 #: Upper bound of nodes one run may pass while handling one input, whatever the config says.
 MAX_NODES_PER_STEP = 1000
@@ -30,7 +28,7 @@ _BLANK_RUN = Run(id="", automation="", object="", record_id="")
 
 
 class FlowRunner:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self.bundle = engine.bundle
 

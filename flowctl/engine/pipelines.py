@@ -9,17 +9,15 @@ wakes. Leaving the stage cancels whatever of that entry has not run yet.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowctl.engine.flows import starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
 from flowctl.engine.tx import Tx, evolve
+from flowctl.engine.view import EngineView
 from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError
-
-if TYPE_CHECKING:
-    from flowctl.engine.core import Engine
 
 
 def _empty(value: Any) -> bool:
@@ -27,7 +25,7 @@ def _empty(value: Any) -> bool:
 
 
 class PipelineRunner:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self.bundle = engine.bundle
         self.by_object: dict[str, list[m.Pipeline]] = {}
