@@ -22,6 +22,7 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from flowctl.engine.actions import ActionError, ActionRenderer
+from flowctl.engine.care import run_care
 from flowctl.engine.flows import FlowRunner
 from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import (
@@ -38,7 +39,7 @@ from flowctl.engine.state import (
 )
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
-from flowctl.spec.templating import TemplateError, compile_expression, environment
+from flowctl.spec.templating import TemplateError, compile_expression, environment, referenced_fields
 
 
 class Engine:
@@ -139,8 +140,6 @@ class Engine:
         elif isinstance(event, TimerFired):
             self.on_timer(tx, event)
         elif isinstance(event, CareDue):
-            from flowctl.engine.care import run_care
-
             run_care(self, tx, event)
         return tx.step
 
@@ -337,8 +336,6 @@ def _seen_values(source: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
 def _references(source: str) -> tuple[tuple[str, str, str], ...]:
     """(root, field) of every ``record.X``, ``before.X`` and ``event.X`` a condition reads, once
     per distinct condition: parsing it again for every record would cost more than evaluating it."""
-    from flowctl.spec.templating import TemplateError, referenced_fields
-
     out: list[tuple[str, str]] = []
     for root in ("record", "before", "event"):
         if root not in source:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flowctl.ports import ConfigVersion
+from flowctl.spec.checks._common import template_file
 from flowctl.spec.config import Loaded, load_bundle, load_bundle_from_files
 from flowctl.spec.loader import load_text
 from flowctl.spec.model import empty_map
@@ -88,8 +89,6 @@ def read_directory(directory: Path | str) -> Snapshot:
 
 def template_files(loaded: Loaded) -> dict[str, str]:
     """The ``text_file``/``html_file`` texts the templates read, by path under the directory."""
-    from flowctl.spec.checks._common import template_file
-
     out: dict[str, str] = {}
     if loaded.bundle is None:
         return out

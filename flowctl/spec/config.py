@@ -16,6 +16,7 @@ from typing import Any
 
 from flowctl.spec import model as m
 from flowctl.spec.builder import Builder
+from flowctl.spec.checks import run_checks
 from flowctl.spec.dependencies import document_keys, guess_keys, hold_back
 from flowctl.spec.issues import Issue, error, sort_key
 from flowctl.spec.loader import LoadResult, load_directory, load_text
@@ -111,8 +112,6 @@ def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mappi
     bundle = m.Bundle(root=str(root), config=config, **frozen)
     found: list[Issue] = []
     if semantic:
-        from flowctl.spec.checks import run_checks
-
         found.extend(run_checks(bundle))
     checked = {id(issue) for issue in found}  # a root is an early issue: only early ones are renamed
     shown, held = hold_back([*issues, *found], broken)

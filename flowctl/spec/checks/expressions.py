@@ -22,6 +22,7 @@ import jinja2
 from jinja2 import nodes
 
 from flowctl.spec import model as m
+from flowctl.spec import templating  # the sandbox, its filters and static helpers: the language's rules
 from flowctl.spec.checks._common import (
     action_sites,
     field_names,
@@ -66,13 +67,6 @@ class Text:
         if self.in_file:
             return offset_span(self.span.file, self.source, offset)
         return text_span(root, self.span, self.source, offset)
-
-
-def _templating() -> Any:
-    # The sandbox, its filters and the static helpers: the language's own expression rules.
-    from flowctl.spec import templating
-
-    return templating
 
 
 # -------------------------------------------------------------------------------- collecting
@@ -189,7 +183,7 @@ def _refine(source: str, message: str, offset: int | None) -> int | None:
 
 
 def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
-    t = _templating()
+    t = templating
     check = t.check_expression if text.expression else t.check_template
     problems = check(text.source, text.names)
     if not problems:
@@ -216,7 +210,7 @@ def _field_issues(bundle: m.Bundle, text: Text, object_name: str, via: str = "")
     if obj is None:
         return
     known = field_names(obj)
-    t = _templating()
+    t = templating
     seen: set[tuple[str, str]] = set()
     for root in ROOTS:
         if root not in text.source:
@@ -304,9 +298,9 @@ def check_templates(bundle: m.Bundle) -> Iterator[Issue]:
 
 
 def _parse(source: str, expression: bool) -> nodes.Template | None:
-    env = _templating().environment()
+    env = templating.environment()
     try:
-        return env.parse("{{ (" + source + ") }}" if expression else source)  # type: ignore[no-any-return]
+        return env.parse("{{ (" + source + ") }}" if expression else source)
     except jinja2.TemplateError:
         return None
 

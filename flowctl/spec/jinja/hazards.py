@@ -29,7 +29,7 @@ from jinja2 import TemplateError, nodes
 from jinja2.sandbox import MAX_RANGE
 
 from flowctl.spec.jinja.errors import Problem
-from flowctl.spec.jinja.sandbox import MAX_ITEMS, MAX_LOOPS, MAX_TEXT
+from flowctl.spec.jinja.sandbox import MAX_ITEMS, MAX_LOOPS, MAX_TEXT, environment
 
 _PRIVATE = re.compile(r"^(?:__|_[A-Za-z0-9]+__)")  # dunders and name-mangled privates
 _INTERNALS = "templates run in a sandbox that refuses Python internals"
@@ -155,8 +155,6 @@ def _impossible(tree: nodes.Template) -> Iterator[_Finding]:
 
 def _unknown_names(tree: nodes.Template, names: Collection[str]) -> Iterator[_Finding]:
     from jinja2 import meta
-
-    from flowctl.spec.jinja.sandbox import environment
 
     guarded = {node.node.name for node in tree.find_all(nodes.Test)
                if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name)}  # fmt: skip
