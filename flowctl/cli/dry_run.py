@@ -42,9 +42,13 @@ def load_event(path: Path) -> tuple[Test | None, list[Issue]]:
 
     result = load_text(path.read_text(encoding="utf-8"), str(path), path)
     if result.issues or not result.documents:
-        example = "update: {object: deal, id: \"7\", fields: {paid_amount: 600000}}"
-        empty = Issue(code="E001", message="the event file is empty", span=Span(str(path), 1, 1),
-                      hint=f"write one step, e.g. '{example}'")  # fmt: skip
+        example = 'update: {object: deal, id: "7", fields: {paid_amount: 600000}}'
+        empty = Issue(
+            code="E001",
+            message="the event file is empty",
+            span=Span(str(path), 1, 1),
+            hint=f"write one step, e.g. '{example}'",
+        )
         return None, list(result.issues) or [empty]
     raw = result.documents[0]
     wrapped = _as_test(raw.data)
@@ -79,11 +83,17 @@ stage whose required fields are empty; 'errors' in the JSON form) or the files a
 invalid, 2 usage error. Problems of the automations themselves (a template that
 fails to render) are printed and do not change the exit code.
 
-""" + EVENT_HELP,
+"""
+    + EVENT_HELP,
 )
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
-@click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML/JSON file with the change(s) or event(s) to simulate.")
+@click.option(
+    "--event",
+    "event_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML/JSON file with the change(s) or event(s) to simulate.",
+)
 @click.option("--now", default="", help="Start time (ISO 8601); default: the file's 'now' or 2026-01-01T09:00.")
 @click.option("--advance", default="", help="After the steps, let this much time pass (e.g. 3d), firing timers.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -108,8 +118,16 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
         raise click.BadParameter(f"not an ISO 8601 time: {now or test.now}", param_hint="--now") from exc
     sim = Simulator(bundle, sim_start, version="dry-run")
     for rec in test.records:
-        sim.seed(Record(object=rec.object, id=rec.id, fields=dict(rec.fields), stage=rec.stage,
-                        pipeline=rec.pipeline, owner=str(rec.fields.get("owner") or "")))  # fmt: skip
+        sim.seed(
+            Record(
+                object=rec.object,
+                id=rec.id,
+                fields=dict(rec.fields),
+                stage=rec.stage,
+                pipeline=rec.pipeline,
+                owner=str(rec.fields.get("owner") or ""),
+            )
+        )
     errors: list[str] = []
     for step in test.steps:
         try:
@@ -123,13 +141,19 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
             raise click.BadParameter(str(exc), param_hint="--advance") from exc
     runs = sim.runs_touched()
     if fmt == "json":
-        json.dump({
-            "now": sim.now.isoformat(),
-            "runs": [run_json(r) for r in runs],
-            "effects": [effect_json(e) for e in sim.state.effects],
-            "problems": [{"code": p.code, "message": p.message} for p in sim.state.problems],
-            "errors": errors,
-        }, sys.stdout, ensure_ascii=False, indent=2, default=str)  # fmt: skip
+        json.dump(
+            {
+                "now": sim.now.isoformat(),
+                "runs": [run_json(r) for r in runs],
+                "effects": [effect_json(e) for e in sim.state.effects],
+                "problems": [{"code": p.code, "message": p.message} for p in sim.state.problems],
+                "errors": errors,
+            },
+            sys.stdout,
+            ensure_ascii=False,
+            indent=2,
+            default=str,
+        )
         sys.stdout.write("\n")
         sys.exit(1 if errors else 0)
     click.echo(f"dry run from {sim_start.isoformat()} to {sim.now.isoformat()}: nothing is sent")

@@ -176,13 +176,15 @@ class ActionRenderer:
         found = self._final.get(object)
         if found is None:
             found = self._final[object] = tuple(
-                (p.name, s.id) for p in self.bundle.pipelines_for(object) for s in p.stages if s.final)
+                (p.name, s.id) for p in self.bundle.pipelines_for(object) for s in p.stages if s.final
+            )
         return found
 
     # ------------------------------------------------------------------ the actions
 
-    def perform(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx,
-                key: str, run_id: str) -> Outcome:  # fmt: skip
+    def perform(
+        self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx, key: str, run_id: str
+    ) -> Outcome:
         params, new_record = _HANDLERS[action.type](self, action, record, context, tx)
         channel = self._channels.get(id(action))
         if channel is None:  # it depends on the action and the bundle only: worked out once
@@ -191,8 +193,16 @@ class ActionRenderer:
             self._channels[id(action)] = channel
         if action.template:
             params = {"template": action.template, **params}
-        effect = _effect(_BLANK, key=key, action=action.type, run_id=run_id, object=record.object,
-                         record_id=record.id, channel=channel, params=params)  # fmt: skip
+        effect = _effect(
+            _BLANK,
+            key=key,
+            action=action.type,
+            run_id=run_id,
+            object=record.object,
+            record_id=record.id,
+            channel=channel,
+            params=params,
+        )
         return Outcome(effect=effect, record=new_record)
 
     def _message(self, action: m.Action, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -223,11 +233,19 @@ class ActionRenderer:
             ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[attach.format]
             filename = render(attach.filename, context) if attach.filename else f"{attach.template}.{ext}"
             with named(f"template '{attach.template}'"):
-                attachments.append({
-                    "template": attach.template, "format": attach.format, "filename": filename,
-                    "title": render(doc.subject, context) if doc.subject else attach.template,
-                    **({"html": render_html(doc.html, context)} if doc.html else {"text": render(doc.text, context)}),
-                })  # fmt: skip
+                attachments.append(
+                    {
+                        "template": attach.template,
+                        "format": attach.format,
+                        "filename": filename,
+                        "title": render(doc.subject, context) if doc.subject else attach.template,
+                        **(
+                            {"html": render_html(doc.html, context)}
+                            if doc.html
+                            else {"text": render(doc.text, context)}
+                        ),
+                    }
+                )
         if attachments:
             params["attachments"] = attachments
         return params, None
@@ -312,8 +330,12 @@ class ActionRenderer:
             body = render_html(doc.html, context) if doc.html else render(doc.text, context)
         ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[action.format]
         name = action.save_as or action.template
-        params = {"format": action.format, "save_as": name, "filename": f"{name}.{ext}",
-                  "html" if doc.html else "text": body}  # fmt: skip
+        params = {
+            "format": action.format,
+            "save_as": name,
+            "filename": f"{name}.{ext}",
+            "html" if doc.html else "text": body,
+        }
         if doc.subject:
             params["title"] = render(doc.subject, context)
         return params, None

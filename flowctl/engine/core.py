@@ -57,9 +57,7 @@ class Engine:
         for flow in bundle.flows.values():
             if flow.enabled and flow.trigger is not None:
                 self.flows_by_trigger[(flow.object, flow.trigger.on)].append(flow)
-        self.declared: dict[str, tuple[str, ...]] = {
-            name: tuple(obj.fields) for name, obj in bundle.objects.items()
-        }
+        self.declared: dict[str, tuple[str, ...]] = {name: tuple(obj.fields) for name, obj in bundle.objects.items()}
         self._nothing_before: dict[str, dict[str, Any]] = {
             name: dict.fromkeys((*fields, "id", "object", "stage", "pipeline", "owner"))
             for name, fields in self.declared.items()
@@ -77,8 +75,15 @@ class Engine:
 
     # ------------------------------------------------------------------ contexts
 
-    def context(self, record: Record, *, before: Record | None = None, event: Mapping[str, Any] | None = None,
-                changed: tuple[str, ...] = (), now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    def context(
+        self,
+        record: Record,
+        *,
+        before: Record | None = None,
+        event: Mapping[str, Any] | None = None,
+        changed: tuple[str, ...] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
         """What conditions and templates see. Declared but unset fields read as None.
 
         Built for every condition and node, so it is kept lean; the parts that do not depend on
@@ -163,8 +168,11 @@ class Engine:
     def on_event(self, tx: Tx, event: EventReceived) -> None:
         record = tx.record(event.object, event.id)
         if record is None or record.deleted:
-            tx.problem("unknown_record", f"event {event.event} about {event.object} {event.id}, which does not "
-                       "exist; nothing ran", record=Record(object=event.object, id=event.id))  # fmt: skip
+            tx.problem(
+                "unknown_record",
+                f"event {event.event} about {event.object} {event.id}, which does not exist; nothing ran",
+                record=Record(object=event.object, id=event.id),
+            )
             return
         waiters = self.flows.waiters(tx, record, event.event) if event.event in self.waited else []
         self.pipelines.on_event(tx, record, event)
@@ -198,9 +206,11 @@ class Engine:
         derived = RecordChanged(key=tx.key, op="updated", before=before, after=after)
         tx.step.changes.append(derived)
         if tx.depth >= self.limits.chain_depth:
-            message = (f"automations triggered each other more than {self.limits.chain_depth} levels deep "
-                       f"on {after.object} {after.id}; stopped here "
-                       "(raise limits.chain_depth or break the loop)")  # fmt: skip
+            message = (
+                f"automations triggered each other more than {self.limits.chain_depth} levels deep "
+                f"on {after.object} {after.id}; stopped here "
+                "(raise limits.chain_depth or break the loop)"
+            )
             tx.problem("chain_depth", message, run=by, record=after)
             if by is not None:
                 tx.trace(tx.run(by.id) or by, node, "error", message)
@@ -211,8 +221,9 @@ class Engine:
         finally:
             tx.depth -= 1
 
-    def perform(self, tx: Tx, run: Run, action: m.Action, node: str, record: Record,
-                ctx: Mapping[str, Any], /, **changes: Any) -> tuple[Run, bool]:  # fmt: skip
+    def perform(
+        self, tx: Tx, run: Run, action: m.Action, node: str, record: Record, ctx: Mapping[str, Any], /, **changes: Any
+    ) -> tuple[Run, bool]:
         """Perform one action for a run; returns the traced run and whether it succeeded.
 
         The action's trace line (its effect, or the error) names ``node``: it is the record of
@@ -220,9 +231,11 @@ class Engine:
         """
         key = f"{run.id}:{run.steps}"
         if len(tx.step.effects) >= self.limits.effects_per_change:
-            message = (f"{run.automation} node {node} on {run.object} {run.record_id}: more than "
-                       f"{self.limits.effects_per_change} effects from one change, event or timer; stopped here "
-                       "(raise limits.effects_per_change)")  # fmt: skip
+            message = (
+                f"{run.automation} node {node} on {run.object} {run.record_id}: more than "
+                f"{self.limits.effects_per_change} effects from one change, event or timer; stopped here "
+                "(raise limits.effects_per_change)"
+            )
             tx.problem("effects_limit", message, run=run)
             return tx.trace(run, node, "error", message, **changes), False
         try:
@@ -237,8 +250,9 @@ class Engine:
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
         tx.add_effect(outcome.effect)
-        run = tx.trace(run, node, "effect", action.type, values=_summary(outcome.effect.params),
-                       steps=run.steps + 1, **changes)  # fmt: skip
+        run = tx.trace(
+            run, node, "effect", action.type, values=_summary(outcome.effect.params), steps=run.steps + 1, **changes
+        )
         if moved is not None:
             self.apply_record(tx, record, moved, run, node)
             run = tx.run(run.id) or run
@@ -260,9 +274,15 @@ def changed_fields(before: Record | None, after: Record | None) -> tuple[str, ..
 
 _JINJA = object()  # what a simple condition returns when only Jinja can tell (a missing field)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lteq": operator.le, "gt": operator.gt,
-    "gteq": operator.ge, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
-}  # fmt: skip
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lteq": operator.le,
+    "gt": operator.gt,
+    "gteq": operator.ge,
+    "in": lambda a, b: a in b,
+    "notin": lambda a, b: a not in b,
+}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -293,8 +313,12 @@ def simple_condition(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
         if operand.op not in _COMPARE or literal is _JINJA:
             return None
         compare, expr = (_COMPARE[operand.op], literal), expr.expr
-    if not (isinstance(expr, nodes.Getattr) and isinstance(expr.node, nodes.Name)
-            and expr.node.name in ("record", "before", "event") and not hasattr(dict, expr.attr)):  # fmt: skip
+    if not (
+        isinstance(expr, nodes.Getattr)
+        and isinstance(expr.node, nodes.Name)
+        and expr.node.name in ("record", "before", "event")
+        and not hasattr(dict, expr.attr)
+    ):
         return None
     root, name = expr.node.name, expr.attr
 

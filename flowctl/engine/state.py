@@ -47,8 +47,9 @@ class Record:
 def stage_moved(before: Record, after: Record) -> bool:
     """Whether ``after`` is in another stage than ``before``: another stage id, or the same id in
     another pipeline of the object."""
-    return after.stage != before.stage or (after.pipeline != before.pipeline and bool(before.pipeline)
-                                           and bool(after.pipeline))  # fmt: skip
+    return after.stage != before.stage or (
+        after.pipeline != before.pipeline and bool(before.pipeline) and bool(after.pipeline)
+    )
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -190,8 +191,13 @@ class Effect:
     params: Mapping[str, Any] = field(default_factory=empty_map)
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, **dict(self.params), "channel": self.channel,
-                "object": self.object, "id": self.record_id}  # fmt: skip
+        return {
+            "action": self.action,
+            **dict(self.params),
+            "channel": self.channel,
+            "object": self.object,
+            "id": self.record_id,
+        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -254,7 +260,7 @@ def copier(cls: type) -> Callable[..., Any]:
         "    new = _new(cls)\n"
         + "".join(f"    _set(new, {n!r}, obj.{n} if {n} is _KEEP else {n})\n" for n in names)
         + "    return new\n"
-    )  # fmt: skip
+    )
     namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls, "_KEEP": object()}
     exec(source, namespace)  # generated from the class's own field names, nothing from outside
     return namespace["copy"]  # type: ignore[no-any-return]

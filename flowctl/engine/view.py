@@ -32,8 +32,15 @@ class EngineView(Protocol):
     def flows_by_trigger(self) -> Mapping[tuple[str, str], list[m.Flow]]:
         """The enabled flows of each (object, trigger kind)."""
 
-    def context(self, record: Record, *, before: Record | None = None, event: Mapping[str, Any] | None = None,
-                changed: tuple[str, ...] = (), now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    def context(
+        self,
+        record: Record,
+        *,
+        before: Record | None = None,
+        event: Mapping[str, Any] | None = None,
+        changed: tuple[str, ...] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
         """What conditions and templates see for ``record``."""
 
     def node_context(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,8 +49,9 @@ class EngineView(Protocol):
     def condition(self, source: str, ctx: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
         """A condition's result and the record values it looked at."""
 
-    def perform(self, tx: Tx, run: Run, action: m.Action, node: str, record: Record,
-                ctx: Mapping[str, Any], /, **changes: Any) -> tuple[Run, bool]:  # fmt: skip
+    def perform(
+        self, tx: Tx, run: Run, action: m.Action, node: str, record: Record, ctx: Mapping[str, Any], /, **changes: Any
+    ) -> tuple[Run, bool]:
         """Perform one action for a run; the traced run and whether it succeeded."""
 
     def apply_record(self, tx: Tx, before: Record, after: Record, by: Run | None = None, node: str = "") -> None:

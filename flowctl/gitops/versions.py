@@ -25,15 +25,19 @@ GIT_TIMEOUT = 10.0
 
 class VersionNotFound(LookupError):
     def __init__(self, wanted: str, matches: int = 0) -> None:
-        why = f"{matches} versions start with '{wanted}'; give more characters" if matches else (
-            f"no stored version '{wanted}'; see 'flowctl history'")
+        why = (
+            f"{matches} versions start with '{wanted}'; give more characters"
+            if matches
+            else (f"no stored version '{wanted}'; see 'flowctl history'")
+        )
         super().__init__(why)
 
 
 class NotRebuildable(ValueError):
     def __init__(self, version: str) -> None:
-        super().__init__(f"version {version} was stored without its files (before flowctl apply kept them), "
-                         "so it cannot be rebuilt")  # fmt: skip
+        super().__init__(
+            f"version {version} was stored without its files (before flowctl apply kept them), so it cannot be rebuilt"
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,8 +52,15 @@ class Snapshot:
     documents: Mapping[str, Any] = field(default_factory=empty_map)
 
     def to_version(self, applied_at: datetime, *, message: str = "") -> ConfigVersion:
-        return ConfigVersion(id=self.id, applied_at=applied_at, documents=dict(self.documents), commit=self.commit,
-                             author=self.author, message=message or self.message, files=dict(self.files))  # fmt: skip
+        return ConfigVersion(
+            id=self.id,
+            applied_at=applied_at,
+            documents=dict(self.documents),
+            commit=self.commit,
+            author=self.author,
+            message=message or self.message,
+            files=dict(self.files),
+        )
 
 
 def content_hash(loaded: Loaded) -> str:
@@ -83,8 +94,16 @@ def read_directory(directory: Path | str) -> Snapshot:
             continue  # the load reported it; an invalid directory is never deployed
     files.update(template_files(loaded))
     commit, author, message = git_origin(base)
-    return Snapshot(loaded=loaded, files=files, id=content_hash(loaded), commit=commit, author=author,
-                    message=message, origin=str(base), documents=raw_documents(files))  # fmt: skip
+    return Snapshot(
+        loaded=loaded,
+        files=files,
+        id=content_hash(loaded),
+        commit=commit,
+        author=author,
+        message=message,
+        origin=str(base),
+        documents=raw_documents(files),
+    )
 
 
 def template_files(loaded: Loaded) -> dict[str, str]:
@@ -109,9 +128,16 @@ def from_version(version: ConfigVersion) -> Snapshot:
     if not version.files:
         raise NotRebuildable(version.id)
     loaded = load_bundle_from_files(version.files, root=f"<version {version.id}>")
-    return Snapshot(loaded=loaded, files=dict(version.files), id=version.id, commit=version.commit,
-                    author=version.author, message=version.message, origin=f"version {version.id}",
-                    documents=raw_documents(version.files))  # fmt: skip
+    return Snapshot(
+        loaded=loaded,
+        files=dict(version.files),
+        id=version.id,
+        commit=version.commit,
+        author=version.author,
+        message=version.message,
+        origin=f"version {version.id}",
+        documents=raw_documents(version.files),
+    )
 
 
 def raw_documents(files: Mapping[str, str]) -> dict[str, Any]:
@@ -155,8 +181,9 @@ def git_origin(directory: Path) -> tuple[str, str, str]:
 
 def _git(directory: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""

@@ -117,20 +117,34 @@ def check_document(doc: RawDocument) -> list[Issue]:
     """Check one raw document against the schema of its kind; every error, with its place."""
     data = doc.data
     if not isinstance(data, dict):
-        return [error("E010", "a flowctl document must be a mapping with apiVersion, kind, metadata and spec",
-                      doc.span, "start the document with 'apiVersion: flowctl/v1'")]
+        return [
+            error(
+                "E010",
+                "a flowctl document must be a mapping with apiVersion, kind, metadata and spec",
+                doc.span,
+                "start the document with 'apiVersion: flowctl/v1'",
+            )
+        ]
     issues: list[Issue] = []
     if data.get("apiVersion") != API_VERSION:
-        issues.append(error(
-            "E012", f"apiVersion must be '{API_VERSION}', not {data.get('apiVersion')!r}",
-            _span(doc, ("apiVersion",), value=True), f"write 'apiVersion: {API_VERSION}'",
-        ))  # fmt: skip
+        issues.append(
+            error(
+                "E012",
+                f"apiVersion must be '{API_VERSION}', not {data.get('apiVersion')!r}",
+                _span(doc, ("apiVersion",), value=True),
+                f"write 'apiVersion: {API_VERSION}'",
+            )
+        )
     kind = data.get("kind")
     if kind not in KINDS:
-        issues.append(error(
-            "E011", f"unknown kind {kind!r}", _span(doc, ("kind",), value=True),
-            f"kind is one of: {', '.join(KINDS)}",
-        ))  # fmt: skip
+        issues.append(
+            error(
+                "E011",
+                f"unknown kind {kind!r}",
+                _span(doc, ("kind",), value=True),
+                f"kind is one of: {', '.join(KINDS)}",
+            )
+        )
         return issues
     validator = validator_for(kind)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
