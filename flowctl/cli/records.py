@@ -11,6 +11,7 @@ import click
 
 from flowctl.cli.common import directory_argument
 from flowctl.cli.store_access import DB_HELP, open_existing, open_for, target
+from flowctl.engine.state import Record
 
 _dir = directory_argument("Config directory (default: .), for its database and object types.")
 _db = click.option("--db", "database", default="", help=DB_HELP)
@@ -31,17 +32,17 @@ def command() -> None:
     """Read and write records in the store."""
 
 
-def _record_json(record: object) -> dict[str, object]:
+def _record_json(record: Record) -> dict[str, object]:
     return {
         "object": record.object,
         "id": record.id,
         "stage": record.stage,
-        "pipeline": record.pipeline,  # type: ignore[attr-defined]
+        "pipeline": record.pipeline,
         "owner": record.owner,
         "version": record.version,
-        "deleted": record.deleted,  # type: ignore[attr-defined]
+        "deleted": record.deleted,
         "fields": dict(record.fields),
-    }  # type: ignore[attr-defined]
+    }
 
 
 @command.command(

@@ -13,7 +13,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry, copier, stage_moved
+from flowctl.engine.state import (
+    EventReceived,
+    Record,
+    RecordChanged,
+    Run,
+    Timer,
+    TimerKind,
+    TraceEntry,
+    copier,
+    stage_moved,
+)
 from flowctl.engine.tx import Tx, evolve
 from flowctl.engine.view import EngineView
 from flowctl.spec import model as m
@@ -319,7 +329,7 @@ class FlowRunner:
             moment = moment.replace(tzinfo=self.engine.tz)
         return moment
 
-    def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: str, detail: str) -> None:
+    def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: TimerKind, detail: str) -> None:
         run = tx.put_run(evolve(run, status="waiting", node=node.id))
         tx.add_timer(
             Timer(
@@ -327,7 +337,7 @@ class FlowRunner:
                 run_id=run.id,
                 due=due,
                 kind=kind,
-                node=node.id,  # type: ignore[arg-type]
+                node=node.id,
                 object=run.object,
                 record_id=run.record_id,
             )

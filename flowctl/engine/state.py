@@ -165,6 +165,10 @@ class Run:
         return self.status in ACTIVE
 
 
+#: What a timer waits for: a flow's delay, a wait_event's timeout, a stage rule's ``after``.
+TimerKind = Literal["delay", "timeout", "rule"]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Timer:
     """A wake-up stored as a row: a flow delay, a wait timeout or a delayed stage rule."""
@@ -172,7 +176,7 @@ class Timer:
     id: str
     run_id: str
     due: datetime
-    kind: Literal["delay", "timeout", "rule"]
+    kind: TimerKind
     node: str = ""
     object: str = ""
     record_id: str = ""
