@@ -28,6 +28,7 @@ from flowctl.ports import (
     CareOccurrence,
     CareSummary,
     ConfigVersion,
+    LeaseLost,
     NewChange,
     OutboxRow,
     Processed,
@@ -379,8 +380,13 @@ class SqlStore:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
 
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
-        """Write everything the batch decided, and finish its changes, in one transaction."""
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
+        """Write everything the batch decided, and finish its changes, in one transaction.
+
+        With ``owner`` the transaction first checks (one query, its rows locked on PostgreSQL
+        until the commit) that ``owner`` still holds every change (``claimed``, the claim's
+        ``attempts``) and timer of the batch; if not, it writes nothing and raises
+        :class:`LeaseLost`: a worker paused past its lease must not write over the new owner's."""
         plan = rows.plan_batch(items, now)
         records_ = list(plan.records.values())
         # every row's values are processed before the write lock: it is held for SQLite's work only
@@ -391,12 +397,49 @@ class SqlStore:
                   self._prepare(self._upsert_allocations, plan.allocations.values()),
                   self._prepare(self._finish_changes, [{**row, "b_now": now} for row in plan.changes])]  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
+            if owner is not None:
+                self._fence(conn, items, owner)
             for part in _chunks(plan.timer_deletes):
                 conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
             self._run(conn, writes[0])
             self._write_dates(conn, records_)
             for prepared in writes[1:]:
                 self._run(conn, prepared)
+
+    def _fence(self, conn: Connection, items: Sequence[Processed], owner: str) -> None:
+        """Raise :class:`LeaseLost` unless ``owner`` holds the lease of every change and timer in
+        ``items``. PostgreSQL locks the rows (``FOR UPDATE``), so no claim takes them over before
+        this transaction ends; SQLite's write lock does the same for the whole database."""
+        wanted_changes = {i.change.seq: i.change.attempts for i in items if i.change is not None}
+        wanted_timers = {i.timer.id for i in items if i.timer is not None}
+        holders: dict[str, int] = {}
+        c, t = changes.c, timers.c
+        if wanted_changes:
+            found: dict[int, tuple[str, str | None, int]] = {}
+            for part in _chunks(sorted(wanted_changes)):
+                query = sa.select(c.seq, c.status, c.lease_owner, c.attempts).where(c.seq.in_(part))
+                found.update((seq, (status, holder, attempts)) for seq, status, holder, attempts
+                             in conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
+            for seq, attempts in wanted_changes.items():
+                status, holder, now_attempts = found.get(seq, ("gone", None, 0))
+                if (status, holder, now_attempts) != ("claimed", owner, attempts):
+                    who = holder if status == "claimed" and holder else "nobody"
+                    holders[who] = holders.get(who, 0) + 1
+            if holders:
+                raise LeaseLost("change", owner, len(wanted_changes), holders)
+        if wanted_timers:
+            held: dict[str, str | None] = {}
+            for part in _chunks(sorted(wanted_timers)):
+                query = sa.select(t.id, t.lease_owner).where(t.id.in_(part))
+                held.update((timer_id, holder) for timer_id, holder in
+                            conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
+            for timer_id in wanted_timers:
+                holder = held.get(timer_id)
+                if holder != owner:
+                    who = holder or "nobody"
+                    holders[who] = holders.get(who, 0) + 1
+            if holders:
+                raise LeaseLost("timer", owner, len(wanted_timers), holders)
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.
@@ -471,23 +514,38 @@ class SqlStore:
     def mark_sent(self, row_id: int, now: datetime) -> None:
         self.mark_sent_many([row_id], now)
 
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
-        """Mark several rows sent in one transaction (one commit for a round of deliveries)."""
+    @staticmethod
+    def _held_by(owner: str | None) -> sa.ColumnElement[bool]:
+        """Rows ``owner`` still holds (``sending``, its lease); any row without an owner to check."""
+        o = outbox.c
+        return sa.true() if owner is None else sa.and_(o.status == "sending", o.lease_owner == owner)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
+        """Mark several rows sent in one transaction (one commit for a round of deliveries). With
+        ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not row_ids:
-            return
+            return []
+        o = outbox.c
+        marked: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
             for chunk in _chunks(list(row_ids)):
-                conn.execute(sa.update(outbox).where(outbox.c.id.in_(chunk))
-                             .values(status="sent", sent_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+                stmt = (sa.update(outbox).where(o.id.in_(chunk), self._held_by(owner))
+                        .values(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+                        .returning(o.id))  # fmt: skip
+                marked.update(conn.execute(stmt).scalars())
+        return [row_id for row_id in row_ids if row_id not in marked]
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
-        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it)."""
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
+        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it).
+        With ``owner``, False (nothing written) when another sender took the row over."""
         status = "dead" if next_attempt_at is None else "retry"
-        stmt = (sa.update(outbox).where(outbox.c.id == row_id)
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id, self._held_by(owner))
                 .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
                         lease_owner=None, lease_until=None))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
-            conn.execute(stmt)
+            done = conn.execute(stmt).rowcount == 1
+        return done or owner is None
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
         """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
@@ -937,18 +995,29 @@ class SqlStore:
                              .values(status="failed", updated_at=now.isoformat()))  # fmt: skip
         return found
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
         """Hold claimed rows until a time a sending policy allows: status ``held``, ``next_attempt_at``
-        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone."""
+        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone.
+        With ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not holds:
-            return
+            return []
         o = outbox.c
         stmt = (sa.update(outbox).where(o.id == sa.bindparam("b_id"))
                 .values(status="held", next_attempt_at=sa.bindparam("b_until"), last_error=sa.bindparam("b_why"),
                         attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
                         lease_owner=None, lease_until=None))  # fmt: skip
+        lost: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
-            conn.execute(stmt, [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds])
+            if owner is not None:
+                for part in _chunks([row_id for row_id, _, _ in holds]):
+                    query = sa.select(o.id).where(o.id.in_(part), self._held_by(owner))
+                    mine = set(conn.execute(query.with_for_update() if self._postgres else query).scalars())
+                    lost.update(row_id for row_id in part if row_id not in mine)
+            kept = [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds if i not in lost]
+            if kept:
+                conn.execute(stmt, kept)
+        return sorted(lost)
 
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
         """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now: what
