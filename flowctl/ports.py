@@ -31,7 +31,8 @@ class LeaseLost(Exception):
         self.total = total
         self.holders = dict(holders)
         self.lost = sum(self.holders.values())
-        now_held = ", ".join(f"{who} {n}" for who, n in sorted(self.holders.items()))
+        now_held = ", ".join(f"{'nobody (done or given back)' if who == 'nobody' else who} x{n}"
+                             for who, n in sorted(self.holders.items()))  # fmt: skip
         super().__init__(f"batch of {total} {kind}(s) not committed: {owner} lost the lease of {self.lost} "
                          f"(held now by: {now_held}); it was paused past its lease and another worker "
                          f"took them over, so their work is left to it")  # fmt: skip
