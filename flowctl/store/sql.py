@@ -86,6 +86,10 @@ def _by_object(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, Sequence[
             yield object_, part
 
 
+class _ChangesLost(Exception):
+    """Inside a fenced commit: a change of the batch is no longer held (rolls the transaction back)."""
+
+
 class SqlStore:
     """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
 
@@ -129,6 +133,12 @@ class SqlStore:
         self._insert_ledger = care_occurrences.insert()  # care: see insert_care
         self._finish_changes = (
             sa.update(changes).where(c.seq == sa.bindparam("b_seq"))
+            .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
+                    processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
+        )  # fmt: skip
+        self._finish_held_changes = (  # fencing: only the changes this claim still holds
+            sa.update(changes).where(c.seq == sa.bindparam("b_seq"), c.status == "claimed",
+                                     c.lease_owner == sa.bindparam("b_owner"), c.attempts == sa.bindparam("b_attempts"))
             .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
                     processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
         )  # fmt: skip
@@ -383,63 +393,85 @@ class SqlStore:
     def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
         """Write everything the batch decided, and finish its changes, in one transaction.
 
-        With ``owner`` the transaction first checks (one query, its rows locked on PostgreSQL
-        until the commit) that ``owner`` still holds every change (``claimed``, the claim's
-        ``attempts``) and timer of the batch; if not, it writes nothing and raises
-        :class:`LeaseLost`: a worker paused past its lease must not write over the new owner's."""
+        With ``owner`` the commit is fenced: it writes nothing and raises :class:`LeaseLost` unless
+        ``owner`` still holds every change (``claimed``, the claim's ``attempts``) and timer of the
+        batch, so a worker paused past its lease does not write over the new owner's work. The
+        changes are finished first, by an UPDATE that matches only rows still held and locks
+        them to the commit (no extra round trip: its row count tells); fired timers are checked
+        by one ``SELECT … FOR UPDATE`` (PostgreSQL; SQLite's write lock serves the same end)."""
         plan = rows.plan_batch(items, now)
         records_ = list(plan.records.values())
+        attempts = {i.change.seq: i.change.attempts for i in items if i.change is not None}
+        finish = self._finish_changes
+        finished = [{**row, "b_now": now} for row in plan.changes]
+        if owner is not None:
+            finish = self._finish_held_changes
+            finished = [{**row, "b_owner": owner, "b_attempts": attempts[row["b_seq"]]} for row in finished]
         # every row's values are processed before the write lock: it is held for SQLite's work only
         writes = [self._prepare(self._upsert_records, records_),
                   self._prepare(self._upsert_runs, plan.runs.values()),
                   self._prepare(self._upsert_timers, plan.timer_upserts),
                   self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
-                  self._prepare(self._upsert_allocations, plan.allocations.values()),
-                  self._prepare(self._finish_changes, [{**row, "b_now": now} for row in plan.changes])]  # fmt: skip
+                  self._prepare(self._upsert_allocations, plan.allocations.values())]  # fmt: skip
+        finishing = self._prepare(finish, finished)
+        try:
+            self._commit_plan(plan, writes, finishing, len(finished), items, owner)
+        except _ChangesLost:  # rolled back; who holds them now is read afterwards, for the log only
+            assert owner is not None
+            with self.engine.connect() as conn:
+                raise LeaseLost("change", owner, len(finished), self._change_holders(conn, attempts, owner)) from None
+
+    def _commit_plan(self, plan: rows.BatchPlan, writes: list[Any], finishing: Any, finished: int,
+                     items: Sequence[Processed], owner: str | None) -> None:  # fmt: skip
+        records_ = list(plan.records.values())
         with self._write_lock, self._writer.begin() as conn:
             if owner is not None:
-                self._fence(conn, items, owner)
+                if finishing is not None and self._run(conn, finishing) != finished:
+                    raise _ChangesLost
+                self._fence_timers(conn, [i.timer.id for i in items if i.timer is not None], owner)
             for part in _chunks(plan.timer_deletes):
                 conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
             self._run(conn, writes[0])
             self._write_dates(conn, records_)
             for prepared in writes[1:]:
                 self._run(conn, prepared)
+            if owner is None:
+                self._run(conn, finishing)
 
-    def _fence(self, conn: Connection, items: Sequence[Processed], owner: str) -> None:
-        """Raise :class:`LeaseLost` unless ``owner`` holds the lease of every change and timer in
-        ``items``. PostgreSQL locks the rows (``FOR UPDATE``), so no claim takes them over before
-        this transaction ends; SQLite's write lock does the same for the whole database."""
-        wanted_changes = {i.change.seq: i.change.attempts for i in items if i.change is not None}
-        wanted_timers = {i.timer.id for i in items if i.timer is not None}
+    def _change_holders(self, conn: Connection, attempts: Mapping[int, int], owner: str) -> dict[str, int]:
+        """Who holds the changes of a refused batch that ``owner`` lost (``nobody``: finished or
+        given back); read after a fenced commit was refused, for its log line."""
+        c = changes.c
+        found: dict[int, tuple[str, str | None, int]] = {}
+        for part in _chunks(sorted(attempts)):
+            query = sa.select(c.seq, c.status, c.lease_owner, c.attempts).where(c.seq.in_(part))
+            found.update((seq, (status, holder, n)) for seq, status, holder, n in conn.execute(query))
         holders: dict[str, int] = {}
-        c, t = changes.c, timers.c
-        if wanted_changes:
-            found: dict[int, tuple[str, str | None, int]] = {}
-            for part in _chunks(sorted(wanted_changes)):
-                query = sa.select(c.seq, c.status, c.lease_owner, c.attempts).where(c.seq.in_(part))
-                found.update((seq, (status, holder, attempts)) for seq, status, holder, attempts
-                             in conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
-            for seq, attempts in wanted_changes.items():
-                status, holder, now_attempts = found.get(seq, ("gone", None, 0))
-                if (status, holder, now_attempts) != ("claimed", owner, attempts):
-                    who = holder if status == "claimed" and holder else "nobody"
-                    holders[who] = holders.get(who, 0) + 1
-            if holders:
-                raise LeaseLost("change", owner, len(wanted_changes), holders)
-        if wanted_timers:
-            held: dict[str, str | None] = {}
-            for part in _chunks(sorted(wanted_timers)):
-                query = sa.select(t.id, t.lease_owner).where(t.id.in_(part))
-                held.update((timer_id, holder) for timer_id, holder in
-                            conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
-            for timer_id in wanted_timers:
-                holder = held.get(timer_id)
-                if holder != owner:
-                    who = holder or "nobody"
-                    holders[who] = holders.get(who, 0) + 1
-            if holders:
-                raise LeaseLost("timer", owner, len(wanted_timers), holders)
+        for seq, wanted in attempts.items():
+            status, holder, now_attempts = found.get(seq, ("gone", None, 0))
+            if (status, holder, now_attempts) != ("claimed", owner, wanted):
+                who = holder if status == "claimed" and holder else "nobody"
+                holders[who] = holders.get(who, 0) + 1
+        return holders
+
+    def _fence_timers(self, conn: Connection, fired: Sequence[str], owner: str) -> None:
+        """Raise :class:`LeaseLost` unless ``owner`` holds the lease of every timer in ``fired``;
+        on PostgreSQL their rows stay locked to this transaction, so no claim takes them now."""
+        if not fired:
+            return
+        t = timers.c
+        held: dict[str, str | None] = {}
+        for part in _chunks(sorted(set(fired))):
+            query = sa.select(t.id, t.lease_owner).where(t.id.in_(part))
+            held.update((timer_id, holder) for timer_id, holder in
+                        conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
+        holders: dict[str, int] = {}
+        for timer_id in set(fired):
+            holder = held.get(timer_id)
+            if holder != owner:
+                holders[holder or "nobody"] = holders.get(holder or "nobody", 0) + 1
+        if holders:
+            raise LeaseLost("timer", owner, len(set(fired)), holders)
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.
@@ -483,14 +515,14 @@ class SqlStore:
         return compiled.string, rows
 
     @staticmethod
-    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> None:
+    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> int:
+        """Send what :meth:`_prepare` made; the rows it changed (the sum over an executemany)."""
         if prepared is None:
-            return
+            return 0
         statement, rows = prepared
         if isinstance(statement, str):
-            conn.exec_driver_sql(statement, rows)
-        else:
-            conn.execute(statement, rows)
+            return int(conn.exec_driver_sql(statement, rows).rowcount)
+        return int(conn.execute(statement, rows).rowcount)
 
     # ------------------------------------------------------------------ delivery
 
