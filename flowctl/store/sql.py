@@ -1004,7 +1004,11 @@ class SqlStore:
         with self._write_lock, self._writer.begin() as conn:
             if self._postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_CLAIM_LOCK)))
-            found = [rows.change_from(row._mapping) for row in conn.execute(changes.select().where(dead))]
+            # locked, skipping rows a worker's commit is finishing now (it still holds them): a commit
+            # that comes after this one is refused (fencing), so no change ends both done and failed
+            query = changes.select().where(dead)
+            found = [rows.change_from(row._mapping) for row in
+                     conn.execute(query.with_for_update(skip_locked=True) if self._postgres else query)]  # fmt: skip
             params = [{"b_seq": ch.seq, "b_status": "failed", "b_now": now,
                        "b_error": f"gave up after {ch.attempts} attempts: the lease of every worker that "
                                   f"claimed it ran out (it died or hung)"} for ch in found]  # fmt: skip

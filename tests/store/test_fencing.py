@@ -145,3 +145,17 @@ def test_a_sender_that_still_holds_its_rows_marks_them(store: Store) -> None:
     assert store.mark_failed(e2.id, "550", None, LATER, owner="d1") is True
     assert store.hold_outbox_many([(e3.id, LATER + timedelta(hours=1), "quiet hours")], LATER, owner="d1") == []
     assert [store.outbox_row(r.id).status for r in (e1, e2, e3)] == ["sent", "dead", "held"]  # type: ignore[union-attr]
+
+
+def test_a_change_given_up_on_is_not_committed_by_its_last_worker_waking_up(store: Store) -> None:
+    store.append_changes([patch("a", "a1")])
+    at = T0
+    for _ in range(3):  # every worker that took it hung
+        [held] = store.claim_changes(10, "hung", at, 30)
+        at += timedelta(seconds=31)
+    [failed] = store.fail_exhausted_changes(at, 3)
+    assert failed.seq == held.seq
+    with pytest.raises(LeaseLost):
+        store.commit_batch([Processed(change=held, record=note("a", "late"))], at, owner="hung")
+    assert store.record("deal", "a") is None
+    assert store.change(held.seq).status == "failed"  # type: ignore[union-attr]
