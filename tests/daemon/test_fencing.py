@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -91,7 +91,7 @@ def _waiting_on_runs(db: sa.Engine) -> bool:
 
 @pytest.mark.postgres
 def test_a_replica_frozen_past_its_lease_does_not_write_its_old_batch_over_newer_writes(
-    replicas: tuple[Daemon, Daemon], pg_url: str
+    replicas: tuple[Daemon, Daemon], pg_url: str, figures: Callable[..., None]
 ) -> None:
     a, b = replicas
     db = sa.create_engine(pg_url)
@@ -135,6 +135,7 @@ def test_a_replica_frozen_past_its_lease_does_not_write_its_old_batch_over_newer
         refused = [line for line in a.output()[mark:].splitlines() if "not committed" in line]
         assert len(refused) == 1 and "WARNING" in refused[0], a.output()[mark:]
         assert f"lost the lease of {len(RECORDS)}" in refused[0] and owner_of(a_engine) in refused[0]
+        figures(stale_batch=len(RECORDS), lease_seconds=LEASE, overwritten=0, refused_log=refused[0].strip())
 
         # A goes on working: its next batch commits
         os.kill(b_engine, signal.SIGSTOP)
