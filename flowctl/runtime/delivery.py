@@ -189,9 +189,11 @@ class Deliverer:
                 else:
                     self._record(outcome)
         if sent:
-            self.store.mark_sent_many([row.id for row in sent], self.clock.now())
+            lost = set(self.store.mark_sent_many([row.id for row in sent], self.clock.now(), owner=self.owner))
+            self._lost("sent", sorted(lost))
             for row in sent:
-                self._count(row.channel, "sent")
+                if row.id not in lost:
+                    self._count(row.channel, "sent")
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """The rows that may go now. A row claimed more often than its channel allows attempts
@@ -202,9 +204,11 @@ class Deliverer:
             limit = self._max_attempts(row.channel)
             if row.attempts > limit:
                 error = f"gave up after {row.attempts - 1} attempts: the sender's lease ran out (it died or hung)"
-                self.store.mark_failed(row.id, error, None, now)
-                self._count(row.channel, "dead")
-                log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+                if self.store.mark_failed(row.id, error, None, now, owner=self.owner):
+                    self._count(row.channel, "dead")
+                    log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+                else:
+                    self._lost("dead", [row.id])
             else:
                 keep.append(row)
         keep = self._hold_unconfigured(keep, now)
@@ -252,7 +256,7 @@ class Deliverer:
                     holds.append((row.id, until, self._rate_reason(channel, until)))
                     self._count(channel, "held")
         if holds:
-            self.store.hold_outbox_many(holds, now)
+            self._lost("held", self.store.hold_outbox_many(holds, now, owner=self.owner))
             log.info("held %d message(s) by sending policy; first: %s", len(holds), holds[0][2])
         return sorted(go, key=lambda row: row.id)
 
@@ -270,7 +274,7 @@ class Deliverer:
                 self._reported.add(row.channel)
                 log.warning("held: %s; its messages wait until it is set (restart flowctl run with it)", why)
         if holds:
-            self.store.hold_outbox_many(holds, now)
+            self._lost("held", self.store.hold_outbox_many(holds, now, owner=self.owner))
         return keep
 
     def _release_fixed(self, now: datetime) -> None:
@@ -363,9 +367,10 @@ class Deliverer:
         it resends that one row with the same Message-ID / Idempotency-Key, for the receiver to drop."""
         row = outcome.row
         if outcome.held_until is not None:
-            self.store.hold_outbox_many([(row.id, outcome.held_until, self._rate_reason(row.channel,
-                                                                                       outcome.held_until))],
-                                        self.clock.now())  # fmt: skip
+            reason = self._rate_reason(row.channel, outcome.held_until)
+            if self._lost("held", self.store.hold_outbox_many([(row.id, outcome.held_until, reason)],
+                                                              self.clock.now(), owner=self.owner)):  # fmt: skip
+                return
             self._count(row.channel, "held")
             return
         if outcome.receipt is None and not outcome.error:
@@ -373,7 +378,8 @@ class Deliverer:
         now = self.clock.now()
         where = f"{row.action} {row.key} via {row.channel}"
         if outcome.receipt is not None:
-            self.store.mark_sent_many([row.id], now)
+            if self._lost("sent", self.store.mark_sent_many([row.id], now, owner=self.owner)):
+                return
             self._count(row.channel, "sent")
             log.debug("sent %s: %s", where, outcome.receipt.detail)
             return
@@ -381,14 +387,26 @@ class Deliverer:
         limit = self._max_attempts(row.channel)
         if outcome.permanent or attempts >= limit:
             error = outcome.error if outcome.permanent else f"gave up after {attempts} attempts: {outcome.error}"
-            self.store.mark_failed(row.id, error, None, now)
+            if not self.store.mark_failed(row.id, error, None, now, owner=self.owner):
+                self._lost("dead", [row.id])
+                return
             self._count(row.channel, "dead")
             log.warning("dead %s: %s", where, error)
             return
         delay = self.backoff(attempts, outcome.retry_after)
-        self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now)
+        if not self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now, owner=self.owner):
+            self._lost("retry", [row.id])
+            return
         self._count(row.channel, "retry")
         log.info("retry %s in %.0fs (attempt %d of %d): %s", where, delay, attempts, limit, outcome.error)
+
+    def _lost(self, outcome: str, row_ids: list[int]) -> bool:
+        """Log rows not marked ``outcome`` because this sender lost their lease (it was paused past
+        it and another sender claimed them: theirs to record); True when there were any."""
+        if row_ids:
+            log.warning("%d outbox row(s) not marked %s: %s lost their lease to another sender, whose "
+                        "outcome stands (ids %s)", len(row_ids), outcome, self.owner, row_ids[:10])  # fmt: skip
+        return bool(row_ids)
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds before the next try after ``attempts`` failures: full jitter, at least

@@ -27,7 +27,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from flowctl.engine.state import Timer
-from flowctl.ports import Clock, OutboxRow, Processed, Store, StoredChange
+from flowctl.ports import Clock, LeaseLost, OutboxRow, Processed, Store, StoredChange
 from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
 
 log = logging.getLogger("flowctl.leases")
@@ -100,7 +100,10 @@ class LeaseKeeper:
         with self._lock:
             unrecorded = sorted(self._unrecorded)
         if unrecorded:  # the channel accepted them: record that, do not send them again
-            self.store.mark_sent_many(unrecorded, now)
+            lost = self.store.mark_sent_many(unrecorded, now, owner=owner)
+            if lost:
+                log.warning("%d sent outbox row(s) not marked sent: %s lost their lease to another sender, "
+                            "which sends them again (ids %s)", len(lost), owner, lost[:10])  # fmt: skip
             with self._lock:
                 self._unrecorded.difference_update(unrecorded)
                 self._outbox.difference_update(unrecorded)
@@ -115,31 +118,43 @@ class LeaseKeeper:
 
     # ---- outcomes: forget what was finished
 
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
-        self.store.commit_batch(items, now)
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
+        try:
+            self.store.commit_batch(items, now, owner=owner)
+        except LeaseLost:  # another worker took the batch's leases: not ours to keep alive or hand back
+            self._forget(items)
+            raise
+        self._forget(items)
+
+    def _forget(self, items: Sequence[Processed]) -> None:
         with self._lock:
             self._changes.difference_update(i.change.seq for i in items if i.change is not None)
             self._timers.difference_update(i.timer.id for i in items if i.timer is not None)
 
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
         try:
-            self.store.mark_sent_many(row_ids, now)
+            lost = self.store.mark_sent_many(row_ids, now, owner=owner)
         except Exception:
             with self._lock:  # recorded before the next claim (the caller still sees the failure)
                 self._unrecorded.update(row_ids)
             raise
         with self._lock:
             self._outbox.difference_update(row_ids)
+        return lost
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
-        self.store.mark_failed(row_id, error, next_attempt_at, now)
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
+        marked = self.store.mark_failed(row_id, error, next_attempt_at, now, owner=owner)
         with self._lock:
             self._outbox.discard(row_id)
+        return marked
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
-        self.store.hold_outbox_many(holds, now)
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
+        lost = self.store.hold_outbox_many(holds, now, owner=owner)
         with self._lock:
             self._outbox.difference_update(row_id for row_id, _, _ in holds)
+        return lost
 
     # ---- the heartbeat
 

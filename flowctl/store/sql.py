@@ -28,6 +28,7 @@ from flowctl.ports import (
     CareOccurrence,
     CareSummary,
     ConfigVersion,
+    LeaseLost,
     NewChange,
     OutboxRow,
     Processed,
@@ -85,6 +86,10 @@ def _by_object(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, Sequence[
             yield object_, part
 
 
+class _ChangesLost(Exception):
+    """Inside a fenced commit: a change of the batch is no longer held (rolls the transaction back)."""
+
+
 class SqlStore:
     """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
 
@@ -128,6 +133,12 @@ class SqlStore:
         self._insert_ledger = care_occurrences.insert()  # care: see insert_care
         self._finish_changes = (
             sa.update(changes).where(c.seq == sa.bindparam("b_seq"))
+            .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
+                    processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
+        )  # fmt: skip
+        self._finish_held_changes = (  # fencing: only the changes this claim still holds
+            sa.update(changes).where(c.seq == sa.bindparam("b_seq"), c.status == "claimed",
+                                     c.lease_owner == sa.bindparam("b_owner"), c.attempts == sa.bindparam("b_attempts"))
             .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
                     processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
         )  # fmt: skip
@@ -379,24 +390,88 @@ class SqlStore:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
 
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
-        """Write everything the batch decided, and finish its changes, in one transaction."""
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
+        """Write everything the batch decided, and finish its changes, in one transaction.
+
+        With ``owner`` the commit is fenced: it writes nothing and raises :class:`LeaseLost` unless
+        ``owner`` still holds every change (``claimed``, the claim's ``attempts``) and timer of the
+        batch, so a worker paused past its lease does not write over the new owner's work. The
+        changes are finished first, by an UPDATE that matches only rows still held and locks
+        them to the commit (no extra round trip: its row count tells); fired timers are checked
+        by one ``SELECT … FOR UPDATE`` (PostgreSQL; SQLite's write lock serves the same end)."""
         plan = rows.plan_batch(items, now)
         records_ = list(plan.records.values())
+        attempts = {i.change.seq: i.change.attempts for i in items if i.change is not None}
+        finish = self._finish_changes
+        finished = [{**row, "b_now": now} for row in plan.changes]
+        if owner is not None:
+            finish = self._finish_held_changes
+            finished = [{**row, "b_owner": owner, "b_attempts": attempts[row["b_seq"]]} for row in finished]
         # every row's values are processed before the write lock: it is held for SQLite's work only
         writes = [self._prepare(self._upsert_records, records_),
                   self._prepare(self._upsert_runs, plan.runs.values()),
                   self._prepare(self._upsert_timers, plan.timer_upserts),
                   self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
-                  self._prepare(self._upsert_allocations, plan.allocations.values()),
-                  self._prepare(self._finish_changes, [{**row, "b_now": now} for row in plan.changes])]  # fmt: skip
+                  self._prepare(self._upsert_allocations, plan.allocations.values())]  # fmt: skip
+        finishing = self._prepare(finish, finished)
+        try:
+            self._commit_plan(plan, writes, finishing, len(finished), items, owner)
+        except _ChangesLost:  # rolled back; who holds them now is read afterwards, for the log only
+            assert owner is not None
+            with self.engine.connect() as conn:
+                raise LeaseLost("change", owner, len(finished), self._change_holders(conn, attempts, owner)) from None
+
+    def _commit_plan(self, plan: rows.BatchPlan, writes: list[Any], finishing: Any, finished: int,
+                     items: Sequence[Processed], owner: str | None) -> None:  # fmt: skip
+        records_ = list(plan.records.values())
         with self._write_lock, self._writer.begin() as conn:
+            if owner is not None:
+                if finishing is not None and self._run(conn, finishing) != finished:
+                    raise _ChangesLost
+                self._fence_timers(conn, [i.timer.id for i in items if i.timer is not None], owner)
             for part in _chunks(plan.timer_deletes):
                 conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
             self._run(conn, writes[0])
             self._write_dates(conn, records_)
             for prepared in writes[1:]:
                 self._run(conn, prepared)
+            if owner is None:
+                self._run(conn, finishing)
+
+    def _change_holders(self, conn: Connection, attempts: Mapping[int, int], owner: str) -> dict[str, int]:
+        """Who holds the changes of a refused batch that ``owner`` lost (``nobody``: finished or
+        given back); read after a fenced commit was refused, for its log line."""
+        c = changes.c
+        found: dict[int, tuple[str, str | None, int]] = {}
+        for part in _chunks(sorted(attempts)):
+            query = sa.select(c.seq, c.status, c.lease_owner, c.attempts).where(c.seq.in_(part))
+            found.update((seq, (status, holder, n)) for seq, status, holder, n in conn.execute(query))
+        holders: dict[str, int] = {}
+        for seq, wanted in attempts.items():
+            status, holder, now_attempts = found.get(seq, ("gone", None, 0))
+            if (status, holder, now_attempts) != ("claimed", owner, wanted):
+                who = holder if status == "claimed" and holder else "nobody"
+                holders[who] = holders.get(who, 0) + 1
+        return holders
+
+    def _fence_timers(self, conn: Connection, fired: Sequence[str], owner: str) -> None:
+        """Raise :class:`LeaseLost` unless ``owner`` holds the lease of every timer in ``fired``;
+        on PostgreSQL their rows stay locked to this transaction, so no claim takes them now."""
+        if not fired:
+            return
+        t = timers.c
+        held: dict[str, str | None] = {}
+        for part in _chunks(sorted(set(fired))):
+            query = sa.select(t.id, t.lease_owner).where(t.id.in_(part))
+            held.update((timer_id, holder) for timer_id, holder in
+                        conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
+        holders: dict[str, int] = {}
+        for timer_id in set(fired):
+            holder = held.get(timer_id)
+            if holder != owner:
+                holders[holder or "nobody"] = holders.get(holder or "nobody", 0) + 1
+        if holders:
+            raise LeaseLost("timer", owner, len(set(fired)), holders)
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.
@@ -440,14 +515,14 @@ class SqlStore:
         return compiled.string, rows
 
     @staticmethod
-    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> None:
+    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> int:
+        """Send what :meth:`_prepare` made; the rows it changed (the sum over an executemany)."""
         if prepared is None:
-            return
+            return 0
         statement, rows = prepared
         if isinstance(statement, str):
-            conn.exec_driver_sql(statement, rows)
-        else:
-            conn.execute(statement, rows)
+            return int(conn.exec_driver_sql(statement, rows).rowcount)
+        return int(conn.execute(statement, rows).rowcount)
 
     # ------------------------------------------------------------------ delivery
 
@@ -471,23 +546,38 @@ class SqlStore:
     def mark_sent(self, row_id: int, now: datetime) -> None:
         self.mark_sent_many([row_id], now)
 
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
-        """Mark several rows sent in one transaction (one commit for a round of deliveries)."""
+    @staticmethod
+    def _held_by(owner: str | None) -> sa.ColumnElement[bool]:
+        """Rows ``owner`` still holds (``sending``, its lease); any row without an owner to check."""
+        o = outbox.c
+        return sa.true() if owner is None else sa.and_(o.status == "sending", o.lease_owner == owner)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
+        """Mark several rows sent in one transaction (one commit for a round of deliveries). With
+        ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not row_ids:
-            return
+            return []
+        o = outbox.c
+        marked: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
             for chunk in _chunks(list(row_ids)):
-                conn.execute(sa.update(outbox).where(outbox.c.id.in_(chunk))
-                             .values(status="sent", sent_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+                stmt = (sa.update(outbox).where(o.id.in_(chunk), self._held_by(owner))
+                        .values(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+                        .returning(o.id))  # fmt: skip
+                marked.update(conn.execute(stmt).scalars())
+        return [row_id for row_id in row_ids if row_id not in marked]
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
-        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it)."""
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
+        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it).
+        With ``owner``, False (nothing written) when another sender took the row over."""
         status = "dead" if next_attempt_at is None else "retry"
-        stmt = (sa.update(outbox).where(outbox.c.id == row_id)
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id, self._held_by(owner))
                 .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
                         lease_owner=None, lease_until=None))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
-            conn.execute(stmt)
+            done = conn.execute(stmt).rowcount == 1
+        return done or owner is None
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
         """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
@@ -914,7 +1004,11 @@ class SqlStore:
         with self._write_lock, self._writer.begin() as conn:
             if self._postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_CLAIM_LOCK)))
-            found = [rows.change_from(row._mapping) for row in conn.execute(changes.select().where(dead))]
+            # locked, skipping rows a worker's commit is finishing now (it still holds them): a commit
+            # that comes after this one is refused (fencing), so no change ends both done and failed
+            query = changes.select().where(dead)
+            found = [rows.change_from(row._mapping) for row in
+                     conn.execute(query.with_for_update(skip_locked=True) if self._postgres else query)]  # fmt: skip
             params = [{"b_seq": ch.seq, "b_status": "failed", "b_now": now,
                        "b_error": f"gave up after {ch.attempts} attempts: the lease of every worker that "
                                   f"claimed it ran out (it died or hung)"} for ch in found]  # fmt: skip
@@ -937,18 +1031,29 @@ class SqlStore:
                              .values(status="failed", updated_at=now.isoformat()))  # fmt: skip
         return found
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
         """Hold claimed rows until a time a sending policy allows: status ``held``, ``next_attempt_at``
-        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone."""
+        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone.
+        With ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not holds:
-            return
+            return []
         o = outbox.c
         stmt = (sa.update(outbox).where(o.id == sa.bindparam("b_id"))
                 .values(status="held", next_attempt_at=sa.bindparam("b_until"), last_error=sa.bindparam("b_why"),
                         attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
                         lease_owner=None, lease_until=None))  # fmt: skip
+        lost: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
-            conn.execute(stmt, [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds])
+            if owner is not None:
+                for part in _chunks([row_id for row_id, _, _ in holds]):
+                    query = sa.select(o.id).where(o.id.in_(part), self._held_by(owner))
+                    mine = set(conn.execute(query.with_for_update() if self._postgres else query).scalars())
+                    lost.update(row_id for row_id in part if row_id not in mine)
+            kept = [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds if i not in lost]
+            if kept:
+                conn.execute(stmt, kept)
+        return sorted(lost)
 
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
         """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now: what

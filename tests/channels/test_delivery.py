@@ -320,7 +320,7 @@ def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_on
     logged = LogSender(io.StringIO())
     marks: list[int] = []
     mark = store.mark_sent_many
-    store.mark_sent_many = lambda ids, now: (marks.append(len(ids)), mark(ids, now))[1]  # type: ignore[method-assign]
+    store.mark_sent_many = lambda ids, now, **kw: (marks.append(len(ids)), mark(ids, now, **kw))[1]  # type: ignore[method-assign]
     d = deliverer(store, {"log": logged, "sms": gateway}, clock, in_flight=1)
     while d.deliver_once():
         pass
@@ -402,3 +402,39 @@ def test_run_delivers_until_stopped(store: Store, http_sink: HttpSink, sms_chann
         loop.join(5)
     assert not loop.is_alive()
     assert row_of(store, row_id).status == "sent"
+
+
+class Paused:
+    """A sender paused mid-send past its lease (SIGSTOP, a GC pause): while it is stuck another
+    replica's deliverer claims the row and sends it; then this send fails for good."""
+
+    max_attempts = 8
+
+    def __init__(self, while_paused: Callable[[], None]) -> None:
+        self.while_paused = while_paused
+
+    def send(self, row: OutboxRow) -> Receipt:
+        self.while_paused()
+        from flowctl.channels.base import PermanentFailure
+
+        raise PermanentFailure("550 mailbox unavailable (seen late: the row was taken over meanwhile)")
+
+
+def test_a_sender_paused_past_its_lease_does_not_mark_over_the_replica_that_took_the_row(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    [row_id] = add(store, sms())
+    taker = Deliverer(store, {"sms": LogSender(io.StringIO())}, clock, owner="replica-b", rng=random.Random(1),
+                      lease_seconds=30)  # fmt: skip
+
+    def take_over() -> None:
+        clock.advance(31)  # the paused sender's lease ran out
+        assert taker.deliver_once() == 1
+
+    paused = Deliverer(store, {"sms": Paused(take_over)}, clock, owner="replica-a", rng=random.Random(1),
+                       lease_seconds=30)  # fmt: skip
+    with caplog.at_level("WARNING", logger="flowctl.delivery"):
+        assert paused.deliver_once() == 1
+    row = row_of(store, row_id)
+    assert (row.status, row.last_error) == ("sent", "")  # the taker's outcome stands: not dead
+    assert any("1 outbox row(s) not marked dead: replica-a lost their lease" in r.message for r in caplog.records)
