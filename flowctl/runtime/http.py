@@ -70,6 +70,9 @@ log = logging.getLogger("flowctl.http")
 T = TypeVar("T")
 MAX_ID = 256
 MAX_KEY = 255
+#: An Idempotency-Key is stored as ``api/<key>``: a Source's name holds no '/', so no webhook key
+#: (``<source>:<event_id>``) or polling key can equal one, whatever either side sends
+API_KEYS = "api/"
 MAX_LIST = 1000
 COMMIT_TIMEOUT = 30.0
 
@@ -473,8 +476,9 @@ class HttpApi:
         if explicit_key:
             fingerprint = self._recent.fingerprint(change)
             if self._recent.conflicts(change.idempotency_key, fingerprint):
-                raise Conflict(f"Idempotency-Key '{change.idempotency_key}' was already used for a different "
-                               "request; use a new key for a new write")  # fmt: skip
+                given = change.idempotency_key.removeprefix(API_KEYS)
+                raise Conflict(f"Idempotency-Key '{given}' was already used for a different request; use a new "
+                               "key for a new write")  # fmt: skip
         (result,) = await self._commit([change])
         if explicit_key:
             self._recent.remember(change.idempotency_key, fingerprint)
@@ -497,7 +501,7 @@ class HttpApi:
 
     def _change(self, request: Request, **values: Any) -> tuple[NewChange, bool]:
         given = self._idempotency_key(request)
-        key = given or f"{self._key_prefix}{next(self._key_serial):x}"
+        key = f"{API_KEYS}{given}" if given else f"{self._key_prefix}{next(self._key_serial):x}"
         change = NewChange(idempotency_key=key, source="api", received_at=self.svc.clock.now(),
                            **values)  # fmt: skip
         return change, bool(given)

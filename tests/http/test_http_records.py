@@ -367,7 +367,7 @@ def test_repeated_idempotency_key_gets_the_first_answer_and_stores_once(api: Api
     assert first.json() == {"accepted": True, "seq": 1, "duplicate": False}
     assert again.json() == {"accepted": True, "seq": 1, "duplicate": True}
     (change,) = api.changes()
-    assert change.idempotency_key == "order-7-create"
+    assert change.idempotency_key == "api/order-7-create"  # API keys stored apart from webhook keys
     metrics = api.client.get("/metrics").text
     assert 'flowctl_changes_accepted_total{source="api"} 1' in metrics
     assert 'flowctl_changes_duplicate_total{source="api"} 1' in metrics
