@@ -4,7 +4,8 @@ Writes are accepted asynchronously but durably: a handler validates the request 
 current configuration, hands one ``NewChange`` to ``Ingest`` and answers ``202`` only after the
 group commit that stored it, with the change's ``seq``. The worker processes it later. An
 ``Idempotency-Key`` header makes a write repeatable: the repeat stores nothing and gets the first
-answer (same ``seq``, ``"duplicate": true``).
+answer (same ``seq``, ``"duplicate": true``). The store keeps the fingerprint of what the key was
+first used for, so the same key with another request is refused (409), whenever it comes back.
 
 Every error answers ``{"error": {"code", "message", "details"}}`` with the status its class
 (``sources.RequestError``) names. ``openapi()`` is the hand-written description of all of it.
@@ -16,7 +17,6 @@ request, so a hot reload takes effect on the next request.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import ipaddress
 import itertools
@@ -24,10 +24,10 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
@@ -58,6 +58,7 @@ from flowctl.runtime.sources import (
     UnsupportedMediaType,
     WebhookSource,
     check_change,
+    fingerprint,
     has_nul,
     json_type,
     parse_json,
@@ -311,31 +312,6 @@ class _Deadlines:
             self.pending.pop(loop, None)
 
 
-class _RecentKeys:
-    """Which request each recent Idempotency-Key was used for (this process, bounded), so that a
-    key reused for a *different* write is refused (409) instead of silently answered as a repeat."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self.seen: OrderedDict[str, bytes] = OrderedDict()
-
-    @staticmethod
-    def fingerprint(change: NewChange) -> bytes:
-        text = json.dumps([change.op, change.object, change.record_id, change.stage, change.pipeline, change.event,
-                           change.fields, change.data], sort_keys=True, default=str)  # fmt: skip
-        return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-    def conflicts(self, key: str, fingerprint: bytes) -> bool:
-        first = self.seen.get(key)
-        return first is not None and first != fingerprint
-
-    def remember(self, key: str, fingerprint: bytes) -> None:
-        self.seen[key] = fingerprint
-        self.seen.move_to_end(key)
-        while len(self.seen) > self.size:
-            self.seen.popitem(last=False)
-
-
 # --------------------------------------------------------------------------------------------
 # the API
 
@@ -357,7 +333,6 @@ class HttpApi:
         self.duplicates = metrics.counter("flowctl_changes_duplicate_total",
                                           "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
         self._settings: _Settings | None = None
-        self._recent = _RecentKeys()
         self._deadlines = _Deadlines(commit_timeout)
         # a write without Idempotency-Key gets a key of its own: random per process, then a serial
         self._key_prefix, self._key_serial = f"auto-{secrets.token_hex(8)}-", itertools.count()
@@ -472,16 +447,13 @@ class HttpApi:
         if problems:
             raise Invalid.of(problems)
         await self._check_moves([change])
-        fingerprint = b""
-        if explicit_key:
-            fingerprint = self._recent.fingerprint(change)
-            if self._recent.conflicts(change.idempotency_key, fingerprint):
-                given = change.idempotency_key.removeprefix(API_KEYS)
-                raise Conflict(f"Idempotency-Key '{given}' was already used for a different request; use a new "
-                               "key for a new write")  # fmt: skip
+        if explicit_key:  # the store keeps it with the change: a reuse is judged after a restart too
+            change = replace(change, fingerprint=fingerprint(change))
         (result,) = await self._commit([change])
-        if explicit_key:
-            self._recent.remember(change.idempotency_key, fingerprint)
+        if result.duplicate and result.fingerprint and result.fingerprint != change.fingerprint:
+            given = change.idempotency_key.removeprefix(API_KEYS)
+            raise Conflict(f"Idempotency-Key '{given}' was already used for a different request (change "
+                           f"{result.seq}); use a new key for a new write")  # fmt: skip
         if wait is None:
             return _accepted(result)
         return await self._after_waiting(change, result, wait)
@@ -835,7 +807,8 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}},
         "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
                            "description": "Makes the write repeatable: a repeat stores nothing and gets the first "
-                           "answer. Without it each request is a new write.",
+                           "answer; the same key with a different request is refused (409), after a restart too. "
+                           "Without it each request is a new write.",
                            "schema": {"type": "string", "maxLength": MAX_KEY}},
         "Prefer": {"name": "Prefer", "in": "header", "required": False,
                    "description": f"wait=N: answer once the change is processed (200, with the record and the runs "

@@ -1,7 +1,11 @@
 """Idempotency keys against the real daemon: a webhook event id names one change however often it
 comes (in one delivery or in several), and the keys of the API and of webhooks never meet.
 
-Issue 20 found a Source with ``event_id: "{{ payload.delivery }}"`` storing ``[P, P]`` then ``P``
+Issue 20 found an ``Idempotency-Key`` reused with a different body refused (409) only while the
+key was in the process's memory: after a restart it answered 202 ``duplicate`` and dropped the new
+body. The store now keeps each keyed change's fingerprint, and the answer comes from it.
+
+Issue 20 also found a Source with ``event_id: "{{ payload.delivery }}"`` storing ``[P, P]`` then ``P``
 as three changes (three SMS), and an API write with ``Idempotency-Key: crm:evt-9`` swallowing
 the later webhook event ``evt-9``.
 """
@@ -11,9 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
+from tests.daemon.harness import Daemon as Process
 from tests.reliability.conftest import Daemon, MakeDaemon
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -137,3 +148,42 @@ def test_an_api_idempotency_key_does_not_swallow_a_webhook_event(make_daemon: Ma
     repeat = daemon.client.put("/v1/records/deal/9", json={"fields": {"title": "Desk"}},
                                headers={"Idempotency-Key": "pay:evt-9"})  # fmt: skip
     assert repeat.json() == {**api.json(), "duplicate": True}
+
+
+# --------------------------------------------------------------------------------------------
+# an Idempotency-Key reused with a different body, across a restart of the real daemon
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Process]:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    for name in ("flowctl.yaml", "deal.yaml"):
+        (folder / name).write_text(textwrap.dedent(FILES[name]), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'flowctl.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    daemon = Process(folder, url)
+    try:
+        yield daemon.start()
+    finally:
+        daemon.stop_quietly()
+
+
+def put(daemon: Process, title: str, key: str = "order-7") -> httpx.Response:
+    return httpx.put(f"{daemon.url}/v1/records/deal/7", json={"fields": {"title": title}},
+                     headers={"Idempotency-Key": key}, timeout=30)  # fmt: skip
+
+
+def test_a_key_reused_with_another_body_is_refused_after_a_restart(process: Process) -> None:
+    first = put(process, "Sofa")
+    assert first.status_code == 202, first.text
+    assert process.terminate() == 0
+    process.start()
+
+    other = put(process, "Bed")
+    same = put(process, "Sofa")
+
+    assert other.status_code == 409, other.text
+    assert "order-7" in other.json()["error"]["message"]
+    assert same.status_code == 202 and same.json() == {**first.json(), "duplicate": True}
+    record = httpx.get(f"{process.url}/v1/records/deal/7", timeout=30).json()
+    assert record["fields"]["title"] == "Sofa"
