@@ -121,8 +121,9 @@ class ServiceView(Protocol):
 
 
 def listen_allowed(listen: str, token: str) -> str:
-    """Why the daemon must not listen on ``listen`` ('' when it may): beyond loopback needs a token."""
-    if token:
+    """Why the daemon must not listen on ``listen`` ('' when it may): beyond loopback needs a token
+    (one of only spaces is none)."""
+    if token.strip():
         return ""
     host = listen.rpartition(":")[0] if ":" in listen else listen
     host = host.strip().removeprefix("[").removesuffix("]")
@@ -151,7 +152,8 @@ class _Settings:
 
 def _settings(bundle: m.Bundle, env: Mapping[str, str]) -> _Settings:
     config = bundle.config
-    token = resolve_secret(config.api_token, env) if config.api_token else ""
+    # a token of only spaces is no token: nobody could send it (the Authorization value is stripped)
+    token = resolve_secret(config.api_token, env).strip() if config.api_token else ""
     hooks: dict[str, WebhookSource | str] = {}
     for source in bundle.sources.values():
         if source.type != "webhook" or not source.path:
@@ -370,7 +372,8 @@ class HttpApi:
 
     def authorize(self, request: Request, settings: _Settings) -> None:
         if settings.token_unset:
-            raise Misconfigured("api_token is set in Config but resolves empty (is its ${ENV} variable set?)")
+            raise Misconfigured("api_token is set in Config but resolves empty or to only spaces (is its ${ENV} "
+                                "variable set?)")  # fmt: skip
         if not settings.token:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -608,6 +611,9 @@ class HttpApi:
         return JSONResponse({"status": "ready"})
 
     async def metrics(self, request: Request) -> Response:
+        # behind api_token when one is set (queue depths, sources and routes are not for everyone);
+        # Prometheus sends it as a bearer token. /healthz and /readyz stay open for load balancers.
+        self.authorize(request, self.settings())
         text = await run_in_threadpool(self.svc.metrics.render)  # callbacks may read the store
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -897,8 +903,9 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
             "200": {"description": "Ready (status ready), or ready with problems listed (status degraded).",
                     "content": {"application/json": {"schema": _ref("Status")}}},
             **_errors(503)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4).", "responses": {"200": {
-            "description": "The metrics.", "content": {"text/plain": {"schema": string}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4); needs the api_token when one is set.",
+                             **security, "responses": {"200": {
+            "description": "The metrics.", "content": {"text/plain": {"schema": string}}}, **_errors(401, 500)}}},
         "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {
             "description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     }  # fmt: skip
@@ -906,7 +913,7 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "flowctl daemon API", "version": "1",
                  "description": "Records, events and webhooks for flowctl. Writes answer 202 once stored. When "
-                 "Config.api_token is set, every /v1 call needs `Authorization: Bearer <token>`."},
+                 "Config.api_token is set, every /v1 call and /metrics need `Authorization: Bearer <token>`."},
         "paths": paths,
         "components": {
             "schemas": schemas, "parameters": parameters, "responses": responses,
