@@ -280,6 +280,13 @@ def _accepted(result: AppendResult) -> Response:
     return Response(body, status_code=202, media_type="application/json")
 
 
+def _conflicts(change: NewChange, result: AppendResult) -> bool:
+    """Whether ``change`` reused a stored key for a different request (changes stored before
+    fingerprints were kept have none, and count as repeats)."""
+    return result.duplicate and bool(change.fingerprint and result.fingerprint) and (
+        result.fingerprint != change.fingerprint)
+
+
 class CommitTimeout(Exception):
     """The store did not confirm a write in time (answered 503; the write may still land)."""
 
@@ -441,7 +448,8 @@ class HttpApi:
             (log.debug if unavailable(exc) else log.warning)("write not stored: %s", exc)
             raise Unavailable("the store could not save the write; retry with the same Idempotency-Key") from None
         for change, result in zip(changes, results, strict=True):
-            (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
+            if not _conflicts(change, result):  # a conflict is answered 409: neither stored nor a repeat
+                (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
         return results
 
     async def _write(self, change: NewChange, settings: _Settings, explicit_key: bool,
@@ -453,7 +461,7 @@ class HttpApi:
         if explicit_key:  # the store keeps it with the change: a reuse is judged after a restart too
             change = replace(change, fingerprint=fingerprint(change))
         (result,) = await self._commit([change])
-        if result.duplicate and result.fingerprint and result.fingerprint != change.fingerprint:
+        if _conflicts(change, result):
             given = change.idempotency_key.removeprefix(API_KEYS)
             raise Conflict(f"Idempotency-Key '{given}' was already used for a different request (change "
                            f"{result.seq}); use a new key for a new write")  # fmt: skip
@@ -890,7 +898,8 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"type": ["object", "array"], "description": "The payload, or a list of payloads."}}}},
                 "responses": {
-                    "202": {"description": "Every mapped change stored.",
+                    "202": {"description": "Every mapped change stored; an item repeating an earlier one "
+                            "of the delivery (same event_id, same change) is dropped and gets no entry.",
                             "content": {"application/json": {"schema": _ref("HookAccepted")}}},
                     **_errors(400, 401, 404, 413, 415, 422, 500, 503),
                 },

@@ -388,6 +388,8 @@ def test_a_key_reused_for_a_different_write_is_409(api: Api) -> None:
     assert response.status_code == 409
     assert "already used for a different request" in error_of(response)["message"]
     assert len(api.changes()) == 1
+    metrics = api.client.get("/metrics").text
+    assert 'flowctl_changes_duplicate_total{source="api"}' not in metrics  # refused, not a repeat
 
 
 def test_an_overlong_key_is_400(api: Api) -> None:
