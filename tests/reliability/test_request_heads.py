@@ -9,6 +9,7 @@ Memory is read from /proc (the high-water mark ``VmHWM``), so nothing depends on
 
 from __future__ import annotations
 
+import http.client
 import socket
 import sys
 import textwrap
@@ -151,3 +152,17 @@ def test_a_head_of_ordinary_size_still_works(daemon: Daemon) -> None:
     response = httpx.get(f"{daemon.url}/v1/records/deal", headers=headers, timeout=30)
 
     assert response.status_code == 200, response.text
+
+
+def test_the_limit_is_per_request_on_a_kept_alive_connection(daemon: Daemon) -> None:
+    """A reverse proxy sends many requests over one connection: each head is counted on its own."""
+    connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
+    try:
+        for n in range(4):  # 4 × 40 KiB on one connection, each under the limit
+            connection.request("GET", "/v1/records/deal", headers={"Authorization": f"Bearer {TOKEN}",
+                                                                   "X-Big": str(n) * 40_960})  # fmt: skip
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200, n
+    finally:
+        connection.close()
