@@ -506,9 +506,9 @@ class WebhookSource:
             if group is None:
                 group = groups[event_id] = []
                 order.append(event_id)
-            print_ = fingerprint(change)
-            if all(seen != print_ for seen, _ in group):
-                group.append((print_, change))
+            asked = fingerprint(change)
+            if all(seen != asked for seen, _ in group):
+                group.append((asked, change))
         keyed: list[NewChange] = []
         for entry in order:
             if isinstance(entry, NewChange):
