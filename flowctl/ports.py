@@ -62,6 +62,7 @@ class NewChange:
     data: Mapping[str, Any] = field(default_factory=empty_map)
     source: str = "api"
     received_at: datetime | None = None
+    fingerprint: str = ""  # what a keyed API write asked for ('' = not checked): a reuse that differs is a 409
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,6 +77,7 @@ class StoredChange(NewChange):
 class AppendResult:
     seq: int
     duplicate: bool  # True when the idempotency key was already stored
+    fingerprint: str = ""  # the stored change's (for a duplicate: the first one's, not the one appended)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -140,6 +140,8 @@ def make_server(app: Any, host: str, port: int) -> Any:
     would kill the process before the workers drain. ``flowctl run`` handles the signals itself."""
     import uvicorn
 
+    from flowctl.runtime.heads import server_options
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -147,6 +149,7 @@ def make_server(app: Any, host: str, port: int) -> Any:
 
     # keep-alive longer than uvicorn's 5 s: clients and proxies that pool connections would
     # otherwise reuse one the server just closed and see "connection reset"
+    # request heads are bounded (431) before any handler, token check included: see runtime.heads
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5, timeout_keep_alive=75)  # fmt: skip
+                            timeout_graceful_shutdown=5, timeout_keep_alive=75, **server_options())  # fmt: skip
     return Server(config)

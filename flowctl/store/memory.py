@@ -137,14 +137,15 @@ class MemoryStore:
             for row in prepared:
                 key = row["idempotency_key"]
                 if key in self._keys:
-                    results.append(AppendResult(seq=self._keys[key], duplicate=True))
+                    first = self._changes.get(self._keys[key], {}).get("fingerprint") or ""
+                    results.append(AppendResult(seq=self._keys[key], duplicate=True, fingerprint=first))
                     continue
                 self._seq += 1
                 row["seq"] = self._seq
                 self._changes[self._seq] = row
                 self._open[self._seq] = (row["object"], row["record_id"])
                 self._keys[key] = self._seq
-                results.append(AppendResult(seq=self._seq, duplicate=False))
+                results.append(AppendResult(seq=self._seq, duplicate=False, fingerprint=row["fingerprint"] or ""))
             return results
 
     # ------------------------------------------------------------------ the worker loop

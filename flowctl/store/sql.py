@@ -274,16 +274,19 @@ class SqlStore:
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
             existing = [key for key in fresh if key not in inserted]
             seqs = dict(inserted)
+            prints = {key: fresh[key]["fingerprint"] or "" for key in inserted}
             for part in _chunks(existing):
-                stmt = sa.select(changes.c.idempotency_key, changes.c.seq).where(changes.c.idempotency_key.in_(part))
-                seqs.update(conn.execute(stmt).all())
+                stmt = (sa.select(changes.c.idempotency_key, changes.c.seq, changes.c.fingerprint)
+                        .where(changes.c.idempotency_key.in_(part)))  # fmt: skip
+                for key, seq, stored in conn.execute(stmt).all():
+                    seqs[key], prints[key] = seq, stored or ""
         results = []
         for change in changes_:
             key = change.idempotency_key
             new = key in inserted
             if new:
                 inserted.pop(key)  # a second change with this key in the batch is a duplicate
-            results.append(AppendResult(seq=seqs[key], duplicate=not new))
+            results.append(AppendResult(seq=seqs[key], duplicate=not new, fingerprint=prints[key]))
         return results
 
     # ------------------------------------------------------------------ the worker loop

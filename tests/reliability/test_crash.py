@@ -182,7 +182,7 @@ def run_and_check(daemon: Daemon, feed: Feed, feeder: threading.Thread, rng: ran
     keys = {k for (k,) in database.execute("SELECT idempotency_key FROM changes")}
     outbox = dict(database.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
     database.close()
-    lost = len({f"c{i}" for i in feed.accepted} - keys)
+    lost = len({f"api/c{i}" for i in feed.accepted} - keys)
     figures(seed=seed, changes_accepted=len(feed.accepted), kills=len(kills), writes_retried=feed.refused,
             emails=len(mails), sms=len(texts), duplicates_received=duplicates, lost=lost,
             seconds=round(elapsed, 1))  # fmt: skip

@@ -77,6 +77,21 @@ def test_append_returns_seq_in_order_and_repeats_the_first_seq_for_a_known_key(s
     assert store.append_changes([]) == []
 
 
+def test_a_repeated_key_answers_with_the_fingerprint_stored_first(store: Store) -> None:
+    """The API answers 409 for a key reused with another body from what the store kept, so it
+    holds after a restart: a repeat's result carries the first change's fingerprint."""
+    first = replace(change("1", "k1"), fingerprint="f-first")
+    [stored] = store.append_changes([first])
+    batch = store.append_changes([replace(change("2", "k2"), fingerprint="f-2"),
+                                  replace(change("2", "k2"), fingerprint="f-other"),
+                                  replace(change("1", "k1"), fingerprint="f-changed"),
+                                  change("3", "k3")])  # fmt: skip
+    assert (stored.duplicate, stored.fingerprint) == (False, "f-first")
+    assert [(r.duplicate, r.fingerprint) for r in batch] == [(False, "f-2"), (True, "f-2"), (True, "f-first"),
+                                                             (False, "")]  # fmt: skip
+    assert batch[2].seq == stored.seq
+
+
 def test_a_stored_change_keeps_every_field(store: Store) -> None:
     new = NewChange(object="deal", record_id="7", op="event", idempotency_key="ev", event="invoice.paid",
                     data={"amount": 12.5, "lines": [1, 2]}, source="hook:stripe", stage="won", pipeline="sales",
