@@ -73,7 +73,7 @@ def test_upgrade_takes_a_url(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_0008_moves_the_keys_the_api_stored_into_its_own_namespace(engine: Engine) -> None:
+def test_0007_moves_the_keys_the_api_stored_into_its_own_namespace(engine: Engine) -> None:
     """A client retrying across the upgrade still finds its Idempotency-Key (now ``api/<key>``);
     webhook keys and the API's own made-up keys stay as they were."""
     migrate.upgrade(engine, "0006")
@@ -85,7 +85,7 @@ def test_0008_moves_the_keys_the_api_stored_into_its_own_namespace(engine: Engin
                                  "pipeline, event, data, source, status, attempts, error) VALUES (:key, :object, "
                                  ":record_id, :op, :fields, :stage, :pipeline, :event, :data, :source, :status, "
                                  ":attempts, :error)"), {**row, "key": key, "source": source})  # fmt: skip
-    migrate.upgrade(engine, "0008")
+    migrate.upgrade(engine, "0007")
     with engine.connect() as conn:
         keys = {k for (k,) in conn.execute(sa.text("SELECT idempotency_key FROM changes"))}
     assert keys == {"api/order-7", "auto-1f-0", "crm:evt-9"}

@@ -9,7 +9,7 @@ stored by the API there, so a client retrying across the upgrade still gets its 
 another body is refused (409) from it, after a restart too (the process's memory used to decide).
 Changes stored before have none and answer as repeats.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
 """
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
