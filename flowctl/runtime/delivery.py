@@ -20,6 +20,12 @@ SMTP connection), which share the ``in_flight`` slots. Rows of one recipient sta
 they leave in order. Lanes record their own outcomes, so the store must be thread-safe (both
 stores are).
 
+The wall clock may be stepped back (an NTP correction, ``date -s``): rows stored before the step
+carry times of the old clock. A pending row is due whatever the clock says (the store claims it
+at once); when a round reads an earlier time than the round before, the rows waiting for a retry
+or a hold fall due as much earlier (``Store.shift_outbox``), and the rate windows count their
+sends as "just now" (``policies.Window``), so nothing waits for the size of the step.
+
 A channel that cannot be configured (an ``${ENV}`` variable it needs is not set: its sender is
 ``Unconfigured``) is not an attempt that fails: its rows are held (``held: channel sms:
 SMS_GATEWAY_URL is not set``) and checked again every ``CONFIG_HOLD`` seconds, and released at
@@ -60,6 +66,8 @@ DEFAULT_SEND_TIMEOUT = 30.0
 #: Seconds a row of a channel that cannot be configured is held before it is looked at again.
 CONFIG_HOLD = 60.0
 CONFIG_HELD = "held: channel "  # how the reason of such a hold starts
+#: Seconds the wall clock may read earlier than at the previous round before it counts as stepped back.
+CLOCK_STEP = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,7 @@ class Deliverer:
         self.outcomes: Counter | None = None
         self._working: frozenset[str] | None = None  # channels with a working sender, at the last release
         self._reported: set[str] = set()  # unconfigured channels already logged
+        self._last_round: datetime | None = None  # the clock at the previous round: a later one reads no earlier
         if metrics is not None:
             self.outcomes = metrics.counter("flowctl_deliveries_total", "Outbox rows handled by channel and result: "
                                             "sent, retry, dead or held.", ("channel", "result"))  # fmt: skip
@@ -132,6 +141,7 @@ class Deliverer:
     def deliver_once(self) -> int:
         """Claim the due rows, send them, record each outcome; the number of rows claimed."""
         claimed_at = self.clock.now()
+        self._notice_step_back(claimed_at)
         self._release_fixed(claimed_at)
         self.last_limit = self._claim_size()
         rows = self.store.claim_outbox(claimed_at, self.last_limit, self.owner, self.lease_seconds)
@@ -272,6 +282,19 @@ class Deliverer:
         if holds:
             self.store.hold_outbox_many(holds, now)
         return keep
+
+    def _notice_step_back(self, now: datetime) -> None:
+        """When the clock reads earlier than at the previous round, it was stepped back: rows
+        waiting until a time of the old clock fall due as much earlier (never before now)."""
+        last, self._last_round = self._last_round, now
+        if last is None:
+            return
+        step = (last - now).total_seconds()
+        if step <= CLOCK_STEP:
+            return
+        moved = self.store.shift_outbox(step, now)
+        log.warning("the clock went back %.0fs (from %s to %s); %d waiting message(s) moved as much earlier",
+                    step, last.isoformat(), now.isoformat(), moved)  # fmt: skip
 
     def _release_fixed(self, now: datetime) -> None:
         """Rows held because their channel could not be configured go out now if it can be: at the

@@ -220,9 +220,9 @@ class MemoryStore:
             for row in self._outbox.values():
                 if len(out) >= limit:
                     break
-                due = row["status"] in ("pending", "retry", "held") and (
+                due = row["status"] == "pending" or (row["status"] in ("retry", "held") and (
                     row["next_attempt_at"] is None or row["next_attempt_at"] <= now
-                )
+                ))  # pending: never tried, due whatever the clock says (it may have gone back)
                 cut_off = row["status"] == "sending" and not _leased(row, now)
                 if due or cut_off:
                     row.update(status="sending", lease_owner=owner, lease_until=until, attempts=row["attempts"] + 1)
@@ -585,6 +585,16 @@ class MemoryStore:
                     row["next_attempt_at"] = rows.utc(now)
                     released += 1
         return released
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        now, step, moved = rows.utc(now), timedelta(seconds=seconds), 0
+        with self._lock:
+            for row in self._outbox.values():
+                at = row["next_attempt_at"]
+                if row["status"] in ("retry", "held") and at is not None and at > now:
+                    row["next_attempt_at"] = max(now, at - step)
+                    moved += 1
+        return moved
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

@@ -161,6 +161,7 @@ class SqlStore:
         )  # fmt: skip
         self._claimable_outbox = (
             sa.select(o.id).where(sa.or_(
+                o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
                 sa.and_(o.status.in_(_CLAIMABLE_OUTBOX),
                         sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= sa.bindparam("now"))),
                 sa.and_(o.status == "sending", o.lease_until <= sa.bindparam("now")),
@@ -961,6 +962,19 @@ class SqlStore:
                 .values(next_attempt_at=now))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        """The wall clock went back ``seconds``: rows waiting (retry, held) until a time of the
+        old clock fall due that much earlier, never before ``now``. Returns how many moved."""
+        o = outbox.c
+        step = timedelta(seconds=seconds)
+        find = sa.select(o.id, o.next_attempt_at).where(o.status.in_(("retry", "held")), o.next_attempt_at > now)
+        move = sa.update(outbox).where(o.id == sa.bindparam("b_id")).values(next_attempt_at=sa.bindparam("b_at"))
+        with self._write_lock, self._writer.begin() as conn:
+            found = [{"b_id": row.id, "b_at": max(now, row.next_attempt_at - step)} for row in conn.execute(find)]
+            if found:
+                conn.execute(move, found)
+        return len(found)
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

@@ -295,6 +295,26 @@ def test_outbox_claim_send_fail_dead_and_retry(store: Store) -> None:
     assert store.outbox_row(10_000) is None
 
 
+def test_after_the_clock_went_back_pending_rows_are_due_and_waiting_ones_move_earlier(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), effect("e3")]))], T0)
+    e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e1.id, "421 try later", T0 + timedelta(seconds=5), T0)
+    store.hold_outbox_many([(e2.id, T0 + timedelta(days=1), "held: quiet hours")], T0)
+    store.mark_sent(e3.id, T0)
+    store.commit_batch([Processed(step=Step(effects=[effect("e4")]))], T0)
+    back = T0 - timedelta(hours=1)  # the clock went back an hour: e4 was written "in the future"
+    assert [r.key for r in store.claim_outbox(back, 10, "d1", 60)] == ["e4"]
+    assert store.shift_outbox(3600, back) == 2
+    retry, held = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert retry is not None and retry.next_attempt_at == back + timedelta(seconds=5)
+    assert held is not None and held.next_attempt_at == T0 + timedelta(days=1) - timedelta(hours=1)
+    assert store.claim_outbox(back, 10, "d1", 60) == []
+    assert [r.key for r in store.claim_outbox(back + timedelta(seconds=5), 10, "d1", 60)] == ["e1"]
+    assert store.shift_outbox(3 * 86400, back) == 1  # the hold alone: sent and sending rows never move
+    held = store.outbox_row(e2.id)
+    assert held is not None and held.next_attempt_at == back  # never before now
+
+
 def test_an_outbox_row_whose_sender_died_is_claimed_again(store: Store) -> None:
     store.commit_batch([Processed(step=Step(effects=[effect("e1")]))], T0)
     [first] = store.claim_outbox(T0, 10, "d1", 60)
