@@ -212,14 +212,18 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
         now = rows.utc(now)
         until = now + timedelta(seconds=lease_seconds)
+        skip = set(skip_channels)
         with self._lock:
             out: list[OutboxRow] = []
             for row in self._outbox.values():
                 if len(out) >= limit:
                     break
+                if row["channel"] in skip:
+                    continue
                 due = row["status"] == "pending" or (row["status"] in ("retry", "held") and (
                     row["next_attempt_at"] is None or row["next_attempt_at"] <= now
                 ))  # pending: never tried, due whatever the clock says (it may have gone back)
@@ -585,6 +589,15 @@ class MemoryStore:
                     row["next_attempt_at"] = rows.utc(now)
                     released += 1
         return released
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+        now = rows.utc(now)
+        with self._lock:
+            for row_id in row_ids:
+                row = self._outbox.get(row_id)
+                if row is not None and row["status"] == "sending":
+                    row.update(status="retry" if row["attempts"] > 1 else "pending", next_attempt_at=now,
+                               attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
 
     def shift_outbox(self, seconds: float, now: datetime) -> int:
         now, step, moved = rows.utc(now), timedelta(seconds=seconds), 0

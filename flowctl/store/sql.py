@@ -452,16 +452,20 @@ class SqlStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
         """Lease up to ``limit`` rows that are due (pending or retry, ``next_attempt_at`` passed)
-        or whose send was cut off (``sending`` with its lease run out); status becomes ``sending``
-        and ``attempts`` grows by one."""
+        or whose send was cut off (``sending`` with its lease run out), none of ``skip_channels``
+        (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
         if limit <= 0:
             return []
-        if not self._postgres and not self._any(self._claimable_outbox.params(now=now, limit=1)):
+        claimable = self._claimable_outbox
+        if skip_channels:
+            claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
+        if not self._postgres and not self._any(claimable.params(now=now, limit=1)):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
-        due = self._claimable_outbox.params(now=now, limit=limit).scalar_subquery()
+        due = claimable.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
                 .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
                 .returning(*outbox.c))  # fmt: skip
@@ -962,6 +966,19 @@ class SqlStore:
                 .values(next_attempt_at=now))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+        """Hand claimed rows back, due now: they were not tried (their claim ran out of time before
+        their turn), so the claim's attempt is undone and the next claim takes them at once."""
+        if not row_ids:
+            return
+        o = outbox.c
+        with self._write_lock, self._writer.begin() as conn:
+            for chunk in _chunks(list(row_ids)):
+                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending")
+                             .values(status=sa.case((o.attempts > 1, "retry"), else_="pending"),
+                                     attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                                     next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip
 
     def shift_outbox(self, seconds: float, now: datetime) -> int:
         """The wall clock went back ``seconds``: rows waiting (retry, held) until a time of the

@@ -315,6 +315,27 @@ def test_after_the_clock_went_back_pending_rows_are_due_and_waiting_ones_move_ea
     assert held is not None and held.next_attempt_at == back  # never before now
 
 
+def test_rows_not_tried_are_released_due_now_and_busy_channels_are_skipped(store: Store) -> None:
+    sms = Effect(key="s1", action="send_sms", run_id="r1", object="deal", record_id="7", channel="sms",
+                 params={"to": "0901234567", "text": "x"})  # fmt: skip
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), sms]))], T0)
+    assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60, skip_channels=["smtp"])] == ["s1"]
+    e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e2.id, "421 try later", T0, T0)
+    [e2] = store.claim_outbox(T0, 10, "d1", 60)
+    assert (e1.attempts, e2.attempts) == (1, 2)
+    later = T0 + timedelta(seconds=50)
+    store.release_outbox([e1.id, e2.id], later)  # neither was tried in this claim
+    first, second = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert first is not None and (first.status, first.attempts, first.next_attempt_at) == ("pending", 0, later)
+    assert second is not None and (second.status, second.attempts, second.last_error) == ("retry", 1, "421 try later")
+    assert [r.key for r in store.claim_outbox(later, 10, "d2", 60)] == ["e1", "e2"]  # not a lease later
+    store.mark_sent(e1.id, later)
+    store.release_outbox([e1.id], later)  # a sent row stays sent
+    sent = store.outbox_row(e1.id)
+    assert sent is not None and sent.status == "sent"
+
+
 def test_an_outbox_row_whose_sender_died_is_claimed_again(store: Store) -> None:
     store.commit_batch([Processed(step=Step(effects=[effect("e1")]))], T0)
     [first] = store.claim_outbox(T0, 10, "d1", 60)
