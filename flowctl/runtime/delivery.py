@@ -28,7 +28,9 @@ The wall clock may be stepped back (an NTP correction, ``date -s``): rows stored
 carry times of the old clock. A pending row is due whatever the clock says (the store claims it
 at once); when a round reads an earlier time than the round before, the rows waiting for a retry
 or a hold fall due as much earlier (``Store.shift_outbox``), and the rate windows count their
-sends as "just now" (``policies.Window``), so nothing waits for the size of the step.
+sends as "just now" (``policies.Window``), so nothing waits for the size of the step. A step taken
+while no deliverer ran is seen at the first round only through retries due later than any backoff
+could put them: they fall due at once (``Store.clamp_retries``).
 
 A channel that cannot be configured (an ``${ENV}`` variable it needs is not set: its sender is
 ``Unconfigured``) is not an attempt that fails: its rows are held (``held: channel sms:
@@ -324,7 +326,11 @@ class Deliverer:
         """When the clock reads earlier than at the previous round, it was stepped back: rows
         waiting until a time of the old clock fall due as much earlier (never before now)."""
         last, self._last_round = self._last_round, now
-        if last is None:
+        if last is None:  # a step while no deliverer ran: no retry waits longer than any backoff
+            clamped = self.store.clamp_retries(self.max_delay, now)
+            if clamped:
+                log.warning("%d message(s) waited for a retry later than any backoff (the clock went back "
+                            "since they were stored); they are due now", clamped)  # fmt: skip
             return
         step = (last - now).total_seconds()
         if step <= CLOCK_STEP:

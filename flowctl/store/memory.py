@@ -599,6 +599,16 @@ class MemoryStore:
                     row.update(status="retry" if row["attempts"] > 1 else "pending", next_attempt_at=now,
                                attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
 
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        now, clamped = rows.utc(now), 0
+        latest = now + timedelta(seconds=longest)
+        with self._lock:
+            for row in self._outbox.values():
+                if row["status"] == "retry" and row["next_attempt_at"] is not None and row["next_attempt_at"] > latest:
+                    row["next_attempt_at"] = now
+                    clamped += 1
+        return clamped
+
     def shift_outbox(self, seconds: float, now: datetime) -> int:
         now, step, moved = rows.utc(now), timedelta(seconds=seconds), 0
         with self._lock:

@@ -980,6 +980,15 @@ class SqlStore:
                                      attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
                                      next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip
 
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        """Retries due later than ``longest`` seconds from now (longer than any backoff: the
+        clock went back since they were stored) fall due now. Returns how many."""
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "retry", o.next_attempt_at > now + timedelta(seconds=longest))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
     def shift_outbox(self, seconds: float, now: datetime) -> int:
         """The wall clock went back ``seconds``: rows waiting (retry, held) until a time of the
         old clock fall due that much earlier, never before ``now``. Returns how many moved."""

@@ -154,3 +154,20 @@ def test_a_rate_channel_keeps_sending_after_a_step_back_and_a_step_forward(store
     keys = [key for _, key in gateway.sent]
     assert len(keys) == 40 and len(set(keys)) == 40
     d.close()
+
+
+def test_a_retry_stored_before_a_step_back_while_no_deliverer_ran_goes_at_once(store: Store) -> None:
+    queue(store, 1, T0, "r")
+    clock = SetClock(T0)
+    first = make(store, clock, Gateway(clock, fail=1))
+    first.deliver_once()
+    first.close()
+    [row] = store.list_outbox(limit=10)
+    assert row.status == "retry"
+    clock.set(T0 - 2 * HOUR)  # a restart after the clock went back: no round saw the step
+    # (the longest backoff is an hour: a retry due later than that is due now)
+    gateway = Gateway(clock)
+    again = make(store, clock, gateway)
+    again.deliver_once()
+    assert [key for _, key in gateway.sent] == ["r0"]
+    again.close()

@@ -315,6 +315,17 @@ def test_after_the_clock_went_back_pending_rows_are_due_and_waiting_ones_move_ea
     assert held is not None and held.next_attempt_at == back  # never before now
 
 
+def test_retries_due_later_than_any_backoff_are_clamped_to_now(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2")]))], T0)
+    e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e1.id, "421", T0 + timedelta(seconds=30), T0)
+    store.mark_failed(e2.id, "421", T0 + timedelta(hours=2), T0)
+    assert store.clamp_retries(3600, T0) == 1
+    soon, far = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert soon is not None and soon.next_attempt_at == T0 + timedelta(seconds=30)
+    assert far is not None and far.next_attempt_at == T0
+
+
 def test_rows_not_tried_are_released_due_now_and_busy_channels_are_skipped(store: Store) -> None:
     sms = Effect(key="s1", action="send_sms", run_id="r1", object="deal", record_id="7", channel="sms",
                  params={"to": "0901234567", "text": "x"})  # fmt: skip
