@@ -190,7 +190,9 @@ class Store(Protocol):
         ...
 
     # ---- delivery
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]: ...
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]: ...  # fmt: skip
+    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None: ...  # claimed, not tried: due now
     def mark_sent(self, row_id: int, now: datetime) -> None: ...
     def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
         """Mark rows sent; with ``owner``, only those it still holds (``sending``, its lease):
@@ -284,6 +286,8 @@ class Store(Protocol):
     def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
                          owner: str | None = None) -> list[int]: ...  # fmt: skip  # ids whose lease was lost
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int: ...
+    def shift_outbox(self, seconds: float, now: datetime) -> int: ...  # the clock went back ``seconds``
+    def clamp_retries(self, longest: float, now: datetime) -> int: ...  # retries later than any backoff: due now
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]: ...  # fmt: skip
     def queue_counts(self) -> dict[str, Any]: ...

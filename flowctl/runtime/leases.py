@@ -41,10 +41,11 @@ class LeaseKeeper:
 
     Each kind of work is claimed from one thread and a new claim comes only after the previous
     batch was finished (committed, or abandoned after an error), so a claim replaces what was held
-    of that kind: an abandoned batch is never kept alive. When the store failed since that batch was
-    claimed (an outage cut it off), it is handed back instead (its leases end now), so its rows are
-    taken again at once, not a lease later; other leftovers (rows the deliverer did not start in
-    time) wait for their lease as before. Deliveries whose "sent" commit failed are recorded before
+    of that kind: an abandoned batch is never kept alive. (The deliverer claims again while a
+    channel is still sending; it names such channels, and their rows stay in hand.) When the store
+    failed since that batch was claimed (an outage cut it off), it is handed back instead (its
+    leases end now), so its rows are taken again at once, not a lease later; rows the deliverer did
+    not start in time it releases itself. Deliveries whose "sent" commit failed are recorded before
     the next claim, not sent again.
     """
 
@@ -62,6 +63,7 @@ class LeaseKeeper:
         self._changes: set[int] = set()
         self._timers: set[str] = set()
         self._outbox: set[int] = set()
+        self._outbox_channels: dict[int, str] = {}  # the channel of each outbox row in hand
         self.beats = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -96,7 +98,10 @@ class LeaseKeeper:
             self._failures_seen["timers"] = failures
         return claimed
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+        """Claim as the store does. Rows of ``skip_channels`` are still being sent (the deliverer
+        claims other channels meanwhile), so their leases stay in hand; the others' are replaced."""
         with self._lock:
             unrecorded = sorted(self._unrecorded)
         if unrecorded:  # the channel accepted them: record that, do not send them again
@@ -107,14 +112,24 @@ class LeaseKeeper:
             with self._lock:
                 self._unrecorded.difference_update(unrecorded)
                 self._outbox.difference_update(unrecorded)
-        left, failures = self._cut_off("outbox", self._outbox)
+        busy = set(skip_channels)
+        with self._lock:
+            sending = {i for i in self._outbox if self._outbox_channels.get(i) in busy}
+        left, failures = self._cut_off("outbox", self._outbox - sending)
         if left:
             self.store.extend_leases(owner, now, outbox_ids=left)
-        claimed = self.store.claim_outbox(now, limit, owner, lease_seconds)
+        claimed = self.store.claim_outbox(now, limit, owner, lease_seconds, skip_channels)
         with self._lock:
-            self._outbox = {r.id for r in claimed}
+            self._outbox = sending | {r.id for r in claimed}
+            self._outbox_channels = {i: c for i, c in self._outbox_channels.items() if i in sending}
+            self._outbox_channels.update((r.id, r.channel) for r in claimed)
             self._failures_seen["outbox"] = failures
         return claimed
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+        self.store.release_outbox(row_ids, now)
+        with self._lock:
+            self._outbox.difference_update(row_ids)
 
     # ---- outcomes: forget what was finished
 

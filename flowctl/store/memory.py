@@ -235,17 +235,21 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
         now = rows.utc(now)
         until = now + timedelta(seconds=lease_seconds)
+        skip = set(skip_channels)
         with self._lock:
             out: list[OutboxRow] = []
             for row in self._outbox.values():
                 if len(out) >= limit:
                     break
-                due = row["status"] in ("pending", "retry", "held") and (
+                if row["channel"] in skip:
+                    continue
+                due = row["status"] == "pending" or (row["status"] in ("retry", "held") and (
                     row["next_attempt_at"] is None or row["next_attempt_at"] <= now
-                )
+                ))  # pending: never tried, due whatever the clock says (it may have gone back)
                 cut_off = row["status"] == "sending" and not _leased(row, now)
                 if due or cut_off:
                     row.update(status="sending", lease_owner=owner, lease_until=until, attempts=row["attempts"] + 1)
@@ -624,6 +628,35 @@ class MemoryStore:
                     row["next_attempt_at"] = rows.utc(now)
                     released += 1
         return released
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+        now = rows.utc(now)
+        with self._lock:
+            for row_id in row_ids:
+                row = self._outbox.get(row_id)
+                if row is not None and row["status"] == "sending":
+                    row.update(status="retry" if row["attempts"] > 1 else "pending", next_attempt_at=now,
+                               attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        now, clamped = rows.utc(now), 0
+        latest = now + timedelta(seconds=longest)
+        with self._lock:
+            for row in self._outbox.values():
+                if row["status"] == "retry" and row["next_attempt_at"] is not None and row["next_attempt_at"] > latest:
+                    row["next_attempt_at"] = now
+                    clamped += 1
+        return clamped
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        now, step, moved = rows.utc(now), timedelta(seconds=seconds), 0
+        with self._lock:
+            for row in self._outbox.values():
+                at = row["next_attempt_at"]
+                if row["status"] in ("retry", "held") and at is not None and at > now:
+                    row["next_attempt_at"] = max(now, at - step)
+                    moved += 1
+        return moved
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

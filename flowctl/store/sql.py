@@ -172,6 +172,7 @@ class SqlStore:
         )  # fmt: skip
         self._claimable_outbox = (
             sa.select(o.id).where(sa.or_(
+                o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
                 sa.and_(o.status.in_(_CLAIMABLE_OUTBOX),
                         sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= sa.bindparam("now"))),
                 sa.and_(o.status == "sending", o.lease_until <= sa.bindparam("now")),
@@ -529,16 +530,20 @@ class SqlStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
         """Lease up to ``limit`` rows that are due (pending or retry, ``next_attempt_at`` passed)
-        or whose send was cut off (``sending`` with its lease run out); status becomes ``sending``
-        and ``attempts`` grows by one."""
+        or whose send was cut off (``sending`` with its lease run out), none of ``skip_channels``
+        (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
         if limit <= 0:
             return []
-        if not self._postgres and not self._any(self._claimable_outbox.params(now=now, limit=1)):
+        claimable = self._claimable_outbox
+        if skip_channels:
+            claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
+        if not self._postgres and not self._any(claimable.params(now=now, limit=1)):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
-        due = self._claimable_outbox.params(now=now, limit=limit).scalar_subquery()
+        due = claimable.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
                 .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
                 .returning(*outbox.c))  # fmt: skip
@@ -1069,6 +1074,41 @@ class SqlStore:
                 .values(next_attempt_at=now))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+        """Hand claimed rows back, due now: they were not tried (their claim ran out of time before
+        their turn), so the claim's attempt is undone and the next claim takes them at once."""
+        if not row_ids:
+            return
+        o = outbox.c
+        with self._write_lock, self._writer.begin() as conn:
+            for chunk in _chunks(list(row_ids)):
+                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending")
+                             .values(status=sa.case((o.attempts > 1, "retry"), else_="pending"),
+                                     attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                                     next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        """Retries due later than ``longest`` seconds from now (longer than any backoff: the
+        clock went back since they were stored) fall due now. Returns how many."""
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "retry", o.next_attempt_at > now + timedelta(seconds=longest))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        """The wall clock went back ``seconds``: rows waiting (retry, held) until a time of the
+        old clock fall due that much earlier, never before ``now``. Returns how many moved."""
+        o = outbox.c
+        step = timedelta(seconds=seconds)
+        find = sa.select(o.id, o.next_attempt_at).where(o.status.in_(("retry", "held")), o.next_attempt_at > now)
+        move = sa.update(outbox).where(o.id == sa.bindparam("b_id")).values(next_attempt_at=sa.bindparam("b_at"))
+        with self._write_lock, self._writer.begin() as conn:
+            found = [{"b_id": row.id, "b_at": max(now, row.next_attempt_at - step)} for row in conn.execute(find)]
+            if found:
+                conn.execute(move, found)
+        return len(found)
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

@@ -310,6 +310,58 @@ def test_outbox_claim_send_fail_dead_and_retry(store: Store) -> None:
     assert store.outbox_row(10_000) is None
 
 
+def test_after_the_clock_went_back_pending_rows_are_due_and_waiting_ones_move_earlier(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), effect("e3")]))], T0)
+    e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e1.id, "421 try later", T0 + timedelta(seconds=5), T0)
+    store.hold_outbox_many([(e2.id, T0 + timedelta(days=1), "held: quiet hours")], T0)
+    store.mark_sent(e3.id, T0)
+    store.commit_batch([Processed(step=Step(effects=[effect("e4")]))], T0)
+    back = T0 - timedelta(hours=1)  # the clock went back an hour: e4 was written "in the future"
+    assert [r.key for r in store.claim_outbox(back, 10, "d1", 60)] == ["e4"]
+    assert store.shift_outbox(3600, back) == 2
+    retry, held = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert retry is not None and retry.next_attempt_at == back + timedelta(seconds=5)
+    assert held is not None and held.next_attempt_at == T0 + timedelta(days=1) - timedelta(hours=1)
+    assert store.claim_outbox(back, 10, "d1", 60) == []
+    assert [r.key for r in store.claim_outbox(back + timedelta(seconds=5), 10, "d1", 60)] == ["e1"]
+    assert store.shift_outbox(3 * 86400, back) == 1  # the hold alone: sent and sending rows never move
+    held = store.outbox_row(e2.id)
+    assert held is not None and held.next_attempt_at == back  # never before now
+
+
+def test_retries_due_later_than_any_backoff_are_clamped_to_now(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2")]))], T0)
+    e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e1.id, "421", T0 + timedelta(seconds=30), T0)
+    store.mark_failed(e2.id, "421", T0 + timedelta(hours=2), T0)
+    assert store.clamp_retries(3600, T0) == 1
+    soon, far = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert soon is not None and soon.next_attempt_at == T0 + timedelta(seconds=30)
+    assert far is not None and far.next_attempt_at == T0
+
+
+def test_rows_not_tried_are_released_due_now_and_busy_channels_are_skipped(store: Store) -> None:
+    sms = Effect(key="s1", action="send_sms", run_id="r1", object="deal", record_id="7", channel="sms",
+                 params={"to": "0901234567", "text": "x"})  # fmt: skip
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), sms]))], T0)
+    assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60, skip_channels=["smtp"])] == ["s1"]
+    e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e2.id, "421 try later", T0, T0)
+    [e2] = store.claim_outbox(T0, 10, "d1", 60)
+    assert (e1.attempts, e2.attempts) == (1, 2)
+    later = T0 + timedelta(seconds=50)
+    store.release_outbox([e1.id, e2.id], later)  # neither was tried in this claim
+    first, second = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert first is not None and (first.status, first.attempts, first.next_attempt_at) == ("pending", 0, later)
+    assert second is not None and (second.status, second.attempts, second.last_error) == ("retry", 1, "421 try later")
+    assert [r.key for r in store.claim_outbox(later, 10, "d2", 60)] == ["e1", "e2"]  # not a lease later
+    store.mark_sent(e1.id, later)
+    store.release_outbox([e1.id], later)  # a sent row stays sent
+    sent = store.outbox_row(e1.id)
+    assert sent is not None and sent.status == "sent"
+
+
 def test_an_outbox_row_whose_sender_died_is_claimed_again(store: Store) -> None:
     store.commit_batch([Processed(step=Step(effects=[effect("e1")]))], T0)
     [first] = store.claim_outbox(T0, 10, "d1", 60)
