@@ -192,7 +192,8 @@ class Store(Protocol):
     # ---- delivery
     def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
                      skip_channels: Sequence[str] = ()) -> list[OutboxRow]: ...  # fmt: skip
-    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None: ...  # claimed, not tried: due now
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *,
+                       owner: str | None = None) -> None: ...  # claimed, not tried: due now
     def mark_sent(self, row_id: int, now: datetime) -> None: ...
     def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
         """Mark rows sent; with ``owner``, only those it still holds (``sending``, its lease):

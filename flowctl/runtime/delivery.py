@@ -407,7 +407,7 @@ class Deliverer:
 
     def _release(self, rows: list[OutboxRow]) -> None:
         """Hand back rows a claim did not get to: due now, the claim's attempt undone."""
-        self.store.release_outbox([row.id for row in rows], self.clock.now())
+        self.store.release_outbox([row.id for row in rows], self.clock.now(), owner=self.owner)
         log.info("released %d message(s) of %s not started within their claim's time; they go in the "
                  "next round", len(rows), rows[0].channel)  # fmt: skip
 

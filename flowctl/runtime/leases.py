@@ -126,8 +126,8 @@ class LeaseKeeper:
             self._failures_seen["outbox"] = failures
         return claimed
 
-    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
-        self.store.release_outbox(row_ids, now)
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
+        self.store.release_outbox(row_ids, now, owner=owner)
         with self._lock:
             self._outbox.difference_update(row_ids)
 

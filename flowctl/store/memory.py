@@ -629,12 +629,12 @@ class MemoryStore:
                     released += 1
         return released
 
-    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
         now = rows.utc(now)
         with self._lock:
             for row_id in row_ids:
                 row = self._outbox.get(row_id)
-                if row is not None and row["status"] == "sending":
+                if row is not None and row["status"] == "sending" and self._held_by(row, owner):
                     row.update(status="retry" if row["attempts"] > 1 else "pending", next_attempt_at=now,
                                attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
 

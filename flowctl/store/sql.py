@@ -1075,15 +1075,16 @@ class SqlStore:
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
-    def release_outbox(self, row_ids: Sequence[int], now: datetime) -> None:
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
         """Hand claimed rows back, due now: they were not tried (their claim ran out of time before
-        their turn), so the claim's attempt is undone and the next claim takes them at once."""
+        their turn), so the claim's attempt is undone and the next claim takes them at once. With
+        ``owner``, rows another sender took over meanwhile stay with it."""
         if not row_ids:
             return
         o = outbox.c
         with self._write_lock, self._writer.begin() as conn:
             for chunk in _chunks(list(row_ids)):
-                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending")
+                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending", self._held_by(owner))
                              .values(status=sa.case((o.attempts > 1, "retry"), else_="pending"),
                                      attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
                                      next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip

@@ -138,6 +138,16 @@ def test_a_sender_whose_claim_was_taken_over_does_not_mark_the_new_owners_rows(s
     assert store.outbox_row(e3.id).status == "sent"  # type: ignore[union-attr]
 
 
+def test_a_sender_whose_claim_was_taken_over_does_not_release_the_new_owners_rows(store: Store) -> None:
+    _outbox(store, "e1")
+    [stale] = store.claim_outbox(T0, 10, "frozen", 30)
+    [fresh] = store.claim_outbox(LATER, 10, "awake", 30)  # "awake" is sending it now
+    store.release_outbox([stale.id], LATER, owner="frozen")  # "frozen" wakes: it never tried the row
+    row = store.outbox_row(fresh.id)
+    assert row is not None and (row.status, row.attempts) == ("sending", 2)  # still the new owner's
+    assert store.claim_outbox(LATER, 10, "third", 30) == []  # so nobody else sends it a second time
+
+
 def test_a_sender_that_still_holds_its_rows_marks_them(store: Store) -> None:
     _outbox(store, "e1", "e2", "e3")
     e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 30)
