@@ -19,6 +19,25 @@ ChangeOp = Literal["put", "patch", "move", "delete", "event"]
 OutboxStatus = Literal["pending", "sending", "sent", "retry", "dead", "held"]
 
 
+class LeaseLost(Exception):
+    """A commit refused because its worker no longer holds the leases of its work: it was frozen
+    or cut off past its lease and another claimer took the rows (fencing). Nothing was written;
+    the work is the new holder's. ``holders`` counts the lost rows by who holds them now
+    (``"nobody"``: finished or given back)."""
+
+    def __init__(self, kind: str, owner: str, total: int, holders: Mapping[str, int]) -> None:
+        self.kind = kind
+        self.owner = owner
+        self.total = total
+        self.holders = dict(holders)
+        self.lost = sum(self.holders.values())
+        now_held = ", ".join(f"{'nobody (done or given back)' if who == 'nobody' else who} x{n}"
+                             for who, n in sorted(self.holders.items()))  # fmt: skip
+        super().__init__(f"batch of {total} {kind}(s) not committed: {owner} lost the lease of {self.lost} "
+                         f"(held now by: {now_held}); it was paused past its lease and another worker "
+                         f"took them over, so their work is left to it")  # fmt: skip
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -43,6 +62,7 @@ class NewChange:
     data: Mapping[str, Any] = field(default_factory=empty_map)
     source: str = "api"
     received_at: datetime | None = None
+    fingerprint: str = ""  # what a keyed API write asked for ('' = not checked): a reuse that differs is a 409
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,6 +77,7 @@ class StoredChange(NewChange):
 class AppendResult:
     seq: int
     duplicate: bool  # True when the idempotency key was already stored
+    fingerprint: str = ""  # the stored change's (for a duplicate: the first one's, not the one appended)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -162,13 +183,25 @@ class Store(Protocol):
     # ---- the worker loop
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]: ...
     def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]: ...
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None: ...
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
+        """Write the batch in one transaction. With ``owner``, only if ``owner`` still holds the
+        lease of every change (with the claim's ``attempts``) and timer: else :class:`LeaseLost`,
+        nothing written."""
+        ...
 
     # ---- delivery
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]: ...
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]: ...  # fmt: skip
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *,
+                       owner: str | None = None) -> None: ...  # claimed, not tried: due now
     def mark_sent(self, row_id: int, now: datetime) -> None: ...
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None: ...
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None: ...
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
+        """Mark rows sent; with ``owner``, only those it still holds (``sending``, its lease):
+        the ids left alone are returned."""
+        ...
+
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool: ...  # fmt: skip  # False: the lease was lost
     def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
 
     # ---- care
@@ -255,8 +288,11 @@ class Store(Protocol):
     def expire_leases(self, now: datetime, owner: str | None = None) -> int: ...
     def fail_exhausted_timers(self, now: datetime, max_attempts: int) -> list[Timer]: ...
     def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]: ...
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None: ...
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]: ...  # fmt: skip  # ids whose lease was lost
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int: ...
+    def shift_outbox(self, seconds: float, now: datetime) -> int: ...  # the clock went back ``seconds``
+    def clamp_retries(self, longest: float, now: datetime) -> int: ...  # retries later than any backoff: due now
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]: ...  # fmt: skip
     def queue_counts(self) -> dict[str, Any]: ...

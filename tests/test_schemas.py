@@ -576,6 +576,19 @@ INVALID = {
         "'send_mail' is not one of",
         "pick one",
     ),
+    "api_token of spaces only": (
+        """\
+apiVersion: flowctl/v1
+kind: Config
+metadata: {name: c}
+spec:
+  timezone: UTC
+  api_token: "   "
+""",
+        6,
+        "'   ' is not valid: the bearer token",
+        "",
+    ),
     "enabled: yes": (
         """\
 apiVersion: flowctl/v1

@@ -95,7 +95,12 @@ def describe(unset: Sequence[Unset]) -> str:
 
 def env_issues(bundle: m.Bundle, env: Mapping[str, str]) -> list[Issue]:
     """``flowctl validate --env``: an E095 error at each reference to a variable that is not set."""
-    return [error("E095", f"{u.owner} needs ${{{u.variable}}}, which {'is empty' if u.empty else 'is not set'} "
-                  "in this environment", u.span,
-                  f"set {u.variable} where flowctl run runs, or give it a default: ${{{u.variable}:-value}}")
-            for u in unset_env(bundle, env)]  # fmt: skip
+    return [
+        error(
+            "E095",
+            f"{u.owner} needs ${{{u.variable}}}, which {'is empty' if u.empty else 'is not set'} in this environment",
+            u.span,
+            f"set {u.variable} where flowctl run runs, or give it a default: ${{{u.variable}:-value}}",
+        )
+        for u in unset_env(bundle, env)
+    ]

@@ -51,8 +51,9 @@ meanwhile.""",
 @ALLOW_CANCEL
 @FORCE
 @NOW
-def command(directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool,
-            now_text: str) -> None:  # fmt: skip
+def command(
+    directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool, now_text: str
+) -> None:
     """Deploy DIR as the current configuration, after the checks of 'flowctl plan'."""
     import os
 
@@ -90,12 +91,17 @@ def finish(store: Store, plan: Plan, now: datetime, message: str, fmt: str, unse
     else:
         click.echo(render_plan(plan))
         if unset:
-            click.echo(f"Warning: not set where this runs: {'; '.join(unset)}. The daemon needs them where it "
-                       "runs; until then the messages of those channels are held", err=True)  # fmt: skip
+            click.echo(
+                f"Warning: not set where this runs: {'; '.join(unset)}. The daemon needs them where it "
+                "runs; until then the messages of those channels are held",
+                err=True,
+            )
         if applied:
             cancelled = len(plan.cancel_runs)
-            click.echo(f"Applied: version {plan.proposed.id} is now current"
-                       + (f"; cancelled {cancelled} runs" if cancelled else ""))  # fmt: skip
+            click.echo(
+                f"Applied: version {plan.proposed.id} is now current"
+                + (f"; cancelled {cancelled} runs" if cancelled else "")
+            )
         elif error:
             click.echo(f"Error: {error}", err=True)
     return 1 if error or plan.status in ("invalid", "refused") else 0

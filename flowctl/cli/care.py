@@ -10,22 +10,37 @@ import json
 import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flowctl.cli.common import load_or_exit
 from flowctl.cli.store_access import DB_HELP
 
+if TYPE_CHECKING:  # click's ParamType is generic in its stubs from 8.2 on, a plain class at run time before
+    _ParamType = click.ParamType[date, Any]
+else:
+    _ParamType = click.ParamType
+
 _dir = click.argument("directory", default=".", type=click.Path(path_type=Path))
-_records = click.option("--records", "records_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        help="YAML or JSON list of records: [{object, id, fields, owner}].")  # fmt: skip
+_records = click.option(
+    "--records",
+    "records_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML or JSON list of records: [{object, id, fields, owner}].",
+)
 _db = click.option("--db", "database", default="", help=DB_HELP)
-_format = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                       help="json: one document for CI, with the same times (ISO 8601, with offset).")  # fmt: skip
+_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one document for CI, with the same times (ISO 8601, with offset).",
+)
 
 
-class Day(click.ParamType):
+class Day(_ParamType):
     """A calendar day written YYYY-MM-DD; anything else is a usage error (exit 2)."""
 
     name = "YYYY-MM-DD"
@@ -40,11 +55,14 @@ class Day(click.ParamType):
             self.fail(f"{str(value)!r} is not a date: {reason}, e.g. 2027-03-14", param, ctx)
 
 
-@click.group("care", epilog="""\b
+@click.group(
+    "care",
+    epilog="""\b
 Examples:
   flowctl care list examples/birthday-care
   flowctl care preview sinh-nhat-lien-he examples/birthday-care --date 2027-03-14
-  flowctl care forecast sinh-nhat-lien-he examples/birthday-care --from 2027-01-01 --days 30 --format json""")
+  flowctl care forecast sinh-nhat-lien-he examples/birthday-care --from 2027-01-01 --days 30 --format json""",
+)
 def command() -> None:
     """Care processes (MISA AMIS "Quy trình chăm sóc"): list, preview, forecast."""
 
@@ -75,8 +93,15 @@ def read_records(path: Path) -> list[Any]:
         fields = item.get("fields") or {}
         if not isinstance(fields, dict):
             raise bad(f"item {n}: 'fields' must be a mapping of field names to values")
-        out.append(Record(object=str(item["object"]), id=str(item["id"]), fields=dict(fields),
-                          owner=str(item.get("owner") or fields.get("owner") or ""), version=1))  # fmt: skip
+        out.append(
+            Record(
+                object=str(item["object"]),
+                id=str(item["id"]),
+                fields=dict(fields),
+                owner=str(item.get("owner") or fields.get("owner") or ""),
+                version=1,
+            )
+        )
     return out
 
 
@@ -130,17 +155,25 @@ def _dump(document: Any) -> None:
 
 
 def _firing_json(firing: Any) -> dict[str, str]:
-    return {"object": firing.object, "id": firing.record_id, "at": firing.at.isoformat(),
-            "occurrence": firing.occurrence}  # fmt: skip
+    return {
+        "object": firing.object,
+        "id": firing.record_id,
+        "at": firing.at.isoformat(),
+        "occurrence": firing.occurrence,
+    }
 
 
 def _undated_text(undated: list[Any]) -> str:
-    return ", ".join(f"{u.object}/{u.id} " + (f"'{u.value}'" if u.value not in (None, "") else "(empty)")
-                     for u in undated)  # fmt: skip
+    return ", ".join(
+        f"{u.object}/{u.id} " + (f"'{u.value}'" if u.value not in (None, "") else "(empty)") for u in undated
+    )
 
 
-@command.command("list", epilog="\b\nExamples:\n  flowctl care list examples/birthday-care\n"
-                                "  flowctl care list --db postgresql+psycopg://…/crm --format json")  # fmt: skip
+@command.command(
+    "list",
+    epilog="\b\nExamples:\n  flowctl care list examples/birthday-care\n"
+    "  flowctl care list --db postgresql+psycopg://…/crm --format json",
+)
 @_dir
 @_db
 @_format
@@ -159,35 +192,59 @@ def list_(directory: Path, database: str, fmt: str) -> None:
         rows = []
         for p in sorted(bundle.care.values(), key=lambda p: (p.object, p.priority, p.name)):
             summary = store.care_summary(p.name)
-            rows.append({"name": p.name, "object": p.object, "enabled": p.enabled, "priority": p.priority,
-                         "when": _when_json(p), "last_run": _iso(summary.last_done_at, tz),
-                         "next_run": _iso(next_look(p, now, tz), tz),
-                         "counts": {k: summary.counts.get(k, 0) for k in ("sent", "skipped", "failed")}})  # fmt: skip
+            rows.append(
+                {
+                    "name": p.name,
+                    "object": p.object,
+                    "enabled": p.enabled,
+                    "priority": p.priority,
+                    "when": _when_json(p),
+                    "last_run": _iso(summary.last_done_at, tz),
+                    "next_run": _iso(next_look(p, now, tz), tz),
+                    "counts": {k: summary.counts.get(k, 0) for k in ("sent", "skipped", "failed")},
+                }
+            )
     finally:
         store.close()
     if fmt == "json":
-        _dump([{**row, "last_run": None if row["last_run"] == "-" else row["last_run"],
-                "next_run": None if row["next_run"] == "-" else row["next_run"]} for row in rows])  # fmt: skip
+        _dump(
+            [
+                {
+                    **row,
+                    "last_run": None if row["last_run"] == "-" else row["last_run"],
+                    "next_run": None if row["next_run"] == "-" else row["next_run"],
+                }
+                for row in rows
+            ]
+        )
         return
-    click.echo(f"{'NAME':28} {'OBJECT':12} {'STATUS':8} {'PRI':>3}  {'LAST RUN':25}  {'NEXT RUN':25}  "
-               f"{'SENT':>6} {'SKIPPED':>7} {'FAILED':>6}  WHEN")  # fmt: skip
+    click.echo(
+        f"{'NAME':28} {'OBJECT':12} {'STATUS':8} {'PRI':>3}  {'LAST RUN':25}  {'NEXT RUN':25}  "
+        f"{'SENT':>6} {'SKIPPED':>7} {'FAILED':>6}  WHEN"
+    )
     for row, p in zip(rows, sorted(bundle.care.values(), key=lambda p: (p.object, p.priority, p.name)), strict=True):
         n = row["counts"]
-        click.echo(f"{p.name:28} {p.object:12} {'enabled' if p.enabled else 'disabled':8} {p.priority:>3}  "
-                   f"{row['last_run']:25}  {row['next_run']:25}  "
-                   f"{n['sent']:>6} {n['skipped']:>7} {n['failed']:>6}  {_when(p)}")  # fmt: skip
+        click.echo(
+            f"{p.name:28} {p.object:12} {'enabled' if p.enabled else 'disabled':8} {p.priority:>3}  "
+            f"{row['last_run']:25}  {row['next_run']:25}  "
+            f"{n['sent']:>6} {n['skipped']:>7} {n['failed']:>6}  {_when(p)}"
+        )
 
 
 def _day_span(day: date, tz: Any) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(), tzinfo=tz)
-    return start - timedelta(microseconds=1), datetime.combine(day + timedelta(days=1), time(), tzinfo=tz) - \
-        timedelta(microseconds=1)  # fmt: skip
+    return start - timedelta(microseconds=1), datetime.combine(day + timedelta(days=1), time(), tzinfo=tz) - timedelta(
+        microseconds=1
+    )
 
 
-@command.command("preview", epilog="\b\nExamples:\n  flowctl care preview sinh-nhat-lien-he examples/birthday-care "
-                                   "--date 2026-05-02 --records contacts.yaml\n"
-                                   "  flowctl care preview sinh-nhat-lien-he --format json   # today, from the "
-                                   "config's database")  # fmt: skip
+@command.command(
+    "preview",
+    epilog="\b\nExamples:\n  flowctl care preview sinh-nhat-lien-he examples/birthday-care "
+    "--date 2026-05-02 --records contacts.yaml\n"
+    "  flowctl care preview sinh-nhat-lien-he --format json   # today, from the "
+    "config's database",
+)
 @click.argument("name")
 @_dir
 @click.option("--date", "day", type=Day(), default=None, help="The day to preview (YYYY-MM-DD; default today).")
@@ -234,33 +291,54 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
     state = MemoryState()
     for record in records:
         state.records[record.key] = record
-    shown = []
+    shown: list[dict[str, Any]] = []
     for firing in sorted(found, key=lambda f: (f.at, f.record_id)):
-        due = CareDue(key=f"preview:{firing.record_id}", process=process.name, object=firing.object,
-                      id=firing.record_id, occurrence=firing.occurrence)  # fmt: skip
+        due = CareDue(
+            key=f"preview:{firing.record_id}",
+            process=process.name,
+            object=firing.object,
+            id=firing.record_id,
+            occurrence=firing.occurrence,
+        )
         step = engine.handle(state, due, firing.at)
         state.apply(step)
-        effects = []
+        effects: list[dict[str, Any]] = []
         for effect in step.effects:
             params = dict(effect.params)
             what = params.get("subject") or params.get("text") or params.get("title") or params.get("set") or ""
             to = params.get("to") or params.get("assignee") or params.get("owner") or ""
             effects.append({"action": effect.action, "channel": effect.channel or "", "to": to, "what": what})
-        shown.append({**_firing_json(firing), "outcome": outcome(step, due), "effects": effects,
-                      "problems": [p.message for p in step.problems]})  # fmt: skip
+        shown.append(
+            {
+                **_firing_json(firing),
+                "outcome": outcome(step, due),
+                "effects": effects,
+                "problems": [p.message for p in step.problems],
+            }
+        )
     if fmt == "json":
-        _dump({"process": process.name, "date": the_day.isoformat(), "timezone": tz.key, "firings": shown,
-               "undated": [{"object": u.object, "id": u.id, "value": u.value} for u in undated],
-               "undated_count": undated_count})  # fmt: skip
+        _dump(
+            {
+                "process": process.name,
+                "date": the_day.isoformat(),
+                "timezone": tz.key,
+                "firings": shown,
+                "undated": [{"object": u.object, "id": u.id, "value": u.value} for u in undated],
+                "undated_count": undated_count,
+            }
+        )
         return
-    click.echo(f"care preview {process.name} on {the_day.isoformat()} ({tz.key}): {len(found)} firings; "
-               "nothing is sent")  # fmt: skip
+    click.echo(
+        f"care preview {process.name} on {the_day.isoformat()} ({tz.key}): {len(found)} firings; nothing is sent"
+    )
     for item in shown:
         click.echo(f"{item['at']}  {item['object']}/{item['id']}  occurrence {item['occurrence']}: {item['outcome']}")
-        for effect in item["effects"]:
-            via = f" via {effect['channel']}" if effect["channel"] else ""
-            what = effect["what"] if isinstance(effect["what"], str) else json.dumps(effect["what"], ensure_ascii=False)
-            click.echo(f"  {effect['action']}{via}{' to ' + effect['to'] if effect['to'] else ''}: {what}")
+        for shown_effect in item["effects"]:
+            via = f" via {shown_effect['channel']}" if shown_effect["channel"] else ""
+            what = shown_effect["what"]
+            text = what if isinstance(what, str) else json.dumps(what, ensure_ascii=False)
+            to = f" to {shown_effect['to']}" if shown_effect["to"] else ""
+            click.echo(f"  {shown_effect['action']}{via}{to}: {text}")
         for problem in item["problems"]:
             click.echo(f"  problem: {problem}")
     if undated:
@@ -269,10 +347,13 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
         click.echo(f"skipped: {undated_count} records without a usable {field} (of {of})")
 
 
-@command.command("forecast", epilog="\b\nExamples:\n  flowctl care forecast sinh-nhat-lien-he examples/birthday-care "
-                                    "--from 2027-01-01 --days 730 --records contacts.yaml > care.golden\n"
-                                    "  flowctl care forecast sinh-nhat-lien-he --from 2027-01-01 --records "
-                                    "contacts.yaml --format json")  # fmt: skip
+@command.command(
+    "forecast",
+    epilog="\b\nExamples:\n  flowctl care forecast sinh-nhat-lien-he examples/birthday-care "
+    "--from 2027-01-01 --days 730 --records contacts.yaml > care.golden\n"
+    "  flowctl care forecast sinh-nhat-lien-he --from 2027-01-01 --records "
+    "contacts.yaml --format json",
+)
 @click.argument("name")
 @_dir
 @click.option("--from", "from_", type=Day(), required=True, help="First day (YYYY-MM-DD).")
@@ -300,18 +381,32 @@ def forecast(name: str, directory: Path, from_: date, days: int, records_file: P
         return sorted(firings, key=lambda f: (f.object, _id_key(f.record_id), f.at))
 
     if fmt == "json":
-        _dump({"process": process.name, "when": _when_json(process), "if": process.if_,
-               "policies": {"feb29": process.feb29, "dst_gap": process.dst_gap, "dst_overlap": process.dst_overlap},
-               "timezone": tz.key, "from": from_.isoformat(), "days": days,
-               "firings": [_firing_json(f) for f in order(result.runs)],
-               "skipped_by_if": [_firing_json(f) for f in order(result.unless)],
-               "if_failed": [{**_firing_json(f), "error": e} for f, e in sorted(
-                   result.failing, key=lambda fe: (fe[0].object, _id_key(fe[0].record_id), fe[0].at))],
-               "not_run_dst_gap": [_firing_json(f) for f in order(result.dst_skipped)],
-               "undated": [{"object": u.object, "id": u.id, "value": u.value} for u in result.undated]})  # fmt: skip
+        _dump(
+            {
+                "process": process.name,
+                "when": _when_json(process),
+                "if": process.if_,
+                "policies": {"feb29": process.feb29, "dst_gap": process.dst_gap, "dst_overlap": process.dst_overlap},
+                "timezone": tz.key,
+                "from": from_.isoformat(),
+                "days": days,
+                "firings": [_firing_json(f) for f in order(result.runs)],
+                "skipped_by_if": [_firing_json(f) for f in order(result.unless)],
+                "if_failed": [
+                    {**_firing_json(f), "error": e}
+                    for f, e in sorted(
+                        result.failing, key=lambda fe: (fe[0].object, _id_key(fe[0].record_id), fe[0].at)
+                    )
+                ],
+                "not_run_dst_gap": [_firing_json(f) for f in order(result.dst_skipped)],
+                "undated": [{"object": u.object, "id": u.id, "value": u.value} for u in result.undated],
+            }
+        )
         return
-    click.echo(f"# care forecast {process.name}: {_when(process)}, feb29 {process.feb29}, {_dst(process)}; "
-               f"if: {process.if_ or 'none'}; {tz.key}; {from_.isoformat()} + {days} days")  # fmt: skip
+    click.echo(
+        f"# care forecast {process.name}: {_when(process)}, feb29 {process.feb29}, {_dst(process)}; "
+        f"if: {process.if_ or 'none'}; {tz.key}; {from_.isoformat()} + {days} days"
+    )
     for firing in order(result.runs):
         click.echo(f"{firing.object}/{firing.record_id}  {firing.at.isoformat()}  {firing.occurrence}")
     click.echo(f"# {len(result.runs)} firings for {len({(f.object, f.record_id) for f in result.runs})} records")
@@ -324,8 +419,10 @@ def forecast(name: str, directory: Path, from_: date, days: int, records_file: P
         for firing, error in sorted(result.failing, key=lambda fe: (fe[0].object, _id_key(fe[0].record_id), fe[0].at)):
             click.echo(f"#   {firing.object}/{firing.record_id}  {firing.at.isoformat()}  {firing.occurrence}: {error}")
     if result.dst_skipped:
-        click.echo(f"# {len(result.dst_skipped)} firings not run: their wall time does not exist (dst_gap: skip); "
-                   "shift would run them at:")  # fmt: skip
+        click.echo(
+            f"# {len(result.dst_skipped)} firings not run: their wall time does not exist (dst_gap: skip); "
+            "shift would run them at:"
+        )
         for firing in order(result.dst_skipped):
             click.echo(f"#   {firing.object}/{firing.record_id}  {firing.at.isoformat()}  {firing.occurrence}")
     if result.undated:

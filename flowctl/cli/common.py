@@ -29,8 +29,7 @@ def load_or_exit(directory: Path, *, allow_warnings: bool = True) -> Any:
     if not loaded.ok:
         for issue in loaded.errors:
             click.echo(str(issue), err=True)
-        click.echo(f"{directory}: invalid: {len(loaded.errors)} errors; run 'flowctl validate {directory}'",
-                   err=True)
+        click.echo(f"{directory}: invalid: {len(loaded.errors)} errors; run 'flowctl validate {directory}'", err=True)
         sys.exit(1)
     return loaded
 
@@ -44,8 +43,13 @@ def directory_argument(help_text: str = "Config directory (default: .), for its 
         def wrapper(*args: Any, directory: Path | None, dir_option: Path | None, **kwargs: Any) -> Any:
             return func(*args, directory=pick_directory(directory, dir_option), **kwargs)
 
-        option = click.option("--dir", "dir_option", type=click.Path(path_type=Path), metavar="DIR",
-                              help=f"{help_text} Same as the DIR argument, kept for older scripts.")  # fmt: skip
+        option = click.option(
+            "--dir",
+            "dir_option",
+            type=click.Path(path_type=Path),
+            metavar="DIR",
+            help=f"{help_text} Same as the DIR argument, kept for older scripts.",
+        )
         argument = click.argument("directory", required=False, metavar="[DIR]", type=click.Path(path_type=Path))
         return argument(option(wrapper))  # type: ignore[return-value]
 

@@ -9,10 +9,13 @@ import click
 from flowctl.cli.store_access import DB_HELP
 
 
-@click.group("db", epilog="""\b
+@click.group(
+    "db",
+    epilog="""\b
 Examples:
   flowctl db upgrade                             # ./ and its database
-  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""")
+  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""",
+)
 def command() -> None:
     """Database maintenance (migrations are also applied when the daemon starts)."""
 

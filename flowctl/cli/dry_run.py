@@ -10,6 +10,9 @@ from typing import Any
 import click
 
 from flowctl.cli.common import load_or_exit
+from flowctl.spec.issues import Issue
+from flowctl.spec.model import Test
+from flowctl.spec.places import Span
 
 EVENT_HELP = """\b
 The event file (YAML or JSON) holds one step, or 'steps:' with several, and
@@ -31,7 +34,7 @@ def _as_test(data: Any) -> dict[str, Any]:
     return {"apiVersion": "flowctl/v1", "kind": "Test", "metadata": {"name": "dry-run"}, "spec": spec}
 
 
-def load_event(path: Path) -> Any:
+def load_event(path: Path) -> tuple[Test | None, list[Issue]]:
     """Read the event file as a Test document, reporting problems at its own lines."""
     from flowctl.spec.builder import Builder
     from flowctl.spec.loader import RawDocument, load_text
@@ -39,7 +42,14 @@ def load_event(path: Path) -> Any:
 
     result = load_text(path.read_text(encoding="utf-8"), str(path), path)
     if result.issues or not result.documents:
-        return None, result.issues or ["the event file is empty"]
+        example = 'update: {object: deal, id: "7", fields: {paid_amount: 600000}}'
+        empty = Issue(
+            code="E001",
+            message="the event file is empty",
+            span=Span(str(path), 1, 1),
+            hint=f"write one step, e.g. '{example}'",
+        )
+        return None, list(result.issues) or [empty]
     raw = result.documents[0]
     wrapped = _as_test(raw.data)
     single = isinstance(raw.data, dict) and "steps" not in raw.data
@@ -54,7 +64,9 @@ def load_event(path: Path) -> Any:
     issues = check_document(doc)
     if issues:
         return None, issues
-    return Builder(root=path.parent).build(doc), []
+    test = Builder(root=path.parent).build(doc)
+    assert isinstance(test, Test)  # the document was wrapped as a Test above
+    return test, []
 
 
 @click.command(
@@ -71,18 +83,24 @@ stage whose required fields are empty; 'errors' in the JSON form) or the files a
 invalid, 2 usage error. Problems of the automations themselves (a template that
 fails to render) are printed and do not change the exit code.
 
-""" + EVENT_HELP,
+"""
+    + EVENT_HELP,
 )
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
-@click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML/JSON file with the change(s) or event(s) to simulate.")
+@click.option(
+    "--event",
+    "event_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML/JSON file with the change(s) or event(s) to simulate.",
+)
 @click.option("--now", default="", help="Start time (ISO 8601); default: the file's 'now' or 2026-01-01T09:00.")
 @click.option("--advance", default="", help="After the steps, let this much time pass (e.g. 3d), firing timers.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str) -> None:
     """Show what the automations under DIR (default: .) would do for the changes in --event."""
     from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
-    from flowctl.engine.scenario import _do, parse_now
+    from flowctl.engine.scenario import parse_now, perform_step
     from flowctl.engine.simulator import SimulationError, Simulator
     from flowctl.engine.state import Record
     from flowctl.spec.durations import DurationError, parse_duration
@@ -100,12 +118,20 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
         raise click.BadParameter(f"not an ISO 8601 time: {now or test.now}", param_hint="--now") from exc
     sim = Simulator(bundle, sim_start, version="dry-run")
     for rec in test.records:
-        sim.seed(Record(object=rec.object, id=rec.id, fields=dict(rec.fields), stage=rec.stage,
-                        pipeline=rec.pipeline, owner=str(rec.fields.get("owner") or "")))  # fmt: skip
-    errors = []
+        sim.seed(
+            Record(
+                object=rec.object,
+                id=rec.id,
+                fields=dict(rec.fields),
+                stage=rec.stage,
+                pipeline=rec.pipeline,
+                owner=str(rec.fields.get("owner") or ""),
+            )
+        )
+    errors: list[str] = []
     for step in test.steps:
         try:
-            errors.extend(_do(sim, step))
+            errors.extend(perform_step(sim, step))
         except SimulationError as exc:
             errors.append(f"{step.where.at()}: {step.op} refused: {exc}")
     if advance:
@@ -115,13 +141,19 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
             raise click.BadParameter(str(exc), param_hint="--advance") from exc
     runs = sim.runs_touched()
     if fmt == "json":
-        json.dump({
-            "now": sim.now.isoformat(),
-            "runs": [run_json(r) for r in runs],
-            "effects": [effect_json(e) for e in sim.state.effects],
-            "problems": [{"code": p.code, "message": p.message} for p in sim.state.problems],
-            "errors": errors,
-        }, sys.stdout, ensure_ascii=False, indent=2, default=str)  # fmt: skip
+        json.dump(
+            {
+                "now": sim.now.isoformat(),
+                "runs": [run_json(r) for r in runs],
+                "effects": [effect_json(e) for e in sim.state.effects],
+                "problems": [{"code": p.code, "message": p.message} for p in sim.state.problems],
+                "errors": errors,
+            },
+            sys.stdout,
+            ensure_ascii=False,
+            indent=2,
+            default=str,
+        )
         sys.stdout.write("\n")
         sys.exit(1 if errors else 0)
     click.echo(f"dry run from {sim_start.isoformat()} to {sim.now.isoformat()}: nothing is sent")

@@ -10,18 +10,33 @@ import click
 
 from flowctl.cli.common import iso
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                      help="Output format.")  # fmt: skip
-ALLOW_CANCEL = click.option("--allow-cancel", is_flag=True,
-                            help="Cancel runs and timers on removed flow nodes or stage rules instead of refusing.")
-FORCE = click.option("--force", is_flag=True, help="Allow removing every document, or more than half of them, "
-                     "and requiring a field that records already in the stage lack.")
-NOW = click.option("--now", "now_text", default="", metavar="TIME",
-                   help="Plan as of this time (default: now), for 'today' in care checks and the blast windows: "
-                        "an ISO time (without an offset, in the Config's zone), a date, or yesterday/today.")
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+ALLOW_CANCEL = click.option(
+    "--allow-cancel",
+    is_flag=True,
+    help="Cancel runs and timers on removed flow nodes or stage rules instead of refusing.",
+)
+FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Allow removing every document, or more than half of them, "
+    "and requiring a field that records already in the stage lack.",
+)
+NOW = click.option(
+    "--now",
+    "now_text",
+    default="",
+    metavar="TIME",
+    help="Plan as of this time (default: now), for 'today' in care checks and the blast windows: "
+    "an ISO time (without an offset, in the Config's zone), a date, or yesterday/today.",
+)
 
-TIME_FORMS = ("give an ISO date or time (2026-03-01, 2026-03-01T09:00, 2026-03-01T09:00:00+07:00; without an "
-              "offset it is in the Config's time zone), a duration ago (1d, 2h30m), or now, today, yesterday")
+TIME_FORMS = (
+    "give an ISO date or time (2026-03-01, 2026-03-01T09:00, 2026-03-01T09:00:00+07:00; without an "
+    "offset it is in the Config's time zone), a duration ago (1d, 2h30m), or now, today, yesterday"
+)
 
 
 def parse_now(text: str, zone: tzinfo | None = None, option: str = "--now") -> datetime:
@@ -39,8 +54,9 @@ def parse_now(text: str, zone: tzinfo | None = None, option: str = "--now") -> d
         return now
     if word in ("today", "yesterday"):
         if zone is None:
-            raise click.BadParameter(f"'{text}' needs the Config's time zone; give an ISO time with an offset",
-                                     param_hint=option)  # fmt: skip
+            raise click.BadParameter(
+                f"'{text}' needs the Config's time zone; give an ISO time with an offset", param_hint=option
+            )
         day = now.date() - timedelta(days=1 if word == "yesterday" else 0)
         return datetime.combine(day, time(0), tzinfo=zone)
     try:
@@ -49,8 +65,9 @@ def parse_now(text: str, zone: tzinfo | None = None, option: str = "--now") -> d
         pass
     else:
         if ago < timedelta(0):
-            raise click.BadParameter(f"'{text}': a duration counts back from now; write it without '-'",
-                                     param_hint=option)  # fmt: skip
+            raise click.BadParameter(
+                f"'{text}': a duration counts back from now; write it without '-'", param_hint=option
+            )
         return now - ago
     try:
         value = datetime.fromisoformat(text.strip())
@@ -58,8 +75,9 @@ def parse_now(text: str, zone: tzinfo | None = None, option: str = "--now") -> d
         raise click.BadParameter(f"'{text}' is not a time: {TIME_FORMS}", param_hint=option) from exc
     if value.tzinfo is None:
         if zone is None:
-            raise click.BadParameter(f"'{text}' has no offset: give one, e.g. 2026-03-01T09:00:00+07:00",
-                                     param_hint=option)  # fmt: skip
+            raise click.BadParameter(
+                f"'{text}' has no offset: give one, e.g. 2026-03-01T09:00:00+07:00", param_hint=option
+            )
         value = value.replace(tzinfo=zone)
     return value
 
@@ -109,8 +127,11 @@ def render_plan(plan: Any, zone: tzinfo = UTC) -> str:
     other = [f for f in files.changed if not f.endswith((".yaml", ".yml"))]
     moved = not plan.documents and (files.added or files.removed or files.changed)
     if other or moved:
-        parts = [f"{len(v)} {k}" for k, v in (("added", files.added), ("changed", files.changed),
-                                               ("removed", files.removed)) if v]  # fmt: skip
+        parts = [
+            f"{len(v)} {k}"
+            for k, v in (("added", files.added), ("changed", files.changed), ("removed", files.removed))
+            if v
+        ]
         lines.append(f"Files: {', '.join(parts)}: " + ", ".join([*files.added, *files.changed, *files.removed]))
     if plan.findings:
         lines.append("")
@@ -127,16 +148,21 @@ def render_plan(plan: Any, zone: tzinfo = UTC) -> str:
                 lines.append(f"    {label:<11} {_tally(reach.new[window], reach.old[window], reach.status)}")
     lines.append("")
     if plan.layout_only:
-        lines.append(f"Result: no change to the documents (comments or layout in {', '.join(files.changed)}); "
-                     "apply would store the new text as a new version")  # fmt: skip
+        lines.append(
+            f"Result: no change to the documents (comments or layout in {', '.join(files.changed)}); "
+            "apply would store the new text as a new version"
+        )
         return "\n".join(lines)
-    lines.append("Result: " + {
-        "refused": f"refused ({len(plan.refusals)} refusal{'s' if len(plan.refusals) != 1 else ''}); "
-                   "nothing would be applied",
-        "unchanged": "no changes; this version is already deployed",
-        "changes": f"{len(plan.documents)} document change{'s' if len(plan.documents) != 1 else ''} to apply"
-                   + (f", {len(plan.cancel_runs)} runs to cancel" if plan.cancel_runs else ""),
-    }[plan.status])  # fmt: skip
+    lines.append(
+        "Result: "
+        + {
+            "refused": f"refused ({len(plan.refusals)} refusal{'s' if len(plan.refusals) != 1 else ''}); "
+            "nothing would be applied",
+            "unchanged": "no changes; this version is already deployed",
+            "changes": f"{len(plan.documents)} document change{'s' if len(plan.documents) != 1 else ''} to apply"
+            + (f", {len(plan.cancel_runs)} runs to cancel" if plan.cancel_runs else ""),
+        }[plan.status]
+    )
     return "\n".join(lines)
 
 

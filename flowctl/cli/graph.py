@@ -34,5 +34,6 @@ def command(name: str, directory: Path, fmt: str) -> None:
         sys.stdout.write(graph.pipeline_mermaid(pipeline) if fmt == "mermaid" else graph.pipeline_dot(pipeline))
         return
     known = sorted([*bundle.flows, *bundle.pipelines])
-    raise click.BadParameter(f"no flow or pipeline named '{name}' in {directory}; known: {', '.join(known) or 'none'}",
-                             param_hint="NAME")
+    raise click.BadParameter(
+        f"no flow or pipeline named '{name}' in {directory}; known: {', '.join(known) or 'none'}", param_hint="NAME"
+    )

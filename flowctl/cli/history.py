@@ -41,9 +41,21 @@ def command(directory: Path, database: str, limit: int, fmt: str) -> None:
     current_id = current.id if current else None
     zone = where.zone
     if fmt == "json":
-        echo_json([{"id": v.id, "current": v.id == current_id, "applied_at": iso(v.applied_at, zone),
-                    "commit": v.commit, "author": v.author, "message": v.message,
-                    "documents": len(v.documents), "rebuildable": bool(v.files)} for v in versions])  # fmt: skip
+        echo_json(
+            [
+                {
+                    "id": v.id,
+                    "current": v.id == current_id,
+                    "applied_at": iso(v.applied_at, zone),
+                    "commit": v.commit,
+                    "author": v.author,
+                    "message": v.message,
+                    "documents": len(v.documents),
+                    "rebuildable": bool(v.files),
+                }
+                for v in versions
+            ]
+        )
         return
     if not versions:
         click.echo("no version deployed yet; run 'flowctl apply'")
@@ -54,5 +66,7 @@ def command(directory: Path, database: str, limit: int, fmt: str) -> None:
         extra = "" if v.files else "  (no files: cannot be rolled back to)"
         who = f"  {v.author}" if v.author else ""
         what = f"  {v.message}" if v.message else ""
-        click.echo(f"{mark} {v.id}  {iso(v.applied_at, zone, seconds=True)}  {commit}{who}{what}  "
-                   f"[{len(v.documents)} documents]{extra}")  # fmt: skip
+        click.echo(
+            f"{mark} {v.id}  {iso(v.applied_at, zone, seconds=True)}  {commit}{who}{what}  "
+            f"[{len(v.documents)} documents]{extra}"
+        )

@@ -18,15 +18,28 @@ _db = click.option("--db", "database", default="", help=DB_HELP)
 
 def row_json(row: Any, zone: tzinfo) -> dict[str, Any]:
     """An outbox row as JSON, its times in ``zone`` with their offset."""
-    return {"id": row.id, "key": row.key, "channel": row.channel, "action": row.action, "object": row.object,
-            "record_id": row.record_id, "run_id": row.run_id, "status": row.status, "attempts": row.attempts,
-            "next_attempt_at": iso_or_none(row.next_attempt_at, zone),
-            "last_error": row.last_error, "recipient": row.recipient,
-            "created_at": iso_or_none(row.created_at, zone), "sent_at": iso_or_none(row.sent_at, zone),
-            "payload": dict(row.payload)}  # fmt: skip
+    return {
+        "id": row.id,
+        "key": row.key,
+        "channel": row.channel,
+        "action": row.action,
+        "object": row.object,
+        "record_id": row.record_id,
+        "run_id": row.run_id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso_or_none(row.next_attempt_at, zone),
+        "last_error": row.last_error,
+        "recipient": row.recipient,
+        "created_at": iso_or_none(row.created_at, zone),
+        "sent_at": iso_or_none(row.sent_at, zone),
+        "payload": dict(row.payload),
+    }
 
 
-@click.group("outbox", epilog="""\b
+@click.group(
+    "outbox",
+    epilog="""\b
 Examples:
   flowctl outbox list --status dead              # ./ and its database
   flowctl outbox show 12 config/
@@ -34,13 +47,17 @@ Examples:
 
 \b
 Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).
-A database that does not exist is reported (exit 1), never created.""")
+A database that does not exist is reported (exit 1), never created.""",
+)
 def command() -> None:
     """Inspect and retry outgoing messages."""
 
 
-@command.command("list", epilog="\b\nExamples:\n  flowctl outbox list --status dead\n"
-                                "  flowctl outbox list config/ --status held --format json")
+@command.command(
+    "list",
+    epilog="\b\nExamples:\n  flowctl outbox list --status dead\n"
+    "  flowctl outbox list config/ --status held --format json",
+)
 @click.option("--status", default="", help="pending, sending, sent, retry, held or dead.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -61,8 +78,10 @@ def list_(status: str, limit: int, fmt: str, directory: Path, database: str) -> 
     for row in rows:
         created = iso(row.created_at, where.zone, seconds=True) if row.created_at else "-"
         extra = f" (attempts {row.attempts}: {row.last_error})" if row.last_error else ""
-        click.echo(f"{row.id}  {row.status:7}  {created}  {row.channel:8} {row.action:14} {row.recipient or '-'}  "
-                   f"{row.object}/{row.record_id}{extra}")  # fmt: skip
+        click.echo(
+            f"{row.id}  {row.status:7}  {created}  {row.channel:8} {row.action:14} {row.recipient or '-'}  "
+            f"{row.object}/{row.record_id}{extra}"
+        )
     click.echo(f"{len(rows)} rows")
 
 
@@ -83,13 +102,21 @@ def show(row_id: int, directory: Path, database: str) -> None:
     click.echo(json.dumps(row_json(row, where.zone), ensure_ascii=False, indent=2, default=str))
 
 
-@command.command("retry", epilog="""\b
+@command.command(
+    "retry",
+    epilog="""\b
 Examples:
   flowctl outbox retry 12              # a dead letter goes out again
-  flowctl outbox retry 12 13 config/   # the last argument is DIR when it is not a row number""")
+  flowctl outbox retry 12 13 config/   # the last argument is DIR when it is not a row number""",
+)
 @click.argument("args", nargs=-1, required=True, metavar="ROW_ID... [DIR]")
-@click.option("--dir", "dir_option", type=click.Path(path_type=Path), metavar="DIR",
-              help="Config directory (default: .), for its database. Same as the DIR argument.")
+@click.option(
+    "--dir",
+    "dir_option",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Config directory (default: .), for its database. Same as the DIR argument.",
+)
 @_db
 def retry(args: tuple[str, ...], dir_option: Path | None, database: str) -> None:
     """Queue dead or failed rows for delivery again (same idempotency key)."""

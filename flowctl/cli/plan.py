@@ -64,8 +64,9 @@ def command(directory: Path, database: str, fmt: str, allow_cancel: bool, force:
     finally:
         store.close()
     if fresh is not None:
-        click.echo(f"no database at {fresh.path} yet: planned against an empty system "
-                   "('flowctl apply' creates it)", err=True)  # fmt: skip
+        click.echo(
+            f"no database at {fresh.path} yet: planned against an empty system ('flowctl apply' creates it)", err=True
+        )
     if fmt == "json":
         echo_json(plan.to_json())
     else:

@@ -11,31 +11,45 @@ import click
 
 from flowctl.cli.common import directory_argument
 from flowctl.cli.store_access import DB_HELP, open_existing, open_for, target
+from flowctl.engine.state import Record
 
 _dir = directory_argument("Config directory (default: .), for its database and object types.")
 _db = click.option("--db", "database", default="", help=DB_HELP)
 
 
-@click.group("records", epilog="""\b
+@click.group(
+    "records",
+    epilog="""\b
 Examples:
   flowctl records list deal --stage documents    # ./ and its database
   flowctl records get deal 7 config/
   flowctl records put contact 1 '{"full_name": "Lan"}' --db postgresql+psycopg://flowctl@db/flowctl
 
 \b
-list and get report a database that does not exist (exit 1); put creates it, like the daemon.""")
+list and get report a database that does not exist (exit 1); put creates it, like the daemon.""",
+)
 def command() -> None:
     """Read and write records in the store."""
 
 
-def _record_json(record: object) -> dict[str, object]:
-    return {"object": record.object, "id": record.id, "stage": record.stage, "pipeline": record.pipeline,  # type: ignore[attr-defined]
-            "owner": record.owner, "version": record.version, "deleted": record.deleted,  # type: ignore[attr-defined]
-            "fields": dict(record.fields)}  # type: ignore[attr-defined]  # fmt: skip
+def _record_json(record: Record) -> dict[str, object]:
+    return {
+        "object": record.object,
+        "id": record.id,
+        "stage": record.stage,
+        "pipeline": record.pipeline,
+        "owner": record.owner,
+        "version": record.version,
+        "deleted": record.deleted,
+        "fields": dict(record.fields),
+    }
 
 
-@command.command("list", epilog="\b\nExamples:\n  flowctl records list deal --stage documents\n"
-                                "  flowctl records list contact config/ --format json")
+@command.command(
+    "list",
+    epilog="\b\nExamples:\n  flowctl records list deal --stage documents\n"
+    "  flowctl records list contact config/ --format json",
+)
 @click.argument("object")
 @click.option("--stage", default="", help="Only records in this stage.")
 @click.option("--limit", default=50, show_default=True)
@@ -76,14 +90,17 @@ def get(object: str, id: str, directory: Path, database: str) -> None:
     click.echo(json.dumps(_record_json(record), ensure_ascii=False, indent=2))
 
 
-@command.command("put", epilog="""\b
+@command.command(
+    "put",
+    epilog="""\b
 Examples:
   flowctl records put contact 1 '{"full_name": "Lan", "phone": "0901234567"}'
   flowctl records put deal 7 '{"title": "Sofa", "amount": 15000000}' config/ --stage new
 
 \b
 The change is queued like an API write: a running daemon (or the next one
-started) processes it and runs the automations it triggers.""")
+started) processes it and runs the automations it triggers.""",
+)
 @click.argument("object")
 @click.argument("id")
 @click.argument("fields_json")
@@ -108,8 +125,19 @@ def put(object: str, id: str, fields_json: str, stage: str, directory: Path, dat
         raise click.ClickException("; ".join(problems))
     store = open_for(directory, database)
     try:
-        (result,) = store.append_changes([NewChange(object=object, record_id=id, op="put", fields=fields,
-                                                    stage=stage, idempotency_key=uuid.uuid4().hex, source="cli")])
+        (result,) = store.append_changes(
+            [
+                NewChange(
+                    object=object,
+                    record_id=id,
+                    op="put",
+                    fields=fields,
+                    stage=stage,
+                    idempotency_key=uuid.uuid4().hex,
+                    source="cli",
+                )
+            ]
+        )
     finally:
         store.close()
     click.echo(f"queued change {result.seq} for {object}/{id}")

@@ -52,8 +52,13 @@ Exit codes: 0 same effects as really produced (baseline differences aside), 2 di
 or no database.""",
 )
 @click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
-@click.option("--since", "since_text", required=True, metavar="TIME",
-              help="Start of the period: 2026-03-01, 2026-03-01T09:00, 1d (ago), yesterday…")
+@click.option(
+    "--since",
+    "since_text",
+    required=True,
+    metavar="TIME",
+    help="Start of the period: 2026-03-01, 2026-03-01T09:00, 1d (ago), yesterday…",
+)
 @click.option("--until", "until_text", default="", metavar="TIME", help="End of the period (default: now).")
 @click.option("--db", "database", default="", help=DB_HELP)
 @click.option("--limit", default=50, show_default=True, help="Records shown in text output.")
@@ -97,9 +102,14 @@ def render(r: Replay, limit: int, zone: tzinfo) -> str:
         lines.append("Same effects as really produced.")
         return "\n".join(lines)
     real = [d for d in records if not d.baseline]
-    lines.append(f"{len(real)} record(s) with different effects" + (
-        f", {len(records) - len(real)} more differing under the deployed version too (baseline)"
-        if len(records) != len(real) else ""))  # fmt: skip
+    lines.append(
+        f"{len(real)} record(s) with different effects"
+        + (
+            f", {len(records) - len(real)} more differing under the deployed version too (baseline)"
+            if len(records) != len(real)
+            else ""
+        )
+    )
     for diff in records[:limit]:
         tag = "  (baseline)" if diff.baseline else ""
         lines.append(f"  {diff.object} {diff.record_id}{tag}")
@@ -163,7 +173,7 @@ def _window(text: str, start: int, end: int) -> str:
         right = space if space >= 0 else right
     middle = text[left:right]
     if end - start > 2 * WIDTH:  # a long change: its beginning and its end
-        middle = text[left:start + WIDTH] + "…" + text[end - WIDTH:right]
+        middle = text[left : start + WIDTH] + "…" + text[end - WIDTH : right]
     return _quote(("…" if left > 0 else "") + middle + ("…" if right < len(text) else ""))
 
 

@@ -33,8 +33,9 @@ database.""",
 @ALLOW_CANCEL
 @FORCE
 @NOW
-def command(version: str, directory: Path, database: str, message: str, fmt: str, allow_cancel: bool,
-            force: bool, now_text: str) -> None:  # fmt: skip
+def command(
+    version: str, directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool, now_text: str
+) -> None:
     """Deploy the stored VERSION again (DIR only locates the default database)."""
     from flowctl.cli.apply import finish
     from flowctl.gitops.plan import make_plan

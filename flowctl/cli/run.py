@@ -3,43 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from flowctl.cli.common import load_or_exit
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log shippers parse."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
-               "logger": record.name, "message": record.getMessage()}  # fmt: skip
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
-
-
-def setup_logging(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
-                                                                                "%(message)s"))  # fmt: skip
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the log
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+from flowctl.runtime.clock import SystemClock
+from flowctl.runtime.logs import setup_logging
 
 
 @click.command(
@@ -122,7 +97,7 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
     try:
         store = open_store(url)
         if lock is not None:  # the lock proves every earlier daemon on this file is gone: take its work now
-            ended = store.expire_leases(datetime.now(UTC))
+            ended = store.expire_leases(SystemClock().now())
             if ended:
                 click.echo(f"flowctl: resuming {ended} item(s) a stopped daemon had in hand", err=True)
     except Exception as exc:
@@ -165,6 +140,8 @@ def make_server(app: Any, host: str, port: int) -> Any:
     would kill the process before the workers drain. ``flowctl run`` handles the signals itself."""
     import uvicorn
 
+    from flowctl.runtime.heads import server_options
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -172,6 +149,7 @@ def make_server(app: Any, host: str, port: int) -> Any:
 
     # keep-alive longer than uvicorn's 5 s: clients and proxies that pool connections would
     # otherwise reuse one the server just closed and see "connection reset"
+    # request heads are bounded (431) before any handler, token check included: see runtime.heads
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5, timeout_keep_alive=75)  # fmt: skip
+                            timeout_graceful_shutdown=5, timeout_keep_alive=75, **server_options())  # fmt: skip
     return Server(config)

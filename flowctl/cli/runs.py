@@ -16,7 +16,9 @@ from flowctl.cli.store_access import DB_HELP, open_existing, target
 _db = click.option("--db", "database", default="", help=DB_HELP)
 
 
-@click.group("runs", epilog="""\b
+@click.group(
+    "runs",
+    epilog="""\b
 Examples:
   flowctl runs list --status waiting             # ./ and its database
   flowctl runs list config/ --record deal/7
@@ -24,7 +26,8 @@ Examples:
 
 \b
 Times are ISO 8601 with their offset, in the Config's time zone (UTC without a Config).
-A database that does not exist is reported (exit 1), never created.""")
+A database that does not exist is reported (exit 1), never created.""",
+)
 def command() -> None:
     """Inspect runs and their traces."""
 
@@ -41,8 +44,11 @@ def run_json(run: Any, zone: tzinfo) -> dict[str, Any]:
     return out
 
 
-@command.command("list", epilog="\b\nExamples:\n  flowctl runs list --status waiting\n"
-                                "  flowctl runs list config/ --record deal/7 --format json")
+@command.command(
+    "list",
+    epilog="\b\nExamples:\n  flowctl runs list --status waiting\n"
+    "  flowctl runs list config/ --record deal/7 --format json",
+)
 @click.option("--status", default="", help="running, waiting, queued, done, cancelled or failed.")
 @click.option("--record", "record", default="", help="OBJECT/ID: only runs about this record.")
 @click.option("--limit", default=50, show_default=True)
@@ -64,13 +70,13 @@ def list_(status: str, record: str, limit: int, fmt: str, directory: Path, datab
         return
     for run in runs:
         updated = iso(run.updated_at, where.zone, seconds=True) if run.updated_at else "-"
-        click.echo(f"{run.id}  {run.automation}  {run.object}/{run.record_id}  {run.status}  at {run.node}  "
-                   f"{updated}")  # fmt: skip
+        click.echo(f"{run.id}  {run.automation}  {run.object}/{run.record_id}  {run.status}  at {run.node}  {updated}")
     click.echo(f"{len(runs)} runs")
 
 
-@command.command("show", epilog="\b\nExamples:\n  flowctl runs show 'c12/run1'\n"
-                                "  flowctl runs show 'c12/run1' config/ --format json")
+@command.command(
+    "show", epilog="\b\nExamples:\n  flowctl runs show 'c12/run1'\n  flowctl runs show 'c12/run1' config/ --format json"
+)
 @click.argument("run_id")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @directory_argument()

@@ -114,11 +114,28 @@ def bundle_schema() -> dict[str, Any]:
 
 
 #: Keywords that hold subschemas: a definition without any is a leaf (a pattern, an enum…).
-_APPLICATORS = frozenset({
-    "$ref", "properties", "patternProperties", "additionalProperties", "items", "prefixItems", "contains",
-    "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "propertyNames", "dependentSchemas",
-    "unevaluatedProperties", "unevaluatedItems",
-})  # fmt: skip
+_APPLICATORS = frozenset(
+    {
+        "$ref",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "items",
+        "prefixItems",
+        "contains",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "propertyNames",
+        "dependentSchemas",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+    }
+)
 _ANNOTATIONS = ("title", "description", "markdownDescription", "examples", "default")
 
 

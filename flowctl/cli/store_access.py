@@ -24,8 +24,10 @@ class NoDatabase(click.ClickException):
     exit_code = 1
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"no database at {path}: nothing has been deployed here (run 'flowctl apply' or "
-                         "'flowctl run' in this directory first, or give the database with --db URL)")  # fmt: skip
+        super().__init__(
+            f"no database at {path}: nothing has been deployed here (run 'flowctl apply' or "
+            "'flowctl run' in this directory first, or give the database with --db URL)"
+        )
         self.path = path
 
 
@@ -50,8 +52,9 @@ def target(directory: Path, database: str) -> Target:
     if not database and not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
     config = config_of(directory)
-    url = database or resolve_database(config.database if config is not None else "sqlite:///flowctl.db",
-                                       directory.resolve())  # fmt: skip
+    url = database or resolve_database(
+        config.database if config is not None else "sqlite:///flowctl.db", directory.resolve()
+    )
     return Target(url=url, zone=zone_of(config), file=_sqlite_file(url))
 
 

@@ -37,12 +37,28 @@ def command(directory: Path, names: tuple[str, ...], fmt: str) -> None:
     passed = sum(r.passed for r in results)
     failed = len(results) - passed
     if fmt == "json":
-        json.dump({
-            "passed": passed, "failed": failed,
-            "scenarios": [{"name": r.name, "file": r.file, "passed": r.passed, "steps": r.steps,
-                           "failures": [{"step": f.step, "place": f.place, "message": f.message,
-                                         "trace": f.trace} for f in r.failures]} for r in results],
-        }, sys.stdout, ensure_ascii=False, indent=2)  # fmt: skip
+        json.dump(
+            {
+                "passed": passed,
+                "failed": failed,
+                "scenarios": [
+                    {
+                        "name": r.name,
+                        "file": r.file,
+                        "passed": r.passed,
+                        "steps": r.steps,
+                        "failures": [
+                            {"step": f.step, "place": f.place, "message": f.message, "trace": f.trace}
+                            for f in r.failures
+                        ],
+                    }
+                    for r in results
+                ],
+            },
+            sys.stdout,
+            ensure_ascii=False,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         for result in results:

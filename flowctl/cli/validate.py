@@ -58,8 +58,7 @@ def render_github(loaded: Any, out: IO[str]) -> None:
         file = _escape_github_property(str(Path(loaded.root) / issue.file))
         message = issue.message + (f" (hint: {issue.hint})" if issue.hint else "")
         title = _escape_github_property(f"flowctl {issue.code}")
-        out.write(f"::{level} file={file},line={issue.line},col={issue.col},title={title}::"
-                  f"{_escape_github(message)}\n")
+        out.write(f"::{level} file={file},line={issue.line},col={issue.col},title={title}::{_escape_github(message)}\n")
     render_text_summary(loaded, out)
 
 
@@ -74,27 +73,39 @@ def render_sarif(loaded: Any, out: IO[str]) -> None:
     results = []
     for issue in loaded.issues:
         message = issue.message + (f" (hint: {issue.hint})" if issue.hint else "")
-        results.append({
-            "ruleId": issue.code,
-            "ruleIndex": codes.index(issue.code),
-            "level": "error" if issue.severity == "error" else "warning",
-            "message": {"text": message},
-            "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": {"uri": (Path(loaded.root) / issue.file).as_posix()},
-                    "region": {"startLine": issue.line, "startColumn": issue.col},
-                }
-            }],
-        })  # fmt: skip
+        results.append(
+            {
+                "ruleId": issue.code,
+                "ruleIndex": codes.index(issue.code),
+                "level": "error" if issue.severity == "error" else "warning",
+                "message": {"text": message},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": (Path(loaded.root) / issue.file).as_posix()},
+                            "region": {"startLine": issue.line, "startColumn": issue.col},
+                        }
+                    }
+                ],
+            }
+        )
     sarif = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "flowctl", "version": __version__,
-                                "informationUri": "https://flowctl.dev", "rules": rules}},
-            "results": results,
-        }],
-    }  # fmt: skip
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "flowctl",
+                        "version": __version__,
+                        "informationUri": "https://flowctl.dev",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
     json.dump(sarif, out, ensure_ascii=False, indent=2)
     out.write("\n")
 
@@ -103,26 +114,63 @@ RENDERERS = {"text": render_text, "json": render_json, "github": render_github, 
 
 
 def nothing_found(directory: Path) -> str:
-    return (f"no flowctl documents under {directory}: nothing to validate (a flowctl directory holds YAML files "
-            "with 'apiVersion: flowctl/v1' and a kind, e.g. flowctl.yaml with kind: Config)")  # fmt: skip
+    return (
+        f"no flowctl documents under {directory}: nothing to validate (a flowctl directory holds YAML files "
+        "with 'apiVersion: flowctl/v1' and a kind, e.g. flowctl.yaml with kind: Config)"
+    )
 
 
 def render_empty(loaded: Any, fmt: str, out: IO[str]) -> None:
     """A directory without a single document is an error in every format: a wrong path must not pass CI."""
     message = nothing_found(loaded.root)
     if fmt == "json":
-        json.dump({"version": 1, "root": str(loaded.root), "valid": False, "documents": 0, "files": 0,
-                   "errors": 1, "warnings": 0, "issues": [], "error": message}, out, ensure_ascii=False, indent=2)
+        json.dump(
+            {
+                "version": 1,
+                "root": str(loaded.root),
+                "valid": False,
+                "documents": 0,
+                "files": 0,
+                "errors": 1,
+                "warnings": 0,
+                "issues": [],
+                "error": message,
+            },
+            out,
+            ensure_ascii=False,
+            indent=2,
+        )
         out.write("\n")
     elif fmt == "github":
         out.write(f"::error title=flowctl::{_escape_github(message)}\n")
     elif fmt == "sarif":
-        json.dump({"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [{
-            "tool": {"driver": {"name": "flowctl", "version": __version__, "informationUri": "https://flowctl.dev"}},
-            "invocations": [{"executionSuccessful": False,
-                             "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}]}],
-            "results": [],
-        }]}, out, ensure_ascii=False, indent=2)  # fmt: skip
+        json.dump(
+            {
+                "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+                "version": "2.1.0",
+                "runs": [
+                    {
+                        "tool": {
+                            "driver": {
+                                "name": "flowctl",
+                                "version": __version__,
+                                "informationUri": "https://flowctl.dev",
+                            }
+                        },
+                        "invocations": [
+                            {
+                                "executionSuccessful": False,
+                                "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}],
+                            }
+                        ],
+                        "results": [],
+                    }
+                ],
+            },
+            out,
+            ensure_ascii=False,
+            indent=2,
+        )
         out.write("\n")
     else:
         out.write(f"{loaded.root}: invalid: {message}\n")
@@ -164,11 +212,21 @@ Text lines read 'file:line:col: error[CODE]: message (hint: ...)'; codes are
 stable (docs/errors.md), wording may change.""",
 )
 @click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Output form: text for people, json for scripts, github annotations, sarif 2.1.0.")
-@click.option("--env", "check_env", is_flag=True,
-              help="Also fail (E095) on every ${ENV} variable a channel, a source or api_token needs that is not "
-              "set in this environment.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Output form: text for people, json for scripts, github annotations, sarif 2.1.0.",
+)
+@click.option(
+    "--env",
+    "check_env",
+    is_flag=True,
+    help="Also fail (E095) on every ${ENV} variable a channel, a source or api_token needs that is not "
+    "set in this environment.",
+)
 def command(directories: tuple[Path, ...], fmt: str, check_env: bool) -> None:
     """Check every YAML document under DIRECTORIES (default: .) against the schemas and the
     semantic rules (references, graphs, expressions, schedules, limits, secrets)."""

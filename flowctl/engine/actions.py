@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -98,12 +98,28 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
+#: What an action's handler returns: the effect's parameters, and the record as the action changed
+#: it (None when the action leaves the record as it was).
+Rendered = tuple[dict[str, Any], Record | None]
+Handler = Callable[["ActionRenderer", m.Action, Record, Mapping[str, Any], Tx], Rendered]
+
+#: The handler of each action type, filled by ``@_handles`` below; every type of the language has one.
+_HANDLERS: dict[str, Handler] = {}
+
+
+def _handles(action_type: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        _HANDLERS[action_type] = handler
+        return handler
+
+    return register
+
+
 class ActionRenderer:
     """Renders actions against one bundle. Holds nothing but the bundle: safe to share."""
 
     def __init__(self, bundle: m.Bundle) -> None:
         self.bundle = bundle
-        self._methods = {name: getattr(self, f"_{name}") for name in m.ACTION_TYPES}
         self._channels: dict[int, str] = {}  # id(action) -> channel; actions live as long as the bundle
         self._final: dict[str, tuple[tuple[str, str], ...]] = {}  # object -> its final stages
 
@@ -160,14 +176,16 @@ class ActionRenderer:
         found = self._final.get(object)
         if found is None:
             found = self._final[object] = tuple(
-                (p.name, s.id) for p in self.bundle.pipelines_for(object) for s in p.stages if s.final)
+                (p.name, s.id) for p in self.bundle.pipelines_for(object) for s in p.stages if s.final
+            )
         return found
 
     # ------------------------------------------------------------------ the actions
 
-    def perform(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx,
-                key: str, run_id: str) -> Outcome:  # fmt: skip
-        params, new_record = self._methods[action.type](action, record, context, tx)
+    def perform(
+        self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx, key: str, run_id: str
+    ) -> Outcome:
+        params, new_record = _HANDLERS[action.type](self, action, record, context, tx)
         channel = self._channels.get(id(action))
         if channel is None:  # it depends on the action and the bundle only: worked out once
             template = self.bundle.templates.get(action.template) if action.template else None
@@ -175,8 +193,16 @@ class ActionRenderer:
             self._channels[id(action)] = channel
         if action.template:
             params = {"template": action.template, **params}
-        effect = _effect(_BLANK, key=key, action=action.type, run_id=run_id, object=record.object,
-                         record_id=record.id, channel=channel, params=params)  # fmt: skip
+        effect = _effect(
+            _BLANK,
+            key=key,
+            action=action.type,
+            run_id=run_id,
+            object=record.object,
+            record_id=record.id,
+            channel=channel,
+            params=params,
+        )
         return Outcome(effect=effect, record=new_record)
 
     def _message(self, action: m.Action, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,7 +220,8 @@ class ActionRenderer:
             out["text"] = render(action.text, context)
         return out
 
-    def _send_email(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("send_email")
+    def _send_email(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         params: dict[str, Any] = {"to": render(action.to, context) if action.to else _field(record, "email")}
         for key in ("cc", "bcc"):
             if value := getattr(action, key):
@@ -206,16 +233,25 @@ class ActionRenderer:
             ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[attach.format]
             filename = render(attach.filename, context) if attach.filename else f"{attach.template}.{ext}"
             with named(f"template '{attach.template}'"):
-                attachments.append({
-                    "template": attach.template, "format": attach.format, "filename": filename,
-                    "title": render(doc.subject, context) if doc.subject else attach.template,
-                    **({"html": render_html(doc.html, context)} if doc.html else {"text": render(doc.text, context)}),
-                })  # fmt: skip
+                attachments.append(
+                    {
+                        "template": attach.template,
+                        "format": attach.format,
+                        "filename": filename,
+                        "title": render(doc.subject, context) if doc.subject else attach.template,
+                        **(
+                            {"html": render_html(doc.html, context)}
+                            if doc.html
+                            else {"text": render(doc.text, context)}
+                        ),
+                    }
+                )
         if attachments:
             params["attachments"] = attachments
         return params, None
 
-    def _send_sms(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("send_sms")
+    def _send_sms(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         params: dict[str, Any] = {"to": render(action.to, context) if action.to else _field(record, "phone")}
         message = self._message(action, context)
         text = message.get("text", "")
@@ -223,12 +259,14 @@ class ActionRenderer:
         params.update(text=text, encoding=info.encoding, segments=info.segments, characters=info.characters)
         return params, None
 
-    def _call(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("call")
+    def _call(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         params: dict[str, Any] = {"to": render(action.to, context) if action.to else _field(record, "phone")}
         params.update(self._message(action, context))
         return params, None
 
-    def _create_task(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("create_task")
+    def _create_task(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         params: dict[str, Any] = {
             "title": render(action.title, context),
             "assignee": self.resolve_assignee(action.assignee, record, tx),
@@ -245,7 +283,8 @@ class ActionRenderer:
             params["watchers"] = [self.resolve_assignee(w, record, tx) for w in action.watchers]
         return params, None
 
-    def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("update_fields")
+    def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         obj = self.bundle.objects.get(record.object)
         values = {}
         for name, value in action.set.items():
@@ -260,20 +299,23 @@ class ActionRenderer:
             new = replace(new, stage=str(values["stage"]))
         return {"set": values}, new
 
-    def _move_stage(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("move_stage")
+    def _move_stage(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         stage = render(action.stage, context)
         pipeline = action.pipeline or record.pipeline
         new = replace(record, stage=stage, pipeline=pipeline, version=record.version + 1)
         return {"stage": stage, "from": record.stage}, new
 
-    def _handover(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("handover")
+    def _handover(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         user = self.resolve_assignee(action.assignee, record, tx)
         if not user:
             raise ActionError("handover found nobody to hand the record to")
         new = replace(record, owner=user, fields={**record.fields, "owner": user}, version=record.version + 1)
         return {"assignee": user, "from": record.owner}, new
 
-    def _notify(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("notify")
+    def _notify(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         user = self.resolve_assignee(action.assignee or m.Assignee(kind="owner"), record, tx)
         params = {"to": user, **self.user_contact(user), **self._message(action, context)}
         params["to"] = user
@@ -281,19 +323,25 @@ class ActionRenderer:
             params["title"] = render(action.title, context)
         return params, None
 
-    def _create_document(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("create_document")
+    def _create_document(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         doc = self.template(action.template)
         with named(f"template '{action.template}'"):
             body = render_html(doc.html, context) if doc.html else render(doc.text, context)
         ext = {"pdf": "pdf", "html": "html", "original": "html" if doc.html else "txt"}[action.format]
         name = action.save_as or action.template
-        params = {"format": action.format, "save_as": name, "filename": f"{name}.{ext}",
-                  "html" if doc.html else "text": body}  # fmt: skip
+        params = {
+            "format": action.format,
+            "save_as": name,
+            "filename": f"{name}.{ext}",
+            "html" if doc.html else "text": body,
+        }
         if doc.subject:
             params["title"] = render(doc.subject, context)
         return params, None
 
-    def _webhook(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("webhook")
+    def _webhook(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         params: dict[str, Any] = {"method": action.method}
         if action.url:
             params["url"] = render(action.url, context)
@@ -303,7 +351,8 @@ class ActionRenderer:
             params["headers"] = {k: render(v, context) for k, v in action.headers.items()}
         return params, None
 
-    def _add_care_card(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Any:
+    @_handles("add_care_card")
+    def _add_care_card(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         owner = self.resolve_assignee(action.assignee, record, tx)
         params: dict[str, Any] = {"owner": owner, "notify_owner": action.notify_owner}
         if action.care_date:
@@ -315,6 +364,10 @@ class ActionRenderer:
         if action.set:
             params["fields"] = {k: render_value(v, context) for k, v in action.set.items()}
         return params, None
+
+
+_UNHANDLED = set(m.ACTION_TYPES) - set(_HANDLERS)
+assert not _UNHANDLED, f"action types without a handler in engine/actions.py: {sorted(_UNHANDLED)}"
 
 
 def coerce(value: Any, spec: m.FieldSpec | None) -> Any:

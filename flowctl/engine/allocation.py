@@ -54,8 +54,9 @@ def count_open(records: Collection[Record], object: str, users: Sequence[str], f
     return counts
 
 
-def pick(strategy: str, users: Sequence[str], state: Mapping[str, Any],
-         counts: Mapping[str, int] | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
+def pick(
+    strategy: str, users: Sequence[str], state: Mapping[str, Any], counts: Mapping[str, int] | None = None
+) -> tuple[str, dict[str, Any]]:
     """The user the rule gives the next one to, and the rule's new state.
 
     ``counts`` (open records owned per user) is needed for ``least_loaded`` only.

@@ -104,8 +104,7 @@ def parse_at(text: str) -> time:
     return time(int(hours), int(minutes or 0))
 
 
-def firings(process: m.CareProcess, record: Record, start: datetime, end: datetime,
-            tz: tzinfo) -> Iterator[Firing]:  # fmt: skip
+def firings(process: m.CareProcess, record: Record, start: datetime, end: datetime, tz: tzinfo) -> Iterator[Firing]:
     """Every firing of ``process`` for ``record`` with ``start < at <= end``."""
     when = process.when
     offset = when.offset.value if when.offset else timedelta(0)
@@ -140,9 +139,17 @@ def run_care(engine: Engine, tx: Tx, due: CareDue) -> None:
     record = tx.record(due.object, due.id)
     if process is None or record is None or record.deleted:
         return
-    run = Run(id=run_id(due), automation=f"care:{process.name}",
-              object=due.object, record_id=due.id, status="running", node="actions", started_at=tx.now_iso,
-              config_version=tx.config_version, seq=int(tx.now.timestamp() * 1000))  # fmt: skip
+    run = Run(
+        id=run_id(due),
+        automation=f"care:{process.name}",
+        object=due.object,
+        record_id=due.id,
+        status="running",
+        node="actions",
+        started_at=tx.now_iso,
+        config_version=tx.config_version,
+        seq=int(tx.now.timestamp() * 1000),
+    )
     run = tx.put_run(run)
     if not process.enabled:
         finish(tx, run, "done", "process disabled")
@@ -184,8 +191,7 @@ def candidate_days(process: m.CareProcess, start: datetime, end: datetime, tz: t
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def due_days(process: m.CareProcess, start: datetime, end: datetime, tz: tzinfo, *,
-             dst_gap: str = "") -> list[date]:  # fmt: skip
+def due_days(process: m.CareProcess, start: datetime, end: datetime, tz: tzinfo, *, dst_gap: str = "") -> list[date]:
     """The anniversary (or ``date``) days that fire in ``start < at <= end``, exactly.
 
     When a day fires does not depend on the record, so a tick reads only the records of these
@@ -198,15 +204,17 @@ def due_days(process: m.CareProcess, start: datetime, end: datetime, tz: tzinfo,
     out = []
     for day in candidate_days(process, start, end, tz):
         wall = datetime.combine(day, at) + offset
-        instants = local_times(wall.date(), wall.time(), tz, dst_gap=dst_gap or process.dst_gap,
-                               dst_overlap=process.dst_overlap)  # fmt: skip
+        instants = local_times(
+            wall.date(), wall.time(), tz, dst_gap=dst_gap or process.dst_gap, dst_overlap=process.dst_overlap
+        )
         if any(start < instant <= end for instant in instants):
             out.append(day)
     return out
 
 
-def day_instants(process: m.CareProcess, days: list[date], start: datetime, end: datetime,
-                 tz: tzinfo) -> dict[date, list[tuple[datetime, str]]]:  # fmt: skip
+def day_instants(
+    process: m.CareProcess, days: list[date], start: datetime, end: datetime, tz: tzinfo
+) -> dict[date, list[tuple[datetime, str]]]:
     """Per anniversary (or ``date``) day: the instants in ``start < at <= end`` and their occurrence
     keys. The same for every record due that day, so a tick computes them once (``firings_on``)."""
     when = process.when
@@ -216,21 +224,25 @@ def day_instants(process: m.CareProcess, days: list[date], start: datetime, end:
     for day in days:
         wall = datetime.combine(day, at) + offset
         instants = local_times(wall.date(), wall.time(), tz, dst_gap=process.dst_gap, dst_overlap=process.dst_overlap)
-        found = [(instant, day.isoformat() + (f"#{n + 1}" if n else "")) for n, instant in enumerate(instants)
-                 if start < instant <= end]  # fmt: skip
+        found = [
+            (instant, day.isoformat() + (f"#{n + 1}" if n else ""))
+            for n, instant in enumerate(instants)
+            if start < instant <= end
+        ]
         if found:
             out[day] = found
     return out
 
 
-def firings_on(process: m.CareProcess, record: Record, instants: Mapping[date, list[tuple[datetime, str]]]
-               ) -> list[Firing]:  # fmt: skip
+def firings_on(
+    process: m.CareProcess, record: Record, instants: Mapping[date, list[tuple[datetime, str]]]
+) -> list[Firing]:
     """``firings`` of a date-based process for ``record``, given ``day_instants`` of the span."""
     when = process.when
     base = parse_date(record.fields.get(when.anniversary_of or when.date))
     if base is None:
         return []
-    out = []
+    out: list[Firing] = []
     for day, found in instants.items():
         if when.anniversary_of:
             if base.year > day.year or anniversary_in(base, day.year, process.feb29) != day:
@@ -245,9 +257,13 @@ def month_days(process: m.CareProcess, days: list[date]) -> list[int]:
     """The month-day keys (MMDD) of records due on ``days``; 229 where a 29 February falls there."""
     keys = {day.month * 100 + day.day for day in days}
     for day in days:
-        if not calendar.isleap(day.year) and process.when.anniversary_of and (
-            (process.feb29 == "feb28" and (day.month, day.day) == (2, 28))
-            or (process.feb29 == "mar1" and (day.month, day.day) == (3, 1))
+        if (
+            not calendar.isleap(day.year)
+            and process.when.anniversary_of
+            and (
+                (process.feb29 == "feb28" and (day.month, day.day) == (2, 28))
+                or (process.feb29 == "mar1" and (day.month, day.day) == (3, 1))
+            )
         ):
             keys.add(229)
     return sorted(keys)
@@ -268,8 +284,9 @@ def outcome(step: Step, due: CareDue) -> str:
     return "skipped" if last.startswith(("condition false", "process disabled")) else "sent"
 
 
-def scan(process: m.CareProcess, records: Iterable[Record], start: datetime, end: datetime,
-         tz: tzinfo) -> tuple[list[Firing], list[str]]:  # fmt: skip
+def scan(
+    process: m.CareProcess, records: Iterable[Record], start: datetime, end: datetime, tz: tzinfo
+) -> tuple[list[Firing], list[str]]:
     """Every firing of ``process`` over ``records`` in the span, in run order, and the ids of the
     records skipped because their date field is empty or not a date (cron needs no date)."""
     found: list[Firing] = []

@@ -46,12 +46,16 @@ def undated(process: m.CareProcess, records: Sequence[Record]) -> list[Undated]:
     field_ = process.when.anniversary_of or process.when.date
     if not field_:  # a cron needs no date
         return []
-    return [Undated(r.object, r.id, r.fields.get(field_)) for r in records
-            if r.object == process.object and not r.deleted and parse_date(r.fields.get(field_)) is None]  # fmt: skip
+    return [
+        Undated(r.object, r.id, r.fields.get(field_))
+        for r in records
+        if r.object == process.object and not r.deleted and parse_date(r.fields.get(field_)) is None
+    ]
 
 
-def forecast(engine: Engine, process: m.CareProcess, records: Sequence[Record], start: datetime,
-             end: datetime, tz: tzinfo) -> Forecast:  # fmt: skip
+def forecast(
+    engine: Engine, process: m.CareProcess, records: Sequence[Record], start: datetime, end: datetime, tz: tzinfo
+) -> Forecast:
     """Every firing of ``process`` over ``records`` in ``start < at <= end``, sorted into ``Forecast``."""
     found, _ = scan(process, records, start, end, tz)
     by_key = {(r.object, r.id): r for r in records}
@@ -78,8 +82,9 @@ def next_look(process: m.CareProcess, now: datetime, tz: tzinfo) -> datetime | N
     if not process.enabled:
         return None
     if process.when.cron:
-        return cron_of(process.when.cron).next_after(now.astimezone(tz), dst_gap=process.dst_gap,
-                                                     dst_overlap=process.dst_overlap)  # fmt: skip
+        return cron_of(process.when.cron).next_after(
+            now.astimezone(tz), dst_gap=process.dst_gap, dst_overlap=process.dst_overlap
+        )
     offset = process.when.offset.value if process.when.offset else timedelta(0)
     time_of_day = timedelta(seconds=offset.seconds)  # -1d12h from 08:00 is 20:00: +12h, on some other day
     local = now.astimezone(tz).date()
@@ -89,4 +94,3 @@ def next_look(process: m.CareProcess, now: datetime, tz: tzinfo) -> datetime | N
             if at > now:
                 return at
     return None
-

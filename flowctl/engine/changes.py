@@ -16,17 +16,36 @@ from flowctl.engine.state import Record, RecordChanged, copier
 _copy = copier(Record)  # replace() without its checks: a patch is the commonest change
 
 
-def put(key: str, current: Record | None, object: str, id: str, fields: Mapping[str, Any],
-        stage: str = "", pipeline: str = "") -> RecordChanged:  # fmt: skip
+def put(
+    key: str,
+    current: Record | None,
+    object: str,
+    id: str,
+    fields: Mapping[str, Any],
+    stage: str = "",
+    pipeline: str = "",
+) -> RecordChanged:
     """Create or replace: the record's fields become exactly ``fields``."""
     owner = str(fields.get("owner") or "")
     if current is None or current.deleted:
-        after = Record(object=object, id=id, fields=dict(fields), stage=stage, pipeline=pipeline, owner=owner,
-                       version=(current.version + 1) if current else 1)  # fmt: skip
+        after = Record(
+            object=object,
+            id=id,
+            fields=dict(fields),
+            stage=stage,
+            pipeline=pipeline,
+            owner=owner,
+            version=(current.version + 1) if current else 1,
+        )
         return RecordChanged(key=key, op="created", before=None, after=after)
-    after = replace(current, fields=dict(fields), stage=stage or current.stage,
-                    pipeline=pipeline or current.pipeline, owner=owner or current.owner,
-                    version=current.version + 1)  # fmt: skip
+    after = replace(
+        current,
+        fields=dict(fields),
+        stage=stage or current.stage,
+        pipeline=pipeline or current.pipeline,
+        owner=owner or current.owner,
+        version=current.version + 1,
+    )
     return RecordChanged(key=key, op="updated", before=current, after=after)
 
 

@@ -22,6 +22,9 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from flowctl.engine.actions import ActionError, ActionRenderer
+from flowctl.engine.care import run_care
+from flowctl.engine.flows import FlowRunner
+from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import (
     CareDue,
     EventReceived,
@@ -36,16 +39,13 @@ from flowctl.engine.state import (
 )
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
-from flowctl.spec.templating import TemplateError, compile_expression, environment
+from flowctl.spec.templating import TemplateError, compile_expression, environment, referenced_fields
 
 
 class Engine:
     """Holds the bundle and indexes built once; ``handle`` is the only entry point."""
 
     def __init__(self, bundle: m.Bundle, version: str = "") -> None:
-        from flowctl.engine.flows import FlowRunner
-        from flowctl.engine.pipelines import PipelineRunner
-
         self.bundle = bundle
         self.version = version
         self.tz = _zone(bundle.config.timezone)
@@ -57,9 +57,7 @@ class Engine:
         for flow in bundle.flows.values():
             if flow.enabled and flow.trigger is not None:
                 self.flows_by_trigger[(flow.object, flow.trigger.on)].append(flow)
-        self.declared: dict[str, tuple[str, ...]] = {
-            name: tuple(obj.fields) for name, obj in bundle.objects.items()
-        }
+        self.declared: dict[str, tuple[str, ...]] = {name: tuple(obj.fields) for name, obj in bundle.objects.items()}
         self._nothing_before: dict[str, dict[str, Any]] = {
             name: dict.fromkeys((*fields, "id", "object", "stage", "pipeline", "owner"))
             for name, fields in self.declared.items()
@@ -77,8 +75,15 @@ class Engine:
 
     # ------------------------------------------------------------------ contexts
 
-    def context(self, record: Record, *, before: Record | None = None, event: Mapping[str, Any] | None = None,
-                changed: tuple[str, ...] = (), now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    def context(
+        self,
+        record: Record,
+        *,
+        before: Record | None = None,
+        event: Mapping[str, Any] | None = None,
+        changed: tuple[str, ...] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
         """What conditions and templates see. Declared but unset fields read as None.
 
         Built for every condition and node, so it is kept lean; the parts that do not depend on
@@ -140,8 +145,6 @@ class Engine:
         elif isinstance(event, TimerFired):
             self.on_timer(tx, event)
         elif isinstance(event, CareDue):
-            from flowctl.engine.care import run_care
-
             run_care(self, tx, event)
         return tx.step
 
@@ -165,8 +168,11 @@ class Engine:
     def on_event(self, tx: Tx, event: EventReceived) -> None:
         record = tx.record(event.object, event.id)
         if record is None or record.deleted:
-            tx.problem("unknown_record", f"event {event.event} about {event.object} {event.id}, which does not "
-                       "exist; nothing ran", record=Record(object=event.object, id=event.id))  # fmt: skip
+            tx.problem(
+                "unknown_record",
+                f"event {event.event} about {event.object} {event.id}, which does not exist; nothing ran",
+                record=Record(object=event.object, id=event.id),
+            )
             return
         waiters = self.flows.waiters(tx, record, event.event) if event.event in self.waited else []
         self.pipelines.on_event(tx, record, event)
@@ -200,9 +206,11 @@ class Engine:
         derived = RecordChanged(key=tx.key, op="updated", before=before, after=after)
         tx.step.changes.append(derived)
         if tx.depth >= self.limits.chain_depth:
-            message = (f"automations triggered each other more than {self.limits.chain_depth} levels deep "
-                       f"on {after.object} {after.id}; stopped here "
-                       "(raise limits.chain_depth or break the loop)")  # fmt: skip
+            message = (
+                f"automations triggered each other more than {self.limits.chain_depth} levels deep "
+                f"on {after.object} {after.id}; stopped here "
+                "(raise limits.chain_depth or break the loop)"
+            )
             tx.problem("chain_depth", message, run=by, record=after)
             if by is not None:
                 tx.trace(tx.run(by.id) or by, node, "error", message)
@@ -213,8 +221,9 @@ class Engine:
         finally:
             tx.depth -= 1
 
-    def perform(self, tx: Tx, run: Run, action: m.Action, node: str, record: Record,
-                ctx: Mapping[str, Any], /, **changes: Any) -> tuple[Run, bool]:  # fmt: skip
+    def perform(
+        self, tx: Tx, run: Run, action: m.Action, node: str, record: Record, ctx: Mapping[str, Any], /, **changes: Any
+    ) -> tuple[Run, bool]:
         """Perform one action for a run; returns the traced run and whether it succeeded.
 
         The action's trace line (its effect, or the error) names ``node``: it is the record of
@@ -222,9 +231,11 @@ class Engine:
         """
         key = f"{run.id}:{run.steps}"
         if len(tx.step.effects) >= self.limits.effects_per_change:
-            message = (f"{run.automation} node {node} on {run.object} {run.record_id}: more than "
-                       f"{self.limits.effects_per_change} effects from one change, event or timer; stopped here "
-                       "(raise limits.effects_per_change)")  # fmt: skip
+            message = (
+                f"{run.automation} node {node} on {run.object} {run.record_id}: more than "
+                f"{self.limits.effects_per_change} effects from one change, event or timer; stopped here "
+                "(raise limits.effects_per_change)"
+            )
             tx.problem("effects_limit", message, run=run)
             return tx.trace(run, node, "error", message, **changes), False
         try:
@@ -239,8 +250,9 @@ class Engine:
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
         tx.add_effect(outcome.effect)
-        run = tx.trace(run, node, "effect", action.type, values=_summary(outcome.effect.params),
-                       steps=run.steps + 1, **changes)  # fmt: skip
+        run = tx.trace(
+            run, node, "effect", action.type, values=_summary(outcome.effect.params), steps=run.steps + 1, **changes
+        )
         if moved is not None:
             self.apply_record(tx, record, moved, run, node)
             run = tx.run(run.id) or run
@@ -262,9 +274,15 @@ def changed_fields(before: Record | None, after: Record | None) -> tuple[str, ..
 
 _JINJA = object()  # what a simple condition returns when only Jinja can tell (a missing field)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lteq": operator.le, "gt": operator.gt,
-    "gteq": operator.ge, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
-}  # fmt: skip
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lteq": operator.le,
+    "gt": operator.gt,
+    "gteq": operator.ge,
+    "in": lambda a, b: a in b,
+    "notin": lambda a, b: a not in b,
+}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -286,7 +304,7 @@ def simple_condition(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
     except jinja2.TemplateSyntaxError:
         return None
     negate = isinstance(expr, nodes.Not)
-    if negate:
+    if isinstance(expr, nodes.Not):
         expr = expr.node
     compare: tuple[Callable[[Any, Any], Any], Any] | None = None
     if isinstance(expr, nodes.Compare) and len(expr.ops) == 1 and not negate:
@@ -295,8 +313,12 @@ def simple_condition(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
         if operand.op not in _COMPARE or literal is _JINJA:
             return None
         compare, expr = (_COMPARE[operand.op], literal), expr.expr
-    if not (isinstance(expr, nodes.Getattr) and isinstance(expr.node, nodes.Name)
-            and expr.node.name in ("record", "before", "event") and not hasattr(dict, expr.attr)):  # fmt: skip
+    if not (
+        isinstance(expr, nodes.Getattr)
+        and isinstance(expr.node, nodes.Name)
+        and expr.node.name in ("record", "before", "event")
+        and not hasattr(dict, expr.attr)
+    ):
         return None
     root, name = expr.node.name, expr.attr
 
@@ -338,8 +360,6 @@ def _seen_values(source: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
 def _references(source: str) -> tuple[tuple[str, str, str], ...]:
     """(root, field) of every ``record.X``, ``before.X`` and ``event.X`` a condition reads, once
     per distinct condition: parsing it again for every record would cost more than evaluating it."""
-    from flowctl.spec.templating import TemplateError, referenced_fields
-
     out: list[tuple[str, str]] = []
     for root in ("record", "before", "event"):
         if root not in source:

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, TraceEntry, copier, stage_moved
+from flowctl.engine.state import (
+    EventReceived,
+    Record,
+    RecordChanged,
+    Run,
+    Timer,
+    TimerKind,
+    TraceEntry,
+    copier,
+    stage_moved,
+)
 from flowctl.engine.tx import Tx, evolve
+from flowctl.engine.view import EngineView
 from flowctl.spec import model as m
 from flowctl.spec.model import EMPTY
 from flowctl.spec.templating import TemplateError, compile_template
-
-if TYPE_CHECKING:
-    from flowctl.engine.core import Engine
 
 #: Upper bound of nodes one run may pass while handling one input, whatever the config says.
 MAX_NODES_PER_STEP = 1000
@@ -30,7 +38,7 @@ _BLANK_RUN = Run(id="", automation="", object="", record_id="")
 
 
 class FlowRunner:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self.bundle = engine.bundle
 
@@ -38,7 +46,7 @@ class FlowRunner:
 
     def on_change(self, tx: Tx, change: RecordChanged, changed: tuple[str, ...]) -> None:
         record = change.record
-        kinds = [change.op]
+        kinds: list[str] = [change.op]
         if change.before is not None and change.after is not None and stage_moved(change.before, change.after):
             kinds.append("stage_changed")
         for kind in kinds:
@@ -66,8 +74,15 @@ class FlowRunner:
             ctx = self.engine.context(record, event=event.data, now=tx.now)
             self.trigger(tx, flow, record, ctx, f"event {event.event}", event=(event.event, event.data))
 
-    def trigger(self, tx: Tx, flow: m.Flow, record: Record, ctx: Mapping[str, Any], why: str,
-                event: tuple[str, Mapping[str, Any]] | None = None) -> None:  # fmt: skip
+    def trigger(
+        self,
+        tx: Tx,
+        flow: m.Flow,
+        record: Record,
+        ctx: Mapping[str, Any],
+        why: str,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         assert flow.trigger is not None
         try:
             ok, seen = self.engine.condition(flow.trigger.if_, ctx)
@@ -80,9 +95,16 @@ class FlowRunner:
         first = tx.entry("trigger", "condition", flow.trigger.if_ or why, seen, True)
         self.start(tx, flow, record, why, first, event, ctx)
 
-    def start(self, tx: Tx, flow: m.Flow, record: Record, why: str, first: TraceEntry,
-              event: tuple[str, Mapping[str, Any]] | None = None,
-              ctx: Mapping[str, Any] | None = None) -> Run | None:  # fmt: skip
+    def start(
+        self,
+        tx: Tx,
+        flow: m.Flow,
+        record: Record,
+        why: str,
+        first: TraceEntry,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+        ctx: Mapping[str, Any] | None = None,
+    ) -> Run | None:
         """Start ``flow`` for ``record`` as its ``mode`` allows; ``first`` is the run's first trace line.
 
         Returns the new run, or None when the mode refused it (single: one is active; parallel:
@@ -99,8 +121,12 @@ class FlowRunner:
             elif flow.mode == "queued":
                 status = "queued"
             elif flow.mode == "parallel" and len([r for r in active if r.status != "queued"]) >= flow.max_parallel:
-                tx.problem("max_parallel", f"flow {flow.name} already has {flow.max_parallel} runs for "
-                           f"{record.object} {record.id}; {why} ignored", record=record)  # fmt: skip
+                tx.problem(
+                    "max_parallel",
+                    f"flow {flow.name} already has {flow.max_parallel} runs for "
+                    f"{record.object} {record.id}; {why} ignored",
+                    record=record,
+                )
                 return None
         run = self.new_run(tx, flow, record, status, after=active, trace=(first,))
         if event is not None:
@@ -113,8 +139,15 @@ class FlowRunner:
         self.walk(tx, run, flow.start, seed)
         return tx.run(run.id)
 
-    def new_run(self, tx: Tx, flow: m.Flow, record: Record, status: str = "running",
-                after: list[Run] | None = None, trace: tuple[TraceEntry, ...] = ()) -> Run:  # fmt: skip
+    def new_run(
+        self,
+        tx: Tx,
+        flow: m.Flow,
+        record: Record,
+        status: str = "running",
+        after: list[Run] | None = None,
+        trace: tuple[TraceEntry, ...] = (),
+    ) -> Run:
         """A new run of ``flow``; ``after`` are the flow's active runs for the record, if known."""
         # Creation order, for queued mode: the clock's milliseconds, but always after the flow's
         # other active runs for the record (several triggers may come in the same millisecond).
@@ -124,10 +157,19 @@ class FlowRunner:
         for other in after:
             seq = max(seq, other.seq + 1)
         run = _run(
-            _BLANK_RUN, id=tx.new_id("run"), automation=f"flow:{flow.name}", object=record.object,
-            record_id=record.id, status=status, node=flow.start, started_at=tx.now_iso, updated_at=tx.now_iso,
-            config_version=tx.config_version, seq=seq, trace=trace,
-        )  # fmt: skip
+            _BLANK_RUN,
+            id=tx.new_id("run"),
+            automation=f"flow:{flow.name}",
+            object=record.object,
+            record_id=record.id,
+            status=status,
+            node=flow.start,
+            started_at=tx.now_iso,
+            updated_at=tx.now_iso,
+            config_version=tx.config_version,
+            seq=seq,
+            trace=trace,
+        )
         return tx.put_run(run)
 
     # ------------------------------------------------------------------ walking
@@ -147,8 +189,12 @@ class FlowRunner:
         for _ in range(MAX_NODES_PER_STEP):
             node = flow.nodes.get(node_id)
             if node is None:
-                self.end(tx, run, "done" if not node_id else "failed",
-                         "end of flow" if not node_id else f"no node '{node_id}'")  # fmt: skip
+                self.end(
+                    tx,
+                    run,
+                    "done" if not node_id else "failed",
+                    "end of flow" if not node_id else f"no node '{node_id}'",
+                )
                 return
             record = tx.record(run.object, run.record_id)
             if record is None or (record.deleted and not _on_deleted(flow)):
@@ -161,12 +207,17 @@ class FlowRunner:
             visits[node.id] = visits.get(node.id, 0) + 1
             if visits[node.id] > self.engine.limits.max_visits:
                 run = tx.put_run(evolve(run, node=node.id, visits=visits))
-                self.end(tx, run, "failed", f"node {node.id} visited more than "
-                         f"{self.engine.limits.max_visits} times (limits.max_visits)")  # fmt: skip
+                self.end(
+                    tx,
+                    run,
+                    "failed",
+                    f"node {node.id} visited more than {self.engine.limits.max_visits} times (limits.max_visits)",
+                )
                 return
             if node.action is not None:  # its effect (or error) line is the trace of passing it
-                run, ok = self.engine.perform(tx, run, node.action, node.id, record, ctx,
-                                              node=node.id, visits=visits, **status)  # fmt: skip
+                run, ok = self.engine.perform(
+                    tx, run, node.action, node.id, record, ctx, node=node.id, visits=visits, **status
+                )
                 status = {}
                 if not ok:
                     self.end(tx, run, "failed", f"action {node.type} failed")
@@ -192,8 +243,7 @@ class FlowRunner:
             node_id = result
         self.end(tx, run, "failed", f"passed {MAX_NODES_PER_STEP} nodes in one step")
 
-    def step(self, tx: Tx, run: Run, flow: m.Flow, node: m.Node, record: Record,
-             ctx: Mapping[str, Any]) -> str | None:  # fmt: skip
+    def step(self, tx: Tx, run: Run, flow: m.Flow, node: m.Node, record: Record, ctx: Mapping[str, Any]) -> str | None:
         """Execute one control node; return the next node id ('' ends the run) or None when waiting."""
         t = node.type
         if t == "branch":
@@ -213,19 +263,31 @@ class FlowRunner:
             self.wait(tx, run, node, due, "delay", f"until {due.isoformat()}")
             return None
         if t == "wait_event":
-            due = tx.now + node.for_.value if node.for_ else None
+            timeout = tx.now + node.for_.value if node.for_ else None
             run = tx.put_run(evolve(run, status="waiting", waiting_for=node.event, node=node.id))
-            if due is not None:
-                tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind="timeout", node=node.id,
-                                   object=run.object, record_id=run.record_id))  # fmt: skip
-            tx.trace(run, node.id, "wait", f"event {node.event}" + (f" until {due.isoformat()}" if due else ""))
+            if timeout is not None:
+                tx.add_timer(
+                    Timer(
+                        id=tx.new_id("timer"),
+                        run_id=run.id,
+                        due=timeout,
+                        kind="timeout",
+                        node=node.id,
+                        object=run.object,
+                        record_id=run.record_id,
+                    )
+                )
+            tx.trace(run, node.id, "wait", f"event {node.event}" + (f" until {timeout.isoformat()}" if timeout else ""))
             return None
         if t == "goto":
             count = run.visits.get(node.target, 0)
             if node.max_visits and count >= node.max_visits:
-                tx.trace(run, node.id, "decision",
-                         f"{node.target} visited {count} times (max_visits {node.max_visits}) → "
-                         f"{node.next or 'end'}")  # fmt: skip
+                tx.trace(
+                    run,
+                    node.id,
+                    "decision",
+                    f"{node.target} visited {count} times (max_visits {node.max_visits}) → {node.next or 'end'}",
+                )
                 return node.next
             tx.trace(run, node.id, "decision", f"goto {node.target}")
             return node.target
@@ -238,11 +300,16 @@ class FlowRunner:
             data = ctx.get("event") or {}
 
             first = tx.entry("start", "enter", f"from flow {flow.name} node {node.id}")
-            started = self.start(tx, target, record, f"goto_flow from flow {flow.name}", first,
-                                 ("goto_flow", data) if data else None)  # fmt: skip
+            started = self.start(
+                tx, target, record, f"goto_flow from flow {flow.name}", first, ("goto_flow", data) if data else None
+            )
             if started is None:
-                tx.trace(tx.run(run.id) or run, node.id, "decision",
-                         f"flow {node.flow} not started: it runs for this record (mode {target.mode})")  # fmt: skip
+                tx.trace(
+                    tx.run(run.id) or run,
+                    node.id,
+                    "decision",
+                    f"flow {node.flow} not started: it runs for this record (mode {target.mode})",
+                )
             return None
         self.end(tx, run, "done", "stop")  # stop
         return None
@@ -254,16 +321,27 @@ class FlowRunner:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise TemplateError(f"until '{node.until}' rendered to '{text}', not a date and time "
-                                "(write e.g. {{ record.due_date }} 09:00)") from exc  # fmt: skip
+            raise TemplateError(
+                f"until '{node.until}' rendered to '{text}', not a date and time "
+                "(write e.g. {{ record.due_date }} 09:00)"
+            ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.engine.tz)
         return moment
 
-    def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: str, detail: str) -> None:
+    def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: TimerKind, detail: str) -> None:
         run = tx.put_run(evolve(run, status="waiting", node=node.id))
-        tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind=kind, node=node.id,  # type: ignore[arg-type]
-                           object=run.object, record_id=run.record_id))  # fmt: skip
+        tx.add_timer(
+            Timer(
+                id=tx.new_id("timer"),
+                run_id=run.id,
+                due=due,
+                kind=kind,
+                node=node.id,
+                object=run.object,
+                record_id=run.record_id,
+            )
+        )
         tx.trace(run, node.id, "wait", detail)
 
     # ------------------------------------------------------------------ wake-ups
@@ -282,8 +360,11 @@ class FlowRunner:
 
     def waiters(self, tx: Tx, record: Record, event: str) -> list[tuple[str, str]]:
         """(run id, node) of the runs of ``record`` waiting for ``event`` right now."""
-        return [(run.id, run.node) for run in tx.active_runs(record.object, record.id)
-                if run.kind == "flow" and run.status == "waiting" and run.waiting_for == event]  # fmt: skip
+        return [
+            (run.id, run.node)
+            for run in tx.active_runs(record.object, record.id)
+            if run.kind == "flow" and run.status == "waiting" and run.waiting_for == event
+        ]
 
     def wake(self, tx: Tx, waiters: list[tuple[str, str]], event: str, data: Mapping[str, Any]) -> None:
         """Continue the ``waiters`` (taken before the input was handled) whose wait the event satisfies."""

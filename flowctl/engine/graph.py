@@ -70,7 +70,7 @@ def flow_dot(flow: m.Flow) -> str:
         shape = "diamond" if node.type == "branch" else "box"
         lines.append(f'  {_ident(node.id)} [shape={shape}, label="{_label(node_label(node))}"];')
     for src, dst, label in flow_edges(flow):
-        lines.append(f'  {_ident(src)} -> {_ident(dst)}' + (f' [label="{_label(label)}"];' if label else ";"))
+        lines.append(f"  {_ident(src)} -> {_ident(dst)}" + (f' [label="{_label(label)}"];' if label else ";"))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -107,8 +107,10 @@ def pipeline_dot(pipeline: m.Pipeline) -> str:
         lines.append(f'    label="{_label(stage.name or stage.id)}";')
         lines.append(f'    {_ident(stage.id)} [shape=box, style=bold, label="{_label(stage.id)}"];')
         for rule in stage.rules:
-            lines.append(f'    {_ident(stage.id)}_{_ident(rule.name)} [shape=note, '
-                         f'label="{_label(rule.name)}: {rule.action.type}"];')
+            lines.append(
+                f"    {_ident(stage.id)}_{_ident(rule.name)} [shape=note, "
+                f'label="{_label(rule.name)}: {rule.action.type}"];'
+            )
             for before in rule.after:
                 lines.append(f"    {_ident(stage.id)}_{_ident(before)} -> {_ident(stage.id)}_{_ident(rule.name)};")
         for i, trigger in enumerate(stage.triggers):

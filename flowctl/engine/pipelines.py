@@ -9,17 +9,15 @@ wakes. Leaving the stage cancels whatever of that entry has not run yet.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowctl.engine.flows import starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
 from flowctl.engine.tx import Tx, evolve
+from flowctl.engine.view import EngineView
 from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError
-
-if TYPE_CHECKING:
-    from flowctl.engine.core import Engine
 
 
 def _empty(value: Any) -> bool:
@@ -27,7 +25,7 @@ def _empty(value: Any) -> bool:
 
 
 class PipelineRunner:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self.bundle = engine.bundle
         self.by_object: dict[str, list[m.Pipeline]] = {}
@@ -68,9 +66,11 @@ class PipelineRunner:
         missing = [f for f in stage.fields if _empty(record.fields.get(f))]
         if missing:
             where = f" of pipeline {target.name}" if target.name != record.pipeline else ""
-            return (f"cannot move {record.object} {record.id} into stage '{stage_id}'{where}: "
-                    f"required field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                    f"{'are' if len(missing) > 1 else 'is'} empty")  # fmt: skip
+            return (
+                f"cannot move {record.object} {record.id} into stage '{stage_id}'{where}: "
+                f"required field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"{'are' if len(missing) > 1 else 'is'} empty"
+            )
         return ""
 
     def refuse_write(self, before: Record, after: Record) -> str:
@@ -113,8 +113,9 @@ class PipelineRunner:
                 try:
                     ok, _ = self.engine.condition(trigger.if_, ctx)
                 except TemplateError as exc:
-                    tx.problem("condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}",
-                               record=record)  # fmt: skip
+                    tx.problem(
+                        "condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}", record=record
+                    )
                     continue
                 if ok:
                     found = stage.id
@@ -141,16 +142,25 @@ class PipelineRunner:
     def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
         self.apply_triggers(tx, record, "event", event=event)
 
-    def apply_triggers(self, tx: Tx, record: Record, on: str, *, changed: tuple[str, ...] = (),
-                       before: Record | None = None, event: EventReceived | None = None) -> None:  # fmt: skip
+    def apply_triggers(
+        self,
+        tx: Tx,
+        record: Record,
+        on: str,
+        *,
+        changed: tuple[str, ...] = (),
+        before: Record | None = None,
+        event: EventReceived | None = None,
+    ) -> None:
         pipeline = self.pipeline_of(record)
         if pipeline is None or not record.stage:
             return
         current = pipeline.index(record.stage)
         if current >= 0 and pipeline.stages[current].final:
             return  # final stages are left only by an explicit move
-        ctx = self.engine.context(record, before=before, changed=changed,
-                                  event=event.data if event else None, now=tx.now)  # fmt: skip
+        ctx = self.engine.context(
+            record, before=before, changed=changed, event=event.data if event else None, now=tx.now
+        )
         target: m.Stage | None = None
         for index, stage in enumerate(pipeline.stages):
             if index == current:
@@ -165,8 +175,9 @@ class PipelineRunner:
                 try:
                     ok, _ = self.engine.condition(trigger.if_, ctx)
                 except TemplateError as exc:
-                    tx.problem("condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}",
-                               record=record)  # fmt: skip
+                    tx.problem(
+                        "condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}", record=record
+                    )
                     continue
                 if ok:
                     target = stage  # the furthest matching stage wins
@@ -186,11 +197,17 @@ class PipelineRunner:
         runs: dict[str, Run] = {}
         for rule in stage.rules:
             run = Run(
-                id=tx.new_id("run"), automation=f"rule:{pipeline.name}/{stage.id}/{rule.name}",
-                object=record.object, record_id=record.id, status="queued" if rule.after else "running",
-                node=rule.name, entry=entry, started_at=tx.now_iso, config_version=tx.config_version,
+                id=tx.new_id("run"),
+                automation=f"rule:{pipeline.name}/{stage.id}/{rule.name}",
+                object=record.object,
+                record_id=record.id,
+                status="queued" if rule.after else "running",
+                node=rule.name,
+                entry=entry,
+                started_at=tx.now_iso,
+                config_version=tx.config_version,
                 seq=int(tx.now.timestamp() * 1000),
-            )  # fmt: skip
+            )
             runs[rule.name] = tx.trace(run, rule.name, "enter", f"entered stage {stage.id}")
         for rule in stage.rules:
             if not rule.after:
@@ -218,8 +235,17 @@ class PipelineRunner:
         if rule.delay is not None and rule.delay.seconds > 0:
             due = tx.now + rule.delay.value
             run = tx.put_run(evolve(run, status="waiting"))
-            tx.add_timer(Timer(id=tx.new_id("timer"), run_id=run.id, due=due, kind="rule", node=rule.name,
-                               object=run.object, record_id=run.record_id))  # fmt: skip
+            tx.add_timer(
+                Timer(
+                    id=tx.new_id("timer"),
+                    run_id=run.id,
+                    due=due,
+                    kind="rule",
+                    node=rule.name,
+                    object=run.object,
+                    record_id=run.record_id,
+                )
+            )
             tx.trace(run, rule.name, "wait", f"delay {rule.delay.text} until {due.isoformat()}")
             return
         self.run_rule(tx, run, rule)

@@ -110,8 +110,9 @@ def _number(text: str) -> int | float | None:
         return None
 
 
-def typed_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any],
-                 written: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:  # fmt: skip
+def typed_fields(
+    bundle: m.Bundle, object: str, fields: Mapping[str, Any], written: Mapping[str, str]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """``fields`` typed by ``object``'s field types (see ``typed_value``), and (field, problem)
     for each value that cannot be. Built-in fields (``owner``) are text."""
     obj = bundle.objects.get(object)
@@ -139,8 +140,10 @@ def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, co
         return [f"unknown object type '{object}' (known: {known})"]
     limit = bundle.config.limits.fields_per_record
     if len(fields) > limit:  # alone: one line, not a problem per field of a huge request
-        return [f"{len(fields)} fields for one {object} record, more than the limit of {limit}; send fewer "
-                "fields or raise limits.fields_per_record in flowctl.yaml"]  # fmt: skip
+        return [
+            f"{len(fields)} fields for one {object} record, more than the limit of {limit}; send fewer "
+            "fields or raise limits.fields_per_record in flowctl.yaml"
+        ]
     problems = []
     for name, value in fields.items():
         spec = obj.fields.get(name)

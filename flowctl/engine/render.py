@@ -10,9 +10,17 @@ from typing import Any
 from flowctl.engine.state import Effect, Run, TraceEntry
 
 _MARK = {
-    "enter": "→", "condition": "?", "decision": "⇒", "effect": "✉", "wait": "⏸", "timer": "⏰",
-    "event": "⚡", "end": "■", "error": "✗", "skip": "·",
-}  # fmt: skip
+    "enter": "→",
+    "condition": "?",
+    "decision": "⇒",
+    "effect": "✉",
+    "wait": "⏸",
+    "timer": "⏰",
+    "event": "⚡",
+    "end": "■",
+    "error": "✗",
+    "skip": "·",
+}
 
 
 def _values(values: Any) -> str:

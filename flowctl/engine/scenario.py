@@ -56,13 +56,16 @@ def _same(expected: Any, actual: Any) -> bool:
     if isinstance(expected, Mapping):
         return isinstance(actual, Mapping) and all(k in actual and _same(v, actual[k]) for k, v in expected.items())
     if isinstance(expected, list):
-        return isinstance(actual, list | tuple) and len(expected) == len(actual) and all(
-            _same(e, a) for e, a in zip(expected, actual, strict=True))  # fmt: skip
+        return (
+            isinstance(actual, list | tuple)
+            and len(expected) == len(actual)
+            and all(_same(e, a) for e, a in zip(expected, actual, strict=True))
+        )
     if expected is None or actual is None:
         return expected is actual
     if isinstance(expected, bool) or isinstance(actual, bool):
-        return expected == actual
-    return expected == actual or str(expected) == str(actual)
+        return bool(expected == actual)
+    return bool(expected == actual) or str(expected) == str(actual)
 
 
 def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect], *, exactly: bool = False) -> list[str]:
@@ -83,8 +86,10 @@ def match_effects(expected: tuple[Mapping[str, Any], ...], actual: list[Effect],
         else:
             pool.pop(index)
     if exactly and pool:
-        problems.append(f"{len(pool)} effect{'s' if len(pool) > 1 else ''} not listed (exactly: true): "
-                        + "; ".join(_brief_json(g) for g in pool))  # fmt: skip
+        problems.append(
+            f"{len(pool)} effect{'s' if len(pool) > 1 else ''} not listed (exactly: true): "
+            + "; ".join(_brief_json(g) for g in pool)
+        )
     return problems
 
 
@@ -133,13 +138,14 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
         place = str(step.where.at())
         if step.op == "expect" and step.refused is not None:
             previous = test.steps[index - 2] if index > 1 else None
-            result.failures += [Failure(index, message, place)
-                                for message in _check_refused(step.refused, index - 1, previous, refusal)]
+            result.failures += [
+                Failure(index, message, place) for message in _check_refused(step.refused, index - 1, previous, refusal)
+            ]
         elif refusal is not None:
             result.failures.append(refusal)
         refusal = None
         try:
-            for message in _do(sim, step):
+            for message in perform_step(sim, step):
                 result.failures.append(Failure(index, message, place))
         except SimulationError as exc:
             refusal = Failure(index, f"{step.op} refused: {exc}", place)
@@ -155,8 +161,9 @@ def run_scenario(bundle: m.Bundle, test: m.Test) -> ScenarioResult:
             runs = sim.runs_touched(runs_since)
             trace = render_runs(runs) if runs else "(no automation ran)"
             if sim.state.problems[problems_since:]:
-                trace += "\nproblems:\n" + "\n".join(f"  {p.code}: {p.message}"
-                                                     for p in sim.state.problems[problems_since:])  # fmt: skip
+                trace += "\nproblems:\n" + "\n".join(
+                    f"  {p.code}: {p.message}" for p in sim.state.problems[problems_since:]
+                )
             for message in problems:
                 result.failures.append(Failure(index, message, place, trace))
         since = len(sim.state.effects)
@@ -174,10 +181,20 @@ def _seeds(bundle: m.Bundle, test: m.Test) -> tuple[list[Record], list[Failure]]
     failures: list[Failure] = []
     for rec in test.records:
         fields, problems = typed_fields(bundle, rec.object, rec.fields, rec.texts)
-        failures += [Failure(0, f"{rec.object} {rec.id}: {message}", str(rec.where.at("fields", name, VALUE)))
-                     for name, message in problems]  # fmt: skip
-        seeds.append(Record(object=rec.object, id=rec.id, fields=fields, stage=rec.stage, pipeline=rec.pipeline,
-                            owner=str(fields.get("owner") or "")))  # fmt: skip
+        failures += [
+            Failure(0, f"{rec.object} {rec.id}: {message}", str(rec.where.at("fields", name, VALUE)))
+            for name, message in problems
+        ]
+        seeds.append(
+            Record(
+                object=rec.object,
+                id=rec.id,
+                fields=fields,
+                stage=rec.stage,
+                pipeline=rec.pipeline,
+                owner=str(fields.get("owner") or ""),
+            )
+        )
     return seeds, failures
 
 
@@ -199,7 +216,8 @@ def _check_refused(wanted: str, number: int, previous: m.TestStep | None, refusa
     return []
 
 
-def _do(sim: Simulator, step: m.TestStep) -> Iterator[str]:
+def perform_step(sim: Simulator, step: m.TestStep) -> Iterator[str]:
+    """Carry out one step of a test or dry run on ``sim``; yields why it failed (nothing when it held)."""
     rec = step.record
     if step.op in REQUESTS:
         assert rec is not None
@@ -228,15 +246,26 @@ def check_request(bundle: m.Bundle, op: str, rec: m.TestRecord) -> list[str]:
     wrong type or not defined, a required field missing on create, an unknown stage. A refused
     number that was written otherwise (``phone: 0944000111``) gets the hint to quote it."""
     if op == "create":
-        problems = [*check_fields(bundle, rec.object, rec.fields, complete=True),
-                    *check_stage(bundle, rec.object, rec.stage, rec.pipeline)]  # fmt: skip
+        problems = [
+            *check_fields(bundle, rec.object, rec.fields, complete=True),
+            *check_stage(bundle, rec.object, rec.stage, rec.pipeline),
+        ]
     elif op == "update":
         problems = check_fields(bundle, rec.object, rec.fields, complete=False)
     else:
         return []
-    return [problem + next((f' (YAML reads {text} as the number {rec.fields[name]}: write "{text}")'
-                            for name, text in rec.texts.items() if problem.startswith(f"field '{name}' ")), "")
-            for problem in problems]  # fmt: skip
+    return [
+        problem
+        + next(
+            (
+                f' (YAML reads {text} as the number {rec.fields[name]}: write "{text}")'
+                for name, text in rec.texts.items()
+                if problem.startswith(f"field '{name}' ")
+            ),
+            "",
+        )
+        for problem in problems
+    ]
 
 
 def run_scenarios(bundle: m.Bundle, names: list[str] | None = None) -> list[ScenarioResult]:

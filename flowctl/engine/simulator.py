@@ -73,13 +73,26 @@ class Simulator:
         """Put a record in place without triggering anything (a scenario's starting state)."""
         pipeline = self.engine.pipelines.pipeline_of(record)
         if pipeline is not None and pipeline.stages:
-            record = Record(object=record.object, id=record.id, fields=record.fields,
-                            stage=record.stage or pipeline.stages[0].id, pipeline=pipeline.name,
-                            owner=record.owner, version=1)  # fmt: skip
+            record = Record(
+                object=record.object,
+                id=record.id,
+                fields=record.fields,
+                stage=record.stage or pipeline.stages[0].id,
+                pipeline=pipeline.name,
+                owner=record.owner,
+                version=1,
+            )
         self.state.records[record.key] = record
 
-    def write(self, change_kind: str, object: str, id: str, fields: Mapping[str, Any] | None = None,
-              stage: str = "", pipeline: str = "") -> Step:  # fmt: skip
+    def write(
+        self,
+        change_kind: str,
+        object: str,
+        id: str,
+        fields: Mapping[str, Any] | None = None,
+        stage: str = "",
+        pipeline: str = "",
+    ) -> Step:
         current = self.state.record(object, id)
         key = self._key("c")
         if change_kind == "create":
@@ -102,8 +115,7 @@ class Simulator:
         return self._handle(change)
 
     def event(self, event: str, object: str, id: str, data: Mapping[str, Any] | None = None) -> Step:
-        return self._handle(EventReceived(key=self._key("e"), event=event, object=object, id=id,
-                                          data=dict(data or {})))  # fmt: skip
+        return self._handle(EventReceived(key=self._key("e"), event=event, object=object, id=id, data=dict(data or {})))
 
     # ---------------------------------------------------------------- time
 
@@ -127,9 +139,18 @@ class Simulator:
                 self.now = max(self.now, firing.at)
                 day = (firing.process, firing.at.astimezone(self.engine.tz).date().isoformat())
                 pinned = self.engines[self.care_days.setdefault(day, self.engine.version)]
-                steps.append(self._handle(CareDue(key=self._key("o"), process=firing.process,
-                                                  object=firing.object, id=firing.record_id,
-                                                  occurrence=firing.occurrence), pinned))  # fmt: skip
+                steps.append(
+                    self._handle(
+                        CareDue(
+                            key=self._key("o"),
+                            process=firing.process,
+                            object=firing.object,
+                            id=firing.record_id,
+                            occurrence=firing.occurrence,
+                        ),
+                        pinned,
+                    )
+                )
                 continue
             assert timer is not None and timer_due is not None
             self.state.pop_timer(timer.id)

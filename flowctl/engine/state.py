@@ -47,8 +47,9 @@ class Record:
 def stage_moved(before: Record, after: Record) -> bool:
     """Whether ``after`` is in another stage than ``before``: another stage id, or the same id in
     another pipeline of the object."""
-    return after.stage != before.stage or (after.pipeline != before.pipeline and bool(before.pipeline)
-                                           and bool(after.pipeline))  # fmt: skip
+    return after.stage != before.stage or (
+        after.pipeline != before.pipeline and bool(before.pipeline) and bool(after.pipeline)
+    )
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -164,6 +165,10 @@ class Run:
         return self.status in ACTIVE
 
 
+#: What a timer waits for: a flow's delay, a wait_event's timeout, a stage rule's ``after``.
+TimerKind = Literal["delay", "timeout", "rule"]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Timer:
     """A wake-up stored as a row: a flow delay, a wait timeout or a delayed stage rule."""
@@ -171,7 +176,7 @@ class Timer:
     id: str
     run_id: str
     due: datetime
-    kind: Literal["delay", "timeout", "rule"]
+    kind: TimerKind
     node: str = ""
     object: str = ""
     record_id: str = ""
@@ -190,8 +195,13 @@ class Effect:
     params: Mapping[str, Any] = field(default_factory=empty_map)
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, **dict(self.params), "channel": self.channel,
-                "object": self.object, "id": self.record_id}  # fmt: skip
+        return {
+            "action": self.action,
+            **dict(self.params),
+            "channel": self.channel,
+            "object": self.object,
+            "id": self.record_id,
+        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -254,7 +264,7 @@ def copier(cls: type) -> Callable[..., Any]:
         "    new = _new(cls)\n"
         + "".join(f"    _set(new, {n!r}, obj.{n} if {n} is _KEEP else {n})\n" for n in names)
         + "    return new\n"
-    )  # fmt: skip
+    )
     namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls, "_KEEP": object()}
     exec(source, namespace)  # generated from the class's own field names, nothing from outside
     return namespace["copy"]  # type: ignore[no-any-return]

@@ -73,13 +73,23 @@ class Tx:
         self.step.runs[run.id] = run
         return run
 
-    def entry(self, node: str, kind: str, detail: str = "", values: Mapping[str, Any] | None = None,
-              result: Any = None) -> TraceEntry:  # fmt: skip
+    def entry(
+        self, node: str, kind: str, detail: str = "", values: Mapping[str, Any] | None = None, result: Any = None
+    ) -> TraceEntry:
         """A trace line stamped with this step's time."""
         return _entry(self.now_iso, node, kind, detail, _owned(values), result)
 
-    def trace(self, run: Run, node: str, kind: str, /, detail: str = "", values: Mapping[str, Any] | None = None,
-              result: Any = None, **changes: Any) -> Run:  # fmt: skip
+    def trace(
+        self,
+        run: Run,
+        node: str,
+        kind: str,
+        /,
+        detail: str = "",
+        values: Mapping[str, Any] | None = None,
+        result: Any = None,
+        **changes: Any,
+    ) -> Run:
         """Append a trace line to ``run`` (and apply ``changes`` to it) and store it in the step."""
         entry = _entry(self.now_iso, node, kind, detail, _owned(values), result)
         run = evolve(run, trace=(*run.trace, entry), updated_at=self.now_iso, **changes)
@@ -100,11 +110,15 @@ class Tx:
         self.step.effects.append(effect)
 
     def problem(self, code: str, message: str, run: Run | None = None, record: Record | None = None) -> None:
-        self.step.problems.append(Problem(
-            code=code, message=message, run_id=run.id if run else "",
-            object=record.object if record else (run.object if run else ""),
-            record_id=record.id if record else (run.record_id if run else ""),
-        ))  # fmt: skip
+        self.step.problems.append(
+            Problem(
+                code=code,
+                message=message,
+                run_id=run.id if run else "",
+                object=record.object if record else (run.object if run else ""),
+                record_id=record.id if record else (run.record_id if run else ""),
+            )
+        )
 
     # ------------------------------------------------------------------ allocation state
 

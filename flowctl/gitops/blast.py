@@ -42,13 +42,18 @@ class Reach:
     old: dict[str, Tally] = field(default_factory=lambda: {w: Tally() for w in WINDOWS})
 
     def to_json(self) -> dict[str, Any]:
-        return {"process": self.process, "object": self.object, "status": self.status,
-                "new": {w: t.to_json() for w, t in self.new.items()},
-                "old": {w: t.to_json() for w, t in self.old.items()}}  # fmt: skip
+        return {
+            "process": self.process,
+            "object": self.object,
+            "status": self.status,
+            "new": {w: t.to_json() for w, t in self.new.items()},
+            "old": {w: t.to_json() for w, t in self.old.items()},
+        }
 
 
-def blast_radius(store: Store, old: m.Bundle | None, new: m.Bundle, names: list[tuple[str, str]],
-                 now: datetime) -> list[Reach]:  # fmt: skip
+def blast_radius(
+    store: Store, old: m.Bundle | None, new: m.Bundle, names: list[tuple[str, str]], now: datetime
+) -> list[Reach]:
     """``names``: (process, status) of the care processes that change."""
     if not names:
         return []
@@ -76,8 +81,9 @@ def blast_radius(store: Store, old: m.Bundle | None, new: m.Bundle, names: list[
     return [reaches[name] for name, _ in names if name in reaches]
 
 
-def _count(engine: Engine, process: m.CareProcess, record: Any, now: datetime, end: datetime,
-           tallies: dict[str, Tally]) -> None:  # fmt: skip
+def _count(
+    engine: Engine, process: m.CareProcess, record: Any, now: datetime, end: datetime, tallies: dict[str, Tally]
+) -> None:
     counted: set[str] = set()
     for firing in firings(process, record, now, end, engine.tz):
         try:

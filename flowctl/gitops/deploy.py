@@ -17,8 +17,10 @@ class NotDeployable(Exception):
 
 class DeployConflict(Exception):
     def __init__(self, expected: str | None) -> None:
-        super().__init__(f"the deployed version changed since the plan (it was {expected or 'none'}); "
-                         "nothing was applied; plan again")  # fmt: skip
+        super().__init__(
+            f"the deployed version changed since the plan (it was {expected or 'none'}); "
+            "nothing was applied; plan again"
+        )
 
 
 def deploy(store: Store, plan: Plan, now: datetime, *, message: str = "") -> bool:

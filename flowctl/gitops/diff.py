@@ -106,8 +106,11 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
         if key and key == _list_key(new):
             before = {item[key]: item for item in old}
             after = {item[key]: item for item in new}
-            out = [FieldChange(path=f"{path}[{name}]", op="removed", old=before[name])
-                   for name in before if name not in after]  # fmt: skip
+            out = [
+                FieldChange(path=f"{path}[{name}]", op="removed", old=before[name])
+                for name in before
+                if name not in after
+            ]
             for name, item in after.items():
                 sub = f"{path}[{name}]"
                 if name not in before:

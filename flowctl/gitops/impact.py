@@ -79,15 +79,21 @@ def stage_checks(store: Store, old: m.Bundle | None, new: m.Bundle) -> Iterator[
         target = new.pipelines.get(pipeline)
         if target is not None and target.stage(stage) is not None:
             continue
-        where = (f"pipeline '{pipeline}' is removed" if target is None
-                 else f"stage '{stage}' of pipeline '{pipeline}' is removed")  # fmt: skip
+        where = (
+            f"pipeline '{pipeline}' is removed"
+            if target is None
+            else f"stage '{stage}' of pipeline '{pipeline}' is removed"
+        )
         sample = [r.id for r, _ in zip(_in_stage(store, object_, stage, pipeline), range(SAMPLE), strict=False)]
         yield Finding(
-            code="stage-not-empty", severity="refuse",
-            message=(f"{where} but {count} {object_} record{_s(count)} {_are(count)} in stage '{stage}' "
-                     f"({_ids(sample, count)}); move them to another stage first"),
+            code="stage-not-empty",
+            severity="refuse",
+            message=(
+                f"{where} but {count} {object_} record{_s(count)} {_are(count)} in stage '{stage}' "
+                f"({_ids(sample, count)}); move them to another stage first"
+            ),
             details={"object": object_, "pipeline": pipeline, "stage": stage, "records": count, "sample": sample},
-        )  # fmt: skip
+        )
 
 
 def _has_stage(bundle: m.Bundle, pipeline: str, stage: str) -> bool:
@@ -147,13 +153,21 @@ def run_checks(store: Store, new: m.Bundle, *, allow_cancel: bool) -> tuple[list
         records = [f"{run.object} {run.record_id}" for run, _ in found[:SAMPLE]]
         what = f"{len(found)} run{_s(len(found))} ({'/'.join(waiting)}) with {timers} pending timer{_s(timers)}"
         action = "will be cancelled" if allow_cancel else "would be cancelled; pass --allow-cancel to cancel them"
-        findings.append(Finding(
-            code="runs-cancelled", severity="notice" if allow_cancel else "refuse",
-            message=f"{why}: {what} {action} ({_ids(records, len(found))})",
-            details={"reason": why, "runs": [r.id for r, _ in found], "timers": timers,
-                     "records": [{"object": r.object, "id": r.record_id, "node": r.node, "status": r.status}
-                                 for r, _ in found]},
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                code="runs-cancelled",
+                severity="notice" if allow_cancel else "refuse",
+                message=f"{why}: {what} {action} ({_ids(records, len(found))})",
+                details={
+                    "reason": why,
+                    "runs": [r.id for r, _ in found],
+                    "timers": timers,
+                    "records": [
+                        {"object": r.object, "id": r.record_id, "node": r.node, "status": r.status} for r, _ in found
+                    ],
+                },
+            )
+        )
     return findings, ids
 
 
@@ -174,11 +188,14 @@ def care_checks(store: Store, changed: list[str], new: m.Bundle, now: datetime) 
         count = ran.get(name, 0)
         if count:
             yield Finding(
-                code="care-applies-tomorrow", severity="notice",
-                message=(f"care process '{name}' already ran today for {count} record{_s(count)}; "
-                         f"this edit applies from tomorrow ({tomorrow.isoformat()}, {tz.key})"),
+                code="care-applies-tomorrow",
+                severity="notice",
+                message=(
+                    f"care process '{name}' already ran today for {count} record{_s(count)}; "
+                    f"this edit applies from tomorrow ({tomorrow.isoformat()}, {tz.key})"
+                ),
                 details={"process": name, "ran_today": count, "applies_from": tomorrow.isoformat()},
-            )  # fmt: skip
+            )
 
 
 # ------------------------------------------------------------------------------------ fields
@@ -201,11 +218,14 @@ def field_checks(store: Store, old: m.Bundle | None, new: m.Bundle) -> Iterator[
         for f, count in held.items():
             if count:
                 yield Finding(
-                    code="field-removed-with-values", severity="warn",
-                    message=(f"field '{f}' of '{name}' is removed but {count} record{_s(count)} hold a value; "
-                             "the values stay in the store (nothing is deleted) but no automation can use them"),
+                    code="field-removed-with-values",
+                    severity="warn",
+                    message=(
+                        f"field '{f}' of '{name}' is removed but {count} record{_s(count)} hold a value; "
+                        "the values stay in the store (nothing is deleted) but no automation can use them"
+                    ),
                     details={"object": name, "field": f, "records": count},
-                )  # fmt: skip
+                )
 
 
 # ------------------------------------------------------------------------------------ required
@@ -216,10 +236,16 @@ def required_checks(store: Store, old: m.Bundle | None, new: m.Bundle, *, force:
     stage holding them gains, or an object field that becomes ``required``. Without the old
     version every required field is checked."""
     severity: Severity = "warn" if force else "refuse"
-    after = ("; they stay as they are (--force)" if force
-             else "; fill it in for them first, or pass --force to deploy anyway")  # fmt: skip
-    occupied = {(pipeline, stage): (object_, count)
-                for (object_, pipeline, stage), count in store.stage_counts().items() if count and stage}  # fmt: skip
+    after = (
+        "; they stay as they are (--force)"
+        if force
+        else "; fill it in for them first, or pass --force to deploy anyway"
+    )
+    occupied = {
+        (pipeline, stage): (object_, count)
+        for (object_, pipeline, stage), count in store.stage_counts().items()
+        if count and stage
+    }
     for name, pipeline in sorted(new.pipelines.items()):
         before = old.pipelines.get(name) if old is not None else None
         for stage in pipeline.stages:
@@ -232,27 +258,48 @@ def required_checks(store: Store, old: m.Bundle | None, new: m.Bundle, *, force:
             object_ = occupied[(name, stage.id)][0]
             for field_name, count, sample in _lacking(_in_stage(store, object_, stage.id, name), added):
                 yield Finding(
-                    code="required-field-missing", severity=severity,
-                    message=(f"stage '{stage.id}' of pipeline '{name}' now requires field '{field_name}', but "
-                             f"{count} {object_} record{_s(count)} in it lack{'s' if count == 1 else ''} it "
-                             f"({_ids(sample, count)}){after}"),
-                    details={"object": object_, "pipeline": name, "stage": stage.id, "field": field_name,
-                             "records": count, "sample": sample},
-                )  # fmt: skip
+                    code="required-field-missing",
+                    severity=severity,
+                    message=(
+                        f"stage '{stage.id}' of pipeline '{name}' now requires field '{field_name}', but "
+                        f"{count} {object_} record{_s(count)} in it lack{'s' if count == 1 else ''} it "
+                        f"({_ids(sample, count)}){after}"
+                    ),
+                    details={
+                        "object": object_,
+                        "pipeline": name,
+                        "stage": stage.id,
+                        "field": field_name,
+                        "records": count,
+                        "sample": sample,
+                    },
+                )
     for name, obj in sorted(new.objects.items()):
         before_obj = old.objects.get(name) if old is not None else None
-        added = [f for f, spec in obj.fields.items() if spec.required and (
-            before_obj is None or f not in before_obj.fields or not before_obj.fields[f].required)]
+        added = [
+            f
+            for f, spec in obj.fields.items()
+            if spec.required and (before_obj is None or f not in before_obj.fields or not before_obj.fields[f].required)
+        ]
         if not added:
             continue
         for field_name, count, sample in _lacking(records_of(store, name), added):
             yield Finding(
-                code="required-field-missing", severity=severity,
-                message=(f"field '{field_name}' of '{name}' becomes required, but {count} {name} "
-                         f"record{_s(count)} lack{'s' if count == 1 else ''} it ({_ids(sample, count)}){after}"),
-                details={"object": name, "pipeline": "", "stage": "", "field": field_name, "records": count,
-                         "sample": sample},
-            )  # fmt: skip
+                code="required-field-missing",
+                severity=severity,
+                message=(
+                    f"field '{field_name}' of '{name}' becomes required, but {count} {name} "
+                    f"record{_s(count)} lack{'s' if count == 1 else ''} it ({_ids(sample, count)}){after}"
+                ),
+                details={
+                    "object": name,
+                    "pipeline": "",
+                    "stage": "",
+                    "field": field_name,
+                    "records": count,
+                    "sample": sample,
+                },
+            )
 
 
 def _lacking(records: Iterator[Record], names: list[str]) -> Iterator[tuple[str, int, list[str]]]:
@@ -283,10 +330,11 @@ def removal_check(old_keys: list[str], new_keys: list[str], *, force: bool) -> I
         return
     what = "every document" if not new_keys else f"{len(removed)} of {len(old_keys)} documents"
     yield Finding(
-        code="mass-removal", severity="notice" if force else "refuse",
+        code="mass-removal",
+        severity="notice" if force else "refuse",
         message=f"this version removes {what}" + ("" if force else "; pass --force if that is intended"),
         details={"removed": removed, "of": len(old_keys)},
-    )  # fmt: skip
+    )
 
 
 def _s(n: int) -> str:

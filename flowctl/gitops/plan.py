@@ -55,9 +55,15 @@ class Plan:
     def layout_only(self) -> bool:
         """Every document and template file is the same; only comments or layout of YAML differ."""
         files = self.files
-        return (self.status == "changes" and self.current is not None and not self.baseline
-                and not self.documents and not files.added and not files.removed
-                and all(name.endswith((".yaml", ".yml")) for name in files.changed))  # fmt: skip
+        return (
+            self.status == "changes"
+            and self.current is not None
+            and not self.baseline
+            and not self.documents
+            and not files.added
+            and not files.removed
+            and all(name.endswith((".yaml", ".yml")) for name in files.changed)
+        )
 
     @property
     def exit_code(self) -> int:
@@ -70,10 +76,16 @@ class Plan:
         return {
             "status": self.status,
             "layout_only": self.layout_only,
-            "proposed": {"id": self.proposed.id, "origin": self.proposed.origin, "commit": self.proposed.commit,
-                         "author": self.proposed.author, "documents": len(self.proposed.documents)},
-            "deployed": None if current is None else {"id": current.id, "commit": current.commit,
-                                                      "applied_at": current.applied_at.isoformat()},
+            "proposed": {
+                "id": self.proposed.id,
+                "origin": self.proposed.origin,
+                "commit": self.proposed.commit,
+                "author": self.proposed.author,
+                "documents": len(self.proposed.documents),
+            },
+            "deployed": None
+            if current is None
+            else {"id": current.id, "commit": current.commit, "applied_at": current.applied_at.isoformat()},
             "errors": self.errors,
             "documents": [d.to_json() for d in self.documents],
             "files": self.files.to_json(),
@@ -82,7 +94,7 @@ class Plan:
             "cancel_runs": self.cancel_runs,
             "baseline": self.baseline,
             "now": self.now.isoformat(),
-        }  # fmt: skip
+        }
 
 
 def deployed(current: ConfigVersion | None) -> tuple[Snapshot | None, str]:
@@ -95,8 +107,15 @@ def deployed(current: ConfigVersion | None) -> tuple[Snapshot | None, str]:
         return None, str(exc)
 
 
-def make_plan(store: Store, proposed: Snapshot, now: datetime, *, allow_cancel: bool = False,
-              force: bool = False, blast: bool = True) -> Plan:  # fmt: skip
+def make_plan(
+    store: Store,
+    proposed: Snapshot,
+    now: datetime,
+    *,
+    allow_cancel: bool = False,
+    force: bool = False,
+    blast: bool = True,
+) -> Plan:
     current = store.current_version()
     plan = Plan(proposed=proposed, current=current, now=now)
     new = proposed.loaded.bundle
@@ -127,8 +146,9 @@ def make_plan(store: Store, proposed: Snapshot, now: datetime, *, allow_cancel: 
     return plan
 
 
-def care_changes(documents: list[DocumentChange], old: m.Bundle | None, new: m.Bundle, *,
-                 known: bool = True) -> list[tuple[str, str]]:  # fmt: skip
+def care_changes(
+    documents: list[DocumentChange], old: m.Bundle | None, new: m.Bundle, *, known: bool = True
+) -> list[tuple[str, str]]:
     """(process, added|changed|removed) for every care process the version changes. When the
     deployed version is stored without its documents, every proposed process counts as changed."""
     if old is None and not known:

@@ -69,8 +69,11 @@ class Sig:
 def changed_fields(real: Sig, replayed: Sig) -> list[FieldChange]:
     """The payload fields that differ, leaving out times that differ only by the handling delay."""
     lag = abs(real.at - replayed.at) if real.at is not None and replayed.at is not None else timedelta(0)
-    return [c for c in diff_values(real.params, replayed.params)
-            if not (c.op == "changed" and same_moment(c.old, c.new, lag))]  # fmt: skip
+    return [
+        c
+        for c in diff_values(real.params, replayed.params)
+        if not (c.op == "changed" and same_moment(c.old, c.new, lag))
+    ]
 
 
 def same_moment(a: Any, b: Any, lag: timedelta) -> bool:
@@ -101,13 +104,21 @@ class RecordDiff:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "object": self.object, "id": self.record_id, "baseline": self.baseline,
-            "added": [s.to_json() for s in self.added], "removed": [s.to_json() for s in self.removed],
-            "changed": [{"action": a.action, "channel": a.channel,
-                         **({"template": a.template} if a.template else {}),
-                         "fields": [c.to_json() for c in changed_fields(a, b)]}
-                        for a, b in self.changed],
-        }  # fmt: skip
+            "object": self.object,
+            "id": self.record_id,
+            "baseline": self.baseline,
+            "added": [s.to_json() for s in self.added],
+            "removed": [s.to_json() for s in self.removed],
+            "changed": [
+                {
+                    "action": a.action,
+                    "channel": a.channel,
+                    **({"template": a.template} if a.template else {}),
+                    "fields": [c.to_json() for c in changed_fields(a, b)],
+                }
+                for a, b in self.changed
+            ],
+        }
 
 
 @dataclass(kw_only=True, slots=True)
@@ -128,10 +139,18 @@ class Replay:
         return [r for r in self.records if not r.baseline]
 
     def to_json(self) -> dict[str, Any]:
-        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "seed": self.seed,
-                "seeded_records": self.seeded, "changes": self.changes, "refused": self.refused,
-                "real_effects": self.real, "replayed_effects": self.replayed, "baseline": self.baseline or "deployed",
-                "records": [r.to_json() for r in self.records]}  # fmt: skip
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "seed": self.seed,
+            "seeded_records": self.seeded,
+            "changes": self.changes,
+            "refused": self.refused,
+            "real_effects": self.real,
+            "replayed_effects": self.replayed,
+            "baseline": self.baseline or "deployed",
+            "records": [r.to_json() for r in self.records],
+        }
 
 
 def recorded(store: Store) -> Iterator[StoredChange]:
@@ -162,8 +181,9 @@ def _split(store: Store, since: datetime, until: datetime) -> tuple[dict[tuple[s
             continue
         current = state.get((change.object, change.record_id))
         if change.op == "put":
-            rc = change_ops.put("seed", current, change.object, change.record_id, change.fields, change.stage,
-                                change.pipeline)  # fmt: skip
+            rc = change_ops.put(
+                "seed", current, change.object, change.record_id, change.fields, change.stage, change.pipeline
+            )
         elif change.op == "patch":
             rc = change_ops.patch("seed", current, change.object, change.record_id, change.fields)
         elif current is None:
@@ -190,8 +210,9 @@ class _Timed(Simulator):
         return step
 
 
-def run_period(bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: list[StoredChange],
-               since: datetime, until: datetime) -> tuple[list[Sig], int]:  # fmt: skip
+def run_period(
+    bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: list[StoredChange], since: datetime, until: datetime
+) -> tuple[list[Sig], int]:
     """The channel effects ``bundle`` produces for the period, and how many changes it refused."""
     sim = _Timed(bundle, since, version="replay")
     sim.state.records.update(seed)
@@ -208,19 +229,38 @@ def run_period(bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: li
         except SimulationError:
             refused += 1
     sim.advance(until)
-    sigs = [Sig(e.object, e.record_id, e.action, e.channel, _canonical(e.params), at)
-            for e, at in zip(sim.state.effects, sim.effect_times, strict=True) if e.channel]  # fmt: skip
+    sigs = [
+        Sig(e.object, e.record_id, e.action, e.channel, _canonical(e.params), at)
+        for e, at in zip(sim.state.effects, sim.effect_times, strict=True)
+        if e.channel
+    ]
     return sigs, refused
 
 
-def replay(store: Store, proposed: m.Bundle, since: datetime, until: datetime,
-           deployed: m.Bundle | None = None, why_no_baseline: str = "") -> Replay:  # fmt: skip
+def replay(
+    store: Store,
+    proposed: m.Bundle,
+    since: datetime,
+    until: datetime,
+    deployed: m.Bundle | None = None,
+    why_no_baseline: str = "",
+) -> Replay:
     seed, period = _split(store, since, until)
     mine, refused = run_period(proposed, seed, period, since, until)
-    real = [Sig(r.object, r.record_id, r.action, r.channel, _canonical(r.payload), r.created_at)
-            for r in store.outbox_between(since, until)]  # fmt: skip
-    result = Replay(since=since, until=until, seeded=len(seed), changes=len(period), refused=refused,
-                    real=len(real), replayed=len(mine), baseline=why_no_baseline)  # fmt: skip
+    real = [
+        Sig(r.object, r.record_id, r.action, r.channel, _canonical(r.payload), r.created_at)
+        for r in store.outbox_between(since, until)
+    ]
+    result = Replay(
+        since=since,
+        until=until,
+        seeded=len(seed),
+        changes=len(period),
+        refused=refused,
+        real=len(real),
+        replayed=len(mine),
+        baseline=why_no_baseline,
+    )
     result.records = compare(real, mine)
     if deployed is not None:
         base, _ = run_period(deployed, seed, period, since, until)
@@ -247,8 +287,14 @@ def compare(real: list[Sig], replayed: list[Sig]) -> list[RecordDiff]:
         theirs = missing.get(key, [])
         mine = []
         for sig in extra.get(key, []):  # the same effect but for a time the handling delay moved
-            twin = next((t for t in theirs if (t.action, t.channel) == (sig.action, sig.channel)
-                         and not changed_fields(t, sig)), None)  # fmt: skip
+            twin = next(
+                (
+                    t
+                    for t in theirs
+                    if (t.action, t.channel) == (sig.action, sig.channel) and not changed_fields(t, sig)
+                ),
+                None,
+            )
             if twin is not None:
                 theirs.remove(twin)
             else:
@@ -257,8 +303,10 @@ def compare(real: list[Sig], replayed: list[Sig]) -> list[RecordDiff]:
             continue
         diff = RecordDiff(object=key[0], record_id=key[1])
         for sig in mine:
-            twin = next((t for t in theirs if (t.action, t.channel, t.template) == (sig.action, sig.channel,
-                                                                                    sig.template)), None)  # fmt: skip
+            twin = next(
+                (t for t in theirs if (t.action, t.channel, t.template) == (sig.action, sig.channel, sig.template)),
+                None,
+            )
             if twin is not None:
                 theirs.remove(twin)
                 diff.changed.append((twin, sig))
@@ -282,8 +330,11 @@ def _each(sigs: list[Sig], wanted: Counter[Sig]) -> list[Sig]:
 
 
 def _same(a: RecordDiff, b: RecordDiff) -> bool:
-    return (Counter(a.added) == Counter(b.added) and Counter(a.removed) == Counter(b.removed)
-            and Counter(a.changed) == Counter(b.changed))  # fmt: skip
+    return (
+        Counter(a.added) == Counter(b.added)
+        and Counter(a.removed) == Counter(b.removed)
+        and Counter(a.changed) == Counter(b.changed)
+    )
 
 
 def _canonical(payload: Any) -> str:

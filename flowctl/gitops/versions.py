@@ -6,6 +6,7 @@ template files they read), and the git commit and author when the directory is a
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowctl.ports import ConfigVersion
+from flowctl.spec.checks._common import template_file
 from flowctl.spec.config import Loaded, load_bundle, load_bundle_from_files
 from flowctl.spec.loader import load_text
 from flowctl.spec.model import empty_map
@@ -24,15 +26,19 @@ GIT_TIMEOUT = 10.0
 
 class VersionNotFound(LookupError):
     def __init__(self, wanted: str, matches: int = 0) -> None:
-        why = f"{matches} versions start with '{wanted}'; give more characters" if matches else (
-            f"no stored version '{wanted}'; see 'flowctl history'")
+        why = (
+            f"{matches} versions start with '{wanted}'; give more characters"
+            if matches
+            else (f"no stored version '{wanted}'; see 'flowctl history'")
+        )
         super().__init__(why)
 
 
 class NotRebuildable(ValueError):
     def __init__(self, version: str) -> None:
-        super().__init__(f"version {version} was stored without its files (before flowctl apply kept them), "
-                         "so it cannot be rebuilt")  # fmt: skip
+        super().__init__(
+            f"version {version} was stored without its files (before flowctl apply kept them), so it cannot be rebuilt"
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,14 +53,38 @@ class Snapshot:
     documents: Mapping[str, Any] = field(default_factory=empty_map)
 
     def to_version(self, applied_at: datetime, *, message: str = "") -> ConfigVersion:
-        return ConfigVersion(id=self.id, applied_at=applied_at, documents=dict(self.documents), commit=self.commit,
-                             author=self.author, message=message or self.message, files=dict(self.files))  # fmt: skip
+        return ConfigVersion(
+            id=self.id,
+            applied_at=applied_at,
+            documents=dict(self.documents),
+            commit=self.commit,
+            author=self.author,
+            message=message or self.message,
+            files=dict(self.files),
+        )
+
+
+def content_hash(loaded: Loaded) -> str:
+    """The id of a configuration (the same for the daemon, ``plan`` and ``apply``).
+
+    The hash of its files' contents in path order, then of its templates' texts.
+    """
+    digest = hashlib.sha256()
+    base = loaded.root
+    for name in sorted(loaded.files):
+        path = base / name
+        digest.update(name.encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+    for template in sorted(loaded.bundle.templates.values() if loaded.bundle else (), key=lambda t: t.name):
+        digest.update((template.text + template.html).encode())
+    return digest.hexdigest()[:16]
 
 
 def read_directory(directory: Path | str) -> Snapshot:
     """Load ``directory`` and capture it: the files as text, the content hash, the git commit."""
-    from flowctl.runtime.service import content_hash  # the daemon's id for the same directory
-
     loaded = load_bundle(directory)
     base = loaded.root
     files: dict[str, str] = {}
@@ -65,14 +95,20 @@ def read_directory(directory: Path | str) -> Snapshot:
             continue  # the load reported it; an invalid directory is never deployed
     files.update(template_files(loaded))
     commit, author, message = git_origin(base)
-    return Snapshot(loaded=loaded, files=files, id=content_hash(loaded), commit=commit, author=author,
-                    message=message, origin=str(base), documents=raw_documents(files))  # fmt: skip
+    return Snapshot(
+        loaded=loaded,
+        files=files,
+        id=content_hash(loaded),
+        commit=commit,
+        author=author,
+        message=message,
+        origin=str(base),
+        documents=raw_documents(files),
+    )
 
 
 def template_files(loaded: Loaded) -> dict[str, str]:
     """The ``text_file``/``html_file`` texts the templates read, by path under the directory."""
-    from flowctl.spec.checks._common import template_file
-
     out: dict[str, str] = {}
     if loaded.bundle is None:
         return out
@@ -114,9 +150,16 @@ def from_version(version: ConfigVersion) -> Snapshot:
         return replace(known, commit=version.commit, author=version.author, message=version.message,
                        origin=f"version {version.id}")  # fmt: skip
     loaded = load_bundle_from_files(version.files, root=f"<version {version.id}>")
-    built = Snapshot(loaded=loaded, files=dict(version.files), id=version.id, commit=version.commit,
-                     author=version.author, message=version.message, origin=f"version {version.id}",
-                     documents=raw_documents(version.files))  # fmt: skip
+    built = Snapshot(
+        loaded=loaded,
+        files=dict(version.files),
+        id=version.id,
+        commit=version.commit,
+        author=version.author,
+        message=version.message,
+        origin=f"version {version.id}",
+        documents=raw_documents(version.files),
+    )
     if loaded.ok:
         remember(built)
     return built
@@ -163,8 +206,9 @@ def git_origin(directory: Path) -> tuple[str, str, str]:
 
 def _git(directory: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""

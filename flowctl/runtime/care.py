@@ -305,6 +305,9 @@ class CareScheduler:
         report.committed += kept
         if kept == len(items):
             self._count(items, report)
+        else:  # fencing: another replica took these over meanwhile (this one was paused past the lease)
+            log.warning("care: %d of %d taken-over occurrences not committed: %s lost them to another replica, "
+                        "whose run stands", len(items) - kept, len(items), self.owner)  # fmt: skip
 
     def _steps(self, claims: list[CareOccurrence], known: dict[tuple[str, str], Record],
                now: datetime) -> list[tuple[CareOccurrence, Processed]]:  # fmt: skip

@@ -8,17 +8,29 @@ operator to inspect and retry. Every claim counts as an attempt (the store incre
 ``attempts`` when it claims a row), so a row whose sending crashes the process runs out too.
 
 Each row is marked sent in its own commit as soon as its channel accepted it, and at most
-``in_flight`` rows (``limits.sends_in_flight``, default 1) are between "handed to the channel" and
-"recorded sent" at any moment, so a crash resends at most that many messages. Rows of a ``local``
-sender (the ``log`` channel: nothing leaves the machine) are recorded in one commit per claim,
-since a second copy harms nobody and a commit per row would cost the single SQLite writer one
-fsync per message.
+``in_flight`` rows (``limits.sends_in_flight``, default 1) of each channel are between "handed to
+the channel" and "recorded sent" at any moment, so a crash resends at most that many messages per
+channel. Rows of a ``local`` sender (the ``log`` channel: nothing leaves the machine) are recorded
+in one commit per claim, since a second copy harms nobody and a commit per row would cost the
+single SQLite writer one fsync per message.
 
-With ``in_flight`` above 1, channels do not wait for each other: the rows of one claim are grouped
-by channel and each group is sent on its own threads (``concurrency`` lanes per sender, one per
-SMTP connection), which share the ``in_flight`` slots. Rows of one recipient stay in one lane, so
-they leave in order. Lanes record their own outcomes, so the store must be thread-safe (both
-stores are).
+Channels do not wait for each other, even at one message in flight: the rows of one claim are
+grouped by channel and each group is sent on its own threads (``concurrency`` lanes per sender,
+one per SMTP connection), which share that channel's ``in_flight`` slots. Rows of one recipient
+stay in one lane, so they leave in order. Lanes record their own outcomes, so the store must be
+thread-safe (both stores are). The loop (:meth:`Deliverer.run`) does not wait for a channel that
+is still sending before it claims again: it claims the other channels' rows meanwhile, so a
+gateway that hangs holds up its own messages only. Rows a lane did not start within its claim's
+time (``lease_seconds`` less the sender's timeout) are released at once, due now and with the
+claim's attempt undone, instead of waiting for their lease.
+
+The wall clock may be stepped back (an NTP correction, ``date -s``): rows stored before the step
+carry times of the old clock. A pending row is due whatever the clock says (the store claims it
+at once); when a round reads an earlier time than the round before, the rows waiting for a retry
+or a hold fall due as much earlier (``Store.shift_outbox``), and the rate windows count their
+sends as "just now" (``policies.Window``), so nothing waits for the size of the step. A step taken
+while no deliverer ran is seen at the first round only through retries due later than any backoff
+could put them: they fall due at once (``Store.clamp_retries``).
 
 A channel that cannot be configured (an ``${ENV}`` variable it needs is not set: its sender is
 ``Unconfigured``) is not an attempt that fails: its rows are held (``held: channel sms:
@@ -35,7 +47,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +72,8 @@ DEFAULT_SEND_TIMEOUT = 30.0
 #: Seconds a row of a channel that cannot be configured is held before it is looked at again.
 CONFIG_HOLD = 60.0
 CONFIG_HELD = "held: channel "  # how the reason of such a hold starts
+#: Seconds the wall clock may read earlier than at the previous round before it counts as stepped back.
+CLOCK_STEP = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,10 @@ class Outcome:
     permanent: bool = False
     retry_after: float | None = None
     held_until: datetime | None = None  # over the channel's rate at the moment of sending
+
+    @property
+    def tried(self) -> bool:
+        return self.receipt is not None or bool(self.error) or self.held_until is not None
 
 
 class Deliverer:
@@ -112,7 +130,10 @@ class Deliverer:
         self.max_attempts_default = max_attempts_default
         self.max_workers = max_workers
         self.in_flight = max(1, in_flight)  # a reload may change it; a round picks it up at its start
-        self._slots, self._slot_count = threading.BoundedSemaphore(self.in_flight), self.in_flight
+        self._slots: dict[str, threading.BoundedSemaphore] = {}  # per channel: in_flight each
+        self._slot_count = self.in_flight
+        self._busy: dict[str, list[Future[None]]] = {}  # channel -> its lanes still sending
+        self._wake = threading.Event()  # a lane finished: its channel may be claimed again
         self._executor: ThreadPoolExecutor | None = None
         self.policies = {name: p for name, p in (policies or {}).items() if policies_.active(p)}
         self.timezone = timezone
@@ -123,6 +144,7 @@ class Deliverer:
         self.outcomes: Counter | None = None
         self._working: frozenset[str] | None = None  # channels with a working sender, at the last release
         self._reported: set[str] = set()  # unconfigured channels already logged
+        self._last_round: datetime | None = None  # the clock at the previous round: a later one reads no earlier
         if metrics is not None:
             self.outcomes = metrics.counter("flowctl_deliveries_total", "Outbox rows handled by channel and result: "
                                             "sent, retry, dead or held.", ("channel", "result"))  # fmt: skip
@@ -130,11 +152,27 @@ class Deliverer:
     # ---- one round
 
     def deliver_once(self) -> int:
-        """Claim the due rows, send them, record each outcome; the number of rows claimed."""
+        """Claim the due rows, send them, record each outcome; the number of rows claimed.
+        Returns when every row claimed (now or by an earlier :meth:`_start`) has its outcome."""
+        try:
+            return self._start()
+        finally:
+            self._finish(block=True)
+
+    def _start(self) -> int:
+        """Claim the due rows of the channels not still sending and start sending them; the
+        number of rows claimed. A lane that failed since the last call raises here."""
+        self._wake.clear()
+        self._finish(block=False)
         claimed_at = self.clock.now()
+        self._notice_step_back(claimed_at)
         self._release_fixed(claimed_at)
         self.last_limit = self._claim_size()
-        rows = self.store.claim_outbox(claimed_at, self.last_limit, self.owner, self.lease_seconds)
+        busy = sorted(self._busy)
+        if busy:
+            rows = self.store.claim_outbox(claimed_at, self.last_limit, self.owner, self.lease_seconds, busy)
+        else:
+            rows = self.store.claim_outbox(claimed_at, self.last_limit, self.owner, self.lease_seconds)
         if not rows:
             return 0
         claimed = len(rows)
@@ -153,25 +191,33 @@ class Deliverer:
                 split[zlib.crc32((row.recipient or row.key).encode()) % len(split)].append(row)
             lanes += [(sender, lane) for lane in split if lane]
 
-        if self._slot_count != self.in_flight:
-            self._slots, self._slot_count = threading.BoundedSemaphore(self.in_flight), self.in_flight
+        if self._slot_count != self.in_flight:  # a reload changed it; running lanes keep theirs
+            with self._windows_lock:
+                self._slots, self._slot_count = {}, self.in_flight
         local = [(sender, lane) for sender, lane in lanes if getattr(sender, "local", False)]
         if local:
             lanes = [(sender, lane) for sender, lane in lanes if not getattr(sender, "local", False)]
             self._send_local(local, claimed_at)
-        if not lanes:
-            return claimed
-        if self.in_flight == 1 or len(lanes) == 1:
-            for sender, lane in lanes:  # one at a time, each recorded before the next goes
-                for row in lane:
-                    self._record(self._attempt(row, sender, claimed_at))
-            return claimed
-        executor = self._pool()
-        futures = [executor.submit(self._lane, sender, lane, claimed_at) for sender, lane in lanes]
-        wait(futures)  # every lane done before a failure ends the round: none may still be sending
-        for future in futures:
-            future.result()
+        executor = self._pool() if lanes else None
+        for sender, lane in lanes:
+            assert executor is not None
+            future = executor.submit(self._lane, sender, lane, claimed_at)
+            self._busy.setdefault(lane[0].channel, []).append(future)
+            future.add_done_callback(lambda _: self._wake.set())
         return claimed
+
+    def _finish(self, block: bool) -> None:
+        """Forget the channels whose lanes are done (all of them, waiting, when ``block``) and
+        raise the first failure of a lane among them."""
+        failure: BaseException | None = None
+        for channel, futures in list(self._busy.items()):
+            if block:
+                wait(futures)  # every lane done before a failure ends the round: none may still be sending
+            if all(future.done() for future in futures):
+                del self._busy[channel]
+                failure = failure or next((f.exception() for f in futures if f.exception()), None)
+        if failure is not None:
+            raise failure
 
     def _send_local(self, lanes: list[tuple[Sender | None, list[OutboxRow]]], claimed_at: datetime) -> None:
         """Send the rows of local senders and record the sent ones in one commit."""
@@ -182,16 +228,21 @@ class Deliverer:
                 send_many(lane)  # the log channel: every line in one write; it cannot fail
                 sent += lane
                 continue
-            for row in lane:
+            for n, row in enumerate(lane):
                 outcome = self._attempt(row, sender, claimed_at)
                 if outcome.receipt is not None:
                     sent.append(row)
+                elif not outcome.tried:
+                    self._release(lane[n:])
+                    break
                 else:
                     self._record(outcome)
         if sent:
-            self.store.mark_sent_many([row.id for row in sent], self.clock.now())
+            lost = set(self.store.mark_sent_many([row.id for row in sent], self.clock.now(), owner=self.owner))
+            self._lost("sent", sorted(lost))
             for row in sent:
-                self._count(row.channel, "sent")
+                if row.id not in lost:
+                    self._count(row.channel, "sent")
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """The rows that may go now. A row claimed more often than its channel allows attempts
@@ -202,9 +253,11 @@ class Deliverer:
             limit = self._max_attempts(row.channel)
             if row.attempts > limit:
                 error = f"gave up after {row.attempts - 1} attempts: the sender's lease ran out (it died or hung)"
-                self.store.mark_failed(row.id, error, None, now)
-                self._count(row.channel, "dead")
-                log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+                if self.store.mark_failed(row.id, error, None, now, owner=self.owner):
+                    self._count(row.channel, "dead")
+                    log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+                else:
+                    self._lost("dead", [row.id])
             else:
                 keep.append(row)
         keep = self._hold_unconfigured(keep, now)
@@ -252,7 +305,7 @@ class Deliverer:
                     holds.append((row.id, until, self._rate_reason(channel, until)))
                     self._count(channel, "held")
         if holds:
-            self.store.hold_outbox_many(holds, now)
+            self._lost("held", self.store.hold_outbox_many(holds, now, owner=self.owner))
             log.info("held %d message(s) by sending policy; first: %s", len(holds), holds[0][2])
         return sorted(go, key=lambda row: row.id)
 
@@ -270,8 +323,25 @@ class Deliverer:
                 self._reported.add(row.channel)
                 log.warning("held: %s; its messages wait until it is set (restart flowctl run with it)", why)
         if holds:
-            self.store.hold_outbox_many(holds, now)
+            self._lost("held", self.store.hold_outbox_many(holds, now, owner=self.owner))
         return keep
+
+    def _notice_step_back(self, now: datetime) -> None:
+        """When the clock reads earlier than at the previous round, it was stepped back: rows
+        waiting until a time of the old clock fall due as much earlier (never before now)."""
+        last, self._last_round = self._last_round, now
+        if last is None:  # a step while no deliverer ran: no retry waits longer than any backoff
+            clamped = self.store.clamp_retries(self.max_delay, now)
+            if clamped:
+                log.warning("%d message(s) waited for a retry later than any backoff (the clock went back "
+                            "since they were stored); they are due now", clamped)  # fmt: skip
+            return
+        step = (last - now).total_seconds()
+        if step <= CLOCK_STEP:
+            return
+        moved = self.store.shift_outbox(step, now)
+        log.warning("the clock went back %.0fs (from %s to %s); %d waiting message(s) moved as much earlier",
+                    step, last.isoformat(), now.isoformat(), moved)  # fmt: skip
 
     def _release_fixed(self, now: datetime) -> None:
         """Rows held because their channel could not be configured go out now if it can be: at the
@@ -321,11 +391,25 @@ class Deliverer:
             self.outcomes.inc(channel=channel, result=result)
 
     def _lane(self, sender: Sender | None, rows: list[OutboxRow], claimed_at: datetime) -> None:
-        """Send one lane's rows in order; a row takes an ``in_flight`` slot from before it is
-        handed to the channel until its outcome is committed."""
-        for row in rows:
-            with self._slots:
-                self._record(self._attempt(row, sender, claimed_at))
+        """Send one lane's rows in order; a row takes one of its channel's ``in_flight`` slots
+        from before it is handed to the channel until its outcome is committed. The rows left
+        when the claim's time ran out are released at once."""
+        with self._windows_lock:
+            slots = self._slots.setdefault(rows[0].channel, threading.BoundedSemaphore(self._slot_count))
+        for n, row in enumerate(rows):
+            with slots:
+                outcome = self._attempt(row, sender, claimed_at)
+                if outcome.tried:
+                    self._record(outcome)
+                    continue
+            self._release(rows[n:])
+            return
+
+    def _release(self, rows: list[OutboxRow]) -> None:
+        """Hand back rows a claim did not get to: due now, the claim's attempt undone."""
+        self.store.release_outbox([row.id for row in rows], self.clock.now(), owner=self.owner)
+        log.info("released %d message(s) of %s not started within their claim's time; they go in the "
+                 "next round", len(rows), rows[0].channel)  # fmt: skip
 
     def _attempt(self, row: OutboxRow, sender: Sender | None, claimed_at: datetime) -> Outcome:
         """Send one row; never raises for the row's own failures."""
@@ -363,17 +447,20 @@ class Deliverer:
         it resends that one row with the same Message-ID / Idempotency-Key, for the receiver to drop."""
         row = outcome.row
         if outcome.held_until is not None:
-            self.store.hold_outbox_many([(row.id, outcome.held_until, self._rate_reason(row.channel,
-                                                                                       outcome.held_until))],
-                                        self.clock.now())  # fmt: skip
+            reason = self._rate_reason(row.channel, outcome.held_until)
+            if self._lost("held", self.store.hold_outbox_many([(row.id, outcome.held_until, reason)],
+                                                              self.clock.now(), owner=self.owner)):  # fmt: skip
+                return
             self._count(row.channel, "held")
             return
-        if outcome.receipt is None and not outcome.error:
-            return  # not tried: the lease runs out and a later claim takes it
+        if not outcome.tried:
+            self._release([row])
+            return
         now = self.clock.now()
         where = f"{row.action} {row.key} via {row.channel}"
         if outcome.receipt is not None:
-            self.store.mark_sent_many([row.id], now)
+            if self._lost("sent", self.store.mark_sent_many([row.id], now, owner=self.owner)):
+                return
             self._count(row.channel, "sent")
             log.debug("sent %s: %s", where, outcome.receipt.detail)
             return
@@ -381,14 +468,26 @@ class Deliverer:
         limit = self._max_attempts(row.channel)
         if outcome.permanent or attempts >= limit:
             error = outcome.error if outcome.permanent else f"gave up after {attempts} attempts: {outcome.error}"
-            self.store.mark_failed(row.id, error, None, now)
+            if not self.store.mark_failed(row.id, error, None, now, owner=self.owner):
+                self._lost("dead", [row.id])
+                return
             self._count(row.channel, "dead")
             log.warning("dead %s: %s", where, error)
             return
         delay = self.backoff(attempts, outcome.retry_after)
-        self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now)
+        if not self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now, owner=self.owner):
+            self._lost("retry", [row.id])
+            return
         self._count(row.channel, "retry")
         log.info("retry %s in %.0fs (attempt %d of %d): %s", where, delay, attempts, limit, outcome.error)
+
+    def _lost(self, outcome: str, row_ids: list[int]) -> bool:
+        """Log rows not marked ``outcome`` because this sender lost their lease (it was paused past
+        it and another sender claimed them: theirs to record); True when there were any."""
+        if row_ids:
+            log.warning("%d outbox row(s) not marked %s: %s lost their lease to another sender, whose "
+                        "outcome stands (ids %s)", len(row_ids), outcome, self.owner, row_ids[:10])  # fmt: skip
+        return bool(row_ids)
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds before the next try after ``attempts`` failures: full jitter, at least
@@ -420,7 +519,7 @@ class Deliverer:
         try:
             while not stop.is_set():
                 try:
-                    claimed = self.deliver_once()
+                    claimed = self._start()
                 except Exception as exc:  # logged below; the loop must go on
                     delay = backoff.next()
                     if health is not None and unavailable(exc):
@@ -433,12 +532,22 @@ class Deliverer:
                 if health is not None:
                     health.ok()
                 if claimed < self.last_limit:  # a full claim: more may be due at once
-                    stop.wait(poll_interval)
+                    self._pause(stop, poll_interval)
         finally:
             self.close()
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait ``seconds``, less when ``stop`` is set or a lane finishes (its channel may have
+        more rows due)."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, 0.1)):
+                return
 
     def close(self) -> None:
         """Stop the worker threads (the senders belong to whoever built them)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._busy.clear()

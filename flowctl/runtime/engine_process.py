@@ -359,8 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    from flowctl.cli.run import setup_logging
     from flowctl.runtime.ingest import StoreHealth
+    from flowctl.runtime.logs import setup_logging
 
     setup_logging(args.log_format, args.log_level)
     control, status = _Control(args.control_fd), _Status(args.status_fd)

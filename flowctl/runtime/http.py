@@ -4,7 +4,8 @@ Writes are accepted asynchronously but durably: a handler validates the request 
 current configuration, hands one ``NewChange`` to ``Ingest`` and answers ``202`` only after the
 group commit that stored it, with the change's ``seq``. The worker processes it later. An
 ``Idempotency-Key`` header makes a write repeatable: the repeat stores nothing and gets the first
-answer (same ``seq``, ``"duplicate": true``).
+answer (same ``seq``, ``"duplicate": true``). The store keeps the fingerprint of what the key was
+first used for, so the same key with another request is refused (409), whenever it comes back.
 
 Every error answers ``{"error": {"code", "message", "details"}}`` with the status its class
 (``sources.RequestError``) names. ``openapi()`` is the hand-written description of all of it.
@@ -16,7 +17,6 @@ request, so a hot reload takes effect on the next request.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import ipaddress
 import itertools
@@ -24,10 +24,10 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
@@ -58,6 +58,7 @@ from flowctl.runtime.sources import (
     UnsupportedMediaType,
     WebhookSource,
     check_change,
+    fingerprint,
     has_nul,
     json_type,
     parse_json,
@@ -70,6 +71,9 @@ log = logging.getLogger("flowctl.http")
 T = TypeVar("T")
 MAX_ID = 256
 MAX_KEY = 255
+#: An Idempotency-Key is stored as ``api/<key>``: a Source's name holds no '/', so no webhook key
+#: (``<source>:<event_id>``) or polling key can equal one, whatever either side sends
+API_KEYS = "api/"
 MAX_LIST = 1000
 COMMIT_TIMEOUT = 30.0
 
@@ -119,8 +123,9 @@ class ServiceView(Protocol):
 
 
 def listen_allowed(listen: str, token: str) -> str:
-    """Why the daemon must not listen on ``listen`` ('' when it may): beyond loopback needs a token."""
-    if token:
+    """Why the daemon must not listen on ``listen`` ('' when it may): beyond loopback needs a token
+    (one of only spaces is none)."""
+    if token.strip():
         return ""
     host = listen.rpartition(":")[0] if ":" in listen else listen
     host = host.strip().removeprefix("[").removesuffix("]")
@@ -149,7 +154,8 @@ class _Settings:
 
 def _settings(bundle: m.Bundle, env: Mapping[str, str]) -> _Settings:
     config = bundle.config
-    token = resolve_secret(config.api_token, env) if config.api_token else ""
+    # a token of only spaces is no token: nobody could send it (the Authorization value is stripped)
+    token = resolve_secret(config.api_token, env).strip() if config.api_token else ""
     hooks: dict[str, WebhookSource | str] = {}
     for source in bundle.sources.values():
         if source.type != "webhook" or not source.path:
@@ -276,6 +282,13 @@ def _accepted(result: AppendResult) -> Response:
     return Response(body, status_code=202, media_type="application/json")
 
 
+def _conflicts(change: NewChange, result: AppendResult) -> bool:
+    """Whether ``change`` reused a stored key for a different request (changes stored before
+    fingerprints were kept have none, and count as repeats)."""
+    return result.duplicate and bool(change.fingerprint and result.fingerprint) and (
+        result.fingerprint != change.fingerprint)
+
+
 class CommitTimeout(Exception):
     """The store did not take a write in time; it was taken out of the queue, so it is not stored."""
 
@@ -313,31 +326,6 @@ class _Deadlines:
             self.pending.pop(loop, None)
 
 
-class _RecentKeys:
-    """Which request each recent Idempotency-Key was used for (this process, bounded), so that a
-    key reused for a *different* write is refused (409) instead of silently answered as a repeat."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self.seen: OrderedDict[str, bytes] = OrderedDict()
-
-    @staticmethod
-    def fingerprint(change: NewChange) -> bytes:
-        text = json.dumps([change.op, change.object, change.record_id, change.stage, change.pipeline, change.event,
-                           change.fields, change.data], sort_keys=True, default=str)  # fmt: skip
-        return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-    def conflicts(self, key: str, fingerprint: bytes) -> bool:
-        first = self.seen.get(key)
-        return first is not None and first != fingerprint
-
-    def remember(self, key: str, fingerprint: bytes) -> None:
-        self.seen[key] = fingerprint
-        self.seen.move_to_end(key)
-        while len(self.seen) > self.size:
-            self.seen.popitem(last=False)
-
-
 # --------------------------------------------------------------------------------------------
 # the API
 
@@ -359,7 +347,6 @@ class HttpApi:
         self.duplicates = metrics.counter("flowctl_changes_duplicate_total",
                                           "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
         self._settings: _Settings | None = None
-        self._recent = _RecentKeys()
         self._deadlines = _Deadlines(commit_timeout, getattr(svc.ingest, "cancel", None))
         # a write without Idempotency-Key gets a key of its own: random per process, then a serial
         self._key_prefix, self._key_serial = f"auto-{secrets.token_hex(8)}-", itertools.count()
@@ -397,7 +384,8 @@ class HttpApi:
 
     def authorize(self, request: Request, settings: _Settings) -> None:
         if settings.token_unset:
-            raise Misconfigured("api_token is set in Config but resolves empty (is its ${ENV} variable set?)")
+            raise Misconfigured("api_token is set in Config but resolves empty or to only spaces (is its ${ENV} "
+                                "variable set?)")  # fmt: skip
         if not settings.token:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -465,7 +453,8 @@ class HttpApi:
             (log.debug if unavailable(exc) else log.warning)("write not stored: %s", exc)
             raise Unavailable("the store could not save the write; retry with the same Idempotency-Key") from None
         for change, result in zip(changes, results, strict=True):
-            (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
+            if not _conflicts(change, result):  # a conflict is answered 409: neither stored nor a repeat
+                (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
         return results
 
     async def _write(self, change: NewChange, settings: _Settings, explicit_key: bool,
@@ -474,15 +463,13 @@ class HttpApi:
         if problems:
             raise Invalid.of(problems)
         await self._check_moves([change])
-        fingerprint = b""
-        if explicit_key:
-            fingerprint = self._recent.fingerprint(change)
-            if self._recent.conflicts(change.idempotency_key, fingerprint):
-                raise Conflict(f"Idempotency-Key '{change.idempotency_key}' was already used for a different "
-                               "request; use a new key for a new write")  # fmt: skip
+        if explicit_key:  # the store keeps it with the change: a reuse is judged after a restart too
+            change = replace(change, fingerprint=fingerprint(change))
         (result,) = await self._commit([change])
-        if explicit_key:
-            self._recent.remember(change.idempotency_key, fingerprint)
+        if _conflicts(change, result):
+            given = change.idempotency_key.removeprefix(API_KEYS)
+            raise Conflict(f"Idempotency-Key '{given}' was already used for a different request (change "
+                           f"{result.seq}); use a new key for a new write")  # fmt: skip
         if wait is None:
             return _accepted(result)
         return await self._after_waiting(change, result, wait)
@@ -502,7 +489,7 @@ class HttpApi:
 
     def _change(self, request: Request, **values: Any) -> tuple[NewChange, bool]:
         given = self._idempotency_key(request)
-        key = given or f"{self._key_prefix}{next(self._key_serial):x}"
+        key = f"{API_KEYS}{given}" if given else f"{self._key_prefix}{next(self._key_serial):x}"
         change = NewChange(idempotency_key=key, source="api", received_at=self.svc.clock.now(),
                            **values)  # fmt: skip
         return change, bool(given)
@@ -637,6 +624,9 @@ class HttpApi:
         return JSONResponse({"status": "ready"})
 
     async def metrics(self, request: Request) -> Response:
+        # behind api_token when one is set (queue depths, sources and routes are not for everyone);
+        # Prometheus sends it as a bearer token. /healthz and /readyz stay open for load balancers.
+        self.authorize(request, self.settings())
         text = await run_in_threadpool(self.svc.metrics.render)  # callbacks may read the store
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -836,7 +826,8 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}},
         "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
                            "description": "Makes the write repeatable: a repeat stores nothing and gets the first "
-                           "answer. Without it each request is a new write.",
+                           "answer; the same key with a different request is refused (409), after a restart too. "
+                           "Without it each request is a new write.",
                            "schema": {"type": "string", "maxLength": MAX_KEY}},
         "Prefer": {"name": "Prefer", "in": "header", "required": False,
                    "description": f"wait=N: answer once the change is processed (200, with the record and the runs "
@@ -912,7 +903,8 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"type": ["object", "array"], "description": "The payload, or a list of payloads."}}}},
                 "responses": {
-                    "202": {"description": "Every mapped change stored.",
+                    "202": {"description": "Every mapped change stored; an item repeating an earlier one "
+                            "of the delivery (same event_id, same change) is dropped and gets no entry.",
                             "content": {"application/json": {"schema": _ref("HookAccepted")}}},
                     **_errors(400, 401, 404, 413, 415, 422, 500, 503),
                 },
@@ -925,8 +917,9 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
             "200": {"description": "Ready (status ready), or ready with problems listed (status degraded).",
                     "content": {"application/json": {"schema": _ref("Status")}}},
             **_errors(503)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4).", "responses": {"200": {
-            "description": "The metrics.", "content": {"text/plain": {"schema": string}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4); needs the api_token when one is set.",
+                             **security, "responses": {"200": {
+            "description": "The metrics.", "content": {"text/plain": {"schema": string}}}, **_errors(401, 500)}}},
         "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {
             "description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     }  # fmt: skip
@@ -934,7 +927,7 @@ def openapi(*, secured: bool = False) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "flowctl daemon API", "version": "1",
                  "description": "Records, events and webhooks for flowctl. Writes answer 202 once stored. When "
-                 "Config.api_token is set, every /v1 call needs `Authorization: Bearer <token>`."},
+                 "Config.api_token is set, every /v1 call and /metrics need `Authorization: Bearer <token>`."},
         "paths": paths,
         "components": {
             "schemas": schemas, "parameters": parameters, "responses": responses,

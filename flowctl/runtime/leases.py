@@ -27,7 +27,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from flowctl.engine.state import Timer
-from flowctl.ports import Clock, OutboxRow, Processed, Store, StoredChange
+from flowctl.ports import Clock, LeaseLost, OutboxRow, Processed, Store, StoredChange
 from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
 
 log = logging.getLogger("flowctl.leases")
@@ -41,10 +41,11 @@ class LeaseKeeper:
 
     Each kind of work is claimed from one thread and a new claim comes only after the previous
     batch was finished (committed, or abandoned after an error), so a claim replaces what was held
-    of that kind: an abandoned batch is never kept alive. When the store failed since that batch was
-    claimed (an outage cut it off), it is handed back instead (its leases end now), so its rows are
-    taken again at once, not a lease later; other leftovers (rows the deliverer did not start in
-    time) wait for their lease as before. Deliveries whose "sent" commit failed are recorded before
+    of that kind: an abandoned batch is never kept alive. (The deliverer claims again while a
+    channel is still sending; it names such channels, and their rows stay in hand.) When the store
+    failed since that batch was claimed (an outage cut it off), it is handed back instead (its
+    leases end now), so its rows are taken again at once, not a lease later; rows the deliverer did
+    not start in time it releases itself. Deliveries whose "sent" commit failed are recorded before
     the next claim, not sent again.
     """
 
@@ -62,6 +63,7 @@ class LeaseKeeper:
         self._changes: set[int] = set()
         self._timers: set[str] = set()
         self._outbox: set[int] = set()
+        self._outbox_channels: dict[int, str] = {}  # the channel of each outbox row in hand
         self.beats = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -96,50 +98,78 @@ class LeaseKeeper:
             self._failures_seen["timers"] = failures
         return claimed
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+        """Claim as the store does. Rows of ``skip_channels`` are still being sent (the deliverer
+        claims other channels meanwhile), so their leases stay in hand; the others' are replaced."""
         with self._lock:
             unrecorded = sorted(self._unrecorded)
         if unrecorded:  # the channel accepted them: record that, do not send them again
-            self.store.mark_sent_many(unrecorded, now)
+            lost = self.store.mark_sent_many(unrecorded, now, owner=owner)
+            if lost:
+                log.warning("%d sent outbox row(s) not marked sent: %s lost their lease to another sender, "
+                            "which sends them again (ids %s)", len(lost), owner, lost[:10])  # fmt: skip
             with self._lock:
                 self._unrecorded.difference_update(unrecorded)
                 self._outbox.difference_update(unrecorded)
-        left, failures = self._cut_off("outbox", self._outbox)
+        busy = set(skip_channels)
+        with self._lock:
+            sending = {i for i in self._outbox if self._outbox_channels.get(i) in busy}
+        left, failures = self._cut_off("outbox", self._outbox - sending)
         if left:
             self.store.extend_leases(owner, now, outbox_ids=left)
-        claimed = self.store.claim_outbox(now, limit, owner, lease_seconds)
+        claimed = self.store.claim_outbox(now, limit, owner, lease_seconds, skip_channels)
         with self._lock:
-            self._outbox = {r.id for r in claimed}
+            self._outbox = sending | {r.id for r in claimed}
+            self._outbox_channels = {i: c for i, c in self._outbox_channels.items() if i in sending}
+            self._outbox_channels.update((r.id, r.channel) for r in claimed)
             self._failures_seen["outbox"] = failures
         return claimed
 
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
+        self.store.release_outbox(row_ids, now, owner=owner)
+        with self._lock:
+            self._outbox.difference_update(row_ids)
+
     # ---- outcomes: forget what was finished
 
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
-        self.store.commit_batch(items, now)
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
+        try:
+            self.store.commit_batch(items, now, owner=owner)
+        except LeaseLost:  # another worker took the batch's leases: not ours to keep alive or hand back
+            self._forget(items)
+            raise
+        self._forget(items)
+
+    def _forget(self, items: Sequence[Processed]) -> None:
         with self._lock:
             self._changes.difference_update(i.change.seq for i in items if i.change is not None)
             self._timers.difference_update(i.timer.id for i in items if i.timer is not None)
 
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
         try:
-            self.store.mark_sent_many(row_ids, now)
+            lost = self.store.mark_sent_many(row_ids, now, owner=owner)
         except Exception:
             with self._lock:  # recorded before the next claim (the caller still sees the failure)
                 self._unrecorded.update(row_ids)
             raise
         with self._lock:
             self._outbox.difference_update(row_ids)
+        return lost
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
-        self.store.mark_failed(row_id, error, next_attempt_at, now)
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
+        marked = self.store.mark_failed(row_id, error, next_attempt_at, now, owner=owner)
         with self._lock:
             self._outbox.discard(row_id)
+        return marked
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
-        self.store.hold_outbox_many(holds, now)
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
+        lost = self.store.hold_outbox_many(holds, now, owner=owner)
         with self._lock:
             self._outbox.difference_update(row_id for row_id, _, _ in holds)
+        return lost
 
     # ---- the heartbeat
 

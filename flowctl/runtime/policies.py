@@ -130,6 +130,12 @@ class Window:
         self.sent: deque[datetime] = deque()
 
     def _prune(self, now: datetime) -> None:
+        if self.sent and self.sent[-1] > now:
+            # the wall clock went back: the sends it remembers are "in the future". Move them all
+            # back so that the latest is now (the step was at least that long): the rate still
+            # holds for the sends just made, and nothing waits for the size of the step.
+            step = self.sent[-1] - now
+            self.sent = deque(at - step for at in self.sent)
         cutoff = now - timedelta(seconds=self.rate.seconds)
         while self.sent and self.sent[0] <= cutoff:
             self.sent.popleft()

@@ -57,9 +57,14 @@ def record_json(record: Record, *, pending: bool) -> dict[str, Any]:
 
 def read_record(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
     """The record as the last acknowledged write left it (None: missing or deleted) and whether
-    changes of it are still to be processed. Two indexed reads; a blocking call (a thread)."""
-    record = store.record(object, id)
+    changes of it are still to be processed. Two indexed reads; a blocking call (a thread).
+
+    The open changes are read first: a change processed between the two reads is then either
+    still listed (and applied again on top of the record it already changed, which leaves the
+    same values) or already in the record. Read the other way round, a change committed in
+    between is in neither, and an acknowledged write would answer 404."""
     open_changes = store.open_changes(object, id)
+    record = store.record(object, id)
     if open_changes:
         record = with_open_changes(record, open_changes)
     return (None if record is None or record.deleted else record), bool(open_changes)

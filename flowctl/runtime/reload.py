@@ -10,7 +10,7 @@ never half-applied: the service keeps running the version it had.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flowctl.engine.core import Engine
@@ -95,8 +95,9 @@ def release_unused(service: Any) -> list[str]:
     engines = service.engines
     if len(engines.by_version) <= 1:
         return []
-    clock = getattr(service, "clock", None)
-    now = clock.now() if clock is not None else datetime.now(UTC)
+    from flowctl.runtime.clock import SystemClock
+
+    now = (getattr(service, "clock", None) or SystemClock()).now()
     since = (now.astimezone(engines.current.tz).date() - timedelta(days=1)).isoformat()
     try:
         keep = service.store.versions_in_use(since)

@@ -11,7 +11,6 @@ database for next time.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any, cast
 
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Record
+from flowctl.gitops.versions import content_hash
 from flowctl.ports import Clock, Store
 from flowctl.runtime.clock import SystemClock
 from flowctl.runtime.ingest import Backoff, Ingest, StoreHealth, unavailable
@@ -36,22 +36,6 @@ log = logging.getLogger("flowctl.service")
 
 READY_COMMIT_SECONDS = 5.0  # a write in a commit longer than this makes /readyz answer 503
 WRITE_FAILURE_SECONDS = 30.0  # /readyz answers 503 this long after a write failed (unless one succeeded since)
-
-
-def content_hash(loaded: Loaded) -> str:
-    """A stable id for a configuration: the hash of its files' contents, in path order."""
-    digest = hashlib.sha256()
-    base = loaded.root
-    for name in sorted(loaded.files):
-        path = base / name
-        digest.update(name.encode())
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            continue
-    for template in sorted(loaded.bundle.templates.values() if loaded.bundle else (), key=lambda t: t.name):
-        digest.update((template.text + template.html).encode())
-    return digest.hexdigest()[:16]
 
 
 def owner_of(pid: int) -> str:

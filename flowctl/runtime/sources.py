@@ -29,7 +29,10 @@ header are left out):
 * ``fields``: a mapping of field → template, or one template giving the whole mapping.
 * ``stage`` (put, move), ``event`` and ``data`` (event; default: what ``fields`` gives).
 * ``event_id``: the delivery's id; the change's idempotency key becomes ``<source>:<event_id>``
-  so a redelivered webhook changes nothing.
+  so a redelivered webhook changes nothing. Inside one list delivery an item giving an event id
+  and the same change as an earlier item is a repeat and dropped; distinct items under one id
+  (an id of the whole delivery) are keyed ``<source>:<event_id>:<n>`` in order. Without
+  ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.http``).
 
 A template that is a single ``{{ expression }}`` keeps the expression's type (a number stays a
 number, ``{{ payload.data }}`` gives the mapping itself); any other template gives text.
@@ -287,6 +290,14 @@ def check_change(bundle: m.Bundle, change: NewChange) -> list[str]:
     return []
 
 
+def fingerprint(change: NewChange) -> str:
+    """What a change asks for, as the sha256 hex of its canonical JSON (not its key, source or
+    time): equal for a repeat of the same request, different for another request under the key."""
+    text = json.dumps([change.op, change.object, change.record_id, change.stage, change.pipeline, change.event,
+                       change.fields, change.data], sort_keys=True, separators=(",", ":"), default=str)  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # --------------------------------------------------------------------------------------------
 # mapping
 
@@ -477,10 +488,38 @@ class WebhookSource:
             event_ids.append(event_id)
         if problems:
             raise Invalid.of(problems)
-        if isinstance(payload, list) and len(set(event_ids)) < len(event_ids):
-            # one id for the whole delivery (a header, say): tell its items apart by position
-            changes = [replace(c, idempotency_key=f"{c.idempotency_key}:{i}") for i, c in enumerate(changes)]
-        return changes
+        return self._keyed(changes, event_ids) if len(changes) > 1 else changes
+
+    def _keyed(self, changes: list[NewChange], event_ids: list[str]) -> list[NewChange]:
+        """The changes of one delivery with its repeats dropped: an item mapping to the event id
+        and the same change as an earlier item is that item again. Distinct items sharing one
+        event id (an id of the whole delivery, from a header say) are keyed
+        ``<source>:<event_id>:<n>``, ``n`` counting the distinct items of that id in order, so the
+        same delivery sent again is still a repeat. Items without an event id keep their own keys."""
+        groups: dict[str, list[tuple[str, NewChange]]] = {}
+        order: list[NewChange | str] = []  # a change without an event id, or the event id of a group
+        for change, event_id in zip(changes, event_ids, strict=True):
+            if not event_id:
+                order.append(change)
+                continue
+            group = groups.get(event_id)
+            if group is None:
+                group = groups[event_id] = []
+                order.append(event_id)
+            asked = fingerprint(change)
+            if all(seen != asked for seen, _ in group):
+                group.append((asked, change))
+        keyed: list[NewChange] = []
+        for entry in order:
+            if isinstance(entry, NewChange):
+                keyed.append(entry)
+                continue
+            group = groups[entry]
+            if len(group) == 1:
+                keyed.append(group[0][1])
+            else:
+                keyed += [replace(c, idempotency_key=f"{c.idempotency_key}:{n}") for n, (_, c) in enumerate(group)]
+        return keyed
 
     def _change(self, item: Any, headers: Mapping[str, str], now: datetime,
                 objects: Mapping[str, m.ObjectType]) -> tuple[NewChange, str]:  # fmt: skip
@@ -517,4 +556,4 @@ class WebhookSource:
         change = NewChange(object=object, record_id=record_id, op=op, idempotency_key=key,
                            fields=fields if op != "event" else {}, stage=stage, event=event,
                            data=data if op == "event" else {}, source=self.name, received_at=now)  # fmt: skip
-        return change, event_id or key
+        return change, event_id

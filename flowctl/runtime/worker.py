@@ -19,7 +19,7 @@ from flowctl.engine.allocation import shift
 from flowctl.engine.core import Engine
 from flowctl.engine.memory import MemoryState
 from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
-from flowctl.ports import Clock, Processed, Store, StoredChange
+from flowctl.ports import Clock, LeaseLost, Processed, Store, StoredChange
 
 log = logging.getLogger("flowctl.worker")
 
@@ -230,7 +230,8 @@ class Worker:
             items.append(Processed(change=change, record=record, step=step))
             for problem in step.problems:
                 log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
-        self.store.commit_batch(items, self.clock.now())  # rows stamped at commit, not at claim
+        if not self._commit(items):
+            return 0
         self.processed += len(items) - failed
         self.failed += failed
         if self.on_processed:
@@ -258,9 +259,20 @@ class Worker:
                 continue
             overlay.apply(step)
             items.append(Processed(timer=timer, step=step))
-        self.store.commit_batch(items, self.clock.now())  # rows stamped at commit, not at claim
+        if not self._commit(items):
+            return 0
         self.timers_fired += len(items)
         return len(items)
+
+    def _commit(self, items: list[Processed]) -> bool:
+        """Commit the batch if this worker still holds its leases (fencing); False when it was
+        paused past them and another worker took the work: nothing written, the work is theirs."""
+        try:
+            self.store.commit_batch(items, self.clock.now(), owner=self.owner)  # rows stamped at commit
+        except LeaseLost as lost:
+            log.warning("%s", lost)
+            return False
+        return True
 
     def run_once(self) -> int:
         """One round: changes first (they are what users wait for), then due timers."""

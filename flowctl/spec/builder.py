@@ -68,10 +68,14 @@ class Builder:
             text = self._files[path]
             if text is not None:
                 return text
-        self.issues.append(error(
-            "E091", f"template file '{name}' not found", where.at(key),
-            f"put it next to {doc.file} or under templates/, or fix the name",
-        ))  # fmt: skip
+        self.issues.append(
+            error(
+                "E091",
+                f"template file '{name}' not found",
+                where.at(key),
+                f"put it next to {doc.file} or under templates/, or fix the name",
+            )
+        )
         return ""
 
     # ---------------------------------------------------------------- entry point
@@ -118,9 +122,7 @@ class Builder:
             users=m.frozen_map(users),
         )
 
-    def build_objecttype(
-        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
-    ) -> m.ObjectType:
+    def build_objecttype(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.ObjectType:
         fields = {}
         for name, raw in (spec.get("fields") or {}).items():
             fw = w.child("fields", name)
@@ -154,45 +156,41 @@ class Builder:
             nodes=m.frozen_map(nodes),
         )
 
-    def build_pipeline(
-        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
-    ) -> m.Pipeline:
+    def build_pipeline(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Pipeline:
         stages = []
         for i, raw in enumerate(spec.get("stages") or []):
             sw = w.child("stages", i)
             rules = []
             for j, rule in enumerate(raw.get("rules") or []):
                 rw = sw.child("rules", j)
-                rules.append(m.Rule(
-                    name=_str(rule.get("name")) or f"{raw['id']}#{j + 1}",
-                    action=self.action(rule, rw, _str(rule.get("action"))),
-                    after=_strs(rule.get("after")),
-                    delay=self.duration(rule.get("delay"), rw, "delay"),
-                    if_=_str(rule.get("if")),
-                    where=rw,
-                ))  # fmt: skip
-            triggers = tuple(
-                self.trigger(t, sw.child("triggers", k)) for k, t in enumerate(raw.get("triggers") or [])
+                rules.append(
+                    m.Rule(
+                        name=_str(rule.get("name")) or f"{raw['id']}#{j + 1}",
+                        action=self.action(rule, rw, _str(rule.get("action"))),
+                        after=_strs(rule.get("after")),
+                        delay=self.duration(rule.get("delay"), rw, "delay"),
+                        if_=_str(rule.get("if")),
+                        where=rw,
+                    )
+                )
+            triggers = tuple(self.trigger(t, sw.child("triggers", k)) for k, t in enumerate(raw.get("triggers") or []))
+            stages.append(
+                m.Stage(
+                    id=_str(raw.get("id")),
+                    name=_str(raw.get("name")),
+                    fields=_strs(raw.get("fields")),
+                    rules=tuple(rules),
+                    triggers=triggers,
+                    final=cast(Any, _str(raw.get("final"))),
+                    where=sw,
+                )
             )
-            stages.append(m.Stage(
-                id=_str(raw.get("id")),
-                name=_str(raw.get("name")),
-                fields=_strs(raw.get("fields")),
-                rules=tuple(rules),
-                triggers=triggers,
-                final=cast(Any, _str(raw.get("final"))),
-                where=sw,
-            ))  # fmt: skip
         return m.Pipeline(metadata=meta, where=w, object=_str(spec.get("object")), stages=tuple(stages))
 
-    def build_careprocess(
-        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
-    ) -> m.CareProcess:
+    def build_careprocess(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.CareProcess:
         when = spec.get("when") or {}
         ww = w.child("when")
-        defaulted = tuple(
-            key for key in ("on_missed", "grace", "feb29", "dst_gap", "dst_overlap") if key not in spec
-        )
+        defaulted = tuple(key for key in ("on_missed", "grace", "feb29", "dst_gap", "dst_overlap") if key not in spec)
         actions = tuple(
             self.action(a, w.child("actions", i), _str(a.get("action")))
             for i, a in enumerate(spec.get("actions") or [])
@@ -221,9 +219,7 @@ class Builder:
             defaulted=defaulted,
         )
 
-    def build_template(
-        self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument
-    ) -> m.Template:
+    def build_template(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Template:
         text = _str(spec.get("text"))
         html = _str(spec.get("html"))
         if spec.get("text_file"):
@@ -299,8 +295,9 @@ class Builder:
         )
 
     def build_test(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Test:
-        records = tuple(self.test_record(r, w.child("records", i), doc)
-                        for i, r in enumerate(spec.get("records") or []))  # fmt: skip
+        records = tuple(
+            self.test_record(r, w.child("records", i), doc) for i, r in enumerate(spec.get("records") or [])
+        )
         steps = tuple(self.test_step(s, w.child("steps", i), doc) for i, s in enumerate(spec.get("steps") or []))
         return m.Test(metadata=meta, where=w, now=_str(spec.get("now")), records=records, steps=steps)
 
@@ -361,10 +358,14 @@ class Builder:
         attach = []
         for i, a in enumerate(raw.get("attach") or []):
             a = {"template": a} if isinstance(a, str) else a
-            attach.append(m.Attachment(
-                template=_str(a.get("template")), format=a.get("format", "pdf"),
-                filename=_str(a.get("filename")), where=w.child("attach", i),
-            ))  # fmt: skip
+            attach.append(
+                m.Attachment(
+                    template=_str(a.get("template")),
+                    format=a.get("format", "pdf"),
+                    filename=_str(a.get("filename")),
+                    where=w.child("attach", i),
+                )
+            )
         person_key = {"handover": "to", "notify": "to", "add_care_card": "owner"}.get(action_type, "assignee")
         assignee = self.assignee(raw.get(person_key), w.child(person_key))
         to = "" if person_key == "to" else _str(raw.get("to"))
@@ -419,15 +420,18 @@ class Builder:
         )
 
     def test_step(self, raw: Mapping[str, Any], w: Where, doc: RawDocument) -> m.TestStep:
-        (op, body), = raw.items()
+        ((op, body),) = raw.items()
         sw = w.child(op)
         if op in ("create", "update", "delete", "move"):
             return m.TestStep(op=op, record=self.test_record(body, sw, doc), where=sw)
         if op == "event":
             return m.TestStep(
-                op=op, event=_str(body.get("event")), record=self.test_record(body, sw, doc),
-                data=m.frozen_map(body.get("data") or {}), where=sw,
-            )  # fmt: skip
+                op=op,
+                event=_str(body.get("event")),
+                record=self.test_record(body, sw, doc),
+                data=m.frozen_map(body.get("data") or {}),
+                where=sw,
+            )
         if op == "advance":
             if isinstance(body, Mapping):
                 return m.TestStep(op=op, by=self.duration(body.get("by"), sw, "by"), to=_str(body.get("to")), where=sw)

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowctl.spec import model as m
 from flowctl.spec.builder import Builder
+from flowctl.spec.checks import run_checks
 from flowctl.spec.dependencies import document_keys, guess_keys, hold_back
 from flowctl.spec.issues import Issue, error, sort_key
 from flowctl.spec.loader import LoadResult, load_directory, load_text
@@ -85,42 +87,51 @@ def assemble(root: Path, raw: LoadResult, *, semantic: bool = True, texts: Mappi
             continue
         if isinstance(built, m.Config):
             if config is not None:
-                issues.append(error(
-                    "E020", f"a second Config document '{built.name}' (the first is in {config.where.file})",
-                    built.where.at(), "keep one Config per directory",
-                ))  # fmt: skip
+                issues.append(
+                    error(
+                        "E020",
+                        f"a second Config document '{built.name}' (the first is in {config.where.file})",
+                        built.where.at(),
+                        "keep one Config per directory",
+                    )
+                )
                 continue
             config = built
             continue
         group = groups[_GROUPS[built.kind]]
         other = group.get(built.name)
         if other is not None:
-            issues.append(error(
-                "E020", f"duplicate {built.kind} name '{built.name}' (also at {other.where.at()})",
-                Where(built.where.file, ("metadata", "name"), built.where.marks).at(),
-                "names must be unique per kind; rename one of them",
-            ))  # fmt: skip
+            issues.append(
+                error(
+                    "E020",
+                    f"duplicate {built.kind} name '{built.name}' (also at {other.where.at()})",
+                    Where(built.where.file, ("metadata", "name"), built.where.marks).at(),
+                    "names must be unique per kind; rename one of them",
+                )
+            )
             continue
         group[built.name] = built
     issues.extend(builder.issues)
     if config is None:
         config = m.Config(metadata=m.Metadata(name="default"), where=Where(str(root)))
-    bundle = m.Bundle(
-        root=str(root),
-        config=config,
-        **{name: _freeze(docs) for name, docs in groups.items()},
-    )
+    # Each group holds only documents of its kind (``_GROUPS``), which the type of ``groups`` cannot say.
+    frozen: dict[str, Any] = {name: _freeze(docs) for name, docs in groups.items()}
+    bundle = m.Bundle(root=str(root), config=config, **frozen)
     found: list[Issue] = []
     if semantic:
-        from flowctl.spec.checks import run_checks
-
         found.extend(run_checks(bundle))
     checked = {id(issue) for issue in found}  # a root is an early issue: only early ones are renamed
     shown, held = hold_back([*issues, *found], broken)
     early = [issue for issue in shown if id(issue) not in checked]
     ordered = _root_causes_first(early, [issue for issue in shown if id(issue) in checked])
-    return Loaded(root=root, bundle=bundle, issues=ordered, files=raw.files, documents=len(raw.documents),
-                  held=sorted(held, key=sort_key))  # fmt: skip
+    return Loaded(
+        root=root,
+        bundle=bundle,
+        issues=ordered,
+        files=raw.files,
+        documents=len(raw.documents),
+        held=sorted(held, key=sort_key),
+    )
 
 
 def _root_causes_first(early: list[Issue], found: list[Issue]) -> list[Issue]:
@@ -146,8 +157,9 @@ def load_bundle(root: Path | str, *, semantic: bool = True) -> Loaded:
     return assemble(base, raw, semantic=semantic)
 
 
-def load_bundle_from_files(files: Mapping[str, str], *, root: Path | str = "<stored-version>",
-                           semantic: bool = True) -> Loaded:  # fmt: skip
+def load_bundle_from_files(
+    files: Mapping[str, str], *, root: Path | str = "<stored-version>", semantic: bool = True
+) -> Loaded:
     """Load a configuration from file texts (``"flows/a.yaml" -> text``) as ``load_bundle`` would
     load the same files from a directory: a stored version, rebuilt without its checkout.
 

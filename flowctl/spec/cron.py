@@ -90,8 +90,9 @@ class CronSpec:
         """The first firing strictly after ``moment`` (aware), in ``moment``'s time zone."""
         return next(self._fires_after(moment, dst_gap, dst_overlap))
 
-    def fires_between(self, start: datetime, end: datetime, *, dst_gap: str = "shift",
-                      dst_overlap: str = "once") -> Iterator[datetime]:  # fmt: skip
+    def fires_between(
+        self, start: datetime, end: datetime, *, dst_gap: str = "shift", dst_overlap: str = "once"
+    ) -> Iterator[datetime]:
         """Every firing ``t`` with ``start < t <= end``, in order, in ``start``'s time zone."""
         _zone_of(end)
         until = end.astimezone(UTC)
@@ -100,8 +101,9 @@ class CronSpec:
                 return
             yield fire
 
-    def instants(self, wall: datetime, zone: tzinfo, *, dst_gap: str = "shift",
-                 dst_overlap: str = "once") -> tuple[datetime, ...]:  # fmt: skip
+    def instants(
+        self, wall: datetime, zone: tzinfo, *, dst_gap: str = "shift", dst_overlap: str = "once"
+    ) -> tuple[datetime, ...]:
         """The instants one naive wall time fires at: none (a gap, skipped), one, or two (a repeated
         hour, twice); in the zone, with ``fold=1`` for the second pass of a repeated hour."""
         first = wall.replace(tzinfo=zone)
@@ -128,8 +130,10 @@ class CronSpec:
         offset near W, and any later V after W + 10h (offsets lie within -12h..+14h). This assumes
         at most one change of offset in two days, as every zone has had since 2012."""
         if dst_gap not in DST_GAP or dst_overlap not in DST_OVERLAP:
-            raise ValueError(f"dst_gap must be one of {DST_GAP} and dst_overlap one of {DST_OVERLAP}, "
-                             f"got {dst_gap!r} and {dst_overlap!r}")  # fmt: skip
+            raise ValueError(
+                f"dst_gap must be one of {DST_GAP} and dst_overlap one of {DST_OVERLAP}, "
+                f"got {dst_gap!r} and {dst_overlap!r}"
+            )
         zone = _zone_of(moment)
         after = moment.astimezone(UTC)
         lowest, _ = _offsets_near(after.astimezone(zone).replace(tzinfo=None, fold=0), zone)
@@ -191,8 +195,11 @@ def _at_least(values: tuple[int, ...], lowest: int) -> int | None:
 def _offsets_near(wall: datetime, zone: tzinfo, extra: timedelta = timedelta(0)) -> tuple[timedelta, timedelta]:
     """The lowest and highest UTC offsets of ``zone`` from a day before the naive ``wall`` to a day
     (and ``extra``) after it."""
-    offsets = [w.replace(tzinfo=zone, fold=fold).utcoffset() for w in (wall - _DAY, wall, wall + _DAY + extra)
-               for fold in (0, 1)]  # fmt: skip
+    offsets = [
+        w.replace(tzinfo=zone, fold=fold).utcoffset()
+        for w in (wall - _DAY, wall, wall + _DAY + extra)
+        for fold in (0, 1)
+    ]
     known = [o for o in offsets if o is not None]
     return min(known), max(known)
 

@@ -136,6 +136,9 @@ def _root(issue: Issue, broken: Mapping[str, Issue]) -> Issue | None:
 
 def _counted(root: Issue, count: int) -> Issue:
     what = "file" if root.code == "E001" else "document"
-    note = (f"1 finding that depends on this {what} is held back until it is fixed" if count == 1
-            else f"{count} findings that depend on this {what} are held back until it is fixed")  # fmt: skip
+    note = (
+        f"1 finding that depends on this {what} is held back until it is fixed"
+        if count == 1
+        else f"{count} findings that depend on this {what} are held back until it is fixed"
+    )
     return replace(root, hint=f"{root.hint}; {note}" if root.hint else note)

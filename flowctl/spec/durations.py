@@ -17,9 +17,7 @@ class DurationError(ValueError):
     """A duration that is not ``<number><unit>`` pairs with units s, m, h, d, w."""
 
     def __init__(self, text: object) -> None:
-        super().__init__(
-            f"'{text}' is not a duration; write a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d12h"
-        )
+        super().__init__(f"'{text}' is not a duration; write a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d12h")
         self.text = text
 
 

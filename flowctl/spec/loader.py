@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -42,7 +42,6 @@ _INT_OCT = re.compile(r"^0o[0-7]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
-
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -102,7 +101,7 @@ class _Builder:
                 self.marks[(*path, i, VALUE)] = self.span(item)
                 out.append(self.build(item, (*path, i)))
             return out
-        return self.scalar(node, path)
+        return self.scalar(cast(yaml.ScalarNode, node), path)  # what is neither mapping nor sequence
 
     def mapping(self, node: yaml.MappingNode, path: NodePath) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -115,19 +114,27 @@ class _Builder:
                 merged.update(self.merge(value_node, path))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                self.issues.append(error(
-                    "E003", "a mapping key must be a plain string, not a list or mapping",
-                    self.span(key_node), "write the key as text",
-                ))  # fmt: skip
+                self.issues.append(
+                    error(
+                        "E003",
+                        "a mapping key must be a plain string, not a list or mapping",
+                        self.span(key_node),
+                        "write the key as text",
+                    )
+                )
                 continue
             key = str(key_node.value)
             key_span = self.span(key_node)
             if key in seen:
                 first = seen[key]
-                self.issues.append(error(
-                    "E002", f"duplicate key '{key}' (first defined at line {first.line})", key_span,
-                    "YAML keeps only one of them; remove or rename the duplicate",
-                ))  # fmt: skip
+                self.issues.append(
+                    error(
+                        "E002",
+                        f"duplicate key '{key}' (first defined at line {first.line})",
+                        key_span,
+                        "YAML keeps only one of them; remove or rename the duplicate",
+                    )
+                )
                 continue
             seen[key] = key_span
             self.marks[(*path, key)] = key_span
@@ -152,10 +159,14 @@ class _Builder:
     def scalar(self, node: yaml.ScalarNode, path: NodePath) -> Any:
         text = node.value
         if node.tag.startswith("!"):
-            self.issues.append(error(
-                "E003", f"unsupported YAML tag '{node.tag}'", self.span(node),
-                "flowctl files use plain YAML; remove the tag",
-            ))  # fmt: skip
+            self.issues.append(
+                error(
+                    "E003",
+                    f"unsupported YAML tag '{node.tag}'",
+                    self.span(node),
+                    "flowctl files use plain YAML; remove the tag",
+                )
+            )
             return text
         if node.style:  # quoted or block scalar: always a string (libyaml gives "" for plain)
             return text
@@ -198,8 +209,9 @@ def _compose(text: str, file: str, result: LoadResult) -> list[yaml.Node]:
         mark = exc.problem_mark or exc.context_mark
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        issue = error("E001", f"YAML syntax error: {problem}", span,
-                      "check indentation, quotes and ':' spacing on this line")  # fmt: skip
+        issue = error(
+            "E001", f"YAML syntax error: {problem}", span, "check indentation, quotes and ':' spacing on this line"
+        )
     except yaml.YAMLError as exc:
         issue = error("E001", f"YAML error: {exc}", Span(file, 1, 1))
     else:
@@ -225,8 +237,9 @@ def load_text(text: str, file: str, path: Path | None = None) -> LoadResult:
         result.issues.extend(builder.issues)
         if data is None:
             continue
-        result.documents.append(RawDocument(file=file, index=index, data=data, marks=builder.marks, path=path,
-                                            texts=builder.texts))  # fmt: skip
+        result.documents.append(
+            RawDocument(file=file, index=index, data=data, marks=builder.marks, path=path, texts=builder.texts)
+        )
         index += 1
     return result
 

@@ -9,10 +9,10 @@ and not as "does not match any of 10 kinds".
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -82,12 +82,18 @@ def _leaf_errors(err: ValidationError) -> Iterator[ValidationError]:
     yield err
 
 
+def _schema_of(err: ValidationError) -> Mapping[str, Any]:
+    """The subschema that failed (``true``/``false`` schemas have no keywords to read)."""
+    return err.schema if isinstance(err.schema, Mapping) else {}
+
+
 def _describe(err: ValidationError) -> tuple[str, str]:
     """A message and a hint for one schema error."""
     where = "/".join(str(p) for p in err.absolute_path) or "document"
     instance = err.instance
+    schema = _schema_of(err)
     if err.validator == "additionalProperties" or err.validator == "unevaluatedProperties":
-        allowed = sorted((err.schema.get("properties") or {}).keys())
+        allowed = sorted((schema.get("properties") or {}).keys())
         hint = f"allowed here: {', '.join(allowed)}" if allowed else "remove it"
         return f"{where}: {err.message}", hint
     if err.validator == "required":
@@ -98,12 +104,12 @@ def _describe(err: ValidationError) -> tuple[str, str]:
             "flowctl reads YAML 1.2: write true or false (yes/no/on/off are plain words)",
         )
     if err.validator == "enum":
-        options = ", ".join(str(v) for v in err.validator_value)
+        options = ", ".join(str(v) for v in cast(Iterable[Any], err.validator_value))
         return f"{where}: {instance!r} is not one of: {options}", "pick one of the listed values"
-    if err.validator in ("oneOf", "anyOf", "not") and "description" in err.schema:
-        return f"{where}: does not fit: {err.schema['description']}", "see the schema description (flowctl schema)"
-    if err.validator == "pattern" and "description" in err.schema:
-        return f"{where}: {instance!r} is not valid: {err.schema['description']}", ""
+    if err.validator in ("oneOf", "anyOf", "not") and "description" in schema:
+        return f"{where}: does not fit: {schema['description']}", "see the schema description (flowctl schema)"
+    if err.validator == "pattern" and "description" in schema:
+        return f"{where}: {instance!r} is not valid: {schema['description']}", ""
     return f"{where}: {err.message}", ""
 
 
@@ -111,20 +117,34 @@ def check_document(doc: RawDocument) -> list[Issue]:
     """Check one raw document against the schema of its kind; every error, with its place."""
     data = doc.data
     if not isinstance(data, dict):
-        return [error("E010", "a flowctl document must be a mapping with apiVersion, kind, metadata and spec",
-                      doc.span, "start the document with 'apiVersion: flowctl/v1'")]
+        return [
+            error(
+                "E010",
+                "a flowctl document must be a mapping with apiVersion, kind, metadata and spec",
+                doc.span,
+                "start the document with 'apiVersion: flowctl/v1'",
+            )
+        ]
     issues: list[Issue] = []
     if data.get("apiVersion") != API_VERSION:
-        issues.append(error(
-            "E012", f"apiVersion must be '{API_VERSION}', not {data.get('apiVersion')!r}",
-            _span(doc, ("apiVersion",), value=True), f"write 'apiVersion: {API_VERSION}'",
-        ))  # fmt: skip
+        issues.append(
+            error(
+                "E012",
+                f"apiVersion must be '{API_VERSION}', not {data.get('apiVersion')!r}",
+                _span(doc, ("apiVersion",), value=True),
+                f"write 'apiVersion: {API_VERSION}'",
+            )
+        )
     kind = data.get("kind")
     if kind not in KINDS:
-        issues.append(error(
-            "E011", f"unknown kind {kind!r}", _span(doc, ("kind",), value=True),
-            f"kind is one of: {', '.join(KINDS)}",
-        ))  # fmt: skip
+        issues.append(
+            error(
+                "E011",
+                f"unknown kind {kind!r}",
+                _span(doc, ("kind",), value=True),
+                f"kind is one of: {', '.join(KINDS)}",
+            )
+        )
         return issues
     validator = validator_for(kind)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
@@ -138,7 +158,7 @@ def check_document(doc: RawDocument) -> list[Issue]:
             message, hint = _describe(err)
             span = _span(doc, tuple(err.absolute_path), value=err.validator not in ("additionalProperties",))
             if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
-                extra = [k for k in err.instance if k not in (err.schema.get("properties") or {})]
+                extra = [k for k in err.instance if k not in (_schema_of(err).get("properties") or {})]
                 if extra:
                     span = _span(doc, (*err.absolute_path, extra[0]), value=False)
             if (message, span) in seen:

@@ -65,8 +65,15 @@ __all__ = [
 
 # RecursionError: a macro that calls itself; MemoryError: a last resort, should a road to a large
 # value remain unbounded, so one bad template fails its render and not the whole daemon.
-_RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError,
-                  MemoryError)  # fmt: skip
+_RENDER_ERRORS = (
+    jinja2.TemplateError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    RecursionError,
+    MemoryError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,8 @@ def _error(exc: BaseException, source: str, name: str) -> TemplateError:
         else:
             what, limit, unit = f"the render ran out of memory (limit {MAX_TEXT:,} characters)", MAX_TEXT, "characters"
         message = (f"{where}: {what}" if where else what) + (
-            " (a fixed limit of the template sandbox: build less, e.g. print fields, not generated text)")
+            " (a fixed limit of the template sandbox: build less, e.g. print fields, not generated text)"
+        )
         return TemplateLimitError(message, source=source, line=line, limit=limit, unit=unit)
     if isinstance(exc, jinja2.TemplateError):
         return TemplateError(exc.message or type(exc).__name__, source=source)
@@ -142,8 +150,9 @@ def named(name: str) -> Iterator[None]:
     try:
         yield
     except TemplateLimitError as exc:
-        raise TemplateLimitError(f"{name}, {exc.message}", source=exc.source, line=exc.line, limit=exc.limit,
-                                 unit=exc.unit) from exc  # fmt: skip
+        raise TemplateLimitError(
+            f"{name}, {exc.message}", source=exc.source, line=exc.line, limit=exc.limit, unit=exc.unit
+        ) from exc
 
 
 def _is_plain(source: str) -> bool:

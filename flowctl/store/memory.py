@@ -19,6 +19,7 @@ from flowctl.ports import (
     CareOccurrence,
     CareSummary,
     ConfigVersion,
+    LeaseLost,
     NewChange,
     OutboxRow,
     Processed,
@@ -136,14 +137,15 @@ class MemoryStore:
             for row in prepared:
                 key = row["idempotency_key"]
                 if key in self._keys:
-                    results.append(AppendResult(seq=self._keys[key], duplicate=True))
+                    first = self._changes.get(self._keys[key], {}).get("fingerprint") or ""
+                    results.append(AppendResult(seq=self._keys[key], duplicate=True, fingerprint=first))
                     continue
                 self._seq += 1
                 row["seq"] = self._seq
                 self._changes[self._seq] = row
                 self._open[self._seq] = (row["object"], row["record_id"])
                 self._keys[key] = self._seq
-                results.append(AppendResult(seq=self._seq, duplicate=False))
+                results.append(AppendResult(seq=self._seq, duplicate=False, fingerprint=row["fingerprint"] or ""))
             return results
 
     # ------------------------------------------------------------------ the worker loop
@@ -179,7 +181,7 @@ class MemoryStore:
                 row.update(lease_owner=owner, lease_until=until, attempts=row.get("attempts", 0) + 1)
             return [rows.timer_from(row) for row in due]
 
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
         now = rows.utc(now)
         plan = rows.plan_batch(items, now)
         # serialize everything first: a value that cannot be stored fails before anything is applied
@@ -189,6 +191,8 @@ class MemoryStore:
         outbox = [_dump("outbox", row) for row in plan.outbox.values()]
         allocations = {rule: _dump("allocations", row) for rule, row in plan.allocations.items()}
         with self._lock:
+            if owner is not None:
+                self._fence(items, owner)
             self._records.update(records)
             self._index_dates(plan.records.values())
             self._runs.update(runs)
@@ -210,19 +214,42 @@ class MemoryStore:
                                   lease_owner=None, lease_until=None)  # fmt: skip
                     self._open.pop(done["b_seq"], None)
 
+    def _fence(self, items: Sequence[Processed], owner: str) -> None:
+        """As ``SqlStore._fence``: :class:`LeaseLost` unless ``owner`` holds every change and timer."""
+        for kind, held in (("change", [(self._changes.get(i.change.seq), i.change.attempts)
+                                       for i in items if i.change is not None]),
+                           ("timer", [(self._timers.get(i.timer.id), None) for i in items if i.timer is not None])):
+            holders: dict[str, int] = {}
+            for row, attempts in held:
+                if row is None:
+                    holders["nobody"] = holders.get("nobody", 0) + 1
+                elif (row.get("lease_owner") != owner or (kind == "change" and row["status"] != "claimed")
+                      or (attempts is not None and row["attempts"] != attempts)):  # fmt: skip
+                    who = row.get("lease_owner") or "nobody"
+                    holders[who] = holders.get(who, 0) + 1
+            if holders:
+                raise LeaseLost(kind, owner, len(held), holders)
+
+    def _held_by(self, row: Mapping[str, Any], owner: str | None) -> bool:
+        return owner is None or (row["status"] == "sending" and row["lease_owner"] == owner)
+
     # ------------------------------------------------------------------ delivery
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
         now = rows.utc(now)
         until = now + timedelta(seconds=lease_seconds)
+        skip = set(skip_channels)
         with self._lock:
             out: list[OutboxRow] = []
             for row in self._outbox.values():
                 if len(out) >= limit:
                     break
-                due = row["status"] in ("pending", "retry", "held") and (
+                if row["channel"] in skip:
+                    continue
+                due = row["status"] == "pending" or (row["status"] in ("retry", "held") and (
                     row["next_attempt_at"] is None or row["next_attempt_at"] <= now
-                )
+                ))  # pending: never tried, due whatever the clock says (it may have gone back)
                 cut_off = row["status"] == "sending" and not _leased(row, now)
                 if due or cut_off:
                     row.update(status="sending", lease_owner=owner, lease_until=until, attempts=row["attempts"] + 1)
@@ -232,19 +259,28 @@ class MemoryStore:
     def mark_sent(self, row_id: int, now: datetime) -> None:
         self.mark_sent_many([row_id], now)
 
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
         now = rows.utc(now)
+        lost: list[int] = []
         with self._lock:
             for row_id in row_ids:
-                if row := self._outbox.get(row_id):
+                row = self._outbox.get(row_id)
+                if row is not None and self._held_by(row, owner):
                     row.update(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+                elif owner is not None:
+                    lost.append(row_id)
+        return lost
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
         next_attempt_at = rows.utc(next_attempt_at) if next_attempt_at else None
         with self._lock:
-            if row := self._outbox.get(row_id):
-                row.update(status="dead" if next_attempt_at is None else "retry", last_error=error,
-                           next_attempt_at=next_attempt_at, lease_owner=None, lease_until=None)  # fmt: skip
+            row = self._outbox.get(row_id)
+            if row is None or not self._held_by(row, owner):
+                return owner is None
+            row.update(status="dead" if next_attempt_at is None else "retry", last_error=error,
+                       next_attempt_at=next_attempt_at, lease_owner=None, lease_until=None)  # fmt: skip
+            return True
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
         now = rows.utc(now)
@@ -576,12 +612,19 @@ class MemoryStore:
                     run.update(status="failed", updated_at=now.isoformat())
         return out
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
+        lost: list[int] = []
         with self._lock:
             for row_id, until, why in holds:
-                if row := self._outbox.get(row_id):
-                    row.update(status="held", next_attempt_at=rows.utc(until), last_error=why,
-                               attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+                row = self._outbox.get(row_id)
+                if row is None or not self._held_by(row, owner):
+                    if owner is not None:
+                        lost.append(row_id)
+                    continue
+                row.update(status="held", next_attempt_at=rows.utc(until), last_error=why,
+                           attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+        return sorted(lost)
 
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
         wanted, released = set(channels), 0
@@ -591,6 +634,35 @@ class MemoryStore:
                     row["next_attempt_at"] = rows.utc(now)
                     released += 1
         return released
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
+        now = rows.utc(now)
+        with self._lock:
+            for row_id in row_ids:
+                row = self._outbox.get(row_id)
+                if row is not None and row["status"] == "sending" and self._held_by(row, owner):
+                    row.update(status="retry" if row["attempts"] > 1 else "pending", next_attempt_at=now,
+                               attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        now, clamped = rows.utc(now), 0
+        latest = now + timedelta(seconds=longest)
+        with self._lock:
+            for row in self._outbox.values():
+                if row["status"] == "retry" and row["next_attempt_at"] is not None and row["next_attempt_at"] > latest:
+                    row["next_attempt_at"] = now
+                    clamped += 1
+        return clamped
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        now, step, moved = rows.utc(now), timedelta(seconds=seconds), 0
+        with self._lock:
+            for row in self._outbox.values():
+                at = row["next_attempt_at"]
+                if row["status"] in ("retry", "held") and at is not None and at > now:
+                    row["next_attempt_at"] = max(now, at - step)
+                    moved += 1
+        return moved
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

@@ -92,7 +92,7 @@ def change_row(change: NewChange) -> dict[str, Any]:
             "op": change.op, "fields": dict(change.fields), "stage": change.stage, "pipeline": change.pipeline,
             "event": change.event, "data": dict(change.data), "source": change.source, "status": "pending",
             "attempts": 0, "error": "", "received_at": change.received_at, "processed_at": None,
-            "lease_owner": None, "lease_until": None}  # fmt: skip
+            "lease_owner": None, "lease_until": None, "fingerprint": change.fingerprint or None}  # fmt: skip
 
 
 def change_from(row: Row) -> StoredChange:
@@ -100,7 +100,7 @@ def change_from(row: Row) -> StoredChange:
                         record_id=row["record_id"], op=row["op"], fields=row["fields"], stage=row["stage"],
                         pipeline=row["pipeline"], event=row["event"], data=row["data"], source=row["source"],
                         received_at=row["received_at"], status=row["status"], attempts=row["attempts"],
-                        error=row["error"])  # fmt: skip
+                        error=row["error"], fingerprint=row.get("fingerprint") or "")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ outbox

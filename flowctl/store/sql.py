@@ -28,6 +28,7 @@ from flowctl.ports import (
     CareOccurrence,
     CareSummary,
     ConfigVersion,
+    LeaseLost,
     NewChange,
     OutboxRow,
     Processed,
@@ -85,6 +86,10 @@ def _by_object(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, Sequence[
             yield object_, part
 
 
+class _ChangesLost(Exception):
+    """Inside a fenced commit: a change of the batch is no longer held (rolls the transaction back)."""
+
+
 class SqlStore:
     """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
 
@@ -131,6 +136,12 @@ class SqlStore:
             .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
                     processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
         )  # fmt: skip
+        self._finish_held_changes = (  # fencing: only the changes this claim still holds
+            sa.update(changes).where(c.seq == sa.bindparam("b_seq"), c.status == "claimed",
+                                     c.lease_owner == sa.bindparam("b_owner"), c.attempts == sa.bindparam("b_attempts"))
+            .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
+                    processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
+        )  # fmt: skip
         # the StateView reads, on every change the worker handles: built once, no expanding IN
         bind = sa.bindparam
         active = sa.or_(*(runs.c.status == sa.literal(status, sa.String()) for status in ACTIVE))
@@ -161,6 +172,7 @@ class SqlStore:
         )  # fmt: skip
         self._claimable_outbox = (
             sa.select(o.id).where(sa.or_(
+                o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
                 sa.and_(o.status.in_(_CLAIMABLE_OUTBOX),
                         sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= sa.bindparam("now"))),
                 sa.and_(o.status == "sending", o.lease_until <= sa.bindparam("now")),
@@ -263,16 +275,19 @@ class SqlStore:
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
             existing = [key for key in fresh if key not in inserted]
             seqs = dict(inserted)
+            prints = {key: fresh[key]["fingerprint"] or "" for key in inserted}
             for part in _chunks(existing):
-                stmt = sa.select(changes.c.idempotency_key, changes.c.seq).where(changes.c.idempotency_key.in_(part))
-                seqs.update(conn.execute(stmt).all())
+                stmt = (sa.select(changes.c.idempotency_key, changes.c.seq, changes.c.fingerprint)
+                        .where(changes.c.idempotency_key.in_(part)))  # fmt: skip
+                for key, seq, stored in conn.execute(stmt).all():
+                    seqs[key], prints[key] = seq, stored or ""
         results = []
         for change in changes_:
             key = change.idempotency_key
             new = key in inserted
             if new:
                 inserted.pop(key)  # a second change with this key in the batch is a duplicate
-            results.append(AppendResult(seq=seqs[key], duplicate=not new))
+            results.append(AppendResult(seq=seqs[key], duplicate=not new, fingerprint=prints[key]))
         return results
 
     # ------------------------------------------------------------------ the worker loop
@@ -379,24 +394,88 @@ class SqlStore:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
 
-    def commit_batch(self, items: Sequence[Processed], now: datetime) -> None:
-        """Write everything the batch decided, and finish its changes, in one transaction."""
+    def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
+        """Write everything the batch decided, and finish its changes, in one transaction.
+
+        With ``owner`` the commit is fenced: it writes nothing and raises :class:`LeaseLost` unless
+        ``owner`` still holds every change (``claimed``, the claim's ``attempts``) and timer of the
+        batch, so a worker paused past its lease does not write over the new owner's work. The
+        changes are finished first, by an UPDATE that matches only rows still held and locks
+        them to the commit (no extra round trip: its row count tells); fired timers are checked
+        by one ``SELECT … FOR UPDATE`` (PostgreSQL; SQLite's write lock serves the same end)."""
         plan = rows.plan_batch(items, now)
         records_ = list(plan.records.values())
+        attempts = {i.change.seq: i.change.attempts for i in items if i.change is not None}
+        finish = self._finish_changes
+        finished = [{**row, "b_now": now} for row in plan.changes]
+        if owner is not None:
+            finish = self._finish_held_changes
+            finished = [{**row, "b_owner": owner, "b_attempts": attempts[row["b_seq"]]} for row in finished]
         # every row's values are processed before the write lock: it is held for SQLite's work only
         writes = [self._prepare(self._upsert_records, records_),
                   self._prepare(self._upsert_runs, plan.runs.values()),
                   self._prepare(self._upsert_timers, plan.timer_upserts),
                   self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
-                  self._prepare(self._upsert_allocations, plan.allocations.values()),
-                  self._prepare(self._finish_changes, [{**row, "b_now": now} for row in plan.changes])]  # fmt: skip
+                  self._prepare(self._upsert_allocations, plan.allocations.values())]  # fmt: skip
+        finishing = self._prepare(finish, finished)
+        try:
+            self._commit_plan(plan, writes, finishing, len(finished), items, owner)
+        except _ChangesLost:  # rolled back; who holds them now is read afterwards, for the log only
+            assert owner is not None
+            with self.engine.connect() as conn:
+                raise LeaseLost("change", owner, len(finished), self._change_holders(conn, attempts, owner)) from None
+
+    def _commit_plan(self, plan: rows.BatchPlan, writes: list[Any], finishing: Any, finished: int,
+                     items: Sequence[Processed], owner: str | None) -> None:  # fmt: skip
+        records_ = list(plan.records.values())
         with self._write_lock, self._writer.begin() as conn:
+            if owner is not None:
+                if finishing is not None and self._run(conn, finishing) != finished:
+                    raise _ChangesLost
+                self._fence_timers(conn, [i.timer.id for i in items if i.timer is not None], owner)
             for part in _chunks(plan.timer_deletes):
                 conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
             self._run(conn, writes[0])
             self._write_dates(conn, records_)
             for prepared in writes[1:]:
                 self._run(conn, prepared)
+            if owner is None:
+                self._run(conn, finishing)
+
+    def _change_holders(self, conn: Connection, attempts: Mapping[int, int], owner: str) -> dict[str, int]:
+        """Who holds the changes of a refused batch that ``owner`` lost (``nobody``: finished or
+        given back); read after a fenced commit was refused, for its log line."""
+        c = changes.c
+        found: dict[int, tuple[str, str | None, int]] = {}
+        for part in _chunks(sorted(attempts)):
+            query = sa.select(c.seq, c.status, c.lease_owner, c.attempts).where(c.seq.in_(part))
+            found.update((seq, (status, holder, n)) for seq, status, holder, n in conn.execute(query))
+        holders: dict[str, int] = {}
+        for seq, wanted in attempts.items():
+            status, holder, now_attempts = found.get(seq, ("gone", None, 0))
+            if (status, holder, now_attempts) != ("claimed", owner, wanted):
+                who = holder if status == "claimed" and holder else "nobody"
+                holders[who] = holders.get(who, 0) + 1
+        return holders
+
+    def _fence_timers(self, conn: Connection, fired: Sequence[str], owner: str) -> None:
+        """Raise :class:`LeaseLost` unless ``owner`` holds the lease of every timer in ``fired``;
+        on PostgreSQL their rows stay locked to this transaction, so no claim takes them now."""
+        if not fired:
+            return
+        t = timers.c
+        held: dict[str, str | None] = {}
+        for part in _chunks(sorted(set(fired))):
+            query = sa.select(t.id, t.lease_owner).where(t.id.in_(part))
+            held.update((timer_id, holder) for timer_id, holder in
+                        conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
+        holders: dict[str, int] = {}
+        for timer_id in set(fired):
+            holder = held.get(timer_id)
+            if holder != owner:
+                holders[holder or "nobody"] = holders.get(holder or "nobody", 0) + 1
+        if holders:
+            raise LeaseLost("timer", owner, len(set(fired)), holders)
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.
@@ -440,27 +519,31 @@ class SqlStore:
         return compiled.string, rows
 
     @staticmethod
-    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> None:
+    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> int:
+        """Send what :meth:`_prepare` made; the rows it changed (the sum over an executemany)."""
         if prepared is None:
-            return
+            return 0
         statement, rows = prepared
         if isinstance(statement, str):
-            conn.exec_driver_sql(statement, rows)
-        else:
-            conn.execute(statement, rows)
+            return int(conn.exec_driver_sql(statement, rows).rowcount)
+        return int(conn.execute(statement, rows).rowcount)
 
     # ------------------------------------------------------------------ delivery
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
         """Lease up to ``limit`` rows that are due (pending or retry, ``next_attempt_at`` passed)
-        or whose send was cut off (``sending`` with its lease run out); status becomes ``sending``
-        and ``attempts`` grows by one."""
+        or whose send was cut off (``sending`` with its lease run out), none of ``skip_channels``
+        (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
         if limit <= 0:
             return []
-        if not self._postgres and not self._any(self._claimable_outbox.params(now=now, limit=1)):
+        claimable = self._claimable_outbox
+        if skip_channels:
+            claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
+        if not self._postgres and not self._any(claimable.params(now=now, limit=1)):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
-        due = self._claimable_outbox.params(now=now, limit=limit).scalar_subquery()
+        due = claimable.params(now=now, limit=limit).scalar_subquery()
         stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
                 .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
                 .returning(*outbox.c))  # fmt: skip
@@ -471,23 +554,38 @@ class SqlStore:
     def mark_sent(self, row_id: int, now: datetime) -> None:
         self.mark_sent_many([row_id], now)
 
-    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
-        """Mark several rows sent in one transaction (one commit for a round of deliveries)."""
+    @staticmethod
+    def _held_by(owner: str | None) -> sa.ColumnElement[bool]:
+        """Rows ``owner`` still holds (``sending``, its lease); any row without an owner to check."""
+        o = outbox.c
+        return sa.true() if owner is None else sa.and_(o.status == "sending", o.lease_owner == owner)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
+        """Mark several rows sent in one transaction (one commit for a round of deliveries). With
+        ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not row_ids:
-            return
+            return []
+        o = outbox.c
+        marked: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
             for chunk in _chunks(list(row_ids)):
-                conn.execute(sa.update(outbox).where(outbox.c.id.in_(chunk))
-                             .values(status="sent", sent_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+                stmt = (sa.update(outbox).where(o.id.in_(chunk), self._held_by(owner))
+                        .values(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+                        .returning(o.id))  # fmt: skip
+                marked.update(conn.execute(stmt).scalars())
+        return [row_id for row_id in row_ids if row_id not in marked]
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime) -> None:
-        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it)."""
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
+        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it).
+        With ``owner``, False (nothing written) when another sender took the row over."""
         status = "dead" if next_attempt_at is None else "retry"
-        stmt = (sa.update(outbox).where(outbox.c.id == row_id)
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id, self._held_by(owner))
                 .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
                         lease_owner=None, lease_until=None))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
-            conn.execute(stmt)
+            done = conn.execute(stmt).rowcount == 1
+        return done or owner is None
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
         """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
@@ -923,7 +1021,11 @@ class SqlStore:
         with self._write_lock, self._writer.begin() as conn:
             if self._postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_CLAIM_LOCK)))
-            found = [rows.change_from(row._mapping) for row in conn.execute(changes.select().where(dead))]
+            # locked, skipping rows a worker's commit is finishing now (it still holds them): a commit
+            # that comes after this one is refused (fencing), so no change ends both done and failed
+            query = changes.select().where(dead)
+            found = [rows.change_from(row._mapping) for row in
+                     conn.execute(query.with_for_update(skip_locked=True) if self._postgres else query)]  # fmt: skip
             params = [{"b_seq": ch.seq, "b_status": "failed", "b_now": now,
                        "b_error": f"gave up after {ch.attempts} attempts: the lease of every worker that "
                                   f"claimed it ran out (it died or hung)"} for ch in found]  # fmt: skip
@@ -946,18 +1048,29 @@ class SqlStore:
                              .values(status="failed", updated_at=now.isoformat()))  # fmt: skip
         return found
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime) -> None:
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
         """Hold claimed rows until a time a sending policy allows: status ``held``, ``next_attempt_at``
-        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone."""
+        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone.
+        With ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not holds:
-            return
+            return []
         o = outbox.c
         stmt = (sa.update(outbox).where(o.id == sa.bindparam("b_id"))
                 .values(status="held", next_attempt_at=sa.bindparam("b_until"), last_error=sa.bindparam("b_why"),
                         attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
                         lease_owner=None, lease_until=None))  # fmt: skip
+        lost: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
-            conn.execute(stmt, [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds])
+            if owner is not None:
+                for part in _chunks([row_id for row_id, _, _ in holds]):
+                    query = sa.select(o.id).where(o.id.in_(part), self._held_by(owner))
+                    mine = set(conn.execute(query.with_for_update() if self._postgres else query).scalars())
+                    lost.update(row_id for row_id in part if row_id not in mine)
+            kept = [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds if i not in lost]
+            if kept:
+                conn.execute(stmt, kept)
+        return sorted(lost)
 
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
         """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now: what
@@ -970,6 +1083,42 @@ class SqlStore:
                 .values(next_attempt_at=now))  # fmt: skip
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
+        """Hand claimed rows back, due now: they were not tried (their claim ran out of time before
+        their turn), so the claim's attempt is undone and the next claim takes them at once. With
+        ``owner``, rows another sender took over meanwhile stay with it."""
+        if not row_ids:
+            return
+        o = outbox.c
+        with self._write_lock, self._writer.begin() as conn:
+            for chunk in _chunks(list(row_ids)):
+                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending", self._held_by(owner))
+                             .values(status=sa.case((o.attempts > 1, "retry"), else_="pending"),
+                                     attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                                     next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        """Retries due later than ``longest`` seconds from now (longer than any backoff: the
+        clock went back since they were stored) fall due now. Returns how many."""
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "retry", o.next_attempt_at > now + timedelta(seconds=longest))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        """The wall clock went back ``seconds``: rows waiting (retry, held) until a time of the
+        old clock fall due that much earlier, never before ``now``. Returns how many moved."""
+        o = outbox.c
+        step = timedelta(seconds=seconds)
+        find = sa.select(o.id, o.next_attempt_at).where(o.status.in_(("retry", "held")), o.next_attempt_at > now)
+        move = sa.update(outbox).where(o.id == sa.bindparam("b_id")).values(next_attempt_at=sa.bindparam("b_at"))
+        with self._write_lock, self._writer.begin() as conn:
+            found = [{"b_id": row.id, "b_at": max(now, row.next_attempt_at - step)} for row in conn.execute(find)]
+            if found:
+                conn.execute(move, found)
+        return len(found)
 
     def sent_counts(self, channel: str, since: datetime,
                     recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip

@@ -99,6 +99,8 @@ changes = sa.Table(
     sa.Column("processed_at", UtcDateTime(), nullable=True),
     sa.Column("lease_owner", _text(), nullable=True),
     sa.Column("lease_until", UtcDateTime(), nullable=True),
+    # sha256 of what a keyed API write asked for: the same key with another body is refused (409)
+    sa.Column("fingerprint", _text(), nullable=True),
     sa.UniqueConstraint("idempotency_key"),
     sa.Index(None, "status", "seq"),
     sa.Index(None, "object", "record_id", "seq"),

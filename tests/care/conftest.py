@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from flowctl.runtime.care import CareScheduler
 from flowctl.runtime.worker import Engines
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
+from flowctl.testing import FrozenClock
 from tests.store.conftest import BACKENDS
 
 CONFIG = """
@@ -69,14 +69,6 @@ def make_bundle(root: Path, care: str, tz: str = "Asia/Ho_Chi_Minh", files: dict
     return loaded.bundle
 
 
-@dataclass
-class SetClock:
-    at: datetime
-
-    def now(self) -> datetime:
-        return self.at
-
-
 def put_records(store: Store, *records: Record) -> None:
     """Write records as the worker would (commit_batch keeps the date index)."""
     store.commit_batch([Processed(record=r, step=Step()) for r in records], datetime.fromisoformat("2026-01-01T00:00:00+00:00"))  # noqa: E501
@@ -119,4 +111,4 @@ def open_stores(store_url: str) -> Iterator[Callable[[], Store]]:
 
 def scheduler(store: Store, bundle: m.Bundle, at: datetime, version: str = "v1", owner: str = "a",
               engines: Engines | None = None) -> CareScheduler:  # fmt: skip
-    return CareScheduler(store, engines or Engines(Engine(bundle, version)), SetClock(at), owner=owner)
+    return CareScheduler(store, engines or Engines(Engine(bundle, version)), FrozenClock(at), owner=owner)

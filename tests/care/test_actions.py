@@ -15,7 +15,8 @@ from flowctl.channels import build_senders, close_senders
 from flowctl.engine.state import Record
 from flowctl.runtime.delivery import Deliverer
 from flowctl.store import open_store
-from tests.care.conftest import SetClock, contact, make_bundle, put_records, scheduler
+from flowctl.testing import FrozenClock
+from tests.care.conftest import contact, make_bundle, put_records, scheduler
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 T0 = datetime(2026, 5, 2, 8, 0, tzinfo=TZ)
@@ -130,7 +131,7 @@ def config(tmp_path: Path, smtp_port: int, sink: str) -> Any:
 
 def deliver(store: Any, bundle: Any, at: datetime) -> None:
     senders = build_senders(bundle, {})
-    deliverer = Deliverer(store, senders, SetClock(at), owner="d", rng=random.Random(1))
+    deliverer = Deliverer(store, senders, FrozenClock(at), owner="d", rng=random.Random(1))
     try:
         while deliverer.deliver_once():
             pass

@@ -123,6 +123,32 @@ def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(
     assert len(store.list_outbox()) == 1
 
 
+def test_a_replica_paused_after_taking_a_claim_over_does_not_commit_it_over_the_next_one(
+        tmp_path: Path, open_stores: Callable[[], Store], caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    store = open_stores()
+    bundle = make_bundle(tmp_path, care_yaml())
+    put_records(store, contact("1", birthday="1990-03-02"))
+    dead = CareOccurrence(process="birthday", object="contact", record_id="1", occurrence="2026-03-02",
+                          config_version="v1")  # fmt: skip
+    assert store.claim_occurrences([dead], "dead-replica", T0) == [dead]
+    reclaim = store.reclaim_occurrences
+    later = T0 + timedelta(minutes=30)
+
+    def paused_after_reclaim(owner: str, now: datetime, lease: float, limit: int) -> list[CareOccurrence]:
+        store.reclaim_occurrences = reclaim  # type: ignore[method-assign]
+        mine = reclaim(owner, now, lease, limit)
+        # paused past the lease here: replica b takes the claim over and runs it
+        assert scheduler(store, bundle, later, owner="b").tick(later).committed == 1
+        return mine
+
+    store.reclaim_occurrences = paused_after_reclaim  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="flowctl.care"):
+        report = scheduler(store, bundle, T0, owner="a").tick(T0 + timedelta(minutes=10))
+    assert (report.recovered, report.committed) == (1, 0)
+    assert len(store.list_outbox()) == 1  # b's message only
+    assert any("1 of 1 taken-over occurrences not committed: a lost them" in r.message for r in caplog.records)
+
+
 def test_an_edit_after_todays_run_takes_effect_tomorrow(tmp_path: Path, open_stores: Callable[[], Store]) -> None:
     store = open_stores()
     v1 = make_bundle(tmp_path / "v1", care_yaml(actions='    - {action: send_sms, text: "old text", to: "1"}'))

@@ -223,23 +223,52 @@ class Gate:
         return Receipt("ok")
 
 
-def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FakeClock) -> None:
-    slow_id, fast_id = add(store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"))
-    gate, log = Gate(), LogSender(io.StringIO())
-    d = deliverer(store, {"slow": gate, "log": log}, clock, in_flight=2)
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FakeClock, in_flight: int) -> None:
+    slow_id, fast_id, other_id = add(store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"),
+                                     sms("k-other", channel="other"))  # fmt: skip
+    gate, log, other = Gate(), LogSender(io.StringIO()), Recorder()
+    d = deliverer(store, {"slow": gate, "log": log, "other": other}, clock, in_flight=in_flight)
     round_done = threading.Thread(target=d.deliver_once)
     round_done.start()
     try:
         assert gate.entered.wait(5)
         deadline = time.monotonic() + 5
-        while not log.sent and time.monotonic() < deadline:
+        while not (log.sent and other.keys) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert [r.key for r in log.sent] == ["k-fast"]  # sent while the slow one is still in flight
+        # sent while the slow one is still in flight: each channel has its own lane
+        assert [r.key for r in log.sent] == ["k-fast"] and other.keys == ["k-other"]
     finally:
         gate.release.set()
         round_done.join(10)
-    assert row_of(store, slow_id).status == row_of(store, fast_id).status == "sent"
+    assert row_of(store, slow_id).status == row_of(store, fast_id).status == row_of(store, other_id).status == "sent"
     d.close()
+
+
+def test_the_loop_sends_a_channel_while_another_hangs(store: Store, http_sink: HttpSink) -> None:
+    """The loop does not wait for a hung channel's round before it claims another's new rows."""
+    from flowctl.runtime.clock import SystemClock
+
+    [slow_id] = add(store, sms("k-slow", channel="slow"))
+    gate, other = Gate(), Recorder()
+    d = Deliverer(store, {"slow": gate, "other": other}, SystemClock(), owner="loop", rng=random.Random(1))
+    stop = threading.Event()
+    loop = threading.Thread(target=d.run, args=(stop,), kwargs={"poll_interval": 0.02})
+    loop.start()
+    try:
+        assert gate.entered.wait(5)
+        later = [sms(f"k-{i}", channel="other") for i in range(25)]  # written while "slow" hangs
+        store.commit_batch([Processed(step=Step(effects=later))], datetime.now(UTC))
+        deadline = time.monotonic() + 10
+        while len(other.keys) < 25 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(other.keys) == 25 and row_of(store, slow_id).status == "sending"
+    finally:
+        gate.release.set()
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    assert row_of(store, slow_id).status == "sent"
 
 
 class Recorder:
@@ -296,17 +325,17 @@ def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clo
     add(store, *[sms(f"k-{i:02d}", to=f"+849000000{i:02d}") for i in range(20)],
         *[sms(f"m-{i:02d}", channel="other", to=f"+849100000{i:02d}") for i in range(20)])  # fmt: skip
     sms_lanes, other = Witness(store, concurrency=4), Witness(store, concurrency=4)
-    other.handed, other.lock = sms_lanes.handed, sms_lanes.lock  # one witness over both channels
     d = deliverer(store, {"sms": sms_lanes, "other": other}, clock, in_flight=in_flight)
     rounds = [d.deliver_once() for _ in range(6)]
     assert sum(rounds) == 40 and max(rounds) <= 10 * in_flight  # a round claims ten rows per slot
     d.close()
-    assert len(sms_lanes.handed) == 40
-    assert all(row_of(store, i).status == "sent" for i in sms_lanes.handed)
-    most = max(sms_lanes.most_unrecorded, other.most_unrecorded)
-    assert most <= in_flight  # the row being sent counts: 1 means every earlier row was recorded first
+    assert len(sms_lanes.handed) == len(other.handed) == 20
+    assert all(row_of(store, i).status == "sent" for i in sms_lanes.handed + other.handed)
+    for witness in (sms_lanes, other):  # per channel: each channel has its own slots
+        # the row being sent counts: 1 means every earlier row of the channel was recorded first
+        assert witness.most_unrecorded <= in_flight
     if in_flight > 1:
-        assert most > 1, "lanes ran side by side"
+        assert max(sms_lanes.most_unrecorded, other.most_unrecorded) > 1, "lanes ran side by side"
 
 
 def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_one(
@@ -320,7 +349,7 @@ def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_on
     logged = LogSender(io.StringIO())
     marks: list[int] = []
     mark = store.mark_sent_many
-    store.mark_sent_many = lambda ids, now: (marks.append(len(ids)), mark(ids, now))[1]  # type: ignore[method-assign]
+    store.mark_sent_many = lambda ids, now, **kw: (marks.append(len(ids)), mark(ids, now, **kw))[1]  # type: ignore[method-assign]
     d = deliverer(store, {"log": logged, "sms": gateway}, clock, in_flight=1)
     while d.deliver_once():
         pass
@@ -360,18 +389,23 @@ def test_a_round_claims_only_what_it_can_send_within_half_a_lease(store: Store, 
     assert 1 <= d.deliver_once() <= 2
 
 
-def test_rows_not_started_within_the_lease_are_left_for_a_later_claim(store: Store, clock: FakeClock) -> None:
-    first, second = add(store, sms("k-1"), sms("k-2"))
+def test_rows_not_started_within_the_lease_are_released_at_once_and_not_counted(
+    store: Store, clock: FakeClock
+) -> None:
+    first, second, third = add(store, sms("k-1"), sms("k-2"), sms("k-3"))
     recorder = Recorder(clock, seconds=40)  # each send takes 40 s of a 60 s lease
     d = deliverer(store, {"sms": recorder}, clock, lease_seconds=60)
-    assert d.deliver_once() == 2
+    assert d.deliver_once() == 3
     assert recorder.keys == ["k-1"]
     assert row_of(store, first).status == "sent"
-    assert row_of(store, second).status == "sending"  # still leased: nobody else sends it meanwhile
-    assert d.deliver_once() == 0
-    clock.advance(61)
+    for untried in (second, third):  # not left leased for a minute: due now, no attempt counted
+        row = row_of(store, untried)
+        assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, clock.now())
+    assert d.deliver_once() == 2  # at once, without the clock moving on
+    assert recorder.keys == ["k-1", "k-2"]
     assert d.deliver_once() == 1
-    assert recorder.keys == ["k-1", "k-2"] and row_of(store, second).status == "sent"
+    assert recorder.keys == ["k-1", "k-2", "k-3"] and row_of(store, third).status == "sent"
+    assert row_of(store, third).attempts == 1
 
 
 def test_backoff_is_jittered_bounded_and_honours_retry_after(store: Store, clock: FakeClock) -> None:
@@ -402,3 +436,39 @@ def test_run_delivers_until_stopped(store: Store, http_sink: HttpSink, sms_chann
         loop.join(5)
     assert not loop.is_alive()
     assert row_of(store, row_id).status == "sent"
+
+
+class Paused:
+    """A sender paused mid-send past its lease (SIGSTOP, a GC pause): while it is stuck another
+    replica's deliverer claims the row and sends it; then this send fails for good."""
+
+    max_attempts = 8
+
+    def __init__(self, while_paused: Callable[[], None]) -> None:
+        self.while_paused = while_paused
+
+    def send(self, row: OutboxRow) -> Receipt:
+        self.while_paused()
+        from flowctl.channels.base import PermanentFailure
+
+        raise PermanentFailure("550 mailbox unavailable (seen late: the row was taken over meanwhile)")
+
+
+def test_a_sender_paused_past_its_lease_does_not_mark_over_the_replica_that_took_the_row(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    [row_id] = add(store, sms())
+    taker = Deliverer(store, {"sms": LogSender(io.StringIO())}, clock, owner="replica-b", rng=random.Random(1),
+                      lease_seconds=30)  # fmt: skip
+
+    def take_over() -> None:
+        clock.advance(31)  # the paused sender's lease ran out
+        assert taker.deliver_once() == 1
+
+    paused = Deliverer(store, {"sms": Paused(take_over)}, clock, owner="replica-a", rng=random.Random(1),
+                       lease_seconds=30)  # fmt: skip
+    with caplog.at_level("WARNING", logger="flowctl.delivery"):
+        assert paused.deliver_once() == 1
+    row = row_of(store, row_id)
+    assert (row.status, row.last_error) == ("sent", "")  # the taker's outcome stands: not dead
+    assert any("1 outbox row(s) not marked dead: replica-a lost their lease" in r.message for r in caplog.records)

@@ -4,7 +4,6 @@ state the engine is handed, so the simulator and the daemon choose alike."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from flowctl.engine.state import Record, Step
 from flowctl.ports import NewChange, Processed
 from flowctl.runtime.worker import Engines, Worker
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 from tests.engine.conftest import T0
 
 PIPELINE = """
@@ -95,7 +95,7 @@ def test_the_worker_counts_what_its_batch_handed_over_and_chooses_as_the_simulat
         store.commit_batch([Processed(step=Step(records=dict(sim.state.records)))], T0)
         store.append_changes([NewChange(object="contact", record_id=id_, op="put", idempotency_key=id_, fields={},
                                         received_at=T0) for id_ in ids])  # fmt: skip
-        worker = Worker(store, Engines(Engine(bundle)), FrozenClock(), batch=10)
+        worker = Worker(store, Engines(Engine(bundle)), FrozenClock(T0), batch=10)
         assert worker.process_changes() == 4  # one batch: the store holds none of its handovers yet
         owners = [store.record("contact", id_).owner for id_ in ids]  # type: ignore[union-attr]
     finally:
@@ -105,6 +105,3 @@ def test_the_worker_counts_what_its_batch_handed_over_and_chooses_as_the_simulat
     assert owners == assigned(sim) == ["minh", "tuan", "minh", "tuan"]
 
 
-class FrozenClock:
-    def now(self) -> datetime:
-        return T0

@@ -23,6 +23,7 @@ from flowctl.gitops.versions import from_version
 from flowctl.ports import NewChange, Store
 from flowctl.runtime.worker import Engines, Worker
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 
 ICT = timezone(timedelta(hours=7))
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=ICT)
@@ -117,20 +118,12 @@ def config(tmp_path: Path) -> Path:
 
 
 @dataclass
-class Clock:
-    at: datetime
-
-    def now(self) -> datetime:
-        return self.at
-
-
-@dataclass
 class Live:
     """The live system: a store and a worker on whatever version is deployed."""
 
     url: str
     store: Store
-    clock: Clock
+    clock: FrozenClock
 
     def work(self, *changes: NewChange) -> None:
         current = self.store.current_version()
@@ -138,7 +131,7 @@ class Live:
         bundle = from_version(current).loaded.bundle
         assert bundle is not None
         if changes:
-            stamped = [c if c.received_at else _stamp(c, self.clock.at) for c in changes]
+            stamped = [c if c.received_at else _stamp(c, self.clock.now()) for c in changes]
             self.store.append_changes(stamped)
         worker = Worker(self.store, Engines(Engine(bundle, current.id)), self.clock, owner="test")
         while worker.run_once():
@@ -162,7 +155,7 @@ def _stamp(change: NewChange, at: datetime) -> NewChange:
 @pytest.fixture
 def live(db: str) -> Iterator[Live]:
     store = open_store(db)
-    yield Live(url=db, store=store, clock=Clock(NOW))
+    yield Live(url=db, store=store, clock=FrozenClock(NOW))
     store.close()
 
 

@@ -17,7 +17,7 @@ HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 def daemon_made(config: Path, live: Live) -> None:
     """A deployed version and a contact handled by a worker whose clock is UTC, as the daemon's is."""
     assert invoke("apply", config, "--db", live.url, "--now", NOW.astimezone(UTC).isoformat()).exit_code == 0
-    live.clock.at = NOW.astimezone(UTC)
+    live.clock.set(NOW.astimezone(UTC))
     live.put("c1", full_name="Lan", phone="0901")
 
 

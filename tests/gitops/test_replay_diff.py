@@ -34,7 +34,7 @@ def replay(config: Path, live: Live, *extra: str) -> tuple[int, dict]:
 
 def handled_late(live: Live, id: str, delay: timedelta, **fields: str) -> None:
     """A contact created at NOW that the daemon handles ``delay`` later, as a loaded daemon does."""
-    live.clock.at = (NOW + delay).astimezone(UTC)  # the daemon's clock is UTC
+    live.clock.set((NOW + delay).astimezone(UTC))  # the daemon's clock is UTC
     live.work(NewChange(object="contact", record_id=id, op="put", idempotency_key=f"put-{id}-{uuid.uuid4()}",
                         fields=fields, received_at=NOW))  # fmt: skip
 

@@ -14,10 +14,9 @@ import pytest
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Run, Step
 from flowctl.gitops.diff import diff_values
-from flowctl.gitops.versions import from_version, read_directory
+from flowctl.gitops.versions import content_hash, from_version, read_directory
 from flowctl.ports import Processed
 from flowctl.runtime.reload import pick_up
-from flowctl.runtime.service import content_hash
 from flowctl.runtime.worker import Engines
 from flowctl.spec.config import load_bundle, load_bundle_from_files
 from flowctl.store import MemoryStore
@@ -33,9 +32,9 @@ def replay(config: Path, live: Live, *extra: str) -> tuple[int, dict]:
 
 def test_replay_shows_how_effects_would_differ(config: Path, live: Live) -> None:
     invoke("apply", config, "--db", live.url, "--now", NOW.isoformat())
-    live.clock.at = NOW - timedelta(days=2)
+    live.clock.set(NOW - timedelta(days=2))
     live.put("c0", full_name="Cu", phone="0900")  # before the period: seeds the replay
-    live.clock.at = NOW
+    live.clock.set(NOW)
     live.put("c1", full_name="Lan", phone="0901")
     live.put("c2", full_name="Minh", phone="0902")
     code, same = replay(config, live)
@@ -51,8 +50,10 @@ def test_replay_shows_how_effects_would_differ(config: Path, live: Live) -> None
     assert [(r["id"], r["baseline"]) for r in changed["records"]] == [("c0", True), ("c1", False), ("c2", False)]
     (change,) = changed["records"][1]["changed"]
     assert {"path": "text", "op": "changed", "old": "Xin chao Lan", "new": "Chao mung Lan"} in change["fields"]
-    write(config, {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("trigger: {on: created}",
-                                                                            "trigger: {on: deleted}")})
+    write(
+        config,
+        {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("trigger: {on: created}", "trigger: {on: deleted}")},
+    )
     code, removed = replay(config, live)
     assert code == 2 and [len(r["removed"]) for r in removed["records"]] == [1, 1, 1]
     text = invoke("replay", config, "--db", live.url, "--since", SINCE, "--until", UNTIL)
@@ -60,9 +61,14 @@ def test_replay_shows_how_effects_would_differ(config: Path, live: Live) -> None
 
 
 def test_load_bundle_from_files_rebuilds_the_directory(config: Path) -> None:
-    write(config, {"templates/mail.yaml": "apiVersion: flowctl/v1\nkind: Template\nmetadata: {name: mail}\n"
-                                          "spec: {channel: email, subject: Hi, html_file: mail.html.j2}\n",
-                   "templates/mail.html.j2": "<p>Chao {{ record.full_name }}</p>\n"})
+    write(
+        config,
+        {
+            "templates/mail.yaml": "apiVersion: flowctl/v1\nkind: Template\nmetadata: {name: mail}\n"
+            "spec: {channel: email, subject: Hi, html_file: mail.html.j2}\n",
+            "templates/mail.html.j2": "<p>Chao {{ record.full_name }}</p>\n",
+        },
+    )
     snapshot = read_directory(config)
     assert snapshot.id == content_hash(load_bundle(config))  # the id the daemon computes
     assert snapshot.files["templates/mail.html.j2"].startswith("<p>Chao")
@@ -115,8 +121,15 @@ def test_pick_up_skips_a_version_it_cannot_rebuild(config: Path, caplog: pytest.
     store = MemoryStore()
     first = read_directory(config)
     assert first.loaded.bundle is not None
-    service = SimpleNamespace(store=store, version=first.id, bundle=first.loaded.bundle, loaded=first.loaded,
-                              engines=Engines(Engine(first.loaded.bundle, first.id)), env={}, senders={})
+    service = SimpleNamespace(
+        store=store,
+        version=first.id,
+        bundle=first.loaded.bundle,
+        loaded=first.loaded,
+        engines=Engines(Engine(first.loaded.bundle, first.id)),
+        env={},
+        senders={},
+    )
     bad = {**first.files, "flows/welcome.yaml": "apiVersion: flowctl/v1\nkind: Flow\nmetadata: {name: x}\nspec: {}\n"}
     store.deploy_version(ConfigVersion(id="broken", applied_at=NOW, documents={}, files=bad), None)
     with caplog.at_level(logging.ERROR, logger="flowctl.reload"):

@@ -368,7 +368,7 @@ def test_repeated_idempotency_key_gets_the_first_answer_and_stores_once(api: Api
     assert first.json() == {"accepted": True, "seq": 1, "duplicate": False}
     assert again.json() == {"accepted": True, "seq": 1, "duplicate": True}
     (change,) = api.changes()
-    assert change.idempotency_key == "order-7-create"
+    assert change.idempotency_key == "api/order-7-create"  # API keys stored apart from webhook keys
     metrics = api.client.get("/metrics").text
     assert 'flowctl_changes_accepted_total{source="api"} 1' in metrics
     assert 'flowctl_changes_duplicate_total{source="api"} 1' in metrics
@@ -389,6 +389,8 @@ def test_a_key_reused_for_a_different_write_is_409(api: Api) -> None:
     assert response.status_code == 409
     assert "already used for a different request" in error_of(response)["message"]
     assert len(api.changes()) == 1
+    metrics = api.client.get("/metrics").text
+    assert 'flowctl_changes_duplicate_total{source="api"}' not in metrics  # refused, not a repeat
 
 
 def test_an_overlong_key_is_400(api: Api) -> None:
@@ -502,11 +504,32 @@ def test_a_token_whose_env_variable_is_unset_refuses_everything(make_api: MakeAp
     assert api.changes() == []
 
 
+def test_a_token_whose_env_variable_is_only_spaces_counts_as_unset(make_api: MakeApi) -> None:
+    api = make_api(config=TOKEN_CONFIG, env={"API_TOKEN": "  \t ", "HOOK_SECRET": "s"})
+
+    response = api.client.put("/v1/records/deal/7", json=DEAL, headers={"Authorization": "Bearer   "})
+
+    assert response.status_code == 500
+    assert "only spaces" in error_of(response)["message"]
+    assert api.changes() == []
+
+
+def test_metrics_need_the_token_when_one_is_set(secured: Api, api: Api) -> None:
+    """Prometheus scrapes with ``authorization: {credentials: <api_token>}``; health checks stay open."""
+    assert secured.client.get("/metrics").status_code == 401
+    assert secured.client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    scraped = secured.client.get("/metrics", headers={"Authorization": "Bearer t0ken"})
+    assert scraped.status_code == 200 and "flowctl_http_requests_total" in scraped.text
+    assert secured.client.get("/readyz").status_code == 200
+    assert api.client.get("/metrics").status_code == 200  # no api_token: no token needed
+
+
 @pytest.mark.parametrize(
     ("listen", "token", "allowed"),
     [("127.0.0.1:8080", "", True), ("localhost:8080", "", True), ("[::1]:8080", "", True),
      ("127.0.0.5:80", "", True), ("0.0.0.0:8080", "", False), (":8080", "", False),
-     ("10.1.2.3:8080", "", False), ("example.com:80", "", False), ("0.0.0.0:8080", "t", True)],
+     ("10.1.2.3:8080", "", False), ("example.com:80", "", False), ("0.0.0.0:8080", "t", True),
+     ("0.0.0.0:8080", " \t", False)],
 )  # fmt: skip
 def test_listen_beyond_loopback_needs_a_token(listen: str, token: str, allowed: bool) -> None:
     message = listen_allowed(listen, token)

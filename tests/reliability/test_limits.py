@@ -13,7 +13,6 @@ import io
 import json
 import random
 import textwrap
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from flowctl.runtime.http import MAX_ID, MAX_KEY
 from flowctl.runtime.sources import MAX_ITEMS
 from flowctl.spec.model import Limits, SendPolicy
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 from tests.reliability.conftest import Daemon, MakeDaemon
 
 SECRET = "hook-secret"
@@ -535,22 +535,12 @@ def test_every_limit_in_flowctl_yaml_reaches_the_model(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ delivery: the rate
 
 
-class StepClock:
-    def __init__(self, now: datetime) -> None:
-        self.moment = now
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self.lock:
-            return self.moment
-
-
 class Stamps:
     """A sender that notes the (fake) time of every message it is handed."""
 
     concurrency = 1
 
-    def __init__(self, clock: StepClock) -> None:
+    def __init__(self, clock: FrozenClock) -> None:
         self.clock = clock
         self.sent: list[tuple[datetime, str]] = []
 
@@ -584,16 +574,16 @@ def drive(step: float, tmp_path: Path, rounds: int = 400) -> tuple[Stamps, Any, 
     """60 messages queued at once and 20 more 3 s later on a ``rate: 5/s`` channel, the deliverer
     run every ``step`` seconds of fake time; returns the sender, the store and the rows seen held."""
     store = open_store(f"sqlite:///{tmp_path / f'rate-{step}.db'}")
-    clock = StepClock(T0)
+    clock = FrozenClock(T0)
     sender = Stamps(clock)
     deliverer = Deliverer(store, {"sms": sender}, clock, owner="t", rng=random.Random(1),
                           policies={"sms": SendPolicy(rate="5/s")}, timezone="UTC")  # fmt: skip
     queue_sms(store, 60, T0, "a")
     held_seen, later = 0, False
     for n in range(rounds):
-        clock.moment = T0 + timedelta(seconds=round(n * step, 6))
+        clock.set(T0 + timedelta(seconds=round(n * step, 6)))
         if n * step >= 3 and not later:
-            queue_sms(store, 20, clock.moment, "b")
+            queue_sms(store, 20, clock.now(), "b")
             later = True
         deliverer.deliver_once()
         held = store.list_outbox(limit=1000, status="held")

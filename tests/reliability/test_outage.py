@@ -393,7 +393,8 @@ def test_a_database_outage_under_load_loses_nothing(
             stored = dict(conn.execute(sa.text("select idempotency_key, seq from changes")).all())
             records = {r for (r,) in conn.execute(sa.text("select id from records where object = 'deal'"))}
             failed = conn.execute(sa.text("select count(*) from changes where status = 'failed'")).scalar()
-        assert stored == {f"outage-{deal}": feed.accepted[deal]["seq"] for deal in accepted}  # once each, as answered
+        # once each, as answered (API keys are stored as api/<key>)
+        assert stored == {f"api/outage-{deal}": feed.accepted[deal]["seq"] for deal in accepted}
         assert records == accepted and failed == 0
         mails = Counter(str(m.message["Message-ID"]) for m in smtp_server.handler.messages)
         mailed = Counter(str(m.message["To"]) for m in smtp_server.handler.messages)

@@ -161,7 +161,7 @@ def test_failing_channels_echoing_credentials_leak_nothing(failing: tuple[Daemon
     answers = {
         "record": client.get("/v1/records/contact/1", headers=auth),
         "records": client.get("/v1/records/contact", headers=auth),
-        "metrics": client.get("/metrics"),
+        "metrics": client.get("/metrics", headers=auth),
         "openapi": client.get("/openapi.json"),
         "readyz": client.get("/readyz"),
         "no token": client.get("/v1/records/contact/1"),

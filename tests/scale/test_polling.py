@@ -16,18 +16,9 @@ from flowctl.runtime.polling import SqlPoller
 from flowctl.spec.durations import parse_duration
 from flowctl.spec.model import Duration, Metadata, Source
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = T0
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self.lock:
-            return self.moment
 
 
 crm = sa.MetaData()
@@ -87,7 +78,7 @@ def _close_pollers() -> Iterator[None]:
         OPENED.pop().close()
 
 
-def poller(url: str, store: Store, ingest: Ingest, clock: Clock, owner: str = "a") -> SqlPoller:
+def poller(url: str, store: Store, ingest: Ingest, clock: FrozenClock, owner: str = "a") -> SqlPoller:
     made = SqlPoller(source(url), store, ingest, clock, env={"CRM_URL": url}, owner=owner,
                      fields=("full_name", "phone"), page=2)  # fmt: skip
     OPENED.append(made)
@@ -108,7 +99,7 @@ def ops(store: Store, after: int = 0) -> list[tuple[str, str, dict[str, object]]
 
 
 def test_inserts_updates_and_deletes(crm_db: sa.Engine, source_url: str, store: Store, ingest: Ingest) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     p = poller(source_url, store, ingest, clock)
     write(crm_db, (1, "Lan", "0901", 1), (2, "Minh", "0902", 2), (3, "Tuan", "0903", 3))
     result = p.poll_once(full=True)
@@ -133,13 +124,13 @@ def test_inserts_updates_and_deletes(crm_db: sa.Engine, source_url: str, store: 
 
 
 def test_the_cursor_survives_a_restart(crm_db: sa.Engine, source_url: str, store: Store, ingest: Ingest) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     write(crm_db, (1, "Lan", "0901", 1), (2, "Minh", "0902", 2), (3, "Tuan", "0903", 3))
     first = poller(source_url, store, ingest, clock)
     assert first.poll_once().created == 3
     first.close()
     write(crm_db, (3, "Tuan Le", "0903", 7))
-    clock.moment += timedelta(minutes=10)  # the first poller's lease has run out: a restart
+    clock.advance(timedelta(minutes=10))  # the first poller's lease has run out: a restart
     again = poller(source_url, store, ingest, clock, owner="b")
     result = again.poll_once()
     assert (result.read, result.created, result.updated) == (1, 0, 1)  # only the row past the cursor
@@ -149,13 +140,13 @@ def test_the_cursor_survives_a_restart(crm_db: sa.Engine, source_url: str, store
 
 def test_one_replica_polls_a_source_at_a_time(crm_db: sa.Engine, source_url: str, store: Store,
                                                ingest: Ingest) -> None:  # fmt: skip
-    clock = Clock()
+    clock = FrozenClock(T0)
     write(crm_db, (1, "Lan", "0901", 1))
     a, b = poller(source_url, store, ingest, clock, "a"), poller(source_url, store, ingest, clock, "b")
     assert a.poll_once().created == 1
     write(crm_db, (2, "Minh", "0902", 2))
     assert b.poll_once().read == 0  # a holds the lease
-    clock.moment += timedelta(seconds=a.lease_seconds + 1)
+    clock.advance(timedelta(seconds=a.lease_seconds + 1))
     assert b.poll_once().created == 1  # a stopped polling: b takes over from the saved cursor
     a.close()
     b.close()
@@ -222,7 +213,8 @@ def test_a_source_that_keeps_failing_logs_one_traceback_then_a_line_per_poll(
     fast = Source(metadata=Metadata(name="crm"), type="sql", url="${CRM_URL}", table="crm_contacts", key="id",
                   cursor=("updated_at", "id"), object="contact",
                   interval=Duration(text="50ms", value=timedelta(milliseconds=50)))  # fmt: skip
-    failing = SqlPoller(fast, store, ingest, Clock(), env={"CRM_URL": missing}, owner="a", fields=("full_name",))
+    failing = SqlPoller(fast, store, ingest, FrozenClock(T0), env={"CRM_URL": missing}, owner="a",
+                        fields=("full_name",))  # fmt: skip
     OPENED.append(failing)
     stop = threading.Event()
     with caplog.at_level("INFO", logger="flowctl.polling"):

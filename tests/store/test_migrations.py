@@ -71,3 +71,25 @@ def test_upgrade_takes_a_url(tmp_path: Path) -> None:
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
+
+
+def test_0007_moves_the_keys_the_api_stored_into_its_own_namespace(engine: Engine) -> None:
+    """A client retrying across the upgrade still finds its Idempotency-Key (now ``api/<key>``);
+    webhook keys and the API's own made-up keys stay as they were."""
+    migrate.upgrade(engine, "0006")
+    row = {"object": "deal", "record_id": "1", "op": "patch", "fields": "{}", "stage": "", "pipeline": "",
+           "event": "", "data": "{}", "status": "done", "attempts": 1, "error": ""}  # fmt: skip
+    with engine.begin() as conn:
+        for key, source in (("order-7", "api"), ("auto-1f-0", "api"), ("crm:evt-9", "crm")):
+            conn.execute(sa.text("INSERT INTO changes (idempotency_key, object, record_id, op, fields, stage, "
+                                 "pipeline, event, data, source, status, attempts, error) VALUES (:key, :object, "
+                                 ":record_id, :op, :fields, :stage, :pipeline, :event, :data, :source, :status, "
+                                 ":attempts, :error)"), {**row, "key": key, "source": source})  # fmt: skip
+    migrate.upgrade(engine, "0007")
+    with engine.connect() as conn:
+        keys = {k for (k,) in conn.execute(sa.text("SELECT idempotency_key FROM changes"))}
+    assert keys == {"api/order-7", "auto-1f-0", "crm:evt-9"}
+    migrate.downgrade(engine, "0006")
+    with engine.connect() as conn:
+        keys = {k for (k,) in conn.execute(sa.text("SELECT idempotency_key FROM changes"))}
+    assert keys == {"order-7", "auto-1f-0", "crm:evt-9"}

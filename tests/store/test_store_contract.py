@@ -77,6 +77,21 @@ def test_append_returns_seq_in_order_and_repeats_the_first_seq_for_a_known_key(s
     assert store.append_changes([]) == []
 
 
+def test_a_repeated_key_answers_with_the_fingerprint_stored_first(store: Store) -> None:
+    """The API answers 409 for a key reused with another body from what the store kept, so it
+    holds after a restart: a repeat's result carries the first change's fingerprint."""
+    first = replace(change("1", "k1"), fingerprint="f-first")
+    [stored] = store.append_changes([first])
+    batch = store.append_changes([replace(change("2", "k2"), fingerprint="f-2"),
+                                  replace(change("2", "k2"), fingerprint="f-other"),
+                                  replace(change("1", "k1"), fingerprint="f-changed"),
+                                  change("3", "k3")])  # fmt: skip
+    assert (stored.duplicate, stored.fingerprint) == (False, "f-first")
+    assert [(r.duplicate, r.fingerprint) for r in batch] == [(False, "f-2"), (True, "f-2"), (True, "f-first"),
+                                                             (False, "")]  # fmt: skip
+    assert batch[2].seq == stored.seq
+
+
 def test_a_stored_change_keeps_every_field(store: Store) -> None:
     new = NewChange(object="deal", record_id="7", op="event", idempotency_key="ev", event="invoice.paid",
                     data={"amount": 12.5, "lines": [1, 2]}, source="hook:stripe", stage="won", pipeline="sales",
@@ -293,6 +308,58 @@ def test_outbox_claim_send_fail_dead_and_retry(store: Store) -> None:
     assert revived is not None and (revived.status, revived.attempts) == ("pending", 0)
     assert [r.key for r in store.claim_outbox(T0 + timedelta(hours=1), 10, "d1", 60)] == ["e3"]
     assert store.outbox_row(10_000) is None
+
+
+def test_after_the_clock_went_back_pending_rows_are_due_and_waiting_ones_move_earlier(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), effect("e3")]))], T0)
+    e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e1.id, "421 try later", T0 + timedelta(seconds=5), T0)
+    store.hold_outbox_many([(e2.id, T0 + timedelta(days=1), "held: quiet hours")], T0)
+    store.mark_sent(e3.id, T0)
+    store.commit_batch([Processed(step=Step(effects=[effect("e4")]))], T0)
+    back = T0 - timedelta(hours=1)  # the clock went back an hour: e4 was written "in the future"
+    assert [r.key for r in store.claim_outbox(back, 10, "d1", 60)] == ["e4"]
+    assert store.shift_outbox(3600, back) == 2
+    retry, held = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert retry is not None and retry.next_attempt_at == back + timedelta(seconds=5)
+    assert held is not None and held.next_attempt_at == T0 + timedelta(days=1) - timedelta(hours=1)
+    assert store.claim_outbox(back, 10, "d1", 60) == []
+    assert [r.key for r in store.claim_outbox(back + timedelta(seconds=5), 10, "d1", 60)] == ["e1"]
+    assert store.shift_outbox(3 * 86400, back) == 1  # the hold alone: sent and sending rows never move
+    held = store.outbox_row(e2.id)
+    assert held is not None and held.next_attempt_at == back  # never before now
+
+
+def test_retries_due_later_than_any_backoff_are_clamped_to_now(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2")]))], T0)
+    e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e1.id, "421", T0 + timedelta(seconds=30), T0)
+    store.mark_failed(e2.id, "421", T0 + timedelta(hours=2), T0)
+    assert store.clamp_retries(3600, T0) == 1
+    soon, far = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert soon is not None and soon.next_attempt_at == T0 + timedelta(seconds=30)
+    assert far is not None and far.next_attempt_at == T0
+
+
+def test_rows_not_tried_are_released_due_now_and_busy_channels_are_skipped(store: Store) -> None:
+    sms = Effect(key="s1", action="send_sms", run_id="r1", object="deal", record_id="7", channel="sms",
+                 params={"to": "0901234567", "text": "x"})  # fmt: skip
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), sms]))], T0)
+    assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60, skip_channels=["smtp"])] == ["s1"]
+    e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e2.id, "421 try later", T0, T0)
+    [e2] = store.claim_outbox(T0, 10, "d1", 60)
+    assert (e1.attempts, e2.attempts) == (1, 2)
+    later = T0 + timedelta(seconds=50)
+    store.release_outbox([e1.id, e2.id], later)  # neither was tried in this claim
+    first, second = store.outbox_row(e1.id), store.outbox_row(e2.id)
+    assert first is not None and (first.status, first.attempts, first.next_attempt_at) == ("pending", 0, later)
+    assert second is not None and (second.status, second.attempts, second.last_error) == ("retry", 1, "421 try later")
+    assert [r.key for r in store.claim_outbox(later, 10, "d2", 60)] == ["e1", "e2"]  # not a lease later
+    store.mark_sent(e1.id, later)
+    store.release_outbox([e1.id], later)  # a sent row stays sent
+    sent = store.outbox_row(e1.id)
+    assert sent is not None and sent.status == "sent"
 
 
 def test_an_outbox_row_whose_sender_died_is_claimed_again(store: Store) -> None:

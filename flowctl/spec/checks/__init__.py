@@ -79,8 +79,12 @@ def run_checks(bundle: Bundle) -> Iterator[Issue]:
             found.extend(check(bundle))
         except Exception as exc:  # noqa: BLE001 - isolate a buggy check from the others
             name = getattr(check, "__name__", repr(check))
-            found.append(error(
-                INTERNAL, f"internal error in {name}: {type(exc).__name__}: {exc}", Span(bundle.root, 1, 1),
-                "this is a flowctl bug, not a problem of the configuration; please report it",
-            ))  # fmt: skip
+            found.append(
+                error(
+                    INTERNAL,
+                    f"internal error in {name}: {type(exc).__name__}: {exc}",
+                    Span(bundle.root, 1, 1),
+                    "this is a flowctl bug, not a problem of the configuration; please report it",
+                )
+            )
         yield from found

@@ -167,18 +167,20 @@ def action_sites(bundle: m.Bundle) -> Iterator[Site]:
     for flow in bundle.flows.values():
         for node in flow.nodes.values():
             if node.action is not None:
-                yield Site(node.action, flow.object, f"flow '{flow.name}', node '{node.id}'", flow,
-                           ("flow", flow.name))  # fmt: skip
+                yield Site(node.action, flow.object, f"flow '{flow.name}', node '{node.id}'", flow, ("flow", flow.name))
     for pipeline in bundle.pipelines.values():
         for stage in pipeline.stages:
             for rule in stage.rules:
-                yield Site(rule.action, pipeline.object,
-                           f"pipeline '{pipeline.name}', stage '{stage.id}', rule '{rule.name}'", pipeline,
-                           ("stage", pipeline.name, stage.id))  # fmt: skip
+                yield Site(
+                    rule.action,
+                    pipeline.object,
+                    f"pipeline '{pipeline.name}', stage '{stage.id}', rule '{rule.name}'",
+                    pipeline,
+                    ("stage", pipeline.name, stage.id),
+                )
     for care in bundle.care.values():
         for i, action in enumerate(care.actions):
-            yield Site(action, care.object, f"care process '{care.name}', action {i + 1}", care,
-                       ("care", care.name))  # fmt: skip
+            yield Site(action, care.object, f"care process '{care.name}', action {i + 1}", care, ("care", care.name))
 
 
 def field_names(obj: m.ObjectType) -> set[str]:

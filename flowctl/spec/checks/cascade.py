@@ -66,8 +66,9 @@ def automations(bundle: m.Bundle) -> dict[Key, Automation]:
         for stage in pipeline.stages:
             key = ("stage", pipeline.name, stage.id)
             if key not in out:
-                out[key] = Automation(key, f"stage {pipeline.name}/{stage.id}", pipeline.object,
-                                      value_span(stage.where, "id"))  # fmt: skip
+                out[key] = Automation(
+                    key, f"stage {pipeline.name}/{stage.id}", pipeline.object, value_span(stage.where, "id")
+                )
     for site in action_sites(bundle):
         writer = out.get(site.automation) if site.automation[0] != "care" else None
         if writer is None:
@@ -189,8 +190,9 @@ def check_cascades(bundle: m.Bundle) -> Iterator[Issue]:
     for cycle in elementary_cycles(graph, order):
         start = autos[cycle[-1].target]  # a cycle ends where it started
         yield error(
-            "E080", f"automations start each other in a loop: {chain_text(start, cycle, autos)}",
+            "E080",
+            f"automations start each other in a loop: {chain_text(start, cycle, autos)}",
             cycle[0].span,
             "break the loop: narrow a trigger's 'changed:' list, or stop one automation from writing "
             "the field or stage that starts the next",
-        )  # fmt: skip
+        )

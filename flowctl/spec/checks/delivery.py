@@ -29,12 +29,18 @@ def check_webhook_delivery(bundle: m.Bundle) -> Iterator[Issue]:
         action = site.action
         if action.channel or not (action.type == "webhook" or action.url):
             continue
-        why = (f"the Channel '{WEBHOOK_CHANNEL}' is of type log" if default is not None
-               else f"no Channel is named '{WEBHOOK_CHANNEL}'")  # fmt: skip
+        why = (
+            f"the Channel '{WEBHOOK_CHANNEL}' is of type log"
+            if default is not None
+            else f"no Channel is named '{WEBHOOK_CHANNEL}'"
+        )
         url = f" {action.url}" if action.url else ""
         span = value_span(action.where, "url") if action.url else value_span(action.where)
         yield warning(
-            "W006", f"the webhook of {site.owner} goes to the log channel ({why}), so{url} is never called",
-            span, f"define a Channel '{WEBHOOK_CHANNEL}' of type http (an action's url overrides the channel's), "
-            "or name the channel with 'channel:'", needs=needs_document("Channel", "*"),
-        )  # fmt: skip
+            "W006",
+            f"the webhook of {site.owner} goes to the log channel ({why}), so{url} is never called",
+            span,
+            f"define a Channel '{WEBHOOK_CHANNEL}' of type http (an action's url overrides the channel's), "
+            "or name the channel with 'channel:'",
+            needs=needs_document("Channel", "*"),
+        )

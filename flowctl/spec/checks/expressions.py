@@ -22,6 +22,7 @@ import jinja2
 from jinja2 import nodes
 
 from flowctl.spec import model as m
+from flowctl.spec import templating  # the sandbox, its filters and static helpers: the language's rules
 from flowctl.spec.checks._common import (
     action_sites,
     field_names,
@@ -68,13 +69,6 @@ class Text:
         return text_span(root, self.span, self.source, offset)
 
 
-def _templating() -> Any:
-    # The sandbox, its filters and the static helpers: the language's own expression rules.
-    from flowctl.spec import templating
-
-    return templating
-
-
 # -------------------------------------------------------------------------------- collecting
 
 
@@ -111,8 +105,9 @@ def texts(bundle: m.Bundle) -> Iterator[Text]:
     for flow in bundle.flows.values():
         trigger = flow.trigger
         if trigger is not None and trigger.if_:
-            yield Text(trigger.if_, True, _at(trigger.where, "if"), flow.object,
-                       f"the trigger condition of flow '{flow.name}'")  # fmt: skip
+            yield Text(
+                trigger.if_, True, _at(trigger.where, "if"), flow.object, f"the trigger condition of flow '{flow.name}'"
+            )
         for node in flow.nodes.values():
             owner = f"flow '{flow.name}', node '{node.id}'"
             for branch in node.branches:
@@ -126,16 +121,27 @@ def texts(bundle: m.Bundle) -> Iterator[Text]:
         for stage in pipeline.stages:
             for trigger in stage.triggers:
                 if trigger.if_:
-                    yield Text(trigger.if_, True, _at(trigger.where, "if"), pipeline.object,
-                               f"a trigger condition of stage '{stage.id}' in pipeline '{pipeline.name}'")  # fmt: skip
+                    yield Text(
+                        trigger.if_,
+                        True,
+                        _at(trigger.where, "if"),
+                        pipeline.object,
+                        f"a trigger condition of stage '{stage.id}' in pipeline '{pipeline.name}'",
+                    )
             for rule in stage.rules:
                 if rule.if_:
-                    yield Text(rule.if_, True, _at(rule.where, "if"), pipeline.object,
-                               f"the condition of rule '{rule.name}' in stage '{stage.id}'")  # fmt: skip
+                    yield Text(
+                        rule.if_,
+                        True,
+                        _at(rule.where, "if"),
+                        pipeline.object,
+                        f"the condition of rule '{rule.name}' in stage '{stage.id}'",
+                    )
     for care in bundle.care.values():
         if care.if_:
-            yield Text(care.if_, True, _at(care.where, "if"), care.object,
-                       f"the condition of care process '{care.name}'")  # fmt: skip
+            yield Text(
+                care.if_, True, _at(care.where, "if"), care.object, f"the condition of care process '{care.name}'"
+            )
     for site in action_sites(bundle):
         yield from _action_texts(site.action, site.object, site.owner)
     for channel in bundle.channels.values():
@@ -158,19 +164,25 @@ def template_texts(bundle: m.Bundle, template: m.Template) -> Iterator[Text]:
     """The subject, text and HTML of a Template, each from its YAML value or its file."""
     owner = f"template '{template.name}'"
     if template.subject:
-        yield Text(template.subject, False, _at(template.where, "subject"), "", f"the subject of {owner}",
-                   record=True)  # fmt: skip
+        yield Text(template.subject, False, _at(template.where, "subject"), "", f"the subject of {owner}", record=True)
     for value, key, file_key in ((template.text, "text", "text_file"), (template.html, "html", "html_file")):
         if not value:
             continue
         file_name = getattr(template, file_key)
         path = template_file(bundle.root, template, file_name) if file_name else None
         if path is not None:
-            yield Text(value, False, Span(path, 1, 1), "", f"{file_key} '{file_name}' of {owner}", in_file=True,
-                       record=True)  # fmt: skip
+            yield Text(
+                value, False, Span(path, 1, 1), "", f"{file_key} '{file_name}' of {owner}", in_file=True, record=True
+            )
         else:
-            yield Text(value, False, _at(template.where, file_key if file_name else key), "",
-                       f"the {key} of {owner}", record=True)  # fmt: skip
+            yield Text(
+                value,
+                False,
+                _at(template.where, file_key if file_name else key),
+                "",
+                f"the {key} of {owner}",
+                record=True,
+            )
 
 
 # -------------------------------------------------------------------------------- checking
@@ -189,7 +201,7 @@ def _refine(source: str, message: str, offset: int | None) -> int | None:
 
 
 def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
-    t = _templating()
+    t = templating
     check = t.check_expression if text.expression else t.check_template
     problems = check(text.source, text.names)
     if not problems:
@@ -198,9 +210,11 @@ def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
     offset = _refine(text.source, problem.message, getattr(problem, "offset", None))
     if text.expression:
         return error(
-            "E050", f"{text.what} does not compile: {problem.message}", text.place(bundle.root, offset),
+            "E050",
+            f"{text.what} does not compile: {problem.message}",
+            text.place(bundle.root, offset),
             "write a Jinja2 expression without braces, e.g. record.amount >= 1000 and record.segment == 'vip'",
-        )  # fmt: skip
+        )
     hint = "check the {{ }} and {% %} pairs and the filter names (unaccent, money, date, phone and Jinja's own)"
     if "refuses Python internals" in problem.message or "is not a value templates are given" in problem.message:
         hint = "read only the values a template is given (record, before, changed, event, now, today, owner)"
@@ -216,7 +230,7 @@ def _field_issues(bundle: m.Bundle, text: Text, object_name: str, via: str = "")
     if obj is None:
         return
     known = field_names(obj)
-    t = _templating()
+    t = templating
     seen: set[tuple[str, str]] = set()
     for root in ROOTS:
         if root not in text.source:
@@ -230,10 +244,11 @@ def _field_issues(bundle: m.Bundle, text: Text, object_name: str, via: str = "")
                 continue
             seen.add((root, ref.name))
             yield error(
-                "E031", f"{text.what}{via} reads {root}.{ref.name}, but object type '{object_name}' "
-                f"has no field '{ref.name}'", text.place(bundle.root, ref.offset),
+                "E031",
+                f"{text.what}{via} reads {root}.{ref.name}, but object type '{object_name}' has no field '{ref.name}'",
+                text.place(bundle.root, ref.offset),
                 hint_with(f"add '{ref.name}' to ObjectType '{object_name}' or fix the name", ref.name, obj.fields),
-            )  # fmt: skip
+            )
 
 
 def check_expressions(bundle: m.Bundle) -> Iterator[Issue]:
@@ -266,11 +281,13 @@ def _merge_field_issues(bundle: m.Bundle, text: Text, object_name: str) -> Itera
         return
     for match in _MERGE_FIELD.finditer(text.source):
         name = match.group(1)
-        if name in obj.fields and not text.source[match.end():].lstrip().startswith("}}"):
+        if name in obj.fields and not text.source[match.end() :].lstrip().startswith("}}"):
             yield warning(
-                "W005", f"{text.what} writes '#{name}', an AMIS-style merge field that flowctl leaves as plain text",
-                text.place(bundle.root, match.start()), f"write {{{{ record.{name} }}}} to insert the field's value",
-            )  # fmt: skip
+                "W005",
+                f"{text.what} writes '#{name}', an AMIS-style merge field that flowctl leaves as plain text",
+                text.place(bundle.root, match.start()),
+                f"write {{{{ record.{name} }}}} to insert the field's value",
+            )
 
 
 def _template_users(bundle: m.Bundle) -> dict[str, list[tuple[str, str]]]:
@@ -304,9 +321,9 @@ def check_templates(bundle: m.Bundle) -> Iterator[Issue]:
 
 
 def _parse(source: str, expression: bool) -> nodes.Template | None:
-    env = _templating().environment()
+    env = templating.environment()
     try:
-        return env.parse("{{ (" + source + ") }}" if expression else source)  # type: ignore[no-any-return]
+        return env.parse("{{ (" + source + ") }}" if expression else source)
     except jinja2.TemplateError:
         return None
 
@@ -377,26 +394,32 @@ def _literal_issues(bundle: m.Bundle, text: Text, object_name: str) -> Iterator[
         span = text.place(bundle.root, _literal_offset(text.source, value))
         if name == "stage" and stages and value not in stages:
             yield warning(
-                "W003", f"{text.what} compares record.stage with '{value}', which no pipeline of "
-                f"'{object_name}' has as a stage, so the comparison never holds", span,
+                "W003",
+                f"{text.what} compares record.stage with '{value}', which no pipeline of "
+                f"'{object_name}' has as a stage, so the comparison never holds",
+                span,
                 hint_with("use a stage id of the object's pipelines", value, stages),
                 needs=needs_stages(object_name),
-            )  # fmt: skip
+            )
             continue
         spec = obj.fields.get(name)
         if spec is None:
             continue
         if spec.type == "enum" and spec.values and value not in spec.values:
             yield warning(
-                "W002", f"{text.what} compares {name} with '{value}', which is not one of its values "
-                f"({', '.join(spec.values)})", span, hint_with("use one of the enum's values", value, spec.values),
-            )  # fmt: skip
+                "W002",
+                f"{text.what} compares {name} with '{value}', which is not one of its values "
+                f"({', '.join(spec.values)})",
+                span,
+                hint_with("use one of the enum's values", value, spec.values),
+            )
         elif spec.type in (*NUMERIC, "boolean"):
             yield warning(
-                "W002", f"{text.what} compares {spec.type} field '{name}' with the text '{value}', "
-                "which is never equal", span,
+                "W002",
+                f"{text.what} compares {spec.type} field '{name}' with the text '{value}', which is never equal",
+                span,
                 "compare with a number (1000) or true/false, without quotes",
-            )  # fmt: skip
+            )
 
 
 def _literal_problem(spec: m.FieldSpec, value: Any) -> str | None:
@@ -430,8 +453,12 @@ def check_set_values(bundle: m.Bundle) -> Iterator[Issue]:
             try:
                 parse_duration(action.due)
             except DurationError as exc:
-                yield error("E060", f"'due' of {site.owner}: {exc}", value_span(action.where, "due"),
-                            "write a duration (1d, 4h) or a date template ({{ record.due_date }})")  # fmt: skip
+                yield error(
+                    "E060",
+                    f"'due' of {site.owner}: {exc}",
+                    value_span(action.where, "due"),
+                    "write a duration (1d, 4h) or a date template ({{ record.due_date }})",
+                )
         if action.type != "update_fields":
             continue
         obj = bundle.objects.get(site.object)
@@ -446,6 +473,8 @@ def check_set_values(bundle: m.Bundle) -> Iterator[Issue]:
             if spec.type == "enum":
                 hint = hint_with("use one of the enum's values", str(value), spec.values)
             yield warning(
-                "W002", f"{site.owner} sets {spec.type} field '{name}' to {value!r}, which {problem}",
-                value_span(action.where, "set", name), hint,
-            )  # fmt: skip
+                "W002",
+                f"{site.owner} sets {spec.type} field '{name}' to {value!r}, which {problem}",
+                value_span(action.where, "set", name),
+                hint,
+            )

@@ -25,8 +25,12 @@ def _edges(node: m.Node) -> Iterator[tuple[str, Span]]:
     for branch in node.branches:
         if branch.next:
             yield branch.next, value_span(branch.where, "next")
-    for key, target in (("default", node.default), ("next", node.next), ("on_timeout", node.on_timeout),
-                        ("node", node.target)):  # fmt: skip
+    for key, target in (
+        ("default", node.default),
+        ("next", node.next),
+        ("on_timeout", node.on_timeout),
+        ("node", node.target),
+    ):
         if target:
             yield target, value_span(node.where, key)
 
@@ -38,28 +42,32 @@ def check_nodes(bundle: m.Bundle) -> Iterator[Issue]:
             continue
         if flow.start not in flow.nodes:
             yield error(
-                "E044", f"flow '{flow.name}' starts at node '{flow.start}', which it does not define",
+                "E044",
+                f"flow '{flow.name}' starts at node '{flow.start}', which it does not define",
                 value_span(flow.where, "start"),
                 hint_with("set 'start' to one of the flow's nodes", flow.start, flow.nodes),
-            )  # fmt: skip
+            )
         for node in flow.nodes.values():
             for target, span in _edges(node):
                 if target not in flow.nodes:
                     yield error(
-                        "E033", f"node '{node.id}' of flow '{flow.name}' leads to node '{target}', "
-                        "which the flow does not define", span,
+                        "E033",
+                        f"node '{node.id}' of flow '{flow.name}' leads to node '{target}', "
+                        "which the flow does not define",
+                        span,
                         hint_with("name one of the flow's nodes", target, flow.nodes),
-                    )  # fmt: skip
+                    )
         if flow.start not in flow.nodes:
             continue
         reached = reachable(flow.nodes, flow.start)
         for node in flow.nodes.values():
             if node.id not in reached:
                 yield error(
-                    "E040", f"node '{node.id}' of flow '{flow.name}' is unreachable from the start node "
-                    f"'{flow.start}'", flow.where.at("nodes", node.id),
+                    "E040",
+                    f"node '{node.id}' of flow '{flow.name}' is unreachable from the start node '{flow.start}'",
+                    flow.where.at("nodes", node.id),
                     "lead to it from another node (next, branches, default, on_timeout, goto) or remove it",
-                )  # fmt: skip
+                )
 
 
 def reachable(nodes: Mapping[str, m.Node], start: str) -> set[str]:
@@ -180,10 +188,12 @@ def check_loops(bundle: m.Bundle) -> Iterator[Issue]:
             goto = next((flow.nodes[n] for n in loop if flow.nodes[n].type == "goto"), None)
             span = value_span(goto.where, "node") if goto is not None else flow.where.at("nodes", head.id)
             yield error(
-                "E041", f"flow '{flow.name}' loops without waiting: {chain}", span,
+                "E041",
+                f"flow '{flow.name}' loops without waiting: {chain}",
+                span,
                 "put a delay or wait_event node in the loop, or set max_visits on the goto node "
                 "so a run cannot repeat it forever",
-            )  # fmt: skip
+            )
 
 
 def check_started(bundle: m.Bundle) -> Iterator[Issue]:
@@ -192,7 +202,9 @@ def check_started(bundle: m.Bundle) -> Iterator[Issue]:
     for flow in bundle.flows.values():
         if flow.trigger is None and flow.name not in targets:
             yield warning(
-                "W004", f"flow '{flow.name}' has no trigger and no goto_flow leads to it, so it never runs",
-                name_span(flow), "add a trigger, or start it from another flow with a goto_flow node",
+                "W004",
+                f"flow '{flow.name}' has no trigger and no goto_flow leads to it, so it never runs",
+                name_span(flow),
+                "add a trigger, or start it from another flow with a goto_flow node",
                 needs=needs_document("Flow", "*"),  # a flow that failed the schema may be the one that leads to it
-            )  # fmt: skip
+            )

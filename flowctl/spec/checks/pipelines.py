@@ -20,10 +20,12 @@ def check_stage_ids(bundle: m.Bundle) -> Iterator[Issue]:
             first = seen.get(stage.id)
             if first is not None:
                 yield error(
-                    "E021", f"pipeline '{pipeline.name}' defines stage '{stage.id}' twice "
-                    f"(first at line {first.where.at().line})", value_span(stage.where, "id"),
+                    "E021",
+                    f"pipeline '{pipeline.name}' defines stage '{stage.id}' twice "
+                    f"(first at line {first.where.at().line})",
+                    value_span(stage.where, "id"),
                     "stage ids must be unique within a pipeline; rename one of them",
-                )  # fmt: skip
+                )
             else:
                 seen[stage.id] = stage
             names: dict[str, m.Rule] = {}
@@ -31,10 +33,12 @@ def check_stage_ids(bundle: m.Bundle) -> Iterator[Issue]:
                 other = names.get(rule.name)
                 if other is not None:
                     yield error(
-                        "E022", f"stage '{stage.id}' of pipeline '{pipeline.name}' has two rules named "
-                        f"'{rule.name}' (first at line {other.where.at().line})", value_span(rule.where, "name"),
+                        "E022",
+                        f"stage '{stage.id}' of pipeline '{pipeline.name}' has two rules named "
+                        f"'{rule.name}' (first at line {other.where.at().line})",
+                        value_span(rule.where, "name"),
                         "rule names must be unique within a stage ('after:' refers to them); rename one",
-                    )  # fmt: skip
+                    )
                 else:
                     names[rule.name] = rule
 
@@ -50,10 +54,12 @@ def check_after(bundle: m.Bundle) -> Iterator[Issue]:
                 for i, name in enumerate(rule.after):
                     if name not in rules:
                         yield error(
-                            "E043", f"rule '{rule.name}' of stage '{stage.id}' runs after '{name}', "
-                            "which is not a rule of this stage", item_span(rule.where, "after", i),
+                            "E043",
+                            f"rule '{rule.name}' of stage '{stage.id}' runs after '{name}', "
+                            "which is not a rule of this stage",
+                            item_span(rule.where, "after", i),
                             hint_with("name a rule of the same stage", name, rules),
-                        )  # fmt: skip
+                        )
             yield from _after_cycles(pipeline, stage, rules)
 
 
@@ -96,10 +102,12 @@ def _after_cycles(pipeline: m.Pipeline, stage: m.Stage, rules: dict[str, m.Rule]
         index = first.after.index(waits_for)
         chain = " → ".join([*cycle, cycle[0]])
         yield error(
-            "E042", f"rules of stage '{stage.id}' in pipeline '{pipeline.name}' wait for each other: "
-            f"{chain} (each waits for the next)", item_span(first.where, "after", index),
+            "E042",
+            f"rules of stage '{stage.id}' in pipeline '{pipeline.name}' wait for each other: "
+            f"{chain} (each waits for the next)",
+            item_span(first.where, "after", index),
             "remove one 'after:' of the cycle so the rules can start",
-        )  # fmt: skip
+        )
 
 
 def check_stage_fields(bundle: m.Bundle) -> Iterator[Issue]:
@@ -113,7 +121,9 @@ def check_stage_fields(bundle: m.Bundle) -> Iterator[Issue]:
             for i, name in enumerate(stage.fields):
                 if name not in known:
                     yield error(
-                        "E071", f"stage '{stage.id}' of pipeline '{pipeline.name}' requires field '{name}', "
-                        f"which object type '{obj.name}' does not have", item_span(stage.where, "fields", i),
+                        "E071",
+                        f"stage '{stage.id}' of pipeline '{pipeline.name}' requires field '{name}', "
+                        f"which object type '{obj.name}' does not have",
+                        item_span(stage.where, "fields", i),
                         hint_with(f"add '{name}' to ObjectType '{obj.name}' or fix the name", name, obj.fields),
-                    )  # fmt: skip
+                    )

@@ -43,27 +43,35 @@ def check_care_defaults(bundle: m.Bundle) -> Iterator[Issue]:
         grace = care.grace.text if care.grace else "24h"
         if "on_missed" in defaulted:
             yield warning(
-                "W001", f"{what}: on_missed not set: defaults to catch_up with grace {grace} "
-                "(a run missed while flowctl was down happens late, within the grace period)", span,
+                "W001",
+                f"{what}: on_missed not set: defaults to catch_up with grace {grace} "
+                "(a run missed while flowctl was down happens late, within the grace period)",
+                span,
                 "write 'on_missed: catch_up' (and 'grace:') or 'on_missed: skip' to make the choice explicit",
-            )  # fmt: skip
+            )
         elif "grace" in defaulted and care.on_missed == "catch_up":
             yield warning(
-                "W001", f"{what}: grace not set: missed runs are caught up within 24h",
-                value_span(care.where, "on_missed"), "write 'grace:' (e.g. 6h or 2d) next to on_missed",
-            )  # fmt: skip
+                "W001",
+                f"{what}: grace not set: missed runs are caught up within 24h",
+                value_span(care.where, "on_missed"),
+                "write 'grace:' (e.g. 6h or 2d) next to on_missed",
+            )
         if "feb29" in defaulted and care.when.anniversary_of:
             yield warning(
-                "W001", f"{what}: feb29 not set: anniversaries on 29 February fall on 28 February "
-                "in other years", value_span(care.when.where, "anniversary_of"),
+                "W001",
+                f"{what}: feb29 not set: anniversaries on 29 February fall on 28 February in other years",
+                value_span(care.when.where, "anniversary_of"),
                 "write 'feb29: feb28' or 'feb29: mar1'",
-            )  # fmt: skip
+            )
         if dst and {"dst_gap", "dst_overlap"} & defaulted and not _interval_cron(care.when.cron):
             yield warning(
-                "W001", f"{what}: dst_gap/dst_overlap not set: in {bundle.config.timezone} a wall time skipped by "
+                "W001",
+                f"{what}: dst_gap/dst_overlap not set: in {bundle.config.timezone} a wall time skipped by "
                 "daylight saving runs as much later as the gap is long (shift: 02:30 → 03:30 when 02:00 becomes "
-                "03:00), a repeated one runs once", span, "write 'dst_gap: shift|skip' and 'dst_overlap: once|twice'",
-            )  # fmt: skip
+                "03:00), a repeated one runs once",
+                span,
+                "write 'dst_gap: shift|skip' and 'dst_overlap: once|twice'",
+            )
 
 
 def _interval_cron(text: str) -> bool:

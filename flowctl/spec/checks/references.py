@@ -35,11 +35,12 @@ def check_object_types(bundle: m.Bundle) -> Iterator[Issue]:
     def unknown(name: str, what: str, where: Where, *keys: str) -> Iterator[Issue]:
         if name and name not in known:
             yield error(
-                "E030", f"{what} names object type '{name}', which no ObjectType defines",
+                "E030",
+                f"{what} names object type '{name}', which no ObjectType defines",
                 value_span(where, *keys),
                 hint_with(f"add an ObjectType '{name}' or fix the name", name, known),
                 needs=needs_document("ObjectType", name),
-            )  # fmt: skip
+            )
 
     for flow in bundle.flows.values():
         yield from unknown(flow.object, f"flow '{flow.name}'", flow.where, "object")
@@ -75,24 +76,31 @@ def check_fields(bundle: m.Bundle) -> Iterator[Issue]:
     def make(object_name: str, name: str, what: str, span: Span) -> Issue:
         obj = bundle.objects[object_name]
         return error(
-            "E031", f"{what} names field '{name}', which object type '{object_name}' does not have",
-            span, hint_with(f"add '{name}' to ObjectType '{object_name}' or fix the name", name, obj.fields),
-        )  # fmt: skip
+            "E031",
+            f"{what} names field '{name}', which object type '{object_name}' does not have",
+            span,
+            hint_with(f"add '{name}' to ObjectType '{object_name}' or fix the name", name, obj.fields),
+        )
 
     for flow in bundle.flows.values():
         trigger = flow.trigger
         if trigger is not None:
             for i, name in enumerate(trigger.changed):
                 if bad(flow.object, name):
-                    yield make(flow.object, name, f"the trigger of flow '{flow.name}'",
-                               item_span(trigger.where, "changed", i))  # fmt: skip
+                    yield make(
+                        flow.object, name, f"the trigger of flow '{flow.name}'", item_span(trigger.where, "changed", i)
+                    )
     for pipeline in bundle.pipelines.values():
         for stage in pipeline.stages:
             for trigger in stage.triggers:
                 for i, name in enumerate(trigger.changed):
                     if bad(pipeline.object, name):
-                        yield make(pipeline.object, name, f"a trigger of stage '{stage.id}'",
-                                   item_span(trigger.where, "changed", i))  # fmt: skip
+                        yield make(
+                            pipeline.object,
+                            name,
+                            f"a trigger of stage '{stage.id}'",
+                            item_span(trigger.where, "changed", i),
+                        )
     for site in action_sites(bundle):
         action = site.action
         if action.type == "update_fields":
@@ -136,21 +144,30 @@ def check_stages(bundle: m.Bundle) -> Iterator[Issue]:
         trigger = flow.trigger
         if trigger is not None and trigger.on == "stage_changed":
             for named, key in ((trigger.from_stage, "from"), (trigger.to_stage, "to")):
-                yield from _stage(bundle, flow.object, "", named, f"the trigger of flow '{flow.name}'",
-                                  trigger.where, key)  # fmt: skip
+                yield from _stage(
+                    bundle, flow.object, "", named, f"the trigger of flow '{flow.name}'", trigger.where, key
+                )
     for pipeline in bundle.pipelines.values():
         for stage in pipeline.stages:
             for trigger in stage.triggers:
                 for name, key in ((trigger.from_stage, "from"), (trigger.to_stage, "to")):
-                    yield from _stage(bundle, pipeline.object, pipeline.name, name,
-                                      f"a trigger of stage '{stage.id}'", trigger.where, key)  # fmt: skip
+                    yield from _stage(
+                        bundle,
+                        pipeline.object,
+                        pipeline.name,
+                        name,
+                        f"a trigger of stage '{stage.id}'",
+                        trigger.where,
+                        key,
+                    )
     for test in bundle.tests.values():
         for record in _records_with_stage(test):
             if record.pipeline and record.pipeline not in bundle.pipelines:
                 yield _unknown_pipeline(bundle, record.pipeline, f"test '{test.name}'", record.where)
                 continue
-            yield from _stage(bundle, record.object, record.pipeline, record.stage, f"test '{test.name}'",
-                              record.where, "stage")  # fmt: skip
+            yield from _stage(
+                bundle, record.object, record.pipeline, record.stage, f"test '{test.name}'", record.where, "stage"
+            )
 
 
 def _records_with_stage(test: m.Test) -> Iterator[m.TestRecord]:
@@ -162,10 +179,12 @@ def _records_with_stage(test: m.Test) -> Iterator[m.TestRecord]:
 
 def _unknown_pipeline(bundle: m.Bundle, name: str, what: str, where: Where) -> Issue:
     return error(
-        "E039", f"{what} names pipeline '{name}', which does not exist", value_span(where, "pipeline"),
+        "E039",
+        f"{what} names pipeline '{name}', which does not exist",
+        value_span(where, "pipeline"),
         hint_with("define the Pipeline or fix the name", name, bundle.pipelines),
         needs=needs_document("Pipeline", name),
-    )  # fmt: skip
+    )
 
 
 def _stage(
@@ -183,9 +202,12 @@ def _stage(
     else:
         place = f"any pipeline (none is defined for object type '{object_name}')"
     yield error(
-        "E032", f"{what} names stage '{stage}', which is not a stage of {place}", value_span(where, key),
-        hint_with("use one of the pipeline's stage ids", stage, known), needs=needs_stages(object_name, pipeline),
-    )  # fmt: skip
+        "E032",
+        f"{what} names stage '{stage}', which is not a stage of {place}",
+        value_span(where, key),
+        hint_with("use one of the pipeline's stage ids", stage, known),
+        needs=needs_stages(object_name, pipeline),
+    )
 
 
 def check_documents(bundle: m.Bundle) -> Iterator[Issue]:
@@ -193,30 +215,64 @@ def check_documents(bundle: m.Bundle) -> Iterator[Issue]:
     for site in action_sites(bundle):
         action = site.action
         if action.template and action.template not in bundle.templates:
-            yield _missing("E034", "template", action.template, site.owner, value_span(action.where, "template"),
-                           bundle.templates, "define a Template with this name or fix the name")  # fmt: skip
+            yield _missing(
+                "E034",
+                "template",
+                action.template,
+                site.owner,
+                value_span(action.where, "template"),
+                bundle.templates,
+                "define a Template with this name or fix the name",
+            )
         for i, attachment in enumerate(action.attach):
             if attachment.template and attachment.template not in bundle.templates:
-                span = value_span(attachment.where, "template") \
-                    if (*attachment.where.path, "template") in attachment.where.marks \
-                    else item_span(action.where, "attach", i)  # fmt: skip
-                yield _missing("E034", "template", attachment.template, site.owner, span, bundle.templates,
-                               "define a Template with this name or fix the name")  # fmt: skip
+                span = (
+                    value_span(attachment.where, "template")
+                    if (*attachment.where.path, "template") in attachment.where.marks
+                    else item_span(action.where, "attach", i)
+                )
+                yield _missing(
+                    "E034",
+                    "template",
+                    attachment.template,
+                    site.owner,
+                    span,
+                    bundle.templates,
+                    "define a Template with this name or fix the name",
+                )
         if action.channel and action.channel not in bundle.channels and action.channel not in BUILTIN_CHANNELS:
-            yield _missing("E035", "channel", action.channel, site.owner, value_span(action.where, "channel"),
-                           [*bundle.channels, *BUILTIN_CHANNELS],
-                           "define a Channel with this name, fix the name, or leave 'channel' out "
-                           "to use the medium's default")  # fmt: skip
+            yield _missing(
+                "E035",
+                "channel",
+                action.channel,
+                site.owner,
+                value_span(action.where, "channel"),
+                [*bundle.channels, *BUILTIN_CHANNELS],
+                "define a Channel with this name, fix the name, or leave 'channel' out to use the medium's default",
+            )
         for person in _people(action):
             if person.kind == "rule" and person.value not in bundle.rules:
-                yield _missing("E036", "allocation rule", person.value, site.owner, _person_span(person),
-                               bundle.rules, "define an AllocationRule with this name or fix the name")  # fmt: skip
+                yield _missing(
+                    "E036",
+                    "allocation rule",
+                    person.value,
+                    site.owner,
+                    _person_span(person),
+                    bundle.rules,
+                    "define an AllocationRule with this name or fix the name",
+                )
     for flow in bundle.flows.values():
         for node in flow.nodes.values():
             if node.type == "goto_flow" and node.flow and node.flow not in bundle.flows:
-                yield _missing("E037", "flow", node.flow, f"flow '{flow.name}', node '{node.id}'",
-                               value_span(node.where, "flow"), bundle.flows,
-                               "define the Flow or fix the name")  # fmt: skip
+                yield _missing(
+                    "E037",
+                    "flow",
+                    node.flow,
+                    f"flow '{flow.name}', node '{node.id}'",
+                    value_span(node.where, "flow"),
+                    bundle.flows,
+                    "define the Flow or fix the name",
+                )
 
 
 def check_users(bundle: m.Bundle) -> Iterator[Issue]:
@@ -232,13 +288,27 @@ def check_users(bundle: m.Bundle) -> Iterator[Issue]:
     for rule in bundle.rules.values():
         for i, name in enumerate(rule.users):
             if name not in users:
-                yield _missing("E038", "user", name, f"allocation rule '{rule.name}'",
-                               item_span(rule.where, "users", i), users, hint)  # fmt: skip
+                yield _missing(
+                    "E038",
+                    "user",
+                    name,
+                    f"allocation rule '{rule.name}'",
+                    item_span(rule.where, "users", i),
+                    users,
+                    hint,
+                )
     config = bundle.config
     for user in users.values():
         if user.supervisor and user.supervisor not in users:
-            yield _missing("E038", "user", user.supervisor, f"the supervisor of user '{user.name}'",
-                           value_span(config.where, "users", user.name, "supervisor"), users, hint)  # fmt: skip
+            yield _missing(
+                "E038",
+                "user",
+                user.supervisor,
+                f"the supervisor of user '{user.name}'",
+                value_span(config.where, "users", user.name, "supervisor"),
+                users,
+                hint,
+            )
 
 
 #: The kind of document each "names X, which does not exist" code looks for.
@@ -248,5 +318,6 @@ _KIND_OF = {"E034": "Template", "E035": "Channel", "E036": "AllocationRule", "E0
 def _missing(code: str, what: str, name: str, owner: str, span: Span, known: Iterable[str], hint: str) -> Issue:
     kind = _KIND_OF[code]
     needs = needs_document(kind, "*" if kind == "Config" else name)
-    return error(code, f"{owner} names {what} '{name}', which does not exist", span, hint_with(hint, name, known),
-                 needs=needs)  # fmt: skip
+    return error(
+        code, f"{owner} names {what} '{name}', which does not exist", span, hint_with(hint, name, known), needs=needs
+    )

@@ -41,8 +41,12 @@ def _zone(name: str, what: str, span: Span) -> Iterator[Issue]:
         return
     problem = zone_problem(name)
     if problem:
-        yield error("E062", f"{what}: {problem}", span,
-                    hint_with("use an IANA name such as Asia/Ho_Chi_Minh or UTC", name, _zones()))  # fmt: skip
+        yield error(
+            "E062",
+            f"{what}: {problem}",
+            span,
+            hint_with("use an IANA name such as Asia/Ho_Chi_Minh or UTC", name, _zones()),
+        )
 
 
 def time_problem(text: str) -> str | None:
@@ -85,9 +89,13 @@ def check_care_schedule(bundle: m.Bundle) -> Iterator[Issue]:
             try:
                 parse_cron(when.cron)
             except CronError as exc:
-                yield error("E061", f"{what}: {exc}", value_span(ww, "cron"),
-                            "write five fields: minute hour day-of-month month day-of-week, "
-                            "e.g. '0 9 * * 1' (Mondays at 09:00)")  # fmt: skip
+                yield error(
+                    "E061",
+                    f"{what}: {exc}",
+                    value_span(ww, "cron"),
+                    "write five fields: minute hour day-of-month month day-of-week, "
+                    "e.g. '0 9 * * 1' (Mondays at 09:00)",
+                )
             yield from _ignored_beside_cron(care, what)
         else:
             yield from _time(when.at, f"'at' of {what}", value_span(ww, "at"))
@@ -102,31 +110,45 @@ def check_care_schedule(bundle: m.Bundle) -> Iterator[Issue]:
                 if name in ("created_at", "updated_at"):
                     continue  # built-in timestamps
                 yield error(
-                    "E031", f"{what} schedules on field '{name}', which object type '{obj.name}' does not have",
+                    "E031",
+                    f"{what} schedules on field '{name}', which object type '{obj.name}' does not have",
                     value_span(ww, key),
-                    hint_with(f"add a date field '{name}' to ObjectType '{obj.name}' or fix the name", name,
-                              [f for f, s in obj.fields.items() if s.type in DATE_TYPES]),
-                )  # fmt: skip
+                    hint_with(
+                        f"add a date field '{name}' to ObjectType '{obj.name}' or fix the name",
+                        name,
+                        [f for f, s in obj.fields.items() if s.type in DATE_TYPES],
+                    ),
+                )
             elif spec.type not in DATE_TYPES:
                 yield error(
-                    "E064", f"{what} schedules on field '{name}', which is a {spec.type}, not a date",
+                    "E064",
+                    f"{what} schedules on field '{name}', which is a {spec.type}, not a date",
                     value_span(ww, key),
-                    hint_with("name a field of type date or datetime", name,
-                              [f for f, s in obj.fields.items() if s.type in DATE_TYPES]),
-                )  # fmt: skip
+                    hint_with(
+                        "name a field of type date or datetime",
+                        name,
+                        [f for f, s in obj.fields.items() if s.type in DATE_TYPES],
+                    ),
+                )
 
 
 def _ignored_beside_cron(care: m.CareProcess, what: str) -> Iterator[Issue]:
     """E065: ``at`` and ``offset`` move an anniversary or a date; a cron names its own times."""
     ww = care.when.where
     if has_key(ww, "at"):
-        yield error("E065", f"{what}: 'at' has no effect beside 'cron': the cron names its own times",
-                    value_span(ww, "at"), f"remove 'at' and write the time in the cron: "
-                    f"'{_cron_at(care.when.cron, care.when.at)}'")  # fmt: skip
+        yield error(
+            "E065",
+            f"{what}: 'at' has no effect beside 'cron': the cron names its own times",
+            value_span(ww, "at"),
+            f"remove 'at' and write the time in the cron: '{_cron_at(care.when.cron, care.when.at)}'",
+        )
     if has_key(ww, "offset"):
-        yield error("E065", f"{what}: 'offset' has no effect beside 'cron': the cron names its own times",
-                    value_span(ww, "offset"), "remove 'offset'; to run a day earlier, change the cron's days "
-                    "(e.g. '0 9 * * 0' instead of '0 9 * * 1')")  # fmt: skip
+        yield error(
+            "E065",
+            f"{what}: 'offset' has no effect beside 'cron': the cron names its own times",
+            value_span(ww, "offset"),
+            "remove 'offset'; to run a day earlier, change the cron's days (e.g. '0 9 * * 0' instead of '0 9 * * 1')",
+        )
 
 
 def _cron_at(cron: str, at: str) -> str:
@@ -138,8 +160,12 @@ def _cron_at(cron: str, at: str) -> str:
 
 def _not_negative(duration: m.Duration | None, what: str, where: Where, key: str) -> Iterator[Issue]:
     if duration is not None and duration.value.total_seconds() < 0:
-        yield error("E060", f"{what}: '{duration.text}' is negative", value_span(where, key),
-                    "write a positive duration, e.g. 2h or 1d")  # fmt: skip
+        yield error(
+            "E060",
+            f"{what}: '{duration.text}' is negative",
+            value_span(where, key),
+            "write a positive duration, e.g. 2h or 1d",
+        )
 
 
 def check_durations(bundle: m.Bundle) -> Iterator[Issue]:
@@ -150,8 +176,9 @@ def check_durations(bundle: m.Bundle) -> Iterator[Issue]:
     for pipeline in bundle.pipelines.values():
         for stage in pipeline.stages:
             for rule in stage.rules:
-                yield from _not_negative(rule.delay, f"'delay' of rule '{rule.name}' in stage '{stage.id}'",
-                                         rule.where, "delay")  # fmt: skip
+                yield from _not_negative(
+                    rule.delay, f"'delay' of rule '{rule.name}' in stage '{stage.id}'", rule.where, "delay"
+                )
     for care in bundle.care.values():
         yield from _not_negative(care.grace, f"'grace' of care process '{care.name}'", care.where, "grace")
     for channel in bundle.channels.values():
@@ -173,9 +200,12 @@ def check_care_limit(bundle: m.Bundle) -> Iterator[Issue]:
         ordered = sorted(processes, key=lambda c: (c.where.at().file, c.where.at().line, c.where.at().col))
         for care in ordered[limit:]:
             yield error(
-                "E070", f"care process '{care.name}' is enabled care process {ordered.index(care) + 1} "
+                "E070",
+                f"care process '{care.name}' is enabled care process {ordered.index(care) + 1} "
                 f"of {len(processes)} for object type '{object_name}'; at most {limit} are allowed",
-                value_span(care.where, "enabled") if (*care.where.path, "enabled") in care.where.marks
-                else name_span(care), "disable or merge care processes (enabled: false), or raise "
+                value_span(care.where, "enabled")
+                if (*care.where.path, "enabled") in care.where.marks
+                else name_span(care),
+                "disable or merge care processes (enabled: false), or raise "
                 "Config spec.limits.care_processes_per_object",
-            )  # fmt: skip
+            )

@@ -64,8 +64,7 @@ def _body(body: Any, owner: str, where: Where, key: str) -> Iterator[Issue]:
     for path, value in leaves(body):
         names = [p for p in path if isinstance(p, str)]
         if names and SECRET_KEY.search(names[-1]) and is_literal(value):
-            yield _issue(f"'{'.'.join(str(p) for p in path)}' in the {key} of {owner}",
-                         value_span(where, key, *path))  # fmt: skip
+            yield _issue(f"'{'.'.join(str(p) for p in path)}' in the {key} of {owner}", value_span(where, key, *path))
 
 
 def _url(url: str, owner: str, where: Where, *keys: PathPart) -> Iterator[Issue]:

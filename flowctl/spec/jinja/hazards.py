@@ -29,19 +29,39 @@ from jinja2 import TemplateError, nodes
 from jinja2.sandbox import MAX_RANGE
 
 from flowctl.spec.jinja.errors import Problem
-from flowctl.spec.jinja.sandbox import MAX_ITEMS, MAX_LOOPS, MAX_TEXT
+from flowctl.spec.jinja.sandbox import MAX_ITEMS, MAX_LOOPS, MAX_TEXT, environment
 
 _PRIVATE = re.compile(r"^(?:__|_[A-Za-z0-9]+__)")  # dunders and name-mangled privates
 _INTERNALS = "templates run in a sandbox that refuses Python internals"
 
 #: Methods that change the value they belong to; the immutable sandbox refuses every one.
-_MUTATING = frozenset({
-    "append", "extend", "insert", "remove", "pop", "popitem", "clear", "update", "setdefault", "add",
-    "discard", "sort", "reverse", "difference_update", "intersection_update", "symmetric_difference_update",
-})  # fmt: skip
+_MUTATING = frozenset(
+    {
+        "append",
+        "extend",
+        "insert",
+        "remove",
+        "pop",
+        "popitem",
+        "clear",
+        "update",
+        "setdefault",
+        "add",
+        "discard",
+        "sort",
+        "reverse",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+    }
+)
 #: The tags that load another template, none of which the sandbox can do.
-_LOADING: dict[type[nodes.Node], str] = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from",
-                                         nodes.Extends: "extends"}  # fmt: skip
+_LOADING: dict[type[nodes.Node], str] = {
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from",
+    nodes.Extends: "extends",
+}
 #: Names every Jinja template has (not from its context).
 _JINJA_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self"})
 #: Filters and methods whose argument is a width, a count or a length of the text they build.
@@ -118,8 +138,12 @@ def _internals(tree: nodes.Template) -> Iterator[_Finding]:
 def _format_internals(call: nodes.Call) -> Iterator[_Finding]:
     """``'{0.__class__}'.format(x)``: a format string reads attributes of its arguments."""
     callee = call.node
-    if not (isinstance(callee, nodes.Getattr) and callee.attr in ("format", "format_map")
-            and isinstance(callee.node, nodes.Const) and isinstance(callee.node.value, str)):  # fmt: skip
+    if not (
+        isinstance(callee, nodes.Getattr)
+        and callee.attr in ("format", "format_map")
+        and isinstance(callee.node, nodes.Const)
+        and isinstance(callee.node.value, str)
+    ):
         return
     try:
         fields = [field for _, field, _, _ in string.Formatter().parse(callee.node.value) if field]
@@ -128,8 +152,11 @@ def _format_internals(call: nodes.Call) -> Iterator[_Finding]:
     for field in fields:
         for part in re.split(r"[.\[\]]", field)[1:]:
             if _PRIVATE.match(part):
-                yield _Finding(f"the format string reads '{part}', which cannot be read in a template: {_INTERNALS}",
-                               call.lineno, part)  # fmt: skip
+                yield _Finding(
+                    f"the format string reads '{part}', which cannot be read in a template: {_INTERNALS}",
+                    call.lineno,
+                    part,
+                )
                 return
 
 
@@ -141,13 +168,20 @@ def _impossible(tree: nodes.Template) -> Iterator[_Finding]:
         if isinstance(node, nodes.Call):
             callee = node.node
             if isinstance(callee, nodes.Getattr) and callee.attr in _MUTATING:
-                yield _Finding(f"'.{callee.attr}()' changes a value, which templates cannot do (they run in an "
-                               "immutable sandbox); build a new value instead, e.g. with '~' or a filter",
-                               node.lineno, callee.attr)  # fmt: skip
+                yield _Finding(
+                    f"'.{callee.attr}()' changes a value, which templates cannot do (they run in an "
+                    "immutable sandbox); build a new value instead, e.g. with '~' or a filter",
+                    node.lineno,
+                    callee.attr,
+                )
             continue
         keyword = _LOADING[type(node)]
-        yield _Finding(f"'{{% {keyword} %}}' is not available: a template cannot load another template or file; "
-                       "put the text in this template or in a macro", node.lineno, keyword)  # fmt: skip
+        yield _Finding(
+            f"'{{% {keyword} %}}' is not available: a template cannot load another template or file; "
+            "put the text in this template or in a macro",
+            node.lineno,
+            keyword,
+        )
 
 
 # --- names --------------------------------------------------------------------------------------
@@ -156,12 +190,16 @@ def _impossible(tree: nodes.Template) -> Iterator[_Finding]:
 def _unknown_names(tree: nodes.Template, names: Collection[str]) -> Iterator[_Finding]:
     from jinja2 import meta
 
-    from flowctl.spec.jinja.sandbox import environment
-
-    guarded = {node.node.name for node in tree.find_all(nodes.Test)
-               if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name)}  # fmt: skip
-    guarded |= {node.node.name for node in tree.find_all(nodes.Filter)
-                if node.name in ("default", "d") and isinstance(node.node, nodes.Name)}  # fmt: skip
+    guarded = {
+        node.node.name
+        for node in tree.find_all(nodes.Test)
+        if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name)
+    }
+    guarded |= {
+        node.node.name
+        for node in tree.find_all(nodes.Filter)
+        if node.name in ("default", "d") and isinstance(node.node, nodes.Name)
+    }
     known = set(names) | set(environment().globals) | _JINJA_NAMES | guarded
     try:
         unknown = meta.find_undeclared_variables(tree) - known
@@ -173,8 +211,9 @@ def _unknown_names(tree: nodes.Template, names: Collection[str]) -> Iterator[_Fi
     for node in tree.find_all(nodes.Name):
         if node.name in unknown and not _PRIVATE.match(node.name):
             unknown.discard(node.name)
-            yield _Finding(f"'{node.name}' is not a value templates are given here (they get: {given})",
-                           node.lineno, node.name)  # fmt: skip
+            yield _Finding(
+                f"'{node.name}' is not a value templates are given here (they get: {given})", node.lineno, node.name
+            )
 
 
 # --- resource bombs written with constants ------------------------------------------------------
@@ -198,8 +237,12 @@ def _bombs(tree: nodes.Template) -> Iterator[_Finding]:
             _value(node, values)
         except _Bomb as bomb:
             seen.update(id(inner) for inner in node.find_all(nodes.Expr))
-            yield _Finding(f"{bomb.what} would be more than the sandbox allows ({bomb.limit:,} {bomb.unit}); "
-                           "the render would fail", node.lineno, bomb.at)  # fmt: skip
+            yield _Finding(
+                f"{bomb.what} would be more than the sandbox allows ({bomb.limit:,} {bomb.unit}); "
+                "the render would fail",
+                node.lineno,
+                bomb.at,
+            )
         except (_Unknown, *_NOT_CONSTANT):
             continue
     for output in tree.find_all(nodes.Output):
@@ -209,8 +252,12 @@ def _bombs(tree: nodes.Template) -> Iterator[_Finding]:
             except _Bomb:
                 continue  # reported above
             if isinstance(printed, _Sized) and printed.length * (printed.item + 2) > MAX_TEXT:
-                yield _Finding(f"printing this value would write more than the sandbox allows ({MAX_TEXT:,} "
-                               "characters); the render would fail", child.lineno, "{{")  # fmt: skip
+                yield _Finding(
+                    f"printing this value would write more than the sandbox allows ({MAX_TEXT:,} "
+                    "characters); the render would fail",
+                    child.lineno,
+                    "{{",
+                )
     yield from _loops(tree, values)
     yield from _recursion(tree)
 
@@ -418,9 +465,12 @@ def _loops(tree: nodes.Template, values: dict[str, Any]) -> Iterator[_Finding]:
                 times = count(child)
                 total = product * times if times is not None else product
                 if times is not None and total > MAX_LOOPS:
-                    yield _Finding(f"these loops would run {total:,} times, more than the sandbox allows "
-                                   f"({MAX_LOOPS:,} iterations); the render would fail",
-                                   child.lineno, "for")  # fmt: skip
+                    yield _Finding(
+                        f"these loops would run {total:,} times, more than the sandbox allows "
+                        f"({MAX_LOOPS:,} iterations); the render would fail",
+                        child.lineno,
+                        "for",
+                    )
                     continue
                 yield from walk(child, total)
             else:
@@ -438,7 +488,10 @@ def _recursion(tree: nodes.Template) -> Iterator[_Finding]:
             if isinstance(node, nodes.If | nodes.CondExpr | nodes.And | nodes.Or | nodes.Macro):
                 continue
             if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == macro.name:
-                yield _Finding(f"macro '{macro.name}' calls itself with no condition, so it never ends "
-                               "(the render would fail)", node.lineno, f"{macro.name}(")  # fmt: skip
+                yield _Finding(
+                    f"macro '{macro.name}' calls itself with no condition, so it never ends (the render would fail)",
+                    node.lineno,
+                    f"{macro.name}(",
+                )
                 break
             pending.extend(node.iter_child_nodes())

@@ -216,8 +216,9 @@ def _check_indent(text: Any, width: Any = 4, *args: Any, **kwargs: Any) -> None:
 def _check_sum(values: Any, attribute: Any = None, start: Any = 0) -> None:
     if isinstance(start, str | list | tuple):
         items = list(values) if not isinstance(values, list | tuple) else values
-        _too_long("the result of sum", len(start) + sum(len(v) if isinstance(v, str | list | tuple) else 1
-                                                         for v in items))  # fmt: skip
+        _too_long(
+            "the result of sum", len(start) + sum(len(v) if isinstance(v, str | list | tuple) else 1 for v in items)
+        )
 
 
 # --- the environment ----------------------------------------------------------------------------
@@ -327,9 +328,16 @@ class _Environment(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         wrapped = getattr(__obj, "__wrapped__", None)  # str.format, wrapped by the sandbox
         name = getattr(__obj, "__name__", "")
-        if isinstance(getattr(wrapped, "__self__", None), str) and wrapped.__name__ in ("format", "format_map"):
-            _check_format(wrapped.__self__, args, kwargs if wrapped.__name__ == "format" else
-                          (args[0] if args and isinstance(args[0], Mapping) else {}))  # fmt: skip
+        if (
+            wrapped is not None
+            and isinstance(getattr(wrapped, "__self__", None), str)
+            and wrapped.__name__ in ("format", "format_map")
+        ):
+            _check_format(
+                wrapped.__self__,
+                args,
+                kwargs if wrapped.__name__ == "format" else (args[0] if args and isinstance(args[0], Mapping) else {}),
+            )
         elif isinstance(owner, str | bytes | int) and not isinstance(owner, bool):
             _refuse_large(f"{type(owner).__name__}.{name}", *args, *kwargs.values())
             if name == "replace" and isinstance(owner, str) and len(args) >= 2:

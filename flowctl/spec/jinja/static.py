@@ -96,6 +96,7 @@ def _parse_raw(source: str, *, expression: bool) -> nodes.Template:
     template.set_environment(env)
     return template
 
+
 def referenced_names(source: str, *, expression: bool) -> set[str]:
     """Top-level variables the source reads from its context (not globals like ``range``)."""
     names = meta.find_undeclared_variables(_parse(source, expression=expression))

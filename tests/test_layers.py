@@ -1,0 +1,97 @@
+"""The layers import one way: ``cli → runtime → adapters (store, channels, gitops) → ports → engine → spec``.
+
+Every import counts, at module level or inside a function: a lazy import is for start-up time, not
+a way around an arrow. ``spec`` and ``engine`` stay free of I/O libraries, so that ``validate``,
+``test`` and ``dry-run`` run the same deterministic core as the daemon.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import flowctl
+
+PACKAGE = Path(flowctl.__file__).parent
+
+#: A package may import those of a lower rank, never its own rank's siblings or a higher one.
+RANK = {
+    "spec": 0,
+    "engine": 1,
+    "ports": 2,
+    "store": 3,
+    "channels": 3,
+    "gitops": 3,
+    "sources": 3,
+    "runtime": 4,
+    "cli": 5,
+    "testing": 5,
+    "__main__": 6,
+}
+#: Modules at the package root that every layer may use.
+SHARED = {"__init__", "__version__", "py"}
+IO_LIBRARIES = {"sqlalchemy", "httpx", "apscheduler", "click", "starlette", "uvicorn", "psycopg", "alembic"}
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "flowctl":
+                for alias in node.names:
+                    yield node.lineno, f"flowctl.{alias.name}"
+            else:
+                yield node.lineno, node.module
+
+
+def _layer(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts)
+
+
+def test_every_package_has_a_rank() -> None:
+    layers = {_layer(p) for p in _modules()} - SHARED
+    assert layers <= set(RANK), f"give {sorted(layers - set(RANK))} a rank in tests/test_layers.py"
+
+
+def test_imports_go_down_the_layers() -> None:
+    wrong = []
+    for path in _modules():
+        source = _layer(path)
+        if source in SHARED:
+            continue
+        for line, module in _imports(path):
+            parts = module.split(".")
+            if parts[0] != "flowctl" or len(parts) < 2:
+                continue
+            target = parts[1]
+            if target == source or target in SHARED:
+                continue
+            if RANK[target] >= RANK[source]:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {source} imports {module}")
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+def test_the_core_uses_no_io_library() -> None:
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
+        for path in _modules()
+        if _layer(path) in ("spec", "engine")
+        for line, module in _imports(path)
+        if module.split(".")[0] in IO_LIBRARIES
+    ]
+    assert not wrong, "spec and engine must not import I/O libraries:\n" + "\n".join(wrong)
+
+
+def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from flowctl.cli.run import setup_logging\n", encoding="utf-8")
+    assert list(_imports(module)) == [(2, "flowctl.cli.run")]
