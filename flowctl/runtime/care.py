@@ -193,9 +193,9 @@ class CareScheduler:
         tz = self.engines.current.tz
         when = process.when
         if when.cron:
-            out = self._cron_due(process, start, end)
-            stats.due += len(out)
-            return out
+            due = self._cron_due(process, start, end)
+            stats.due += len(due)
+            return due
         field_ = when.anniversary_of or when.date
         days = due_days(process, start, end, tz)
         # the days ``dst_gap: skip`` drops (the wall time does not exist): read too, to be counted

@@ -226,7 +226,7 @@ class Ingest:
                 if item[2] is None:
                     kept.append(item)
                 elif waiter in self._queued:
-                    self._queued.discard(waiter)  # type: ignore[arg-type]
+                    self._queued.discard(waiter)
                     kept.append(item)
             return kept
 

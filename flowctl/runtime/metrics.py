@@ -19,7 +19,9 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
+
+from flowctl.ports import Clock
 
 log = logging.getLogger("flowctl.metrics")
 
@@ -270,7 +272,13 @@ class Metrics:
         return "".join(metric.header() + "".join(metric.lines()) for metric in metrics)
 
 
-def register_queue_metrics(metrics: Metrics, store: object, clock: object, *, ttl: float = 1.0) -> None:
+class QueueCounts(Protocol):
+    """The part of the store the queue gauges read."""
+
+    def queue_counts(self) -> Mapping[str, Any]: ...
+
+
+def register_queue_metrics(metrics: Metrics, store: QueueCounts, clock: Clock, *, ttl: float = 1.0) -> None:
     """What operators graph about the shared queues, read from the store at scrape time.
 
     One ``store.queue_counts()`` per scrape (kept ``ttl`` seconds for the other gauges), each of its
@@ -280,22 +288,22 @@ def register_queue_metrics(metrics: Metrics, store: object, clock: object, *, tt
     """
     import time
 
-    cache: dict[str, object] = {}
+    cache: dict[str, Any] = {}
     lock = threading.Lock()
 
-    def counts() -> Mapping[str, object]:
+    def counts() -> Mapping[str, Any]:
         with lock:
-            if not cache or time.monotonic() - float(cache["at"]) > ttl:  # type: ignore[arg-type]
+            if not cache or time.monotonic() - float(cache["at"]) > ttl:
                 cache.clear()
-                cache.update(store.queue_counts(), at=time.monotonic())  # type: ignore[attr-defined]
+                cache.update(store.queue_counts(), at=time.monotonic())
             return dict(cache)
 
     def lag() -> float:
         oldest = counts()["oldest_received_at"]
-        return max((clock.now() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0  # type: ignore[attr-defined,operator]
+        return max((clock.now() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
 
     def by_prefix(prefix: str) -> dict[str, float]:
-        return {k[len(prefix) :]: float(v) for k, v in counts().items() if k.startswith(prefix)}  # type: ignore[arg-type]
+        return {k[len(prefix) :]: float(v) for k, v in counts().items() if k.startswith(prefix)}
 
     metrics.counter("flowctl_changes_accepted_total", "Record changes and events stored for processing.", ("source",))
     metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ("result",))
@@ -304,11 +312,11 @@ def register_queue_metrics(metrics: Metrics, store: object, clock: object, *, tt
     metrics.gauge_callback("flowctl_changes_lag_seconds", "Age of the oldest change not yet processed (0: none)", lag)
     def outbox_lag() -> float:
         due = counts().get("oldest_due_at")
-        return max((clock.now() - due).total_seconds(), 0.0) if due is not None else 0.0  # type: ignore[attr-defined,operator]
+        return max((clock.now() - due).total_seconds(), 0.0) if due is not None else 0.0
 
     metrics.gauge_callback("flowctl_outbox_lag_seconds", "How long the most overdue outbox row (pending or retry) "
                            "has been due (0: none is due)", outbox_lag)  # fmt: skip
     metrics.gauge_callback("flowctl_outbox_rows", "Outbox rows by state (sent rows are counted by "
                            "flowctl_deliveries_total)", lambda: by_prefix("outbox_"), ("status",))  # fmt: skip
     metrics.gauge_callback("flowctl_timers_pending", "Timers (delays, waits, delayed rules) not yet fired",
-                           lambda: float(counts()["timers"]))  # type: ignore[arg-type]  # fmt: skip
+                           lambda: float(counts()["timers"]))  # fmt: skip

@@ -104,7 +104,7 @@ def release_unused(service: Any) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - keeping an engine longer is harmless
         log.warning("could not tell which versions open runs use (%s); keeping their engines for now", exc)
         return []
-    dropped = engines.release(keep)
+    dropped: list[str] = engines.release(keep)
     if dropped:
         log.info("released the engines of version(s) %s: no open run or care day uses them", ", ".join(dropped))
     return dropped

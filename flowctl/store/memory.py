@@ -491,7 +491,7 @@ class MemoryStore:
                             limit: int) -> list[CareOccurrence]:  # fmt: skip
         now = rows.utc(now)
         cutoff = now - timedelta(seconds=lease_seconds)
-        out = []
+        out: list[CareOccurrence] = []
         with self._lock:
             for key, row in self._occurrences.items():
                 if len(out) >= limit:

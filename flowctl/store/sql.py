@@ -739,7 +739,7 @@ class SqlStore:
         stmt = sa.select(*columns).where(r.status.in_(ACTIVE)).order_by(r.seq, r.id)
         counts = sa.select(timers.c.run_id, sa.func.count()).group_by(timers.c.run_id)
         with self.engine.connect() as conn:
-            held: dict[str, int] = dict(conn.execute(counts).all())  # type: ignore[arg-type]
+            held: dict[str, int] = dict(conn.execute(counts).all())
             return [(rows.run_from({**row._mapping, "trace": []}), held.get(row.id, 0)) for row in conn.execute(stmt)]
 
     def versions_in_use(self, since_day: str) -> set[str]:
@@ -823,7 +823,7 @@ class SqlStore:
                 params = [{"process": o.process, "object": o.object, "record_id": o.record_id,
                            "occurrence": o.occurrence, "status": "claimed", "claimed_at": now, "done_at": None,
                            "owner": owner, "config_version": o.config_version} for o in part]  # fmt: skip
-                won.update(tuple(row) for row in conn.execute(stmt, params))  # type: ignore[misc]
+                won.update(tuple(row) for row in conn.execute(stmt, params))
         return [o for key, o in by_key.items() if key in won]
 
     def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
@@ -857,7 +857,7 @@ class SqlStore:
                             .where(key.in_(list(part)), c.status == "claimed", c.owner == owner)
                             .values(status=status, done_at=now, config_version=version)
                             .returning(c.process, c.object, c.record_id, c.occurrence))  # fmt: skip
-                    kept.update(tuple(row) for row in conn.execute(stmt))  # type: ignore[misc]
+                    kept.update(tuple(row) for row in conn.execute(stmt))
             plan = rows.plan_batch([p for o, p in items if o.key in kept], now)
             self._many(conn, self._upsert_records, plan.records.values())
             self._write_dates(conn, plan.records.values())

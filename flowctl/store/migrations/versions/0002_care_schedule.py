@@ -59,7 +59,7 @@ def _index_existing_records() -> None:
                      sa.column("month_day"), sa.column("value"))  # fmt: skip
     result = conn.execute(sa.select(records).execution_options(yield_per=5000))  # the statement, not the connection
     for part in result.partitions():
-        found = date_rows(row._mapping for row in part)
+        found = date_rows(dict(row._mapping) for row in part)
         if found:
             conn.execute(dates.insert(), found)
 
