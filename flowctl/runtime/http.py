@@ -714,7 +714,8 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     415: ("UnsupportedMediaType", "The body is not sent as application/json."),
     422: ("Invalid", "The request does not fit the configuration; every problem is listed in details."),
     500: ("Misconfigured", "The daemon's configuration is incomplete (an ${ENV} secret is unset)."),
-    503: ("Unavailable", "The store could not be reached or did not confirm the write; retry later."),
+    503: ("Unavailable", "The store could not be reached or did not take the write in time: nothing was "
+          "stored. Retry later (a write with the same Idempotency-Key)."),
 }
 
 _WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
