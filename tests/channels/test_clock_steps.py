@@ -10,7 +10,6 @@ is in tests/reliability/test_clock_step.py.
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,23 +23,10 @@ from flowctl.runtime import policies
 from flowctl.runtime.delivery import Deliverer
 from flowctl.spec.model import SendPolicy
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-class SetClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.moment = now
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self.lock:
-            return self.moment
-
-    def set(self, moment: datetime) -> None:
-        with self.lock:
-            self.moment = moment
 
 
 class Gateway:
@@ -48,7 +34,7 @@ class Gateway:
 
     concurrency = 1
 
-    def __init__(self, clock: SetClock, fail: int = 0) -> None:
+    def __init__(self, clock: FrozenClock, fail: int = 0) -> None:
         self.clock = clock
         self.fail = fail
         self.sent: list[tuple[datetime, str]] = []
@@ -75,12 +61,12 @@ def queue(store: Store, count: int, at: datetime, prefix: str) -> None:
     store.commit_batch([Processed(step=Step(effects=effects))], at)
 
 
-def make(store: Store, clock: SetClock, gateway: Gateway, policy: SendPolicy | None = None) -> Deliverer:
+def make(store: Store, clock: FrozenClock, gateway: Gateway, policy: SendPolicy | None = None) -> Deliverer:
     return Deliverer(store, {"sms": gateway}, clock, owner="t", rng=random.Random(1), base_delay=2.0,
                      policies={"sms": policy} if policy else None)  # fmt: skip
 
 
-def run_for(deliverer: Deliverer, clock: SetClock, start: datetime, seconds: float, step: float = 0.1) -> None:
+def run_for(deliverer: Deliverer, clock: FrozenClock, start: datetime, seconds: float, step: float = 0.1) -> None:
     for n in range(int(seconds / step) + 1):
         clock.set(start + timedelta(seconds=round(n * step, 6)))
         deliverer.deliver_once()
@@ -105,7 +91,7 @@ def test_a_rate_window_with_sends_in_the_future_frees_within_one_period() -> Non
 
 
 def test_pending_rows_stored_before_a_step_back_go_at_once(store: Store) -> None:
-    clock = SetClock(T0 - HOUR)  # the rows were written at T0; the clock now says an hour earlier
+    clock = FrozenClock(T0 - HOUR)  # the rows were written at T0; the clock now says an hour earlier
     queue(store, 30, T0, "old")
     gateway = Gateway(clock)
     d = make(store, clock, gateway)
@@ -116,7 +102,7 @@ def test_pending_rows_stored_before_a_step_back_go_at_once(store: Store) -> None
 
 
 def test_a_backoff_stored_before_a_step_back_is_not_an_hour_longer(store: Store) -> None:
-    clock = SetClock(T0)
+    clock = FrozenClock(T0)
     queue(store, 1, T0, "r")
     gateway = Gateway(clock, fail=1)
     d = make(store, clock, gateway)
@@ -133,7 +119,7 @@ def test_a_backoff_stored_before_a_step_back_is_not_an_hour_longer(store: Store)
 
 
 def test_a_rate_channel_keeps_sending_after_a_step_back_and_a_step_forward(store: Store) -> None:
-    clock = SetClock(T0)
+    clock = FrozenClock(T0)
     queue(store, 20, T0, "a")
     gateway = Gateway(clock)
     d = make(store, clock, gateway, SendPolicy(rate="5/s"))
@@ -158,7 +144,7 @@ def test_a_rate_channel_keeps_sending_after_a_step_back_and_a_step_forward(store
 
 def test_a_retry_stored_before_a_step_back_while_no_deliverer_ran_goes_at_once(store: Store) -> None:
     queue(store, 1, T0, "r")
-    clock = SetClock(T0)
+    clock = FrozenClock(T0)
     first = make(store, clock, Gateway(clock, fail=1))
     first.deliver_once()
     first.close()

@@ -22,6 +22,7 @@ from flowctl.ports import OutboxRow, Processed, Store
 from flowctl.runtime.delivery import LOCAL_BATCH, Deliverer
 from flowctl.spec.model import Channel
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SECRET = "tok-9f8e7d6c5b4a"
@@ -29,20 +30,6 @@ SECRET = "tok-9f8e7d6c5b4a"
 MakeChannel = Callable[..., Channel]
 HttpSink: TypeAlias = Any  # conftest's fixtures: tests cannot import conftest.py
 SmtpServer: TypeAlias = Any
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.moment = now
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self.lock:
-            return self.moment
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.moment += timedelta(seconds=seconds)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -53,8 +40,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
 
 
 def add(store: Store, *effects: Effect) -> list[int]:
@@ -90,12 +77,12 @@ def sms_channel(http_sink: HttpSink, make_channel: MakeChannel) -> Iterator[Call
         sender.close()
 
 
-def deliverer(store: Store, senders: dict[str, Any], clock: FakeClock, **options: Any) -> Deliverer:
+def deliverer(store: Store, senders: dict[str, Any], clock: FrozenClock, **options: Any) -> Deliverer:
     return Deliverer(store, senders, clock, owner="test", rng=random.Random(7), **options)
 
 
 def test_503_twice_then_sent_with_one_idempotency_key(
-    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+    store: Store, clock: FrozenClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
 ) -> None:
     [row_id] = add(store, sms())
     http_sink.answer(503, times=2, body=f"gateway busy ({SECRET})")
@@ -108,13 +95,13 @@ def test_503_twice_then_sent_with_one_idempotency_key(
     assert "HTTP 503" in first.last_error and SECRET not in first.last_error
 
     assert d.deliver_once() == 0  # not due yet: no sleeping, nothing claimed
-    clock.moment = first.next_attempt_at
+    clock.set(first.next_attempt_at)
     assert d.deliver_once() == 1
     second = row_of(store, row_id)
     assert (second.status, second.attempts) == ("retry", 2)
     assert second.next_attempt_at is not None and second.next_attempt_at > clock.now()
 
-    clock.moment = second.next_attempt_at + timedelta(seconds=1)
+    clock.set(second.next_attempt_at + timedelta(seconds=1))
     assert d.deliver_once() == 1
     done = row_of(store, row_id)
     assert done.status == "sent" and done.sent_at == clock.now()
@@ -124,7 +111,7 @@ def test_503_twice_then_sent_with_one_idempotency_key(
 
 
 def test_400_is_dead_at_once(
-    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+    store: Store, clock: FrozenClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
 ) -> None:
     [row_id] = add(store, sms())
     http_sink.answer(400, body='{"error": "bad number"}')
@@ -136,7 +123,7 @@ def test_400_is_dead_at_once(
 
 
 def test_max_attempts_then_dead(
-    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+    store: Store, clock: FrozenClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
 ) -> None:
     [row_id] = add(store, sms())
     http_sink.answer(503, times=10)
@@ -157,7 +144,7 @@ def test_max_attempts_then_dead(
 
 
 def test_missing_env_is_dead_naming_the_variable_and_no_secret_is_stored(
-    store: Store, clock: FakeClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
+    store: Store, clock: FrozenClock, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]
 ) -> None:
     missing, echoed = add(store, sms("k-missing", channel="sms"), sms("k-echo", channel="sms2"))
     http_sink.answer(500, body=f"internal error, Authorization: Bearer {SECRET}")
@@ -172,14 +159,14 @@ def test_missing_env_is_dead_naming_the_variable_and_no_secret_is_stored(
         assert SECRET not in stored.last_error
 
 
-def test_unknown_channel_is_dead(store: Store, clock: FakeClock) -> None:
+def test_unknown_channel_is_dead(store: Store, clock: FrozenClock) -> None:
     [row_id] = add(store, sms(channel="pager"))
     deliverer(store, {}, clock).deliver_once()
     assert (row_of(store, row_id).status, row_of(store, row_id).last_error) == ("dead", "no channel named pager")
 
 
 def test_email_and_log_through_the_loop(
-    store: Store, clock: FakeClock, smtp_server: SmtpServer, make_channel: MakeChannel
+    store: Store, clock: FrozenClock, smtp_server: SmtpServer, make_channel: MakeChannel
 ) -> None:
     mail = Effect(
         key="run-3:mail:0",
@@ -224,7 +211,7 @@ class Gate:
 
 
 @pytest.mark.parametrize("in_flight", [1, 2])
-def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FakeClock, in_flight: int) -> None:
+def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FrozenClock, in_flight: int) -> None:
     slow_id, fast_id, other_id = add(store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"),
                                      sms("k-other", channel="other"))  # fmt: skip
     gate, log, other = Gate(), LogSender(io.StringIO()), Recorder()
@@ -274,7 +261,7 @@ def test_the_loop_sends_a_channel_while_another_hangs(store: Store, http_sink: H
 class Recorder:
     """Records the order of its rows; optionally moves the clock on while sending."""
 
-    def __init__(self, clock: FakeClock | None = None, seconds: float = 0, concurrency: int = 1) -> None:
+    def __init__(self, clock: FrozenClock | None = None, seconds: float = 0, concurrency: int = 1) -> None:
         self.keys: list[str] = []
         self.clock = clock
         self.seconds = seconds
@@ -289,7 +276,7 @@ class Recorder:
         return Receipt("ok")
 
 
-def test_one_recipient_keeps_its_order_across_lanes(store: Store, clock: FakeClock) -> None:
+def test_one_recipient_keeps_its_order_across_lanes(store: Store, clock: FrozenClock) -> None:
     effects = [sms(f"k-{i:02d}", to=f"+8490000000{i % 3}") for i in range(30)]
     add(store, *effects)
     recorder = Recorder(concurrency=4)
@@ -321,7 +308,9 @@ class Witness:
 
 
 @pytest.mark.parametrize("in_flight", [1, 3])
-def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clock: FakeClock, in_flight: int) -> None:
+def test_a_crash_could_resend_at_most_sends_in_flight_messages(
+    store: Store, clock: FrozenClock, in_flight: int
+) -> None:
     add(store, *[sms(f"k-{i:02d}", to=f"+849000000{i:02d}") for i in range(20)],
         *[sms(f"m-{i:02d}", channel="other", to=f"+849100000{i:02d}") for i in range(20)])  # fmt: skip
     sms_lanes, other = Witness(store, concurrency=4), Witness(store, concurrency=4)
@@ -339,7 +328,7 @@ def test_a_crash_could_resend_at_most_sends_in_flight_messages(store: Store, clo
 
 
 def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_one(
-    store: Store, clock: FakeClock
+    store: Store, clock: FrozenClock
 ) -> None:
     """The log channel sends nothing outside, so a claim of its rows costs one commit, not one per
     row; a channel that does leave the machine keeps its per-row record in the same round."""
@@ -359,7 +348,7 @@ def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_on
     assert sorted(marks).count(1) == 3 and sum(marks) == 33 and len(marks) < 3 + 30
 
 
-def test_only_log_channels_claim_a_whole_batch(store: Store, clock: FakeClock) -> None:
+def test_only_log_channels_claim_a_whole_batch(store: Store, clock: FrozenClock) -> None:
     add(store, *[sms(f"log-{i:03d}", channel="log") for i in range(LOCAL_BATCH + 50)])
     d = deliverer(store, {"log": LogSender(io.StringIO())}, clock, in_flight=1)
     assert d.deliver_once() == LOCAL_BATCH  # not ten: a local send cannot be lost between claim and record
@@ -379,7 +368,7 @@ class Slow:
         return Receipt("ok")
 
 
-def test_a_round_claims_only_what_it_can_send_within_half_a_lease(store: Store, clock: FakeClock) -> None:
+def test_a_round_claims_only_what_it_can_send_within_half_a_lease(store: Store, clock: FrozenClock) -> None:
     add(store, *[sms(f"k-{i}") for i in range(5)])
     d = deliverer(store, {"sms": Slow(0.05)}, clock, lease_seconds=0.2)
     assert d.deliver_once() == 5  # the pace is not known yet: a whole batch
@@ -390,7 +379,7 @@ def test_a_round_claims_only_what_it_can_send_within_half_a_lease(store: Store, 
 
 
 def test_rows_not_started_within_the_lease_are_released_at_once_and_not_counted(
-    store: Store, clock: FakeClock
+    store: Store, clock: FrozenClock
 ) -> None:
     first, second, third = add(store, sms("k-1"), sms("k-2"), sms("k-3"))
     recorder = Recorder(clock, seconds=40)  # each send takes 40 s of a 60 s lease
@@ -408,7 +397,7 @@ def test_rows_not_started_within_the_lease_are_released_at_once_and_not_counted(
     assert row_of(store, third).attempts == 1
 
 
-def test_backoff_is_jittered_bounded_and_honours_retry_after(store: Store, clock: FakeClock) -> None:
+def test_backoff_is_jittered_bounded_and_honours_retry_after(store: Store, clock: FrozenClock) -> None:
     d = deliverer(store, {}, clock, base_delay=2.0, max_delay=100.0)
     for attempts in range(1, 12):
         for _ in range(50):
@@ -455,7 +444,7 @@ class Paused:
 
 
 def test_a_sender_paused_past_its_lease_does_not_mark_over_the_replica_that_took_the_row(
-    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    store: Store, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     [row_id] = add(store, sms())
     taker = Deliverer(store, {"sms": LogSender(io.StringIO())}, clock, owner="replica-b", rng=random.Random(1),

@@ -27,6 +27,7 @@ from flowctl.runtime.worker import Engines, Worker
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
 from flowctl.store.memory import MemoryStore
+from flowctl.testing import FrozenClock
 
 # Starlette 1.x wants httpx2 for its TestClient and warns (an error under filterwarnings=error)
 # when only httpx is installed; the client works the same, so the warning is ignored here only.
@@ -106,14 +107,6 @@ spec:
       amount: "{{ payload.amount }}"
       phone: "{{ payload.phone }}"
 """
-
-
-class FrozenClock:
-    def __init__(self, now: datetime) -> None:
-        self.now_value = now
-
-    def now(self) -> datetime:
-        return self.now_value
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from flowctl.runtime.sources import MAX_DEPTH, MAX_ITEMS
+from flowctl.testing import FrozenClock
 from tests.reliability.conftest import Daemon, Daemons, MakeDaemon
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -78,14 +79,6 @@ FILES = {
     """,
 }
 GOOD = {"entity": "deal", "id": 7, "delivery": "d-1", "data": {"title": "Sofa", "amount": 1500000}}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.value = T0
-
-    def now(self) -> datetime:
-        return self.value
 
 
 def sign(body: bytes, secret: str = SECRET, stamp: str | None = None) -> str:
@@ -245,7 +238,7 @@ _tried: list[str] = []
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemons = Daemons(tmp_path_factory.mktemp("hooks"))
-    yield daemons(FILES, env={"HOOK_SECRET": SECRET}, clock=Clock())
+    yield daemons(FILES, env={"HOOK_SECRET": SECRET}, clock=FrozenClock(T0))
     daemons.close()
 
 
@@ -272,7 +265,7 @@ def test_a_malformed_delivery_is_refused_with_a_clear_error_and_stores_nothing(d
 
 def test_the_good_delivery_of_the_table_is_accepted(make_daemon: MakeDaemon) -> None:
     """The table's requests differ from an accepted one only by what each case breaks."""
-    daemon = make_daemon(FILES, env={"HOOK_SECRET": SECRET}, clock=Clock())
+    daemon = make_daemon(FILES, env={"HOOK_SECRET": SECRET}, clock=FrozenClock(T0))
     for case in (Delivery("plain"), Delivery("timestamped", stamp=STAMP), Delivery("streamed", stream=True)):
         body, headers = case.request()
         response = daemon.client.post(case.path, content=chunks(body) if case.stream else body, headers=headers)
@@ -281,14 +274,14 @@ def test_the_good_delivery_of_the_table_is_accepted(make_daemon: MakeDaemon) -> 
 
 
 def test_a_captured_delivery_replayed_after_the_window_is_refused(make_daemon: MakeDaemon) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     daemon = make_daemon(FILES, env={"HOOK_SECRET": SECRET}, clock=clock)
     body = js({**GOOD, "delivery": "d-captured"})
     headers = {"Content-Type": "application/json", "X-Timestamp": STAMP, "X-Signature": sign(body, stamp=STAMP)}
     assert daemon.client.post("/hooks/crm", content=body, headers=headers).status_code == 202
     daemon.settle()
 
-    clock.value = T0 + timedelta(minutes=5, seconds=1)
+    clock.set(T0 + timedelta(minutes=5, seconds=1))
     replay = daemon.client.post("/hooks/crm", content=body, headers=headers)
     # the same delivery with its id changed, still under the captured signature
     tampered = daemon.client.post("/hooks/crm", content=body.replace(b"d-captured", b"d-other"), headers=headers)

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flowctl.testing import FrozenClock
 from tests.daemon.harness import Daemon as Process
 from tests.reliability.conftest import Daemon, MakeDaemon
 
@@ -69,13 +70,8 @@ FILES = {
 }
 
 
-class Clock:
-    def now(self) -> datetime:
-        return T0
-
-
 def start(make_daemon: MakeDaemon, **kwargs: Any) -> Daemon:
-    return make_daemon(FILES, env={"HOOK_SECRET": SECRET}, clock=Clock(), **kwargs)
+    return make_daemon(FILES, env={"HOOK_SECRET": SECRET}, clock=FrozenClock(T0), **kwargs)
 
 
 def deliver(daemon: Daemon, path: str, payload: Any, **headers: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from flowctl.runtime.leases import LeaseKeeper
 from flowctl.runtime.service import Service, owner_of
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 from tests.conftest import HttpSink, SmtpServer, free_port, pg_base
 from tests.daemon.harness import Daemon, real_channels
 
@@ -517,14 +518,6 @@ def test_what_counts_as_the_store_being_unavailable() -> None:
     assert unavailable(sa.exc.InterfaceError("SELECT 1", {}, Exception("connection closed")))
     assert not unavailable(sa.exc.IntegrityError("INSERT …", {}, Exception("duplicate key")))  # a bug, not an outage
     assert not unavailable(ValueError("x"))
-
-
-@dataclass
-class FrozenClock:
-    at: datetime
-
-    def now(self) -> datetime:
-        return self.at
 
 
 def test_the_engine_restart_waits_out_an_outage_to_free_the_dead_engines_work(

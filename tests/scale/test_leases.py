@@ -4,9 +4,8 @@ its attempts raised and is failed (changes) or dead-lettered (outbox) after the 
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,9 @@ from flowctl.runtime.delivery import Deliverer
 from flowctl.runtime.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
 from flowctl.runtime.metrics import Metrics, register_queue_metrics
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = T0
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self.lock:
-            return self.moment
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.moment += timedelta(seconds=seconds)
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -54,7 +40,7 @@ def append(store: Store, *ids: str) -> None:
 
 
 def test_the_heartbeat_keeps_a_slow_batch_and_a_dead_owner_loses_it(store: Store) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     append(store, "1", "2")
     keeper = LeaseKeeper(store, clock, owner="a", lease_seconds=10)
     claimed = keeper.claim_changes(10, "a", clock.now(), 10)
@@ -72,7 +58,7 @@ def test_the_heartbeat_keeps_a_slow_batch_and_a_dead_owner_loses_it(store: Store
 
 
 def test_a_change_whose_workers_all_die_is_failed_after_the_maximum(store: Store) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     append(store, "poison", "fine")
     for attempt in range(1, 4):
         claimed = store.claim_changes(1, f"w{attempt}", clock.now(), 5)
@@ -88,7 +74,7 @@ def test_a_change_whose_workers_all_die_is_failed_after_the_maximum(store: Store
 
 
 def test_a_timer_whose_workers_all_die_is_given_up_and_its_run_failed(store: Store) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     run = Run(id="r1", automation="flow:f", object="deal", record_id="1", status="waiting", node="wait")
     timers = [Timer(id=f"t{n}", run_id="r1" if n == 1 else "r2", due=T0, kind="delay", node="wait",
                     object="deal", record_id=str(n)) for n in (1, 2)]  # fmt: skip
@@ -106,7 +92,7 @@ def test_a_timer_whose_workers_all_die_is_given_up_and_its_run_failed(store: Sto
 
 
 def test_an_outbox_row_claimed_past_its_maximum_is_dead_lettered(store: Store) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     effect = Effect(key="e1", action="send_sms", run_id="r", object="deal", record_id="1", channel="sms",
                     params={"to": "0901", "text": "x"})  # fmt: skip
     store.commit_batch([Processed(step=Step(effects=[effect]))], T0)
@@ -129,7 +115,7 @@ def test_an_outbox_row_claimed_past_its_maximum_is_dead_lettered(store: Store) -
 
 
 def test_queue_metrics_read_indexed_counts(store: Store) -> None:
-    clock = Clock()
+    clock = FrozenClock(T0)
     append(store, "1", "2", "3")
     clock.advance(42)
     metrics = Metrics()

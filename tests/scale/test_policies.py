@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,19 +18,10 @@ from flowctl.runtime.delivery import Deliverer
 from flowctl.runtime.metrics import Metrics
 from flowctl.spec.model import QuietHours, SendPolicy
 from flowctl.store import open_store
+from flowctl.testing import FrozenClock
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")  # UTC+7, no DST
 T0 = datetime(2026, 3, 1, 23, 30, tzinfo=HCM)  # 23:30 local: inside 22:00-07:00
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.moment = now
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self.lock:
-            return self.moment
 
 
 class Recorder:
@@ -61,7 +51,7 @@ def add(store: Store, *tos: str, at: datetime = T0, tz: str = "", prefix: str = 
     store.commit_batch([Processed(step=Step(effects=effects))], at)
 
 
-def make(store: Store, clock: FakeClock, policy: SendPolicy,
+def make(store: Store, clock: FrozenClock, policy: SendPolicy,
          metrics: Metrics | None = None) -> tuple[Deliverer, Recorder]:  # fmt: skip
     sender = Recorder()
     return Deliverer(store, {"sms": sender}, clock, owner="t", rng=random.Random(1), policies={"sms": policy},
@@ -117,7 +107,7 @@ def test_recipient_zone_prefers_the_row_then_the_policy_then_config() -> None:
 
 
 def test_quiet_hours_hold_until_seven_local_then_send(store: Store) -> None:
-    clock = FakeClock(T0)
+    clock = FrozenClock(T0)
     metrics = Metrics()
     d, sender = make(store, clock, SendPolicy(quiet_hours=QuietHours(start="22:00", end="07:00")), metrics)
     add(store, "0901", "0902")
@@ -127,9 +117,9 @@ def test_quiet_hours_hold_until_seven_local_then_send(store: Store) -> None:
     assert all(r.next_attempt_at == datetime(2026, 3, 2, 0, 0, tzinfo=UTC) for r in held)  # 07:00 +07:00
     assert all(r.attempts == 0 and "quiet hours 22:00-07:00" in r.last_error for r in held)
 
-    clock.moment = datetime(2026, 3, 2, 6, 59, tzinfo=HCM)
+    clock.set(datetime(2026, 3, 2, 6, 59, tzinfo=HCM))
     assert d.deliver_once() == 0  # still held: nothing claimed, nothing dropped
-    clock.moment = datetime(2026, 3, 2, 7, 0, tzinfo=HCM)
+    clock.set(datetime(2026, 3, 2, 7, 0, tzinfo=HCM))
     assert d.deliver_once() == 2
     assert statuses(store) == ["sent", "sent"] and len(sender.sent) == 2
     outcomes = metrics.counter("flowctl_deliveries_total", "", ("channel", "result"))
@@ -137,10 +127,10 @@ def test_quiet_hours_hold_until_seven_local_then_send(store: Store) -> None:
 
 
 def test_quiet_hours_follow_the_recipients_time_zone(store: Store) -> None:
-    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # 19:00 in Ho Chi Minh, 07:00 in New York
+    clock = FrozenClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # 19:00 in Ho Chi Minh, 07:00 in New York
     d, sender = make(store, clock, SendPolicy(quiet_hours=QuietHours(start="22:00", end="08:00")))
-    add(store, "vn", "ny", at=clock.moment)
-    add(store, "ny2", at=clock.moment, tz="America/New_York", prefix="x")
+    add(store, "vn", "ny", at=clock.now())
+    add(store, "ny2", at=clock.now(), tz="America/New_York", prefix="x")
     d.deliver_once()
     assert sorted(r.recipient for r in sender.sent) == ["ny", "vn"]
     [held] = store.list_outbox(status="held")
@@ -148,64 +138,64 @@ def test_quiet_hours_follow_the_recipients_time_zone(store: Store) -> None:
 
 
 def test_per_recipient_cap_holds_the_second_message_until_the_next_day(store: Store) -> None:
-    clock = FakeClock(datetime(2026, 3, 1, 9, 0, tzinfo=HCM))
+    clock = FrozenClock(datetime(2026, 3, 1, 9, 0, tzinfo=HCM))
     d, sender = make(store, clock, SendPolicy(per_recipient="1/d"))
-    add(store, "0901", "0901", "0902", at=clock.moment)  # two to one number in one round
+    add(store, "0901", "0901", "0902", at=clock.now())  # two to one number in one round
     d.deliver_once()
     assert sorted(r.recipient for r in sender.sent) == ["0901", "0902"]
     [held] = store.list_outbox(status="held")
     assert held.recipient == "0901" and held.next_attempt_at == datetime(2026, 3, 2, 0, 0, tzinfo=HCM)
     assert "per-recipient cap 1/d" in held.last_error
 
-    add(store, "0901", at=clock.moment, prefix="later")  # a later round the same day: counted from the store
-    clock.moment = datetime(2026, 3, 1, 15, 0, tzinfo=HCM)
+    add(store, "0901", at=clock.now(), prefix="later")  # a later round the same day: counted from the store
+    clock.set(datetime(2026, 3, 1, 15, 0, tzinfo=HCM))
     d.deliver_once()
     assert len(store.list_outbox(status="held")) == 2 and len(sender.sent) == 2
 
-    clock.moment = datetime(2026, 3, 2, 0, 0, tzinfo=HCM)  # the next day: one of the two goes
+    clock.set(datetime(2026, 3, 2, 0, 0, tzinfo=HCM))  # the next day: one of the two goes
     d.deliver_once()
     assert len(sender.sent) == 3 and len(store.list_outbox(status="held")) == 1
-    clock.moment = datetime(2026, 3, 3, 0, 0, tzinfo=HCM)
+    clock.set(datetime(2026, 3, 3, 0, 0, tzinfo=HCM))
     d.deliver_once()
     assert len(sender.sent) == 4 and statuses(store).count("sent") == 4
 
 
 def test_daily_budget_holds_the_rest_until_tomorrow(store: Store) -> None:
-    clock = FakeClock(datetime(2026, 3, 1, 9, 0, tzinfo=HCM))
+    clock = FrozenClock(datetime(2026, 3, 1, 9, 0, tzinfo=HCM))
     d, sender = make(store, clock, SendPolicy(daily_budget=3))
-    add(store, *(f"09{i}" for i in range(5)), at=clock.moment)
+    add(store, *(f"09{i}" for i in range(5)), at=clock.now())
     d.deliver_once()
     assert len(sender.sent) == 3
     held = store.list_outbox(status="held")
     assert len(held) == 2 and all(r.next_attempt_at == datetime(2026, 3, 2, tzinfo=HCM) for r in held)
     assert all("daily budget of 3" in r.last_error for r in held)
-    clock.moment = datetime(2026, 3, 2, 0, 0, 1, tzinfo=HCM)
+    clock.set(datetime(2026, 3, 2, 0, 0, 1, tzinfo=HCM))
     d.deliver_once()
     assert len(sender.sent) == 5
 
 
 def test_rate_holds_messages_over_the_rate_for_their_slot(store: Store) -> None:
     start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    clock = FakeClock(start)
+    clock = FrozenClock(start)
     d, sender = make(store, clock, SendPolicy(rate="2/s"))
     add(store, *(f"09{i}" for i in range(5)), at=start)
     d.deliver_once()
     assert len(sender.sent) == 2
     held = sorted(store.list_outbox(status="held"), key=lambda r: r.id)
     assert [r.next_attempt_at for r in held] == [start + timedelta(seconds=s) for s in (1, 1, 2)]
-    clock.moment = start + timedelta(seconds=0.9)
+    clock.set(start + timedelta(seconds=0.9))
     d.deliver_once()
     assert len(sender.sent) == 2  # nothing before its slot
-    clock.moment = start + timedelta(seconds=1)
+    clock.set(start + timedelta(seconds=1))
     d.deliver_once()
     assert len(sender.sent) == 4
-    clock.moment = start + timedelta(seconds=2)
+    clock.set(start + timedelta(seconds=2))
     d.deliver_once()
     assert len(sender.sent) == 5 and not store.list_outbox(status="held")
 
 
 def test_a_channel_without_policy_is_not_slowed(store: Store) -> None:
-    clock = FakeClock(T0)
+    clock = FrozenClock(T0)
     d, sender = make(store, clock, SendPolicy())
     add(store, "a", "a", "a")
     d.deliver_once()
@@ -219,7 +209,7 @@ def test_held_rows_are_listed_by_the_cli(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'flowctl.db'}"
     store = open_store(url)
-    d, _ = make(store, FakeClock(T0), SendPolicy(quiet_hours=QuietHours(start="22:00", end="07:00")))
+    d, _ = make(store, FrozenClock(T0), SendPolicy(quiet_hours=QuietHours(start="22:00", end="07:00")))
     add(store, "0901")
     d.deliver_once()
     store.close()
