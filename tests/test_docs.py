@@ -130,3 +130,21 @@ def test_the_rule_catches_a_sending_policy_under_policy() -> None:
     assert _problems("x.md:1", "fragment=Flow:spec", "trigger: {on: created}\n") == []  # object, nodes… left out
     assert _problems("x.md:1", "fragment=Flow:spec", "trigger: {on: create}\n")
     assert _problems("x.md:1", "", "trigger: {on: created}\n")  # neither a document nor marked
+
+
+_NAMED = re.compile(r"`((?:tests|flowctl|bench)/[\w/]+\.py)(?:::(\w+)(…)?)?")
+
+
+def test_every_test_and_module_the_docs_name_exists() -> None:
+    """RELIABILITY.md and the docs cite tests and modules by path: a move or rename must update them."""
+    missing = []
+    for doc in [ROOT / "RELIABILITY.md", *DOCS]:
+        for found in _NAMED.finditer(doc.read_text(encoding="utf-8")):
+            path, name, shortened = ROOT / found.group(1), found.group(2), found.group(3)
+            if not path.exists():
+                missing.append(f"{doc.name}: {found.group(1)} does not exist")
+            elif name:
+                pattern = rf"def {name}" if shortened else rf"def {name}\b"  # `name…` shortens a longer name
+                if not re.search(pattern, path.read_text(encoding="utf-8")):
+                    missing.append(f"{doc.name}: {found.group(1)} has no {name}")
+    assert not missing, "\n".join(missing)
