@@ -3,6 +3,13 @@
 Adapters are named for a technology (``SqlStore``, ``MemoryStore``, ``SmtpChannel``…). The engine
 never sees these: the runtime reads state through a ``Store``, hands it to the engine as a
 ``StateView`` and commits the resulting ``Step`` back through the same ``Store``.
+
+The store has one port per role, so a reader who needs the outbox opens one protocol and a part
+of the daemon names only what it uses: ``RecordState`` (what the engine reads), ``ChangeQueue``
+(accepted writes and due timers, claimed and committed by workers), ``Outbox``, ``CareLedger``,
+``Deployments``, ``Leases``, ``SourceCursors`` and ``Inspection`` (the read side for the CLI and
+the console). ``Store`` is only their combination, for where the daemon is wired; the adapters
+(``store/sql/``, ``store/memory/``) are built from one mixin per role.
 """
 
 from __future__ import annotations
@@ -158,42 +165,88 @@ class CareSummary:
     last_done_at: datetime | None = None
 
 
-class Store(Protocol):
-    """Durable state. Every method is one transaction unless it says otherwise."""
+class RecordState(Protocol):
+    """What the engine reads (its ``StateView``, through the worker's ``Overlay``): records, their
+    runs and timers, allocation state. Reads only; each answers from committed state, fresh
+    objects every call, and a missing row is ``None`` or empty, never an error."""
 
-    # ---- engine state (the engine's StateView)
     def record(self, object: str, id: str) -> Record | None: ...
-    def active_runs(self, object: str, id: str) -> list[Run]: ...
+    def active_runs(self, object: str, id: str) -> list[Run]:
+        """The record's runs that are not finished, oldest first (by seq, then id)."""
+        ...
+
     def run(self, run_id: str) -> Run | None: ...
-    def timers_of(self, run_id: str) -> list[Timer]: ...
-    def allocation(self, rule: str) -> Mapping[str, Any]: ...
+    def timers_of(self, run_id: str) -> list[Timer]:
+        """The run's pending timers, earliest due first."""
+        ...
+
+    def allocation(self, rule: str) -> Mapping[str, Any]:
+        """An allocation rule's state (round-robin position…); ``{}`` before its first use."""
+        ...
 
     def open_owned(self, object: str, users: Sequence[str], final: Collection[tuple[str, str]]) -> dict[str, int]:
         """How many live records of ``object`` each of ``users`` owns (0 for none), leaving out
         records in the ``final`` (pipeline, stage) pairs. One aggregate query on the owner index."""
         ...
 
-    # ---- the same, for a whole batch at once (a worker prefetches what its batch will read)
-    def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]: ...
-    def active_runs_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Run]]: ...
+    # the same, for a whole batch at once (a worker prefetches what its batch will read)
+    def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+        """The stored records among ``keys``; missing ones are absent from the answer."""
+        ...
 
-    # ---- ingest
-    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]: ...
+    def active_runs_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Run]]:
+        """Every key of ``keys`` with its active runs, each list ordered as ``active_runs``."""
+        ...
 
-    # ---- the worker loop
-    def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]: ...
-    def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]: ...
+
+class ChangeQueue(Protocol):
+    """Accepted writes and due timers, waiting for a worker. ``append_changes`` stores changes
+    once per idempotency key; claims are leases (``lease_seconds``, ``attempts + 1``) in seq
+    order, a record's changes one at a time; ``commit_batch`` writes what the engine decided and
+    finishes the inputs in one transaction (the transactional outbox), fenced by ``owner``."""
+
+    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]:
+        """Store ``changes`` in one transaction, one result per change in order; a key stored
+        before (or earlier in the batch) is not stored again: ``duplicate``, the first seq."""
+        ...
+
+    def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
+        """Lease up to ``limit`` changes that may run now, in seq order: a record's change only
+        with every earlier open change of it. A change whose lease ran out is claimable again."""
+        ...
+
+    def claim_due_timers(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[Timer]:
+        """Lease up to ``limit`` timers due at ``now`` (not leased by a live claim), earliest first."""
+        ...
+
     def commit_batch(self, items: Sequence[Processed], now: datetime, *, owner: str | None = None) -> None:
         """Write the batch in one transaction. With ``owner``, only if ``owner`` still holds the
         lease of every change (with the claim's ``attempts``) and timer: else :class:`LeaseLost`,
         nothing written."""
         ...
 
-    # ---- delivery
+    def change(self, seq: int) -> StoredChange | None: ...
+    def open_changes(self, object: str, id: str) -> list[StoredChange]:
+        """The record's changes not processed yet (pending or claimed), in seq order."""
+        ...
+
+
+class Outbox(Protocol):
+    """Effects waiting to be sent, and the sender's leases on them. A row goes ``pending`` →
+    ``sending`` (claimed, leased) → ``sent``, or ``retry``/``held`` (due again at
+    ``next_attempt_at``) or ``dead``. With ``owner``, a write touches only rows that owner still
+    holds (status ``sending``, its lease): rows another sender took over are left to it."""
+
     def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
-                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]: ...  # fmt: skip
-    def release_outbox(self, row_ids: Sequence[int], now: datetime, *,
-                       owner: str | None = None) -> None: ...  # claimed, not tried: due now
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+        """Lease up to ``limit`` due rows (pending; retry or held past ``next_attempt_at``;
+        ``sending`` whose lease ran out), none of ``skip_channels``, by id; ``attempts + 1``."""
+        ...
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
+        """Hand claimed rows back untried, due now; the claim's attempt is undone."""
+        ...
+
     def mark_sent(self, row_id: int, now: datetime) -> None: ...
     def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
         """Mark rows sent; with ``owner``, only those it still holds (``sending``, its lease):
@@ -201,36 +254,62 @@ class Store(Protocol):
         ...
 
     def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
-                    owner: str | None = None) -> bool: ...  # fmt: skip  # False: the lease was lost
-    def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
+                    owner: str | None = None) -> bool:  # fmt: skip
+        """Retry at ``next_attempt_at`` (None: ``dead``). False when ``owner`` lost the lease."""
+        ...
 
-    # ---- care
-    def claim_occurrence(self, process: str, object: str, id: str, occurrence: str, now: datetime) -> bool: ...
+    def retry_outbox(self, row_id: int, now: datetime) -> bool:
+        """A dead or retry row is sent again now with a fresh attempt budget (False: not one)."""
+        ...
 
-    # ---- inspection
-    def change(self, seq: int) -> StoredChange | None: ...
-    def open_changes(self, object: str, id: str) -> list[StoredChange]: ...  # pending or claimed, by seq
-    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]: ...
-    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
-    def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]: ...
-    def outbox_row(self, row_id: int) -> OutboxRow | None: ...
-    def counts(self) -> Mapping[str, int]: ...
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
+        """Hold claimed rows (``held``) until a time a sending policy allows, with a reason; a hold
+        is not an attempt. Returns the ids whose lease ``owner`` had lost (left alone)."""
+        ...
 
-    # ---- config versions
-    def save_version(self, version: ConfigVersion) -> None: ...
-    def current_version(self) -> ConfigVersion | None: ...
+    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
+        """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now."""
+        ...
 
-    def close(self) -> None: ...
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        """The clock went back ``seconds``: waiting rows fall due that much earlier (not before now)."""
+        ...
 
-    # ---- care schedules (the ledger decides what ran)
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        """Retries due later than any backoff (``longest`` seconds from now) fall due now."""
+        ...
+
+    def sent_counts(self, channel: str, since: datetime,
+                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+        """Rows of ``channel`` sent since ``since``: in all, and per recipient of ``recipients``."""
+        ...
+
+
+class CareLedger(Protocol):
+    """Care schedules: the records due on a day (the month-day index) and the ledger of
+    (process, record, occurrence) that decides what ran, once, across replicas and restarts."""
+
     def care_records(self, object: str, field: str, month_days: Sequence[int],
                      on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
         """Live records of ``object`` whose date ``field`` falls on one of ``month_days`` (MMDD),
         and, given ``on_dates`` (ISO), on one of those exact dates. Reads the month-day index."""
         ...
 
+    def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
+        """Ids of the live records of ``object`` after ``after``, in id order (a cron care process)."""
+        ...
+
+    def care_undated(self, object: str, field: str) -> tuple[int, int]:
+        """(live records of ``object``, how many of them have no usable date in ``field``)."""
+        ...
+
     def pin_care_day(self, process: str, day: str, version: str) -> str:
         """The config version of ``process``'s first run on local ``day``: ``version`` if none yet."""
+        ...
+
+    def claim_occurrence(self, process: str, object: str, id: str, occurrence: str, now: datetime) -> bool:
+        """True the first time this occurrence is claimed, False ever after."""
         ...
 
     def claim_occurrences(self, wanted: Sequence[CareOccurrence], owner: str, now: datetime) -> list[CareOccurrence]:
@@ -248,56 +327,149 @@ class Store(Protocol):
         Returns how many were committed."""
         ...
 
-    def care_summary(self, process: str) -> CareSummary: ...
-
-    def care_done(self, keys: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
-        """Which of these (process, object, record, occurrence) keys the ledger holds, in any status."""
-        ...
-
     def insert_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> bool:
         """Insert each occurrence with its outcome (``status``) and write its step, all in one
         transaction; if any occurrence is in the ledger already, write nothing and return False."""
         ...
 
-    def care_undated(self, object: str, field: str) -> tuple[int, int]:
-        """(live records of ``object``, how many of them have no usable date in ``field``)."""
+    def care_done(self, keys: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+        """Which of these (process, object, record, occurrence) keys the ledger holds, in any status."""
         ...
 
-    def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
-        """Ids of the live records of ``object`` after ``after``, in id order (a cron care process)."""
+    def care_summary(self, process: str) -> CareSummary:
+        """Occurrences of ``process`` per status, and when the last one was done."""
         ...
 
-    # ---- deployments (flowctl plan / apply / history / rollback / replay)
-    def versions(self, limit: int = 50) -> list[ConfigVersion]: ...
+
+class Deployments(Protocol):
+    """Config versions (``flowctl plan / apply / history / rollback``) and what a deploy or a
+    reload must know of the running state. One version is current; ``deploy_version`` replaces
+    it only if nobody else deployed meanwhile."""
+
+    def save_version(self, version: ConfigVersion) -> None:
+        """Store ``version`` and make it the current one."""
+        ...
+
+    def current_version(self) -> ConfigVersion | None: ...
+    def versions(self, limit: int = 50) -> list[ConfigVersion]:
+        """Stored versions, newest applied first."""
+        ...
+
     def version(self, id: str) -> ConfigVersion | None: ...
     def deploy_version(self, version: ConfigVersion, expected_current: str | None,
-                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool: ...  # fmt: skip
-    def stage_counts(self) -> dict[tuple[str, str, str], int]: ...
-    def pending_work(self) -> list[tuple[Run, int]]: ...
+                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool:  # fmt: skip
+        """Make ``version`` current and cancel ``cancel_runs`` (and their timers) in one
+        transaction, only if the current version is still ``expected_current`` (None: none yet);
+        False, nothing written, when another deploy got there first."""
+        ...
+
     def versions_in_use(self, since_day: str) -> set[str]:
         """The config versions an active run started on, or a care process pinned on a local day
         from ``since_day`` (ISO) on: the engines a reload must keep."""
         ...
-    def care_claims_since(self, since: datetime) -> dict[str, int]: ...
-    def changes_after(self, seq: int, limit: int = 1000) -> list[StoredChange]: ...
-    def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]: ...
 
-    # ---- replicas (lease heartbeat, exhausted work), sending policies, metrics, SQL polling
+    def stage_counts(self) -> dict[tuple[str, str, str], int]:
+        """Live records per (object, pipeline, stage)."""
+        ...
+
+    def pending_work(self) -> list[tuple[Run, int]]:
+        """Every active run (without its trace) and how many timers it holds, oldest first."""
+        ...
+
+    def care_claims_since(self, since: datetime) -> dict[str, int]:
+        """Care occurrences claimed at or after ``since``, per process."""
+        ...
+
+
+class Leases(Protocol):
+    """The leases of claimed work across replicas: a heartbeat extends those in hand, a daemon
+    that knows a holder is dead ends them, and work whose every claimer died is failed."""
+
     def extend_leases(self, owner: str, until: datetime, *, change_seqs: Sequence[int] = (),
-                      timer_ids: Sequence[str] = (), outbox_ids: Sequence[int] = ()) -> int: ...  # fmt: skip
-    def expire_leases(self, now: datetime, owner: str | None = None) -> int: ...
-    def fail_exhausted_timers(self, now: datetime, max_attempts: int) -> list[Timer]: ...
-    def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]: ...
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
-                         owner: str | None = None) -> list[int]: ...  # fmt: skip  # ids whose lease was lost
-    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int: ...
-    def shift_outbox(self, seconds: float, now: datetime) -> int: ...  # the clock went back ``seconds``
-    def clamp_retries(self, longest: float, now: datetime) -> int: ...  # retries later than any backoff: due now
-    def sent_counts(self, channel: str, since: datetime,
-                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]: ...  # fmt: skip
-    def queue_counts(self) -> dict[str, Any]: ...
-    def claim_source(self, source: str, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None: ...
+                      timer_ids: Sequence[str] = (), outbox_ids: Sequence[int] = ()) -> int:  # fmt: skip
+        """Push to ``until`` the leases ``owner`` still holds among these rows; how many."""
+        ...
+
+    def expire_leases(self, now: datetime, owner: str | None = None) -> int:
+        """End every live lease (of ``owner``) at ``now``; attempts stay counted. How many ended."""
+        ...
+
+    def fail_exhausted_changes(self, now: datetime, max_attempts: int) -> list[StoredChange]:
+        """Fail (status ``failed``, an error saying why) the changes claimed ``max_attempts`` times
+        whose last lease ran out too; returns them as failed."""
+        ...
+
+    def fail_exhausted_timers(self, now: datetime, max_attempts: int) -> list[Timer]:
+        """Remove the timers claimed ``max_attempts`` times whose last lease ran out, and fail
+        their runs; returns the timers removed."""
+        ...
+
+
+class SourceCursors(Protocol):
+    """What a polling source remembers between polls: its state (cursor) under a lease, so one
+    replica polls it at a time, and a hash per key it copied."""
+
+    def claim_source(self, source: str, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None:
+        """Lease ``source`` to ``owner`` and return its saved state (``{}`` the first time); None
+        while another owner's lease runs."""
+        ...
+
     def save_source(self, source: str, state: Mapping[str, Any], hashes: Mapping[str, str | None],
-                    owner: str, now: datetime, lease_seconds: float) -> None: ...  # fmt: skip
-    def source_hashes(self, source: str, keys: Sequence[str]) -> dict[str, str]: ...
-    def source_keys(self, source: str) -> set[str]: ...
+                    owner: str, now: datetime, lease_seconds: float) -> None:  # fmt: skip
+        """Store a poll's row hashes (None: the row is gone) and state, renewing the lease."""
+        ...
+
+    def source_hashes(self, source: str, keys: Sequence[str]) -> dict[str, str]:
+        """The stored hash of each of ``keys`` seen before (absent: never seen, or deleted)."""
+        ...
+
+    def source_keys(self, source: str) -> set[str]:
+        """Every key of ``source`` the store holds a copy of."""
+        ...
+
+
+class Inspection(Protocol):
+    """The read side for the CLI, ``/metrics`` and the console: listings, gauges and history.
+    Reads only; never on the worker's hot path."""
+
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
+        """Live records of ``object`` (in ``stage``) by id, from just after ``after``."""
+        ...
+
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
+        """Runs, newest first, filtered by what is given."""
+        ...
+
+    def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]:
+        """Outbox rows, newest first."""
+        ...
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None: ...
+    def counts(self) -> Mapping[str, int]:
+        """Gauges: records, timers, changes and outbox rows by status, active runs by status."""
+        ...
+
+    def queue_counts(self) -> dict[str, Any]:
+        """Open changes and unsent outbox rows by status, their oldest, pending timers."""
+        ...
+
+    def changes_after(self, seq: int, limit: int = 1000) -> list[StoredChange]:
+        """Up to ``limit`` recorded changes with a seq above ``seq``, in seq order (replay)."""
+        ...
+
+    def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
+        """Outbox rows created in ``[since, until)``, oldest first (replay)."""
+        ...
+
+
+class WorkerStore(RecordState, ChangeQueue, Protocol):
+    """What a worker needs: the state the engine reads, and the queue it claims from and commits to."""
+
+
+class Store(RecordState, ChangeQueue, Outbox, CareLedger, Deployments, Leases, SourceCursors, Inspection, Protocol):
+    """Durable state: every role at once, where the daemon is wired. Every method is one
+    transaction unless it says otherwise."""
+
+    def close(self) -> None:
+        """Release connections (and the SQLite write lock); the store is not used afterwards."""
+        ...
