@@ -1,0 +1,121 @@
+"""``Inspection`` on SQL: listings, gauges and history for the CLI, ``/metrics`` and replay.
+
+Reads only, each from an index where the table may be large (gauges read one count per status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from flowctl.engine.state import ACTIVE, Record, Run
+from flowctl.ports import OutboxRow, StoredChange
+from flowctl.store import rows
+from flowctl.store.sql.base import SqlBase
+from flowctl.store.tables import changes, outbox, records, runs, timers
+
+
+class SqlInspection(SqlBase):
+    """The read side: listings, gauges, history."""
+
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
+        """Live (not deleted) records of ``object`` by id, from just after ``after``."""
+        r = records.c
+        stmt = records.select().where(r.object == object, r.deleted.is_(False))
+        if stage:
+            stmt = stmt.where(r.stage == stage)
+        if after:
+            stmt = stmt.where(r.id > after)
+        with self.engine.connect() as conn:
+            return [rows.record_from(row._mapping) for row in conn.execute(stmt.order_by(r.id).limit(limit))]
+
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
+        """Newest first."""
+        stmt = runs.select()
+        if status:
+            stmt = stmt.where(runs.c.status == status)
+        if object:
+            stmt = stmt.where(runs.c.object == object)
+        if record_id:
+            stmt = stmt.where(runs.c.record_id == record_id)
+        stmt = stmt.order_by(runs.c.seq.desc(), runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.run_from(row._mapping) for row in conn.execute(stmt)]
+
+    def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]:
+        """Newest first."""
+        stmt = outbox.select()
+        if status:
+            stmt = stmt.where(outbox.c.status == status)
+        stmt = stmt.order_by(outbox.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(outbox.select().where(outbox.c.id == row_id)).first()
+        return rows.outbox_from(row._mapping) if row else None
+
+    def counts(self) -> Mapping[str, int]:
+        """Gauges for ``/metrics``: see ``rows.COUNTS`` for the names."""
+        count = sa.func.count()
+        with self.engine.connect() as conn:
+            out = dict.fromkeys(rows.COUNTS, 0)
+            out["records"] = conn.execute(sa.select(count).select_from(records)).scalar_one()
+            out["timers"] = conn.execute(sa.select(count).select_from(timers)).scalar_one()
+            for status in rows.CHANGE_GAUGES:
+                stmt = sa.select(count).select_from(changes).where(changes.c.status == status)
+                out[f"changes_{status}"] = conn.execute(stmt).scalar_one()
+            for status in rows.OUTBOX_GAUGES:
+                stmt = sa.select(count).select_from(outbox).where(outbox.c.status == status)
+                out[f"outbox_{status}"] = conn.execute(stmt).scalar_one()
+            by_status = sa.select(runs.c.status, count).where(runs.c.status.in_(ACTIVE)).group_by(runs.c.status)
+            for status, n in conn.execute(by_status):
+                out[f"runs_{status}"] = n
+        return out
+
+    def queue_counts(self) -> dict[str, Any]:
+        """What an operator graphs, each from an index: open changes by status, the oldest open
+        change's ``received_at`` (the lag), outbox rows by status except ``sent``, the earliest
+        ``next_attempt_at`` of a pending or retry row (the outbox's lag), pending timers."""
+        c, o = changes.c, outbox.c
+        count = sa.func.count()
+        out: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for status in ("pending", "claimed"):
+                out[f"changes_{status}"] = conn.execute(sa.select(count).select_from(changes)
+                                                        .where(c.status == status)).scalar_one()  # fmt: skip
+            oldest = None
+            for status in ("pending", "claimed"):
+                seq = conn.execute(sa.select(c.seq).where(c.status == status).order_by(c.seq).limit(1)).scalar()
+                if seq is not None and (oldest is None or seq < oldest):
+                    oldest = seq
+            out["oldest_received_at"] = (
+                conn.execute(sa.select(c.received_at).where(c.seq == oldest)).scalar() if oldest is not None else None
+            )
+            for status in rows.OUTBOX_GAUGES:
+                out[f"outbox_{status}"] = conn.execute(sa.select(count).select_from(outbox)
+                                                       .where(o.status == status)).scalar_one()  # fmt: skip
+            due = [
+                conn.execute(sa.select(sa.func.min(o.next_attempt_at)).where(o.status == status)).scalar()
+                for status in ("pending", "retry")
+            ]  # each the first entry of the (status, next_attempt_at) index
+            out["oldest_due_at"] = min((d for d in due if d is not None), default=None)
+            out["timers"] = conn.execute(sa.select(count).select_from(timers)).scalar_one()
+        return out
+
+    def changes_after(self, seq: int, limit: int = 1000) -> list[StoredChange]:
+        """Up to ``limit`` recorded changes with a seq above ``seq``, in seq order."""
+        stmt = changes.select().where(changes.c.seq > seq).order_by(changes.c.seq).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.change_from(row._mapping) for row in conn.execute(stmt)]
+
+    def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
+        """Outbox rows created in ``[since, until)``, oldest first."""
+        o = outbox.c
+        stmt = outbox.select().where(o.created_at >= since, o.created_at < until).order_by(o.id)
+        with self.engine.connect() as conn:
+            return [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]

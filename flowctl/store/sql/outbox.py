@@ -1,0 +1,177 @@
+"""``Outbox`` on SQL: claiming effects to send and recording how each send went.
+
+A claim leases rows (``sending``); the outcome (sent, retry, dead, held by a sending policy, handed
+back untried) is written only while the sender still holds the row when it names an ``owner``, so
+a row another sender took over after a pause is left to it. PostgreSQL claimers run side by side
+(``FOR UPDATE SKIP LOCKED``); on SQLite a claim that would find nothing never takes the write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from flowctl.ports import OutboxRow
+from flowctl.store import rows
+from flowctl.store.sql.base import SqlBase, chunks
+from flowctl.store.tables import outbox
+
+
+class SqlOutbox(SqlBase):
+    """Effects to send: claims and their outcomes."""
+
+    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
+                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+        """Lease up to ``limit`` rows that are due (pending or retry, ``next_attempt_at`` passed)
+        or whose send was cut off (``sending`` with its lease run out), none of ``skip_channels``
+        (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
+        if limit <= 0:
+            return []
+        claimable = self._claimable_outbox
+        if skip_channels:
+            claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
+        if not self._postgres and not self._any(claimable.params(now=now, limit=1)):
+            return []  # nothing due: no write transaction, no turn at the write lock
+        until = now + timedelta(seconds=lease_seconds)
+        due = claimable.params(now=now, limit=limit).scalar_subquery()
+        stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
+                .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
+                .returning(*outbox.c))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            claimed = [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+        return sorted(claimed, key=lambda row: row.id)
+
+    def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
+        """Hand claimed rows back, due now: they were not tried (their claim ran out of time before
+        their turn), so the claim's attempt is undone and the next claim takes them at once. With
+        ``owner``, rows another sender took over meanwhile stay with it."""
+        if not row_ids:
+            return
+        o = outbox.c
+        with self._write_lock, self._writer.begin() as conn:
+            for chunk in chunks(list(row_ids)):
+                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending", self._held_by(owner))
+                             .values(status=sa.case((o.attempts > 1, "retry"), else_="pending"),
+                                     attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                                     next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+
+    def mark_sent(self, row_id: int, now: datetime) -> None:
+        self.mark_sent_many([row_id], now)
+
+    @staticmethod
+    def _held_by(owner: str | None) -> sa.ColumnElement[bool]:
+        """Rows ``owner`` still holds (``sending``, its lease); any row without an owner to check."""
+        o = outbox.c
+        return sa.true() if owner is None else sa.and_(o.status == "sending", o.lease_owner == owner)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> list[int]:
+        """Mark several rows sent in one transaction (one commit for a round of deliveries). With
+        ``owner``, rows another sender took over are left to it; their ids are returned."""
+        if not row_ids:
+            return []
+        o = outbox.c
+        marked: set[int] = set()
+        with self._write_lock, self._writer.begin() as conn:
+            for chunk in chunks(list(row_ids)):
+                stmt = (sa.update(outbox).where(o.id.in_(chunk), self._held_by(owner))
+                        .values(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+                        .returning(o.id))  # fmt: skip
+                marked.update(conn.execute(stmt).scalars())
+        return [row_id for row_id in row_ids if row_id not in marked]
+
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
+                    owner: str | None = None) -> bool:  # fmt: skip
+        """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it).
+        With ``owner``, False (nothing written) when another sender took the row over."""
+        status = "dead" if next_attempt_at is None else "retry"
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id, self._held_by(owner))
+                .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
+                        lease_owner=None, lease_until=None))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            done = conn.execute(stmt).rowcount == 1
+        return done or owner is None
+
+    def retry_outbox(self, row_id: int, now: datetime) -> bool:
+        """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
+        stmt = (sa.update(outbox).where(outbox.c.id == row_id, outbox.c.status.in_(("dead", "retry")))
+                .values(status="pending", attempts=0, next_attempt_at=now,
+                        lease_owner=None, lease_until=None))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
+                         owner: str | None = None) -> list[int]:  # fmt: skip
+        """Hold claimed rows until a time a sending policy allows: status ``held``, ``next_attempt_at``
+        that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone.
+        With ``owner``, rows another sender took over are left to it; their ids are returned."""
+        if not holds:
+            return []
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.id == sa.bindparam("b_id"))
+                .values(status="held", next_attempt_at=sa.bindparam("b_until"), last_error=sa.bindparam("b_why"),
+                        attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                        lease_owner=None, lease_until=None))  # fmt: skip
+        lost: set[int] = set()
+        with self._write_lock, self._writer.begin() as conn:
+            if owner is not None:
+                for part in chunks([row_id for row_id, _, _ in holds]):
+                    query = sa.select(o.id).where(o.id.in_(part), self._held_by(owner))
+                    mine = set(conn.execute(query.with_for_update() if self._postgres else query).scalars())
+                    lost.update(row_id for row_id in part if row_id not in mine)
+            kept = [{"b_id": i, "b_until": until, "b_why": why} for i, until, why in holds if i not in lost]
+            if kept:
+                conn.execute(stmt, kept)
+        return sorted(lost)
+
+    def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
+        """Held rows of ``channels`` whose reason starts with ``reason_prefix`` fall due now: what
+        held them was fixed. Returns how many."""
+        if not channels:
+            return 0
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "held", o.channel.in_(list(channels)),
+                                        o.last_error.startswith(reason_prefix, autoescape=True))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def clamp_retries(self, longest: float, now: datetime) -> int:
+        """Retries due later than ``longest`` seconds from now (longer than any backoff: the
+        clock went back since they were stored) fall due now. Returns how many."""
+        o = outbox.c
+        stmt = (sa.update(outbox).where(o.status == "retry", o.next_attempt_at > now + timedelta(seconds=longest))
+                .values(next_attempt_at=now))  # fmt: skip
+        with self._write_lock, self._writer.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def shift_outbox(self, seconds: float, now: datetime) -> int:
+        """The wall clock went back ``seconds``: rows waiting (retry, held) until a time of the
+        old clock fall due that much earlier, never before ``now``. Returns how many moved."""
+        o = outbox.c
+        step = timedelta(seconds=seconds)
+        find = sa.select(o.id, o.next_attempt_at).where(o.status.in_(("retry", "held")), o.next_attempt_at > now)
+        move = sa.update(outbox).where(o.id == sa.bindparam("b_id")).values(next_attempt_at=sa.bindparam("b_at"))
+        with self._write_lock, self._writer.begin() as conn:
+            found = [{"b_id": row.id, "b_at": max(now, row.next_attempt_at - step)} for row in conn.execute(find)]
+            if found:
+                conn.execute(move, found)
+        return len(found)
+
+    def sent_counts(self, channel: str, since: datetime,
+                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+        """Rows of ``channel`` sent at or after ``since``: in all, and per recipient among
+        ``recipients``. Reads the (channel, sent_at) and (channel, recipient, sent_at) indexes."""
+        o = outbox.c
+        count = sa.func.count()
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(count).select_from(outbox)
+                                 .where(o.channel == channel, o.sent_at >= since)).scalar_one()  # fmt: skip
+            per: dict[str, int] = {}
+            for part in chunks(sorted(set(recipients))):
+                stmt = (sa.select(o.recipient, count)
+                        .where(o.channel == channel, o.recipient.in_(part), o.sent_at >= since)
+                        .group_by(o.recipient))  # fmt: skip
+                per.update({str(r): int(n) for r, n in conn.execute(stmt)})
+        return int(total), per
