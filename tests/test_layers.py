@@ -95,3 +95,16 @@ def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from flowctl.cli.run import setup_logging\n", encoding="utf-8")
     assert list(_imports(module)) == [(2, "flowctl.cli.run")]
+
+
+def test_the_runtime_leaves_sqlalchemy_to_the_store() -> None:
+    """What an outage is, and how a database is read, belong to the store (``store/errors.py``,
+    ``store/foreign.py``): the runtime catches the store's errors and never imports SQLAlchemy."""
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
+        for path in _modules()
+        if _layer(path) == "runtime"
+        for line, module in _imports(path)
+        if module.split(".")[0] == "sqlalchemy"
+    ]
+    assert not wrong, "runtime/ imports SQLAlchemy; use flowctl.store.errors or a store helper:\n" + "\n".join(wrong)

@@ -59,18 +59,17 @@ def target(directory: Path, database: str) -> Target:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from flowctl.store.errors import BadUrl, sqlite_database
 
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        database = sqlite_database(url)
+    except BadUrl:
         return None  # open_store reports it
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if database is None:
         return None
-    if parsed.database.startswith("file:"):
+    if database.startswith("file:"):
         return None  # a SQLite URI: its own rules
-    return Path(parsed.database)
+    return Path(database)
 
 
 def open_url(url: str) -> Any:

@@ -20,31 +20,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, TypeAlias
 
-import sqlalchemy as sa
-
 from flowctl.ports import AppendResult, NewChange, Store
-from flowctl.store.writelock import WriteLockTimeout
+
+# the store says what an outage is; re-exported for the runtime modules that import them from here
+from flowctl.store.errors import StoreUnavailable as StoreUnavailable
+from flowctl.store.errors import brief as brief
+from flowctl.store.errors import unavailable as unavailable
 
 log = logging.getLogger("flowctl.ingest")
-
-
-class StoreUnavailable(Exception):
-    """The database could not commit the write; the client should retry (HTTP 503)."""
-
-
-def unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached (stopped, restarting, connection cut)
-    rather than that a statement is wrong: those are waited out, not logged as bugs."""
-    if isinstance(exc, StoreUnavailable | WriteLockTimeout | sa.exc.OperationalError | sa.exc.InterfaceError):
-        return True
-    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
-
-
-def brief(exc: BaseException) -> str:
-    """The driver's first line ("connection refused"), without SQLAlchemy's SQL and links."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
 
 
 class StoreHealth:

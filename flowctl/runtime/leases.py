@@ -24,11 +24,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-import sqlalchemy as sa
-
 from flowctl.engine.state import Timer
 from flowctl.ports import Clock, LeaseLost, OutboxRow, Processed, Store, StoredChange
-from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
+from flowctl.runtime.ingest import Backoff, StoreHealth
+from flowctl.store.errors import sqlite_database, unavailable
 
 log = logging.getLogger("flowctl.leases")
 
@@ -268,10 +267,10 @@ def _flock_within(handle: IO[str], seconds: float) -> bool:
 def lock_sqlite(url: str) -> IO[str] | None:
     """Take ``<db>.lock`` (``flock``, released by the kernel when the process ends, even on
     SIGKILL) for a SQLite URL; None for other databases. Raises :class:`AnotherDaemon`."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    name = sqlite_database(url)
+    if name is None:
         return None
-    database = Path(parsed.database)
+    database = Path(name)
     handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held open for the life of the daemon
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

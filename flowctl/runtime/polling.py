@@ -34,13 +34,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from flowctl.channels.base import resolve_env
 from flowctl.ports import ChangeOp, Clock, NewChange, Store
 from flowctl.runtime.ingest import Ingest
 from flowctl.runtime.sources import compile_value
 from flowctl.spec import model as m
+from flowctl.store.foreign import ForeignTable
 
 log = logging.getLogger("flowctl.polling")
 
@@ -99,8 +98,7 @@ class SqlPoller:
         self.polls = 0
         mapping = source.map.get("fields") if source.map else None
         self._map = compile_value(mapping, f"{self.name}.map.fields") if mapping is not None else None
-        self._engine: sa.Engine | None = None
-        self._table: sa.Table | None = None
+        self._foreign: ForeignTable | None = None
         self.accepted = None
         if metrics is not None:
             help = "Record changes and events stored for processing."
@@ -108,19 +106,17 @@ class SqlPoller:
 
     # ---- the external table
 
-    def table(self) -> sa.Table:
-        if self._table is None:
-            self._engine = sa.create_engine(resolve_env(self.source.url, self.env), pool_pre_ping=True)
-            schema, _, name = self.source.table.rpartition(".")
-            self._table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=self._engine)
-            missing = [c for c in (self.source.key, *self.source.cursor) if c not in self._table.c]
+    def table(self) -> ForeignTable:
+        if self._foreign is None:
+            self._foreign = foreign = ForeignTable(resolve_env(self.source.url, self.env), self.source.table)
+            missing = [c for c in (self.source.key, *self.source.cursor) if not foreign.has(c)]
             if missing:
                 raise ValueError(f"source {self.name}: table {self.source.table} has no column {missing[0]!r}")
-        return self._table
+        return self._foreign
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
+        if self._foreign is not None:
+            self._foreign.close()
 
     def _decode(self, position: Sequence[Any] | None) -> list[Any] | None:
         if not position:
@@ -128,10 +124,7 @@ class SqlPoller:
         table = self.table()
         out = []
         for name, value in zip(self.source.cursor, position, strict=True):
-            try:
-                kind = table.c[name].type.python_type
-            except NotImplementedError:
-                kind = object
+            kind = table.python_type(name)
             if value is not None and kind is datetime:
                 value = datetime.fromisoformat(value)
             elif value is not None and kind is date:
@@ -151,21 +144,13 @@ class SqlPoller:
         if state is None:
             return PollResult()
         table = self.table()
-        cursor_cols = [table.c[name] for name in self.source.cursor]
-        key_col = table.c[self.source.key]
         position = self._decode(state.get("position"))
         result = PollResult()
-        assert self._engine is not None
         while True:
-            query = sa.select(table).order_by(*cursor_cols).limit(self.page)
-            if position is not None:
-                bound = [sa.literal(v, col.type) for v, col in zip(position, cursor_cols, strict=True)]
-                query = query.where(sa.tuple_(*cursor_cols) > sa.tuple_(*bound))
-            with self._engine.connect() as conn:
-                found = [dict(row._mapping) for row in conn.execute(query)]
+            found = table.page(self.source.cursor, position, self.page)
             if not found:
                 break
-            keyed = {str(row[key_col.name]): row for row in found}
+            keyed = {str(row[self.source.key]): row for row in found}
             stored = self.store.source_hashes(self.name, list(keyed))
             changes: list[NewChange] = []
             hashes: dict[str, str | None] = {}
@@ -182,7 +167,7 @@ class SqlPoller:
                 hashes[key] = digest
             self._submit(changes)
             last = found[-1]
-            position = [last[c.name] for c in cursor_cols]
+            position = [last[name] for name in self.source.cursor]
             state = {**state, "position": [plain(v) for v in position]}
             self.store.save_source(self.name, state, hashes, self.owner, now, self.lease_seconds)
             result += PollResult(created=created, updated=updated, read=len(found))
@@ -201,10 +186,7 @@ class SqlPoller:
         return {k: v for k, v in values.items() if k != self.source.key and (not self.fields or k in self.fields)}
 
     def _deletes(self, now: datetime, state: Mapping[str, Any]) -> PollResult:
-        table = self.table()
-        assert self._engine is not None
-        with self._engine.connect() as conn:
-            present = {str(k) for k in conn.execute(sa.select(table.c[self.source.key])).scalars()}
+        present = self.table().keys(self.source.key)
         gone = sorted(self.store.source_keys(self.name) - present)
         if not gone:
             return PollResult()
