@@ -31,7 +31,7 @@ import time as _time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from flowctl.engine.care import (
     Firing,
@@ -49,6 +49,7 @@ from flowctl.ports import CareOccurrence, Clock, Processed, Store
 from flowctl.runtime.ingest import StoreHealth, unavailable
 from flowctl.runtime.worker import Engines, Overlay
 from flowctl.spec import model as m
+from flowctl.store.delegate import StoreDelegate
 
 log = logging.getLogger("flowctl.care")
 
@@ -312,7 +313,7 @@ class CareScheduler:
     def _steps(self, claims: list[CareOccurrence], known: dict[tuple[str, str], Record],
                now: datetime) -> list[tuple[CareOccurrence, Processed]]:  # fmt: skip
         """Each occurrence through its day's engine, in order, each seeing what the earlier ones did."""
-        overlay = Overlay(cast(Store, _Known(self.store, known)))
+        overlay = Overlay(_Known(self.store, known))
         overlay.prefetch([(c.object, c.record_id) for c in claims])
         items: list[tuple[CareOccurrence, Processed]] = []
         for claim in claims:
@@ -374,11 +375,11 @@ class CareScheduler:
                      s.feb29)  # fmt: skip
 
 
-class _Known:
+class _Known(StoreDelegate):
     """The store, except that ``records_of`` answers from the records the tick already read."""
 
     def __init__(self, store: Store, known: dict[tuple[str, str], Record]) -> None:
-        self.store = store
+        super().__init__(store)
         self.known = known
 
     def records_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
@@ -387,9 +388,6 @@ class _Known:
         if missing:
             out.update(self.store.records_of(missing))
         return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
 
 
 def _falls_on(process: m.CareProcess, record: Record, days: list[date]) -> bool:

@@ -27,6 +27,7 @@ from typing import IO, Any
 from flowctl.engine.state import Timer
 from flowctl.ports import Clock, LeaseLost, OutboxRow, Processed, Store, StoredChange
 from flowctl.runtime.ingest import Backoff, StoreHealth
+from flowctl.store.delegate import StoreDelegate
 from flowctl.store.errors import sqlite_database, unavailable
 
 log = logging.getLogger("flowctl.leases")
@@ -35,7 +36,7 @@ log = logging.getLogger("flowctl.leases")
 MAX_CHANGE_ATTEMPTS = 5
 
 
-class LeaseKeeper:
+class LeaseKeeper(StoreDelegate):
     """A ``Store`` that remembers the leases its caller holds, and a heartbeat that extends them.
 
     Each kind of work is claimed from one thread and a new claim comes only after the previous
@@ -46,11 +47,15 @@ class LeaseKeeper:
     leases end now), so its rows are taken again at once, not a lease later; rows the deliverer did
     not start in time it releases itself. Deliveries whose "sent" commit failed are recorded before
     the next claim, not sent again.
+
+    It intercepts the claims and the outcomes of changes, timers and outbox rows (below); every
+    other call goes to the wrapped store unchanged (:class:`StoreDelegate`), ``mark_sent`` and
+    ``extend_leases`` included. The heartbeat is :meth:`keep_alive`: ``run`` is the store's.
     """
 
     def __init__(self, store: Store, clock: Clock, *, owner: str, lease_seconds: float,
                  max_attempts: int = MAX_CHANGE_ATTEMPTS, health: StoreHealth | None = None) -> None:  # fmt: skip
-        self.store = store
+        super().__init__(store)
         self.health = health or StoreHealth()
         self._unrecorded: set[int] = set()  # outbox rows sent whose "sent" commit failed
         self._failures_seen = {"changes": 0, "timers": 0, "outbox": 0}  # health.failed_total at each claim
@@ -64,9 +69,6 @@ class LeaseKeeper:
         self._outbox: set[int] = set()
         self._outbox_channels: dict[int, str] = {}  # the channel of each outbox row in hand
         self.beats = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
 
     # ---- claims: remember what was handed out
 
@@ -198,7 +200,7 @@ class LeaseKeeper:
                       self.max_attempts)  # fmt: skip
         return len(failed) + len(given_up)
 
-    def run(self, stop: threading.Event, reap: bool = True) -> None:
+    def keep_alive(self, stop: threading.Event, reap: bool = True) -> None:
         """Beat every third of a lease until ``stop`` is set (a missed beat leaves two to spare);
         reap exhausted changes once a lease (unless ``reap`` is False: another process does)."""
         interval = max(self.lease_seconds / 3, 0.05)

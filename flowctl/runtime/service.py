@@ -91,7 +91,7 @@ class Service:
         self.lease_seconds = float(self.env.get("FLOWCTL_LEASE_SECONDS", "60") or 60)
         self.leases = LeaseKeeper(self.store, self.clock, owner=self.owner, lease_seconds=self.lease_seconds,
                                   health=self.health)  # fmt: skip
-        self.worker = Worker(cast(Store, self.leases), self.engines, self.clock, owner=self.owner,
+        self.worker = Worker(self.leases, self.engines, self.clock, owner=self.owner,
                              lease_seconds=self.lease_seconds)  # fmt: skip
         self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
         from flowctl.runtime.care import CareScheduler
@@ -274,7 +274,7 @@ class Service:
         if self.role == "engine":  # the engine process: the parent deployed and does the rest
             self.threads = [
                 threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
-                threading.Thread(target=self.leases.run, args=(self.stopping, False), name="flowctl-leases",
+                threading.Thread(target=self.leases.keep_alive, args=(self.stopping, False), name="flowctl-leases",
                                  daemon=True),  # the parent reaps
             ]  # fmt: skip
             for thread in self.threads:
@@ -286,7 +286,7 @@ class Service:
         self.ingest.start()
         # FLOWCTL_RETRY_BASE: seconds before the first retry of a failed delivery (default 2; it doubles).
         base = float(self.env.get("FLOWCTL_RETRY_BASE", "2") or 2)
-        self.deliverer = Deliverer(cast(Store, self.leases), self.senders, self.clock, owner=self.owner,
+        self.deliverer = Deliverer(self.leases, self.senders, self.clock, owner=self.owner,
                                    rng=random.Random(), base_delay=base, lease_seconds=self.lease_seconds,
                                    policies={name: ch.policy for name, ch in self.bundle.channels.items()},
                                    timezone=self.bundle.config.timezone, metrics=self.metrics,
@@ -302,7 +302,7 @@ class Service:
             work,
             threading.Thread(target=self.deliverer.run, args=(self.stopping,), kwargs={"health": self.health},
                              name="flowctl-delivery", daemon=True),
-            threading.Thread(target=self.leases.run, args=(self.stopping,), name="flowctl-leases", daemon=True),
+            threading.Thread(target=self.leases.keep_alive, args=(self.stopping,), name="flowctl-leases", daemon=True),
             *self._pollers(),
         ]
         if self.engine_process is not None:
