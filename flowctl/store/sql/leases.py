@@ -8,6 +8,7 @@ commit is finishing, so no change ends both done and failed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -69,11 +70,12 @@ class SqlLeases(SqlBase):
             query = changes.select().where(dead)
             found = [rows.change_from(row._mapping) for row in
                      conn.execute(query.with_for_update(skip_locked=True) if self._postgres else query)]  # fmt: skip
-            params = [{"b_seq": ch.seq, "b_status": "failed", "b_now": now,
-                       "b_error": f"gave up after {ch.attempts} attempts: the lease of every worker that "
-                                  f"claimed it ran out (it died or hung)"} for ch in found]  # fmt: skip
+            failed = [replace(ch, status="failed", error=f"gave up after {ch.attempts} attempts: the lease of every "
+                                                       f"worker that claimed it ran out (it died or hung)")
+                      for ch in found]  # fmt: skip
+            params = [{"b_seq": ch.seq, "b_status": ch.status, "b_now": now, "b_error": ch.error} for ch in failed]
             self._many(conn, self._finish_changes, params)
-        return found
+        return failed  # as they now stand (the reaper logs their error), as MemoryStore returns them
 
     def fail_exhausted_timers(self, now: datetime, max_attempts: int) -> list[Timer]:
         """Remove the timers claimed ``max_attempts`` times whose last lease ran out too, and fail
