@@ -1,4 +1,11 @@
-"""The ``Store`` adapters: ``SqlStore`` (SQLite, PostgreSQL) and ``MemoryStore``; ``open_store`` picks one."""
+"""The ``Store`` adapters: ``SqlStore`` (SQLite, PostgreSQL) and ``MemoryStore``; ``open_store`` picks one.
+
+Each adapter is a package with one module per role of ``flowctl.ports`` over a base module
+(``sql/``, ``memory/``). Beside them: ``errors`` (what counts as the database being unavailable,
+so the runtime need not know SQLAlchemy), ``foreign`` (reading another database's table, for the
+SQL polling source), ``delegate`` (a typed pass-through for wrappers of a store), and the schema
+(``tables``, ``migrate``), row shapes (``rows``), date index (``dates``) and SQLite write lock.
+"""
 
 from __future__ import annotations
 
