@@ -46,6 +46,9 @@ class LeaseLost(Exception):
 
 
 class Clock(Protocol):
+    """The time, for everything that stamps or schedules: an aware datetime (UTC in the daemon).
+    Tests pass a frozen one; nothing else reads the wall clock."""
+
     def now(self) -> datetime: ...
 
 
