@@ -47,7 +47,7 @@ class LeaseLost(Exception):
 
 class Clock(Protocol):
     """The time, for everything that stamps or schedules: an aware datetime (UTC in the daemon).
-    Tests pass a frozen one; nothing else reads the wall clock."""
+    The daemon passes ``SystemClock``, tests a frozen one (``flowctl.testing.FrozenClock``)."""
 
     def now(self) -> datetime: ...
 
