@@ -179,7 +179,8 @@ class Daemon:
     methods (``put``, ``patch``, ``get``, ``metric``); ``env`` adds to this process's environment,
     with a short retry base (0.2 s) so that retries happen within a test's patience.
 
-    Used as a context manager, the daemon is started on entry and killed on exit if still alive.
+    Used as a context manager, the daemon is started on entry (unless it runs already: ``with
+    daemon.start(timeout=60):``) and killed on exit if still alive.
     """
 
     def __init__(
@@ -219,6 +220,7 @@ class Daemon:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self
             time.sleep(0.05)
+        self.kill()  # a daemon that never got ready must not outlive the test that gives up on it
         raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
@@ -251,7 +253,7 @@ class Daemon:
             self.kill()
 
     def __enter__(self) -> Daemon:
-        return self.start()
+        return self if self.alive() else self.start()
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None

@@ -54,7 +54,8 @@ def test_wait_for_returns_the_seconds_it_took_and_names_what_never_happened() ->
 def test_a_daemon_starts_takes_writes_and_stops_on_sigterm(tmp_path: Path) -> None:
     config = deal_config(spec='{timezone: UTC, api_token: "${API_TOKEN}"}')
     root = write_config(tmp_path / "config", {"flowctl.yaml": config})
-    with Daemon(root, f"sqlite:///{tmp_path / 'flowctl.db'}", env={"API_TOKEN": "t0ken"}, token="t0ken") as daemon:
+    daemon = Daemon(root, f"sqlite:///{tmp_path / 'flowctl.db'}", env={"API_TOKEN": "t0ken"}, token="t0ken")
+    with daemon.start(timeout=60):  # a loaded CI machine imports slowly
         assert daemon.ready() == 200
         assert daemon.put("deal", "7", {"title": "Sofa"}).status_code == 202
         wait_for(lambda: daemon.metric("flowctl_changes_processed_total") == 1, what="the change processed")
