@@ -15,60 +15,34 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-from flowctl.channels.http import HttpSender
+from support import gateway, sender
+
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import Processed
 from flowctl.runtime.clock import SystemClock
 from flowctl.runtime.delivery import Deliverer
-from flowctl.spec.model import Channel, Metadata
 from flowctl.store import open_store
 
 
-def gateway(latency: float) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # else each answer waits for a delayed ACK (40 ms)
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            time.sleep(latency)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def rate(url: str, messages: int, in_flight: int, gateway_url: str) -> float:
+def rate(url: str, messages: int, in_flight: int, server: ThreadingHTTPServer) -> float:
     store = open_store(url)
     effects = [Effect(key=f"k{i}", action="send_sms", run_id="r", object="deal", record_id=str(i), channel="sms",
                       params={"to": f"09{i:08d}", "text": "Khuyen mai"}) for i in range(messages)]  # fmt: skip
     store.commit_batch([Processed(step=Step(effects=effects))], datetime.now(UTC))
-    channel = Channel(metadata=Metadata(name="sms"), type="http", url=f"{gateway_url}/sms",
-                      body={"to": "{{ to }}", "text": "{{ text }}"})  # fmt: skip
-    sender = HttpSender(channel, {})
-    deliverer = Deliverer(store, {"sms": sender}, SystemClock(), owner="bench", rng=random.Random(1),
+    sms = sender("sms", server)
+    deliverer = Deliverer(store, {"sms": sms}, SystemClock(), owner="bench", rng=random.Random(1),
                           in_flight=in_flight)  # fmt: skip
     started = time.perf_counter()
     while deliverer.deliver_once():
         pass
     elapsed = time.perf_counter() - started
     deliverer.close()
-    sender.close()
+    sms.close()
     sent = len(store.list_outbox(limit=messages + 1, status="sent"))
     store.close()
     assert sent == messages, f"only {sent} of {messages} sent"
@@ -82,12 +56,11 @@ def main() -> None:
     parser.add_argument("--database", default="", help="a store URL (default: a fresh SQLite file per run)")
     args = parser.parse_args()
     server = gateway(args.latency)
-    gateway_url = f"http://127.0.0.1:{server.server_address[1]}"
     with tempfile.TemporaryDirectory() as folder:
         rates = {}
         for in_flight in (1, 8):
             url = args.database or f"sqlite:///{Path(folder) / f'deliver-{in_flight}.db'}"
-            rates[in_flight] = rate(url, args.messages, in_flight, gateway_url)
+            rates[in_flight] = rate(url, args.messages, in_flight, server)
             print(f"in_flight {in_flight}: {rates[in_flight]:.0f} msg/s")
     server.shutdown()
     print(f"delivery: ratio {rates[1] / rates[8]:.2f} (in_flight 1: {rates[1]:.0f} msg/s; in_flight 8: "

@@ -27,6 +27,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from support import order_config
+
 from flowctl.engine import changes
 from flowctl.engine.core import Engine
 from flowctl.engine.memory import MemoryState
@@ -34,21 +36,7 @@ from flowctl.engine.state import Record
 from flowctl.spec.config import load_bundle
 from flowctl.spec.templating import compile_template
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {name: bench}
-spec: {timezone: Asia/Ho_Chi_Minh}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: order}
-spec:
-  fields:
-    full_name: {type: string}
-    phone: {type: phone}
-    amount: {type: money}
-    status: {type: enum, values: [new, confirmed]}
+CONFIG = order_config(timezone="Asia/Ho_Chi_Minh", statuses="[new, confirmed]") + """\
 ---
 apiVersion: flowctl/v1
 kind: Template

@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
+from support import fresh_database
 
 from flowctl.engine.state import Record
 from flowctl.ports import NewChange, Processed, Store
@@ -28,15 +28,6 @@ from flowctl.store import open_store
 
 DATABASE = "flowctl_bench_fencing"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-def fresh_database(base: str) -> str:
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
-    return sa.make_url(base).set(database=DATABASE).render_as_string(hide_password=False)
 
 
 def measure(store: Store, batches: int, batch: int) -> tuple[float, float]:
@@ -67,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         urls = [("sqlite", f"sqlite:///{Path(folder) / 'bench.db'}")]
         if args.base:
-            urls.append(("postgresql", fresh_database(args.base)))
+            urls.append(("postgresql", fresh_database(args.base, DATABASE)))
         for name, url in urls:
             store = open_store(url)
             try:

@@ -24,6 +24,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from support import fresh_database
+
 from flowctl.runtime.ingest import Ingest
 from flowctl.runtime.polling import SqlPoller
 from flowctl.spec.durations import parse_duration
@@ -37,15 +39,6 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 class Clock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-def database(base: str) -> str:
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
-    return sa.make_url(base).set(database=DATABASE).render_as_string(hide_password=False)
 
 
 def make_table(engine: sa.Engine, name: str, rows: int) -> None:
@@ -100,7 +93,7 @@ def main() -> None:
     parser.add_argument("--base", default=os.environ.get("FLOWCTL_BENCH_PG",
                                                          "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
-    url = database(args.base)
+    url = fresh_database(args.base, DATABASE)
     engine = sa.create_engine(url)
     make_table(engine, "big", args.rows)
     make_table(engine, "small", args.small)

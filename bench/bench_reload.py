@@ -30,21 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HEADER = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {name: bench}
-spec: {timezone: UTC}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: order}
-spec:
-  fields:
-    full_name: {type: string}
-    phone: {type: phone}
-    amount: {type: money}
-    status: {type: enum, values: [new, confirmed, paid, shipped]}
+from support import order_config
+
+HEADER = order_config(timezone="UTC", statuses="[new, confirmed, paid, shipped]") + """\
 ---
 apiVersion: flowctl/v1
 kind: Channel

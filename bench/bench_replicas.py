@@ -27,17 +27,9 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import CONFIG, free_port, wait_ready, wrk
+from support import fresh_database
 
 DATABASE = "flowctl_bench_replicas"
-
-
-def fresh_database(base: str) -> str:
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
-    return sa.make_url(base).set(database=DATABASE).render_as_string(hide_password=False)
 
 
 def count(engine: sa.Engine, sql: str) -> int:
@@ -46,7 +38,7 @@ def count(engine: sa.Engine, sql: str) -> int:
 
 
 def run(replicas: int, seconds: float, base: str, workdir: Path) -> float:
-    url = fresh_database(base)
+    url = fresh_database(base, DATABASE)
     procs: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

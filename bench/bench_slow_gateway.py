@@ -14,54 +14,21 @@ Run: ``python bench/bench_slow_gateway.py [--messages N] [--hang S] [--every N] 
 from __future__ import annotations
 
 import argparse
-import itertools
 import random
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+
+from support import gateway, sender
 
 from flowctl.channels.http import HttpSender
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import Processed, Store
 from flowctl.runtime.clock import SystemClock
 from flowctl.runtime.delivery import Deliverer
-from flowctl.spec.model import Channel, Metadata
 from flowctl.store import open_store
-
-
-def gateway(latency: float, hang: float = 0.0, every: int = 0) -> ThreadingHTTPServer:
-    count = itertools.count(1)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # else each answer waits for a delayed ACK (40 ms)
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            n = next(count)
-            time.sleep(hang if every and n % every == 0 else latency)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def sender(name: str, server: ThreadingHTTPServer) -> HttpSender:
-    url = f"http://127.0.0.1:{server.server_address[1]}/{name}"
-    channel = Channel(metadata=Metadata(name=name), type="http", url=url, body={"to": "{{ to }}", "text": "{{ text }}"})
-    return HttpSender(channel, {})
 
 
 def sent_by(store: Store, channel: str) -> int:

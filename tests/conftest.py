@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
-import socket
 import ssl
 import threading
 import uuid
@@ -25,12 +25,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from flowctl.ports import OutboxRow
 from flowctl.spec.durations import parse_duration
 from flowctl.spec.model import Channel, Duration, Metadata
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from flowctl.testing import free_port
 
 
 @pytest.fixture
@@ -228,13 +223,21 @@ def http_sink() -> Iterator[HttpSink]:
         def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as url:
+        sink.url = url
+        yield sink
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a loopback port from a daemon thread and yield its base URL; the
+    server is shut down, closed and its thread joined on the way out."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    sink.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield sink
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -264,20 +264,8 @@ class FlowRunner:
             return None
         if t == "wait_event":
             timeout = tx.now + node.for_.value if node.for_ else None
-            run = tx.put_run(evolve(run, status="waiting", waiting_for=node.event, node=node.id))
-            if timeout is not None:
-                tx.add_timer(
-                    Timer(
-                        id=tx.new_id("timer"),
-                        run_id=run.id,
-                        due=timeout,
-                        kind="timeout",
-                        node=node.id,
-                        object=run.object,
-                        record_id=run.record_id,
-                    )
-                )
-            tx.trace(run, node.id, "wait", f"event {node.event}" + (f" until {timeout.isoformat()}" if timeout else ""))
+            detail = f"event {node.event}" + (f" until {timeout.isoformat()}" if timeout else "")
+            tx.wait(run, node.id, timeout, "timeout", detail, waiting_for=node.event, node=node.id)
             return None
         if t == "goto":
             count = run.visits.get(node.target, 0)
@@ -330,19 +318,7 @@ class FlowRunner:
         return moment
 
     def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: TimerKind, detail: str) -> None:
-        run = tx.put_run(evolve(run, status="waiting", node=node.id))
-        tx.add_timer(
-            Timer(
-                id=tx.new_id("timer"),
-                run_id=run.id,
-                due=due,
-                kind=kind,
-                node=node.id,
-                object=run.object,
-                record_id=run.record_id,
-            )
-        )
-        tx.trace(run, node.id, "wait", detail)
+        tx.wait(run, node.id, due, kind, detail, node=node.id)
 
     # ------------------------------------------------------------------ wake-ups
 

@@ -8,6 +8,7 @@ wakes. Leaving the stage cancels whatever of that entry has not run yet.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -110,16 +111,22 @@ class PipelineRunner:
             for trigger in stage.triggers:
                 if trigger.on != "created":
                     continue
-                try:
-                    ok, _ = self.engine.condition(trigger.if_, ctx)
-                except TemplateError as exc:
-                    tx.problem(
-                        "condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}", record=record
-                    )
-                    continue
-                if ok:
+                if self.trigger_holds(tx, pipeline, stage, trigger, ctx, record):
                     found = stage.id
         return found
+
+    def trigger_holds(
+        self, tx: Tx, pipeline: m.Pipeline, stage: m.Stage, trigger: m.Trigger, ctx: Mapping[str, Any], record: Record
+    ) -> bool:
+        """Whether ``trigger``'s condition holds in ``ctx``. A condition that fails to render is a
+        problem named for its pipeline and stage, and counts as not holding: the other triggers
+        still run, as a broken template in one stage must not stop the record's other moves."""
+        try:
+            ok, _ = self.engine.condition(trigger.if_, ctx)
+        except TemplateError as exc:
+            tx.problem("condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}", record=record)
+            return False
+        return ok
 
     # ------------------------------------------------------------------ changes
 
@@ -172,14 +179,7 @@ class PipelineRunner:
                     continue
                 if index < current and not trigger.allow_backward:
                     continue
-                try:
-                    ok, _ = self.engine.condition(trigger.if_, ctx)
-                except TemplateError as exc:
-                    tx.problem(
-                        "condition_failed", f"pipeline {pipeline.name} stage {stage.id} trigger: {exc}", record=record
-                    )
-                    continue
-                if ok:
+                if self.trigger_holds(tx, pipeline, stage, trigger, ctx, record):
                     target = stage  # the furthest matching stage wins
         if target is None:
             return
@@ -234,19 +234,7 @@ class PipelineRunner:
     def start_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
         if rule.delay is not None and rule.delay.seconds > 0:
             due = tx.now + rule.delay.value
-            run = tx.put_run(evolve(run, status="waiting"))
-            tx.add_timer(
-                Timer(
-                    id=tx.new_id("timer"),
-                    run_id=run.id,
-                    due=due,
-                    kind="rule",
-                    node=rule.name,
-                    object=run.object,
-                    record_id=run.record_id,
-                )
-            )
-            tx.trace(run, rule.name, "wait", f"delay {rule.delay.text} until {due.isoformat()}")
+            tx.wait(run, rule.name, due, "rule", f"delay {rule.delay.text} until {due.isoformat()}")
             return
         self.run_rule(tx, run, rule)
 

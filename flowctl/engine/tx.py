@@ -11,7 +11,19 @@ from datetime import datetime
 from typing import Any
 
 from flowctl.engine.allocation import shift
-from flowctl.engine.state import ACTIVE, Effect, Problem, Record, Run, StateView, Step, Timer, TraceEntry, copier
+from flowctl.engine.state import (
+    ACTIVE,
+    Effect,
+    Problem,
+    Record,
+    Run,
+    StateView,
+    Step,
+    Timer,
+    TimerKind,
+    TraceEntry,
+    copier,
+)
 from flowctl.spec.model import EMPTY
 
 
@@ -100,6 +112,29 @@ class Tx:
 
     def add_timer(self, timer: Timer) -> None:
         self.step.timers.append(timer)
+
+    def wait(self, run: Run, node: str, due: datetime | None, kind: TimerKind, detail: str, /, **changes: Any) -> Run:
+        """Park ``run`` (status ``waiting`` and ``changes``) with a timer at ``due`` named ``node``.
+
+        Flow delays, event timeouts and delayed pipeline rules all wait this one way, so that a
+        timer always carries its run's object and record and the wait is always traced. Without
+        ``due`` (an event waited for without a timeout) the run waits with no timer. The timer's
+        id is drawn after the run is stored and before the trace, as replays expect.
+        """
+        run = self.put_run(evolve(run, status="waiting", **changes))
+        if due is not None:
+            self.add_timer(
+                Timer(
+                    id=self.new_id("timer"),
+                    run_id=run.id,
+                    due=due,
+                    kind=kind,
+                    node=node,
+                    object=run.object,
+                    record_id=run.record_id,
+                )
+            )
+        return self.trace(run, node, "wait", detail)
 
     def cancel_timers(self, run_id: str) -> None:
         for timer in self.state.timers_of(run_id):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from flowctl.testing import Daemon
 from tests.conftest import HttpSink, SmtpServer
-from tests.daemon.harness import Daemon, real_channels
+from tests.daemon.configs import mail_template, real_channels, sales_pipeline
 
 EXTRA_FIELDS = "    amount: money\n    note: string\n"
 REST = """\
@@ -21,21 +22,14 @@ spec:
   html: >-
     <h1>Hóa đơn</h1><p>Cảm ơn quý khách đã mua {{ record.title }}: {{ record.amount | money }}</p>
 ---
-apiVersion: flowctl/v1
-kind: Template
-metadata: {name: invoice-mail}
-spec: {channel: email, subject: "Hóa đơn {{ record.title }}", text: "Xin chào, hóa đơn đính kèm."}
----
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {name: sales}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
+"""
+REST += mail_template("invoice-mail", "Hóa đơn {{ record.title }}", "Xin chào, hóa đơn đính kèm.") + "---\n"
+REST += sales_pipeline(
+    """\
         - {name: mail, action: send_email, template: invoice-mail, attach: [invoice]}
         - {name: sms, action: send_sms, text: "Cảm ơn {{ record.title }}", to: "{{ record.phone }}"}
+""",
+    stages="""\
     - id: followup
       rules:
         - name: later
@@ -43,9 +37,8 @@ spec:
           delay: 3s
           text: "Nhắc {{ record.title }}"
           to: "{{ record.phone }}"
-    - id: done
-      final: success
-"""
+""",
+)
 
 
 @pytest.fixture

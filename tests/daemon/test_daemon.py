@@ -5,24 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from pypdf import PdfReader
 
+from flowctl.testing import Daemon, wait_for
 from tests.conftest import HttpSink, SmtpServer
-from tests.daemon.harness import Daemon
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sms_hits(sink: HttpSink) -> list[dict]:

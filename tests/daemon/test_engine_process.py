@@ -3,9 +3,7 @@ it exits on its own, reports its counts to /metrics, and ``--processes 1`` runs 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,15 +12,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from flowctl.gitops.versions import read_directory
 from flowctl.runtime.engine_process import EngineProcess
+from flowctl.testing import Daemon, children, gone, wait_for
 from tests.conftest import HttpSink, pg_base
-from tests.daemon.harness import Daemon
-from tests.daemon.test_daemon import sms_hits, wait_for
+from tests.daemon.test_daemon import sms_hits
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -42,53 +39,11 @@ def make_daemon(tmp_path: Path, config_dir: Path) -> Iterator[MakeDaemon]:
         daemon.stop_quietly()
 
 
-def children(pid: int) -> list[int]:
-    """The pids of ``pid``'s children (Linux)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
-def engine_pid_or_none(daemon: Daemon) -> int | None:
-    """The daemon's engine process, or None while there is none (it exited, not yet restarted)."""
-    assert daemon.proc is not None
-    engines = []
-    for pid in children(daemon.proc.pid):
-        with contextlib.suppress(OSError):  # it may be gone between the two reads
-            if b"flowctl.runtime.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
-                engines.append(pid)
-    assert len(engines) <= 1, engines
-    return engines[0] if engines else None
-
-
-def engine_pid(daemon: Daemon) -> int:
-    found = engine_pid_or_none(daemon)
-    assert found is not None, daemon.output()[-3000:]
-    return found
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}/status").exists() else ""
-    return "State:\tZ" in status  # dead, not yet reaped by its (dead) parent's reaper
-
-
-def metric(daemon: Daemon, name: str) -> float:
-    text = httpx.get(f"{daemon.url}/metrics", timeout=10).text
-    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-    assert found, text
-    return float(found.group(1))
-
-
 def test_the_engine_process_dies_with_the_daemon_and_a_new_daemon_takes_the_file(
     make_daemon: MakeDaemon, http_sink: HttpSink
 ) -> None:
     daemon = make_daemon()
-    engine = engine_pid(daemon)
+    engine = daemon.engine_pid()
     assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
     wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="first SMS")
     daemon.kill()  # SIGKILL: no chance to stop its child
@@ -103,17 +58,17 @@ def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
 ) -> None:
     daemon = make_daemon()
     assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
-    wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 1, what="one change processed")
-    first = engine_pid(daemon)
+    wait_for(lambda: daemon.metric("flowctl_changes_processed_total") == 1, what="one change processed")
+    first = daemon.engine_pid()
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: "engine process (pid" in daemon.output() and "starting it again" in daemon.output(),
              what="the restart in the log")  # fmt: skip
-    wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
-    assert engine_pid(daemon) != first
+    wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 200, what="ready again")
+    assert daemon.engine_pid() != first
     assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
     wait_for(lambda: any(h["text"] == "Cảm ơn B" for h in sms_hits(http_sink)), what="SMS after the restart")
-    wait_for(lambda: metric(daemon, "flowctl_changes_processed_total") == 2, what="counts across engines")
-    second = engine_pid(daemon)
+    wait_for(lambda: daemon.metric("flowctl_changes_processed_total") == 2, what="counts across engines")
+    second = daemon.engine_pid()
     assert daemon.terminate() == 0  # the restarted engine stops as gently as the first would
     assert gone(second)
     assert "did not stop within" not in daemon.output()
@@ -121,23 +76,23 @@ def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
 
 def test_readyz_is_503_while_the_engine_process_is_down(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon()
-    os.kill(engine_pid(daemon), signal.SIGKILL)
-    wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 503, timeout=5,
+    os.kill(daemon.engine_pid(), signal.SIGKILL)
+    wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 503, timeout=5,
              what="not ready without an engine")  # fmt: skip
 
 
 def test_one_process_runs_the_engine_in_a_thread(make_daemon: MakeDaemon, http_sink: HttpSink) -> None:
     daemon = make_daemon("--processes", "1")
-    assert daemon.proc is not None and children(daemon.proc.pid) == []
+    assert daemon.proc is not None and daemon.alive() and children(daemon.proc.pid) == []
     assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
     wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="SMS")
-    assert metric(daemon, "flowctl_changes_processed_total") == 1
+    assert daemon.metric("flowctl_changes_processed_total") == 1
     assert daemon.terminate() == 0
 
 
 def test_sigterm_stops_both_processes(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon()
-    engine = engine_pid(daemon)
+    engine = daemon.engine_pid()
     started = time.monotonic()
     assert daemon.terminate() == 0
     assert time.monotonic() - started < 10

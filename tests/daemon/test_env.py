@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from flowctl.cli.main import cli
+from flowctl.testing import Daemon, wait_for
 from tests.conftest import HttpSink, SmtpServer
+from tests.daemon.configs import real_channels
 from tests.daemon.conftest import EXTRA_FIELDS, REST
-from tests.daemon.harness import Daemon, real_channels
-from tests.daemon.test_daemon import sms_hits, wait_for
+from tests.daemon.test_daemon import sms_hits
 
 SOURCE = """\
 ---

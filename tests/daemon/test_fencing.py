@@ -9,32 +9,17 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from flowctl.runtime.service import owner_of
-from tests.daemon.harness import Daemon
-from tests.daemon.test_daemon import wait_for
-from tests.daemon.test_engine_process import engine_pid
+from flowctl.testing import Daemon, children, wait_for
+from tests.daemon.configs import deal_config
 
 LEASE = 5  # seconds: FLOWCTL_LEASE_SECONDS of both replicas
 RECORDS = [f"d{i}" for i in range(11)]
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {name: main}
-spec: {timezone: UTC}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: deal}
-spec:
-  fields:
-    title: {type: string, required: true}
-    note: string
-"""
+CONFIG = deal_config("    note: string\n")
 
 
 @pytest.fixture
@@ -51,20 +36,13 @@ def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Daemon, Daemon]]:
     finally:
         for daemon in (a, b):
             if daemon.proc is not None:  # a stopped child would outlive its killed parent stopped
-                for pid in _children(daemon.proc.pid):
+                for pid in children(daemon.proc.pid):
                     os.kill(pid, signal.SIGCONT)
             daemon.stop_quietly()
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _patch(daemon: Daemon, record_id: str, note: str) -> None:
-    response = httpx.patch(f"{daemon.url}/v1/records/deal/{record_id}", json={"fields": {"note": note}}, timeout=30)
+    response = daemon.patch("deal", record_id, {"note": note})
     assert response.status_code in (200, 202), response.text
 
 
@@ -99,7 +77,7 @@ def test_a_replica_frozen_past_its_lease_does_not_write_its_old_batch_over_newer
         for record_id in RECORDS:
             assert a.put("deal", record_id, {"title": record_id, "note": "v0"}).status_code in (200, 202)
         wait_for(lambda: _open_changes(db) == 0 and len(_notes(db)) == len(RECORDS), 60, "the records to be stored")
-        a_engine, b_engine = engine_pid(a), engine_pid(b)
+        a_engine, b_engine = a.engine_pid(), b.engine_pid()
 
         # only A's engine works: B's is frozen while idle (it holds nothing)
         os.kill(b_engine, signal.SIGSTOP)
@@ -144,6 +122,6 @@ def test_a_replica_frozen_past_its_lease_does_not_write_its_old_batch_over_newer
             wait_for(lambda: _notes(db)[RECORDS[0]] == "v91", 60, "A to process a later write")
         finally:
             os.kill(b_engine, signal.SIGCONT)
-        assert httpx.get(f"{a.url}/v1/records/deal/{RECORDS[1]}", timeout=10).json()["fields"]["note"] == "v90"
+        assert a.get(f"/v1/records/deal/{RECORDS[1]}").json()["fields"]["note"] == "v90"
     finally:
         db.dispose()

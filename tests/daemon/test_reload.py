@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import threading
@@ -12,16 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from flowctl.testing import Daemon, wait_for
 from tests.conftest import HttpSink
-from tests.daemon.harness import Daemon
-from tests.daemon.test_daemon import sms_hits, wait_for
-from tests.daemon.test_engine_process import engine_pid, engine_pid_or_none
-
-
-def metric(daemon: Daemon, name: str) -> float:
-    text = httpx.get(f"{daemon.url}/metrics", timeout=10).text
-    match = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
-    return float(match.group(1)) if match else -1.0
+from tests.daemon.test_daemon import sms_hits
 
 
 def test_watch_reloads_a_valid_change_and_refuses_a_broken_one(tmp_path: Path, config_dir: Path,
@@ -38,17 +30,17 @@ def test_watch_reloads_a_valid_change_and_refuses_a_broken_one(tmp_path: Path, c
         wait_for(lambda: "switched" in daemon.output() or "reloaded" in daemon.output(), what="reload")
         assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Xin cảm ơn B" for h in sms_hits(http_sink)), what="new text")
-        assert metric(daemon, "flowctl_reload_ok") == 1
+        assert daemon.metric("flowctl_reload_ok", missing=-1.0) == 1
 
         good = config.read_text()
         config.write_text(good.replace("action: send_sms, text:", "action: send_smss, text:"))
         wait_for(lambda: "reload invalid" in daemon.output(), what="refused reload")
-        assert metric(daemon, "flowctl_reload_ok") == 0
+        assert daemon.metric("flowctl_reload_ok", missing=-1.0) == 0
         assert daemon.put("deal", "3", {"title": "C", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Xin cảm ơn C" for h in sms_hits(http_sink)), what="old version runs")
 
         config.write_text(good.replace("Xin cảm ơn", "Cám ơn"))
-        wait_for(lambda: metric(daemon, "flowctl_reload_ok") == 1, what="fixed file loads")
+        wait_for(lambda: daemon.metric("flowctl_reload_ok", missing=-1.0) == 1, what="fixed file loads")
         assert daemon.put("deal", "4", {"title": "D", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cám ơn D" for h in sms_hits(http_sink)), what="fixed version runs")
         assert daemon.terminate() == 0
@@ -66,8 +58,7 @@ def test_sighup_reloads(tmp_path: Path, config_dir: Path, http_sink: HttpSink) -
         time.sleep(2.5)  # without --watch nothing happens until the signal
         assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="old text")
-        assert daemon.proc is not None
-        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded" in daemon.output(), what="reload on SIGHUP")
         assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn bạn B" for h in sms_hits(http_sink)), what="new text")
@@ -112,18 +103,18 @@ def test_an_invalid_edit_leaves_both_processes_on_the_deployed_version(tmp_path:
         writer.thread.start()
         config.write_text(good.replace("delay: 3s", "delay: 2days"))  # what the user saved
         wait_for(lambda: "reload invalid" in daemon.output(), what="the refused reload")
-        first = engine_pid(daemon)
+        first = daemon.engine_pid()
         os.kill(first, signal.SIGKILL)  # the engine process exits (for any reason) while the file is invalid
         wait_for(lambda: "starting it again" in daemon.output(), what="the restart in the log")
-        wait_for(lambda: engine_pid_or_none(daemon) not in (None, first), what="a new engine process")
-        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
+        wait_for(lambda: daemon.engine_pid_or_none() not in (None, first), what="a new engine process")
+        wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 200, what="ready again")
         seen = len(writer.accepted)
         wait_for(lambda: len(writer.accepted) >= seen + 10, what="more accepted writes")
         accepted = writer.finish()
         wait_for(lambda: {f"Cảm ơn {t}" for t in accepted} <= {h["text"] for h in sms_hits(http_sink)},
                  timeout=30, what="every accepted change processed on the deployed version")  # fmt: skip
         assert "does not validate" not in daemon.output()
-        assert metric(daemon, "flowctl_engine_restarts_total") == 1
+        assert daemon.metric("flowctl_engine_restarts_total", missing=-1.0) == 1
 
         # the fixed file (with a new field and a new text) applies in both processes: the API
         # accepts the new field, the engine renders the new text
@@ -149,19 +140,19 @@ def test_readyz_is_503_while_the_engine_process_has_no_version_to_run(tmp_path: 
         with sqlite3.connect(database) as db:
             files = db.execute("select files from config_versions where current").fetchone()[0]
             db.execute("update config_versions set files = null")  # stored without its files: not rebuildable
-        os.kill(engine_pid(daemon), signal.SIGKILL)
+        os.kill(daemon.engine_pid(), signal.SIGKILL)
         wait_for(lambda: "starting it again" in daemon.output(), what="the restart in the log")
-        wait_for(lambda: engine_pid_or_none(daemon) is not None, what="a new engine process")
+        wait_for(lambda: daemon.engine_pid_or_none() is not None, what="a new engine process")
         time.sleep(2.0)  # the new child had the time to look for a version
-        answer = httpx.get(f"{daemon.url}/readyz", timeout=5)
+        answer = daemon.get("/readyz", timeout=5)
         assert answer.status_code == 503, answer.text
         assert "engine" in answer.json()["error"]["message"] + " ".join(answer.json()["error"]["details"])
-        assert engine_pid_or_none(daemon) is not None  # alive and waiting, not exiting in a loop
+        assert daemon.engine_pid_or_none() is not None  # alive and waiting, not exiting in a loop
         with sqlite3.connect(database) as db:
             db.execute("update config_versions set files = ? where current", (files,))
-        wait_for(lambda: httpx.get(f"{daemon.url}/readyz", timeout=5).status_code == 200, what="ready again")
+        wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 200, what="ready again")
         assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="processed")
-        assert metric(daemon, "flowctl_engine_restarts_total") == 1
+        assert daemon.metric("flowctl_engine_restarts_total", missing=-1.0) == 1
     finally:
         daemon.stop_quietly()

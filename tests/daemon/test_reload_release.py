@@ -8,23 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-from tests.daemon.harness import Daemon
-from tests.daemon.test_daemon import wait_for
-from tests.daemon.test_reload import metric
+from flowctl.testing import Daemon, wait_for
+from tests.daemon.configs import deal_config
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {name: main}
-spec: {timezone: UTC}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: deal}
-spec:
-  fields:
-    title: {type: string, required: true}
----
+CONFIG = deal_config(then="""\
 apiVersion: flowctl/v1
 kind: Flow
 metadata: {name: followup}
@@ -35,7 +22,7 @@ spec:
   nodes:
     wait: {type: delay, for: 1h, next: note}
     note: {type: update_fields, set: {title: "TEXT"}}
-"""
+""")
 
 RELOADS = 4
 
@@ -54,15 +41,14 @@ def test_reloads_release_old_engines_but_keep_the_one_an_open_run_uses(tmp_path:
     try:
         daemon.start()
         assert daemon.put("deal", "1", {"title": "A"}).status_code == 202  # a run waits an hour on version 1
-        wait_for(lambda: metric(daemon, "flowctl_timers_pending") == 1, what="the open run's timer")
-        assert daemon.proc is not None
+        wait_for(lambda: daemon.metric("flowctl_timers_pending", missing=-1.0) == 1, what="the open run's timer")
         for n in range(1, RELOADS + 1):
             config.write_text(CONFIG.replace("TEXT", f"v{n}"))
-            daemon.proc.send_signal(signal.SIGHUP)
+            daemon.send_signal(signal.SIGHUP)
             # the HTTP process switches, then the engine process: one line each
             wait_for(lambda n=n: daemon.output().count("switched from version") == 2 * n, timeout=60,
                      what=f"reload {n} in both processes")  # fmt: skip
-            assert metric(daemon, "flowctl_engine_versions") <= 2  # the current one, and version 1
+            assert daemon.metric("flowctl_engine_versions", missing=-1.0) <= 2  # the current one, and version 1
         pairs = re.findall(r"switched from version (\w+) to (\w+)", daemon.output())
         first, versions = pairs[0][0], list(dict.fromkeys(new for _, new in pairs))
         # both processes let go of every version between the first and the current one
@@ -70,7 +56,7 @@ def test_reloads_release_old_engines_but_keep_the_one_an_open_run_uses(tmp_path:
         wait_for(lambda: sorted(released(daemon.output())) == sorted(middle * 2), timeout=60,
                  what=f"both processes to release {middle}")  # fmt: skip
         assert first not in released(daemon.output())  # an open run started on it
-        assert metric(daemon, "flowctl_engine_versions") == 2
+        assert daemon.metric("flowctl_engine_versions", missing=-1.0) == 2
         time.sleep(1)
         assert daemon.terminate() == 0
     finally:

@@ -24,29 +24,13 @@ from flowctl.runtime.ingest import StoreUnavailable
 from flowctl.runtime.service import Service
 from flowctl.spec.config import load_bundle
 from flowctl.store.memory import MemoryStore
-from tests.daemon.harness import Daemon
-from tests.daemon.test_daemon import wait_for
-from tests.daemon.test_engine_process import engine_pid, engine_pid_or_none, gone, metric
+from flowctl.testing import Daemon, gone, wait_for, write_config
+from tests.daemon.configs import deal_config
 
 
 def config(folder: Path, stall: int, lag: int) -> Path:
-    folder.mkdir()
-    (folder / "flowctl.yaml").write_text(f"""\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {{name: main}}
-spec:
-  timezone: UTC
-  limits: {{engine_stall_seconds: {stall}, ready_lag_seconds: {lag}}}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {{name: deal}}
-spec:
-  fields:
-    title: {{type: string, required: true}}
-""")
-    return folder
+    limits = f"{{engine_stall_seconds: {stall}, ready_lag_seconds: {lag}}}"
+    return write_config(folder, {"flowctl.yaml": deal_config(spec=f"{{timezone: UTC, limits: {limits}}}")})
 
 
 def holds_writer_lock(pid: int, database: Path) -> bool:
@@ -67,12 +51,6 @@ def stored(database: Path) -> Counter[str]:
             return Counter(row[0] for row in conn.exec_driver_sql("SELECT record_id FROM changes"))
     finally:
         engine.dispose()
-
-
-def ready(daemon: Daemon) -> int:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{daemon.url}/readyz", timeout=10).status_code
-    return 0
 
 
 class Writers:
@@ -111,7 +89,7 @@ class Writers:
 def freeze(daemon: Daemon, database: Path, *, holding: bool, tries: int = 400) -> int:
     """SIGSTOP the engine process at a moment it holds the writer lock (``holding``) or does not."""
     for _ in range(tries):
-        pid = engine_pid(daemon)
+        pid = daemon.engine_pid()
         os.kill(pid, signal.SIGSTOP)
         if holds_writer_lock(pid, database) == holding:
             return pid
@@ -146,16 +124,16 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         started = time.monotonic()
         readiness: list[int] = []
         # while the engine is frozen with the lock, the daemon says it cannot take writes
-        wait_for(lambda: readiness.append(ready(daemon)) or readiness[-1] == 503, timeout=30,
+        wait_for(lambda: readiness.append(daemon.ready()) or readiness[-1] == 503, timeout=30,
                  what="/readyz 503 while writes cannot commit")  # fmt: skip
         not_ready = time.monotonic() - started
         # the watchdog kills it (a stopped process dies of SIGKILL) and starts another
         wait_for(lambda: gone(frozen), timeout=60, what="the watchdog to kill the frozen engine process")
         killed = time.monotonic() - started
-        wait_for(lambda: engine_pid_or_none(daemon) not in (None, frozen), timeout=60, what="a new engine process")
-        wait_for(lambda: ready(daemon) == 200, timeout=60, what="/readyz 200 again")
+        wait_for(lambda: daemon.engine_pid_or_none() not in (None, frozen), timeout=60, what="a new engine process")
+        wait_for(lambda: daemon.ready() == 200, timeout=60, what="/readyz 200 again")
         ready_again = time.monotonic() - started
-        assert metric(daemon, "flowctl_engine_stalls_total") >= 1
+        assert daemon.metric("flowctl_engine_stalls_total") >= 1
         count = len(writers.answers)
         wait_for(lambda: len(writers.answers) > count + 20, timeout=60, what="writes after the restart")
         answers = writers.finish()
@@ -167,7 +145,7 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
                 killed_after_seconds=round(killed, 1), ready_again_seconds=round(ready_again, 1), **outcome)
     finally:
         with contextlib.suppress(Exception):
-            os.kill(engine_pid_or_none(daemon) or 0, signal.SIGCONT)
+            os.kill(daemon.engine_pid_or_none() or 0, signal.SIGCONT)
         daemon.stop_quietly()
 
 
@@ -180,12 +158,12 @@ def test_readyz_answers_503_while_the_change_lag_passes_its_bound(tmp_path: Path
         frozen = freeze(daemon, database, holding=False)
         answers = {id: daemon.put("deal", id, {"title": id}).status_code for id in ("a", "b", "c")}
         assert set(answers.values()) == {202}  # the engine does not hold the lock: writes commit
-        wait_for(lambda: ready(daemon) == 503, timeout=30, what="/readyz 503 while the lag passes 2 s")
-        body = httpx.get(f"{daemon.url}/readyz", timeout=10).json()
+        wait_for(lambda: daemon.ready() == 503, timeout=30, what="/readyz 503 while the lag passes 2 s")
+        body = daemon.get("/readyz").json()
         assert "ready_lag_seconds" in str(body), body
         os.kill(frozen, signal.SIGCONT)
         frozen = 0
-        wait_for(lambda: ready(daemon) == 200, timeout=60, what="/readyz 200 once the changes are processed")
+        wait_for(lambda: daemon.ready() == 200, timeout=60, what="/readyz 200 once the changes are processed")
         daemon.terminate()
         assert_answers_match_the_store(answers, database)
     finally:

@@ -7,7 +7,6 @@ config a test runs is one ``flowctl validate`` accepts.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from flowctl.engine.simulator import Simulator
 from flowctl.engine.state import Effect, Run
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
+from flowctl.testing import write_config
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=TZ)  # a Monday
@@ -71,21 +71,12 @@ spec:
 """
 
 
-def write_files(root: Path, files: Mapping[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
-
-
 def make_bundle(root: Path, files: Mapping[str, str], *, base: bool = True,
                 allow: Iterable[str] = ()) -> m.Bundle:  # fmt: skip
     """Write ``files`` under ``root`` and load them; fails on errors except the codes in ``allow``."""
     everything = {"flowctl.yaml": CONFIG, "objects.yaml": OBJECTS} if base else {}
     everything.update(files)
-    write_files(root, everything)
-    loaded = load_bundle(root)
+    loaded = load_bundle(write_config(root, everything))
     allowed = set(allow)
     errors = [str(i) for i in loaded.errors if i.code not in allowed]
     assert not errors, "config does not validate:\n" + "\n".join(errors)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import textwrap
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
 from flowctl.store.memory import MemoryStore
 from flowctl.testing import FrozenClock
+from flowctl.testing import write_config as write_files
 
 # Starlette 1.x wants httpx2 for its TestClient and warns (an error under filterwarnings=error)
 # when only httpx is installed; the client works the same, so the warning is ignored here only.
@@ -186,11 +186,8 @@ class Background:
 
 
 def write_config(root: Path, files: Mapping[str, str]) -> m.Bundle:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-    loaded = load_bundle(root)
+    """Write ``files`` under ``root`` and load them; the config must be valid."""
+    loaded = load_bundle(write_files(root, files))
     assert loaded.ok, "\n".join(str(issue) for issue in loaded.errors)
     assert loaded.bundle is not None
     return loaded.bundle

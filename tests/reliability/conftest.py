@@ -4,7 +4,6 @@ store holds. Hostile-input tests use it to show what a request stored, sent and 
 
 from __future__ import annotations
 
-import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +19,7 @@ from flowctl.runtime.http import create_app
 from flowctl.runtime.service import Service
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
+from flowctl.testing import write_config
 
 # Starlette 1.x warns that its TestClient wants httpx2; the client works the same with httpx.
 with warnings.catch_warnings():
@@ -63,11 +63,7 @@ class Daemons:
         ``database`` names another store; ``service`` are more ``Service`` arguments (``clock``)."""
         self.started += 1
         n = self.started
-        root = self.folder / f"config-{n}"
-        for name, text in files.items():
-            path = root / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(text), encoding="utf-8")
+        root = write_config(self.folder / f"config-{n}", files)
         loaded = load_bundle(root)
         assert loaded.ok, "\n".join(str(issue) for issue in loaded.errors)
         store = open_store(database or f"sqlite:///{self.folder / f'flowctl-{n}.db'}")

@@ -8,8 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.conftest import serving
 
 
 @dataclass
@@ -74,15 +76,9 @@ def serve() -> Iterator[Gateway]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    gateway.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield gateway
-    finally:
-        gateway.open.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        gateway.url = url
+        try:
+            yield gateway
+        finally:
+            gateway.open.set()  # a held request must not keep the server from stopping

@@ -20,7 +20,8 @@ import pytest
 
 from flowctl.ports import Store
 from flowctl.store import open_store
-from tests.daemon.harness import Daemon
+from flowctl.testing import Daemon, wait_for
+from tests.daemon.configs import deal_config, http_channel, sales_pipeline
 from tests.reliability.gateway import Gateway, serve
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
@@ -41,60 +42,16 @@ def _sleep(seconds: float) -> None:
 time.sleep = _sleep
 '''
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {{name: main}}
-spec: {{timezone: UTC}}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {{name: deal}}
-spec:
-  fields:
-    title: {{type: string, required: true}}
-    phone: phone
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: sms}}
-spec:
-  type: http
-  url: "{url}/sms"
-  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: bulk}}
-spec:
-  type: http
-  url: "{url}/bulk"
-  body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}
-  rate: 5/s
----
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {{name: sales}}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
-        - {{name: hello, action: send_sms, channel: sms, text: "Chao", to: "{{{{ record.phone }}}}"}}
-        - {{name: promo, action: send_sms, channel: bulk, text: "Khuyen mai", to: "{{{{ record.phone }}}}"}}
-    - id: done
-      final: success
+RULES = """\
+        - {name: hello, action: send_sms, channel: sms, text: "Chao", to: "{{ record.phone }}"}
+        - {name: promo, action: send_sms, channel: bulk, text: "Khuyen mai", to: "{{ record.phone }}"}
 """
 
 
-def wait_for(what: str, done: Callable[[], bool], timeout: float = WAIT) -> float:
-    """Poll ``done`` until true; the seconds it took. Fails naming ``what`` after ``timeout``."""
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.05)
-    return time.monotonic() - start
+def config(url: str) -> str:
+    """Two SMS channels on the gateway, ``bulk`` with a rate, and a rule sending on each."""
+    channels = http_channel("sms", f"{url}/sms") + "---\n" + http_channel("bulk", f"{url}/bulk", "  rate: 5/s\n")
+    return deal_config("    phone: phone\n", then=f"{channels}---\n{sales_pipeline(RULES)}")
 
 
 @pytest.fixture
@@ -115,7 +72,7 @@ def test_a_clock_stepped_back_and_forward_an_hour_stalls_nothing_and_sends_nothi
     (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
     root = tmp_path / "config"
     root.mkdir()
-    (root / "flowctl.yaml").write_text(CONFIG.format(url=gateway.url))
+    (root / "flowctl.yaml").write_text(config(gateway.url))
     database = f"sqlite:///{tmp_path / 'flowctl.db'}"
     env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(control), "FAKETIME_NO_CACHE": "1",
            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FLOWCTL_RETRY_BASE": "4",
@@ -133,24 +90,24 @@ def test_a_clock_stepped_back_and_forward_an_hour_stalls_nothing_and_sends_nothi
 
     try:
         put("a", 5)  # the rate window fills with sends at the old clock's times
-        wait_for("the first 10 messages", lambda: len(gateway.keys()) == 10)
+        wait_for(lambda: len(gateway.keys()) == 10, WAIT, "the first 10 messages")
 
         gateway.fail = 2  # the next two sends fail: retries stored at times of the old clock
         put("r", 1)
-        wait_for("two retries", lambda: outbox("retry") == 2)
+        wait_for(lambda: outbox("retry") == 2, WAIT, "two retries")
         gateway.open.clear()  # the gateway stalls: a backlog stays pending
         put("p", 20)
-        wait_for("the backlog stored", lambda: len(store.list_outbox(limit=10_000)) == 52)
+        wait_for(lambda: len(store.list_outbox(limit=10_000)) == 52, WAIT, "the backlog stored")
 
         control.write_text("-3600\n")  # the clock goes back an hour
         put("n", 10)  # written after the step
         gateway.open.set()
-        took = wait_for("every message after the step back", lambda: len(gateway.keys()) == 72)
+        took = wait_for(lambda: len(gateway.keys()) == 72, WAIT, "every message after the step back")
         assert outbox("held") == outbox("retry") == 0
 
         control.write_text("+0\n")  # and forward an hour again
         put("f", 10)
-        took_forward = wait_for("every message after the step forward", lambda: len(gateway.keys()) == 92)
+        took_forward = wait_for(lambda: len(gateway.keys()) == 92, WAIT, "every message after the step forward")
         time.sleep(2)  # anything sent twice would arrive now
         copies = {key: n for key, n in Counter(gateway.keys()).items() if n > 1}
         assert copies == {}, f"sent twice: {copies}"

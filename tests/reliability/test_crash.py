@@ -26,27 +26,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowctl.testing import Daemon, wait_for
 from tests.conftest import HttpSink, SmtpServer
-from tests.daemon.harness import Daemon, real_channels
+from tests.daemon.configs import mail_template, real_channels, sales_pipeline
 
 CHANGES = 5000
 KILLS = 12
 CLIENTS = 8
 
-REST = """\
-apiVersion: flowctl/v1
-kind: Template
-metadata: {name: welcome}
-spec: {channel: email, subject: "Chào {{ record.title }}", text: "Cảm ơn {{ record.title }}."}
----
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {name: sales}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
+REST = mail_template("welcome", "Chào {{ record.title }}", "Cảm ơn {{ record.title }}.") + "---\n" + sales_pipeline("""\
         - {name: mail, action: send_email, template: welcome}
         - {name: sms, action: send_sms, text: "Ngay {{ record.title }}", to: "{{ record.phone }}"}
         - name: later
@@ -54,18 +42,9 @@ spec:
           delay: 2s
           text: "Sau {{ record.title }}"
           to: "{{ record.phone }}"
-    - id: done
-      final: success
-"""
+""")
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class Feed:
@@ -171,7 +150,7 @@ def run_and_check(daemon: Daemon, feed: Feed, feeder: threading.Thread, rng: ran
     expected_sms = 2 * CHANGES  # at once and two seconds later
     try:
         wait_for(lambda: len(set(emails())) >= CHANGES and len(set(sms())) >= expected_sms, timeout=300,
-                 what="every email and SMS")  # fmt: skip
+                 what="every email and SMS", every=0.2)  # fmt: skip
     finally:
         stopped = daemon.terminate()
     elapsed = time.monotonic() - started

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flowctl.testing import FrozenClock
-from tests.daemon.harness import Daemon as Process
+from flowctl.testing import Daemon as Process
+from flowctl.testing import FrozenClock, write_config
 from tests.reliability.conftest import Daemon, MakeDaemon
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -152,10 +151,7 @@ def test_an_api_idempotency_key_does_not_swallow_a_webhook_event(make_daemon: Ma
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Process]:
-    folder = tmp_path / "config"
-    folder.mkdir()
-    for name in ("flowctl.yaml", "deal.yaml"):
-        (folder / name).write_text(textwrap.dedent(FILES[name]), encoding="utf-8")
+    folder = write_config(tmp_path / "config", {name: FILES[name] for name in ("flowctl.yaml", "deal.yaml")})
     url = f"sqlite:///{tmp_path / 'flowctl.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     daemon = Process(folder, url)
     try:
@@ -165,8 +161,7 @@ def process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Process]
 
 
 def put(daemon: Process, title: str, key: str = "order-7") -> httpx.Response:
-    return httpx.put(f"{daemon.url}/v1/records/deal/7", json={"fields": {"title": title}},
-                     headers={"Idempotency-Key": key}, timeout=30)  # fmt: skip
+    return daemon.put("deal", "7", {"title": title}, headers={"Idempotency-Key": key})
 
 
 def test_a_key_reused_with_another_body_is_refused_after_a_restart(process: Process) -> None:

@@ -16,6 +16,7 @@ afterwards. Leftovers of a killed run (their process is gone) are dropped at the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,9 +43,10 @@ from flowctl.runtime.leases import LeaseKeeper
 from flowctl.runtime.service import Service, owner_of
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
-from flowctl.testing import FrozenClock
-from tests.conftest import HttpSink, SmtpServer, free_port, pg_base
-from tests.daemon.harness import Daemon, real_channels
+from flowctl.testing import Daemon, FrozenClock, free_port
+from flowctl.testing import wait_for as poll
+from tests.conftest import HttpSink, SmtpServer, pg_base
+from tests.daemon.configs import THANKS_MAIL, real_channels, sales_pipeline
 
 PREFIX = "flowctl_outage_"
 CLIENTS = 4
@@ -53,20 +55,7 @@ OUTAGE = 6.0  # seconds the database stays down
 CLIENT_TIMEOUT = 10.0
 LOG_LINES_MAX = 12  # the daemon's log from the stop until everything is delivered
 
-REST = """\
-apiVersion: flowctl/v1
-kind: Template
-metadata: {name: thanks-mail}
-spec: {channel: email, subject: "Don {{ record.title }}", text: "Xin chao {{ record.title }}"}
----
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {name: sales}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
+REST = THANKS_MAIL + sales_pipeline("""\
         - {name: mail, action: send_email, template: thanks-mail, to: "{{ record.email }}"}
         - {name: sms, action: send_sms, text: "Cam on {{ record.title }}", to: "{{ record.phone }}"}
         - name: later
@@ -74,9 +63,7 @@ spec:
           delay: 2s
           text: "Nhac {{ record.title }}"
           to: "{{ record.phone }}"
-    - id: done
-      final: success
-"""
+""")
 
 
 # --- the private cluster ----------------------------------------------------------------------------
@@ -285,13 +272,8 @@ class Readiness:
         return self.seen[-1][1] if self.seen else 0
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, detail: Callable[[], Any] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}: {detail()}")
+#: ``flowctl.testing.wait_for`` polling every 0.1 s: some conditions query the recovering database.
+wait_for = functools.partial(poll, every=0.1)
 
 
 def scalar(engine: sa.Engine, sql: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import socket
 import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ import httpx
 import pytest
 
 from flowctl.runtime.heads import MAX_HEAD_BYTES, MAX_HEADERS
-from tests.daemon.harness import Daemon
+from flowctl.testing import Daemon, write_config
+from tests.daemon.configs import deal_config
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads memory from /proc (Linux)")
 
@@ -31,29 +31,15 @@ MiB = 1024 * 1024
 CONNECTIONS = 8
 SEND_AT_MOST = 32 * MiB  # per connection: 256 MiB in all would sit in the daemon without the limit
 GROWTH_BOUND = 100 * MiB
-CONFIG = """
-    apiVersion: flowctl/v1
-    kind: Config
-    metadata: {name: heads}
-    spec: {timezone: UTC, api_token: "${API_TOKEN}"}
-    ---
-    apiVersion: flowctl/v1
-    kind: ObjectType
-    metadata: {name: deal}
-    spec:
-      fields:
-        title: {type: string, required: true}
-"""
+CONFIG = deal_config(name="heads", spec='{timezone: UTC, api_token: "${API_TOKEN}"}')
 TOKEN = "heads-token-5b1c"
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp_path = tmp_path_factory.mktemp("heads")
-    folder = tmp_path / "config"
-    folder.mkdir()
-    (folder / "flowctl.yaml").write_text(textwrap.dedent(CONFIG), encoding="utf-8")
-    proc = Daemon(folder, f"sqlite:///{tmp_path / 'flowctl.db'}", env={"API_TOKEN": TOKEN})
+    folder = write_config(tmp_path / "config", {"flowctl.yaml": CONFIG})
+    proc = Daemon(folder, f"sqlite:///{tmp_path / 'flowctl.db'}", env={"API_TOKEN": TOKEN}, token=TOKEN)
     try:
         yield proc.start()
     finally:
@@ -147,7 +133,7 @@ def test_too_many_header_fields_are_refused_before_authentication(daemon: Daemon
 
 def test_a_head_of_ordinary_size_still_works(daemon: Daemon) -> None:
     headers = {f"x-extra-{i}": "v" * 100 for i in range(50)}
-    headers |= {"Cookie": "c" * 8192, "Authorization": f"Bearer {TOKEN}"}
+    headers |= {"Cookie": "c" * 8192, **daemon.headers()}
 
     response = httpx.get(f"{daemon.url}/v1/records/deal", headers=headers, timeout=30)
 

@@ -18,33 +18,19 @@ from pathlib import Path
 import pytest
 
 from flowctl.store import open_store
+from flowctl.testing import Daemon, wait_for
 from tests.conftest import SmtpServer
-from tests.daemon.harness import Daemon, real_channels
+from tests.daemon.configs import THANKS_MAIL, real_channels, sales_pipeline
 from tests.reliability.gateway import Gateway, serve
 
 DEALS = 20
 HANG = 3.0  # seconds the gateway hangs on every other SMS: 30 s for all of them
 EMAIL_WITHIN = 12.0  # seconds for every email, from the first write (they wait for no SMS)
 
-REST = """\
-apiVersion: flowctl/v1
-kind: Template
-metadata: {name: thanks-mail}
-spec: {channel: email, subject: "Don {{ record.title }}", text: "Xin chao {{ record.title }}"}
----
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {name: sales}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
+REST = THANKS_MAIL + sales_pipeline("""\
         - {name: sms, action: send_sms, text: "Cam on {{ record.title }}", to: "{{ record.phone }}"}
         - {name: mail, action: send_email, template: thanks-mail, to: "{{ record.email }}"}
-    - id: done
-      final: success
-"""
+""")
 
 
 @pytest.fixture
@@ -52,15 +38,6 @@ def gateway() -> Iterator[Gateway]:
     with serve() as gw:
         gw.hang_every, gw.hang_seconds = 2, HANG
         yield gw
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def test_email_is_not_delayed_by_a_hanging_sms_gateway_at_one_message_in_flight(
@@ -80,10 +57,10 @@ def test_email_is_not_delayed_by_a_hanging_sms_gateway_at_one_message_in_flight(
             answer = daemon.put("deal", f"d{i}", {"title": f"Deal {i}", "email": f"k{i}@example.com",
                                                   "phone": f"09{i:08d}"})  # fmt: skip
             assert answer.status_code in (200, 202), answer.text
-        email_s = wait_for("every email", lambda: len(mails) == DEALS, EMAIL_WITHIN)
+        email_s = wait_for(lambda: len(mails) == DEALS, EMAIL_WITHIN, "every email")
         sms_then = len(gateway.keys())
         assert sms_then < DEALS, "the SMS gateway was not slow enough to show anything"
-        sms_s = wait_for("every SMS", lambda: len(gateway.keys()) == DEALS, 120) + email_s
+        sms_s = wait_for(lambda: len(gateway.keys()) == DEALS, 120, "every SMS") + email_s
         time.sleep(1)  # a copy would arrive now
 
         assert sorted(m.message["To"] for m in mails) == sorted(f"k{i}@example.com" for i in range(DEALS))

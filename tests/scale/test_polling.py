@@ -16,7 +16,7 @@ from flowctl.runtime.polling import SqlPoller
 from flowctl.spec.durations import parse_duration
 from flowctl.spec.model import Duration, Metadata, Source
 from flowctl.store import open_store
-from flowctl.testing import FrozenClock
+from flowctl.testing import Daemon, FrozenClock, wait_for
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -154,34 +154,20 @@ def test_one_replica_polls_a_source_at_a_time(crm_db: sa.Engine, source_url: str
 
 def test_the_daemon_polls_a_source(crm_db: sa.Engine, source_url: str, tmp_path: Path) -> None:
     """End to end: `flowctl run` with a `kind: Source` type sql, records appear through the worker."""
-    import httpx
-
-    from tests.daemon.harness import Daemon
-
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "flowctl.yaml").write_text(DAEMON_CONFIG)
     write(crm_db, (1, "Lan", "0901", 1), (2, "Minh", "0902", 2))
     daemon = Daemon(folder, f"sqlite:///{tmp_path / 'flowctl.db'}", env={"CRM_URL": source_url}).start()
     try:
-        _wait(lambda: httpx.get(f"{daemon.url}/v1/records/contact/2").status_code == 200)
+        wait_for(lambda: daemon.get("/v1/records/contact/2", timeout=5).status_code == 200, 15, "contact 2", every=0.1)
         write(crm_db, (2, "Minh Nguyen", "0902", 3))
-        _wait(lambda: httpx.get(f"{daemon.url}/v1/records/contact/2").json()["fields"]["full_name"] == "Minh Nguyen")
-        metrics = httpx.get(f"{daemon.url}/metrics").text
+        wait_for(lambda: daemon.get("/v1/records/contact/2", timeout=5).json()["fields"]["full_name"] == "Minh Nguyen",
+                 15, "contact 2 renamed", every=0.1)
+        metrics = daemon.get("/metrics", timeout=5).text
         assert 'flowctl_changes_accepted_total{source="crm"} 3' in metrics
     finally:
         daemon.terminate()
-
-
-def _wait(ready: object, timeout: float = 15.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 DAEMON_CONFIG = """\

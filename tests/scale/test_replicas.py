@@ -6,6 +6,7 @@ messages go to a real HTTP server, which counts them by their ``Idempotency-Key`
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import threading
@@ -21,42 +22,22 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.daemon.harness import Daemon
+from flowctl.testing import Daemon
+from flowctl.testing import wait_for as poll
+from tests.daemon.configs import deal_config, http_channel, sales_pipeline
 
 # Four sends in flight per replica, as a high-volume deployment would set: these tests are about
 # sharing work, not about how many copies a crash may resend (tests/reliability/test_crash.py).
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {{name: main}}
-spec: {{timezone: UTC, limits: {{sends_in_flight: 4}}}}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {{name: deal}}
-spec:
-  fields:
-    title: {{type: string, required: true}}
-    phone: phone
-    amount: integer
----
-apiVersion: flowctl/v1
-kind: Channel
-metadata: {{name: sms}}
-spec: {{type: http, url: "{sink}/sms", body: {{to: "{{{{ to }}}}", text: "{{{{ text }}}}"}}}}
----
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {{name: sales}}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
-        - {{name: thanks, action: send_sms, text: "Cam on {{{{ record.title }}}}", to: "{{{{ record.phone }}}}"}}
-    - id: won
-      final: success
+RULES = """\
+        - {name: thanks, action: send_sms, text: "Cam on {{ record.title }}", to: "{{ record.phone }}"}
 """
+
+
+def config(sink: str) -> str:
+    fields = "    phone: phone\n    amount: integer\n"
+    channel = http_channel("sms", f"{sink}/sms")
+    spec = "{timezone: UTC, limits: {sends_in_flight: 4}}"
+    return deal_config(fields, spec=spec, then=f"{channel}---\n{sales_pipeline(RULES, final='won')}")
 
 
 class Sink:
@@ -114,7 +95,7 @@ def replicas(tmp_path: Path, pg_store_url: str) -> Iterator[Callable[..., list[D
     def start(count: int, sink: Sink, env: dict[str, str] | None = None) -> list[Daemon]:
         folder = tmp_path / "config"
         folder.mkdir(exist_ok=True)
-        (folder / "flowctl.yaml").write_text(CONFIG.format(sink=sink.url))
+        (folder / "flowctl.yaml").write_text(config(sink.url))
         made = [Daemon(folder, pg_store_url, env=env) for _ in range(count)]
         for daemon in made:  # one at a time: the first migrates the schema
             started.append(daemon.start(timeout=60))
@@ -134,13 +115,8 @@ def scalar(engine: sa.Engine, sql: str) -> Any:
         return conn.execute(sa.text(sql)).scalar()
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+#: ``flowctl.testing.wait_for`` polling every 0.2 s: the conditions count rows in PostgreSQL.
+wait_for = functools.partial(poll, every=0.2)
 
 
 def put_all(daemons: list[Daemon], ids: range, clients: int = 16) -> None:
@@ -261,7 +237,7 @@ def test_a_killed_replica_has_its_leases_recovered(replicas: Callable[..., list[
 def test_sqlite_refuses_a_second_daemon(tmp_path: Path, sink: Sink) -> None:
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "flowctl.yaml").write_text(CONFIG.format(sink=sink.url))
+    (folder / "flowctl.yaml").write_text(config(sink.url))
     database = tmp_path / "flowctl.db"
     first = Daemon(folder, f"sqlite:///{database}").start()
     try:
