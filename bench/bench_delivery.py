@@ -25,8 +25,8 @@ from typing import Any
 from flowctl.channels.http import HttpSender
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import Processed
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.delivery import Deliverer
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.spec.model import Channel, Metadata
 from flowctl.store import open_store
 

@@ -102,8 +102,8 @@ def main() -> None:
 
     from flowctl.engine.core import Engine
     from flowctl.gitops import versions
-    from flowctl.runtime.reload import pick_up
-    from flowctl.runtime.service import Service
+    from flowctl.runtime.daemon.reload import pick_up
+    from flowctl.runtime.daemon.service import Service
     from flowctl.spec.config import load_bundle
     from flowctl.store import open_store
 

@@ -181,7 +181,7 @@ def list_(directory: Path, database: str, fmt: str) -> None:
     """Every care process by object and priority: status, schedule, last and next run, outcomes."""
     from flowctl.cli.store_access import open_url, target
     from flowctl.engine.care_forecast import next_look
-    from flowctl.runtime.clock import SystemClock
+    from flowctl.runtime.daemon.clock import SystemClock
     from flowctl.store import MemoryStore
 
     bundle = load_or_exit(directory).bundle
@@ -259,7 +259,7 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
     from flowctl.engine.core import Engine
     from flowctl.engine.memory import MemoryState
     from flowctl.engine.state import CareDue
-    from flowctl.runtime.clock import SystemClock
+    from flowctl.runtime.daemon.clock import SystemClock
 
     if records_file is not None and database:
         raise click.UsageError("give --records FILE or --db URL, not both")
@@ -277,8 +277,8 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
         undated_count, of = len(undated), None
     else:
         from flowctl.cli.store_access import open_existing, target
-        from flowctl.runtime.care import CareScheduler
-        from flowctl.runtime.worker import Engines
+        from flowctl.runtime.care.scheduler import CareScheduler
+        from flowctl.runtime.daemon.worker import Engines
 
         store = open_existing(target(directory, database))
         try:

@@ -120,7 +120,7 @@ Examples:
 @_db
 def retry(args: tuple[str, ...], dir_option: Path | None, database: str) -> None:
     """Queue dead or failed rows for delivery again (same idempotency key)."""
-    from flowctl.runtime.clock import SystemClock
+    from flowctl.runtime.daemon.clock import SystemClock
 
     *ids, last = args
     directory: Path | None = None

@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from flowctl.cli.common import load_or_exit
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.logs import setup_logging
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.daemon.logs import setup_logging
 
 
 @click.command(
@@ -54,8 +54,8 @@ dies with this one and is started again if it exits.""",
 def command(directory: Path, database: str, listen: str, watch: bool, processes: int, log_format: str,
             log_level: str) -> None:  # fmt: skip
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
-    from flowctl.runtime.http import create_app, listen_allowed
-    from flowctl.runtime.service import Service, StartRefused, resolve_database, summary
+    from flowctl.runtime.api.app import create_app, listen_allowed
+    from flowctl.runtime.daemon.service import Service, StartRefused, resolve_database, summary
     from flowctl.store import open_store
 
     setup_logging(log_format, log_level)
@@ -88,7 +88,7 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
     refusal = listen_allowed(address, token)
     if refusal:
         raise click.ClickException(refusal)
-    from flowctl.runtime.leases import AnotherDaemon, lock_sqlite
+    from flowctl.runtime.daemon.leases import AnotherDaemon, lock_sqlite
 
     try:
         lock = lock_sqlite(url)  # held (open) until the process ends
@@ -104,7 +104,7 @@ def command(directory: Path, database: str, listen: str, watch: bool, processes:
         raise click.ClickException(f"cannot open the store {url}: {exc}") from exc
     engine_process = None
     if processes == 2:
-        from flowctl.runtime.engine_process import EngineProcess
+        from flowctl.runtime.daemon.engine_process import EngineProcess
 
         # the child keeps the SQLite lock open: no other daemon starts on the file while it lives
         engine_process = EngineProcess(url, log_format=log_format, log_level=log_level,
@@ -140,7 +140,7 @@ def make_server(app: Any, host: str, port: int) -> Any:
     would kill the process before the workers drain. ``flowctl run`` handles the signals itself."""
     import uvicorn
 
-    from flowctl.runtime.heads import server_options
+    from flowctl.runtime.api.heads import server_options
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from flowctl.gitops.versions import read_directory
-from flowctl.runtime.engine_process import EngineProcess
+from flowctl.runtime.daemon.engine_process import EngineProcess
 from tests.conftest import HttpSink, pg_base
 from tests.daemon.harness import Daemon
 from tests.daemon.test_daemon import sms_hits, wait_for
@@ -56,7 +56,7 @@ def engine_pid_or_none(daemon: Daemon) -> int | None:
     engines = []
     for pid in children(daemon.proc.pid):
         with contextlib.suppress(OSError):  # it may be gone between the two reads
-            if b"flowctl.runtime.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
+            if b"flowctl.runtime.daemon.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
                 engines.append(pid)
     assert len(engines) <= 1, engines
     return engines[0] if engines else None

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from flowctl.runtime.service import owner_of
+from flowctl.runtime.daemon.service import owner_of
 from tests.daemon.harness import Daemon
 from tests.daemon.test_daemon import wait_for
 from tests.daemon.test_engine_process import engine_pid

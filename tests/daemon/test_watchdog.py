@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from flowctl.ports import NewChange
-from flowctl.runtime.ingest import StoreUnavailable
-from flowctl.runtime.service import Service
+from flowctl.runtime.daemon.ingest import StoreUnavailable
+from flowctl.runtime.daemon.service import Service
 from flowctl.spec.config import load_bundle
 from flowctl.store.memory import MemoryStore
 from tests.daemon.harness import Daemon

@@ -16,8 +16,8 @@ import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 from flowctl.ports import Store
-from flowctl.runtime.http import create_app
-from flowctl.runtime.service import Service
+from flowctl.runtime.api.app import create_app
+from flowctl.runtime.daemon.service import Service
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 

@@ -36,10 +36,10 @@ import sqlalchemy as sa
 
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import NewChange, Processed, Store
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.ingest import Backoff, StoreHealth, StoreUnavailable, unavailable
-from flowctl.runtime.leases import LeaseKeeper
-from flowctl.runtime.service import Service, owner_of
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, StoreUnavailable, unavailable
+from flowctl.runtime.daemon.leases import LeaseKeeper
+from flowctl.runtime.daemon.service import Service, owner_of
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowctl.runtime.heads import MAX_HEAD_BYTES, MAX_HEADERS
+from flowctl.runtime.api.heads import MAX_HEAD_BYTES, MAX_HEADERS
 from tests.daemon.harness import Daemon
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads memory from /proc (Linux)")

@@ -26,9 +26,9 @@ from flowctl.engine.core import Engine
 from flowctl.engine.state import Record
 from flowctl.gitops.versions import content_hash
 from flowctl.ports import Clock, Store
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.ingest import Backoff, Ingest, StoreHealth, unavailable
-from flowctl.runtime.worker import Engines, Worker
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.daemon.ingest import Backoff, Ingest, StoreHealth, unavailable
+from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.spec import model as m
 from flowctl.spec.config import Loaded
 
@@ -68,7 +68,7 @@ class Service:
 
     def __post_init__(self) -> None:
         from flowctl.channels import build_senders
-        from flowctl.runtime.metrics import Metrics
+        from flowctl.runtime.api.metrics import Metrics
 
         assert self.loaded.bundle is not None
         self.bundle: m.Bundle = self.loaded.bundle
@@ -84,7 +84,7 @@ class Service:
             quiet.setLevel(logging.ERROR)
             self.health = StoreHealth(quiet)
         self.ingest = Ingest(self.store, on_commit=self._on_commit, health=self.health)
-        from flowctl.runtime.leases import LeaseKeeper
+        from flowctl.runtime.daemon.leases import LeaseKeeper
 
         # FLOWCTL_LEASE_SECONDS: how long a claim lasts without a heartbeat; a dead replica's work
         # goes back to the queue after it (default 60).
@@ -94,7 +94,7 @@ class Service:
         self.worker = Worker(cast(Store, self.leases), self.engines, self.clock, owner=self.owner,
                              lease_seconds=self.lease_seconds)  # fmt: skip
         self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
-        from flowctl.runtime.care import CareScheduler
+        from flowctl.runtime.care.scheduler import CareScheduler
 
         self.care = CareScheduler(self.store, self.engines, self.clock, owner=self.owner, health=self.health)
         self.threads: list[threading.Thread] = []
@@ -205,7 +205,7 @@ class Service:
     def reload(self) -> str:
         """Hot reload from the directory (SIGHUP, ``--watch``): validate, plan, deploy, switch.
         A refused or invalid directory is logged and the running version stays."""
-        from flowctl.runtime.reload import pick_up
+        from flowctl.runtime.daemon.reload import pick_up
 
         try:
             result = self.deploy(self.root, message="reload")
@@ -242,7 +242,7 @@ class Service:
     def _housekeeping(self) -> None:
         """Every couple of seconds: pick up a version deployed by ``flowctl apply`` elsewhere, and
         reload on SIGHUP or when the watched directory changed."""
-        from flowctl.runtime.reload import pick_up
+        from flowctl.runtime.daemon.reload import pick_up
 
         if self._leftover_owners:
             self._end_leftover_leases()
@@ -280,7 +280,7 @@ class Service:
             for thread in self.threads:
                 thread.start()
             return
-        from flowctl.runtime.delivery import Deliverer
+        from flowctl.runtime.delivery.deliverer import Deliverer
 
         self.record_version()
         self.ingest.start()
@@ -402,7 +402,7 @@ class Service:
     def _pollers(self) -> list[threading.Thread]:
         """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""
         from flowctl.channels.env import unset_env
-        from flowctl.runtime.polling import SqlPoller
+        from flowctl.sources.polling import SqlPoller
 
         threads = []
         unset = {u.owner for u in unset_env(self.bundle, self.env)}
@@ -416,7 +416,7 @@ class Service:
         return threads
 
     def _register_metrics(self) -> None:
-        from flowctl.runtime.metrics import register_queue_metrics
+        from flowctl.runtime.api.metrics import register_queue_metrics
 
         register_queue_metrics(self.metrics, self.store, self.clock)
         self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this daemon",

@@ -38,8 +38,8 @@ import sqlalchemy as sa
 
 from flowctl.channels.base import resolve_env
 from flowctl.ports import ChangeOp, Clock, NewChange, Store
-from flowctl.runtime.ingest import Ingest
-from flowctl.runtime.sources import compile_value
+from flowctl.runtime.daemon.ingest import Ingest
+from flowctl.sources.webhooks import compile_value
 from flowctl.spec import model as m
 
 log = logging.getLogger("flowctl.polling")

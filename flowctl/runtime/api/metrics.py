@@ -198,7 +198,7 @@ class GaugeCallback(_Metric):
             result = self.fn()
             rows = self._rows(result)
         except Exception as exc:  # one broken callback must not break the whole scrape
-            from flowctl.runtime.ingest import unavailable
+            from flowctl.runtime.daemon.ingest import unavailable
 
             if unavailable(exc):  # the database is down: the daemon's threads report that once
                 log.debug("metric %s: the store is unavailable", self.name)

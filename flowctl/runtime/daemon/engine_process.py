@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flowctl.ports import Store
-    from flowctl.runtime.ingest import StoreHealth
-    from flowctl.runtime.service import Service
+    from flowctl.runtime.daemon.ingest import StoreHealth
+    from flowctl.runtime.daemon.service import Service
 
 log = logging.getLogger("flowctl.engine_process")
 
@@ -90,8 +90,9 @@ class EngineProcess:
         control_read, control_write = os.pipe()
         status_read, status_write = os.pipe()
         os.set_blocking(control_write, False)  # a full pipe already means "wake up"
-        command = [sys.executable, "-m", "flowctl.runtime.engine_process", "--version", version, "--db", self.database,
-                   "--control-fd", str(control_read), "--status-fd", str(status_write), "--parent", str(os.getpid()),
+        command = [sys.executable, "-m", "flowctl.runtime.daemon.engine_process", "--version", version,
+                   "--db", self.database, "--control-fd", str(control_read), "--status-fd", str(status_write),
+                   "--parent", str(os.getpid()),
                    "--log-format", self.log_format, "--log-level", self.log_level]  # fmt: skip
         try:
             proc = subprocess.Popen(command, pass_fds=(control_read, status_write, *self.keep_fds), env=self.env)
@@ -309,9 +310,9 @@ def _load(database: str, wanted: str, closed: threading.Event, status: _Status,
           health: StoreHealth) -> tuple[Store, Service] | None:  # fmt: skip
     """Open the store and build the engine of the version to run, waiting (with backoff) while
     the store cannot be reached or no stored version can be run; None if the parent stopped first."""
-    from flowctl.runtime.ingest import Backoff, brief, unavailable
-    from flowctl.runtime.reload import Unusable, load_deployed
-    from flowctl.runtime.service import Service
+    from flowctl.runtime.daemon.ingest import Backoff, brief, unavailable
+    from flowctl.runtime.daemon.reload import Unusable, load_deployed
+    from flowctl.runtime.daemon.service import Service
     from flowctl.store import open_store
 
     backoff = Backoff()
@@ -345,7 +346,7 @@ def _load(database: str, wanted: str, closed: threading.Event, status: _Status,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowctl.runtime.engine_process",
+    parser = argparse.ArgumentParser(prog="python -m flowctl.runtime.daemon.engine_process",
                                      description="The engine of 'flowctl run', which starts it.")  # fmt: skip
     parser.add_argument("--version", default="", help="the stored version to run (default: the current one)")
     parser.add_argument("--db", required=True)
@@ -359,8 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    from flowctl.runtime.ingest import StoreHealth
-    from flowctl.runtime.logs import setup_logging
+    from flowctl.runtime.daemon.ingest import StoreHealth
+    from flowctl.runtime.daemon.logs import setup_logging
 
     setup_logging(args.log_format, args.log_level)
     control, status = _Control(args.control_fd), _Status(args.status_fd)

@@ -39,10 +39,17 @@ from starlette.routing import Route
 
 from flowctl.engine.state import Record, Run
 from flowctl.ports import AppendResult, Clock, NewChange, StoredChange
-from flowctl.runtime.ingest import unavailable
-from flowctl.runtime.metrics import CONTENT_TYPE, Metrics
-from flowctl.runtime.readback import MAX_WAIT, processed_json, read_record, record_json, requested_wait, wait_processed
-from flowctl.runtime.sources import (
+from flowctl.runtime.api.metrics import CONTENT_TYPE, Metrics
+from flowctl.runtime.api.readback import (
+    MAX_WAIT,
+    processed_json,
+    read_record,
+    record_json,
+    requested_wait,
+    wait_processed,
+)
+from flowctl.runtime.daemon.ingest import unavailable
+from flowctl.sources.webhooks import (
     NUL_PROBLEM,
     BadRequest,
     Conflict,

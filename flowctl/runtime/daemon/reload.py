@@ -95,7 +95,7 @@ def release_unused(service: Any) -> list[str]:
     engines = service.engines
     if len(engines.by_version) <= 1:
         return []
-    from flowctl.runtime.clock import SystemClock
+    from flowctl.runtime.daemon.clock import SystemClock
 
     now = (getattr(service, "clock", None) or SystemClock()).now()
     since = (now.astimezone(engines.current.tz).date() - timedelta(days=1)).isoformat()
@@ -115,7 +115,7 @@ def _refresh_policies(service: Any, bundle: Any) -> None:
     deliverer = getattr(service, "deliverer", None)
     if deliverer is None:
         return
-    from flowctl.runtime import policies
+    from flowctl.runtime.delivery import policies
 
     deliverer.policies = {name: ch.policy for name, ch in bundle.channels.items() if policies.active(ch.policy)}
     deliverer.timezone = bundle.config.timezone

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from flowctl.engine.state import Timer
 from flowctl.ports import Clock, LeaseLost, OutboxRow, Processed, Store, StoredChange
-from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
+from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
 
 log = logging.getLogger("flowctl.leases")
 

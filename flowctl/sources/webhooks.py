@@ -3,7 +3,7 @@
 Nothing here knows HTTP frameworks: :meth:`WebhookSource.authenticate` and
 :meth:`WebhookSource.changes` take the headers, the raw body and the time, and either return the
 ``NewChange`` list or raise a :class:`RequestError` whose class says the HTTP status. The same
-errors, :func:`parse_json` and :func:`check_change` serve the records API in ``runtime.http``.
+errors, :func:`parse_json` and :func:`check_change` serve the records API in ``runtime.api``.
 
 Authentication (``auth:``)
 
@@ -32,7 +32,7 @@ header are left out):
   so a redelivered webhook changes nothing. Inside one list delivery an item giving an event id
   and the same change as an earlier item is a repeat and dropped; distinct items under one id
   (an id of the whole delivery) are keyed ``<source>:<event_id>:<n>`` in order. Without
-  ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.http``).
+  ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.api``).
 
 A template that is a single ``{{ expression }}`` keeps the expression's type (a number stays a
 number, ``{{ payload.data }}`` gives the mapping itself); any other template gives text.
