@@ -8,7 +8,7 @@ answer (same ``seq``, ``"duplicate": true``). The store keeps the fingerprint of
 first used for, so the same key with another request is refused (409), whenever it comes back.
 
 Every error answers ``{"error": {"code", "message", "details"}}`` with the status its class
-(``sources.RequestError``) names. ``openapi()`` is the hand-written description of all of it.
+(``sources.errors.RequestError``) names. ``openapi()`` is the hand-written description of all of it.
 
 The app only needs a :class:`ServiceView`; ``create_app(svc)`` reads ``svc.bundle`` on every
 request, so a hot reload takes effect on the next request.
@@ -49,8 +49,8 @@ from flowctl.runtime.api.readback import (
     wait_processed,
 )
 from flowctl.runtime.daemon.ingest import unavailable
-from flowctl.sources.webhooks import (
-    NUL_PROBLEM,
+from flowctl.sources.checks import check_change, fingerprint
+from flowctl.sources.errors import (
     BadRequest,
     Conflict,
     InternalError,
@@ -63,14 +63,9 @@ from flowctl.sources.webhooks import (
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
-    WebhookSource,
-    check_change,
-    fingerprint,
-    has_nul,
-    json_type,
-    parse_json,
-    resolve_secret,
 )
+from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
+from flowctl.sources.webhooks import WebhookSource, resolve_secret
 from flowctl.spec import model as m
 
 log = logging.getLogger("flowctl.http")
