@@ -5,9 +5,9 @@ Channels, sources and Config's ``api_token`` resolve their references with one f
 is NAME's value, ``${NAME:-default}`` the default when NAME is unset or empty, ``$${NAME}`` a
 literal ``${NAME}``. A reference without a default needs its variable set and not empty.
 :func:`unset_env` lists every such variable that is not, with the place it is written, so that
-``flowctl run`` and ``flowctl apply`` name them all at start in one message, ``/readyz`` reports them, ``flowctl validate --env`` fails on them in CI,
-and the deliverer holds the messages of a channel that cannot be configured instead of
-dead-lettering them.
+``flowctl run`` and ``flowctl apply`` name them all at start in one message, ``/readyz`` reports
+them, ``flowctl validate --env`` fails on them in CI, and the deliverer holds the messages of a
+channel that cannot be configured instead of dead-lettering them.
 """
 
 from __future__ import annotations
