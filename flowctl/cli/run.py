@@ -54,7 +54,8 @@ dies with this one and is started again if it exits.""",
 def command(directory: Path, database: str, listen: str, watch: bool, processes: int, log_format: str,
             log_level: str) -> None:  # fmt: skip
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
-    from flowctl.runtime.api.app import create_app, listen_allowed
+    from flowctl.runtime.api.access import listen_allowed
+    from flowctl.runtime.api.app import create_app
     from flowctl.runtime.daemon.service import Service, StartRefused, resolve_database, summary
     from flowctl.store import open_store
 

@@ -27,7 +27,8 @@ from flowctl.cli.main import cli
 from flowctl.engine.render import render_run
 from flowctl.engine.state import Effect, Run, Step
 from flowctl.ports import OutboxRow, Processed
-from flowctl.runtime.api.app import MAX_ID, MAX_KEY
+from flowctl.runtime.api.idempotency import MAX_KEY
+from flowctl.runtime.api.requests import MAX_ID
 from flowctl.runtime.delivery import policies
 from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.sources.webhooks import MAX_ITEMS
