@@ -47,7 +47,7 @@ class Target:
 def target(directory: Path, database: str) -> Target:
     """``--db`` if given, else the Config's ``database`` (default ``sqlite:///flowctl.db`` beside it)."""
     from flowctl.cli.common import config_of, zone_of
-    from flowctl.runtime.daemon.service import resolve_database
+    from flowctl.runtime.settings import resolve_database
 
     if not database and not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")

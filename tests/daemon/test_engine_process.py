@@ -56,7 +56,7 @@ def engine_pid_or_none(daemon: Daemon) -> int | None:
     engines = []
     for pid in children(daemon.proc.pid):
         with contextlib.suppress(OSError):  # it may be gone between the two reads
-            if b"flowctl.runtime.daemon.engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
+            if b"flowctl.runtime.daemon.engine_child" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
                 engines.append(pid)
     assert len(engines) <= 1, engines
     return engines[0] if engines else None

@@ -17,6 +17,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from flowctl.ports import Store
 from flowctl.runtime.api.app import create_app
+from flowctl.runtime.compose import daemon_service
 from flowctl.runtime.daemon.service import Service
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
@@ -60,7 +61,7 @@ class Daemons:
     def __call__(self, files: Mapping[str, str], *, env: Mapping[str, str] | None = None, database: str = "",
                  log_stream: Any = None, **service: Any) -> Daemon:  # fmt: skip
         """Start ``Service`` on a config made of ``files`` (name -> YAML), over SQLite unless
-        ``database`` names another store; ``service`` are more ``Service`` arguments (``clock``)."""
+        ``database`` names another store; ``service`` are more ``compose.daemon_service`` arguments (``clock``)."""
         self.started += 1
         n = self.started
         root = self.folder / f"config-{n}"
@@ -71,8 +72,8 @@ class Daemons:
         loaded = load_bundle(root)
         assert loaded.ok, "\n".join(str(issue) for issue in loaded.errors)
         store = open_store(database or f"sqlite:///{self.folder / f'flowctl-{n}.db'}")
-        svc = Service(root=root, loaded=loaded, store=store, env=dict(env or {}), log_stream=log_stream,
-                      poll_interval=0.02, **service)  # fmt: skip
+        svc = daemon_service(root, loaded, store, env=dict(env or {}), log_stream=log_stream,
+                             poll_interval=0.02, **service)  # fmt: skip
         svc.start()
         client = TestClient(create_app(svc, commit_timeout=10.0), raise_server_exceptions=True)
         client.__enter__()
