@@ -15,6 +15,9 @@ from typing import Any
 
 import click
 
+from flowctl.cli.common import config_of, zone_of
+from flowctl.runtime.settings import resolve_database
+
 DB_HELP = "Database URL (default: the config directory's database, sqlite:///flowctl.db beside it)."
 
 
@@ -46,8 +49,6 @@ class Target:
 
 def target(directory: Path, database: str) -> Target:
     """``--db`` if given, else the Config's ``database`` (default ``sqlite:///flowctl.db`` beside it)."""
-    from flowctl.cli.common import config_of, zone_of
-    from flowctl.runtime.settings import resolve_database
 
     if not database and not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
@@ -74,7 +75,7 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def open_url(url: str) -> Any:
-    from flowctl.store import open_store
+    from flowctl.store import open_store  # lazy: start-up time (SQLAlchemy only once a command opens a store)
 
     try:
         return open_store(url)
