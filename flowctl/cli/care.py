@@ -187,7 +187,6 @@ def _undated_text(undated: list[Any]) -> str:
 @_format
 def list_(directory: Path, database: str, fmt: str) -> None:
     """Every care process by object and priority: status, schedule, last and next run, outcomes."""
-
     bundle = load_or_exit(directory).bundle
     tz, now = _zone(bundle), SystemClock().now()
     where = target(directory, database)

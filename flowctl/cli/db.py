@@ -32,7 +32,6 @@ Examples:
 @click.option("--db", "database", default="", help=DB_HELP)
 def upgrade(directory: Path, database: str) -> None:
     """Apply the schema migrations to the newest revision."""
-
     store = open_for(directory, database)  # opening migrates
     try:
         click.echo(f"database at revision {current_revision(store.engine)}")

@@ -44,7 +44,6 @@ def _as_test(data: Any) -> dict[str, Any]:
 
 def load_event(path: Path) -> tuple[Test | None, list[Issue]]:
     """Read the event file as a Test document, reporting problems at its own lines."""
-
     result = load_text(path.read_text(encoding="utf-8"), str(path), path)
     if result.issues or not result.documents:
         example = 'update: {object: deal, id: "7", fields: {paid_amount: 600000}}'
@@ -104,7 +103,6 @@ fails to render) are printed and do not change the exit code.
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str) -> None:
     """Show what the automations under DIR (default: .) would do for the changes in --event."""
-
     loaded = load_or_exit(directory)
     test, issues = load_event(event_file)
     if test is None:

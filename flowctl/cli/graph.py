@@ -23,7 +23,6 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
 def command(name: str, directory: Path, fmt: str) -> None:
     """Draw the flow or pipeline NAME defined under DIR (default: .)."""
-
     bundle = load_or_exit(directory).bundle
     if name in bundle.flows:
         flow = bundle.flows[name]

@@ -121,7 +121,6 @@ Examples:
 @_db
 def retry(args: tuple[str, ...], dir_option: Path | None, database: str) -> None:
     """Queue dead or failed rows for delivery again (same idempotency key)."""
-
     *ids, last = args
     directory: Path | None = None
     if not last.isdigit():

@@ -47,7 +47,6 @@ Exit codes: 0 no change (or only comments and layout of YAML files), 2 changes t
 @NOW
 def command(directory: Path, database: str, fmt: str, allow_cancel: bool, force: bool, now_text: str) -> None:
     """Show what applying DIR would change: documents, field by field, and the live state it touches."""
-
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
     where = target(directory, database)

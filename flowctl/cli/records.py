@@ -111,7 +111,6 @@ started) processes it and runs the automations it triggers.""",
 @_db
 def put(object: str, id: str, fields_json: str, stage: str, directory: Path, database: str) -> None:
     """Create or replace a record (FIELDS_JSON is a JSON object)."""
-
     try:
         fields = json.loads(fields_json)
     except json.JSONDecodeError as exc:

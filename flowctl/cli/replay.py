@@ -67,7 +67,6 @@ or no database.""",
 @FORMAT
 def command(directory: Path, since_text: str, until_text: str, database: str, limit: int, fmt: str) -> None:
     """Replay the changes recorded since --since through DIR and show how the effects would differ."""
-
     where = target(directory, database)
     zone = where.zone
     since = parse_now(since_text, zone, "--since").astimezone(zone)

@@ -40,7 +40,6 @@ def command(
     version: str, directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool, now_text: str
 ) -> None:
     """Deploy the stored VERSION again (DIR only locates the default database)."""
-
     where = target(directory, database)
     now = parse_now(now_text, where.zone)
     store = open_existing(where)

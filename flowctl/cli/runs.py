@@ -36,7 +36,6 @@ def command() -> None:
 
 def run_json(run: Any, zone: tzinfo) -> dict[str, Any]:
     """A run as JSON, its times in ``zone`` with their offset."""
-
     out = plain(run)
     out["started_at"] = iso_or_none(out["started_at"], zone)
     out["updated_at"] = iso_or_none(run.updated_at, zone)
@@ -84,7 +83,6 @@ def list_(status: str, record: str, limit: int, fmt: str, directory: Path, datab
 @_db
 def show(run_id: str, fmt: str, directory: Path, database: str) -> None:
     """Print one run's trace: nodes passed, conditions with their values, decisions, effects."""
-
     where = target(directory, database)
     store = open_existing(where)
     try:

@@ -23,7 +23,6 @@ DB_HELP = "Database URL (default: the config directory's database, sqlite:///flo
 
 class NoDatabase(click.ClickException):
     """The SQLite file a reading command was pointed at does not exist (exit 1)."""
-
     exit_code = 1
 
     def __init__(self, path: Path) -> None:
@@ -37,7 +36,6 @@ class NoDatabase(click.ClickException):
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a command's store is, and the zone it prints times in."""
-
     url: str
     zone: tzinfo
     file: Path | None  # the SQLite file, when the store is one
@@ -49,7 +47,6 @@ class Target:
 
 def target(directory: Path, database: str) -> Target:
     """``--db`` if given, else the Config's ``database`` (default ``sqlite:///flowctl.db`` beside it)."""
-
     if not database and not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
     config = config_of(directory)

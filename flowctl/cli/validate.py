@@ -180,7 +180,6 @@ def render_empty(loaded: Any, fmt: str, out: IO[str]) -> None:
 
 def validate(directories: Sequence[Path], fmt: str, out: IO[str], env: Mapping[str, str] | None = None) -> bool:
     """``env``: also check that every ${ENV} variable the config needs is set in it (E095)."""
-
     ok = True
     for directory in directories:
         loaded = load_bundle(directory)
