@@ -28,9 +28,7 @@ from flowctl.engine.core import Engine
 from flowctl.gitops.versions import content_hash
 from flowctl.ports import Clock, Store
 from flowctl.runtime.api.access import listen_allowed
-from flowctl.runtime.api.app import create_app
 from flowctl.runtime.api.metrics import Metrics
-from flowctl.runtime.api.server import make_server
 from flowctl.runtime.care.scheduler import CareScheduler
 from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.engine_process import EngineProcess
@@ -260,6 +258,9 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
             f"(see 'flowctl plan {settings.directory}')"
         ) from exc
     say(summary(service, settings.listen, settings.database))
+    from flowctl.runtime.api.app import create_app  # lazy: start-up time (the engine process serves no HTTP)
+    from flowctl.runtime.api.server import make_server  # lazy: start-up time (the engine process serves no HTTP)
+
     server = make_server(create_app(service), settings.host, settings.port)
 
     def request_exit(signum: int, frame: object) -> None:
