@@ -158,8 +158,8 @@ def fill(url: str, size: int, due: int) -> float:
 def tick_child(url: str, config: str) -> None:
     """In the child: a warm-up tick yesterday, then the measured tick today; prints JSON."""
     from flowctl.engine.core import Engine
-    from flowctl.runtime.care import CareScheduler
-    from flowctl.runtime.worker import Engines
+    from flowctl.runtime.care.scheduler import CareScheduler
+    from flowctl.runtime.daemon.worker import Engines
     from flowctl.spec.config import load_bundle
     from flowctl.store import open_store
 

@@ -24,8 +24,8 @@ from support import gateway, sender
 
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import Processed
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.delivery import Deliverer
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.store import open_store
 
 

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from support import fresh_database
 
-from flowctl.runtime.ingest import Ingest
-from flowctl.runtime.polling import SqlPoller
+from flowctl.runtime.daemon.ingest import Ingest
+from flowctl.sources.polling import SqlPoller
 from flowctl.spec.durations import parse_duration
 from flowctl.spec.model import Duration, Metadata, Source
 from flowctl.store import open_store

@@ -90,8 +90,8 @@ def main() -> None:
 
     from flowctl.engine.core import Engine
     from flowctl.gitops import versions
-    from flowctl.runtime.reload import pick_up
-    from flowctl.runtime.service import Service
+    from flowctl.runtime.compose import daemon_service, engine_service
+    from flowctl.runtime.daemon.reload import pick_up
     from flowctl.spec.config import load_bundle
     from flowctl.store import open_store
 
@@ -107,10 +107,9 @@ def main() -> None:
         print(f"build once: {args.flows:,} flows, {build_once:.2f} s CPU (load, validate, Engine)")
 
         database = f"sqlite:///{tmp}/bench.db"
-        api = Service(root=folder, loaded=loaded, store=open_store(database), env={})
+        api = daemon_service(folder, loaded, open_store(database), env={})
         api.record_version()
-        engine_side = Service(root=folder, loaded=loaded, store=open_store(database), env={}, role="engine",
-                              version_id=api.version)  # fmt: skip
+        engine_side = engine_service(loaded, open_store(database), api.version)
         rss_api, rss_engine, costs, blocks = [], [], [], []
         engine_cache: dict[str, object] = {}
         for n in range(1, args.reloads + 1):

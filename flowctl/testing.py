@@ -266,7 +266,7 @@ class Daemon:
         engines = []
         for pid in children(self.proc.pid):
             with contextlib.suppress(OSError):  # it may be gone between the two reads
-                if b"engine_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
+                if b"engine_child" in Path(f"/proc/{pid}/cmdline").read_bytes() and not gone(pid):
                     engines.append(pid)
         assert len(engines) <= 1, engines
         return engines[0] if engines else None

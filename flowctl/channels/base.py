@@ -12,13 +12,13 @@ exception, log line, receipt or stored error ever repeats one.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from flowctl.ports import OutboxRow
+from flowctl.spec.env import ENV_REFERENCE, UnsetVariable, env_names, substitute
 
 __all__ = [
     "ENV_REFERENCE",
@@ -83,41 +83,21 @@ class Sender(Protocol):
 
 # --- ${ENV} references --------------------------------------------------------------------------
 
-# ${NAME} or ${NAME:-default}; $${...} stands for a literal ${...}.
-ENV_REFERENCE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
 #: Values shorter than this are not masked: "25" or "on" would garble every message they occur in.
 MIN_SECRET_LENGTH = 4
 
 
 def resolve_env(value: str, env: Mapping[str, str], secrets: Secrets | None = None) -> str:
-    """Replace ``${NAME}`` (and ``${NAME:-default}``, used when NAME is unset or empty) from ``env``.
+    """Replace ``${NAME}`` (and ``${NAME:-default}``, used when NAME is unset or empty) from ``env``
+    (the grammar is :mod:`flowctl.spec.env`'s).
 
     Raises :class:`PermanentFailure` naming a variable that is not set and has no default. Every
     substituted value is added to ``secrets`` (when given) so the caller can mask it later.
     """
-    if "${" not in value:
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        escaped, name, default = match.groups()
-        if escaped:
-            return match.group(0)[1:]
-        found = env.get(name)
-        if found is None or (found == "" and default is not None):
-            if default is None:
-                raise PermanentFailure(f"environment variable {name} is not set")
-            return default
-        if secrets is not None:
-            secrets.add(found)
-        return found
-
-    return ENV_REFERENCE.sub(substitute, value)
-
-
-def env_names(value: str) -> set[str]:
-    """The variable names a value references (escaped ``$${X}`` excluded)."""
-    return {m.group(2) for m in ENV_REFERENCE.finditer(value) if not m.group(1)}
+    try:
+        return substitute(value, env, secrets.add if secrets is not None else None)
+    except UnsetVariable as exc:
+        raise PermanentFailure(str(exc)) from None
 
 
 class Secrets:

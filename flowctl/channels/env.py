@@ -1,13 +1,13 @@
 """The ``${ENV}`` variables a configuration needs, and which of them are not set.
 
 Channels, sources and Config's ``api_token`` resolve their references with one function,
-:func:`flowctl.channels.base.resolve_env`: ``${NAME}`` is NAME's value, ``${NAME:-default}`` the
-default when NAME is unset or empty, ``$${NAME}`` a literal ``${NAME}``. A reference without a
-default needs its variable set and not empty. :func:`unset_env` lists every such variable that
-is not, with the place it is written, so that ``flowctl run`` and ``flowctl apply`` name them all
-at start in one message, ``/readyz`` reports them, ``flowctl validate --env`` fails on them in CI,
-and the deliverer holds the messages of a channel that cannot be configured instead of
-dead-lettering them.
+:func:`flowctl.spec.env.substitute` (channels through ``channels.base.resolve_env``): ``${NAME}``
+is NAME's value, ``${NAME:-default}`` the default when NAME is unset or empty, ``$${NAME}`` a
+literal ``${NAME}``. A reference without a default needs its variable set and not empty.
+:func:`unset_env` lists every such variable that is not, with the place it is written, so that
+``flowctl run`` and ``flowctl apply`` name them all at start in one message, ``/readyz`` reports
+them, ``flowctl validate --env`` fails on them in CI, and the deliverer holds the messages of a
+channel that cannot be configured instead of dead-lettering them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from flowctl.channels.base import ENV_REFERENCE
 from flowctl.spec import model as m
 from flowctl.spec.checks._common import leaves, value_span
+from flowctl.spec.env import needed
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.places import PathPart, Span
 
@@ -37,11 +37,6 @@ class Unset:
 
     def __str__(self) -> str:
         return f"{self.owner}: {self.problem}"
-
-
-def needed(value: str) -> list[str]:
-    """The variables ``value`` references without a default (``$${X}`` is a literal, not one)."""
-    return [match.group(2) for match in ENV_REFERENCE.finditer(value) if not match.group(1) and match.group(3) is None]
 
 
 def _strings(doc: m.Document, keys: Sequence[str]) -> Iterator[tuple[tuple[PathPart, ...], str]]:

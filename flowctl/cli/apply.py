@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,9 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from flowctl.channels.env import unset_env
 from flowctl.cli.common import config_zone
 from flowctl.cli.gitops_common import ALLOW_CANCEL, FORCE, FORMAT, NOW, echo_json, parse_now, render_plan
 from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.gitops.deploy import DeployConflict, deploy
+from flowctl.gitops.plan import make_plan
+from flowctl.gitops.versions import read_directory
 
 if TYPE_CHECKING:
     from flowctl.gitops.plan import Plan
@@ -55,11 +60,7 @@ def command(
     directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool, now_text: str
 ) -> None:
     """Deploy DIR as the current configuration, after the checks of 'flowctl plan'."""
-    import os
 
-    from flowctl.channels.env import unset_env
-    from flowctl.gitops.plan import make_plan
-    from flowctl.gitops.versions import read_directory
 
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
@@ -78,7 +79,6 @@ def command(
 def finish(store: Store, plan: Plan, now: datetime, message: str, fmt: str, unset: Sequence[str] = ()) -> int:
     """Deploy ``plan`` if it may be, print the outcome, return the exit code (shared with rollback).
     ``unset``: the ``${ENV}`` variables the version needs that are not set here, named in a warning."""
-    from flowctl.gitops.deploy import DeployConflict, deploy
 
     applied, error = False, ""
     if plan.status == "changes":

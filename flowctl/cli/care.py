@@ -15,7 +15,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flowctl.cli.common import load_or_exit
-from flowctl.cli.store_access import DB_HELP
+from flowctl.cli.store_access import DB_HELP, open_existing, open_url, target
+from flowctl.engine.care import cron_of, outcome, scan
+from flowctl.engine.care_forecast import forecast as forecast_of
+from flowctl.engine.care_forecast import next_look
+from flowctl.engine.care_forecast import undated as undated_of
+from flowctl.engine.core import Engine
+from flowctl.engine.memory import MemoryState
+from flowctl.engine.state import CareDue, Record
+from flowctl.runtime.care.scheduler import CareScheduler
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.daemon.worker import Engines
+from flowctl.spec.loader import load_text
+from flowctl.store import MemoryStore
 
 if TYPE_CHECKING:  # click's ParamType is generic in its stubs from 8.2 on, a plain class at run time before
     _ParamType = click.ParamType[date, Any]
@@ -72,8 +84,6 @@ def read_records(path: Path) -> list[Any]:
 
     Read as flowctl reads its config (YAML 1.2): ``birthday: 1990-02-29`` stays the text written,
     and a date that does not exist is a record without a usable date, not a crash."""
-    from flowctl.engine.state import Record
-    from flowctl.spec.loader import load_text
 
     def bad(why: str) -> click.BadParameter:
         return click.BadParameter(f"{path}: {why}", param_hint="'--records'")
@@ -138,8 +148,6 @@ def _when_json(process: Any) -> dict[str, str]:
 
 
 def _dst(process: Any) -> str:
-    from flowctl.engine.care import cron_of
-
     if process.when.cron and cron_of(process.when.cron).interval:
         return "dst: by the clock (an interval cron)"
     return f"dst_gap {process.dst_gap}, dst_overlap {process.dst_overlap}"
@@ -179,11 +187,6 @@ def _undated_text(undated: list[Any]) -> str:
 @_format
 def list_(directory: Path, database: str, fmt: str) -> None:
     """Every care process by object and priority: status, schedule, last and next run, outcomes."""
-    from flowctl.cli.store_access import open_url, target
-    from flowctl.engine.care_forecast import next_look
-    from flowctl.runtime.clock import SystemClock
-    from flowctl.store import MemoryStore
-
     bundle = load_or_exit(directory).bundle
     tz, now = _zone(bundle), SystemClock().now()
     where = target(directory, database)
@@ -254,12 +257,6 @@ def _day_span(day: date, tz: Any) -> tuple[datetime, datetime]:
 def preview(name: str, directory: Path, day: date | None, records_file: Path | None, database: str, fmt: str) -> None:
     """Which records NAME would touch on a day and what it would send, from a records file or the
     database (the config's, or --db). Nothing is sent or stored."""
-    from flowctl.engine.care import outcome, scan
-    from flowctl.engine.care_forecast import undated as undated_of
-    from flowctl.engine.core import Engine
-    from flowctl.engine.memory import MemoryState
-    from flowctl.engine.state import CareDue
-    from flowctl.runtime.clock import SystemClock
 
     if records_file is not None and database:
         raise click.UsageError("give --records FILE or --db URL, not both")
@@ -276,10 +273,6 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
         undated = undated_of(process, records)
         undated_count, of = len(undated), None
     else:
-        from flowctl.cli.store_access import open_existing, target
-        from flowctl.runtime.care import CareScheduler
-        from flowctl.runtime.worker import Engines
-
         store = open_existing(target(directory, database))
         try:
             found = CareScheduler(store, Engines(engine), SystemClock()).due(process, start, end)
@@ -365,8 +358,6 @@ def forecast(name: str, directory: Path, from_: date, days: int, records_file: P
     golden file a pull request can diff. The process's if: is applied to the records as given; what
     does not run is listed with why (if: false, a wall time that does not exist under dst_gap: skip,
     a date field that is empty or not a date)."""
-    from flowctl.engine.care_forecast import forecast as forecast_of
-    from flowctl.engine.core import Engine
 
     bundle = load_or_exit(directory).bundle
     process = _process(bundle, name)

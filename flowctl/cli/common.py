@@ -21,7 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def load_or_exit(directory: Path, *, allow_warnings: bool = True) -> Any:
     """Load and validate ``directory``; print every error and exit 1 when it is invalid."""
-    from flowctl.spec.config import load_bundle
+    from flowctl.spec.config import (
+        load_bundle,  # lazy: start-up time (commands that only read the store skip jsonschema and jinja2)
+    )
 
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
@@ -64,7 +66,9 @@ def pick_directory(argument: Path | None, option: Path | None) -> Path:
 
 def config_of(directory: Path) -> Any:
     """The Config under ``directory`` (read without the semantic checks), or None."""
-    from flowctl.spec.config import load_bundle
+    from flowctl.spec.config import (
+        load_bundle,  # lazy: start-up time (commands that only read the store skip jsonschema and jinja2)
+    )
 
     if not directory.is_dir():
         return None

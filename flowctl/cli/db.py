@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from flowctl.cli.store_access import DB_HELP
+from flowctl.cli.store_access import DB_HELP, open_for
+from flowctl.store.migrate import current_revision
 
 
 @click.group(
@@ -31,12 +32,8 @@ Examples:
 @click.option("--db", "database", default="", help=DB_HELP)
 def upgrade(directory: Path, database: str) -> None:
     """Apply the schema migrations to the newest revision."""
-    from flowctl.cli.store_access import open_for
-
     store = open_for(directory, database)  # opening migrates
     try:
-        from flowctl.store.migrate import current_revision
-
         click.echo(f"database at revision {current_revision(store.engine)}")
     finally:
         store.close()

@@ -10,9 +10,17 @@ from typing import Any
 import click
 
 from flowctl.cli.common import load_or_exit
+from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
+from flowctl.engine.scenario import parse_now, perform_step
+from flowctl.engine.simulator import SimulationError, Simulator
+from flowctl.engine.state import Record
+from flowctl.spec.builder import Builder
+from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue
+from flowctl.spec.loader import RawDocument, load_text
 from flowctl.spec.model import Test
 from flowctl.spec.places import Span
+from flowctl.spec.schema import check_document
 
 EVENT_HELP = """\b
 The event file (YAML or JSON) holds one step, or 'steps:' with several, and
@@ -36,10 +44,6 @@ def _as_test(data: Any) -> dict[str, Any]:
 
 def load_event(path: Path) -> tuple[Test | None, list[Issue]]:
     """Read the event file as a Test document, reporting problems at its own lines."""
-    from flowctl.spec.builder import Builder
-    from flowctl.spec.loader import RawDocument, load_text
-    from flowctl.spec.schema import check_document
-
     result = load_text(path.read_text(encoding="utf-8"), str(path), path)
     if result.issues or not result.documents:
         example = 'update: {object: deal, id: "7", fields: {paid_amount: 600000}}'
@@ -99,12 +103,6 @@ fails to render) are printed and do not change the exit code.
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str) -> None:
     """Show what the automations under DIR (default: .) would do for the changes in --event."""
-    from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
-    from flowctl.engine.scenario import parse_now, perform_step
-    from flowctl.engine.simulator import SimulationError, Simulator
-    from flowctl.engine.state import Record
-    from flowctl.spec.durations import DurationError, parse_duration
-
     loaded = load_or_exit(directory)
     test, issues = load_event(event_file)
     if test is None:

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from flowctl.cli.common import iso
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.spec.durations import DurationError, parse_duration
 
 FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
@@ -43,8 +45,6 @@ def parse_now(text: str, zone: tzinfo | None = None, option: str = "--now") -> d
     """The time ``option`` gives, as people type it: ISO date or time, ``1d`` (that long ago), or
     ``now``/``today``/``yesterday`` (midnight in ``zone``); empty is now. A time without an
     offset is in ``zone``; with no zone known (None), an offset is required."""
-    from flowctl.runtime.clock import SystemClock
-    from flowctl.spec.durations import DurationError, parse_duration
 
     word = text.strip().lower()
     now = SystemClock().now()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from flowctl.cli.common import load_or_exit
+from flowctl.engine import graph
 
 
 @click.command(
@@ -22,8 +23,6 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
 def command(name: str, directory: Path, fmt: str) -> None:
     """Draw the flow or pipeline NAME defined under DIR (default: .)."""
-    from flowctl.engine import graph
-
     bundle = load_or_exit(directory).bundle
     if name in bundle.flows:
         flow = bundle.flows[name]

@@ -12,6 +12,7 @@ import click
 
 from flowctl.cli.common import directory_argument, iso, iso_or_none, pick_directory
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.runtime.daemon.clock import SystemClock
 
 _db = click.option("--db", "database", default="", help=DB_HELP)
 
@@ -120,8 +121,6 @@ Examples:
 @_db
 def retry(args: tuple[str, ...], dir_option: Path | None, database: str) -> None:
     """Queue dead or failed rows for delivery again (same idempotency key)."""
-    from flowctl.runtime.clock import SystemClock
-
     *ids, last = args
     directory: Path | None = None
     if not last.isdigit():

@@ -8,7 +8,10 @@ from pathlib import Path
 import click
 
 from flowctl.cli.gitops_common import ALLOW_CANCEL, FORCE, FORMAT, NOW, echo_json, parse_now, render_plan
-from flowctl.cli.store_access import DB_HELP
+from flowctl.cli.store_access import DB_HELP, NoDatabase, open_existing, target
+from flowctl.gitops.plan import make_plan
+from flowctl.gitops.versions import read_directory
+from flowctl.store import MemoryStore
 
 
 @click.command(
@@ -44,11 +47,6 @@ Exit codes: 0 no change (or only comments and layout of YAML files), 2 changes t
 @NOW
 def command(directory: Path, database: str, fmt: str, allow_cancel: bool, force: bool, now_text: str) -> None:
     """Show what applying DIR would change: documents, field by field, and the live state it touches."""
-    from flowctl.cli.store_access import NoDatabase, open_existing, target
-    from flowctl.gitops.plan import make_plan
-    from flowctl.gitops.versions import read_directory
-    from flowctl.store import MemoryStore
-
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
     where = target(directory, database)

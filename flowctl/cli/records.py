@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
-from flowctl.cli.common import directory_argument
+from flowctl.cli.common import directory_argument, load_or_exit
 from flowctl.cli.store_access import DB_HELP, open_existing, open_for, target
+from flowctl.engine.records import check_fields, check_stage
 from flowctl.engine.state import Record
+from flowctl.ports import NewChange
 
 _dir = directory_argument("Config directory (default: .), for its database and object types.")
 _db = click.option("--db", "database", default="", help=DB_HELP)
@@ -109,10 +111,6 @@ started) processes it and runs the automations it triggers.""",
 @_db
 def put(object: str, id: str, fields_json: str, stage: str, directory: Path, database: str) -> None:
     """Create or replace a record (FIELDS_JSON is a JSON object)."""
-    from flowctl.cli.common import load_or_exit
-    from flowctl.engine.records import check_fields, check_stage
-    from flowctl.ports import NewChange
-
     try:
         fields = json.loads(fields_json)
     except json.JSONDecodeError as exc:

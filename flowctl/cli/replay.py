@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowctl.cli.common import iso
+from flowctl.cli.common import iso, load_or_exit
 from flowctl.cli.gitops_common import FORMAT, echo_json, parse_now
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.gitops.plan import deployed
+from flowctl.gitops.replay import as_time, changed_fields, replay
 
 if TYPE_CHECKING:
     from flowctl.gitops.replay import Replay, Sig
@@ -65,10 +67,6 @@ or no database.""",
 @FORMAT
 def command(directory: Path, since_text: str, until_text: str, database: str, limit: int, fmt: str) -> None:
     """Replay the changes recorded since --since through DIR and show how the effects would differ."""
-    from flowctl.cli.common import load_or_exit
-    from flowctl.gitops.plan import deployed
-    from flowctl.gitops.replay import replay
-
     where = target(directory, database)
     zone = where.zone
     since = parse_now(since_text, zone, "--since").astimezone(zone)
@@ -118,8 +116,6 @@ def render(r: Replay, limit: int, zone: tzinfo) -> str:
                 text = sig.params.get("text")
                 lines.append(f"    {mark} {label(sig)}" + (f": {_short(text)}" if isinstance(text, str) else ""))
         for old, new in diff.changed:
-            from flowctl.gitops.replay import changed_fields
-
             lines.append(f"    ~ {label(new)}:")
             for change in changed_fields(old, new):
                 if change.op == "changed":
@@ -178,8 +174,6 @@ def _window(text: str, start: int, end: int) -> str:
 
 
 def _time(value: str, zone: tzinfo) -> str:
-    from flowctl.gitops.replay import as_time
-
     moment = as_time(value)
     return iso(moment, zone) if moment is not None else ""
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import click
 
+from flowctl.cli.apply import finish
 from flowctl.cli.gitops_common import ALLOW_CANCEL, FORCE, FORMAT, NOW, parse_now
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.gitops.plan import make_plan
+from flowctl.gitops.versions import NotRebuildable, VersionNotFound, from_version, resolve
 
 
 @click.command(
@@ -37,10 +40,6 @@ def command(
     version: str, directory: Path, database: str, message: str, fmt: str, allow_cancel: bool, force: bool, now_text: str
 ) -> None:
     """Deploy the stored VERSION again (DIR only locates the default database)."""
-    from flowctl.cli.apply import finish
-    from flowctl.gitops.plan import make_plan
-    from flowctl.gitops.versions import NotRebuildable, VersionNotFound, from_version, resolve
-
     where = target(directory, database)
     now = parse_now(now_text, where.zone)
     store = open_existing(where)

@@ -12,6 +12,8 @@ import click
 
 from flowctl.cli.common import directory_argument, iso, iso_or_none
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.engine.render import render_run
+from flowctl.engine.render import run_json as plain
 
 _db = click.option("--db", "database", default="", help=DB_HELP)
 
@@ -34,8 +36,6 @@ def command() -> None:
 
 def run_json(run: Any, zone: tzinfo) -> dict[str, Any]:
     """A run as JSON, its times in ``zone`` with their offset."""
-    from flowctl.engine.render import run_json as plain
-
     out = plain(run)
     out["started_at"] = iso_or_none(out["started_at"], zone)
     out["updated_at"] = iso_or_none(run.updated_at, zone)
@@ -83,8 +83,6 @@ def list_(status: str, record: str, limit: int, fmt: str, directory: Path, datab
 @_db
 def show(run_id: str, fmt: str, directory: Path, database: str) -> None:
     """Print one run's trace: nodes passed, conditions with their values, decisions, effects."""
-    from flowctl.engine.render import render_run
-
     where = target(directory, database)
     store = open_existing(where)
     try:

@@ -15,12 +15,14 @@ from typing import Any
 
 import click
 
+from flowctl.cli.common import config_of, zone_of
+from flowctl.runtime.settings import resolve_database
+
 DB_HELP = "Database URL (default: the config directory's database, sqlite:///flowctl.db beside it)."
 
 
 class NoDatabase(click.ClickException):
     """The SQLite file a reading command was pointed at does not exist (exit 1)."""
-
     exit_code = 1
 
     def __init__(self, path: Path) -> None:
@@ -34,7 +36,6 @@ class NoDatabase(click.ClickException):
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a command's store is, and the zone it prints times in."""
-
     url: str
     zone: tzinfo
     file: Path | None  # the SQLite file, when the store is one
@@ -46,9 +47,6 @@ class Target:
 
 def target(directory: Path, database: str) -> Target:
     """``--db`` if given, else the Config's ``database`` (default ``sqlite:///flowctl.db`` beside it)."""
-    from flowctl.cli.common import config_of, zone_of
-    from flowctl.runtime.service import resolve_database
-
     if not database and not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
     config = config_of(directory)
@@ -73,7 +71,7 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def open_url(url: str) -> Any:
-    from flowctl.store import open_store
+    from flowctl.store import open_store  # lazy: start-up time (SQLAlchemy only once a command opens a store)
 
     try:
         return open_store(url)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowctl.cli.common import load_or_exit
+from flowctl.engine.scenario import run_scenarios
 
 
 @click.command(
@@ -30,8 +31,6 @@ Exit codes: 0 all passed, 1 a scenario failed or the config is invalid.""",
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(directory: Path, names: tuple[str, ...], fmt: str) -> None:
     """Run the kind: Test scenarios under DIR (default: .)."""
-    from flowctl.engine.scenario import run_scenarios
-
     loaded = load_or_exit(directory)
     results = run_scenarios(loaded.bundle, list(names) or None)
     passed = sum(r.passed for r in results)

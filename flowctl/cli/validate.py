@@ -12,6 +12,8 @@ from typing import IO, Any
 import click
 
 from flowctl import __version__
+from flowctl.channels.env import env_issues
+from flowctl.spec.config import load_bundle
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -178,8 +180,6 @@ def render_empty(loaded: Any, fmt: str, out: IO[str]) -> None:
 
 def validate(directories: Sequence[Path], fmt: str, out: IO[str], env: Mapping[str, str] | None = None) -> bool:
     """``env``: also check that every ${ENV} variable the config needs is set in it (E095)."""
-    from flowctl.spec.config import load_bundle
-
     ok = True
     for directory in directories:
         loaded = load_bundle(directory)
@@ -188,8 +188,6 @@ def validate(directories: Sequence[Path], fmt: str, out: IO[str], env: Mapping[s
             ok = False
             continue
         if env is not None and loaded.bundle is not None:
-            from flowctl.channels.env import env_issues
-
             loaded.issues.extend(env_issues(loaded.bundle, env))
         RENDERERS[fmt](loaded, out)
         ok = ok and loaded.ok

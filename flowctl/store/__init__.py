@@ -2,8 +2,7 @@
 
 Each adapter is a package with one module per role of ``flowctl.ports`` over a base module
 (``sql/``, ``memory/``). Beside them: ``errors`` (what counts as the database being unavailable,
-so the runtime need not know SQLAlchemy), ``foreign`` (reading another database's table, for the
-SQL polling source), ``delegate`` (a typed pass-through for wrappers of a store), and the schema
+so the runtime need not know SQLAlchemy), ``delegate`` (a typed pass-through for wrappers of a store), and the schema
 (``tables``, ``migrate``), row shapes (``rows``), date index (``dates``) and SQLite write lock.
 """
 

@@ -13,8 +13,8 @@ import pytest
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Record, Step
 from flowctl.ports import Processed, Store
-from flowctl.runtime.care import CareScheduler
-from flowctl.runtime.worker import Engines
+from flowctl.runtime.care.scheduler import CareScheduler
+from flowctl.runtime.daemon.worker import Engines
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
 from flowctl.testing import FrozenClock

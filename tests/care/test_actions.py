@@ -13,7 +13,7 @@ from pypdf import PdfReader
 
 from flowctl.channels import build_senders, close_senders
 from flowctl.engine.state import Record
-from flowctl.runtime.delivery import Deliverer
+from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
 from tests.care.conftest import contact, make_bundle, put_records, scheduler

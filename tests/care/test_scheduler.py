@@ -15,7 +15,7 @@ import pytest
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Step
 from flowctl.ports import CareOccurrence, Processed, Store
-from flowctl.runtime.worker import Engines
+from flowctl.runtime.daemon.worker import Engines
 from tests.care.conftest import care_yaml, contact, make_bundle, put_records, scheduler
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flowctl.engine.core import Engine
 from flowctl.engine.simulator import Simulator
-from flowctl.runtime.worker import Engines
+from flowctl.runtime.daemon.worker import Engines
 from flowctl.spec import model as m
 from flowctl.store.memory import MemoryStore
 from tests.care.conftest import care_yaml, contact, make_bundle, put_records, scheduler

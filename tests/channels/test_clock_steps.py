@@ -19,8 +19,8 @@ import pytest
 from flowctl.channels.base import Receipt, TemporaryFailure
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import OutboxRow, Processed, Store
-from flowctl.runtime import policies
-from flowctl.runtime.delivery import Deliverer
+from flowctl.runtime.delivery import policies
+from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.spec.model import SendPolicy
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock

@@ -19,7 +19,7 @@ from flowctl.channels.http import HttpSender
 from flowctl.channels.smtp import SmtpSender, message_id
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import OutboxRow, Processed, Store
-from flowctl.runtime.delivery import LOCAL_BATCH, Deliverer
+from flowctl.runtime.delivery.deliverer import LOCAL_BATCH, Deliverer
 from flowctl.spec.model import Channel
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
@@ -234,7 +234,7 @@ def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FrozenC
 
 def test_the_loop_sends_a_channel_while_another_hangs(store: Store, http_sink: HttpSink) -> None:
     """The loop does not wait for a hung channel's round before it claims another's new rows."""
-    from flowctl.runtime.clock import SystemClock
+    from flowctl.runtime.daemon.clock import SystemClock
 
     [slow_id] = add(store, sms("k-slow", channel="slow"))
     gate, other = Gate(), Recorder()
@@ -409,7 +409,7 @@ def test_backoff_is_jittered_bounded_and_honours_retry_after(store: Store, clock
 
 
 def test_run_delivers_until_stopped(store: Store, http_sink: HttpSink, sms_channel: Callable[..., HttpSender]) -> None:
-    from flowctl.runtime.clock import SystemClock
+    from flowctl.runtime.daemon.clock import SystemClock
 
     [row_id] = add(store, sms())
     d = Deliverer(store, {"sms": sms_channel()}, SystemClock(), owner="loop", rng=random.Random(1))

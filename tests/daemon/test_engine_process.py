@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from flowctl.gitops.versions import read_directory
-from flowctl.runtime.engine_process import EngineProcess
+from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.testing import Daemon, children, gone, wait_for
 from tests.conftest import HttpSink, pg_base
 from tests.daemon.test_daemon import sms_hits

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flowctl.runtime.service import owner_of
+from flowctl.runtime.daemon.service import owner_of
 from flowctl.testing import Daemon, children, wait_for
 from tests.daemon.configs import deal_config
 

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from flowctl.ports import NewChange
-from flowctl.runtime.ingest import StoreUnavailable
-from flowctl.runtime.service import Service
+from flowctl.runtime.compose import daemon_service
+from flowctl.runtime.daemon.ingest import StoreUnavailable
 from flowctl.spec.config import load_bundle
 from flowctl.store.memory import MemoryStore
 from flowctl.testing import Daemon, gone, wait_for, write_config
@@ -189,7 +189,7 @@ class FullDisk(MemoryStore):
 def test_readiness_says_writes_cannot_commit_while_they_fail_and_recovers_after_one_succeeds(tmp_path: Path) -> None:
     loaded = load_bundle(config(tmp_path / "config", stall=60, lag=300))
     store = FullDisk()
-    service = Service(root=loaded.root, loaded=loaded, store=store, env={})
+    service = daemon_service(loaded.root, loaded, store, env={})
     service.ingest.start()
     try:
         assert service.readiness() == []

@@ -12,7 +12,7 @@ from flowctl.engine.core import Engine
 from flowctl.engine.simulator import Simulator
 from flowctl.engine.state import Record, Step
 from flowctl.ports import NewChange, Processed
-from flowctl.runtime.worker import Engines, Worker
+from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
 from tests.engine.conftest import T0

@@ -21,7 +21,7 @@ from flowctl.cli.main import cli
 from flowctl.engine.core import Engine
 from flowctl.gitops.versions import from_version
 from flowctl.ports import NewChange, Store
-from flowctl.runtime.worker import Engines, Worker
+from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
 

@@ -16,8 +16,8 @@ from flowctl.engine.state import Run, Step
 from flowctl.gitops.diff import diff_values
 from flowctl.gitops.versions import content_hash, from_version, read_directory
 from flowctl.ports import Processed
-from flowctl.runtime.reload import pick_up
-from flowctl.runtime.worker import Engines
+from flowctl.runtime.daemon.reload import pick_up
+from flowctl.runtime.daemon.worker import Engines
 from flowctl.spec.config import load_bundle, load_bundle_from_files
 from flowctl.store import MemoryStore
 from tests.gitops.conftest import BASE, NOW, Live, invoke, write

@@ -21,8 +21,8 @@ from http_support import (
     write_config,
 )
 
-from flowctl.runtime.http import create_app
-from flowctl.runtime.ingest import Ingest
+from flowctl.runtime.api.app import create_app
+from flowctl.runtime.daemon.ingest import Ingest
 from flowctl.store.memory import MemoryStore
 
 

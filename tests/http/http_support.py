@@ -20,9 +20,9 @@ from starlette.exceptions import StarletteDeprecationWarning
 from flowctl.engine.core import Engine
 from flowctl.engine.state import Record
 from flowctl.ports import NewChange, StoredChange
-from flowctl.runtime.ingest import Ingest
-from flowctl.runtime.metrics import Metrics
-from flowctl.runtime.worker import Engines, Worker
+from flowctl.runtime.api.metrics import Metrics
+from flowctl.runtime.daemon.ingest import Ingest
+from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
 from flowctl.store.memory import MemoryStore

@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 from http_support import SECRET, SOURCES, T0, Api, MakeApi, dumps, new_change, sign
 
-from flowctl.runtime.sources import Invalid, WebhookSource, check_change, compile_value, resolve_secret
+from flowctl.sources.checks import check_change
+from flowctl.sources.errors import Invalid
+from flowctl.sources.mapping import compile_value
+from flowctl.sources.webhooks import WebhookSource, resolve_secret
 from flowctl.spec import model as m
 
 DELIVERY = {"entity": "deal", "id": 7, "delivery": "d-1", "data": {"title": "Sofa", "amount": 1500000}}

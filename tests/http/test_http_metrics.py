@@ -9,7 +9,7 @@ import threading
 import pytest
 from http_support import Api
 
-from flowctl.runtime.metrics import CONTENT_TYPE, MetricError, Metrics
+from flowctl.runtime.api.metrics import CONTENT_TYPE, MetricError, Metrics
 
 _SAMPLE = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'

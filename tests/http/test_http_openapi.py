@@ -11,7 +11,7 @@ from http_support import Api, Background, FailingStore, MakeApi, dumps, sign
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.routing import Route
 
-from flowctl.runtime.http import openapi
+from flowctl.runtime.api.handlers import openapi
 
 DEAL = {"fields": {"title": "Sofa"}}
 

@@ -23,7 +23,8 @@ from http_support import (
     write_config,
 )
 
-from flowctl.runtime.http import create_app, listen_allowed
+from flowctl.runtime.api.access import listen_allowed
+from flowctl.runtime.api.app import create_app
 from flowctl.store.memory import MemoryStore
 
 DEAL = {"fields": {"title": "Sofa", "amount": 1500000}}

@@ -8,8 +8,8 @@ from typing import Any
 
 from flowctl.engine.core import Engine
 from flowctl.ports import NewChange, Store
-from flowctl.runtime.readback import read_record
-from flowctl.runtime.worker import Engines, Worker
+from flowctl.runtime.api.readback import read_record
+from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.spec.config import load_bundle
 from flowctl.testing import FrozenClock, MemoryStore, write_config
 

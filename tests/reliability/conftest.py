@@ -15,8 +15,9 @@ import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 from flowctl.ports import Store
-from flowctl.runtime.http import create_app
-from flowctl.runtime.service import Service
+from flowctl.runtime.api.app import create_app
+from flowctl.runtime.compose import daemon_service
+from flowctl.runtime.daemon.service import Service
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 from flowctl.testing import write_config
@@ -60,15 +61,15 @@ class Daemons:
     def __call__(self, files: Mapping[str, str], *, env: Mapping[str, str] | None = None, database: str = "",
                  log_stream: Any = None, **service: Any) -> Daemon:  # fmt: skip
         """Start ``Service`` on a config made of ``files`` (name -> YAML), over SQLite unless
-        ``database`` names another store; ``service`` are more ``Service`` arguments (``clock``)."""
+        ``database`` names another store; ``service`` are more ``compose.daemon_service`` arguments (``clock``)."""
         self.started += 1
         n = self.started
         root = write_config(self.folder / f"config-{n}", files)
         loaded = load_bundle(root)
         assert loaded.ok, "\n".join(str(issue) for issue in loaded.errors)
         store = open_store(database or f"sqlite:///{self.folder / f'flowctl-{n}.db'}")
-        svc = Service(root=root, loaded=loaded, store=store, env=dict(env or {}), log_stream=log_stream,
-                      poll_interval=0.02, **service)  # fmt: skip
+        svc = daemon_service(root, loaded, store, env=dict(env or {}), log_stream=log_stream,
+                             poll_interval=0.02, **service)  # fmt: skip
         svc.start()
         client = TestClient(create_app(svc, commit_timeout=10.0), raise_server_exceptions=True)
         client.__enter__()

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from flowctl.runtime.http import openapi
+from flowctl.runtime.api.handlers import openapi
 from tests.conftest import fresh_schema, pg_base
 from tests.reliability.conftest import Daemon, Daemons
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from flowctl.runtime.sources import MAX_DEPTH, MAX_ITEMS
+from flowctl.sources.payloads import MAX_DEPTH
+from flowctl.sources.webhooks import MAX_ITEMS
 from flowctl.testing import FrozenClock
 from tests.reliability.conftest import Daemon, Daemons, MakeDaemon
 

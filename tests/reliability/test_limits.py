@@ -27,10 +27,11 @@ from flowctl.cli.main import cli
 from flowctl.engine.render import render_run
 from flowctl.engine.state import Effect, Run, Step
 from flowctl.ports import OutboxRow, Processed
-from flowctl.runtime import policies
-from flowctl.runtime.delivery import Deliverer
-from flowctl.runtime.http import MAX_ID, MAX_KEY
-from flowctl.runtime.sources import MAX_ITEMS
+from flowctl.runtime.api.idempotency import MAX_KEY
+from flowctl.runtime.api.requests import MAX_ID
+from flowctl.runtime.delivery import policies
+from flowctl.runtime.delivery.deliverer import Deliverer
+from flowctl.sources.webhooks import MAX_ITEMS
 from flowctl.spec.model import Limits, SendPolicy
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock

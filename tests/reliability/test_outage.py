@@ -37,10 +37,11 @@ import sqlalchemy as sa
 
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import NewChange, Processed, Store
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.ingest import Backoff, StoreHealth, StoreUnavailable, unavailable
-from flowctl.runtime.leases import LeaseKeeper
-from flowctl.runtime.service import Service, owner_of
+from flowctl.runtime.compose import daemon_service
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, StoreUnavailable, unavailable
+from flowctl.runtime.daemon.leases import LeaseKeeper
+from flowctl.runtime.daemon.service import owner_of
 from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 from flowctl.testing import Daemon, FrozenClock, free_port
@@ -512,8 +513,8 @@ def test_the_engine_restart_waits_out_an_outage_to_free_the_dead_engines_work(
                                      idempotency_key="k1", received_at=T0)])  # fmt: skip
     dead = owner_of(4242)  # the engine process that exited held this change
     assert len(memory.claim_changes(10, dead, T0, 600)) == 1
-    service = Service(root=tmp_path, loaded=loaded, store=cast(Store, Flaky(memory, "expire_leases")),
-                      clock=FrozenClock(T0 + timedelta(seconds=1)))  # fmt: skip
+    service = daemon_service(tmp_path, loaded, cast(Store, Flaky(memory, "expire_leases")),
+                             clock=FrozenClock(T0 + timedelta(seconds=1)))  # fmt: skip
     with caplog.at_level(logging.INFO):
         service._engine_exited(4242)  # the database is down at that moment: no traceback, no exception
         assert service.health.down

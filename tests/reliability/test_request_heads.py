@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowctl.runtime.heads import MAX_HEAD_BYTES, MAX_HEADERS
+from flowctl.runtime.api.heads import MAX_HEAD_BYTES, MAX_HEADERS
 from flowctl.testing import Daemon, write_config
 from tests.daemon.configs import deal_config
 

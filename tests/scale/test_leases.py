@@ -12,9 +12,9 @@ import pytest
 
 from flowctl.engine.state import Effect, Run, Step, Timer
 from flowctl.ports import NewChange, Processed, Store
-from flowctl.runtime.delivery import Deliverer
-from flowctl.runtime.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
-from flowctl.runtime.metrics import Metrics, register_queue_metrics
+from flowctl.runtime.api.metrics import Metrics, register_queue_metrics
+from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
+from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
 
@@ -135,7 +135,7 @@ def test_sqlite_lock_names_the_holder(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = f"from flowctl.runtime.leases import lock_sqlite; lock_sqlite({url!r})"
+    code = f"from flowctl.runtime.daemon.leases import lock_sqlite; lock_sqlite({url!r})"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert other.returncode != 0 and "AnotherDaemon" in other.stderr and "SQLite supports one daemon" in other.stderr
     held.close()

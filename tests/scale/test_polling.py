@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from flowctl.ports import Store
-from flowctl.runtime.ingest import Ingest
-from flowctl.runtime.polling import SqlPoller
+from flowctl.runtime.daemon.ingest import Ingest
+from flowctl.sources.polling import SqlPoller
 from flowctl.spec.durations import parse_duration
 from flowctl.spec.model import Duration, Metadata, Source
 from flowctl.store import open_store

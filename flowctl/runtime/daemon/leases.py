@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from flowctl.engine.state import Timer
 from flowctl.ports import Clock, LeaseLost, OutboxRow, Processed, Store, StoredChange
-from flowctl.runtime.ingest import Backoff, StoreHealth
+from flowctl.runtime.daemon.ingest import Backoff, StoreHealth
 from flowctl.store.delegate import StoreDelegate
 from flowctl.store.errors import sqlite_database, unavailable
 

@@ -23,33 +23,24 @@ else the store's current one; never the working directory, which may hold an edi
 refused. While the store cannot be reached, or no stored version can be run, it waits and tries
 again (``w`` says why, and the parent's /readyz answers 503) instead of exiting.
 
-The child dies with the parent (``PR_SET_PDEATHSIG``) and keeps the parent's SQLite lock file open,
+This module is the parent's side; the child is ``engine_child``. The child dies with the parent
+(``PR_SET_PDEATHSIG``) and keeps the parent's SQLite lock file open,
 so no other daemon starts on that file while it lives. The parent starts it again if it exits.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from flowctl.ports import Store
-    from flowctl.runtime.ingest import StoreHealth
-    from flowctl.runtime.service import Service
 
 log = logging.getLogger("flowctl.engine_process")
 
-PR_SET_PDEATHSIG = 1
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds before starting a child that exited, growing
 QUICK_EXIT = 10.0  # a child that exits sooner than this after its start counts towards a crash loop
 CRASH_LOOP = 3  # quick exits in a row after which the engine counts as not running at all
@@ -90,8 +81,9 @@ class EngineProcess:
         control_read, control_write = os.pipe()
         status_read, status_write = os.pipe()
         os.set_blocking(control_write, False)  # a full pipe already means "wake up"
-        command = [sys.executable, "-m", "flowctl.runtime.engine_process", "--version", version, "--db", self.database,
-                   "--control-fd", str(control_read), "--status-fd", str(status_write), "--parent", str(os.getpid()),
+        command = [sys.executable, "-m", "flowctl.runtime.daemon.engine_child", "--version", version,
+                   "--db", self.database, "--control-fd", str(control_read), "--status-fd", str(status_write),
+                   "--parent", str(os.getpid()),
                    "--log-format", self.log_format, "--log-level", self.log_level]  # fmt: skip
         try:
             proc = subprocess.Popen(command, pass_fds=(control_read, status_write, *self.keep_fds), env=self.env)
@@ -245,175 +237,3 @@ class EngineProcess:
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-# ------------------------------------------------------------------------------------ the child
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGKILL this process when the parent dies, however it dies (Linux); exit at once if it
-    already has."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-class _Control:
-    """The parent's end of the control pipe, read by a thread of its own from the start, so that a
-    child still waiting for the store or for a version stops when the parent closes the pipe."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.closed = threading.Event()
-        self.service: Service | None = None  # set once the child runs a version
-
-    def run(self) -> None:
-        while True:
-            try:
-                data = os.read(self.fd, 4096)
-            except OSError:
-                data = b""
-            service = self.service
-            if not data:
-                self.closed.set()  # the parent stopped (or died): finish the batch in hand and go
-                if service is not None:
-                    service.wake.set()
-                return
-            if service is not None:
-                if b"r" in data:
-                    service.pick_up_soon()
-                service.wake.set()
-
-
-class _Status:
-    """The child's end of the status pipe: one line per message, from any thread."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._lock = threading.Lock()
-        self.last_wait = ""
-
-    def write(self, line: str) -> None:
-        with self._lock, contextlib.suppress(OSError):
-            os.write(self.fd, (" ".join(line.split()) + "\n").encode())
-
-    def waiting(self, why: str) -> None:
-        if why != self.last_wait:
-            self.last_wait = why
-            self.write(f"w {why}")
-
-
-def _load(database: str, wanted: str, closed: threading.Event, status: _Status,
-          health: StoreHealth) -> tuple[Store, Service] | None:  # fmt: skip
-    """Open the store and build the engine of the version to run, waiting (with backoff) while
-    the store cannot be reached or no stored version can be run; None if the parent stopped first."""
-    from flowctl.runtime.ingest import Backoff, brief, unavailable
-    from flowctl.runtime.reload import Unusable, load_deployed
-    from flowctl.runtime.service import Service
-    from flowctl.store import open_store
-
-    backoff = Backoff()
-    store: Store | None = None
-    reported = ""
-    while not closed.is_set():
-        try:
-            store = store or open_store(database)
-            loaded, version = load_deployed(store, wanted)
-        except Unusable as exc:
-            why = f"no stored version can be run ({exc})"
-            if why != reported:
-                reported = why
-                for issue in exc.issues:
-                    log.error("version %s: %s", exc.version, issue)
-                log.error("engine process: %s; waiting for a version that can be run (flowctl apply)", why)
-            status.waiting(why)
-        except Exception as exc:
-            if not unavailable(exc):
-                raise
-            health.failed("engine start", exc)
-            status.waiting(f"the store is unavailable: {brief(exc)}")
-        else:
-            health.ok()
-            service = Service(root=loaded.root, loaded=loaded, store=store, role="engine", version_id=version)
-            return store, service
-        closed.wait(backoff.next())
-    if store is not None:
-        store.close()
-    return None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowctl.runtime.engine_process",
-                                     description="The engine of 'flowctl run', which starts it.")  # fmt: skip
-    parser.add_argument("--version", default="", help="the stored version to run (default: the current one)")
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--status-fd", type=int, required=True)
-    parser.add_argument("--parent", type=int, required=True)
-    parser.add_argument("--log-format", default="text")
-    parser.add_argument("--log-level", default="info")
-    args = parser.parse_args(argv)
-    _die_with_parent(args.parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    from flowctl.runtime.ingest import StoreHealth
-    from flowctl.runtime.logs import setup_logging
-
-    setup_logging(args.log_format, args.log_level)
-    control, status = _Control(args.control_fd), _Status(args.status_fd)
-    threading.Thread(target=control.run, name="flowctl-engine-control", daemon=True).start()
-    # the parent sees the same database and reports its outages: this process logs only errors
-    quiet = logging.getLogger("flowctl.engine_process.store")
-    quiet.setLevel(logging.ERROR)
-    loaded = _load(args.db, args.version, control.closed, status, StoreHealth(quiet))
-    if loaded is None:
-        return 0
-    store, service = loaded
-    control.service = service
-    service.start()
-    reporter = threading.Thread(target=_report, args=(service, status), name="flowctl-engine-report",
-                                daemon=True)  # fmt: skip
-    reporter.start()
-    try:
-        control.closed.wait()
-    finally:
-        service.stop()
-        _write_counts(service, status)
-        store.close()
-    return 0
-
-
-def _counts(service: Service) -> tuple[int, int, int]:
-    worker = service.worker
-    return worker.processed, worker.failed, worker.timers_fired
-
-
-def _write_counts(service: Service, status: _Status) -> None:
-    processed, failed, fired = _counts(service)
-    status.write(f"{processed} {failed} {fired}")
-
-
-def _report(service: Service, status: _Status) -> None:
-    """The counts when they change, the version the engine runs (at once, then on a switch), and a
-    heartbeat while the worker loop finishes rounds or builds a version (the parent's watchdog)."""
-    last, version, rounds = None, "", -1
-    while True:
-        if service.version != version:
-            version = service.version
-            status.write(f"v {version}")
-        now = _counts(service)
-        if now != last:
-            _write_counts(service, status)
-            last = now
-        elif service.rounds != rounds or service.building:
-            status.write("h")
-        rounds = service.rounds
-        if service.stopping.wait(0.25):
-            return
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -54,9 +54,9 @@ from typing import Any
 
 from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
 from flowctl.ports import Clock, OutboxRow, Store
-from flowctl.runtime import policies as policies_
-from flowctl.runtime.ingest import Backoff, StoreHealth, unavailable
-from flowctl.runtime.metrics import Counter
+from flowctl.runtime.api.metrics import Counter
+from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
+from flowctl.runtime.delivery import policies as policies_
 from flowctl.spec.model import SendPolicy
 
 log = logging.getLogger("flowctl.delivery")

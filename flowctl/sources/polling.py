@@ -29,23 +29,39 @@ import json
 import logging
 import threading
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from flowctl.channels.base import resolve_env
-from flowctl.ports import ChangeOp, Clock, NewChange, Store
-from flowctl.runtime.ingest import Ingest
-from flowctl.runtime.sources import compile_value
+from flowctl.ports import AppendResult, ChangeOp, Clock, NewChange, Store
+from flowctl.sources.foreign import ForeignTable
+from flowctl.sources.mapping import compile_value
 from flowctl.spec import model as m
-from flowctl.store.foreign import ForeignTable
+from flowctl.spec.env import substitute
 
 log = logging.getLogger("flowctl.polling")
 
 PAGE = 5000
 DELETE_EVERY = 10
 DEFAULT_INTERVAL = 30.0
+
+
+class Ingest(Protocol):
+    """Where the poller's changes go: the daemon's ``Ingest``, which stores them in group commits."""
+
+    def submit_many(self, changes: Sequence[NewChange]) -> list[Future[AppendResult]]: ...
+
+
+class Counter(Protocol):
+    def inc(self, amount: float = 1.0, /, **labels: str) -> None: ...
+
+
+class Metrics(Protocol):
+    """The part of the daemon's metrics registry the poller counts its accepted changes in."""
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +97,7 @@ class SqlPoller:
     (columns outside them are left out when ``map.fields`` is not given; empty: keep all)."""
 
     def __init__(self, source: m.Source, store: Store, ingest: Ingest, clock: Clock, *, env: Mapping[str, str],
-                 owner: str, metrics: Any = None, fields: Collection[str] = (), page: int = PAGE,
+                 owner: str, metrics: Metrics | None = None, fields: Collection[str] = (), page: int = PAGE,
                  delete_every: int = DELETE_EVERY) -> None:  # fmt: skip
         self.source = source
         self.name = source.name
@@ -99,7 +115,7 @@ class SqlPoller:
         mapping = source.map.get("fields") if source.map else None
         self._map = compile_value(mapping, f"{self.name}.map.fields") if mapping is not None else None
         self._foreign: ForeignTable | None = None
-        self.accepted = None
+        self.accepted: Counter | None = None
         if metrics is not None:
             help = "Record changes and events stored for processing."
             self.accepted = metrics.counter("flowctl_changes_accepted_total", help, ("source",))
@@ -108,7 +124,7 @@ class SqlPoller:
 
     def table(self) -> ForeignTable:
         if self._foreign is None:
-            self._foreign = foreign = ForeignTable(resolve_env(self.source.url, self.env), self.source.table)
+            self._foreign = foreign = ForeignTable(substitute(self.source.url, self.env), self.source.table)
             missing = [c for c in (self.source.key, *self.source.cursor) if not foreign.has(c)]
             if missing:
                 raise ValueError(f"source {self.name}: table {self.source.table} has no column {missing[0]!r}")

@@ -3,7 +3,8 @@
 Nothing here knows HTTP frameworks: :meth:`WebhookSource.authenticate` and
 :meth:`WebhookSource.changes` take the headers, the raw body and the time, and either return the
 ``NewChange`` list or raise a :class:`RequestError` whose class says the HTTP status. The same
-errors, :func:`parse_json` and :func:`check_change` serve the records API in ``runtime.http``.
+errors (``sources.errors``), :func:`~flowctl.sources.payloads.parse_json` and
+:func:`~flowctl.sources.checks.check_change` serve the records API in ``runtime.api`` too.
 
 Authentication (``auth:``)
 
@@ -32,7 +33,7 @@ header are left out):
   so a redelivered webhook changes nothing. Inside one list delivery an item giving an event id
   and the same change as an earlier item is a repeat and dropped; distinct items under one id
   (an id of the whole delivery) are keyed ``<source>:<event_id>:<n>`` in order. Without
-  ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.http``).
+  ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.api``).
 
 A template that is a single ``{{ expression }}`` keeps the expression's type (a number stays a
 number, ``{{ payload.data }}`` gives the mapping itself); any other template gives text.
@@ -42,272 +43,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from flowctl.channels.base import resolve_env
-from flowctl.channels.env import needed
-from flowctl.engine.records import check_fields, check_stage
 from flowctl.ports import ChangeOp, NewChange
+from flowctl.sources.checks import fingerprint
+from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, Unauthorized
+from flowctl.sources.mapping import MapProblem, Value, compile_value
+from flowctl.sources.payloads import MAX_DEPTH, json_type
 from flowctl.spec import model as m
-from flowctl.spec.templating import TemplateError, compile_expression, compile_template
+from flowctl.spec.env import needed, substitute
 
-MAX_DEPTH = 32  # JSON nesting deeper than this is refused (no CRM sends it; parsers choke on it)
-MAX_ITEMS = 1000  # items of one list delivery
 REPLAY_WINDOW_SECONDS = 300
 TIMESTAMP_HEADER = "X-Timestamp"
-
-# --------------------------------------------------------------------------------------------
-# errors: one class per HTTP answer
-
-
-class RequestError(Exception):
-    """A request the daemon refuses; ``status`` and ``code`` go into the error body."""
-
-    status: ClassVar[int] = 400
-    code: ClassVar[str] = "bad_request"
-
-    def __init__(self, message: str, details: Sequence[str] = (), headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = list(details)
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
-
-
-class BadRequest(RequestError):
-    status, code = 400, "bad_request"
-
-
-class InvalidJson(RequestError):
-    status, code = 400, "invalid_json"
-
-
-class Unauthorized(RequestError):
-    status, code = 401, "unauthorized"
-
-
-class NotFound(RequestError):
-    status, code = 404, "not_found"
-
-
-class MethodNotAllowed(RequestError):
-    status, code = 405, "method_not_allowed"
-
-
-class Conflict(RequestError):
-    status, code = 409, "conflict"
-
-
-class PayloadTooLarge(RequestError):
-    status, code = 413, "payload_too_large"
-
-
-class UnsupportedMediaType(RequestError):
-    status, code = 415, "unsupported_media_type"
-
-
-class Invalid(RequestError):
-    """The request parsed but does not fit: every problem is listed in ``details``."""
-
-    status, code = 422, "invalid"
-
-    @classmethod
-    def of(cls, problems: Sequence[str]) -> Invalid:
-        if len(problems) == 1:
-            return cls(problems[0], problems)
-        return cls(f"{len(problems)} problems: " + "; ".join(problems), problems)
-
-
-class Misconfigured(RequestError):
-    status, code = 500, "misconfigured"
-
-
-class InternalError(RequestError):
-    status, code = 500, "internal"
-
-
-class Unavailable(RequestError):
-    status, code = 503, "unavailable"
-
-    def __init__(self, message: str, details: Sequence[str] = (), retry_after: int = 1) -> None:
-        super().__init__(message, details, {"Retry-After": str(retry_after)})
-
-
-# --------------------------------------------------------------------------------------------
-# helpers shared with the records API
-
-def resolve_secret(text: str, env: Mapping[str, str]) -> str:
-    """``text`` with its ``${ENV}`` references resolved as channels resolve theirs (``${NAME}``,
-    ``${NAME:-default}``, ``$${NAME}``); '' when a variable it needs is unset or empty, so that
-    the caller refuses to work without its secret."""
-    if any(not env.get(name) for name in needed(text)):
-        return ""
-    return resolve_env(text, env)
-
-
-def json_type(value: object) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {dict: "object", list: "array", str: "string", int: "integer", float: "number"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if math.isinf(number):
-        raise ValueError(f"the number {text[:40]} is too large")
-    return number
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json(body: bytes) -> Any:
-    """The JSON value of ``body``; raises :class:`InvalidJson` naming what is wrong with it."""
-    if not body.strip():
-        raise InvalidJson("the request body is empty; send a JSON document")
-    try:
-        value = json.loads(body, parse_float=_finite, parse_constant=_no_constants)
-    except RecursionError:
-        raise InvalidJson(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
-    except UnicodeDecodeError:
-        raise InvalidJson("the request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise InvalidJson(f"the request body is not valid JSON: {exc.msg} at {where}") from None
-    except ValueError as exc:  # a huge number, NaN/Infinity
-        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
-    # a value cannot nest deeper than it has brackets: most bodies skip the walk
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
-        raise InvalidJson(f"the JSON is nested deeper than {MAX_DEPTH} levels")
-    if _SURROGATE_ESCAPE.search(body) and _lone_surrogate(value):
-        # json.loads accepts "\ud800" alone; no store can encode it, so it is bad input, not a 503
-        raise InvalidJson("the request body is not valid JSON: a \\uD800-\\uDFFF escape outside a surrogate pair")
-    return value
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _lone_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0), iteratively so nothing recurses."""
-    if not isinstance(value, dict | list):
-        return 0
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return deepest
-
-
-def _emptied_required(bundle: m.Bundle, object: str, fields: Mapping[str, Any]) -> list[str]:
-    obj = bundle.objects.get(object)
-    if obj is None:
-        return []
-    return [f"field '{name}' is required on {object} and cannot be emptied"
-            for name, value in fields.items()
-            if value in (None, "") and (spec := obj.fields.get(name)) is not None and spec.required]  # fmt: skip
-
-
-def has_nul(value: Any) -> bool:
-    """Whether text anywhere in ``value`` (keys included) holds a NUL character, which PostgreSQL
-    cannot store in text or jsonb; iterative, like :func:`_depth`."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if "\x00" in node:
-                return True
-        elif isinstance(node, Mapping):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple):
-            stack.extend(node)
-    return False
-
-
-NUL_PROBLEM = "text must not contain NUL (\\u0000) characters"
-
-
-def check_change(bundle: m.Bundle, change: NewChange) -> list[str]:
-    """Every problem of a requested change against the configuration ('' list when it is fine).
-
-    Moves are checked against the stored record separately (that needs the store).
-    """
-    if has_nul([change.object, change.record_id, change.stage, change.pipeline, change.event, change.fields,
-                change.data]):  # fmt: skip
-        return [NUL_PROBLEM]  # the same answer on every store, not a 503 from PostgreSQL alone
-    if change.object not in bundle.objects:
-        return check_fields(bundle, change.object, {}, complete=False)
-    if change.op == "put":
-        return [*check_fields(bundle, change.object, change.fields, complete=True),
-                *check_stage(bundle, change.object, change.stage, change.pipeline)]  # fmt: skip
-    if change.op == "patch":
-        return [*check_fields(bundle, change.object, change.fields, complete=False),
-                *_emptied_required(bundle, change.object, change.fields)]  # fmt: skip
-    if change.op == "move":
-        if not change.stage:
-            return ["a move needs the stage to move to"]
-        return check_stage(bundle, change.object, change.stage, change.pipeline)
-    if change.op == "event" and not change.event:
-        return ["an event needs a name"]
-    return []
-
-
-def fingerprint(change: NewChange) -> str:
-    """What a change asks for, as the sha256 hex of its canonical JSON (not its key, source or
-    time): equal for a repeat of the same request, different for another request under the key."""
-    text = json.dumps([change.op, change.object, change.record_id, change.stage, change.pipeline, change.event,
-                       change.fields, change.data], sort_keys=True, separators=(",", ":"), default=str)  # fmt: skip
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# mapping
-
-
-class _MapProblem(Exception):
-    pass
-
-
-Value = Callable[[Mapping[str, Any]], Any]
-_SINGLE = re.compile(r"^\s*\{\{-?(.*?)-?\}\}\s*$", re.DOTALL)
+MAX_ITEMS = 1000  # items of one list delivery
 _OPS: Mapping[str, ChangeOp] = {
     "put": "put", "create": "put", "replace": "put",
     "patch": "patch", "update": "patch", "upsert": "patch",
@@ -315,54 +69,30 @@ _OPS: Mapping[str, ChangeOp] = {
 }  # fmt: skip
 
 
-def compile_value(value: Any, where: str) -> Value:
-    """A function of the template context giving ``value`` evaluated (templates at the leaves).
-
-    A single ``{{ expression }}`` keeps its type; other templates give text; other values are
-    constants. Raises :class:`TemplateError` on a syntax error.
-    """
-    if isinstance(value, str):
-        single = _SINGLE.match(value)
-        if single and not any(mark in single[1] for mark in ("{{", "}}", "{%", "{#")):
-            return _leaf(compile_expression(single[1].strip()).evaluate, where)
-        template = compile_template(value)
-        return _leaf(template.render, where)
-    if isinstance(value, Mapping):
-        parts = {str(k): compile_value(v, f"{where}.{k}") for k, v in value.items()}
-        return lambda context: {k: part(context) for k, part in parts.items()}
-    if isinstance(value, list | tuple):
-        items = [compile_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return lambda context: [item(context) for item in items]
-    return lambda context: value
-
-
-def _leaf(fn: Callable[[Mapping[str, Any]], Any], where: str) -> Value:
-    def evaluate(context: Mapping[str, Any]) -> Any:
-        try:
-            return fn(context)
-        except TemplateError as exc:
-            raise _MapProblem(f"{where}: {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001 - whatever a template does with hostile input is a 4xx
-            raise _MapProblem(f"{where}: {type(exc).__name__}: {exc}") from None
-
-    return evaluate
+def resolve_secret(text: str, env: Mapping[str, str]) -> str:
+    """``text`` with its ``${ENV}`` references resolved as channels resolve theirs (``${NAME}``,
+    ``${NAME:-default}``, ``$${NAME}``); '' when a variable it needs is unset or empty, so that
+    the caller refuses to work without its secret."""
+    if any(not env.get(name) for name in needed(text)):
+        return ""
+    return substitute(text, env)
 
 
 def _plain(value: Any, where: str, depth: int = 0) -> Any:
     """``value`` as plain JSON data (tuples become lists), or a problem naming ``where``."""
     if depth > MAX_DEPTH:
-        raise _MapProblem(f"{where} is nested deeper than {MAX_DEPTH} levels")
+        raise MapProblem(f"{where} is nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _MapProblem(f"{where} gave {value}, which is not a JSON number")
+            raise MapProblem(f"{where} gave {value}, which is not a JSON number")
         return value
     if isinstance(value, Mapping):
         return {str(k): _plain(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
-    raise _MapProblem(f"{where} gave a {type(value).__name__}, which is not JSON data")
+    raise MapProblem(f"{where} gave a {type(value).__name__}, which is not JSON data")
 
 
 _TEXT_TYPES = frozenset({"string", "text", "user", "url", "email", "phone", "enum", "ref", "date", "datetime"})
@@ -389,10 +119,10 @@ def _coerce(spec: m.FieldSpec | None, value: Any) -> Any:
 
 def _text(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _MapProblem(f"{where} must give text, not {json_type(value)}")
+        raise MapProblem(f"{where} must give text, not {json_type(value)}")
     text = str(value).strip()
     if not text:
-        raise _MapProblem(f"{where} gave an empty value")
+        raise MapProblem(f"{where} gave an empty value")
     return text
 
 
@@ -481,7 +211,7 @@ class WebhookSource:
             prefix = f"item {index}: " if isinstance(payload, list) else ""
             try:
                 change, event_id = self._change(item, visible, now, objects)
-            except _MapProblem as exc:
+            except MapProblem as exc:
                 problems.append(prefix + str(exc))
                 continue
             changes.append(change)
@@ -531,12 +261,12 @@ class WebhookSource:
         op_text = _text(mapped["op"](context), "map.op").lower() if "op" in mapped else ("event" if event else "patch")
         op = _OPS.get(op_text)
         if op is None:
-            raise _MapProblem(f"map.op gave '{op_text}'; use one of: {', '.join(_OPS)}")
+            raise MapProblem(f"map.op gave '{op_text}'; use one of: {', '.join(_OPS)}")
         fields: dict[str, Any] = {}
         if "fields" in mapped and op in ("put", "patch", "event"):
             value = _plain(mapped["fields"](context), "map.fields")
             if not isinstance(value, dict):
-                raise _MapProblem(f"map.fields must give an object of fields, not {json_type(value)}")
+                raise MapProblem(f"map.fields must give an object of fields, not {json_type(value)}")
             fields = value
             obj = objects.get(object)
             if obj is not None and op != "event":
@@ -545,12 +275,12 @@ class WebhookSource:
         if op == "event" and "data" in mapped:
             data = _plain(mapped["data"](context), "map.data")
             if not isinstance(data, dict):
-                raise _MapProblem(f"map.data must give an object, not {json_type(data)}")
+                raise MapProblem(f"map.data must give an object, not {json_type(data)}")
         if op == "event" and not event:
-            raise _MapProblem("map.op is event but the map has no event")
+            raise MapProblem("map.op is event but the map has no event")
         stage = _text(mapped["stage"](context), "map.stage") if "stage" in mapped and op in ("put", "move") else ""
         if op == "move" and not stage:
-            raise _MapProblem("map.op is move but the map has no stage")
+            raise MapProblem("map.op is move but the map has no stage")
         event_id = _text(mapped["event_id"](context), "map.event_id") if "event_id" in mapped else ""
         key = f"{self.name}:{event_id}" if event_id else uuid.uuid4().hex
         change = NewChange(object=object, record_id=record_id, op=op, idempotency_key=key,

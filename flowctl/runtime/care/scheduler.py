@@ -46,8 +46,8 @@ from flowctl.engine.care import (
 )
 from flowctl.engine.state import CareDue, Record
 from flowctl.ports import CareOccurrence, Clock, Processed, Store
-from flowctl.runtime.ingest import StoreHealth, unavailable
-from flowctl.runtime.worker import Engines, Overlay
+from flowctl.runtime.daemon.ingest import StoreHealth, unavailable
+from flowctl.runtime.daemon.worker import Engines, Overlay
 from flowctl.spec import model as m
 from flowctl.store.delegate import StoreDelegate
 

@@ -1,10 +1,11 @@
-"""The daemon's wiring: store, ingest, worker, delivery and HTTP around one engine per version.
+"""The daemon's running parts, started and stopped together: the threads around one engine per version.
 
-Threads within a process: the deliverer blocks on the network, ingest on the disk, the HTTP
-server is asyncio. The worker, which is mostly Python, runs either as a thread here (``role``
-"all") or in an engine process of its own (``engine_process`` given: this is the "api" side; the
-child runs ``role`` "engine"; see ``engine_process``). Shutdown stops claiming new work, lets the
-batch in hand commit, and returns within the deadline; anything not yet claimed stays in the
+The parts are built by ``runtime.compose`` and handed in; this module runs them. Threads within a
+process: the deliverer blocks on the network, ingest on the disk, the HTTP server is asyncio. The
+worker, which is mostly Python, runs either as a thread of the :class:`Service` or in an engine
+process of its own (``engine_process`` given), whose child runs an :class:`EngineService`: the
+worker loop and its leases only (see ``engine_process``). Shutdown stops claiming new work, lets
+the batch in hand commit, and returns within the deadline; anything not yet claimed stays in the
 database for next time.
 """
 
@@ -14,23 +15,33 @@ import contextlib
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO
 
-from flowctl.engine.core import Engine
+from flowctl.channels.base import Sender
+from flowctl.channels.env import by_owner, unset_env
+from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import Record
-from flowctl.gitops.versions import content_hash
+from flowctl.gitops.deploy import DeployConflict, deploy
+from flowctl.gitops.plan import make_plan
+from flowctl.gitops.versions import read_directory, remember
 from flowctl.ports import Clock, Store
-from flowctl.runtime.clock import SystemClock
-from flowctl.runtime.ingest import Backoff, Ingest, StoreHealth, unavailable
-from flowctl.runtime.worker import Engines, Worker
+from flowctl.runtime.api.metrics import Metrics, register_queue_metrics
+from flowctl.runtime.care.scheduler import CareScheduler
+from flowctl.runtime.daemon.engine_process import EngineProcess
+from flowctl.runtime.daemon.ingest import Backoff, Ingest, StoreHealth, unavailable
+from flowctl.runtime.daemon.leases import LeaseKeeper
+from flowctl.runtime.daemon.reload import pick_up
+from flowctl.runtime.daemon.worker import Engines, Worker
+from flowctl.runtime.delivery.deliverer import Deliverer
+from flowctl.sources.polling import SqlPoller
 from flowctl.spec import model as m
 from flowctl.spec.config import Loaded
+from flowctl.spec.loader import yaml_files
 
 log = logging.getLogger("flowctl.service")
 
@@ -43,60 +54,35 @@ def owner_of(pid: int) -> str:
     return f"{os.uname().nodename}:{pid}"
 
 
-def resolve_database(url: str, root: Path) -> str:
-    """``sqlite:///flowctl.db`` is relative to the config directory, as the operator expects."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
-        return prefix + str((root / url[len(prefix):]).resolve())
-    return url
+@dataclass(eq=False)
+class EngineService:
+    """The worker loop and its leases around the engines: all the engine process runs. It follows
+    the store's current version (``pick_up``) and, with ``watch`` or on SIGHUP, reloads the
+    directory it was started with."""
 
-
-@dataclass
-class Service:
     root: Path
     loaded: Loaded
     store: Store
-    clock: Clock = field(default_factory=SystemClock)
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    owner: str = field(default_factory=lambda: owner_of(os.getpid()))
-    log_stream: Any = None
+    clock: Clock
+    env: Mapping[str, str]
+    owner: str
+    version: str  # the stored version ``loaded`` was built from
+    engines: Engines
+    metrics: Metrics
+    health: StoreHealth  # one view of the database for every thread: an outage is logged once, its end once
+    leases: LeaseKeeper
+    worker: Worker
+    senders: dict[str, Sender]
+    lease_seconds: float
+    stopping: threading.Event
+    wake: threading.Event
     poll_interval: float = 0.2
     watch: bool = False  # reload when the directory's files change
-    role: str = "all"  # "all": everything here; "engine": the worker loop only (the engine process)
-    engine_process: Any = None  # an EngineProcess running the worker loop instead of a thread here
-    version_id: str = ""  # the stored version ``loaded`` was built from (default: its directory's hash)
+    log_stream: TextIO | None = None
 
     def __post_init__(self) -> None:
-        from flowctl.channels import build_senders
-        from flowctl.runtime.metrics import Metrics
-
         assert self.loaded.bundle is not None
         self.bundle: m.Bundle = self.loaded.bundle
-        self.version = self.version_id or content_hash(self.loaded)
-        self.engines = Engines(Engine(self.bundle, self.version))
-        self.metrics = Metrics()
-        self.stopping = threading.Event()
-        self.wake = threading.Event()
-        # one view of the database for every thread: an outage is logged once, its end once
-        self.health = StoreHealth()
-        if self.role == "engine":  # the parent sees the same database and reports its outages
-            quiet = logging.getLogger("flowctl.engine_process.store")
-            quiet.setLevel(logging.ERROR)
-            self.health = StoreHealth(quiet)
-        self.ingest = Ingest(self.store, on_commit=self._on_commit, health=self.health)
-        from flowctl.runtime.leases import LeaseKeeper
-
-        # FLOWCTL_LEASE_SECONDS: how long a claim lasts without a heartbeat; a dead replica's work
-        # goes back to the queue after it (default 60).
-        self.lease_seconds = float(self.env.get("FLOWCTL_LEASE_SECONDS", "60") or 60)
-        self.leases = LeaseKeeper(self.store, self.clock, owner=self.owner, lease_seconds=self.lease_seconds,
-                                  health=self.health)  # fmt: skip
-        self.worker = Worker(self.leases, self.engines, self.clock, owner=self.owner,
-                             lease_seconds=self.lease_seconds)  # fmt: skip
-        self.senders = build_senders(self.bundle, self.env, log_stream=self.log_stream)
-        from flowctl.runtime.care import CareScheduler
-
-        self.care = CareScheduler(self.store, self.engines, self.clock, owner=self.owner, health=self.health)
         self.threads: list[threading.Thread] = []
         self.reload_requested = threading.Event()
         self.last_reload_ok = True
@@ -117,8 +103,7 @@ class Service:
         if self.stopping.is_set():
             return ["the daemon is stopping"]
         problems = [f"the {t.name} thread is not running" for t in self.threads if not t.is_alive()]
-        if self.engine_process is not None and (why := self.engine_process.problem()):
-            problems.append(why)
+        problems += self._process_problems()
         problems += self._write_problems()
         try:
             self.store.current_version()  # one small read: the database answers
@@ -133,21 +118,13 @@ class Service:
                             f"{bound}); see flowctl_changes_lag_seconds and the engine's log")  # fmt: skip
         return problems
 
+    def _process_problems(self) -> list[str]:
+        """Why another process this one relies on cannot work (none here)."""
+        return []
+
     def _write_problems(self) -> list[str]:
-        """Writes cannot commit: one has waited READY_COMMIT_SECONDS and more for the database (its
-        writer lock held, the disk hung), or the last one failed (disk full, the store down) less
-        than WRITE_FAILURE_SECONDS ago with none stored since."""
-        if self.role == "engine":
-            return []
-        out = []
-        waited = self.ingest.committing_for()
-        if waited > READY_COMMIT_SECONDS:
-            out.append(f"a write has waited {waited:.0f} s to commit (the database's writer lock is held or the "
-                       "disk does not answer)")  # fmt: skip
-        failed = self.ingest.last_failure
-        if failed and time.monotonic() - failed < WRITE_FAILURE_SECONDS:
-            out.append(f"writes cannot commit: {self.ingest.last_failure_why}")
-        return out
+        """Why writes cannot commit (none here: this side takes no writes)."""
+        return []
 
     def ready(self) -> bool:
         return not self.readiness()
@@ -155,8 +132,6 @@ class Service:
     def degraded(self) -> list[str]:
         """What works only in part while the daemon is ready: channels and sources that need an
         ``${ENV}`` variable that is not set (their messages are held, those sources do not run)."""
-        from flowctl.channels.env import by_owner, unset_env
-
         bundle = self.bundle
         if self._degraded[0] is not bundle:
             self._degraded = (bundle, list(by_owner(unset_env(bundle, self.env)).values()))
@@ -165,7 +140,7 @@ class Service:
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
         return self.engines.current.pipelines.refuse_move(record, stage, pipeline)
 
-    def engine_pipelines(self) -> Any:
+    def engine_pipelines(self) -> PipelineRunner:
         return self.engines.current.pipelines
 
     # ------------------------------------------------------------------ life cycle
@@ -179,10 +154,6 @@ class Service:
     def deploy(self, directory: Path, *, message: str) -> str:
         """Plan ``directory`` against the live state and deploy it: ``unchanged``, ``deployed``,
         ``invalid`` or ``refused`` (why is in ``last_reload_problem``). Never half-applied."""
-        from flowctl.gitops.deploy import DeployConflict, deploy
-        from flowctl.gitops.plan import make_plan
-        from flowctl.gitops.versions import read_directory, remember
-
         snapshot = read_directory(directory)
         if not snapshot.loaded.ok:
             self.last_reload_problem = "; ".join(str(i) for i in snapshot.loaded.errors[:10])
@@ -205,8 +176,6 @@ class Service:
     def reload(self) -> str:
         """Hot reload from the directory (SIGHUP, ``--watch``): validate, plan, deploy, switch.
         A refused or invalid directory is logged and the running version stays."""
-        from flowctl.runtime.reload import pick_up
-
         try:
             result = self.deploy(self.root, message="reload")
         except Exception as exc:
@@ -215,18 +184,17 @@ class Service:
         if result in ("invalid", "refused", "failed"):
             log.error("reload %s: %s; still running version %s", result, self.last_reload_problem, self.version)
         elif result == "deployed" and pick_up(self):
-            if self.engine_process is not None:
-                self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
-                self.engine_process.reload()  # it switches before its next claim
+            self._switched()
             log.info("reloaded: now running version %s", self.version)
         self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(
             result=result)
         self.last_reload_ok = result in ("deployed", "unchanged")
         return result
 
-    def _watch_signature(self) -> tuple[tuple[str, float, int], ...]:
-        from flowctl.spec.loader import yaml_files
+    def _switched(self) -> None:
+        """After a reload switched this process to a new version: tell whoever else runs it."""
 
+    def _watch_signature(self) -> tuple[tuple[str, float, int], ...]:
         out = []
         for path in yaml_files(self.root):
             with contextlib.suppress(OSError):
@@ -242,8 +210,6 @@ class Service:
     def _housekeeping(self) -> None:
         """Every couple of seconds: pick up a version deployed by ``flowctl apply`` elsewhere, and
         reload on SIGHUP or when the watched directory changed."""
-        from flowctl.runtime.reload import pick_up
-
         if self._leftover_owners:
             self._end_leftover_leases()
         now = time.monotonic()
@@ -271,71 +237,26 @@ class Service:
             self.building = False
 
     def start(self) -> None:
-        if self.role == "engine":  # the engine process: the parent deployed and does the rest
-            self.threads = [
-                threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
-                threading.Thread(target=self.leases.keep_alive, args=(self.stopping, False), name="flowctl-leases",
-                                 daemon=True),  # the parent reaps
-            ]  # fmt: skip
-            for thread in self.threads:
-                thread.start()
-            return
-        from flowctl.runtime.delivery import Deliverer
-
-        self.record_version()
-        self.ingest.start()
-        # FLOWCTL_RETRY_BASE: seconds before the first retry of a failed delivery (default 2; it doubles).
-        base = float(self.env.get("FLOWCTL_RETRY_BASE", "2") or 2)
-        self.deliverer = Deliverer(self.leases, self.senders, self.clock, owner=self.owner,
-                                   rng=random.Random(), base_delay=base, lease_seconds=self.lease_seconds,
-                                   policies={name: ch.policy for name, ch in self.bundle.channels.items()},
-                                   timezone=self.bundle.config.timezone, metrics=self.metrics,
-                                   in_flight=self.bundle.config.limits.sends_in_flight)  # fmt: skip
-        if self.engine_process is None:
-            work = threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True)
-        else:
-            self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
-            self.engine_process.pending = self._changes_wait
-            self.engine_process.start(self.version)  # after the deploy: it runs that version, from the store
-            work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
+        """The worker loop and the lease heartbeat (the parent reaps expired leases)."""
         self.threads = [
-            work,
-            threading.Thread(target=self.deliverer.run, args=(self.stopping,), kwargs={"health": self.health},
-                             name="flowctl-delivery", daemon=True),
-            threading.Thread(target=self.leases.keep_alive, args=(self.stopping,), name="flowctl-leases", daemon=True),
-            *self._pollers(),
-        ]
-        if self.engine_process is not None:
-            self.threads.append(threading.Thread(target=self.engine_process.supervise,
-                                                 args=(self.stopping, lambda: self.version, self._engine_exited),
-                                                 name="flowctl-engine-supervisor", daemon=True))  # fmt: skip
+            threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
+            threading.Thread(target=self.leases.keep_alive, args=(self.stopping, False), name="flowctl-leases",
+                             daemon=True),  # the parent reaps
+        ]  # fmt: skip
         for thread in self.threads:
             thread.start()
-        self.care.start()  # one catch-up tick now, then a wake-up at the start of every minute
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stop claiming, let in-flight batches commit, stop the ingest writer, then the engine."""
-        self.care.stop()  # a tick in progress finishes: its commit is one transaction
+        """Stop claiming and let the batch in hand commit."""
         self.stopping.set()
         self.wake.set()
-        if self.engine_process is not None:
-            self.engine_process.request_stop()  # it finishes its batch while the threads here do
         for thread in self.threads:
             thread.join(timeout=timeout / 2)
-        if self.role != "engine":
-            self.ingest.stop()
-        if self.engine_process is not None:
-            self.engine_process.stop(timeout / 2)
 
     def pick_up_soon(self) -> None:
         """Look for a newly deployed version at the next round (the parent reloaded)."""
         self._next_housekeeping = 0.0
         self.wake.set()
-
-    def _changes_wait(self) -> bool:
-        """Whether changes wait for the engine (the watchdog's question; raises if the store cannot say)."""
-        counts = self.store.queue_counts()
-        return bool(counts.get("changes_pending") or counts.get("changes_claimed"))
 
     def _engine_exited(self, pid: int) -> None:
         """Before a new engine process starts: the work the exited one (``pid``) had leased is
@@ -356,22 +277,6 @@ class Service:
             self._leftover_owners.discard(owner)
             if ended:
                 log.info("taking over %d item(s) the engine process had in hand", ended)
-
-    def _housekeeping_loop(self) -> None:
-        """With an engine process, this process has no worker loop to reload in: a thread does."""
-        backoff = Backoff()
-        while not self.stopping.wait(0.5):
-            try:
-                self._housekeeping()
-            except Exception as exc:  # noqa: BLE001 - logged by _round_failed
-                self._round_failed("reload", exc, backoff)
-                continue
-            backoff.reset()
-
-    def _on_commit(self, count: int) -> None:
-        self.wake.set()  # new changes: the worker need not wait for its poll interval
-        if self.engine_process is not None:
-            self.engine_process.wake()
 
     def _round_failed(self, where: str, exc: Exception, backoff: Backoff) -> None:
         """Wait before the next round: the store's outage is logged once (``health``), any other
@@ -399,25 +304,7 @@ class Service:
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()
 
-    def _pollers(self) -> list[threading.Thread]:
-        """A thread per ``type: sql`` source; across replicas, one polls each source at a time."""
-        from flowctl.channels.env import unset_env
-        from flowctl.runtime.polling import SqlPoller
-
-        threads = []
-        unset = {u.owner for u in unset_env(self.bundle, self.env)}
-        for source in self.bundle.sources.values():
-            if source.type == "sql" and f"source {source.name}" not in unset:  # named at start and in /readyz
-                object_type = self.bundle.objects.get(source.object)
-                poller = SqlPoller(source, self.store, self.ingest, self.clock, env=self.env, owner=self.owner,
-                                   metrics=self.metrics, fields=object_type.fields if object_type else ())  # fmt: skip
-                threads.append(threading.Thread(target=poller.run, args=(self.stopping,), daemon=True,
-                                                name=f"flowctl-poll-{source.name}"))  # fmt: skip
-        return threads
-
     def _register_metrics(self) -> None:
-        from flowctl.runtime.metrics import register_queue_metrics
-
         register_queue_metrics(self.metrics, self.store, self.clock)
         self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this daemon",
                                     lambda: self._worker_counts()[0])  # fmt: skip
@@ -430,6 +317,105 @@ class Service:
         self.metrics.gauge_callback("flowctl_engine_versions", "Configuration versions whose engine this process "
                                     "holds: the current one, and those open runs or care days use",
                                     lambda: len(self.engines.by_version))  # fmt: skip
+
+    def _worker_counts(self) -> tuple[int, int, int]:
+        """Processed, failed, timers fired."""
+        return self.worker.processed, self.worker.failed, self.worker.timers_fired
+
+
+@dataclass(eq=False)
+class Service(EngineService):
+    """The whole daemon in this process: it deploys the directory, takes writes (``ingest``, for the
+    HTTP API and the SQL pollers), delivers the outbox, ticks care, and runs the worker loop in a
+    thread here or, with ``engine_process``, in a child process it supervises."""
+
+    ingest: Ingest = field(kw_only=True)
+    deliverer: Deliverer = field(kw_only=True)
+    care: CareScheduler = field(kw_only=True)
+    pollers: list[SqlPoller] = field(kw_only=True)
+    engine_process: EngineProcess | None = field(default=None, kw_only=True)
+
+    def _process_problems(self) -> list[str]:
+        if self.engine_process is not None and (why := self.engine_process.problem()):
+            return [why]
+        return []
+
+    def _write_problems(self) -> list[str]:
+        """Writes cannot commit: one has waited READY_COMMIT_SECONDS and more for the database (its
+        writer lock held, the disk hung), or the last one failed (disk full, the store down) less
+        than WRITE_FAILURE_SECONDS ago with none stored since."""
+        out = []
+        waited = self.ingest.committing_for()
+        if waited > READY_COMMIT_SECONDS:
+            out.append(f"a write has waited {waited:.0f} s to commit (the database's writer lock is held or the "
+                       "disk does not answer)")  # fmt: skip
+        failed = self.ingest.last_failure
+        if failed and time.monotonic() - failed < WRITE_FAILURE_SECONDS:
+            out.append(f"writes cannot commit: {self.ingest.last_failure_why}")
+        return out
+
+    def _switched(self) -> None:
+        if self.engine_process is not None:
+            self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
+            self.engine_process.reload()  # it switches before its next claim
+
+    def start(self) -> None:
+        self.record_version()
+        self.ingest.start()
+        if self.engine_process is None:
+            work = threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True)
+        else:
+            self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
+            self.engine_process.pending = self._changes_wait
+            self.engine_process.start(self.version)  # after the deploy: it runs that version, from the store
+            work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
+        self.threads = [
+            work,
+            threading.Thread(target=self.deliverer.run, args=(self.stopping,), kwargs={"health": self.health},
+                             name="flowctl-delivery", daemon=True),
+            threading.Thread(target=self.leases.keep_alive, args=(self.stopping,), name="flowctl-leases", daemon=True),
+            *(threading.Thread(target=poller.run, args=(self.stopping,), daemon=True,
+                               name=f"flowctl-poll-{poller.name}") for poller in self.pollers),
+        ]  # fmt: skip
+        if self.engine_process is not None:
+            self.threads.append(threading.Thread(target=self.engine_process.supervise,
+                                                 args=(self.stopping, lambda: self.version, self._engine_exited),
+                                                 name="flowctl-engine-supervisor", daemon=True))  # fmt: skip
+        for thread in self.threads:
+            thread.start()
+        self.care.start()  # one catch-up tick now, then a wake-up at the start of every minute
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop claiming, let in-flight batches commit, stop the ingest writer, then the engine."""
+        self.care.stop()  # a tick in progress finishes: its commit is one transaction
+        self.stopping.set()
+        self.wake.set()
+        if self.engine_process is not None:
+            self.engine_process.request_stop()  # it finishes its batch while the threads here do
+        for thread in self.threads:
+            thread.join(timeout=timeout / 2)
+        self.ingest.stop()
+        if self.engine_process is not None:
+            self.engine_process.stop(timeout / 2)
+
+    def _changes_wait(self) -> bool:
+        """Whether changes wait for the engine (the watchdog's question; raises if the store cannot say)."""
+        counts = self.store.queue_counts()
+        return bool(counts.get("changes_pending") or counts.get("changes_claimed"))
+
+    def _housekeeping_loop(self) -> None:
+        """With an engine process, this process has no worker loop to reload in: a thread does."""
+        backoff = Backoff()
+        while not self.stopping.wait(0.5):
+            try:
+                self._housekeeping()
+            except Exception as exc:  # noqa: BLE001 - logged by _round_failed
+                self._round_failed("reload", exc, backoff)
+                continue
+            backoff.reset()
+
+    def _register_metrics(self) -> None:
+        super()._register_metrics()
         if self.engine_process is not None:
             engine = self.engine_process
             self.metrics.gauge_callback("flowctl_engine_restarts_total", "Times the engine process was started "
@@ -439,15 +425,14 @@ class Service:
             self.metrics.gauge_callback("flowctl_engine_stalls_total", "Times the watchdog killed an engine process "
                                         "that made no progress while changes waited (limits.engine_stall_seconds)",
                                         lambda: engine.stalls)  # fmt: skip
-        if self.role != "engine":
-            self.metrics.gauge_callback("flowctl_write_commit_seconds", "How long the write commit in progress has "
-                                        "taken so far (0: none in progress)", self.ingest.committing_for)  # fmt: skip
+        self.metrics.gauge_callback("flowctl_write_commit_seconds", "How long the write commit in progress has "
+                                    "taken so far (0: none in progress)", self.ingest.committing_for)  # fmt: skip
 
     def _worker_counts(self) -> tuple[int, int, int]:
         """Processed, failed, timers fired: by the engine process when there is one."""
         if self.engine_process is not None:
-            return cast(tuple[int, int, int], self.engine_process.totals())
-        return self.worker.processed, self.worker.failed, self.worker.timers_fired
+            return self.engine_process.totals()
+        return super()._worker_counts()
 
 
 class StartRefused(Exception):

@@ -1,7 +1,7 @@
 """A table of another database, read page by page in cursor order: what the SQL polling source reads.
 
-The polling source (``runtime/polling.py``) decides what a row means (a put, a patch, a delete);
-reading the table is database work, so it is done here, where SQLAlchemy is: the table is reflected
+The polling source (``sources/polling.py``) decides what a row means (a put, a patch, a delete);
+reading the table is database work, kept apart from it here: the table is reflected
 once, a page is ``WHERE (c1, c2) > (:v1, :v2) ORDER BY c1, c2 LIMIT n`` (an index on the cursor
 columns answers it reading only those rows), and the delete scan reads the key column alone.
 Connections are checked at checkout (``pool_pre_ping``), so a restarted database costs one retry.

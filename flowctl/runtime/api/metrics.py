@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from flowctl.ports import Clock
+from flowctl.runtime.daemon.ingest import unavailable
 
 log = logging.getLogger("flowctl.metrics")
 
@@ -198,8 +199,6 @@ class GaugeCallback(_Metric):
             result = self.fn()
             rows = self._rows(result)
         except Exception as exc:  # one broken callback must not break the whole scrape
-            from flowctl.runtime.ingest import unavailable
-
             if unavailable(exc):  # the database is down: the daemon's threads report that once
                 log.debug("metric %s: the store is unavailable", self.name)
             else:

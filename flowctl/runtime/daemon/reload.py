@@ -13,8 +13,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from flowctl.channels import build_senders
 from flowctl.engine.core import Engine
+from flowctl.gitops.versions import NotRebuildable, from_version
 from flowctl.ports import ConfigVersion, Store
+from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.delivery import policies
 from flowctl.spec.config import Loaded
 
 log = logging.getLogger("flowctl.reload")
@@ -31,8 +35,6 @@ class Unusable(Exception):
 
 def build(version: ConfigVersion) -> Loaded:
     """The validated configuration of a stored version; raises :class:`Unusable`."""
-    from flowctl.gitops.versions import NotRebuildable, from_version
-
     try:
         loaded = from_version(version).loaded
     except NotRebuildable:
@@ -95,8 +97,6 @@ def release_unused(service: Any) -> list[str]:
     engines = service.engines
     if len(engines.by_version) <= 1:
         return []
-    from flowctl.runtime.clock import SystemClock
-
     now = (getattr(service, "clock", None) or SystemClock()).now()
     since = (now.astimezone(engines.current.tz).date() - timedelta(days=1)).isoformat()
     try:
@@ -115,8 +115,6 @@ def _refresh_policies(service: Any, bundle: Any) -> None:
     deliverer = getattr(service, "deliverer", None)
     if deliverer is None:
         return
-    from flowctl.runtime import policies
-
     deliverer.policies = {name: ch.policy for name, ch in bundle.channels.items() if policies.active(ch.policy)}
     deliverer.timezone = bundle.config.timezone
     deliverer.in_flight = max(1, bundle.config.limits.sends_in_flight)
@@ -128,8 +126,6 @@ def _refresh_senders(service: Any, bundle: Any) -> None:
     senders = getattr(service, "senders", None)
     if not isinstance(senders, dict):
         return
-    from flowctl.channels import build_senders
-
     try:
         fresh = build_senders(bundle, service.env, log_stream=getattr(service, "log_stream", None))
     except Exception:

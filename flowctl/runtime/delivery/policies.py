@@ -2,7 +2,7 @@
 
 Pure functions: each takes the time (``now``) and the counts it needs, and says whether a message
 may go now or must be held until when. The deliverer asks them before it sends (see
-``runtime/delivery.py``) and holds a refused row in the outbox (status ``held``,
+``runtime/delivery/deliverer.py``) and holds a refused row in the outbox (status ``held``,
 ``next_attempt_at`` the time it may go, ``last_error`` why), where ``flowctl outbox list
 --status held`` shows it; a held row is claimed again at that time and checked again. Nothing is
 ever dropped.

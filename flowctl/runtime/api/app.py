@@ -1,0 +1,73 @@
+"""The daemon's HTTP API (v1) as one Starlette app: the declared routes, error answers for what no
+route matches, and a fast path for the hot route.
+
+The app only needs a :class:`~flowctl.runtime.api.view.ServiceView`; ``create_app(svc)`` reads
+``svc.bundle`` on every request, so a hot reload takes effect on the next request. The routes, and
+the OpenAPI document served at ``/openapi.json``, come from ``api.handlers``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowctl.runtime.api.core import Handler
+from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
+from flowctl.runtime.api.handlers import HttpApi, routes
+from flowctl.runtime.api.view import ServiceView
+from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
+
+
+def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
+    """The daemon's ASGI app over ``svc``."""
+    api = HttpApi(svc, commit_timeout=commit_timeout)
+    served = []
+    for endpoint in routes.endpoints:
+        handler: Handler = getattr(api, endpoint.handler)
+        served.append(Route(endpoint.path, api.instrument(endpoint.path, handler), methods=endpoint.methods))
+    records = served[0]  # /v1/records/{object}/{id}, the first route declared: the fast path's
+    assert records.path == "/v1/records/{object}/{id}"
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        kind = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, BadRequest)
+        response = JSONResponse(kind(exc.detail).body(), status_code=exc.status_code, headers=exc.headers)
+        api.requests.inc(route="unmatched", status=str(exc.status_code))
+        return response
+
+    app = _App(routes=served, exception_handlers={HTTPException: http_error})
+    app.record_endpoint = records.endpoint
+    app.state.api = api
+    return app
+
+
+class _App(Starlette):
+    """Starlette, with the hot route (``/v1/records/{object}/{id}``: put, patch, get, delete)
+    going straight to its handler: the middleware and router layers cost as much as the handler
+    itself. Every other request, and every error shape, is Starlette's as before."""
+
+    record_endpoint: Handler | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        endpoint = self.record_endpoint
+        if endpoint is not None and scope["type"] == "http" and scope["method"] in _FAST_METHODS:
+            path: str = scope["path"]
+            if path.startswith(_RECORDS) and not scope.get("root_path"):
+                object, slash, record_id = path[len(_RECORDS) :].partition("/")
+                if object and slash and record_id and "/" not in record_id:
+                    scope["app"] = self
+                    scope["path_params"] = {"object": object, "id": record_id}
+                    response = await endpoint(Request(scope, receive, send))
+                    await response(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+_RECORDS = "/v1/records/"
+
+_FAST_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE"})

@@ -1,0 +1,54 @@
+"""What the HTTP API needs from the running daemon: a reader of records, a sink for changes, the
+current configuration and its health, as protocols.
+
+The app is built over a :class:`ServiceView` rather than the service itself, so that tests can
+serve it over an in-memory store and the API imports nothing of the daemon's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Protocol
+
+from flowctl.engine.state import Record, Run
+from flowctl.ports import AppendResult, Clock, NewChange, StoredChange
+from flowctl.runtime.api.metrics import Metrics
+from flowctl.spec import model as m
+
+
+class RecordReader(Protocol):
+    def record(self, object: str, id: str) -> Record | None: ...
+    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]: ...
+    def open_changes(self, object: str, id: str) -> list[StoredChange]: ...
+    def change(self, seq: int) -> StoredChange | None: ...
+    def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
+
+
+class ChangeSink(Protocol):
+    def submit(self, change: NewChange) -> Future[AppendResult]: ...
+
+    def submit_async(self, change: NewChange) -> asyncio.Future[AppendResult]: ...
+
+    def cancel(self, waiter: asyncio.Future[AppendResult]) -> bool: ...
+
+
+class ServiceView(Protocol):
+    """What ``create_app`` uses of the running service."""
+
+    @property
+    def bundle(self) -> m.Bundle: ...  # the current configuration (replaced on reload)
+    @property
+    def store(self) -> RecordReader: ...
+    @property
+    def ingest(self) -> ChangeSink: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...  # resolves ${ENV} in api_token and source secrets
+    @property
+    def clock(self) -> Clock: ...
+    def readiness(self) -> list[str]: ...  # why changes cannot be taken and processed now ([] = ready)
+    def degraded(self) -> list[str]: ...  # what works only in part (a channel missing its ${ENV})
+    def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str: ...  # why not ('' = allowed)
