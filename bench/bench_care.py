@@ -128,20 +128,54 @@ def fill(url: str, size: int, due: int) -> float:
     with writer(store.engine).begin() as conn:  # one transaction (reads autocommit on SQLite)
         for start in range(0, size, CHUNK):
             part = people[start : start + CHUNK]
-            recs = [{"object": "contact", "id": id_, "fields": {"full_name": f"Nguyễn Văn {id_}",
-                     "phone": f"09{id_}1", "email": f"kh{id_}@example.vn", "birthday": born.isoformat(),
-                     "status": "active"}, "stage": "", "pipeline": "", "owner": "", "version": 1,
-                     "deleted": False, "updated_at": None} for id_, born in part]  # fmt: skip
-            dates = [{"object": "contact", "record_id": id_, "field": "birthday",
-                      "month_day": born.month * 100 + born.day, "value": born.isoformat()} for id_, born in part]  # fmt: skip  # noqa: E501
+            recs = [
+                {
+                    "object": "contact",
+                    "id": id_,
+                    "fields": {
+                        "full_name": f"Nguyễn Văn {id_}",
+                        "phone": f"09{id_}1",
+                        "email": f"kh{id_}@example.vn",
+                        "birthday": born.isoformat(),
+                        "status": "active",
+                    },
+                    "stage": "",
+                    "pipeline": "",
+                    "owner": "",
+                    "version": 1,
+                    "deleted": False,
+                    "updated_at": None,
+                }
+                for id_, born in part
+            ]
+            dates = [
+                {
+                    "object": "contact",
+                    "record_id": id_,
+                    "field": "birthday",
+                    "month_day": born.month * 100 + born.day,
+                    "value": born.isoformat(),
+                }
+                for id_, born in part
+            ]
             if store.dialect == "postgresql":
                 raw = conn.connection.driver_connection
                 with raw.cursor() as cur:  # type: ignore[union-attr]
                     cols = "object, id, fields, stage, pipeline, owner, version, deleted"
                     with cur.copy(f"COPY records ({cols}) FROM STDIN") as copy:
                         for r in recs:
-                            copy.write_row((r["object"], r["id"], json.dumps(r["fields"], ensure_ascii=False), "",
-                                            "", "", 1, False))  # fmt: skip
+                            copy.write_row(
+                                (
+                                    r["object"],
+                                    r["id"],
+                                    json.dumps(r["fields"], ensure_ascii=False),
+                                    "",
+                                    "",
+                                    "",
+                                    1,
+                                    False,
+                                )
+                            )
                     with cur.copy("COPY record_dates (object, record_id, field, month_day, value) FROM STDIN") as copy:
                         for d in dates:
                             copy.write_row((d["object"], d["record_id"], d["field"], d["month_day"], d["value"]))
@@ -181,8 +215,19 @@ def tick_child(url: str, config: str) -> None:
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     outbox = store.counts()["outbox_pending"]
     rss_mb = peak_rss_mb()
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "first": first, "found": report.found,
-                      "committed": report.committed, "outbox": outbox, "rss_mb": rss_mb}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu": cpu,
+                "first": first,
+                "found": report.found,
+                "committed": report.committed,
+                "outbox": outbox,
+                "rss_mb": rss_mb,
+            }
+        )
+    )
 
 
 def reset(url: str, pristine: Path | None) -> None:
@@ -218,7 +263,8 @@ def pg_schema_url(base: str) -> tuple[str, str]:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     admin.dispose()
     return sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False), schema
+        hide_password=False
+    ), schema
 
 
 def drop_schema(base: str, schema: str) -> None:
@@ -261,30 +307,42 @@ def main() -> None:
                     for n in range(args.repeat):
                         if n:
                             reset(url, pristine)
-                        out = subprocess.run([sys.executable, __file__, "--child", url, str(config)], check=True,
-                                             capture_output=True, text=True).stdout  # fmt: skip
+                        out = subprocess.run(
+                            [sys.executable, __file__, "--child", url, str(config)],
+                            check=True,
+                            capture_output=True,
+                            text=True,
+                        ).stdout
                         run = json.loads(out.strip().splitlines()[-1])
                         runs.append(run)
-                        print(f"{db:8} {size:>9} contacts (loaded in {loaded_in:5.1f} s): {run['found']} due, "
-                              f"{run['committed']} committed, {run['outbox']} outbox rows in {run['seconds']:.3f} s "
-                              f"(cpu {run['cpu']:.3f} s; the day's first tick {run['first']:.3f} s); "
-                              f"max RSS {run['rss_mb']:.0f} MB", flush=True)  # fmt: skip
+                        print(
+                            f"{db:8} {size:>9} contacts (loaded in {loaded_in:5.1f} s): {run['found']} due, "
+                            f"{run['committed']} committed, {run['outbox']} outbox rows in {run['seconds']:.3f} s "
+                            f"(cpu {run['cpu']:.3f} s; the day's first tick {run['first']:.3f} s); "
+                            f"max RSS {run['rss_mb']:.0f} MB",
+                            flush=True,
+                        )
                 finally:
                     if schema:
                         drop_schema(args.pg, schema)
                     for leftover in folder.glob(f"care-{size}.*"):
                         leftover.unlink()
-                result = {**runs[0], "seconds": statistics.median(r["seconds"] for r in runs),
-                          "rss_mb": max(r["rss_mb"] for r in runs)}  # fmt: skip
+                result = {
+                    **runs[0],
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "rss_mb": max(r["rss_mb"] for r in runs),
+                }
                 results[(db, size)] = result
     big, small = max(sizes), min(sizes)
     dbs = sorted({db for db, _ in results})
     per_db = ", ".join(f"{results[(db, big)]['seconds']:.2f} s ({db})" for db in dbs)
     rss = max(r["rss_mb"] for r in results.values())
     ratios = ", ".join(f"{results[(db, big)]['seconds'] / results[(db, small)]['seconds']:.2f} ({db})" for db in dbs)
-    print(f"care: tick over {big} contacts: {results[(dbs[0], big)]['found']} due in {per_db} "
-          f"(median of {args.repeat}); "
-          f"max RSS {rss:.0f} MB; {big // 1000}k/{small // 1000}k ratio {ratios}")
+    print(
+        f"care: tick over {big} contacts: {results[(dbs[0], big)]['found']} due in {per_db} "
+        f"(median of {args.repeat}); "
+        f"max RSS {rss:.0f} MB; {big // 1000}k/{small // 1000}k ratio {ratios}"
+    )
 
 
 if __name__ == "__main__":

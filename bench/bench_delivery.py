@@ -31,12 +31,21 @@ from flowctl.store import open_store
 
 def rate(url: str, messages: int, in_flight: int, server: ThreadingHTTPServer) -> float:
     store = open_store(url)
-    effects = [Effect(key=f"k{i}", action="send_sms", run_id="r", object="deal", record_id=str(i), channel="sms",
-                      params={"to": f"09{i:08d}", "text": "Khuyen mai"}) for i in range(messages)]  # fmt: skip
+    effects = [
+        Effect(
+            key=f"k{i}",
+            action="send_sms",
+            run_id="r",
+            object="deal",
+            record_id=str(i),
+            channel="sms",
+            params={"to": f"09{i:08d}", "text": "Khuyen mai"},
+        )
+        for i in range(messages)
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], datetime.now(UTC))
     sms = sender("sms", server)
-    deliverer = Deliverer(store, {"sms": sms}, SystemClock(), owner="bench", rng=random.Random(1),
-                          in_flight=in_flight)  # fmt: skip
+    deliverer = Deliverer(store, {"sms": sms}, SystemClock(), owner="bench", rng=random.Random(1), in_flight=in_flight)
     started = time.perf_counter()
     while deliverer.deliver_once():
         pass
@@ -63,8 +72,10 @@ def main() -> None:
             rates[in_flight] = rate(url, args.messages, in_flight, server)
             print(f"in_flight {in_flight}: {rates[in_flight]:.0f} msg/s")
     server.shutdown()
-    print(f"delivery: ratio {rates[1] / rates[8]:.2f} (in_flight 1: {rates[1]:.0f} msg/s; in_flight 8: "
-          f"{rates[8]:.0f} msg/s; gateway latency {args.latency * 1000:.0f} ms)")
+    print(
+        f"delivery: ratio {rates[1] / rates[8]:.2f} (in_flight 1: {rates[1]:.0f} msg/s; in_flight 8: "
+        f"{rates[8]:.0f} msg/s; gateway latency {args.latency * 1000:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -89,8 +89,10 @@ def wrk(url: str, connections: int, seconds: float, prefix: str, workdir: Path) 
     script.write_text(WRK_SCRIPT % {"prefix": prefix})
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rate, int(bad.group(1)) if bad else 0
@@ -139,9 +141,19 @@ def measure_bare(seconds: float, workdir: Path) -> float:
     app_file = workdir / "bare_app.py"
     app_file.write_text(BARE_APP)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning",
-         "--no-access-log"], cwd=workdir,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=workdir,
+    )
     try:
         wait_ready(f"http://127.0.0.1:{port}/v1/records/deal/x")
         rate, _ = wrk(f"http://127.0.0.1:{port}", 64, seconds, "bare", workdir)
@@ -174,8 +186,9 @@ def paced_latency(url: str, db: Path, rate: int, seconds: float) -> list[float]:
             time.sleep(pause)
         key = f"lat-{i}"
         sent[key] = time.time()
-        client.put(f"{url}/v1/records/deal/{key}", json={"fields": {"title": f"L {i}", "phone": "0901234567",
-                                                                       "amount": 1000}})  # fmt: skip
+        client.put(
+            f"{url}/v1/records/deal/{key}", json={"fields": {"title": f"L {i}", "phone": "0901234567", "amount": 1000}}
+        )
     client.close()
     time.sleep(1.0)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
@@ -204,9 +217,23 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (workdir / "daemon.log").open("w")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "flowctl", "run", str(CONFIG), "--db", f"sqlite:///{db}", "--listen",
-         f"127.0.0.1:{port}", "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=log, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "flowctl",
+            "run",
+            str(CONFIG),
+            "--db",
+            f"sqlite:///{db}",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env=env,
+    )
     rss = Rss(daemon.pid)
     results: dict[str, float] = {}
     try:
@@ -219,13 +246,17 @@ def main() -> None:
             finished = drain(db, before + accepted)
             rate = accepted / (finished - started)
             results[str(clients)] = rate
-            print(f"flowctl, {clients:2d} clients: {accepted_rate:,.0f} accepted/s (HTTP), "
-                  f"{rate:,.0f} changes/s to outbox row committed ({accepted} changes, {bad} non-2xx)",
-                  flush=True)  # fmt: skip
+            print(
+                f"flowctl, {clients:2d} clients: {accepted_rate:,.0f} accepted/s (HTTP), "
+                f"{rate:,.0f} changes/s to outbox row committed ({accepted} changes, {bad} non-2xx)",
+                flush=True,
+            )
         lat = paced_latency(url, db, 200, min(args.seconds, 10))
         p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
-        print(f"latency at 200 changes/s, request to outbox row: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-              f"({len(lat)} changes)", flush=True)  # fmt: skip
+        print(
+            f"latency at 200 changes/s, request to outbox row: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} changes)",
+            flush=True,
+        )
         remaining = args.changes - outbox_count(db)
         if remaining > 0:
             seconds = max(2.0, remaining / max(results["64"], 1.0))
@@ -240,10 +271,20 @@ def main() -> None:
         rss.stop.set()
         log.close()
     ratio = results["64"] / bare
-    print(json.dumps({"bare": round(bare), **{f"clients_{k}": round(v) for k, v in results.items()},
-                      "p99_ms": round(p99, 1), "rss_mb": rss.peak}))  # fmt: skip
-    print(f"e2e: {results['64']:,.0f} changes/s with 64 clients on SQLite synchronous=FULL "
-          f"= {ratio:.2f} of a bare endpoint ({bare:,.0f} req/s); p99 {p99:.1f} ms at 200/s; peak RSS {rss.peak} MB")
+    print(
+        json.dumps(
+            {
+                "bare": round(bare),
+                **{f"clients_{k}": round(v) for k, v in results.items()},
+                "p99_ms": round(p99, 1),
+                "rss_mb": rss.peak,
+            }
+        )
+    )
+    print(
+        f"e2e: {results['64']:,.0f} changes/s with 64 clients on SQLite synchronous=FULL "
+        f"= {ratio:.2f} of a bare endpoint ({bare:,.0f} req/s); p99 {p99:.1f} ms at 200/s; peak RSS {rss.peak} MB"
+    )
 
 
 def changes_total(db: Path) -> int:

@@ -36,7 +36,9 @@ from flowctl.engine.state import Record
 from flowctl.spec.config import load_bundle
 from flowctl.spec.templating import compile_template
 
-CONFIG = order_config(timezone="Asia/Ho_Chi_Minh", statuses="[new, confirmed]") + """\
+CONFIG = (
+    order_config(timezone="Asia/Ho_Chi_Minh", statuses="[new, confirmed]")
+    + """\
 ---
 apiVersion: flowctl/v1
 kind: Template
@@ -55,15 +57,21 @@ spec:
   nodes:
     sms: {type: send_sms, template: order-confirmed}
 """
+)
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 NAMES = ["Nguyễn Thị Lan", "Lê Quang Minh", "Trần Thu Hà", "Phạm Văn Tuấn", "Đỗ Mỹ Hạnh"]
 
 
 def records(count: int) -> list[Record]:
-    return [Record(object="order", id=str(i), fields={"full_name": NAMES[i % 5], "phone": "0901234567",
-                                                      "amount": 100_000 + i, "status": "new"})
-            for i in range(count)]  # fmt: skip
+    return [
+        Record(
+            object="order",
+            id=str(i),
+            fields={"full_name": NAMES[i % 5], "phone": "0901234567", "amount": 100_000 + i, "status": "new"},
+        )
+        for i in range(count)
+    ]
 
 
 def run_engine(engine: Engine, count: int, round_no: int) -> tuple[float, float]:
@@ -114,11 +122,16 @@ def main() -> None:
     render = min(t[1] for t in render_runs)
     print(f"rounds, wall clock (updates/s): {', '.join(f'{args.updates / t[0]:,.0f}' for t in engine_runs)}")
     print(f"rounds, CPU time (updates/s):   {', '.join(f'{args.updates / t[1]:,.0f}' for t in engine_runs)}")
-    print(f"per update {cpu / args.updates * 1e6:.1f} us of CPU ({wall / args.updates * 1e6:.1f} us wall); "
-          f"the SMS render alone {render / args.updates * 1e6:.1f} us")
-    print(f"engine: {args.updates / cpu:,.0f} updates/s on one core (target 20,000; best of {args.rounds} x "
-          f"{args.updates:,} updates, CPU time; {args.updates / wall:,.0f}/s by the wall clock; an update costs "
-          f"{cpu / render:.1f}x rendering its SMS alone)")
+    print(
+        f"per update {cpu / args.updates * 1e6:.1f} us of CPU ({wall / args.updates * 1e6:.1f} us wall); "
+        f"the SMS render alone {render / args.updates * 1e6:.1f} us"
+    )
+    print(
+        f"engine: {args.updates / cpu:,.0f} updates/s on one core (target 20,000; best of {args.rounds} x "
+        f"{args.updates:,} updates, CPU time; {args.updates / wall:,.0f}/s by the wall clock; an update costs "
+        f"{cpu / render:.1f}x rendering its SMS alone)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -36,11 +36,23 @@ def measure(store: Store, batches: int, batch: int) -> tuple[float, float]:
     done = {True: 0, False: 0}
     for n in range(batches):
         fenced = n % 2 == 0
-        store.append_changes([NewChange(object="deal", record_id=f"{n}-{i}", op="patch", idempotency_key=f"{n}-{i}",
-                                        fields={"note": f"v{n}"}, received_at=T0) for i in range(batch)])  # fmt: skip
+        store.append_changes(
+            [
+                NewChange(
+                    object="deal",
+                    record_id=f"{n}-{i}",
+                    op="patch",
+                    idempotency_key=f"{n}-{i}",
+                    fields={"note": f"v{n}"},
+                    received_at=T0,
+                )
+                for i in range(batch)
+            ]
+        )
         claimed = store.claim_changes(batch, "bench", T0, 60)
-        items = [Processed(change=c, record=Record(object="deal", id=c.record_id, fields={"note": f"v{n}"}))
-                 for c in claimed]  # fmt: skip
+        items = [
+            Processed(change=c, record=Record(object="deal", id=c.record_id, fields={"note": f"v{n}"})) for c in claimed
+        ]
         started = time.perf_counter()
         store.commit_batch(items, T0, owner="bench" if fenced else None)
         seconds[fenced] += time.perf_counter() - started

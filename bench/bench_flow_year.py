@@ -56,9 +56,9 @@ def flow() -> str:
         after = f"d{k + 1}" if k + 1 < SEGMENTS else "again"
         nodes += [
             f"    d{k}: {{type: delay, for: 5d, next: b{k}}}",
-            f"    b{k}: {{type: branch, branches: [{{if: \"record.score % 2 == 0\", next: s{k}}}], default: t{k}}}",
-            f"    s{k}: {{type: send_sms, text: \"Chao {{{{ record.full_name }}}}, buoc {k}\", next: u{k}}}",
-            f"    t{k}: {{type: create_task, title: \"Gọi {{{{ record.full_name }}}} ({k})\", assignee: owner,"
+            f'    b{k}: {{type: branch, branches: [{{if: "record.score % 2 == 0", next: s{k}}}], default: t{k}}}',
+            f'    s{k}: {{type: send_sms, text: "Chao {{{{ record.full_name }}}}, buoc {k}", next: u{k}}}',
+            f'    t{k}: {{type: create_task, title: "Gọi {{{{ record.full_name }}}} ({k})", assignee: owner,'
             f" next: u{k}}}",
         ]
         if k + 1 < SEGMENTS:
@@ -68,8 +68,10 @@ def flow() -> str:
     nodes[-2] = nodes[-2].replace(f"next: u{SEGMENTS - 1}}}", "next: again}")
     nodes[-3] = nodes[-3].replace(f"next: u{SEGMENTS - 1}}}", "next: again}")
     assert len(nodes) == 50, len(nodes)
-    return ("apiVersion: flowctl/v1\nkind: Flow\nmetadata: {name: year-long}\nspec:\n  object: contact\n"
-            "  trigger: {on: created}\n  start: d0\n  nodes:\n" + "\n".join(nodes) + "\n")  # fmt: skip
+    return (
+        "apiVersion: flowctl/v1\nkind: Flow\nmetadata: {name: year-long}\nspec:\n  object: contact\n"
+        "  trigger: {on: created}\n  start: d0\n  nodes:\n" + "\n".join(nodes) + "\n"
+    )
 
 
 YEAR = """\
@@ -141,11 +143,15 @@ def main() -> None:
         test_still = timed([*flowctl, "test", str(still)], args.rounds)
         last = subprocess.run([*flowctl, "test", str(year)], capture_output=True, text=True).stdout.splitlines()
     print(f"{' '.join(flowctl)} test: {last[0]}")
-    print(f"best of {args.rounds}: flowctl test {test_year:.3f} s (year), {test_still:.3f} s (no time passing); "
-          f"run_scenarios in process {in_process:.3f} s")  # fmt: skip
-    print(f"flow-year: flowctl test {test_year:.2f} s for 365 days of a 50-node, 10-delay flow (target 1 s; "
-          f"{test_year / test_still:.1f}x the same command with no time passing, {test_still:.2f} s; "
-          f"the year alone {in_process:.3f} s in process)")  # fmt: skip
+    print(
+        f"best of {args.rounds}: flowctl test {test_year:.3f} s (year), {test_still:.3f} s (no time passing); "
+        f"run_scenarios in process {in_process:.3f} s"
+    )
+    print(
+        f"flow-year: flowctl test {test_year:.2f} s for 365 days of a 50-node, 10-delay flow (target 1 s; "
+        f"{test_year / test_still:.1f}x the same command with no time passing, {test_still:.2f} s; "
+        f"the year alone {in_process:.3f} s in process)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,10 +37,14 @@ def main() -> None:
     help_time = best(flowctl, args.runs)
     bare = best([sys.executable, "-c", "print()"], args.runs)
     module = best([sys.executable, "-c", "import flowctl.cli.main; print()"], args.runs)
-    print(f"{' '.join(flowctl)}: best {help_time:.3f} s; importing flowctl.cli.main {module:.3f} s; "
-          f"bare interpreter {bare:.3f} s")  # fmt: skip
-    print(f"flowctl --help: {help_time:.2f} s (target 0.2 s; {help_time / bare:.1f}x a bare 'python -c print()', "
-          f"{bare:.2f} s)")  # fmt: skip
+    print(
+        f"{' '.join(flowctl)}: best {help_time:.3f} s; importing flowctl.cli.main {module:.3f} s; "
+        f"bare interpreter {bare:.3f} s"
+    )
+    print(
+        f"flowctl --help: {help_time:.2f} s (target 0.2 s; {help_time / bare:.1f}x a bare 'python -c print()', "
+        f"{bare:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

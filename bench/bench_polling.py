@@ -43,11 +43,19 @@ class Clock:
 
 def make_table(engine: sa.Engine, name: str, rows: int) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE TABLE {name} (id bigint PRIMARY KEY, full_name text, phone text, "
-                             "updated_at timestamptz NOT NULL)"))  # fmt: skip
-        conn.execute(sa.text(f"INSERT INTO {name} SELECT g, 'Khach ' || g, '09' || lpad(g::text, 8, '0'), "
-                             f":base + g * interval '1 second' FROM generate_series(1, {rows}) g"),
-                     {"base": BASE})  # fmt: skip
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {name} (id bigint PRIMARY KEY, full_name text, phone text, "
+                "updated_at timestamptz NOT NULL)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {name} SELECT g, 'Khach ' || g, '09' || lpad(g::text, 8, '0'), "
+                f":base + g * interval '1 second' FROM generate_series(1, {rows}) g"
+            ),
+            {"base": BASE},
+        )
         conn.execute(sa.text(f"CREATE INDEX ix_{name}_cursor ON {name} (updated_at, id)"))
         conn.execute(sa.text(f"ANALYZE {name}"))
 
@@ -56,9 +64,16 @@ def measure(url: str, name: str, rows: int, changed: int, repeat: int, workdir: 
     store = open_store(f"sqlite:///{workdir / f'{name}.db'}")
     ingest = Ingest(store)
     ingest.start()
-    source = Source(metadata=Metadata(name=name), type="sql", url=url, table=name, key="id",
-                    cursor=("updated_at", "id"), object="contact",
-                    interval=Duration(text="1s", value=parse_duration("1s")))  # fmt: skip
+    source = Source(
+        metadata=Metadata(name=name),
+        type="sql",
+        url=url,
+        table=name,
+        key="id",
+        cursor=("updated_at", "id"),
+        object="contact",
+        interval=Duration(text="1s", value=parse_duration("1s")),
+    )
     poller = SqlPoller(source, store, ingest, Clock(), env=os.environ, owner="bench")
     end = BASE + timedelta(seconds=rows)
     store.claim_source(name, "bench", Clock().now(), 60)
@@ -68,9 +83,14 @@ def measure(url: str, name: str, rows: int, changed: int, repeat: int, workdir: 
     step = max(rows // changed, 1)
     for n in range(repeat):
         with engine.begin() as conn:  # 1,000 rows spread over the table, each with a new name and time
-            conn.execute(sa.text(f"UPDATE {name} SET full_name = full_name || '+', "
-                                 f"updated_at = :at + (id / {step}) * interval '1 microsecond' "
-                                 f"WHERE id % {step} = {n % step}"), {"at": end + timedelta(hours=n + 1)})  # fmt: skip
+            conn.execute(
+                sa.text(
+                    f"UPDATE {name} SET full_name = full_name || '+', "
+                    f"updated_at = :at + (id / {step}) * interval '1 microsecond' "
+                    f"WHERE id % {step} = {n % step}"
+                ),
+                {"at": end + timedelta(hours=n + 1)},
+            )
         started = time.perf_counter()
         result = poller.poll_once()
         times.append(time.perf_counter() - started)
@@ -90,8 +110,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--changed", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--base", default=os.environ.get("FLOWCTL_BENCH_PG",
-                                                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--base", default=os.environ.get("FLOWCTL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    )
     args = parser.parse_args()
     url = fresh_database(args.base, DATABASE)
     engine = sa.create_engine(url)
@@ -101,8 +122,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         small = measure(url, "small", args.small, args.changed, args.repeat, Path(tmp))
         big = measure(url, "big", args.rows, args.changed, args.repeat, Path(tmp))
-    print(f"polling {args.changed:,} changed rows: {args.rows:,}-row table {big * 1000:.1f} ms, "
-          f"{args.small:,}-row table {small * 1000:.1f} ms, ratio {big / small:.2f}")
+    print(
+        f"polling {args.changed:,} changed rows: {args.rows:,}-row table {big * 1000:.1f} ms, "
+        f"{args.small:,}-row table {small * 1000:.1f} ms, ratio {big / small:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,13 +32,16 @@ from pathlib import Path
 
 from support import order_config
 
-HEADER = order_config(timezone="UTC", statuses="[new, confirmed, paid, shipped]") + """\
+HEADER = (
+    order_config(timezone="UTC", statuses="[new, confirmed, paid, shipped]")
+    + """\
 ---
 apiVersion: flowctl/v1
 kind: Channel
 metadata: {name: sms}
 spec: {type: log}
 """
+)
 
 TEMPLATE = """\
 ---
@@ -66,13 +69,15 @@ spec:
 
 def write_config(folder: Path, flows: int, templates: int = 50, files: int = 50, mark: str = "") -> None:
     (folder / "flowctl.yaml").write_text(HEADER, encoding="utf-8")
-    (folder / "templates.yaml").write_text("".join(TEMPLATE.format(i=i, mark=mark if i == 0 else "")
-                                                   for i in range(templates)), encoding="utf-8")  # fmt: skip
+    (folder / "templates.yaml").write_text(
+        "".join(TEMPLATE.format(i=i, mark=mark if i == 0 else "") for i in range(templates)), encoding="utf-8"
+    )
     per_file = -(-flows // files)
     for f in range(files):
         part = range(f * per_file, min(flows, (f + 1) * per_file))
-        (folder / f"flows-{f:02d}.yaml").write_text("".join(FLOW.format(i=i, t=i % templates) for i in part),
-                                                    encoding="utf-8")  # fmt: skip
+        (folder / f"flows-{f:02d}.yaml").write_text(
+            "".join(FLOW.format(i=i, t=i % templates) for i in part), encoding="utf-8"
+        )
 
 
 def rss_mib() -> float:
@@ -133,19 +138,25 @@ def main() -> None:
             rss_engine.append(rss_mib())
             blocks.append(sys.getallocatedblocks())
             costs.append(api_cpu)
-            print(f"reload {n}: HTTP process {api_cpu:.2f} s CPU, engine process {engine_cpu:.2f} s CPU; "
-                  f"engines held {len(api.engines.by_version)} and {len(engine_side.engines.by_version)}; "
-                  f"RSS {rss_engine[-1]:.0f} MiB; {blocks[-1]:,} Python blocks allocated")  # fmt: skip
+            print(
+                f"reload {n}: HTTP process {api_cpu:.2f} s CPU, engine process {engine_cpu:.2f} s CPU; "
+                f"engines held {len(api.engines.by_version)} and {len(engine_side.engines.by_version)}; "
+                f"RSS {rss_engine[-1]:.0f} MiB; {blocks[-1]:,} Python blocks allocated"
+            )
         # both services live in this one process: the figures are theirs together. The first
         # reload raises the allocator's high-water mark (two versions are alive while the second
         # builds); what each further reload adds is what it keeps.
         steps = max(1, args.reloads - 2)
         growth, kept = (rss_engine[-1] - rss_engine[1]) / steps, (blocks[-1] - blocks[1]) / steps
-        print(f"each reload after the second: RSS {growth:+.1f} MiB, {kept:+,.0f} Python blocks "
-              f"(both processes' services together)")  # fmt: skip
+        print(
+            f"each reload after the second: RSS {growth:+.1f} MiB, {kept:+,.0f} Python blocks "
+            f"(both processes' services together)"
+        )
         ratio = sum(costs) / len(costs) / build_once
-        print(f"reload: {ratio:.2f}x the build-once CPU time ({sum(costs) / len(costs):.2f} s vs {build_once:.2f} s, "
-              f"mean of {args.reloads} reloads, HTTP process; {args.flows:,} flows)")  # fmt: skip
+        print(
+            f"reload: {ratio:.2f}x the build-once CPU time ({sum(costs) / len(costs):.2f} s vs {build_once:.2f} s, "
+            f"mean of {args.reloads} reloads, HTTP process; {args.flows:,} flows)"
+        )
 
 
 if __name__ == "__main__":

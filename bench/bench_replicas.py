@@ -46,9 +46,26 @@ def run(replicas: int, seconds: float, base: str, workdir: Path) -> float:
         for n in range(replicas):  # one at a time: the first migrates the schema
             port = free_port()
             log = (workdir / f"replica-{replicas}-{n}.log").open("wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "flowctl", "run", str(CONFIG), "--db", url,
-                                           "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flowctl",
+                        "run",
+                        str(CONFIG),
+                        "--db",
+                        url,
+                        "--listen",
+                        f"127.0.0.1:{port}",
+                        "--log-level",
+                        "warning",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
             wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=60)
             ports.append(port)
         engine = sa.create_engine(url)
@@ -64,15 +81,20 @@ def run(replicas: int, seconds: float, base: str, workdir: Path) -> float:
         for thread in threads:
             thread.join()
         deadline = time.monotonic() + 300
-        while count(engine, "select count(*) from changes where status in ('pending', 'claimed')") and \
-                time.monotonic() < deadline:  # fmt: skip
+        while (
+            count(engine, "select count(*) from changes where status in ('pending', 'claimed')")
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         elapsed = time.monotonic() - started
         rows = count(engine, "select count(*) from outbox")
         bad = sum(b for _, b in results)
         accepted = sum(r for r, _ in results)
-        print(f"{replicas} replica(s): wrk {accepted:,.0f} req/s ({bad} non-2xx); {rows:,} outbox rows in "
-              f"{elapsed:.1f}s = {rows / elapsed:,.0f} changes/s end to end", flush=True)  # fmt: skip
+        print(
+            f"{replicas} replica(s): wrk {accepted:,.0f} req/s ({bad} non-2xx); {rows:,} outbox rows in "
+            f"{elapsed:.1f}s = {rows / elapsed:,.0f} changes/s end to end",
+            flush=True,
+        )
         engine.dispose()
         return rows / elapsed
     finally:
@@ -88,14 +110,16 @@ def run(replicas: int, seconds: float, base: str, workdir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--base", default=os.environ.get("FLOWCTL_BENCH_PG",
-                                                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--base", default=os.environ.get("FLOWCTL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         one = run(1, args.seconds, args.base, Path(tmp))
         two = run(2, args.seconds, args.base, Path(tmp))
-    print(f"end-to-end on PostgreSQL, 64 clients: 1 replica {one:,.0f}/s, 2 replicas {two:,.0f}/s, "
-          f"ratio {two / one:.2f}")
+    print(
+        f"end-to-end on PostgreSQL, 64 clients: 1 replica {one:,.0f}/s, 2 replicas {two:,.0f}/s, ratio {two / one:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,19 @@ def sent_by(store: Store, channel: str) -> int:
 def run(url: str, messages: int, channels: dict[str, HttpSender]) -> dict[str, float]:
     """Messages per second of each channel, each from the start until its last message was sent."""
     store = open_store(url)
-    effects = [Effect(key=f"{name}-{i}", action="send_sms", run_id="r", object="deal", record_id=str(i),
-                      channel=name, params={"to": f"09{i:08d}", "text": "Khuyen mai"})
-               for i in range(messages) for name in channels]  # fmt: skip
+    effects = [
+        Effect(
+            key=f"{name}-{i}",
+            action="send_sms",
+            run_id="r",
+            object="deal",
+            record_id=str(i),
+            channel=name,
+            params={"to": f"09{i:08d}", "text": "Khuyen mai"},
+        )
+        for i in range(messages)
+        for name in channels
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], datetime.now(UTC))
     deliverer = Deliverer(store, channels, SystemClock(), owner="bench", rng=random.Random(1))
     stop = threading.Event()
@@ -70,13 +80,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         alone = run(f"sqlite:///{Path(folder) / 'alone.db'}", args.messages, {"mail": sender("mail", healthy)})
         print(f"mail alone: {alone['mail']:.0f} msg/s")
-        beside = run(f"sqlite:///{Path(folder) / 'beside.db'}", args.messages,
-                     {"sms": sender("sms", hanging), "mail": sender("mail", healthy)})  # fmt: skip
+        beside = run(
+            f"sqlite:///{Path(folder) / 'beside.db'}",
+            args.messages,
+            {"sms": sender("sms", hanging), "mail": sender("mail", healthy)},
+        )
         print(f"mail beside a hanging sms: {beside['mail']:.0f} msg/s; sms {beside['sms']:.1f} msg/s")
     healthy.shutdown()
     hanging.shutdown()
-    print(f"slow gateway: ratio {beside['mail'] / alone['mail']:.2f} (mail beside a hanging sms: "
-          f"{beside['mail']:.0f} msg/s; alone: {alone['mail']:.0f} msg/s; sms: {beside['sms']:.1f} msg/s)")
+    print(
+        f"slow gateway: ratio {beside['mail'] / alone['mail']:.2f} (mail beside a hanging sms: "
+        f"{beside['mail']:.0f} msg/s; alone: {alone['mail']:.0f} msg/s; sms: {beside['sms']:.1f} msg/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,15 +33,23 @@ def fill(store: SqlStore, pending: int, due: int) -> None:
     """Bulk insert: one transaction, one executemany per chunk."""
 
     def row(i: int, prefix: str, at: datetime) -> dict[str, object]:
-        return {"id": f"{prefix}{i:08}", "run_id": f"run-{prefix}{i:08}", "due": at, "kind": "delay",
-                "node": "wait", "object": "deal", "record_id": str(i)}  # fmt: skip
+        return {
+            "id": f"{prefix}{i:08}",
+            "run_id": f"run-{prefix}{i:08}",
+            "due": at,
+            "kind": "delay",
+            "node": "wait",
+            "object": "deal",
+            "record_id": str(i),
+        }
 
     with writer(store.engine).begin() as conn:
         for start in range(0, pending, INSERT_CHUNK):
             end = min(start + INSERT_CHUNK, pending)
             # spread over the next year, so the due index holds them all after the due ones
-            conn.execute(sa.insert(timers), [row(i, "p", NOW + timedelta(minutes=1 + i % 525_600))
-                                             for i in range(start, end)])  # fmt: skip
+            conn.execute(
+                sa.insert(timers), [row(i, "p", NOW + timedelta(minutes=1 + i % 525_600)) for i in range(start, end)]
+            )
         conn.execute(sa.insert(timers), [row(i, "d", NOW - timedelta(seconds=1 + i % 86_400)) for i in range(due)])
 
 
@@ -80,8 +88,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flowctl-bench-") as tmp:
         crowded = run(Path(tmp), "crowded", args.pending, args.due, args.batch)
         alone = run(Path(tmp), "alone", 0, args.due, args.batch)
-    print(f"timers: ratio {crowded / alone:.1f} ({args.due} due with {args.pending} pending: {crowded:.2f} s; "
-          f"alone: {alone:.2f} s)")  # fmt: skip
+    print(
+        f"timers: ratio {crowded / alone:.1f} ({args.due} due with {args.pending} pending: {crowded:.2f} s; "
+        f"alone: {alone:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

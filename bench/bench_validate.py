@@ -134,10 +134,14 @@ def main() -> None:
         pure = best(args.rounds, parse(yaml.safe_load_all))
         c_loader = best(args.rounds, parse(lambda text: yaml.load_all(text, Loader=yaml.CSafeLoader)))
         checked = best(args.rounds, lambda: validate([root], "text", io.StringIO()))
-    print(f"{len(files)} files; best of {args.rounds}: validate {checked:.2f} s, yaml.safe_load_all {pure:.2f} s, "
-          f"CSafeLoader {c_loader:.2f} s")  # fmt: skip
-    print(f"validate: {checked / pure:.1f}x yaml.safe_load_all ({args.flows} flows: validate {checked:.2f} s, "
-          f"parse {pure:.2f} s; {checked / c_loader:.1f}x the C loader, {c_loader:.2f} s)")  # fmt: skip
+    print(
+        f"{len(files)} files; best of {args.rounds}: validate {checked:.2f} s, yaml.safe_load_all {pure:.2f} s, "
+        f"CSafeLoader {c_loader:.2f} s"
+    )
+    print(
+        f"validate: {checked / pure:.1f}x yaml.safe_load_all ({args.flows} flows: validate {checked:.2f} s, "
+        f"parse {pure:.2f} s; {checked / c_loader:.1f}x the C loader, {c_loader:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

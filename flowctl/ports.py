@@ -38,11 +38,15 @@ class LeaseLost(Exception):
         self.total = total
         self.holders = dict(holders)
         self.lost = sum(self.holders.values())
-        now_held = ", ".join(f"{'nobody (done or given back)' if who == 'nobody' else who} x{n}"
-                             for who, n in sorted(self.holders.items()))  # fmt: skip
-        super().__init__(f"batch of {total} {kind}(s) not committed: {owner} lost the lease of {self.lost} "
-                         f"(held now by: {now_held}); it was paused past its lease and another worker "
-                         f"took them over, so their work is left to it")  # fmt: skip
+        now_held = ", ".join(
+            f"{'nobody (done or given back)' if who == 'nobody' else who} x{n}"
+            for who, n in sorted(self.holders.items())
+        )
+        super().__init__(
+            f"batch of {total} {kind}(s) not committed: {owner} lost the lease of {self.lost} "
+            f"(held now by: {now_held}); it was paused past its lease and another worker "
+            f"took them over, so their work is left to it"
+        )
 
 
 class Clock(Protocol):
@@ -110,9 +114,17 @@ class OutboxRow:
 
     @classmethod
     def from_effect(cls, effect: Effect, id: int = 0) -> OutboxRow:
-        return cls(id=id, key=effect.key, channel=effect.channel, action=effect.action, object=effect.object,
-                   record_id=effect.record_id, run_id=effect.run_id, payload=dict(effect.params),
-                   recipient=str(effect.params.get("to") or ""))  # fmt: skip
+        return cls(
+            id=id,
+            key=effect.key,
+            channel=effect.channel,
+            action=effect.action,
+            object=effect.object,
+            record_id=effect.record_id,
+            run_id=effect.run_id,
+            payload=dict(effect.params),
+            recipient=str(effect.params.get("to") or ""),
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -240,8 +252,9 @@ class Outbox(Protocol):
     ``next_attempt_at``) or ``dead``. With ``owner``, a write touches only rows that owner still
     holds (status ``sending``, its lease): rows another sender took over are left to it."""
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
-                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+    def claim_outbox(
+        self, now: datetime, limit: int, owner: str, lease_seconds: float, skip_channels: Sequence[str] = ()
+    ) -> list[OutboxRow]:
         """Lease up to ``limit`` due rows (pending; retry or held past ``next_attempt_at``;
         ``sending`` whose lease ran out), none of ``skip_channels``, by id; ``attempts + 1``."""
         ...
@@ -256,8 +269,9 @@ class Outbox(Protocol):
         the ids left alone are returned."""
         ...
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
-                    owner: str | None = None) -> bool:  # fmt: skip
+    def mark_failed(
+        self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *, owner: str | None = None
+    ) -> bool:
         """Retry at ``next_attempt_at`` (None: ``dead``). False when ``owner`` lost the lease."""
         ...
 
@@ -265,8 +279,9 @@ class Outbox(Protocol):
         """A dead or retry row is sent again now with a fresh attempt budget (False: not one)."""
         ...
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
-                         owner: str | None = None) -> list[int]:  # fmt: skip
+    def hold_outbox_many(
+        self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *, owner: str | None = None
+    ) -> list[int]:
         """Hold claimed rows (``held``) until a time a sending policy allows, with a reason; a hold
         is not an attempt. Returns the ids whose lease ``owner`` had lost (left alone)."""
         ...
@@ -283,8 +298,7 @@ class Outbox(Protocol):
         """Retries due later than any backoff (``longest`` seconds from now) fall due now."""
         ...
 
-    def sent_counts(self, channel: str, since: datetime,
-                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+    def sent_counts(self, channel: str, since: datetime, recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:
         """Rows of ``channel`` sent since ``since``: in all, and per recipient of ``recipients``."""
         ...
 
@@ -293,8 +307,9 @@ class CareLedger(Protocol):
     """Care schedules: the records due on a day (the month-day index) and the ledger of
     (process, record, occurrence) that decides what ran, once, across replicas and restarts."""
 
-    def care_records(self, object: str, field: str, month_days: Sequence[int],
-                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+    def care_records(
+        self, object: str, field: str, month_days: Sequence[int], on_dates: Sequence[str] = ()
+    ) -> list[Record]:
         """Live records of ``object`` whose date ``field`` falls on one of ``month_days`` (MMDD),
         and, given ``on_dates`` (ISO), on one of those exact dates. Reads the month-day index."""
         ...
@@ -319,8 +334,7 @@ class CareLedger(Protocol):
         """Claim the ones never claimed before (one transaction); returns those won."""
         ...
 
-    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
-                            limit: int) -> list[CareOccurrence]:  # fmt: skip
+    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[CareOccurrence]:
         """Take over claims whose holder did not finish within the lease (it died)."""
         ...
 
@@ -359,8 +373,13 @@ class Deployments(Protocol):
         ...
 
     def version(self, id: str) -> ConfigVersion | None: ...
-    def deploy_version(self, version: ConfigVersion, expected_current: str | None,
-                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool:  # fmt: skip
+    def deploy_version(
+        self,
+        version: ConfigVersion,
+        expected_current: str | None,
+        cancel_runs: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> bool:
         """Make ``version`` current and cancel ``cancel_runs`` (and their timers) in one
         transaction, only if the current version is still ``expected_current`` (None: none yet);
         False, nothing written, when another deploy got there first."""
@@ -388,8 +407,15 @@ class Leases(Protocol):
     """The leases of claimed work across replicas: a heartbeat extends those in hand, a daemon
     that knows a holder is dead ends them, and work whose every claimer died is failed."""
 
-    def extend_leases(self, owner: str, until: datetime, *, change_seqs: Sequence[int] = (),
-                      timer_ids: Sequence[str] = (), outbox_ids: Sequence[int] = ()) -> int:  # fmt: skip
+    def extend_leases(
+        self,
+        owner: str,
+        until: datetime,
+        *,
+        change_seqs: Sequence[int] = (),
+        timer_ids: Sequence[str] = (),
+        outbox_ids: Sequence[int] = (),
+    ) -> int:
         """Push to ``until`` the leases ``owner`` still holds among these rows; how many."""
         ...
 
@@ -417,8 +443,15 @@ class SourceCursors(Protocol):
         while another owner's lease runs."""
         ...
 
-    def save_source(self, source: str, state: Mapping[str, Any], hashes: Mapping[str, str | None],
-                    owner: str, now: datetime, lease_seconds: float) -> None:  # fmt: skip
+    def save_source(
+        self,
+        source: str,
+        state: Mapping[str, Any],
+        hashes: Mapping[str, str | None],
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+    ) -> None:
         """Store a poll's row hashes (None: the row is gone) and state, renewing the lease."""
         ...
 

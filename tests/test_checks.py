@@ -40,11 +40,48 @@ CASES = sorted(p for p in BROKEN.iterdir() if p.is_dir())
 
 #: Every code the issue asks for has a corpus case.
 REQUIRED = {
-    "E001", "E002", "E010", "E011", "E012", "E020", "E021", "E022", "E030", "E031", "E032", "E033",
-    "E034", "E035", "E036", "E037", "E038", "E039", "E040", "E041", "E042", "E043", "E044", "E050",
-    "E051", "E060", "E061", "E062", "E063", "E064", "E065", "E070", "E071", "E080", "E090", "E091",
-    "W001", "W002", "W003", "W004", "W006",
-}  # fmt: skip
+    "E001",
+    "E002",
+    "E010",
+    "E011",
+    "E012",
+    "E020",
+    "E021",
+    "E022",
+    "E030",
+    "E031",
+    "E032",
+    "E033",
+    "E034",
+    "E035",
+    "E036",
+    "E037",
+    "E038",
+    "E039",
+    "E040",
+    "E041",
+    "E042",
+    "E043",
+    "E044",
+    "E050",
+    "E051",
+    "E060",
+    "E061",
+    "E062",
+    "E063",
+    "E064",
+    "E065",
+    "E070",
+    "E071",
+    "E080",
+    "E090",
+    "E091",
+    "W001",
+    "W002",
+    "W003",
+    "W004",
+    "W006",
+}
 
 _EXPECT = re.compile(r"^([EW]\d{3}) (\S+):(\d+):(\d+)$")
 
@@ -148,9 +185,12 @@ spec:
 
 
 def test_cascade_two_flows_chain_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded = _load(tmp_path, monkeypatch,
-                   _flow("A", "{on: updated, changed: [status]}", "{score: 1}")
-                   + _flow("B", "{on: updated, changed: [score]}", "{status: active}"))  # fmt: skip
+    loaded = _load(
+        tmp_path,
+        monkeypatch,
+        _flow("A", "{on: updated, changed: [status]}", "{score: 1}")
+        + _flow("B", "{on: updated, changed: [score]}", "{status: active}"),
+    )
     (issue,) = _codes(loaded, "E080")
     assert issue.message == (
         "automations start each other in a loop: flow A (sets score) → flow B (sets status) → flow A"
@@ -165,19 +205,25 @@ def test_cascade_self_loop_and_unfiltered_trigger(tmp_path: Path, monkeypatch: p
 
 
 def test_cascade_three_flows_reported_once_from_the_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded = _load(tmp_path, monkeypatch,
-                   _flow("C", "{on: updated, changed: [level]}", "{score: 1}")
-                   + _flow("A", "{on: updated, changed: [score]}", "{status: active}")
-                   + _flow("B", "{on: updated, changed: [status]}", "{level: high}"))  # fmt: skip
+    loaded = _load(
+        tmp_path,
+        monkeypatch,
+        _flow("C", "{on: updated, changed: [level]}", "{score: 1}")
+        + _flow("A", "{on: updated, changed: [score]}", "{status: active}")
+        + _flow("B", "{on: updated, changed: [status]}", "{level: high}"),
+    )
     (issue,) = _codes(loaded, "E080")
     assert issue.message.endswith("flow C (sets score) → flow A (sets status) → flow B (sets level) → flow C")
 
 
 def test_cascade_each_elementary_cycle_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded = _load(tmp_path, monkeypatch,
-                   _flow("A", "{on: updated, changed: [status, level]}", "{score: 1}")
-                   + _flow("B", "{on: updated, changed: [score]}", "{status: active}")
-                   + _flow("C", "{on: updated, changed: [score]}", "{level: high}"))  # fmt: skip
+    loaded = _load(
+        tmp_path,
+        monkeypatch,
+        _flow("A", "{on: updated, changed: [status, level]}", "{score: 1}")
+        + _flow("B", "{on: updated, changed: [score]}", "{status: active}")
+        + _flow("C", "{on: updated, changed: [score]}", "{level: high}"),
+    )
     chains = sorted(i.message.split(": ", 1)[1] for i in _codes(loaded, "E080"))
     assert chains == [
         "flow A (sets score) → flow B (sets status) → flow A",
@@ -186,12 +232,14 @@ def test_cascade_each_elementary_cycle_once(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_cascade_needs_a_matching_trigger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded = _load(tmp_path, monkeypatch,
-                   _flow("A", "{on: updated, changed: [status]}", "{score: 1}")
-                   + _flow("B", "{on: updated, changed: [level]}", "{status: active}")
-                   + _flow("C", "{on: created}", "{status: active}")
-                   + _flow("D", "{on: updated, changed: [score]}", "{status: active}",
-                           extra="  enabled: false\n"))  # fmt: skip
+    loaded = _load(
+        tmp_path,
+        monkeypatch,
+        _flow("A", "{on: updated, changed: [status]}", "{score: 1}")
+        + _flow("B", "{on: updated, changed: [level]}", "{status: active}")
+        + _flow("C", "{on: created}", "{status: active}")
+        + _flow("D", "{on: updated, changed: [score]}", "{status: active}", extra="  enabled: false\n"),
+    )
     assert _codes(loaded, "E080") == []
 
 
@@ -279,25 +327,34 @@ def _nodes(*specs: dict[str, Any]) -> dict[str, m.Node]:
 
 
 def test_goto_loop_without_wait_is_unsafe() -> None:
-    nodes = _nodes({"id": "task", "type": "create_task", "next": "again"},
-                   {"id": "again", "type": "goto", "target": "task"})  # fmt: skip
+    nodes = _nodes(
+        {"id": "task", "type": "create_task", "next": "again"}, {"id": "again", "type": "goto", "target": "task"}
+    )
     assert unsafe_loops(nodes) == [["again", "task", "again"]]
 
 
-@pytest.mark.parametrize("waiting", [
-    {"id": "pause", "type": "delay", "for_": True, "next": "again"},
-    {"id": "pause", "type": "wait_event", "event": "x", "next": "again"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "waiting",
+    [
+        {"id": "pause", "type": "delay", "for_": True, "next": "again"},
+        {"id": "pause", "type": "wait_event", "event": "x", "next": "again"},
+    ],
+)
 def test_loop_through_a_wait_is_safe(waiting: dict[str, Any]) -> None:
-    nodes = _nodes({"id": "task", "type": "create_task", "next": "pause"}, waiting,
-                   {"id": "again", "type": "goto", "target": "task"})  # fmt: skip
+    nodes = _nodes(
+        {"id": "task", "type": "create_task", "next": "pause"},
+        waiting,
+        {"id": "again", "type": "goto", "target": "task"},
+    )
     assert unsafe_loops(nodes) == []
 
 
 def test_goto_with_max_visits_is_safe() -> None:
-    nodes = _nodes({"id": "task", "type": "create_task", "next": "again"},
-                   {"id": "again", "type": "goto", "target": "task", "max_visits": 3, "next": "end"},
-                   {"id": "end", "type": "stop"})  # fmt: skip
+    nodes = _nodes(
+        {"id": "task", "type": "create_task", "next": "again"},
+        {"id": "again", "type": "goto", "target": "task", "max_visits": 3, "next": "end"},
+        {"id": "end", "type": "stop"},
+    )
     assert unsafe_loops(nodes) == []
 
 
@@ -358,11 +415,14 @@ def test_after_cycles() -> None:
 # Places inside strings
 
 
-@pytest.mark.parametrize(("line", "col", "expected_col"), [
-    ('  if: record.score > 1 and record.x', 7, 7 + 28),
-    ('  if: "record.score > 1 and record.x"', 7, 8 + 28),
-    ("  if: 'record.score > 1 and record.x'", 7, 8 + 28),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "col", "expected_col"),
+    [
+        ("  if: record.score > 1 and record.x", 7, 7 + 28),
+        ('  if: "record.score > 1 and record.x"', 7, 8 + 28),
+        ("  if: 'record.score > 1 and record.x'", 7, 8 + 28),
+    ],
+)
 def test_text_span_one_line(tmp_path: Path, line: str, col: int, expected_col: int) -> None:
     (tmp_path / "f.yaml").write_text(f"x:\n{line}\n", encoding="utf-8")
     text = "record.score > 1 and record.x"
@@ -383,19 +443,34 @@ def test_text_span_literal_block_and_fallbacks(tmp_path: Path) -> None:
 # Secrets, isolation
 
 
-@pytest.mark.parametrize(("value", "literal"), [
-    ("hunter2", True), ("Bearer abc", True), ("${TOKEN}", False), ("Bearer ${TOKEN}", False),
-    ("{{ secret }}", False), ("", False), (None, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("hunter2", True),
+        ("Bearer abc", True),
+        ("${TOKEN}", False),
+        ("Bearer ${TOKEN}", False),
+        ("{{ secret }}", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_is_literal(value: Any, literal: bool) -> None:
     assert is_literal(value) is literal
 
 
-@pytest.mark.parametrize(("url", "bad"), [
-    ("postgresql://u:pw@db/x", True), ("postgresql://u:${PW}@db/x", False), ("sqlite:///flowctl.db", False),
-    ("https://api.example.com/send?api_key=abc", True), ("https://x.example/?api_key=${KEY}", False),
-    ("https://x.example/?page=2", False), ("${SMS_URL}", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("url", "bad"),
+    [
+        ("postgresql://u:pw@db/x", True),
+        ("postgresql://u:${PW}@db/x", False),
+        ("sqlite:///flowctl.db", False),
+        ("https://api.example.com/send?api_key=abc", True),
+        ("https://x.example/?api_key=${KEY}", False),
+        ("https://x.example/?page=2", False),
+        ("${SMS_URL}", False),
+    ],
+)
 def test_url_secrets(url: str, bad: bool) -> None:
     assert (url_problem(url) is not None) is bad
 
@@ -436,57 +511,135 @@ def test_any_text_loads_without_crashing(text: str) -> None:
 
 _NAMES = st.sampled_from(["a", "n", "done", "start", "email", "score", "status", "contact", "welcome", "x"])
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12), _NAMES,
-    st.sampled_from(["record.score > 1", "{{ record.nope }}", "{% if %}", "1d", "-2h", "08:00", "25:99",
-                     "0 9 * * 1", "* *", "${TOKEN}", "hunter2", "flowctl/v1", "Flow", "Pipeline", "update_fields",
-                     "goto", "branch", "delay", "move_stage", "stage_changed", "updated"]),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 100),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    _NAMES,
+    st.sampled_from(
+        [
+            "record.score > 1",
+            "{{ record.nope }}",
+            "{% if %}",
+            "1d",
+            "-2h",
+            "08:00",
+            "25:99",
+            "0 9 * * 1",
+            "* *",
+            "${TOKEN}",
+            "hunter2",
+            "flowctl/v1",
+            "Flow",
+            "Pipeline",
+            "update_fields",
+            "goto",
+            "branch",
+            "delay",
+            "move_stage",
+            "stage_changed",
+            "updated",
+        ]
+    ),
+)
 _VALUES = st.recursive(
     _SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.one_of(_NAMES, st.text(max_size=6)),
-                                                                         inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(_NAMES, st.text(max_size=6)), inner, max_size=4)
+    ),
     max_leaves=25,
-)  # fmt: skip
+)
 
 
 @FUZZ
-@given(st.one_of(
-    _VALUES,
-    st.fixed_dictionaries({
-        "apiVersion": st.just("flowctl/v1"), "kind": st.sampled_from(m.KINDS),
-        "metadata": st.fixed_dictionaries({"name": _NAMES}), "spec": _VALUES,
-    }),
-))  # fmt: skip
+@given(
+    st.one_of(
+        _VALUES,
+        st.fixed_dictionaries(
+            {
+                "apiVersion": st.just("flowctl/v1"),
+                "kind": st.sampled_from(m.KINDS),
+                "metadata": st.fixed_dictionaries({"name": _NAMES}),
+                "spec": _VALUES,
+            }
+        ),
+    )
+)
 def test_yamlish_documents_load_without_crashing(data: Any) -> None:
     _load_text(yaml.safe_dump(data, allow_unicode=True))
 
 
 VALID = [
-    {"apiVersion": "flowctl/v1", "kind": "ObjectType", "metadata": {"name": "contact"},
-     "spec": {"fields": {"email": {"type": "email"}, "score": {"type": "integer"}, "birthday": {"type": "date"},
-                         "status": {"type": "enum", "values": ["active", "inactive"]}}}},
-    {"apiVersion": "flowctl/v1", "kind": "Flow", "metadata": {"name": "welcome"},
-     "spec": {"object": "contact", "trigger": {"on": "updated", "changed": ["email"], "if": "record.email"},
-              "start": "pick",
-              "nodes": {"pick": {"type": "branch", "branches": [{"if": "record.score > 1", "next": "mail"}],
-                                 "default": "wait"},
-                        "mail": {"type": "send_email", "template": "welcome", "next": "wait"},
-                        "wait": {"type": "delay", "for": "1d", "next": "bump"},
-                        "bump": {"type": "update_fields", "set": {"score": "{{ record.score + 1 }}"}, "next": "loop"},
-                        "loop": {"type": "goto", "node": "pick", "max_visits": 3}}}},
-    {"apiVersion": "flowctl/v1", "kind": "Template", "metadata": {"name": "welcome"},
-     "spec": {"channel": "email", "subject": "Hi", "text": "Hello {{ record.email }}"}},
-    {"apiVersion": "flowctl/v1", "kind": "Pipeline", "metadata": {"name": "sales"},
-     "spec": {"object": "contact", "stages": [
-         {"id": "new", "rules": [{"name": "a", "action": "create_task", "title": "Call"},
-                                 {"name": "b", "after": "a", "action": "move_stage", "stage": "won"}]},
-         {"id": "won", "final": "success",
-          "triggers": [{"on": "updated", "changed": ["score"], "if": "record.score > 5"}]}]}},
-    {"apiVersion": "flowctl/v1", "kind": "CareProcess", "metadata": {"name": "birthday"},
-     "spec": {"object": "contact", "when": {"anniversary_of": "birthday", "at": "08:00"},
-              "actions": [{"action": "create_task", "title": "Call {{ record.email }}"}]}},
-]  # fmt: skip
+    {
+        "apiVersion": "flowctl/v1",
+        "kind": "ObjectType",
+        "metadata": {"name": "contact"},
+        "spec": {
+            "fields": {
+                "email": {"type": "email"},
+                "score": {"type": "integer"},
+                "birthday": {"type": "date"},
+                "status": {"type": "enum", "values": ["active", "inactive"]},
+            }
+        },
+    },
+    {
+        "apiVersion": "flowctl/v1",
+        "kind": "Flow",
+        "metadata": {"name": "welcome"},
+        "spec": {
+            "object": "contact",
+            "trigger": {"on": "updated", "changed": ["email"], "if": "record.email"},
+            "start": "pick",
+            "nodes": {
+                "pick": {"type": "branch", "branches": [{"if": "record.score > 1", "next": "mail"}], "default": "wait"},
+                "mail": {"type": "send_email", "template": "welcome", "next": "wait"},
+                "wait": {"type": "delay", "for": "1d", "next": "bump"},
+                "bump": {"type": "update_fields", "set": {"score": "{{ record.score + 1 }}"}, "next": "loop"},
+                "loop": {"type": "goto", "node": "pick", "max_visits": 3},
+            },
+        },
+    },
+    {
+        "apiVersion": "flowctl/v1",
+        "kind": "Template",
+        "metadata": {"name": "welcome"},
+        "spec": {"channel": "email", "subject": "Hi", "text": "Hello {{ record.email }}"},
+    },
+    {
+        "apiVersion": "flowctl/v1",
+        "kind": "Pipeline",
+        "metadata": {"name": "sales"},
+        "spec": {
+            "object": "contact",
+            "stages": [
+                {
+                    "id": "new",
+                    "rules": [
+                        {"name": "a", "action": "create_task", "title": "Call"},
+                        {"name": "b", "after": "a", "action": "move_stage", "stage": "won"},
+                    ],
+                },
+                {
+                    "id": "won",
+                    "final": "success",
+                    "triggers": [{"on": "updated", "changed": ["score"], "if": "record.score > 5"}],
+                },
+            ],
+        },
+    },
+    {
+        "apiVersion": "flowctl/v1",
+        "kind": "CareProcess",
+        "metadata": {"name": "birthday"},
+        "spec": {
+            "object": "contact",
+            "when": {"anniversary_of": "birthday", "at": "08:00"},
+            "actions": [{"action": "create_task", "title": "Call {{ record.email }}"}],
+        },
+    },
+]
 
 
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -556,7 +709,8 @@ def _held_case(tmp_path: Path, pipeline: str) -> Path:
         name = "zz-pipeline.yaml" if path.name == "pipeline.yaml" else path.name
         (tmp_path / name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "zz-pipeline.yaml").write_text(pipeline, encoding="utf-8")
-    (tmp_path / "a-flow.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "a-flow.yaml").write_text(
+        textwrap.dedent("""\
         apiVersion: flowctl/v1
         kind: Flow
         metadata: {name: greet}
@@ -566,7 +720,9 @@ def _held_case(tmp_path: Path, pipeline: str) -> Path:
           start: a
           nodes:
             a: {type: send_sms, template: welcom-sms, to: "{{ record.phone }}"}
-        """), encoding="utf-8")  # fmt: skip
+        """),
+        encoding="utf-8",
+    )
     return tmp_path
 
 
@@ -608,8 +764,9 @@ def test_root_cause_first_in_every_format(tmp_path: Path, fmt: str) -> None:
 
 def test_a_broken_object_type_holds_back_what_names_it(tmp_path: Path) -> None:
     for path in HELD.glob("*.yaml"):
-        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8").replace("feilds", "fields"),
-                                          encoding="utf-8")  # fmt: skip
+        (tmp_path / path.name).write_text(
+            path.read_text(encoding="utf-8").replace("feilds", "fields"), encoding="utf-8"
+        )
     objects = (tmp_path / "objects.yaml").read_text(encoding="utf-8")
     (tmp_path / "objects.yaml").write_text(objects.replace("type: phone", "type: fone"), encoding="utf-8")
     loaded = load_bundle(tmp_path)
@@ -620,7 +777,7 @@ def test_a_broken_object_type_holds_back_what_names_it(tmp_path: Path) -> None:
 def test_the_documents_of_a_file_that_is_not_yaml_are_guessed_from_its_lines() -> None:
     from flowctl.spec.dependencies import guess_keys
 
-    block = "kind: Pipeline\nmetadata:\n  description: x\n  name: \"sales\"  # the main one\nspec:\n  object: deal\n"
+    block = 'kind: Pipeline\nmetadata:\n  description: x\n  name: "sales"  # the main one\nspec:\n  object: deal\n'
     assert guess_keys(block + "  stages: [\n") == {"Pipeline/sales", "stages/deal"}
     assert guess_keys("kind: Flow\nmetadata: {name: a, description: b}\nspec: [\n") == {"Flow/a"}
     assert guess_keys("kind: Flow\nmetadata: {}\n---\nspec: [\n") == {"*"}  # a part without a kind: anything

@@ -150,8 +150,9 @@ def fires(text: str, zone: str, start: str, end: str, dst_gap: str = "shift", ds
     """The firings in ``(start, end]`` (naive local ISO times; a start in a repeated hour is its first pass)."""
     tz = ZoneInfo(zone)
     begin, until = datetime.fromisoformat(start).replace(tzinfo=tz), datetime.fromisoformat(end).replace(tzinfo=tz)
-    return [f.isoformat() for f in parse_cron(text).fires_between(begin, until, dst_gap=dst_gap,
-                                                                   dst_overlap=dst_overlap)]  # fmt: skip
+    return [
+        f.isoformat() for f in parse_cron(text).fires_between(begin, until, dst_gap=dst_gap, dst_overlap=dst_overlap)
+    ]
 
 
 NY, LH = "America/New_York", "Australia/Lord_Howe"
@@ -160,56 +161,183 @@ VECTORS = [
     # New York, 2027-03-14: 02:00 EST becomes 03:00 EDT (a one-hour gap)
     ("30 2 * * *", NY, "shift", "once", "2027-03-14T00:00", "2027-03-15T00:00", ["2027-03-14T03:30:00-04:00"]),
     ("30 2 * * *", NY, "skip", "once", "2027-03-14T00:00", "2027-03-15T00:00", []),
-    ("30 2 * * *", NY, "skip", "once", "2027-03-13T00:00", "2027-03-16T00:00",
-     ["2027-03-13T02:30:00-05:00", "2027-03-15T02:30:00-04:00"]),
-    ("*/30 * * * *", NY, "shift", "once", "2027-03-14T00:00", "2027-03-14T04:00",
-     ["2027-03-14T00:30:00-05:00", "2027-03-14T01:00:00-05:00", "2027-03-14T01:30:00-05:00",
-      "2027-03-14T03:00:00-04:00", "2027-03-14T03:30:00-04:00", "2027-03-14T04:00:00-04:00"]),
-    ("0 * * * *", NY, "shift", "once", "2027-03-14T00:00", "2027-03-14T04:00",
-     ["2027-03-14T01:00:00-05:00", "2027-03-14T03:00:00-04:00", "2027-03-14T04:00:00-04:00"]),
+    (
+        "30 2 * * *",
+        NY,
+        "skip",
+        "once",
+        "2027-03-13T00:00",
+        "2027-03-16T00:00",
+        ["2027-03-13T02:30:00-05:00", "2027-03-15T02:30:00-04:00"],
+    ),
+    (
+        "*/30 * * * *",
+        NY,
+        "shift",
+        "once",
+        "2027-03-14T00:00",
+        "2027-03-14T04:00",
+        [
+            "2027-03-14T00:30:00-05:00",
+            "2027-03-14T01:00:00-05:00",
+            "2027-03-14T01:30:00-05:00",
+            "2027-03-14T03:00:00-04:00",
+            "2027-03-14T03:30:00-04:00",
+            "2027-03-14T04:00:00-04:00",
+        ],
+    ),
+    (
+        "0 * * * *",
+        NY,
+        "shift",
+        "once",
+        "2027-03-14T00:00",
+        "2027-03-14T04:00",
+        ["2027-03-14T01:00:00-05:00", "2027-03-14T03:00:00-04:00", "2027-03-14T04:00:00-04:00"],
+    ),
     # New York, 2027-11-07: 02:00 EDT becomes 01:00 EST (01:00-01:59 happen twice)
     ("30 1 * * *", NY, "shift", "once", "2027-11-07T00:00", "2027-11-08T00:00", ["2027-11-07T01:30:00-04:00"]),
-    ("30 1 * * *", NY, "shift", "twice", "2027-11-07T00:00", "2027-11-08T00:00",
-     ["2027-11-07T01:30:00-04:00", "2027-11-07T01:30:00-05:00"]),
-    ("*/30 * * * *", NY, "shift", "once", "2027-11-07T00:00", "2027-11-07T02:00",
-     ["2027-11-07T00:30:00-04:00", "2027-11-07T01:00:00-04:00", "2027-11-07T01:30:00-04:00",
-      "2027-11-07T01:00:00-05:00", "2027-11-07T01:30:00-05:00", "2027-11-07T02:00:00-05:00"]),
+    (
+        "30 1 * * *",
+        NY,
+        "shift",
+        "twice",
+        "2027-11-07T00:00",
+        "2027-11-08T00:00",
+        ["2027-11-07T01:30:00-04:00", "2027-11-07T01:30:00-05:00"],
+    ),
+    (
+        "*/30 * * * *",
+        NY,
+        "shift",
+        "once",
+        "2027-11-07T00:00",
+        "2027-11-07T02:00",
+        [
+            "2027-11-07T00:30:00-04:00",
+            "2027-11-07T01:00:00-04:00",
+            "2027-11-07T01:30:00-04:00",
+            "2027-11-07T01:00:00-05:00",
+            "2027-11-07T01:30:00-05:00",
+            "2027-11-07T02:00:00-05:00",
+        ],
+    ),
     # Berlin, 2027-03-28 (02:00 → 03:00) and 2027-10-31 (03:00 → 02:00)
-    ("30 2 * * *", "Europe/Berlin", "shift", "once", "2027-03-28T00:00", "2027-03-29T00:00",
-     ["2027-03-28T03:30:00+02:00"]),
-    ("0,30 2,3 * * *", "Europe/Berlin", "shift", "once", "2027-03-28T00:00", "2027-03-29T00:00",
-     ["2027-03-28T03:00:00+02:00", "2027-03-28T03:30:00+02:00"]),  # 02:00 → 03:00 and 02:30 → 03:30: once each
-    ("30 2 * * *", "Europe/Berlin", "shift", "twice", "2027-10-31T00:00", "2027-11-01T00:00",
-     ["2027-10-31T02:30:00+02:00", "2027-10-31T02:30:00+01:00"]),
+    (
+        "30 2 * * *",
+        "Europe/Berlin",
+        "shift",
+        "once",
+        "2027-03-28T00:00",
+        "2027-03-29T00:00",
+        ["2027-03-28T03:30:00+02:00"],
+    ),
+    (
+        "0,30 2,3 * * *",
+        "Europe/Berlin",
+        "shift",
+        "once",
+        "2027-03-28T00:00",
+        "2027-03-29T00:00",
+        ["2027-03-28T03:00:00+02:00", "2027-03-28T03:30:00+02:00"],
+    ),  # 02:00 → 03:00 and 02:30 → 03:30: once each
+    (
+        "30 2 * * *",
+        "Europe/Berlin",
+        "shift",
+        "twice",
+        "2027-10-31T00:00",
+        "2027-11-01T00:00",
+        ["2027-10-31T02:30:00+02:00", "2027-10-31T02:30:00+01:00"],
+    ),
     # Lord Howe, 2027-10-03: 02:00 (+10:30) becomes 02:30 (+11), a 30-minute gap
     ("15 2 * * *", LH, "shift", "once", "2027-10-03T00:00", "2027-10-04T00:00", ["2027-10-03T02:45:00+11:00"]),
     ("15 2 * * *", LH, "skip", "once", "2027-10-03T00:00", "2027-10-04T00:00", []),
-    ("0 * * * *", LH, "shift", "once", "2027-10-03T00:00", "2027-10-03T04:00",
-     ["2027-10-03T01:00:00+10:30", "2027-10-03T03:00:00+11:00", "2027-10-03T04:00:00+11:00"]),
-    ("*/15 * * * *", LH, "shift", "once", "2027-10-03T01:30", "2027-10-03T03:00",
-     ["2027-10-03T01:45:00+10:30", "2027-10-03T02:30:00+11:00", "2027-10-03T02:45:00+11:00",
-      "2027-10-03T03:00:00+11:00"]),
+    (
+        "0 * * * *",
+        LH,
+        "shift",
+        "once",
+        "2027-10-03T00:00",
+        "2027-10-03T04:00",
+        ["2027-10-03T01:00:00+10:30", "2027-10-03T03:00:00+11:00", "2027-10-03T04:00:00+11:00"],
+    ),
+    (
+        "*/15 * * * *",
+        LH,
+        "shift",
+        "once",
+        "2027-10-03T01:30",
+        "2027-10-03T03:00",
+        [
+            "2027-10-03T01:45:00+10:30",
+            "2027-10-03T02:30:00+11:00",
+            "2027-10-03T02:45:00+11:00",
+            "2027-10-03T03:00:00+11:00",
+        ],
+    ),
     # Lord Howe, 2027-04-04: 02:00 (+11) becomes 01:30 (+10:30), 01:30-01:59 happen twice
     ("45 1 * * *", LH, "shift", "once", "2027-04-04T00:00", "2027-04-05T00:00", ["2027-04-04T01:45:00+11:00"]),
-    ("45 1 * * *", LH, "shift", "twice", "2027-04-04T00:00", "2027-04-05T00:00",
-     ["2027-04-04T01:45:00+11:00", "2027-04-04T01:45:00+10:30"]),
-    ("*/30 * * * *", LH, "shift", "once", "2027-04-04T00:30", "2027-04-04T02:30",
-     ["2027-04-04T01:00:00+11:00", "2027-04-04T01:30:00+11:00", "2027-04-04T01:30:00+10:30",
-      "2027-04-04T02:00:00+10:30", "2027-04-04T02:30:00+10:30"]),
+    (
+        "45 1 * * *",
+        LH,
+        "shift",
+        "twice",
+        "2027-04-04T00:00",
+        "2027-04-05T00:00",
+        ["2027-04-04T01:45:00+11:00", "2027-04-04T01:45:00+10:30"],
+    ),
+    (
+        "*/30 * * * *",
+        LH,
+        "shift",
+        "once",
+        "2027-04-04T00:30",
+        "2027-04-04T02:30",
+        [
+            "2027-04-04T01:00:00+11:00",
+            "2027-04-04T01:30:00+11:00",
+            "2027-04-04T01:30:00+10:30",
+            "2027-04-04T02:00:00+10:30",
+            "2027-04-04T02:30:00+10:30",
+        ],
+    ),
     # Santiago changes at midnight (2027-09-05 00:00 → 01:00); Troll by two hours (01:00 → 03:00)
-    ("0 0 * * *", "America/Santiago", "shift", "once", "2027-09-04T12:00", "2027-09-05T12:00",
-     ["2027-09-05T01:00:00-03:00"]),
-    ("30 1 * * *", "Antarctica/Troll", "shift", "once", "2027-03-28T00:00", "2027-03-29T00:00",
-     ["2027-03-28T03:30:00+02:00"]),
+    (
+        "0 0 * * *",
+        "America/Santiago",
+        "shift",
+        "once",
+        "2027-09-04T12:00",
+        "2027-09-05T12:00",
+        ["2027-09-05T01:00:00-03:00"],
+    ),
+    (
+        "30 1 * * *",
+        "Antarctica/Troll",
+        "shift",
+        "once",
+        "2027-03-28T00:00",
+        "2027-03-29T00:00",
+        ["2027-03-28T03:30:00+02:00"],
+    ),
     # Ho Chi Minh City has no daylight saving time
-    ("30 2 * * *", "Asia/Ho_Chi_Minh", "skip", "twice", "2027-03-14T00:00", "2027-03-16T00:00",
-     ["2027-03-14T02:30:00+07:00", "2027-03-15T02:30:00+07:00"]),
-]  # fmt: skip
+    (
+        "30 2 * * *",
+        "Asia/Ho_Chi_Minh",
+        "skip",
+        "twice",
+        "2027-03-14T00:00",
+        "2027-03-16T00:00",
+        ["2027-03-14T02:30:00+07:00", "2027-03-15T02:30:00+07:00"],
+    ),
+]
 
 
 @pytest.mark.parametrize(("text", "zone", "dst_gap", "dst_overlap", "start", "end", "expected"), VECTORS)
-def test_dst_vectors(text: str, zone: str, dst_gap: str, dst_overlap: str, start: str, end: str,
-                     expected: list[str]) -> None:  # fmt: skip
+def test_dst_vectors(
+    text: str, zone: str, dst_gap: str, dst_overlap: str, start: str, end: str, expected: list[str]
+) -> None:
     assert fires(text, zone, start, end, dst_gap, dst_overlap) == expected
 
 
@@ -257,8 +385,9 @@ MINUTE = timedelta(minutes=1)
 
 
 @lru_cache(maxsize=32)
-def clock_walk(zone: tzinfo, start: datetime, end: datetime) -> tuple[dict[datetime, list[datetime]],
-                                                                     dict[datetime, timedelta]]:  # fmt: skip
+def clock_walk(
+    zone: tzinfo, start: datetime, end: datetime
+) -> tuple[dict[datetime, list[datetime]], dict[datetime, timedelta]]:
     """Walk every UTC minute from ``start`` to ``end``: the UTC minutes at which the wall clock shows
     each wall time, and, for each wall time the clock jumped over, the UTC offset just before the jump."""
     shown: dict[datetime, list[datetime]] = {}
@@ -286,8 +415,9 @@ def named_walls(cron: Matcher, zone: tzinfo, start: datetime, end: datetime) -> 
     (one; two in a repeated hour), or ``(GAP, instant)`` for a wall time the clock jumps over, where
     the instant is the wall time at the UTC offset of just before the jump."""
     margin = timedelta(hours=15)  # more than any UTC offset: every wall time of the span is shown or jumped over
-    shown, jumped = clock_walk(zone, start.replace(second=0, microsecond=0) - margin,
-                               end.replace(second=0, microsecond=0) + margin)  # fmt: skip
+    shown, jumped = clock_walk(
+        zone, start.replace(second=0, microsecond=0) - margin, end.replace(second=0, microsecond=0) + margin
+    )
     out: list[tuple[datetime, ...]] = []
     for wall in shown.keys() | jumped.keys():
         if cron.matches(wall):
@@ -298,8 +428,9 @@ def named_walls(cron: Matcher, zone: tzinfo, start: datetime, end: datetime) -> 
 GAP = datetime.min.replace(tzinfo=UTC)  # marks a wall time the clock jumped over
 
 
-def oracle(cron: Matcher, zone: tzinfo, start: datetime, end: datetime, dst_gap: str = "shift",
-           dst_overlap: str = "once") -> list[datetime]:  # fmt: skip
+def oracle(
+    cron: Matcher, zone: tzinfo, start: datetime, end: datetime, dst_gap: str = "shift", dst_overlap: str = "once"
+) -> list[datetime]:
     """The firings in ``(start, end]`` (UTC), by the rules of docs/care.md, found by brute force."""
     out: set[datetime] = set()
     for seen in named_walls(cron, zone, start, end):
@@ -324,9 +455,20 @@ def _shifted_here(spec: CronSpec, fire: datetime) -> bool:
     return False
 
 
-ORACLE_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Ho_Chi_Minh", "America/Santiago",
-                "Pacific/Chatham", "America/St_Johns", "Africa/Casablanca", "Antarctica/Troll", "America/Havana",
-                "Europe/London", "Australia/Sydney"]  # fmt: skip
+ORACLE_ZONES = [
+    "America/New_York",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+    "Asia/Ho_Chi_Minh",
+    "America/Santiago",
+    "Pacific/Chatham",
+    "America/St_Johns",
+    "Africa/Casablanca",
+    "Antarctica/Troll",
+    "America/Havana",
+    "Europe/London",
+    "Australia/Sydney",
+]
 ALL = frozenset(range(60))
 FIXED = [
     Matcher("30 2 * * *", frozenset({2}), frozenset({30}), interval=False),
@@ -360,8 +502,9 @@ def transitions(zone: tzinfo) -> list[datetime]:
     return out
 
 
-def oracle_years(cron: Matcher, zone: tzinfo, windows: list[tuple[datetime, datetime]], dst_gap: str,
-                 dst_overlap: str) -> list[datetime]:  # fmt: skip
+def oracle_years(
+    cron: Matcher, zone: tzinfo, windows: list[tuple[datetime, datetime]], dst_gap: str, dst_overlap: str
+) -> list[datetime]:
     """The oracle over 2027-2030: brute force around each change, and on the days between
     (one UTC offset all day) every wall time the cron names, at that offset."""
     out: set[datetime] = set()
@@ -404,12 +547,17 @@ def test_every_firing_of_2027_to_2030_agrees_with_the_oracle(zone_name: str) -> 
 
 def _fires(text: str, zone: tzinfo, start: datetime, end: datetime, dst_gap: str, dst_overlap: str) -> list[datetime]:
     spec = parse_cron(text)
-    return [f.astimezone(UTC) for f in spec.fires_between(start.astimezone(zone), end.astimezone(zone),
-                                                          dst_gap=dst_gap, dst_overlap=dst_overlap)]  # fmt: skip
+    return [
+        f.astimezone(UTC)
+        for f in spec.fires_between(
+            start.astimezone(zone), end.astimezone(zone), dst_gap=dst_gap, dst_overlap=dst_overlap
+        )
+    ]
 
 
-def _first_difference(text: str, zone: str, dst_gap: str, dst_overlap: str, got: list[datetime],
-                      want: list[datetime]) -> str:  # fmt: skip
+def _first_difference(
+    text: str, zone: str, dst_gap: str, dst_overlap: str, got: list[datetime], want: list[datetime]
+) -> str:
     for index, (a, b) in enumerate(zip(got, want, strict=False)):
         if a != b:
             return f"{text} in {zone} ({dst_gap}, {dst_overlap}): firing {index}: got {a}, the oracle {b}"

@@ -42,9 +42,12 @@ MARKS = ("", "invalid", "other")
 def test_the_reference_pages_are_generated_from_the_schemas(tmp_path: Path) -> None:
     committed = ROOT / "docs" / "reference"
     reference.write(tmp_path)
-    stale = [p.name for p in sorted(tmp_path.glob("*.md"))
-             if not (committed / p.name).is_file() or (committed / p.name).read_text(encoding="utf-8")
-             != p.read_text(encoding="utf-8")]  # fmt: skip
+    stale = [
+        p.name
+        for p in sorted(tmp_path.glob("*.md"))
+        if not (committed / p.name).is_file()
+        or (committed / p.name).read_text(encoding="utf-8") != p.read_text(encoding="utf-8")
+    ]
     extra = sorted({p.name for p in committed.glob("*.md")} - {p.name for p in tmp_path.glob("*.md")})
     assert not stale and not extra, f"docs/reference is stale ({', '.join(stale + extra)}): run {reference.COMMAND}"
     assert reference.stale(committed) == []
@@ -79,12 +82,16 @@ def _place(kind: str, path: str) -> str:
     uri, node = f"{base}#", schema
     for step in [s for s in re.split(r"\.|(?=\[\])", path) if s]:
         while "$ref" in node:
-            target, node, base = reference._resolve(node, base)[2], reference._resolve(node, base)[0], \
-                reference._resolve(node, base)[1]  # fmt: skip
+            target, node, base = (
+                reference._resolve(node, base)[2],
+                reference._resolve(node, base)[0],
+                reference._resolve(node, base)[1],
+            )
             uri = target
         pointer = {"*": "/additionalProperties", "[]": "/items"}.get(step, f"/properties/{step}")
-        node = node["additionalProperties"] if step == "*" else node["items"] if step == "[]" \
-            else node["properties"][step]  # fmt: skip
+        node = (
+            node["additionalProperties"] if step == "*" else node["items"] if step == "[]" else node["properties"][step]
+        )
         uri += pointer
     return urljoin(base, uri)
 
@@ -98,16 +105,19 @@ def _problems(where: str, mark: str, body: str) -> list[str]:
         kind, _, path = mark.removeprefix("fragment=").partition(":")
         validator = Draft202012Validator({"$ref": _place(kind, path)}, registry=_registry())
         for doc in loaded.documents:
-            problems += [f"{where}: {'/'.join(map(str, e.absolute_path)) or kind + ':' + path}: {e.message}"
-                         for e in validator.iter_errors(doc.data)
-                         if not (e.validator == "required" and not e.absolute_path)]  # fmt: skip
+            problems += [
+                f"{where}: {'/'.join(map(str, e.absolute_path)) or kind + ':' + path}: {e.message}"
+                for e in validator.iter_errors(doc.data)
+                if not (e.validator == "required" and not e.absolute_path)
+            ]
         return problems
     assert mark == "", f"{where}: unknown mark {mark!r} (use fragment=Kind:path, invalid or other)"
     for doc in loaded.documents:
         data: Any = doc.data
         if not isinstance(data, dict) or "kind" not in data:
-            problems.append(f"{where}: not a flowctl document (no kind:); mark the fence fragment=Kind:path, "
-                            "invalid or other")  # fmt: skip
+            problems.append(
+                f"{where}: not a flowctl document (no kind:); mark the fence fragment=Kind:path, invalid or other"
+            )
             continue
         data.setdefault("apiVersion", API_VERSION)
         data.setdefault("metadata", {"name": "example"})

@@ -98,8 +98,9 @@ def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
 
 
 def test_the_runtime_leaves_sqlalchemy_to_the_store() -> None:
-    """What an outage is, and how a database is read, belong to the store (``store/errors.py``;
-    another database's table is read by ``sources/foreign.py``): the runtime catches the store's errors and never imports SQLAlchemy."""
+    """What an outage is belongs to the store (``store/errors.py``), and another database's table is
+    read by the polling source (``sources/foreign.py``): the runtime catches the store's errors and
+    never imports SQLAlchemy."""
     wrong = [
         f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
         for path in _modules()

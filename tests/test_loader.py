@@ -37,8 +37,18 @@ def test_unquoted_dates_stay_text() -> None:
 
 def test_numbers_and_nulls_follow_yaml_1_2_core() -> None:
     data = one("a: 12\nb: -3\nc: 1.5\nd: 0x1F\ne: 0o17\nf: ~\ng: null\nh:\ni: 010\nj: 1_000\n")
-    assert data == {"a": 12, "b": -3, "c": 1.5, "d": 31, "e": 15, "f": None, "g": None, "h": None, "i": 10,
-                    "j": "1_000"}  # fmt: skip
+    assert data == {
+        "a": 12,
+        "b": -3,
+        "c": 1.5,
+        "d": 31,
+        "e": 15,
+        "f": None,
+        "g": None,
+        "h": None,
+        "i": 10,
+        "j": "1_000",
+    }
 
 
 def test_quoted_scalars_are_always_text() -> None:

@@ -65,8 +65,16 @@ def subschemas(schema: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[
     for keyword in ("properties", "patternProperties", "$defs", "dependentSchemas"):
         for name, sub in (schema.get(keyword) or {}).items():
             yield from subschemas(sub, (*path, keyword, name))
-    for keyword in ("additionalProperties", "unevaluatedProperties", "items", "contains", "propertyNames",
-                    "then", "else", "not"):  # fmt: skip
+    for keyword in (
+        "additionalProperties",
+        "unevaluatedProperties",
+        "items",
+        "contains",
+        "propertyNames",
+        "then",
+        "else",
+        "not",
+    ):
         if keyword in schema:
             yield from subschemas(schema[keyword], (*path, keyword))
     for keyword in ("allOf", "anyOf", "oneOf", "prefixItems"):
@@ -496,8 +504,7 @@ MORE_VALID = {
 }
 
 
-@pytest.mark.parametrize("text", [*DESIGN_EXAMPLES.values(), *MORE_VALID.values()],
-                         ids=[*DESIGN_EXAMPLES, *MORE_VALID])  # fmt: skip
+@pytest.mark.parametrize("text", [*DESIGN_EXAMPLES.values(), *MORE_VALID.values()], ids=[*DESIGN_EXAMPLES, *MORE_VALID])
 def test_the_language_is_valid(text: str) -> None:
     for doc in docs(text):
         assert check_document(doc) == [], doc.data.get("kind")

@@ -32,19 +32,22 @@ def test_the_issues_memory_bombs_are_flagged_statically(payload: str) -> None:
     assert "more than the sandbox allows (1,000,000 characters)" in problem.message
 
 
-@pytest.mark.parametrize("source", [
-    "{{ record.full_name }} {{ before.stage }} {{ now }} {{ today }} {{ owner.name }} {{ changed|join }}",
-    "{{ occurrence }} {{ event.kind }}",
-    "{% for item in record.items %}{{ loop.index }}{{ item }}{% endfor %}",
-    "{% set total = 3 %}{% for i in range(total) %}{{ i }}{% endfor %}",
-    "{% macro row(x) %}{{ x }}{% endmacro %}{{ row(1) }}",
-    "{% macro count(n) %}{% if n > 0 %}{{ count(n - 1) }}{% endif %}{% endmacro %}{{ count(3) }}",
-    "{{ coupon if coupon is defined else '' }}",
-    "{{ ('-' * 40) ~ '\\n' }}{{ '%5d'|format(3) }}{{ '{:>8}'.format('x') }}",
-    "{{ record.note|replace('\\n', '<br>') }}",
-    "{{ dict.fromkeys(['a', 'b'], 0) }}",
-    "{{ range(1, 9, 0) }}{{ 1 ** -1 }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ record.full_name }} {{ before.stage }} {{ now }} {{ today }} {{ owner.name }} {{ changed|join }}",
+        "{{ occurrence }} {{ event.kind }}",
+        "{% for item in record.items %}{{ loop.index }}{{ item }}{% endfor %}",
+        "{% set total = 3 %}{% for i in range(total) %}{{ i }}{% endfor %}",
+        "{% macro row(x) %}{{ x }}{% endmacro %}{{ row(1) }}",
+        "{% macro count(n) %}{% if n > 0 %}{{ count(n - 1) }}{% endif %}{% endmacro %}{{ count(3) }}",
+        "{{ coupon if coupon is defined else '' }}",
+        "{{ ('-' * 40) ~ '\\n' }}{{ '%5d'|format(3) }}{{ '{:>8}'.format('x') }}",
+        "{{ record.note|replace('\\n', '<br>') }}",
+        "{{ dict.fromkeys(['a', 'b'], 0) }}",
+        "{{ range(1, 9, 0) }}{{ 1 ** -1 }}",
+    ],
+)
 def test_ordinary_templates_are_not_flagged(source: str) -> None:
     assert check_template(source, RECORD_NAMES) == []
 

@@ -92,15 +92,18 @@ def test_a_condition_is_bounded_too() -> None:
         compile_expression("((['a'*100000]*100000)|join)|length > 3").evaluate({"record": {}})
 
 
-@pytest.mark.parametrize("source", [
-    "{{ ['a', 'b', 'c']|join(', ') }}",
-    "{% set s = 'ab' %}{% for i in range(10) %}{% set s = s ~ s %}{% endfor %}{{ s|length }}",
-    "{{ ('x' * 1000)|center(2000)|length }}",
-    "{{ dict.fromkeys(['a', 'b'], 1) }}",
-    "{{ ([1, 2] + [3])|join }}",
-    "{{ 'a' ~ 1 ~ none }}",
-    "{% for i in range(1000) %}{{ i }},{% endfor %}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ['a', 'b', 'c']|join(', ') }}",
+        "{% set s = 'ab' %}{% for i in range(10) %}{% set s = s ~ s %}{% endfor %}{{ s|length }}",
+        "{{ ('x' * 1000)|center(2000)|length }}",
+        "{{ dict.fromkeys(['a', 'b'], 1) }}",
+        "{{ ([1, 2] + [3])|join }}",
+        "{{ 'a' ~ 1 ~ none }}",
+        "{% for i in range(1000) %}{{ i }},{% endfor %}",
+    ],
+)
 def test_ordinary_templates_are_not_limited(source: str) -> None:
     compile_template(source).render({"record": {}})
 
@@ -108,8 +111,10 @@ def test_ordinary_templates_are_not_limited(source: str) -> None:
 def test_html_concatenation_still_escapes() -> None:
     html = compile_template("{{ '<b>' ~ record.name ~ '</b>'|safe }}", html=True)
     assert html.render({"record": {"name": "<i>Lan</i>"}}) == "&lt;b&gt;&lt;i&gt;Lan&lt;/i&gt;</b>"  # as Jinja does
-    assert compile_template("{{ ('<b>'|safe) ~ record.name }}", html=True).render(
-        {"record": {"name": "<i>"}}) == "<b>&lt;i&gt;"
+    assert (
+        compile_template("{{ ('<b>'|safe) ~ record.name }}", html=True).render({"record": {"name": "<i>"}})
+        == "<b>&lt;i&gt;"
+    )
 
 
 def test_a_bomb_in_a_template_document_fails_the_action_with_its_name_and_line(tmp_path: Path) -> None:
@@ -118,24 +123,38 @@ def test_a_bomb_in_a_template_document_fails_the_action_with_its_name_and_line(t
     files = {
         "flowctl.yaml": "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: bomb}\nspec: {timezone: UTC}\n",
         "contact.yaml": "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\n"
-                        "spec:\n  fields:\n    full_name: {type: string}\n    phone: {type: phone}\n",
+        "spec:\n  fields:\n    full_name: {type: string}\n    phone: {type: phone}\n",
         "templates.yaml": "apiVersion: flowctl/v1\nkind: Template\nmetadata: {name: bomb}\nspec:\n  channel: sms\n"
-                          "  text: |\n    Chào {{ record.full_name }}\n"
-                          "    {% set s = record.full_name ~ 'a' * 99990 %}{{ s|join(s) }}\n",
+        "  text: |\n    Chào {{ record.full_name }}\n"
+        "    {% set s = record.full_name ~ 'a' * 99990 %}{{ s|join(s) }}\n",
         "flow.yaml": "apiVersion: flowctl/v1\nkind: Flow\nmetadata: {name: welcome}\nspec:\n  object: contact\n"
-                     "  trigger: {on: created}\n  start: greet\n  nodes:\n"
-                     "    greet: {type: send_sms, template: bomb, to: '{{ record.phone }}'}\n",
-    }  # fmt: skip
+        "  trigger: {on: created}\n  start: greet\n  nodes:\n"
+        "    greet: {type: send_sms, template: bomb, to: '{{ record.phone }}'}\n",
+    }
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"now": "2026-03-01T09:00:00+07:00", "steps": [
-        {"create": {"object": "contact", "id": "1", "fields": {"full_name": "Lan", "phone": "0901234567"}}}]}),
-        encoding="utf-8")  # fmt: skip
+    event.write_text(
+        json.dumps(
+            {
+                "now": "2026-03-01T09:00:00+07:00",
+                "steps": [
+                    {"create": {"object": "contact", "id": "1", "fields": {"full_name": "Lan", "phone": "0901234567"}}}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
 
-    result = subprocess.run([sys.executable, "-m", "flowctl", "dry-run", str(tmp_path), "--event", str(event),
-                             "--format", "json"], capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "flowctl", "dry-run", str(tmp_path), "--event", str(event), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert "MemoryError" not in result.stderr, result.stderr
     assert "template 'bomb', line 2: the text of join would be more than 1,000,000 characters" in result.stdout, (
-        result.stdout[-3000:])
+        result.stdout[-3000:]
+    )

@@ -30,14 +30,19 @@ def test_a_frozen_clock_refuses_a_time_without_its_offset() -> None:
 
 
 def test_write_config_makes_a_directory_that_loads(tmp_path: Path) -> None:
-    root = write_config(tmp_path, {"objects/contact.yaml": """
+    root = write_config(
+        tmp_path,
+        {
+            "objects/contact.yaml": """
         apiVersion: flowctl/v1
         kind: ObjectType
         metadata: {name: contact}
         spec:
           fields:
             full_name: {type: string}
-    """})
+    """
+        },
+    )
     loaded = load_bundle(root)
     assert loaded.ok, loaded.errors
     assert loaded.bundle is not None and "contact" in loaded.bundle.objects

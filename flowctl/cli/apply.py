@@ -61,7 +61,6 @@ def command(
 ) -> None:
     """Deploy DIR as the current configuration, after the checks of 'flowctl plan'."""
 
-
     if not directory.exists():
         raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
     now = parse_now(now_text, config_zone(directory))

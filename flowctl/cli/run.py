@@ -37,27 +37,50 @@ With --processes 2 (the default) the engine runs in a child process that
 dies with this one and is started again if it exits.""",
 )
 @click.argument("directory", default=".", type=click.Path(path_type=Path))
-@click.option("--db", "database", default="", help="Database URL (default: Config's database, else "
-              "sqlite:///flowctl.db beside the config).")
+@click.option(
+    "--db",
+    "database",
+    default="",
+    help="Database URL (default: Config's database, else sqlite:///flowctl.db beside the config).",
+)
 @click.option("--listen", default="", help="host:port to listen on (default: Config's listen, 127.0.0.1:8080).")
-@click.option("--watch", is_flag=True, help="Reload when the directory's files change (SIGHUP reloads too); "
-              "an invalid or refused change is logged and the running version stays.")
-@click.option("--processes", type=click.IntRange(1, 2), default=2, show_default=True,
-              help="2: the engine (rules, runs, timers) runs in a second process, so the daemon uses two cores; "
-              "1: everything in this one process.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload when the directory's files change (SIGHUP reloads too); "
+    "an invalid or refused change is logged and the running version stays.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 2),
+    default=2,
+    show_default=True,
+    help="2: the engine (rules, runs, timers) runs in a second process, so the daemon uses two cores; "
+    "1: everything in this one process.",
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
-def command(directory: Path, database: str, listen: str, watch: bool, processes: int, log_format: str,
-            log_level: str) -> None:  # fmt: skip
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def command(
+    directory: Path, database: str, listen: str, watch: bool, processes: int, log_format: str, log_level: str
+) -> None:
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
     setup_logging(log_format, log_level)
     loaded = load_or_exit(directory)
     for warning in loaded.warnings:
         logging.getLogger("flowctl.config").info("%s", warning)
     try:
-        settings = Settings.of(directory, loaded, database=database, listen=listen, watch=watch, processes=processes,
-                               log_format=log_format, log_level=log_level)  # fmt: skip
+        settings = Settings.of(
+            directory,
+            loaded,
+            database=database,
+            listen=listen,
+            watch=watch,
+            processes=processes,
+            log_format=log_format,
+            log_level=log_level,
+        )
     except BadListen as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
     try:

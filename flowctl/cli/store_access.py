@@ -23,6 +23,7 @@ DB_HELP = "Database URL (default: the config directory's database, sqlite:///flo
 
 class NoDatabase(click.ClickException):
     """The SQLite file a reading command was pointed at does not exist (exit 1)."""
+
     exit_code = 1
 
     def __init__(self, path: Path) -> None:
@@ -36,6 +37,7 @@ class NoDatabase(click.ClickException):
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a command's store is, and the zone it prints times in."""
+
     url: str
     zone: tzinfo
     file: Path | None  # the SQLite file, when the store is one

@@ -147,8 +147,9 @@ def from_version(version: ConfigVersion) -> Snapshot:
     with _last_lock:
         known = _last.get(version.id)
     if known is not None and known.files == version.files:
-        return replace(known, commit=version.commit, author=version.author, message=version.message,
-                       origin=f"version {version.id}")  # fmt: skip
+        return replace(
+            known, commit=version.commit, author=version.author, message=version.message, origin=f"version {version.id}"
+        )
     loaded = load_bundle_from_files(version.files, root=f"<version {version.id}>")
     built = Snapshot(
         loaded=loaded,

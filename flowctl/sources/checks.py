@@ -24,9 +24,11 @@ def _emptied_required(bundle: m.Bundle, object: str, fields: Mapping[str, Any]) 
     obj = bundle.objects.get(object)
     if obj is None:
         return []
-    return [f"field '{name}' is required on {object} and cannot be emptied"
-            for name, value in fields.items()
-            if value in (None, "") and (spec := obj.fields.get(name)) is not None and spec.required]  # fmt: skip
+    return [
+        f"field '{name}' is required on {object} and cannot be emptied"
+        for name, value in fields.items()
+        if value in (None, "") and (spec := obj.fields.get(name)) is not None and spec.required
+    ]
 
 
 def check_change(bundle: m.Bundle, change: NewChange) -> list[str]:
@@ -34,17 +36,22 @@ def check_change(bundle: m.Bundle, change: NewChange) -> list[str]:
 
     Moves are checked against the stored record separately (that needs the store).
     """
-    if has_nul([change.object, change.record_id, change.stage, change.pipeline, change.event, change.fields,
-                change.data]):  # fmt: skip
+    if has_nul(
+        [change.object, change.record_id, change.stage, change.pipeline, change.event, change.fields, change.data]
+    ):
         return [NUL_PROBLEM]  # the same answer on every store, not a 503 from PostgreSQL alone
     if change.object not in bundle.objects:
         return check_fields(bundle, change.object, {}, complete=False)
     if change.op == "put":
-        return [*check_fields(bundle, change.object, change.fields, complete=True),
-                *check_stage(bundle, change.object, change.stage, change.pipeline)]  # fmt: skip
+        return [
+            *check_fields(bundle, change.object, change.fields, complete=True),
+            *check_stage(bundle, change.object, change.stage, change.pipeline),
+        ]
     if change.op == "patch":
-        return [*check_fields(bundle, change.object, change.fields, complete=False),
-                *_emptied_required(bundle, change.object, change.fields)]  # fmt: skip
+        return [
+            *check_fields(bundle, change.object, change.fields, complete=False),
+            *_emptied_required(bundle, change.object, change.fields),
+        ]
     if change.op == "move":
         if not change.stage:
             return ["a move needs the stage to move to"]
@@ -57,6 +64,19 @@ def check_change(bundle: m.Bundle, change: NewChange) -> list[str]:
 def fingerprint(change: NewChange) -> str:
     """What a change asks for, as the sha256 hex of its canonical JSON (not its key, source or
     time): equal for a repeat of the same request, different for another request under the key."""
-    text = json.dumps([change.op, change.object, change.record_id, change.stage, change.pipeline, change.event,
-                       change.fields, change.data], sort_keys=True, separators=(",", ":"), default=str)  # fmt: skip
+    text = json.dumps(
+        [
+            change.op,
+            change.object,
+            change.record_id,
+            change.stage,
+            change.pipeline,
+            change.event,
+            change.fields,
+            change.data,
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()

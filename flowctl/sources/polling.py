@@ -72,8 +72,12 @@ class PollResult:
     read: int = 0
 
     def __add__(self, other: PollResult) -> PollResult:
-        return PollResult(self.created + other.created, self.updated + other.updated,
-                          self.deleted + other.deleted, self.read + other.read)  # fmt: skip
+        return PollResult(
+            self.created + other.created,
+            self.updated + other.updated,
+            self.deleted + other.deleted,
+            self.read + other.read,
+        )
 
 
 def plain(value: Any) -> Any:
@@ -96,9 +100,20 @@ class SqlPoller:
     """Polls ``source`` (``type: sql``) into ``ingest``. ``fields``: the object type's field names
     (columns outside them are left out when ``map.fields`` is not given; empty: keep all)."""
 
-    def __init__(self, source: m.Source, store: Store, ingest: Ingest, clock: Clock, *, env: Mapping[str, str],
-                 owner: str, metrics: Metrics | None = None, fields: Collection[str] = (), page: int = PAGE,
-                 delete_every: int = DELETE_EVERY) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: m.Source,
+        store: Store,
+        ingest: Ingest,
+        clock: Clock,
+        *,
+        env: Mapping[str, str],
+        owner: str,
+        metrics: Metrics | None = None,
+        fields: Collection[str] = (),
+        page: int = PAGE,
+        delete_every: int = DELETE_EVERY,
+    ) -> None:
         self.source = source
         self.name = source.name
         self.store = store
@@ -177,9 +192,17 @@ class SqlPoller:
                     continue
                 op: ChangeOp = "patch" if key in stored else "put"
                 created, updated = created + (op == "put"), updated + (op == "patch")
-                changes.append(NewChange(object=self.source.object, record_id=key, op=op, fields=self._fields(row),
-                                         idempotency_key=f"{self.name}:{key}:{digest}", source=self.name,
-                                         received_at=now))  # fmt: skip
+                changes.append(
+                    NewChange(
+                        object=self.source.object,
+                        record_id=key,
+                        op=op,
+                        fields=self._fields(row),
+                        idempotency_key=f"{self.name}:{key}:{digest}",
+                        source=self.name,
+                        received_at=now,
+                    )
+                )
                 hashes[key] = digest
             self._submit(changes)
             last = found[-1]
@@ -207,9 +230,19 @@ class SqlPoller:
         if not gone:
             return PollResult()
         stored = self.store.source_hashes(self.name, gone)
-        self._submit([NewChange(object=self.source.object, record_id=key, op="delete", source=self.name,
-                                idempotency_key=f"{self.name}:{key}:deleted:{stored.get(key, '')}",
-                                received_at=now) for key in gone])  # fmt: skip
+        self._submit(
+            [
+                NewChange(
+                    object=self.source.object,
+                    record_id=key,
+                    op="delete",
+                    source=self.name,
+                    idempotency_key=f"{self.name}:{key}:deleted:{stored.get(key, '')}",
+                    received_at=now,
+                )
+                for key in gone
+            ]
+        )
         self.store.save_source(self.name, state, dict.fromkeys(gone), self.owner, now, self.lease_seconds)
         return PollResult(deleted=len(gone))
 
@@ -234,8 +267,13 @@ class SqlPoller:
                     result = self.poll_once(full=rounds % self.delete_every == 0)
                     rounds += 1
                     if result.created or result.updated or result.deleted:
-                        log.info("source %s: %d created, %d updated, %d deleted", self.name, result.created,
-                                 result.updated, result.deleted)  # fmt: skip
+                        log.info(
+                            "source %s: %d created, %d updated, %d deleted",
+                            self.name,
+                            result.created,
+                            result.updated,
+                            result.deleted,
+                        )
                     if failing:
                         log.info("source %s: polling again after %d failed polls", self.name, failing)
                     failing = 0
@@ -244,8 +282,12 @@ class SqlPoller:
                     if failing == 1:
                         log.exception("source %s: poll failed; trying again every %.0fs", self.name, self.interval)
                     else:
-                        log.warning("source %s: poll failed again (%d in a row): %s", self.name, failing,
-                                    str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)  # fmt: skip
+                        log.warning(
+                            "source %s: poll failed again (%d in a row): %s",
+                            self.name,
+                            failing,
+                            str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+                        )
                 stop.wait(self.interval)
         finally:
             self.close()

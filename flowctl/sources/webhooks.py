@@ -63,10 +63,17 @@ REPLAY_WINDOW_SECONDS = 300
 TIMESTAMP_HEADER = "X-Timestamp"
 MAX_ITEMS = 1000  # items of one list delivery
 _OPS: Mapping[str, ChangeOp] = {
-    "put": "put", "create": "put", "replace": "put",
-    "patch": "patch", "update": "patch", "upsert": "patch",
-    "move": "move", "delete": "delete", "remove": "delete", "event": "event",
-}  # fmt: skip
+    "put": "put",
+    "create": "put",
+    "replace": "put",
+    "patch": "patch",
+    "update": "patch",
+    "upsert": "patch",
+    "move": "move",
+    "delete": "delete",
+    "remove": "delete",
+    "event": "event",
+}
 
 
 def resolve_secret(text: str, env: Mapping[str, str]) -> str:
@@ -159,11 +166,14 @@ class WebhookSource:
         if self.auth == "bearer":
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.secret):
-                raise Unauthorized(f"webhook {self.path} needs Authorization: Bearer <its secret>",
-                                   headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+                raise Unauthorized(
+                    f"webhook {self.path} needs Authorization: Bearer <its secret>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         elif self.auth == "hmac" and not headers.get(self.signature_header):
-            raise Unauthorized(f"webhook {self.path} needs a {self.signature_header} header "
-                               "(hex HMAC-SHA256 of the body)")  # fmt: skip
+            raise Unauthorized(
+                f"webhook {self.path} needs a {self.signature_header} header (hex HMAC-SHA256 of the body)"
+            )
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, now: datetime) -> None:
         """Raise :class:`Unauthorized` unless the delivery is signed (or carries the token)."""
@@ -178,8 +188,10 @@ class WebhookSource:
         expected = hmac.new(self.secret, signed, hashlib.sha256).hexdigest().encode()
         if not hmac.compare_digest(given.lower().encode(), expected):
             covers = "the body" if stamp is None else f"'<{TIMESTAMP_HEADER}>.<body>'"
-            raise Unauthorized(f"the {self.signature_header} signature does not match {covers} "
-                               "(expected hex HMAC-SHA256 with the source's secret)")  # fmt: skip
+            raise Unauthorized(
+                f"the {self.signature_header} signature does not match {covers} "
+                "(expected hex HMAC-SHA256 with the source's secret)"
+            )
         if stamp is not None:
             try:
                 sent = float(stamp)
@@ -187,13 +199,16 @@ class WebhookSource:
                 raise Unauthorized(f"{TIMESTAMP_HEADER} must be unix seconds, not {stamp[:40]!r}") from None
             age = now.timestamp() - sent
             if not math.isfinite(age) or abs(age) > REPLAY_WINDOW_SECONDS:
-                raise Unauthorized(f"{TIMESTAMP_HEADER} {stamp[:40]} is more than {REPLAY_WINDOW_SECONDS // 60} "
-                                   "minutes from now: a replayed or delayed delivery is refused")  # fmt: skip
+                raise Unauthorized(
+                    f"{TIMESTAMP_HEADER} {stamp[:40]} is more than {REPLAY_WINDOW_SECONDS // 60} "
+                    "minutes from now: a replayed or delayed delivery is refused"
+                )
 
     # ---------------------------------------------------------------- mapping
 
-    def changes(self, payload: Any, headers: Mapping[str, str], now: datetime,
-                objects: Mapping[str, m.ObjectType] = m.EMPTY) -> list[NewChange]:  # fmt: skip
+    def changes(
+        self, payload: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType] = m.EMPTY
+    ) -> list[NewChange]:
         """The changes a (parsed, authenticated) delivery asks for; raises :class:`Invalid`.
 
         With ``objects`` (the bundle's object types), mapped field values are converted to their
@@ -251,8 +266,9 @@ class WebhookSource:
                 keyed += [replace(c, idempotency_key=f"{c.idempotency_key}:{n}") for n, (_, c) in enumerate(group)]
         return keyed
 
-    def _change(self, item: Any, headers: Mapping[str, str], now: datetime,
-                objects: Mapping[str, m.ObjectType]) -> tuple[NewChange, str]:  # fmt: skip
+    def _change(
+        self, item: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType]
+    ) -> tuple[NewChange, str]:
         context = {"payload": item, "headers": headers}
         mapped = self._map
         object = _text(mapped["object"](context), "map.object")
@@ -283,7 +299,16 @@ class WebhookSource:
             raise MapProblem("map.op is move but the map has no stage")
         event_id = _text(mapped["event_id"](context), "map.event_id") if "event_id" in mapped else ""
         key = f"{self.name}:{event_id}" if event_id else uuid.uuid4().hex
-        change = NewChange(object=object, record_id=record_id, op=op, idempotency_key=key,
-                           fields=fields if op != "event" else {}, stage=stage, event=event,
-                           data=data if op == "event" else {}, source=self.name, received_at=now)  # fmt: skip
+        change = NewChange(
+            object=object,
+            record_id=record_id,
+            op=op,
+            idempotency_key=key,
+            fields=fields if op != "event" else {},
+            stage=stage,
+            event=event,
+            data=data if op == "event" else {},
+            source=self.name,
+            received_at=now,
+        )
         return change, event_id

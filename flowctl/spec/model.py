@@ -118,9 +118,23 @@ class Config(Document):
 # ObjectType
 
 FieldType = Literal[
-    "string", "text", "number", "integer", "money", "boolean", "date", "datetime",
-    "email", "phone", "url", "enum", "user", "ref", "list", "json",
-]  # fmt: skip
+    "string",
+    "text",
+    "number",
+    "integer",
+    "money",
+    "boolean",
+    "date",
+    "datetime",
+    "email",
+    "phone",
+    "url",
+    "enum",
+    "user",
+    "ref",
+    "list",
+    "json",
+]
 FIELD_TYPES: tuple[str, ...] = FieldType.__args__  # type: ignore[attr-defined]
 
 #: Fields every record has whatever its type declares; conditions and templates may use them.
@@ -149,9 +163,18 @@ class ObjectType(Document):
 # Actions (shared by flow nodes, stage rules and care processes)
 
 ActionType = Literal[
-    "send_email", "send_sms", "create_task", "update_fields", "move_stage", "handover",
-    "notify", "create_document", "webhook", "add_care_card", "call",
-]  # fmt: skip
+    "send_email",
+    "send_sms",
+    "create_task",
+    "update_fields",
+    "move_stage",
+    "handover",
+    "notify",
+    "create_document",
+    "webhook",
+    "add_care_card",
+    "call",
+]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
 
@@ -581,8 +604,17 @@ class Bundle:
 
     def documents(self) -> list[Document]:
         out: list[Document] = [self.config]
-        for group in (self.objects, self.pipelines, self.flows, self.care, self.templates,
-                      self.channels, self.sources, self.rules, self.tests):  # fmt: skip
+        for group in (
+            self.objects,
+            self.pipelines,
+            self.flows,
+            self.care,
+            self.templates,
+            self.channels,
+            self.sources,
+            self.rules,
+            self.tests,
+        ):
             out.extend(group.values())
         return out
 

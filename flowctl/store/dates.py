@@ -39,6 +39,13 @@ def date_rows(record_rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if row["deleted"]:
             continue
         for name, day in dates_of(row["fields"]):
-            out.append({"object": row["object"], "record_id": row["id"], "field": name,
-                        "month_day": month_day(day), "value": day.isoformat()})  # fmt: skip
+            out.append(
+                {
+                    "object": row["object"],
+                    "record_id": row["id"],
+                    "field": name,
+                    "month_day": month_day(day),
+                    "value": day.isoformat(),
+                }
+            )
     return out

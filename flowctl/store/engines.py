@@ -54,8 +54,13 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own; see _begin
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={BUSY_TIMEOUT_MS}",
-                       "foreign_keys=OFF", f"cache_size=-{CACHE_KIB}"):  # fmt: skip
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            f"busy_timeout={BUSY_TIMEOUT_MS}",
+            "foreign_keys=OFF",
+            f"cache_size=-{CACHE_KIB}",
+        ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

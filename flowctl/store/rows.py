@@ -35,72 +35,161 @@ def utc(value: datetime) -> datetime:
 
 
 def record_row(record: Record, now: datetime) -> dict[str, Any]:
-    return {"object": record.object, "id": record.id, "fields": dict(record.fields), "stage": record.stage,
-            "pipeline": record.pipeline, "owner": record.owner, "version": record.version,
-            "deleted": record.deleted, "updated_at": now}  # fmt: skip
+    return {
+        "object": record.object,
+        "id": record.id,
+        "fields": dict(record.fields),
+        "stage": record.stage,
+        "pipeline": record.pipeline,
+        "owner": record.owner,
+        "version": record.version,
+        "deleted": record.deleted,
+        "updated_at": now,
+    }
 
 
 def record_from(row: Row) -> Record:
-    return Record(object=row["object"], id=row["id"], fields=row["fields"], stage=row["stage"],
-                  pipeline=row["pipeline"], owner=row["owner"], version=row["version"],
-                  deleted=bool(row["deleted"]))  # fmt: skip
+    return Record(
+        object=row["object"],
+        id=row["id"],
+        fields=row["fields"],
+        stage=row["stage"],
+        pipeline=row["pipeline"],
+        owner=row["owner"],
+        version=row["version"],
+        deleted=bool(row["deleted"]),
+    )
 
 
 # ------------------------------------------------------------------------------------ runs
 
 
 def trace_from(entry: Mapping[str, Any]) -> TraceEntry:
-    return TraceEntry(at=entry["at"], node=entry["node"], kind=entry["kind"], detail=entry.get("detail", ""),
-                      values=entry.get("values") or {}, result=entry.get("result"))  # fmt: skip
+    return TraceEntry(
+        at=entry["at"],
+        node=entry["node"],
+        kind=entry["kind"],
+        detail=entry.get("detail", ""),
+        values=entry.get("values") or {},
+        result=entry.get("result"),
+    )
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    return {"id": run.id, "automation": run.automation, "object": run.object, "record_id": run.record_id,
-            "status": run.status, "node": run.node, "waiting_for": run.waiting_for, "entry": run.entry,
-            "visits": dict(run.visits), "steps": run.steps, "started_at": run.started_at,
-            "updated_at": run.updated_at, "config_version": run.config_version,
-            "trace": [entry.to_json() for entry in run.trace], "seq": run.seq}  # fmt: skip
+    return {
+        "id": run.id,
+        "automation": run.automation,
+        "object": run.object,
+        "record_id": run.record_id,
+        "status": run.status,
+        "node": run.node,
+        "waiting_for": run.waiting_for,
+        "entry": run.entry,
+        "visits": dict(run.visits),
+        "steps": run.steps,
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
+        "config_version": run.config_version,
+        "trace": [entry.to_json() for entry in run.trace],
+        "seq": run.seq,
+    }
 
 
 def run_from(row: Row) -> Run:
-    return Run(id=row["id"], automation=row["automation"], object=row["object"], record_id=row["record_id"],
-               status=row["status"], node=row["node"], waiting_for=row["waiting_for"], entry=row["entry"],
-               visits=row["visits"], steps=row["steps"], started_at=row["started_at"],
-               updated_at=row["updated_at"], config_version=row["config_version"],
-               trace=tuple(trace_from(entry) for entry in row["trace"]), seq=row["seq"])  # fmt: skip
+    return Run(
+        id=row["id"],
+        automation=row["automation"],
+        object=row["object"],
+        record_id=row["record_id"],
+        status=row["status"],
+        node=row["node"],
+        waiting_for=row["waiting_for"],
+        entry=row["entry"],
+        visits=row["visits"],
+        steps=row["steps"],
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        config_version=row["config_version"],
+        trace=tuple(trace_from(entry) for entry in row["trace"]),
+        seq=row["seq"],
+    )
 
 
 # ------------------------------------------------------------------------------------ timers
 
 
 def timer_row(timer: Timer) -> dict[str, Any]:
-    return {"id": timer.id, "run_id": timer.run_id, "due": timer.due, "kind": timer.kind, "node": timer.node,
-            "object": timer.object, "record_id": timer.record_id, "lease_owner": None, "lease_until": None,
-            "attempts": 0}  # fmt: skip
+    return {
+        "id": timer.id,
+        "run_id": timer.run_id,
+        "due": timer.due,
+        "kind": timer.kind,
+        "node": timer.node,
+        "object": timer.object,
+        "record_id": timer.record_id,
+        "lease_owner": None,
+        "lease_until": None,
+        "attempts": 0,
+    }
 
 
 def timer_from(row: Row) -> Timer:
-    return Timer(id=row["id"], run_id=row["run_id"], due=row["due"], kind=row["kind"], node=row["node"],
-                 object=row["object"], record_id=row["record_id"])  # fmt: skip
+    return Timer(
+        id=row["id"],
+        run_id=row["run_id"],
+        due=row["due"],
+        kind=row["kind"],
+        node=row["node"],
+        object=row["object"],
+        record_id=row["record_id"],
+    )
 
 
 # ------------------------------------------------------------------------------------ changes
 
 
 def change_row(change: NewChange) -> dict[str, Any]:
-    return {"idempotency_key": change.idempotency_key, "object": change.object, "record_id": change.record_id,
-            "op": change.op, "fields": dict(change.fields), "stage": change.stage, "pipeline": change.pipeline,
-            "event": change.event, "data": dict(change.data), "source": change.source, "status": "pending",
-            "attempts": 0, "error": "", "received_at": change.received_at, "processed_at": None,
-            "lease_owner": None, "lease_until": None, "fingerprint": change.fingerprint or None}  # fmt: skip
+    return {
+        "idempotency_key": change.idempotency_key,
+        "object": change.object,
+        "record_id": change.record_id,
+        "op": change.op,
+        "fields": dict(change.fields),
+        "stage": change.stage,
+        "pipeline": change.pipeline,
+        "event": change.event,
+        "data": dict(change.data),
+        "source": change.source,
+        "status": "pending",
+        "attempts": 0,
+        "error": "",
+        "received_at": change.received_at,
+        "processed_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "fingerprint": change.fingerprint or None,
+    }
 
 
 def change_from(row: Row) -> StoredChange:
-    return StoredChange(seq=row["seq"], idempotency_key=row["idempotency_key"], object=row["object"],
-                        record_id=row["record_id"], op=row["op"], fields=row["fields"], stage=row["stage"],
-                        pipeline=row["pipeline"], event=row["event"], data=row["data"], source=row["source"],
-                        received_at=row["received_at"], status=row["status"], attempts=row["attempts"],
-                        error=row["error"], fingerprint=row.get("fingerprint") or "")  # fmt: skip
+    return StoredChange(
+        seq=row["seq"],
+        idempotency_key=row["idempotency_key"],
+        object=row["object"],
+        record_id=row["record_id"],
+        op=row["op"],
+        fields=row["fields"],
+        stage=row["stage"],
+        pipeline=row["pipeline"],
+        event=row["event"],
+        data=row["data"],
+        source=row["source"],
+        received_at=row["received_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        error=row["error"],
+        fingerprint=row.get("fingerprint") or "",
+    )
 
 
 # ------------------------------------------------------------------------------------ outbox
@@ -109,33 +198,72 @@ def change_from(row: Row) -> StoredChange:
 def outbox_row(effect: Effect, now: datetime) -> dict[str, Any]:
     """A new outbox row (without ``id``), due at once."""
     row = OutboxRow.from_effect(effect)
-    return {"key": row.key, "channel": row.channel, "action": row.action, "object": row.object,
-            "record_id": row.record_id, "run_id": row.run_id, "payload": dict(row.payload), "status": "pending",
-            "attempts": 0, "next_attempt_at": now, "last_error": "", "created_at": now, "sent_at": None,
-            "recipient": row.recipient, "lease_owner": None, "lease_until": None}  # fmt: skip
+    return {
+        "key": row.key,
+        "channel": row.channel,
+        "action": row.action,
+        "object": row.object,
+        "record_id": row.record_id,
+        "run_id": row.run_id,
+        "payload": dict(row.payload),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": "",
+        "created_at": now,
+        "sent_at": None,
+        "recipient": row.recipient,
+        "lease_owner": None,
+        "lease_until": None,
+    }
 
 
 def outbox_from(row: Row) -> OutboxRow:
-    return OutboxRow(id=row["id"], key=row["key"], channel=row["channel"], action=row["action"],
-                     object=row["object"], record_id=row["record_id"], run_id=row["run_id"],
-                     payload=row["payload"], status=row["status"], attempts=row["attempts"],
-                     next_attempt_at=row["next_attempt_at"], last_error=row["last_error"],
-                     created_at=row["created_at"], sent_at=row["sent_at"], recipient=row["recipient"])  # fmt: skip
+    return OutboxRow(
+        id=row["id"],
+        key=row["key"],
+        channel=row["channel"],
+        action=row["action"],
+        object=row["object"],
+        record_id=row["record_id"],
+        run_id=row["run_id"],
+        payload=row["payload"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+        recipient=row["recipient"],
+    )
 
 
 # ------------------------------------------------------------------------------------ config versions
 
 
 def version_row(version: ConfigVersion) -> dict[str, Any]:
-    return {"id": version.id, "applied_at": version.applied_at, "commit": version.commit, "author": version.author,
-            "message": version.message, "documents": dict(version.documents), "current": True,
-            "files": dict(version.files)}  # fmt: skip
+    return {
+        "id": version.id,
+        "applied_at": version.applied_at,
+        "commit": version.commit,
+        "author": version.author,
+        "message": version.message,
+        "documents": dict(version.documents),
+        "current": True,
+        "files": dict(version.files),
+    }
 
 
 def version_from(row: Row) -> ConfigVersion:
-    return ConfigVersion(id=row["id"], applied_at=row["applied_at"], documents=row["documents"],
-                         commit=row["commit"], author=row["author"], message=row["message"],
-                         files=row.get("files") or {})  # fmt: skip
+    return ConfigVersion(
+        id=row["id"],
+        applied_at=row["applied_at"],
+        documents=row["documents"],
+        commit=row["commit"],
+        author=row["author"],
+        message=row["message"],
+        files=row.get("files") or {},
+    )
 
 
 # ------------------------------------------------------------------------------------ a batch
@@ -198,5 +326,10 @@ def plan_batch(items: Sequence[Processed], now: datetime) -> BatchPlan:
 CHANGE_GAUGES = ("pending", "claimed", "failed")
 OUTBOX_GAUGES = ("pending", "sending", "retry", "dead", "held")
 #: The keys of ``Store.counts()``, every one always present.
-COUNTS = ("records", "timers", *(f"changes_{s}" for s in CHANGE_GAUGES), *(f"runs_{s}" for s in ACTIVE),
-          *(f"outbox_{s}" for s in OUTBOX_GAUGES))  # fmt: skip
+COUNTS = (
+    "records",
+    "timers",
+    *(f"changes_{s}" for s in CHANGE_GAUGES),
+    *(f"runs_{s}" for s in ACTIVE),
+    *(f"outbox_{s}" for s in OUTBOX_GAUGES),
+)

@@ -35,8 +35,9 @@ def wait_seconds(env: dict[str, str] | None = None) -> float:
     try:
         return float(text) if text.strip() else DEFAULT_WAIT
     except ValueError:
-        raise ValueError(f"FLOWCTL_WRITE_WAIT_SECONDS={text!r} is not a number of seconds; "
-                         "set it to e.g. 10, or unset it") from None  # fmt: skip
+        raise ValueError(
+            f"FLOWCTL_WRITE_WAIT_SECONDS={text!r} is not a number of seconds; set it to e.g. 10, or unset it"
+        ) from None
 
 
 class WriteLock:
@@ -106,9 +107,11 @@ class WriteLock:
         raise self._timeout(time.monotonic() - started)
 
     def _timeout(self, waited: float) -> WriteLockTimeout:
-        return WriteLockTimeout(f"waited {waited:.1f} s for the SQLite writer lock {self.path}: another flowctl "
-                                "process holds it and does not commit (frozen or hung?); nothing was written. "
-                                "FLOWCTL_WRITE_WAIT_SECONDS sets the wait")  # fmt: skip
+        return WriteLockTimeout(
+            f"waited {waited:.1f} s for the SQLite writer lock {self.path}: another flowctl "
+            "process holds it and does not commit (frozen or hung?); nothing was written. "
+            "FLOWCTL_WRITE_WAIT_SECONDS sets the wait"
+        )
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         fd, self._held = self._held, -1

@@ -48,12 +48,19 @@ spec:
 """
 
 
-def care_yaml(name: str = "birthday", when: str = '{anniversary_of: birthday, at: "08:00"}', *,
-              extra: str = "", actions: str = "") -> str:  # fmt: skip
-    actions = actions or '    - {action: send_sms, text: "Chuc mung sinh nhat {{ record.full_name | unaccent }}", to: "{{ record.phone }}"}'  # noqa: E501
-    return (f"apiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {{name: {name}}}\nspec:\n  object: contact\n"
-            f"  when: {when}\n  feb29: feb28\n  on_missed: catch_up\n  grace: 24h\n  dst_gap: shift\n"
-            f"  dst_overlap: once\n{textwrap.indent(textwrap.dedent(extra), '  ')}  actions:\n{actions}\n")
+def care_yaml(
+    name: str = "birthday", when: str = '{anniversary_of: birthday, at: "08:00"}', *, extra: str = "", actions: str = ""
+) -> str:
+    actions = (
+        actions
+        or '    - {action: send_sms, text: "Chuc mung sinh nhat {{ record.full_name | unaccent }}", '
+        'to: "{{ record.phone }}"}'
+    )
+    return (
+        f"apiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {{name: {name}}}\nspec:\n  object: contact\n"
+        f"  when: {when}\n  feb29: feb28\n  on_missed: catch_up\n  grace: 24h\n  dst_gap: shift\n"
+        f"  dst_overlap: once\n{textwrap.indent(textwrap.dedent(extra), '  ')}  actions:\n{actions}\n"
+    )
 
 
 def make_bundle(root: Path, care: str, tz: str = "Asia/Ho_Chi_Minh", files: dict[str, str] | None = None) -> m.Bundle:
@@ -71,7 +78,9 @@ def make_bundle(root: Path, care: str, tz: str = "Asia/Ho_Chi_Minh", files: dict
 
 def put_records(store: Store, *records: Record) -> None:
     """Write records as the worker would (commit_batch keeps the date index)."""
-    store.commit_batch([Processed(record=r, step=Step()) for r in records], datetime.fromisoformat("2026-01-01T00:00:00+00:00"))  # noqa: E501
+    store.commit_batch(
+        [Processed(record=r, step=Step()) for r in records], datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    )
 
 
 def contact(id: str, **fields: Any) -> Record:
@@ -109,6 +118,7 @@ def open_stores(store_url: str) -> Iterator[Callable[[], Store]]:
         store.close()
 
 
-def scheduler(store: Store, bundle: m.Bundle, at: datetime, version: str = "v1", owner: str = "a",
-              engines: Engines | None = None) -> CareScheduler:  # fmt: skip
+def scheduler(
+    store: Store, bundle: m.Bundle, at: datetime, version: str = "v1", owner: str = "a", engines: Engines | None = None
+) -> CareScheduler:
     return CareScheduler(store, engines or Engines(Engine(bundle, version)), FrozenClock(at), owner=owner)

@@ -86,11 +86,17 @@ POLICY = "  feb29: feb28\n  on_missed: catch_up\n  grace: 24h\n  dst_gap: shift\
 
 
 def process(name: str, obj: str, when: str, actions: str, priority: int = 1) -> str:
-    return (f"apiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {{name: {name}}}\nspec:\n  object: {obj}\n"
-            f"  priority: {priority}\n  when: {when}\n{POLICY}  actions:\n{actions}")  # fmt: skip
+    return (
+        f"apiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {{name: {name}}}\nspec:\n  object: {obj}\n"
+        f"  priority: {priority}\n  when: {when}\n{POLICY}  actions:\n{actions}"
+    )
 
 
-BIRTHDAY = process("sinh-nhat", "contact", '{anniversary_of: birthday, at: "08:00"}', """\
+BIRTHDAY = process(
+    "sinh-nhat",
+    "contact",
+    '{anniversary_of: birthday, at: "08:00"}',
+    """\
     - action: send_email
       template: email-sinh-nhat
       to: "{{ record.email }}"
@@ -107,12 +113,27 @@ BIRTHDAY = process("sinh-nhat", "contact", '{anniversary_of: birthday, at: "08:0
       assignee: owner
       watchers: [supervisor, {user: tuan}]
     - {action: update_fields, set: {note: "đã chúc mừng {{ today }}"}}
-""")
-ROUND_ROBIN = process("phan-bo", "contact", '{anniversary_of: renewal, at: "09:00"}',
-                      "    - action: handover\n      to: {rule: rr}\n", priority=2)
-LEAST_LOADED = process("it-viec", "contact", '{anniversary_of: renewal, offset: 1d, at: "09:00"}',
-                       "    - action: handover\n      to: {rule: ll}\n", priority=3)
-CARE_CARD = process("the-cham-soc", "order", '{date: delivery_date, offset: 3d, at: "09:00"}', """\
+""",
+)
+ROUND_ROBIN = process(
+    "phan-bo",
+    "contact",
+    '{anniversary_of: renewal, at: "09:00"}',
+    "    - action: handover\n      to: {rule: rr}\n",
+    priority=2,
+)
+LEAST_LOADED = process(
+    "it-viec",
+    "contact",
+    '{anniversary_of: renewal, offset: 1d, at: "09:00"}',
+    "    - action: handover\n      to: {rule: ll}\n",
+    priority=3,
+)
+CARE_CARD = process(
+    "the-cham-soc",
+    "order",
+    '{date: delivery_date, offset: 3d, at: "09:00"}',
+    """\
     - action: add_care_card
       title: "Chăm sóc sau giao hàng đơn {{ record.order_no }}"
       owner: {field: salesperson}
@@ -120,7 +141,8 @@ CARE_CARD = process("the-cham-soc", "order", '{date: delivery_date, offset: 3d, 
       layout: sau-ban-hang
       care_date: 2d
       set: {product: "{{ record.product }}", topic: Hỏi thăm lắp đặt}
-""")
+""",
+)
 
 
 def config(tmp_path: Path, smtp_port: int, sink: str) -> Any:
@@ -142,8 +164,17 @@ def deliver(store: Any, bundle: Any, at: datetime) -> None:
 def test_email_pdf_sms_task_and_field_update(tmp_path: Path, smtp_server: Any, http_sink: Any) -> None:
     bundle = config(tmp_path, smtp_server.port, http_sink.url)
     store = open_store(f"sqlite:///{tmp_path / 'care.db'}")
-    put_records(store, contact("1", full_name="Nguyễn Văn Hải", email="hai@example.com", phone="0912000001",
-                               birthday="1985-05-02", owner="lan"))  # fmt: skip
+    put_records(
+        store,
+        contact(
+            "1",
+            full_name="Nguyễn Văn Hải",
+            email="hai@example.com",
+            phone="0912000001",
+            birthday="1985-05-02",
+            owner="lan",
+        ),
+    )
     assert scheduler(store, bundle, T0).tick(T0).outcomes == {"sent": 1}
     deliver(store, bundle, T0)
     [mail] = smtp_server.handler.messages
@@ -157,24 +188,40 @@ def test_email_pdf_sms_task_and_field_update(tmp_path: Path, smtp_server: Any, h
     assert "<h1>Chúc mừng sinh nhật Nguyễn Văn Hải</h1>" in attachments["thiep.html"].get_content()
     [hit] = http_sink.hits
     assert hit.path == "/brandname"
-    assert hit.json() == {"brandname": "ABC-VIETNAM", "phone": "0912000001", "message": "ABC chuc mung sinh nhat Nguyen Van Hai"}  # noqa: E501
+    assert hit.json() == {
+        "brandname": "ABC-VIETNAM",
+        "phone": "0912000001",
+        "message": "ABC chuc mung sinh nhat Nguyen Van Hai",
+    }
     [task] = [r for r in store.list_outbox(limit=20) if r.action == "create_task"]
-    assert {k: task.payload[k] for k in ("title", "description", "due", "task_type", "priority", "assignee",
-                                         "watchers")} == {
-        "title": "Gọi chúc mừng #Nguyễn Văn Hải", "description": "Sinh nhật 02/05",
-        "due": "2026-05-03T08:00:00+07:00", "task_type": "gọi điện", "priority": "high", "assignee": "lan",
-        "watchers": ["hoa", "tuan"]}  # fmt: skip
+    assert {
+        k: task.payload[k] for k in ("title", "description", "due", "task_type", "priority", "assignee", "watchers")
+    } == {
+        "title": "Gọi chúc mừng #Nguyễn Văn Hải",
+        "description": "Sinh nhật 02/05",
+        "due": "2026-05-03T08:00:00+07:00",
+        "task_type": "gọi điện",
+        "priority": "high",
+        "assignee": "lan",
+        "watchers": ["hoa", "tuan"],
+    }
     record = store.record("contact", "1")
     assert record is not None and record.fields["note"] == "đã chúc mừng 2026-05-02"
 
 
 def test_round_robin_position_survives_a_restart_and_least_loaded_balances(
-        tmp_path: Path, smtp_server: Any, http_sink: Any) -> None:  # fmt: skip
+    tmp_path: Path, smtp_server: Any, http_sink: Any
+) -> None:
     bundle = config(tmp_path, smtp_server.port, http_sink.url)
     url = f"sqlite:///{tmp_path / 'care.db'}"
     store = open_store(url)
-    put_records(store, contact("1", renewal="2020-06-01"), contact("2", renewal="2020-06-01"),
-                contact("3", renewal="2020-06-02"), contact("4", renewal="2020-06-02"))  # fmt: skip
+    put_records(
+        store,
+        contact("1", renewal="2020-06-01"),
+        contact("2", renewal="2020-06-01"),
+        contact("3", renewal="2020-06-02"),
+        contact("4", renewal="2020-06-02"),
+    )
     day1 = datetime(2026, 6, 1, 9, 0, tzinfo=TZ)
     scheduler(store, bundle, day1).tick(day1)
     store.close()
@@ -182,8 +229,10 @@ def test_round_robin_position_survives_a_restart_and_least_loaded_balances(
     day2 = day1 + timedelta(days=1)
     scheduler(store, bundle, day2, owner="after-restart").tick(day2)
     runs = {(r.name, r.record_id): r for r in store.list_runs(limit=50)}
-    handed = {key: next(e.values.get("assignee") or e.detail for e in run.trace if e.kind == "effect")
-              for key, run in runs.items()}  # fmt: skip
+    handed = {
+        key: next(e.values.get("assignee") or e.detail for e in run.trace if e.kind == "effect")
+        for key, run in runs.items()
+    }
     # round robin on the anniversary: 1, 2 on day 1, then (after the restart) 3, 4 go on: lan, minh, tuan, lan;
     # least loaded, a day after each anniversary, counts the contacts each owns: on day 2 lan owns 1 and 4,
     # minh 2, so 1 goes to minh; then lan owns 4 only, so 2 goes to lan
@@ -196,12 +245,29 @@ def test_round_robin_position_survives_a_restart_and_least_loaded_balances(
 def test_care_card_goes_to_the_orders_salesperson(tmp_path: Path, smtp_server: Any, http_sink: Any) -> None:
     bundle = config(tmp_path, smtp_server.port, http_sink.url)
     store = open_store(f"sqlite:///{tmp_path / 'care.db'}")
-    put_records(store, Record(object="order", id="7", version=1, fields={
-        "order_no": "DH-0007", "salesperson": "minh", "product": "Tủ lạnh", "delivery_date": "2026-05-01",
-        "status": "delivered"}))  # fmt: skip
+    put_records(
+        store,
+        Record(
+            object="order",
+            id="7",
+            version=1,
+            fields={
+                "order_no": "DH-0007",
+                "salesperson": "minh",
+                "product": "Tủ lạnh",
+                "delivery_date": "2026-05-01",
+                "status": "delivered",
+            },
+        ),
+    )
     at = datetime(2026, 5, 4, 9, 0, tzinfo=TZ)
     assert scheduler(store, bundle, at).tick(at).outcomes == {"sent": 1}
     [card] = [r for r in store.list_outbox(limit=20) if r.action == "add_care_card"]
     assert {k: card.payload[k] for k in ("owner", "notify_owner", "layout", "care_date", "title", "fields")} == {
-        "owner": "minh", "notify_owner": True, "layout": "sau-ban-hang", "care_date": "2026-05-06",
-        "title": "Chăm sóc sau giao hàng đơn DH-0007", "fields": {"product": "Tủ lạnh", "topic": "Hỏi thăm lắp đặt"}}  # fmt: skip  # noqa: E501
+        "owner": "minh",
+        "notify_owner": True,
+        "layout": "sau-ban-hang",
+        "care_date": "2026-05-06",
+        "title": "Chăm sóc sau giao hàng đơn DH-0007",
+        "fields": {"product": "Tủ lạnh", "topic": "Hỏi thăm lắp đặt"},
+    }

@@ -34,8 +34,18 @@ def run(*args: str) -> str:
 def test_forecast_is_stable_text_across_leap_years(tmp_path: Path) -> None:
     records = tmp_path / "contacts.yaml"
     records.write_text(RECORDS, encoding="utf-8")
-    out = run("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-01-01", "--days", "730",
-              "--records", str(records))  # fmt: skip
+    out = run(
+        "care",
+        "forecast",
+        "sinh-nhat-lien-he",
+        str(EXAMPLE),
+        "--from",
+        "2027-01-01",
+        "--days",
+        "730",
+        "--records",
+        str(records),
+    )
     assert out.splitlines() == [
         "# care forecast sinh-nhat-lien-he: anniversary of birthday at 08:00, feb29 feb28, dst_gap shift, "
         "dst_overlap once; if: record.status != 'inactive'; Asia/Ho_Chi_Minh; 2027-01-01 + 730 days",
@@ -49,8 +59,18 @@ def test_forecast_is_stable_text_across_leap_years(tmp_path: Path) -> None:
         "#   contact/4  2028-05-02T08:00:00+07:00  2028-05-02",
         "# 1 records without a usable birthday: contact/3 'không rõ'",
     ]
-    again = run("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-01-01", "--days", "730",
-                "--records", str(records))  # fmt: skip
+    again = run(
+        "care",
+        "forecast",
+        "sinh-nhat-lien-he",
+        str(EXAMPLE),
+        "--from",
+        "2027-01-01",
+        "--days",
+        "730",
+        "--records",
+        str(records),
+    )
     assert again == out
 
 
@@ -68,8 +88,11 @@ def test_preview_shows_what_would_be_sent_and_sends_nothing(tmp_path: Path) -> N
 def test_list_and_preview_against_a_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'care.db'}"
     store = open_store(url)
-    put_records(store, contact("1", birthday="1985-05-02", status="active", email="a@example.com"),
-                contact("2", birthday="1990-05-02", status="inactive"))  # fmt: skip
+    put_records(
+        store,
+        contact("1", birthday="1985-05-02", status="active", email="a@example.com"),
+        contact("2", birthday="1990-05-02", status="inactive"),
+    )
     loaded = load_bundle(EXAMPLE)
     assert loaded.bundle is not None
     at = datetime(2026, 5, 2, 8, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
@@ -92,7 +115,9 @@ def test_w001_states_every_defaulted_policy(tmp_path: Path) -> None:
         "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
         "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {birthday: {type: date}}}\n"  # noqa: E501
         "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
-        '  when: {anniversary_of: birthday, at: "02:30"}\n  actions: [{action: send_sms, text: hi, to: "1"}]\n', encoding="utf-8")  # noqa: E501
+        '  when: {anniversary_of: birthday, at: "02:30"}\n  actions: [{action: send_sms, text: hi, to: "1"}]\n',
+        encoding="utf-8",
+    )
     messages = [i.message for i in load_bundle(tmp_path).issues if i.code == "W001"]
     text = "\n".join(messages)
     assert "on_missed not set: defaults to catch_up with grace 24h" in text
@@ -113,7 +138,9 @@ def test_shift_means_one_thing_in_the_hint_the_schema_and_the_behaviour(tmp_path
         "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
         "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {birthday: {type: date}}}\n"  # noqa: E501
         "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
-        '  when: {anniversary_of: birthday, at: "02:30"}\n  actions: [{action: send_sms, text: hi, to: "1"}]\n', encoding="utf-8")  # noqa: E501
+        '  when: {anniversary_of: birthday, at: "02:30"}\n  actions: [{action: send_sms, text: hi, to: "1"}]\n',
+        encoding="utf-8",
+    )
     hint = next(f"{i.message} {i.hint}" for i in load_bundle(tmp_path).issues if "dst_gap" in i.message)
     assert "as much later as the gap is long" in hint and "02:30 → 03:30" in hint and "first time after" not in hint
     for name in ("careprocess.schema.json", BUNDLE_FILE):
@@ -128,23 +155,30 @@ def test_shift_means_one_thing_in_the_hint_the_schema_and_the_behaviour(tmp_path
 
 def test_no_dst_warning_for_an_interval_cron(tmp_path: Path) -> None:
     """An interval cron fires by the clock through a change: dst_gap/dst_overlap cannot matter."""
-    head = ("apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
-            "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {n: {type: string}}}\n")  # noqa: E501
+    head = (
+        "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: Europe/Berlin}\n---\n"
+        "apiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\nspec: {fields: {n: {type: string}}}\n"
+    )
     for cron, warned in (("*/30 * * * *", False), ("0 * * * *", False), ("30 2 * * *", True)):
         (tmp_path / "flowctl.yaml").write_text(
             head + "---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {name: b}\nspec:\n  object: contact\n"
             f'  when: {{cron: "{cron}"}}\n  on_missed: skip\n  actions: [{{action: send_sms, text: hi, to: "1"}}]\n',
-            encoding="utf-8")  # fmt: skip
+            encoding="utf-8",
+        )
         assert any("dst_gap" in i.message for i in load_bundle(tmp_path).issues) is warned, cron
 
 
 def test_the_care_limit_per_object_is_configurable(tmp_path: Path) -> None:
     care = "".join(
         f"---\napiVersion: flowctl/v1\nkind: CareProcess\nmetadata: {{name: p{i}}}\nspec:\n  object: contact\n"
-        f"  when: {{cron: '0 9 * * *'}}\n  on_missed: skip\n  actions: [{{action: send_sms, text: hi, to: '1'}}]\n" for i in range(3))  # noqa: E501
+        f"  when: {{cron: '0 9 * * *'}}\n  on_missed: skip\n  actions: [{{action: send_sms, text: hi, to: '1'}}]\n"
+        for i in range(3)
+    )
     (tmp_path / "flowctl.yaml").write_text(
         "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: c}\nspec: {timezone: UTC, limits: "
         "{care_processes_per_object: 2}}\n---\napiVersion: flowctl/v1\nkind: ObjectType\nmetadata: {name: contact}\n"
-        "spec: {fields: {birthday: {type: date}}}\n" + care, encoding="utf-8")
+        "spec: {fields: {birthday: {type: date}}}\n" + care,
+        encoding="utf-8",
+    )
     errors = [i for i in load_bundle(tmp_path).issues if i.code == "E070"]
     assert len(errors) == 1 and "enabled care process 3 of 3" in errors[0].message and "at most 2" in errors[0].message

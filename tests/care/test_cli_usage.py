@@ -45,8 +45,18 @@ def records(tmp_path: Path) -> Path:
 
 
 def test_forecast_skips_and_lists_an_impossible_date_and_applies_if(records: Path) -> None:
-    out = ok("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-05-01", "--days", "2",
-             "--records", str(records))  # fmt: skip
+    out = ok(
+        "care",
+        "forecast",
+        "sinh-nhat-lien-he",
+        str(EXAMPLE),
+        "--from",
+        "2027-05-01",
+        "--days",
+        "2",
+        "--records",
+        str(records),
+    )
     lines = out.splitlines()
     assert "if: record.status != 'inactive'" in lines[0]
     assert "contact/2  2027-05-02T08:00:00+07:00  2027-05-02" in lines
@@ -68,11 +78,23 @@ def test_forecast_lists_what_dst_gap_skip_drops(tmp_path: Path) -> None:
     make_bundle(tmp_path / "cfg", text, tz="America/New_York")
     records = tmp_path / "r.yaml"
     records.write_text("- {object: contact, id: 7, fields: {birthday: 1990-03-14}}\n", encoding="utf-8")
-    out = ok("care", "forecast", "birthday", str(tmp_path / "cfg"), "--from", "2027-03-01", "--days", "800",
-             "--records", str(records))  # fmt: skip
+    out = ok(
+        "care",
+        "forecast",
+        "birthday",
+        str(tmp_path / "cfg"),
+        "--from",
+        "2027-03-01",
+        "--days",
+        "800",
+        "--records",
+        str(records),
+    )
     lines = out.splitlines()
-    assert lines[1:3] == ["contact/7  2028-03-14T02:30:00-04:00  2028-03-14",
-                          "contact/7  2029-03-14T02:30:00-04:00  2029-03-14"]  # fmt: skip
+    assert lines[1:3] == [
+        "contact/7  2028-03-14T02:30:00-04:00  2028-03-14",
+        "contact/7  2029-03-14T02:30:00-04:00  2029-03-14",
+    ]
     assert "# 1 firings not run: their wall time does not exist (dst_gap: skip); shift would run them at:" in lines
     assert "#   contact/7  2027-03-14T03:30:00-04:00  2027-03-14" in lines
 
@@ -81,29 +103,55 @@ def test_forecast_lists_the_firings_whose_if_fails(tmp_path: Path) -> None:
     text = care_yaml(when='{anniversary_of: birthday, at: "08:00"}', extra='if: "record.note > 5"\n')
     make_bundle(tmp_path / "cfg", text)
     records = tmp_path / "r.yaml"
-    records.write_text("- {object: contact, id: 1, fields: {birthday: 1990-03-14, note: abc}}\n"
-                       "- {object: contact, id: 2, fields: {birthday: 1990-03-14, note: '9'}}\n",
-                       encoding="utf-8")  # fmt: skip
-    out = ok("care", "forecast", "birthday", str(tmp_path / "cfg"), "--from", "2027-03-14", "--days", "1",
-             "--records", str(records))  # fmt: skip
+    records.write_text(
+        "- {object: contact, id: 1, fields: {birthday: 1990-03-14, note: abc}}\n"
+        "- {object: contact, id: 2, fields: {birthday: 1990-03-14, note: '9'}}\n",
+        encoding="utf-8",
+    )
+    out = ok(
+        "care",
+        "forecast",
+        "birthday",
+        str(tmp_path / "cfg"),
+        "--from",
+        "2027-03-14",
+        "--days",
+        "1",
+        "--records",
+        str(records),
+    )
     assert "# 0 firings for 0 records" in out
     assert "# 2 firings whose if: fails (such a run fails)" in out
-    assert "#   contact/1  2027-03-14T08:00:00+07:00  2027-03-14: '>' not supported between instances of 'str' and 'int'" in out  # noqa: E501
+    assert (
+        "#   contact/1  2027-03-14T08:00:00+07:00  2027-03-14: '>' not supported between instances of 'str' and 'int'"
+        in out
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["preview", "sinh-nhat-lien-he", str(EXAMPLE), "--date", "2027-13-01", "--records", "{records}"],
-     "Invalid value for '--date': '2027-13-01' is not a date: month must be in 1..12"),
-    (["forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-13-01"],
-     "Invalid value for '--from': '2027-13-01' is not a date: month must be in 1..12"),
-    (["forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "yesterday"],
-     "Invalid value for '--from': 'yesterday' is not a date: write YYYY-MM-DD"),
-    (["forecast", "nobody", str(EXAMPLE), "--from", "2027-01-01"], "no care process 'nobody'"),
-    (["preview", "sinh-nhat-lien-he", str(EXAMPLE), "--records", "{bad}"], "item 1: needs 'object' and 'id'"),
-    (["preview", "sinh-nhat-lien-he", str(EXAMPLE), "--records", "{records}", "--db", "sqlite:///x.db"],
-     "give --records FILE or --db URL, not both"),
-    (["list", str(EXAMPLE), "--format", "yaml"], "Invalid value for '--format'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["preview", "sinh-nhat-lien-he", str(EXAMPLE), "--date", "2027-13-01", "--records", "{records}"],
+            "Invalid value for '--date': '2027-13-01' is not a date: month must be in 1..12",
+        ),
+        (
+            ["forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-13-01"],
+            "Invalid value for '--from': '2027-13-01' is not a date: month must be in 1..12",
+        ),
+        (
+            ["forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "yesterday"],
+            "Invalid value for '--from': 'yesterday' is not a date: write YYYY-MM-DD",
+        ),
+        (["forecast", "nobody", str(EXAMPLE), "--from", "2027-01-01"], "no care process 'nobody'"),
+        (["preview", "sinh-nhat-lien-he", str(EXAMPLE), "--records", "{bad}"], "item 1: needs 'object' and 'id'"),
+        (
+            ["preview", "sinh-nhat-lien-he", str(EXAMPLE), "--records", "{records}", "--db", "sqlite:///x.db"],
+            "give --records FILE or --db URL, not both",
+        ),
+        (["list", str(EXAMPLE), "--format", "yaml"], "Invalid value for '--format'"),
+    ],
+)
 def test_bad_options_are_usage_errors(tmp_path: Path, records: Path, args: list[str], message: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- {fields: {birthday: 1990-01-01}}\n", encoding="utf-8")
@@ -120,8 +168,11 @@ def config_dir(tmp_path: Path) -> Path:
     root = tmp_path / "birthday-care"
     shutil.copytree(EXAMPLE, root)
     store = open_store(f"sqlite:///{root / 'birthday-care.db'}")
-    put_records(store, contact("1", birthday="1985-05-02", status="active", email="a@example.com"),
-                contact("2", birthday="1990-05-02", status="inactive"))  # fmt: skip
+    put_records(
+        store,
+        contact("1", birthday="1985-05-02", status="active", email="a@example.com"),
+        contact("2", birthday="1990-05-02", status="inactive"),
+    )
     loaded = load_bundle(root)
     assert loaded.bundle is not None
     at = datetime(2026, 5, 2, 8, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
@@ -156,18 +207,48 @@ def test_every_care_command_prints_json(config_dir: Path, records: Path) -> None
     assert first["when"] == {"anniversary_of": "birthday", "at": "08:00"} and first["enabled"] is True
     assert datetime.fromisoformat(first["next_run"]).utcoffset() is not None
 
-    previewed = json.loads(ok("care", "preview", "sinh-nhat-lien-he", str(EXAMPLE), "--date", "2027-05-02",
-                              "--records", str(records), "--format", "json"))  # fmt: skip
+    previewed = json.loads(
+        ok(
+            "care",
+            "preview",
+            "sinh-nhat-lien-he",
+            str(EXAMPLE),
+            "--date",
+            "2027-05-02",
+            "--records",
+            str(records),
+            "--format",
+            "json",
+        )
+    )
     assert [(f["id"], f["at"], f["outcome"]) for f in previewed["firings"]] == [
-        ("2", "2027-05-02T08:00:00+07:00", "sent"), ("3", "2027-05-02T08:00:00+07:00", "skipped")]
+        ("2", "2027-05-02T08:00:00+07:00", "sent"),
+        ("3", "2027-05-02T08:00:00+07:00", "skipped"),
+    ]
     assert previewed["undated"] == [{"object": "contact", "id": "1", "value": "1990-02-29"}]
-    assert {"action": "send_sms", "channel": "sms-brandname", "to": "0912000002"}.items() <= \
-        previewed["firings"][0]["effects"][0].items()  # fmt: skip
+    assert {"action": "send_sms", "channel": "sms-brandname", "to": "0912000002"}.items() <= previewed["firings"][0][
+        "effects"
+    ][0].items()
 
-    forecast = json.loads(ok("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-05-01",
-                             "--days", "2", "--records", str(records), "--format", "json"))  # fmt: skip
-    assert forecast["firings"] == [{"object": "contact", "id": "2", "at": "2027-05-02T08:00:00+07:00",
-                                    "occurrence": "2027-05-02"}]  # fmt: skip
+    forecast = json.loads(
+        ok(
+            "care",
+            "forecast",
+            "sinh-nhat-lien-he",
+            str(EXAMPLE),
+            "--from",
+            "2027-05-01",
+            "--days",
+            "2",
+            "--records",
+            str(records),
+            "--format",
+            "json",
+        )
+    )
+    assert forecast["firings"] == [
+        {"object": "contact", "id": "2", "at": "2027-05-02T08:00:00+07:00", "occurrence": "2027-05-02"}
+    ]
     assert [f["id"] for f in forecast["skipped_by_if"]] == ["3"]
     assert forecast["undated"] == [{"object": "contact", "id": "1", "value": "1990-02-29"}]
     assert forecast["timezone"] == "Asia/Ho_Chi_Minh" and forecast["if"] == "record.status != 'inactive'"

@@ -24,14 +24,20 @@ CASES = [
     ("30 2 * * *", "skip", "once", "2027-03-14", []),
     ("30 1 * * *", "shift", "once", "2027-11-07", ["2027-11-07T01:30:00-04:00"]),
     ("30 1 * * *", "shift", "twice", "2027-11-07", ["2027-11-07T01:30:00-04:00", "2027-11-07T01:30:00-05:00"]),
-    ("0 * * * *", "skip", "twice", "2027-03-14",  # an interval cron: by the clock, whatever the policies
-     [f"2027-03-14T{h:02}:00:00-05:00" for h in (0, 1)] + [f"2027-03-14T{h:02}:00:00-04:00" for h in range(3, 24)]),
-]  # fmt: skip
+    (
+        "0 * * * *",
+        "skip",
+        "twice",
+        "2027-03-14",  # an interval cron: by the clock, whatever the policies
+        [f"2027-03-14T{h:02}:00:00-05:00" for h in (0, 1)] + [f"2027-03-14T{h:02}:00:00-04:00" for h in range(3, 24)],
+    ),
+]
 
 
 @pytest.mark.parametrize(("cron", "dst_gap", "dst_overlap", "day", "expected"), CASES)
-def test_forecast_simulator_and_daemon_fire_alike(tmp_path: Path, cron: str, dst_gap: str, dst_overlap: str, day: str,
-                                                  expected: list[str]) -> None:  # fmt: skip
+def test_forecast_simulator_and_daemon_fire_alike(
+    tmp_path: Path, cron: str, dst_gap: str, dst_overlap: str, day: str, expected: list[str]
+) -> None:
     text = care_yaml(when=f'{{cron: "{cron}"}}').replace("dst_gap: shift", f"dst_gap: {dst_gap}")
     bundle = make_bundle(tmp_path / "cfg", text.replace("dst_overlap: once", f"dst_overlap: {dst_overlap}"), tz=NY)
     tz = ZoneInfo(NY)
@@ -41,8 +47,21 @@ def test_forecast_simulator_and_daemon_fire_alike(tmp_path: Path, cron: str, dst
     # care forecast
     records = tmp_path / "records.yaml"
     records.write_text(RECORDS, encoding="utf-8")
-    result = CliRunner().invoke(cli, ["care", "forecast", "birthday", str(tmp_path / "cfg"), "--from", day,
-                                      "--days", "1", "--records", str(records)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "care",
+            "forecast",
+            "birthday",
+            str(tmp_path / "cfg"),
+            "--from",
+            day,
+            "--days",
+            "1",
+            "--records",
+            str(records),
+        ],
+    )
     assert result.exit_code == 0, result.output
     forecast = [line.split()[2] for line in result.output.splitlines() if line.startswith("contact/1 ")]
 

@@ -25,18 +25,24 @@ def process(tmp_path: Path, when: str, tz: str = "Asia/Ho_Chi_Minh", **policy: s
 
 def fire_times(proc: m.CareProcess, tz: ZoneInfo, born: str, start: str, days: int) -> list[str]:
     begin = datetime.fromisoformat(start).replace(tzinfo=tz)
-    return [f"{f.at.isoformat()} {f.occurrence}"
-            for f in firings(proc, contact("1", birthday=born), begin, begin + timedelta(days=days), tz)]  # fmt: skip
+    return [
+        f"{f.at.isoformat()} {f.occurrence}"
+        for f in firings(proc, contact("1", birthday=born), begin, begin + timedelta(days=days), tz)
+    ]
 
 
-@pytest.mark.parametrize(("policy", "year", "expected"), [
-    ("feb28", 2027, "2027-02-28T08:00:00+07:00 2027-02-28"),
-    ("mar1", 2027, "2027-03-01T08:00:00+07:00 2027-03-01"),
-    ("feb28", 2028, "2028-02-29T08:00:00+07:00 2028-02-29"),
-    ("mar1", 2028, "2028-02-29T08:00:00+07:00 2028-02-29"),
-])  # fmt: skip
-def test_feb29_birthdays_follow_the_policy_in_leap_and_other_years(tmp_path: Path, policy: str, year: int,
-                                                                    expected: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("policy", "year", "expected"),
+    [
+        ("feb28", 2027, "2027-02-28T08:00:00+07:00 2027-02-28"),
+        ("mar1", 2027, "2027-03-01T08:00:00+07:00 2027-03-01"),
+        ("feb28", 2028, "2028-02-29T08:00:00+07:00 2028-02-29"),
+        ("mar1", 2028, "2028-02-29T08:00:00+07:00 2028-02-29"),
+    ],
+)
+def test_feb29_birthdays_follow_the_policy_in_leap_and_other_years(
+    tmp_path: Path, policy: str, year: int, expected: str
+) -> None:
     proc, tz = process(tmp_path, '{anniversary_of: birthday, at: "08:00"}', feb29=policy)
     assert fire_times(proc, tz, "1992-02-29", f"{year}-02-01T00:00", 60) == [expected]
 
@@ -44,13 +50,28 @@ def test_feb29_birthdays_follow_the_policy_in_leap_and_other_years(tmp_path: Pat
 def test_a_birthday_at_local_midnight_is_the_local_day_not_the_utc_one(tmp_path: Path) -> None:
     proc, tz = process(tmp_path, '{anniversary_of: birthday, at: "00:00"}')
     # 2026-03-02 00:00 in Ho Chi Minh City is 2026-03-01 17:00 UTC
-    found = list(firings(proc, contact("1", birthday="1990-03-02"), datetime(2026, 3, 1, 16, 59, tzinfo=UTC),
-                         datetime(2026, 3, 1, 17, 0, tzinfo=UTC), tz))  # fmt: skip
+    found = list(
+        firings(
+            proc,
+            contact("1", birthday="1990-03-02"),
+            datetime(2026, 3, 1, 16, 59, tzinfo=UTC),
+            datetime(2026, 3, 1, 17, 0, tzinfo=UTC),
+            tz,
+        )
+    )
     assert [(f.at.astimezone(UTC).isoformat(), f.occurrence) for f in found] == [
-        ("2026-03-01T17:00:00+00:00", "2026-03-02")]
+        ("2026-03-01T17:00:00+00:00", "2026-03-02")
+    ]
     # one second before local midnight nothing is due yet
-    assert not list(firings(proc, contact("1", birthday="1990-03-02"), datetime(2026, 3, 1, 16, 0, tzinfo=UTC),
-                            datetime(2026, 3, 1, 16, 59, 59, tzinfo=UTC), tz))  # fmt: skip
+    assert not list(
+        firings(
+            proc,
+            contact("1", birthday="1990-03-02"),
+            datetime(2026, 3, 1, 16, 0, tzinfo=UTC),
+            datetime(2026, 3, 1, 16, 59, 59, tzinfo=UTC),
+            tz,
+        )
+    )
 
 
 # (zone, birthday on the change day, wall time inside the gap, what "shift" gives)
@@ -68,8 +89,9 @@ OVERLAPS = [
 
 
 @pytest.mark.parametrize(("zone", "born", "at", "shifted"), GAPS)
-def test_dst_gap_shift_runs_after_the_gap_and_skip_does_not_run(tmp_path: Path, zone: str, born: str, at: str,
-                                                                 shifted: str) -> None:  # fmt: skip
+def test_dst_gap_shift_runs_after_the_gap_and_skip_does_not_run(
+    tmp_path: Path, zone: str, born: str, at: str, shifted: str
+) -> None:
     day = born.replace("1990", "2026")
     proc, tz = process(tmp_path / "shift", f'{{anniversary_of: birthday, at: "{at}"}}', tz=zone, dst_gap="shift")
     assert fire_times(proc, tz, born, f"{day}T00:00", 1) == [f"{shifted} {day}"]
@@ -104,8 +126,14 @@ def test_one_time_date_with_offset_fires_once(tmp_path: Path) -> None:
 
 def test_records_without_a_usable_date_are_skipped_and_counted(tmp_path: Path) -> None:
     proc, tz = process(tmp_path, '{anniversary_of: birthday, at: "08:00"}')
-    records = [contact("1", birthday="1990-03-02"), contact("2"), contact("3", birthday="không rõ"),
-               contact("4", birthday="31/02/1990"), contact("5", birthday=""), contact("6", birthday="02/03/1985")]
+    records = [
+        contact("1", birthday="1990-03-02"),
+        contact("2"),
+        contact("3", birthday="không rõ"),
+        contact("4", birthday="31/02/1990"),
+        contact("5", birthday=""),
+        contact("6", birthday="02/03/1985"),
+    ]
     begin = datetime(2026, 3, 2, tzinfo=tz)
     found, undated = scan(proc, records, begin, begin + timedelta(days=1), tz)
     assert [f.record_id for f in found] == ["1", "6"]
@@ -119,5 +147,6 @@ def test_cron_is_dst_aware(tmp_path: Path) -> None:
     found = [f.at.isoformat() for f in firings(proc, contact("1"), begin, begin + timedelta(days=2), tz)]
     assert found == ["2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]
     birthday, _ = process(tmp_path / "anniversary", '{anniversary_of: birthday, at: "02:30"}', tz="Europe/Berlin")
-    assert [f.at for f in firings(birthday, contact("1", birthday="1990-03-29"), begin, begin + timedelta(days=2),
-                                  tz)] == [datetime.fromisoformat(found[0])]  # fmt: skip
+    assert [
+        f.at for f in firings(birthday, contact("1", birthday="1990-03-29"), begin, begin + timedelta(days=2), tz)
+    ] == [datetime.fromisoformat(found[0])]

@@ -27,11 +27,18 @@ def sms(store: Store) -> list[tuple[str, str]]:
 
 
 def test_a_tick_runs_todays_birthdays_once_and_a_replayed_tick_runs_nothing(
-        tmp_path: Path, open_stores: Callable[[], Store]) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     store = open_stores()
     bundle = make_bundle(tmp_path, care_yaml())
-    put_records(store, contact("1", birthday="1990-03-02"), contact("2", birthday="02/03/1985"),
-                contact("3", birthday="1990-03-03"), contact("4", birthday="?"), contact("5"))  # fmt: skip
+    put_records(
+        store,
+        contact("1", birthday="1990-03-02"),
+        contact("2", birthday="02/03/1985"),
+        contact("3", birthday="1990-03-03"),
+        contact("4", birthday="?"),
+        contact("5"),
+    )
     care = scheduler(store, bundle, T0)
     report = care.tick(T0 - timedelta(minutes=1))
     assert report.found == 0  # 07:59: not yet
@@ -47,7 +54,8 @@ def test_a_tick_runs_todays_birthdays_once_and_a_replayed_tick_runs_nothing(
 
 
 def test_feb29_birthdays_are_found_by_the_index_under_each_policy(
-        tmp_path: Path, open_stores: Callable[[], Store]) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     store = open_stores()
     feb28 = care_yaml(name="feb28")
     mar1 = care_yaml(name="mar1").replace("feb29: feb28", "feb29: mar1")
@@ -64,9 +72,10 @@ def test_feb29_birthdays_are_found_by_the_index_under_each_policy(
 
 
 def test_downtime_is_caught_up_within_grace_and_logged(
-        tmp_path: Path, open_stores: Callable[[], Store], caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store], caplog: pytest.LogCaptureFixture
+) -> None:
     store = open_stores()
-    bundle = make_bundle(tmp_path, care_yaml(extra="") .replace("grace: 24h", "grace: 6h"))
+    bundle = make_bundle(tmp_path, care_yaml(extra="").replace("grace: 24h", "grace: 6h"))
     put_records(store, contact("1", birthday="1990-03-02"), contact("2", birthday="1990-03-01"))
     with caplog.at_level(logging.WARNING, logger="flowctl.care"):
         report = scheduler(store, bundle, T0).tick(T0 + timedelta(hours=5))  # started at 13:00
@@ -85,11 +94,17 @@ def test_on_missed_skip_does_not_catch_up(tmp_path: Path, open_stores: Callable[
 
 
 def test_processes_run_in_priority_order_and_disabled_ones_do_not_run(
-        tmp_path: Path, open_stores: Callable[[], Store]) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     store = open_stores()
-    texts = [care_yaml(name=name, extra=f"priority: {p}\nenabled: {str(on).lower()}\n",
-                       actions=f'    - {{action: send_sms, text: "{name}", to: "1"}}')
-             for name, p, on in (("third", 3, True), ("first", 1, True), ("second", 2, True), ("off", 1, False))]  # fmt: skip  # noqa: E501
+    texts = [
+        care_yaml(
+            name=name,
+            extra=f"priority: {p}\nenabled: {str(on).lower()}\n",
+            actions=f'    - {{action: send_sms, text: "{name}", to: "1"}}',
+        )
+        for name, p, on in (("third", 3, True), ("first", 1, True), ("second", 2, True), ("off", 1, False))
+    ]
     bundle = make_bundle(tmp_path, "---\n".join(texts))
     put_records(store, contact("1", birthday="1990-03-02"))
     scheduler(store, bundle, T0).tick(T0)
@@ -107,12 +122,14 @@ def test_the_index_follows_record_writes_and_deletes(tmp_path: Path, open_stores
 
 
 def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(
-        tmp_path: Path, open_stores: Callable[[], Store]) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     store = open_stores()
     bundle = make_bundle(tmp_path, care_yaml())
     put_records(store, contact("1", birthday="1990-03-02"))
-    dead = CareOccurrence(process="birthday", object="contact", record_id="1", occurrence="2026-03-02",
-                          config_version="v1")  # fmt: skip
+    dead = CareOccurrence(
+        process="birthday", object="contact", record_id="1", occurrence="2026-03-02", config_version="v1"
+    )
     assert store.claim_occurrences([dead], "dead-replica", T0) == [dead]
     care = scheduler(store, bundle, T0)
     assert care.tick(T0 + timedelta(minutes=1)).committed == 0  # still leased
@@ -124,12 +141,14 @@ def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(
 
 
 def test_a_replica_paused_after_taking_a_claim_over_does_not_commit_it_over_the_next_one(
-        tmp_path: Path, open_stores: Callable[[], Store], caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store], caplog: pytest.LogCaptureFixture
+) -> None:
     store = open_stores()
     bundle = make_bundle(tmp_path, care_yaml())
     put_records(store, contact("1", birthday="1990-03-02"))
-    dead = CareOccurrence(process="birthday", object="contact", record_id="1", occurrence="2026-03-02",
-                          config_version="v1")  # fmt: skip
+    dead = CareOccurrence(
+        process="birthday", object="contact", record_id="1", occurrence="2026-03-02", config_version="v1"
+    )
     assert store.claim_occurrences([dead], "dead-replica", T0) == [dead]
     reclaim = store.reclaim_occurrences
     later = T0 + timedelta(minutes=30)
@@ -152,8 +171,13 @@ def test_a_replica_paused_after_taking_a_claim_over_does_not_commit_it_over_the_
 def test_an_edit_after_todays_run_takes_effect_tomorrow(tmp_path: Path, open_stores: Callable[[], Store]) -> None:
     store = open_stores()
     v1 = make_bundle(tmp_path / "v1", care_yaml(actions='    - {action: send_sms, text: "old text", to: "1"}'))
-    v2 = make_bundle(tmp_path / "v2", care_yaml(when='{anniversary_of: birthday, at: "17:00"}',
-                                                actions='    - {action: send_sms, text: "new text", to: "1"}'))
+    v2 = make_bundle(
+        tmp_path / "v2",
+        care_yaml(
+            when='{anniversary_of: birthday, at: "17:00"}',
+            actions='    - {action: send_sms, text: "new text", to: "1"}',
+        ),
+    )
     put_records(store, contact("1", birthday="1990-03-02"))
     engines = Engines(Engine(v1, "v1"))
     care = scheduler(store, v1, T0, engines=engines)
@@ -168,7 +192,8 @@ def test_an_edit_after_todays_run_takes_effect_tomorrow(tmp_path: Path, open_sto
 
 
 def test_two_replicas_firing_the_same_tick_run_each_occurrence_once(
-        tmp_path: Path, open_stores: Callable[[], Store]) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     bundle = make_bundle(tmp_path, care_yaml())
     first, second = open_stores(), open_stores()
     put_records(first, *[contact(str(i), birthday="1990-03-02") for i in range(200)])

@@ -20,8 +20,13 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=TZ)
 def versions(tmp_path: Path) -> tuple[m.Bundle, m.Bundle]:
     """v1 texts at 08:00; v2, deployed at 10:00 the same day, moves ``at`` to 17:00 and changes the text."""
     v1 = make_bundle(tmp_path / "v1", care_yaml(actions='    - {action: send_sms, text: "old text", to: "1"}'))
-    v2 = make_bundle(tmp_path / "v2", care_yaml(when='{anniversary_of: birthday, at: "17:00"}',
-                                                actions='    - {action: send_sms, text: "new text", to: "1"}'))
+    v2 = make_bundle(
+        tmp_path / "v2",
+        care_yaml(
+            when='{anniversary_of: birthday, at: "17:00"}',
+            actions='    - {action: send_sms, text: "new text", to: "1"}',
+        ),
+    )
     return v1, v2
 
 
@@ -50,8 +55,11 @@ def test_an_edit_after_todays_run_takes_effect_tomorrow_in_the_simulator_as_in_t
     daemon = sorted((row.record_id, row.payload["text"]) for row in store.list_outbox(limit=10))
     # contact 2 is due at 17:00 (v2's time) but today runs on v1, the version that started it
     assert simulated == daemon == [("1", "old text"), ("2", "old text"), ("3", "new text")]
-    assert simulated_runs == {r.record_id: r.config_version for r in store.list_runs(limit=10)} == {
-        "1": "v1", "2": "v1", "3": "v2"}
+    assert (
+        simulated_runs
+        == {r.record_id: r.config_version for r in store.list_runs(limit=10)}
+        == {"1": "v1", "2": "v1", "3": "v2"}
+    )
 
 
 def test_without_a_reload_nothing_changes(tmp_path: Path) -> None:

@@ -34,8 +34,9 @@ class Spy:
         self.listed = 0
         self.blind = 0  # care_done calls that see an empty ledger
 
-    def care_records(self, object: str, field: str, month_days: Sequence[int],
-                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+    def care_records(
+        self, object: str, field: str, month_days: Sequence[int], on_dates: Sequence[str] = ()
+    ) -> list[Record]:
         self.month_days.append(sorted(month_days))
         found = self.store.care_records(object, field, month_days, on_dates)
         self.read += [r.id for r in found]
@@ -59,8 +60,7 @@ def texts(store: Store) -> list[tuple[str, str]]:
     return sorted((row.record_id, str(row.payload.get("text"))) for row in store.list_outbox(limit=1000))
 
 
-def test_a_tick_reads_only_the_records_of_the_day_that_fires(tmp_path: Path,
-                                                             open_stores: Callable[[], Store]) -> None:  # fmt: skip
+def test_a_tick_reads_only_the_records_of_the_day_that_fires(tmp_path: Path, open_stores: Callable[[], Store]) -> None:
     spy = Spy(open_stores())
     bundle = make_bundle(tmp_path, care_yaml())
     put_records(spy.store, *[contact(str(n), birthday=f"1990-03-0{n}") for n in range(1, 6)])
@@ -70,18 +70,38 @@ def test_a_tick_reads_only_the_records_of_the_day_that_fires(tmp_path: Path,
 
 
 def test_the_day_instants_give_the_same_firings_as_the_record_by_record_path(tmp_path: Path) -> None:
-    cases = [("Europe/Berlin", '{anniversary_of: birthday, at: "02:30"}', "2026-03-28T12:00", 2),
-             ("Europe/Berlin", '{anniversary_of: birthday, at: "02:30"}', "2026-10-24T12:00", 2),
-             ("America/New_York", '{anniversary_of: birthday, offset: -1d12h, at: "08:00"}', "2026-03-06T00:00", 3),
-             ("Australia/Lord_Howe", '{anniversary_of: birthday, at: "02:15"}', "2026-10-03T00:00", 2),
-             ("Asia/Ho_Chi_Minh", '{anniversary_of: birthday, at: "00:00"}', "2027-02-27T00:00", 3),
-             ("Asia/Ho_Chi_Minh", '{date: renewal, offset: 7d, at: "09:00"}', "2026-03-01T00:00", 3)]  # fmt: skip
-    born = ["1992-02-29", "1990-02-28", "1990-03-01", "1990-03-29", "1990-10-25", "1990-10-04", "1990-03-07",
-            "2026-02-24", "2026-02-25", "2030-03-01", "01/03/1990", "?", ""]  # fmt: skip
+    cases = [
+        ("Europe/Berlin", '{anniversary_of: birthday, at: "02:30"}', "2026-03-28T12:00", 2),
+        ("Europe/Berlin", '{anniversary_of: birthday, at: "02:30"}', "2026-10-24T12:00", 2),
+        ("America/New_York", '{anniversary_of: birthday, offset: -1d12h, at: "08:00"}', "2026-03-06T00:00", 3),
+        ("Australia/Lord_Howe", '{anniversary_of: birthday, at: "02:15"}', "2026-10-03T00:00", 2),
+        ("Asia/Ho_Chi_Minh", '{anniversary_of: birthday, at: "00:00"}', "2027-02-27T00:00", 3),
+        ("Asia/Ho_Chi_Minh", '{date: renewal, offset: 7d, at: "09:00"}', "2026-03-01T00:00", 3),
+    ]
+    born = [
+        "1992-02-29",
+        "1990-02-28",
+        "1990-03-01",
+        "1990-03-29",
+        "1990-10-25",
+        "1990-10-04",
+        "1990-03-07",
+        "2026-02-24",
+        "2026-02-25",
+        "2030-03-01",
+        "01/03/1990",
+        "?",
+        "",
+    ]
     for n, ((zone, when, start, days), gap, overlap, feb29) in enumerate(
-            itertools.product(cases, ("shift", "skip"), ("once", "twice"), ("feb28", "mar1"))):  # fmt: skip
-        text = (care_yaml(when=when).replace("dst_gap: shift", f"dst_gap: {gap}")
-                .replace("dst_overlap: once", f"dst_overlap: {overlap}").replace("feb29: feb28", f"feb29: {feb29}"))
+        itertools.product(cases, ("shift", "skip"), ("once", "twice"), ("feb28", "mar1"))
+    ):
+        text = (
+            care_yaml(when=when)
+            .replace("dst_gap: shift", f"dst_gap: {gap}")
+            .replace("dst_overlap: once", f"dst_overlap: {overlap}")
+            .replace("feb29: feb28", f"feb29: {feb29}")
+        )
         process = make_bundle(tmp_path / str(n), text, tz=zone).care["birthday"]
         tz = ZoneInfo(zone)
         begin = datetime.fromisoformat(start).replace(tzinfo=tz)
@@ -91,17 +111,35 @@ def test_the_day_instants_give_the_same_firings_as_the_record_by_record_path(tmp
             for value in born:
                 record = contact("1", birthday=value, renewal=value)
                 assert firings_on(process, record, instants) == list(firings(process, record, lo, hi, tz)), (
-                    zone, when, gap, overlap, feb29, lo, value)
+                    zone,
+                    when,
+                    gap,
+                    overlap,
+                    feb29,
+                    lo,
+                    value,
+                )
 
 
-def test_skips_are_logged_one_line_per_process(tmp_path: Path, open_stores: Callable[[], Store],
-                                               caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_skips_are_logged_one_line_per_process(
+    tmp_path: Path, open_stores: Callable[[], Store], caplog: pytest.LogCaptureFixture
+) -> None:
     store = open_stores()
-    berlin = make_bundle(tmp_path / "berlin", care_yaml(name="gap", when='{anniversary_of: birthday, at: "02:30"}')
-                         .replace("dst_gap: shift", "dst_gap: skip") + "---\n" + care_yaml(name="leap"),
-                         tz="Europe/Berlin")  # fmt: skip
-    put_records(store, contact("1", birthday="1990-03-29"), contact("2", birthday="1992-02-29"),
-                contact("3", birthday="không rõ"), contact("4"), contact("5", birthday="1990-02-28"))  # fmt: skip
+    berlin = make_bundle(
+        tmp_path / "berlin",
+        care_yaml(name="gap", when='{anniversary_of: birthday, at: "02:30"}').replace("dst_gap: shift", "dst_gap: skip")
+        + "---\n"
+        + care_yaml(name="leap"),
+        tz="Europe/Berlin",
+    )
+    put_records(
+        store,
+        contact("1", birthday="1990-03-29"),
+        contact("2", birthday="1992-02-29"),
+        contact("3", birthday="không rõ"),
+        contact("4"),
+        contact("5", birthday="1990-02-28"),
+    )
     tz = ZoneInfo("Europe/Berlin")
     care = scheduler(store, berlin, T0)
     with caplog.at_level(logging.INFO, logger="flowctl.care"):
@@ -149,12 +187,14 @@ def test_a_cron_process_reads_ids_page_by_page(tmp_path: Path, open_stores: Call
 
 
 def test_an_occurrence_another_replica_commits_first_is_not_written_twice(
-        tmp_path: Path, open_stores: Callable[[], Store]) -> None:  # fmt: skip
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     spy = Spy(open_stores())
     bundle = make_bundle(tmp_path, care_yaml())
     put_records(spy.store, contact("1", birthday="1990-03-02"), contact("2", birthday="1990-03-02"))
-    other = CareOccurrence(process="birthday", object="contact", record_id="1", occurrence="2026-03-02",
-                           status="sent", config_version="v1")  # fmt: skip
+    other = CareOccurrence(
+        process="birthday", object="contact", record_id="1", occurrence="2026-03-02", status="sent", config_version="v1"
+    )
     assert spy.store.insert_care([(other, Processed(step=Step()))], "b", T0)  # replica b, after our look
     spy.blind = 1
     report = scheduler(spy, bundle, T0).tick(T0)  # type: ignore[arg-type]
@@ -165,14 +205,24 @@ def test_an_occurrence_another_replica_commits_first_is_not_written_twice(
     assert not spy.store.insert_care([(other, Processed(step=Step()))], "c", T0)
 
 
-def test_a_care_run_left_without_its_ledger_row_is_written_over(tmp_path: Path,
-                                                               open_stores: Callable[[], Store]) -> None:  # fmt: skip
+def test_a_care_run_left_without_its_ledger_row_is_written_over(
+    tmp_path: Path, open_stores: Callable[[], Store]
+) -> None:
     """An operator who deletes ledger rows to run a day again gets it run again (on PostgreSQL the
     fast COPY path meets the old run row and the transaction is written the usual way)."""
     store = open_stores()
     put_records(store, contact("1", birthday="1990-03-02"))
-    old = Run(id="care:birthday:contact:1:2026-03-02", automation="care:birthday", object="contact",
-              record_id="1", status="done", node="actions", started_at="x", updated_at="x", config_version="v0")
+    old = Run(
+        id="care:birthday:contact:1:2026-03-02",
+        automation="care:birthday",
+        object="contact",
+        record_id="1",
+        status="done",
+        node="actions",
+        started_at="x",
+        updated_at="x",
+        config_version="v0",
+    )
     store.commit_batch([Processed(step=Step(runs={old.id: old}))], T0)
     report = scheduler(store, make_bundle(tmp_path, care_yaml()), T0).tick(T0)
     assert report.outcomes == {"sent": 1}
@@ -183,10 +233,14 @@ def test_a_care_run_left_without_its_ledger_row_is_written_over(tmp_path: Path,
 
 def test_a_later_batch_sees_what_an_earlier_one_wrote(tmp_path: Path, open_stores: Callable[[], Store]) -> None:
     store = open_stores()
-    first = care_yaml(name="first", extra="priority: 1\n",
-                      actions='    - {action: update_fields, set: {note: "da goi"}}')  # fmt: skip
-    second = care_yaml(name="second", extra="priority: 2\n",
-                       actions='    - {action: send_sms, text: "note={{ record.note }}", to: "1"}')  # fmt: skip
+    first = care_yaml(
+        name="first", extra="priority: 1\n", actions='    - {action: update_fields, set: {note: "da goi"}}'
+    )
+    second = care_yaml(
+        name="second",
+        extra="priority: 2\n",
+        actions='    - {action: send_sms, text: "note={{ record.note }}", to: "1"}',
+    )
     put_records(store, contact("1", birthday="1990-03-02", note="chua"))
     care = scheduler(store, make_bundle(tmp_path, first + "---\n" + second), T0)
     care.batch = 1  # each occurrence in a transaction of its own

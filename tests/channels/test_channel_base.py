@@ -89,8 +89,15 @@ def test_build_senders_maps_every_channel_and_log(tmp_path: Path) -> None:
     loaded = load_bundle(tmp_path, semantic=False)
     assert loaded.bundle is not None, loaded.issues
     stream = io.StringIO()
-    env = {"SMS_URL": "http://x", "SMS_TOKEN": "t0ken", "SMTP_HOST": "h", "SMTP_USER": "u", "SMTP_PASSWORD": "pw",
-           "HOME": "/root", "DATABASE_URL": "pg://"}  # fmt: skip
+    env = {
+        "SMS_URL": "http://x",
+        "SMS_TOKEN": "t0ken",
+        "SMTP_HOST": "h",
+        "SMTP_USER": "u",
+        "SMTP_PASSWORD": "pw",
+        "HOME": "/root",
+        "DATABASE_URL": "pg://",
+    }
     senders = build_senders(loaded.bundle, env, log_stream=stream)
     try:
         assert set(senders) == {"email", "sms", "quiet", "log"}
@@ -101,8 +108,13 @@ def test_build_senders_maps_every_channel_and_log(tmp_path: Path) -> None:
         assert senders["log"].stream is stream
         # Senders see only what the config references.
         sms: Any = senders["sms"]
-        assert dict(sms.env) == {"SMS_URL": "http://x", "SMS_TOKEN": "t0ken", "SMTP_HOST": "h", "SMTP_USER": "u",
-                                 "SMTP_PASSWORD": "pw"}  # fmt: skip
+        assert dict(sms.env) == {
+            "SMS_URL": "http://x",
+            "SMS_TOKEN": "t0ken",
+            "SMTP_HOST": "h",
+            "SMTP_USER": "u",
+            "SMTP_PASSWORD": "pw",
+        }
     finally:
         close_senders(senders)
     assert referenced_env(loaded.bundle) == {"SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMS_URL", "SMS_TOKEN"}

@@ -16,22 +16,38 @@ MakeChannel = Callable[..., Channel]
 MakeRow = Callable[..., OutboxRow]
 HttpSink: TypeAlias = Any  # conftest.HttpSink: tests cannot import conftest.py
 
-SMS_BODY = {"to": "{{ to }}", "text": "{{ text | unaccent }}", "ref": "{{ key }}", "parts": "{{ segments }}",
-            "meta": {"object": "{{ object }}", "id": "{{ record_id }}", "all": "{{ payload }}"}}  # fmt: skip
+SMS_BODY = {
+    "to": "{{ to }}",
+    "text": "{{ text | unaccent }}",
+    "ref": "{{ key }}",
+    "parts": "{{ segments }}",
+    "meta": {"object": "{{ object }}", "id": "{{ record_id }}", "all": "{{ payload }}"},
+}
 
 
 @pytest.fixture
 def sms(http_sink: HttpSink, make_channel: MakeChannel) -> Channel:
     return make_channel(
-        "sms", type="http", url="${SMS_URL}/send?token=${SMS_TOKEN}",
+        "sms",
+        type="http",
+        url="${SMS_URL}/send?token=${SMS_TOKEN}",
         headers={"Authorization": "Bearer ${SMS_TOKEN}", "X-Record": "{{ object }}/{{ record_id }}"},
-        body=SMS_BODY, timeout="5s",
-    )  # fmt: skip
+        body=SMS_BODY,
+        timeout="5s",
+    )
 
 
 def sms_row(make_row: MakeRow, **values: Any) -> OutboxRow:
-    return make_row("send_sms", "sms", key="run-1:sms:0", to="+84901234567", text="Chúc mừng sinh nhật Lan!",
-                    encoding="gsm7", segments=1, **values)  # fmt: skip
+    return make_row(
+        "send_sms",
+        "sms",
+        key="run-1:sms:0",
+        to="+84901234567",
+        text="Chúc mừng sinh nhật Lan!",
+        encoding="gsm7",
+        segments=1,
+        **values,
+    )
 
 
 def test_sms_body_is_templated_with_idempotency_key(http_sink: HttpSink, sms: Channel, make_row: MakeRow) -> None:
@@ -78,9 +94,15 @@ def test_webhook_effect_sends_its_own_body_url_and_method(
 ) -> None:
     ch = make_channel("webhook", type="http", url="http://127.0.0.1:9/unused", headers={"X-From": "flowctl"})
     sender = HttpSender(ch, {"HOOK_TOKEN": "hook-token-1"})
-    row = make_row("webhook", "webhook", key="run-2:hook:0", url=http_sink.url + "/hook", method="PUT",
-                   body={"object": "deal", "id": "7", "amount": 1500000},
-                   headers={"Authorization": "Bearer ${HOOK_TOKEN}"})  # fmt: skip
+    row = make_row(
+        "webhook",
+        "webhook",
+        key="run-2:hook:0",
+        url=http_sink.url + "/hook",
+        method="PUT",
+        body={"object": "deal", "id": "7", "amount": 1500000},
+        headers={"Authorization": "Bearer ${HOOK_TOKEN}"},
+    )
     sender.send(row)
     sender.close()
     [hit] = http_sink.hits
@@ -92,8 +114,13 @@ def test_webhook_effect_sends_its_own_body_url_and_method(
 
 
 def test_text_body(http_sink: HttpSink, make_channel: MakeChannel, make_row: MakeRow) -> None:
-    ch = make_channel("sms", type="http", url=http_sink.url, body="to={{ to }}&msg={{ text | unaccent }}",
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    ch = make_channel(
+        "sms",
+        type="http",
+        url=http_sink.url,
+        body="to={{ to }}&msg={{ text | unaccent }}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     sender = HttpSender(ch, {})
     sender.send(make_row(to="0901", text="Xin chào"))
     sender.close()

@@ -36,19 +36,29 @@ def email_row(make_row: MakeRow) -> OutboxRow:
         text="Kính gửi chị Lan, chúc mừng sinh nhật!",
         html=HTML,
         attachments=[
-            {"template": "card", "format": "pdf", "filename": "thiệp.pdf", "title": "Thiệp mừng",
-             "html": "<h1>Chúc mừng sinh nhật</h1><p>chị Lan</p>"},
+            {
+                "template": "card",
+                "format": "pdf",
+                "filename": "thiệp.pdf",
+                "title": "Thiệp mừng",
+                "html": "<h1>Chúc mừng sinh nhật</h1><p>chị Lan</p>",
+            },
             {"template": "card", "format": "original", "filename": "card.html", "title": "x", "html": HTML},
             {"template": "note", "format": "original", "filename": "note.txt", "title": "x", "text": "ghi chú"},
         ],
-    )  # fmt: skip
+    )
 
 
 def plain(make_channel: MakeChannel, server: SmtpServer, **values: object) -> SmtpSender:
     ch = make_channel(
-        "email", type="smtp", host=server.host, port=server.port, security="none", sender="CRM <crm@example.com>",
+        "email",
+        type="smtp",
+        host=server.host,
+        port=server.port,
+        security="none",
+        sender="CRM <crm@example.com>",
         **values,
-    )  # fmt: skip
+    )
     return SmtpSender(ch, {})
 
 
@@ -136,9 +146,15 @@ def test_login_with_password_from_env_never_leaks(
     smtp_server: SmtpServer, make_channel: MakeChannel, make_row: MakeRow
 ) -> None:
     ch = make_channel(
-        "email", type="smtp", host="${SMTP_HOST}", port=smtp_server.port, security="none",
-        sender="${SMTP_FROM}", username="${SMTP_USER}", password="${SMTP_PASSWORD}",
-    )  # fmt: skip
+        "email",
+        type="smtp",
+        host="${SMTP_HOST}",
+        port=smtp_server.port,
+        security="none",
+        sender="${SMTP_FROM}",
+        username="${SMTP_USER}",
+        password="${SMTP_PASSWORD}",
+    )
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_FROM": "crm@example.com", "SMTP_USER": "crm"}
     good = SmtpSender(ch, {**env, "SMTP_PASSWORD": "s3cret-pass"})
     try:
@@ -181,15 +197,23 @@ def test_smtp_replies_map_to_temporary_and_permanent(
 
 
 def test_connection_refused_is_temporary(make_channel: MakeChannel, make_row: MakeRow, unused_port: int) -> None:
-    ch = make_channel("email", type="smtp", host="127.0.0.1", port=unused_port, security="none",
-                      sender="crm@example.com", timeout="2s")  # fmt: skip
+    ch = make_channel(
+        "email",
+        type="smtp",
+        host="127.0.0.1",
+        port=unused_port,
+        security="none",
+        sender="crm@example.com",
+        timeout="2s",
+    )
     with pytest.raises(TemporaryFailure, match="ConnectionRefusedError"):
         SmtpSender(ch, {}).send(make_row("send_email", "email", to="a@example.com", text="x"))
 
 
 def test_starttls(starttls_server: SmtpServer, tls: Tls, make_channel: MakeChannel, make_row: MakeRow) -> None:
-    ch = make_channel("email", type="smtp", host="127.0.0.1", port=starttls_server.port, security="starttls",
-                      sender="crm@example.com")  # fmt: skip
+    ch = make_channel(
+        "email", type="smtp", host="127.0.0.1", port=starttls_server.port, security="starttls", sender="crm@example.com"
+    )
     sender = SmtpSender(ch, {}, ssl_context=tls.client)
     try:
         sender.send(make_row("send_email", "email", to="a@example.com", subject=SUBJECT, text="x"))
@@ -207,8 +231,18 @@ def test_notify_goes_to_the_employee_address(
 ) -> None:
     sender = plain(make_channel, smtp_server)
     try:
-        sender.send(make_row("notify", "email", to="minh", user="minh", email="minh@example.com", name="Minh",
-                             title="Deal 7 chờ duyệt", text="Xem deal 7"))  # fmt: skip
+        sender.send(
+            make_row(
+                "notify",
+                "email",
+                to="minh",
+                user="minh",
+                email="minh@example.com",
+                name="Minh",
+                title="Deal 7 chờ duyệt",
+                text="Xem deal 7",
+            )
+        )
     finally:
         sender.close()
     [received] = smtp_server.handler.messages

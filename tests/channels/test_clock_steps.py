@@ -55,15 +55,31 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def queue(store: Store, count: int, at: datetime, prefix: str) -> None:
-    effects = [Effect(key=f"{prefix}{i}", action="send_sms", run_id="r", object="deal", record_id=str(i),
-                      channel="sms", params={"to": f"09{i:08d}", "text": "Khuyen mai"})
-               for i in range(count)]  # fmt: skip
+    effects = [
+        Effect(
+            key=f"{prefix}{i}",
+            action="send_sms",
+            run_id="r",
+            object="deal",
+            record_id=str(i),
+            channel="sms",
+            params={"to": f"09{i:08d}", "text": "Khuyen mai"},
+        )
+        for i in range(count)
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], at)
 
 
 def make(store: Store, clock: FrozenClock, gateway: Gateway, policy: SendPolicy | None = None) -> Deliverer:
-    return Deliverer(store, {"sms": gateway}, clock, owner="t", rng=random.Random(1), base_delay=2.0,
-                     policies={"sms": policy} if policy else None)  # fmt: skip
+    return Deliverer(
+        store,
+        {"sms": gateway},
+        clock,
+        owner="t",
+        rng=random.Random(1),
+        base_delay=2.0,
+        policies={"sms": policy} if policy else None,
+    )
 
 
 def run_for(deliverer: Deliverer, clock: FrozenClock, start: datetime, seconds: float, step: float = 0.1) -> None:

@@ -51,8 +51,15 @@ def add(store: Store, *effects: Effect) -> list[int]:
 
 
 def sms(key: str = "run-1:sms:0", to: str = "+84901234567", channel: str = "sms") -> Effect:
-    return Effect(key=key, action="send_sms", run_id="run-1", object="contact", record_id="42", channel=channel,
-                  params={"to": to, "text": "Chuc mung sinh nhat Lan!", "encoding": "gsm7", "segments": 1})  # fmt: skip
+    return Effect(
+        key=key,
+        action="send_sms",
+        run_id="run-1",
+        object="contact",
+        record_id="42",
+        channel=channel,
+        params={"to": to, "text": "Chuc mung sinh nhat Lan!", "encoding": "gsm7", "segments": 1},
+    )
 
 
 def row_of(store: Store, row_id: int) -> OutboxRow:
@@ -66,8 +73,14 @@ def sms_channel(http_sink: HttpSink, make_channel: MakeChannel) -> Iterator[Call
     senders: list[HttpSender] = []
 
     def make(env: dict[str, str] | None = None, **values: Any) -> HttpSender:
-        ch = make_channel("sms", type="http", url="${SMS_URL}/sms", headers={"Authorization": "Bearer ${SMS_TOKEN}"},
-                          body={"to": "{{ to }}", "text": "{{ text }}"}, **values)  # fmt: skip
+        ch = make_channel(
+            "sms",
+            type="http",
+            url="${SMS_URL}/sms",
+            headers={"Authorization": "Bearer ${SMS_TOKEN}"},
+            body={"to": "{{ to }}", "text": "{{ text }}"},
+            **values,
+        )
         sender = HttpSender(ch, {"SMS_URL": http_sink.url, "SMS_TOKEN": SECRET} if env is None else env)
         senders.append(sender)
         return sender
@@ -177,11 +190,19 @@ def test_email_and_log_through_the_loop(
         channel="email",
         params={"to": "lan@example.com", "subject": "Chúc mừng sinh nhật", "text": "x"},
     )
-    note = Effect(key="run-3:task:0", action="create_task", run_id="run-3", object="contact", record_id="42",
-                  channel="log", params={"title": "Gọi chúc mừng Lan", "assignee": "minh"})  # fmt: skip
+    note = Effect(
+        key="run-3:task:0",
+        action="create_task",
+        run_id="run-3",
+        object="contact",
+        record_id="42",
+        channel="log",
+        params={"title": "Gọi chúc mừng Lan", "assignee": "minh"},
+    )
     mail_id, note_id = add(store, mail, note)
-    ch = make_channel("email", type="smtp", host=smtp_server.host, port=smtp_server.port, security="none",
-                      sender="crm@example.com")  # fmt: skip
+    ch = make_channel(
+        "email", type="smtp", host=smtp_server.host, port=smtp_server.port, security="none", sender="crm@example.com"
+    )
     smtp, log = SmtpSender(ch, {}), LogSender(io.StringIO())
     try:
         assert deliverer(store, {"email": smtp, "log": log}, clock).deliver_once() == 2
@@ -212,8 +233,9 @@ class Gate:
 
 @pytest.mark.parametrize("in_flight", [1, 2])
 def test_a_slow_channel_does_not_hold_up_the_others(store: Store, clock: FrozenClock, in_flight: int) -> None:
-    slow_id, fast_id, other_id = add(store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"),
-                                     sms("k-other", channel="other"))  # fmt: skip
+    slow_id, fast_id, other_id = add(
+        store, sms("k-slow", channel="slow"), sms("k-fast", channel="log"), sms("k-other", channel="other")
+    )
     gate, log, other = Gate(), LogSender(io.StringIO()), Recorder()
     d = deliverer(store, {"slow": gate, "log": log, "other": other}, clock, in_flight=in_flight)
     round_done = threading.Thread(target=d.deliver_once)
@@ -311,8 +333,11 @@ class Witness:
 def test_a_crash_could_resend_at_most_sends_in_flight_messages(
     store: Store, clock: FrozenClock, in_flight: int
 ) -> None:
-    add(store, *[sms(f"k-{i:02d}", to=f"+849000000{i:02d}") for i in range(20)],
-        *[sms(f"m-{i:02d}", channel="other", to=f"+849100000{i:02d}") for i in range(20)])  # fmt: skip
+    add(
+        store,
+        *[sms(f"k-{i:02d}", to=f"+849000000{i:02d}") for i in range(20)],
+        *[sms(f"m-{i:02d}", channel="other", to=f"+849100000{i:02d}") for i in range(20)],
+    )
     sms_lanes, other = Witness(store, concurrency=4), Witness(store, concurrency=4)
     d = deliverer(store, {"sms": sms_lanes, "other": other}, clock, in_flight=in_flight)
     rounds = [d.deliver_once() for _ in range(6)]
@@ -332,8 +357,11 @@ def test_log_rows_are_recorded_once_per_claim_and_other_channels_still_one_by_on
 ) -> None:
     """The log channel sends nothing outside, so a claim of its rows costs one commit, not one per
     row; a channel that does leave the machine keeps its per-row record in the same round."""
-    add(store, *[sms(f"log-{i:02d}", channel="log", to=f"+849000000{i:02d}") for i in range(30)],
-        *[sms(f"gw-{i:02d}", to=f"+849100000{i:02d}") for i in range(3)])  # fmt: skip
+    add(
+        store,
+        *[sms(f"log-{i:02d}", channel="log", to=f"+849000000{i:02d}") for i in range(30)],
+        *[sms(f"gw-{i:02d}", to=f"+849100000{i:02d}") for i in range(3)],
+    )
     gateway = Witness(store, concurrency=1)
     logged = LogSender(io.StringIO())
     marks: list[int] = []
@@ -447,15 +475,17 @@ def test_a_sender_paused_past_its_lease_does_not_mark_over_the_replica_that_took
     store: Store, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     [row_id] = add(store, sms())
-    taker = Deliverer(store, {"sms": LogSender(io.StringIO())}, clock, owner="replica-b", rng=random.Random(1),
-                      lease_seconds=30)  # fmt: skip
+    taker = Deliverer(
+        store, {"sms": LogSender(io.StringIO())}, clock, owner="replica-b", rng=random.Random(1), lease_seconds=30
+    )
 
     def take_over() -> None:
         clock.advance(31)  # the paused sender's lease ran out
         assert taker.deliver_once() == 1
 
-    paused = Deliverer(store, {"sms": Paused(take_over)}, clock, owner="replica-a", rng=random.Random(1),
-                       lease_seconds=30)  # fmt: skip
+    paused = Deliverer(
+        store, {"sms": Paused(take_over)}, clock, owner="replica-a", rng=random.Random(1), lease_seconds=30
+    )
     with caplog.at_level("WARNING", logger="flowctl.delivery"):
         assert paused.deliver_once() == 1
     row = row_of(store, row_id)

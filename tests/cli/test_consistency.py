@@ -86,12 +86,22 @@ def test_inspection_commands_take_the_directory_as_an_argument(tmp_path: Path) -
     assert got.exit_code == 1 and "no record contact/1" in got.output
 
 
-@pytest.mark.parametrize("words", [
-    ("history", "DIR"), ("runs", "list", "DIR"), ("runs", "show", "r1", "DIR"), ("outbox", "list", "DIR"),
-    ("outbox", "show", "1", "DIR"), ("outbox", "retry", "1", "DIR"), ("records", "list", "contact", "DIR"),
-    ("records", "get", "contact", "1", "DIR"), ("replay", "DIR", "--since", "2026-03-01T00:00:00+07:00"),
-    ("rollback", "abc", "DIR"),
-], ids=lambda words: " ".join(words[:2]))  # fmt: skip
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("history", "DIR"),
+        ("runs", "list", "DIR"),
+        ("runs", "show", "r1", "DIR"),
+        ("outbox", "list", "DIR"),
+        ("outbox", "show", "1", "DIR"),
+        ("outbox", "retry", "1", "DIR"),
+        ("records", "list", "contact", "DIR"),
+        ("records", "get", "contact", "1", "DIR"),
+        ("replay", "DIR", "--since", "2026-03-01T00:00:00+07:00"),
+        ("rollback", "abc", "DIR"),
+    ],
+    ids=lambda words: " ".join(words[:2]),
+)
 def test_reading_commands_never_create_a_database(tmp_path: Path, words: tuple[str, ...]) -> None:
     (tmp_path / "flowctl.yaml").write_text(CONFIG, encoding="utf-8")
     args = [tmp_path if word == "DIR" else word for word in words]
@@ -121,8 +131,9 @@ def test_plan_on_a_fresh_directory_plans_against_nothing_without_creating_the_da
 def test_the_config_database_is_used_and_db_overrides_it(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.mkdir()
-    (config / "flowctl.yaml").write_text(CONFIG.replace("{timezone: Asia/Ho_Chi_Minh}",
-                                                        "{timezone: Asia/Ho_Chi_Minh, database: sqlite:///state.db}"))
+    (config / "flowctl.yaml").write_text(
+        CONFIG.replace("{timezone: Asia/Ho_Chi_Minh}", "{timezone: Asia/Ho_Chi_Minh, database: sqlite:///state.db}")
+    )
     assert invoke("apply", config, "--now", "2026-03-10T10:00:00+07:00").exit_code == 0
     assert (config / "state.db").exists() and not (config / "flowctl.db").exists()
     assert "  2026-03-10T10:00:00+07:00  " in invoke("history", config).output

@@ -58,20 +58,25 @@ def test_a_single_step_file_and_now_option(tmp_path) -> None:
     make_bundle(tmp_path / "cfg", DESIGN, base=False)
     event = tmp_path / "e.json"
     event.write_text(json.dumps({"create": {"object": "user", "id": "1", "fields": {"email": "a@example.com"}}}))
-    result = invoke("dry-run", tmp_path / "cfg", "--event", event, "--now", "2026-05-01T08:00:00+07:00",
-                    "--format", "json")
+    result = invoke(
+        "dry-run", tmp_path / "cfg", "--event", event, "--now", "2026-05-01T08:00:00+07:00", "--format", "json"
+    )
     assert result.exit_code == 0
     assert json.loads(result.output)["now"] == "2026-05-01T08:00:00+07:00"
 
 
 def test_a_refused_step_is_reported(tmp_path) -> None:
     event = tmp_path / "move.yaml"
-    event.write_text(EVENT.replace("update: {object: deal, id: \"7\", fields: {paid_amount: 12000000}}",
-                                   "move: {object: deal, id: \"7\", stage: lost}"), encoding="utf-8")
+    event.write_text(
+        EVENT.replace(
+            'update: {object: deal, id: "7", fields: {paid_amount: 12000000}}',
+            'move: {object: deal, id: "7", stage: lost}',
+        ),
+        encoding="utf-8",
+    )
     result = invoke("dry-run", FURNITURE, "--event", event)
     assert result.exit_code == 1  # a refused event is a failed dry run (CI can tell)
-    assert ("move refused: cannot move deal 7 into stage 'lost': required field lost_reason is empty"
-            in result.output)
+    assert "move refused: cannot move deal 7 into stage 'lost': required field lost_reason is empty" in result.output
     as_json = invoke("dry-run", FURNITURE, "--event", event, "--format", "json")
     assert as_json.exit_code == 1
     assert "required field lost_reason is empty" in json.loads(as_json.output)["errors"][0]

@@ -31,8 +31,10 @@ def test_the_design_example_passes(tmp_path) -> None:
     make_bundle(tmp_path, DESIGN, base=False)
     result = invoke("test", tmp_path)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["PASS  vip gets vip welcome  (tests/welcome.yaml, 7 steps)",
-                                          "1 passed, 0 failed"]
+    assert result.output.splitlines() == [
+        "PASS  vip gets vip welcome  (tests/welcome.yaml, 7 steps)",
+        "1 passed, 0 failed",
+    ]
 
 
 FAILING = """
@@ -58,9 +60,10 @@ def test_a_failure_is_printed_with_its_place_and_trace_and_exit_1(tmp_path) -> N
     assert lines[fail + 1] == (
         "  tests/failing.yaml:9:7: step 2: no effect matches {'action': 'send_email', 'template': 'welcome-vip'}; "
         "got: {'action': 'send_email', 'template': 'welcome', 'to': 'lan@example.com', 'subject': 'Chào mừng', "
-        "'text': 'Xin chào lan@example.com'}")
+        "'text': 'Xin chào lan@example.com'}"
+    )
     assert lines[fail + 2] == "  trace:"
-    trace = "\n".join(lines[fail + 3:])
+    trace = "\n".join(lines[fail + 3 :])
     assert "flow:welcome-new-email on user 1 [waiting]" in trace
     assert "? pick: condition record.segment == 'vip' [record.segment=\"std\"] → False" in trace
     assert "⇒ pick: decision default → std_mail" in trace
@@ -97,7 +100,6 @@ def test_a_directory_without_scenarios_passes_with_zero(tmp_path) -> None:
     make_bundle(tmp_path, {k: v for k, v in DESIGN.items() if not k.startswith("tests/")}, base=False)
     result = invoke("test", tmp_path)
     assert (result.exit_code, result.output) == (0, "0 passed, 0 failed\n")
-
 
 
 TWO_PIPELINES = """
@@ -145,9 +147,10 @@ def test_a_move_step_into_another_pipeline_enters_it_and_cancels_the_old_stages_
     make_bundle(tmp_path, {"pipelines.yaml": TWO_PIPELINES, "tests/moves.yaml": MOVES})
     result = invoke("test", tmp_path)
     assert result.output.splitlines() == [
-        "PASS  an unhappy customer moves to the recall pipeline  (tests/moves.yaml, 5 steps)", "1 passed, 0 failed"]
+        "PASS  an unhappy customer moves to the recall pipeline  (tests/moves.yaml, 5 steps)",
+        "1 passed, 0 failed",
+    ]
     assert result.exit_code == 0
-
 
 
 GREET = """
@@ -187,7 +190,8 @@ def test_exactly_fails_a_negative_test_on_the_effect_it_rules_out(tmp_path) -> N
     assert result.output.splitlines()[:2] == [
         "FAIL  skip inactive patients  (tests/skip.yaml)",
         "  tests/skip.yaml:10:7: step 2: 1 effect not listed (exactly: true): {'action': 'send_sms', "
-        "'to': '0944000111', 'text': 'Happy birthday'}"]  # the seeded phone keeps its leading zero
+        "'to': '0944000111', 'text': 'Happy birthday'}",
+    ]  # the seeded phone keeps its leading zero
 
 
 def test_a_seeded_value_not_of_its_fields_type_fails_the_scenario_at_the_value(tmp_path) -> None:
@@ -197,4 +201,5 @@ def test_a_seeded_value_not_of_its_fields_type_fails_the_scenario_at_the_value(t
     (scenario,) = json.loads(result.output)["scenarios"]
     assert (scenario["passed"], scenario["steps"]) == (False, 0)
     assert [(f["place"], f["message"]) for f in scenario["failures"]] == [
-        ("tests/skip.yaml:7:68", "contact 1: field 'status' (enum) 'yes' is not one of: active, inactive")]
+        ("tests/skip.yaml:7:68", "contact 1: field 'status' (enum) 'yes' is not one of: active, inactive")
+    ]

@@ -21,8 +21,9 @@ def sms_hits(sink: HttpSink) -> list[dict]:
 
 def test_a_new_deal_sends_email_with_pdf_and_sms(daemon: Daemon, smtp_server: SmtpServer, http_sink: HttpSink) -> None:
     daemon.start()
-    answer = daemon.put("deal", "7", {"title": "Bộ sofa", "email": "lan@example.com", "phone": "0901234567",
-                                      "amount": 15000000})  # fmt: skip
+    answer = daemon.put(
+        "deal", "7", {"title": "Bộ sofa", "email": "lan@example.com", "phone": "0901234567", "amount": 15000000}
+    )
     assert answer.status_code == 202, answer.text
     wait_for(lambda: smtp_server.handler.messages and sms_hits(http_sink), what="email and SMS")
     (mail,) = smtp_server.handler.messages
@@ -117,8 +118,12 @@ def test_a_writer_reads_its_own_write_and_may_wait_for_it_to_be_processed(daemon
         assert read.status_code == 200, read.text  # at once, processed or not ("pending" says which)
         assert read.json()["fields"] == {"title": f"R{n}", "phone": "0901234567"}
 
-    answer = httpx.put(f"{daemon.url}/v1/records/deal/w", json={"fields": {"title": "W", "phone": "0901234567"}},
-                       headers={"Prefer": "wait=10"}, timeout=30)  # fmt: skip
+    answer = httpx.put(
+        f"{daemon.url}/v1/records/deal/w",
+        json={"fields": {"title": "W", "phone": "0901234567"}},
+        headers={"Prefer": "wait=10"},
+        timeout=30,
+    )
 
     assert answer.status_code == 200, answer.text
     assert answer.headers["preference-applied"] == "wait=10"

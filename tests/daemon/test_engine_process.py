@@ -61,8 +61,10 @@ def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
     wait_for(lambda: daemon.metric("flowctl_changes_processed_total") == 1, what="one change processed")
     first = daemon.engine_pid()
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: "engine process (pid" in daemon.output() and "starting it again" in daemon.output(),
-             what="the restart in the log")  # fmt: skip
+    wait_for(
+        lambda: "engine process (pid" in daemon.output() and "starting it again" in daemon.output(),
+        what="the restart in the log",
+    )
     wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 200, what="ready again")
     assert daemon.engine_pid() != first
     assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
@@ -77,8 +79,7 @@ def test_an_engine_process_that_exits_is_started_again_and_the_counts_go_on(
 def test_readyz_is_503_while_the_engine_process_is_down(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon()
     os.kill(daemon.engine_pid(), signal.SIGKILL)
-    wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 503, timeout=5,
-             what="not ready without an engine")  # fmt: skip
+    wait_for(lambda: daemon.get("/readyz", timeout=5).status_code == 503, timeout=5, what="not ready without an engine")
 
 
 def test_one_process_runs_the_engine_in_a_thread(make_daemon: MakeDaemon, http_sink: HttpSink) -> None:
@@ -114,8 +115,12 @@ def test_an_engine_process_started_while_the_store_is_unreachable_waits_for_it(c
         assert engine.running_version == "" and "unavailable" in engine.problem()
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        applied = subprocess.run([sys.executable, "-m", "flowctl", "apply", str(config_dir), "--db", url],
-                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+        applied = subprocess.run(
+            [sys.executable, "-m", "flowctl", "apply", str(config_dir), "--db", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert applied.returncode == 0, applied.stdout + applied.stderr
         wait_for(lambda: engine.running_version == version, timeout=30, what="the engine to run the deployed version")
         assert engine.alive() and engine.problem() == ""

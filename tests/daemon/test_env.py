@@ -47,8 +47,9 @@ def env_config(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> 
 
 def outbox(database: Path, channel: str) -> list[tuple[str, int, str]]:
     with sqlite3.connect(database) as db:
-        return db.execute("select status, attempts, last_error from outbox where channel = ? order by id",
-                          (channel,)).fetchall()  # fmt: skip
+        return db.execute(
+            "select status, attempts, last_error from outbox where channel = ? order by id", (channel,)
+        ).fetchall()
 
 
 def test_an_unset_variable_is_named_at_start_and_its_messages_wait_for_it(
@@ -64,8 +65,10 @@ def test_an_unset_variable_is_named_at_start_and_its_messages_wait_for_it(
         assert "channel sms: SMS_GATEWAY_URL is not set" in line
         assert "source crm: CRM_DATABASE_URL is not set" in line
         ready = httpx.get(f"{unset.url}/readyz", timeout=5).json()
-        assert ready == {"status": "degraded", "problems": ["channel sms: SMS_GATEWAY_URL is not set",
-                                                            "source crm: CRM_DATABASE_URL is not set"]}  # fmt: skip
+        assert ready == {
+            "status": "degraded",
+            "problems": ["channel sms: SMS_GATEWAY_URL is not set", "source crm: CRM_DATABASE_URL is not set"],
+        }
 
         assert unset.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: [s for s, _, _ in outbox(database, "sms")] == ["held"], what="the SMS held")
@@ -91,8 +94,9 @@ def test_an_unset_variable_is_named_at_start_and_its_messages_wait_for_it(
 
 def test_validate_env_fails_on_every_unset_variable_with_its_place(env_config: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["validate", str(env_config), "--env"], env={"SMS_GATEWAY_URL": None,
-                                                                            "CRM_DATABASE_URL": ""})  # fmt: skip
+    result = runner.invoke(
+        cli, ["validate", str(env_config), "--env"], env={"SMS_GATEWAY_URL": None, "CRM_DATABASE_URL": ""}
+    )
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if "E095" in line]
     assert len(lines) == 2, result.output
@@ -106,8 +110,11 @@ def test_validate_env_fails_on_every_unset_variable_with_its_place(env_config: P
 def test_apply_names_the_unset_variables_and_deploys(tmp_path: Path, env_config: Path) -> None:
     runner = CliRunner()
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    result = runner.invoke(cli, ["apply", str(env_config), "--db", url, "--format", "json"],
-                           env={"SMS_GATEWAY_URL": None, "CRM_DATABASE_URL": None})  # fmt: skip
+    result = runner.invoke(
+        cli,
+        ["apply", str(env_config), "--db", url, "--format", "json"],
+        env={"SMS_GATEWAY_URL": None, "CRM_DATABASE_URL": None},
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["applied"] is True

@@ -57,14 +57,20 @@ def _open_changes(db: sa.Engine, owner: str | None = None) -> int:
     with db.connect() as conn:
         if owner is None:
             return int(conn.execute(sa.text(query)).scalar_one())
-        return int(conn.execute(sa.text("SELECT count(*) FROM changes WHERE status = 'claimed' AND lease_owner = :o"),
-                                {"o": owner}).scalar_one())  # fmt: skip
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM changes WHERE status = 'claimed' AND lease_owner = :o"), {"o": owner}
+            ).scalar_one()
+        )
 
 
 def _waiting_on_runs(db: sa.Engine) -> bool:
     with db.connect() as conn:
-        return bool(conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted "
-                                         "AND relation = 'runs'::regclass")).scalar_one())  # fmt: skip
+        return bool(
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'runs'::regclass")
+            ).scalar_one()
+        )
 
 
 @pytest.mark.postgres
@@ -107,8 +113,11 @@ def test_a_replica_frozen_past_its_lease_does_not_write_its_old_batch_over_newer
 
         mark = len(a.output())
         os.kill(a_engine, signal.SIGCONT)  # A wakes and goes on with its old batch
-        wait_for(lambda: "v14" in _notes(db).values() or "not committed" in a.output()[mark:], 60,
-                 "A to finish its old batch")  # fmt: skip
+        wait_for(
+            lambda: "v14" in _notes(db).values() or "not committed" in a.output()[mark:],
+            60,
+            "A to finish its old batch",
+        )
         assert _notes(db) == dict.fromkeys(RECORDS, "v90"), "a stale batch overwrote newer writes"
         refused = [line for line in a.output()[mark:].splitlines() if "not committed" in line]
         assert len(refused) == 1 and "WARNING" in refused[0], a.output()[mark:]

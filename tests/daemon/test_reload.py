@@ -16,8 +16,9 @@ from tests.conftest import HttpSink
 from tests.daemon.test_daemon import sms_hits
 
 
-def test_watch_reloads_a_valid_change_and_refuses_a_broken_one(tmp_path: Path, config_dir: Path,
-                                                                http_sink: HttpSink) -> None:  # fmt: skip
+def test_watch_reloads_a_valid_change_and_refuses_a_broken_one(
+    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+) -> None:
     daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'r.db'}", args=("--watch",))
     config = config_dir / "flowctl.yaml"
     try:
@@ -25,8 +26,9 @@ def test_watch_reloads_a_valid_change_and_refuses_a_broken_one(tmp_path: Path, c
         assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="first SMS")
 
-        config.write_text(config.read_text().replace('text: "Cảm ơn {{ record.title }}"',
-                                                     'text: "Xin cảm ơn {{ record.title }}"'))  # fmt: skip
+        config.write_text(
+            config.read_text().replace('text: "Cảm ơn {{ record.title }}"', 'text: "Xin cảm ơn {{ record.title }}"')
+        )
         wait_for(lambda: "switched" in daemon.output() or "reloaded" in daemon.output(), what="reload")
         assert daemon.put("deal", "2", {"title": "B", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Xin cảm ơn B" for h in sms_hits(http_sink)), what="new text")
@@ -53,8 +55,9 @@ def test_sighup_reloads(tmp_path: Path, config_dir: Path, http_sink: HttpSink) -
     config = config_dir / "flowctl.yaml"
     try:
         daemon.start()
-        config.write_text(config.read_text().replace('text: "Cảm ơn {{ record.title }}"',
-                                                     'text: "Cảm ơn bạn {{ record.title }}"'))  # fmt: skip
+        config.write_text(
+            config.read_text().replace('text: "Cảm ơn {{ record.title }}"', 'text: "Cảm ơn bạn {{ record.title }}"')
+        )
         time.sleep(2.5)  # without --watch nothing happens until the signal
         assert daemon.put("deal", "1", {"title": "A", "phone": "0901234567"}).status_code == 202
         wait_for(lambda: any(h["text"] == "Cảm ơn A" for h in sms_hits(http_sink)), what="old text")
@@ -92,8 +95,9 @@ class Writer:
         return list(self.accepted)
 
 
-def test_an_invalid_edit_leaves_both_processes_on_the_deployed_version(tmp_path: Path, config_dir: Path,
-                                                                       http_sink: HttpSink) -> None:  # fmt: skip
+def test_an_invalid_edit_leaves_both_processes_on_the_deployed_version(
+    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+) -> None:
     daemon = Daemon(config_dir, f"sqlite:///{tmp_path / 'i.db'}", args=("--watch",))
     config = config_dir / "flowctl.yaml"
     good = config.read_text()
@@ -111,15 +115,19 @@ def test_an_invalid_edit_leaves_both_processes_on_the_deployed_version(tmp_path:
         seen = len(writer.accepted)
         wait_for(lambda: len(writer.accepted) >= seen + 10, what="more accepted writes")
         accepted = writer.finish()
-        wait_for(lambda: {f"Cảm ơn {t}" for t in accepted} <= {h["text"] for h in sms_hits(http_sink)},
-                 timeout=30, what="every accepted change processed on the deployed version")  # fmt: skip
+        wait_for(
+            lambda: {f"Cảm ơn {t}" for t in accepted} <= {h["text"] for h in sms_hits(http_sink)},
+            timeout=30,
+            what="every accepted change processed on the deployed version",
+        )
         assert "does not validate" not in daemon.output()
         assert daemon.metric("flowctl_engine_restarts_total", missing=-1.0) == 1
 
         # the fixed file (with a new field and a new text) applies in both processes: the API
         # accepts the new field, the engine renders the new text
         fixed = good.replace("    note: string\n", "    note: string\n    city: string\n").replace(
-            'text: "Cảm ơn {{ record.title }}"', 'text: "Cảm ơn {{ record.title }} ở {{ record.city }}"')
+            'text: "Cảm ơn {{ record.title }}"', 'text: "Cảm ơn {{ record.title }} ở {{ record.city }}"'
+        )
         config.write_text(fixed)
         wait_for(lambda: "reloaded" in daemon.output(), what="the fixed file deployed")
         answer = daemon.put("deal", "fixed", {"title": "F", "phone": "0901234567", "city": "Huế"})
@@ -131,8 +139,9 @@ def test_an_invalid_edit_leaves_both_processes_on_the_deployed_version(tmp_path:
         daemon.stop_quietly()
 
 
-def test_readyz_is_503_while_the_engine_process_has_no_version_to_run(tmp_path: Path, config_dir: Path,
-                                                                     http_sink: HttpSink) -> None:  # fmt: skip
+def test_readyz_is_503_while_the_engine_process_has_no_version_to_run(
+    tmp_path: Path, config_dir: Path, http_sink: HttpSink
+) -> None:
     database = tmp_path / "n.db"
     daemon = Daemon(config_dir, f"sqlite:///{database}")
     try:

@@ -72,8 +72,9 @@ class Writers:
             with self.lock:
                 id = f"{self.prefix}{next(self.serial)}"
             try:
-                status = httpx.put(f"{self.daemon.url}/v1/records/deal/{id}", json={"fields": {"title": id}},
-                                   timeout=120).status_code  # fmt: skip
+                status = httpx.put(
+                    f"{self.daemon.url}/v1/records/deal/{id}", json={"fields": {"title": id}}, timeout=120
+                ).status_code
             except httpx.HTTPError:
                 status = 0
             self.answers[id] = status
@@ -106,16 +107,24 @@ def assert_answers_match_the_store(answers: dict[str, int], database: Path) -> d
         elif status == 503:
             assert counts[id] == 0, f"{id} answered 503 but stored {counts[id]} times"
     statuses = Counter(answers.values())
-    return {"answered_202": statuses[202], "answered_503": statuses[503], "no_answer": statuses[0],
-            "stored_despite_503": 0, "stored_twice": 0}  # fmt: skip
+    return {
+        "answered_202": statuses[202],
+        "answered_503": statuses[503],
+        "no_answer": statuses[0],
+        "stored_despite_503": 0,
+        "stored_twice": 0,
+    }
 
 
 def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_stored(
     tmp_path: Path, figures: Callable[..., None]
 ) -> None:
     database = tmp_path / "flowctl.db"
-    daemon = Daemon(config(tmp_path / "config", stall=3, lag=100_000), f"sqlite:///{database}",
-                    env={"FLOWCTL_WRITE_WAIT_SECONDS": "2"})  # fmt: skip
+    daemon = Daemon(
+        config(tmp_path / "config", stall=3, lag=100_000),
+        f"sqlite:///{database}",
+        env={"FLOWCTL_WRITE_WAIT_SECONDS": "2"},
+    )
     try:
         daemon.start()
         writers = Writers(daemon, "w")
@@ -124,8 +133,11 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         started = time.monotonic()
         readiness: list[int] = []
         # while the engine is frozen with the lock, the daemon says it cannot take writes
-        wait_for(lambda: readiness.append(daemon.ready()) or readiness[-1] == 503, timeout=30,
-                 what="/readyz 503 while writes cannot commit")  # fmt: skip
+        wait_for(
+            lambda: readiness.append(daemon.ready()) or readiness[-1] == 503,
+            timeout=30,
+            what="/readyz 503 while writes cannot commit",
+        )
         not_ready = time.monotonic() - started
         # the watchdog kills it (a stopped process dies of SIGKILL) and starts another
         wait_for(lambda: gone(frozen), timeout=60, what="the watchdog to kill the frozen engine process")
@@ -141,8 +153,14 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         assert "made no progress" in daemon.output()
         daemon.terminate()
         outcome = assert_answers_match_the_store(answers, database)
-        figures(stall_bound_seconds=3, write_wait_seconds=2, readyz_503_after_seconds=round(not_ready, 1),
-                killed_after_seconds=round(killed, 1), ready_again_seconds=round(ready_again, 1), **outcome)
+        figures(
+            stall_bound_seconds=3,
+            write_wait_seconds=2,
+            readyz_503_after_seconds=round(not_ready, 1),
+            killed_after_seconds=round(killed, 1),
+            ready_again_seconds=round(ready_again, 1),
+            **outcome,
+        )
     finally:
         with contextlib.suppress(Exception):
             os.kill(daemon.engine_pid_or_none() or 0, signal.SIGCONT)
@@ -194,12 +212,14 @@ def test_readiness_says_writes_cannot_commit_while_they_fail_and_recovers_after_
     try:
         assert service.readiness() == []
         with pytest.raises(StoreUnavailable):
-            service.ingest.submit(NewChange(object="deal", record_id="1", op="put", idempotency_key="k1",
-                                            fields={"title": "A"})).result(10)  # fmt: skip
+            service.ingest.submit(
+                NewChange(object="deal", record_id="1", op="put", idempotency_key="k1", fields={"title": "A"})
+            ).result(10)
         assert service.readiness() == ["writes cannot commit: Exception: database or disk is full"]
         store.freed.set()
-        service.ingest.submit(NewChange(object="deal", record_id="2", op="put", idempotency_key="k2",
-                                        fields={"title": "B"})).result(10)  # fmt: skip
+        service.ingest.submit(
+            NewChange(object="deal", record_id="2", op="put", idempotency_key="k2", fields={"title": "B"})
+        ).result(10)
         assert service.readiness() == []
     finally:
         service.ingest.stop()

@@ -71,8 +71,7 @@ spec:
 """
 
 
-def make_bundle(root: Path, files: Mapping[str, str], *, base: bool = True,
-                allow: Iterable[str] = ()) -> m.Bundle:  # fmt: skip
+def make_bundle(root: Path, files: Mapping[str, str], *, base: bool = True, allow: Iterable[str] = ()) -> m.Bundle:
     """Write ``files`` under ``root`` and load them; fails on errors except the codes in ``allow``."""
     everything = {"flowctl.yaml": CONFIG, "objects.yaml": OBJECTS} if base else {}
     everything.update(files)

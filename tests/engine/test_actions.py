@@ -42,12 +42,18 @@ metadata: {name: least}
 spec: {strategy: least_loaded, users: [lan, minh]}
 """
 
-LAN = {"full_name": "Nguyễn Thị Lan", "phone": "0901234567", "email": "lan.kh@example.com", "owner": "minh",
-       "due_date": "2026-03-20"}  # fmt: skip
+LAN = {
+    "full_name": "Nguyễn Thị Lan",
+    "phone": "0901234567",
+    "email": "lan.kh@example.com",
+    "owner": "minh",
+    "due_date": "2026-03-20",
+}
 
 
-def run_node(sim_of, node: str, *, fields: Mapping[str, Any] = LAN, times: int = 1,
-             extra: Mapping[str, str] | None = None) -> list[Effect]:  # fmt: skip
+def run_node(
+    sim_of, node: str, *, fields: Mapping[str, Any] = LAN, times: int = 1, extra: Mapping[str, str] | None = None
+) -> list[Effect]:
     """Run a flow whose one node is ``node`` for contact 1, ``times`` times; the effects."""
     flow = f"""
 apiVersion: flowctl/v1
@@ -76,9 +82,17 @@ def one(effects: list[Effect]) -> dict[str, Any]:
 
 def test_send_email_renders_the_template_and_defaults_to_the_record_email(sim_of) -> None:
     got = one(run_node(sim_of, "{type: send_email, template: welcome, cc: 'sales@example.com'}"))
-    assert got == {"action": "send_email", "template": "welcome", "to": "lan.kh@example.com",
-                   "cc": "sales@example.com", "subject": "Chào Nguyễn Thị Lan",
-                   "html": "<p>Xin chào Nguyễn Thị Lan</p>", "channel": "log", "object": "contact", "id": "1"}
+    assert got == {
+        "action": "send_email",
+        "template": "welcome",
+        "to": "lan.kh@example.com",
+        "cc": "sales@example.com",
+        "subject": "Chào Nguyễn Thị Lan",
+        "html": "<p>Xin chào Nguyễn Thị Lan</p>",
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 def test_html_bodies_escape_record_values_and_text_bodies_keep_them(sim_of) -> None:
@@ -91,26 +105,46 @@ def test_html_bodies_escape_record_values_and_text_bodies_keep_them(sim_of) -> N
 
 
 def test_send_email_attaches_rendered_documents(sim_of) -> None:
-    node = ("{type: send_email, template: welcome, to: '{{ record.email }}', attach: [quote, "
-            "{template: terms, format: original, filename: 'dieu-khoan-{{ record.id }}.txt'}, "
-            "{template: quote, format: html}]}")
+    node = (
+        "{type: send_email, template: welcome, to: '{{ record.email }}', attach: [quote, "
+        "{template: terms, format: original, filename: 'dieu-khoan-{{ record.id }}.txt'}, "
+        "{template: quote, format: html}]}"
+    )
     got = one(run_node(sim_of, node))
     assert got["attachments"] == [
-        {"template": "quote", "format": "pdf", "filename": "quote.pdf", "title": "Báo giá 1",
-         "html": "<h1>Báo giá cho Nguyễn Thị Lan</h1>"},
-        {"template": "terms", "format": "original", "filename": "dieu-khoan-1.txt", "title": "terms",
-         "text": "Điều khoản cho Nguyễn Thị Lan"},
-        {"template": "quote", "format": "html", "filename": "quote.html", "title": "Báo giá 1",
-         "html": "<h1>Báo giá cho Nguyễn Thị Lan</h1>"},
+        {
+            "template": "quote",
+            "format": "pdf",
+            "filename": "quote.pdf",
+            "title": "Báo giá 1",
+            "html": "<h1>Báo giá cho Nguyễn Thị Lan</h1>",
+        },
+        {
+            "template": "terms",
+            "format": "original",
+            "filename": "dieu-khoan-1.txt",
+            "title": "terms",
+            "text": "Điều khoản cho Nguyễn Thị Lan",
+        },
+        {
+            "template": "quote",
+            "format": "html",
+            "filename": "quote.html",
+            "title": "Báo giá 1",
+            "html": "<h1>Báo giá cho Nguyễn Thị Lan</h1>",
+        },
     ]
 
 
-@pytest.mark.parametrize(("text", "encoding", "parts"), [
-    ("Chao {{ record.full_name | unaccent }}", "GSM-7", 1),
-    ("Chào {{ record.full_name }}", "UCS-2", 1),
-    ("{{ 'a' * 161 }}", "GSM-7", 2),
-    ("{{ 'ă' * 71 }}", "UCS-2", 2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "encoding", "parts"),
+    [
+        ("Chao {{ record.full_name | unaccent }}", "GSM-7", 1),
+        ("Chào {{ record.full_name }}", "UCS-2", 1),
+        ("{{ 'a' * 161 }}", "GSM-7", 2),
+        ("{{ 'ă' * 71 }}", "UCS-2", 2),
+    ],
+)
 def test_send_sms_counts_segments_gsm7_or_ucs2(sim_of, text: str, encoding: str, parts: int) -> None:
     got = one(run_node(sim_of, f'{{type: send_sms, text: "{text}"}}'))
     assert got["to"] == "0901234567"  # the record's phone by default
@@ -121,17 +155,32 @@ def test_send_sms_counts_segments_gsm7_or_ucs2(sim_of, text: str, encoding: str,
 def test_send_sms_from_a_template_uses_its_text(sim_of) -> None:
     got = one(run_node(sim_of, "{type: send_sms, template: hello-sms, to: '{{ owner.phone }}'}"))
     assert (got["template"], got["text"], got["to"], got["encoding"]) == (
-        "hello-sms", "Chao Nguyen Thi Lan", "0901000002", "GSM-7")
+        "hello-sms",
+        "Chao Nguyen Thi Lan",
+        "0901000002",
+        "GSM-7",
+    )
 
 
 def test_create_task_with_every_field(sim_of) -> None:
-    node = ("{type: create_task, title: 'Gọi {{ record.full_name }}', description: 'SĐT {{ record.phone }}', "
-            "due: 1d, task_type: call, priority: high, assignee: {user: lan}, watchers: [owner, supervisor]}")
+    node = (
+        "{type: create_task, title: 'Gọi {{ record.full_name }}', description: 'SĐT {{ record.phone }}', "
+        "due: 1d, task_type: call, priority: high, assignee: {user: lan}, watchers: [owner, supervisor]}"
+    )
     got = one(run_node(sim_of, node))
-    assert got == {"action": "create_task", "title": "Gọi Nguyễn Thị Lan", "assignee": "lan",
-                   "description": "SĐT 0901234567", "due": "2026-03-03T09:00:00+07:00", "task_type": "call",
-                   "priority": "high", "watchers": ["minh", "hoa"], "channel": "log", "object": "contact",
-                   "id": "1"}
+    assert got == {
+        "action": "create_task",
+        "title": "Gọi Nguyễn Thị Lan",
+        "assignee": "lan",
+        "description": "SĐT 0901234567",
+        "due": "2026-03-03T09:00:00+07:00",
+        "task_type": "call",
+        "priority": "high",
+        "watchers": ["minh", "hoa"],
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 def test_create_task_due_from_a_date_field_and_the_owner_by_default(sim_of) -> None:
@@ -147,8 +196,13 @@ def test_create_task_assignee_from_a_user_field(sim_of) -> None:
 def test_update_fields_renders_values_and_writes_the_record(sim_of) -> None:
     effects = run_node(sim_of, "{type: update_fields, set: {note: 'called {{ record.full_name }}', score: 5}}")
     got = one(effects)
-    assert got == {"action": "update_fields", "set": {"note": "called Nguyễn Thị Lan", "score": 5}, "channel": "",
-                   "object": "contact", "id": "1"}
+    assert got == {
+        "action": "update_fields",
+        "set": {"note": "called Nguyễn Thị Lan", "score": 5},
+        "channel": "",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 def test_update_fields_result_is_stored(sim_of) -> None:
@@ -171,8 +225,14 @@ spec:
 
 def test_handover_to_a_user_sets_the_owner(sim_of) -> None:
     got = one(run_node(sim_of, "{type: handover, to: lan}"))
-    assert got == {"action": "handover", "assignee": "lan", "from": "minh", "channel": "log", "object": "contact",
-                   "id": "1"}
+    assert got == {
+        "action": "handover",
+        "assignee": "lan",
+        "from": "minh",
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 def test_handover_round_robin_takes_turns_across_records_and_runs(sim_of) -> None:
@@ -212,30 +272,58 @@ spec:
 
 def test_notify_a_user_or_the_owners_supervisor(sim_of) -> None:
     got = one(run_node(sim_of, "{type: notify, to: lan, title: 'Khách mới', text: 'Gọi {{ record.full_name }}'}"))
-    assert got == {"action": "notify", "to": "lan", "user": "lan", "email": "lan@example.com", "phone": "0901000001",
-                   "name": "Nguyễn Thị Lan", "title": "Khách mới", "text": "Gọi Nguyễn Thị Lan", "channel": "log",
-                   "object": "contact", "id": "1"}
+    assert got == {
+        "action": "notify",
+        "to": "lan",
+        "user": "lan",
+        "email": "lan@example.com",
+        "phone": "0901000001",
+        "name": "Nguyễn Thị Lan",
+        "title": "Khách mới",
+        "text": "Gọi Nguyễn Thị Lan",
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
     got = one(run_node(sim_of, "{type: notify, to: supervisor, text: 'x'}"))
     assert (got["to"], got["email"]) == ("hoa", "hoa@example.com")
 
 
 def test_create_document_renders_html_or_text(sim_of) -> None:
     got = one(run_node(sim_of, "{type: create_document, template: quote, save_as: bao-gia}"))
-    assert got == {"action": "create_document", "template": "quote", "format": "pdf", "save_as": "bao-gia",
-                   "filename": "bao-gia.pdf", "html": "<h1>Báo giá cho Nguyễn Thị Lan</h1>", "title": "Báo giá 1",
-                   "channel": "log", "object": "contact", "id": "1"}
+    assert got == {
+        "action": "create_document",
+        "template": "quote",
+        "format": "pdf",
+        "save_as": "bao-gia",
+        "filename": "bao-gia.pdf",
+        "html": "<h1>Báo giá cho Nguyễn Thị Lan</h1>",
+        "title": "Báo giá 1",
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
     got = one(run_node(sim_of, "{type: create_document, template: terms, format: original}"))
     assert (got["filename"], got["text"]) == ("terms.txt", "Điều khoản cho Nguyễn Thị Lan")
 
 
 def test_webhook_renders_url_headers_and_the_body_leaves(sim_of) -> None:
-    node = ("{type: webhook, url: 'https://crm.example.com/hooks/{{ record.id }}', method: PUT, "
-            "headers: {X-Name: '{{ record.full_name }}'}, "
-            "body: {id: '{{ record.id }}', tags: [a, '{{ record.owner }}'], n: 3, nested: {ok: true}}}")
+    node = (
+        "{type: webhook, url: 'https://crm.example.com/hooks/{{ record.id }}', method: PUT, "
+        "headers: {X-Name: '{{ record.full_name }}'}, "
+        "body: {id: '{{ record.id }}', tags: [a, '{{ record.owner }}'], n: 3, nested: {ok: true}}}"
+    )
     got = one(run_node(sim_of, node))
-    assert got == {"action": "webhook", "method": "PUT", "url": "https://crm.example.com/hooks/1",
-                   "body": {"id": "1", "tags": ["a", "minh"], "n": 3, "nested": {"ok": True}},
-                   "headers": {"X-Name": "Nguyễn Thị Lan"}, "channel": "log", "object": "contact", "id": "1"}
+    assert got == {
+        "action": "webhook",
+        "method": "PUT",
+        "url": "https://crm.example.com/hooks/1",
+        "body": {"id": "1", "tags": ["a", "minh"], "n": 3, "nested": {"ok": True}},
+        "headers": {"X-Name": "Nguyễn Thị Lan"},
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 def test_webhook_default_body_names_the_record(sim_of) -> None:
@@ -244,18 +332,35 @@ def test_webhook_default_body_names_the_record(sim_of) -> None:
 
 
 def test_add_care_card(sim_of) -> None:
-    node = ("{type: add_care_card, owner: {user: lan}, title: 'Chăm sóc {{ record.id }}', care_date: 7d, "
-            "layout: after-sales, set: {kind: 'call', amount: 5}, notify_owner: true}")
+    node = (
+        "{type: add_care_card, owner: {user: lan}, title: 'Chăm sóc {{ record.id }}', care_date: 7d, "
+        "layout: after-sales, set: {kind: 'call', amount: 5}, notify_owner: true}"
+    )
     got = one(run_node(sim_of, node))
-    assert got == {"action": "add_care_card", "owner": "lan", "notify_owner": True, "care_date": "2026-03-09",
-                   "layout": "after-sales", "title": "Chăm sóc 1", "fields": {"kind": "call", "amount": 5},
-                   "channel": "log", "object": "contact", "id": "1"}
+    assert got == {
+        "action": "add_care_card",
+        "owner": "lan",
+        "notify_owner": True,
+        "care_date": "2026-03-09",
+        "layout": "after-sales",
+        "title": "Chăm sóc 1",
+        "fields": {"kind": "call", "amount": 5},
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 def test_call_places_a_call_with_a_script(sim_of) -> None:
     got = one(run_node(sim_of, "{type: call, text: 'Xin chào {{ record.full_name }}'}"))
-    assert got == {"action": "call", "to": "0901234567", "text": "Xin chào Nguyễn Thị Lan", "channel": "log",
-                   "object": "contact", "id": "1"}
+    assert got == {
+        "action": "call",
+        "to": "0901234567",
+        "text": "Xin chào Nguyễn Thị Lan",
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
 
 
 CHANNELS = """
@@ -290,12 +395,15 @@ def test_effect_keys_name_the_run_and_its_step(sim_of) -> None:
     assert all(e.key.startswith(e.run_id + ":") for e in effects)
 
 
-@pytest.mark.parametrize(("template", "stored"), [
-    ("{{ 2 + 3 }}", 5),
-    ("{{ 2.5 * 2 }}", 5.0),
-    ("{{ record.missing_or_none }}", None),
-    ("", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("template", "stored"),
+    [
+        ("{{ 2 + 3 }}", 5),
+        ("{{ 2.5 * 2 }}", 5.0),
+        ("{{ record.missing_or_none }}", None),
+        ("", None),
+    ],
+)
 def test_update_fields_stores_values_as_the_fields_type(sim_of, template: str, stored: object) -> None:
     flow = f"""
 apiVersion: flowctl/v1
@@ -306,7 +414,7 @@ spec:
   trigger: {{on: created}}
   start: a
   nodes:
-    a: {{type: update_fields, set: {{amount: "{template.replace('missing_or_none', 'note')}",
+    a: {{type: update_fields, set: {{amount: "{template.replace("missing_or_none", "note")}",
                                   note: "{{{{ 1 + 1 }}}}"}}}}
 """
     sim = sim_of({"flows.yaml": flow})

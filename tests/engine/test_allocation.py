@@ -49,8 +49,14 @@ spec: {strategy: least_loaded, users: [lan, minh, tuan]}
 def seeded(sim: Simulator) -> Simulator:
     """lan owns two open contacts, tuan one; minh's three are won, lost or deleted, and his deals
     are another object: minh owns no open contact."""
-    contacts = [("1", "lan", "new"), ("2", "lan", "new"), ("3", "tuan", "new"), ("4", "minh", "won"),
-                ("5", "minh", "lost"), ("6", "minh", "new")]  # fmt: skip
+    contacts = [
+        ("1", "lan", "new"),
+        ("2", "lan", "new"),
+        ("3", "tuan", "new"),
+        ("4", "minh", "won"),
+        ("5", "minh", "lost"),
+        ("6", "minh", "new"),
+    ]
     for id_, owner, stage in contacts:
         sim.seed(Record(object="contact", id=id_, fields={"owner": owner}, stage=stage, owner=owner))
     sim.write("delete", "contact", "6")
@@ -64,8 +70,9 @@ def assigned(sim: Simulator) -> list[str]:
 
 
 @pytest.mark.parametrize(("rule", "picks"), [("rr", ["lan", "minh", "tuan"]), ("least", ["minh", "tuan", "minh"])])
-def test_least_loaded_counts_open_records_owned_where_round_robin_takes_turns(sim_of, rule: str,
-                                                                              picks: list[str]) -> None:  # fmt: skip
+def test_least_loaded_counts_open_records_owned_where_round_robin_takes_turns(
+    sim_of, rule: str, picks: list[str]
+) -> None:
     sim = seeded(sim_of({"pipeline.yaml": PIPELINE.replace("RULE", rule)}))
     for id_ in ("10", "11", "12"):
         sim.write("create", "contact", id_, {})
@@ -86,15 +93,20 @@ def test_a_record_in_a_final_stage_no_longer_counts(sim_of) -> None:
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 def test_the_worker_counts_what_its_batch_handed_over_and_chooses_as_the_simulator(
-        bundle_of, tmp_path: Path, backend: str) -> None:  # fmt: skip
+    bundle_of, tmp_path: Path, backend: str
+) -> None:
     bundle = bundle_of({"pipeline.yaml": PIPELINE.replace("RULE", "least")})
     sim = seeded(Simulator(bundle, T0))
     store = open_store("memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'flowctl.db'}")
     ids = ("10", "11", "12", "13")
     try:
         store.commit_batch([Processed(step=Step(records=dict(sim.state.records)))], T0)
-        store.append_changes([NewChange(object="contact", record_id=id_, op="put", idempotency_key=id_, fields={},
-                                        received_at=T0) for id_ in ids])  # fmt: skip
+        store.append_changes(
+            [
+                NewChange(object="contact", record_id=id_, op="put", idempotency_key=id_, fields={}, received_at=T0)
+                for id_ in ids
+            ]
+        )
         worker = Worker(store, Engines(Engine(bundle)), FrozenClock(T0), batch=10)
         assert worker.process_changes() == 4  # one batch: the store holds none of its handovers yet
         owners = [store.record("contact", id_).owner for id_ in ids]  # type: ignore[union-attr]
@@ -103,5 +115,3 @@ def test_the_worker_counts_what_its_batch_handed_over_and_chooses_as_the_simulat
     for id_ in ids:
         sim.write("create", "contact", id_, {})
     assert owners == assigned(sim) == ["minh", "tuan", "minh", "tuan"]
-
-

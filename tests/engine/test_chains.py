@@ -39,14 +39,18 @@ spec:
     sim.write("create", "deal", "1", {})
     sim.event("quote.sent", "deal", "1", {"total": 1500})
     assert [e.params.get("text") or e.action for e in sim.state.effects] == [
-        "update_fields", "qualified 1500", "stage now qualified"]
+        "update_fields",
+        "qualified 1500",
+        "stage now qualified",
+    ]
     assert sim.state.record("deal", "1").stage == "qualified"
 
 
 def test_a_stage_rule_can_start_a_flow(sim_of) -> None:
     pipeline = PIPELINE.replace(
         '        - {name: tell, action: send_sms, text: "qualified {{ record.amount }}", to: "0900000001"}',
-        "        - {name: win, action: move_stage, stage: won}")
+        "        - {name: win, action: move_stage, stage: won}",
+    )
     flow = """
 apiVersion: flowctl/v1
 kind: Flow
@@ -102,7 +106,8 @@ def test_a_runaway_loop_stops_at_the_chain_depth_with_a_clear_problem(sim_of) ->
     assert len(problems) == 1
     assert problems[0].message == (
         "automations triggered each other more than 8 levels deep on contact 1; stopped here "
-        "(raise limits.chain_depth or break the loop)")
+        "(raise limits.chain_depth or break the loop)"
+    )
     assert len(sim.state.effects) == 9  # one per level, 0 to 8
     assert len(runs_of(sim, "flow:bump")) + len(runs_of(sim, "flow:flip")) == 9
 

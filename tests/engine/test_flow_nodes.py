@@ -20,7 +20,9 @@ spec:
 """
 
 
-BRANCH = flow("pick", """
+BRANCH = flow(
+    "pick",
+    """
   start: pick
   nodes:
     pick:
@@ -32,7 +34,8 @@ BRANCH = flow("pick", """
     vip: {type: send_sms, text: "vip {{ record.full_name }}", to: "0900000001"}
     hot: {type: send_sms, text: "hot {{ record.full_name }}", to: "0900000002"}
     std: {type: send_sms, text: "std {{ record.full_name }}", to: "0900000003"}
-""")
+""",
+)
 
 
 def test_branch_first_true_wins_else_default(sim_of) -> None:
@@ -59,12 +62,19 @@ def test_branch_traces_each_condition_with_values_and_the_decision(sim_of) -> No
 
 
 def test_branch_without_default_ends_the_run(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("f", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "f",
+                """
   start: pick
   nodes:
     pick: {type: branch, branches: [{if: "record.segment == 'vip'", next: vip}]}
     vip: {type: send_sms, text: "vip", to: "0900000001"}
-""")})
+""",
+            )
+        }
+    )
     sim.write("create", "contact", "1", {"segment": "std"})
     assert sim.state.effects == []
     (run,) = runs_of(sim, "flow:f")
@@ -72,14 +82,17 @@ def test_branch_without_default_ends_the_run(sim_of) -> None:
     assert any(e.kind == "decision" and e.detail == "default → end" for e in run.trace)
 
 
-DELAYS = flow("d", """
+DELAYS = flow(
+    "d",
+    """
   start: wait
   nodes:
     wait: {type: delay, for: 2d, next: first}
     first: {type: send_sms, text: "first", to: "0900000001", next: until}
     until: {type: delay, until: "{{ record.due_date }} 09:00", next: second}
     second: {type: send_sms, text: "second", to: "0900000001"}
-""")
+""",
+)
 
 
 def test_delay_for_a_duration_and_until_a_date_expression(sim_of) -> None:
@@ -117,14 +130,17 @@ def test_delay_until_that_renders_to_no_date_fails_the_run_with_a_clear_problem(
     assert "not a date and time" in sim.state.problems[0].message
 
 
-WAIT = flow("w", """
+WAIT = flow(
+    "w",
+    """
   start: wait
   nodes:
     wait: {type: wait_event, event: ticket.created, if: "event.priority == 'high'", for: 3d, on_timeout: late, next: ok}
     ok: {type: delay, for: 1h, next: say}
     say: {type: send_sms, text: "got {{ event.priority }}", to: "0900000001"}
     late: {type: create_task, title: "no ticket from {{ record.full_name }}"}
-""")
+""",
+)
 
 
 def test_wait_event_continues_on_a_matching_event(sim_of) -> None:
@@ -160,12 +176,19 @@ def test_wait_event_takes_the_timeout_path(sim_of) -> None:
 
 
 def test_wait_event_without_timeout_waits_until_the_event(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("w", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "w",
+                """
   start: wait
   nodes:
     wait: {type: wait_event, event: invoice.paid, next: thanks}
     thanks: {type: send_sms, text: "thanks", to: "0900000001"}
-""")})
+""",
+            )
+        }
+    )
     sim.write("create", "contact", "1", {})
     assert sim.state.timers == {}
     sim.advance_by(timedelta(days=400))
@@ -174,13 +197,21 @@ def test_wait_event_without_timeout_waits_until_the_event(sim_of) -> None:
 
 
 def test_the_event_that_starts_a_run_does_not_also_satisfy_its_first_wait(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("twice", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "twice",
+                """
   start: wait
   nodes:
     wait: {type: wait_event, event: visit, for: 1d, on_timeout: once, next: twice}
     once: {type: send_sms, text: "one visit", to: "0900000001"}
     twice: {type: send_sms, text: "two visits", to: "0900000001"}
-""", trigger="{on: event, event: visit}")})
+""",
+                trigger="{on: event, event: visit}",
+            )
+        }
+    )
     sim.write("create", "contact", "1", {})
     sim.event("visit", "contact", "1")
     assert sim.state.effects == []
@@ -192,12 +223,19 @@ def test_the_event_that_starts_a_run_does_not_also_satisfy_its_first_wait(sim_of
 
 
 def test_wait_event_can_wait_for_record_changes(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("w", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "w",
+                """
   start: wait
   nodes:
     wait: {type: wait_event, event: contact.updated, if: "'email' in event.changed", for: 1d, next: ok}
     ok: {type: send_sms, text: "email set", to: "0900000001"}
-""")})
+""",
+            )
+        }
+    )
     sim.write("create", "contact", "1", {})
     sim.write("update", "contact", "1", {"note": "x"})
     assert sim.state.effects == []
@@ -205,12 +243,15 @@ def test_wait_event_can_wait_for_record_changes(sim_of) -> None:
     assert actions(sim) == ["send_sms"]
 
 
-GOTO = flow("nag", """
+GOTO = flow(
+    "nag",
+    """
   start: task
   nodes:
     task: {type: create_task, title: "call {{ record.full_name }}", next: again}
     again: {type: goto, node: task, max_visits: 3}
-""")
+""",
+)
 
 
 def test_goto_repeats_its_target_up_to_max_visits_then_the_run_ends(sim_of) -> None:
@@ -225,7 +266,11 @@ def test_goto_repeats_its_target_up_to_max_visits_then_the_run_ends(sim_of) -> N
 
 
 def test_goto_through_a_delay_loops_over_time(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("weekly", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "weekly",
+                """
   start: remind
   nodes:
     remind: {type: send_sms, text: "pay please", to: "0900000001", next: wait}
@@ -233,7 +278,10 @@ def test_goto_through_a_delay_loops_over_time(sim_of) -> None:
     check: {type: branch, branches: [{if: "record.status == 'active'", next: end}], default: loop}
     loop: {type: goto, node: remind}
     end: {type: stop}
-""")})
+""",
+            )
+        }
+    )
     sim.write("create", "contact", "1", {})
     sim.advance_by(timedelta(weeks=3))
     assert len(sim.state.effects) == 4
@@ -250,13 +298,21 @@ kind: Config
 metadata: {name: test}
 spec: {timezone: UTC, limits: {max_visits: 5}}
 """
-    sim = sim_of({"flowctl.yaml": config, "flows.yaml": flow("daily", """
+    sim = sim_of(
+        {
+            "flowctl.yaml": config,
+            "flows.yaml": flow(
+                "daily",
+                """
   start: remind
   nodes:
     remind: {type: send_sms, text: "pay please", to: "0900000001", next: wait}
     wait: {type: delay, for: 1d, next: loop}
     loop: {type: goto, node: remind}
-""")})
+""",
+            ),
+        }
+    )
     sim.write("create", "contact", "1", {})
     sim.advance_by(timedelta(days=30))
     assert len(sim.state.effects) == 5
@@ -266,12 +322,19 @@ spec: {timezone: UTC, limits: {max_visits: 5}}
 
 
 def test_goto_flow_ends_this_run_and_starts_the_other_flow(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("first", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "first",
+                """
   start: hello
   nodes:
     hello: {type: send_sms, text: "hello", to: "0900000001", next: go}
     go: {type: goto_flow, flow: nurture}
-""") + "---\n" + """
+""",
+            )
+            + "---\n"
+            + """
 apiVersion: flowctl/v1
 kind: Flow
 metadata: {name: nurture}
@@ -280,7 +343,9 @@ spec:
   start: tip
   nodes:
     tip: {type: send_sms, text: "tip {{ record.full_name }}", to: "0900000001"}
-"""})
+"""
+        }
+    )
     sim.write("create", "contact", "1", {"full_name": "Lan"})
     assert [e.params["text"] for e in sim.state.effects] == ["hello", "tip Lan"]
     (first,) = runs_of(sim, "flow:first")
@@ -291,13 +356,20 @@ spec:
 
 
 def test_stop_ends_the_run_and_later_nodes_do_nothing(sim_of) -> None:
-    sim = sim_of({"flows.yaml": flow("s", """
+    sim = sim_of(
+        {
+            "flows.yaml": flow(
+                "s",
+                """
   start: pick
   nodes:
     pick: {type: branch, branches: [{if: "record.status == 'inactive'", next: halt}], default: send}
     halt: {type: stop}
     send: {type: send_sms, text: "hi", to: "0900000001"}
-""")})
+""",
+            )
+        }
+    )
     sim.write("create", "contact", "1", {"status": "inactive"})
     assert sim.state.effects == []
     run = runs_of(sim, "flow:s")[0]
@@ -318,8 +390,14 @@ def test_deleting_the_record_cancels_its_runs_and_their_timers(sim_of) -> None:
 
 
 def test_goto_takes_next_once_the_target_had_max_visits(sim_of) -> None:
-    sim = sim_of({"flows.yaml": GOTO.replace("max_visits: 3}", "max_visits: 2, next: done}\n"
-                                             '    done: {type: send_sms, text: "gave up", to: "0900000001"}')})
+    sim = sim_of(
+        {
+            "flows.yaml": GOTO.replace(
+                "max_visits: 3}",
+                'max_visits: 2, next: done}\n    done: {type: send_sms, text: "gave up", to: "0900000001"}',
+            )
+        }
+    )
     sim.write("create", "contact", "1", {"full_name": "Lan"})
     assert actions(sim) == ["create_task", "create_task", "send_sms"]
     decisions = [e.detail for e in runs_of(sim, "flow:nag")[0].trace if e.kind == "decision"]

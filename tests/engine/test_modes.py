@@ -10,7 +10,8 @@ from tests.engine.conftest import runs_of
 
 
 def mode_flow(mode: str, extra: str = "") -> dict[str, str]:
-    return {"flows.yaml": f"""
+    return {
+        "flows.yaml": f"""
 apiVersion: flowctl/v1
 kind: Flow
 metadata: {{name: follow-up}}
@@ -24,7 +25,8 @@ spec:
     hello: {{type: send_sms, text: "hello {{{{ event.n }}}}", to: "0900000001", next: wait}}
     wait: {{type: delay, for: 1h, next: bye}}
     bye: {{type: send_sms, text: "bye", to: "0900000001"}}
-"""}
+"""
+    }
 
 
 def texts(sim) -> list[str]:

@@ -132,13 +132,24 @@ def test_rules_ordered_by_after_run_after_their_predecessors(sim) -> None:
 
 def test_a_failed_predecessor_cancels_the_rules_after_it(sim_of) -> None:
     broken = SALES.replace("template: invoice, save_as", "template: invoice, due: '{{ record.note }}', save_as")
-    sim = sim_of({"pipelines.yaml": broken.replace(
-        "{name: make invoice, action: create_document, template: invoice, due: '{{ record.note }}', save_as: invoice}",
-        "{name: make invoice, action: create_task, title: t, due: '{{ record.note }}'}"), "templates.yaml": TEMPLATES})
+    sim = sim_of(
+        {
+            "pipelines.yaml": broken.replace(
+                "{name: make invoice, action: create_document, template: invoice, due: '{{ record.note }}', "
+                "save_as: invoice}",
+                "{name: make invoice, action: create_task, title: t, due: '{{ record.note }}'}",
+            ),
+            "templates.yaml": TEMPLATES,
+        }
+    )
     sim.write("create", "deal", "1", {**DEAL, **DOCS, "note": "not a date"})
     sim.write("move", "deal", "1", stage="documents")
-    assert rule_status(sim, "documents") == {"make invoice": "failed", "email invoice": "cancelled",
-                                             "thank": "cancelled", "nudge": "waiting"}
+    assert rule_status(sim, "documents") == {
+        "make invoice": "failed",
+        "email invoice": "cancelled",
+        "thank": "cancelled",
+        "nudge": "waiting",
+    }
     assert any(p.code == "action_failed" and "neither a duration nor a date" in p.message for p in sim.state.problems)
 
 
@@ -200,8 +211,7 @@ def test_a_move_into_a_stage_with_empty_required_fields_is_refused(sim) -> None:
     sim.write("create", "deal", "1", {**DEAL, "contract_no": "HD-1"})
     with pytest.raises(SimulationError) as refused:
         sim.write("move", "deal", "1", stage="documents")
-    assert str(refused.value) == (
-        "cannot move deal 1 into stage 'documents': required field delivery_address is empty")
+    assert str(refused.value) == ("cannot move deal 1 into stage 'documents': required field delivery_address is empty")
     sim.write("update", "deal", "1", {"contract_no": ""})
     with pytest.raises(SimulationError, match="required fields contract_no, delivery_address are empty"):
         sim.write("move", "deal", "1", stage="documents")
@@ -296,9 +306,13 @@ spec:
     sim.write("create", "deal", "3", {"amount": 5000})  # hot needs a title: refused, stays new
     assert [sim.state.record("deal", i).stage for i in ("1", "2", "3")] == ["hot", "new", "new"]
     assert [(e.record_id, e.action) for e in sim.state.effects] == [
-        ("1", "create_task"), ("2", "send_sms"), ("3", "send_sms")]
+        ("1", "create_task"),
+        ("2", "send_sms"),
+        ("3", "send_sms"),
+    ]
     assert [(p.code, p.message) for p in sim.state.problems] == [
-        ("move_refused", "cannot move deal 3 into stage 'hot': required field title is empty")]
+        ("move_refused", "cannot move deal 3 into stage 'hot': required field title is empty")
+    ]
 
 
 def test_creating_into_an_unknown_stage_is_refused(sim) -> None:
@@ -369,15 +383,22 @@ def test_a_move_into_another_pipeline_leaves_the_old_stage_and_enters_the_new_on
     assert "notify" not in actions(sim)
 
 
-@pytest.mark.parametrize(("stage", "pipeline", "reason"), [
-    ("signed", "recare", "cannot move deal 1 into stage 'signed' of pipeline recare: "
-                         "required field contract_no is empty"),
-    ("won", "recare", "pipeline recare has no stage 'won' (stages: new, signed)"),
-    ("new", "support", "pipeline support is for ticket records, not deal (pipelines of deal: recare, sales)"),
-    ("new", "nope", "unknown pipeline 'nope' (pipelines of deal: recare, sales)"),
-])  # fmt: skip
-def test_a_move_into_another_pipeline_is_refused_with_the_reason(sim_of, stage: str, pipeline: str,
-                                                                 reason: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("stage", "pipeline", "reason"),
+    [
+        (
+            "signed",
+            "recare",
+            "cannot move deal 1 into stage 'signed' of pipeline recare: required field contract_no is empty",
+        ),
+        ("won", "recare", "pipeline recare has no stage 'won' (stages: new, signed)"),
+        ("new", "support", "pipeline support is for ticket records, not deal (pipelines of deal: recare, sales)"),
+        ("new", "nope", "unknown pipeline 'nope' (pipelines of deal: recare, sales)"),
+    ],
+)
+def test_a_move_into_another_pipeline_is_refused_with_the_reason(
+    sim_of, stage: str, pipeline: str, reason: str
+) -> None:
     sim = sim_of({"pipelines.yaml": SALES + RECARE, "templates.yaml": TEMPLATES})
     sim.write("create", "deal", "1", DEAL, pipeline="sales")
     with pytest.raises(SimulationError) as refused:
@@ -403,8 +424,11 @@ spec:
     sim.event("recall", "deal", "1")
     assert sim.state.record("deal", "1").pipeline == "sales"
     assert [(p.code, p.message) for p in sim.state.problems] == [
-        ("move_refused", "cannot move deal 1 into stage 'signed' of pipeline recare: "
-                         "required field contract_no is empty")]
+        (
+            "move_refused",
+            "cannot move deal 1 into stage 'signed' of pipeline recare: required field contract_no is empty",
+        )
+    ]
     sim.write("update", "deal", "1", {"contract_no": "HD-1"})
     sim.event("recall", "deal", "1")
     record = sim.state.record("deal", "1")

@@ -189,52 +189,71 @@ spec: {strategy: least_loaded, users: [lan, minh]}
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> m.Bundle:
-    return make_bundle(tmp_path_factory.mktemp("props"), {"flows.yaml": FLOWS, "pipelines.yaml": PIPELINE,
-                                                          "other.yaml": OTHER})  # fmt: skip
+    return make_bundle(
+        tmp_path_factory.mktemp("props"), {"flows.yaml": FLOWS, "pipelines.yaml": PIPELINE, "other.yaml": OTHER}
+    )
 
 
 IDS = st.sampled_from(["1", "2", "3"])
-CONTACT_FIELDS = st.fixed_dictionaries({}, optional={
-    "full_name": st.sampled_from(["Lan", "Minh", "Nguyễn Thị Hà", ""]),
-    "email": st.sampled_from([None, None, "a@example.com", "b@example.com"]),
-    "segment": st.sampled_from([None, "vip", "std"]),
-    "status": st.sampled_from([None, "active", "inactive"]),
-    "score": st.one_of(st.none(), st.integers(-5, 50)),
-    "due_date": st.sampled_from([None, "2026-03-03", "2026-03-10", "2025-12-31", "not a date"]),
-    "owner": st.sampled_from([None, "lan", "minh", "hoa"]),
-})  # fmt: skip
-DEAL_FIELDS = st.fixed_dictionaries({}, optional={
-    "client_name": st.sampled_from(["Mai", "Hùng"]),
-    "amount": st.one_of(st.none(), st.integers(0, 2000)),
-    "paid_amount": st.one_of(st.none(), st.integers(0, 2000)),
-    "contract_no": st.sampled_from([None, "", "HD-1"]),
-    "lost_reason": st.sampled_from([None, "price"]),
-    "note": st.sampled_from([None, "reassign", "x"]),
-    "owner": st.sampled_from([None, "lan", "minh"]),
-})  # fmt: skip
+CONTACT_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "full_name": st.sampled_from(["Lan", "Minh", "Nguyễn Thị Hà", ""]),
+        "email": st.sampled_from([None, None, "a@example.com", "b@example.com"]),
+        "segment": st.sampled_from([None, "vip", "std"]),
+        "status": st.sampled_from([None, "active", "inactive"]),
+        "score": st.one_of(st.none(), st.integers(-5, 50)),
+        "due_date": st.sampled_from([None, "2026-03-03", "2026-03-10", "2025-12-31", "not a date"]),
+        "owner": st.sampled_from([None, "lan", "minh", "hoa"]),
+    },
+)
+DEAL_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "client_name": st.sampled_from(["Mai", "Hùng"]),
+        "amount": st.one_of(st.none(), st.integers(0, 2000)),
+        "paid_amount": st.one_of(st.none(), st.integers(0, 2000)),
+        "contract_no": st.sampled_from([None, "", "HD-1"]),
+        "lost_reason": st.sampled_from([None, "price"]),
+        "note": st.sampled_from([None, "reassign", "x"]),
+        "owner": st.sampled_from([None, "lan", "minh"]),
+    },
+)
 STAGES = st.sampled_from(["new", "documents", "documents", "prepayment", "won", "lost", "nowhere"])
 
 OPS = st.one_of(
     st.tuples(st.just("create"), st.just("contact"), IDS, CONTACT_FIELDS),
     st.tuples(st.just("update"), st.just("contact"), IDS, CONTACT_FIELDS),
     st.tuples(st.just("delete"), st.just("contact"), IDS),
-    st.tuples(st.just("event"), st.just("contact"), IDS, st.sampled_from(["ping", "ticket.created", "other"]),
-              st.fixed_dictionaries({"n": st.integers(0, 9)})),
+    st.tuples(
+        st.just("event"),
+        st.just("contact"),
+        IDS,
+        st.sampled_from(["ping", "ticket.created", "other"]),
+        st.fixed_dictionaries({"n": st.integers(0, 9)}),
+    ),
     st.tuples(st.just("create"), st.just("deal"), IDS, DEAL_FIELDS),
     st.tuples(st.just("update"), st.just("deal"), IDS, DEAL_FIELDS),
     st.tuples(st.just("delete"), st.just("deal"), IDS),
     st.tuples(st.just("move"), st.just("deal"), IDS, STAGES),
-    st.tuples(st.just("event"), st.just("deal"), IDS, st.sampled_from(
-        ["invoice.paid", "order.delivered", "order.cancelled", "reopened"]), st.just({})),
+    st.tuples(
+        st.just("event"),
+        st.just("deal"),
+        IDS,
+        st.sampled_from(["invoice.paid", "order.delivered", "order.cancelled", "reopened"]),
+        st.just({}),
+    ),
     st.tuples(st.just("advance"), st.integers(0, 4 * 24 * 3600)),
-)  # fmt: skip
+)
 
 
 #: Every sequence starts from these records (created, so their automations start too).
-START = [("create", "contact", "1", {"full_name": "Lan", "owner": "lan", "due_date": "2026-03-05"}),
-         ("create", "contact", "2", {"full_name": "Minh", "segment": "vip", "owner": "minh"}),
-         ("create", "deal", "1", {"client_name": "Mai", "amount": 1000, "contract_no": "HD-1", "owner": "lan"}),
-         ("create", "deal", "2", {"client_name": "Hùng", "amount": 500, "owner": "minh"})]  # fmt: skip
+START = [
+    ("create", "contact", "1", {"full_name": "Lan", "owner": "lan", "due_date": "2026-03-05"}),
+    ("create", "contact", "2", {"full_name": "Minh", "segment": "vip", "owner": "minh"}),
+    ("create", "deal", "1", {"client_name": "Mai", "amount": 1000, "contract_no": "HD-1", "owner": "lan"}),
+    ("create", "deal", "2", {"client_name": "Hùng", "amount": 500, "owner": "minh"}),
+]
 
 
 def play(bundle: m.Bundle, ops: list[tuple[Any, ...]]) -> Simulator:
@@ -259,14 +278,24 @@ def play(bundle: m.Bundle, ops: list[tuple[Any, ...]]) -> Simulator:
 
 def snapshot(sim: Simulator) -> dict[str, Any]:
     def run(r: Run) -> Any:
-        return (r.id, r.automation, r.status, r.node, r.waiting_for, dict(r.visits), r.steps, r.seq,
-                tuple(e.to_json() for e in r.trace))  # fmt: skip
+        return (
+            r.id,
+            r.automation,
+            r.status,
+            r.node,
+            r.waiting_for,
+            dict(r.visits),
+            r.steps,
+            r.seq,
+            tuple(e.to_json() for e in r.trace),
+        )
 
     return {
         "effects": [(e.key, e.run_id, e.to_json()) for e in sim.state.effects],
         "runs": sorted(run(r) for r in sim.state.runs.values()),
-        "records": sorted((k, dict(r.fields), r.stage, r.owner, r.version, r.deleted)
-                          for k, r in sim.state.records.items()),
+        "records": sorted(
+            (k, dict(r.fields), r.stage, r.owner, r.version, r.deleted) for k, r in sim.state.records.items()
+        ),
         "problems": [(p.code, p.message) for p in sim.state.problems],
         "timers": sorted((t.id, t.due) for t in sim.state.timers.values()),
     }

@@ -35,14 +35,32 @@ def test_a_run_traces_nodes_conditions_with_values_decisions_effects_and_waits(s
     (run,) = runs_of(sim, "flow:welcome")
     got = [(e.at[5:16], e.node, e.kind, e.detail, dict(e.values), e.result) for e in run.trace]
     assert got == [
-        ("03-02T09:00", "trigger", "condition", "record.email and not before.email",
-         {"record.email": "lan@example.com", "before.email": None}, True),
+        (
+            "03-02T09:00",
+            "trigger",
+            "condition",
+            "record.email and not before.email",
+            {"record.email": "lan@example.com", "before.email": None},
+            True,
+        ),
         ("03-02T09:00", "pick", "enter", "branch", {}, None),
-        ("03-02T09:00", "pick", "condition", "record.segment == 'vip' and record.score >= 10",
-         {"record.segment": "vip", "record.score": 7}, False),
+        (
+            "03-02T09:00",
+            "pick",
+            "condition",
+            "record.segment == 'vip' and record.score >= 10",
+            {"record.segment": "vip", "record.score": 7},
+            False,
+        ),
         ("03-02T09:00", "pick", "decision", "default → std", {}, None),
-        ("03-02T09:00", "std", "effect", "send_sms",
-         {"to": "0900000001", "text": "Hi Lan", "encoding": "GSM-7", "segments": 1, "characters": 6}, None),
+        (
+            "03-02T09:00",
+            "std",
+            "effect",
+            "send_sms",
+            {"to": "0900000001", "text": "Hi Lan", "encoding": "GSM-7", "segments": 1, "characters": 6},
+            None,
+        ),
         ("03-02T09:00", "wait", "enter", "delay", {}, None),
         ("03-02T09:00", "wait", "wait", "until 2026-03-03T09:00:00+07:00", {}, None),
         ("03-03T09:00", "wait", "timer", "delay due 2026-03-03T09:00:00+07:00", {}, None),
@@ -62,7 +80,7 @@ def test_the_text_tree_reads_in_order(sim_of) -> None:
     text = render_run(run)
     assert text.splitlines() == [
         f"flow:welcome on contact 1 [done] ({run.id})",
-        '  ├─ 2026-03-02 09:00:00 ? trigger: condition record.email and not before.email '
+        "  ├─ 2026-03-02 09:00:00 ? trigger: condition record.email and not before.email "
         '[record.email="lan@example.com", before.email=null] → True',
         "  ├─ 09:00:00 → pick: enter branch",
         "  ├─ 09:00:00 ? pick: condition record.segment == 'vip' and record.score >= 10 "
@@ -85,16 +103,38 @@ def test_runs_and_effects_as_json(sim_of) -> None:
     (run,) = runs_of(sim, "flow:welcome")
     data = json.loads(json.dumps(run_json(run)))
     assert {k: data[k] for k in ("automation", "object", "record_id", "status", "node")} == {
-        "automation": "flow:welcome", "object": "contact", "record_id": "1", "status": "waiting", "node": "wait"}
-    assert data["trace"][2] == {"at": "2026-03-02T09:00:00+07:00", "node": "pick", "kind": "condition",
-                                "detail": "record.segment == 'vip' and record.score >= 10",
-                                "values": {"record.segment": "std", "record.score": None}, "result": False}
+        "automation": "flow:welcome",
+        "object": "contact",
+        "record_id": "1",
+        "status": "waiting",
+        "node": "wait",
+    }
+    assert data["trace"][2] == {
+        "at": "2026-03-02T09:00:00+07:00",
+        "node": "pick",
+        "kind": "condition",
+        "detail": "record.segment == 'vip' and record.score >= 10",
+        "values": {"record.segment": "std", "record.score": None},
+        "result": False,
+    }
     (effect,) = sim.state.effects
-    assert effect_json(effect) == {"key": effect.key, "run_id": run.id, "action": "send_sms", "to": "0900000001",
-                                   "text": "Hi Lan", "encoding": "GSM-7", "segments": 1, "characters": 6,
-                                   "channel": "log", "object": "contact", "id": "1"}
-    assert render_effect(effect) == ('send_sms via log for contact 1: {"to": "0900000001", "text": "Hi Lan", '
-                                      '"encoding": "GSM-7", "segments": 1, "characters": 6}')
+    assert effect_json(effect) == {
+        "key": effect.key,
+        "run_id": run.id,
+        "action": "send_sms",
+        "to": "0900000001",
+        "text": "Hi Lan",
+        "encoding": "GSM-7",
+        "segments": 1,
+        "characters": 6,
+        "channel": "log",
+        "object": "contact",
+        "id": "1",
+    }
+    assert render_effect(effect) == (
+        'send_sms via log for contact 1: {"to": "0900000001", "text": "Hi Lan", '
+        '"encoding": "GSM-7", "segments": 1, "characters": 6}'
+    )
 
 
 def test_long_texts_are_cut_in_the_trace_but_not_in_the_effect(sim_of) -> None:

@@ -38,7 +38,7 @@ def texts(sim) -> list[str]:
 
 
 def test_created_fires_once_per_new_record(sim_of) -> None:
-    sim = sim_of({"flows.yaml": sms_flow("hello", "{on: created, if: \"record.email\"}")})
+    sim = sim_of({"flows.yaml": sms_flow("hello", '{on: created, if: "record.email"}')})
     sim.write("create", "contact", "1", {"email": "a@example.com"})
     sim.write("create", "contact", "2", {})
     sim.write("update", "contact", "1", {"note": "x"})
@@ -47,8 +47,9 @@ def test_created_fires_once_per_new_record(sim_of) -> None:
 
 
 def test_updated_with_changed_fires_only_when_a_listed_field_changes(sim_of) -> None:
-    sim = sim_of({"flows.yaml": sms_flow("email", "{on: updated, changed: [email, phone]}")
-                  + sms_flow("any", "{on: updated}")})
+    sim = sim_of(
+        {"flows.yaml": sms_flow("email", "{on: updated, changed: [email, phone]}") + sms_flow("any", "{on: updated}")}
+    )
     sim.write("create", "contact", "1", {"email": "a@example.com"})
     assert texts(sim) == []
     sim.write("update", "contact", "1", {"note": "x"})
@@ -80,10 +81,14 @@ def test_deleted_fires_and_its_actions_run(sim_of) -> None:
 
 
 def test_stage_changed_with_from_and_to(sim_of) -> None:
-    sim = sim_of({"pipelines.yaml": PIPELINE, "flows.yaml":
-                  sms_flow("any-move", "{on: stage_changed}", object="deal")
-                  + sms_flow("to-won", "{on: stage_changed, to: won}", object="deal")
-                  + sms_flow("docs-to-won", "{on: stage_changed, from: documents, to: won}", object="deal")})
+    sim = sim_of(
+        {
+            "pipelines.yaml": PIPELINE,
+            "flows.yaml": sms_flow("any-move", "{on: stage_changed}", object="deal")
+            + sms_flow("to-won", "{on: stage_changed, to: won}", object="deal")
+            + sms_flow("docs-to-won", "{on: stage_changed, from: documents, to: won}", object="deal"),
+        }
+    )
     sim.write("create", "deal", "1", {})  # entering the first stage is not a change of stage
     assert texts(sim) == []
     sim.write("move", "deal", "1", stage="won")
@@ -96,9 +101,13 @@ def test_stage_changed_with_from_and_to(sim_of) -> None:
 
 def test_a_move_is_not_a_field_update(sim_of) -> None:
     # What validate's loop check (E080) assumes: moves start `updated` flows only with `changed: [stage]`.
-    sim = sim_of({"pipelines.yaml": PIPELINE, "flows.yaml":
-                  sms_flow("fields", "{on: updated}", object="deal")
-                  + sms_flow("stage", "{on: updated, changed: [stage]}", object="deal")})
+    sim = sim_of(
+        {
+            "pipelines.yaml": PIPELINE,
+            "flows.yaml": sms_flow("fields", "{on: updated}", object="deal")
+            + sms_flow("stage", "{on: updated, changed: [stage]}", object="deal"),
+        }
+    )
     sim.write("create", "deal", "1", {})
     sim.write("move", "deal", "1", stage="documents")
     assert texts(sim) == ["stage"]
@@ -107,8 +116,13 @@ def test_a_move_is_not_a_field_update(sim_of) -> None:
 
 
 def test_event_trigger_matches_the_name_and_sees_its_data(sim_of) -> None:
-    sim = sim_of({"flows.yaml": sms_flow(
-        "paid", "{on: event, event: invoice.paid, if: \"event.amount >= 100\"}", text="paid {{ event.amount }}")})
+    sim = sim_of(
+        {
+            "flows.yaml": sms_flow(
+                "paid", '{on: event, event: invoice.paid, if: "event.amount >= 100"}', text="paid {{ event.amount }}"
+            )
+        }
+    )
     sim.write("create", "contact", "1", {})
     sim.event("invoice.sent", "contact", "1", {"amount": 500})
     sim.event("invoice.paid", "contact", "1", {"amount": 50})
@@ -132,7 +146,7 @@ def test_a_disabled_flow_never_starts(sim_of) -> None:
 
 
 def test_a_trigger_condition_that_fails_is_a_problem_not_a_crash(sim_of) -> None:
-    sim = sim_of({"flows.yaml": sms_flow("bad", "{on: created, if: \"record.score > 10\"}")})
+    sim = sim_of({"flows.yaml": sms_flow("bad", '{on: created, if: "record.score > 10"}')})
     sim.write("create", "contact", "1", {})  # score is None: None > 10 is a TypeError
     assert actions(sim) == []
     (problem,) = sim.state.problems

@@ -138,12 +138,29 @@ class Live:
             pass
 
     def put(self, id: str, stage: str = "", **fields: Any) -> None:
-        self.work(NewChange(object="contact", record_id=id, op="put", idempotency_key=f"put-{id}-{uuid.uuid4()}",
-                            fields=fields, stage=stage, pipeline="sales" if stage else ""))
+        self.work(
+            NewChange(
+                object="contact",
+                record_id=id,
+                op="put",
+                idempotency_key=f"put-{id}-{uuid.uuid4()}",
+                fields=fields,
+                stage=stage,
+                pipeline="sales" if stage else "",
+            )
+        )
 
     def move(self, id: str, stage: str) -> None:
-        self.work(NewChange(object="contact", record_id=id, op="move", idempotency_key=f"mv-{id}-{uuid.uuid4()}",
-                            stage=stage, pipeline="sales"))
+        self.work(
+            NewChange(
+                object="contact",
+                record_id=id,
+                op="move",
+                idempotency_key=f"mv-{id}-{uuid.uuid4()}",
+                stage=stage,
+                pipeline="sales",
+            )
+        )
 
 
 def _stamp(change: NewChange, at: datetime) -> NewChange:

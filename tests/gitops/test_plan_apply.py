@@ -95,9 +95,15 @@ def test_runs_on_a_removed_rule_need_allow_cancel(config: Path, live: Live, plan
     apply(config, live)
     live.put("c1", stage="new", full_name="Lan")
     live.move("c1", "documents")  # the delayed rule 'nudge' now waits a day
-    pipeline = BASE["pipelines/sales.yaml"].replace(
-        '        - {name: nudge, delay: 1d, action: create_task, title: "Nudge {{ record.full_name }}", '
-        "assignee: {user: lan}}\n", "").replace("      rules:\n", "")
+    pipeline = (
+        BASE["pipelines/sales.yaml"]
+        .replace(
+            '        - {name: nudge, delay: 1d, action: create_task, title: "Nudge {{ record.full_name }}", '
+            "assignee: {user: lan}}\n",
+            "",
+        )
+        .replace("      rules:\n", "")
+    )
     write(config, {"pipelines/sales.yaml": pipeline})
     code, plan = plan_json(config, "--db", live.url)
     assert code == 1 and codes(plan) == ["runs-cancelled"]
@@ -116,8 +122,11 @@ def test_runs_on_a_removed_rule_need_allow_cancel(config: Path, live: Live, plan
 def test_runs_on_a_removed_flow_node_are_refused(config: Path, live: Live, plan_json: PlanJson) -> None:
     apply(config, live)
     live.put("c1", full_name="Lan", phone="0901234567")  # welcome: SMS, then waits 2 days at 'wait'
-    flow = BASE["flows/welcome.yaml"].replace("next: wait}", "next: bye}").replace(
-        "    wait: {type: delay, for: 2d, next: bye}\n", "")
+    flow = (
+        BASE["flows/welcome.yaml"]
+        .replace("next: wait}", "next: bye}")
+        .replace("    wait: {type: delay, for: 2d, next: bye}\n", "")
+    )
     write(config, {"flows/welcome.yaml": flow})
     code, plan = plan_json(config, "--db", live.url)
     assert code == 1

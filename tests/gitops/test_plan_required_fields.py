@@ -12,8 +12,9 @@ from tests.gitops.conftest import BASE, NOW, Live, invoke, write
 
 PlanJson = Callable[..., tuple[int, dict[str, Any]]]
 
-DOCUMENTS_NEEDS_PHONE = BASE["pipelines/sales.yaml"].replace("    - id: documents\n",
-                                                             "    - id: documents\n      fields: [phone]\n")
+DOCUMENTS_NEEDS_PHONE = BASE["pipelines/sales.yaml"].replace(
+    "    - id: documents\n", "    - id: documents\n      fields: [phone]\n"
+)
 
 
 def apply(config: Path, live: Live, *extra: Any) -> Any:
@@ -33,8 +34,7 @@ def _occupied(config: Path, live: Live) -> None:
     live.put("c9", stage="new", full_name="Elsewhere")  # not in the stage: not counted
 
 
-def test_a_required_field_added_to_an_occupied_stage_is_refused(config: Path, live: Live,
-                                                                plan_json: PlanJson) -> None:  # fmt: skip
+def test_a_required_field_added_to_an_occupied_stage_is_refused(config: Path, live: Live, plan_json: PlanJson) -> None:
     _occupied(config, live)
     before = live.store.current_version()
     write(config, {"pipelines/sales.yaml": DOCUMENTS_NEEDS_PHONE})
@@ -45,7 +45,11 @@ def test_a_required_field_added_to_an_occupied_stage_is_refused(config: Path, li
     (finding,) = refusals(plan)
     assert finding["code"] == "required-field-missing"
     assert (finding["pipeline"], finding["stage"], finding["field"], finding["records"]) == (
-        "sales", "documents", "phone", 5)
+        "sales",
+        "documents",
+        "phone",
+        5,
+    )
     assert finding["sample"] == ["c0", "c1", "c3", "c4", "c6"]
     assert "stage 'documents' of pipeline 'sales' now requires field 'phone'" in finding["message"]
     assert "5 contact records in it lack it (c0, c1, c3, c4, c6)" in finding["message"]
@@ -66,8 +70,9 @@ def test_force_deploys_it_with_a_warning(config: Path, live: Live, plan_json: Pl
     assert apply(config, live, "--force").exit_code == 0
 
 
-def test_no_finding_when_every_record_has_it_or_the_stage_is_empty(config: Path, live: Live,
-                                                                   plan_json: PlanJson) -> None:  # fmt: skip
+def test_no_finding_when_every_record_has_it_or_the_stage_is_empty(
+    config: Path, live: Live, plan_json: PlanJson
+) -> None:
     assert apply(config, live).exit_code == 0
     live.put("c1", stage="new", full_name="Lan", phone="0901234567")
     live.move("c1", "documents")
@@ -87,5 +92,10 @@ def test_an_object_field_that_becomes_required(config: Path, live: Live, plan_js
     assert code == 1
     (finding,) = refusals(plan)
     assert (finding["code"], finding["object"], finding["field"], finding["records"], finding["sample"]) == (
-        "required-field-missing", "contact", "phone", 1, ["c1"])
+        "required-field-missing",
+        "contact",
+        "phone",
+        1,
+        ["c1"],
+    )
     assert "field 'phone' of 'contact' becomes required, but 1 contact record lacks it (c1)" in finding["message"]

@@ -35,18 +35,28 @@ def replay(config: Path, live: Live, *extra: str) -> tuple[int, dict]:
 def handled_late(live: Live, id: str, delay: timedelta, **fields: str) -> None:
     """A contact created at NOW that the daemon handles ``delay`` later, as a loaded daemon does."""
     live.clock.set((NOW + delay).astimezone(UTC))  # the daemon's clock is UTC
-    live.work(NewChange(object="contact", record_id=id, op="put", idempotency_key=f"put-{id}-{uuid.uuid4()}",
-                        fields=fields, received_at=NOW))  # fmt: skip
+    live.work(
+        NewChange(
+            object="contact",
+            record_id=id,
+            op="put",
+            idempotency_key=f"put-{id}-{uuid.uuid4()}",
+            fields=fields,
+            received_at=NOW,
+        )
+    )
 
 
-def test_a_due_from_now_is_not_a_difference_when_the_daemon_handled_the_change_late(config: Path,
-                                                                                  live: Live) -> None:  # fmt: skip
+def test_a_due_from_now_is_not_a_difference_when_the_daemon_handled_the_change_late(config: Path, live: Live) -> None:
     write(config, {"flows/task.yaml": TASK})
     invoke("apply", config, "--db", live.url, "--now", NOW.isoformat())
     handled_late(live, "c1", timedelta(milliseconds=4), full_name="Lan", phone="0901")
     handled_late(live, "c2", timedelta(seconds=3), full_name="Minh", phone="0902")
-    (row,) = [r for r in live.store.outbox_between(NOW, NOW + timedelta(hours=1))
-              if r.action == "create_task" and r.record_id == "c1"]  # fmt: skip
+    (row,) = [
+        r
+        for r in live.store.outbox_between(NOW, NOW + timedelta(hours=1))
+        if r.action == "create_task" and r.record_id == "c1"
+    ]
     assert row.payload["due"] != (NOW + timedelta(days=1)).isoformat()  # the live due is 4 ms later
     code, same = replay(config, live)
     assert (code, same["records"]) == (0, []), same
@@ -80,7 +90,9 @@ def test_a_long_text_shows_the_part_that_changed(config: Path, live: Live) -> No
 def test_added_and_removed_effects_read_as_what_they_do(config: Path, live: Live) -> None:
     invoke("apply", config, "--db", live.url, "--now", NOW.isoformat())
     live.put("c1", full_name="Lan", phone="0901")
-    write(config, {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("trigger: {on: created}",
-                                                                            "trigger: {on: deleted}")})
+    write(
+        config,
+        {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("trigger: {on: created}", "trigger: {on: deleted}")},
+    )
     text = invoke("replay", config, "--db", live.url, "--since", SINCE, "--until", UNTIL).output
     assert '    - send_sms via log to 0901: "Xin chao Lan"' in text.splitlines()

@@ -85,12 +85,20 @@ def test_pick_up_switches_the_engine_and_keeps_old_runs_on_theirs(config: Path) 
     first = read_directory(config)
     store.deploy_version(first.to_version(NOW), None)
     assert first.loaded.bundle is not None
-    service = SimpleNamespace(store=store, version=first.id, bundle=first.loaded.bundle, loaded=first.loaded,
-                              engines=Engines(Engine(first.loaded.bundle, first.id)), env={}, senders={},
-                              clock=SimpleNamespace(now=lambda: NOW))  # fmt: skip
+    service = SimpleNamespace(
+        store=store,
+        version=first.id,
+        bundle=first.loaded.bundle,
+        loaded=first.loaded,
+        engines=Engines(Engine(first.loaded.bundle, first.id)),
+        env={},
+        senders={},
+        clock=SimpleNamespace(now=lambda: NOW),
+    )
     assert not pick_up(service)
-    open_run = Run(id="r1", automation="flow:welcome", object="contact", record_id="1", status="waiting",
-                   config_version=first.id)  # fmt: skip
+    open_run = Run(
+        id="r1", automation="flow:welcome", object="contact", record_id="1", status="waiting", config_version=first.id
+    )
     store.commit_batch([Processed(step=Step(runs={"r1": open_run}))], NOW)
     write(config, {"flows/welcome.yaml": BASE["flows/welcome.yaml"].replace("Tam biet", "Hen gap lai")})
     second = read_directory(config)

@@ -31,13 +31,20 @@ def make_api(tmp_path: Path) -> Iterator[MakeApi]:
     """``make_api(config=..., env=..., store=...)``: a running app; closed after the test."""
     opened: list[tuple[TestClient, Ingest]] = []
 
-    def make(config: str = CONFIG, env: Mapping[str, str] | None = None, store: MemoryStore | None = None,
-             **extra: str) -> Api:  # fmt: skip
-        files = {"flowctl.yaml": config, "objects/deal.yaml": OBJECTS, "pipelines/sales.yaml": PIPELINE,
-                 "sources/hooks.yaml": SOURCES, **extra}  # fmt: skip
+    def make(
+        config: str = CONFIG, env: Mapping[str, str] | None = None, store: MemoryStore | None = None, **extra: str
+    ) -> Api:
+        files = {
+            "flowctl.yaml": config,
+            "objects/deal.yaml": OBJECTS,
+            "pipelines/sales.yaml": PIPELINE,
+            "sources/hooks.yaml": SOURCES,
+            **extra,
+        }
         bundle = write_config(tmp_path, files)
-        svc = FakeService(bundle=bundle, store=store or MemoryStore(),
-                          env={"HOOK_SECRET": SECRET} if env is None else env)  # fmt: skip
+        svc = FakeService(
+            bundle=bundle, store=store or MemoryStore(), env={"HOOK_SECRET": SECRET} if env is None else env
+        )
         svc.ingest.start()
         client = TestClient(create_app(svc, commit_timeout=5.0), raise_server_exceptions=True)
         client.__enter__()

@@ -16,8 +16,14 @@ from flowctl.spec import model as m
 DELIVERY = {"entity": "deal", "id": 7, "delivery": "d-1", "data": {"title": "Sofa", "amount": 1500000}}
 
 
-def post(api: Api, payload: Any, *, signature: str | None = "sign", path: str = "/hooks/crm",
-         headers: dict[str, str] | None = None) -> Any:  # fmt: skip
+def post(
+    api: Api,
+    payload: Any,
+    *,
+    signature: str | None = "sign",
+    path: str = "/hooks/crm",
+    headers: dict[str, str] | None = None,
+) -> Any:
     body = payload if isinstance(payload, bytes) else dumps(payload)
     sent = {"Content-Type": "application/json", **(headers or {})}
     if signature == "sign":
@@ -189,8 +195,12 @@ def test_a_source_whose_secret_is_unset_refuses_with_500(make_api: Any) -> None:
 
 
 def source(**map_: Any) -> WebhookSource:
-    spec = m.Source(metadata=m.Metadata(name="s"), path="/hooks/s", auth="none",
-                    map=m.frozen_map({"object": "deal", "id": "1", **map_}))  # fmt: skip
+    spec = m.Source(
+        metadata=m.Metadata(name="s"),
+        path="/hooks/s",
+        auth="none",
+        map=m.frozen_map({"object": "deal", "id": "1", **map_}),
+    )
     return WebhookSource(spec, {})
 
 

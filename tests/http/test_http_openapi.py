@@ -30,11 +30,16 @@ def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
 
 def test_every_route_and_method_is_documented(api: Api, doc: dict[str, Any]) -> None:
     routes = [r for r in api.client.app.routes if isinstance(r, Route)]  # type: ignore[attr-defined]
-    documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item
-                  if method != "parameters"}  # fmt: skip
+    documented = {
+        (path, method.upper()) for path, item in doc["paths"].items() for method in item if method != "parameters"
+    }
 
-    served = {(re.sub(r"\{(\w+):path\}", r"{\1}", r.path), method)
-              for r in routes for method in (r.methods or ()) if method != "HEAD"}  # fmt: skip
+    served = {
+        (re.sub(r"\{(\w+):path\}", r"{\1}", r.path), method)
+        for r in routes
+        for method in (r.methods or ())
+        if method != "HEAD"
+    }
 
     assert served == documented
 

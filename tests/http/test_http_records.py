@@ -57,12 +57,28 @@ def test_a_written_record_reads_back_as_written_pending_until_processed(api: Api
     pending = api.client.get("/v1/records/deal/7")  # accepted, not yet processed
 
     assert pending.status_code == 200
-    assert pending.json() == {"object": "deal", "id": "7", "fields": DEAL["fields"], "stage": "", "pipeline": "",
-                              "owner": "", "version": 1, "pending": True}  # fmt: skip
+    assert pending.json() == {
+        "object": "deal",
+        "id": "7",
+        "fields": DEAL["fields"],
+        "stage": "",
+        "pipeline": "",
+        "owner": "",
+        "version": 1,
+        "pending": True,
+    }
     api.process()
     record = api.client.get("/v1/records/deal/7").json()
-    assert record == {"object": "deal", "id": "7", "fields": DEAL["fields"], "stage": "new", "pipeline": "sales",
-                      "owner": "", "version": 1, "pending": False}  # fmt: skip
+    assert record == {
+        "object": "deal",
+        "id": "7",
+        "fields": DEAL["fields"],
+        "stage": "new",
+        "pipeline": "sales",
+        "owner": "",
+        "version": 1,
+        "pending": False,
+    }
 
 
 def test_a_read_shows_every_acknowledged_write_of_the_record_in_order(api: Api) -> None:
@@ -85,10 +101,13 @@ def test_a_read_shows_every_acknowledged_write_of_the_record_in_order(api: Api) 
     assert client.get("/v1/records/deal/9").status_code == 404  # an event creates no record
 
 
-RULED = PIPELINE.replace("    - id: new\n", """    - id: new
+RULED = PIPELINE.replace(
+    "    - id: new\n",
+    """    - id: new
       rules:
         - {name: stamp, action: update_fields, set: {contract_no: "HD-{{ record.id }}"}}
-""")
+""",
+)
 
 
 def test_prefer_wait_answers_with_the_processed_record_and_the_runs_it_started(make_api: MakeApi) -> None:
@@ -99,8 +118,13 @@ def test_prefer_wait_answers_with_the_processed_record_and_the_runs_it_started(m
     assert response.status_code == 200, response.text
     assert response.headers["preference-applied"] == "wait=10"
     body = response.json()
-    assert (body["accepted"], body["seq"], body["duplicate"], body["status"], body["error"]) == (True, 1, False,
-                                                                                                "done", "")  # fmt: skip
+    assert (body["accepted"], body["seq"], body["duplicate"], body["status"], body["error"]) == (
+        True,
+        1,
+        False,
+        "done",
+        "",
+    )
     assert body["record"]["stage"] == "new" and body["record"]["fields"]["contract_no"] == "HD-7"
     assert body["record"]["pending"] is False
     assert [(run["automation"], run["status"]) for run in body["runs"]] == [("rule:sales/new/stamp", "done")]
@@ -129,8 +153,12 @@ def test_patch_move_delete_and_event_are_stored_with_their_op(api: Api) -> None:
 
     ops = [(c.op, c.fields, c.stage, c.event, c.data) for c in api.changes()[1:]]
 
-    assert ops == [("patch", {"contract_no": "HD-1"}, "", "", {}), ("move", {}, "won", "", {}),
-                   ("event", {}, "", "invoice.paid", {"amount": 10}), ("delete", {}, "", "", {})]  # fmt: skip
+    assert ops == [
+        ("patch", {"contract_no": "HD-1"}, "", "", {}),
+        ("move", {}, "won", "", {}),
+        ("event", {}, "", "invoice.paid", {"amount": 10}),
+        ("delete", {}, "", "", {}),
+    ]
     api.process()
     assert client.get("/v1/records/deal/7").status_code == 404  # deleted reads as missing
 
@@ -251,33 +279,48 @@ def test_a_move_queued_behind_the_creation_is_checked_by_the_worker(make_api: Ma
     api = make_api(**{"pipelines/aftersales.yaml": AFTERSALES})
     api.client.put("/v1/records/deal/7", json=IN_SALES)  # not processed yet: the API cannot check the move
     api.client.put("/v1/records/deal/8", json=IN_SALES)
-    assert api.client.post("/v1/records/deal/7/stage",
-                           json={"stage": "follow_up", "pipeline": "aftersales"}).status_code == 202  # fmt: skip
-    assert api.client.post("/v1/records/deal/8/stage",
-                           json={"stage": "warranty", "pipeline": "aftersales"}).status_code == 202  # fmt: skip
+    assert (
+        api.client.post("/v1/records/deal/7/stage", json={"stage": "follow_up", "pipeline": "aftersales"}).status_code
+        == 202
+    )
+    assert (
+        api.client.post("/v1/records/deal/8/stage", json={"stage": "warranty", "pipeline": "aftersales"}).status_code
+        == 202
+    )
 
     api.process()
 
     moved, refused = api.changes()[2:]
     assert (moved.status, moved.error) == ("done", "")
     assert (refused.status, refused.error) == (
-        "failed", "cannot move deal 8 into stage 'warranty' of pipeline aftersales: "
-                  "required field contract_no is empty")
+        "failed",
+        "cannot move deal 8 into stage 'warranty' of pipeline aftersales: required field contract_no is empty",
+    )
     assert api.client.get("/v1/records/deal/7").json()["pipeline"] == "aftersales"
     assert api.client.get("/v1/records/deal/8").json()["pipeline"] == "sales"
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ({"stage": "warranty", "pipeline": "aftersales"},
-     "cannot move deal 7 into stage 'warranty' of pipeline aftersales: required field contract_no is empty"),
-    ({"stage": "won", "pipeline": "aftersales"},
-     "pipeline aftersales has no stage 'won' (stages: follow_up, warranty)"),
-    ({"stage": "follow_up", "pipeline": "support"},
-     "pipeline support is for ticket records, not deal (pipelines of deal: aftersales, sales)"),
-    ({"stage": "follow_up", "pipeline": "nope"}, "unknown pipeline 'nope' (pipelines of deal: aftersales, sales)"),
-])  # fmt: skip
-def test_a_move_into_another_pipeline_is_refused_with_the_reason(make_api: MakeApi, body: dict[str, str],
-                                                                 reason: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"stage": "warranty", "pipeline": "aftersales"},
+            "cannot move deal 7 into stage 'warranty' of pipeline aftersales: required field contract_no is empty",
+        ),
+        (
+            {"stage": "won", "pipeline": "aftersales"},
+            "pipeline aftersales has no stage 'won' (stages: follow_up, warranty)",
+        ),
+        (
+            {"stage": "follow_up", "pipeline": "support"},
+            "pipeline support is for ticket records, not deal (pipelines of deal: aftersales, sales)",
+        ),
+        ({"stage": "follow_up", "pipeline": "nope"}, "unknown pipeline 'nope' (pipelines of deal: aftersales, sales)"),
+    ],
+)
+def test_a_move_into_another_pipeline_is_refused_with_the_reason(
+    make_api: MakeApi, body: dict[str, str], reason: str
+) -> None:
     api = make_api(**{"pipelines/aftersales.yaml": AFTERSALES, "objects/ticket.yaml": TICKETS})
     api.client.put("/v1/records/deal/7", json=IN_SALES)
     api.process()
@@ -300,9 +343,13 @@ def test_unknown_object_type_is_404(api: Api) -> None:
 
 def test_bad_json_is_400(api: Api) -> None:
     headers = {"Content-Type": "application/json"}
-    for body, problem in [(b"{nope", "not valid JSON"), (b"[1, 2]", "must be a JSON object, not array"),
-                          (b"", "empty"), (b'{"fields": {"amount": NaN}}', "NaN"),
-                          (b"\xff\xfe{", "not")]:  # fmt: skip
+    for body, problem in [
+        (b"{nope", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, not array"),
+        (b"", "empty"),
+        (b'{"fields": {"amount": NaN}}', "NaN"),
+        (b"\xff\xfe{", "not"),
+    ]:
         response = api.client.put("/v1/records/deal/7", content=body, headers=headers)
         assert response.status_code == 400, body
         assert problem in error_of(response)["message"]
@@ -319,8 +366,9 @@ def test_deeply_nested_json_is_400(api: Api) -> None:
 
 
 def test_wrong_content_type_is_415(api: Api) -> None:
-    response = api.client.put("/v1/records/deal/7", content=b"title=Sofa",
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    response = api.client.put(
+        "/v1/records/deal/7", content=b"title=Sofa", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
 
     assert response.status_code == 415
     assert error_of(response)["code"] == "unsupported_media_type"
@@ -432,9 +480,13 @@ class HangingStore(MemoryStore):
 def test_a_write_not_taken_in_time_is_503_and_not_stored_one_in_a_commit_gets_its_outcome(tmp_path: Path) -> None:
     """503 means "not stored": a client retrying without a key must not store the write twice."""
     store = HangingStore()
-    svc = FakeService(bundle=write_config(tmp_path, {"flowctl.yaml": CONFIG, "objects/deal.yaml": OBJECTS,
-                                                     "pipelines/sales.yaml": PIPELINE}),
-                      store=store, env={})  # fmt: skip
+    svc = FakeService(
+        bundle=write_config(
+            tmp_path, {"flowctl.yaml": CONFIG, "objects/deal.yaml": OBJECTS, "pipelines/sales.yaml": PIPELINE}
+        ),
+        store=store,
+        env={},
+    )
     svc.ingest.start()
     try:
         with TestClient(create_app(svc, commit_timeout=0.3)) as client, ThreadPoolExecutor(1) as pool:
@@ -480,8 +532,10 @@ def secured(make_api: MakeApi) -> Api:
 def test_v1_needs_the_bearer_token(secured: Api, header: str | None) -> None:
     headers = {"Authorization": header} if header is not None else {}
 
-    for response in (secured.client.put("/v1/records/deal/7", json=DEAL, headers=headers),
-                     secured.client.get("/v1/records/deal/7", headers=headers)):  # fmt: skip
+    for response in (
+        secured.client.put("/v1/records/deal/7", json=DEAL, headers=headers),
+        secured.client.get("/v1/records/deal/7", headers=headers),
+    ):
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert error_of(response)["code"] == "unauthorized"
@@ -527,11 +581,19 @@ def test_metrics_need_the_token_when_one_is_set(secured: Api, api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("listen", "token", "allowed"),
-    [("127.0.0.1:8080", "", True), ("localhost:8080", "", True), ("[::1]:8080", "", True),
-     ("127.0.0.5:80", "", True), ("0.0.0.0:8080", "", False), (":8080", "", False),
-     ("10.1.2.3:8080", "", False), ("example.com:80", "", False), ("0.0.0.0:8080", "t", True),
-     ("0.0.0.0:8080", " \t", False)],
-)  # fmt: skip
+    [
+        ("127.0.0.1:8080", "", True),
+        ("localhost:8080", "", True),
+        ("[::1]:8080", "", True),
+        ("127.0.0.5:80", "", True),
+        ("0.0.0.0:8080", "", False),
+        (":8080", "", False),
+        ("10.1.2.3:8080", "", False),
+        ("example.com:80", "", False),
+        ("0.0.0.0:8080", "t", True),
+        ("0.0.0.0:8080", " \t", False),
+    ],
+)
 def test_listen_beyond_loopback_needs_a_token(listen: str, token: str, allowed: bool) -> None:
     message = listen_allowed(listen, token)
 

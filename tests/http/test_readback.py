@@ -40,19 +40,34 @@ class ProcessedMidRead:
 
 
 def test_a_read_that_races_the_commit_still_finds_the_acknowledged_write(tmp_path: Path) -> None:
-    root = write_config(tmp_path, {"contact.yaml": """
+    root = write_config(
+        tmp_path,
+        {
+            "contact.yaml": """
         apiVersion: flowctl/v1
         kind: ObjectType
         metadata: {name: contact}
         spec:
           fields:
             full_name: {type: string}
-    """})
+    """
+        },
+    )
     bundle = load_bundle(root).bundle
     assert bundle is not None
     store = MemoryStore()
-    store.append_changes([NewChange(object="contact", record_id="1", op="put", fields={"full_name": "Lan"},
-                                    idempotency_key="k1", received_at=T0)])  # fmt: skip
+    store.append_changes(
+        [
+            NewChange(
+                object="contact",
+                record_id="1",
+                op="put",
+                fields={"full_name": "Lan"},
+                idempotency_key="k1",
+                received_at=T0,
+            )
+        ]
+    )
     racing = ProcessedMidRead(store, Worker(store, Engines(Engine(bundle)), FrozenClock(T0), batch=10))
 
     record, pending = read_record(racing, "contact", "1")

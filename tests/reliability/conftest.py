@@ -58,8 +58,15 @@ class Daemons:
         self.opened: list[Daemon] = []
         self.started = 0
 
-    def __call__(self, files: Mapping[str, str], *, env: Mapping[str, str] | None = None, database: str = "",
-                 log_stream: Any = None, **service: Any) -> Daemon:  # fmt: skip
+    def __call__(
+        self,
+        files: Mapping[str, str],
+        *,
+        env: Mapping[str, str] | None = None,
+        database: str = "",
+        log_stream: Any = None,
+        **service: Any,
+    ) -> Daemon:
         """Start ``Service`` on a config made of ``files`` (name -> YAML), over SQLite unless
         ``database`` names another store; ``service`` are more ``compose.daemon_service`` arguments (``clock``)."""
         self.started += 1
@@ -68,8 +75,9 @@ class Daemons:
         loaded = load_bundle(root)
         assert loaded.ok, "\n".join(str(issue) for issue in loaded.errors)
         store = open_store(database or f"sqlite:///{self.folder / f'flowctl-{n}.db'}")
-        svc = daemon_service(root, loaded, store, env=dict(env or {}), log_stream=log_stream,
-                             poll_interval=0.02, **service)  # fmt: skip
+        svc = daemon_service(
+            root, loaded, store, env=dict(env or {}), log_stream=log_stream, poll_interval=0.02, **service
+        )
         svc.start()
         client = TestClient(create_app(svc, commit_timeout=10.0), raise_server_exceptions=True)
         client.__enter__()

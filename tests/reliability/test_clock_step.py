@@ -29,7 +29,7 @@ WAIT = 60.0  # seconds of real time for what must happen "at once" (the fault wa
 
 # libfaketime 0.9.10 answers EINVAL to clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) when the
 # monotonic clock is not faked, which is how Python's time.sleep sleeps: sleep in select instead.
-SITECUSTOMIZE = '''\
+SITECUSTOMIZE = """\
 import select
 import time
 
@@ -40,7 +40,7 @@ def _sleep(seconds: float) -> None:
 
 
 time.sleep = _sleep
-'''
+"""
 
 RULES = """\
         - {name: hello, action: send_sms, channel: sms, text: "Chao", to: "{{ record.phone }}"}
@@ -74,9 +74,14 @@ def test_a_clock_stepped_back_and_forward_an_hour_stalls_nothing_and_sends_nothi
     root.mkdir()
     (root / "flowctl.yaml").write_text(config(gateway.url))
     database = f"sqlite:///{tmp_path / 'flowctl.db'}"
-    env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(control), "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FLOWCTL_RETRY_BASE": "4",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH", "")]))}  # fmt: skip
+    env = {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(control),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FLOWCTL_RETRY_BASE": "4",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH", "")])),
+    }
     daemon = Daemon(root / "flowctl.yaml", database, env=env).start()
     store: Store = open_store(database)
 
@@ -113,8 +118,12 @@ def test_a_clock_stepped_back_and_forward_an_hour_stalls_nothing_and_sends_nothi
         assert copies == {}, f"sent twice: {copies}"
         assert len(gateway.keys("/bulk")) == 46  # the rate channel kept sending
         assert "the clock went back" in daemon.output()
-        figures(after_step_back_s=round(took, 1), after_step_forward_s=round(took_forward, 1),
-                messages=len(gateway.keys()), copies=0)  # fmt: skip
+        figures(
+            after_step_back_s=round(took, 1),
+            after_step_forward_s=round(took_forward, 1),
+            messages=len(gateway.keys()),
+            copies=0,
+        )
     finally:
         store.close()
         daemon.stop_quietly()

@@ -34,7 +34,10 @@ CHANGES = 5000
 KILLS = 12
 CLIENTS = 8
 
-REST = mail_template("welcome", "Chào {{ record.title }}", "Cảm ơn {{ record.title }}.") + "---\n" + sales_pipeline("""\
+REST = (
+    mail_template("welcome", "Chào {{ record.title }}", "Cảm ơn {{ record.title }}.")
+    + "---\n"
+    + sales_pipeline("""\
         - {name: mail, action: send_email, template: welcome}
         - {name: sms, action: send_sms, text: "Ngay {{ record.title }}", to: "{{ record.phone }}"}
         - name: later
@@ -43,8 +46,7 @@ REST = mail_template("welcome", "Chào {{ record.title }}", "Cảm ơn {{ record
           text: "Sau {{ record.title }}"
           to: "{{ record.phone }}"
 """)
-
-
+)
 
 
 class Feed:
@@ -63,8 +65,9 @@ class Feed:
         body = {"fields": {"title": f"D{i}", "email": f"d{i}@example.com", "phone": f"09{i:08d}"}}
         while not self.stop.is_set():
             try:
-                answer = self.client.put(f"{self.daemon.url}/v1/records/deal/d{i}", json=body,
-                                         headers={"Idempotency-Key": f"c{i}"})  # fmt: skip
+                answer = self.client.put(
+                    f"{self.daemon.url}/v1/records/deal/d{i}", json=body, headers={"Idempotency-Key": f"c{i}"}
+                )
             except httpx.HTTPError:
                 answer = None
             if answer is not None and answer.status_code in (200, 201, 202):
@@ -92,7 +95,7 @@ class Received:
         self.ids: list[str] = []
 
     def __call__(self) -> list[str]:
-        for message in list(self.messages[len(self.ids):]):
+        for message in list(self.messages[len(self.ids) :]):
             self.ids.append(message.message["Message-ID"])
         return self.ids
 
@@ -111,9 +114,12 @@ def crash_daemon(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_resends_at_most_one_per_channel_and_kill(
-    crash_daemon: Daemon, smtp_server: SmtpServer, http_sink: HttpSink, tmp_path: Path,
+    crash_daemon: Daemon,
+    smtp_server: SmtpServer,
+    http_sink: HttpSink,
+    tmp_path: Path,
     figures: Callable[..., None],
-) -> None:  # fmt: skip
+) -> None:
     seed = int(os.environ.get("FLOWCTL_CRASH_SEED") or random.SystemRandom().randrange(1 << 32))
     rng = random.Random(seed)
     daemon = crash_daemon
@@ -128,9 +134,18 @@ def test_sigkill_at_random_moments_loses_nothing_and_resends_at_most_one_per_cha
         feed.stop.set()
 
 
-def run_and_check(daemon: Daemon, feed: Feed, feeder: threading.Thread, rng: random.Random, seed: int,
-                  started: float, smtp_server: SmtpServer, http_sink: HttpSink, tmp_path: Path,
-                  figures: Callable[..., None]) -> None:  # fmt: skip
+def run_and_check(
+    daemon: Daemon,
+    feed: Feed,
+    feeder: threading.Thread,
+    rng: random.Random,
+    seed: int,
+    started: float,
+    smtp_server: SmtpServer,
+    http_sink: HttpSink,
+    tmp_path: Path,
+    figures: Callable[..., None],
+) -> None:
 
     emails = Received(smtp_server)
 
@@ -149,8 +164,12 @@ def run_and_check(daemon: Daemon, feed: Feed, feeder: threading.Thread, rng: ran
 
     expected_sms = 2 * CHANGES  # at once and two seconds later
     try:
-        wait_for(lambda: len(set(emails())) >= CHANGES and len(set(sms())) >= expected_sms, timeout=300,
-                 what="every email and SMS", every=0.2)  # fmt: skip
+        wait_for(
+            lambda: len(set(emails())) >= CHANGES and len(set(sms())) >= expected_sms,
+            timeout=300,
+            what="every email and SMS",
+            every=0.2,
+        )
     finally:
         stopped = daemon.terminate()
     elapsed = time.monotonic() - started
@@ -163,9 +182,17 @@ def run_and_check(daemon: Daemon, feed: Feed, feeder: threading.Thread, rng: ran
     outbox = dict(database.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
     database.close()
     lost = len({f"api/c{i}" for i in feed.accepted} - keys)
-    figures(seed=seed, changes_accepted=len(feed.accepted), kills=len(kills), writes_retried=feed.refused,
-            emails=len(mails), sms=len(texts), duplicates_received=duplicates, lost=lost,
-            seconds=round(elapsed, 1))  # fmt: skip
+    figures(
+        seed=seed,
+        changes_accepted=len(feed.accepted),
+        kills=len(kills),
+        writes_retried=feed.refused,
+        emails=len(mails),
+        sms=len(texts),
+        duplicates_received=duplicates,
+        lost=lost,
+        seconds=round(elapsed, 1),
+    )
 
     context = f"seed {seed}; kills at: {kills}"
     assert stopped == 0, context

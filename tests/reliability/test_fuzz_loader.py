@@ -24,8 +24,18 @@ from flowctl.spec.config import Loaded, load_bundle_from_files
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = [REPO / "tests" / "broken" / "000-valid", *sorted(p for p in (REPO / "examples").iterdir() if p.is_dir())]
-KINDS = ["Config", "ObjectType", "Pipeline", "Flow", "CareProcess", "Template", "Channel", "Source",
-         "AllocationRule", "Test"]  # fmt: skip
+KINDS = [
+    "Config",
+    "ObjectType",
+    "Pipeline",
+    "Flow",
+    "CareProcess",
+    "Template",
+    "Channel",
+    "Source",
+    "AllocationRule",
+    "Test",
+]
 CODE = re.compile(r"^[EW][0-9]{3}$")
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 _examples: dict[str, int] = {}
@@ -36,8 +46,11 @@ def corpus() -> list[dict[str, str]]:
     """Each valid configuration as file texts (what ``load_bundle_from_files`` takes)."""
     out = []
     for root in CORPUS:
-        files = {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*"))
-                 if p.is_file() and p.name not in ("README.md", "expect.txt")}  # fmt: skip
+        files = {
+            p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in ("README.md", "expect.txt")
+        }
         out.append(files)
     return out
 
@@ -85,30 +98,84 @@ def check(files: Mapping[str, str], kind: str) -> Loaded:
 
 # --- strategies ----------------------------------------------------------------------------------
 
-JINJA = ["{{", "}}", "{%", "%}", "{#", "{{ record.", "{% for x in record %}", "{% endfor %}", "{% if %}",
-         "{{ record.x | nope }}", "{{ ''.__class__ }}", "{% raw %}", "|", "${", "${X}", "\x00", "'", '"']  # fmt: skip
+JINJA = [
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{#",
+    "{{ record.",
+    "{% for x in record %}",
+    "{% endfor %}",
+    "{% if %}",
+    "{{ record.x | nope }}",
+    "{{ ''.__class__ }}",
+    "{% raw %}",
+    "|",
+    "${",
+    "${X}",
+    "\x00",
+    "'",
+    '"',
+]
 yaml_ish_text = st.one_of(
     st.text(max_size=400),
-    st.lists(st.sampled_from(["---", "apiVersion: flowctl/v1", "kind: Flow", "metadata:", "  name: x", "spec:",
-                              "  object: deal", "- ", "  - id: new", ": ", "&a", "*a", "!!python/object", "? ",
-                              "\t", "  ", "{", "[", "'", '"', "#", "%YAML 1.1", "<<: *a", *JINJA]),
-             max_size=30).map("\n".join),
-)  # fmt: skip
+    st.lists(
+        st.sampled_from(
+            [
+                "---",
+                "apiVersion: flowctl/v1",
+                "kind: Flow",
+                "metadata:",
+                "  name: x",
+                "spec:",
+                "  object: deal",
+                "- ",
+                "  - id: new",
+                ": ",
+                "&a",
+                "*a",
+                "!!python/object",
+                "? ",
+                "\t",
+                "  ",
+                "{",
+                "[",
+                "'",
+                '"',
+                "#",
+                "%YAML 1.1",
+                "<<: *a",
+                *JINJA,
+            ]
+        ),
+        max_size=30,
+    ).map("\n".join),
+)
 
 
 @st.composite
 def values(draw: st.DrawFn, depth: int = 3) -> Any:
     keys, scalars = vocabulary()
-    scalar = st.one_of(st.sampled_from(scalars), st.none(), st.booleans(), st.integers(),
-                       st.floats(allow_nan=True), st.text(max_size=30), st.sampled_from(JINJA))  # fmt: skip
+    scalar = st.one_of(
+        st.sampled_from(scalars),
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.text(max_size=30),
+        st.sampled_from(JINJA),
+    )
     if depth <= 0:
         return draw(scalar)
     key = st.one_of(st.sampled_from(keys), st.text(max_size=10))
-    return draw(st.one_of(
-        scalar,
-        st.lists(values(depth - 1), max_size=4),
-        st.dictionaries(key, values(depth - 1), max_size=5),
-    ))  # fmt: skip
+    return draw(
+        st.one_of(
+            scalar,
+            st.lists(values(depth - 1), max_size=4),
+            st.dictionaries(key, values(depth - 1), max_size=5),
+        )
+    )
 
 
 @st.composite
@@ -156,8 +223,11 @@ def mutated(draw: st.DrawFn) -> dict[str, str]:
     for _ in range(draw(st.integers(1, 2))):
         name = draw(st.sampled_from(sorted(files)))
         text = files[name]
-        how = draw(st.sampled_from(["tree", "tree", "tree", "line", "insert"] if name.endswith(".yaml")
-                                   else ["insert", "line"]))  # fmt: skip
+        how = draw(
+            st.sampled_from(
+                ["tree", "tree", "tree", "line", "insert"] if name.endswith(".yaml") else ["insert", "line"]
+            )
+        )
         try:
             docs = list(yaml.safe_load_all(text)) if how == "tree" else []
         except yaml.YAMLError:  # an earlier change broke the YAML: change the text instead
@@ -231,6 +301,8 @@ def test_the_corpus_is_valid() -> None:
 
 
 def test_figures(figures: Any) -> None:
-    figures(hypothesis_examples=sum(v for k, v in _examples.items() if k != "corpus"),
-            **{k: v for k, v in _examples.items() if k != "corpus"})  # fmt: skip
+    figures(
+        hypothesis_examples=sum(v for k, v in _examples.items() if k != "corpus"),
+        **{k: v for k, v in _examples.items() if k != "corpus"},
+    )
     assert _examples or pytest.skip("run with the properties above")

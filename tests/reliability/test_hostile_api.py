@@ -97,7 +97,6 @@ TOKEN = "schemathesis-api-token"
 MAX_EXAMPLES = 25  # per operation and generation mode (12 operations); bounded to keep the file under a minute
 
 
-
 def narrowed(*, secured: bool = False) -> dict[str, Any]:
     """The served document with the object type narrowed to the deployed ones: schema-valid
     requests then reach the field, stage and event checks instead of stopping at a 404, while
@@ -137,8 +136,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemons.close()
 
 
-
-
 def fuzz(case: Any, daemon: Daemon, headers: dict[str, str] | None = None, excluded: tuple[Any, ...] = ()) -> None:
     before = daemon.changes()
 
@@ -148,14 +145,19 @@ def fuzz(case: Any, daemon: Daemon, headers: dict[str, str] | None = None, exclu
     mode = str(case.meta.generation.mode) if case.meta else "explicit"
     _seen[(mode, response.status_code)] = _seen.get((mode, response.status_code), 0) + 1
     assert response.status_code < 500 or response.status_code == 503, response.text
-    case.validate_response(response, headers=headers, excluded_checks=[positive_data_acceptance, *excluded],
-                           transport_kwargs={"headers": headers} if headers else None)  # fmt: skip
+    case.validate_response(
+        response,
+        headers=headers,
+        excluded_checks=[positive_data_acceptance, *excluded],
+        transport_kwargs={"headers": headers} if headers else None,
+    )
     if 400 <= response.status_code < 500:
         assert daemon.changes() == before, f"{response.status_code} but a change was stored"
 
 
-SETTINGS = settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))  # fmt: skip
+SETTINGS = settings(
+    max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @schema.parametrize()
@@ -191,6 +193,11 @@ def test_figures(figures: Any) -> None:
     for (_, status), n in _seen.items():
         statuses[status] = statuses.get(status, 0) + n
     modes = {mode: sum(n for (m, _), n in _seen.items() if m == mode) for mode, _ in _seen}
-    figures(cases=sum(_cases.values()), operations=len(_cases), max_examples=MAX_EXAMPLES, **modes,
-            statuses=dict(sorted(statuses.items())))  # fmt: skip
+    figures(
+        cases=sum(_cases.values()),
+        operations=len(_cases),
+        max_examples=MAX_EXAMPLES,
+        **modes,
+        statuses=dict(sorted(statuses.items())),
+    )
     assert sum(_cases.values()) > 0 or pytest.skip("run with the fuzzing tests above")

@@ -76,8 +76,9 @@ def start(make_daemon: MakeDaemon, **kwargs: Any) -> Daemon:
 def deliver(daemon: Daemon, path: str, payload: Any, **headers: str) -> dict[str, Any]:
     body = json.dumps(payload).encode()
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    response = daemon.client.post(path, content=body, headers={"Content-Type": "application/json",
-                                                               "X-Signature": signature, **headers})  # fmt: skip
+    response = daemon.client.post(
+        path, content=body, headers={"Content-Type": "application/json", "X-Signature": signature, **headers}
+    )
     assert response.status_code == 202, response.text
     answer: dict[str, Any] = response.json()
     return answer
@@ -132,16 +133,18 @@ def test_different_items_under_one_delivery_id_are_all_stored_and_a_redelivery_s
 
 def test_an_api_idempotency_key_does_not_swallow_a_webhook_event(make_daemon: MakeDaemon) -> None:
     daemon = start(make_daemon)
-    api = daemon.client.put("/v1/records/deal/9", json={"fields": {"title": "Desk"}},
-                            headers={"Idempotency-Key": "pay:evt-9"})  # fmt: skip
+    api = daemon.client.put(
+        "/v1/records/deal/9", json={"fields": {"title": "Desk"}}, headers={"Idempotency-Key": "pay:evt-9"}
+    )
     assert api.status_code == 202, api.text
 
     hook = deliver(daemon, "/hooks/pay", item("evt-9", id=9))
 
     assert hook["duplicate"] is False
     assert len(keys(daemon)) == 2
-    repeat = daemon.client.put("/v1/records/deal/9", json={"fields": {"title": "Desk"}},
-                               headers={"Idempotency-Key": "pay:evt-9"})  # fmt: skip
+    repeat = daemon.client.put(
+        "/v1/records/deal/9", json={"fields": {"title": "Desk"}}, headers={"Idempotency-Key": "pay:evt-9"}
+    )
     assert repeat.json() == {**api.json(), "duplicate": True}
 
 

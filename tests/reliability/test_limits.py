@@ -165,13 +165,20 @@ spec:
 def config(**limits: object) -> str:
     """flowctl.yaml with these ``limits``."""
     given = ", ".join(f"{name}: {value}" for name, value in limits.items())
-    return f"apiVersion: flowctl/v1\nkind: Config\nmetadata: {{name: limits}}\nspec:\n  timezone: UTC\n" \
-           f"  limits: {{{given}}}\n"  # fmt: skip
+    return (
+        f"apiVersion: flowctl/v1\nkind: Config\nmetadata: {{name: limits}}\nspec:\n  timezone: UTC\n"
+        f"  limits: {{{given}}}\n"
+    )
 
 
 def files(**limits: object) -> dict[str, str]:
-    return {"flowctl.yaml": config(**limits), "objects.yaml": OBJECTS, "flows/chain.yaml": CHAIN,
-            "flows/promo.yaml": PROMO, "sources.yaml": SOURCES}  # fmt: skip
+    return {
+        "flowctl.yaml": config(**limits),
+        "objects.yaml": OBJECTS,
+        "flows/chain.yaml": CHAIN,
+        "flows/promo.yaml": PROMO,
+        "sources.yaml": SOURCES,
+    }
 
 
 @pytest.fixture
@@ -239,14 +246,16 @@ def chunked(size: int) -> Iterator[bytes]:
     yield b'"}}'
 
 
-def test_request_size_is_refused_with_413_by_content_length_and_while_streaming(start: Callable[..., Daemon],
-                                                                               figures: Any) -> None:  # fmt: skip
+def test_request_size_is_refused_with_413_by_content_length_and_while_streaming(
+    start: Callable[..., Daemon], figures: Any
+) -> None:
     daemon = start(request_bytes=4096)
     big = json.dumps({"fields": {"note": "x" * 5000}}).encode()
 
     declared = daemon.client.put("/v1/records/deal/1", content=big, headers={"Content-Type": "application/json"})
-    streamed = daemon.client.put("/v1/records/deal/1", content=chunked(5000),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    streamed = daemon.client.put(
+        "/v1/records/deal/1", content=chunked(5000), headers={"Content-Type": "application/json"}
+    )
 
     for response in (declared, streamed):
         assert response.status_code == 413
@@ -263,11 +272,16 @@ def test_raising_request_bytes_in_flowctl_yaml_accepts_the_same_body(start: Call
     daemon = start(request_bytes=65536)
 
     assert put(daemon, "1", {"note": "x" * 5000}).status_code == 202
-    streamed = daemon.client.put("/v1/records/deal/2", content=chunked(60000),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    streamed = daemon.client.put(
+        "/v1/records/deal/2", content=chunked(60000), headers={"Content-Type": "application/json"}
+    )
     assert streamed.status_code == 202
-    assert daemon.client.put("/v1/records/deal/3", content=chunked(70000),
-                             headers={"Content-Type": "application/json"}).status_code == 413  # fmt: skip
+    assert (
+        daemon.client.put(
+            "/v1/records/deal/3", content=chunked(70000), headers={"Content-Type": "application/json"}
+        ).status_code
+        == 413
+    )
 
 
 def test_a_webhook_body_names_the_limit_it_hit(start: Callable[..., Daemon]) -> None:
@@ -289,15 +303,16 @@ def test_a_webhook_body_names_the_limit_it_hit(start: Callable[..., Daemon]) -> 
 # ------------------------------------------------------------------------------------ HTTP: fields per record
 
 
-def test_fields_per_record_is_one_clear_422_and_raising_it_accepts(start: Callable[..., Daemon],
-                                                                   figures: Any) -> None:  # fmt: skip
+def test_fields_per_record_is_one_clear_422_and_raising_it_accepts(start: Callable[..., Daemon], figures: Any) -> None:
     eight = {"title": "Sofa", "note": "n", "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "s2": 0}
     strict = start(fields_per_record=5)
 
     response = put(strict, "1", eight)
     assert response.status_code == 422
-    assert error(response)["message"] == ("8 fields for one deal record, more than the limit of 5; send fewer "
-                                          "fields or raise limits.fields_per_record in flowctl.yaml")  # fmt: skip
+    assert error(response)["message"] == (
+        "8 fields for one deal record, more than the limit of 5; send fewer "
+        "fields or raise limits.fields_per_record in flowctl.yaml"
+    )
     flood = strict.client.patch("/v1/records/deal/1", json={"fields": {f"x{i}": i for i in range(2000)}})
     assert flood.status_code == 422
     assert error(flood)["details"] == [  # one line, not 2000 "not defined" lines echoed back
@@ -314,8 +329,10 @@ def test_fields_per_record_is_one_clear_422_and_raising_it_accepts(start: Callab
 
 def test_a_webhook_delivery_obeys_fields_per_record_per_item(start: Callable[..., Daemon]) -> None:
     daemon = start(fields_per_record=2)
-    items = [{"id": "1", "delivery": "a", "data": {"title": "ok"}},
-             {"id": "2", "delivery": "b", "data": {"title": "t", "note": "n", "a": 1}}]  # fmt: skip
+    items = [
+        {"id": "1", "delivery": "a", "data": {"title": "ok"}},
+        {"id": "2", "delivery": "b", "data": {"title": "t", "note": "n", "a": 1}},
+    ]
 
     response = daemon.client.post("/hooks/crm", json=items, headers=AUTH)
 
@@ -330,8 +347,9 @@ def test_a_webhook_delivery_obeys_fields_per_record_per_item(start: Callable[...
 # ------------------------------------------------------------------------------------ HTTP: ids, keys, items
 
 
-def test_too_long_ids_and_keys_are_refused_before_anything_is_stored(start: Callable[..., Daemon],
-                                                                     figures: Any) -> None:  # fmt: skip
+def test_too_long_ids_and_keys_are_refused_before_anything_is_stored(
+    start: Callable[..., Daemon], figures: Any
+) -> None:
     daemon = start()
     longest, too_long = "7" * MAX_ID, "7" * (MAX_ID + 1)
 
@@ -343,17 +361,23 @@ def test_too_long_ids_and_keys_are_refused_before_anything_is_stored(start: Call
     assert body_id.status_code == 422 and error(body_id)["message"] == f"'id' must be 1 to {MAX_ID} characters"
     hook_id = daemon.client.post("/hooks/crm", json={"id": too_long, "delivery": "d", "data": {}}, headers=AUTH)
     assert hook_id.status_code == 422
-    assert error(hook_id)["message"] == (f"map.id gave an id of {MAX_ID + 1} characters; "
-                                         f"a record id is at most {MAX_ID}")  # fmt: skip
-    hook_key = daemon.client.post("/hooks/crm", json={"id": "1", "delivery": "d" * (MAX_KEY + 1), "data": {}},
-                                  headers=AUTH)  # fmt: skip
+    assert error(hook_id)["message"] == (
+        f"map.id gave an id of {MAX_ID + 1} characters; a record id is at most {MAX_ID}"
+    )
+    hook_key = daemon.client.post(
+        "/hooks/crm", json={"id": "1", "delivery": "d" * (MAX_KEY + 1), "data": {}}, headers=AUTH
+    )
     assert hook_key.status_code == 422
     assert error(hook_key)["message"] == f"map.event_id gave an event id of {MAX_KEY + 1} characters; at most {MAX_KEY}"
     assert daemon.changes() == 0
 
     assert put(daemon, longest, {"title": "Sofa"}, **{"Idempotency-Key": "k" * MAX_KEY}).status_code == 202
-    assert daemon.client.post("/hooks/crm", json={"id": longest, "delivery": "d" * MAX_KEY, "data": {}},
-                              headers=AUTH).status_code == 202  # fmt: skip
+    assert (
+        daemon.client.post(
+            "/hooks/crm", json={"id": longest, "delivery": "d" * MAX_KEY, "data": {}}, headers=AUTH
+        ).status_code
+        == 202
+    )
     assert daemon.changes() == 2
     figures(max_id_chars=MAX_ID, max_key_chars=MAX_KEY)
 
@@ -375,8 +399,9 @@ def test_too_many_items_in_one_webhook_delivery_is_413(start: Callable[..., Daem
 # ------------------------------------------------------------------------------------ daemon: chain depth
 
 
-def test_chain_depth_stops_the_chain_keeps_the_write_and_tells_the_operator(start: Callable[..., Daemon],
-                                                                            figures: Any) -> None:  # fmt: skip
+def test_chain_depth_stops_the_chain_keeps_the_write_and_tells_the_operator(
+    start: Callable[..., Daemon], figures: Any
+) -> None:
     daemon = start(chain_depth=3)
     for id in ("1", "2"):
         assert put(daemon, id, {"title": "Sofa", "phone": "0901234567"}).status_code == 202
@@ -391,8 +416,10 @@ def test_chain_depth_stops_the_chain_keeps_the_write_and_tells_the_operator(star
     assert sms_texts(daemon, "2") == ["promo 1", "promo 2", "promo 3", "promo 4"]  # other records go on
     assert all(change.status == "done" for change in daemon.store.changes_after(0, limit=100))
 
-    message = ("automations triggered each other more than 3 levels deep on deal 1; stopped here "
-               "(raise limits.chain_depth or break the loop)")  # fmt: skip
+    message = (
+        "automations triggered each other more than 3 levels deep on deal 1; stopped here "
+        "(raise limits.chain_depth or break the loop)"
+    )
     last = runs(daemon, "1")["flow:step4"]
     assert [(e.kind, e.detail) for e in last.trace if e.kind == "error"] == [("error", message)]
     listed = invoke("runs", "list", "--record", "deal/1", "--db", db_url(daemon))
@@ -416,8 +443,9 @@ def test_raising_chain_depth_lets_the_same_chain_finish(start: Callable[..., Dae
 # ------------------------------------------------------------------------------------ daemon: effects per change
 
 
-def test_effects_per_change_stops_the_run_keeps_what_was_made_and_names_the_setting(start: Callable[..., Daemon],
-                                                                                   figures: Any) -> None:  # fmt: skip
+def test_effects_per_change_stops_the_run_keeps_what_was_made_and_names_the_setting(
+    start: Callable[..., Daemon], figures: Any
+) -> None:
     daemon = start(effects_per_change=2)
     for id in ("1", "2"):
         put(daemon, id, {"title": "Sofa", "phone": "0901234567"})
@@ -429,8 +457,10 @@ def test_effects_per_change_stops_the_run_keeps_what_was_made_and_names_the_sett
     assert sms_texts(daemon, "2") == ["hello"]
     assert all(change.status == "done" for change in daemon.store.changes_after(0, limit=100))
     promo = runs(daemon, "1")["flow:promo"]
-    message = ("flow:promo node three on deal 1: more than 2 effects from one change, event or timer; "
-               "stopped here (raise limits.effects_per_change)")  # fmt: skip
+    message = (
+        "flow:promo node three on deal 1: more than 2 effects from one change, event or timer; "
+        "stopped here (raise limits.effects_per_change)"
+    )
     assert promo.status == "failed"
     assert [(e.node, e.detail) for e in promo.trace if e.kind == "error"] == [("three", message)]
     shown = invoke("runs", "show", promo.id, "--db", db_url(daemon))
@@ -469,16 +499,21 @@ spec:
 
 
 def test_dry_run_and_flowctl_test_show_the_limit_that_stopped_the_run(tmp_path: Path) -> None:
-    strict = write_dir(tmp_path / "strict", {**files(chain_depth=2, effects_per_change=3),
-                                             "tests/chain.yaml": SCENARIO})  # fmt: skip
+    strict = write_dir(
+        tmp_path / "strict", {**files(chain_depth=2, effects_per_change=3), "tests/chain.yaml": SCENARIO}
+    )
     (tmp_path / "event.yaml").write_text(DRY_EVENT, encoding="utf-8")
 
     dry = invoke("dry-run", strict, "--event", tmp_path / "event.yaml")
     assert dry.exit_code == 0, dry.output
-    assert ("problem chain_depth: automations triggered each other more than 2 levels deep on deal 1; "
-            "stopped here (raise limits.chain_depth or break the loop)") in dry.output  # fmt: skip
-    assert ("problem effects_limit: flow:promo node four on deal 1: more than 3 effects from one change, "
-            "event or timer; stopped here (raise limits.effects_per_change)") in dry.output  # fmt: skip
+    assert (
+        "problem chain_depth: automations triggered each other more than 2 levels deep on deal 1; "
+        "stopped here (raise limits.chain_depth or break the loop)"
+    ) in dry.output
+    assert (
+        "problem effects_limit: flow:promo node four on deal 1: more than 3 effects from one change, "
+        "event or timer; stopped here (raise limits.effects_per_change)"
+    ) in dry.output
     data = json.loads(invoke("dry-run", strict, "--event", tmp_path / "event.yaml", "--format", "json").output)
     assert [p["code"] for p in data["problems"]] == ["chain_depth", "effects_limit"]
 
@@ -495,14 +530,17 @@ def test_dry_run_and_flowctl_test_show_the_limit_that_stopped_the_run(tmp_path: 
 # ------------------------------------------------------------------------------------ config: validation
 
 
-@pytest.mark.parametrize(("value", "why"), [
-    ("0", "0 is less than the minimum of 1"),
-    ("-5", "-5 is less than the minimum of 1"),
-    ("2.5", "2.5 is not of type 'integer'"),
-    ('"100"', "'100' is not of type 'integer'"),
-    ("true", "True is not of type 'integer'"),
-    ('"${CHAIN_DEPTH}"', "'${CHAIN_DEPTH}' is not of type 'integer'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0", "0 is less than the minimum of 1"),
+        ("-5", "-5 is less than the minimum of 1"),
+        ("2.5", "2.5 is not of type 'integer'"),
+        ('"100"', "'100' is not of type 'integer'"),
+        ("true", "True is not of type 'integer'"),
+        ('"${CHAIN_DEPTH}"', "'${CHAIN_DEPTH}' is not of type 'integer'"),
+    ],
+)
 def test_a_bad_limit_is_a_positioned_error(tmp_path: Path, value: str, why: str) -> None:
     text = config(request_bytes=4096, chain_depth=value)
     root = write_dir(tmp_path, {"flowctl.yaml": text, "objects.yaml": OBJECTS})
@@ -524,8 +562,14 @@ def test_an_unknown_limit_is_refused_at_its_line(tmp_path: Path) -> None:
 def test_every_limit_in_flowctl_yaml_reaches_the_model(tmp_path: Path) -> None:
     from flowctl.spec.config import load_bundle
 
-    given = {"care_processes_per_object": 3, "chain_depth": 4, "effects_per_change": 5, "fields_per_record": 6,
-             "request_bytes": 7000, "max_visits": 8}  # fmt: skip
+    given = {
+        "care_processes_per_object": 3,
+        "chain_depth": 4,
+        "effects_per_change": 5,
+        "fields_per_record": 6,
+        "request_bytes": 7000,
+        "max_visits": 8,
+    }
     loaded = load_bundle(write_dir(tmp_path, {"flowctl.yaml": config(**given), "objects.yaml": OBJECTS}))
     assert loaded.ok and loaded.bundle is not None
     limits = loaded.bundle.config.limits
@@ -554,9 +598,18 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def queue_sms(store: Any, count: int, at: datetime, prefix: str) -> None:
-    effects = [Effect(key=f"{prefix}{i}", action="send_sms", run_id="r", object="deal", record_id=str(i),
-                      channel="sms", params={"to": f"09{i:08d}", "text": "Khuyen mai"})
-               for i in range(count)]  # fmt: skip
+    effects = [
+        Effect(
+            key=f"{prefix}{i}",
+            action="send_sms",
+            run_id="r",
+            object="deal",
+            record_id=str(i),
+            channel="sms",
+            params={"to": f"09{i:08d}", "text": "Khuyen mai"},
+        )
+        for i in range(count)
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], at)
 
 
@@ -577,8 +630,15 @@ def drive(step: float, tmp_path: Path, rounds: int = 400) -> tuple[Stamps, Any, 
     store = open_store(f"sqlite:///{tmp_path / f'rate-{step}.db'}")
     clock = FrozenClock(T0)
     sender = Stamps(clock)
-    deliverer = Deliverer(store, {"sms": sender}, clock, owner="t", rng=random.Random(1),
-                          policies={"sms": SendPolicy(rate="5/s")}, timezone="UTC")  # fmt: skip
+    deliverer = Deliverer(
+        store,
+        {"sms": sender},
+        clock,
+        owner="t",
+        rng=random.Random(1),
+        policies={"sms": SendPolicy(rate="5/s")},
+        timezone="UTC",
+    )
     queue_sms(store, 60, T0, "a")
     held_seen, later = 0, False
     for n in range(rounds):
@@ -609,9 +669,14 @@ def test_rate_holds_rows_and_never_drops_or_dead_letters_them(step: float, tmp_p
     for seconds in (5.0, 10.0):
         assert most_in_any_window(times, seconds) <= 5 * seconds + 5
     store.close()
-    figures(**{f"rate_5s_step_{step}_sent": len(times), f"rate_5s_step_{step}_span_s": round(span, 2),
-               f"rate_5s_step_{step}_most_in_1s": most_in_any_window(times, 1.0),
-               f"rate_5s_step_{step}_held_max": held_seen})  # fmt: skip
+    figures(
+        **{
+            f"rate_5s_step_{step}_sent": len(times),
+            f"rate_5s_step_{step}_span_s": round(span, 2),
+            f"rate_5s_step_{step}_most_in_1s": most_in_any_window(times, 1.0),
+            f"rate_5s_step_{step}_held_max": held_seen,
+        }
+    )
 
 
 def test_rate_never_sends_more_than_5_in_any_second(tmp_path: Path) -> None:
@@ -622,7 +687,16 @@ def test_rate_never_sends_more_than_5_in_any_second(tmp_path: Path) -> None:
 
 def test_limits_tested(figures: Any) -> None:
     """How many limits this file drives end to end (for RELIABILITY.md)."""
-    tested = ["request_bytes", "source max_bytes", "fields_per_record", "record id length", "Idempotency-Key length",
-              "webhook items per delivery", "chain_depth", "effects_per_change", "channel rate"]  # fmt: skip
+    tested = [
+        "request_bytes",
+        "source max_bytes",
+        "fields_per_record",
+        "record id length",
+        "Idempotency-Key length",
+        "webhook items per delivery",
+        "chain_depth",
+        "effects_per_change",
+        "channel rate",
+    ]
     figures(limits_tested=len(tested))
     assert len(set(tested)) == len(tested)

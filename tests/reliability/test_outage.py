@@ -111,15 +111,21 @@ def _run(*command: str) -> str:
 
 
 def _clusters(version: str) -> list[dict[str, Any]]:
-    return [{"name": c["cluster"], "running": bool(c.get("running"))} for c in json.loads(_run("pg_lsclusters", "-j"))
-            if str(c.get("version")) == version]  # fmt: skip
+    return [
+        {"name": c["cluster"], "running": bool(c.get("running"))}
+        for c in json.loads(_run("pg_lsclusters", "-j"))
+        if str(c.get("version")) == version
+    ]
 
 
 def _version() -> str:
     """The newest PostgreSQL of this machine (``/etc/postgresql/<version>``), as pg_createcluster knows it."""
     root = Path("/etc/postgresql")
-    versions = sorted((p.name for p in root.iterdir() if p.name.replace(".", "").isdigit()), key=float) \
-        if root.is_dir() else []  # fmt: skip
+    versions = (
+        sorted((p.name for p in root.iterdir() if p.name.replace(".", "").isdigit()), key=float)
+        if root.is_dir()
+        else []
+    )
     if not versions:
         pytest.skip("no PostgreSQL server installed here (/etc/postgresql is empty)")
     return versions[-1]
@@ -147,15 +153,30 @@ def cluster() -> Iterator[Cluster]:
     _drop_leftovers(version)
     name = f"{PREFIX}{os.getpid()}"
     if all(c["name"] != name for c in _clusters(version)):
-        _run("pg_createcluster", version, name, "--port", str(free_port()), "--start-conf", "manual",
-             "--", "--auth=trust")  # fmt: skip
+        _run(
+            "pg_createcluster",
+            version,
+            name,
+            "--port",
+            str(free_port()),
+            "--start-conf",
+            "manual",
+            "--",
+            "--auth=trust",
+        )
     config = Path("/etc/postgresql") / version / name
     (config / "conf.d").mkdir(exist_ok=True)
     (config / "conf.d" / "flowctl-outage.conf").write_text(
-        "listen_addresses = '127.0.0.1'\nshared_buffers = 16MB\nmax_connections = 60\n")  # fmt: skip
+        "listen_addresses = '127.0.0.1'\nshared_buffers = 16MB\nmax_connections = 60\n"
+    )
     (config / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-    port = int(next(line.split("=")[1].split("#")[0] for line in (config / "postgresql.conf").read_text().splitlines()
-                    if line.strip().startswith("port")))  # fmt: skip
+    port = int(
+        next(
+            line.split("=")[1].split("#")[0]
+            for line in (config / "postgresql.conf").read_text().splitlines()
+            if line.strip().startswith("port")
+        )
+    )
     made = Cluster(version, name, port)
     try:
         if not made.running():
@@ -215,14 +236,17 @@ class Feed:
                 number = index * 100_000 + n
                 n += 1
                 deal = str(number)
-                body = {"fields": {"title": f"Don {number}", "email": f"d{number}@example.com",
-                                   "phone": f"09{number:08d}"}, "stage": "new"}  # fmt: skip
+                body = {
+                    "fields": {"title": f"Don {number}", "email": f"d{number}@example.com", "phone": f"09{number:08d}"},
+                    "stage": "new",
+                }
                 give_up = time.monotonic() + 90
                 while time.monotonic() < give_up:
                     sent = time.monotonic()
                     try:
-                        response = http.put(f"/v1/records/deal/{deal}", json=body,
-                                            headers={"Idempotency-Key": f"outage-{number}"})  # fmt: skip
+                        response = http.put(
+                            f"/v1/records/deal/{deal}", json=body, headers={"Idempotency-Key": f"outage-{number}"}
+                        )
                     except httpx.TimeoutException:
                         with self.lock:
                             self.timeouts.append((deal, time.monotonic() - sent))
@@ -236,8 +260,14 @@ class Feed:
                         parsed = response.json()
                     except ValueError:
                         parsed = {"unparsed": response.text[:200]}
-                    answer = Answer(deal, response.status_code, sent, time.monotonic() - sent, parsed,
-                                    response.headers.get("retry-after"))  # fmt: skip
+                    answer = Answer(
+                        deal,
+                        response.status_code,
+                        sent,
+                        time.monotonic() - sent,
+                        parsed,
+                        response.headers.get("retry-after"),
+                    )
                     with self.lock:
                         self.answers.append(answer)
                         if response.status_code == 202:
@@ -333,15 +363,21 @@ def test_a_database_outage_under_load_loses_nothing(
         expected = len(accepted)
 
         def settled() -> bool:
-            return (scalar(engine, "select count(*) from changes where status <> 'done'") == 0
-                    and scalar(engine, "select count(*) from timers") == 0
-                    and scalar(engine, "select count(*) from outbox where status <> 'sent'") == 0
-                    and scalar(engine, "select count(*) from outbox") == 3 * expected
-                    and len(smtp_server.handler.messages) >= expected
-                    and len(http_sink.hits) >= 2 * expected)  # fmt: skip
+            return (
+                scalar(engine, "select count(*) from changes where status <> 'done'") == 0
+                and scalar(engine, "select count(*) from timers") == 0
+                and scalar(engine, "select count(*) from outbox where status <> 'sent'") == 0
+                and scalar(engine, "select count(*) from outbox") == 3 * expected
+                and len(smtp_server.handler.messages) >= expected
+                and len(http_sink.hits) >= 2 * expected
+            )
 
-        wait_for(settled, 120, "every change processed and every message delivered",
-                 lambda: (len(smtp_server.handler.messages), len(http_sink.hits), expected))  # fmt: skip
+        wait_for(
+            settled,
+            120,
+            "every change processed and every message delivered",
+            lambda: (len(smtp_server.handler.messages), len(http_sink.hits), expected),
+        )
         time.sleep(1.0)  # nothing more arrives late
         log = daemon.output()[mark:]
 
@@ -357,8 +393,9 @@ def test_a_database_outage_under_load_loses_nothing(
             assert answer.retry_after and answer.retry_after.isdigit(), answer
             during = stopped_at <= answer.sent + answer.took and answer.sent <= back_at
             assert during, ("a 503 outside the outage", answer, stopped_at, back_at)
-        assert not [a for a in answers if a.status == 202 and down_at < a.sent and a.sent + a.took < started_at], \
-            "a write was accepted while the database was stopped"  # fmt: skip
+        assert not [a for a in answers if a.status == 202 and down_at < a.sent and a.sent + a.took < started_at], (
+            "a write was accepted while the database was stopped"
+        )
         down = [status for at, status in ready.seen if down_at < at < started_at]
         assert down and set(down) == {503}, down
         assert ready.seen[-1][1] == 200
@@ -384,8 +421,9 @@ def test_a_database_outage_under_load_loses_nothing(
         mailed = Counter(str(m.message["To"]) for m in smtp_server.handler.messages)
         assert len(mails) == expected and max(mails.values()) == 1, mails.most_common(3)
         assert set(mailed) == {f"d{deal}@example.com" for deal in accepted} and max(mailed.values()) == 1
-        keys = Counter(next(v for k, v in hit.headers.items() if k.lower() == "idempotency-key")
-                       for hit in http_sink.hits)  # fmt: skip
+        keys = Counter(
+            next(v for k, v in hit.headers.items() if k.lower() == "idempotency-key") for hit in http_sink.hits
+        )
         assert len(keys) == 2 * expected and max(keys.values()) == 1, keys.most_common(3)
         texts = Counter((hit.json()["to"], hit.json()["text"].split()[0]) for hit in http_sink.hits)
         assert set(texts) == {(f"09{int(deal):08d}", word) for deal in accepted for word in ("Cam", "Nhac")}
@@ -393,12 +431,21 @@ def test_a_database_outage_under_load_loses_nothing(
         assert retried <= accepted  # every client that was refused got its change in, once (above)
         lost = len(accepted - records) + (3 * expected - len(mails) - len(keys))
 
-        figures(changes_accepted=expected, answered_503=len(refused), retried_changes=len(retried),
-                stored_despite_503=sum(1 for deal in retried if feed.accepted[deal].get("duplicate")),
-                outage_seconds=round(started_at - stopped_at, 1), ready_again_seconds=round(back_at - stopped_at, 1),
-                slowest_503_seconds=round(max(a.took for a in refused), 2), emails=len(mails), sms=len(keys),
-                copies=sum(mails.values()) + sum(keys.values()) - len(mails) - len(keys), lost=lost,
-                log_lines=len(lines), cut_off=feed.cut_off)  # fmt: skip
+        figures(
+            changes_accepted=expected,
+            answered_503=len(refused),
+            retried_changes=len(retried),
+            stored_despite_503=sum(1 for deal in retried if feed.accepted[deal].get("duplicate")),
+            outage_seconds=round(started_at - stopped_at, 1),
+            ready_again_seconds=round(back_at - stopped_at, 1),
+            slowest_503_seconds=round(max(a.took for a in refused), 2),
+            emails=len(mails),
+            sms=len(keys),
+            copies=sum(mails.values()) + sum(keys.values()) - len(mails) - len(keys),
+            lost=lost,
+            log_lines=len(lines),
+            cut_off=feed.cut_off,
+        )
     finally:
         feed.stop.set()
         ready.stop.set()
@@ -441,8 +488,19 @@ def memory() -> Iterator[Store]:
 
 
 def test_a_batch_the_outage_cut_off_is_claimed_again_at_once_not_a_lease_later(memory: Store) -> None:
-    memory.append_changes([NewChange(object="deal", record_id=str(n), op="put", fields={"title": "x"},
-                                     idempotency_key=f"k{n}", received_at=T0) for n in range(2)])  # fmt: skip
+    memory.append_changes(
+        [
+            NewChange(
+                object="deal",
+                record_id=str(n),
+                op="put",
+                fields={"title": "x"},
+                idempotency_key=f"k{n}",
+                received_at=T0,
+            )
+            for n in range(2)
+        ]
+    )
     keeper = LeaseKeeper(cast(Store, Flaky(memory, "commit_batch")), SystemClock(), owner="w", lease_seconds=60)
     assert len(keeper.claim_changes(10, "w", T0, 60)) == 2
     assert keeper.claim_changes(10, "w", T0, 60) == []  # left without a failure: it waits for its lease
@@ -455,8 +513,15 @@ def test_a_batch_the_outage_cut_off_is_claimed_again_at_once_not_a_lease_later(m
 
 
 def test_a_message_sent_whose_record_failed_is_recorded_before_the_next_claim_not_sent_again(memory: Store) -> None:
-    effect = Effect(key="e1", action="send_sms", run_id="r", object="deal", record_id="1", channel="sms",
-                    params={"to": "0901234567", "text": "x"})  # fmt: skip
+    effect = Effect(
+        key="e1",
+        action="send_sms",
+        run_id="r",
+        object="deal",
+        record_id="1",
+        channel="sms",
+        params={"to": "0901234567", "text": "x"},
+    )
     memory.commit_batch([Processed(step=Step(effects=[effect]))], T0)
     keeper = LeaseKeeper(cast(Store, Flaky(memory, "mark_sent_many")), SystemClock(), owner="d", lease_seconds=60)
     [row] = keeper.claim_outbox(T0, 10, "d", 60)
@@ -509,12 +574,14 @@ def test_the_engine_restart_waits_out_an_outage_to_free_the_dead_engines_work(
     (tmp_path / "flowctl.yaml").write_text(real_channels(25, "http://127.0.0.1:9") + REST)
     loaded = load_bundle(tmp_path)
     assert loaded.ok, loaded.errors
-    memory.append_changes([NewChange(object="deal", record_id="1", op="put", fields={"title": "x"},
-                                     idempotency_key="k1", received_at=T0)])  # fmt: skip
+    memory.append_changes(
+        [NewChange(object="deal", record_id="1", op="put", fields={"title": "x"}, idempotency_key="k1", received_at=T0)]
+    )
     dead = owner_of(4242)  # the engine process that exited held this change
     assert len(memory.claim_changes(10, dead, T0, 600)) == 1
-    service = daemon_service(tmp_path, loaded, cast(Store, Flaky(memory, "expire_leases")),
-                             clock=FrozenClock(T0 + timedelta(seconds=1)))  # fmt: skip
+    service = daemon_service(
+        tmp_path, loaded, cast(Store, Flaky(memory, "expire_leases")), clock=FrozenClock(T0 + timedelta(seconds=1))
+    )
     with caplog.at_level(logging.INFO):
         service._engine_exited(4242)  # the database is down at that moment: no traceback, no exception
         assert service.health.down

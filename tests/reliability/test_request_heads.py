@@ -98,11 +98,14 @@ def test_endless_heads_are_cut_off_and_memory_stays_bounded(daemon: Daemon, figu
     pid = daemon.proc.pid
     before = memory(pid, "VmRSS")
     # half the connections send one header value that never ends, half header lines that never end
-    lines = [b"X-Pad: " + b"a" * 65536 if i % 2 else b"X-Pad-" + b"b" * 60 + b": " + b"c" * 16000 + b"\r\n"
-             for i in range(CONNECTIONS)]  # fmt: skip
+    lines = [
+        b"X-Pad: " + b"a" * 65536 if i % 2 else b"X-Pad-" + b"b" * 60 + b": " + b"c" * 16000 + b"\r\n"
+        for i in range(CONNECTIONS)
+    ]
     floods = [Flood() for _ in range(CONNECTIONS)]
-    threads = [threading.Thread(target=flood, args=(daemon.port, line, out))
-               for line, out in zip(lines, floods, strict=True)]  # fmt: skip
+    threads = [
+        threading.Thread(target=flood, args=(daemon.port, line, out)) for line, out in zip(lines, floods, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -110,8 +113,12 @@ def test_endless_heads_are_cut_off_and_memory_stays_bounded(daemon: Daemon, figu
     assert not any(thread.is_alive() for thread in threads)
 
     peak, after = memory(pid, "VmHWM") - before, memory(pid, "VmRSS") - before
-    figures(connections=CONNECTIONS, sent_mib=round(sum(f.sent for f in floods) / MiB, 1),
-            peak_growth_mib=round(peak / MiB, 1), growth_after_mib=round(after / MiB, 1))  # fmt: skip
+    figures(
+        connections=CONNECTIONS,
+        sent_mib=round(sum(f.sent for f in floods) / MiB, 1),
+        peak_growth_mib=round(peak / MiB, 1),
+        growth_after_mib=round(after / MiB, 1),
+    )
     for out in floods:
         assert out.sent < 4 * MiB, f"the daemon took {out.sent} bytes of one unfinished head"
         assert out.answer == b"" or out.answer.startswith(b"HTTP/1.1 431 "), out.answer[:200]
@@ -145,8 +152,9 @@ def test_the_limit_is_per_request_on_a_kept_alive_connection(daemon: Daemon) -> 
     connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
     try:
         for n in range(4):  # 4 × 40 KiB on one connection, each under the limit
-            connection.request("GET", "/v1/records/deal", headers={"Authorization": f"Bearer {TOKEN}",
-                                                                   "X-Big": str(n) * 40_960})  # fmt: skip
+            connection.request(
+                "GET", "/v1/records/deal", headers={"Authorization": f"Bearer {TOKEN}", "X-Big": str(n) * 40_960}
+            )
             response = connection.getresponse()
             response.read()
             assert response.status == 200, n

@@ -125,8 +125,13 @@ def dead_letters(store: Store, expected: int, timeout: float = 20.0) -> list[Any
 
 
 @pytest.fixture
-def failing(make_daemon: MakeDaemon, http_sink: HttpSink, smtp_server: SmtpServer, unused_port: int,
-            caplog: pytest.LogCaptureFixture) -> tuple[Daemon, io.StringIO]:  # fmt: skip
+def failing(
+    make_daemon: MakeDaemon,
+    http_sink: HttpSink,
+    smtp_server: SmtpServer,
+    unused_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> tuple[Daemon, io.StringIO]:
     """A daemon whose every channel fails, the gateway echoing the credentials it was sent."""
     caplog.set_level(logging.DEBUG)
     http_sink.answer(401, times=5)
@@ -135,8 +140,9 @@ def failing(make_daemon: MakeDaemon, http_sink: HttpSink, smtp_server: SmtpServe
     return daemon, log_stream
 
 
-def test_failing_channels_echoing_credentials_leak_nothing(failing: tuple[Daemon, io.StringIO], http_sink: HttpSink,
-                                                           caplog: pytest.LogCaptureFixture, figures: Any) -> None:
+def test_failing_channels_echoing_credentials_leak_nothing(
+    failing: tuple[Daemon, io.StringIO], http_sink: HttpSink, caplog: pytest.LogCaptureFixture, figures: Any
+) -> None:
     daemon, log_stream = failing
     # the gateway refuses, echoing what it got: the URL with its key and the Authorization header
     http_sink.script.clear()
@@ -144,8 +150,11 @@ def test_failing_channels_echoing_credentials_leak_nothing(failing: tuple[Daemon
     client = daemon.client
     auth = {"Authorization": f"Bearer {SECRETS['API_TOKEN']}"}
 
-    put = client.put("/v1/records/contact/1", headers=auth,
-                     json={"fields": {"full_name": "Lan", "phone": "0901234567", "email": "lan@example.com"}})
+    put = client.put(
+        "/v1/records/contact/1",
+        headers=auth,
+        json={"fields": {"full_name": "Lan", "phone": "0901234567", "email": "lan@example.com"}},
+    )
     assert put.status_code == 202, put.text
     rows = dead_letters(daemon.store, 3)
 
@@ -181,20 +190,39 @@ def test_failing_channels_echoing_credentials_leak_nothing(failing: tuple[Daemon
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **SECRETS}
-    return subprocess.run([sys.executable, "-m", "flowctl", *args], capture_output=True, text=True, timeout=120,
-                          env=env, cwd=cwd, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "flowctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
 
 
 def test_the_cli_shows_no_secret(failing: tuple[Daemon, io.StringIO], tmp_path: Path, figures: Any) -> None:
     daemon, _ = failing
     auth = {"Authorization": f"Bearer {SECRETS['API_TOKEN']}"}
-    daemon.client.put("/v1/records/contact/1", headers=auth,
-                      json={"fields": {"full_name": "Lan", "phone": "0901234567", "email": "lan@example.com"}})
+    daemon.client.put(
+        "/v1/records/contact/1",
+        headers=auth,
+        json={"fields": {"full_name": "Lan", "phone": "0901234567", "email": "lan@example.com"}},
+    )
     rows = dead_letters(daemon.store, 3)
     root, database = daemon.svc.root, str(daemon.store.engine.url)  # type: ignore[attr-defined]
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"create": {"object": "contact", "id": "9", "fields": {
-        "full_name": "Mai", "phone": "0901234567", "email": "mai@example.com"}}}))  # fmt: skip
+    event.write_text(
+        json.dumps(
+            {
+                "create": {
+                    "object": "contact",
+                    "id": "9",
+                    "fields": {"full_name": "Mai", "phone": "0901234567", "email": "mai@example.com"},
+                }
+            }
+        )
+    )
     run_id = next(row.run_id for row in rows)
 
     outputs = {

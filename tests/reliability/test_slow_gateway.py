@@ -54,8 +54,9 @@ def test_email_is_not_delayed_by_a_hanging_sms_gateway_at_one_message_in_flight(
     try:
         started = time.monotonic()
         for i in range(DEALS):
-            answer = daemon.put("deal", f"d{i}", {"title": f"Deal {i}", "email": f"k{i}@example.com",
-                                                  "phone": f"09{i:08d}"})  # fmt: skip
+            answer = daemon.put(
+                "deal", f"d{i}", {"title": f"Deal {i}", "email": f"k{i}@example.com", "phone": f"09{i:08d}"}
+            )
             assert answer.status_code in (200, 202), answer.text
         email_s = wait_for(lambda: len(mails) == DEALS, EMAIL_WITHIN, "every email")
         sms_then = len(gateway.keys())
@@ -72,10 +73,20 @@ def test_email_is_not_delayed_by_a_hanging_sms_gateway_at_one_message_in_flight(
         assert len(rows) == DEALS and all(r.status == "sent" for r in rows)
         # a claim the lane did not get to is released, not counted: attempts are real requests
         assert {r.key: r.attempts for r in rows} == {r.key: requests[r.key] for r in rows}
-        released = sum(int(line.split("released ")[1].split()[0]) for line in daemon.output().splitlines()
-                       if "not started within their claim's time" in line)  # fmt: skip
-        figures(deals=DEALS, emails_all_in_s=round(email_s, 1), sms_then=sms_then, sms_all_in_s=round(sms_s, 1),
-                released_untried=released, copies=0, elapsed_s=round(time.monotonic() - started, 1))  # fmt: skip
+        released = sum(
+            int(line.split("released ")[1].split()[0])
+            for line in daemon.output().splitlines()
+            if "not started within their claim's time" in line
+        )
+        figures(
+            deals=DEALS,
+            emails_all_in_s=round(email_s, 1),
+            sms_then=sms_then,
+            sms_all_in_s=round(sms_s, 1),
+            released_untried=released,
+            copies=0,
+            elapsed_s=round(time.monotonic() - started, 1),
+        )
     finally:
         store.close()
         daemon.stop_quietly()

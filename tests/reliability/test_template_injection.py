@@ -167,8 +167,13 @@ def test_flowctl_validate_reports_each_with_a_code_and_a_position(tmp_path: Path
     docs = [template_doc(f"t{i}", payload) for i, payload in enumerate(INTERNALS)]
     (tmp_path / "templates.yaml").write_text("---\n".join(docs), encoding="utf-8")
 
-    result = subprocess.run([sys.executable, "-m", "flowctl", "validate", str(tmp_path), "--format", "json"],
-                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "flowctl", "validate", str(tmp_path), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert result.returncode == 1, result.stderr
     found = json.loads(result.stdout)
@@ -218,8 +223,7 @@ def test_hostile_record_values_are_text_through_the_api_and_the_daemon(make_daem
     daemon = make_daemon(FLOW_FILES)
     client = daemon.client
     for i, value in enumerate(VALUES):
-        response = client.put(f"/v1/records/contact/{i}", json={"fields": {"full_name": value,
-                                                                           "phone": "0901234567"}})
+        response = client.put(f"/v1/records/contact/{i}", json={"fields": {"full_name": value, "phone": "0901234567"}})
         assert response.status_code == 202, response.text
     daemon.settle()
 
@@ -237,13 +241,20 @@ def test_hostile_record_values_are_text_through_the_api_and_the_daemon(make_daem
 def test_hostile_record_values_are_text_in_a_dry_run(tmp_path: Path) -> None:
     for name, text in FLOW_FILES.items():
         (tmp_path / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    steps = [{"create": {"object": "contact", "id": str(i), "fields": {"full_name": v, "phone": "0901234567"}}}
-             for i, v in enumerate(VALUES)]  # fmt: skip
+    steps = [
+        {"create": {"object": "contact", "id": str(i), "fields": {"full_name": v, "phone": "0901234567"}}}
+        for i, v in enumerate(VALUES)
+    ]
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"now": "2026-03-01T09:00:00+07:00", "steps": steps}), encoding="utf-8")
 
-    result = subprocess.run([sys.executable, "-m", "flowctl", "dry-run", str(tmp_path), "--event", str(event),
-                             "--format", "json"], capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "flowctl", "dry-run", str(tmp_path), "--event", str(event), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)

@@ -35,8 +35,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def append(store: Store, *ids: str) -> None:
-    store.append_changes([NewChange(object="deal", record_id=i, op="put", fields={"title": i},
-                                    idempotency_key=f"k{n}", received_at=T0) for n, i in enumerate(ids)])  # fmt: skip
+    store.append_changes(
+        [
+            NewChange(
+                object="deal", record_id=i, op="put", fields={"title": i}, idempotency_key=f"k{n}", received_at=T0
+            )
+            for n, i in enumerate(ids)
+        ]
+    )
 
 
 def test_the_heartbeat_keeps_a_slow_batch_and_a_dead_owner_loses_it(store: Store) -> None:
@@ -76,8 +82,18 @@ def test_a_change_whose_workers_all_die_is_failed_after_the_maximum(store: Store
 def test_a_timer_whose_workers_all_die_is_given_up_and_its_run_failed(store: Store) -> None:
     clock = FrozenClock(T0)
     run = Run(id="r1", automation="flow:f", object="deal", record_id="1", status="waiting", node="wait")
-    timers = [Timer(id=f"t{n}", run_id="r1" if n == 1 else "r2", due=T0, kind="delay", node="wait",
-                    object="deal", record_id=str(n)) for n in (1, 2)]  # fmt: skip
+    timers = [
+        Timer(
+            id=f"t{n}",
+            run_id="r1" if n == 1 else "r2",
+            due=T0,
+            kind="delay",
+            node="wait",
+            object="deal",
+            record_id=str(n),
+        )
+        for n in (1, 2)
+    ]
     store.commit_batch([Processed(step=Step(runs={"r1": run}, timers=timers))], T0)
     for attempt in range(1, 4):
         claimed = store.claim_due_timers(clock.now(), 1, f"w{attempt}", 5)  # the earliest: t1, the poison
@@ -93,8 +109,15 @@ def test_a_timer_whose_workers_all_die_is_given_up_and_its_run_failed(store: Sto
 
 def test_an_outbox_row_claimed_past_its_maximum_is_dead_lettered(store: Store) -> None:
     clock = FrozenClock(T0)
-    effect = Effect(key="e1", action="send_sms", run_id="r", object="deal", record_id="1", channel="sms",
-                    params={"to": "0901", "text": "x"})  # fmt: skip
+    effect = Effect(
+        key="e1",
+        action="send_sms",
+        run_id="r",
+        object="deal",
+        record_id="1",
+        channel="sms",
+        params={"to": "0901", "text": "x"},
+    )
     store.commit_batch([Processed(step=Step(effects=[effect]))], T0)
     for _ in range(2):  # two deliverers died while sending
         assert len(store.claim_outbox(clock.now(), 10, "dead", 5)) == 1
@@ -111,7 +134,7 @@ def test_an_outbox_row_claimed_past_its_maximum_is_dead_lettered(store: Store) -
     assert d.deliver_once() == 1
     [row] = store.list_outbox()
     assert row.status == "dead" and "gave up after 2 attempts" in row.last_error
-    assert "flowctl_deliveries_total{channel=\"sms\",result=\"dead\"} 1" in metrics.render()
+    assert 'flowctl_deliveries_total{channel="sms",result="dead"} 1' in metrics.render()
 
 
 def test_queue_metrics_read_indexed_counts(store: Store) -> None:

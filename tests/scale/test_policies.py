@@ -45,17 +45,35 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def add(store: Store, *tos: str, at: datetime = T0, tz: str = "", prefix: str = "m") -> None:
-    effects = [Effect(key=f"{prefix}{i}", action="send_sms", run_id="r", object="contact", record_id=str(i),
-                      channel="sms", params={"to": to, "text": "Khuyen mai", **({"timezone": tz} if tz else {})})
-               for i, to in enumerate(tos)]  # fmt: skip
+    effects = [
+        Effect(
+            key=f"{prefix}{i}",
+            action="send_sms",
+            run_id="r",
+            object="contact",
+            record_id=str(i),
+            channel="sms",
+            params={"to": to, "text": "Khuyen mai", **({"timezone": tz} if tz else {})},
+        )
+        for i, to in enumerate(tos)
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], at)
 
 
-def make(store: Store, clock: FrozenClock, policy: SendPolicy,
-         metrics: Metrics | None = None) -> tuple[Deliverer, Recorder]:  # fmt: skip
+def make(
+    store: Store, clock: FrozenClock, policy: SendPolicy, metrics: Metrics | None = None
+) -> tuple[Deliverer, Recorder]:
     sender = Recorder()
-    return Deliverer(store, {"sms": sender}, clock, owner="t", rng=random.Random(1), policies={"sms": policy},
-                     timezone="Asia/Ho_Chi_Minh", metrics=metrics), sender  # fmt: skip
+    return Deliverer(
+        store,
+        {"sms": sender},
+        clock,
+        owner="t",
+        rng=random.Random(1),
+        policies={"sms": policy},
+        timezone="Asia/Ho_Chi_Minh",
+        metrics=metrics,
+    ), sender
 
 
 def statuses(store: Store) -> list[str]:
@@ -92,7 +110,10 @@ def test_the_rate_window_never_holds_more_than_count_sends() -> None:
     assert window.take(T0 + timedelta(seconds=0.5)) == 0.5
     assert window.free(T0 + timedelta(seconds=1)) == 2  # a send leaves the window after exactly the period
     assert window.slots(T0 + timedelta(seconds=1), going=2, waiting=3) == [
-        T0 + timedelta(seconds=2), T0 + timedelta(seconds=2), T0 + timedelta(seconds=3)]  # fmt: skip
+        T0 + timedelta(seconds=2),
+        T0 + timedelta(seconds=2),
+        T0 + timedelta(seconds=3),
+    ]
 
 
 def test_recipient_zone_prefers_the_row_then_the_policy_then_config() -> None:

@@ -23,13 +23,14 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 crm = sa.MetaData()
 contacts = sa.Table(
-    "crm_contacts", crm,
+    "crm_contacts",
+    crm,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("full_name", sa.String(100)),
     sa.Column("phone", sa.String(20)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_crm_contacts_cursor", "updated_at", "id"),
-)  # fmt: skip
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -63,9 +64,17 @@ def ingest(store: Store) -> Iterator[Ingest]:
 
 
 def source(url: str, **extra: object) -> Source:
-    return Source(metadata=Metadata(name="crm"), type="sql", url="${CRM_URL}", table="crm_contacts", key="id",
-                  cursor=("updated_at", "id"), object="contact",
-                  interval=Duration(text="1s", value=parse_duration("1s")), **extra)  # type: ignore[arg-type]  # fmt: skip
+    return Source(
+        metadata=Metadata(name="crm"),
+        type="sql",
+        url="${CRM_URL}",
+        table="crm_contacts",
+        key="id",
+        cursor=("updated_at", "id"),
+        object="contact",
+        interval=Duration(text="1s", value=parse_duration("1s")),
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 OPENED: list[SqlPoller] = []
@@ -79,8 +88,9 @@ def _close_pollers() -> Iterator[None]:
 
 
 def poller(url: str, store: Store, ingest: Ingest, clock: FrozenClock, owner: str = "a") -> SqlPoller:
-    made = SqlPoller(source(url), store, ingest, clock, env={"CRM_URL": url}, owner=owner,
-                     fields=("full_name", "phone"), page=2)  # fmt: skip
+    made = SqlPoller(
+        source(url), store, ingest, clock, env={"CRM_URL": url}, owner=owner, fields=("full_name", "phone"), page=2
+    )
     OPENED.append(made)
     return made
 
@@ -104,9 +114,11 @@ def test_inserts_updates_and_deletes(crm_db: sa.Engine, source_url: str, store: 
     write(crm_db, (1, "Lan", "0901", 1), (2, "Minh", "0902", 2), (3, "Tuan", "0903", 3))
     result = p.poll_once(full=True)
     assert (result.created, result.updated, result.deleted) == (3, 0, 0)
-    assert ops(store) == [("put", "1", {"full_name": "Lan", "phone": "0901"}),
-                          ("put", "2", {"full_name": "Minh", "phone": "0902"}),
-                          ("put", "3", {"full_name": "Tuan", "phone": "0903"})]  # fmt: skip
+    assert ops(store) == [
+        ("put", "1", {"full_name": "Lan", "phone": "0901"}),
+        ("put", "2", {"full_name": "Minh", "phone": "0902"}),
+        ("put", "3", {"full_name": "Tuan", "phone": "0903"}),
+    ]
     seen = store.changes_after(0)[-1].seq
 
     assert p.poll_once() == p.poll_once().__class__()  # nothing changed: nothing read, nothing emitted
@@ -117,9 +129,11 @@ def test_inserts_updates_and_deletes(crm_db: sa.Engine, source_url: str, store: 
         conn.execute(sa.delete(contacts).where(contacts.c.id == 1))
     result = p.poll_once(full=True)
     assert (result.created, result.updated, result.deleted) == (1, 1, 1)
-    assert ops(store, seen) == [("patch", "2", {"full_name": "Minh Nguyen", "phone": "0999"}),
-                                ("put", "4", {"full_name": "Hoa", "phone": "0904"}),
-                                ("delete", "1", {})]  # fmt: skip
+    assert ops(store, seen) == [
+        ("patch", "2", {"full_name": "Minh Nguyen", "phone": "0999"}),
+        ("put", "4", {"full_name": "Hoa", "phone": "0904"}),
+        ("delete", "1", {}),
+    ]
     assert store.changes_after(seen)[0].idempotency_key.startswith("crm:2:")
 
 
@@ -138,8 +152,7 @@ def test_the_cursor_survives_a_restart(crm_db: sa.Engine, source_url: str, store
     again.close()
 
 
-def test_one_replica_polls_a_source_at_a_time(crm_db: sa.Engine, source_url: str, store: Store,
-                                               ingest: Ingest) -> None:  # fmt: skip
+def test_one_replica_polls_a_source_at_a_time(crm_db: sa.Engine, source_url: str, store: Store, ingest: Ingest) -> None:
     clock = FrozenClock(T0)
     write(crm_db, (1, "Lan", "0901", 1))
     a, b = poller(source_url, store, ingest, clock, "a"), poller(source_url, store, ingest, clock, "b")
@@ -162,8 +175,12 @@ def test_the_daemon_polls_a_source(crm_db: sa.Engine, source_url: str, tmp_path:
     try:
         wait_for(lambda: daemon.get("/v1/records/contact/2", timeout=5).status_code == 200, 15, "contact 2", every=0.1)
         write(crm_db, (2, "Minh Nguyen", "0902", 3))
-        wait_for(lambda: daemon.get("/v1/records/contact/2", timeout=5).json()["fields"]["full_name"] == "Minh Nguyen",
-                 15, "contact 2 renamed", every=0.1)
+        wait_for(
+            lambda: daemon.get("/v1/records/contact/2", timeout=5).json()["fields"]["full_name"] == "Minh Nguyen",
+            15,
+            "contact 2 renamed",
+            every=0.1,
+        )
         metrics = daemon.get("/metrics", timeout=5).text
         assert 'flowctl_changes_accepted_total{source="crm"} 3' in metrics
     finally:
@@ -196,11 +213,19 @@ def test_a_source_that_keeps_failing_logs_one_traceback_then_a_line_per_poll(
     tmp_path: Path, store: Store, ingest: Ingest, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'crm.db'}"  # cannot even be created
-    fast = Source(metadata=Metadata(name="crm"), type="sql", url="${CRM_URL}", table="crm_contacts", key="id",
-                  cursor=("updated_at", "id"), object="contact",
-                  interval=Duration(text="50ms", value=timedelta(milliseconds=50)))  # fmt: skip
-    failing = SqlPoller(fast, store, ingest, FrozenClock(T0), env={"CRM_URL": missing}, owner="a",
-                        fields=("full_name",))  # fmt: skip
+    fast = Source(
+        metadata=Metadata(name="crm"),
+        type="sql",
+        url="${CRM_URL}",
+        table="crm_contacts",
+        key="id",
+        cursor=("updated_at", "id"),
+        object="contact",
+        interval=Duration(text="50ms", value=timedelta(milliseconds=50)),
+    )
+    failing = SqlPoller(
+        fast, store, ingest, FrozenClock(T0), env={"CRM_URL": missing}, owner="a", fields=("full_name",)
+    )
     OPENED.append(failing)
     stop = threading.Event()
     with caplog.at_level("INFO", logger="flowctl.polling"):

@@ -129,8 +129,9 @@ def put_all(daemons: list[Daemon], ids: range, clients: int = 16) -> None:
         headers = {"Idempotency-Key": f"put-{i}"}
         for attempt in range(5):
             try:
-                return http[(i + attempt) % len(http)].put(f"/v1/records/deal/{i}", json=body,
-                                                           headers=headers).status_code  # fmt: skip
+                return (
+                    http[(i + attempt) % len(http)].put(f"/v1/records/deal/{i}", json=body, headers=headers).status_code
+                )
             except httpx.TransportError:
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError(f"PUT {i} failed five times")
@@ -147,14 +148,20 @@ def put_all(daemons: list[Daemon], ids: range, clients: int = 16) -> None:
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("count", [2, 3])
-def test_replicas_process_10000_changes_each_effect_once(count: int, replicas: Callable[..., list[Daemon]],
-                                                        sink: Sink, pg_store_url: str) -> None:  # fmt: skip
+def test_replicas_process_10000_changes_each_effect_once(
+    count: int, replicas: Callable[..., list[Daemon]], sink: Sink, pg_store_url: str
+) -> None:
     daemons = replicas(count, sink)
     put_all(daemons, range(10_000))
     engine = db(pg_store_url)
     try:
-        wait_for(lambda: sink.total() >= 10_000 and scalar(engine, "select count(*) from outbox where status <> 'sent'")
-                 == 0, 180, "10,000 messages")  # fmt: skip
+        wait_for(
+            lambda: (
+                sink.total() >= 10_000 and scalar(engine, "select count(*) from outbox where status <> 'sent'") == 0
+            ),
+            180,
+            "10,000 messages",
+        )
         assert scalar(engine, "select count(*) from changes where status = 'done'") == 10_000
         assert scalar(engine, "select count(*) from outbox") == 10_000  # each effect once
         assert scalar(engine, "select count(distinct key) from outbox") == 10_000
@@ -178,8 +185,9 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.mark.postgres
-def test_order_per_record_holds_across_replicas(replicas: Callable[..., list[Daemon]], sink: Sink,
-                                                pg_store_url: str) -> None:  # fmt: skip
+def test_order_per_record_holds_across_replicas(
+    replicas: Callable[..., list[Daemon]], sink: Sink, pg_store_url: str
+) -> None:
     daemons = replicas(2, sink)
     records, writes = 100, 6
 
@@ -197,8 +205,9 @@ def test_order_per_record_holds_across_replicas(replicas: Callable[..., list[Dae
         wait_for(lambda: scalar(engine, "select count(*) from changes where status <> 'done'") == 0, 60, "changes")
         with engine.connect() as conn:
             last = dict(conn.execute(sa.text("select id, (fields->>'amount')::int from records")).all())
-            order = conn.execute(sa.text(
-                "select record_id, seq, processed_at from changes order by record_id, seq")).all()  # fmt: skip
+            order = conn.execute(
+                sa.text("select record_id, seq, processed_at from changes order by record_id, seq")
+            ).all()
     finally:
         engine.dispose()
     assert last == {str(i): writes - 1 for i in range(records)}
@@ -216,14 +225,20 @@ def test_a_killed_replica_has_its_leases_recovered(replicas: Callable[..., list[
         put_all([first], range(60), clients=8)
         engine = db(pg_store_url)
         try:
-            wait_for(lambda: (scalar(engine, "select count(*) from outbox where status = 'sending'") or 0) >= 5, 30,
-                     "the first replica to be sending")  # fmt: skip
+            wait_for(
+                lambda: (scalar(engine, "select count(*) from outbox where status = 'sending'") or 0) >= 5,
+                30,
+                "the first replica to be sending",
+            )
             first.kill()  # SIGKILL mid-round: its claimed rows keep their leases
             taken = scalar(engine, "select count(*) from outbox where status = 'sending'")
             assert taken >= 5
             [second] = replicas(1, slow, env={"FLOWCTL_LEASE_SECONDS": "2"})
-            wait_for(lambda: scalar(engine, "select count(*) from outbox where status <> 'sent'") == 0, 90,
-                     "every message to be sent")  # fmt: skip
+            wait_for(
+                lambda: scalar(engine, "select count(*) from outbox where status <> 'sent'") == 0,
+                90,
+                "every message to be sent",
+            )
             assert scalar(engine, "select count(*) from outbox where attempts >= 2") >= taken - 1
             assert scalar(engine, "select count(*) from changes where status <> 'done'") == 0
             assert len(slow.keys) == 60  # every message arrived (those cut off, maybe twice, same key)
@@ -241,11 +256,27 @@ def test_sqlite_refuses_a_second_daemon(tmp_path: Path, sink: Sink) -> None:
     database = tmp_path / "flowctl.db"
     first = Daemon(folder, f"sqlite:///{database}").start()
     try:
-        second = subprocess.run([sys.executable, "-m", "flowctl", "run", str(folder), "--db", f"sqlite:///{database}",
-                                 "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flowctl",
+                "run",
+                str(folder),
+                "--db",
+                f"sqlite:///{database}",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 1
-        assert (f"another flowctl run is using {database} (pid {first.proc.pid if first.proc else '?'}); "
-                "SQLite supports one daemon; use PostgreSQL for replicas") in second.stderr  # fmt: skip
+        assert (
+            f"another flowctl run is using {database} (pid {first.proc.pid if first.proc else '?'}); "
+            "SQLite supports one daemon; use PostgreSQL for replicas"
+        ) in second.stderr
     finally:
         first.terminate()
     again = Daemon(folder, f"sqlite:///{database}").start()  # the lock went with the first process

@@ -13,8 +13,9 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def change(record_id: str, key: str, object: str = "deal", **kw: object) -> NewChange:
-    return NewChange(object=object, record_id=record_id, op="patch", idempotency_key=key,
-                     fields={"n": key}, received_at=T0, **kw)  # type: ignore[arg-type]  # fmt: skip
+    return NewChange(
+        object=object, record_id=record_id, op="patch", idempotency_key=key, fields={"n": key}, received_at=T0, **kw
+    )  # type: ignore[arg-type]
 
 
 def done(*claimed: StoredChange, **kw: object) -> list[Processed]:
@@ -22,8 +23,15 @@ def done(*claimed: StoredChange, **kw: object) -> list[Processed]:
 
 
 def effect(key: str, **params: object) -> Effect:
-    return Effect(key=key, action="send_email", run_id="r1", object="deal", record_id="7", channel="smtp",
-                  params={"to": "a@example.com", **params})  # fmt: skip
+    return Effect(
+        key=key,
+        action="send_email",
+        run_id="r1",
+        object="deal",
+        record_id="7",
+        channel="smtp",
+        params={"to": "a@example.com", **params},
+    )
 
 
 def timer(id: str, due: datetime, run_id: str = "r1") -> Timer:
@@ -43,10 +51,24 @@ def run(id: str = "r1", status: str = "waiting", seq: int = 1, **kw: object) -> 
         ),
         TraceEntry(at=T0.isoformat(), node="mail", kind="effect", detail="send_email", result={"ok": 1}),
     )
-    return Run(id=id, automation="flow:welcome", object="deal", record_id="7", status=status, node="wait",  # type: ignore[arg-type]
-               waiting_for="invoice.paid", entry="e1", visits={"check": 2, "mail": 1}, steps=3,
-               started_at=T0.isoformat(), updated_at=T0.isoformat(), config_version="abc", trace=trace,
-               seq=seq, **kw)  # fmt: skip
+    return Run(
+        id=id,
+        automation="flow:welcome",
+        object="deal",
+        record_id="7",
+        status=status,
+        node="wait",  # type: ignore[arg-type]
+        waiting_for="invoice.paid",
+        entry="e1",
+        visits={"check": 2, "mail": 1},
+        steps=3,
+        started_at=T0.isoformat(),
+        updated_at=T0.isoformat(),
+        config_version="abc",
+        trace=trace,
+        seq=seq,
+        **kw,
+    )
 
 
 def claim(store: Store, limit: int = 100, owner: str = "w1", now: datetime = T0, lease: float = 30) -> list[str]:

@@ -36,27 +36,55 @@ def test_a_repeated_key_answers_with_the_fingerprint_stored_first(store: Store) 
     holds after a restart: a repeat's result carries the first change's fingerprint."""
     first = replace(change("1", "k1"), fingerprint="f-first")
     [stored] = store.append_changes([first])
-    batch = store.append_changes([replace(change("2", "k2"), fingerprint="f-2"),
-                                  replace(change("2", "k2"), fingerprint="f-other"),
-                                  replace(change("1", "k1"), fingerprint="f-changed"),
-                                  change("3", "k3")])  # fmt: skip
+    batch = store.append_changes(
+        [
+            replace(change("2", "k2"), fingerprint="f-2"),
+            replace(change("2", "k2"), fingerprint="f-other"),
+            replace(change("1", "k1"), fingerprint="f-changed"),
+            change("3", "k3"),
+        ]
+    )
     assert (stored.duplicate, stored.fingerprint) == (False, "f-first")
-    assert [(r.duplicate, r.fingerprint) for r in batch] == [(False, "f-2"), (True, "f-2"), (True, "f-first"),
-                                                             (False, "")]  # fmt: skip
+    assert [(r.duplicate, r.fingerprint) for r in batch] == [
+        (False, "f-2"),
+        (True, "f-2"),
+        (True, "f-first"),
+        (False, ""),
+    ]
     assert batch[2].seq == stored.seq
 
 
 def test_a_stored_change_keeps_every_field(store: Store) -> None:
-    new = NewChange(object="deal", record_id="7", op="event", idempotency_key="ev", event="invoice.paid",
-                    data={"amount": 12.5, "lines": [1, 2]}, source="hook:stripe", stage="won", pipeline="sales",
-                    fields={"név": "Ünnep"}, received_at=T0.astimezone(timezone(timedelta(hours=7))))  # fmt: skip
+    new = NewChange(
+        object="deal",
+        record_id="7",
+        op="event",
+        idempotency_key="ev",
+        event="invoice.paid",
+        data={"amount": 12.5, "lines": [1, 2]},
+        source="hook:stripe",
+        stage="won",
+        pipeline="sales",
+        fields={"név": "Ünnep"},
+        received_at=T0.astimezone(timezone(timedelta(hours=7))),
+    )
     [result] = store.append_changes([new])
     [claimed] = store.claim_changes(1, "w1", T0, 30)
     assert claimed.seq == result.seq
     assert (claimed.status, claimed.attempts) == ("claimed", 1)
     assert claimed.received_at == T0 and claimed.received_at.tzinfo == UTC  # type: ignore[union-attr]
-    for name in ("object", "record_id", "op", "idempotency_key", "event", "data", "source", "stage", "pipeline",
-                 "fields"):  # fmt: skip
+    for name in (
+        "object",
+        "record_id",
+        "op",
+        "idempotency_key",
+        "event",
+        "data",
+        "source",
+        "stage",
+        "pipeline",
+        "fields",
+    ):
         assert getattr(claimed, name) == getattr(new, name), name
 
 
@@ -106,15 +134,33 @@ def test_failed_changes_do_not_block_their_record(store: Store) -> None:
 def test_commit_batch_round_trips_everything_and_finishes_the_change(store: Store) -> None:
     [appended] = store.append_changes([change("7", "k1")])
     [claimed] = store.claim_changes(10, "w1", T0, 30)
-    before = Record(object="deal", id="7", fields={"amount": 12, "tags": ["x"]}, stage="new", pipeline="sales",
-                    owner="an", version=1)  # fmt: skip
-    after = Record(object="deal", id="7", fields={"amount": 12, "tags": ["x"], "score": 0.5}, stage="qualified",
-                   pipeline="sales", owner="binh", version=2)  # fmt: skip
+    before = Record(
+        object="deal",
+        id="7",
+        fields={"amount": 12, "tags": ["x"]},
+        stage="new",
+        pipeline="sales",
+        owner="an",
+        version=1,
+    )
+    after = Record(
+        object="deal",
+        id="7",
+        fields={"amount": 12, "tags": ["x"], "score": 0.5},
+        stage="qualified",
+        pipeline="sales",
+        owner="binh",
+        version=2,
+    )
     other = Record(object="contact", id="c1", fields={"email": "a@example.com"})
     the_run = run()
-    step = Step(records={after.key: after, other.key: other}, runs={the_run.id: the_run},
-                timers=[timer("t1", T0 + timedelta(days=1))], effects=[effect("e1", subject="Hi")],
-                allocations={"sales-rr": {"position": 1, "load": {"an": 1}}})  # fmt: skip
+    step = Step(
+        records={after.key: after, other.key: other},
+        runs={the_run.id: the_run},
+        timers=[timer("t1", T0 + timedelta(days=1))],
+        effects=[effect("e1", subject="Hi")],
+        allocations={"sales-rr": {"position": 1, "load": {"an": 1}}},
+    )
     store.commit_batch([Processed(change=claimed, record=before, step=step)], T0)
 
     assert store.record("deal", "7") == after
@@ -127,7 +173,13 @@ def test_commit_batch_round_trips_everything_and_finishes_the_change(store: Stor
     assert store.allocation("unknown") == {}
     [row] = store.list_outbox()
     assert (row.key, row.channel, row.action, row.object, row.record_id, row.run_id) == (
-        "e1", "smtp", "send_email", "deal", "7", "r1")  # fmt: skip
+        "e1",
+        "smtp",
+        "send_email",
+        "deal",
+        "7",
+        "r1",
+    )
     assert row.payload == {"to": "a@example.com", "subject": "Hi"}
     assert (row.status, row.attempts, row.recipient, row.created_at) == ("pending", 0, "a@example.com", T0)
     finished = store.change(appended.seq)
@@ -147,11 +199,17 @@ def test_later_items_of_a_batch_win(store: Store) -> None:
     v1, v2 = Record(object="deal", id="7", version=1), Record(object="deal", id="7", version=2)
     r1, r2 = run(status="waiting"), run(status="done")
     batch = [
-        Processed(step=Step(records={v1.key: v1}, runs={"r1": r1}, timers=[timer("t1", T0)],
-                            allocations={"rr": {"position": 1}})),
-        Processed(step=Step(records={v2.key: v2}, runs={"r1": r2}, cancelled_timers=["t1"],
-                            allocations={"rr": {"position": 2}})),
-    ]  # fmt: skip
+        Processed(
+            step=Step(
+                records={v1.key: v1}, runs={"r1": r1}, timers=[timer("t1", T0)], allocations={"rr": {"position": 1}}
+            )
+        ),
+        Processed(
+            step=Step(
+                records={v2.key: v2}, runs={"r1": r2}, cancelled_timers=["t1"], allocations={"rr": {"position": 2}}
+            )
+        ),
+    ]
     store.commit_batch(batch, T0)
     assert store.record("deal", "7") == v2
     assert store.run("r1") == r2
@@ -164,11 +222,20 @@ def test_a_failure_mid_commit_leaves_nothing_of_the_batch(store: Store) -> None:
     store.append_changes([change("7", "k1"), change("8", "k2")])
     first, second = store.claim_changes(10, "w1", T0, 30)
     store.commit_batch([Processed(step=Step(timers=[timer("old", T0)]))], T0)
-    good = Processed(change=first, record=Record(object="deal", id="7"),
-                     step=Step(runs={"r1": run()}, timers=[timer("t1", T0)], effects=[effect("e1")],
-                               cancelled_timers=["old"], allocations={"rr": {"position": 1}}))  # fmt: skip
-    bad = Processed(change=second, record=Record(object="deal", id="8"),
-                    step=Step(effects=[effect("e2", attachment=object())]))  # cannot be stored as JSON  # fmt: skip
+    good = Processed(
+        change=first,
+        record=Record(object="deal", id="7"),
+        step=Step(
+            runs={"r1": run()},
+            timers=[timer("t1", T0)],
+            effects=[effect("e1")],
+            cancelled_timers=["old"],
+            allocations={"rr": {"position": 1}},
+        ),
+    )
+    bad = Processed(
+        change=second, record=Record(object="deal", id="8"), step=Step(effects=[effect("e2", attachment=object())])
+    )  # cannot be stored as JSON
     with pytest.raises(Exception):  # noqa: B017 - whichever error the backend raises for it
         store.commit_batch([good, bad], T0)
     assert store.record("deal", "7") is None and store.record("deal", "8") is None
@@ -184,8 +251,13 @@ def test_fired_and_cancelled_timers_are_deleted_and_a_timer_set_again_stays(stor
     fired = store.claim_due_timers(T0, 10, "w1", 30)
     assert [t.id for t in fired] == ["t1", "t2", "t3"]
     later = timer("t3", T0 + timedelta(hours=1))
-    store.commit_batch([Processed(timer=fired[0], step=Step(cancelled_timers=["t2"])),
-                        Processed(timer=fired[2], step=Step(timers=[later]))], T0)  # fmt: skip
+    store.commit_batch(
+        [
+            Processed(timer=fired[0], step=Step(cancelled_timers=["t2"])),
+            Processed(timer=fired[2], step=Step(timers=[later])),
+        ],
+        T0,
+    )
     assert store.timers_of("r1") == [later]
     assert store.claim_due_timers(T0 + timedelta(hours=1), 10, "w1", 30) == [later]  # its lease was reset
 
@@ -207,8 +279,13 @@ def test_datetimes_come_back_aware_in_utc_and_naive_ones_are_refused(store: Stor
 
 
 def test_claim_due_timers_returns_only_due_ones_in_due_order_and_leases_them(store: Store) -> None:
-    dues = {"late": T0 - timedelta(minutes=1), "early": T0 - timedelta(hours=2), "now": T0,
-            "future": T0 + timedelta(seconds=1), "mid": T0 - timedelta(minutes=30)}  # fmt: skip
+    dues = {
+        "late": T0 - timedelta(minutes=1),
+        "early": T0 - timedelta(hours=2),
+        "now": T0,
+        "future": T0 + timedelta(seconds=1),
+        "mid": T0 - timedelta(minutes=30),
+    }
     store.commit_batch([Processed(step=Step(timers=[timer(i, d, run_id=i) for i, d in dues.items()]))], T0)
     assert [t.id for t in store.claim_due_timers(T0, 2, "w1", 60)] == ["early", "mid"]
     assert [t.id for t in store.claim_due_timers(T0, 10, "w2", 60)] == ["late", "now"]
@@ -216,7 +293,11 @@ def test_claim_due_timers_returns_only_due_ones_in_due_order_and_leases_them(sto
     assert later == [timer("future", dues["future"], "future")]
     # leases run out: the four unfinished ones come back, earliest first
     assert [t.id for t in store.claim_due_timers(T0 + timedelta(seconds=61), 10, "w4", 60)] == [
-        "early", "mid", "late", "now"]  # fmt: skip
+        "early",
+        "mid",
+        "late",
+        "now",
+    ]
     assert store.claim_due_timers(T0, 0, "w1", 60) == []
 
 

@@ -12,8 +12,9 @@ from tests.store.contract import T0, run, timer
 
 def test_config_versions_the_last_saved_is_current(store: Store) -> None:
     assert store.current_version() is None
-    v1 = ConfigVersion(id="h1", applied_at=T0, documents={"Flow/a": {"kind": "Flow"}}, commit="c1", author="an",
-                       message="first")  # fmt: skip
+    v1 = ConfigVersion(
+        id="h1", applied_at=T0, documents={"Flow/a": {"kind": "Flow"}}, commit="c1", author="an", message="first"
+    )
     v2 = ConfigVersion(id="h2", applied_at=T0 + timedelta(hours=1), documents={})
     store.save_version(v1)
     assert store.current_version() == v1
@@ -26,8 +27,11 @@ def test_config_versions_the_last_saved_is_current(store: Store) -> None:
 def test_versions_in_use_are_those_of_active_runs_and_current_care_pins(store: Store) -> None:
     """What a reload keeps the engines of: a version an active run started on, or a care process
     pinned on a day not yet over; not that of a finished run or an old pin."""
-    runs = {"r1": replace(run("r1"), config_version="v1"), "r2": replace(run("r2", status="done"), config_version="v2"),
-            "r3": replace(run("r3", status="running"), config_version="v3")}  # fmt: skip
+    runs = {
+        "r1": replace(run("r1"), config_version="v1"),
+        "r2": replace(run("r2", status="done"), config_version="v2"),
+        "r3": replace(run("r3", status="running"), config_version="v3"),
+    }
     store.commit_batch([Processed(step=Step(runs=runs))], T0)
     store.pin_care_day("birthday", "2026-02-27", "v4")
     store.pin_care_day("birthday", "2026-03-01", "v5")

@@ -19,8 +19,9 @@ LATER = T0 + timedelta(seconds=31)  # after a 30-second lease
 
 
 def patch(record_id: str, key: str) -> NewChange:
-    return NewChange(object="deal", record_id=record_id, op="patch", idempotency_key=key,
-                     fields={"note": key}, received_at=T0)  # fmt: skip
+    return NewChange(
+        object="deal", record_id=record_id, op="patch", idempotency_key=key, fields={"note": key}, received_at=T0
+    )
 
 
 def note(record_id: str, value: str) -> Record:
@@ -43,8 +44,11 @@ def test_a_batch_whose_lease_was_taken_over_is_refused_and_the_new_owners_writes
     store.commit_batch([Processed(change=c, record=note(c.record_id, "v90")) for c in later], LATER, owner="awake")
 
     with pytest.raises(LeaseLost) as lost:
-        store.commit_batch([Processed(change=c, record=note(c.record_id, "v14"), step=Step(timers=[timer("x")]))
-                            for c in stale], LATER + timedelta(seconds=1), owner="frozen")  # fmt: skip
+        store.commit_batch(
+            [Processed(change=c, record=note(c.record_id, "v14"), step=Step(timers=[timer("x")])) for c in stale],
+            LATER + timedelta(seconds=1),
+            owner="frozen",
+        )
     assert (lost.value.kind, lost.value.lost, lost.value.total) == ("change", 3, 3)
     assert "frozen" in str(lost.value)
     assert [store.record("deal", str(i)).fields["note"] for i in range(3)] == ["v90"] * 3  # type: ignore[union-attr]
@@ -59,8 +63,11 @@ def test_one_lost_change_refuses_the_whole_batch(store: Store) -> None:
     [taken] = store.claim_changes(10, "awake", LATER, 30)
     assert taken.seq == b.seq
     with pytest.raises(LeaseLost) as lost:
-        store.commit_batch([Processed(change=a, record=note("a", "old")), Processed(change=b, record=note("b", "old"))],
-                           LATER, owner="frozen")  # fmt: skip
+        store.commit_batch(
+            [Processed(change=a, record=note("a", "old")), Processed(change=b, record=note("b", "old"))],
+            LATER,
+            owner="frozen",
+        )
     assert (lost.value.lost, lost.value.total, lost.value.holders) == (1, 2, {"awake": 1})
     assert store.record("deal", "a") is None and store.record("deal", "b") is None
     assert store.change(a.seq).status == "claimed"  # type: ignore[union-attr]  # still a's: it can be done again
@@ -89,11 +96,15 @@ def test_a_timer_fired_by_the_new_owner_is_not_fired_again_by_the_old_one(store:
     stale = store.claim_due_timers(T0, 10, "frozen", 30)
     fresh = store.claim_due_timers(LATER, 10, "awake", 30)
     assert [t.id for t in fresh] == ["t1", "t2"]
-    store.commit_batch([Processed(timer=t, record=note(t.record_id, "fired-by-awake")) for t in fresh], LATER,
-                       owner="awake")  # fmt: skip
+    store.commit_batch(
+        [Processed(timer=t, record=note(t.record_id, "fired-by-awake")) for t in fresh], LATER, owner="awake"
+    )
     with pytest.raises(LeaseLost) as lost:
-        store.commit_batch([Processed(timer=t, record=note(t.record_id, "stale"), step=Step(timers=[timer("t9")]))
-                            for t in stale], LATER, owner="frozen")  # fmt: skip
+        store.commit_batch(
+            [Processed(timer=t, record=note(t.record_id, "stale"), step=Step(timers=[timer("t9")])) for t in stale],
+            LATER,
+            owner="frozen",
+        )
     assert (lost.value.kind, lost.value.lost, lost.value.total) == ("timer", 2, 2)
     assert [store.record("deal", i).fields["note"] for i in ("t1", "t2")] == ["fired-by-awake"] * 2  # type: ignore[union-attr]
     assert store.timers_of("run-t9") == []
@@ -112,8 +123,18 @@ def test_a_timer_still_held_by_the_new_owner_is_not_committed_by_the_old_one(sto
 def _outbox(store: Store, *keys: str) -> None:
     from flowctl.engine.state import Effect
 
-    effects = [Effect(key=k, action="send_email", run_id="r1", object="deal", record_id="7", channel="smtp",
-                      params={"to": "a@example.com"}) for k in keys]  # fmt: skip
+    effects = [
+        Effect(
+            key=k,
+            action="send_email",
+            run_id="r1",
+            object="deal",
+            record_id="7",
+            channel="smtp",
+            params={"to": "a@example.com"},
+        )
+        for k in keys
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], T0)
 
 
@@ -129,8 +150,9 @@ def test_a_sender_whose_claim_was_taken_over_does_not_mark_the_new_owners_rows(s
     s1, s2, s3 = stale
     assert store.mark_failed(s1.id, "550 no such user", None, LATER, owner="frozen") is False
     assert store.mark_sent_many([s2.id, s3.id], LATER, owner="frozen") == [s2.id, s3.id]
-    assert store.hold_outbox_many([(s3.id, LATER + timedelta(hours=1), "quiet hours")], LATER,
-                                  owner="frozen") == [s3.id]  # fmt: skip
+    assert store.hold_outbox_many([(s3.id, LATER + timedelta(hours=1), "quiet hours")], LATER, owner="frozen") == [
+        s3.id
+    ]
     rows = {r.id: r for r in store.list_outbox()}
     assert (rows[e1.id].status, rows[e2.id].status, rows[e3.id].status) == ("sent", "retry", "sending")
     assert rows[e2.id].last_error == "421 later"

@@ -14,8 +14,9 @@ def test_listing_records_and_runs(store: Store) -> None:
     recs = [Record(object="deal", id=f"{i:02}", stage="new" if i % 2 else "won") for i in range(6)]
     gone = Record(object="deal", id="99", deleted=True)
     runs = [run(id=f"r{i}", seq=i, status="done" if i == 2 else "waiting") for i in range(4)]
-    step = Step(records={r.key: r for r in [*recs, gone, Record(object="contact", id="c")]},
-                runs={r.id: r for r in runs})  # fmt: skip
+    step = Step(
+        records={r.key: r for r in [*recs, gone, Record(object="contact", id="c")]}, runs={r.id: r for r in runs}
+    )
     store.commit_batch([Processed(step=step)], T0)
     assert [r.id for r in store.list_records("deal")] == ["00", "01", "02", "03", "04", "05"]
     assert [r.id for r in store.list_records("deal", stage="new")] == ["01", "03", "05"]
@@ -81,8 +82,12 @@ def test_counts_give_every_gauge_even_when_zero(store: Store) -> None:
     store.append_changes([change("1", "k1"), change("2", "k2")])
     store.claim_changes(1, "w", T0, 30)
     recs = {("deal", "1"): Record(object="deal", id="1"), ("deal", "2"): Record(object="deal", id="2", deleted=True)}
-    step = Step(records=recs, runs={"r1": run("r1"), "r2": run("r2", status="done")}, timers=[timer("t1", T0)],
-                effects=[effect("e1"), effect("e2")])  # fmt: skip
+    step = Step(
+        records=recs,
+        runs={"r1": run("r1"), "r2": run("r2", status="done")},
+        timers=[timer("t1", T0)],
+        effects=[effect("e1"), effect("e2")],
+    )
     store.commit_batch([Processed(step=step)], T0)
     store.claim_outbox(T0, 1, "d", 60)
     counts = store.counts()

@@ -77,14 +77,30 @@ def test_0007_moves_the_keys_the_api_stored_into_its_own_namespace(engine: Engin
     """A client retrying across the upgrade still finds its Idempotency-Key (now ``api/<key>``);
     webhook keys and the API's own made-up keys stay as they were."""
     migrate.upgrade(engine, "0006")
-    row = {"object": "deal", "record_id": "1", "op": "patch", "fields": "{}", "stage": "", "pipeline": "",
-           "event": "", "data": "{}", "status": "done", "attempts": 1, "error": ""}  # fmt: skip
+    row = {
+        "object": "deal",
+        "record_id": "1",
+        "op": "patch",
+        "fields": "{}",
+        "stage": "",
+        "pipeline": "",
+        "event": "",
+        "data": "{}",
+        "status": "done",
+        "attempts": 1,
+        "error": "",
+    }
     with engine.begin() as conn:
         for key, source in (("order-7", "api"), ("auto-1f-0", "api"), ("crm:evt-9", "crm")):
-            conn.execute(sa.text("INSERT INTO changes (idempotency_key, object, record_id, op, fields, stage, "
-                                 "pipeline, event, data, source, status, attempts, error) VALUES (:key, :object, "
-                                 ":record_id, :op, :fields, :stage, :pipeline, :event, :data, :source, :status, "
-                                 ":attempts, :error)"), {**row, "key": key, "source": source})  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO changes (idempotency_key, object, record_id, op, fields, stage, "
+                    "pipeline, event, data, source, status, attempts, error) VALUES (:key, :object, "
+                    ":record_id, :op, :fields, :stage, :pipeline, :event, :data, :source, :status, "
+                    ":attempts, :error)"
+                ),
+                {**row, "key": key, "source": source},
+            )
     migrate.upgrade(engine, "0007")
     with engine.connect() as conn:
         keys = {k for (k,) in conn.execute(sa.text("SELECT idempotency_key FROM changes"))}

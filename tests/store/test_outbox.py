@@ -13,8 +13,11 @@ from tests.store.contract import T0, effect
 def test_outbox_claim_send_fail_dead_and_retry(store: Store) -> None:
     store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), effect("e3")]))], T0)
     e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
-    assert [(r.key, r.status, r.attempts) for r in (e1, e2, e3)] == [("e1", "sending", 1), ("e2", "sending", 1),
-                                                                     ("e3", "sending", 1)]  # fmt: skip
+    assert [(r.key, r.status, r.attempts) for r in (e1, e2, e3)] == [
+        ("e1", "sending", 1),
+        ("e2", "sending", 1),
+        ("e3", "sending", 1),
+    ]
     assert store.claim_outbox(T0, 10, "d2", 60) == []
 
     store.mark_sent(e1.id, T0)
@@ -23,7 +26,10 @@ def test_outbox_claim_send_fail_dead_and_retry(store: Store) -> None:
     sent, retry, dead = (store.outbox_row(r.id) for r in (e1, e2, e3))
     assert sent is not None and (sent.status, sent.sent_at) == ("sent", T0)
     assert retry is not None and (retry.status, retry.last_error, retry.next_attempt_at) == (
-        "retry", "421 try later", T0 + timedelta(minutes=5))  # fmt: skip
+        "retry",
+        "421 try later",
+        T0 + timedelta(minutes=5),
+    )
     assert dead is not None and (dead.status, dead.last_error) == ("dead", "550 no such user")
     assert [r.key for r in store.list_outbox(status="dead")] == ["e3"]
     counts = store.counts()
@@ -74,8 +80,15 @@ def test_retries_due_later_than_any_backoff_are_clamped_to_now(store: Store) -> 
 
 
 def test_rows_not_tried_are_released_due_now_and_busy_channels_are_skipped(store: Store) -> None:
-    sms = Effect(key="s1", action="send_sms", run_id="r1", object="deal", record_id="7", channel="sms",
-                 params={"to": "0901234567", "text": "x"})  # fmt: skip
+    sms = Effect(
+        key="s1",
+        action="send_sms",
+        run_id="r1",
+        object="deal",
+        record_id="7",
+        channel="sms",
+        params={"to": "0901234567", "text": "x"},
+    )
     store.commit_batch([Processed(step=Step(effects=[effect("e1"), effect("e2"), sms]))], T0)
     assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60, skip_channels=["smtp"])] == ["s1"]
     e1, e2 = store.claim_outbox(T0, 10, "d1", 60)
@@ -111,9 +124,14 @@ def test_held_rows_of_a_fixed_channel_are_released_and_the_others_stay_held(stor
     store.commit_batch([Processed(step=Step(effects=effects))], T0)
     e1, e2, e3 = store.claim_outbox(T0, 10, "d1", 60)
     later = T0 + timedelta(hours=1)
-    store.hold_outbox_many([(e1.id, later, "held: channel sms: SMS_URL is not set"),
-                            (e2.id, later, "held: channel email: SMTP_HOST is not set"),
-                            (e3.id, later, "held: quiet hours 22:00-07:00 (UTC) until …")], T0)  # fmt: skip
+    store.hold_outbox_many(
+        [
+            (e1.id, later, "held: channel sms: SMS_URL is not set"),
+            (e2.id, later, "held: channel email: SMTP_HOST is not set"),
+            (e3.id, later, "held: quiet hours 22:00-07:00 (UTC) until …"),
+        ],
+        T0,
+    )
     assert store.release_held(["sms"], "held: channel ", T0) == 1  # not e2 (email), not e3 (another reason)
     assert [r.key for r in store.claim_outbox(T0, 10, "d1", 60)] == ["e1"]
     assert store.release_held([], "held: channel ", T0) == 0
@@ -121,8 +139,13 @@ def test_held_rows_of_a_fixed_channel_are_released_and_the_others_stay_held(stor
 
 def test_sent_counts_per_channel_and_recipient_since_a_time(store: Store) -> None:
     """What a sending policy (at most n a day, per recipient) counts: only rows sent, by ``sent_at``."""
-    effects = [effect("e1"), effect("e2", to="b@example.com"), effect("e3"), replace(effect("e4"), channel="sms"),
-               effect("e5")]  # fmt: skip
+    effects = [
+        effect("e1"),
+        effect("e2", to="b@example.com"),
+        effect("e3"),
+        replace(effect("e4"), channel="sms"),
+        effect("e5"),
+    ]
     store.commit_batch([Processed(step=Step(effects=effects))], T0)
     e1, e2, e3, e4, e5 = store.claim_outbox(T0, 10, "d", 60)
     store.mark_sent_many([e1.id, e2.id, e4.id], T0)

@@ -29,8 +29,12 @@ def store(pg_url: str) -> Iterator[SqlStore]:
 
 
 def test_a_change_locked_by_another_claimer_holds_back_its_record_only(store: SqlStore) -> None:
-    store.append_changes([NewChange(object="deal", record_id=rec, op="patch", idempotency_key=key)
-                          for rec, key in (("A", "a1"), ("A", "a2"), ("B", "b1"))])  # fmt: skip
+    store.append_changes(
+        [
+            NewChange(object="deal", record_id=rec, op="patch", idempotency_key=key)
+            for rec, key in (("A", "a1"), ("A", "a2"), ("B", "b1"))
+        ]
+    )
     with store.engine.connect() as other:
         # another claimer is between locking a1 and committing its claim
         other.execute(sa.select(changes.c.seq).where(changes.c.idempotency_key == "a1").with_for_update())

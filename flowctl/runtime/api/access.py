@@ -70,15 +70,21 @@ def access_of(bundle: m.Bundle, env: Mapping[str, str]) -> Access:
             log.error("%s", built.misconfigured)
         path = source.path if source.path.startswith("/hooks/") else "/hooks" + source.path
         hooks[path] = built
-    return Access(bundle=bundle, token=token.encode(), token_unset=bool(config.api_token) and not token,
-                  request_bytes=config.limits.request_bytes, hooks=hooks)  # fmt: skip
+    return Access(
+        bundle=bundle,
+        token=token.encode(),
+        token_unset=bool(config.api_token) and not token,
+        request_bytes=config.limits.request_bytes,
+        hooks=hooks,
+    )
 
 
 def authorize(request: Request, access: Access) -> None:
     """Raise unless the request carries the api_token (when one is configured)."""
     if access.token_unset:
-        raise Misconfigured("api_token is set in Config but resolves empty or to only spaces (is its ${ENV} "
-                            "variable set?)")  # fmt: skip
+        raise Misconfigured(
+            "api_token is set in Config but resolves empty or to only spaces (is its ${ENV} variable set?)"
+        )
     if not access.token:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -57,13 +57,16 @@ class ApiCore:
         self.svc = svc
         self.commit_timeout = commit_timeout
         metrics = svc.metrics
-        self.requests = metrics.counter("flowctl_http_requests_total", "HTTP requests answered, by route and status.",
-                                        ("route", "status"))  # fmt: skip
+        self.requests = metrics.counter(
+            "flowctl_http_requests_total", "HTTP requests answered, by route and status.", ("route", "status")
+        )
         self.latency = metrics.histogram("flowctl_http_request_seconds", "Time to answer an HTTP request.", ("route",))
-        self.accepted = metrics.counter("flowctl_changes_accepted_total",
-                                        "Record changes and events stored for processing.", ("source",))  # fmt: skip
-        self.duplicates = metrics.counter("flowctl_changes_duplicate_total",
-                                          "Writes whose idempotency key was already stored.", ("source",))  # fmt: skip
+        self.accepted = metrics.counter(
+            "flowctl_changes_accepted_total", "Record changes and events stored for processing.", ("source",)
+        )
+        self.duplicates = metrics.counter(
+            "flowctl_changes_duplicate_total", "Writes whose idempotency key was already stored.", ("source",)
+        )
         self._access: Access | None = None
         self._deadlines = Deadlines(commit_timeout, getattr(svc.ingest, "cancel", None))
         self._keys = AutoKeys()  # a write without Idempotency-Key gets a key of its own
@@ -130,8 +133,11 @@ class ApiCore:
             # one change (the API): no gather, which costs a task per waiter
             results = [await waiters[0]] if len(waiters) == 1 else list(await asyncio.gather(*waiters))
         except CommitTimeout:
-            raise Unavailable(f"the write was not stored: the store did not take it within {self.commit_timeout:g} s; "
-                              "retry with the same Idempotency-Key", retry_after=5) from None  # fmt: skip
+            raise Unavailable(
+                f"the write was not stored: the store did not take it within {self.commit_timeout:g} s; "
+                "retry with the same Idempotency-Key",
+                retry_after=5,
+            ) from None
         except RequestError:
             raise
         except Exception as exc:  # noqa: BLE001 - StoreUnavailable or anything else: not stored, retry
@@ -143,8 +149,9 @@ class ApiCore:
                 (self.duplicates if result.duplicate else self.accepted).inc(source=change.source)
         return results
 
-    async def _write(self, change: NewChange, access: Access, explicit_key: bool,
-                     wait: float | None = None) -> Response:  # fmt: skip
+    async def _write(
+        self, change: NewChange, access: Access, explicit_key: bool, wait: float | None = None
+    ) -> Response:
         problems = check_change(access.bundle, change)
         if problems:
             raise Invalid.of(problems)
@@ -154,8 +161,10 @@ class ApiCore:
         (result,) = await self._commit([change])
         if conflicts(change, result):
             given = change.idempotency_key.removeprefix(API_KEYS)
-            raise Conflict(f"Idempotency-Key '{given}' was already used for a different request (change "
-                           f"{result.seq}); use a new key for a new write")  # fmt: skip
+            raise Conflict(
+                f"Idempotency-Key '{given}' was already used for a different request (change "
+                f"{result.seq}); use a new key for a new write"
+            )
         if wait is None:
             return accepted(result)
         return await self._after_waiting(change, result, wait)
@@ -175,6 +184,7 @@ class ApiCore:
 
     def _change(self, request: Request, **values: Any) -> tuple[NewChange, bool]:
         given = given_key(request)
-        change = NewChange(idempotency_key=self._keys.key(given), source="api", received_at=self.svc.clock.now(),
-                           **values)  # fmt: skip
+        change = NewChange(
+            idempotency_key=self._keys.key(given), source="api", received_at=self.svc.clock.now(), **values
+        )
         return change, bool(given)

@@ -68,8 +68,15 @@ def hook_id_problems(change: NewChange, source: str) -> list[str]:
 
 
 def record_summary(record: Record) -> dict[str, Any]:
-    return {"object": record.object, "id": record.id, "fields": dict(record.fields), "stage": record.stage,
-            "pipeline": record.pipeline, "owner": record.owner, "version": record.version}  # fmt: skip
+    return {
+        "object": record.object,
+        "id": record.id,
+        "fields": dict(record.fields),
+        "stage": record.stage,
+        "pipeline": record.pipeline,
+        "owner": record.owner,
+        "version": record.version,
+    }
 
 
 class HttpApi(ApiCore):
@@ -77,8 +84,9 @@ class HttpApi(ApiCore):
 
     def __init__(self, svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> None:
         super().__init__(svc, commit_timeout=commit_timeout)
-        self._openapi = {secured: json.dumps(openapi(secured=secured), separators=(",", ":")).encode()
-                         for secured in (False, True)}  # fmt: skip
+        self._openapi = {
+            secured: json.dumps(openapi(secured=secured), separators=(",", ":")).encode() for secured in (False, True)
+        }
 
     # ---------------------------------------------------------------- records
 
@@ -87,15 +95,18 @@ class HttpApi(ApiCore):
         parameters=RECORD,
         get=Operation(
             "Read a record as the last accepted write left it (pending until processed).",
-            {"200": {"description": "The record.", "content": json_content(ref("Record"))},
-             **errors(400, 401, 404, 500, 503)},
+            {
+                "200": {"description": "The record.", "content": json_content(ref("Record"))},
+                **errors(400, 401, 404, 500, 503),
+            },
             secured=True,
         ),
         put=waitable(write("Create or replace a record.", "PutRecord")),
         patch=waitable(write("Change some fields of a record (creates it when missing).", "PatchRecord")),
-        delete=waitable(write("Delete a record (recoverable, like a recycle bin).",
-                              statuses=(400, 401, 404, 409, 422, 500, 503))),
-    )  # fmt: skip
+        delete=waitable(
+            write("Delete a record (recoverable, like a recycle bin).", statuses=(400, 401, 404, 409, 422, 500, 503))
+        ),
+    )
     async def record(self, request: Request) -> Response:
         access = self.access()
         authorize(request, access)
@@ -118,8 +129,15 @@ class HttpApi(ApiCore):
         pipeline = string(body, "pipeline", problems)
         if problems:
             raise Invalid.of(problems)
-        change, keyed = self._change(request, object=object, record_id=record_id, op="put" if put else "patch",
-                                     fields=fields, stage=stage, pipeline=pipeline)  # fmt: skip
+        change, keyed = self._change(
+            request,
+            object=object,
+            record_id=record_id,
+            op="put" if put else "patch",
+            fields=fields,
+            stage=stage,
+            pipeline=pipeline,
+        )
         return await self._write(change, access, keyed, wait)
 
     @routes.endpoint(
@@ -137,8 +155,9 @@ class HttpApi(ApiCore):
         pipeline = string(body, "pipeline", problems)
         if problems:
             raise Invalid.of(problems)
-        change, keyed = self._change(request, object=object, record_id=record_id, op="move", stage=stage,
-                                     pipeline=pipeline)  # fmt: skip
+        change, keyed = self._change(
+            request, object=object, record_id=record_id, op="move", stage=stage, pipeline=pipeline
+        )
         return await self._write(change, access, keyed)
 
     @routes.endpoint(
@@ -146,18 +165,27 @@ class HttpApi(ApiCore):
         parameters=(ref("Object", "parameters"),),
         get=Operation(
             "List records of an object type, by id.",
-            {"200": {"description": "A page of records.", "content": json_content(ref("RecordList"))},
-             **errors(400, 401, 404, 500, 503)},
+            {
+                "200": {"description": "A page of records.", "content": json_content(ref("RecordList"))},
+                **errors(400, 401, 404, 500, 503),
+            },
             parameters=(
                 {"name": "stage", "in": "query", "schema": STRING, "description": "Only records in this stage."},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": 100}},
-                {"name": "after", "in": "query", "schema": STRING,
-                 "description": "Only records with an id after this one (the previous page's next)."},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": 100},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "schema": STRING,
+                    "description": "Only records with an id after this one (the previous page's next).",
+                },
             ),
             secured=True,
         ),
-    )  # fmt: skip
+    )
     async def records(self, request: Request) -> Response:
         access = self.access()
         authorize(request, access)
@@ -172,17 +200,19 @@ class HttpApi(ApiCore):
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIST}, not {text[:40]!r}")
         if has_nul([query.get("stage", ""), query.get("after", "")]):
             raise BadRequest(f"stage and after: {NUL_PROBLEM}")
-        found = await self._read(self.svc.store.list_records, object, query.get("stage", ""), limit,
-                                 query.get("after", ""))  # fmt: skip
+        found = await self._read(
+            self.svc.store.list_records, object, query.get("stage", ""), limit, query.get("after", "")
+        )
         items = [record_summary(r) for r in found if not r.deleted]
         after = found[-1].id if len(found) >= limit else None
         return JSONResponse({"items": items, "next": after})
 
     @routes.endpoint(
         "/v1/events",
-        post=waitable(write("Send a named event about a record.", "Event",
-                            statuses=(400, 401, 409, 413, 415, 422, 500, 503))),
-    )  # fmt: skip
+        post=waitable(
+            write("Send a named event about a record.", "Event", statuses=(400, 401, 409, 413, 415, 422, 500, 503))
+        ),
+    )
     async def event(self, request: Request) -> Response:
         access = self.access()
         authorize(request, access)
@@ -198,8 +228,9 @@ class HttpApi(ApiCore):
             problems.append(f"'id' must be 1 to {MAX_ID} characters")
         if problems:
             raise Invalid.of(problems)
-        change, keyed = self._change(request, object=object, record_id=str(record_id), op="event", event=event,
-                                     data=data)  # fmt: skip
+        change, keyed = self._change(
+            request, object=object, record_id=str(record_id), op="event", event=event, data=data
+        )
         return await self._write(change, access, keyed, requested_wait(request.headers.get("prefer", "")))
 
     # ---------------------------------------------------------------- webhooks
@@ -208,19 +239,34 @@ class HttpApi(ApiCore):
         "/hooks/{path:path}",
         post=Operation(
             "A webhook Source: authenticated (HMAC signature or bearer token), mapped to changes.",
-            {"202": {"description": "Every mapped change stored; an item repeating an earlier one "
-                     "of the delivery (same event_id, same change) is dropped and gets no entry.",
-                     "content": json_content(ref("HookAccepted"))},
-             **errors(400, 401, 404, 413, 415, 422, 500, 503)},
+            {
+                "202": {
+                    "description": "Every mapped change stored; an item repeating an earlier one "
+                    "of the delivery (same event_id, same change) is dropped and gets no entry.",
+                    "content": json_content(ref("HookAccepted")),
+                },
+                **errors(400, 401, 404, 413, 415, 422, 500, 503),
+            },
             description="HMAC: the Source's signature_header carries hex HMAC-SHA256 of the body "
             "(optionally `sha256=`-prefixed). With an `X-Timestamp: <unix seconds>` header the signature "
             "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused.",
-            parameters=({"name": "path", "in": "path", "required": True, "schema": STRING,
-                         "description": "The Source's path below /hooks/."},),
-            request_body={"required": True, "content": json_content(
-                {"type": ["object", "array"], "description": "The payload, or a list of payloads."})},
+            parameters=(
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "schema": STRING,
+                    "description": "The Source's path below /hooks/.",
+                },
+            ),
+            request_body={
+                "required": True,
+                "content": json_content(
+                    {"type": ["object", "array"], "description": "The payload, or a list of payloads."}
+                ),
+            },
         ),
-    )  # fmt: skip
+    )
     async def hook(self, request: Request) -> Response:
         access = self.access()
         path = request.scope["path"]
@@ -232,15 +278,20 @@ class HttpApi(ApiCore):
         headers = request.headers
         source.check_headers(headers)
         check_content_type(request, lenient=True)
-        setting = (f"max_bytes of Source {source.name}" if source.max_bytes < access.request_bytes
-                   else "limits.request_bytes in flowctl.yaml")  # fmt: skip
+        setting = (
+            f"max_bytes of Source {source.name}"
+            if source.max_bytes < access.request_bytes
+            else "limits.request_bytes in flowctl.yaml"
+        )
         body = await read_body(request, min(source.max_bytes, access.request_bytes), setting)
         now = self.svc.clock.now()
         source.authenticate(headers, body, now)
         changes = source.changes(parse_json(body), headers, now, access.bundle.objects)
-        problems = [f"item {i}: {p}" if len(changes) > 1 else p for i, change in enumerate(changes)
-                    for p in (*hook_id_problems(change, source.name),
-                              *check_change(access.bundle, change))]  # fmt: skip
+        problems = [
+            f"item {i}: {p}" if len(changes) > 1 else p
+            for i, change in enumerate(changes)
+            for p in (*hook_id_problems(change, source.name), *check_change(access.bundle, change))
+        ]
         if problems:
             raise Invalid.of(problems)
         await self._check_moves(changes)
@@ -253,9 +304,10 @@ class HttpApi(ApiCore):
 
     @routes.endpoint(
         "/healthz",
-        get=Operation("The process is alive.",
-                      {"200": {"description": "Alive.", "content": json_content(ref("Status"))}}),
-    )  # fmt: skip
+        get=Operation(
+            "The process is alive.", {"200": {"description": "Alive.", "content": json_content(ref("Status"))}}
+        ),
+    )
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -263,11 +315,15 @@ class HttpApi(ApiCore):
         "/readyz",
         get=Operation(
             "Changes are taken and processed: the store answers, the workers run, the engine runs a version.",
-            {"200": {"description": "Ready (status ready), or ready with problems listed (status degraded).",
-                     "content": json_content(ref("Status"))},
-             **errors(503)},
+            {
+                "200": {
+                    "description": "Ready (status ready), or ready with problems listed (status degraded).",
+                    "content": json_content(ref("Status")),
+                },
+                **errors(503),
+            },
         ),
-    )  # fmt: skip
+    )
     async def readyz(self, request: Request) -> Response:
         try:
             problems = list(await run_in_threadpool(self.svc.readiness))
@@ -285,11 +341,10 @@ class HttpApi(ApiCore):
         "/metrics",
         get=Operation(
             "Prometheus metrics (text format 0.0.4); needs the api_token when one is set.",
-            {"200": {"description": "The metrics.", "content": {"text/plain": {"schema": STRING}}},
-             **errors(401, 500)},
+            {"200": {"description": "The metrics.", "content": {"text/plain": {"schema": STRING}}}, **errors(401, 500)},
             secured=True,
         ),
-    )  # fmt: skip
+    )
     async def metrics(self, request: Request) -> Response:
         # behind api_token when one is set (queue depths, sources and routes are not for everyone);
         # Prometheus sends it as a bearer token. /healthz and /readyz stay open for load balancers.
@@ -299,9 +354,10 @@ class HttpApi(ApiCore):
 
     @routes.endpoint(
         "/openapi.json",
-        get=Operation("This document.",
-                      {"200": {"description": "OpenAPI 3.1.", "content": json_content({"type": "object"})}}),
-    )  # fmt: skip
+        get=Operation(
+            "This document.", {"200": {"description": "OpenAPI 3.1.", "content": json_content({"type": "object"})}}
+        ),
+    )
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi[bool(self.access().bundle.config.api_token)], media_type="application/json")
 

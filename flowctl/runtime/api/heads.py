@@ -33,14 +33,21 @@ def _note(client: tuple[str, int] | None, why: str) -> None:
         return
     count, _logged["unlogged"], _logged["at"] = _logged["unlogged"], 0, now
     where = f"{client[0]}:{client[1]}" if client else "a client"
-    log.warning("refused %d request head(s) with 431 since the last such line, the latest from %s: %s "
-                "(put a reverse proxy in front when the API is exposed: docs/operations.md)", count, where, why)
+    log.warning(
+        "refused %d request head(s) with 431 since the last such line, the latest from %s: %s "
+        "(put a reverse proxy in front when the API is exposed: docs/operations.md)",
+        count,
+        where,
+        why,
+    )
 
 
 def _answer(message: str) -> bytes:
     body = json.dumps({"error": {"code": "headers_too_large", "message": message, "details": []}}).encode()
-    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))  # fmt: skip
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+    )
 
 
 try:

@@ -45,5 +45,8 @@ class AutoKeys:
 def conflicts(change: NewChange, result: AppendResult) -> bool:
     """Whether ``change`` reused a stored key for a different request (changes stored before
     fingerprints were kept have none, and count as repeats)."""
-    return result.duplicate and bool(change.fingerprint and result.fingerprint) and (
-        result.fingerprint != change.fingerprint)
+    return (
+        result.duplicate
+        and bool(change.fingerprint and result.fingerprint)
+        and (result.fingerprint != change.fingerprint)
+    )

@@ -146,8 +146,9 @@ class Histogram(_Metric):
 
     kind = "histogram"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (),
-                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
+    ) -> None:
         super().__init__(name, help, labels)
         bounds = sorted(float(b) for b in buckets if not math.isinf(b))
         if not bounds:
@@ -239,8 +240,9 @@ class Metrics:
                 self._metrics[name] = metric
                 return metric
         if type(found) is not cls or found.labelnames != tuple(labels):
-            raise MetricError(f"metric {name} is already registered as a {found.kind} "
-                              f"with labels {list(found.labelnames)}")  # fmt: skip
+            raise MetricError(
+                f"metric {name} is already registered as a {found.kind} with labels {list(found.labelnames)}"
+            )
         return found
 
     def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
@@ -249,12 +251,12 @@ class Metrics:
     def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
         return self._get_or_add(Gauge, name, labels, lambda: Gauge(name, help, labels))
 
-    def histogram(self, name: str, help: str, labels: Sequence[str] = (),
-                  buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:  # fmt: skip
+    def histogram(
+        self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
+    ) -> Histogram:
         return self._get_or_add(Histogram, name, labels, lambda: Histogram(name, help, labels, buckets))
 
-    def gauge_callback(self, name: str, help: str, fn: Callable[[], CallbackValue],
-                       labels: Sequence[str] = ()) -> None:  # fmt: skip
+    def gauge_callback(self, name: str, help: str, fn: Callable[[], CallbackValue], labels: Sequence[str] = ()) -> None:
         """Expose ``fn()`` at every scrape; registering the name again replaces the callback
         (so a reloaded service can re-register without a restart)."""
         metric = GaugeCallback(name, help, fn, labels)
@@ -306,16 +308,31 @@ def register_queue_metrics(metrics: Metrics, store: QueueCounts, clock: Clock, *
 
     metrics.counter("flowctl_changes_accepted_total", "Record changes and events stored for processing.", ("source",))
     metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ("result",))
-    metrics.gauge_callback("flowctl_changes_open", "Changes waiting (pending) or in a worker's hands (claimed)",
-                           lambda: by_prefix("changes_"), ("status",))  # fmt: skip
+    metrics.gauge_callback(
+        "flowctl_changes_open",
+        "Changes waiting (pending) or in a worker's hands (claimed)",
+        lambda: by_prefix("changes_"),
+        ("status",),
+    )
     metrics.gauge_callback("flowctl_changes_lag_seconds", "Age of the oldest change not yet processed (0: none)", lag)
+
     def outbox_lag() -> float:
         due = counts().get("oldest_due_at")
         return max((clock.now() - due).total_seconds(), 0.0) if due is not None else 0.0
 
-    metrics.gauge_callback("flowctl_outbox_lag_seconds", "How long the most overdue outbox row (pending or retry) "
-                           "has been due (0: none is due)", outbox_lag)  # fmt: skip
-    metrics.gauge_callback("flowctl_outbox_rows", "Outbox rows by state (sent rows are counted by "
-                           "flowctl_deliveries_total)", lambda: by_prefix("outbox_"), ("status",))  # fmt: skip
-    metrics.gauge_callback("flowctl_timers_pending", "Timers (delays, waits, delayed rules) not yet fired",
-                           lambda: float(counts()["timers"]))  # fmt: skip
+    metrics.gauge_callback(
+        "flowctl_outbox_lag_seconds",
+        "How long the most overdue outbox row (pending or retry) has been due (0: none is due)",
+        outbox_lag,
+    )
+    metrics.gauge_callback(
+        "flowctl_outbox_rows",
+        "Outbox rows by state (sent rows are counted by flowctl_deliveries_total)",
+        lambda: by_prefix("outbox_"),
+        ("status",),
+    )
+    metrics.gauge_callback(
+        "flowctl_timers_pending",
+        "Timers (delays, waits, delayed rules) not yet fired",
+        lambda: float(counts()["timers"]),
+    )

@@ -76,8 +76,9 @@ class Routes:
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = []
 
-    def endpoint(self, path: str, *, parameters: Iterable[Mapping[str, Any]] = (),
-                 **operations: Operation) -> Callable[[F], F]:  # fmt: skip
+    def endpoint(
+        self, path: str, *, parameters: Iterable[Mapping[str, Any]] = (), **operations: Operation
+    ) -> Callable[[F], F]:
         """Declare the decorated handler as the route ``path`` with ``operations`` by method."""
 
         def declare(handler: F) -> F:
@@ -109,8 +110,11 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     415: ("UnsupportedMediaType", "The body is not sent as application/json."),
     422: ("Invalid", "The request does not fit the configuration; every problem is listed in details."),
     500: ("Misconfigured", "The daemon's configuration is incomplete (an ${ENV} secret is unset)."),
-    503: ("Unavailable", "The store could not be reached or did not take the write in time: nothing was "
-          "stored. Retry later (a write with the same Idempotency-Key)."),
+    503: (
+        "Unavailable",
+        "The store could not be reached or did not take the write in time: nothing was "
+        "stored. Retry later (a write with the same Idempotency-Key).",
+    ),
 }
 
 WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
@@ -129,101 +133,189 @@ PROCESSED: dict[str, Any] = {
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
-        "type": "object", "required": ["error"], "additionalProperties": False,
-        "properties": {"error": {
-            "type": "object", "required": ["code", "message", "details"], "additionalProperties": False,
-            "properties": {"code": STRING, "message": STRING, "details": {"type": "array", "items": STRING}},
-        }},
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "additionalProperties": False,
+                "properties": {"code": STRING, "message": STRING, "details": {"type": "array", "items": STRING}},
+            }
+        },
     },
     "Accepted": {
-        "type": "object", "required": ["accepted", "seq", "duplicate"], "additionalProperties": False,
+        "type": "object",
+        "required": ["accepted", "seq", "duplicate"],
+        "additionalProperties": False,
         "properties": {"accepted": {"const": True}, "seq": {"type": "integer"}, "duplicate": {"type": "boolean"}},
     },
     "HookAccepted": {
-        "type": "object", "required": ["accepted", "changes", "duplicate"], "additionalProperties": False,
+        "type": "object",
+        "required": ["accepted", "changes", "duplicate"],
+        "additionalProperties": False,
         "properties": {
             "accepted": {"const": True},
-            "changes": {"type": "array", "items": {
-                "type": "object", "required": ["seq", "duplicate"], "additionalProperties": False,
-                "properties": {"seq": {"type": "integer"}, "duplicate": {"type": "boolean"}},
-            }},
+            "changes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["seq", "duplicate"],
+                    "additionalProperties": False,
+                    "properties": {"seq": {"type": "integer"}, "duplicate": {"type": "boolean"}},
+                },
+            },
             "duplicate": {"type": "boolean", "description": "true when every change was a repeat"},
         },
     },
-    "Fields": {"type": "object", "description": "Field name → value, as the object type declares them.",
-               "additionalProperties": True},
+    "Fields": {
+        "type": "object",
+        "description": "Field name → value, as the object type declares them.",
+        "additionalProperties": True,
+    },
     "Record": {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "required": ["object", "id", "fields", "stage", "pipeline", "owner", "version"],
-        "properties": {"object": STRING, "id": STRING, "fields": ref("Fields"), "stage": STRING,
-                       "pipeline": STRING, "owner": STRING, "version": {"type": "integer"},
-                       "pending": {"type": "boolean", "description": "true while written changes of the "
-                                   "record are not processed yet: it reads as they will leave it"}},
+        "properties": {
+            "object": STRING,
+            "id": STRING,
+            "fields": ref("Fields"),
+            "stage": STRING,
+            "pipeline": STRING,
+            "owner": STRING,
+            "version": {"type": "integer"},
+            "pending": {
+                "type": "boolean",
+                "description": "true while written changes of the "
+                "record are not processed yet: it reads as they will leave it",
+            },
+        },
     },
     "Processed": {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "required": ["accepted", "seq", "duplicate", "status", "error", "record", "runs"],
         "properties": {
-            "accepted": {"const": True}, "seq": {"type": "integer"}, "duplicate": {"type": "boolean"},
-            "status": {"enum": ["done", "failed"]}, "error": STRING,
+            "accepted": {"const": True},
+            "seq": {"type": "integer"},
+            "duplicate": {"type": "boolean"},
+            "status": {"enum": ["done", "failed"]},
+            "error": STRING,
             "record": {"oneOf": [ref("Record"), {"type": "null"}]},
-            "runs": {"type": "array", "items": {
-                "type": "object", "required": ["id", "automation", "status", "node"], "additionalProperties": False,
-                "properties": {"id": STRING, "automation": STRING, "status": STRING, "node": STRING}}},
+            "runs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "automation", "status", "node"],
+                    "additionalProperties": False,
+                    "properties": {"id": STRING, "automation": STRING, "status": STRING, "node": STRING},
+                },
+            },
         },
     },
     "RecordList": {
-        "type": "object", "required": ["items", "next"], "additionalProperties": False,
-        "properties": {"items": {"type": "array", "items": ref("Record")},
-                       "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."}},
+        "type": "object",
+        "required": ["items", "next"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": ref("Record")},
+            "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
+        },
     },
     "PutRecord": {
-        "type": "object", "required": ["fields"], "additionalProperties": False,
-        "properties": {"fields": ref("Fields"),
-                       "stage": {"type": "string", "description": "Stage to place the record in."},
-                       "pipeline": {"type": "string", "description": "Pipeline, when the object has several."}},
+        "type": "object",
+        "required": ["fields"],
+        "additionalProperties": False,
+        "properties": {
+            "fields": ref("Fields"),
+            "stage": {"type": "string", "description": "Stage to place the record in."},
+            "pipeline": {"type": "string", "description": "Pipeline, when the object has several."},
+        },
     },
     "PatchRecord": {
-        "type": "object", "required": ["fields"], "additionalProperties": False,
+        "type": "object",
+        "required": ["fields"],
+        "additionalProperties": False,
         "properties": {"fields": ref("Fields")},
     },
     "Move": {
-        "type": "object", "required": ["stage"], "additionalProperties": False,
-        "properties": {"stage": {"type": "string", "minLength": 1, "pattern": r"\S"},
-                       "pipeline": {"type": "string", "description": "Another pipeline of the record's object "
-                                    "to move into (default: the record's own)."}},
+        "type": "object",
+        "required": ["stage"],
+        "additionalProperties": False,
+        "properties": {
+            "stage": {"type": "string", "minLength": 1, "pattern": r"\S"},
+            "pipeline": {
+                "type": "string",
+                "description": "Another pipeline of the record's object to move into (default: the record's own).",
+            },
+        },
     },
     "Event": {
-        "type": "object", "required": ["event", "object", "id"], "additionalProperties": False,
+        "type": "object",
+        "required": ["event", "object", "id"],
+        "additionalProperties": False,
         "properties": {
             "event": {"type": "string", "minLength": 1, "pattern": r"\S", "examples": ["invoice.paid"]},
             "object": {"type": "string", "minLength": 1, "pattern": r"\S", "examples": ["deal"]},
-            "id": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": r"\S"},
-                             {"type": "integer"}]},
+            "id": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": r"\S"},
+                    {"type": "integer"},
+                ]
+            },
             "data": {"type": "object", "additionalProperties": True},
         },
     },
-    "Status": {"type": "object", "required": ["status"], "properties": {
-        "status": STRING,
-        "problems": {"type": "array", "items": STRING,
-                     "description": "With status degraded: what works only in part, e.g. a channel whose "
-                     "${ENV} variable is not set (its messages are held)."}}},
-}  # fmt: skip
+    "Status": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": STRING,
+            "problems": {
+                "type": "array",
+                "items": STRING,
+                "description": "With status degraded: what works only in part, e.g. a channel whose "
+                "${ENV} variable is not set (its messages are held).",
+            },
+        },
+    },
+}
 PARAMETERS: dict[str, Any] = {
-    "Object": {"name": "object", "in": "path", "required": True, "description": "An object type (ObjectType).",
-               "schema": {"type": "string", "minLength": 1}},
-    "Id": {"name": "id", "in": "path", "required": True, "description": "The record's id.",
-           "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}},
-    "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
-                       "description": "Makes the write repeatable: a repeat stores nothing and gets the first "
-                       "answer; the same key with a different request is refused (409), after a restart too. "
-                       "Without it each request is a new write.",
-                       "schema": {"type": "string", "maxLength": MAX_KEY}},
-    "Prefer": {"name": "Prefer", "in": "header", "required": False,
-               "description": f"wait=N: answer once the change is processed (200, with the record and the runs "
-               f"it started) or after N seconds (at most {MAX_WAIT:g}) with the usual 202; both say "
-               "Preference-Applied.", "schema": {"type": "string", "examples": ["wait=5"]}},
-}  # fmt: skip
+    "Object": {
+        "name": "object",
+        "in": "path",
+        "required": True,
+        "description": "An object type (ObjectType).",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    "Id": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "The record's id.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Makes the write repeatable: a repeat stores nothing and gets the first "
+        "answer; the same key with a different request is refused (409), after a restart too. "
+        "Without it each request is a new write.",
+        "schema": {"type": "string", "maxLength": MAX_KEY},
+    },
+    "Prefer": {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "description": f"wait=N: answer once the change is processed (200, with the record and the runs "
+        f"it started) or after N seconds (at most {MAX_WAIT:g}) with the usual 202; both say "
+        "Preference-Applied.",
+        "schema": {"type": "string", "examples": ["wait=5"]},
+    },
+}
 
 
 def json_content(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,14 +329,25 @@ def body(schema: str) -> dict[str, Any]:
 
 def write(summary: str, schema: str | None = None, *, statuses: tuple[int, ...] = WRITE_ERRORS) -> Operation:
     """A write: it takes an Idempotency-Key, answers 202 once stored, or one of ``statuses``."""
-    return Operation(summary, {"202": ACCEPTED, **errors(*statuses)}, parameters=(ref("IdempotencyKey", "parameters"),),
-                     request_body=body(schema) if schema else None, secured=True)  # fmt: skip
+    return Operation(
+        summary,
+        {"202": ACCEPTED, **errors(*statuses)},
+        parameters=(ref("IdempotencyKey", "parameters"),),
+        request_body=body(schema) if schema else None,
+        secured=True,
+    )
 
 
 def waitable(op: Operation) -> Operation:
     """``op`` accepting ``Prefer: wait=N``, and answering 200 with the outcome when it comes in time."""
-    return Operation(op.summary, {"200": PROCESSED, **op.responses}, op.description,
-                     (*op.parameters, ref("Prefer", "parameters")), op.request_body, op.secured)  # fmt: skip
+    return Operation(
+        op.summary,
+        {"200": PROCESSED, **op.responses},
+        op.description,
+        (*op.parameters, ref("Prefer", "parameters")),
+        op.request_body,
+        op.secured,
+    )
 
 
 def components() -> dict[str, Any]:
@@ -260,10 +363,17 @@ def components() -> dict[str, Any]:
         "WWW-Authenticate": {"description": "The scheme to use: Bearer.", "schema": {"type": "string"}}
     }
     return {
-        "schemas": SCHEMAS, "parameters": PARAMETERS, "responses": responses,
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                           "description": "Config.api_token (required when it is set)."}},
-    }  # fmt: skip
+        "schemas": SCHEMAS,
+        "parameters": PARAMETERS,
+        "responses": responses,
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Config.api_token (required when it is set).",
+            }
+        },
+    }
 
 
 def document(endpoints: Iterable[Endpoint], *, secured: bool = False) -> dict[str, Any]:
@@ -276,11 +386,16 @@ def document(endpoints: Iterable[Endpoint], *, secured: bool = False) -> dict[st
         for method, operation in endpoint.operations.items():
             item[method] = operation.document(secured=secured)
         paths[endpoint.documented_path] = item
-    return copy.deepcopy({
-        "openapi": "3.1.0",
-        "info": {"title": "flowctl daemon API", "version": "1",
-                 "description": "Records, events and webhooks for flowctl. Writes answer 202 once stored. When "
-                 "Config.api_token is set, every /v1 call and /metrics need `Authorization: Bearer <token>`."},
-        "paths": paths,
-        "components": components(),
-    })  # fmt: skip
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "flowctl daemon API",
+                "version": "1",
+                "description": "Records, events and webhooks for flowctl. Writes answer 202 once stored. When "
+                "Config.api_token is set, every /v1 call and /metrics need `Authorization: Bearer <token>`.",
+            },
+            "paths": paths,
+            "components": components(),
+        }
+    )

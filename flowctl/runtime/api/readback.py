@@ -36,8 +36,9 @@ def with_open_changes(record: Record | None, open_changes: Sequence[StoredChange
     for change in open_changes:
         key = f"c{change.seq}"
         if change.op == "put":
-            record = change_ops.put(key, record, change.object, change.record_id, change.fields, change.stage,
-                                    change.pipeline).after  # fmt: skip
+            record = change_ops.put(
+                key, record, change.object, change.record_id, change.fields, change.stage, change.pipeline
+            ).after
         elif change.op == "patch":
             record = change_ops.patch(key, record, change.object, change.record_id, change.fields).after
         elif record is None or record.deleted:
@@ -50,9 +51,16 @@ def with_open_changes(record: Record | None, open_changes: Sequence[StoredChange
 
 
 def record_json(record: Record, *, pending: bool) -> dict[str, Any]:
-    return {"object": record.object, "id": record.id, "fields": dict(record.fields), "stage": record.stage,
-            "pipeline": record.pipeline, "owner": record.owner, "version": record.version,
-            "pending": pending}  # fmt: skip
+    return {
+        "object": record.object,
+        "id": record.id,
+        "fields": dict(record.fields),
+        "stage": record.stage,
+        "pipeline": record.pipeline,
+        "owner": record.owner,
+        "version": record.version,
+        "pending": pending,
+    }
 
 
 def read_record(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
@@ -79,8 +87,9 @@ def requested_wait(prefer: str) -> float | None:
     return min(float(found.group(1)), MAX_WAIT)
 
 
-async def wait_processed(read: Callable[[int], Awaitable[StoredChange | None]], seq: int,
-                         seconds: float) -> StoredChange | None:  # fmt: skip
+async def wait_processed(
+    read: Callable[[int], Awaitable[StoredChange | None]], seq: int, seconds: float
+) -> StoredChange | None:
     """Poll change ``seq`` until it is done or failed (returned) or ``seconds`` pass (None). The
     polls come quickly at first (a change is usually processed within milliseconds), then every
     quarter second."""
@@ -100,14 +109,24 @@ async def wait_processed(read: Callable[[int], Awaitable[StoredChange | None]], 
 def started_by(change: StoredChange, runs: Sequence[Run]) -> list[dict[str, Any]]:
     """The runs ``change`` started (their ids begin with the change's key ``c<seq>/``)."""
     prefix = f"c{change.seq}/"
-    return [{"id": run.id, "automation": run.automation, "status": run.status, "node": run.node}
-            for run in sorted(runs, key=lambda r: (r.seq, r.id)) if run.id.startswith(prefix)]  # fmt: skip
+    return [
+        {"id": run.id, "automation": run.automation, "status": run.status, "node": run.node}
+        for run in sorted(runs, key=lambda r: (r.seq, r.id))
+        if run.id.startswith(prefix)
+    ]
 
 
-def processed_json(change: StoredChange, duplicate: bool, record: Record | None, pending: bool,
-                   runs: Sequence[Run]) -> dict[str, Any]:  # fmt: skip
+def processed_json(
+    change: StoredChange, duplicate: bool, record: Record | None, pending: bool, runs: Sequence[Run]
+) -> dict[str, Any]:
     """The ``200`` answer of a write whose change was processed while the writer waited: its
     status (done, or failed with the error), the record as it is now, the runs it started."""
-    return {"accepted": True, "seq": change.seq, "duplicate": duplicate, "status": change.status,
-            "error": change.error, "record": record_json(record, pending=pending) if record else None,
-            "runs": started_by(change, runs)}  # fmt: skip
+    return {
+        "accepted": True,
+        "seq": change.seq,
+        "duplicate": duplicate,
+        "status": change.status,
+        "error": change.error,
+        "record": record_json(record, pending=pending) if record else None,
+        "runs": started_by(change, runs),
+    }

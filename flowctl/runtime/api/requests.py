@@ -41,16 +41,16 @@ async def read_body(request: Request, limit: int, setting: str = "limits.request
         except ValueError:
             raise BadRequest(f"Content-Length must be a number, not {declared[:40]!r}") from None
         if size > limit:
-            raise PayloadTooLarge(f"the body is {size} bytes, more than the limit of {limit}; send less or "
-                                  f"raise {setting}")  # fmt: skip
+            raise PayloadTooLarge(
+                f"the body is {size} bytes, more than the limit of {limit}; send less or raise {setting}"
+            )
     chunks: list[bytes] = []
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise PayloadTooLarge(f"the body is more than the limit of {limit} bytes; send less or "
-                                      f"raise {setting}")  # fmt: skip
+                raise PayloadTooLarge(f"the body is more than the limit of {limit} bytes; send less or raise {setting}")
             chunks.append(chunk)
     except ClientDisconnect:
         raise BadRequest("the client disconnected before sending the whole body") from None

@@ -86,9 +86,19 @@ class ProcessTick:
 
 
 class CareScheduler:
-    def __init__(self, store: Store, engines: Engines, clock: Clock, *, owner: str = "care",
-                 lease_seconds: float = 300.0, batch: int = 5000, page: int = 1000,
-                 slack: timedelta = timedelta(minutes=2), health: StoreHealth | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        engines: Engines,
+        clock: Clock,
+        *,
+        owner: str = "care",
+        lease_seconds: float = 300.0,
+        batch: int = 5000,
+        page: int = 1000,
+        slack: timedelta = timedelta(minutes=2),
+        health: StoreHealth | None = None,
+    ) -> None:
         self.store = store
         self.health = health or StoreHealth()
         self.engines = engines
@@ -117,8 +127,14 @@ class CareScheduler:
         # coalesce: wake-ups missed while the machine slept run once; misfire_grace_time: a wake-up
         # late by up to 5 minutes still runs (the 1 s default would drop it). Either way the next
         # tick covers everything since the last one, so a dropped wake-up loses nothing.
-        self._scheduler.add_job(self.safe_tick, CronTrigger(second=0, timezone=tz), id="care-tick",
-                                coalesce=True, misfire_grace_time=300, max_instances=1)  # fmt: skip
+        self._scheduler.add_job(
+            self.safe_tick,
+            CronTrigger(second=0, timezone=tz),
+            id="care-tick",
+            coalesce=True,
+            misfire_grace_time=300,
+            max_instances=1,
+        )
         # the catch-up tick, at once (a date trigger at APScheduler's own "now")
         self._scheduler.add_job(self.safe_tick, id="care-catch-up", coalesce=True, misfire_grace_time=300)
         self._scheduler.start()
@@ -167,13 +183,17 @@ class CareScheduler:
             if late:
                 report.caught_up = len(late)
                 first = min(at[o.key] for o in late)
-                log.warning("care: catching up %d occurrences missed while flowctl was not running "
-                            "(the earliest was due %s)", len(late), first.isoformat())  # fmt: skip
+                log.warning(
+                    "care: catching up %d occurrences missed while flowctl was not running (the earliest was due %s)",
+                    len(late),
+                    first.isoformat(),
+                )
             recovered = self.store.reclaim_occurrences(self.owner, now, self.lease_seconds, self.batch)
             report.recovered = len(recovered)
             if recovered:
-                log.warning("care: taking over %d occurrences whose claim expired (a replica died mid-run)",
-                            len(recovered))  # fmt: skip
+                log.warning(
+                    "care: taking over %d occurrences whose claim expired (a replica died mid-run)", len(recovered)
+                )
             for start_at in range(0, len(recovered), self.batch):
                 self._run_claimed(recovered[start_at : start_at + self.batch], now, report)
             if self.since is None or now > self.since:
@@ -187,8 +207,14 @@ class CareScheduler:
         """Every firing of ``process`` in ``start < at <= end``, reading only the records it may touch."""
         return self._find(process, start, end, {}, ProcessTick())
 
-    def _find(self, process: m.CareProcess, start: datetime, end: datetime,
-              known: dict[tuple[str, str], Record], stats: ProcessTick) -> list[Firing]:  # fmt: skip
+    def _find(
+        self,
+        process: m.CareProcess,
+        start: datetime,
+        end: datetime,
+        known: dict[tuple[str, str], Record],
+        stats: ProcessTick,
+    ) -> list[Firing]:
         """The firings of ``process`` in the span, from the records of exactly the days that fire
         (``due_days``); the records read go into ``known``, the skips into ``stats``."""
         tz = self.engines.current.tz
@@ -200,8 +226,11 @@ class CareScheduler:
         field_ = when.anniversary_of or when.date
         days = due_days(process, start, end, tz)
         # the days ``dst_gap: skip`` drops (the wall time does not exist): read too, to be counted
-        gap = ([d for d in due_days(process, start, end, tz, dst_gap="shift") if d not in days]
-               if process.dst_gap == "skip" else [])  # fmt: skip
+        gap = (
+            [d for d in due_days(process, start, end, tz, dst_gap="shift") if d not in days]
+            if process.dst_gap == "skip"
+            else []
+        )
         read = days + gap
         if not read:
             return []
@@ -247,8 +276,11 @@ class CareScheduler:
             floor = now - (process.grace.value if process.grace else DEFAULT_GRACE)
         if self.since is None:
             if process.on_missed == "skip":
-                log.info("care: %s has on_missed: skip: occurrences due before %s are not caught up",
-                         process.name, floor.isoformat())  # fmt: skip
+                log.info(
+                    "care: %s has on_missed: skip: occurrences due before %s are not caught up",
+                    process.name,
+                    floor.isoformat(),
+                )
             return floor
         return max(self.since, floor)
 
@@ -261,8 +293,15 @@ class CareScheduler:
             pinned = self._pins.get(day)
             if pinned is None:
                 pinned = self._pins[day] = self.store.pin_care_day(process.name, day[1], version)
-            out.append(CareOccurrence(process=firing.process, object=firing.object, record_id=firing.record_id,
-                                      occurrence=firing.occurrence, config_version=pinned))  # fmt: skip
+            out.append(
+                CareOccurrence(
+                    process=firing.process,
+                    object=firing.object,
+                    record_id=firing.record_id,
+                    occurrence=firing.occurrence,
+                    config_version=pinned,
+                )
+            )
         return out
 
     def _engine_for(self, version: str) -> Any:
@@ -270,13 +309,18 @@ class CareScheduler:
         if engine is None:
             if version and version not in self._missing_versions:
                 self._missing_versions.add(version)
-                log.warning("care: today's runs started on config version %s, which this process no longer "
-                            "has; running them on %s", version, self.engines.current.version)  # fmt: skip
+                log.warning(
+                    "care: today's runs started on config version %s, which this process no longer "
+                    "has; running them on %s",
+                    version,
+                    self.engines.current.version,
+                )
             engine = self.engines.current
         return engine
 
-    def _run_new(self, wanted: list[CareOccurrence], known: dict[tuple[str, str], Record], now: datetime,
-                 report: TickReport) -> list[CareOccurrence]:  # fmt: skip
+    def _run_new(
+        self, wanted: list[CareOccurrence], known: dict[tuple[str, str], Record], now: datetime, report: TickReport
+    ) -> list[CareOccurrence]:
         """Run the occurrences the ledger does not hold yet and commit them with their ledger rows in
         one transaction. The ledger's primary key lets one transaction in per occurrence: if another
         replica committed some meanwhile, nothing of ours was written, and the rest run again
@@ -307,20 +351,30 @@ class CareScheduler:
         if kept == len(items):
             self._count(items, report)
         else:  # fencing: another replica took these over meanwhile (this one was paused past the lease)
-            log.warning("care: %d of %d taken-over occurrences not committed: %s lost them to another replica, "
-                        "whose run stands", len(items) - kept, len(items), self.owner)  # fmt: skip
+            log.warning(
+                "care: %d of %d taken-over occurrences not committed: %s lost them to another replica, "
+                "whose run stands",
+                len(items) - kept,
+                len(items),
+                self.owner,
+            )
 
-    def _steps(self, claims: list[CareOccurrence], known: dict[tuple[str, str], Record],
-               now: datetime) -> list[tuple[CareOccurrence, Processed]]:  # fmt: skip
+    def _steps(
+        self, claims: list[CareOccurrence], known: dict[tuple[str, str], Record], now: datetime
+    ) -> list[tuple[CareOccurrence, Processed]]:
         """Each occurrence through its day's engine, in order, each seeing what the earlier ones did."""
         overlay = Overlay(_Known(self.store, known))
         overlay.prefetch([(c.object, c.record_id) for c in claims])
         items: list[tuple[CareOccurrence, Processed]] = []
         for claim in claims:
             engine = self._engine_for(claim.config_version)
-            due = CareDue(key=f"care:{claim.process}:{claim.object}:{claim.record_id}:{claim.occurrence}",
-                          process=claim.process, object=claim.object, id=claim.record_id,
-                          occurrence=claim.occurrence)  # fmt: skip
+            due = CareDue(
+                key=f"care:{claim.process}:{claim.object}:{claim.record_id}:{claim.occurrence}",
+                process=claim.process,
+                object=claim.object,
+                id=claim.record_id,
+                occurrence=claim.occurrence,
+            )
             try:
                 step = engine.handle(overlay, due, now)
                 result = outcome(step, due)
@@ -332,10 +386,19 @@ class CareScheduler:
             overlay.apply(step)
             for problem in step.problems:
                 log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
-            items.append((CareOccurrence(process=claim.process, object=claim.object, record_id=claim.record_id,
-                                         occurrence=claim.occurrence, status=result,
-                                         config_version=claim.config_version or engine.version),
-                          Processed(step=step)))  # fmt: skip
+            items.append(
+                (
+                    CareOccurrence(
+                        process=claim.process,
+                        object=claim.object,
+                        record_id=claim.record_id,
+                        occurrence=claim.occurrence,
+                        status=result,
+                        config_version=claim.config_version or engine.version,
+                    ),
+                    Processed(step=step),
+                )
+            )
         return items
 
     @staticmethod
@@ -369,10 +432,19 @@ class CareScheduler:
             if not (s.due or s.dst_gap or s.feb29 or (s.counted and s.undated)):
                 continue
             outcomes = ", ".join(f"{k} {v}" for k, v in sorted(s.outcomes.items())) or "none run here"
-            log.info("care: %s at %s: %d due (%s); skipped: %d without a usable date (of %d records), %d at a "
-                     "wall time that does not exist (dst_gap: skip); %d born on 29 February run on another day "
-                     "(feb29)", name, report.now.isoformat(), s.due, outcomes, s.undated, s.records, s.dst_gap,
-                     s.feb29)  # fmt: skip
+            log.info(
+                "care: %s at %s: %d due (%s); skipped: %d without a usable date (of %d records), %d at a "
+                "wall time that does not exist (dst_gap: skip); %d born on 29 February run on another day "
+                "(feb29)",
+                name,
+                report.now.isoformat(),
+                s.due,
+                outcomes,
+                s.undated,
+                s.records,
+                s.dst_gap,
+                s.feb29,
+            )
 
 
 class _Known(StoreDelegate):

@@ -31,8 +31,6 @@ log = logging.getLogger("flowctl.engine_process")
 PR_SET_PDEATHSIG = 1
 
 
-
-
 def _die_with_parent(parent: int) -> None:
     """SIGKILL this process when the parent dies, however it dies (Linux); exit at once if it
     already has."""
@@ -88,8 +86,9 @@ class _Status:
             self.write(f"w {why}")
 
 
-def _load(database: str, wanted: str, closed: threading.Event, status: _Status,
-          health: StoreHealth) -> tuple[Store, EngineService] | None:  # fmt: skip
+def _load(
+    database: str, wanted: str, closed: threading.Event, status: _Status, health: StoreHealth
+) -> tuple[Store, EngineService] | None:
     """Open the store and build the engine of the version to run, waiting (with backoff) while
     the store cannot be reached or no stored version can be run; None if the parent stopped first."""
     backoff = Backoff()
@@ -123,8 +122,10 @@ def _load(database: str, wanted: str, closed: threading.Event, status: _Status,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowctl.runtime.daemon.engine_child",
-                                     description="The engine of 'flowctl run', which starts it.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m flowctl.runtime.daemon.engine_child",
+        description="The engine of 'flowctl run', which starts it.",
+    )
     parser.add_argument("--version", default="", help="the stored version to run (default: the current one)")
     parser.add_argument("--db", required=True)
     parser.add_argument("--control-fd", type=int, required=True)
@@ -149,8 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store, service = loaded
     control.service = service
     service.start()
-    reporter = threading.Thread(target=_report, args=(service, status), name="flowctl-engine-report",
-                                daemon=True)  # fmt: skip
+    reporter = threading.Thread(target=_report, args=(service, status), name="flowctl-engine-report", daemon=True)
     reporter.start()
     try:
         control.closed.wait()

@@ -49,8 +49,15 @@ CRASH_LOOP = 3  # quick exits in a row after which the engine counts as not runn
 class EngineProcess:
     """The parent's handle on the child: start, wake, reload, counts, supervise, stop."""
 
-    def __init__(self, database: str, *, log_format: str = "text", log_level: str = "info",
-                 env: Mapping[str, str] | None = None, keep_fds: Sequence[int] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        database: str,
+        *,
+        log_format: str = "text",
+        log_level: str = "info",
+        env: Mapping[str, str] | None = None,
+        keep_fds: Sequence[int] = (),
+    ) -> None:
         self.database = database
         self.log_format = log_format
         self.log_level = log_level
@@ -81,10 +88,25 @@ class EngineProcess:
         control_read, control_write = os.pipe()
         status_read, status_write = os.pipe()
         os.set_blocking(control_write, False)  # a full pipe already means "wake up"
-        command = [sys.executable, "-m", "flowctl.runtime.daemon.engine_child", "--version", version,
-                   "--db", self.database, "--control-fd", str(control_read), "--status-fd", str(status_write),
-                   "--parent", str(os.getpid()),
-                   "--log-format", self.log_format, "--log-level", self.log_level]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "flowctl.runtime.daemon.engine_child",
+            "--version",
+            version,
+            "--db",
+            self.database,
+            "--control-fd",
+            str(control_read),
+            "--status-fd",
+            str(status_write),
+            "--parent",
+            str(os.getpid()),
+            "--log-format",
+            self.log_format,
+            "--log-level",
+            self.log_level,
+        ]
         try:
             proc = subprocess.Popen(command, pass_fds=(control_read, status_write, *self.keep_fds), env=self.env)
         finally:
@@ -96,8 +118,9 @@ class EngineProcess:
             self.proc, self._control = proc, control_write
             self.started_at = self.beat_at = time.monotonic()
             self.running_version, self.waiting = "", "starting"
-        threading.Thread(target=self._read_status, args=(status_read,), name="flowctl-engine-status",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=self._read_status, args=(status_read,), name="flowctl-engine-status", daemon=True
+        ).start()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -144,8 +167,9 @@ class EngineProcess:
                     elif kind.isdigit() and len(parts := rest.split()) == 2 and all(p.isdigit() for p in parts):
                         self.counts = (int(kind), int(parts[0]), int(parts[1]))
 
-    def supervise(self, stop: threading.Event, version: Callable[[], str],
-                  on_exit: Callable[[int], None] | None = None) -> None:  # fmt: skip
+    def supervise(
+        self, stop: threading.Event, version: Callable[[], str], on_exit: Callable[[int], None] | None = None
+    ) -> None:
         """Start the child again whenever it exits, until ``stop`` is set: ``on_exit(pid)`` first
         (it must not raise), then a child on ``version()``. A child started here dies when this
         thread ends (``PR_SET_PDEATHSIG`` follows the thread that forked), so the thread waits for
@@ -157,8 +181,9 @@ class EngineProcess:
             if self.restarts and proc is not None:
                 proc.wait()
 
-    def _supervise(self, stop: threading.Event, version: Callable[[], str],
-                   on_exit: Callable[[int], None] | None) -> None:  # fmt: skip
+    def _supervise(
+        self, stop: threading.Event, version: Callable[[], str], on_exit: Callable[[int], None] | None
+    ) -> None:
         while not stop.wait(0.2):
             proc = self.proc
             if proc is None or proc.poll() is None:
@@ -171,8 +196,12 @@ class EngineProcess:
                 return
             self.quick_exits = self.quick_exits + 1 if time.monotonic() - self.started_at < QUICK_EXIT else 1
             delay = RESTART_DELAYS[min(self.quick_exits, len(RESTART_DELAYS)) - 1]
-            log.error("the engine process (pid %d) exited with code %s; starting it again in %.1f s",
-                      proc.pid, proc.returncode, delay)  # fmt: skip
+            log.error(
+                "the engine process (pid %d) exited with code %s; starting it again in %.1f s",
+                proc.pid,
+                proc.returncode,
+                delay,
+            )
             self._close_control()
             with self._lock:
                 self.running_version, self.waiting = "", "it exited"
@@ -205,9 +234,13 @@ class EngineProcess:
             return
         if not waiting or proc.poll() is not None:
             return
-        log.error("the engine process (pid %d) made no progress for %.0f s while changes wait (limits."
-                  "engine_stall_seconds: %g); killing it and starting it again", proc.pid, silent,
-                  self.stall_seconds)  # fmt: skip
+        log.error(
+            "the engine process (pid %d) made no progress for %.0f s while changes wait (limits."
+            "engine_stall_seconds: %g); killing it and starting it again",
+            proc.pid,
+            silent,
+            self.stall_seconds,
+        )
         self.stalls += 1
         with contextlib.suppress(OSError):
             proc.kill()  # SIGKILL ends a stopped process too; the kernel frees its locks

@@ -63,8 +63,12 @@ class StoreHealth:
                 return
             self.down_since = self.last_failure
             self.outages += 1
-        self.log.warning("store unavailable: %s (seen by %s); writes answer 503, the worker, delivery, timers "
-                         "and leases retry with backoff until it is back", brief(exc), where)  # fmt: skip
+        self.log.warning(
+            "store unavailable: %s (seen by %s); writes answer 503, the worker, delivery, timers "
+            "and leases retry with backoff until it is back",
+            brief(exc),
+            where,
+        )
 
     def ok(self) -> None:
         if self.down_since is None:  # the common case: no lock
@@ -96,8 +100,9 @@ class Backoff:
 
 
 #: A queued change and who waits for it: a thread's Future, or an asyncio future and its loop.
-Pending: TypeAlias = tuple[NewChange, "Future[AppendResult] | asyncio.Future[AppendResult]",
-                           "asyncio.AbstractEventLoop | None"]
+Pending: TypeAlias = tuple[
+    NewChange, "Future[AppendResult] | asyncio.Future[AppendResult]", "asyncio.AbstractEventLoop | None"
+]
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
@@ -112,8 +117,9 @@ def _settle(outcomes: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
 
 
 class Ingest:
-    def __init__(self, store: Store, *, max_batch: int = 500, on_commit: object = None,
-                 health: StoreHealth | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, store: Store, *, max_batch: int = 500, on_commit: object = None, health: StoreHealth | None = None
+    ) -> None:
         self.store = store
         self.health = health or StoreHealth()
         self.max_batch = max_batch

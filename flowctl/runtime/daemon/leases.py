@@ -53,8 +53,16 @@ class LeaseKeeper(StoreDelegate):
     ``extend_leases`` included. The heartbeat is :meth:`keep_alive`: ``run`` is the store's.
     """
 
-    def __init__(self, store: Store, clock: Clock, *, owner: str, lease_seconds: float,
-                 max_attempts: int = MAX_CHANGE_ATTEMPTS, health: StoreHealth | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        owner: str,
+        lease_seconds: float,
+        max_attempts: int = MAX_CHANGE_ATTEMPTS,
+        health: StoreHealth | None = None,
+    ) -> None:
         super().__init__(store)
         self.health = health or StoreHealth()
         self._unrecorded: set[int] = set()  # outbox rows sent whose "sent" commit failed
@@ -99,8 +107,9 @@ class LeaseKeeper(StoreDelegate):
             self._failures_seen["timers"] = failures
         return claimed
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
-                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+    def claim_outbox(
+        self, now: datetime, limit: int, owner: str, lease_seconds: float, skip_channels: Sequence[str] = ()
+    ) -> list[OutboxRow]:
         """Claim as the store does. Rows of ``skip_channels`` are still being sent (the deliverer
         claims other channels meanwhile), so their leases stay in hand; the others' are replaced."""
         with self._lock:
@@ -108,8 +117,13 @@ class LeaseKeeper(StoreDelegate):
         if unrecorded:  # the channel accepted them: record that, do not send them again
             lost = self.store.mark_sent_many(unrecorded, now, owner=owner)
             if lost:
-                log.warning("%d sent outbox row(s) not marked sent: %s lost their lease to another sender, "
-                            "which sends them again (ids %s)", len(lost), owner, lost[:10])  # fmt: skip
+                log.warning(
+                    "%d sent outbox row(s) not marked sent: %s lost their lease to another sender, "
+                    "which sends them again (ids %s)",
+                    len(lost),
+                    owner,
+                    lost[:10],
+                )
             with self._lock:
                 self._unrecorded.difference_update(unrecorded)
                 self._outbox.difference_update(unrecorded)
@@ -158,15 +172,17 @@ class LeaseKeeper(StoreDelegate):
             self._outbox.difference_update(row_ids)
         return lost
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
-                    owner: str | None = None) -> bool:  # fmt: skip
+    def mark_failed(
+        self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *, owner: str | None = None
+    ) -> bool:
         marked = self.store.mark_failed(row_id, error, next_attempt_at, now, owner=owner)
         with self._lock:
             self._outbox.discard(row_id)
         return marked
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
-                         owner: str | None = None) -> list[int]:  # fmt: skip
+    def hold_outbox_many(
+        self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *, owner: str | None = None
+    ) -> list[int]:
         lost = self.store.hold_outbox_many(holds, now, owner=owner)
         with self._lock:
             self._outbox.difference_update(row_id for row_id, _, _ in holds)
@@ -195,9 +211,14 @@ class LeaseKeeper(StoreDelegate):
             log.error("change %s (%s %s) failed: %s", change.seq, change.object, change.record_id, change.error)
         given_up = self.store.fail_exhausted_timers(self.clock.now(), self.max_attempts)
         for timer in given_up:
-            log.error("timer %s of run %s (%s %s) given up after %d claims whose leases all ran out; "
-                      "the run is failed", timer.id, timer.run_id, timer.object, timer.record_id,
-                      self.max_attempts)  # fmt: skip
+            log.error(
+                "timer %s of run %s (%s %s) given up after %d claims whose leases all ran out; the run is failed",
+                timer.id,
+                timer.run_id,
+                timer.object,
+                timer.record_id,
+                self.max_attempts,
+            )
         return len(failed) + len(given_up)
 
     def keep_alive(self, stop: threading.Event, reap: bool = True) -> None:
@@ -232,8 +253,10 @@ class AnotherDaemon(Exception):
     """A second ``flowctl run`` on the SQLite file another daemon already uses."""
 
     def __init__(self, database: str, pid: str) -> None:
-        super().__init__(f"another flowctl run is using {database} (pid {pid or '?'}); SQLite supports one daemon; "
-                         f"use PostgreSQL for replicas")  # fmt: skip
+        super().__init__(
+            f"another flowctl run is using {database} (pid {pid or '?'}); SQLite supports one daemon; "
+            f"use PostgreSQL for replicas"
+        )
         self.database = database
         self.pid = pid
 

@@ -114,8 +114,10 @@ class EngineService:
         oldest, bound = counts.get("oldest_received_at"), self.bundle.config.limits.ready_lag_seconds
         lag = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
         if lag > bound:
-            problems.append(f"the oldest change waits {lag:.0f} s to be processed (limits.ready_lag_seconds: "
-                            f"{bound}); see flowctl_changes_lag_seconds and the engine's log")  # fmt: skip
+            problems.append(
+                f"the oldest change waits {lag:.0f} s to be processed (limits.ready_lag_seconds: "
+                f"{bound}); see flowctl_changes_lag_seconds and the engine's log"
+            )
         return problems
 
     def _process_problems(self) -> list[str]:
@@ -186,8 +188,7 @@ class EngineService:
         elif result == "deployed" and pick_up(self):
             self._switched()
             log.info("reloaded: now running version %s", self.version)
-        self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(
-            result=result)
+        self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(result=result)
         self.last_reload_ok = result in ("deployed", "unchanged")
         return result
 
@@ -240,9 +241,10 @@ class EngineService:
         """The worker loop and the lease heartbeat (the parent reaps expired leases)."""
         self.threads = [
             threading.Thread(target=self._work_loop, name="flowctl-worker", daemon=True),
-            threading.Thread(target=self.leases.keep_alive, args=(self.stopping, False), name="flowctl-leases",
-                             daemon=True),  # the parent reaps
-        ]  # fmt: skip
+            threading.Thread(
+                target=self.leases.keep_alive, args=(self.stopping, False), name="flowctl-leases", daemon=True
+            ),  # the parent reaps
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -306,17 +308,26 @@ class EngineService:
 
     def _register_metrics(self) -> None:
         register_queue_metrics(self.metrics, self.store, self.clock)
-        self.metrics.gauge_callback("flowctl_changes_processed_total", "Changes processed by this daemon",
-                                    lambda: self._worker_counts()[0])  # fmt: skip
-        self.metrics.gauge_callback("flowctl_changes_failed_total", "Changes refused or failed in processing",
-                                    lambda: self._worker_counts()[1])  # fmt: skip
-        self.metrics.gauge_callback("flowctl_reload_ok", "1 when the last reload succeeded (or none was tried)",
-                                    lambda: int(self.last_reload_ok))  # fmt: skip
-        self.metrics.gauge_callback("flowctl_timers_fired_total", "Timers fired by this daemon",
-                                    lambda: self._worker_counts()[2])  # fmt: skip
-        self.metrics.gauge_callback("flowctl_engine_versions", "Configuration versions whose engine this process "
-                                    "holds: the current one, and those open runs or care days use",
-                                    lambda: len(self.engines.by_version))  # fmt: skip
+        self.metrics.gauge_callback(
+            "flowctl_changes_processed_total", "Changes processed by this daemon", lambda: self._worker_counts()[0]
+        )
+        self.metrics.gauge_callback(
+            "flowctl_changes_failed_total", "Changes refused or failed in processing", lambda: self._worker_counts()[1]
+        )
+        self.metrics.gauge_callback(
+            "flowctl_reload_ok",
+            "1 when the last reload succeeded (or none was tried)",
+            lambda: int(self.last_reload_ok),
+        )
+        self.metrics.gauge_callback(
+            "flowctl_timers_fired_total", "Timers fired by this daemon", lambda: self._worker_counts()[2]
+        )
+        self.metrics.gauge_callback(
+            "flowctl_engine_versions",
+            "Configuration versions whose engine this process "
+            "holds: the current one, and those open runs or care days use",
+            lambda: len(self.engines.by_version),
+        )
 
     def _worker_counts(self) -> tuple[int, int, int]:
         """Processed, failed, timers fired."""
@@ -347,8 +358,10 @@ class Service(EngineService):
         out = []
         waited = self.ingest.committing_for()
         if waited > READY_COMMIT_SECONDS:
-            out.append(f"a write has waited {waited:.0f} s to commit (the database's writer lock is held or the "
-                       "disk does not answer)")  # fmt: skip
+            out.append(
+                f"a write has waited {waited:.0f} s to commit (the database's writer lock is held or the "
+                "disk does not answer)"
+            )
         failed = self.ingest.last_failure
         if failed and time.monotonic() - failed < WRITE_FAILURE_SECONDS:
             out.append(f"writes cannot commit: {self.ingest.last_failure_why}")
@@ -371,16 +384,30 @@ class Service(EngineService):
             work = threading.Thread(target=self._housekeeping_loop, name="flowctl-housekeeping", daemon=True)
         self.threads = [
             work,
-            threading.Thread(target=self.deliverer.run, args=(self.stopping,), kwargs={"health": self.health},
-                             name="flowctl-delivery", daemon=True),
+            threading.Thread(
+                target=self.deliverer.run,
+                args=(self.stopping,),
+                kwargs={"health": self.health},
+                name="flowctl-delivery",
+                daemon=True,
+            ),
             threading.Thread(target=self.leases.keep_alive, args=(self.stopping,), name="flowctl-leases", daemon=True),
-            *(threading.Thread(target=poller.run, args=(self.stopping,), daemon=True,
-                               name=f"flowctl-poll-{poller.name}") for poller in self.pollers),
-        ]  # fmt: skip
+            *(
+                threading.Thread(
+                    target=poller.run, args=(self.stopping,), daemon=True, name=f"flowctl-poll-{poller.name}"
+                )
+                for poller in self.pollers
+            ),
+        ]
         if self.engine_process is not None:
-            self.threads.append(threading.Thread(target=self.engine_process.supervise,
-                                                 args=(self.stopping, lambda: self.version, self._engine_exited),
-                                                 name="flowctl-engine-supervisor", daemon=True))  # fmt: skip
+            self.threads.append(
+                threading.Thread(
+                    target=self.engine_process.supervise,
+                    args=(self.stopping, lambda: self.version, self._engine_exited),
+                    name="flowctl-engine-supervisor",
+                    daemon=True,
+                )
+            )
         for thread in self.threads:
             thread.start()
         self.care.start()  # one catch-up tick now, then a wake-up at the start of every minute
@@ -418,15 +445,27 @@ class Service(EngineService):
         super()._register_metrics()
         if self.engine_process is not None:
             engine = self.engine_process
-            self.metrics.gauge_callback("flowctl_engine_restarts_total", "Times the engine process was started "
-                                        "again after it exited", lambda: engine.restarts)  # fmt: skip
-            self.metrics.gauge_callback("flowctl_engine_ready", "1 while the engine process runs a version and "
-                                        "can process changes", lambda: int(not engine.problem()))  # fmt: skip
-            self.metrics.gauge_callback("flowctl_engine_stalls_total", "Times the watchdog killed an engine process "
-                                        "that made no progress while changes waited (limits.engine_stall_seconds)",
-                                        lambda: engine.stalls)  # fmt: skip
-        self.metrics.gauge_callback("flowctl_write_commit_seconds", "How long the write commit in progress has "
-                                    "taken so far (0: none in progress)", self.ingest.committing_for)  # fmt: skip
+            self.metrics.gauge_callback(
+                "flowctl_engine_restarts_total",
+                "Times the engine process was started again after it exited",
+                lambda: engine.restarts,
+            )
+            self.metrics.gauge_callback(
+                "flowctl_engine_ready",
+                "1 while the engine process runs a version and can process changes",
+                lambda: int(not engine.problem()),
+            )
+            self.metrics.gauge_callback(
+                "flowctl_engine_stalls_total",
+                "Times the watchdog killed an engine process "
+                "that made no progress while changes waited (limits.engine_stall_seconds)",
+                lambda: engine.stalls,
+            )
+        self.metrics.gauge_callback(
+            "flowctl_write_commit_seconds",
+            "How long the write commit in progress has taken so far (0: none in progress)",
+            self.ingest.committing_for,
+        )
 
     def _worker_counts(self) -> tuple[int, int, int]:
         """Processed, failed, timers fired: by the engine process when there is one."""
@@ -442,16 +481,22 @@ class StartRefused(Exception):
 def summary(service: Service, listen: str, database: str) -> str:
     bundle = service.bundle
     counts = {
-        "flows": len(bundle.flows), "pipelines": len(bundle.pipelines), "care processes": len(bundle.care),
-        "object types": len(bundle.objects), "templates": len(bundle.templates), "channels": len(bundle.channels),
+        "flows": len(bundle.flows),
+        "pipelines": len(bundle.pipelines),
+        "care processes": len(bundle.care),
+        "object types": len(bundle.objects),
+        "templates": len(bundle.templates),
+        "channels": len(bundle.channels),
         "sources": len(bundle.sources),
-    }  # fmt: skip
+    }
     parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     channels = ", ".join(sorted(service.senders)) or "log"
-    return (f"flowctl: loaded {service.loaded.documents} documents from {service.root} ({parts or 'nothing'}); "
-            f"config version {service.version}\n"
-            f"flowctl: store {_mask(database)}; channels: {channels}\n"
-            f"flowctl: listening on http://{listen} (GET /healthz, /readyz, /metrics, /openapi.json)")  # fmt: skip
+    return (
+        f"flowctl: loaded {service.loaded.documents} documents from {service.root} ({parts or 'nothing'}); "
+        f"config version {service.version}\n"
+        f"flowctl: store {_mask(database)}; channels: {channels}\n"
+        f"flowctl: listening on http://{listen} (GET /healthz, /readyz, /metrics, /openapi.json)"
+    )
 
 
 def _mask(url: str) -> str:

@@ -161,9 +161,17 @@ class RefusedChange(Exception):
 
 
 class Worker:
-    def __init__(self, store: Store, engines: Engines, clock: Clock, *, owner: str = "worker",
-                 batch: int = 256, lease_seconds: float = 60.0,
-                 on_processed: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        engines: Engines,
+        clock: Clock,
+        *,
+        owner: str = "worker",
+        batch: int = 256,
+        lease_seconds: float = 60.0,
+        on_processed: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.store = store
         self.engines = engines
         self.clock = clock
@@ -181,11 +189,13 @@ class Worker:
         current = overlay.record(change.object, change.record_id)
         key = f"c{change.seq}"
         if change.op == "event":
-            return EventReceived(key=key, event=change.event, object=change.object, id=change.record_id,
-                                 data=dict(change.data)), None  # fmt: skip
+            return EventReceived(
+                key=key, event=change.event, object=change.object, id=change.record_id, data=dict(change.data)
+            ), None
         if change.op == "put":
-            rc = change_ops.put(key, current, change.object, change.record_id, change.fields, change.stage,
-                                change.pipeline)  # fmt: skip
+            rc = change_ops.put(
+                key, current, change.object, change.record_id, change.fields, change.stage, change.pipeline
+            )
         elif change.op == "patch":
             rc = change_ops.patch(key, current, change.object, change.record_id, change.fields)
         elif change.op == "delete":
@@ -277,4 +287,3 @@ class Worker:
     def run_once(self) -> int:
         """One round: changes first (they are what users wait for), then due timers."""
         return self.process_changes() + self.fire_timers()
-

@@ -146,8 +146,11 @@ class Deliverer:
         self._reported: set[str] = set()  # unconfigured channels already logged
         self._last_round: datetime | None = None  # the clock at the previous round: a later one reads no earlier
         if metrics is not None:
-            self.outcomes = metrics.counter("flowctl_deliveries_total", "Outbox rows handled by channel and result: "
-                                            "sent, retry, dead or held.", ("channel", "result"))  # fmt: skip
+            self.outcomes = metrics.counter(
+                "flowctl_deliveries_total",
+                "Outbox rows handled by channel and result: sent, retry, dead or held.",
+                ("channel", "result"),
+            )
 
     # ---- one round
 
@@ -286,8 +289,14 @@ class Deliverer:
                 _, to_recipient = self.store.sent_counts(channel, cap_since, [r.recipient for r in group])
             for row in group:
                 tz = policies_.recipient_zone(row.payload, policy, self.timezone)
-                hold = policies_.check(policy, now, tz=tz, day_zone=day_zone, sent_today=sent_today,
-                                       sent_to_recipient=to_recipient.get(row.recipient, 0))  # fmt: skip
+                hold = policies_.check(
+                    policy,
+                    now,
+                    tz=tz,
+                    day_zone=day_zone,
+                    sent_today=sent_today,
+                    sent_to_recipient=to_recipient.get(row.recipient, 0),
+                )
                 if hold is None and going >= free:
                     over.append(row)  # the rate's free slots are taken: held below, until its slot
                     continue
@@ -333,15 +342,23 @@ class Deliverer:
         if last is None:  # a step while no deliverer ran: no retry waits longer than any backoff
             clamped = self.store.clamp_retries(self.max_delay, now)
             if clamped:
-                log.warning("%d message(s) waited for a retry later than any backoff (the clock went back "
-                            "since they were stored); they are due now", clamped)  # fmt: skip
+                log.warning(
+                    "%d message(s) waited for a retry later than any backoff (the clock went back "
+                    "since they were stored); they are due now",
+                    clamped,
+                )
             return
         step = (last - now).total_seconds()
         if step <= CLOCK_STEP:
             return
         moved = self.store.shift_outbox(step, now)
-        log.warning("the clock went back %.0fs (from %s to %s); %d waiting message(s) moved as much earlier",
-                    step, last.isoformat(), now.isoformat(), moved)  # fmt: skip
+        log.warning(
+            "the clock went back %.0fs (from %s to %s); %d waiting message(s) moved as much earlier",
+            step,
+            last.isoformat(),
+            now.isoformat(),
+            moved,
+        )
 
     def _release_fixed(self, now: datetime) -> None:
         """Rows held because their channel could not be configured go out now if it can be: at the
@@ -408,8 +425,11 @@ class Deliverer:
     def _release(self, rows: list[OutboxRow]) -> None:
         """Hand back rows a claim did not get to: due now, the claim's attempt undone."""
         self.store.release_outbox([row.id for row in rows], self.clock.now(), owner=self.owner)
-        log.info("released %d message(s) of %s not started within their claim's time; they go in the "
-                 "next round", len(rows), rows[0].channel)  # fmt: skip
+        log.info(
+            "released %d message(s) of %s not started within their claim's time; they go in the next round",
+            len(rows),
+            rows[0].channel,
+        )
 
     def _attempt(self, row: OutboxRow, sender: Sender | None, claimed_at: datetime) -> Outcome:
         """Send one row; never raises for the row's own failures."""
@@ -448,8 +468,10 @@ class Deliverer:
         row = outcome.row
         if outcome.held_until is not None:
             reason = self._rate_reason(row.channel, outcome.held_until)
-            if self._lost("held", self.store.hold_outbox_many([(row.id, outcome.held_until, reason)],
-                                                              self.clock.now(), owner=self.owner)):  # fmt: skip
+            if self._lost(
+                "held",
+                self.store.hold_outbox_many([(row.id, outcome.held_until, reason)], self.clock.now(), owner=self.owner),
+            ):
                 return
             self._count(row.channel, "held")
             return
@@ -485,8 +507,13 @@ class Deliverer:
         """Log rows not marked ``outcome`` because this sender lost their lease (it was paused past
         it and another sender claimed them: theirs to record); True when there were any."""
         if row_ids:
-            log.warning("%d outbox row(s) not marked %s: %s lost their lease to another sender, whose "
-                        "outcome stands (ids %s)", len(row_ids), outcome, self.owner, row_ids[:10])  # fmt: skip
+            log.warning(
+                "%d outbox row(s) not marked %s: %s lost their lease to another sender, whose outcome stands (ids %s)",
+                len(row_ids),
+                outcome,
+                self.owner,
+                row_ids[:10],
+            )
         return bool(row_ids)
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
@@ -509,8 +536,9 @@ class Deliverer:
 
     # ---- the loop
 
-    def run(self, stop: threading.Event, poll_interval: float = POLL_INTERVAL,
-            health: StoreHealth | None = None) -> None:  # fmt: skip
+    def run(
+        self, stop: threading.Event, poll_interval: float = POLL_INTERVAL, health: StoreHealth | None = None
+    ) -> None:
         """Deliver until ``stop`` is set; waits ``poll_interval`` whenever a round claimed fewer
         rows than it could. A failed round waits with a growing backoff; a database outage is
         reported through ``health`` (once, with the other threads) instead of a traceback a round.

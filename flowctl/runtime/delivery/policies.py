@@ -172,8 +172,9 @@ class Hold:
     reason: str
 
 
-def check(policy: SendPolicy, now: datetime, *, tz: ZoneInfo, day_zone: ZoneInfo, sent_today: int,
-          sent_to_recipient: int) -> Hold | None:  # fmt: skip
+def check(
+    policy: SendPolicy, now: datetime, *, tz: ZoneInfo, day_zone: ZoneInfo, sent_today: int, sent_to_recipient: int
+) -> Hold | None:
     """Quiet hours, budget and per-recipient cap for one message (the rate is :class:`Window`'s):
     None when it may go now. ``sent_today`` counts the channel's messages since ``day_start``
     in ``day_zone``; ``sent_to_recipient`` the recipient's in the cap's window."""

@@ -118,8 +118,13 @@ class MemoryBase:
             for done in plan.changes:
                 change = self._changes.get(done["b_seq"])
                 if change is not None:
-                    change.update(status=done["b_status"], error=done["b_error"], processed_at=now,
-                                  lease_owner=None, lease_until=None)  # fmt: skip
+                    change.update(
+                        status=done["b_status"],
+                        error=done["b_error"],
+                        processed_at=now,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
                     self._open.pop(done["b_seq"], None)
 
     def _fence(self, items: Sequence[Processed], owner: str) -> None:
@@ -132,8 +137,11 @@ class MemoryBase:
             for row, attempts in held:
                 if row is None:
                     holders["nobody"] = holders.get("nobody", 0) + 1
-                elif (row.get("lease_owner") != owner or (kind == "change" and row["status"] != "claimed")
-                      or (attempts is not None and row["attempts"] != attempts)):  # fmt: skip
+                elif (
+                    row.get("lease_owner") != owner
+                    or (kind == "change" and row["status"] != "claimed")
+                    or (attempts is not None and row["attempts"] != attempts)
+                ):
                     who = row.get("lease_owner") or "nobody"
                     holders[who] = holders.get(who, 0) + 1
             if holders:

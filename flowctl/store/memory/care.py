@@ -14,21 +14,34 @@ from flowctl.store.memory.base import MemoryBase, load
 class MemoryCareLedger(MemoryBase):
     """Care schedules: due records and the once-only ledger."""
 
-    def care_records(self, object: str, field: str, month_days: Sequence[int],
-                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+    def care_records(
+        self, object: str, field: str, month_days: Sequence[int], on_dates: Sequence[str] = ()
+    ) -> list[Record]:
         wanted, exact = set(month_days), set(on_dates)
         with self._lock:
             dates = self._dates
-            found = [key for key, rows_ in dates.items() if key[0] == object and any(
-                d["field"] == field and d["month_day"] in wanted and (not exact or d["value"] in exact)
-                for d in rows_)]  # fmt: skip
-            return [rows.record_from(load("records", self._records[key])) for key in sorted(found)
-                    if key in self._records and not self._records[key]["deleted"]]  # fmt: skip
+            found = [
+                key
+                for key, rows_ in dates.items()
+                if key[0] == object
+                and any(
+                    d["field"] == field and d["month_day"] in wanted and (not exact or d["value"] in exact)
+                    for d in rows_
+                )
+            ]
+            return [
+                rows.record_from(load("records", self._records[key]))
+                for key in sorted(found)
+                if key in self._records and not self._records[key]["deleted"]
+            ]
 
     def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
         with self._lock:
-            ids = sorted(key[1] for key, row in self._records.items()
-                         if key[0] == object and not row["deleted"] and key[1] > after)  # fmt: skip
+            ids = sorted(
+                key[1]
+                for key, row in self._records.items()
+                if key[0] == object and not row["deleted"] and key[1] > after
+            )
             return ids[:limit]
 
     def care_undated(self, object: str, field: str) -> tuple[int, int]:
@@ -59,13 +72,17 @@ class MemoryCareLedger(MemoryBase):
             for o in wanted:
                 if o.key in self._occurrences:
                     continue
-                self._occurrences[o.key] = {"status": "claimed", "claimed_at": now, "done_at": None, "owner": owner,
-                                            "config_version": o.config_version}  # fmt: skip
+                self._occurrences[o.key] = {
+                    "status": "claimed",
+                    "claimed_at": now,
+                    "done_at": None,
+                    "owner": owner,
+                    "config_version": o.config_version,
+                }
                 won.append(o)
         return won
 
-    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
-                            limit: int) -> list[CareOccurrence]:  # fmt: skip
+    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[CareOccurrence]:
         now = rows.utc(now)
         cutoff = now - timedelta(seconds=lease_seconds)
         out: list[CareOccurrence] = []
@@ -75,8 +92,15 @@ class MemoryCareLedger(MemoryBase):
                     break
                 if row["status"] == "claimed" and row["claimed_at"] <= cutoff:
                     row.update(owner=owner, claimed_at=now)
-                    out.append(CareOccurrence(process=key[0], object=key[1], record_id=key[2], occurrence=key[3],
-                                              config_version=row.get("config_version") or ""))  # fmt: skip
+                    out.append(
+                        CareOccurrence(
+                            process=key[0],
+                            object=key[1],
+                            record_id=key[2],
+                            occurrence=key[3],
+                            config_version=row.get("config_version") or "",
+                        )
+                    )
         return out
 
     def commit_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> int:
@@ -99,8 +123,13 @@ class MemoryCareLedger(MemoryBase):
                 return False
             self._commit_steps([p for _, p in items], now)  # the lock is re-entrant; fails before applying
             for o, _ in items:
-                self._occurrences[o.key] = {"status": o.status, "claimed_at": now, "done_at": now, "owner": owner,
-                                            "config_version": o.config_version}  # fmt: skip
+                self._occurrences[o.key] = {
+                    "status": o.status,
+                    "claimed_at": now,
+                    "done_at": now,
+                    "owner": owner,
+                    "config_version": o.config_version,
+                }
             return True
 
     def care_done(self, keys: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:

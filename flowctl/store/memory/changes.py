@@ -59,8 +59,10 @@ class MemoryChangeQueue(MemoryBase):
         now = rows.utc(now)
         until = now + timedelta(seconds=lease_seconds)
         with self._lock:
-            due = sorted((t for t in self._timers.values() if t["due"] <= now and not leased(t, now)),
-                         key=lambda t: (t["due"], t["id"]))[: max(limit, 0)]  # fmt: skip
+            due = sorted(
+                (t for t in self._timers.values() if t["due"] <= now and not leased(t, now)),
+                key=lambda t: (t["due"], t["id"]),
+            )[: max(limit, 0)]
             for row in due:
                 row.update(lease_owner=owner, lease_until=until, attempts=row.get("attempts", 0) + 1)
             return [rows.timer_from(row) for row in due]
@@ -75,6 +77,9 @@ class MemoryChangeQueue(MemoryBase):
 
     def open_changes(self, object: str, id: str) -> list[StoredChange]:
         with self._lock:
-            found = [row for row in self._changes.values() if row["object"] == object and row["record_id"] == id
-                     and row["status"] in ("pending", "claimed")]  # fmt: skip
+            found = [
+                row
+                for row in self._changes.values()
+                if row["object"] == object and row["record_id"] == id and row["status"] in ("pending", "claimed")
+            ]
             return sorted((rows.change_from(load("changes", row)) for row in found), key=lambda c: c.seq)

@@ -39,8 +39,13 @@ class MemoryDeployments(MemoryBase):
             row = self._versions.get(id)
             return rows.version_from(load("config_versions", row)) if row else None
 
-    def deploy_version(self, version: ConfigVersion, expected_current: str | None,
-                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool:  # fmt: skip
+    def deploy_version(
+        self,
+        version: ConfigVersion,
+        expected_current: str | None,
+        cancel_runs: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> bool:
         row = dump("config_versions", rows.version_row(version))
         stamp = (now or version.applied_at).isoformat()
         with self._lock:

@@ -17,17 +17,32 @@ class MemoryInspection(MemoryBase):
 
     def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
         with self._lock:
-            found = sorted((r for r in self._records.values()
-                            if r["object"] == object and not r["deleted"] and (not stage or r["stage"] == stage)
-                            and r["id"] > after), key=lambda r: r["id"])  # fmt: skip
+            found = sorted(
+                (
+                    r
+                    for r in self._records.values()
+                    if r["object"] == object
+                    and not r["deleted"]
+                    and (not stage or r["stage"] == stage)
+                    and r["id"] > after
+                ),
+                key=lambda r: r["id"],
+            )
             return [rows.record_from(load("records", r)) for r in found[:limit]]
 
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
         with self._lock:
-            found = sorted((r for r in self._runs.values()
-                            if (not status or r["status"] == status) and (not object or r["object"] == object)
-                            and (not record_id or r["record_id"] == record_id)),
-                           key=lambda r: (r["seq"], r["id"]), reverse=True)  # fmt: skip
+            found = sorted(
+                (
+                    r
+                    for r in self._runs.values()
+                    if (not status or r["status"] == status)
+                    and (not object or r["object"] == object)
+                    and (not record_id or r["record_id"] == record_id)
+                ),
+                key=lambda r: (r["seq"], r["id"]),
+                reverse=True,
+            )
             return [rows.run_from(load("runs", r)) for r in found[:limit]]
 
     def list_outbox(self, limit: int = 50, status: str = "") -> list[OutboxRow]:
@@ -66,8 +81,11 @@ class MemoryInspection(MemoryBase):
                     out["oldest_received_at"] = row["received_at"]
             for status in rows.OUTBOX_GAUGES:
                 out[f"outbox_{status}"] = sum(1 for row in self._outbox.values() if row["status"] == status)
-            due = [row["next_attempt_at"] for row in self._outbox.values()
-                   if row["status"] in ("pending", "retry") and row["next_attempt_at"] is not None]  # fmt: skip
+            due = [
+                row["next_attempt_at"]
+                for row in self._outbox.values()
+                if row["status"] in ("pending", "retry") and row["next_attempt_at"] is not None
+            ]
             out["oldest_due_at"] = min(due, default=None)
             out["timers"] = len(self._timers)
             return out
@@ -80,5 +98,8 @@ class MemoryInspection(MemoryBase):
     def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
         since, until = rows.utc(since), rows.utc(until)
         with self._lock:
-            return [rows.outbox_from(load("outbox", r)) for r in self._outbox.values()
-                    if r["created_at"] is not None and since <= r["created_at"] < until]  # fmt: skip
+            return [
+                rows.outbox_from(load("outbox", r))
+                for r in self._outbox.values()
+                if r["created_at"] is not None and since <= r["created_at"] < until
+            ]

@@ -15,8 +15,15 @@ from flowctl.store.memory.base import MemoryBase, leased, load
 class MemoryLeases(MemoryBase):
     """Leases across replicas: extend, end, give up."""
 
-    def extend_leases(self, owner: str, until: datetime, *, change_seqs: Sequence[int] = (),
-                      timer_ids: Sequence[str] = (), outbox_ids: Sequence[int] = ()) -> int:  # fmt: skip
+    def extend_leases(
+        self,
+        owner: str,
+        until: datetime,
+        *,
+        change_seqs: Sequence[int] = (),
+        timer_ids: Sequence[str] = (),
+        outbox_ids: Sequence[int] = (),
+    ) -> int:
         until = rows.utc(until)
         extended = 0
         with self._lock:
@@ -48,9 +55,14 @@ class MemoryLeases(MemoryBase):
             for seq in list(self._open):
                 row = self._changes[seq]
                 if row["status"] == "claimed" and not leased(row, now) and row["attempts"] >= max_attempts:
-                    row.update(status="failed", processed_at=now, lease_owner=None, lease_until=None,
-                               error=f"gave up after {row['attempts']} attempts: the lease of every worker "
-                                     f"that claimed it ran out (it died or hung)")  # fmt: skip
+                    row.update(
+                        status="failed",
+                        processed_at=now,
+                        lease_owner=None,
+                        lease_until=None,
+                        error=f"gave up after {row['attempts']} attempts: the lease of every worker "
+                        f"that claimed it ran out (it died or hung)",
+                    )
                     self._open.pop(seq, None)
                     out.append(rows.change_from(load("changes", row)))
         return out
@@ -60,8 +72,11 @@ class MemoryLeases(MemoryBase):
         out: list[Timer] = []
         with self._lock:
             for timer_id, row in list(self._timers.items()):
-                if row.get("lease_until") is not None and not leased(row, now) \
-                        and row.get("attempts", 0) >= max_attempts:  # fmt: skip
+                if (
+                    row.get("lease_until") is not None
+                    and not leased(row, now)
+                    and row.get("attempts", 0) >= max_attempts
+                ):
                     out.append(rows.timer_from(row))
                     del self._timers[timer_id]
             for timer in out:

@@ -16,8 +16,9 @@ from flowctl.store.memory.base import MemoryBase, leased, load
 class MemoryOutbox(MemoryBase):
     """Effects to send: claims and their outcomes."""
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
-                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+    def claim_outbox(
+        self, now: datetime, limit: int, owner: str, lease_seconds: float, skip_channels: Sequence[str] = ()
+    ) -> list[OutboxRow]:
         now = rows.utc(now)
         until = now + timedelta(seconds=lease_seconds)
         skip = set(skip_channels)
@@ -44,8 +45,13 @@ class MemoryOutbox(MemoryBase):
             for row_id in row_ids:
                 row = self._outbox.get(row_id)
                 if row is not None and row["status"] == "sending" and self._held_by(row, owner):
-                    row.update(status="retry" if row["attempts"] > 1 else "pending", next_attempt_at=now,
-                               attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+                    row.update(
+                        status="retry" if row["attempts"] > 1 else "pending",
+                        next_attempt_at=now,
+                        attempts=max(row["attempts"] - 1, 0),
+                        lease_owner=None,
+                        lease_until=None,
+                    )
 
     def mark_sent(self, row_id: int, now: datetime) -> None:
         self.mark_sent_many([row_id], now)
@@ -65,15 +71,21 @@ class MemoryOutbox(MemoryBase):
                     lost.append(row_id)
         return lost
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
-                    owner: str | None = None) -> bool:  # fmt: skip
+    def mark_failed(
+        self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *, owner: str | None = None
+    ) -> bool:
         next_attempt_at = rows.utc(next_attempt_at) if next_attempt_at else None
         with self._lock:
             row = self._outbox.get(row_id)
             if row is None or not self._held_by(row, owner):
                 return owner is None
-            row.update(status="dead" if next_attempt_at is None else "retry", last_error=error,
-                       next_attempt_at=next_attempt_at, lease_owner=None, lease_until=None)  # fmt: skip
+            row.update(
+                status="dead" if next_attempt_at is None else "retry",
+                last_error=error,
+                next_attempt_at=next_attempt_at,
+                lease_owner=None,
+                lease_until=None,
+            )
             return True
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
@@ -85,8 +97,9 @@ class MemoryOutbox(MemoryBase):
             row.update(status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None)
             return True
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
-                         owner: str | None = None) -> list[int]:  # fmt: skip
+    def hold_outbox_many(
+        self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *, owner: str | None = None
+    ) -> list[int]:
         lost: list[int] = []
         with self._lock:
             for row_id, until, why in holds:
@@ -95,8 +108,14 @@ class MemoryOutbox(MemoryBase):
                     if owner is not None:
                         lost.append(row_id)
                     continue
-                row.update(status="held", next_attempt_at=rows.utc(until), last_error=why,
-                           attempts=max(row["attempts"] - 1, 0), lease_owner=None, lease_until=None)  # fmt: skip
+                row.update(
+                    status="held",
+                    next_attempt_at=rows.utc(until),
+                    last_error=why,
+                    attempts=max(row["attempts"] - 1, 0),
+                    lease_owner=None,
+                    lease_until=None,
+                )
         return sorted(lost)
 
     def release_held(self, channels: Sequence[str], reason_prefix: str, now: datetime) -> int:
@@ -128,8 +147,7 @@ class MemoryOutbox(MemoryBase):
                     moved += 1
         return moved
 
-    def sent_counts(self, channel: str, since: datetime,
-                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+    def sent_counts(self, channel: str, since: datetime, recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:
         since = rows.utc(since)
         wanted = set(recipients)
         total, per = 0, dict[str, int]()

@@ -20,8 +20,11 @@ class MemoryRecordState(MemoryBase):
 
     def active_runs(self, object: str, id: str) -> list[Run]:
         with self._lock:
-            found = [r for r in self._runs.values()
-                     if r["object"] == object and r["record_id"] == id and r["status"] in ACTIVE]  # fmt: skip
+            found = [
+                r
+                for r in self._runs.values()
+                if r["object"] == object and r["record_id"] == id and r["status"] in ACTIVE
+            ]
             found.sort(key=lambda r: (r["seq"], r["id"]))
             return [rows.run_from(load("runs", r)) for r in found]
 
@@ -32,8 +35,9 @@ class MemoryRecordState(MemoryBase):
 
     def timers_of(self, run_id: str) -> list[Timer]:
         with self._lock:
-            found = sorted((t for t in self._timers.values() if t["run_id"] == run_id),
-                           key=lambda t: (t["due"], t["id"]))  # fmt: skip
+            found = sorted(
+                (t for t in self._timers.values() if t["run_id"] == run_id), key=lambda t: (t["due"], t["id"])
+            )
             return [rows.timer_from(t) for t in found]
 
     def allocation(self, rule: str) -> Mapping[str, Any]:
@@ -45,8 +49,12 @@ class MemoryRecordState(MemoryBase):
         counts = dict.fromkeys(users, 0)
         with self._lock:
             for row in self._records.values():
-                if (row["object"] == object and row["owner"] in counts and not row["deleted"]
-                        and (row["pipeline"], row["stage"]) not in final):  # fmt: skip
+                if (
+                    row["object"] == object
+                    and row["owner"] in counts
+                    and not row["deleted"]
+                    and (row["pipeline"], row["stage"]) not in final
+                ):
                     counts[row["owner"]] += 1
         return counts
 

@@ -26,8 +26,15 @@ class MemorySourceCursors(MemoryBase):
         state.pop("lease_until", None)
         return state
 
-    def save_source(self, source: str, state: Mapping[str, Any], hashes: Mapping[str, str | None],
-                    owner: str, now: datetime, lease_seconds: float) -> None:  # fmt: skip
+    def save_source(
+        self,
+        source: str,
+        state: Mapping[str, Any],
+        hashes: Mapping[str, str | None],
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+    ) -> None:
         until = (now + timedelta(seconds=lease_seconds)).isoformat()
         encoded = json.loads(json.dumps({**state, "owner": owner, "lease_until": until}))
         with self._lock:

@@ -116,24 +116,41 @@ class SqlBase:
         )
         self._insert_ledger = care_occurrences.insert()  # care: see insert_care
         self._finish_changes = (
-            sa.update(changes).where(c.seq == sa.bindparam("b_seq"))
-            .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
-                    processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
-        )  # fmt: skip
+            sa.update(changes)
+            .where(c.seq == sa.bindparam("b_seq"))
+            .values(
+                status=sa.bindparam("b_status"),
+                error=sa.bindparam("b_error"),
+                processed_at=sa.bindparam("b_now"),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
         self._finish_held_changes = (  # fencing: only the changes this claim still holds
-            sa.update(changes).where(c.seq == sa.bindparam("b_seq"), c.status == "claimed",
-                                     c.lease_owner == sa.bindparam("b_owner"), c.attempts == sa.bindparam("b_attempts"))
-            .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"),
-                    processed_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
-        )  # fmt: skip
+            sa.update(changes)
+            .where(
+                c.seq == sa.bindparam("b_seq"),
+                c.status == "claimed",
+                c.lease_owner == sa.bindparam("b_owner"),
+                c.attempts == sa.bindparam("b_attempts"),
+            )
+            .values(
+                status=sa.bindparam("b_status"),
+                error=sa.bindparam("b_error"),
+                processed_at=sa.bindparam("b_now"),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
         # the StateView reads, on every change the worker handles: built once, no expanding IN
         bind = sa.bindparam
         active = sa.or_(*(runs.c.status == sa.literal(status, sa.String()) for status in ACTIVE))
         self._get_record = records.select().where(records.c.object == bind("object"), records.c.id == bind("id"))
         self._get_active_runs = (
-            runs.select().where(runs.c.object == bind("object"), runs.c.record_id == bind("id"), active)
+            runs.select()
+            .where(runs.c.object == bind("object"), runs.c.record_id == bind("id"), active)
             .order_by(runs.c.seq, runs.c.id)
-        )  # fmt: skip
+        )
         self._get_run = runs.select().where(runs.c.id == bind("id"))
         self._get_timers = timers.select().where(t.run_id == bind("run_id")).order_by(t.due, t.id)
         self._get_allocation = sa.select(allocations.c.state).where(allocations.c.rule == bind("rule"))
@@ -142,27 +159,36 @@ class SqlBase:
             sa.select(r.owner, r.pipeline, r.stage, sa.func.count())
             .where(r.object == bind("object"), r.owner.in_(bind("users", expanding=True)), r.deleted.is_(False))
             .group_by(r.owner, r.pipeline, r.stage)
-        )  # fmt: skip
+        )
         light = (c.seq, c.object, c.record_id, c.status, c.lease_until)
         self._claimed_changes = sa.select(*light).where(c.status == "claimed")
         self._pending_changes = (
-            sa.select(*light).where(c.status == "pending", c.seq > sa.bindparam("after"))
-            .order_by(c.seq).limit(sa.bindparam("scan"))
-        )  # fmt: skip
+            sa.select(*light)
+            .where(c.status == "pending", c.seq > sa.bindparam("after"))
+            .order_by(c.seq)
+            .limit(sa.bindparam("scan"))
+        )
         self._due_timers = (
-            sa.select(t.id).where(t.due <= sa.bindparam("now"),
-                                  sa.or_(t.lease_until.is_(None), t.lease_until <= sa.bindparam("now")))
-            .order_by(t.due).limit(sa.bindparam("limit"))
-        )  # fmt: skip
+            sa.select(t.id)
+            .where(t.due <= sa.bindparam("now"), sa.or_(t.lease_until.is_(None), t.lease_until <= sa.bindparam("now")))
+            .order_by(t.due)
+            .limit(sa.bindparam("limit"))
+        )
         self._claimable_outbox = (
-            sa.select(o.id).where(sa.or_(
-                o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
-                sa.and_(o.status.in_(CLAIMABLE_OUTBOX),
-                        sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= sa.bindparam("now"))),
-                sa.and_(o.status == "sending", o.lease_until <= sa.bindparam("now")),
-            ))
-            .order_by(o.id).limit(sa.bindparam("limit"))
-        )  # fmt: skip
+            sa.select(o.id)
+            .where(
+                sa.or_(
+                    o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
+                    sa.and_(
+                        o.status.in_(CLAIMABLE_OUTBOX),
+                        sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= sa.bindparam("now")),
+                    ),
+                    sa.and_(o.status == "sending", o.lease_until <= sa.bindparam("now")),
+                )
+            )
+            .order_by(o.id)
+            .limit(sa.bindparam("limit"))
+        )
         if self._postgres:
             self._due_timers = self._due_timers.with_for_update(skip_locked=True)
             self._claimable_outbox = self._claimable_outbox.with_for_update(skip_locked=True)
@@ -203,14 +229,21 @@ class SqlBase:
             compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys))
             procs = compiled._bind_processors
             # per bind: take it from the row, or it is a constant of the statement (``values(x=None)``)
-            binds = [(n, n in keys, compiled.binds[n].effective_value if n not in keys else None, procs.get(n))
-                     for n in (compiled.positiontup or compiled.binds)]  # fmt: skip
+            binds = [
+                (n, n in keys, compiled.binds[n].effective_value if n not in keys else None, procs.get(n))
+                for n in (compiled.positiontup or compiled.binds)
+            ]
             plan = (compiled, binds)
             self._compiled[(id(stmt), keys)] = plan
             self._compiled_keepalive.append(stmt)  # ids stay unique while the statement lives
         compiled, binds = plan
-        values = [[(proc(row[n]) if proc else row[n]) if live else (proc(const) if proc else const)
-                   for n, live, const, proc in binds] for row in batch]  # fmt: skip
+        values = [
+            [
+                (proc(row[n]) if proc else row[n]) if live else (proc(const) if proc else const)
+                for n, live, const, proc in binds
+            ]
+            for row in batch
+        ]
         rows: list[Any]
         if compiled.positiontup is not None:
             rows = [tuple(v) for v in values]

@@ -25,15 +25,18 @@ from flowctl.store.tables import care_days, care_occurrences, outbox, record_dat
 class SqlCareLedger(SqlBase):
     """Care schedules: due records and the once-only ledger."""
 
-    def care_records(self, object: str, field: str, month_days: Sequence[int],
-                     on_dates: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+    def care_records(
+        self, object: str, field: str, month_days: Sequence[int], on_dates: Sequence[str] = ()
+    ) -> list[Record]:
         """Live records whose ``field`` falls on ``month_days``: one indexed join, rows as found."""
         if not month_days:
             return []
         d, r = record_dates.c, records.c
-        stmt = (sa.select(records).join(record_dates, sa.and_(r.object == d.object, r.id == d.record_id))
-                .where(d.object == object, d.field == field, d.month_day.in_(sorted(set(month_days))),
-                       r.deleted.is_(False)))  # fmt: skip
+        stmt = (
+            sa.select(records)
+            .join(record_dates, sa.and_(r.object == d.object, r.id == d.record_id))
+            .where(d.object == object, d.field == field, d.month_day.in_(sorted(set(month_days))), r.deleted.is_(False))
+        )
         if on_dates:
             stmt = stmt.where(d.value.in_(sorted(set(on_dates))))
         with self.engine.connect() as conn:
@@ -42,8 +45,7 @@ class SqlCareLedger(SqlBase):
     def record_ids(self, object: str, after: str = "", limit: int = 1000) -> list[str]:
         """Ids of live records of ``object`` after ``after``, in order: the primary key, no JSON."""
         r = records.c
-        stmt = (sa.select(r.id).where(r.object == object, r.deleted.is_(False), r.id > after)
-                .order_by(r.id).limit(limit))  # fmt: skip
+        stmt = sa.select(r.id).where(r.object == object, r.deleted.is_(False), r.id > after).order_by(r.id).limit(limit)
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).scalars())
 
@@ -52,10 +54,12 @@ class SqlCareLedger(SqlBase):
         (the month-day index holds a row per live record and parseable date)."""
         r, d = records.c, record_dates.c
         with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(records)
-                                 .where(r.object == object, r.deleted.is_(False))).scalar_one()  # fmt: skip
-            dated = conn.execute(sa.select(sa.func.count()).select_from(record_dates)
-                                 .where(d.object == object, d.field == field)).scalar_one()  # fmt: skip
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(records).where(r.object == object, r.deleted.is_(False))
+            ).scalar_one()
+            dated = conn.execute(
+                sa.select(sa.func.count()).select_from(record_dates).where(d.object == object, d.field == field)
+            ).scalar_one()
         return int(total), max(0, int(total) - int(dated))
 
     def pin_care_day(self, process: str, day: str, version: str) -> str:
@@ -68,8 +72,15 @@ class SqlCareLedger(SqlBase):
 
     def claim_occurrence(self, process: str, object: str, id: str, occurrence: str, now: datetime) -> bool:
         """True the first time (process, record, occurrence) is claimed, False ever after."""
-        row = {"process": process, "object": object, "record_id": id, "occurrence": occurrence,
-               "status": "claimed", "claimed_at": now, "done_at": None}  # fmt: skip
+        row = {
+            "process": process,
+            "object": object,
+            "record_id": id,
+            "occurrence": occurrence,
+            "status": "claimed",
+            "claimed_at": now,
+            "done_at": None,
+        }
         with self._write_lock, self._writer.begin() as conn:
             return conn.execute(self._insert_occurrence, row).first() is not None
 
@@ -79,32 +90,56 @@ class SqlCareLedger(SqlBase):
         if not wanted:
             return []
         c = care_occurrences.c
-        stmt = (self._insert_for(care_occurrences).on_conflict_do_nothing()
-                .returning(c.process, c.object, c.record_id, c.occurrence))  # fmt: skip
+        stmt = (
+            self._insert_for(care_occurrences)
+            .on_conflict_do_nothing()
+            .returning(c.process, c.object, c.record_id, c.occurrence)
+        )
         by_key = {o.key: o for o in wanted}
         won: set[tuple[str, str, str, str]] = set()
         with self._writer.begin() as conn:
             for part in chunks(list(by_key.values()), 1000):
-                params = [{"process": o.process, "object": o.object, "record_id": o.record_id,
-                           "occurrence": o.occurrence, "status": "claimed", "claimed_at": now, "done_at": None,
-                           "owner": owner, "config_version": o.config_version} for o in part]  # fmt: skip
+                params = [
+                    {
+                        "process": o.process,
+                        "object": o.object,
+                        "record_id": o.record_id,
+                        "occurrence": o.occurrence,
+                        "status": "claimed",
+                        "claimed_at": now,
+                        "done_at": None,
+                        "owner": owner,
+                        "config_version": o.config_version,
+                    }
+                    for o in part
+                ]
                 won.update(tuple(row) for row in conn.execute(stmt, params))
         return [o for key, o in by_key.items() if key in won]
 
-    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float,
-                            limit: int) -> list[CareOccurrence]:  # fmt: skip
+    def reclaim_occurrences(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[CareOccurrence]:
         c = care_occurrences.c
         cutoff = now - timedelta(seconds=lease_seconds)
         expired = sa.and_(c.status == "claimed", c.claimed_at <= cutoff)
         key = sa.tuple_(c.process, c.object, c.record_id, c.occurrence)
         sub = sa.select(c.process, c.object, c.record_id, c.occurrence).where(expired).limit(limit)
-        stmt = (sa.update(care_occurrences).where(key.in_(sub), expired)
-                .values(owner=owner, claimed_at=now).returning(*care_occurrences.c))  # fmt: skip
+        stmt = (
+            sa.update(care_occurrences)
+            .where(key.in_(sub), expired)
+            .values(owner=owner, claimed_at=now)
+            .returning(*care_occurrences.c)
+        )
         with self._writer.begin() as conn:
             found = [row._mapping for row in conn.execute(stmt)]
-        return [CareOccurrence(process=r["process"], object=r["object"], record_id=r["record_id"],
-                               occurrence=r["occurrence"], config_version=r["config_version"] or "")
-                for r in found]  # fmt: skip
+        return [
+            CareOccurrence(
+                process=r["process"],
+                object=r["object"],
+                record_id=r["record_id"],
+                occurrence=r["occurrence"],
+                config_version=r["config_version"] or "",
+            )
+            for r in found
+        ]
 
     def commit_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> int:
         if not items:
@@ -118,10 +153,12 @@ class SqlCareLedger(SqlBase):
         with self._writer.begin() as conn:
             for (status, version), keys in groups.items():
                 for part in chunks(keys, 200):
-                    stmt = (sa.update(care_occurrences)
-                            .where(key.in_(list(part)), c.status == "claimed", c.owner == owner)
-                            .values(status=status, done_at=now, config_version=version)
-                            .returning(c.process, c.object, c.record_id, c.occurrence))  # fmt: skip
+                    stmt = (
+                        sa.update(care_occurrences)
+                        .where(key.in_(list(part)), c.status == "claimed", c.owner == owner)
+                        .values(status=status, done_at=now, config_version=version)
+                        .returning(c.process, c.object, c.record_id, c.occurrence)
+                    )
                     kept.update(tuple(row) for row in conn.execute(stmt))
             plan = rows.plan_batch([p for o, p in items if o.key in kept], now)
             self._many(conn, self._upsert_records, plan.records.values())
@@ -146,9 +183,20 @@ class SqlCareLedger(SqlBase):
         if not items:
             return True
         ordered = sorted(items, key=lambda item: item[0].key)  # one lock order for every replica
-        ledger = [{"process": o.process, "object": o.object, "record_id": o.record_id, "occurrence": o.occurrence,
-                   "status": o.status, "claimed_at": now, "done_at": now, "owner": owner,
-                   "config_version": o.config_version} for o, _ in ordered]  # fmt: skip
+        ledger = [
+            {
+                "process": o.process,
+                "object": o.object,
+                "record_id": o.record_id,
+                "occurrence": o.occurrence,
+                "status": o.status,
+                "claimed_at": now,
+                "done_at": now,
+                "owner": owner,
+                "config_version": o.config_version,
+            }
+            for o, _ in ordered
+        ]
         plan = rows.plan_batch([p for _, p in items], now)
         ours = {f"care:{o.process}:{o.object}:{o.record_id}:{o.occurrence}" for o, _ in items}  # care.run_id
         new_runs = [row for run_id, row in plan.runs.items() if run_id in ours]
@@ -208,16 +256,18 @@ class SqlCareLedger(SqlBase):
         with self.engine.connect() as conn:
             for (process, object_, occurrence), ids in groups.items():
                 for part in chunks(sorted(set(ids))):
-                    stmt = sa.select(c.record_id).where(c.process == process, c.object == object_,
-                                                        c.record_id.in_(part), c.occurrence == occurrence)  # fmt: skip
+                    stmt = sa.select(c.record_id).where(
+                        c.process == process, c.object == object_, c.record_id.in_(part), c.occurrence == occurrence
+                    )
                     found.update((process, object_, id_, occurrence) for id_ in conn.execute(stmt).scalars())
         return found
 
     def care_summary(self, process: str) -> CareSummary:
         c = care_occurrences.c
         with self.engine.connect() as conn:
-            counts: dict[Any, Any] = dict(conn.execute(sa.select(c.status, sa.func.count()).where(c.process == process)
-                                       .group_by(c.status)).all())  # fmt: skip
+            counts: dict[Any, Any] = dict(
+                conn.execute(sa.select(c.status, sa.func.count()).where(c.process == process).group_by(c.status)).all()
+            )
             last = conn.execute(sa.select(sa.func.max(c.done_at)).where(c.process == process)).scalar()
         if isinstance(last, str):  # max() over SQLite text loses the column type
             last = datetime.fromisoformat(last)

@@ -48,8 +48,9 @@ class SqlChangeQueue(SqlBase):
             if prepared is not None:
                 before = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM changes").scalar()
                 self._run(conn, prepared)
-                inserted = dict(conn.exec_driver_sql("SELECT idempotency_key, seq FROM changes WHERE seq > ?",
-                                                     (before,)).all())  # fmt: skip
+                inserted = dict(
+                    conn.exec_driver_sql("SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)).all()
+                )
             else:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
@@ -57,8 +58,9 @@ class SqlChangeQueue(SqlBase):
             seqs = dict(inserted)
             prints = {key: fresh[key]["fingerprint"] or "" for key in inserted}
             for part in chunks(existing):
-                stmt = (sa.select(changes.c.idempotency_key, changes.c.seq, changes.c.fingerprint)
-                        .where(changes.c.idempotency_key.in_(part)))  # fmt: skip
+                stmt = sa.select(changes.c.idempotency_key, changes.c.seq, changes.c.fingerprint).where(
+                    changes.c.idempotency_key.in_(part)
+                )
                 for key, seq, stored in conn.execute(stmt).all():
                     seqs[key], prints[key] = seq, stored or ""
         results = []
@@ -90,10 +92,12 @@ class SqlChangeQueue(SqlBase):
                 return []
             claimed: list[StoredChange] = []
             for part in chunks([seq for seq, _ in wanted]):
-                stmt = (sa.update(changes).where(changes.c.seq.in_(part), self._claimable_change(now))
-                        .values(status="claimed", lease_owner=owner, lease_until=until,
-                                attempts=changes.c.attempts + 1)
-                        .returning(*changes.c))  # fmt: skip
+                stmt = (
+                    sa.update(changes)
+                    .where(changes.c.seq.in_(part), self._claimable_change(now))
+                    .values(status="claimed", lease_owner=owner, lease_until=until, attempts=changes.c.attempts + 1)
+                    .returning(*changes.c)
+                )
                 claimed.extend(rows.change_from(row._mapping) for row in conn.execute(stmt))
         return sorted(claimed, key=lambda change: change.seq)
 
@@ -112,8 +116,10 @@ class SqlChangeQueue(SqlBase):
         scan = max(SCAN_MIN, 2 * limit)
         after = 0
         while True:
-            page = [(seq, (obj, rid)) for seq, obj, rid, *_ in
-                    conn.execute(self._pending_changes, {"after": after, "scan": scan})]  # fmt: skip
+            page = [
+                (seq, (obj, rid))
+                for seq, obj, rid, *_ in conn.execute(self._pending_changes, {"after": after, "scan": scan})
+            ]
             last = page[-1][0] if len(page) == scan else None  # None: nothing pending beyond this page
             merged = [e for e in expired if last is None or e[0] <= last]
             expired = expired[len(merged) :]
@@ -128,14 +134,18 @@ class SqlChangeQueue(SqlBase):
                 return wanted
             after = last
 
-    def _lock_prefixes(self, conn: Connection, wanted: list[tuple[int, tuple[str, str]]],
-                       now: datetime) -> list[tuple[int, tuple[str, str]]]:  # fmt: skip
+    def _lock_prefixes(
+        self, conn: Connection, wanted: list[tuple[int, tuple[str, str]]], now: datetime
+    ) -> list[tuple[int, tuple[str, str]]]:
         """Lock what the plan wants, skipping rows a worker is finishing at this moment; a record
         whose change is skipped keeps its later changes back as well."""
         got: set[int] = set()
         for part in chunks([seq for seq, _ in wanted]):
-            stmt = (sa.select(changes.c.seq).where(changes.c.seq.in_(part), self._claimable_change(now))
-                    .with_for_update(skip_locked=True))  # fmt: skip
+            stmt = (
+                sa.select(changes.c.seq)
+                .where(changes.c.seq.in_(part), self._claimable_change(now))
+                .with_for_update(skip_locked=True)
+            )
             got.update(conn.execute(stmt).scalars())
         kept, lost = [], set()
         for seq, key in wanted:
@@ -159,9 +169,12 @@ class SqlChangeQueue(SqlBase):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
         due = self._due_timers.params(now=now, limit=limit).scalar_subquery()
-        stmt = (sa.update(timers).where(timers.c.id.in_(due))
-                .values(lease_owner=owner, lease_until=until, attempts=timers.c.attempts + 1)
-                .returning(*timers.c))  # fmt: skip
+        stmt = (
+            sa.update(timers)
+            .where(timers.c.id.in_(due))
+            .values(lease_owner=owner, lease_until=until, attempts=timers.c.attempts + 1)
+            .returning(*timers.c)
+        )
         with self._write_lock, self._writer.begin() as conn:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
@@ -184,11 +197,13 @@ class SqlChangeQueue(SqlBase):
             finish = self._finish_held_changes
             finished = [{**row, "b_owner": owner, "b_attempts": attempts[row["b_seq"]]} for row in finished]
         # every row's values are processed before the write lock: it is held for SQLite's work only
-        writes = [self._prepare(self._upsert_records, records_),
-                  self._prepare(self._upsert_runs, plan.runs.values()),
-                  self._prepare(self._upsert_timers, plan.timer_upserts),
-                  self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
-                  self._prepare(self._upsert_allocations, plan.allocations.values())]  # fmt: skip
+        writes = [
+            self._prepare(self._upsert_records, records_),
+            self._prepare(self._upsert_runs, plan.runs.values()),
+            self._prepare(self._upsert_timers, plan.timer_upserts),
+            self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
+            self._prepare(self._upsert_allocations, plan.allocations.values()),
+        ]
         finishing = self._prepare(finish, finished)
         try:
             self._commit_plan(plan, writes, finishing, len(finished), items, owner)
@@ -197,8 +212,15 @@ class SqlChangeQueue(SqlBase):
             with self.engine.connect() as conn:
                 raise LeaseLost("change", owner, len(finished), self._change_holders(conn, attempts, owner)) from None
 
-    def _commit_plan(self, plan: rows.BatchPlan, writes: list[Any], finishing: Any, finished: int,
-                     items: Sequence[Processed], owner: str | None) -> None:  # fmt: skip
+    def _commit_plan(
+        self,
+        plan: rows.BatchPlan,
+        writes: list[Any],
+        finishing: Any,
+        finished: int,
+        items: Sequence[Processed],
+        owner: str | None,
+    ) -> None:
         records_ = list(plan.records.values())
         with self._write_lock, self._writer.begin() as conn:
             if owner is not None:
@@ -239,8 +261,10 @@ class SqlChangeQueue(SqlBase):
         held: dict[str, str | None] = {}
         for part in chunks(sorted(set(fired))):
             query = sa.select(t.id, t.lease_owner).where(t.id.in_(part))
-            held.update((timer_id, holder) for timer_id, holder in
-                        conn.execute(query.with_for_update() if self._postgres else query))  # fmt: skip
+            held.update(
+                (timer_id, holder)
+                for timer_id, holder in conn.execute(query.with_for_update() if self._postgres else query)
+            )
         holders: dict[str, int] = {}
         for timer_id in set(fired):
             holder = held.get(timer_id)
@@ -258,7 +282,10 @@ class SqlChangeQueue(SqlBase):
         """The changes of one record not processed yet (pending or claimed), in seq order: what a
         read answers as pending. Reads the (object, record_id, seq) index."""
         c = changes.c
-        stmt = (changes.select().where(c.object == object, c.record_id == id, c.status.in_(("pending", "claimed")))
-                .order_by(c.seq))  # fmt: skip
+        stmt = (
+            changes.select()
+            .where(c.object == object, c.record_id == id, c.status.in_(("pending", "claimed")))
+            .order_by(c.seq)
+        )
         with self.engine.connect() as conn:
             return [rows.change_from(row._mapping) for row in conn.execute(stmt)]

@@ -44,8 +44,13 @@ class SqlDeployments(SqlBase):
             row = conn.execute(config_versions.select().where(config_versions.c.id == id)).first()
         return rows.version_from(row._mapping) if row else None
 
-    def deploy_version(self, version: ConfigVersion, expected_current: str | None,
-                       cancel_runs: Sequence[str] = (), now: datetime | None = None) -> bool:  # fmt: skip
+    def deploy_version(
+        self,
+        version: ConfigVersion,
+        expected_current: str | None,
+        cancel_runs: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> bool:
         """Make ``version`` current and cancel ``cancel_runs`` (and their timers), in one
         transaction, only if the current version is still ``expected_current`` (None: none yet).
         False, with nothing written, when another deploy got there first."""
@@ -61,8 +66,11 @@ class SqlDeployments(SqlBase):
             conn.execute(self._upsert_version, rows.version_row(version))
             for part in chunks(list(cancel_runs)):
                 conn.execute(sa.delete(timers).where(timers.c.run_id.in_(part)))
-                conn.execute(sa.update(runs).where(runs.c.id.in_(part), runs.c.status.in_(ACTIVE))
-                             .values(status="cancelled", waiting_for="", updated_at=stamp))  # fmt: skip
+                conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.id.in_(part), runs.c.status.in_(ACTIVE))
+                    .values(status="cancelled", waiting_for="", updated_at=stamp)
+                )
         return True
 
     def versions_in_use(self, since_day: str) -> set[str]:
@@ -77,8 +85,11 @@ class SqlDeployments(SqlBase):
     def stage_counts(self) -> dict[tuple[str, str, str], int]:
         """Live records per (object, pipeline, stage)."""
         r = records.c
-        stmt = (sa.select(r.object, r.pipeline, r.stage, sa.func.count()).where(r.deleted.is_(False))
-                .group_by(r.object, r.pipeline, r.stage))  # fmt: skip
+        stmt = (
+            sa.select(r.object, r.pipeline, r.stage, sa.func.count())
+            .where(r.deleted.is_(False))
+            .group_by(r.object, r.pipeline, r.stage)
+        )
         with self.engine.connect() as conn:
             return {(o, p, s): n for o, p, s, n in conn.execute(stmt)}
 

@@ -86,8 +86,9 @@ class SqlInspection(SqlBase):
         out: dict[str, Any] = {}
         with self.engine.connect() as conn:
             for status in ("pending", "claimed"):
-                out[f"changes_{status}"] = conn.execute(sa.select(count).select_from(changes)
-                                                        .where(c.status == status)).scalar_one()  # fmt: skip
+                out[f"changes_{status}"] = conn.execute(
+                    sa.select(count).select_from(changes).where(c.status == status)
+                ).scalar_one()
             oldest = None
             for status in ("pending", "claimed"):
                 seq = conn.execute(sa.select(c.seq).where(c.status == status).order_by(c.seq).limit(1)).scalar()
@@ -97,8 +98,9 @@ class SqlInspection(SqlBase):
                 conn.execute(sa.select(c.received_at).where(c.seq == oldest)).scalar() if oldest is not None else None
             )
             for status in rows.OUTBOX_GAUGES:
-                out[f"outbox_{status}"] = conn.execute(sa.select(count).select_from(outbox)
-                                                       .where(o.status == status)).scalar_one()  # fmt: skip
+                out[f"outbox_{status}"] = conn.execute(
+                    sa.select(count).select_from(outbox).where(o.status == status)
+                ).scalar_one()
             due = [
                 conn.execute(sa.select(sa.func.min(o.next_attempt_at)).where(o.status == status)).scalar()
                 for status in ("pending", "retry")

@@ -22,8 +22,9 @@ from flowctl.store.tables import outbox
 class SqlOutbox(SqlBase):
     """Effects to send: claims and their outcomes."""
 
-    def claim_outbox(self, now: datetime, limit: int, owner: str, lease_seconds: float,
-                     skip_channels: Sequence[str] = ()) -> list[OutboxRow]:  # fmt: skip
+    def claim_outbox(
+        self, now: datetime, limit: int, owner: str, lease_seconds: float, skip_channels: Sequence[str] = ()
+    ) -> list[OutboxRow]:
         """Lease up to ``limit`` rows that are due (pending or retry, ``next_attempt_at`` passed)
         or whose send was cut off (``sending`` with its lease run out), none of ``skip_channels``
         (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
@@ -36,9 +37,12 @@ class SqlOutbox(SqlBase):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
         due = claimable.params(now=now, limit=limit).scalar_subquery()
-        stmt = (sa.update(outbox).where(outbox.c.id.in_(due))
-                .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
-                .returning(*outbox.c))  # fmt: skip
+        stmt = (
+            sa.update(outbox)
+            .where(outbox.c.id.in_(due))
+            .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
+            .returning(*outbox.c)
+        )
         with self._write_lock, self._writer.begin() as conn:
             claimed = [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda row: row.id)
@@ -52,10 +56,17 @@ class SqlOutbox(SqlBase):
         o = outbox.c
         with self._write_lock, self._writer.begin() as conn:
             for chunk in chunks(list(row_ids)):
-                conn.execute(sa.update(outbox).where(o.id.in_(chunk), o.status == "sending", self._held_by(owner))
-                             .values(status=sa.case((o.attempts > 1, "retry"), else_="pending"),
-                                     attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
-                                     next_attempt_at=now, lease_owner=None, lease_until=None))  # fmt: skip
+                conn.execute(
+                    sa.update(outbox)
+                    .where(o.id.in_(chunk), o.status == "sending", self._held_by(owner))
+                    .values(
+                        status=sa.case((o.attempts > 1, "retry"), else_="pending"),
+                        attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                        next_attempt_at=now,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
 
     def mark_sent(self, row_id: int, now: datetime) -> None:
         self.mark_sent_many([row_id], now)
@@ -75,44 +86,63 @@ class SqlOutbox(SqlBase):
         marked: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
             for chunk in chunks(list(row_ids)):
-                stmt = (sa.update(outbox).where(o.id.in_(chunk), self._held_by(owner))
-                        .values(status="sent", sent_at=now, lease_owner=None, lease_until=None)
-                        .returning(o.id))  # fmt: skip
+                stmt = (
+                    sa.update(outbox)
+                    .where(o.id.in_(chunk), self._held_by(owner))
+                    .values(status="sent", sent_at=now, lease_owner=None, lease_until=None)
+                    .returning(o.id)
+                )
                 marked.update(conn.execute(stmt).scalars())
         return [row_id for row_id in row_ids if row_id not in marked]
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *,
-                    owner: str | None = None) -> bool:  # fmt: skip
+    def mark_failed(
+        self, row_id: int, error: str, next_attempt_at: datetime | None, now: datetime, *, owner: str | None = None
+    ) -> bool:
         """Retry at ``next_attempt_at``; without one the row is dead (an operator may retry it).
         With ``owner``, False (nothing written) when another sender took the row over."""
         status = "dead" if next_attempt_at is None else "retry"
-        stmt = (sa.update(outbox).where(outbox.c.id == row_id, self._held_by(owner))
-                .values(status=status, last_error=error, next_attempt_at=next_attempt_at,
-                        lease_owner=None, lease_until=None))  # fmt: skip
+        stmt = (
+            sa.update(outbox)
+            .where(outbox.c.id == row_id, self._held_by(owner))
+            .values(
+                status=status, last_error=error, next_attempt_at=next_attempt_at, lease_owner=None, lease_until=None
+            )
+        )
         with self._write_lock, self._writer.begin() as conn:
             done = conn.execute(stmt).rowcount == 1
         return done or owner is None
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
         """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
-        stmt = (sa.update(outbox).where(outbox.c.id == row_id, outbox.c.status.in_(("dead", "retry")))
-                .values(status="pending", attempts=0, next_attempt_at=now,
-                        lease_owner=None, lease_until=None))  # fmt: skip
+        stmt = (
+            sa.update(outbox)
+            .where(outbox.c.id == row_id, outbox.c.status.in_(("dead", "retry")))
+            .values(status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None)
+        )
         with self._write_lock, self._writer.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
-    def hold_outbox_many(self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *,
-                         owner: str | None = None) -> list[int]:  # fmt: skip
+    def hold_outbox_many(
+        self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *, owner: str | None = None
+    ) -> list[int]:
         """Hold claimed rows until a time a sending policy allows: status ``held``, ``next_attempt_at``
         that time, ``last_error`` the reason. A hold is not an attempt: the claim's count is undone.
         With ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not holds:
             return []
         o = outbox.c
-        stmt = (sa.update(outbox).where(o.id == sa.bindparam("b_id"))
-                .values(status="held", next_attempt_at=sa.bindparam("b_until"), last_error=sa.bindparam("b_why"),
-                        attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
-                        lease_owner=None, lease_until=None))  # fmt: skip
+        stmt = (
+            sa.update(outbox)
+            .where(o.id == sa.bindparam("b_id"))
+            .values(
+                status="held",
+                next_attempt_at=sa.bindparam("b_until"),
+                last_error=sa.bindparam("b_why"),
+                attempts=sa.case((o.attempts > 0, o.attempts - 1), else_=0),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
         lost: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
             if owner is not None:
@@ -131,9 +161,15 @@ class SqlOutbox(SqlBase):
         if not channels:
             return 0
         o = outbox.c
-        stmt = (sa.update(outbox).where(o.status == "held", o.channel.in_(list(channels)),
-                                        o.last_error.startswith(reason_prefix, autoescape=True))
-                .values(next_attempt_at=now))  # fmt: skip
+        stmt = (
+            sa.update(outbox)
+            .where(
+                o.status == "held",
+                o.channel.in_(list(channels)),
+                o.last_error.startswith(reason_prefix, autoescape=True),
+            )
+            .values(next_attempt_at=now)
+        )
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
@@ -141,8 +177,11 @@ class SqlOutbox(SqlBase):
         """Retries due later than ``longest`` seconds from now (longer than any backoff: the
         clock went back since they were stored) fall due now. Returns how many."""
         o = outbox.c
-        stmt = (sa.update(outbox).where(o.status == "retry", o.next_attempt_at > now + timedelta(seconds=longest))
-                .values(next_attempt_at=now))  # fmt: skip
+        stmt = (
+            sa.update(outbox)
+            .where(o.status == "retry", o.next_attempt_at > now + timedelta(seconds=longest))
+            .values(next_attempt_at=now)
+        )
         with self._write_lock, self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
@@ -159,19 +198,21 @@ class SqlOutbox(SqlBase):
                 conn.execute(move, found)
         return len(found)
 
-    def sent_counts(self, channel: str, since: datetime,
-                    recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:  # fmt: skip
+    def sent_counts(self, channel: str, since: datetime, recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:
         """Rows of ``channel`` sent at or after ``since``: in all, and per recipient among
         ``recipients``. Reads the (channel, sent_at) and (channel, recipient, sent_at) indexes."""
         o = outbox.c
         count = sa.func.count()
         with self.engine.connect() as conn:
-            total = conn.execute(sa.select(count).select_from(outbox)
-                                 .where(o.channel == channel, o.sent_at >= since)).scalar_one()  # fmt: skip
+            total = conn.execute(
+                sa.select(count).select_from(outbox).where(o.channel == channel, o.sent_at >= since)
+            ).scalar_one()
             per: dict[str, int] = {}
             for part in chunks(sorted(set(recipients))):
-                stmt = (sa.select(o.recipient, count)
-                        .where(o.channel == channel, o.recipient.in_(part), o.sent_at >= since)
-                        .group_by(o.recipient))  # fmt: skip
+                stmt = (
+                    sa.select(o.recipient, count)
+                    .where(o.channel == channel, o.recipient.in_(part), o.sent_at >= since)
+                    .group_by(o.recipient)
+                )
                 per.update({str(r): int(n) for r, n in conn.execute(stmt)})
         return int(total), per

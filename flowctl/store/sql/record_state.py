@@ -69,8 +69,11 @@ class SqlRecordState(SqlBase):
         r = runs.c
         with self.engine.connect() as conn:
             for object_, ids in by_object(keys):
-                stmt = (runs.select().where(r.object == object_, r.record_id.in_(ids), r.status.in_(ACTIVE))
-                        .order_by(r.seq, r.id))  # fmt: skip
+                stmt = (
+                    runs.select()
+                    .where(r.object == object_, r.record_id.in_(ids), r.status.in_(ACTIVE))
+                    .order_by(r.seq, r.id)
+                )
                 for row in conn.execute(stmt):
                     run = rows.run_from(row._mapping)
                     out[(run.object, run.record_id)].append(run)

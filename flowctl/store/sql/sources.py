@@ -27,8 +27,10 @@ class SqlSourceCursors(SqlBase):
         with self._write_lock, self._writer.begin() as conn:
             query = sa.select(s.cursor).where(s.source == source)
             if self._postgres:
-                conn.execute(self._insert_for(source_cursors).on_conflict_do_nothing(),
-                             {"source": source, "cursor": {}, "updated_at": now})  # fmt: skip
+                conn.execute(
+                    self._insert_for(source_cursors).on_conflict_do_nothing(),
+                    {"source": source, "cursor": {}, "updated_at": now},
+                )
                 query = query.with_for_update()
             state = conn.execute(query).scalar()
             state = dict(state or {})
@@ -41,8 +43,15 @@ class SqlSourceCursors(SqlBase):
         state.pop("lease_until", None)
         return state
 
-    def save_source(self, source: str, state: Mapping[str, Any], hashes: Mapping[str, str | None],
-                    owner: str, now: datetime, lease_seconds: float) -> None:  # fmt: skip
+    def save_source(
+        self,
+        source: str,
+        state: Mapping[str, Any],
+        hashes: Mapping[str, str | None],
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+    ) -> None:
         """Store a poll's result in one transaction: the row hashes (None: the row is gone) and the
         source's state (its cursor), renewing ``owner``'s lease."""
         r = source_rows.c
@@ -53,9 +62,10 @@ class SqlSourceCursors(SqlBase):
             for part in chunks(gone):
                 conn.execute(sa.delete(source_rows).where(r.source == source, r.key.in_(part)))
             self._many(conn, self._upsert_for(source_rows), kept)
-            conn.execute(self._upsert_for(source_cursors),
-                         {"source": source, "cursor": {**state, "owner": owner, "lease_until": until},
-                          "updated_at": now})  # fmt: skip
+            conn.execute(
+                self._upsert_for(source_cursors),
+                {"source": source, "cursor": {**state, "owner": owner, "lease_until": until}, "updated_at": now},
+            )
 
     def source_hashes(self, source: str, keys: Sequence[str]) -> dict[str, str]:
         """The stored hash of each of ``keys`` seen before (absent: never seen, or deleted)."""

@@ -174,6 +174,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("source_rows", "source_cursors", "care_occurrences", "config_versions", "allocations",
-                  "outbox", "timers", "runs", "changes", "records"):  # fmt: skip
+    for table in (
+        "source_rows",
+        "source_cursors",
+        "care_occurrences",
+        "config_versions",
+        "allocations",
+        "outbox",
+        "timers",
+        "runs",
+        "changes",
+        "records",
+    ):
         op.drop_table(table)

@@ -53,10 +53,21 @@ def _index_existing_records() -> None:
     from flowctl.store.dates import date_rows
 
     conn = op.get_bind()
-    records = sa.table("records", sa.column("object"), sa.column("id"), sa.column("fields", sa.JSON()),
-                       sa.column("deleted", sa.Boolean()))  # fmt: skip
-    dates = sa.table("record_dates", sa.column("object"), sa.column("record_id"), sa.column("field"),
-                     sa.column("month_day"), sa.column("value"))  # fmt: skip
+    records = sa.table(
+        "records",
+        sa.column("object"),
+        sa.column("id"),
+        sa.column("fields", sa.JSON()),
+        sa.column("deleted", sa.Boolean()),
+    )
+    dates = sa.table(
+        "record_dates",
+        sa.column("object"),
+        sa.column("record_id"),
+        sa.column("field"),
+        sa.column("month_day"),
+        sa.column("value"),
+    )
     result = conn.execute(sa.select(records).execution_options(yield_per=5000))  # the statement, not the connection
     for part in result.partitions():
         found = date_rows(dict(row._mapping) for row in part)

@@ -38,5 +38,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("changes") as batch:
         batch.drop_column("fingerprint")
-    op.execute(sa.text("UPDATE changes SET idempotency_key = substr(idempotency_key, 5) "
-                       "WHERE source = 'api' AND idempotency_key LIKE 'api/%'"))  # fmt: skip
+    op.execute(
+        sa.text(
+            "UPDATE changes SET idempotency_key = substr(idempotency_key, 5) "
+            "WHERE source = 'api' AND idempotency_key LIKE 'api/%'"
+        )
+    )
