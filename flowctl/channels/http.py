@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 import weakref
 from collections.abc import Mapping
 from datetime import UTC
@@ -44,6 +45,7 @@ __all__ = ["HttpSender", "Request"]
 DEFAULT_TIMEOUT = 30.0
 #: Requests in flight at once per HTTP channel (the client pools its connections).
 CONCURRENCY = 4
+KEEPALIVE_SECONDS = 5.0  # an idle connection to a gateway is closed after this (httpx's default)
 RETRY_STATUSES = frozenset({408, 429})
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
@@ -83,17 +85,41 @@ logging.getLogger("httpx").addFilter(_HTTPX_LOG)
 
 
 class HttpSender:
-    """Sends rows through ``channel`` (type ``http``) with one pooled ``httpx.Client``; thread-safe."""
+    """Sends rows through ``channel`` (type ``http``); thread-safe, with one pooled ``httpx.Client``
+    per sending thread.
+
+    Why not one client for all: httpcore's synchronous pool, shared between threads, can close a
+    keep-alive connection that it has just handed to another thread, after that thread sent its
+    request (encode/httpcore#1110). The gateway got the message, the answer is lost
+    (``ReadError: Bad file descriptor``), and the retry sends it a second time. A pool used by one
+    thread at a time has no such race; the deliverer's lanes are a few long-lived threads, so the
+    extra connections are few.
+    """
 
     concurrency = CONCURRENCY
 
-    def __init__(self, channel: Channel, env: Mapping[str, str], *, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, channel: Channel, env: Mapping[str, str], *, keepalive_expiry: float = KEEPALIVE_SECONDS
+    ) -> None:
         self.channel = channel
         self.env = env
         self.timeout = channel.timeout.value.total_seconds() if channel.timeout else DEFAULT_TIMEOUT
         self.secrets = Secrets()
         _HTTPX_LOG.senders.add(self.secrets)
-        self._client = client or httpx.Client(timeout=self.timeout, follow_redirects=False)
+        self._limits = httpx.Limits(keepalive_expiry=keepalive_expiry)
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        """This thread's client (made on its first send)."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(timeout=self.timeout, follow_redirects=False, limits=self._limits)
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     @property
     def max_attempts(self) -> int:
@@ -103,7 +129,10 @@ class HttpSender:
         return self.secrets.mask(text)
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
     # ---- building the request
 
@@ -211,7 +240,7 @@ class HttpSender:
         request = self.request(row)
         where = f"{request.method} {_origin(request.url)}"
         try:
-            response = self._client.request(
+            response = self._client().request(
                 request.method, request.url, content=request.content, headers=request.headers
             )
         except httpx.TimeoutException:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeAlias
 
 import pytest
@@ -11,6 +15,7 @@ from flowctl.channels.base import PermanentFailure, TemporaryFailure
 from flowctl.channels.http import HttpSender
 from flowctl.ports import OutboxRow
 from flowctl.spec.model import Channel
+from tests.conftest import serving
 
 MakeChannel = Callable[..., Channel]
 MakeRow = Callable[..., OutboxRow]
@@ -189,3 +194,49 @@ def test_template_and_env_problems_are_permanent(make_channel: MakeChannel, make
         bad_url.send(make_row(to="1", text="x"))
     for sender in (broken, missing, bad_url):
         sender.close()
+
+
+def test_concurrent_sends_on_kept_alive_connections_each_arrive_once(
+    make_channel: MakeChannel, make_row: MakeRow
+) -> None:
+    """Eight threads send through one sender to a gateway that keeps connections alive; an idle
+    connection expires after a millisecond, so the pool closes connections all the time. One
+    ``httpx.Client`` shared by the threads sometimes closed a connection another thread had just
+    sent on (``ReadError: Bad file descriptor`` after the gateway got the message): that send
+    failed and its retry delivered the message twice. Every send succeeds, each message once."""
+    keys: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                keys[self.headers.get("Idempotency-Key", "")] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with serving(KeepAlive) as url:
+        sender = HttpSender(make_channel("sms", type="http", url=url + "/sms"), {}, keepalive_expiry=0.001)
+        rows = [make_row("send_sms", "sms", key=f"run-{i}:sms:0", to="+84901234567", text="hi") for i in range(3000)]
+        failures: list[str] = []
+
+        def send(row: OutboxRow) -> None:
+            try:
+                sender.send(row)
+            except TemporaryFailure as exc:
+                failures.append(str(exc))
+
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(send, rows))
+        finally:
+            sender.close()
+    assert failures == []
+    assert len(keys) == len(rows) and set(keys.values()) == {1}
