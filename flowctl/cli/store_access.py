@@ -59,7 +59,7 @@ def target(directory: Path, database: str) -> Target:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    from flowctl.store.errors import BadUrl, sqlite_database
+    from flowctl.store.errors import BadUrl, sqlite_database  # lazy: start-up time (it loads SQLAlchemy)
 
     try:
         database = sqlite_database(url)

@@ -19,6 +19,8 @@ def open_store(url: str) -> Store:
     migrated to the newest revision first."""
     if url == "memory://":
         return MemoryStore()
+    # lazy: start-up time (memory:// and the commands that never open a database load neither
+    # SQLAlchemy nor alembic)
     from flowctl.store.migrate import upgrade
     from flowctl.store.sql import SqlStore
 

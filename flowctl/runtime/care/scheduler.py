@@ -44,7 +44,7 @@ from flowctl.engine.care import (
     outcome,
     parse_date,
 )
-from flowctl.engine.state import CareDue, Record
+from flowctl.engine.state import CareDue, Record, Step
 from flowctl.ports import CareOccurrence, Clock, Processed, Store
 from flowctl.runtime.daemon.ingest import StoreHealth, unavailable
 from flowctl.runtime.daemon.worker import Engines, Overlay
@@ -380,8 +380,6 @@ class CareScheduler:
                 result = outcome(step, due)
             except Exception:  # one broken record must not stop the others
                 log.exception("care %s for %s %s failed", claim.process, claim.object, claim.record_id)
-                from flowctl.engine.state import Step
-
                 step, result = Step(), "failed"
             overlay.apply(step)
             for problem in step.problems:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from flowctl.store.dates import date_rows
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -50,8 +52,6 @@ def upgrade() -> None:
 
 
 def _index_existing_records() -> None:
-    from flowctl.store.dates import date_rows
-
     conn = op.get_bind()
     records = sa.table(
         "records",

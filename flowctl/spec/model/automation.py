@@ -1,0 +1,277 @@
+"""What runs: actions, triggers, and the ``Flow``, ``Pipeline`` and ``CareProcess`` documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flowctl.spec.model.common import Document, Duration, empty_map
+from flowctl.spec.places import NOWHERE, Where
+
+# --------------------------------------------------------------------------------------------
+# Actions (shared by flow nodes, stage rules and care processes)
+
+ActionType = Literal[
+    "send_email",
+    "send_sms",
+    "create_task",
+    "update_fields",
+    "move_stage",
+    "handover",
+    "notify",
+    "create_document",
+    "webhook",
+    "add_care_card",
+    "call",
+]
+ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Assignee:
+    """Who gets a task, record or notice.
+
+    ``kind`` is ``user`` (``value`` names a user), ``owner`` (the record's owner), ``supervisor``
+    (the owner's supervisor), ``rule`` (an AllocationRule named by ``value``) or ``field`` (a
+    user-typed field of the record named by ``value``, e.g. an order's ``salesperson``).
+    """
+
+    kind: Literal["user", "owner", "supervisor", "rule", "field"]
+    value: str = ""
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Attachment:
+    """A document rendered from a template and attached to an email."""
+
+    template: str
+    format: Literal["pdf", "html", "original"] = "pdf"
+    filename: str = ""  # a template; default "<template>.<ext>"
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Action:
+    """One side effect. ``type`` selects which of the optional fields apply:
+
+    * send_email: template, to, cc, bcc, channel, attach
+    * send_sms: template or text, to, channel
+    * create_task: title, description, due, task_type, priority, assignee, watchers
+    * update_fields: set (field -> template)
+    * move_stage: stage (and pipeline when the object has several)
+    * handover: assignee
+    * notify: assignee (user or supervisor), text or template
+    * create_document: template, format, save_as
+    * webhook: channel, url, method, body (templates), headers
+    * add_care_card: assignee (owner), care_date, layout, set (extra fields), notify_owner
+    * call: to, channel, template or text (script)
+
+    ``to``/``title``/``text``/… are Jinja2 template strings; ``body`` keeps its JSON shape with
+    template strings at the leaves.
+    """
+
+    type: str
+    template: str = ""
+    text: str = ""
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    channel: str = ""
+    attach: tuple[Attachment, ...] = ()
+    title: str = ""
+    description: str = ""
+    due: str = ""  # a duration ("1d") or a date template
+    task_type: str = ""
+    priority: str = ""
+    assignee: Assignee | None = None
+    watchers: tuple[Assignee, ...] = ()
+    set: Mapping[str, Any] = field(default_factory=empty_map)
+    stage: str = ""
+    pipeline: str = ""
+    format: Literal["pdf", "html", "original"] = "pdf"
+    save_as: str = ""
+    url: str = ""
+    method: str = "POST"
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=empty_map)
+    care_date: str = ""
+    layout: str = ""
+    notify_owner: bool = False
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Triggers
+
+TriggerOn = Literal["created", "updated", "deleted", "stage_changed", "event"]
+TRIGGER_KINDS: tuple[str, ...] = TriggerOn.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Trigger:
+    """What starts a flow, or moves a record into a stage.
+
+    ``changed`` limits ``updated`` to changes of those fields; ``event`` names the event for
+    ``on: event``; ``from_stage``/``to_stage`` limit ``stage_changed``; ``if_`` is a condition
+    over ``record``, ``before``, ``event`` (the event's data) and ``changed``.
+    """
+
+    on: str
+    changed: tuple[str, ...] = ()
+    event: str = ""
+    from_stage: str = ""
+    to_stage: str = ""
+    if_: str = ""
+    allow_backward: bool = False  # stage triggers only
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Flow
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Branch:
+    if_: str
+    next: str
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Node:
+    """One node of a flow graph. ``type`` is a control type or an action type.
+
+    * branch: branches (first true wins), default
+    * delay: for_ (a duration) or until (a datetime template), next
+    * wait_event: event, if_ (on the event), for_ (timeout), on_timeout, next
+    * goto: target, max_visits
+    * goto_flow: flow
+    * stop
+    * an action type: action, next
+    """
+
+    id: str
+    type: str
+    next: str = ""
+    branches: tuple[Branch, ...] = ()
+    default: str = ""
+    for_: Duration | None = None
+    until: str = ""
+    event: str = ""
+    if_: str = ""
+    on_timeout: str = ""
+    target: str = ""
+    max_visits: int = 0
+    flow: str = ""
+    action: Action | None = None
+    where: Where = field(default=NOWHERE, compare=False)
+
+    @property
+    def is_action(self) -> bool:
+        return self.action is not None
+
+    def successors(self) -> tuple[str, ...]:
+        """Node ids this node can lead to, in a stable order."""
+        out = [b.next for b in self.branches]
+        out += [n for n in (self.default, self.next, self.on_timeout, self.target) if n]
+        return tuple(dict.fromkeys(out))
+
+
+CONTROL_NODE_TYPES = ("branch", "delay", "wait_event", "goto", "goto_flow", "stop")
+Mode = Literal["single", "restart", "queued", "parallel"]
+MODES: tuple[str, ...] = Mode.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class Flow(Document):
+    kind: str = "Flow"
+    object: str
+    trigger: Trigger | None = None  # None: reached only through goto_flow
+    enabled: bool = True
+    mode: str = "single"
+    max_parallel: int = 10
+    start: str
+    nodes: Mapping[str, Node] = field(default_factory=empty_map)
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rule:
+    """A stage rule: runs its action when a record enters the stage.
+
+    ``after`` names rules of the same stage that must finish first; ``delay`` postpones it and
+    ``if_`` is checked when it runs (after the delay, so a stale rule does nothing).
+    """
+
+    name: str
+    action: Action
+    after: tuple[str, ...] = ()
+    delay: Duration | None = None
+    if_: str = ""
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stage:
+    id: str
+    name: str = ""
+    fields: tuple[str, ...] = ()  # shown and required when a record enters this stage
+    rules: tuple[Rule, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
+    final: Literal["", "success", "failure"] = ""
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class Pipeline(Document):
+    kind: str = "Pipeline"
+    object: str
+    stages: tuple[Stage, ...] = ()
+
+    def stage(self, stage_id: str) -> Stage | None:
+        for stage in self.stages:  # a handful of stages: a loop beats building a map
+            if stage.id == stage_id:
+                return stage
+        return None
+
+    def index(self, stage_id: str) -> int:
+        return next((i for i, s in enumerate(self.stages) if s.id == stage_id), -1)
+
+
+# --------------------------------------------------------------------------------------------
+# CareProcess
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CareWhen:
+    """When care happens: exactly one of ``anniversary_of``, ``date`` (fields) or ``cron``."""
+
+    anniversary_of: str = ""
+    date: str = ""
+    cron: str = ""
+    offset: Duration | None = None  # may be negative: "-1d"
+    at: str = "09:00"  # local time, HH:MM
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class CareProcess(Document):
+    kind: str = "CareProcess"
+    object: str
+    enabled: bool = True
+    priority: int = 100
+    when: CareWhen
+    if_: str = ""
+    feb29: Literal["feb28", "mar1"] = "feb28"
+    on_missed: Literal["catch_up", "skip"] = "catch_up"
+    grace: Duration | None = None  # default 24h
+    dst_gap: Literal["shift", "skip"] = "shift"
+    dst_overlap: Literal["once", "twice"] = "once"
+    actions: tuple[Action, ...] = ()
+    #: Policies the author left out, so ``validate`` can state the default it applied.
+    defaulted: tuple[str, ...] = ()

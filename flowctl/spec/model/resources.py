@@ -1,0 +1,109 @@
+"""What automations use: ``Template``, ``Channel``, ``Source`` and ``AllocationRule`` documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flowctl.spec.model.common import Document, Duration, empty_map
+
+# --------------------------------------------------------------------------------------------
+# Template
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class Template(Document):
+    """A message or document template. ``*_file`` paths are resolved by the builder: the text
+    is read into ``text``/``html`` and the path kept for messages."""
+
+    kind: str = "Template"
+    channel: str = ""  # medium: email, sms, call, task, document, webhook, notify
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    text_file: str = ""
+    html_file: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Channel
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QuietHours:
+    start: str  # "22:00"
+    end: str  # "07:00"
+    timezone: str = ""  # default: the recipient's, else Config's
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SendPolicy:
+    rate: str = ""  # "20/s", "100/m"
+    quiet_hours: QuietHours | None = None
+    daily_budget: int = 0
+    per_recipient: str = ""  # "1/d"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class Channel(Document):
+    """Where effects leave: ``smtp``, ``http`` (SMS gateways, webhooks, call centres) or ``log``.
+
+    Values may hold ``${ENV}`` references; they are resolved when the daemon delivers.
+    """
+
+    kind: str = "Channel"
+    type: Literal["smtp", "http", "log"] = "log"
+    # smtp
+    host: str = ""
+    port: int = 0
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    sender: str = ""  # the From address ("from:" in YAML)
+    # http
+    url: str = ""
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=empty_map)
+    body: Any = None
+    timeout: Duration | None = None
+    # delivery
+    max_attempts: int = 8
+    policy: SendPolicy = field(default_factory=SendPolicy)
+
+
+# --------------------------------------------------------------------------------------------
+# Source
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class Source(Document):
+    """Where record changes come from: ``webhook`` (pushed) or ``sql`` (polled)."""
+
+    kind: str = "Source"
+    type: Literal["webhook", "sql"] = "webhook"
+    # webhook
+    path: str = ""
+    auth: Literal["hmac", "bearer", "none"] = "hmac"
+    secret: str = ""
+    signature_header: str = "X-Signature"
+    max_bytes: int = 1_048_576
+    map: Mapping[str, Any] = field(default_factory=empty_map)  # object, id, fields, op, event, event_id (templates)
+    # sql
+    url: str = ""
+    table: str = ""
+    key: str = "id"
+    cursor: tuple[str, ...] = ()
+    interval: Duration | None = None
+    object: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# AllocationRule
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class AllocationRule(Document):
+    kind: str = "AllocationRule"
+    strategy: Literal["round_robin", "least_loaded"] = "round_robin"
+    users: tuple[str, ...] = ()
