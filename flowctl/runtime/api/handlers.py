@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from flowctl.engine.state import Record
 from flowctl.ports import NewChange
 from flowctl.runtime.api.access import authorize
 from flowctl.runtime.api.core import ApiCore, log
@@ -34,7 +33,7 @@ from flowctl.runtime.api.openapi import (
     waitable,
     write,
 )
-from flowctl.runtime.api.readback import read_record, record_json, requested_wait
+from flowctl.runtime.api.readback import read_record, record_json, record_summary, requested_wait
 from flowctl.runtime.api.requests import (
     MAX_ID,
     MAX_LIST,
@@ -65,18 +64,6 @@ def hook_id_problems(change: NewChange, source: str) -> list[str]:
     if event_id != change.idempotency_key and len(event_id) > MAX_KEY:
         problems.append(f"map.event_id gave an event id of {len(event_id)} characters; at most {MAX_KEY}")
     return problems
-
-
-def record_summary(record: Record) -> dict[str, Any]:
-    return {
-        "object": record.object,
-        "id": record.id,
-        "fields": dict(record.fields),
-        "stage": record.stage,
-        "pipeline": record.pipeline,
-        "owner": record.owner,
-        "version": record.version,
-    }
 
 
 class HttpApi(ApiCore):

@@ -50,7 +50,8 @@ def with_open_changes(record: Record | None, open_changes: Sequence[StoredChange
     return record
 
 
-def record_json(record: Record, *, pending: bool) -> dict[str, Any]:
+def record_summary(record: Record) -> dict[str, Any]:
+    """A record as the API shows it in a list."""
     return {
         "object": record.object,
         "id": record.id,
@@ -59,8 +60,12 @@ def record_json(record: Record, *, pending: bool) -> dict[str, Any]:
         "pipeline": record.pipeline,
         "owner": record.owner,
         "version": record.version,
-        "pending": pending,
     }
+
+
+def record_json(record: Record, *, pending: bool) -> dict[str, Any]:
+    """A record as the API answers for it alone: ``pending`` while changes to it are not processed."""
+    return {**record_summary(record), "pending": pending}
 
 
 def read_record(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
