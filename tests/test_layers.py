@@ -109,3 +109,60 @@ def test_the_runtime_leaves_sqlalchemy_to_the_store() -> None:
         if module.split(".")[0] == "sqlalchemy"
     ]
     assert not wrong, "runtime/ imports SQLAlchemy; use flowctl.store.errors or a store helper:\n" + "\n".join(wrong)
+
+
+#: The size a module may reach before it holds more than one idea (issue "The house").
+MAX_MODULE_LINES = 600
+LAZY = "lazy: start-up time"
+
+
+def _imports_flowctl(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").startswith("flowctl")
+    return isinstance(node, ast.Import) and any(a.name.startswith("flowctl") for a in node.names)
+
+
+def _lazy_imports(path: Path) -> Iterator[tuple[int, bool]]:
+    """Each import of a flowctl module inside a function: its line, and whether a ``# lazy:
+    start-up time (why)`` comment sits on it (on any of its lines) or on the line above."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for function in ast.walk(ast.parse(text, str(path))):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if not _imports_flowctl(node):
+                continue
+            span = lines[node.lineno - 2 : (node.end_lineno or node.lineno)]
+            yield node.lineno, any(LAZY in line for line in span)
+
+
+def test_modules_stay_small() -> None:
+    big = [
+        f"{path.relative_to(PACKAGE.parent)}: {count} lines"
+        for path in _modules()
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not big, f"split these by idea (at most {MAX_MODULE_LINES} lines):\n" + "\n".join(big)
+
+
+def test_an_import_inside_a_function_says_it_is_for_start_up_time() -> None:
+    """A lazy import hides an arrow from a reader; it is kept only where it saves start-up time,
+    and says so (``# lazy: start-up time (<what it avoids loading>)``)."""
+    silent = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for path in _modules()
+        for line, explained in _lazy_imports(path)
+        if not explained
+    ]
+    assert not silent, f"move these imports to the module's top, or comment '# {LAZY} (...)':\n" + "\n".join(silent)
+
+
+def test_the_lazy_import_rule_sees_an_unexplained_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def f():\n    from flowctl.spec import model\n\n\n"
+        "def g():\n    # lazy: start-up time (jinja2)\n    from flowctl.spec import model\n",
+        encoding="utf-8",
+    )
+    assert list(_lazy_imports(module)) == [(2, False), (7, True)]

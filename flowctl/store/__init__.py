@@ -19,10 +19,8 @@ def open_store(url: str) -> Store:
     migrated to the newest revision first."""
     if url == "memory://":
         return MemoryStore()
-    # lazy: start-up time (memory:// and the commands that never open a database load neither
-    # SQLAlchemy nor alembic)
-    from flowctl.store.migrate import upgrade
-    from flowctl.store.sql import SqlStore
+    from flowctl.store.migrate import upgrade  # lazy: start-up time (alembic, for memory:// and the CLI)
+    from flowctl.store.sql import SqlStore  # lazy: start-up time (SQLAlchemy, for memory:// and the CLI)
 
     store = SqlStore(url)
     upgrade(store.engine)
