@@ -35,7 +35,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from flowctl.ports import AppendResult, ChangeOp, Clock, NewChange, Store
+from flowctl.ports import AppendResult, ChangeOp, Clock, NewChange, SourceCursors
 from flowctl.sources.foreign import ForeignTable
 from flowctl.sources.mapping import compile_value
 from flowctl.spec import model as m
@@ -103,7 +103,7 @@ class SqlPoller:
     def __init__(
         self,
         source: m.Source,
-        store: Store,
+        store: SourceCursors,
         ingest: Ingest,
         clock: Clock,
         *,

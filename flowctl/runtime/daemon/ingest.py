@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, TypeAlias
 
-from flowctl.ports import AppendResult, NewChange, Store
+from flowctl.ports import AppendResult, ChangeQueue, NewChange
 
 # the store says what an outage is; re-exported for the runtime modules that import them from here
 from flowctl.store.errors import StoreUnavailable as StoreUnavailable
@@ -118,7 +118,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
 
 class Ingest:
     def __init__(
-        self, store: Store, *, max_batch: int = 500, on_commit: object = None, health: StoreHealth | None = None
+        self, store: ChangeQueue, *, max_batch: int = 500, on_commit: object = None, health: StoreHealth | None = None
     ) -> None:
         self.store = store
         self.health = health or StoreHealth()

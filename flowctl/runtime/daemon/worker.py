@@ -19,7 +19,7 @@ from flowctl.engine.allocation import shift
 from flowctl.engine.core import Engine
 from flowctl.engine.memory import MemoryState
 from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
-from flowctl.ports import Clock, LeaseLost, Processed, Store, StoredChange
+from flowctl.ports import Clock, LeaseLost, Processed, RecordState, StoredChange, WorkerStore
 
 log = logging.getLogger("flowctl.worker")
 
@@ -27,7 +27,7 @@ log = logging.getLogger("flowctl.worker")
 class Overlay(MemoryState):
     """A StateView over the store that also sees the steps of the current batch."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RecordState) -> None:
         super().__init__()
         self.store = store
         self._loaded_records: set[tuple[str, str]] = set()
@@ -163,7 +163,7 @@ class RefusedChange(Exception):
 class Worker:
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         engines: Engines,
         clock: Clock,
         *,

@@ -53,7 +53,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
-from flowctl.ports import Clock, OutboxRow, Store
+from flowctl.ports import Clock, Outbox, OutboxRow
 from flowctl.runtime.api.metrics import Counter
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
 from flowctl.runtime.delivery import policies as policies_
@@ -101,7 +101,7 @@ class Deliverer:
 
     def __init__(
         self,
-        store: Store,
+        store: Outbox,
         senders: Mapping[str, Sender],
         clock: Clock,
         *,
