@@ -34,18 +34,8 @@ def run(*args: str) -> str:
 def test_forecast_is_stable_text_across_leap_years(tmp_path: Path) -> None:
     records = tmp_path / "contacts.yaml"
     records.write_text(RECORDS, encoding="utf-8")
-    out = run(
-        "care",
-        "forecast",
-        "sinh-nhat-lien-he",
-        str(EXAMPLE),
-        "--from",
-        "2027-01-01",
-        "--days",
-        "730",
-        "--records",
-        str(records),
-    )
+    forecast = ("care", "forecast", "sinh-nhat-lien-he", str(EXAMPLE), "--from", "2027-01-01", "--days", "730")
+    out = run(*forecast, "--records", str(records))
     assert out.splitlines() == [
         "# care forecast sinh-nhat-lien-he: anniversary of birthday at 08:00, feb29 feb28, dst_gap shift, "
         "dst_overlap once; if: record.status != 'inactive'; Asia/Ho_Chi_Minh; 2027-01-01 + 730 days",
@@ -59,18 +49,7 @@ def test_forecast_is_stable_text_across_leap_years(tmp_path: Path) -> None:
         "#   contact/4  2028-05-02T08:00:00+07:00  2028-05-02",
         "# 1 records without a usable birthday: contact/3 'không rõ'",
     ]
-    again = run(
-        "care",
-        "forecast",
-        "sinh-nhat-lien-he",
-        str(EXAMPLE),
-        "--from",
-        "2027-01-01",
-        "--days",
-        "730",
-        "--records",
-        str(records),
-    )
+    again = run(*forecast, "--records", str(records))
     assert again == out
 
 

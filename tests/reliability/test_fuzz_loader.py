@@ -20,22 +20,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowctl.spec import model
 from flowctl.spec.config import Loaded, load_bundle_from_files
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = [REPO / "tests" / "broken" / "000-valid", *sorted(p for p in (REPO / "examples").iterdir() if p.is_dir())]
-KINDS = [
-    "Config",
-    "ObjectType",
-    "Pipeline",
-    "Flow",
-    "CareProcess",
-    "Template",
-    "Channel",
-    "Source",
-    "AllocationRule",
-    "Test",
-]
+KINDS = list(model.KINDS)
 CODE = re.compile(r"^[EW][0-9]{3}$")
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 _examples: dict[str, int] = {}
