@@ -84,14 +84,28 @@ class HttpApi(ApiCore):
             "Read a record as the last accepted write left it (pending until processed).",
             {
                 "200": {"description": "The record.", "content": json_content(ref("Record"))},
-                **errors(400, 401, 404, 500, 503),
+                **errors(400, 401, 403, 404, 500, 503),
             },
-            secured=True,
+            role="viewer",
+            operation_id="getRecord",
+            tags=("records",),
         ),
-        put=waitable(write("Create or replace a record.", "PutRecord")),
-        patch=waitable(write("Change some fields of a record (creates it when missing).", "PatchRecord")),
+        put=waitable(write("Create or replace a record.", "PutRecord", operation_id="putRecord", tags=("records",))),
+        patch=waitable(
+            write(
+                "Change some fields of a record (creates it when missing).",
+                "PatchRecord",
+                operation_id="patchRecord",
+                tags=("records",),
+            )
+        ),
         delete=waitable(
-            write("Delete a record (recoverable, like a recycle bin).", statuses=(400, 401, 404, 409, 422, 500, 503))
+            write(
+                "Delete a record (recoverable, like a recycle bin).",
+                operation_id="deleteRecord",
+                tags=("records",),
+                statuses=(400, 401, 403, 404, 409, 422, 500, 503),
+            )
         ),
     )
     async def record(self, request: Request) -> Response:
@@ -130,7 +144,12 @@ class HttpApi(ApiCore):
     @routes.endpoint(
         "/v1/records/{object}/{id}/stage",
         parameters=RECORD,
-        post=write("Move a record to a stage of its pipeline, or of another pipeline of its object.", "Move"),
+        post=write(
+            "Move a record to a stage of its pipeline, or of another pipeline of its object.",
+            "Move",
+            operation_id="moveRecord",
+            tags=("records",),
+        ),
     )
     async def move(self, request: Request) -> Response:
         access = self.access()
@@ -154,7 +173,7 @@ class HttpApi(ApiCore):
             "List records of an object type, by id.",
             {
                 "200": {"description": "A page of records.", "content": json_content(ref("RecordList"))},
-                **errors(400, 401, 404, 500, 503),
+                **errors(400, 401, 403, 404, 500, 503),
             },
             parameters=(
                 {"name": "stage", "in": "query", "schema": STRING, "description": "Only records in this stage."},
@@ -170,7 +189,9 @@ class HttpApi(ApiCore):
                     "description": "Only records with an id after this one (the previous page's next).",
                 },
             ),
-            secured=True,
+            role="viewer",
+            operation_id="listRecords",
+            tags=("records",),
         ),
     )
     async def records(self, request: Request) -> Response:
@@ -197,7 +218,13 @@ class HttpApi(ApiCore):
     @routes.endpoint(
         "/v1/events",
         post=waitable(
-            write("Send a named event about a record.", "Event", statuses=(400, 401, 409, 413, 415, 422, 500, 503))
+            write(
+                "Send a named event about a record.",
+                "Event",
+                operation_id="sendEvent",
+                tags=("records",),
+                statuses=(400, 401, 403, 409, 413, 415, 422, 500, 503),
+            )
         ),
     )
     async def event(self, request: Request) -> Response:
@@ -246,6 +273,8 @@ class HttpApi(ApiCore):
                     "description": "The Source's path below /hooks/.",
                 },
             ),
+            operation_id="receiveWebhook",
+            tags=("webhooks",),
             request_body={
                 "required": True,
                 "content": json_content(
@@ -292,7 +321,10 @@ class HttpApi(ApiCore):
     @routes.endpoint(
         "/healthz",
         get=Operation(
-            "The process is alive.", {"200": {"description": "Alive.", "content": json_content(ref("Status"))}}
+            "The process is alive.",
+            {"200": {"description": "Alive.", "content": json_content(ref("Status"))}},
+            operation_id="healthz",
+            tags=("operations",),
         ),
     )
     async def healthz(self, request: Request) -> Response:
@@ -309,6 +341,8 @@ class HttpApi(ApiCore):
                 },
                 **errors(503),
             },
+            operation_id="readyz",
+            tags=("operations",),
         ),
     )
     async def readyz(self, request: Request) -> Response:
@@ -328,8 +362,13 @@ class HttpApi(ApiCore):
         "/metrics",
         get=Operation(
             "Prometheus metrics (text format 0.0.4); needs the api_token when one is set.",
-            {"200": {"description": "The metrics.", "content": {"text/plain": {"schema": STRING}}}, **errors(401, 500)},
-            secured=True,
+            {
+                "200": {"description": "The metrics.", "content": {"text/plain": {"schema": STRING}}},
+                **errors(401, 403, 500),
+            },
+            role="viewer",
+            operation_id="metrics",
+            tags=("operations",),
         ),
     )
     async def metrics(self, request: Request) -> Response:
@@ -342,7 +381,10 @@ class HttpApi(ApiCore):
     @routes.endpoint(
         "/openapi.json",
         get=Operation(
-            "This document.", {"200": {"description": "OpenAPI 3.1.", "content": json_content({"type": "object"})}}
+            "This document.",
+            {"200": {"description": "OpenAPI 3.1.", "content": json_content({"type": "object"})}},
+            operation_id="openapi",
+            tags=("operations",),
         ),
     )
     async def openapi(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from flowctl.runtime.api.idempotency import MAX_KEY
 from flowctl.runtime.api.readback import MAX_WAIT
@@ -23,25 +23,38 @@ from flowctl.runtime.api.requests import MAX_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Who may call an operation, from least to most trusted: each role may do what the ones before it may.
+Role = Literal["viewer", "writer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "writer", "operator", "admin")
+
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One method of one route, as the document describes it. ``secured``: it needs the bearer
-    scheme when Config sets an api_token."""
+    """One method of one route, as the document describes it. ``role``: the least role that may call
+    it when Config sets tokens (``None``: open to anyone, like ``/healthz`` or a webhook with its own
+    authentication). ``operation_id`` and ``tags`` name it for generated clients and the docs."""
 
     summary: str
     responses: Mapping[str, Any]
     description: str = ""
     parameters: tuple[Mapping[str, Any], ...] = ()
     request_body: Mapping[str, Any] | None = None
-    secured: bool = False
+    role: Role | None = None
+    operation_id: str = ""
+    tags: tuple[str, ...] = ()
 
     def document(self, *, secured: bool) -> dict[str, Any]:
         op: dict[str, Any] = {"summary": self.summary}
+        if self.operation_id:
+            op["operationId"] = self.operation_id
+        if self.tags:
+            op["tags"] = list(self.tags)
         if self.description:
             op["description"] = self.description
-        if self.secured and secured:
-            op["security"] = [{"bearerAuth": []}]
+        if self.role is not None:
+            op["x-required-role"] = self.role
+            if secured:
+                op["security"] = [{"bearerAuth": []}]
         if self.parameters:
             op["parameters"] = list(self.parameters)
         if self.request_body is not None:
@@ -103,7 +116,8 @@ def errors(*statuses: int) -> dict[str, Any]:
 
 ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "The request is malformed: not JSON, not a JSON object, a bad header or query value."),
-    401: ("Unauthorized", "Missing or wrong credentials (api_token, or the webhook's signature or token)."),
+    401: ("Unauthorized", "Missing or wrong credentials (a token of Config, or the webhook's signature or token)."),
+    403: ("Forbidden", "The token is known but its role (or its objects) does not allow this operation."),
     404: ("NotFound", "No such object type, record or webhook path."),
     409: ("Conflict", "The Idempotency-Key was already used for a different request."),
     413: ("PayloadTooLarge", "The body is larger than limits.request_bytes (or the source's max_bytes)."),
@@ -117,7 +131,7 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     ),
 }
 
-WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 500, 503)
 
 STRING = {"type": "string"}
 ACCEPTED: dict[str, Any] = {
@@ -327,14 +341,23 @@ def body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
 
 
-def write(summary: str, schema: str | None = None, *, statuses: tuple[int, ...] = WRITE_ERRORS) -> Operation:
-    """A write: it takes an Idempotency-Key, answers 202 once stored, or one of ``statuses``."""
+def write(
+    summary: str,
+    schema: str | None = None,
+    *,
+    operation_id: str,
+    tags: tuple[str, ...],
+    statuses: tuple[int, ...] = WRITE_ERRORS,
+) -> Operation:
+    """A write by a writer: it takes an Idempotency-Key, answers 202 once stored, or one of ``statuses``."""
     return Operation(
         summary,
         {"202": ACCEPTED, **errors(*statuses)},
         parameters=(ref("IdempotencyKey", "parameters"),),
         request_body=body(schema) if schema else None,
-        secured=True,
+        role="writer",
+        operation_id=operation_id,
+        tags=tags,
     )
 
 
@@ -346,7 +369,9 @@ def waitable(op: Operation) -> Operation:
         op.description,
         (*op.parameters, ref("Prefer", "parameters")),
         op.request_body,
-        op.secured,
+        op.role,
+        op.operation_id,
+        op.tags,
     )
 
 
@@ -378,8 +403,8 @@ def components() -> dict[str, Any]:
 
 def document(endpoints: Iterable[Endpoint], *, secured: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``endpoints`` (served at /openapi.json). ``secured``: Config sets
-    an api_token, so every operation declared ``secured`` requires the bearer scheme; without one
-    they require nothing."""
+    tokens, so every operation with a role requires the bearer scheme; without one they require
+    nothing. ``x-required-role`` names each operation's least role either way."""
     paths: dict[str, Any] = {}
     for endpoint in endpoints:
         item: dict[str, Any] = {"parameters": list(endpoint.parameters)} if endpoint.parameters else {}
