@@ -19,16 +19,27 @@ from starlette.routing import Route
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
 from flowctl.runtime.api.handlers import HttpApi, routes
+from flowctl.runtime.api.openapi import Endpoint, Role
 from flowctl.runtime.api.view import ServiceView
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
+def roles_of(endpoint: Endpoint) -> dict[str, Role | None]:
+    """The least role of each method of ``endpoint`` (upper case), HEAD as GET: Starlette answers
+    HEAD with the GET handler."""
+    roles = {method.upper(): operation.role for method, operation in endpoint.operations.items()}
+    if "GET" in roles:
+        roles.setdefault("HEAD", roles["GET"])
+    return roles
+
+
 def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
-    """The daemon's ASGI app over ``svc``."""
+    """The daemon's ASGI app over ``svc``: every route checks the role its operation declares for
+    the request's method (``ApiCore.guard``) before its handler runs."""
     api = HttpApi(svc, commit_timeout=commit_timeout)
     served = []
     for endpoint in routes.endpoints:
-        handler: Handler = getattr(api, endpoint.handler)
+        handler: Handler = api.guard(roles_of(endpoint), getattr(api, endpoint.handler))
         served.append(Route(endpoint.path, api.instrument(endpoint.path, handler), methods=endpoint.methods))
     records = served[0]  # /v1/records/{object}/{id}, the first route declared: the fast path's
     assert records.path == "/v1/records/{object}/{id}"
