@@ -99,7 +99,8 @@ def env_issues(bundle: m.Bundle, env: Mapping[str, str]) -> list[Issue]:
             "E095",
             f"{u.owner} needs ${{{u.variable}}}, which {'is empty' if u.empty else 'is not set'} in this environment",
             u.span,
-            f"set {u.variable} where flowctl run runs, or give it a default: ${{{u.variable}:-value}}",
+            f"set {u.variable} where flowctl run runs"
+            + ("" if u.owner.startswith("access ") else f", or give it a default: ${{{u.variable}:-value}}"),
         )
         for u in unset_env(bundle, env)
     ]
