@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from http_support import CONFIG, Api, MakeApi, dumps
 
+from flowctl.cli.main import cli
 from flowctl.runtime.api.access import listen_allowed
 from flowctl.runtime.api.handlers import routes
 from flowctl.runtime.api.openapi import ROLES, Endpoint, Role
@@ -251,6 +253,20 @@ def test_a_daemon_never_logs_a_token_and_names_an_unset_variable(tmp_path: Path)
     for value in secrets.values():
         assert value not in output
         assert all(value not in a.text for a in answers)
+
+
+def test_validate_env_names_an_unset_access_variable_without_offering_a_default(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config", {"flowctl.yaml": DAEMON_CONFIG})
+    env = {"CI_TOKEN": "c", "CRM_TOKEN": "", "SUPPORT_TOKEN": None}
+
+    result = CliRunner().invoke(cli, ["validate", str(config), "--env"], env=env)
+
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if "E095" in line]
+    assert [line.split(": error")[0] for line in lines] == ["flowctl.yaml:7:31", "flowctl.yaml:8:30"]
+    assert "access crm-sync needs ${CRM_TOKEN}, which is empty" in lines[0]
+    assert "access support needs ${SUPPORT_TOKEN}, which is not set" in lines[1]
+    assert all("default" not in line for line in lines)  # a default would be a token in git (E092)
 
 
 def test_hooks_keep_their_own_authentication(roles: Api) -> None:
