@@ -18,14 +18,15 @@ from starlette.routing import Route
 
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
-from flowctl.runtime.api.handlers import HttpApi, routes
+from flowctl.runtime.api.handlers import Api
+from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
 def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
     """The daemon's ASGI app over ``svc``."""
-    api = HttpApi(svc, commit_timeout=commit_timeout)
+    api = Api(svc, commit_timeout=commit_timeout)
     served = []
     for endpoint in routes.endpoints:
         handler: Handler = getattr(api, endpoint.handler)
