@@ -27,7 +27,7 @@ spec:
     - id: new
     - id: documents
       rules:
-        - {name: nudge, delay: 1d, action: send_sms, to: "{{ record.phone }}", text: "Documents for {{ record.title }}?"}
+        - {name: nudge, delay: 1d, action: send_sms, to: "{{ record.phone }}", text: "Documents, {{ record.title }}?"}
     - {id: won, final: success}
 """
 
