@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from read_support import T0, database_url, insert, median_ms, server_times, view
+from read_support import T0, database_url, insert, median_ms, scratch, server_times, view
 
 from flowctl.store.tables import records, runs
 
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=scratch()) as folder:
         tmp = Path(folder)
         url = database_url(tmp, "bench_read_board")
         files = {
