@@ -18,8 +18,9 @@ from starlette.routing import Route
 
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
-from flowctl.runtime.api.handlers import HttpApi, routes
+from flowctl.runtime.api.handlers import Api
 from flowctl.runtime.api.openapi import Endpoint, Role
+from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
@@ -36,7 +37,7 @@ def roles_of(endpoint: Endpoint) -> dict[str, Role | None]:
 def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
     """The daemon's ASGI app over ``svc``: every route checks the role its operation declares for
     the request's method (``ApiCore.guard``) before its handler runs."""
-    api = HttpApi(svc, commit_timeout=commit_timeout)
+    api = Api(svc, commit_timeout=commit_timeout)
     served = []
     for endpoint in routes.endpoints:
         handler: Handler = api.guard(roles_of(endpoint), getattr(api, endpoint.handler))

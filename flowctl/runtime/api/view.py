@@ -10,10 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 from flowctl.engine.state import Record, Run
-from flowctl.ports import AppendResult, Clock, NewChange, StoredChange
+from flowctl.ports import (
+    AppendResult,
+    CareLedger,
+    Clock,
+    Deployments,
+    Inspection,
+    NewChange,
+    RecordState,
+    StoredChange,
+)
 from flowctl.runtime.api.metrics import Metrics
 from flowctl.spec import model as m
 
@@ -24,6 +34,13 @@ class RecordReader(Protocol):
     def open_changes(self, object: str, id: str) -> list[StoredChange]: ...
     def change(self, seq: int) -> StoredChange | None: ...
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
+
+
+class ReadStore(RecordReader, RecordState, Inspection, Deployments, CareLedger, Protocol):
+    """What the API and the console read of the store (and the two operator writes on the outbox)."""
+
+    def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
+    def cancel_outbox(self, row_id: int, now: datetime) -> bool: ...
 
 
 class ChangeSink(Protocol):
@@ -40,7 +57,7 @@ class ServiceView(Protocol):
     @property
     def bundle(self) -> m.Bundle: ...  # the current configuration (replaced on reload)
     @property
-    def store(self) -> RecordReader: ...
+    def store(self) -> ReadStore: ...
     @property
     def ingest(self) -> ChangeSink: ...
     @property
@@ -52,3 +69,7 @@ class ServiceView(Protocol):
     def readiness(self) -> list[str]: ...  # why changes cannot be taken and processed now ([] = ready)
     def degraded(self) -> list[str]: ...  # what works only in part (a channel missing its ${ENV})
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str: ...  # why not ('' = allowed)
+    def health_report(self) -> Mapping[str, Any]: ...
+
+    # {"engine": {mode, running, version, problem, restarts}, "last_reload": {at, result, version, ok,
+    #  error} | None, "recent_errors": [{at, level, logger, message}] newest first}
