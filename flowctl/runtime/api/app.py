@@ -13,25 +13,32 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
 from flowctl.runtime.api.handlers import HttpApi, routes
 from flowctl.runtime.api.view import ServiceView
+from flowctl.runtime.console.headers import SecurityHeaders
+from flowctl.runtime.console.interim import InterimReads
+from flowctl.runtime.console.site import console_app
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
-def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
-    """The daemon's ASGI app over ``svc``."""
+def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT, ui: bool = True) -> Starlette:
+    """The daemon's ASGI app over ``svc``; with ``ui``, the console at ``/ui/`` too."""
     api = HttpApi(svc, commit_timeout=commit_timeout)
-    served = []
+    served: list[Route | Mount] = []
     for endpoint in routes.endpoints:
         handler: Handler = getattr(api, endpoint.handler)
         served.append(Route(endpoint.path, api.instrument(endpoint.path, handler), methods=endpoint.methods))
     records = served[0]  # /v1/records/{object}/{id}, the first route declared: the fast path's
-    assert records.path == "/v1/records/{object}/{id}"
+    assert isinstance(records, Route) and records.path == "/v1/records/{object}/{id}"
+
+    if ui:
+        served.append(Route("/ui", SecurityHeaders(RedirectResponse("/ui/", status_code=308)), methods=["GET"]))
+        served.append(Mount("/ui", app=console_app(svc, InterimReads(svc), api.access)))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
