@@ -1,13 +1,14 @@
 """The ``${ENV}`` variables a configuration needs, and which of them are not set.
 
-Channels, sources and Config's ``api_token`` resolve their references with one function,
-:func:`flowctl.spec.env.substitute` (channels through ``channels.base.resolve_env``): ``${NAME}``
-is NAME's value, ``${NAME:-default}`` the default when NAME is unset or empty, ``$${NAME}`` a
-literal ``${NAME}``. A reference without a default needs its variable set and not empty.
+Channels, sources and Config's tokens (``api_token``, ``access:``) resolve their references with
+one function, :func:`flowctl.spec.env.substitute` (channels through ``channels.base.resolve_env``):
+``${NAME}`` is NAME's value, ``${NAME:-default}`` the default when NAME is unset or empty, ``$${NAME}``
+a literal ``${NAME}``. A reference without a default needs its variable set and not empty.
 :func:`unset_env` lists every such variable that is not, with the place it is written, so that
 ``flowctl run`` and ``flowctl apply`` name them all at start in one message, ``/readyz`` reports
-them, ``flowctl validate --env`` fails on them in CI, and the deliverer holds the messages of a
-channel that cannot be configured instead of dead-lettering them.
+them, ``flowctl validate --env`` fails on them in CI, the deliverer holds the messages of a
+channel that cannot be configured instead of dead-lettering them, and the API refuses an access
+token whose variable is unset while the others work.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from flowctl.spec import model as m
 from flowctl.spec.checks._common import leaves, value_span
 from flowctl.spec.env import needed
 from flowctl.spec.issues import Issue, error
-from flowctl.spec.places import PathPart, Span
+from flowctl.spec.places import PathPart, Span, Where
 
 
 @dataclass(frozen=True, slots=True)
 class Unset:
     """One variable a document needs that the environment does not give."""
 
-    owner: str  # "channel sms", "source crm", "Config api_token"
+    owner: str  # "channel sms", "source crm", "Config api_token", "access crm-sync"
     variable: str
     span: Span
     empty: bool = False  # set, but to ''
@@ -59,19 +60,22 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 
 
 def unset_env(bundle: m.Bundle, env: Mapping[str, str]) -> list[Unset]:
-    """Every variable a channel, a source or Config's api_token needs and ``env`` does not set
-    (or sets to ''), in document order; each (owner, variable) once."""
+    """Every variable a channel, a source, Config's api_token or a token of its ``access:`` needs
+    and ``env`` does not set (or sets to ''), in document order; each (owner, variable) once."""
     found: dict[tuple[str, str], Unset] = {}
-    documents: list[tuple[str, m.Document, tuple[str, ...]]] = [("Config", bundle.config, ("api_token",))]
-    documents += [(f"channel {c.name}", c, _NEEDS["channel"]) for c in bundle.channels.values()]
+    config = bundle.config
+    places: list[tuple[str, tuple[PathPart, ...], str, Where]] = [
+        ("Config api_token", ("api_token",), config.api_token, config.where),
+        *((f"access {a.name}", ("token",), a.token, a.where) for a in config.access),
+    ]
+    documents: list[tuple[str, m.Document, tuple[str, ...]]]
+    documents = [(f"channel {c.name}", c, _NEEDS["channel"]) for c in bundle.channels.values()]
     documents += [(f"source {s.name}", s, _NEEDS["source"]) for s in bundle.sources.values()]
-    for owner, doc, keys in documents:
-        for path, text in _strings(doc, keys):
-            for name in needed(text) if "${" in text else ():
-                if env.get(name):
-                    continue
-                label = "Config api_token" if owner == "Config" else owner
-                found.setdefault((label, name), Unset(label, name, value_span(doc.where, *path), empty=name in env))
+    places += [(owner, path, text, doc.where) for owner, doc, keys in documents for path, text in _strings(doc, keys)]
+    for owner, path, text, where in places:
+        for name in needed(text) if "${" in text else ():
+            if not env.get(name):
+                found.setdefault((owner, name), Unset(owner, name, value_span(where, *path), empty=name in env))
     return list(found.values())
 
 
@@ -95,7 +99,8 @@ def env_issues(bundle: m.Bundle, env: Mapping[str, str]) -> list[Issue]:
             "E095",
             f"{u.owner} needs ${{{u.variable}}}, which {'is empty' if u.empty else 'is not set'} in this environment",
             u.span,
-            f"set {u.variable} where flowctl run runs, or give it a default: ${{{u.variable}:-value}}",
+            f"set {u.variable} where flowctl run runs"
+            + ("" if u.owner.startswith("access ") else f", or give it a default: ${{{u.variable}:-value}}"),
         )
         for u in unset_env(bundle, env)
     ]

@@ -40,7 +40,7 @@ git commit and author, the files themselves), makes it current and cancels the r
 version within seconds; runs already started stay on the version they started on.
 
 \b
-Every ${ENV} variable a channel, a source or api_token needs that is not set
+Every ${ENV} variable a channel, a source or an API token needs that is not set
 where apply runs is named in a warning (JSON: unset_env); it does not stop the
 deploy, since the daemon may run elsewhere: 'flowctl validate --env' checks
 them where it does.

@@ -222,7 +222,7 @@ stable (docs/errors.md), wording may change.""",
     "--env",
     "check_env",
     is_flag=True,
-    help="Also fail (E095) on every ${ENV} variable a channel, a source or api_token needs that is not "
+    help="Also fail (E095) on every ${ENV} variable a channel, a source or an API token needs that is not "
     "set in this environment.",
 )
 def command(directories: tuple[Path, ...], fmt: str, check_env: bool) -> None:

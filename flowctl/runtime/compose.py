@@ -39,6 +39,7 @@ from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.runtime.settings import DEFAULT_LEASE_SECONDS, DEFAULT_RETRY_BASE, Settings, env_seconds
 from flowctl.sources.polling import SqlPoller
+from flowctl.sources.webhooks import resolve_secret
 from flowctl.spec import model as m
 from flowctl.spec.config import Loaded
 from flowctl.store import open_store
@@ -214,7 +215,8 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
     if unset:  # all of them at once, before anything depends on them
         config_log.warning(
             "not set in the environment: %s. Until flowctl run is restarted with %s set, the messages of those "
-            "channels are held (not sent, not dead-lettered) and those sources do not run",
+            "channels are held (not sent, not dead-lettered), those sources do not run and those access tokens "
+            "are refused",
             describe(unset),
             "it" if len(unset) == 1 else "them",
         )
@@ -224,7 +226,8 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
             token = resolve_env(config.api_token, env)
         except Exception as exc:
             raise Refused(f"api_token: {exc}") from exc
-    refusal = listen_allowed(settings.listen, token)
+    # an access entry whose variable is unset is named above and refused; the others still open the API
+    refusal = listen_allowed(settings.listen, token, *(resolve_secret(a.token, env) for a in config.access))
     if refusal:
         raise Refused(refusal)
     try:

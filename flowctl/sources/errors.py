@@ -40,6 +40,12 @@ class Unauthorized(RequestError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(RequestError):
+    """The credentials are known, but their role (or a writer's objects) does not allow the request."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(RequestError):
     status, code = 404, "not_found"
 

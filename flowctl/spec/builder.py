@@ -118,6 +118,16 @@ class Builder:
             timezone=_str(spec.get("timezone", "UTC")),
             listen=_str(spec.get("listen", "127.0.0.1:8080")),
             api_token=_str(spec.get("api_token")),
+            access=tuple(
+                m.AccessEntry(
+                    name=_str(entry.get("name")),
+                    token=_str(entry.get("token")),
+                    role=_str(entry.get("role")),
+                    objects=_strs(entry["objects"]) if "objects" in entry else None,
+                    where=w.child("access", i),
+                )
+                for i, entry in enumerate(spec.get("access") or ())
+            ),
             limits=m.Limits(**{k: int(v) for k, v in limits.items()}),
             users=m.frozen_map(users),
         )

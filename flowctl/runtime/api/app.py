@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
 from flowctl.runtime.api.handlers import HttpApi, routes
+from flowctl.runtime.api.openapi import Endpoint, Role
 from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.console.headers import SecurityHeaders
 from flowctl.runtime.console.interim import InterimReads
@@ -26,12 +27,23 @@ from flowctl.runtime.console.site import console_app
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
+def roles_of(endpoint: Endpoint) -> dict[str, Role | None]:
+    """The least role of each method of ``endpoint`` (upper case), HEAD as GET: Starlette answers
+    HEAD with the GET handler."""
+    roles = {method.upper(): operation.role for method, operation in endpoint.operations.items()}
+    if "GET" in roles:
+        roles.setdefault("HEAD", roles["GET"])
+    return roles
+
+
 def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT, ui: bool = True) -> Starlette:
-    """The daemon's ASGI app over ``svc``; with ``ui``, the console at ``/ui/`` too."""
+    """The daemon's ASGI app over ``svc``: every route checks the role its operation declares for
+    the request's method (``ApiCore.guard``) before its handler runs. With ``ui``, the console at
+    ``/ui/`` too (it checks its own sessions)."""
     api = HttpApi(svc, commit_timeout=commit_timeout)
     served: list[Route | Mount] = []
     for endpoint in routes.endpoints:
-        handler: Handler = getattr(api, endpoint.handler)
+        handler: Handler = api.guard(roles_of(endpoint), getattr(api, endpoint.handler))
         served.append(Route(endpoint.path, api.instrument(endpoint.path, handler), methods=endpoint.methods))
     records = served[0]  # /v1/records/{object}/{id}, the first route declared: the fast path's
     assert isinstance(records, Route) and records.path == "/v1/records/{object}/{id}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -22,9 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flowctl.ports import AppendResult, NewChange
-from flowctl.runtime.api.access import Access, access_of
+from flowctl.runtime.api.access import Access, access_of, authorize
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT, CommitTimeout, Deadlines
 from flowctl.runtime.api.idempotency import API_KEYS, AutoKeys, conflicts, given_key
+from flowctl.runtime.api.openapi import Role
 from flowctl.runtime.api.readback import processed_json, read_record, wait_processed
 from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.daemon.ingest import unavailable
@@ -78,6 +79,22 @@ class ApiCore:
         if current is None or current.bundle is not bundle:
             current = self._access = access_of(bundle, self.svc.env)
         return current
+
+    def guard(self, roles: Mapping[str, Role | None], handler: Handler) -> Handler:
+        """``handler`` called only for a request whose token has the role ``roles`` names for its
+        method (upper case), with the :class:`~flowctl.runtime.api.access.Principal` on
+        ``request.state.principal``; a method whose role is None is open (and gets no principal)."""
+        if all(role is None for role in roles.values()):
+            return handler
+        access = self.access
+
+        async def guarded(request: Request) -> Response:
+            role = roles.get(request.method)
+            if role is not None:
+                request.state.principal = authorize(request, access(), role)
+            return await handler(request)
+
+        return guarded
 
     def instrument(self, template: str, handler: Handler) -> Handler:
         """``handler`` answering errors in the error shape, counted and timed per route."""

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flowctl.ports import NewChange
-from flowctl.runtime.api.access import authorize
+from flowctl.runtime.api.access import allow_write
 from flowctl.runtime.api.core import ApiCore, log
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
 from flowctl.runtime.api.idempotency import MAX_KEY
@@ -110,7 +110,6 @@ class HttpApi(ApiCore):
     )
     async def record(self, request: Request) -> Response:
         access = self.access()
-        authorize(request, access)
         object, record_id = record_path(request, access.bundle)
         method = request.method
         if method in ("GET", "HEAD"):  # as the last acknowledged write left it, processed or not
@@ -118,6 +117,7 @@ class HttpApi(ApiCore):
             if record is None:
                 raise NotFound(f"{object} {record_id} does not exist")
             return JSONResponse(record_json(record, pending=pending))
+        allow_write(request.state.principal, object)
         wait = requested_wait(request.headers.get("prefer", ""))
         if method == "DELETE":
             change, keyed = self._change(request, object=object, record_id=record_id, op="delete")
@@ -153,8 +153,8 @@ class HttpApi(ApiCore):
     )
     async def move(self, request: Request) -> Response:
         access = self.access()
-        authorize(request, access)
         object, record_id = record_path(request, access.bundle)
+        allow_write(request.state.principal, object)
         body = await json_object(request, access.request_bytes)
         problems = members(body, ("stage",), ("pipeline",))
         stage = string(body, "stage", problems, required=True)
@@ -196,7 +196,6 @@ class HttpApi(ApiCore):
     )
     async def records(self, request: Request) -> Response:
         access = self.access()
-        authorize(request, access)
         object, _ = record_path(request, access.bundle)
         query = request.query_params
         text = query.get("limit", "100")
@@ -229,7 +228,6 @@ class HttpApi(ApiCore):
     )
     async def event(self, request: Request) -> Response:
         access = self.access()
-        authorize(request, access)
         body = await json_object(request, access.request_bytes)
         problems = members(body, ("event", "object", "id"), ("data",))
         event = string(body, "event", problems, required=True)
@@ -242,6 +240,7 @@ class HttpApi(ApiCore):
             problems.append(f"'id' must be 1 to {MAX_ID} characters")
         if problems:
             raise Invalid.of(problems)
+        allow_write(request.state.principal, object)
         change, keyed = self._change(
             request, object=object, record_id=str(record_id), op="event", event=event, data=data
         )
@@ -372,9 +371,8 @@ class HttpApi(ApiCore):
         ),
     )
     async def metrics(self, request: Request) -> Response:
-        # behind api_token when one is set (queue depths, sources and routes are not for everyone);
+        # behind a token when one is set (queue depths, sources and routes are not for everyone);
         # Prometheus sends it as a bearer token. /healthz and /readyz stay open for load balancers.
-        authorize(request, self.access())
         text = await run_in_threadpool(self.svc.metrics.render)  # callbacks may read the store
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -388,7 +386,7 @@ class HttpApi(ApiCore):
         ),
     )
     async def openapi(self, request: Request) -> Response:
-        return Response(self._openapi[bool(self.access().bundle.config.api_token)], media_type="application/json")
+        return Response(self._openapi[not self.access().open], media_type="application/json")
 
 
 def openapi(*, secured: bool = False) -> dict[str, Any]:

@@ -31,11 +31,9 @@ from flowctl.runtime.console.session import (
     Sessions,
     Who,
     identify,
-    is_open,
     same_token,
 )
-from flowctl.runtime.console.session import Denied as Forbidden
-from flowctl.sources.errors import RequestError
+from flowctl.sources.errors import Forbidden, RequestError
 
 log = logging.getLogger("flowctl.console")
 
@@ -86,16 +84,14 @@ class Console:
     # ------------------------------------------------------------------ who
 
     def who(self, request: Request) -> Who:
-        """The principal of ``request``; raises ``Forbidden`` (open console off loopback, or a
-        configured token that resolves empty) or :class:`SignIn`."""
+        """The principal of ``request``; raises ``Forbidden`` (the open console, off loopback) or
+        :class:`SignIn` (no live session)."""
         access = self.access()
-        if is_open(access):
+        if access.open:
             client = request.client.host if request.client else ""
             if not loopback(client):
                 raise Forbidden("with no token configured, the console answers only on this machine (loopback)")
             return ANONYMOUS
-        if access.token_unset:
-            raise Forbidden("api_token is set in Config but resolves empty: nobody can sign in")
         session = self.sessions.get(request.cookies.get(COOKIE, ""))
         if session is None:
             raise SignIn()
@@ -169,7 +165,7 @@ class Console:
 
     async def signin_form(self, request: Request) -> Response:
         access = self.access()
-        if is_open(access):
+        if access.open:
             return RedirectResponse(PATH + "/", status_code=303)
         return self._signin_page(request, "", status=200)
 
@@ -189,7 +185,7 @@ class Console:
 
     async def signin(self, request: Request) -> Response:
         access = self.access()
-        if is_open(access):
+        if access.open:
             return self.error(request, Forbidden("no token is configured: there is nothing to sign in with"), None)
         form = await self.form(request)
         if not same_token(form.get("csrf", ""), request.cookies.get(CSRF_COOKIE, "")):

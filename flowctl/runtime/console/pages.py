@@ -18,8 +18,8 @@ from starlette.responses import RedirectResponse, Response
 
 from flowctl.runtime.console.app import Console, Page
 from flowctl.runtime.console.layout import diagram
-from flowctl.runtime.console.session import PATH, Denied, Who
-from flowctl.sources.errors import BadRequest
+from flowctl.runtime.console.session import PATH, Who
+from flowctl.sources.errors import BadRequest, Forbidden
 
 CARDS = 20  # cards a column shows before its "more" link
 PAGE = 50  # rows of a list page
@@ -216,7 +216,7 @@ def _action(name: str) -> Page:
     async def act(console: Console, request: Request, who: Who) -> Response:
         form = await console.checked_form(request, who)
         if not who.may("operator"):
-            raise Denied(f"{name} needs the operator role; {who.name} is {who.role}")
+            raise Forbidden(f"{name} needs the operator role; {who.name} is {who.role}")
         row = request.path_params["row"]
         call = console.reads.retry if name == "retry" else console.reads.cancel
         await console.read(call, row)

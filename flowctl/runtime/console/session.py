@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from flowctl.runtime.api.access import Access
-from flowctl.sources.errors import RequestError
+from flowctl.runtime.api.openapi import ROLES, Role
 
 COOKIE = "flowctl_session"
 CSRF_COOKIE = "flowctl_signin"  # the sign-in form's own CSRF value (there is no session yet)
@@ -25,25 +25,18 @@ PATH = "/ui"
 LIFETIME = 8 * 3600.0  # seconds a session lasts after sign-in
 MAX_SESSIONS = 10_000  # the oldest goes first beyond this: memory stays bounded
 
-ROLES = ("viewer", "writer", "operator", "admin")
-
 
 @dataclass(frozen=True, slots=True)
 class Who:
     """The principal a page is rendered for."""
 
-    name: str
-    role: str
+    name: str  # the access entry's name ("api_token" for the shorthand)
+    role: Role
     signed_in: bool  # False: the open, read-only console on loopback
 
-    def may(self, role: str) -> bool:
+    def may(self, role: Role) -> bool:
+        """Signed in with ``role`` or above (the open console may only read)."""
         return self.signed_in and ROLES.index(self.role) >= ROLES.index(role)
-
-
-class Denied(RequestError):
-    """The principal may not do this (403)."""
-
-    status, code = 403, "forbidden"
 
 
 ANONYMOUS = Who(name="anonymous", role="viewer", signed_in=False)
@@ -57,17 +50,9 @@ class Session:
 
 
 def identify(access: Access, token: str) -> Who | None:
-    """The principal ``token`` names under ``access`` (None: no such token), compared in constant time."""
-    if not access.token:
-        return None
-    if hmac.compare_digest(token.strip().encode(), access.token):
-        return Who(name="api_token", role="admin", signed_in=True)
-    return None
-
-
-def is_open(access: Access) -> bool:
-    """No token configured at all: the console is read-only and answers loopback clients only."""
-    return not access.token and not access.token_unset
+    """Who holds ``token`` under ``access`` (None: nobody; ``Access.identify`` compares in constant time)."""
+    principal = access.identify(token)
+    return None if principal is None else Who(name=principal.name, role=principal.role, signed_in=True)
 
 
 class Sessions:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from flowctl.spec.checks.access import check_access
 from flowctl.spec.checks.cascade import check_cascades
 from flowctl.spec.checks.delivery import check_webhook_delivery
 from flowctl.spec.checks.expressions import check_expressions, check_set_values, check_templates
@@ -66,6 +67,7 @@ CHECKS: list[Check] = [
     # automations as a whole
     check_cascades,
     check_secrets,
+    check_access,
     check_care_defaults,
     check_webhook_delivery,
 ]

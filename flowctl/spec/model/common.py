@@ -98,6 +98,19 @@ class User:
     supervisor: str = ""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccessEntry:
+    """One token of the API (Config ``access:``): who holds it and what it may do. ``token`` is an
+    ``${ENV}`` reference, resolved by the daemon; ``objects`` (writers only) lists the object types
+    it may write, ``None`` meaning every one."""
+
+    name: str
+    token: str
+    role: str
+    objects: tuple[str, ...] | None = None
+    where: Where = field(default=NOWHERE, compare=False)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class Config(Document):
     kind: str = "Config"
@@ -105,6 +118,7 @@ class Config(Document):
     timezone: str = "UTC"
     listen: str = "127.0.0.1:8080"
     api_token: str = ""
+    access: tuple[AccessEntry, ...] = ()
     limits: Limits = field(default_factory=Limits)
     users: Mapping[str, User] = field(default_factory=empty_map)
 
