@@ -28,14 +28,24 @@ with warnings.catch_warnings():  # Starlette 1.x warns when only httpx (not http
     from starlette.testclient import TestClient
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-TOKEN = "console-test-token-3f9a"
+TOKEN = "console-test-token-3f9a"  # api_token: admin
+VIEWER = "console-viewer-token-77c1"
+OPERATOR = "console-operator-token-5d20"
+ENV = {"FLOWCTL_TOKEN": TOKEN, "VIEWER_TOKEN": VIEWER, "OPERATOR_TOKEN": OPERATOR}
 XSS = "<img src=x onerror=alert(1)>"
 
 
 def config(*, token: bool, channels: str = "") -> dict[str, str]:
     """The console's test configuration: deals in a four-stage pipeline whose first stage sends an
     SMS; with ``token``, ``api_token`` from ``${FLOWCTL_TOKEN}``."""
-    api_token = '  api_token: "${FLOWCTL_TOKEN}"\n' if token else ""
+    api_token = (
+        '  api_token: "${FLOWCTL_TOKEN}"\n'
+        "  access:\n"
+        '    - {name: ci, token: "${VIEWER_TOKEN}", role: viewer}\n'
+        '    - {name: support, token: "${OPERATOR_TOKEN}", role: operator}\n'
+        if token
+        else ""
+    )
     return {
         "flowctl.yaml": f"""\
 apiVersion: flowctl/v1
@@ -146,4 +156,4 @@ def load(root: Path, files: Mapping[str, str]) -> m.Bundle:
     return loaded.bundle
 
 
-__all__ = ["T0", "TOKEN", "XSS", "FakeService", "TestClient", "config", "load"]
+__all__ = ["ENV", "OPERATOR", "T0", "TOKEN", "VIEWER", "XSS", "FakeService", "TestClient", "config", "load"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -16,7 +19,7 @@ from flowctl.runtime.console.app import HERE, Console
 from flowctl.runtime.console.headers import SecurityHeaders
 from flowctl.runtime.console.pages import ROUTES
 from flowctl.runtime.console.readside import ReadSide
-from flowctl.sources.errors import NotFound
+from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
 def console_app(svc: ServiceView, reads: ReadSide, access: Callable[[], Access]) -> ASGIApp:
@@ -38,4 +41,11 @@ def console_app(svc: ServiceView, reads: ReadSide, access: Callable[[], Access])
         response = console.error(request, NotFound(f"no console page at {request.url.path}"), None)
         await response(scope, receive, send)
 
-    return SecurityHeaders(Router(routes=routes, default=not_found))
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        kind = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, BadRequest)
+        return console.error(request, kind(f"{request.method} {request.url.path}: {exc.detail}"), None)
+
+    router = Router(routes=routes, default=not_found)
+    # errors raised below (a missing static file, a wrong method) are answered here, inside the headers
+    return SecurityHeaders(ExceptionMiddleware(router, handlers={HTTPException: http_error}))
