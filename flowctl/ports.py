@@ -23,7 +23,7 @@ from flowctl.engine.state import Effect, Record, Run, Step, Timer
 from flowctl.spec.model import empty_map
 
 ChangeOp = Literal["put", "patch", "move", "delete", "event"]
-OutboxStatus = Literal["pending", "sending", "sent", "retry", "dead", "held"]
+OutboxStatus = Literal["pending", "sending", "sent", "retry", "dead", "held", "cancelled"]
 
 
 class LeaseLost(Exception):
@@ -276,7 +276,12 @@ class Outbox(Protocol):
         ...
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
-        """A dead or retry row is sent again now with a fresh attempt budget (False: not one)."""
+        """A dead, retry or held row is sent again now with a fresh attempt budget (False: not one)."""
+        ...
+
+    def cancel_outbox(self, row_id: int, now: datetime) -> bool:
+        """A row not sent and not in a sender's hands (pending, retry, held, dead) is ``cancelled``:
+        never sent. False when the row is missing or in another status."""
         ...
 
     def hold_outbox_many(
@@ -496,6 +501,64 @@ class Inspection(Protocol):
     def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
         """Outbox rows created in ``[since, until)``, oldest first (replay)."""
         ...
+
+    # the console's pages: keyset pages (``before``/``after`` is the last item of the previous
+    # page), each read from an index in the order it returns, so a page costs the same on page 1000
+
+    def runs_page(self, filter: RunFilter, before: tuple[int, str] | None = None, limit: int = 50) -> list[Run]:
+        """Runs matching ``filter``, newest first by (seq, id), strictly before ``before``."""
+        ...
+
+    def outbox_page(self, filter: OutboxFilter, before: int | None = None, limit: int = 50) -> list[OutboxRow]:
+        """Outbox rows matching ``filter``, newest first by id, with an id below ``before``."""
+        ...
+
+    def stage_totals(
+        self, object: str, pipeline: str, sum_field: str = "", owner: str = "", q: str = ""
+    ) -> dict[str, tuple[int, float]]:
+        """Live records of ``object`` in ``pipeline`` per stage: (how many, the sum of their
+        ``sum_field``; a missing or non-numeric value counts 0). ``owner``/``q`` as in
+        ``stage_records``. Stages without records are absent."""
+        ...
+
+    def stage_records(
+        self, object: str, pipeline: str, stage: str, *, after: str = "", limit: int = 20, owner: str = "", q: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        """Live records of ``object`` in ``pipeline``/``stage`` by id, from just after ``after``, each
+        with when it was last written; only ``owner``'s, and only those whose id or fields (as JSON
+        text) contain ``q``, in any case."""
+        ...
+
+    def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
+        """Config versions newest applied first by (applied_at, id), strictly before ``before``."""
+        ...
+
+    def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
+        """The record's recorded changes (every status), oldest first: its history of writes."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunFilter:
+    """Which runs ``runs_page`` lists ('' and None: any). ``since``/``until`` bound when the run
+    started (its seq, the creation millisecond): ``[since, until)``."""
+
+    status: str = ""
+    automation: str = ""
+    object: str = ""
+    record_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxFilter:
+    """Which outbox rows ``outbox_page`` lists ('' : any)."""
+
+    status: str = ""
+    channel: str = ""
+    object: str = ""
+    record_id: str = ""
 
 
 class WorkerStore(RecordState, ChangeQueue, Protocol):

@@ -48,7 +48,12 @@ def render_run(run: Run, zone: tzinfo | None = None) -> str:
     ``zone``, times are shown in it and dated entries carry the offset (``09:00:00+07:00``).
     """
     head = f"{run.automation} on {run.object} {run.record_id} [{run.status}] ({run.id})"
-    lines = [head]
+    return "\n".join([head, *trace_lines(run, zone)])
+
+
+def trace_lines(run: Run, zone: tzinfo | None = None) -> list[str]:
+    """The lines of ``render_run`` after its head, one per trace entry (the console shows them too)."""
+    lines = []
     day = ""
     for i, entry in enumerate(run.trace):
         branch = "└─" if i == len(run.trace) - 1 else "├─"
@@ -58,7 +63,7 @@ def render_run(run: Run, zone: tzinfo | None = None) -> str:
             day = at[:10]
             when = f"{day} {when}" + ("" if zone is None else at[19:])
         lines.append(f"  {branch} {when} {render_entry(entry)}")
-    return "\n".join(lines)
+    return lines
 
 
 def render_runs(runs: Iterable[Run]) -> str:

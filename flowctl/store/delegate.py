@@ -22,8 +22,10 @@ from flowctl.ports import (
     CareSummary,
     ConfigVersion,
     NewChange,
+    OutboxFilter,
     OutboxRow,
     Processed,
+    RunFilter,
     Store,
     StoredChange,
 )
@@ -101,6 +103,9 @@ class StoreDelegate:
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
         return self.store.retry_outbox(row_id, now)
+
+    def cancel_outbox(self, row_id: int, now: datetime) -> bool:
+        return self.store.cancel_outbox(row_id, now)
 
     def hold_outbox_many(
         self, holds: Sequence[tuple[int, datetime, str]], now: datetime, *, owner: str | None = None
@@ -257,6 +262,28 @@ class StoreDelegate:
 
     def outbox_between(self, since: datetime, until: datetime) -> list[OutboxRow]:
         return self.store.outbox_between(since, until)
+
+    def runs_page(self, filter: RunFilter, before: tuple[int, str] | None = None, limit: int = 50) -> list[Run]:
+        return self.store.runs_page(filter, before, limit)
+
+    def outbox_page(self, filter: OutboxFilter, before: int | None = None, limit: int = 50) -> list[OutboxRow]:
+        return self.store.outbox_page(filter, before, limit)
+
+    def stage_totals(
+        self, object: str, pipeline: str, sum_field: str = "", owner: str = "", q: str = ""
+    ) -> dict[str, tuple[int, float]]:
+        return self.store.stage_totals(object, pipeline, sum_field, owner, q)
+
+    def stage_records(
+        self, object: str, pipeline: str, stage: str, *, after: str = "", limit: int = 20, owner: str = "", q: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        return self.store.stage_records(object, pipeline, stage, after=after, limit=limit, owner=owner, q=q)
+
+    def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
+        return self.store.versions_page(before, limit)
+
+    def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
+        return self.store.record_changes(object, id, limit)
 
     # ---- Store
     def close(self) -> None:

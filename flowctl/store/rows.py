@@ -325,6 +325,10 @@ def plan_batch(items: Sequence[Processed], now: datetime) -> BatchPlan:
 
 CHANGE_GAUGES = ("pending", "claimed", "failed")
 OUTBOX_GAUGES = ("pending", "sending", "retry", "dead", "held")
+#: Outbox rows an operator may send again now (``retry_outbox``), or cancel (``cancel_outbox``):
+#: none a sender holds (``sending``), none already sent.
+RETRYABLE = ("dead", "retry", "held")
+CANCELLABLE = ("pending", "retry", "held", "dead")
 #: The keys of ``Store.counts()``, every one always present.
 COUNTS = (
     "records",

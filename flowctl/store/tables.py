@@ -76,6 +76,7 @@ records = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=True),
     sa.Index(None, "object", "stage"),
     sa.Index(None, "object", "owner"),  # least_loaded counts the open records each user owns
+    sa.Index(None, "object", "pipeline", "stage", "deleted", "id"),  # a board's columns (0008)
 )
 
 changes = sa.Table(
@@ -126,6 +127,11 @@ runs = sa.Table(
     sa.Column("trace", sa.JSON(), nullable=False),
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Index(None, "object", "record_id", "status"),
+    # the read API lists runs newest first by (seq, id), filtered by one of these (0008)
+    sa.Index(None, "object", "record_id", "seq", "id"),
+    sa.Index(None, "status", "seq", "id"),
+    sa.Index(None, "automation", "seq", "id"),
+    sa.Index(None, "seq", "id"),
 )
 
 timers = sa.Table(
@@ -169,6 +175,10 @@ outbox = sa.Table(
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "channel", "sent_at"),  # sending policies: sent today per channel (0004)
     sa.Index(None, "channel", "recipient", "sent_at"),  # … and per recipient (0004)
+    # the read API lists rows newest first by id, filtered by one of these (0008)
+    sa.Index(None, "object", "record_id", "id"),
+    sa.Index(None, "channel", "id"),
+    sa.Index(None, "status", "id"),
     sqlite_autoincrement=True,
 )
 

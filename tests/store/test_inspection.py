@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
-from flowctl.engine.state import Record, Step
-from flowctl.ports import Processed, Store
+from flowctl.engine.state import Effect, Record, Step
+from flowctl.ports import ConfigVersion, OutboxFilter, Processed, RunFilter, Store
 from flowctl.store import MemoryStore, open_store
 from tests.store.contract import T0, change, effect, run, timer
 
@@ -94,3 +97,139 @@ def test_counts_give_every_gauge_even_when_zero(store: Store) -> None:
     assert (counts["records"], counts["timers"], counts["runs_waiting"]) == (2, 1, 1)
     assert (counts["changes_pending"], counts["changes_claimed"]) == (1, 1)
     assert (counts["outbox_pending"], counts["outbox_sending"]) == (1, 1)
+
+
+# ---------------------------------------------------------------- the console's pages
+
+
+def _runs(store: Store, specs: list[tuple[str, int, str, str, str]]) -> None:
+    """(id, seq, status, automation, record_id) each."""
+    made = [
+        replace(run(id=i, seq=seq, status=status), automation=automation, record_id=rid)
+        for i, seq, status, automation, rid in specs
+    ]
+    store.commit_batch([Processed(step=Step(runs={r.id: r for r in made}))], T0)
+
+
+def _walk(fetch: Callable[[object], list[Any]], key: Callable[[Any], object]) -> list[Any]:
+    out: list[Any] = []
+    before = None
+    while page := fetch(before):
+        out.extend(page)
+        before = key(page[-1])
+    return out
+
+
+def test_runs_pages_newest_first_by_seq_then_id_with_every_filter(store: Store) -> None:
+    _runs(
+        store,
+        [
+            ("a", 5, "done", "flow:welcome", "7"),
+            ("b", 5, "waiting", "flow:welcome", "8"),
+            ("c", 9, "waiting", "rule:sales/new/nudge", "7"),
+            ("d", 1, "failed", "flow:welcome", "7"),
+            ("e", 9, "done", "flow:welcome", "7"),
+        ],
+    )
+    every = store.runs_page(RunFilter())
+    assert [r.id for r in every] == ["e", "c", "b", "a", "d"]
+    assert every[0].trace == run().trace  # a page carries the runs whole
+    assert [r.id for r in store.runs_page(RunFilter(), before=(9, "c"))] == ["b", "a", "d"]
+    assert [r.id for r in store.runs_page(RunFilter(), before=(5, "b"), limit=1)] == ["a"]
+    assert [r.id for r in store.runs_page(RunFilter(object="deal", record_id="7"))] == ["e", "c", "a", "d"]
+    assert [r.id for r in store.runs_page(RunFilter(status="waiting"))] == ["c", "b"]
+    assert [r.id for r in store.runs_page(RunFilter(automation="flow:welcome", status="done"))] == ["e", "a"]
+    assert store.runs_page(RunFilter(object="contact")) == []
+    walked = _walk(lambda b: store.runs_page(RunFilter(), before=b, limit=2), lambda r: (r.seq, r.id))  # type: ignore[arg-type]
+    assert [r.id for r in walked] == ["e", "c", "b", "a", "d"]
+
+
+def test_runs_since_and_until_bound_the_start_millisecond(store: Store) -> None:
+    ms = int(T0.timestamp() * 1000)
+    _runs(
+        store,
+        [
+            ("old", ms - 1, "done", "flow:x", "7"),
+            ("at", ms, "done", "flow:x", "7"),
+            ("later", ms + 60_000, "done", "flow:x", "7"),
+        ],
+    )
+    assert [r.id for r in store.runs_page(RunFilter(since=T0))] == ["later", "at"]
+    assert [r.id for r in store.runs_page(RunFilter(until=T0))] == ["old"]
+    assert [r.id for r in store.runs_page(RunFilter(since=T0, until=T0 + timedelta(minutes=1)))] == ["at"]
+
+
+def test_outbox_pages_newest_first_by_id_with_every_filter(store: Store) -> None:
+    sms = Effect(
+        key="s1", action="send_sms", run_id="r2", object="deal", record_id="8", channel="sms", params={"to": "+84"}
+    )
+    store.commit_batch([Processed(step=Step(effects=[effect("e1"), sms, effect("e2"), effect("e3")]))], T0)
+    first = store.claim_outbox(T0, 1, "d", 60)[0]
+    store.mark_sent(first.id, T0)
+    assert [r.key for r in store.outbox_page(OutboxFilter())] == ["e3", "e2", "s1", "e1"]
+    ids = {r.key: r.id for r in store.outbox_page(OutboxFilter())}
+    assert [r.key for r in store.outbox_page(OutboxFilter(), before=ids["e2"])] == ["s1", "e1"]
+    assert [r.key for r in store.outbox_page(OutboxFilter(channel="sms"))] == ["s1"]
+    assert [r.key for r in store.outbox_page(OutboxFilter(object="deal", record_id="7"))] == ["e3", "e2", "e1"]
+    assert [r.key for r in store.outbox_page(OutboxFilter(status="sent"))] == ["e1"]
+    assert [r.key for r in store.outbox_page(OutboxFilter(status="pending"), limit=1)] == ["e3"]
+    walked = _walk(lambda b: store.outbox_page(OutboxFilter(), before=b, limit=3), lambda r: r.id)  # type: ignore[arg-type]
+    assert [r.key for r in walked] == ["e3", "e2", "s1", "e1"]
+
+
+def _deal(id: str, stage: str, amount: object = None, owner: str = "", **fields: object) -> Record:
+    values = {"title": f"Deal {id}", **fields}
+    if amount is not None:
+        values["amount"] = amount
+    return Record(object="deal", id=id, stage=stage, pipeline="sales", owner=owner, fields=values, version=1)
+
+
+def test_stage_totals_count_and_sum_a_numeric_field_counting_anything_else_as_zero(store: Store) -> None:
+    recs = [
+        _deal("1", "new", 100),
+        _deal("2", "new", 2.5),
+        _deal("3", "new", "lots"),  # text: 0, never an error
+        _deal("4", "new", True),  # a boolean is no number
+        _deal("5", "new", {"v": 1}),
+        _deal("6", "new"),  # missing
+        _deal("7", "won", 1e6, owner="lan"),
+        Record(object="deal", id="8", stage="won", pipeline="sales", fields={"amount": 5}, deleted=True),
+        Record(object="deal", id="9", stage="new", pipeline="other", fields={"amount": 5}),
+        Record(object="contact", id="1", stage="new", pipeline="sales", fields={"amount": 5}),
+    ]
+    store.commit_batch([Processed(step=Step(records={r.key: r for r in recs}))], T0)
+    assert store.stage_totals("deal", "sales", "amount") == {"new": (6, 102.5), "won": (1, 1e6)}
+    assert store.stage_totals("deal", "sales") == {"new": (6, 0.0), "won": (1, 0.0)}
+    assert store.stage_totals("deal", "sales", "amount", owner="lan") == {"won": (1, 1e6)}
+    assert store.stage_totals("deal", "sales", "amount", q="DEAL 2") == {"new": (1, 2.5)}
+    assert store.stage_totals("deal", "nothing", "amount") == {}
+
+
+def test_stage_records_page_a_column_by_id_with_when_each_was_written(store: Store) -> None:
+    recs = [_deal(f"{i:02}", "new" if i % 3 else "won", i, owner="lan" if i < 5 else "") for i in range(12)]
+    recs.append(Record(object="deal", id="50", stage="new", pipeline="sales", deleted=True))
+    store.commit_batch([Processed(step=Step(records={r.key: r for r in recs}))], T0)
+    first = store.stage_records("deal", "sales", "new", limit=3)
+    assert [(r.id, at) for r, at in first] == [("01", T0), ("02", T0), ("04", T0)]
+    assert first[0][0] == recs[1]
+    assert [r.id for r, _ in store.stage_records("deal", "sales", "new", after="04", limit=3)] == ["05", "07", "08"]
+    assert [r.id for r, _ in store.stage_records("deal", "sales", "new", owner="lan")] == ["01", "02", "04"]
+    assert [r.id for r, _ in store.stage_records("deal", "sales", "new", q="deal 1")] == ["10", "11"]
+    assert [r.id for r, _ in store.stage_records("deal", "sales", "new", q="%")] == []  # LIKE's wildcards are text
+    walked = _walk(lambda a: store.stage_records("deal", "sales", "won", after=a or "", limit=2), lambda p: p[0].id)  # type: ignore[arg-type]
+    assert [r.id for r, _ in walked] == ["00", "03", "06", "09"]
+
+
+def test_record_changes_are_the_records_writes_in_order(store: Store) -> None:
+    store.append_changes([change("7", "k1"), change("8", "k2"), replace(change("7", "k3"), op="move", stage="won")])
+    assert [(c.idempotency_key, c.op) for c in store.record_changes("deal", "7")] == [("k1", "patch"), ("k3", "move")]
+    assert [c.idempotency_key for c in store.record_changes("deal", "7", limit=1)] == ["k1"]
+    assert store.record_changes("deal", "9") == []
+
+
+def test_versions_page_newest_applied_first(store: Store) -> None:
+    for n, hours in (("h1", 0), ("h2", 2), ("h3", 1), ("h4", 2)):
+        store.save_version(ConfigVersion(id=n, applied_at=T0 + timedelta(hours=hours), documents={}, commit=n))
+    assert [v.id for v in store.versions_page()] == ["h4", "h2", "h3", "h1"]
+    assert [v.id for v in store.versions_page(before=(T0 + timedelta(hours=2), "h2"), limit=1)] == ["h3"]
+    assert [v.id for v in store.versions_page(before=(T0 + timedelta(hours=2), "h4"))] == ["h2", "h3", "h1"]

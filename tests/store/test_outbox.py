@@ -156,3 +156,23 @@ def test_sent_counts_per_channel_and_recipient_since_a_time(store: Store) -> Non
     assert store.sent_counts("smtp", later, ["a@example.com", "b@example.com"]) == (1, {"a@example.com": 1})
     assert store.sent_counts("smtp", T0) == (3, {})
     assert store.sent_counts("sms", T0, ["b@example.com"]) == (1, {})
+
+
+def test_an_operator_retries_dead_retry_or_held_rows_and_cancels_any_not_sent_nor_sending(store: Store) -> None:
+    store.commit_batch([Processed(step=Step(effects=[effect(f"e{i}") for i in range(5)]))], T0)
+    e0, e1, e2, e3, e4 = store.claim_outbox(T0, 10, "d1", 60)
+    store.mark_failed(e0.id, "550 no such user", None, T0)  # dead
+    store.mark_failed(e1.id, "421 later", T0 + timedelta(hours=1), T0)  # retry
+    store.hold_outbox_many([(e2.id, T0 + timedelta(hours=8), "quiet hours")], T0)  # held
+    store.mark_sent(e3.id, T0)  # sent; e4 stays sending
+    later = T0 + timedelta(seconds=30)  # e4 is still in d1's hands
+    assert [store.retry_outbox(r.id, later) for r in (e0, e1, e2, e3, e4)] == [True, True, True, False, False]
+    retried = store.outbox_row(e2.id)
+    assert retried is not None and (retried.status, retried.attempts, retried.next_attempt_at) == ("pending", 0, later)
+    assert [store.cancel_outbox(r.id, later) for r in (e0, e3, e4)] == [True, False, False]
+    assert store.cancel_outbox(e0.id, later) is False  # cancelled already
+    assert store.retry_outbox(e0.id, later) is False  # a cancelled row stays cancelled
+    assert store.cancel_outbox(e4.id + 100, later) is False
+    cancelled = store.outbox_row(e0.id)
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert {r.key for r in store.claim_outbox(later, 10, "d2", 60)} == {"e1", "e2"}  # never the cancelled one

@@ -10,10 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Protocol
 
 from flowctl.engine.state import Record, Run
-from flowctl.ports import AppendResult, Clock, NewChange, StoredChange
+from flowctl.ports import (
+    AppendResult,
+    CareLedger,
+    Clock,
+    Deployments,
+    Inspection,
+    NewChange,
+    RecordState,
+    StoredChange,
+)
 from flowctl.runtime.api.metrics import Metrics
 from flowctl.spec import model as m
 
@@ -24,6 +34,13 @@ class RecordReader(Protocol):
     def open_changes(self, object: str, id: str) -> list[StoredChange]: ...
     def change(self, seq: int) -> StoredChange | None: ...
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
+
+
+class ReadStore(RecordReader, RecordState, Inspection, Deployments, CareLedger, Protocol):
+    """What the API and the console read of the store (and the two operator writes on the outbox)."""
+
+    def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
+    def cancel_outbox(self, row_id: int, now: datetime) -> bool: ...
 
 
 class ChangeSink(Protocol):
@@ -40,7 +57,7 @@ class ServiceView(Protocol):
     @property
     def bundle(self) -> m.Bundle: ...  # the current configuration (replaced on reload)
     @property
-    def store(self) -> RecordReader: ...
+    def store(self) -> ReadStore: ...
     @property
     def ingest(self) -> ChangeSink: ...
     @property

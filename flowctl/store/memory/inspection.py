@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from flowctl.engine.state import ACTIVE, Record, Run
-from flowctl.ports import OutboxRow, StoredChange
+from flowctl.ports import ConfigVersion, OutboxFilter, OutboxRow, RunFilter, StoredChange
 from flowctl.store import rows
 from flowctl.store.memory.base import MemoryBase, load
 
@@ -103,3 +104,103 @@ class MemoryInspection(MemoryBase):
                 for r in self._outbox.values()
                 if r["created_at"] is not None and since <= r["created_at"] < until
             ]
+
+    def runs_page(self, filter: RunFilter, before: tuple[int, str] | None = None, limit: int = 50) -> list[Run]:
+        since = None if filter.since is None else int(filter.since.timestamp() * 1000)
+        until = None if filter.until is None else int(filter.until.timestamp() * 1000)
+        with self._lock:
+            found = sorted(
+                (
+                    r
+                    for r in self._runs.values()
+                    if all(
+                        not want or r[name] == want
+                        for name, want in (
+                            ("status", filter.status),
+                            ("automation", filter.automation),
+                            ("object", filter.object),
+                            ("record_id", filter.record_id),
+                        )
+                    )
+                    and (since is None or r["seq"] >= since)
+                    and (until is None or r["seq"] < until)
+                    and (before is None or (r["seq"], r["id"]) < before)
+                ),
+                key=lambda r: (r["seq"], r["id"]),
+                reverse=True,
+            )
+            return [rows.run_from(load("runs", r)) for r in found[:limit]]
+
+    def outbox_page(self, filter: OutboxFilter, before: int | None = None, limit: int = 50) -> list[OutboxRow]:
+        wanted = [
+            (name, value)
+            for name, value in (
+                ("status", filter.status),
+                ("channel", filter.channel),
+                ("object", filter.object),
+                ("record_id", filter.record_id),
+            )
+            if value
+        ]
+        with self._lock:
+            found = [
+                r
+                for i, r in sorted(self._outbox.items(), reverse=True)
+                if (before is None or i < before) and all(r[name] == value for name, value in wanted)
+            ]
+            return [rows.outbox_from(load("outbox", r)) for r in found[:limit]]
+
+    def _on_board(self, object: str, pipeline: str, owner: str, q: str) -> list[dict[str, Any]]:
+        """Caller holds the lock. The live records of the board, as stored rows (fields as JSON text)."""
+        needle = q.lower()
+        return [
+            r
+            for r in self._records.values()
+            if r["object"] == object
+            and r["pipeline"] == pipeline
+            and not r["deleted"]
+            and (not owner or r["owner"] == owner)
+            and (not needle or needle in r["id"].lower() or needle in r["fields"].lower())
+        ]
+
+    def stage_totals(
+        self, object: str, pipeline: str, sum_field: str = "", owner: str = "", q: str = ""
+    ) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        with self._lock:
+            for row in self._on_board(object, pipeline, owner, q):
+                value = json.loads(row["fields"]).get(sum_field) if sum_field else None
+                number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+                n, total = out.get(row["stage"], (0, 0.0))
+                out[row["stage"]] = (n + 1, total + number)
+        return out
+
+    def stage_records(
+        self, object: str, pipeline: str, stage: str, *, after: str = "", limit: int = 20, owner: str = "", q: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        with self._lock:
+            found = sorted(
+                (r for r in self._on_board(object, pipeline, owner, q) if r["stage"] == stage and r["id"] > after),
+                key=lambda r: r["id"],
+            )
+            return [(rows.record_from(load("records", r)), r["updated_at"]) for r in found[:limit]]
+
+    def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
+        with self._lock:
+            found = sorted(
+                (
+                    v
+                    for v in self._versions.values()
+                    if before is None or (v["applied_at"], v["id"]) < (rows.utc(before[0]), before[1])
+                ),
+                key=lambda v: (v["applied_at"], v["id"]),
+                reverse=True,
+            )
+            return [rows.version_from(load("config_versions", v)) for v in found[:limit]]
+
+    def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
+        with self._lock:
+            found = [
+                row for _, row in sorted(self._changes.items()) if row["object"] == object and row["record_id"] == id
+            ]
+            return [rows.change_from(load("changes", row)) for row in found[:limit]]

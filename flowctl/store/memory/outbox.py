@@ -92,9 +92,17 @@ class MemoryOutbox(MemoryBase):
         now = rows.utc(now)
         with self._lock:
             row = self._outbox.get(row_id)
-            if row is None or row["status"] not in ("dead", "retry"):
+            if row is None or row["status"] not in rows.RETRYABLE:
                 return False
             row.update(status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None)
+            return True
+
+    def cancel_outbox(self, row_id: int, now: datetime) -> bool:
+        with self._lock:
+            row = self._outbox.get(row_id)
+            if row is None or row["status"] not in rows.CANCELLABLE:
+                return False
+            row.update(status="cancelled", next_attempt_at=None, lease_owner=None, lease_until=None)
             return True
 
     def hold_outbox_many(

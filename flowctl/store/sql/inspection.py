@@ -12,10 +12,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from flowctl.engine.state import ACTIVE, Record, Run
-from flowctl.ports import OutboxRow, StoredChange
+from flowctl.ports import ConfigVersion, OutboxFilter, OutboxRow, RunFilter, StoredChange
 from flowctl.store import rows
 from flowctl.store.sql.base import SqlBase
-from flowctl.store.tables import changes, outbox, records, runs, timers
+from flowctl.store.tables import UtcDateTime, changes, config_versions, outbox, records, runs, timers
+
+
+def _ms(at: datetime) -> int:
+    """A time as a run's seq counts it: milliseconds since the epoch."""
+    return int(at.timestamp() * 1000)
 
 
 class SqlInspection(SqlBase):
@@ -121,3 +126,118 @@ class SqlInspection(SqlBase):
         stmt = outbox.select().where(o.created_at >= since, o.created_at < until).order_by(o.id)
         with self.engine.connect() as conn:
             return [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+
+    def runs_page(self, filter: RunFilter, before: tuple[int, str] | None = None, limit: int = 50) -> list[Run]:
+        """Newest first by (seq, id). Each filter has an index ending in (seq, id): (object,
+        record_id, …), (status, …), (automation, …) or (seq, id) alone, so a page reads ``limit``
+        entries of one index however many runs there are."""
+        r = runs.c
+        stmt = runs.select()
+        if filter.object:
+            stmt = stmt.where(r.object == filter.object)
+        if filter.record_id:
+            stmt = stmt.where(r.record_id == filter.record_id)
+        if filter.status:
+            stmt = stmt.where(r.status == filter.status)
+        if filter.automation:
+            stmt = stmt.where(r.automation == filter.automation)
+        if filter.since is not None:
+            stmt = stmt.where(r.seq >= _ms(filter.since))
+        if filter.until is not None:
+            stmt = stmt.where(r.seq < _ms(filter.until))
+        if before is not None:
+            stmt = stmt.where(
+                sa.tuple_(r.seq, r.id)
+                < sa.tuple_(sa.literal(before[0], sa.BigInteger()), sa.literal(before[1], sa.String()))
+            )
+        stmt = stmt.order_by(r.seq.desc(), r.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.run_from(row._mapping) for row in conn.execute(stmt)]
+
+    def outbox_page(self, filter: OutboxFilter, before: int | None = None, limit: int = 50) -> list[OutboxRow]:
+        """Newest first by id, from the (object, record_id, id), (channel, id) or (status, id) index."""
+        o = outbox.c
+        stmt = outbox.select()
+        for column, value in (
+            (o.object, filter.object),
+            (o.record_id, filter.record_id),
+            (o.channel, filter.channel),
+            (o.status, filter.status),
+        ):
+            if value:
+                stmt = stmt.where(column == value)
+        if before is not None:
+            stmt = stmt.where(o.id < before)
+        with self.engine.connect() as conn:
+            return [rows.outbox_from(row._mapping) for row in conn.execute(stmt.order_by(o.id.desc()).limit(limit))]
+
+    def _board_filter(self, object: str, pipeline: str, owner: str, q: str) -> list[Any]:
+        r = records.c
+        where = [r.object == object, r.pipeline == pipeline, r.deleted == sa.false()]  # `=`: indexable
+        if owner:
+            where.append(r.owner == owner)
+        if q:
+            needle = q.lower()
+            text = sa.func.lower(sa.cast(r.fields, sa.Text))
+            where.append(
+                sa.or_(sa.func.lower(r.id).contains(needle, autoescape=True), text.contains(needle, autoescape=True))
+            )
+        return where
+
+    def _number(self, field: str) -> Any:
+        """The record's ``field`` as a number when it is a JSON number, else 0."""
+        f = records.c.fields
+        if self._postgres:
+            return sa.case(
+                (sa.func.json_typeof(f.op("->")(field)) == "number", sa.cast(f.op("->>")(field), sa.Numeric)),
+                else_=0,
+            )
+        path = '$."' + field.replace('"', '""') + '"'
+        return sa.case((sa.func.json_type(f, path).in_(("integer", "real")), sa.func.json_extract(f, path)), else_=0)
+
+    def stage_totals(
+        self, object: str, pipeline: str, sum_field: str = "", owner: str = "", q: str = ""
+    ) -> dict[str, tuple[int, float]]:
+        """One GROUP BY over the (object, pipeline, stage, deleted, id) index; the sum reads the rows."""
+        r = records.c
+        total = sa.func.sum(self._number(sum_field)) if sum_field else sa.literal(0)
+        stmt = (
+            sa.select(r.stage, sa.func.count(), total)
+            .where(*self._board_filter(object, pipeline, owner, q))
+            .group_by(r.stage)
+        )
+        with self.engine.connect() as conn:
+            return {stage: (n, float(s or 0)) for stage, n, s in conn.execute(stmt)}
+
+    def stage_records(
+        self, object: str, pipeline: str, stage: str, *, after: str = "", limit: int = 20, owner: str = "", q: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        """By id from the (object, pipeline, stage, deleted, id) index: the first cards of a column of
+        60,000 cost what those of a column of 60 do."""
+        r = records.c
+        stmt = records.select().where(r.stage == stage, *self._board_filter(object, pipeline, owner, q))
+        if after:
+            stmt = stmt.where(r.id > after)
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt.order_by(r.id).limit(limit))
+            return [(rows.record_from(row._mapping), row.updated_at) for row in found]
+
+    def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
+        """Newest applied first; the table holds one row per deploy, a few thousand at most."""
+        v = config_versions.c
+        stmt = config_versions.select()
+        if before is not None:
+            stmt = stmt.where(
+                sa.tuple_(v.applied_at, v.id)
+                < sa.tuple_(sa.literal(before[0], UtcDateTime()), sa.literal(before[1], sa.String()))
+            )
+        stmt = stmt.order_by(v.applied_at.desc(), v.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.version_from(row._mapping) for row in conn.execute(stmt)]
+
+    def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
+        """From the (object, record_id, seq) index."""
+        c = changes.c
+        stmt = changes.select().where(c.object == object, c.record_id == id).order_by(c.seq).limit(limit)
+        with self.engine.connect() as conn:
+            return [rows.change_from(row._mapping) for row in conn.execute(stmt)]

@@ -113,11 +113,21 @@ class SqlOutbox(SqlBase):
         return done or owner is None
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool:
-        """Send a dead (or waiting-to-retry) row again now, with a fresh attempt budget."""
+        """Send a dead, waiting-to-retry or held row again now, with a fresh attempt budget."""
         stmt = (
             sa.update(outbox)
-            .where(outbox.c.id == row_id, outbox.c.status.in_(("dead", "retry")))
+            .where(outbox.c.id == row_id, outbox.c.status.in_(rows.RETRYABLE))
             .values(status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None)
+        )
+        with self._write_lock, self._writer.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def cancel_outbox(self, row_id: int, now: datetime) -> bool:
+        """A row no sender holds is never sent: ``cancelled``, which no claim takes."""
+        stmt = (
+            sa.update(outbox)
+            .where(outbox.c.id == row_id, outbox.c.status.in_(rows.CANCELLABLE))
+            .values(status="cancelled", next_attempt_at=None, lease_owner=None, lease_until=None)
         )
         with self._write_lock, self._writer.begin() as conn:
             return conn.execute(stmt).rowcount == 1
