@@ -38,7 +38,12 @@ def with_xss_deal(console: Served) -> Served:
 
 def test_a_record_value_is_shown_as_text_on_every_page_that_shows_it(make_console: MakeConsole) -> None:
     console = with_xss_deal(make_console(token=False))
-    for path in ("/ui/boards/sales", "/ui/boards/sales?fragment=1", "/ui/boards/sales/stages/new", "/ui/records/deal/1"):
+    for path in (
+        "/ui/boards/sales",
+        "/ui/boards/sales?fragment=1",
+        "/ui/boards/sales/stages/new",
+        "/ui/records/deal/1",
+    ):
         html = console.client.get(path).text
         assert "&lt;img src=x onerror=alert(1)&gt;" in html, path
         assert "<img src=x" not in html, path

@@ -22,7 +22,7 @@ from flowctl.runtime.api.handlers import HttpApi, routes
 from flowctl.runtime.api.openapi import Endpoint, Role
 from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.console.headers import SecurityHeaders
-from flowctl.runtime.console.interim import InterimReads
+from flowctl.runtime.console.interim import console_reads
 from flowctl.runtime.console.site import console_app
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
@@ -50,7 +50,7 @@ def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT, ui: 
 
     if ui:
         served.append(Route("/ui", SecurityHeaders(RedirectResponse("/ui/", status_code=308)), methods=["GET"]))
-        served.append(Mount("/ui", app=console_app(svc, InterimReads(svc), api.access)))
+        served.append(Mount("/ui", app=console_app(svc, console_reads(svc), api.access)))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
