@@ -25,7 +25,7 @@ def test_the_switch_sets_a_cookie_that_wins_over_the_header(make_console: MakeCo
     assert "lang=vi" in switch.headers["set-cookie"] and "Path=/ui" in switch.headers["set-cookie"]
     html = console.client.get("/ui/runs", headers={"Accept-Language": "en"}).text
     assert ">Lượt chạy</a>" in html
-    assert 'href="/ui/lang?to=en&amp;next=/ui/runs"' in html  # and back
+    assert 'href="/ui/lang?to=en&amp;next=%2Fui%2Fruns"' in html  # and back
 
 
 def test_the_switch_goes_back_only_into_the_console(make_console: MakeConsole) -> None:

@@ -101,8 +101,10 @@ def test_an_operator_retries_a_dead_message(make_console: MakeConsole) -> None:
     assert f'action="/ui/outbox/{row}/retry"' in page
     refused = console.client.post(f"/ui/outbox/{row}/retry", data={"csrf": "forged"})
     assert refused.status_code == 403 and console.svc.store.outbox_row(row).status == "dead"
-    answer = console.client.post(f"/ui/outbox/{row}/retry", data={"csrf": console.csrf("/ui/outbox")})
+    back = "/ui/outbox?status=dead&done=retried:999"
+    answer = console.client.post(f"/ui/outbox/{row}/retry", data={"csrf": console.csrf("/ui/outbox"), "back": back})
     assert answer.status_code == 303
+    assert answer.headers["location"] == f"/ui/outbox?status=dead&done=retried%3A{row}"
     assert console.svc.store.outbox_row(row).status == "pending"
     after = console.client.get(answer.headers["location"]).text
     assert f"Message {row} is queued again." in after

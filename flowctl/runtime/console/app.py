@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -128,14 +128,16 @@ class Console:
         self, request: Request, template: str, who: Who | None, *, status: int = 200, **values: Any
     ) -> HTMLResponse:
         lang = self.language(request)
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "fragment"]
+        here = request.url.path + (f"?{urlencode(kept)}" if kept else "")  # this page, whole
         context = {
             "t": i18n.translator(lang),
             "lang": lang,
             "languages": i18n.LANGUAGES,
             "who": who,
             "csrf": self.csrf(request),
-            "here": quote(here, safe="/"),
+            "here": here,
+            "here_quoted": quote(here, safe=""),
             "root": PATH,
             **values,
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -221,10 +221,9 @@ def _action(name: str) -> Page:
         call = console.reads.retry if name == "retry" else console.reads.cancel
         await console.read(call, row)
         done = "retried" if name == "retry" else "cancelled"
-        back = form.get("back", "")
-        back = back if back.startswith(PATH + "/outbox") else PATH + "/outbox"
-        sep = "&" if "?" in back else "?"
-        return RedirectResponse(f"{back}{sep}done={done}:{row}", status_code=303)
+        path, _, query_string = form.get("back", "").partition("?")
+        kept = [(k, v) for k, v in parse_qsl(query_string) if k != "done"] if path == PATH + "/outbox" else []
+        return RedirectResponse(link(PATH + "/outbox", **dict(kept), done=f"{done}:{row}"), status_code=303)
 
     return act
 
