@@ -7,10 +7,13 @@ Measured in one run, on this machine:
   3. p99 latency from request to outbox row at a paced 200 changes/s;
   4. the daemon's peak resident memory over the whole run (--changes, default 100,000).
 
+With --token the daemon's Config has four access tokens and every request carries the writer's
+(``Authorization: Bearer``), so the run measures the role check on the hot path too.
+
 The load comes from wrk (Debian package ``wrk``) on the other core. The last line prints the
 64-client rate and its ratio to the bare endpoint.
 
-    python bench/bench_e2e.py [--seconds 8] [--changes 100000]
+    python bench/bench_e2e.py [--seconds 8] [--changes 100000] [--token]
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ function request()
   counter = counter + 1
   local body = '{"fields": {"title": "Don ' .. counter .. '", "phone": "0901234567", "amount": 1500000}}'
   return wrk.format("PUT", "/v1/records/deal/" .. prefix .. "-" .. counter,
-                    {["Content-Type"] = "application/json"}, body)
+                    {["Content-Type"] = "application/json"%(auth)s}, body)
 end
 """
 
@@ -83,10 +86,33 @@ def wait_ready(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"not ready: {url}")
 
 
+TOKEN = "bench-writer-token-0123456789abcdef"
+ACCESS = """  access:
+    - {name: ci, token: "${BENCH_VIEWER}", role: viewer}
+    - {name: crm-sync, token: "${BENCH_WRITER}", role: writer, objects: [deal]}
+    - {name: support, token: "${BENCH_OPERATOR}", role: operator}
+    - {name: ops, token: "${BENCH_ADMIN}", role: admin}
+"""
+ACCESS_ENV = {"BENCH_VIEWER": "v" * 32, "BENCH_WRITER": TOKEN, "BENCH_OPERATOR": "o" * 32, "BENCH_ADMIN": "a" * 32}
+AUTH: dict[str, str] = {}  # the header every request carries (--token)
+
+
+def with_tokens(workdir: Path) -> Path:
+    """A copy of the bench config whose Config sets ACCESS."""
+    config = workdir / "config"
+    shutil.copytree(CONFIG, config)
+    main = config / "flowctl.yaml"
+    spec = "spec: {timezone: Asia/Ho_Chi_Minh}\n"
+    assert spec in main.read_text()
+    main.write_text(main.read_text().replace(spec, "spec:\n  timezone: Asia/Ho_Chi_Minh\n" + ACCESS, 1))
+    return config
+
+
 def wrk(url: str, connections: int, seconds: float, prefix: str, workdir: Path) -> tuple[float, int]:
     """Run wrk; return (requests/s, non-2xx count)."""
     script = workdir / f"load-{prefix}.lua"
-    script.write_text(WRK_SCRIPT % {"prefix": prefix})
+    auth = "".join(f', ["{name}"] = "{value}"' for name, value in AUTH.items())
+    script.write_text(WRK_SCRIPT % {"prefix": prefix, "auth": auth})
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
         capture_output=True,
@@ -176,7 +202,7 @@ def drain(db: Path, target: int, timeout: float = 300.0) -> float:
 def paced_latency(url: str, db: Path, rate: int, seconds: float) -> list[float]:
     """Send ``rate`` changes/s; latency = outbox row's commit stamp - the request's send time."""
     sent: dict[str, float] = {}
-    client = httpx.Client(timeout=30)
+    client = httpx.Client(timeout=30, headers=AUTH)
     start = time.time()
     n = int(rate * seconds)
     for i in range(n):
@@ -204,6 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each load step")
     parser.add_argument("--changes", type=int, default=100_000, help="changes for the memory run")
+    parser.add_argument("--token", action="store_true", help="access tokens in Config; requests carry one")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("this benchmark needs wrk: apt-get install wrk")
@@ -215,6 +242,11 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    config = CONFIG
+    if args.token:
+        config = with_tokens(workdir)
+        env.update(ACCESS_ENV)
+        AUTH["Authorization"] = f"Bearer {TOKEN}"
     log = (workdir / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [
@@ -222,7 +254,7 @@ def main() -> None:
             "-m",
             "flowctl",
             "run",
-            str(CONFIG),
+            str(config),
             "--db",
             f"sqlite:///{db}",
             "--listen",
@@ -282,7 +314,8 @@ def main() -> None:
         )
     )
     print(
-        f"e2e: {results['64']:,.0f} changes/s with 64 clients on SQLite synchronous=FULL "
+        f"e2e{' (with a writer token)' if args.token else ''}: {results['64']:,.0f} changes/s with 64 clients "
+        "on SQLite synchronous=FULL "
         f"= {ratio:.2f} of a bare endpoint ({bare:,.0f} req/s); p99 {p99:.1f} ms at 200/s; peak RSS {rss.peak} MB"
     )
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from http_support import Api, Background, FailingStore, MakeApi, dumps, sign
+from http_support import CONFIG, Api, Background, FailingStore, MakeApi, dumps, sign
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.routing import Route
 
-from flowctl.runtime.api.handlers import openapi
+from flowctl.runtime.api.handlers import openapi, routes
 
 DEAL = {"fields": {"title": "Sofa"}}
 
@@ -26,6 +26,40 @@ def doc(api: Api) -> dict[str, Any]:
 def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
     OpenAPIV31SpecValidator(doc).validate()
     assert doc == openapi()
+
+
+@pytest.mark.parametrize("secured", [False, True])
+def test_every_operation_is_named_tagged_and_says_its_role(secured: bool) -> None:
+    doc = openapi(secured=secured)
+    OpenAPIV31SpecValidator(doc).validate()
+    declared = {
+        (endpoint.documented_path, method): operation.role
+        for endpoint in routes.endpoints
+        for method, operation in endpoint.operations.items()
+    }
+    ids = []
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            where = f"{method.upper()} {path}"
+            ids.append(operation.get("operationId"))
+            assert operation.get("operationId"), f"{where} has no operationId"
+            assert operation.get("tags"), f"{where} has no tags"
+            role = declared[(path, method)]
+            assert operation.get("x-required-role") == role, f"{where}: x-required-role is not {role}"
+            secured_by = [{"bearerAuth": []}] if secured and role is not None else None
+            assert operation.get("security") == secured_by, f"{where}: security {operation.get('security')}"
+    assert len(ids) == len(set(ids)), f"operationIds used twice: {sorted(i for i in ids if ids.count(i) > 1)}"
+
+
+def test_the_document_is_secured_once_config_sets_a_token(make_api: MakeApi) -> None:
+    access = '  access:\n    - {name: ci, token: "${CI_TOKEN}", role: viewer}\n'
+    api = make_api(config=CONFIG + access, env={"CI_TOKEN": "c1", "HOOK_SECRET": "s"})
+    served = api.client.get("/openapi.json").json()
+
+    assert served == openapi(secured=True)
+    OpenAPIV31SpecValidator(served).validate()
 
 
 def test_every_route_and_method_is_documented(api: Api, doc: dict[str, Any]) -> None:

@@ -395,7 +395,8 @@ def components() -> dict[str, Any]:
             "bearerAuth": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "Config.api_token (required when it is set).",
+                "description": "A token of Config (api_token, or an entry of access:), required when one is "
+                "set; the operation's x-required-role names the least role its token must have.",
             }
         },
     }
@@ -418,7 +419,9 @@ def document(endpoints: Iterable[Endpoint], *, secured: bool = False) -> dict[st
                 "title": "flowctl daemon API",
                 "version": "1",
                 "description": "Records, events and webhooks for flowctl. Writes answer 202 once stored. When "
-                "Config.api_token is set, every /v1 call and /metrics need `Authorization: Bearer <token>`.",
+                "Config sets a token (api_token or access:), every operation with an x-required-role needs "
+                "`Authorization: Bearer <token>` of that role or above (viewer < writer < operator < admin): "
+                "401 without a known token, 403 with a lesser role or, for a writer, an object it does not list.",
             },
             "paths": paths,
             "components": components(),
