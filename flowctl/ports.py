@@ -529,6 +529,11 @@ class Inspection(Protocol):
         text) contain ``q``, in any case."""
         ...
 
+    def active_counts(self, prefix: str) -> dict[tuple[str, str], int]:
+        """Active runs (running, waiting, queued) whose automation starts with ``prefix``, per
+        (automation, node): what a diagram shows waiting at each node or rule."""
+        ...
+
     def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
         """Config versions newest applied first by (applied_at, id), strictly before ``before``."""
         ...

@@ -279,6 +279,9 @@ class StoreDelegate:
     ) -> list[tuple[Record, datetime | None]]:
         return self.store.stage_records(object, pipeline, stage, after=after, limit=limit, owner=owner, q=q)
 
+    def active_counts(self, prefix: str) -> dict[tuple[str, str], int]:
+        return self.store.active_counts(prefix)
+
     def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
         return self.store.versions_page(before, limit)
 

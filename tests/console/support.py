@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -141,6 +142,13 @@ class FakeService:
 
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
         return self.engine.pipelines.refuse_move(record, stage, pipeline)
+
+    def health_report(self) -> dict[str, Any]:
+        return {
+            "engine": {"mode": "thread", "running": True, "version": "test", "problem": "", "restarts": 0},
+            "last_reload": None,
+            "recent_errors": [],
+        }
 
     def process(self) -> None:
         """Run the real worker until nothing is left."""

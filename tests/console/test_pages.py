@@ -103,14 +103,18 @@ def test_runs_filter_by_status_and_record_and_refuse_a_bad_time(make_console: Ma
     assert 'id="runs"' in fragment and "<html" not in fragment
 
 
-def test_a_diagram_draws_every_node_with_its_waiting_count(make_console: MakeConsole) -> None:
-    console = deals(make_console(token=False))
+def test_a_diagram_draws_every_node_with_its_live_waiting_count(make_console: MakeConsole) -> None:
+    console = deals(make_console(token=False))  # three deals with an amount: three follow-ups wait
     svg = console.client.get("/ui/graphs/follow-up").text
-    nodes = re.findall(r'<g class="node [^"]*" data-node="([^"]+)">', svg)
-    assert set(nodes) >= {"start", "check", "wait", "again", "done"}
-    assert svg.count("waiting</text>") == len(nodes)
+    nodes = dict(re.findall(r'<g class="node [^"]*" data-node="([^"]+)">.*?>(\d+) waiting</text>', svg, re.S))
+    assert nodes == {"start": "0", "check": "0", "wait": "3", "again": "0", "done": "0"}
+    assert '<g class="node delay busy" data-node="wait">' in svg
+    console.put("4", {"title": "Ghế", "amount": 100}, stage="new")
+    assert '<g class="node delay busy" data-node="wait">' in console.client.get("/ui/graphs/follow-up").text
+    assert ">4 waiting</text>" in console.client.get("/ui/graphs/follow-up").text
     pipeline = console.client.get("/ui/graphs/sales").text
-    assert re.findall(r'data-node="([^"]+)"', pipeline) == ["new", "proposal", "won", "lost"]
+    stages = [n for n in re.findall(r'data-node="([^"]+)"', pipeline) if "/" not in n]
+    assert stages == ["new", "proposal", "won", "lost"]
 
 
 def test_every_page_answers(make_console: MakeConsole) -> None:

@@ -133,6 +133,13 @@ class FakeService:
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str:
         return self.engine.pipelines.refuse_move(record, stage, pipeline)
 
+    def health_report(self) -> dict[str, Any]:
+        return {
+            "engine": {"mode": "thread", "running": self.is_ready, "version": "test", "problem": "", "restarts": 0},
+            "last_reload": None,
+            "recent_errors": [],
+        }
+
 
 class FailingStore(MemoryStore):
     """A store whose database is gone for writes."""

@@ -233,3 +233,25 @@ def test_versions_page_newest_applied_first(store: Store) -> None:
     assert [v.id for v in store.versions_page()] == ["h4", "h2", "h3", "h1"]
     assert [v.id for v in store.versions_page(before=(T0 + timedelta(hours=2), "h2"), limit=1)] == ["h3"]
     assert [v.id for v in store.versions_page(before=(T0 + timedelta(hours=2), "h4"))] == ["h2", "h3", "h1"]
+
+
+def test_active_counts_are_the_active_runs_of_a_prefix_per_node(store: Store) -> None:
+    _runs(
+        store,
+        [
+            ("a", 1, "waiting", "flow:welcome", "7"),
+            ("b", 2, "waiting", "flow:welcome", "8"),
+            ("c", 3, "done", "flow:welcome", "9"),
+            ("d", 4, "running", "rule:sales/new/nudge", "7"),
+            ("e", 5, "queued", "flow:welcome_back", "7"),
+            ("f", 6, "waiting", "flow:welcome%", "7"),
+        ],
+    )
+    assert store.active_counts("flow:welcome") == {
+        ("flow:welcome", "wait"): 2,
+        ("flow:welcome_back", "wait"): 1,
+        ("flow:welcome%", "wait"): 1,
+    }
+    assert store.active_counts("flow:welcome%") == {("flow:welcome%", "wait"): 1}  # % is no wildcard
+    assert store.active_counts("rule:sales/") == {("rule:sales/new/nudge", "wait"): 1}
+    assert store.active_counts("care:") == {}

@@ -18,12 +18,13 @@ from starlette.routing import Mount, Route
 
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
-from flowctl.runtime.api.handlers import HttpApi, routes
+from flowctl.runtime.api.handlers import Api
 from flowctl.runtime.api.openapi import Endpoint, Role
+from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.console.headers import SecurityHeaders
-from flowctl.runtime.console.interim import console_reads
 from flowctl.runtime.console.site import console_app
+from flowctl.runtime.reads import Reads
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
@@ -40,7 +41,7 @@ def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT, ui: 
     """The daemon's ASGI app over ``svc``: every route checks the role its operation declares for
     the request's method (``ApiCore.guard``) before its handler runs. With ``ui``, the console at
     ``/ui/`` too (it checks its own sessions)."""
-    api = HttpApi(svc, commit_timeout=commit_timeout)
+    api = Api(svc, commit_timeout=commit_timeout)
     served: list[Route | Mount] = []
     for endpoint in routes.endpoints:
         handler: Handler = api.guard(roles_of(endpoint), getattr(api, endpoint.handler))
@@ -50,7 +51,7 @@ def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT, ui: 
 
     if ui:
         served.append(Route("/ui", SecurityHeaders(RedirectResponse("/ui/", status_code=308)), methods=["GET"]))
-        served.append(Mount("/ui", app=console_app(svc, console_reads(svc), api.access)))
+        served.append(Mount("/ui", app=console_app(svc, Reads(svc), api.access)))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -25,7 +25,6 @@ from flowctl.runtime.api.metrics import CONTENT_TYPE
 from flowctl.runtime.api.openapi import (
     STRING,
     Operation,
-    Routes,
     document,
     errors,
     json_content,
@@ -45,12 +44,12 @@ from flowctl.runtime.api.requests import (
     record_path,
     string,
 )
+from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
 from flowctl.sources.checks import check_change
 from flowctl.sources.errors import BadRequest, Invalid, Misconfigured, NotFound, Unavailable
 from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
 
-routes = Routes()
 RECORD = (ref("Object", "parameters"), ref("Id", "parameters"))
 
 
@@ -389,6 +388,14 @@ class HttpApi(ApiCore):
         return Response(self._openapi[not self.access().open], media_type="application/json")
 
 
+# The read endpoints are declared after the ones above: the first declared route is the app's fast path.
+from flowctl.runtime.api.reading import ReadHandlers  # noqa: E402 - declared after the records routes
+
+
+class Api(HttpApi, ReadHandlers):
+    """Every handler of the API: records, events, webhooks and operations, and the read endpoints."""
+
+
 def openapi(*, secured: bool = False) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the API, from the routes declared above."""
+    """The OpenAPI 3.1 document of the API, from the routes declared here and in ``api.reading``."""
     return document(routes.endpoints, secured=secured)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from flowctl.runtime.api.idempotency import MAX_KEY
+from flowctl.runtime.api.read_schemas import READ_SCHEMAS
 from flowctl.runtime.api.readback import MAX_WAIT
 from flowctl.runtime.api.requests import MAX_ID
 
@@ -388,7 +389,7 @@ def components() -> dict[str, Any]:
         "WWW-Authenticate": {"description": "The scheme to use: Bearer.", "schema": {"type": "string"}}
     }
     return {
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **READ_SCHEMAS},
         "parameters": PARAMETERS,
         "responses": responses,
         "securitySchemes": {

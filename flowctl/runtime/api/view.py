@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from flowctl.engine.state import Record, Run
 from flowctl.ports import (
@@ -69,3 +69,7 @@ class ServiceView(Protocol):
     def readiness(self) -> list[str]: ...  # why changes cannot be taken and processed now ([] = ready)
     def degraded(self) -> list[str]: ...  # what works only in part (a channel missing its ${ENV})
     def refuse_move(self, record: Record, stage: str, pipeline: str = "") -> str: ...  # why not ('' = allowed)
+    def health_report(self) -> Mapping[str, Any]: ...
+
+    # {"engine": {mode, running, version, problem, restarts}, "last_reload": {at, result, version, ok,
+    #  error} | None, "recent_errors": [{at, level, logger, message}] newest first}

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,3 +42,37 @@ def setup_logging(fmt: str, level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the log
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+class RecentErrors(logging.Handler):
+    """The last ``size`` warnings and errors of the ``flowctl`` loggers, for ``GET /v1/health`` and
+    the console. Only what a log line says (time, level, logger, message): no traceback, no
+    arguments kept apart, and a message cut at 500 characters; the daemon logs no secret."""
+
+    def __init__(self, size: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self._items: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not break the logging call
+            message = str(record.msg)
+        self._items.append(
+            {
+                "at": datetime.fromtimestamp(record.created, UTC),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": message[:500],
+            }
+        )
+
+    def items(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        return list(reversed(self._items))
+
+    def attach(self, logger: str = "flowctl") -> None:
+        logging.getLogger(logger).addHandler(self)
+
+    def detach(self, logger: str = "flowctl") -> None:
+        logging.getLogger(logger).removeHandler(self)

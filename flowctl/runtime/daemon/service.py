@@ -35,6 +35,7 @@ from flowctl.runtime.care.scheduler import CareScheduler
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.ingest import Backoff, Ingest, StoreHealth, unavailable
 from flowctl.runtime.daemon.leases import LeaseKeeper
+from flowctl.runtime.daemon.logs import RecentErrors
 from flowctl.runtime.daemon.reload import pick_up
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
@@ -87,6 +88,9 @@ class EngineService:
         self.reload_requested = threading.Event()
         self.last_reload_ok = True
         self.last_reload_problem = ""
+        self.last_reload: dict[str, Any] | None = None  # when, the result, the version after, why not
+        self.recent_errors = RecentErrors()
+        self.recent_errors.attach()
         self._next_housekeeping = 0.0
         self._leftover_owners: set[str] = set()  # engine processes that exited, whose leases are to end
         self._degraded: tuple[m.Bundle | None, list[str]] = (None, [])  # degraded(), for one bundle
@@ -145,6 +149,25 @@ class EngineService:
     def engine_pipelines(self) -> PipelineRunner:
         return self.engines.current.pipelines
 
+    def health_report(self) -> dict[str, Any]:
+        """What ``GET /v1/health`` adds to the store's gauges: the engine, the last reload, and the
+        last warnings and errors logged (newest first)."""
+        return {
+            "engine": self._engine_state(),
+            "last_reload": self.last_reload,
+            "recent_errors": self.recent_errors.items(),
+        }
+
+    def _engine_state(self) -> dict[str, Any]:
+        alive = any(t.is_alive() for t in self.threads if t.name == "flowctl-worker")
+        return {
+            "mode": "thread",
+            "running": alive and not self.stopping.is_set(),
+            "version": self.version,
+            "problem": "" if alive else "the worker thread is not running",
+            "restarts": 0,
+        }
+
     # ------------------------------------------------------------------ life cycle
 
     def record_version(self) -> None:
@@ -190,6 +213,13 @@ class EngineService:
             log.info("reloaded: now running version %s", self.version)
         self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(result=result)
         self.last_reload_ok = result in ("deployed", "unchanged")
+        self.last_reload = {
+            "at": self.clock.now(),
+            "result": result,
+            "version": self.version,
+            "ok": self.last_reload_ok,
+            "error": "" if self.last_reload_ok else self.last_reload_problem,
+        }
         return result
 
     def _switched(self) -> None:
@@ -254,6 +284,7 @@ class EngineService:
         self.wake.set()
         for thread in self.threads:
             thread.join(timeout=timeout / 2)
+        self.recent_errors.detach()
 
     def pick_up_soon(self) -> None:
         """Look for a newly deployed version at the next round (the parent reloaded)."""
@@ -424,6 +455,20 @@ class Service(EngineService):
         self.ingest.stop()
         if self.engine_process is not None:
             self.engine_process.stop(timeout / 2)
+        self.recent_errors.detach()
+
+    def _engine_state(self) -> dict[str, Any]:
+        if self.engine_process is None:
+            return super()._engine_state()
+        engine = self.engine_process
+        problem = engine.problem()
+        return {
+            "mode": "process",
+            "running": not problem,
+            "version": self.version,
+            "problem": problem,
+            "restarts": engine.restarts,
+        }
 
     def _changes_wait(self) -> bool:
         """Whether changes wait for the engine (the watchdog's question; raises if the store cannot say)."""

@@ -71,6 +71,7 @@ class Cards:
         self.zone = zone
         self.sum_field = sum_field(object_type)
         self.title_field = title_field(object_type)
+        self.rules = f"{pipeline.name}/"  # a rule run's name is <pipeline>/<stage>/<rule>
 
     def cards(self, found: Sequence[tuple[Record, datetime | None]]) -> list[dict[str, Any]]:
         runs = self.store.active_runs_of([record.key for record, _ in found]) if found else {}
@@ -88,7 +89,7 @@ class Cards:
             "amount": amount,
             "stage": record.stage,
             "updated_at": iso(updated_at, self.zone),
-            "pending_rules": [run.name for run in active if run.kind == "rule"],
+            "pending_rules": [run.name.removeprefix(self.rules) for run in active if run.kind == "rule"],
         }
 
 

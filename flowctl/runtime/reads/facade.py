@@ -13,11 +13,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flowctl.engine.core import Engine
 from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.reads import board as boards
+from flowctl.runtime.reads import care as cares
+from flowctl.runtime.reads import deployments as deploys
 from flowctl.runtime.reads import outbox as outboxes
 from flowctl.runtime.reads import runs as runs_
 from flowctl.runtime.reads.common import zone_of
+from flowctl.runtime.reads.graph import graph
+from flowctl.runtime.reads.health import health
 from flowctl.runtime.reads.timeline import timeline
 
 
@@ -26,6 +31,14 @@ class Reads:
 
     def __init__(self, svc: ServiceView) -> None:
         self.svc = svc
+        self._engine: Engine | None = None  # for the care forecast, built again after a reload
+
+    def _forecaster(self) -> Engine:
+        bundle = self.svc.bundle
+        engine = self._engine
+        if engine is None or engine.bundle is not bundle:
+            engine = self._engine = Engine(bundle, "forecast")
+        return engine
 
     # ------------------------------------------------------------------ runs
 
@@ -121,3 +134,27 @@ class Reads:
         timers. NotFound for an unknown object type or record."""
         bundle = self.svc.bundle
         return timeline(self.svc.store, bundle, zone_of(bundle), object, record_id)
+
+    # ------------------------------------------------------------------ operations
+
+    def care(self) -> dict[str, Any]:
+        """Each care process: next_firing, next_7_days [{day, count}] (as ``flowctl care forecast``
+        counts over the stored records), last_ticks [{at, claimed}], the ledger's counts."""
+        bundle = self.svc.bundle
+        return cares.care(self.svc.store, bundle, self._forecaster(), zone_of(bundle), self.svc.clock.now())
+
+    def deployments(self, *, limit: int = 50, cursor: str = "") -> dict[str, Any]:
+        """Deployed versions newest first: id, applied_at, commit, author, message, current."""
+        return deploys.deployments(self.svc.store, zone_of(self.svc.bundle), limit=limit, cursor=cursor)
+
+    def deployment_diff(self, from_id: str, to_id: str) -> dict[str, Any]:
+        """What changes from one version to another, per document, as ``flowctl plan`` lists it."""
+        return deploys.diff(self.svc.store, from_id, to_id)
+
+    def health(self) -> dict[str, Any]:
+        """status, problems, lag_seconds, open_changes, outbox, timers, engine, last_reload, recent_errors."""
+        return health(self.svc, zone_of(self.svc.bundle))
+
+    def graph(self, name: str) -> dict[str, Any]:
+        """A flow or pipeline as nodes and edges, with what waits at each node. NotFound if unknown."""
+        return graph(self.svc.store, self.svc.bundle, name)

@@ -185,6 +185,15 @@ class MemoryInspection(MemoryBase):
             )
             return [(rows.record_from(load("records", r)), r["updated_at"]) for r in found[:limit]]
 
+    def active_counts(self, prefix: str) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for r in self._runs.values():
+                if r["status"] in ACTIVE and r["automation"].startswith(prefix):
+                    key = (r["automation"], r["node"])
+                    out[key] = out.get(key, 0) + 1
+        return out
+
     def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
         with self._lock:
             found = sorted(

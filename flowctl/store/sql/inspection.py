@@ -222,6 +222,17 @@ class SqlInspection(SqlBase):
             found = conn.execute(stmt.order_by(r.id).limit(limit))
             return [(rows.record_from(row._mapping), row.updated_at) for row in found]
 
+    def active_counts(self, prefix: str) -> dict[tuple[str, str], int]:
+        """From the (status, seq, id) index: the active runs only, however many have finished."""
+        r = runs.c
+        stmt = (
+            sa.select(r.automation, r.node, sa.func.count())
+            .where(r.status.in_(ACTIVE), r.automation.startswith(prefix, autoescape=True))
+            .group_by(r.automation, r.node)
+        )
+        with self.engine.connect() as conn:
+            return {(automation, node): n for automation, node, n in conn.execute(stmt)}
+
     def versions_page(self, before: tuple[datetime, str] | None = None, limit: int = 50) -> list[ConfigVersion]:
         """Newest applied first; the table holds one row per deploy, a few thousand at most."""
         v = config_versions.c
