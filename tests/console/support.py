@@ -83,7 +83,14 @@ spec:
           action: send_sms
           template: thanks
           to: "{{ record.phone }}"
-    - {id: proposal, name: Proposal}
+    - id: proposal
+      name: Proposal
+      rules:
+        - name: remind
+          delay: 2d
+          action: notify
+          to: owner
+          text: "Quote {{ record.title }} sent 2 days ago"
     - {id: won, name: Won, final: success}
     - {id: lost, name: Lost, final: failure}
 ---

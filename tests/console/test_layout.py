@@ -1,4 +1,4 @@
-"""The diagram layout: layers by the longest path from the start, cycles broken."""
+"""The diagram layout: rows by the longest path from the start, cycles broken."""
 
 from __future__ import annotations
 
@@ -30,7 +30,16 @@ def test_boxes_of_one_layer_stack_and_back_edges_are_marked() -> None:
     }
     drawing = diagram(graph)
     boxes = {box.id: box for box in drawing.boxes}
-    assert boxes["a"].x == boxes["b"].x and boxes["a"].y != boxes["b"].y
-    assert boxes["end"].x > boxes["a"].x and boxes["end"].waiting == 3
+    assert boxes["a"].y == boxes["b"].y and boxes["a"].x != boxes["b"].x  # one row, side by side
+    assert boxes["end"].y > boxes["a"].y and boxes["end"].waiting == 3
+    assert boxes["s"].x == (boxes["a"].x + boxes["b"].x) // 2  # a row of one is centred
     assert [line.back for line in drawing.lines] == [False, False, False, True]
-    assert drawing.width >= boxes["end"].x + drawing.node_w
+    assert drawing.width >= boxes["b"].x + drawing.node_w and drawing.height >= boxes["end"].y + drawing.node_h
+
+
+def test_an_edge_over_a_row_is_marked_to_go_around() -> None:
+    graph = {
+        "nodes": [{"id": n, "label": n} for n in ["s", "a", "b"]],
+        "edges": [{"from": "s", "to": "a"}, {"from": "a", "to": "b"}, {"from": "s", "to": "b"}],
+    }
+    assert [line.skip for line in diagram(graph).lines] == [False, False, True]

@@ -31,6 +31,8 @@ def test_a_board_shows_each_record_as_a_card_in_its_stage_with_counts_and_sums(m
     console = deals(make_console(token=False))
     html = console.client.get("/ui/boards/sales").text
     assert sorted(cards(html, "new")) == ["1", "2"] and cards(html, "proposal") == ["3"]
+    assert '<span class="pending" title="proposal/remind">1 pending rule(s)</span>' in column(html, "proposal")
+    assert "pending rule" not in column(html, "new")  # its SMS rule ran at once
     assert cards(html, "won") == [] and "No records" in column(html, "won")
     new = column(html, "new")
     assert '<span class="count" title="Count">2</span>' in new

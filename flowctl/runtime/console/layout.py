@@ -1,5 +1,6 @@
-"""A flow's or pipeline's graph laid out for a server-rendered SVG: layers by the longest path from
-the start node, with the edges that close a cycle left out of the layering (they are still drawn).
+"""A flow's or pipeline's graph laid out for a server-rendered SVG: rows (layers) by the longest
+path from the start node, top to bottom, with the edges that close a cycle left out of the layering
+(they are still drawn, as curves beside the boxes).
 
 Deterministic and small on purpose: the diagrams have tens of nodes, and a page must not need a
 JavaScript renderer. The template draws the boxes and lines from :class:`Diagram`.
@@ -11,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-NODE_W, NODE_H = 180, 48
-GAP_X, GAP_Y = 70, 28
+NODE_W, NODE_H = 230, 46
+GAP_X, GAP_Y = 60, 40
 MARGIN = 16
+SIDE = 80  # room on the right for the curves of back and skipping edges
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,8 @@ class Line:
     x2: int
     y2: int
     label: str
-    back: bool  # closes a cycle: drawn as a curve back
+    back: bool  # closes a cycle: drawn as a curve back up, beside the boxes
+    skip: bool = False  # jumps over a row: drawn as a curve beside the boxes between
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,26 +102,32 @@ def layers(order: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, 
 
 
 def diagram(graph: Mapping[str, Any]) -> Diagram:
-    """The boxes and lines of ``graph`` (``Reads.graph``'s answer: nodes and edges), left to right."""
+    """The boxes and lines of ``graph`` (``Reads.graph``'s answer: nodes and edges), top to bottom:
+    one row a layer, each row centred."""
     nodes: list[Mapping[str, Any]] = list(graph.get("nodes", []))
     order = [str(node["id"]) for node in nodes]
     pairs = [(str(e["from"]), str(e["to"])) for e in graph.get("edges", [])]
     layer = layers(order, pairs)
-    rows: dict[int, int] = {}
+    per_row: dict[int, int] = {}
+    for node_id in order:
+        per_row[layer[node_id]] = per_row.get(layer[node_id], 0) + 1
+    widest = max(per_row.values(), default=1)
+    placed: dict[int, int] = {}
     boxes: dict[str, Box] = {}
     for node in nodes:
         node_id = str(node["id"])
-        column = layer.get(node_id, 0)
-        row = rows.get(column, 0)
-        rows[column] = row + 1
+        row = layer.get(node_id, 0)
+        column = placed.get(row, 0)
+        placed[row] = column + 1
+        indent = (widest - per_row[row]) * (NODE_W + GAP_X) // 2
         boxes[node_id] = Box(
             id=node_id,
             label=str(node.get("label") or node_id),
             type=str(node.get("type", "")),
             waiting=int(node.get("waiting") or 0),
-            x=MARGIN + column * (NODE_W + GAP_X),
+            x=MARGIN + indent + column * (NODE_W + GAP_X),
             y=MARGIN + row * (NODE_H + GAP_Y),
-            layer=column,
+            layer=row,
         )
     back = back_edges(order, pairs)
     lines = []
@@ -126,17 +135,17 @@ def diagram(graph: Mapping[str, Any]) -> Diagram:
         a, b = boxes.get(str(edge["from"])), boxes.get(str(edge["to"]))
         if a is None or b is None:
             continue
-        is_back = (a.id, b.id) in back or b.layer <= a.layer
         lines.append(
             Line(
-                x1=a.x + NODE_W,
-                y1=a.y + NODE_H // 2,
-                x2=b.x,
-                y2=b.y + NODE_H // 2,
+                x1=a.x + NODE_W // 2,
+                y1=a.y + NODE_H,
+                x2=b.x + NODE_W // 2,
+                y2=b.y,
                 label=str(edge.get("label") or ""),
-                back=is_back,
+                back=(a.id, b.id) in back or b.layer <= a.layer,
+                skip=b.layer > a.layer + 1,
             )
         )
-    width = MARGIN * 2 + (max((b.layer for b in boxes.values()), default=0) + 1) * (NODE_W + GAP_X)
-    height = MARGIN * 2 + max(rows.values(), default=1) * (NODE_H + GAP_Y)
+    width = MARGIN * 2 + widest * (NODE_W + GAP_X) + SIDE
+    height = MARGIN * 2 + (max(layer.values(), default=0) + 1) * (NODE_H + GAP_Y)
     return Diagram(boxes=tuple(boxes.values()), lines=tuple(lines), width=width, height=height)

@@ -111,7 +111,10 @@ async def record(console: Console, request: Request, who: Who) -> Response:
     answer = await console.read(console.reads.timeline, object, record_id)
     object_type = console.svc.bundle.objects.get(object)
     labels = {name: (f.label or name) for name, f in object_type.fields.items()} if object_type else {}
-    return console.render(request, "record.html", who, page="boards", timeline=answer, labels=labels, link=link)
+    values = answer["record"]["fields"]
+    fields = [(name, labels[name], values[name]) for name in labels if name in values]  # as the type declares them
+    fields += [(name, name, value) for name, value in sorted(values.items()) if name not in labels]
+    return console.render(request, "record.html", who, page="boards", timeline=answer, fields=fields, link=link)
 
 
 # ---------------------------------------------------------------------- flows and pipelines
