@@ -65,9 +65,14 @@ def make_console(tmp_path: Path) -> Iterator[MakeConsole]:
     opened: list[tuple[TestClient, FakeService]] = []
 
     def make(
-        *, token: bool = True, client_host: str = "127.0.0.1", ui: bool = True, base_url: str = "http://127.0.0.1"
+        *,
+        token: bool = True,
+        client_host: str = "127.0.0.1",
+        ui: bool = True,
+        base_url: str = "http://127.0.0.1",
+        channels: str = "",
     ) -> Served:
-        bundle = load(tmp_path / f"config{len(opened)}", config(token=token))
+        bundle = load(tmp_path / f"config{len(opened)}", config(token=token, channels=channels))
         svc = FakeService(bundle=bundle, store=MemoryStore(), env=ENV)
         svc.ingest.start()
         client = TestClient(

@@ -32,7 +32,19 @@ T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 TOKEN = "console-test-token-3f9a"  # api_token: admin
 VIEWER = "console-viewer-token-77c1"
 OPERATOR = "console-operator-token-5d20"
-ENV = {"FLOWCTL_TOKEN": TOKEN, "VIEWER_TOKEN": VIEWER, "OPERATOR_TOKEN": OPERATOR}
+GATEWAY_KEY = "gateway-key-9b1e44"
+ENV = {"FLOWCTL_TOKEN": TOKEN, "VIEWER_TOKEN": VIEWER, "OPERATOR_TOKEN": OPERATOR, "GATEWAY_KEY": GATEWAY_KEY}
+
+SECRET_CHANNEL = """\
+apiVersion: flowctl/v1
+kind: Channel
+metadata: {name: sms}
+spec:
+  type: http
+  url: "http://127.0.0.1:9/sms"
+  headers: {Authorization: "Bearer ${GATEWAY_KEY}"}
+  body: {to: "{{ to }}", text: "{{ text }}"}
+"""
 XSS = "<img src=x onerror=alert(1)>"
 
 
@@ -171,4 +183,16 @@ def load(root: Path, files: Mapping[str, str]) -> m.Bundle:
     return loaded.bundle
 
 
-__all__ = ["ENV", "OPERATOR", "T0", "TOKEN", "VIEWER", "XSS", "FakeService", "TestClient", "config", "load"]
+__all__ = [
+    "ENV",
+    "OPERATOR",
+    "SECRET_CHANNEL",
+    "T0",
+    "TOKEN",
+    "VIEWER",
+    "XSS",
+    "FakeService",
+    "TestClient",
+    "config",
+    "load",
+]

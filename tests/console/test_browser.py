@@ -7,6 +7,7 @@ offered to a viewer; a hostile title is text and runs nothing; the page asks no 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,3 +175,22 @@ def test_the_pages_ask_no_other_origin_and_break_no_policy(browser: Any, daemon:
         assert url.startswith((daemon.url + "/ui/", "data:")), url
     problems = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not problems, problems
+
+
+def test_a_hidden_tab_asks_nothing_until_it_is_shown_again(browser: Any, daemon: Daemon) -> None:
+    sign_in(browser, daemon, VIEWER)
+    browser.get(f"{daemon.url}/ui/runs")
+    wait_for(lambda: any("fragment=1" in u for u in requested_urls(browser)), 10, "the runs list to refresh")
+    browser.execute_script(  # what the browser reports when the tab goes to the background
+        "Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    time.sleep(0.5)  # a refresh already under way may still land
+    requested_urls(browser)
+    time.sleep(5)  # two and a half refresh periods
+    assert not [u for u in requested_urls(browser) if "fragment=1" in u]
+    browser.execute_script(
+        "Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    wait_for(lambda: any("fragment=1" in u for u in requested_urls(browser)), 10, "a refresh once shown again")
