@@ -50,6 +50,8 @@ def test_every_operation_is_named_tagged_and_says_its_role(secured: bool) -> Non
             assert operation.get("x-required-role") == role, f"{where}: x-required-role is not {role}"
             secured_by = [{"bearerAuth": []}] if secured and role is not None else None
             assert operation.get("security") == secured_by, f"{where}: security {operation.get('security')}"
+            if role is not None:  # what the role check answers is documented with the operation
+                assert {"401", "403"} <= set(operation["responses"]), f"{where} does not document 401 and 403"
     assert len(ids) == len(set(ids)), f"operationIds used twice: {sorted(i for i in ids if ids.count(i) > 1)}"
 
 

@@ -94,7 +94,7 @@ def test_each_role_below_the_operations_is_refused_and_the_others_let_in(
             assert response.status_code == 403, f"{holder} on {method} {path} ({role}): {response.text}"
             if method != "HEAD":
                 error = response.json()["error"]
-                assert error["code"] == "forbidden"
+                assert sorted(error) == ["code", "details", "message"] and error["code"] == "forbidden"
                 assert f"'{holder}-1'" in error["message"] and role in error["message"]
         else:
             assert response.status_code not in (401, 403), f"{holder} on {method} {path} ({role}): {response.text}"
