@@ -5,8 +5,11 @@ in order, while new rows arrive between pages."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +19,7 @@ from http_support import OBJECTS, Api, MakeApi
 from flowctl.engine.render import render_run
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import ConfigVersion, Processed
+from flowctl.testing import Daemon, wait_for, write_config
 
 PIPELINE = """
 apiVersion: flowctl/v1
@@ -340,3 +344,47 @@ def test_the_document_lists_every_read_operation_with_its_role_and_tags(api: Api
     assert next(iter(document["paths"])) == "/v1/records/{object}/{id}"  # still the first: the fast path's
     limit = next(p for p in document["paths"]["/v1/runs"]["get"]["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
+
+
+# ---------------------------------------------------------------- through a real daemon
+
+
+def test_a_real_daemon_serves_the_board_runs_trace_and_timeline_of_records_put_to_it(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "config",
+        {
+            "flowctl.yaml": "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: d}\nspec: {timezone: UTC}\n",
+            "objects/deal.yaml": OBJECTS_WITH_DATE,
+            "pipelines/sales.yaml": PIPELINE,
+            "flows/welcome.yaml": FLOW,
+        },
+    )
+    with Daemon(config, f"sqlite:///{tmp_path / 'flowctl.db'}") as daemon:
+        for i, stage in enumerate(["new", "new", "documents"]):
+            body = {"title": f"Deal {i}", "phone": "0901234567", "amount": 100 * (i + 1)}
+            assert daemon.put("deal", str(i), body, stage=stage).status_code == 202
+        wait_for(lambda: len(daemon.get("/v1/runs?status=waiting").json()["items"]) == 4, what="4 waiting runs")
+        board = daemon.get("/v1/pipelines/sales/board").json()
+        assert [(s["id"], s["count"], s["sum"]) for s in board["stages"]] == [
+            ("new", 2, 300.0),
+            ("documents", 1, 300.0),
+            ("won", 0, 0.0),
+        ]
+        assert [c["title"] for c in board["stages"][0]["cards"]] == ["Deal 0", "Deal 1"]
+        runs = daemon.get("/v1/runs?object=deal&record=2").json()["items"]
+        assert sorted(r["automation"] for r in runs) == ["flow:welcome", "rule:sales/documents/nudge"]
+        welcome = next(r for r in runs if r["automation"] == "flow:welcome")
+        trace = daemon.get(f"/v1/runs/{welcome['id']}").json()["trace"]
+        shown = subprocess.run(
+            [sys.executable, "-m", "flowctl", "runs", "show", welcome["id"], str(config), "--db", daemon.database],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert [e["text"] for e in trace] == shown.rstrip("\n").split("\n")[1:]  # what the terminal shows
+        timeline = daemon.get("/v1/records/deal/2/timeline").json()
+        assert timeline["record"]["fields"]["title"] == "Deal 2"
+        assert [s["stage"] for s in timeline["stages"]] == ["documents"]
+        assert {r["id"] for r in timeline["runs"]} == {r["id"] for r in runs}
+        assert sorted(t["node"] for t in timeline["timers"]) == ["nudge", "pause"]
+        assert daemon.get("/v1/health").json()["engine"]["running"] is True

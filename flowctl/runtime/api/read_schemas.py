@@ -106,6 +106,7 @@ READ_SCHEMAS: dict[str, Any] = {
             "object": STRING,
             "label": STRING,
             "sum_field": TEXT_OR_NULL,
+            "totals_at": TIME,
             "stages": {
                 "type": "array",
                 "items": _object(

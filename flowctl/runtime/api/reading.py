@@ -104,10 +104,19 @@ class Query:
             raise BadRequest(f"{name} must be a whole number from 1 to {MAX_LIST}, not {text[:40]!r}")
         return int(text)
 
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed``, or '' when the parameter is not given (given empty: 400)."""
+        value = self.values.get(name)
+        if value is None:
+            return ""
+        if value not in allowed:
+            raise BadRequest(f"{name} must be one of {', '.join(allowed)}, not {value[:80]!r}")
+        return value
+
     def moment(self, name: str) -> datetime | None:
-        text = self.text(name, 64)
-        if not text:
+        if name not in self.values:
             return None
+        text = self.text(name, 64)
         try:
             at = datetime.fromisoformat(text)
         except ValueError:
@@ -168,7 +177,7 @@ class ReadHandlers(ApiCore):
         q = Query(request)
         call = functools.partial(
             self.reads.runs,
-            status=q.text("status"),
+            status=q.choice("status", RUN_STATUSES),
             automation=q.text("automation"),
             object=q.text("object"),
             record_id=q.text("record", MAX_ID),
@@ -214,7 +223,7 @@ class ReadHandlers(ApiCore):
         q = Query(request)
         call = functools.partial(
             self.reads.outbox,
-            status=q.text("status"),
+            status=q.choice("status", OUTBOX_STATUSES),
             channel=q.text("channel"),
             object=q.text("object"),
             record_id=q.text("record", MAX_ID),

@@ -1,13 +1,19 @@
 """A pipeline as a board: per stage, how many live records, the sum of the object's money field,
 and the first cards; each column pages on by itself (``stage_cards``).
 
-A column's count and sum are one GROUP BY over the board's index, its first cards one indexed
-page, and the rules pending on those cards one batched read of their active runs: a column of
-60,000 records costs its first cards, not its records (see ``bench/bench_board.py``).
+A column's first cards are one indexed page and the rules pending on them one batched read of
+their active runs: a column of 60,000 records costs its first cards, not its records. The counts
+and sums are one GROUP BY over the board's index, which reads every record of the pipeline; when
+that takes longer than ``SLOW_TOTALS`` (tens of thousands of records), :class:`Totals` keeps the
+answer for ``FRESH_SECONDS`` (the console's refresh period), so many consoles on a big board cost
+one count per period, and ``totals_at`` says when it was counted. A small board is counted afresh
+every time. See ``bench/bench_board.py``.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
@@ -21,10 +27,41 @@ from flowctl.spec import model as m
 #: The field a card shows as its title, the first of these the object type declares.
 TITLE_FIELDS = ("title", "name", "subject", "full_name")
 _MAX_FILTER = 200
+SLOW_TOTALS = 0.05  # seconds: a count slower than this is kept ...
+FRESH_SECONDS = 2.0  # ... this long
+_KEPT = 256  # boards (with their filters) kept at most
 
 
 class BoardStore(Inspection, Protocol):
     def active_runs_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Run]]: ...
+
+
+class Totals:
+    """Counts and sums per stage of a board, kept for a while only when they are slow to count."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, ...], tuple[float, dict[str, tuple[int, float]], datetime]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, store: Inspection, key: tuple[str, str, str, str, str], now: datetime
+    ) -> tuple[dict[str, tuple[int, float]], datetime]:
+        """(totals, when they were counted) for ``key`` = (object, pipeline, sum_field, owner, q)."""
+        with self._lock:
+            kept = self._kept.get(key)
+        started = time.monotonic()
+        if kept is not None and started - kept[0] < FRESH_SECONDS:
+            return kept[1], kept[2]
+        totals = store.stage_totals(*key)
+        took = time.monotonic() - started
+        with self._lock:
+            if took >= SLOW_TOTALS:
+                if len(self._kept) >= _KEPT:
+                    self._kept.clear()
+                self._kept[key] = (started, totals, now)
+            else:
+                self._kept.pop(key, None)
+        return totals, now
 
 
 def pipeline_of(bundle: m.Bundle, name: str) -> m.Pipeline:
@@ -94,13 +131,22 @@ class Cards:
 
 
 def board(
-    store: BoardStore, bundle: m.Bundle, zone: tzinfo, name: str, *, cards: int = 20, owner: str = "", q: str = ""
+    store: BoardStore,
+    bundle: m.Bundle,
+    zone: tzinfo,
+    name: str,
+    *,
+    cards: int = 20,
+    owner: str = "",
+    q: str = "",
+    counted: Totals,
+    now: datetime,
 ) -> dict[str, Any]:
     pipeline = pipeline_of(bundle, name)
     check_limit(cards, "cards")
     _filters(owner, q)
     maker = Cards(store, bundle, pipeline, zone)
-    totals = store.stage_totals(pipeline.object, pipeline.name, maker.sum_field, owner, q)
+    totals, at = counted.get(store, (pipeline.object, pipeline.name, maker.sum_field, owner, q), now)
     stages = []
     for stage in pipeline.stages:
         count, total = totals.get(stage.id, (0, 0.0))
@@ -126,6 +172,7 @@ def board(
         "object": pipeline.object,
         "label": pipeline.name,
         "sum_field": maker.sum_field or None,
+        "totals_at": iso(at, zone),
         "stages": stages,
     }
 

@@ -32,6 +32,7 @@ class Reads:
     def __init__(self, svc: ServiceView) -> None:
         self.svc = svc
         self._engine: Engine | None = None  # for the care forecast, built again after a reload
+        self._totals = boards.Totals()
 
     def _forecaster(self) -> Engine:
         bundle = self.svc.bundle
@@ -116,9 +117,20 @@ class Reads:
 
     def board(self, pipeline: str, *, cards: int = 20, owner: str = "", q: str = "") -> dict[str, Any]:
         """Per stage: count, sum of the object's money field, the first ``cards`` cards and the
-        cursor of the next ones (``stage_cards``). NotFound for an unknown pipeline."""
+        cursor of the next ones (``stage_cards``); ``totals_at``: when the counts were made (a big
+        board's are kept up to 2 s). NotFound for an unknown pipeline."""
         bundle = self.svc.bundle
-        return boards.board(self.svc.store, bundle, zone_of(bundle), pipeline, cards=cards, owner=owner, q=q)
+        return boards.board(
+            self.svc.store,
+            bundle,
+            zone_of(bundle),
+            pipeline,
+            cards=cards,
+            owner=owner,
+            q=q,
+            counted=self._totals,
+            now=self.svc.clock.now(),
+        )
 
     def stage_cards(
         self, pipeline: str, stage: str, *, limit: int = 50, cursor: str = "", owner: str = "", q: str = ""
