@@ -99,6 +99,9 @@ def test_runs_filter_by_status_and_record_and_refuse_a_bad_time(make_console: Ma
     assert statuses == {"waiting"}
     one = console.client.get("/ui/runs?record=deal/3").text
     assert set(re.findall(r">deal/(\d+)</a>", one)) == {"3"}
+    started = console.client.get("/ui/runs?since=2026-03-02&until=2026-03-02T03:00").text  # T0 is 02:00 UTC
+    assert set(re.findall(r">deal/(\d+)</a>", started)) == {"1", "2", "3"}
+    assert not re.findall(r">deal/(\d+)</a>", console.client.get("/ui/runs?since=2026-03-02T02:00:01").text)
     bad = console.client.get("/ui/runs?since=last+tuesday")
     assert bad.status_code == 400 and "since" in bad.text
     fragment = console.client.get("/ui/runs?status=waiting&fragment=1").text

@@ -9,7 +9,7 @@ A page asked with ``?fragment=1`` answers only its refreshing region (boards and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from flowctl.runtime.console.app import Console, Page
 from flowctl.runtime.console.layout import diagram
 from flowctl.runtime.console.session import PATH, Who
+from flowctl.runtime.reads.common import zone_of
 from flowctl.sources.errors import BadRequest, Forbidden
 
 CARDS = 20  # cards a column shows before its "more" link
@@ -34,14 +35,16 @@ def query(request: Request, *names: str) -> dict[str, str]:
     return {name: request.query_params.get(name, "").strip() for name in names}
 
 
-def moment(value: str, name: str) -> datetime | None:
-    """A ``since``/``until`` filter as a time (``2026-03-01`` or ``2026-03-01T09:00``)."""
+def moment(value: str, name: str, zone: tzinfo) -> datetime | None:
+    """A ``since``/``until`` filter as a time (``2026-03-01`` or ``2026-03-01T09:00``); without an
+    offset, in ``zone`` (the Config's time zone, which the pages show times in)."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        at = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{name} '{value}' is not a date or time such as 2026-03-01 or 2026-03-01T09:00") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=zone)
 
 
 def link(path: str, **params: str) -> str:
@@ -151,8 +154,8 @@ async def runs(console: Console, request: Request, who: Who) -> Response:
         automation=filters["automation"],
         object=object,
         record_id=record_id,
-        since=moment(filters["since"], "since"),
-        until=moment(filters["until"], "until"),
+        since=moment(filters["since"], "since", zone_of(console.svc.bundle)),
+        until=moment(filters["until"], "until", zone_of(console.svc.bundle)),
         limit=PAGE,
         cursor=filters["cursor"],
     )
