@@ -115,3 +115,9 @@ def test_a_session_of_another_console_opens_nothing(make_console: MakeConsole) -
     first.sign_in(TOKEN)
     second.client.cookies.set("flowctl_session", first.client.cookies.get("flowctl_session") or "", path="/ui")
     assert second.client.get("/ui/boards").status_code == 303
+
+
+def test_an_oversized_sign_in_form_is_refused_with_413(make_console: MakeConsole) -> None:
+    console = make_console(token=True)
+    answer = console.client.post("/ui/signin", data={"token": "x" * 20_000, "csrf": "y"})
+    assert answer.status_code == 413 and "at most" in answer.text

@@ -33,7 +33,7 @@ from flowctl.runtime.console.session import (
     identify,
     same_token,
 )
-from flowctl.sources.errors import Forbidden, RequestError
+from flowctl.sources.errors import Forbidden, PayloadTooLarge, RequestError
 
 log = logging.getLogger("flowctl.console")
 
@@ -48,10 +48,11 @@ class SignIn(Exception):
 
 
 def loopback(host: str) -> bool:
+    """The client's address is this machine's (127.0.0.0/8, ::1)."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host in ("localhost", "testclient")
+        return False
 
 
 def safe_next(value: str) -> str:
@@ -107,7 +108,7 @@ class Console:
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_FORM:
-                raise Forbidden("form too large")
+                raise PayloadTooLarge(f"a console form is at most {MAX_FORM} bytes")
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
     async def checked_form(self, request: Request, who: Who) -> dict[str, str]:
@@ -186,6 +187,12 @@ class Console:
         return response
 
     async def signin(self, request: Request) -> Response:
+        try:
+            return await self._signin(request)
+        except RequestError as exc:
+            return self.error(request, exc, None)
+
+    async def _signin(self, request: Request) -> Response:
         access = self.access()
         if access.open:
             return self.error(request, Forbidden("no token is configured: there is nothing to sign in with"), None)
@@ -204,6 +211,12 @@ class Console:
         return response
 
     async def signout(self, request: Request) -> Response:
+        try:
+            return await self._signout(request)
+        except RequestError as exc:
+            return self.error(request, exc, None)
+
+    async def _signout(self, request: Request) -> Response:
         session_id = request.cookies.get(COOKIE, "")
         session = self.sessions.get(session_id)
         if session is not None:
