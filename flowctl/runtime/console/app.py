@@ -217,6 +217,8 @@ class Console:
             return self.error(request, exc, None)
 
     async def _signout(self, request: Request) -> Response:
+        if self.access().open:
+            raise Forbidden("no token is configured: there is no session to end")
         session_id = request.cookies.get(COOKIE, "")
         session = self.sessions.get(session_id)
         if session is not None:

@@ -72,8 +72,10 @@ async def board(console: Console, request: Request, who: Who) -> Response:
     name = request.path_params["pipeline"]
     filters = query(request, "owner", "q")
     answer = await console.read(console.reads.board, name, cards=CARDS, owner=filters["owner"], q=filters["q"])
-    users = sorted(console.svc.bundle.config.users)
+    bundle = console.svc.bundle
+    users = sorted(bundle.config.users)
     values: dict[str, Any] = {"page": "boards", "board": answer, "filters": filters, "users": users, "link": link}
+    values["description"] = bundle.pipelines[name].metadata.description if name in bundle.pipelines else ""
     if fragment(request):
         return console.render(request, "board_region.html", who, **values)
     return console.render(request, "board.html", who, **values)
