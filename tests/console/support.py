@@ -80,6 +80,16 @@ spec:
     amount: {{type: money, label: Giá trị}}
     phone: {{type: phone}}
     owner: {{type: user}}
+    renewal: {{type: date}}
+---
+apiVersion: flowctl/v1
+kind: CareProcess
+metadata: {{name: renewal-call}}
+spec:
+  object: deal
+  when: {{anniversary_of: renewal, at: "09:00"}}
+  actions:
+    - {{action: send_sms, template: thanks, to: "{{{{ record.phone }}}}"}}
 """,
         "pipelines/sales.yaml": """\
 apiVersion: flowctl/v1

@@ -5,6 +5,9 @@ diagrams with their nodes, and the fragment the refresh swaps in."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+
+from flowctl.ports import ConfigVersion
 
 from .conftest import MakeConsole, Served
 
@@ -129,3 +132,49 @@ def test_every_page_answers(make_console: MakeConsole) -> None:
         assert answer.status_code == 200, (path, answer.text)
     assert "sales" in console.client.get("/ui/boards").text
     assert "follow-up" in console.client.get("/ui/graphs").text
+
+
+def test_runs_come_a_page_at_a_time(make_console: MakeConsole) -> None:
+    console = make_console(token=False)
+    for i in range(30):  # two runs each: the stage rule and the follow-up flow
+        console.put(f"p{i:02}", {"title": f"Deal {i}", "amount": 100, "phone": "0901234567"}, stage="new")
+    first = console.client.get("/ui/runs").text
+    shown = re.findall(r'class="run-link" href="/ui/runs/([^"]+)"', first)
+    assert len(shown) == 50
+    following = re.search(r'class="next" href="([^"]+)"', first)
+    assert following, "no next page"
+    rest = console.client.get(following.group(1).replace("&amp;", "&")).text
+    more = re.findall(r'class="run-link" href="/ui/runs/([^"]+)"', rest)
+    assert len(more) == 10 and not set(more) & set(shown)
+    assert 'class="next"' not in rest
+
+
+def test_deployments_list_the_versions_and_show_what_changed_between_two(make_console: MakeConsole) -> None:
+    console = make_console(token=False)
+    store, now = console.svc.store, console.svc.clock.now()
+    stage = {"spec": {"object": "deal", "stages": [{"id": "new"}]}}
+    moved = {"spec": {"object": "deal", "stages": [{"id": "new"}, {"id": "won"}]}}
+    first = {"Pipeline/sales": stage}
+    store.save_version(
+        ConfigVersion(id="v1aaaaaaaaaaaa", applied_at=now, documents=first, commit="c0ffee1", author="lan")
+    )
+    later = now + timedelta(hours=1)
+    second = {"Pipeline/sales": moved, "Flow/new-one": {}}
+    store.save_version(ConfigVersion(id="v2bbbbbbbbbbbb", applied_at=later, documents=second))
+    page = console.client.get("/ui/deployments").text
+    assert page.index("v2bbbbbbbbbb") < page.index("v1aaaaaaaaaa")  # newest first
+    assert '<code>v2bbbbbbbbbb</code> <span class="badge">current</span>' in page and "c0ffee1" in page
+    diff = console.client.get("/ui/deployments?from=v1aaaaaaaaaaaa&to=v2bbbbbbbbbbbb").text
+    assert "Pipeline/sales" in diff and "Flow/new-one" in diff and "won" in diff
+    assert console.client.get("/ui/deployments?from=nope&to=v2bbbbbbbbbbbb").status_code == 404
+
+
+def test_care_shows_each_process_with_who_it_touches_in_the_next_days(make_console: MakeConsole) -> None:
+    console = make_console(token=False)  # the clock is at 2026-03-02 02:00 UTC
+    console.put("r1", {"title": "Hợp đồng bảo trì", "renewal": "2024-03-05", "phone": "0901234567"}, stage="won")
+    page = console.client.get("/ui/care").text
+    row = re.search(r"<tr><td>renewal-call.*?</tr>", page, re.S)
+    assert row, page
+    days = dict(re.findall(r'<span class="day" title="([\d-]+)">[^:]+: (\d+)</span>', row.group(0)))
+    assert days["2026-03-05"] == "1" and days["2026-03-04"] == "0"
+    assert "<td>2026-03-02 09:00:00</td>" in row.group(0)  # the next firing: today at 09:00
