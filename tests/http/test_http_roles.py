@@ -255,6 +255,24 @@ def test_a_daemon_never_logs_a_token_and_names_an_unset_variable(tmp_path: Path)
         assert all(value not in a.text for a in answers)
 
 
+def test_a_daemon_listens_beyond_loopback_once_one_access_token_is_usable(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config", {"flowctl.yaml": DAEMON_CONFIG})
+    unset = ("CI_TOKEN", "CRM_TOKEN", "SUPPORT_TOKEN")
+    refused = Daemon(config, f"sqlite:///{tmp_path / 'refused.db'}")
+    refused.env = {k: v for k, v in refused.env.items() if k not in unset}
+    refused.args = ("--listen", f"0.0.0.0:{refused.port}")
+    with pytest.raises(RuntimeError, match=re.escape("refusing to listen on 0.0.0.0:")):
+        refused.start()
+
+    daemon = Daemon(config, f"sqlite:///{tmp_path / 'open.db'}", env={"CI_TOKEN": "ci-secret-93d1f07a"})
+    daemon.env = {k: v for k, v in daemon.env.items() if k not in unset[1:]}
+    daemon.args = ("--listen", f"0.0.0.0:{daemon.port}")
+    with daemon:
+        answer = httpx.get(f"{daemon.url}/v1/records/deal/1", headers={"Authorization": "Bearer ci-secret-93d1f07a"})
+        assert answer.status_code == 404  # in, as a viewer: the record does not exist
+        assert daemon.terminate() == 0
+
+
 def test_validate_env_names_an_unset_access_variable_without_offering_a_default(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config", {"flowctl.yaml": DAEMON_CONFIG})
     env = {"CI_TOKEN": "c", "CRM_TOKEN": "", "SUPPORT_TOKEN": None}

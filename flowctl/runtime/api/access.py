@@ -113,7 +113,8 @@ def access_of(bundle: m.Bundle, env: Mapping[str, str]) -> Access:
         value = resolve_secret(entry.token, env).strip()
         if value and entry.role in _RANK:
             objects = frozenset(entry.objects) if entry.objects is not None and entry.role == "writer" else None
-            tokens.append((_digest(value), Principal(entry.name, ROLES[_RANK[entry.role]], objects)))
+            role = ROLES[_RANK[entry.role]]  # the Role of that name (the schema allows no other)
+            tokens.append((_digest(value), Principal(entry.name, role, objects)))
     hooks: dict[str, WebhookSource | str] = {}
     for source in bundle.sources.values():
         if source.type != "webhook" or not source.path:

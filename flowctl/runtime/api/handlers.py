@@ -359,7 +359,7 @@ class HttpApi(ApiCore):
     @routes.endpoint(
         "/metrics",
         get=Operation(
-            "Prometheus metrics (text format 0.0.4); needs the api_token when one is set.",
+            "Prometheus metrics (text format 0.0.4); needs a token (viewer or above) when Config sets one.",
             {
                 "200": {"description": "The metrics.", "content": {"text/plain": {"schema": STRING}}},
                 **errors(401, 403, 500),
