@@ -149,6 +149,7 @@ def test_a_hostile_title_shows_as_text_and_runs_nothing(browser: Any, daemon: Da
 
     sign_in(browser, daemon, VIEWER)
     daemon.put("deal", "x1", {"title": XSS, "amount": 1}, stage="proposal")
+    requested_urls(browser)  # forget what came before
     browser.get(f"{daemon.url}/ui/boards/sales")
     wait_for(lambda: card_stage(browser, "x1") == "proposal", 15, "the hostile card")
     title = browser.find_element(By.CSS_SELECTOR, "a.card[data-id='x1'] .title")
@@ -158,6 +159,7 @@ def test_a_hostile_title_shows_as_text_and_runs_nothing(browser: Any, daemon: Da
     assert browser.find_element(By.CSS_SELECTOR, "td[data-field='title']").text == XSS
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - reading it is how Selenium asks for an alert
+    assert not [url for url in requested_urls(browser) if url.rstrip("/").endswith("/x")]  # no <img src=x> loaded
 
 
 def test_the_pages_ask_no_other_origin_and_break_no_policy(browser: Any, daemon: Daemon) -> None:

@@ -43,11 +43,14 @@ def moment(value: str, name: str, zone: tzinfo) -> datetime | None:
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{name} '{value}' is not a date or time such as 2026-03-01 or 2026-03-01T09:00") from None
+        raise BadRequest(
+            f"{name} {value[:80]!r} is not a date or time such as 2026-03-01 or 2026-03-01T09:00"
+        ) from None
     return at if at.tzinfo is not None else at.replace(tzinfo=zone)
 
 
 def link(path: str, **params: str) -> str:
+    """``path`` with the non-empty ``params`` as its query (the filters a next page keeps)."""
     kept = {k: v for k, v in params.items() if v}
     return path + ("?" + urlencode(kept) if kept else "")
 
