@@ -106,16 +106,18 @@ def main() -> None:
                 extra = ""
             rates[kind].append(rate)
             print(f"round {i + 1} {kind:>7} the console: {rate:,.0f} changes/s{extra}", flush=True)
+        records = outbox_count(db)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
         log.close()
+    shutil.rmtree(workdir, ignore_errors=True)
     without, with_ = statistics.median(rates["without"]), statistics.median(rates["with"])
     cost = (without - with_) / without * 100
     board_ms = sorted(t * 1000 for t in board_times)
     print(
         f"board fragment under load: median {board_ms[len(board_ms) // 2]:.0f} ms, "
-        f"max {board_ms[-1]:.0f} ms over {len(board_ms)} refreshes; {outbox_count(db):,} records at the end"
+        f"max {board_ms[-1]:.0f} ms over {len(board_ms)} refreshes; {records:,} records at the end"
     )
     print(
         f"console board open (refresh every {PERIOD:g} s): {with_:,.0f} changes/s with, "
