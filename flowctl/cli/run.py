@@ -27,6 +27,7 @@ Then, for example:
   curl -X PUT localhost:8080/v1/records/contact/1 -H 'Content-Type: application/json' \\
        -d '{"fields": {"full_name": "Lan", "phone": "0901234567"}}'
   curl localhost:8080/v1/records/contact/1
+  open http://localhost:8080/ui/                # the console (boards, runs, outbox ...)
 
 \b
 On start the directory is deployed through the same checks as 'flowctl apply'.
@@ -58,12 +59,20 @@ dies with this one and is started again if it exits.""",
     help="2: the engine (rules, runs, timers) runs in a second process, so the daemon uses two cores; "
     "1: everything in this one process.",
 )
+@click.option("--no-ui", "no_ui", is_flag=True, help="Do not serve the console (the web UI at /ui/).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 def command(
-    directory: Path, database: str, listen: str, watch: bool, processes: int, log_format: str, log_level: str
+    directory: Path,
+    database: str,
+    listen: str,
+    watch: bool,
+    processes: int,
+    no_ui: bool,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
     setup_logging(log_format, log_level)
@@ -80,6 +89,7 @@ def command(
             processes=processes,
             log_format=log_format,
             log_level=log_level,
+            ui=not no_ui,
         )
     except BadListen as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc

@@ -264,7 +264,7 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
     from flowctl.runtime.api.app import create_app  # lazy: start-up time (the engine process serves no HTTP)
     from flowctl.runtime.api.server import make_server  # lazy: start-up time (the engine process serves no HTTP)
 
-    server = make_server(create_app(service), settings.host, settings.port)
+    server = make_server(create_app(service, ui=settings.ui), settings.host, settings.port)
 
     def request_exit(signum: int, frame: object) -> None:
         server.should_exit = True  # uvicorn stops accepting, finishes requests in flight

@@ -48,6 +48,7 @@ class Settings:
     processes: int = 2  # 2: the engine runs in a child process; 1: everything in this one
     log_format: str = "text"
     log_level: str = "info"
+    ui: bool = True  # serve the console at /ui/ (flowctl run --no-ui: False)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property
@@ -81,6 +82,7 @@ class Settings:
         processes: int = 2,
         log_format: str = "text",
         log_level: str = "info",
+        ui: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """The settings of ``flowctl run``'s options over ``loaded``'s Config (its database and listen
@@ -101,5 +103,6 @@ class Settings:
             processes=processes,
             log_format=log_format,
             log_level=log_level,
+            ui=ui,
             env=dict(os.environ if env is None else env),
         )

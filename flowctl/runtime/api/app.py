@@ -13,8 +13,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from flowctl.runtime.api.core import Handler
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
@@ -22,6 +22,9 @@ from flowctl.runtime.api.handlers import Api
 from flowctl.runtime.api.openapi import Endpoint, Role
 from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
+from flowctl.runtime.console.headers import SecurityHeaders
+from flowctl.runtime.console.site import console_app
+from flowctl.runtime.reads import Reads
 from flowctl.sources.errors import BadRequest, MethodNotAllowed, NotFound
 
 
@@ -34,16 +37,21 @@ def roles_of(endpoint: Endpoint) -> dict[str, Role | None]:
     return roles
 
 
-def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT) -> Starlette:
+def create_app(svc: ServiceView, *, commit_timeout: float = COMMIT_TIMEOUT, ui: bool = True) -> Starlette:
     """The daemon's ASGI app over ``svc``: every route checks the role its operation declares for
-    the request's method (``ApiCore.guard``) before its handler runs."""
+    the request's method (``ApiCore.guard``) before its handler runs. With ``ui``, the console at
+    ``/ui/`` too (it checks its own sessions)."""
     api = Api(svc, commit_timeout=commit_timeout)
-    served = []
+    served: list[Route | Mount] = []
     for endpoint in routes.endpoints:
         handler: Handler = api.guard(roles_of(endpoint), getattr(api, endpoint.handler))
         served.append(Route(endpoint.path, api.instrument(endpoint.path, handler), methods=endpoint.methods))
     records = served[0]  # /v1/records/{object}/{id}, the first route declared: the fast path's
-    assert records.path == "/v1/records/{object}/{id}"
+    assert isinstance(records, Route) and records.path == "/v1/records/{object}/{id}"
+
+    if ui:
+        served.append(Route("/ui", SecurityHeaders(RedirectResponse("/ui/", status_code=308)), methods=["GET"]))
+        served.append(Mount("/ui", app=console_app(svc, Reads(svc), api.access)))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -5,8 +5,9 @@ A column's first cards are one indexed page and the rules pending on them one ba
 their active runs: a column of 60,000 records costs its first cards, not its records. The counts
 and sums are one GROUP BY over the board's index, which reads every record of the pipeline; when
 that takes longer than ``SLOW_TOTALS`` (tens of thousands of records), :class:`Totals` keeps the
-answer for ``FRESH_SECONDS`` (the console's refresh period), so many consoles on a big board cost
-one count per period, and ``totals_at`` says when it was counted. A small board is counted afresh
+answer for ``FRESH_SECONDS`` (a little over two of the console's 2 s refreshes), so any number of
+consoles open on a big board cost one count per period, and ``totals_at`` says when it was counted
+(the console prints it under the columns). The cards are read afresh every time. A small board is counted afresh
 every time. See ``bench/bench_board.py``.
 """
 
@@ -28,7 +29,7 @@ from flowctl.spec import model as m
 TITLE_FIELDS = ("title", "name", "subject", "full_name")
 _MAX_FILTER = 200
 SLOW_TOTALS = 0.05  # seconds: a count slower than this is kept ...
-FRESH_SECONDS = 2.0  # ... this long
+FRESH_SECONDS = 5.0  # ... this long
 _KEPT = 256  # boards (with their filters) kept at most
 
 
