@@ -166,7 +166,17 @@ def test_deployments_list_the_versions_and_show_what_changed_between_two(make_co
     assert '<code>v2bbbbbbbbbb</code> <span class="badge">current</span>' in page and "c0ffee1" in page
     diff = console.client.get("/ui/deployments?from=v1aaaaaaaaaaaa&to=v2bbbbbbbbbbbb").text
     assert "Pipeline/sales" in diff and "Flow/new-one" in diff and "won" in diff
+    assert "<code>flowctl rollback v1aaaaaaaaaa</code>" in diff  # from the current version back: the command
+    backwards = console.client.get("/ui/deployments?from=v2bbbbbbbbbbbb&to=v1aaaaaaaaaaaa").text
+    assert "flowctl rollback" not in backwards  # towards an older version is not a rollback of the current one
     assert console.client.get("/ui/deployments?from=nope&to=v2bbbbbbbbbbbb").status_code == 404
+
+
+def test_health_says_whether_the_engine_runs_and_what_the_last_reload_did(make_console: MakeConsole) -> None:
+    console = make_console(token=False)
+    page = console.client.get("/ui/health").text
+    assert "Engine process" in page and ">running<" in page and "True" not in page
+    assert "none since the daemon started" in page
 
 
 def test_care_shows_each_process_with_who_it_touches_in_the_next_days(make_console: MakeConsole) -> None:

@@ -110,6 +110,11 @@ EN: Mapping[str, str] = {
     "open_changes": "Open changes",
     "engine": "Engine process",
     "last_reload": "Last reload",
+    "running": "running",
+    "stopped": "stopped",
+    "engine_mode": "mode",
+    "restarts": "restarts",
+    "no_reload": "none since the daemon started",
     "recent_errors": "Recent errors",
     "problems": "Problems",
     "waiting": "waiting",
@@ -120,6 +125,7 @@ EN: Mapping[str, str] = {
     "forbidden": "You may not do that.",
     "auto_refresh": "refreshes every 2 s",
     "role_needed": "Needs the operator role",
+    "rollback_undoes": "A rollback to the older version undoes the changes below:",
     "rollback_note": "Rolling back to a version deploys it again through the same checks as apply.",
 }
 
@@ -219,6 +225,11 @@ VI: Mapping[str, str] = {
     "open_changes": "Thay đổi đang chờ",
     "engine": "Tiến trình engine",
     "last_reload": "Lần nạp lại gần nhất",
+    "running": "đang chạy",
+    "stopped": "đã dừng",
+    "engine_mode": "chế độ",
+    "restarts": "số lần khởi động lại",
+    "no_reload": "chưa có từ khi daemon khởi động",
     "recent_errors": "Lỗi gần đây",
     "problems": "Sự cố",
     "waiting": "đang chờ",
@@ -229,6 +240,7 @@ VI: Mapping[str, str] = {
     "forbidden": "Bạn không có quyền làm việc này.",
     "auto_refresh": "tự làm mới mỗi 2 giây",
     "role_needed": "Cần vai trò operator",
+    "rollback_undoes": "Quay lại phiên bản cũ hơn sẽ hoàn tác các thay đổi dưới đây:",
     "rollback_note": "Quay lại một phiên bản sẽ triển khai lại nó qua cùng các bước kiểm tra như apply.",
 }
 

@@ -253,8 +253,17 @@ async def deployments(console: Console, request: Request, who: Who) -> Response:
     diff = None
     if filters["from"] and filters["to"]:
         diff = await console.read(console.reads.deployment_diff, filters["from"], filters["to"])
+    current = next((v["id"] for v in answer["items"] if v["current"]), "")  # the newest page holds it
     return console.render(
-        request, "deployments.html", who, page="deployments", answer=answer, diff=diff, filters=filters, link=link
+        request,
+        "deployments.html",
+        who,
+        page="deployments",
+        answer=answer,
+        diff=diff,
+        current=current,
+        filters=filters,
+        link=link,
     )
 
 
