@@ -260,7 +260,7 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
             f"{settings.directory} may not replace the deployed configuration: {exc} "
             f"(see 'flowctl plan {settings.directory}')"
         ) from exc
-    say(summary(service, settings.listen, settings.database))
+    say(summary(service, settings.listen, settings.database, ui=settings.ui))
     from flowctl.runtime.api.app import create_app  # lazy: start-up time (the engine process serves no HTTP)
     from flowctl.runtime.api.server import make_server  # lazy: start-up time (the engine process serves no HTTP)
 

@@ -523,7 +523,7 @@ class StartRefused(Exception):
     """The directory may not replace the deployed version (see ``flowctl plan``)."""
 
 
-def summary(service: Service, listen: str, database: str) -> str:
+def summary(service: Service, listen: str, database: str, *, ui: bool = True) -> str:
     bundle = service.bundle
     counts = {
         "flows": len(bundle.flows),
@@ -541,6 +541,7 @@ def summary(service: Service, listen: str, database: str) -> str:
         f"config version {service.version}\n"
         f"flowctl: store {_mask(database)}; channels: {channels}\n"
         f"flowctl: listening on http://{listen} (GET /healthz, /readyz, /metrics, /openapi.json)"
+        + (f"\nflowctl: console on http://{listen}/ui/" if ui else "")
     )
 
 
