@@ -18,7 +18,8 @@ from http_support import OBJECTS, Api, MakeApi
 
 from flowctl.engine.render import render_run
 from flowctl.engine.state import Effect, Step
-from flowctl.ports import ConfigVersion, Processed
+from flowctl.ports import ConfigVersion, OutboxRow, Processed
+from flowctl.runtime.reads.outbox import summary
 from flowctl.testing import Daemon, wait_for, write_config
 
 PIPELINE = """
@@ -388,3 +389,14 @@ def test_a_real_daemon_serves_the_board_runs_trace_and_timeline_of_records_put_t
         assert {r["id"] for r in timeline["runs"]} == {r["id"] for r in runs}
         assert sorted(t["node"] for t in timeline["timers"]) == ["nudge", "pause"]
         assert daemon.get("/v1/health").json()["engine"]["running"] is True
+
+
+def test_a_message_without_text_is_summarised_by_its_title_or_else_its_action() -> None:
+    def row(action: str, payload: dict[str, str]) -> OutboxRow:
+        return OutboxRow(
+            id=1, key="k", channel="log", action=action, object="deal", record_id="7", run_id="r", payload=payload
+        )
+
+    assert summary(row("create_task", {"title": "Bàn giao  hợp đồng", "assignee": ""})) == "Bàn giao hợp đồng"
+    assert summary(row("webhook", {"url": "https://crm.example/x"})) == "webhook"  # never a blank cell
+    assert summary(row("send_email", {"subject": "Báo giá", "body": "…"})) == "Báo giá"

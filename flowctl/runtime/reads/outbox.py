@@ -1,7 +1,8 @@
 """The outbox for the read API and the console: a page of rows, newest first, and an operator's
 retry or cancel of one row (the same store path as ``flowctl outbox retry``).
 
-A row is shown without its rendered payload: ``summary`` is its subject, or the start of its text.
+A row is shown without its rendered payload: ``summary`` is its subject or title, or the start of
+its text, else its action (``create_task``), so no row reads as blank.
 """
 
 from __future__ import annotations
@@ -27,14 +28,11 @@ class OutboxStore(Inspection, Protocol):
 
 def summary(row: OutboxRow) -> str:
     payload = row.payload
-    subject = payload.get("subject")
-    if isinstance(subject, str) and subject.strip():
-        return subject[:SUMMARY_CHARS]
-    for name in ("text", "body", "message", "content"):
+    for name in ("subject", "title", "text", "body", "message", "content"):
         value = payload.get(name)
         if isinstance(value, str) and value.strip():
             return " ".join(value.split())[:SUMMARY_CHARS]
-    return ""
+    return row.action
 
 
 def row_item(row: OutboxRow, zone: tzinfo) -> dict[str, Any]:
