@@ -193,8 +193,7 @@ stage_entries = sa.Table(
     sa.Column("stage", _text(), nullable=False),
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("key", _text(), nullable=False),
-    sa.Index(None, "object", "record_id", "id"),
-    sqlite_autoincrement=True,
+    sa.Index(None, "object", "record_id", "id"),  # no AUTOINCREMENT: a reused top id still sorts last
 )
 
 allocations = sa.Table(

@@ -37,7 +37,6 @@ def upgrade() -> None:
         sa.Column("at", UtcDateTime(), nullable=False),
         sa.Column("key", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stage_entries")),
-        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_stage_entries_object_record_id_id"), "stage_entries", ["object", "record_id", "id"])
 
