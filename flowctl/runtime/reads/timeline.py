@@ -5,8 +5,8 @@ The stage history is what the store kept as the engine moved the record (``stage
 each stage entered, oldest first, whatever moved it (the create, a move, a trigger, a rule, an
 action), with when and the input that caused it: ``key`` is ``c<seq>`` for a change or an event
 (its ``seq`` given too), ``t:<id>`` for a timer. A record whose history the store does not have
-(written before schema revision 0009) shows its current stage as the one entry, with ``at``,
-``key`` and ``seq`` null.
+(last moved before schema revision 0009) shows its current stage as the one entry, with ``at``,
+``key`` and ``seq`` null; one moved both before and since lists the stages entered since.
 The store keeps no notes yet: ``notes`` is empty.
 """
 
