@@ -20,7 +20,7 @@ import pytest
 from http_support import OBJECTS, Api, MakeApi
 
 from flowctl.engine.render import render_run
-from flowctl.engine.state import Effect, Step
+from flowctl.engine.state import Effect, Record, Step
 from flowctl.ports import ConfigVersion, Processed
 from flowctl.testing import Daemon, wait_for, write_config
 
@@ -266,6 +266,15 @@ def test_a_records_timeline_has_its_stages_runs_messages_and_timers(reads_api: A
     assert timeline["notes"] == []
     assert "does not exist" in error(api.client.get("/v1/records/deal/nobody/timeline"), 404)
     assert "unknown object type" in error(api.client.get("/v1/records/planet/1/timeline"), 404)
+
+
+def test_a_record_written_before_stage_entries_were_kept_shows_its_stage_without_a_time(reads_api: Api) -> None:
+    """A database upgraded to schema 0009 has records with no stage history: the timeline gives
+    their current stage, with no time and no cause, rather than nothing."""
+    old = Record(object="deal", id="3", fields={"title": "Deal 3"}, stage="documents", pipeline="sales", version=4)
+    reads_api.svc.store.commit_batch([Processed(record=old)], reads_api.svc.clock.now())
+    timeline = reads_api.client.get("/v1/records/deal/3/timeline").json()
+    assert timeline["stages"] == [{"stage": "documents", "pipeline": "sales", "at": None, "key": None, "seq": None}]
 
 
 # ---------------------------------------------------------------- operations
