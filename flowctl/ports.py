@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from flowctl.engine.state import Effect, Record, Run, Step, Timer
+from flowctl.engine.state import Effect, Record, Run, StageEntry, Step, Timer
 from flowctl.spec.model import empty_map
 
 ChangeOp = Literal["put", "patch", "move", "delete", "event"]
@@ -540,6 +540,13 @@ class Inspection(Protocol):
 
     def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
         """The record's recorded changes (every status), oldest first: its history of writes."""
+        ...
+
+    def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
+        """The first ``limit`` stages the record entered, oldest first, each with when and the
+        input that caused it (committed with the step that moved it, whatever moved it: a write,
+        a trigger, a rule, an action). A record last written before the store kept them (schema
+        revision 0009) has none for the stages it entered before."""
         ...
 
 

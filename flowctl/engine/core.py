@@ -32,9 +32,11 @@ from flowctl.engine.state import (
     Record,
     RecordChanged,
     Run,
+    StageEntry,
     StateView,
     Step,
     TimerFired,
+    entered,
     stage_moved,
 )
 from flowctl.engine.tx import Tx
@@ -146,6 +148,7 @@ class Engine:
             self.on_timer(tx, event)
         elif isinstance(event, CareDue):
             run_care(self, tx, event)
+        tx.step.stage_entries = stage_entries(event, tx.step, now)
         return tx.step
 
     def on_change(self, tx: Tx, change: RecordChanged) -> None:
@@ -257,6 +260,33 @@ class Engine:
             self.apply_record(tx, record, moved, run, node)
             run = tx.run(run.id) or run
         return run, True
+
+
+def stage_entries(event: Input, step: Step, now: datetime) -> list[StageEntry]:
+    """The stages records entered while handling ``event``, in order, read off the step's own
+    before/after pairs: the input's change (a new record as placed into its pipeline) and then
+    every derived change (trigger, rule and action writes), so no code path that moves a record
+    has to remember to note it."""
+    moves: list[tuple[Record | None, Record]] = []
+    if isinstance(event, RecordChanged) and event.after is not None:
+        after = event.after
+        # a new record is placed (first stage, ``on: created`` trigger) before anything else
+        # writes it: its placed version is the first derived change's ``before``, else the step's
+        placed = next((c.before for c in step.changes if c.before is not None and c.before.key == after.key), None)
+        moves.append((event.before, placed or step.records.get(after.key) or after))
+    moves.extend((c.before, c.after) for c in step.changes if c.after is not None)
+    return [
+        StageEntry(
+            object=after.object,
+            record_id=after.id,
+            pipeline=after.pipeline,
+            stage=after.stage,
+            at=now,
+            key=event.key,
+        )
+        for before, after in moves
+        if entered(before, after)
+    ]
 
 
 def changed_fields(before: Record | None, after: Record | None) -> tuple[str, ...]:

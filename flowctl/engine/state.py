@@ -215,6 +215,28 @@ class Problem:
     record_id: str = ""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StageEntry:
+    """A record entered a stage at ``at``, because of the input ``key`` (a change, an event, a
+    timer, a care occurrence): one line of its stage history, kept because a record's writes
+    alone do not say when triggers, rules and actions moved it."""
+
+    object: str
+    record_id: str
+    pipeline: str
+    stage: str
+    at: datetime
+    key: str
+
+
+def entered(before: Record | None, after: Record | None) -> bool:
+    """Whether going from ``before`` to ``after`` enters a stage: a live record that had none
+    (new, undeleted, or stageless) now has one, or moved (``stage_moved``)."""
+    if after is None or after.deleted or not after.stage:
+        return False
+    return before is None or before.deleted or not before.stage or stage_moved(before, after)
+
+
 @dataclass(kw_only=True, slots=True)
 class Step:
     """What handling one input decided: the shell applies all of it in one transaction."""
@@ -227,6 +249,7 @@ class Step:
     allocations: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     changes: list[RecordChanged] = field(default_factory=list)  # derived changes, applied inline
+    stage_entries: list[StageEntry] = field(default_factory=list)  # in the order they happened
 
     def runs_in_order(self) -> list[Run]:
         return sorted(self.runs.values(), key=lambda r: r.seq)

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from flowctl.engine.state import Record, Run, Timer
+from flowctl.engine.state import Record, Run, StageEntry, Timer
 from flowctl.ports import (
     AppendResult,
     CareOccurrence,
@@ -287,6 +287,9 @@ class StoreDelegate:
 
     def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
         return self.store.record_changes(object, id, limit)
+
+    def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
+        return self.store.stage_entries(object, record_id, limit)
 
     # ---- Store
     def close(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flowctl.engine.state import ACTIVE, Effect, Record, Run, Timer, TraceEntry
+from flowctl.engine.state import ACTIVE, Effect, Record, Run, StageEntry, Timer, TraceEntry
 from flowctl.ports import ConfigVersion, NewChange, OutboxRow, Processed, StoredChange
 
 Row = Mapping[Any, Any]  # a dict, or SQLAlchemy's RowMapping
@@ -58,6 +58,28 @@ def record_from(row: Row) -> Record:
         owner=row["owner"],
         version=row["version"],
         deleted=bool(row["deleted"]),
+    )
+
+
+def stage_entry_row(entry: StageEntry) -> dict[str, Any]:
+    return {
+        "object": entry.object,
+        "record_id": entry.record_id,
+        "pipeline": entry.pipeline,
+        "stage": entry.stage,
+        "at": utc(entry.at),
+        "key": entry.key,
+    }
+
+
+def stage_entry_from(row: Row) -> StageEntry:
+    return StageEntry(
+        object=row["object"],
+        record_id=row["record_id"],
+        pipeline=row["pipeline"],
+        stage=row["stage"],
+        at=row["at"],
+        key=row["key"],
     )
 
 
@@ -279,6 +301,7 @@ class BatchPlan:
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # by key: the first one wins
     allocations: dict[str, dict[str, Any]] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)  # seq, status, error
+    stage_entries: list[dict[str, Any]] = field(default_factory=list)  # appended, never replaced
 
     @property
     def timer_upserts(self) -> list[dict[str, Any]]:
@@ -291,7 +314,7 @@ class BatchPlan:
 
 def plan_batch(items: Sequence[Processed], now: datetime) -> BatchPlan:
     """Fold ``items`` in order. Per item: the fired timer goes, then the input record, the step's
-    records, runs, cancelled timers, new timers, effects and allocations, as ``MemoryState.apply``
+    records, runs, cancelled timers, new timers, effects, allocations and stage entries, as ``MemoryState.apply``
     does. Effects without a channel (``update_fields``, ``move_stage``) were already applied to
     ``step.records``; only effects that leave through a channel become outbox rows.
     """
@@ -315,6 +338,7 @@ def plan_batch(items: Sequence[Processed], now: datetime) -> BatchPlan:
                 plan.outbox[effect.key] = outbox_row(effect, now)
         for rule, state in step.allocations.items():
             plan.allocations[rule] = {"rule": rule, "state": dict(state)}
+        plan.stage_entries.extend(stage_entry_row(entry) for entry in step.stage_entries)
         if item.change is not None:
             status = "failed" if item.error else "done"
             plan.changes.append({"b_seq": item.change.seq, "b_status": status, "b_error": item.error})

@@ -182,6 +182,20 @@ outbox = sa.Table(
     sqlite_autoincrement=True,
 )
 
+#: A record's stage history: one row per stage entered, in the order entered (0009).
+stage_entries = sa.Table(
+    "stage_entries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("object", _text(), nullable=False),
+    sa.Column("record_id", _text(), nullable=False),
+    sa.Column("pipeline", _text(), nullable=False),
+    sa.Column("stage", _text(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("key", _text(), nullable=False),
+    sa.Index(None, "object", "record_id", "id"),  # no AUTOINCREMENT: a reused top id still sorts last
+)
+
 allocations = sa.Table(
     "allocations",
     metadata,

@@ -95,6 +95,20 @@ def test_a_record_page_shows_fields_runs_messages_and_timers(make_console: MakeC
     assert 'id="trace"' in trace and "wait" in trace
 
 
+def test_a_record_page_lists_every_stage_the_record_entered_with_when(make_console: MakeConsole) -> None:
+    console = make_console(token=False)
+    console.put("5", {"title": "Ghế", "amount": 100})  # no stage: it enters the first, New
+    console.svc.clock.advance(timedelta(hours=1))
+    console.move("5", "proposal")
+    html = console.client.get("/ui/records/deal/5").text
+    history = re.search(r"<h2>Stage history</h2>(.*?)</section>", html, re.S)
+    assert history, "no stage history on the record page"
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>([^<]*)</td></tr>", history.group(1))
+    assert [(stage, pipeline) for stage, pipeline, _ in rows] == [("new", "sales"), ("proposal", "sales")]
+    first, second = (at for _, _, at in rows)
+    assert first and second and first < second  # each with its time, an hour apart
+
+
 def test_runs_filter_by_status_and_record_and_refuse_a_bad_time(make_console: MakeConsole) -> None:
     console = deals(make_console(token=False))
     waiting = console.client.get("/ui/runs?status=waiting").text

@@ -5,19 +5,22 @@ in order, while new rows arrive between pages."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from http_support import OBJECTS, Api, MakeApi
 
 from flowctl.engine.render import render_run
-from flowctl.engine.state import Effect, Step
+from flowctl.engine.state import Effect, Record, Step
 from flowctl.ports import ConfigVersion, OutboxRow, Processed
 from flowctl.runtime.reads.outbox import summary
 from flowctl.testing import Daemon, wait_for, write_config
@@ -266,6 +269,15 @@ def test_a_records_timeline_has_its_stages_runs_messages_and_timers(reads_api: A
     assert "unknown object type" in error(api.client.get("/v1/records/planet/1/timeline"), 404)
 
 
+def test_a_record_written_before_stage_entries_were_kept_shows_its_stage_without_a_time(reads_api: Api) -> None:
+    """A database upgraded to schema 0009 has records with no stage history: the timeline gives
+    their current stage, with no time and no cause, rather than nothing."""
+    old = Record(object="deal", id="3", fields={"title": "Deal 3"}, stage="documents", pipeline="sales", version=4)
+    reads_api.svc.store.commit_batch([Processed(record=old)], reads_api.svc.clock.now())
+    timeline = reads_api.client.get("/v1/records/deal/3/timeline").json()
+    assert timeline["stages"] == [{"stage": "documents", "pipeline": "sales", "at": None, "key": None, "seq": None}]
+
+
 # ---------------------------------------------------------------- operations
 
 
@@ -400,3 +412,39 @@ def test_a_message_without_text_is_summarised_by_its_title_or_else_its_action() 
     assert summary(row("create_task", {"title": "Bàn giao  hợp đồng", "assignee": ""})) == "Bàn giao hợp đồng"
     assert summary(row("webhook", {"url": "https://crm.example/x"})) == "webhook"  # never a blank cell
     assert summary(row("send_email", {"subject": "Báo giá", "body": "…"})) == "Báo giá"
+
+
+def test_the_readmes_deal_7_has_a_timeline_of_new_proposal_won_each_with_its_time(tmp_path: Path) -> None:
+    """The README's "Try it" on the repository's demo configuration: the deal is created without a
+    stage (it enters the pipeline's first), moved by the API, then moved to ``won`` by the
+    ``deal.signed`` event's trigger; each stage is listed with when and the write that caused it."""
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "demo"
+    config.mkdir()
+    shutil.copy(root / "flowctl.yaml", config / "flowctl.yaml")
+    for folder in ("flows", "templates"):
+        shutil.copytree(root / folder, config / folder)
+    with Daemon(config, f"sqlite:///{tmp_path / 'flowctl.db'}") as daemon:
+        fields = {"title": "Bộ sofa", "phone": "0901234567", "email": "lan@example.com", "amount": 15000000}
+        created = daemon.put("deal", "7", fields)
+        assert created.status_code == 202
+        moved = httpx.post(f"{daemon.url}/v1/records/deal/7/stage", json={"stage": "proposal"}, timeout=10)
+        assert moved.status_code == 202, moved.text
+        signed = httpx.post(
+            f"{daemon.url}/v1/events", json={"event": "deal.signed", "object": "deal", "id": "7"}, timeout=10
+        )
+        assert signed.status_code == 202, signed.text
+        wait_for(lambda: daemon.get("/v1/records/deal/7").json()["stage"] == "won", what="deal 7 won")
+        stages = daemon.get("/v1/records/deal/7/timeline").json()["stages"]
+        assert [(s["stage"], s["pipeline"]) for s in stages] == [
+            ("new", "demo-deals"),
+            ("proposal", "demo-deals"),
+            ("won", "demo-deals"),
+        ]
+        causes = [created.json()["seq"], moved.json()["seq"], signed.json()["seq"]]
+        assert [(s["seq"], s["key"]) for s in stages] == [(seq, f"c{seq}") for seq in causes]
+        times = [datetime.fromisoformat(s["at"]) for s in stages]
+        assert times == sorted(times) and all(t.utcoffset() == timedelta(hours=7) for t in times)  # the config's zone
+        html = httpx.get(f"{daemon.url}/ui/records/deal/7", timeout=10).text  # the console's record page
+        history = re.search(r"<h2>Stage history</h2>(.*?)</section>", html, re.S)
+        assert history and re.findall(r"<tr><td>([^<]+)</td>", history.group(1)) == ["new", "proposal", "won"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flowctl.engine.state import Record, Step
+from flowctl.engine.state import Record, StageEntry, Step
 from flowctl.ports import CareOccurrence, CareSummary, Processed, Store
 from tests.store.contract import T0
 
@@ -32,7 +32,8 @@ def occurrence(
 def greeted(record_id: str) -> Processed:
     """The step of a care occurrence that wrote its record."""
     record = Record(object="contact", id=record_id, stage="greeted")
-    return Processed(step=Step(records={record.key: record}))
+    entered = StageEntry(object="contact", record_id=record_id, pipeline="care", stage="greeted", at=T0, key="care")
+    return Processed(step=Step(records={record.key: record}, stage_entries=[entered]))
 
 
 def birthdays(store: Store) -> None:
@@ -100,8 +101,10 @@ def test_an_outcome_is_committed_only_by_the_claims_holder_with_its_step(store: 
     done_at = T0 + timedelta(seconds=70)
     assert store.commit_care([(occurrence("c1", status="sent"), greeted("c1"))], "a", done_at) == 0  # a lost it
     assert store.record("contact", "c1") is None
+    assert store.stage_entries("contact", "c1") == []
     assert store.commit_care([(occurrence("c1", status="sent"), greeted("c1"))], "b", done_at) == 1
     assert store.record("contact", "c1") == Record(object="contact", id="c1", stage="greeted")
+    assert [e.stage for e in store.stage_entries("contact", "c1")] == ["greeted"]  # in the same transaction
     assert store.commit_care([], "b", done_at) == 0
     summary = store.care_summary("birthday")
     assert dict(summary.counts) == {"sent": 1, "claimed": 1}
@@ -114,8 +117,10 @@ def test_occurrences_inserted_with_their_outcome_go_in_all_or_none(store: Store)
     assert store.insert_care(first, "a", T0)
     assert store.care_done([occurrence("c7").key, occurrence("c8").key]) == {occurrence("c7").key, occurrence("c8").key}
     assert store.record("contact", "c7") is not None
+    assert [e.stage for e in store.stage_entries("contact", "c7")] == ["greeted"]
     clash = [(occurrence("c9", status="sent"), greeted("c9")), (occurrence("c7", status="sent"), Processed())]
     assert not store.insert_care(clash, "b", T0)  # c7 is in the ledger: nothing of the batch is written
     assert store.record("contact", "c9") is None
+    assert store.stage_entries("contact", "c9") == []
     assert store.care_done([occurrence("c9").key]) == set()
     assert dict(store.care_summary("birthday").counts) == {"sent": 1, "skipped": 1}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from flowctl.engine.state import Effect, Record, Step
+from flowctl.engine.state import Effect, Record, StageEntry, Step
 from flowctl.ports import NewChange, Processed, Store
 from tests.store.contract import T0, change, claim, done, effect, in_threads, run, timer
 
@@ -231,6 +231,7 @@ def test_a_failure_mid_commit_leaves_nothing_of_the_batch(store: Store) -> None:
             effects=[effect("e1")],
             cancelled_timers=["old"],
             allocations={"rr": {"position": 1}},
+            stage_entries=[StageEntry(object="deal", record_id="7", pipeline="p", stage="new", at=T0, key="c1")],
         ),
     )
     bad = Processed(
@@ -243,6 +244,7 @@ def test_a_failure_mid_commit_leaves_nothing_of_the_batch(store: Store) -> None:
     assert store.timers_of("r1") == [timer("old", T0)]
     assert store.list_outbox() == []
     assert store.allocation("rr") == {}
+    assert store.stage_entries("deal", "7") == []
     assert [store.change(c.seq).status for c in (first, second)] == ["claimed", "claimed"]  # type: ignore[union-attr]
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flowctl.engine.state import Record, Step, Timer
+from flowctl.engine.state import Record, StageEntry, Step, Timer
 from flowctl.ports import LeaseLost, NewChange, Processed, Store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -32,6 +32,11 @@ def timer(id: str) -> Timer:
     return Timer(id=id, run_id=f"run-{id}", due=T0, kind="delay", node="wait", object="deal", record_id=id)
 
 
+def stale_step(record_id: str) -> Step:
+    moved = StageEntry(object="deal", record_id=record_id, pipeline="p", stage="won", at=T0, key="c1")
+    return Step(timers=[timer("x")], stage_entries=[moved])
+
+
 def test_a_batch_whose_lease_was_taken_over_is_refused_and_the_new_owners_writes_stay(store: Store) -> None:
     store.append_changes([patch(str(i), f"v14-{i}") for i in range(3)])
     stale = store.claim_changes(10, "frozen", T0, 30)
@@ -45,7 +50,7 @@ def test_a_batch_whose_lease_was_taken_over_is_refused_and_the_new_owners_writes
 
     with pytest.raises(LeaseLost) as lost:
         store.commit_batch(
-            [Processed(change=c, record=note(c.record_id, "v14"), step=Step(timers=[timer("x")])) for c in stale],
+            [Processed(change=c, record=note(c.record_id, "v14"), step=stale_step(c.record_id)) for c in stale],
             LATER + timedelta(seconds=1),
             owner="frozen",
         )
@@ -53,6 +58,7 @@ def test_a_batch_whose_lease_was_taken_over_is_refused_and_the_new_owners_writes
     assert "frozen" in str(lost.value)
     assert [store.record("deal", str(i)).fields["note"] for i in range(3)] == ["v90"] * 3  # type: ignore[union-attr]
     assert store.timers_of("run-x") == []  # nothing of the refused batch was written
+    assert store.stage_entries("deal", "0") == []
     assert {store.change(c.seq).status for c in stale} == {"done"}  # type: ignore[union-attr]
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from flowctl.engine.state import Effect, Record, Step
+from flowctl.engine.state import Effect, Record, StageEntry, Step
 from flowctl.ports import ConfigVersion, OutboxFilter, Processed, RunFilter, Store
 from flowctl.store import MemoryStore, open_store
 from tests.store.contract import T0, change, effect, run, timer
@@ -30,6 +30,35 @@ def test_listing_records_and_runs(store: Store) -> None:
     assert [r.id for r in store.list_runs(object="deal", record_id="7", status="done")] == ["r2"]
     assert store.list_runs(record_id="8") == []
     assert [r.id for r in store.active_runs("deal", "7")] == ["r0", "r1", "r3"]
+
+
+def entry(record_id: str, stage: str, minutes: int, key: str = "c1", object: str = "deal") -> StageEntry:
+    return StageEntry(
+        object=object,
+        record_id=record_id,
+        pipeline="sales",
+        stage=stage,
+        at=T0 + timedelta(minutes=minutes),
+        key=key,
+    )
+
+
+def test_a_records_stage_entries_read_back_oldest_first_as_committed(store: Store) -> None:
+    """A record's stage history, as the timeline reads it: in the order entered (not by time,
+    not by stage), over batches and items, only its own, at most ``limit``."""
+    first = [entry("7", "new", 0), entry("8", "new", 0, key="c2"), entry("7", "documents", 0, key="c2")]
+    store.commit_batch(
+        [Processed(step=Step(stage_entries=first[:2])), Processed(step=Step(stage_entries=first[2:]))], T0
+    )
+    later = [entry("7", "review", 90, key="t:x"), entry("7", "won", 90, key="t:x"), entry("7", "new", 0, object="lead")]
+    store.commit_batch([Processed(step=Step(stage_entries=later))], T0 + timedelta(minutes=90))
+    assert store.stage_entries("deal", "7") == [first[0], first[2], later[0], later[1]]
+    assert [e.stage for e in store.stage_entries("deal", "7", limit=2)] == ["new", "documents"]
+    assert store.stage_entries("deal", "8") == [first[1]]
+    assert store.stage_entries("lead", "7") == [later[2]]
+    assert store.stage_entries("deal", "9") == []
+    (read,) = store.stage_entries("deal", "8")
+    assert read.at == T0 and read.at.utcoffset() == timedelta(0)  # aware, in UTC
 
 
 def test_queue_counts_give_the_outbox_lag_from_the_earliest_due_row(store: Store) -> None:

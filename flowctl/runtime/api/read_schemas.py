@@ -129,7 +129,16 @@ READ_SCHEMAS: dict[str, Any] = {
             "stages": {
                 "type": "array",
                 "items": _object(
-                    {"stage": STRING, "pipeline": STRING, "at": TIME, "seq": {"type": ["integer", "null"]}}
+                    {
+                        "stage": STRING,
+                        "pipeline": STRING,
+                        "at": TIME,
+                        "key": {
+                            "type": ["string", "null"],
+                            "description": "The input that moved the record: `c<seq>` a change, `t:<id>` a timer.",
+                        },
+                        "seq": {"type": ["integer", "null"], "description": "The change's seq, if a change moved it."},
+                    }
                 ),
             },
             "notes": {"type": "array"},

@@ -1,8 +1,12 @@
 """A record's timeline: the record as its last accepted write left it, the stages it went
 through, its runs, its messages and its pending timers.
 
-The stage history comes from the record's processed writes (put with a stage, move), in order;
-when rules moved the record since, its stage now ends the list without a write (``seq`` null).
+The stage history is what the store kept as the engine moved the record (``stage_entries``):
+each stage entered, oldest first, whatever moved it (the create, a move, a trigger, a rule, an
+action), with when and the input that caused it: ``key`` is ``c<seq>`` for a change or an event
+(its ``seq`` given too), ``t:<id>`` for a timer. A record whose history the store does not have
+(last moved before schema revision 0009) shows its current stage as the one entry, with ``at``,
+``key`` and ``seq`` null; one moved both before and since lists the stages entered since.
 The store keeps no notes yet: ``notes`` is empty.
 """
 
@@ -21,6 +25,8 @@ from flowctl.spec import model as m
 
 #: The newest runs and messages a timeline shows; older ones are in ``/v1/runs?object=&record=``.
 TIMELINE_ITEMS = 100
+#: The stages a timeline lists, oldest first: a record moved more often than this is a loop.
+STAGE_ENTRIES = 1000
 
 
 class TimelineStore(Inspection, RecordState, Protocol):
@@ -33,18 +39,12 @@ def timeline(store: TimelineStore, bundle: m.Bundle, zone: tzinfo, object: str, 
     record, pending = read_record(store, object, record_id)
     if record is None:
         raise NotFound(f"{object} {record_id[:200]} does not exist")
-    stages: list[dict[str, Any]] = []
-    for change in store.record_changes(object, record_id):
-        if change.status != "done" or change.op not in ("put", "move") or not change.stage:
-            continue
-        pipeline = change.pipeline or (stages[-1]["pipeline"] if stages else record.pipeline)
-        if not stages or (stages[-1]["stage"], stages[-1]["pipeline"]) != (change.stage, pipeline):
-            at = change.received_at
-            stages.append({"stage": change.stage, "pipeline": pipeline, "at": iso(at, zone), "seq": change.seq})
-    if record.stage and (
-        not stages or (stages[-1]["stage"], stages[-1]["pipeline"]) != (record.stage, record.pipeline)
-    ):
-        stages.append({"stage": record.stage, "pipeline": record.pipeline, "at": None, "seq": None})
+    stages: list[dict[str, Any]] = [
+        {"stage": e.stage, "pipeline": e.pipeline, "at": iso(e.at, zone), "key": e.key, "seq": _seq(e.key)}
+        for e in store.stage_entries(object, record_id, STAGE_ENTRIES)
+    ]
+    if not stages and record.stage:
+        stages.append({"stage": record.stage, "pipeline": record.pipeline, "at": None, "key": None, "seq": None})
     runs = store.runs_page(RunFilter(object=object, record_id=record_id), None, TIMELINE_ITEMS)
     messages = store.outbox_page(OutboxFilter(object=object, record_id=record_id), None, TIMELINE_ITEMS)
     timers = [
@@ -60,3 +60,9 @@ def timeline(store: TimelineStore, bundle: m.Bundle, zone: tzinfo, object: str, 
         "messages": [row_item(r, zone) for r in messages],
         "timers": sorted(timers, key=lambda t: (t["due"] or "", t["id"])),
     }
+
+
+def _seq(key: str) -> int | None:
+    """The seq of the change an input key names (``c42``: change 42); None for a timer's or a
+    care occurrence's key."""
+    return int(key[1:]) if key[:1] == "c" and key[1:].isdigit() else None

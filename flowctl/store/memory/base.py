@@ -65,6 +65,7 @@ class MemoryBase:
         self._timers: dict[str, dict[str, Any]] = {}
         self._outbox: dict[int, dict[str, Any]] = {}
         self._outbox_keys: set[str] = set()
+        self._stage_entries: dict[Key, list[dict[str, Any]]] = {}  # per record, in the order entered
         self._allocations: dict[str, dict[str, Any]] = {}
         self._versions: dict[str, dict[str, Any]] = {}
         self._occurrences: dict[tuple[str, str, str, str], dict[str, Any]] = {}
@@ -115,6 +116,8 @@ class MemoryBase:
                     self._outbox[self._outbox_id] = {**row, "id": self._outbox_id}
                     self._outbox_keys.add(row["key"])
             self._allocations.update(allocations)
+            for entry in plan.stage_entries:
+                self._stage_entries.setdefault((entry["object"], entry["record_id"]), []).append(entry)
             for done in plan.changes:
                 change = self._changes.get(done["b_seq"])
                 if change is not None:

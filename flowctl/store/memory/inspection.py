@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from flowctl.engine.state import ACTIVE, Record, Run
+from flowctl.engine.state import ACTIVE, Record, Run, StageEntry
 from flowctl.ports import ConfigVersion, OutboxFilter, OutboxRow, RunFilter, StoredChange
 from flowctl.store import rows
 from flowctl.store.memory.base import MemoryBase, load
@@ -213,3 +213,8 @@ class MemoryInspection(MemoryBase):
                 row for _, row in sorted(self._changes.items()) if row["object"] == object and row["record_id"] == id
             ]
             return [rows.change_from(load("changes", row)) for row in found[:limit]]
+
+    def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
+        with self._lock:
+            found = self._stage_entries.get((object, record_id), [])[: max(limit, 0)]
+            return [rows.stage_entry_from(row) for row in found]

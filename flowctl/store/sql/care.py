@@ -167,6 +167,7 @@ class SqlCareLedger(SqlBase):
             self._many(conn, self._upsert_timers, plan.timer_upserts)
             self._many(conn, self._insert_outbox, plan.outbox.values())
             self._many(conn, self._upsert_allocations, plan.allocations.values())
+            self._many(conn, self._insert_stage_entries, plan.stage_entries)
         return len(kept)
 
     def insert_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> bool:
@@ -225,6 +226,7 @@ class SqlCareLedger(SqlBase):
                     self._many(conn, self._upsert_timers, plan.timer_upserts)
                     self._many(conn, self._insert_outbox, other_outbox)
                     self._many(conn, self._upsert_allocations, plan.allocations.values())
+                    self._many(conn, self._insert_stage_entries, plan.stage_entries)
                 return True
             except taken:
                 if self.care_done([o.key for o, _ in items]):

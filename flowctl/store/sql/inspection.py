@@ -11,11 +11,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from flowctl.engine.state import ACTIVE, Record, Run
+from flowctl.engine.state import ACTIVE, Record, Run, StageEntry
 from flowctl.ports import ConfigVersion, OutboxFilter, OutboxRow, RunFilter, StoredChange
 from flowctl.store import rows
 from flowctl.store.sql.base import SqlBase
-from flowctl.store.tables import UtcDateTime, changes, config_versions, outbox, records, runs, timers
+from flowctl.store.tables import UtcDateTime, changes, config_versions, outbox, records, runs, stage_entries, timers
 
 
 def _ms(at: datetime) -> int:
@@ -252,3 +252,15 @@ class SqlInspection(SqlBase):
         stmt = changes.select().where(c.object == object, c.record_id == id).order_by(c.seq).limit(limit)
         with self.engine.connect() as conn:
             return [rows.change_from(row._mapping) for row in conn.execute(stmt)]
+
+    def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
+        """From the (object, record_id, id) index."""
+        e = stage_entries.c
+        stmt = (
+            stage_entries.select()
+            .where(e.object == object, e.record_id == record_id)
+            .order_by(e.id)
+            .limit(max(limit, 0))
+        )
+        with self.engine.connect() as conn:
+            return [rows.stage_entry_from(row._mapping) for row in conn.execute(stmt)]
