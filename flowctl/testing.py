@@ -287,6 +287,10 @@ class Daemon:
         """GET ``path`` (``/readyz``, ``/v1/records/deal/7``) from the daemon."""
         return httpx.get(f"{self.url}{path}", headers=self.headers(), timeout=timeout)
 
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+        """POST ``body`` as JSON to ``path`` (``/v1/records/deal/7/stage``, ``…/restore``)."""
+        return httpx.post(f"{self.url}{path}", json=body, headers=self.headers(), timeout=30)
+
     def put(
         self, object: str, id: str, fields: Mapping[str, Any], *, headers: Mapping[str, str] | None = None, **extra: Any
     ) -> httpx.Response:

@@ -14,6 +14,9 @@ from flowctl.cli.store_access import DB_HELP, open_existing, open_for, target
 from flowctl.engine.records import check_fields, check_stage
 from flowctl.engine.state import Record
 from flowctl.ports import NewChange
+from flowctl.runtime.reads.common import zone_of
+from flowctl.runtime.reads.timeline import timeline, timeline_lines
+from flowctl.sources.errors import NotFound
 
 _dir = directory_argument("Config directory (default: .), for its database and object types.")
 _db = click.option("--db", "database", default="", help=DB_HELP)
@@ -25,6 +28,7 @@ _db = click.option("--db", "database", default="", help=DB_HELP)
 Examples:
   flowctl records list deal --stage documents    # ./ and its database
   flowctl records get deal 7 config/
+  flowctl records timeline deal 7
   flowctl records put contact 1 '{"full_name": "Lan"}' --db postgresql+psycopg://flowctl@db/flowctl
 
 \b
@@ -139,3 +143,37 @@ def put(object: str, id: str, fields_json: str, stage: str, directory: Path, dat
     finally:
         store.close()
     click.echo(f"queued change {result.seq} for {object}/{id}")
+
+
+@command.command(
+    "timeline",
+    epilog="""\b
+Examples:
+  flowctl records timeline deal 7
+  flowctl records timeline deal 7 config/ --format json
+
+\b
+Lists the stages the record entered, the notes add_note wrote on it, its
+runs, its messages and its pending timers, as GET /v1/records/OBJECT/ID/timeline
+answers (the newest 100 runs, messages and notes).""",
+)
+@click.argument("object")
+@click.argument("id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_dir
+@_db
+def timeline_(object: str, id: str, fmt: str, directory: Path, database: str) -> None:
+    """Show a record's timeline: stages, notes, runs, messages and timers."""
+    bundle = load_or_exit(directory).bundle
+    store = open_existing(target(directory, database))
+    try:
+        found = timeline(store, bundle, zone_of(bundle), object, id)
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    for line in timeline_lines(found):
+        click.echo(line)

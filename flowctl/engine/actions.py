@@ -34,8 +34,8 @@ MEDIUM = {
     "add_care_card": "crm",
 }
 
-#: Actions whose only effect is on the record in the store.
-STORE_ONLY = ("update_fields", "move_stage")
+#: Actions whose only effect is in the store: on the record, or a note on its timeline.
+STORE_ONLY = ("update_fields", "move_stage", "add_note")
 
 
 _effect = copier(Effect)  # Effect(...) without the keyword checks of a frozen dataclass
@@ -364,6 +364,12 @@ class ActionRenderer:
         if action.set:
             params["fields"] = {k: render_value(v, context) for k, v in action.set.items()}
         return params, None
+
+    @_handles("add_note")
+    def _add_note(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
+        """A note on the record's timeline: the store keeps it with the step (keyed by the
+        effect, so a retried step writes it once); nothing leaves through a channel."""
+        return {"text": render(action.text, context)}, None
 
 
 _UNHANDLED = set(m.ACTION_TYPES) - set(_HANDLERS)

@@ -13,6 +13,7 @@ from flowctl.ports.values import (
     CareSummary,
     ConfigVersion,
     NewChange,
+    Note,
     OutboxFilter,
     OutboxRow,
     Processed,
@@ -381,6 +382,10 @@ class Inspection(Protocol):
 
     def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
         """The record's recorded changes (every status), oldest first: its history of writes."""
+        ...
+
+    def notes(self, object: str, record_id: str, limit: int = 100) -> list[Note]:
+        """The newest ``limit`` notes ``add_note`` wrote on the record, newest first."""
         ...
 
     def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:

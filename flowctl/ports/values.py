@@ -161,6 +161,19 @@ class CareOccurrence:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Note:
+    """A note an ``add_note`` action wrote on a record's timeline; ``key`` is the effect's key
+    (a retried step writes it once), ``run_id`` the run that wrote it."""
+
+    key: str
+    object: str
+    record_id: str
+    run_id: str
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CareSummary:
     """What the ledger says about one care process: occurrences per status, the last one done."""
 

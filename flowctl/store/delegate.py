@@ -22,6 +22,7 @@ from flowctl.ports import (
     CareSummary,
     ConfigVersion,
     NewChange,
+    Note,
     OutboxFilter,
     OutboxRow,
     Processed,
@@ -287,6 +288,9 @@ class StoreDelegate:
 
     def record_changes(self, object: str, id: str, limit: int = 1000) -> list[StoredChange]:
         return self.store.record_changes(object, id, limit)
+
+    def notes(self, object: str, record_id: str, limit: int = 100) -> list[Note]:
+        return self.store.notes(object, record_id, limit)
 
     def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
         return self.store.stage_entries(object, record_id, limit)

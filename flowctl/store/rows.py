@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowctl.engine.state import ACTIVE, Effect, Record, Run, StageEntry, Timer, TraceEntry
-from flowctl.ports import ConfigVersion, NewChange, OutboxRow, Processed, StoredChange
+from flowctl.ports import ConfigVersion, NewChange, Note, OutboxRow, Processed, StoredChange
 
 Row = Mapping[Any, Any]  # a dict, or SQLAlchemy's RowMapping
 
@@ -80,6 +80,28 @@ def stage_entry_from(row: Row) -> StageEntry:
         stage=row["stage"],
         at=row["at"],
         key=row["key"],
+    )
+
+
+def note_row(effect: Effect, now: datetime) -> dict[str, Any]:
+    return {
+        "key": effect.key,
+        "object": effect.object,
+        "record_id": effect.record_id,
+        "run_id": effect.run_id,
+        "text": str(effect.params.get("text", "")),
+        "at": utc(now),
+    }
+
+
+def note_from(row: Row) -> Note:
+    return Note(
+        key=row["key"],
+        object=row["object"],
+        record_id=row["record_id"],
+        run_id=row["run_id"],
+        text=row["text"],
+        at=row["at"],
     )
 
 
@@ -302,6 +324,7 @@ class BatchPlan:
     allocations: dict[str, dict[str, Any]] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)  # seq, status, error
     stage_entries: list[dict[str, Any]] = field(default_factory=list)  # appended, never replaced
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # by the effect's key: once
 
     @property
     def timer_upserts(self) -> list[dict[str, Any]]:
@@ -316,7 +339,8 @@ def plan_batch(items: Sequence[Processed], now: datetime) -> BatchPlan:
     """Fold ``items`` in order. Per item: the fired timer goes, then the input record, the step's
     records, runs, cancelled timers, new timers, effects, allocations and stage entries, as ``MemoryState.apply``
     does. Effects without a channel (``update_fields``, ``move_stage``) were already applied to
-    ``step.records``; only effects that leave through a channel become outbox rows.
+    ``step.records``; only effects that leave through a channel become outbox rows, and
+    ``add_note`` effects become notes.
     """
     plan = BatchPlan()
     for item in items:
@@ -336,6 +360,8 @@ def plan_batch(items: Sequence[Processed], now: datetime) -> BatchPlan:
         for effect in step.effects:
             if effect.channel and effect.key not in plan.outbox:
                 plan.outbox[effect.key] = outbox_row(effect, now)
+            elif effect.action == "add_note" and effect.key not in plan.notes:
+                plan.notes[effect.key] = note_row(effect, now)
         for rule, state in step.allocations.items():
             plan.allocations[rule] = {"rule": rule, "state": dict(state)}
         plan.stage_entries.extend(stage_entry_row(entry) for entry in step.stage_entries)

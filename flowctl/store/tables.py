@@ -196,6 +196,20 @@ stage_entries = sa.Table(
     sa.Index(None, "object", "record_id", "id"),  # no AUTOINCREMENT: a reused top id still sorts last
 )
 
+#: Notes ``add_note`` wrote on records' timelines, one per effect key (0010).
+notes = sa.Table(
+    "notes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("key", _text(), nullable=False, unique=True),
+    sa.Column("object", _text(), nullable=False),
+    sa.Column("record_id", _text(), nullable=False),
+    sa.Column("run_id", _text(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index(None, "object", "record_id", "id"),
+)
+
 allocations = sa.Table(
     "allocations",
     metadata,

@@ -113,7 +113,11 @@ spec:
           action: notify
           to: owner
           text: "Quote {{ record.title }} sent 2 days ago"
-    - {id: won, name: Won, final: success}
+    - id: won
+      name: Won
+      final: success
+      rules:
+        - {name: celebrate, action: add_note, text: "Won {{ record.title }} <b>{{ record.amount }}</b>"}
     - {id: lost, name: Lost, final: failure}
 ---
 apiVersion: flowctl/v1

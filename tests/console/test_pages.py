@@ -95,6 +95,19 @@ def test_a_record_page_shows_fields_runs_messages_and_timers(make_console: MakeC
     assert 'id="trace"' in trace and "wait" in trace
 
 
+def test_a_record_page_shows_the_notes_written_on_it_each_linking_to_its_run(make_console: MakeConsole) -> None:
+    console = make_console(token=False)
+    console.put("5", {"title": "Ghế", "amount": 100}, stage="new")
+    console.move("5", "won")
+    html = console.client.get("/ui/records/deal/5").text
+    notes = re.search(r"<h2>Notes</h2>(.*?)</section>", html, re.S)
+    assert notes, "no notes section on the record page"
+    (item,) = re.findall(r"<li>(.*?)</li>", notes.group(1), re.S)
+    assert "Won Ghế &lt;b&gt;100&lt;/b&gt;" in item  # the note's text, escaped as text
+    (run_link,) = re.findall(r'href="([^"]+)"', item)
+    assert "rule:sales/won/celebrate" in console.client.get(run_link).text
+
+
 def test_a_record_page_lists_every_stage_the_record_entered_with_when(make_console: MakeConsole) -> None:
     console = make_console(token=False)
     console.put("5", {"title": "Ghế", "amount": 100})  # no stage: it enters the first, New

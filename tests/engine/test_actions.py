@@ -462,3 +462,14 @@ spec:
     sim = sim_of({"flows.yaml": flow}, now=T0.astimezone(UTC))  # the daemon's clock speaks UTC
     sim.write("create", "contact", "1", {"due_date": "2026-03-20"})
     assert sim.state.effects[0].params["due"] == "2026-03-20T00:00:00+07:00"
+
+
+def test_add_note_renders_its_text_and_sends_nothing(sim_of) -> None:
+    effects = run_node(sim_of, "{type: add_note, text: 'Gọi cho {{ record.full_name }} lúc {{ record.due_date }}'}")
+    assert one(effects) == {
+        "action": "add_note",
+        "text": "Gọi cho Nguyễn Thị Lan lúc 2026-03-20",
+        "channel": "",  # no channel: the store keeps it as a note on the record, no outbox row
+        "object": "contact",
+        "id": "1",
+    }

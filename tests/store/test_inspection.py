@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from flowctl.engine.state import Effect, Record, StageEntry, Step
-from flowctl.ports import ConfigVersion, OutboxFilter, Processed, RunFilter, Store
+from flowctl.ports import CareOccurrence, ConfigVersion, OutboxFilter, Processed, RunFilter, Store
 from flowctl.store import MemoryStore, open_store
 from tests.store.contract import T0, change, effect, run, timer
 
@@ -59,6 +59,32 @@ def test_a_records_stage_entries_read_back_oldest_first_as_committed(store: Stor
     assert store.stage_entries("deal", "9") == []
     (read,) = store.stage_entries("deal", "8")
     assert read.at == T0 and read.at.utcoffset() == timedelta(0)  # aware, in UTC
+
+
+def note(key: str, text: str, record_id: str = "7") -> Effect:
+    return Effect(key=key, action="add_note", run_id="r1", object="deal", record_id=record_id, params={"text": text})
+
+
+def test_notes_are_kept_once_per_effect_and_read_newest_first(store: Store) -> None:
+    """``add_note`` effects become the record's notes with the step that wrote them, by any of the
+    three writers (a batch, a care commit, a care insert); a step committed again (a retry after
+    a lost answer) writes its note once; only notes leave no outbox row."""
+    store.commit_batch([Processed(step=Step(effects=[note("r1:0", "first"), note("r1:1", "other", "8")]))], T0)
+    later = T0 + timedelta(minutes=5)
+    store.commit_batch([Processed(step=Step(effects=[note("r1:2", "Hoá đơn INV-1 đã tạo")]))], later)
+    store.commit_batch([Processed(step=Step(effects=[note("r1:2", "written again")]))], later)
+    assert [(n.text, n.at, n.run_id) for n in store.notes("deal", "7")] == [
+        ("Hoá đơn INV-1 đã tạo", later, "r1"),
+        ("first", T0, "r1"),
+    ]
+    assert [n.text for n in store.notes("deal", "7", limit=1)] == ["Hoá đơn INV-1 đã tạo"]
+    assert [n.key for n in store.notes("deal", "8")] == ["r1:1"]
+    assert store.notes("contact", "7") == []
+    assert store.list_outbox() == []
+    occurrence = CareOccurrence(process="thanks", object="deal", record_id="7", occurrence="2026-03-01", status="sent")
+    step = Step(effects=[note("care:1", "from care")])
+    assert store.insert_care([(occurrence, Processed(step=step))], "w", later)
+    assert store.notes("deal", "7")[0].text == "from care"
 
 
 def test_queue_counts_give_the_outbox_lag_from_the_earliest_due_row(store: Store) -> None:

@@ -141,7 +141,11 @@ READ_SCHEMAS: dict[str, Any] = {
                     }
                 ),
             },
-            "notes": {"type": "array"},
+            "notes": {
+                "type": "array",
+                "description": "What add_note actions wrote on the record, newest first.",
+                "items": _object({"at": TIME, "text": STRING, "run_id": STRING}),
+            },
             "runs": {"type": "array", "items": _ref("Run")},
             "messages": {"type": "array", "items": _ref("OutboxRow")},
             "timers": {

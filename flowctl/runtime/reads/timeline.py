@@ -7,7 +7,8 @@ action), with when and the input that caused it: ``key`` is ``c<seq>`` for a cha
 (its ``seq`` given too), ``t:<id>`` for a timer. A record whose history the store does not have
 (last moved before schema revision 0009) shows its current stage as the one entry, with ``at``,
 ``key`` and ``seq`` null; one moved both before and since lists the stages entered since.
-The store keeps no notes yet: ``notes`` is empty.
+``notes`` are what ``add_note`` actions wrote on the record, newest first, each with the run
+that wrote it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ def timeline(store: TimelineStore, bundle: m.Bundle, zone: tzinfo, object: str, 
     return {
         "record": record_json(record, pending=pending),
         "stages": stages,
-        "notes": [],
+        "notes": [
+            {"at": iso(n.at, zone), "text": n.text, "run_id": n.run_id}
+            for n in store.notes(object, record_id, TIMELINE_ITEMS)
+        ],
         "runs": [run_item(r, zone) for r in runs],
         "messages": [row_item(r, zone) for r in messages],
         "timers": sorted(timers, key=lambda t: (t["due"] or "", t["id"])),
@@ -66,3 +70,22 @@ def _seq(key: str) -> int | None:
     """The seq of the change an input key names (``c42``: change 42); None for a timer's or a
     care occurrence's key."""
     return int(key[1:]) if key[:1] == "c" and key[1:].isdigit() else None
+
+
+def timeline_lines(found: dict[str, Any]) -> list[str]:
+    """The timeline as text, a section per part (``flowctl records timeline``)."""
+    record = found["record"]
+    lines = [f"{record['object']}/{record['id']}" + (f" [{record['stage']}]" if record.get("stage") else "")]
+    lines.append("stages:")
+    lines += [f"  {s['at'] or '(before 0009)'}  {s['pipeline']}/{s['stage']}" for s in found["stages"]] or ["  -"]
+    lines.append("notes:")
+    lines += [f"  {n['at']}  {n['text']}  ({n['run_id']})" for n in found["notes"]] or ["  -"]
+    lines.append("runs:")
+    lines += [f"  {r['started_at']}  {r['automation']}  {r['status']}  {r['id']}" for r in found["runs"]] or ["  -"]
+    lines.append("messages:")
+    lines += [f"  {m['created_at']}  {m['channel']}  {m['status']}  {m['summary']}" for m in found["messages"]] or [
+        "  -"
+    ]
+    lines.append("timers:")
+    lines += [f"  {t['due']}  {t['kind']} {t['node']}  ({t['run_id']})" for t in found["timers"]] or ["  -"]
+    return lines

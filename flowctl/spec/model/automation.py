@@ -24,6 +24,7 @@ ActionType = Literal[
     "webhook",
     "add_care_card",
     "call",
+    "add_note",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -67,6 +68,7 @@ class Action:
     * webhook: channel, url, method, body (templates), headers
     * add_care_card: assignee (owner), care_date, layout, set (extra fields), notify_owner
     * call: to, channel, template or text (script)
+    * add_note: text (a note on the record's timeline)
 
     ``to``/``title``/``text``/… are Jinja2 template strings; ``body`` keeps its JSON shape with
     template strings at the leaves.

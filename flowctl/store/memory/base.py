@@ -66,6 +66,7 @@ class MemoryBase:
         self._outbox: dict[int, dict[str, Any]] = {}
         self._outbox_keys: set[str] = set()
         self._stage_entries: dict[Key, list[dict[str, Any]]] = {}  # per record, in the order entered
+        self._notes: dict[str, dict[str, Any]] = {}  # by effect key, in the order written
         self._allocations: dict[str, dict[str, Any]] = {}
         self._versions: dict[str, dict[str, Any]] = {}
         self._occurrences: dict[tuple[str, str, str, str], dict[str, Any]] = {}
@@ -118,6 +119,8 @@ class MemoryBase:
             self._allocations.update(allocations)
             for entry in plan.stage_entries:
                 self._stage_entries.setdefault((entry["object"], entry["record_id"]), []).append(entry)
+            for key, note in plan.notes.items():
+                self._notes.setdefault(key, note)
             for done in plan.changes:
                 change = self._changes.get(done["b_seq"])
                 if change is not None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from flowctl.engine.state import ACTIVE, Record, Run, StageEntry
-from flowctl.ports import ConfigVersion, OutboxFilter, OutboxRow, RunFilter, StoredChange
+from flowctl.ports import ConfigVersion, Note, OutboxFilter, OutboxRow, RunFilter, StoredChange
 from flowctl.store import rows
 from flowctl.store.memory.base import MemoryBase, load
 
@@ -213,6 +213,11 @@ class MemoryInspection(MemoryBase):
                 row for _, row in sorted(self._changes.items()) if row["object"] == object and row["record_id"] == id
             ]
             return [rows.change_from(load("changes", row)) for row in found[:limit]]
+
+    def notes(self, object: str, record_id: str, limit: int = 100) -> list[Note]:
+        with self._lock:
+            found = [n for n in self._notes.values() if n["object"] == object and n["record_id"] == record_id]
+            return [rows.note_from(row) for row in reversed(found)][: max(limit, 0)]
 
     def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
         with self._lock:

@@ -27,6 +27,7 @@ from flowctl.store.tables import (
     care_occurrences,
     changes,
     config_versions,
+    notes,
     outbox,
     record_dates,
     records,
@@ -110,6 +111,7 @@ class SqlBase:
         self._upsert_version = upsert(config_versions)
         self._insert_outbox = insert(outbox).on_conflict_do_nothing(index_elements=["key"])
         self._insert_stage_entries = stage_entries.insert()  # a history: rows are only ever added
+        self._insert_notes = insert(notes).on_conflict_do_nothing(index_elements=["key"])  # once per effect
         self._insert_changes_plain = insert(changes).on_conflict_do_nothing(index_elements=["idempotency_key"])
         self._insert_changes = self._insert_changes_plain.returning(c.idempotency_key, c.seq)
         # RETURNING tells whether the row went in (psycopg reports no rowcount for this INSERT)

@@ -168,6 +168,7 @@ class SqlCareLedger(SqlBase):
             self._many(conn, self._insert_outbox, plan.outbox.values())
             self._many(conn, self._upsert_allocations, plan.allocations.values())
             self._many(conn, self._insert_stage_entries, plan.stage_entries)
+            self._many(conn, self._insert_notes, plan.notes.values())
         return len(kept)
 
     def insert_care(self, items: Sequence[tuple[CareOccurrence, Processed]], owner: str, now: datetime) -> bool:
@@ -227,6 +228,7 @@ class SqlCareLedger(SqlBase):
                     self._many(conn, self._insert_outbox, other_outbox)
                     self._many(conn, self._upsert_allocations, plan.allocations.values())
                     self._many(conn, self._insert_stage_entries, plan.stage_entries)
+                    self._many(conn, self._insert_notes, plan.notes.values())
                 return True
             except taken:
                 if self.care_done([o.key for o, _ in items]):

@@ -3,7 +3,7 @@
 Claims are leases (``lease_owner``/``lease_until``, ``attempts + 1``); a lease that ran out makes
 the row claimable again. A record's changes go one at a time in seq order: a change is handed out
 only with every earlier open change of its record. ``commit_batch`` writes records, runs, timers,
-outbox rows and stage entries and finishes the inputs in one transaction; with ``owner`` it is fenced, so a
+outbox rows, stage entries and notes and finishes the inputs in one transaction; with ``owner`` it is fenced, so a
 worker paused past its lease cannot write over the new holder's work (:class:`LeaseLost`).
 """
 
@@ -204,6 +204,7 @@ class SqlChangeQueue(SqlBase):
             self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
             self._prepare(self._upsert_allocations, plan.allocations.values()),
             self._prepare(self._insert_stage_entries, plan.stage_entries),
+            self._prepare(self._insert_notes, plan.notes.values()),
         ]
         finishing = self._prepare(finish, finished)
         try:

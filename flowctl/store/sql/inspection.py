@@ -12,10 +12,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from flowctl.engine.state import ACTIVE, Record, Run, StageEntry
-from flowctl.ports import ConfigVersion, OutboxFilter, OutboxRow, RunFilter, StoredChange
+from flowctl.ports import ConfigVersion, Note, OutboxFilter, OutboxRow, RunFilter, StoredChange
 from flowctl.store import rows
 from flowctl.store.sql.base import SqlBase
-from flowctl.store.tables import UtcDateTime, changes, config_versions, outbox, records, runs, stage_entries, timers
+from flowctl.store.tables import (
+    UtcDateTime,
+    changes,
+    config_versions,
+    notes,
+    outbox,
+    records,
+    runs,
+    stage_entries,
+    timers,
+)
 
 
 def _ms(at: datetime) -> int:
@@ -252,6 +262,13 @@ class SqlInspection(SqlBase):
         stmt = changes.select().where(c.object == object, c.record_id == id).order_by(c.seq).limit(limit)
         with self.engine.connect() as conn:
             return [rows.change_from(row._mapping) for row in conn.execute(stmt)]
+
+    def notes(self, object: str, record_id: str, limit: int = 100) -> list[Note]:
+        """Newest first, from the (object, record_id, id) index."""
+        n = notes.c
+        stmt = notes.select().where(n.object == object, n.record_id == record_id).order_by(n.id.desc())
+        with self.engine.connect() as conn:
+            return [rows.note_from(row._mapping) for row in conn.execute(stmt.limit(max(limit, 0)))]
 
     def stage_entries(self, object: str, record_id: str, limit: int = 1000) -> list[StageEntry]:
         """From the (object, record_id, id) index."""
