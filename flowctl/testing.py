@@ -287,6 +287,10 @@ class Daemon:
         """GET ``path`` (``/readyz``, ``/v1/records/deal/7``) from the daemon."""
         return httpx.get(f"{self.url}{path}", headers=self.headers(), timeout=timeout)
 
+    def delete(self, object: str, id: str) -> httpx.Response:
+        """Delete a record (to the recycle bin): ``DELETE /v1/records/{object}/{id}``."""
+        return httpx.delete(f"{self.url}/v1/records/{object}/{id}", headers=self.headers(), timeout=30)
+
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
         """POST ``body`` as JSON to ``path`` (``/v1/records/deal/7/stage``, ``…/restore``)."""
         return httpx.post(f"{self.url}{path}", json=body, headers=self.headers(), timeout=30)

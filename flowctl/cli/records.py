@@ -29,6 +29,7 @@ Examples:
   flowctl records list deal --stage documents    # ./ and its database
   flowctl records get deal 7 config/
   flowctl records timeline deal 7
+  flowctl records restore deal 7
   flowctl records put contact 1 '{"full_name": "Lan"}' --db postgresql+psycopg://flowctl@db/flowctl
 
 \b
@@ -54,19 +55,21 @@ def _record_json(record: Record) -> dict[str, object]:
 @command.command(
     "list",
     epilog="\b\nExamples:\n  flowctl records list deal --stage documents\n"
-    "  flowctl records list contact config/ --format json",
+    "  flowctl records list contact config/ --format json\n"
+    "  flowctl records list deal --deleted    # the recycle bin",
 )
 @click.argument("object")
 @click.option("--stage", default="", help="Only records in this stage.")
+@click.option("--deleted", is_flag=True, help="The records in the recycle bin (restorable) instead of the live ones.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_dir
 @_db
-def list_(object: str, stage: str, limit: int, fmt: str, directory: Path, database: str) -> None:
+def list_(object: str, stage: str, deleted: bool, limit: int, fmt: str, directory: Path, database: str) -> None:
     """List records of OBJECT in DIR's database (default: .)."""
     store = open_existing(target(directory, database))
     try:
-        records = store.list_records(object, stage=stage, limit=limit)
+        records = store.list_records(object, stage=stage, limit=limit, deleted=deleted)
     finally:
         store.close()
     if fmt == "json":
@@ -143,6 +146,48 @@ def put(object: str, id: str, fields_json: str, stage: str, directory: Path, dat
     finally:
         store.close()
     click.echo(f"queued change {result.seq} for {object}/{id}")
+
+
+@command.command(
+    "restore",
+    epilog="""\b
+Examples:
+  flowctl records restore deal 7
+  flowctl records restore deal 7 config/ --db postgresql+psycopg://flowctl@db/flowctl
+
+\b
+The record comes back with its fields, stage and owner; its on: restored
+automations run (not on: created). Like put, the change is queued: a running
+daemon (or the next one started) processes it. A deleted record can be
+restored until Config retention.deleted_records (default 30d) has passed.""",
+)
+@click.argument("object")
+@click.argument("id")
+@_dir
+@_db
+def restore(object: str, id: str, directory: Path, database: str) -> None:
+    """Restore a deleted record from the recycle bin."""
+    store = open_existing(target(directory, database))
+    try:
+        record = store.record(object, id)
+        if record is None:
+            raise click.ClickException(f"no record {object}/{id} (never written, or purged from the recycle bin)")
+        if not record.deleted:
+            raise click.ClickException(f"{object}/{id} is not deleted: only a record in the recycle bin is restored")
+        (result,) = store.append_changes(
+            [
+                NewChange(
+                    object=object,
+                    record_id=id,
+                    op="restore",
+                    idempotency_key=uuid.uuid4().hex,
+                    source="cli",
+                )
+            ]
+        )
+    finally:
+        store.close()
+    click.echo(f"queued change {result.seq}: restore {object}/{id}")
 
 
 @command.command(

@@ -1,4 +1,4 @@
-"""Turn a requested write (put, patch, move, delete) into a ``RecordChanged`` input.
+"""Turn a requested write (put, patch, move, delete, restore) into a ``RecordChanged`` input.
 
 Shared by the simulator and the daemon so that "create or replace", "change some fields",
 "move to a stage" and "delete" mean the same everywhere. Validation of the request against the
@@ -68,3 +68,10 @@ def delete(key: str, current: Record) -> RecordChanged:
     """Soft delete (a recycle bin): the record keeps its fields and can be put back."""
     after = replace(current, deleted=True, version=current.version + 1)
     return RecordChanged(key=key, op="deleted", before=current, after=after)
+
+
+def restore(key: str, current: Record) -> RecordChanged:
+    """Take a record out of the recycle bin as it was deleted: its fields, stage, pipeline and
+    owner. It is ``restored``, not ``created``: it does not enter its stage again."""
+    after = replace(current, deleted=False, version=current.version + 1)
+    return RecordChanged(key=key, op="restored", before=current, after=after)

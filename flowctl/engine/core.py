@@ -268,7 +268,7 @@ def stage_entries(event: Input, step: Step, now: datetime) -> list[StageEntry]:
     every derived change (trigger, rule and action writes), so no code path that moves a record
     has to remember to note it."""
     moves: list[tuple[Record | None, Record]] = []
-    if isinstance(event, RecordChanged) and event.after is not None:
+    if isinstance(event, RecordChanged) and event.after is not None and event.op != "restored":
         after = event.after
         # a new record is placed (first stage, ``on: created`` trigger) before anything else
         # writes it: its placed version is the first derived change's ``before``, else the step's

@@ -132,6 +132,10 @@ class PipelineRunner:
 
     def on_change(self, tx: Tx, change: RecordChanged, changed: tuple[str, ...]) -> None:
         before, after = change.before, change.after
+        if change.op == "restored":  # back in the stage it was deleted in: not an entry, no rules
+            assert after is not None
+            self.apply_triggers(tx, after, "restored")
+            return
         if after is None or after.deleted:
             if before is not None and not before.deleted:
                 self.leave(tx, before, "record deleted")

@@ -199,7 +199,7 @@ def _seeds(bundle: m.Bundle, test: m.Test) -> tuple[list[Record], list[Failure]]
 
 
 #: The steps that are requests (the API may refuse them), which ``expect: {refused: …}`` follows.
-REQUESTS = ("create", "update", "delete", "move")
+REQUESTS = ("create", "update", "delete", "restore", "move")
 
 
 def _check_refused(wanted: str, number: int, previous: m.TestStep | None, refusal: Failure | None) -> list[str]:
@@ -207,7 +207,7 @@ def _check_refused(wanted: str, number: int, previous: m.TestStep | None, refusa
     reason; ``refusal`` is the failure that step's refusal would be)."""
     if previous is None or previous.op not in REQUESTS:
         what = f"not {previous.op}" if previous is not None else "and this is the first step"
-        return [f"refused: needs a create, update, delete or move step just before it, {what}"]
+        return [f"refused: needs a create, update, delete, restore or move step just before it, {what}"]
     if refusal is None:
         return [f"expected step {number} ({previous.op}) to be refused; it was done"]
     reason = refusal.message.removeprefix(f"{previous.op} refused: ")

@@ -103,6 +103,10 @@ class Simulator:
             if current is None:
                 raise SimulationError(f"{object} {id} does not exist")
             change = changes.delete(key, current)
+        elif change_kind == "restore":
+            if current is None or not current.deleted:
+                raise SimulationError(f"{object} {id} is not in the recycle bin: only a deleted record is restored")
+            change = changes.restore(key, current)
         else:  # move
             if current is None:
                 raise SimulationError(f"{object} {id} does not exist")

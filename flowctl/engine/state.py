@@ -57,10 +57,11 @@ def stage_moved(before: Record, after: Record) -> bool:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RecordChanged:
-    """A record was created, updated or deleted; ``before``/``after`` are its two versions."""
+    """A record was created, updated, deleted or restored from the recycle bin; ``before``/``after``
+    are its two versions."""
 
     key: str  # idempotency key of the change: run and effect ids derive from it
-    op: Literal["created", "updated", "deleted"]
+    op: Literal["created", "updated", "deleted", "restored"]
     before: Record | None
     after: Record | None
 

@@ -190,6 +190,10 @@ def _split(store: Store, since: datetime, until: datetime) -> tuple[dict[tuple[s
             continue
         elif change.op == "move":
             rc = change_ops.move("seed", current, change.stage, change.pipeline)
+        elif change.op == "restore":
+            if not current.deleted:
+                continue
+            rc = change_ops.restore("seed", current)
         else:
             rc = change_ops.delete("seed", current)
         if rc.after is not None:

@@ -15,6 +15,7 @@ The values they pass are in ``ports/values.py``, the roles in ``ports/roles.py``
 gets its own module here when it is more than a method or two.
 """
 
+from flowctl.ports.recycle_bin import RecycleBin
 from flowctl.ports.roles import (
     CareLedger,
     ChangeQueue,
@@ -66,6 +67,7 @@ __all__ = [
     "OutboxStatus",
     "Processed",
     "RecordState",
+    "RecycleBin",
     "RunFilter",
     "SourceCursors",
     "Store",

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from flowctl.engine.state import Record, Run, StageEntry, Timer
+from flowctl.ports.recycle_bin import RecycleBin
 from flowctl.ports.values import (
     AppendResult,
     CareOccurrence,
@@ -315,8 +316,11 @@ class Inspection(Protocol):
     """The read side for the CLI, ``/metrics`` and the console: listings, gauges and history.
     Reads only; never on the worker's hot path."""
 
-    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
-        """Live records of ``object`` (in ``stage``) by id, from just after ``after``."""
+    def list_records(
+        self, object: str, stage: str = "", limit: int = 100, after: str = "", deleted: bool = False
+    ) -> list[Record]:
+        """Live records of ``object`` (in ``stage``) by id, from just after ``after``; with
+        ``deleted``, the records in the recycle bin instead."""
         ...
 
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
@@ -400,7 +404,9 @@ class WorkerStore(RecordState, ChangeQueue, Protocol):
     """What a worker needs: the state the engine reads, and the queue it claims from and commits to."""
 
 
-class Store(RecordState, ChangeQueue, Outbox, CareLedger, Deployments, Leases, SourceCursors, Inspection, Protocol):
+class Store(
+    RecordState, ChangeQueue, Outbox, CareLedger, Deployments, Leases, SourceCursors, Inspection, RecycleBin, Protocol
+):
     """Durable state: every role at once, where the daemon is wired. Every method is one
     transaction unless it says otherwise."""
 

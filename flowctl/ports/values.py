@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol
 from flowctl.engine.state import Effect, Record, Step, Timer
 from flowctl.spec.model import empty_map
 
-ChangeOp = Literal["put", "patch", "move", "delete", "event"]
+ChangeOp = Literal["put", "patch", "move", "delete", "restore", "event"]
 OutboxStatus = Literal["pending", "sending", "sent", "retry", "dead", "held", "cancelled"]
 
 

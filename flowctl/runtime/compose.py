@@ -34,6 +34,7 @@ from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.ingest import Ingest, StoreHealth
 from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
+from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.service import EngineService, Service, StartRefused, owner_of, summary
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
@@ -171,6 +172,7 @@ def daemon_service(
         deliverer=deliverer,
         care=care,
         pollers=pollers(loaded, store, ingest, clock, env, owner, core.metrics),
+        recycle_bin=RecycleBinPurge(store, clock),
         engine_process=engine_process,
     )
 

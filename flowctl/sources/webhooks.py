@@ -72,6 +72,8 @@ _OPS: Mapping[str, ChangeOp] = {
     "move": "move",
     "delete": "delete",
     "remove": "delete",
+    "restore": "restore",
+    "undelete": "restore",
     "event": "event",
 }
 

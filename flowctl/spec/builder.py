@@ -129,8 +129,13 @@ class Builder:
                 for i, entry in enumerate(spec.get("access") or ())
             ),
             limits=m.Limits(**{k: int(v) for k, v in limits.items()}),
+            retention=self.retention(spec.get("retention") or {}, w.child("retention")),
             users=m.frozen_map(users),
         )
+
+    def retention(self, raw: Mapping[str, Any], w: Where) -> m.Retention:
+        kept = {name: self.duration(value, w, name) for name, value in raw.items()}
+        return m.Retention(**{name: d.value for name, d in kept.items() if d is not None})
 
     def build_objecttype(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.ObjectType:
         fields = {}
@@ -432,7 +437,7 @@ class Builder:
     def test_step(self, raw: Mapping[str, Any], w: Where, doc: RawDocument) -> m.TestStep:
         ((op, body),) = raw.items()
         sw = w.child(op)
-        if op in ("create", "update", "delete", "move"):
+        if op in ("create", "update", "delete", "restore", "move"):
             return m.TestStep(op=op, record=self.test_record(body, sw, doc), where=sw)
         if op == "event":
             return m.TestStep(

@@ -240,8 +240,13 @@ class StoreDelegate:
         return self.store.source_keys(source)
 
     # ---- Inspection
-    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
-        return self.store.list_records(object, stage, limit, after)
+    def list_records(
+        self, object: str, stage: str = "", limit: int = 100, after: str = "", deleted: bool = False
+    ) -> list[Record]:
+        return self.store.list_records(object, stage, limit, after, deleted)
+
+    def purge_deleted(self, before: datetime, limit: int = 1000) -> int:
+        return self.store.purge_deleted(before, limit)
 
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
         return self.store.list_runs(limit, status, object, record_id)

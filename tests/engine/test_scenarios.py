@@ -405,7 +405,11 @@ def test_a_refusal_that_is_not_expected_or_not_the_one_expected_fails(tmp_path) 
             f"the move was refused with \"{NOTE_EMPTY}\", not with a reason containing 'stage does not exist'",
         ),
         (6, "tests/t.yaml:14:7", "expected step 5 (move) to be refused; it was done"),
-        (8, "tests/t.yaml:16:7", "refused: needs a create, update, delete or move step just before it, not advance"),
+        (
+            8,
+            "tests/t.yaml:16:7",
+            "refused: needs a create, update, delete, restore or move step just before it, not advance",
+        ),
         (9, "tests/t.yaml:17:7", f"move refused: {NOTE_EMPTY}"),
     ]
 
@@ -464,3 +468,19 @@ def test_a_seeded_value_that_is_not_of_its_fields_type_is_rejected_at_its_place(
             "contact 1: field 'status' (enum) true is not text; write it in quotes if it is meant as text",
         ),
     ]
+
+
+def test_a_scenario_deletes_and_restores_a_record_and_a_restore_of_a_live_one_is_refused(tmp_path) -> None:
+    result = scenario(
+        tmp_path,
+        CREATE
+        + """
+    - delete: {object: contact, id: 1}
+    - expect: {record: {object: contact, id: 1, deleted: true}}
+    - restore: {object: contact, id: 1}
+    - expect: {effects: [], record: {object: contact, id: 1, deleted: false, fields: {full_name: Lan}}}
+    - restore: {object: contact, id: 1}
+    - expect: {refused: only a deleted record is restored}
+""",
+    )
+    assert result.passed, [f.message for f in result.failures]  # no SMS again: a restore is no creation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flowctl.engine.simulator import SimulationError
 from tests.engine.conftest import actions, runs_of
 
 PIPELINE = """
@@ -151,3 +152,61 @@ def test_a_trigger_condition_that_fails_is_a_problem_not_a_crash(sim_of) -> None
     assert actions(sim) == []
     (problem,) = sim.state.problems
     assert problem.code == "condition_failed" and "flow bad trigger condition" in problem.message
+
+
+RECYCLED = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: sales}
+spec:
+  object: deal
+  stages:
+    - id: new
+      rules:
+        - {name: greet, action: send_sms, to: "0900000001", text: "rule new"}
+    - id: documents
+      rules:
+        - {name: chase, delay: 1d, action: send_sms, to: "0900000001", text: "rule documents"}
+    - id: review
+      triggers:
+        - {on: restored, if: "record.amount > 1000"}
+    - {id: won, final: success}
+"""
+
+
+def test_a_restored_record_runs_on_restored_not_on_created_and_stays_in_its_stage(sim_of) -> None:
+    """Restoring puts the record back as it was deleted: its stage's rules do not run again
+    (it did not enter the stage), ``on: created`` does not fire, ``on: restored`` does."""
+    flows = sms_flow("made", "{on: created}", "deal") + sms_flow("back", "{on: restored}", "deal")
+    sim = sim_of({"flows.yaml": flows, "pipeline.yaml": RECYCLED})
+    sim.write("create", "deal", "7", {"title": "Sofa", "amount": 500}, stage="documents")
+    assert sorted(texts(sim)) == ["made"]
+    sim.write("delete", "deal", "7")
+    assert not [r for r in sim.state.runs.values() if r.active]  # the delayed chase was cancelled
+    sim.write("restore", "deal", "7")
+    assert sorted(texts(sim)) == ["back", "made"]
+    record = sim.state.record("deal", "7")
+    assert (record.deleted, record.stage, record.fields["title"]) == (False, "documents", "Sofa")
+    assert [r.automation for r in sim.state.runs.values() if r.active] == []  # the stage's rules did not run again
+
+
+def test_a_restore_trigger_moves_the_restored_record_when_its_condition_holds(sim_of) -> None:
+    sim = sim_of({"pipeline.yaml": RECYCLED})
+    sim.write("create", "deal", "1", {"title": "Big", "amount": 5000}, stage="new")
+    sim.write("create", "deal", "2", {"title": "Small", "amount": 10}, stage="new")
+    for id in ("1", "2"):
+        sim.write("delete", "deal", id)
+        sim.write("restore", "deal", id)
+    assert (sim.state.record("deal", "1").stage, sim.state.record("deal", "2").stage) == ("review", "new")
+
+
+def test_only_a_deleted_record_is_restored(sim_of) -> None:
+    sim = sim_of({"pipeline.yaml": RECYCLED})
+    sim.write("create", "deal", "1", {"title": "Live"}, stage="new")
+    for id in ("1", "nobody"):
+        try:
+            sim.write("restore", "deal", id)
+        except SimulationError as exc:
+            assert "only a deleted record is restored" in str(exc)
+        else:
+            raise AssertionError(f"deal {id} was restored")

@@ -26,6 +26,7 @@ ROLES: tuple[type, ...] = (
     ports.Leases,
     ports.SourceCursors,
     ports.Inspection,
+    ports.RecycleBin,
     ports.Store,
 )
 

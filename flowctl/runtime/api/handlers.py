@@ -32,7 +32,7 @@ from flowctl.runtime.api.openapi import (
     waitable,
     write,
 )
-from flowctl.runtime.api.readback import read_record, record_json, record_summary, requested_wait
+from flowctl.runtime.api.readback import last_written, read_record, record_json, record_summary, requested_wait
 from flowctl.runtime.api.requests import (
     MAX_ID,
     MAX_LIST,
@@ -47,7 +47,7 @@ from flowctl.runtime.api.requests import (
 from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
 from flowctl.sources.checks import check_change
-from flowctl.sources.errors import BadRequest, Invalid, Misconfigured, NotFound, Unavailable
+from flowctl.sources.errors import BadRequest, Conflict, Invalid, Misconfigured, NotFound, Unavailable
 from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
 
 RECORD = (ref("Object", "parameters"), ref("Id", "parameters"))
@@ -166,6 +166,32 @@ class HttpApi(ApiCore):
         return await self._write(change, access, keyed)
 
     @routes.endpoint(
+        "/v1/records/{object}/{id}/restore",
+        parameters=RECORD,
+        post=waitable(
+            write(
+                "Restore a deleted record from the recycle bin, with its fields, stage and owner; "
+                "it runs on: restored automations, not on: created.",
+                operation_id="restoreRecord",
+                tags=("records",),
+                statuses=(400, 401, 403, 404, 409, 500, 503),
+            )
+        ),
+    )
+    async def restore(self, request: Request) -> Response:
+        access = self.access()
+        object, record_id = record_path(request, access.bundle)
+        allow_write(request.state.principal, object)
+        wait = requested_wait(request.headers.get("prefer", ""))
+        record = await self._read(last_written, self.svc.store, object, record_id)
+        if record is None:
+            raise NotFound(f"{object} {record_id} does not exist (purged from the recycle bin, or never written)")
+        if not record.deleted:
+            raise Conflict(f"{object} {record_id} is not deleted: only a record in the recycle bin is restored")
+        change, keyed = self._change(request, object=object, record_id=record_id, op="restore")
+        return await self._write(change, access, keyed, wait)
+
+    @routes.endpoint(
         "/v1/records/{object}",
         parameters=(ref("Object", "parameters"),),
         get=Operation(
@@ -176,6 +202,12 @@ class HttpApi(ApiCore):
             },
             parameters=(
                 {"name": "stage", "in": "query", "schema": STRING, "description": "Only records in this stage."},
+                {
+                    "name": "deleted",
+                    "in": "query",
+                    "schema": {"type": "boolean", "default": False},
+                    "description": "true: the records in the recycle bin (deleted, restorable) instead.",
+                },
                 {
                     "name": "limit",
                     "in": "query",
@@ -206,10 +238,14 @@ class HttpApi(ApiCore):
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIST}, not {text[:40]!r}")
         if has_nul([query.get("stage", ""), query.get("after", "")]):
             raise BadRequest(f"stage and after: {NUL_PROBLEM}")
+        flag = query.get("deleted", "false")
+        if flag not in ("true", "false"):
+            raise BadRequest(f"deleted must be true or false, not {flag[:40]!r}")
+        deleted = flag == "true"
         found = await self._read(
-            self.svc.store.list_records, object, query.get("stage", ""), limit, query.get("after", "")
+            self.svc.store.list_records, object, query.get("stage", ""), limit, query.get("after", ""), deleted
         )
-        items = [record_summary(r) for r in found if not r.deleted]
+        items = [record_summary(r) for r in found if r.deleted is deleted]
         after = found[-1].id if len(found) >= limit else None
         return JSONResponse({"items": items, "next": after})
 

@@ -41,6 +41,9 @@ def with_open_changes(record: Record | None, open_changes: Sequence[StoredChange
             ).after
         elif change.op == "patch":
             record = change_ops.patch(key, record, change.object, change.record_id, change.fields).after
+        elif change.op == "restore":
+            if record is not None and record.deleted:  # else the engine refuses it
+                record = change_ops.restore(key, record).after
         elif record is None or record.deleted:
             continue  # a move or delete of a missing record: the engine refuses it
         elif change.op == "move":
@@ -81,6 +84,14 @@ def read_record(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
     if open_changes:
         record = with_open_changes(record, open_changes)
     return (None if record is None or record.deleted else record), bool(open_changes)
+
+
+def last_written(store: Any, object: str, id: str) -> Record | None:
+    """The record as the last acknowledged write left it, deleted or not (None: never written,
+    or purged): whether a restore has anything to restore."""
+    open_changes = store.open_changes(object, id)
+    record = store.record(object, id)
+    return with_open_changes(record, open_changes) if open_changes else record
 
 
 def requested_wait(prefer: str) -> float | None:

@@ -36,6 +36,7 @@ from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.ingest import Backoff, Ingest, StoreHealth, unavailable
 from flowctl.runtime.daemon.leases import LeaseKeeper
 from flowctl.runtime.daemon.logs import RecentErrors
+from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.reload import pick_up
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
@@ -375,7 +376,12 @@ class Service(EngineService):
     deliverer: Deliverer = field(kw_only=True)
     care: CareScheduler = field(kw_only=True)
     pollers: list[SqlPoller] = field(kw_only=True)
+    recycle_bin: RecycleBinPurge = field(kw_only=True)
     engine_process: EngineProcess | None = field(default=None, kw_only=True)
+
+    def _housekeeping(self) -> None:
+        super()._housekeeping()
+        self.recycle_bin.tick(self.bundle.config.retention.deleted_records)
 
     def _process_problems(self) -> list[str]:
         if self.engine_process is not None and (why := self.engine_process.problem()):

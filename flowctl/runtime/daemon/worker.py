@@ -202,6 +202,11 @@ class Worker:
             if current is None or current.deleted:
                 raise RefusedChange(f"{change.object} {change.record_id} does not exist")
             rc = change_ops.delete(key, current)
+        elif change.op == "restore":
+            if current is None or not current.deleted:
+                state = "does not exist" if current is None else "is not deleted"
+                raise RefusedChange(f"{change.object} {change.record_id} {state}: only a deleted record is restored")
+            rc = change_ops.restore(key, current)
         else:  # move
             if current is None or current.deleted:
                 raise RefusedChange(f"{change.object} {change.record_id} does not exist")

@@ -107,7 +107,7 @@ class Action:
 # --------------------------------------------------------------------------------------------
 # Triggers
 
-TriggerOn = Literal["created", "updated", "deleted", "stage_changed", "event"]
+TriggerOn = Literal["created", "updated", "deleted", "restored", "stage_changed", "event"]
 TRIGGER_KINDS: tuple[str, ...] = TriggerOn.__args__  # type: ignore[attr-defined]
 
 

@@ -88,6 +88,14 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Retention:
+    """How long the store keeps what it no longer needs (Config ``retention:``):
+    ``deleted_records`` is how long a deleted record stays in the recycle bin, restorable."""
+
+    deleted_records: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class User:
     """An employee that tasks, handovers and notifications can name."""
 
@@ -120,6 +128,7 @@ class Config(Document):
     api_token: str = ""
     access: tuple[AccessEntry, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    retention: Retention = field(default_factory=Retention)
     users: Mapping[str, User] = field(default_factory=empty_map)
 
 

@@ -30,9 +30,9 @@ class TestRecord:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TestStep:
-    """One scenario step. ``op`` is create, update, move, delete, event, advance or expect.
+    """One scenario step. ``op`` is create, update, move, delete, restore, event, advance or expect.
 
-    * create/update/delete: record (object, id, fields)
+    * create/update/delete/restore: record (object, id, fields)
     * move: record (object, id, stage)
     * event: event, record (object, id), data
     * advance: by (a duration) or to (an ISO timestamp)

@@ -17,6 +17,7 @@ from flowctl.store.memory.inspection import MemoryInspection
 from flowctl.store.memory.leases import MemoryLeases
 from flowctl.store.memory.outbox import MemoryOutbox
 from flowctl.store.memory.record_state import MemoryRecordState
+from flowctl.store.memory.recycle_bin import MemoryRecycleBin
 from flowctl.store.memory.sources import MemorySourceCursors
 
 __all__ = ["MemoryStore"]
@@ -31,5 +32,6 @@ class MemoryStore(
     MemoryLeases,
     MemorySourceCursors,
     MemoryInspection,
+    MemoryRecycleBin,
 ):
     """Every role of the store, in memory."""

@@ -16,14 +16,16 @@ from flowctl.store.memory.base import MemoryBase, load
 class MemoryInspection(MemoryBase):
     """The read side: listings, gauges, history."""
 
-    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
+    def list_records(
+        self, object: str, stage: str = "", limit: int = 100, after: str = "", deleted: bool = False
+    ) -> list[Record]:
         with self._lock:
             found = sorted(
                 (
                     r
                     for r in self._records.values()
                     if r["object"] == object
-                    and not r["deleted"]
+                    and bool(r["deleted"]) is deleted
                     and (not stage or r["stage"] == stage)
                     and r["id"] > after
                 ),

@@ -23,6 +23,7 @@ from flowctl.store.sql.inspection import SqlInspection
 from flowctl.store.sql.leases import SqlLeases
 from flowctl.store.sql.outbox import SqlOutbox
 from flowctl.store.sql.record_state import SqlRecordState
+from flowctl.store.sql.recycle_bin import SqlRecycleBin
 from flowctl.store.sql.sources import SqlSourceCursors
 
 __all__ = ["SqlStore"]
@@ -37,6 +38,7 @@ class SqlStore(
     SqlLeases,
     SqlSourceCursors,
     SqlInspection,
+    SqlRecycleBin,
 ):
     """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
 

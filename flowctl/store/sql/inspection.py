@@ -36,10 +36,12 @@ def _ms(at: datetime) -> int:
 class SqlInspection(SqlBase):
     """The read side: listings, gauges, history."""
 
-    def list_records(self, object: str, stage: str = "", limit: int = 100, after: str = "") -> list[Record]:
-        """Live (not deleted) records of ``object`` by id, from just after ``after``."""
+    def list_records(
+        self, object: str, stage: str = "", limit: int = 100, after: str = "", deleted: bool = False
+    ) -> list[Record]:
+        """Live (or with ``deleted``, deleted) records of ``object`` by id, from just after ``after``."""
         r = records.c
-        stmt = records.select().where(r.object == object, r.deleted.is_(False))
+        stmt = records.select().where(r.object == object, r.deleted.is_(deleted))
         if stage:
             stmt = stmt.where(r.stage == stage)
         if after:
