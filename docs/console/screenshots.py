@@ -38,7 +38,7 @@ MOVES = {"9": "proposal", "10": "proposal", "11": "won", "12": "lost"}
 PAGES = {  # file name: path
     "boards": "/ui/boards",
     "board": "/ui/boards/demo-deals",
-    "record": "/ui/records/deal/7",
+    "record": "/ui/records/deal/9",  # in proposal: the quote email and its note
     "pipeline": "/ui/graphs/demo-deals",
     "flow": "/ui/graphs/welcome-contact",
     "runs": "/ui/runs",

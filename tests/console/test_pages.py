@@ -104,6 +104,7 @@ def test_a_record_page_shows_the_notes_written_on_it_each_linking_to_its_run(mak
     assert notes, "no notes section on the record page"
     (item,) = re.findall(r"<li>(.*?)</li>", notes.group(1), re.S)
     assert "Won Ghế &lt;b&gt;100&lt;/b&gt;" in item  # the note's text, escaped as text
+    assert ">rule:sales/won/celebrate</a>" in item  # the link names the automation that wrote it
     (run_link,) = re.findall(r'href="([^"]+)"', item)
     assert "rule:sales/won/celebrate" in console.client.get(run_link).text
 

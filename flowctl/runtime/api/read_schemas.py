@@ -144,7 +144,7 @@ READ_SCHEMAS: dict[str, Any] = {
             "notes": {
                 "type": "array",
                 "description": "What add_note actions wrote on the record, newest first.",
-                "items": _object({"at": TIME, "text": STRING, "run_id": STRING}),
+                "items": _object({"at": TIME, "text": STRING, "run_id": STRING, "automation": STRING}),
             },
             "runs": {"type": "array", "items": _ref("Run")},
             "messages": {"type": "array", "items": _ref("OutboxRow")},

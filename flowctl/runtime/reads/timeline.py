@@ -8,7 +8,7 @@ action), with when and the input that caused it: ``key`` is ``c<seq>`` for a cha
 (last moved before schema revision 0009) shows its current stage as the one entry, with ``at``,
 ``key`` and ``seq`` null; one moved both before and since lists the stages entered since.
 ``notes`` are what ``add_note`` actions wrote on the record, newest first, each with the run
-that wrote it.
+that wrote it (and its automation, when that run is among the newest listed).
 """
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ def timeline(store: TimelineStore, bundle: m.Bundle, zone: tzinfo, object: str, 
         for run in store.active_runs(object, record_id)
         for t in store.timers_of(run.id)
     ]
+    automations = {r.id: r.automation for r in runs}
     return {
         "record": record_json(record, pending=pending),
         "stages": stages,
         "notes": [
-            {"at": iso(n.at, zone), "text": n.text, "run_id": n.run_id}
+            {"at": iso(n.at, zone), "text": n.text, "run_id": n.run_id, "automation": automations.get(n.run_id, "")}
             for n in store.notes(object, record_id, TIMELINE_ITEMS)
         ],
         "runs": [run_item(r, zone) for r in runs],
