@@ -245,6 +245,11 @@ class StoreDelegate:
     ) -> list[Record]:
         return self.store.list_records(object, stage, limit, after, deleted)
 
+    def deleted_records(
+        self, object: str, after: str = "", limit: int = 100, stage: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        return self.store.deleted_records(object, after, limit, stage)
+
     def purge_deleted(self, before: datetime, limit: int = 1000) -> int:
         return self.store.purge_deleted(before, limit)
 

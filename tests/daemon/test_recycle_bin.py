@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flowctl.testing import Daemon, wait_for, write_config
@@ -85,6 +86,10 @@ def test_a_deleted_record_is_listed_apart_and_restored_by_the_api_or_the_cli(tmp
             assert daemon.delete("deal", id).status_code == 202
         wait_for(lambda: ids(daemon, "?deleted=true") == ["1", "2"], what="two records in the recycle bin")
         assert ids(daemon) == ["3"]
+        binned = daemon.get("/v1/records/deal?deleted=true").json()["items"][0]
+        deleted_at = datetime.fromisoformat(binned["deleted_at"])
+        assert abs(datetime.now(UTC) - deleted_at) < timedelta(minutes=5)
+        assert datetime.fromisoformat(binned["purge_after"]) - deleted_at == timedelta(days=30)
         listed = flowctl("records", "list", "deal", str(config), "--db", daemon.database, "--deleted")
         assert listed.stdout.splitlines()[:2] == [
             'deal/1 [documents] v2 {"title": "Deal 1"}',

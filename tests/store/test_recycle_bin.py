@@ -21,6 +21,9 @@ def test_deleted_records_are_listed_apart_from_live_ones(store: Store) -> None:
     assert [r.id for r in store.list_records("deal", deleted=True)] == ["2", "3"]
     assert [r.id for r in store.list_records("deal", stage="won", deleted=True)] == ["2"]
     assert [r.id for r in store.list_records("deal", deleted=True, after="2", limit=5)] == ["3"]
+    assert store.deleted_records("deal") == [(store.record("deal", "2"), T0), (store.record("deal", "3"), T0)]
+    assert [r.id for r, _ in store.deleted_records("deal", after="2", limit=1)] == ["3"]
+    assert store.deleted_records("contact") == []
 
 
 def test_purging_forgets_records_deleted_before_the_moment_with_their_notes_and_history(store: Store) -> None:

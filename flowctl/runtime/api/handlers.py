@@ -46,6 +46,8 @@ from flowctl.runtime.api.requests import (
 )
 from flowctl.runtime.api.routes import routes
 from flowctl.runtime.api.view import ServiceView
+from flowctl.runtime.reads.common import zone_of
+from flowctl.runtime.reads.recycle_bin import deleted_item
 from flowctl.sources.checks import check_change
 from flowctl.sources.errors import BadRequest, Conflict, Invalid, Misconfigured, NotFound, Unavailable
 from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
@@ -241,13 +243,16 @@ class HttpApi(ApiCore):
         flag = query.get("deleted", "false")
         if flag not in ("true", "false"):
             raise BadRequest(f"deleted must be true or false, not {flag[:40]!r}")
-        deleted = flag == "true"
-        found = await self._read(
-            self.svc.store.list_records, object, query.get("stage", ""), limit, query.get("after", ""), deleted
-        )
-        items = [record_summary(r) for r in found if r.deleted is deleted]
-        after = found[-1].id if len(found) >= limit else None
-        return JSONResponse({"items": items, "next": after})
+        stage, after = query.get("stage", ""), query.get("after", "")
+        if flag == "true":  # the recycle bin: each with when it was deleted and will be forgotten
+            zone, retention = zone_of(access.bundle), access.bundle.config.retention.deleted_records
+            binned = await self._read(self.svc.store.deleted_records, object, after, limit, stage)
+            items = [deleted_item(r, at, retention, zone) for r, at in binned]
+            last = binned[-1][0].id if len(binned) >= limit else None
+            return JSONResponse({"items": items, "next": last})
+        found = await self._read(self.svc.store.list_records, object, stage, limit, after)
+        items = [record_summary(r) for r in found if not r.deleted]
+        return JSONResponse({"items": items, "next": found[-1].id if len(found) >= limit else None})
 
     @routes.endpoint(
         "/v1/events",

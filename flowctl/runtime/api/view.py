@@ -22,6 +22,7 @@ from flowctl.ports import (
     Inspection,
     NewChange,
     RecordState,
+    RecycleBin,
     StoredChange,
 )
 from flowctl.runtime.api.metrics import Metrics
@@ -38,7 +39,7 @@ class RecordReader(Protocol):
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]: ...
 
 
-class ReadStore(RecordReader, RecordState, Inspection, Deployments, CareLedger, Protocol):
+class ReadStore(RecordReader, RecordState, Inspection, Deployments, CareLedger, RecycleBin, Protocol):
     """What the API and the console read of the store (and the two operator writes on the outbox)."""
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool: ...

@@ -23,6 +23,7 @@ from flowctl.runtime.reads import runs as runs_
 from flowctl.runtime.reads.common import zone_of
 from flowctl.runtime.reads.graph import graph
 from flowctl.runtime.reads.health import health
+from flowctl.runtime.reads.recycle_bin import recycle_bin
 from flowctl.runtime.reads.timeline import timeline
 
 
@@ -170,3 +171,8 @@ class Reads:
     def graph(self, name: str) -> dict[str, Any]:
         """A flow or pipeline as nodes and edges, with what waits at each node. NotFound if unknown."""
         return graph(self.svc.store, self.svc.bundle, name)
+
+    def recycle_bin(self, object: str, *, limit: int = 50, cursor: str = "") -> dict[str, Any]:
+        """The deleted records of ``object`` by id: the record, title, deleted_at, purge_after."""
+        bundle = self.svc.bundle
+        return recycle_bin(self.svc.store, bundle, zone_of(bundle), object, limit=limit, cursor=cursor)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flowctl.engine.state import Record
 from flowctl.store import rows
-from flowctl.store.memory.base import MemoryBase
+from flowctl.store.memory.base import MemoryBase, load
 
 
 class MemoryRecycleBin(MemoryBase):
+    def deleted_records(
+        self, object: str, after: str = "", limit: int = 100, stage: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        with self._lock:
+            binned = (r for r in self._records.values() if r["object"] == object and r["deleted"] and r["id"] > after)
+            kept = sorted((r for r in binned if not stage or r["stage"] == stage), key=lambda r: r["id"])
+            found = kept[: max(limit, 0)]
+            return [(rows.record_from(load("records", r)), r["updated_at"]) for r in found]
+
     def purge_deleted(self, before: datetime, limit: int = 1000) -> int:
         before = rows.utc(before)
         with self._lock:

@@ -1,4 +1,5 @@
-"""``RecycleBin`` on SQL: purge records deleted before a moment, oldest first, a batch at a time."""
+"""``RecycleBin`` on SQL: deleted records listed by id, with when; purged when deleted before a
+moment, oldest first, a batch at a time."""
 
 from __future__ import annotations
 
@@ -6,11 +7,24 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from flowctl.engine.state import Record
+from flowctl.store import rows
 from flowctl.store.sql.base import SqlBase, chunks
 from flowctl.store.tables import notes, record_dates, records, stage_entries
 
 
 class SqlRecycleBin(SqlBase):
+    def deleted_records(
+        self, object: str, after: str = "", limit: int = 100, stage: str = ""
+    ) -> list[tuple[Record, datetime | None]]:
+        r = records.c
+        stmt = records.select().where(r.object == object, r.deleted.is_(True), r.id > after)
+        if stage:
+            stmt = stmt.where(r.stage == stage)
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt.order_by(r.id).limit(max(limit, 0)))
+            return [(rows.record_from(row._mapping), row._mapping["updated_at"]) for row in found]
+
     def purge_deleted(self, before: datetime, limit: int = 1000) -> int:
         r = records.c
         due = (
