@@ -35,6 +35,7 @@ DEALS = {  # id: (fields, stage)
     "12": ({"title": "Sofa góc chữ L", "contact_name": "Vũ Thị Lan", "amount": 31000000, "owner": "minh"}, "new"),
 }
 MOVES = {"9": "proposal", "10": "proposal", "11": "won", "12": "lost"}
+DELETED = {"13": ({"title": "Ghế thư giãn", "contact_name": "Hoàng Văn Nam", "amount": 4200000, "owner": "lan"}, "new")}
 PAGES = {  # file name: path
     "boards": "/ui/boards",
     "board": "/ui/boards/demo-deals",
@@ -43,6 +44,7 @@ PAGES = {  # file name: path
     "flow": "/ui/graphs/welcome-contact",
     "runs": "/ui/runs",
     "outbox": "/ui/outbox",
+    "recycle-bin": "/ui/recycle-bin?object=deal",
     "care": "/ui/care",
     "deployments": "/ui/deployments",
     "health": "/ui/health",
@@ -61,12 +63,14 @@ def demo_copy(where: Path) -> Path:
 def fill(daemon: Daemon) -> None:
     for id, fields in CONTACTS.items():
         assert daemon.put("contact", id, fields).status_code == 202
-    for id, (fields, stage) in DEALS.items():
+    for id, (fields, stage) in {**DEALS, **DELETED}.items():
         email = {"email": "lan@example.com", "phone": "0901234567"}
         assert daemon.put("deal", id, {**email, **fields}, stage=stage).status_code == 202
     for id, stage in MOVES.items():
         answer = httpx.post(f"{daemon.url}/v1/records/deal/{id}/stage", json={"stage": stage}, timeout=10)
         assert answer.status_code == 202, answer.text
+    for id in DELETED:
+        assert daemon.delete("deal", id).status_code == 202
     httpx.post(f"{daemon.url}/v1/events", json={"event": "deal.signed", "object": "deal", "id": "8"}, timeout=10)
 
     def settled() -> bool:

@@ -2,7 +2,8 @@
 
 A card appears when a record is PUT and moves when the record moves, by the page's own refresh;
 a run's trace opens from the record page; a dead message is retried by an operator and not
-offered to a viewer; a hostile title is text and runs nothing; the page asks no other origin.
+offered to a viewer; an operator restores a deleted record from the recycle bin; a hostile title
+is text and runs nothing; the page asks no other origin.
 """
 
 from __future__ import annotations
@@ -141,6 +142,29 @@ def test_a_dead_message_is_retried_by_an_operator_and_not_offered_to_a_viewer(
     browser.find_element(By.CSS_SELECTOR, f"tr[data-row='{row}'] button.retry").click()
     assert f"Message {row} is queued again." in browser.find_element(By.ID, "flash").text
     wait_for(lambda: gateway.hits > hits, 20, "the retried message to reach the gateway again")
+
+
+def test_an_operator_restores_a_deleted_record_from_the_recycle_bin(browser: Any, daemon: Daemon) -> None:
+    from selenium.webdriver.common.by import By  # lazy: selenium is a test extra
+
+    daemon.put("deal", "r1", {"title": "Ghế thư giãn", "amount": 4200000}, stage="new")
+    wait_for(lambda: daemon.get("/v1/records/deal/r1").json().get("pending") is False, 15, "the record processed")
+    assert daemon.delete("deal", "r1").status_code == 202
+    sign_in(browser, daemon, OPERATOR)
+    binned = f"{daemon.url}/ui/recycle-bin?object=deal"
+
+    def row() -> list[Any]:
+        browser.get(binned)
+        return list(browser.find_elements(By.CSS_SELECTOR, "tr[data-id='r1']"))
+
+    wait_for(row, 15, "the deleted record in the recycle bin", every=0.5)
+    (line,) = row()
+    assert "Ghế thư giãn" in line.text
+    line.find_element(By.CSS_SELECTOR, "button.restore").click()
+    assert "deal/r1 is restored" in browser.find_element(By.ID, "flash").text
+    wait_for(lambda: daemon.get("/v1/records/deal/r1").status_code == 200, 15, "the record restored")
+    browser.get(f"{daemon.url}/ui/boards/sales")
+    wait_for(lambda: card_stage(browser, "r1") == "new", 15, "its card back in New", lambda: card_stage(browser, "r1"))
 
 
 def test_a_hostile_title_shows_as_text_and_runs_nothing(browser: Any, daemon: Daemon) -> None:

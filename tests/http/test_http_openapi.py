@@ -134,7 +134,10 @@ def test_answers_conform_to_the_document(api: Api, doc: dict[str, Any]) -> None:
         ("PUT", record, waited),
         ("GET", record, client.get("/v1/records/deal/2")),
         ("GET", "/v1/records/{object}", client.get("/v1/records/deal")),
+        ("GET", "/v1/records/{object}", client.get("/v1/records/deal", params={"deleted": "true"})),  # deal 1
+        ("GET", "/v1/records/{object}/{id}/timeline", client.get("/v1/records/deal/1/timeline")),  # deleted
     ]
+    assert calls[-2][2].json()["items"][0]["deleted_at"] and calls[-1][2].json()["record"]["deleted"] is True
     body = dumps({"entity": "deal", "id": 1, "delivery": "x", "data": {"title": "t"}})
     signed = client.post("/hooks/crm", content=body, headers={"X-Signature": sign(body)})
     calls.append(("POST", "/hooks/{path}", signed))

@@ -206,6 +206,17 @@ SCHEMAS: dict[str, Any] = {
                 "description": "true while written changes of the "
                 "record are not processed yet: it reads as they will leave it",
             },
+            "deleted": {"type": "boolean", "description": "On a timeline: the record is in the recycle bin."},
+            "deleted_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "In the recycle bin (`deleted=true`): when the record was deleted.",
+            },
+            "purge_after": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "In the recycle bin: when it is forgotten (Config retention.deleted_records).",
+            },
         },
     },
     "Processed": {

@@ -73,7 +73,13 @@ def record_json(record: Record, *, pending: bool) -> dict[str, Any]:
 
 def read_record(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
     """The record as the last acknowledged write left it (None: missing or deleted) and whether
-    changes of it are still to be processed. Two indexed reads; a blocking call (a thread).
+    changes of it are still to be processed. Two indexed reads; a blocking call (a thread)."""
+    record, pending = read_written(store, object, id)
+    return (None if record is None or record.deleted else record), pending
+
+
+def read_written(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
+    """As :func:`read_record`, with a deleted record too (it is in the recycle bin until purged).
 
     The open changes are read first: a change processed between the two reads is then either
     still listed (and applied again on top of the record it already changed, which leaves the
@@ -83,15 +89,13 @@ def read_record(store: Any, object: str, id: str) -> tuple[Record | None, bool]:
     record = store.record(object, id)
     if open_changes:
         record = with_open_changes(record, open_changes)
-    return (None if record is None or record.deleted else record), bool(open_changes)
+    return record, bool(open_changes)
 
 
 def last_written(store: Any, object: str, id: str) -> Record | None:
     """The record as the last acknowledged write left it, deleted or not (None: never written,
     or purged): whether a restore has anything to restore."""
-    open_changes = store.open_changes(object, id)
-    record = store.record(object, id)
-    return with_open_changes(record, open_changes) if open_changes else record
+    return read_written(store, object, id)[0]
 
 
 def requested_wait(prefer: str) -> float | None:

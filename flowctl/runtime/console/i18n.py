@@ -127,6 +127,17 @@ EN: Mapping[str, str] = {
     "role_needed": "Needs the operator role",
     "rollback_undoes": "A rollback to the older version undoes the changes below:",
     "rollback_note": "Rolling back to a version deploys it again through the same checks as apply.",
+    "recycle_bin": "Recycle bin",
+    "deleted": "deleted",
+    "in_recycle_bin": "This record is deleted: restore it from the recycle bin.",
+    "n_days": "{n} days",
+    "as_is": "{n}",
+    "deleted_at": "Deleted",
+    "purge_after": "Forgotten after",
+    "restore": "Restore",
+    "restored": "{id} is restored: its on: restored automations run.",
+    "restore_queued": "{id} was already being restored.",
+    "recycle_bin_why": "Deleted records stay here for {retention}, restorable with their fields, stage and links.",
 }
 
 VI: Mapping[str, str] = {
@@ -242,6 +253,17 @@ VI: Mapping[str, str] = {
     "role_needed": "Cần vai trò operator",
     "rollback_undoes": "Quay lại phiên bản cũ hơn sẽ hoàn tác các thay đổi dưới đây:",
     "rollback_note": "Quay lại một phiên bản sẽ triển khai lại nó qua cùng các bước kiểm tra như apply.",
+    "recycle_bin": "Thùng rác",
+    "deleted": "đã xoá",
+    "in_recycle_bin": "Bản ghi này đã bị xoá: khôi phục nó từ thùng rác.",
+    "n_days": "{n} ngày",
+    "as_is": "{n}",
+    "deleted_at": "Xoá lúc",
+    "purge_after": "Xoá hẳn sau",
+    "restore": "Khôi phục",
+    "restored": "Đã khôi phục {id}: các tự động hoá on: restored sẽ chạy.",
+    "restore_queued": "{id} đã đang được khôi phục.",
+    "recycle_bin_why": "Bản ghi đã xoá nằm ở đây trong {retention}, khôi phục được cùng trường, giai đoạn, liên kết.",
 }
 
 CATALOGUE: Mapping[str, Mapping[str, str]] = {"en": EN, "vi": VI}

@@ -1,6 +1,6 @@
 """The console's pages, each a server-rendered answer over one ``Reads`` call: boards, a record's
 timeline, flow and pipeline diagrams, runs and their traces, the outbox (with retry and cancel for
-operators), care, deployments and health.
+operators), the recycle bin (with restore for operators), care, deployments and health.
 
 A page asked with ``?fragment=1`` answers only its refreshing region (boards and runs), which
 ``static/refresh.js`` swaps in every 2 s.
@@ -9,7 +9,7 @@ A page asked with ``?fragment=1`` answers only its refreshing region (boards and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -18,9 +18,11 @@ from starlette.responses import RedirectResponse, Response
 
 from flowctl.runtime.console.app import Console, Page
 from flowctl.runtime.console.layout import diagram
+from flowctl.runtime.console.restoring import restore
 from flowctl.runtime.console.session import PATH, Who
 from flowctl.runtime.reads.common import zone_of
 from flowctl.sources.errors import BadRequest, Forbidden
+from flowctl.spec.durations import format_duration
 
 CARDS = 20  # cards a column shows before its "more" link
 PAGE = 50  # rows of a list page
@@ -239,6 +241,53 @@ def _action(name: str) -> Page:
     return act
 
 
+# ---------------------------------------------------------------------- recycle bin
+
+
+async def recycle_bin(console: Console, request: Request, who: Who) -> Response:
+    bundle = console.svc.bundle
+    objects = sorted(bundle.objects)
+    filters = query(request, "object", "cursor")
+    object = filters["object"] or (objects[0] if objects else "")
+    answer: dict[str, Any] = {"items": [], "next": None}
+    if object:
+        answer = await console.read(console.reads.recycle_bin, object, limit=PAGE, cursor=filters["cursor"])
+    what, _, record_id = request.query_params.get("done", "").partition(":")
+    return console.render(
+        request,
+        "recycle_bin.html",
+        who,
+        page="recycle_bin",
+        objects=objects,
+        object=object,
+        answer=answer,
+        filters=filters,
+        link=link,
+        retention=kept_for(bundle.config.retention.deleted_records),
+        may_act=who.may("operator"),
+        done=(what, record_id) if what in ("restored", "restore_queued") and record_id else None,
+    )
+
+
+def kept_for(retention: timedelta) -> tuple[str, int | str]:
+    """How long the bin keeps a record, as the page says it: whole days, else ``4h``."""
+    if retention % timedelta(days=1) == timedelta(0):
+        return "n_days", retention.days
+    return "as_is", format_duration(retention)
+
+
+async def restore_record(console: Console, request: Request, who: Who) -> Response:
+    await console.checked_form(request, who)
+    if not who.may("operator"):
+        raise Forbidden(f"restoring a record needs the operator role; {who.name} is {who.role}")
+    object, record_id = request.path_params["object"], request.path_params["id"]
+    if object not in console.svc.bundle.objects:
+        raise BadRequest(f"unknown object type {object[:80]!r}")
+    queued = await restore(console.svc, object, record_id)
+    done = f"{'restored' if queued else 'restore_queued'}:{record_id}"
+    return RedirectResponse(link(PATH + "/recycle-bin", object=object, done=done), status_code=303)
+
+
 # ---------------------------------------------------------------------- care, deployments, health
 
 
@@ -285,6 +334,8 @@ ROUTES: Sequence[tuple[str, Page, tuple[str, ...]]] = (
     ("/outbox", outbox, ("GET",)),
     ("/outbox/{row:int}/retry", _action("retry"), ("POST",)),
     ("/outbox/{row:int}/cancel", _action("cancel"), ("POST",)),
+    ("/recycle-bin", recycle_bin, ("GET",)),
+    ("/recycle-bin/{object}/{id}/restore", restore_record, ("POST",)),
     ("/care", care, ("GET",)),
     ("/deployments", deployments, ("GET",)),
     ("/health", health, ("GET",)),

@@ -1,5 +1,6 @@
 """A record's timeline: the record as its last accepted write left it, the stages it went
-through, its runs, its messages and its pending timers.
+through, its runs, its messages and its pending timers. A deleted record has one too (its
+``deleted`` is true) until the recycle bin forgets it.
 
 The stage history is what the store kept as the engine moved the record (``stage_entries``):
 each stage entered, oldest first, whatever moved it (the create, a move, a trigger, a rule, an
@@ -17,7 +18,7 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from flowctl.ports import Inspection, OutboxFilter, RecordState, RunFilter
-from flowctl.runtime.api.readback import read_record, record_json
+from flowctl.runtime.api.readback import read_written, record_json
 from flowctl.runtime.reads.common import iso
 from flowctl.runtime.reads.outbox import row_item
 from flowctl.runtime.reads.runs import run_item
@@ -37,7 +38,7 @@ class TimelineStore(Inspection, RecordState, Protocol):
 def timeline(store: TimelineStore, bundle: m.Bundle, zone: tzinfo, object: str, record_id: str) -> dict[str, Any]:
     if object not in bundle.objects:
         raise NotFound(f"unknown object type {object[:80]!r} (known: {', '.join(sorted(bundle.objects))})")
-    record, pending = read_record(store, object, record_id)
+    record, pending = read_written(store, object, record_id)  # a deleted one too, until it is purged
     if record is None:
         raise NotFound(f"{object} {record_id[:200]} does not exist")
     stages: list[dict[str, Any]] = [
@@ -55,7 +56,7 @@ def timeline(store: TimelineStore, bundle: m.Bundle, zone: tzinfo, object: str, 
     ]
     automations = {r.id: r.automation for r in runs}
     return {
-        "record": record_json(record, pending=pending),
+        "record": {**record_json(record, pending=pending), "deleted": record.deleted},
         "stages": stages,
         "notes": [
             {"at": iso(n.at, zone), "text": n.text, "run_id": n.run_id, "automation": automations.get(n.run_id, "")}
@@ -77,6 +78,7 @@ def timeline_lines(found: dict[str, Any]) -> list[str]:
     """The timeline as text, a section per part (``flowctl records timeline``)."""
     record = found["record"]
     lines = [f"{record['object']}/{record['id']}" + (f" [{record['stage']}]" if record.get("stage") else "")]
+    lines[0] += " (deleted: in the recycle bin)" if record.get("deleted") else ""
     lines.append("stages:")
     lines += [f"  {s['at'] or '(before 0009)'}  {s['pipeline']}/{s['stage']}" for s in found["stages"]] or ["  -"]
     lines.append("notes:")
