@@ -32,7 +32,7 @@ from flowctl.runtime.api.openapi import (
     waitable,
     write,
 )
-from flowctl.runtime.api.readback import last_written, read_record, record_json, record_summary, requested_wait
+from flowctl.runtime.api.readback import read_record, record_json, record_summary, requested_wait, restorable
 from flowctl.runtime.api.requests import (
     MAX_ID,
     MAX_LIST,
@@ -49,7 +49,7 @@ from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.reads.common import zone_of
 from flowctl.runtime.reads.recycle_bin import deleted_item
 from flowctl.sources.checks import check_change
-from flowctl.sources.errors import BadRequest, Conflict, Invalid, Misconfigured, NotFound, Unavailable
+from flowctl.sources.errors import BadRequest, Invalid, Misconfigured, NotFound, Unavailable
 from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
 
 RECORD = (ref("Object", "parameters"), ref("Id", "parameters"))
@@ -185,11 +185,7 @@ class HttpApi(ApiCore):
         object, record_id = record_path(request, access.bundle)
         allow_write(request.state.principal, object)
         wait = requested_wait(request.headers.get("prefer", ""))
-        record = await self._read(last_written, self.svc.store, object, record_id)
-        if record is None:
-            raise NotFound(f"{object} {record_id} does not exist (purged from the recycle bin, or never written)")
-        if not record.deleted:
-            raise Conflict(f"{object} {record_id} is not deleted: only a record in the recycle bin is restored")
+        await self._read(restorable, self.svc.store, object, record_id)
         change, keyed = self._change(request, object=object, record_id=record_id, op="restore")
         return await self._write(change, access, keyed, wait)
 

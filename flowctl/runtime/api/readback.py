@@ -23,6 +23,7 @@ from typing import Any
 from flowctl.engine import changes as change_ops
 from flowctl.engine.state import Record, Run
 from flowctl.ports import StoredChange
+from flowctl.sources.errors import Conflict, NotFound
 
 MAX_WAIT = 30.0  # seconds: longer than that, a client is better off reading again later
 _POLL_FIRST, _POLL_MAX = 0.01, 0.25
@@ -96,6 +97,17 @@ def last_written(store: Any, object: str, id: str) -> Record | None:
     """The record as the last acknowledged write left it, deleted or not (None: never written,
     or purged): whether a restore has anything to restore."""
     return read_written(store, object, id)[0]
+
+
+def restorable(store: Any, object: str, id: str) -> Record:
+    """The deleted record a restore would bring back: NotFound (purged or never written),
+    Conflict (not deleted). What the API's restore and the console's Restore both check."""
+    record = last_written(store, object, id)
+    if record is None:
+        raise NotFound(f"{object} {id} does not exist (purged from the recycle bin, or never written)")
+    if not record.deleted:
+        raise Conflict(f"{object} {id} is not deleted: only a record in the recycle bin is restored")
+    return record
 
 
 def requested_wait(prefer: str) -> float | None:

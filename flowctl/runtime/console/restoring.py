@@ -13,20 +13,16 @@ from starlette.concurrency import run_in_threadpool
 
 from flowctl.ports import NewChange
 from flowctl.runtime.api.deadlines import COMMIT_TIMEOUT
-from flowctl.runtime.api.readback import last_written
+from flowctl.runtime.api.readback import restorable
 from flowctl.runtime.api.view import ServiceView
 from flowctl.sources.checks import check_change
-from flowctl.sources.errors import Conflict, Invalid, NotFound, Unavailable
+from flowctl.sources.errors import Invalid, Unavailable
 
 
 async def restore(svc: ServiceView, object: str, record_id: str) -> bool:
     """Queue the restore of ``object`` ``record_id``; False when the same restore was already queued.
     NotFound (purged or never written), Conflict (not deleted), Unavailable (the store did not take it)."""
-    record = await run_in_threadpool(last_written, svc.store, object, record_id)
-    if record is None:
-        raise NotFound(f"{object} {record_id} does not exist (purged from the recycle bin, or never written)")
-    if not record.deleted:
-        raise Conflict(f"{object} {record_id} is not deleted: only a record in the recycle bin is restored")
+    record = await run_in_threadpool(restorable, svc.store, object, record_id)
     change = NewChange(
         object=object,
         record_id=record_id,
