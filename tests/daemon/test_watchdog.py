@@ -121,9 +121,11 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
 ) -> None:
     database = tmp_path / "flowctl.db"
     daemon = Daemon(
-        config(tmp_path / "config", stall=3, lag=100_000),
+        # the engine stays frozen for several write waits: the readiness probe and the write in
+        # flight can each take one, and the watchdog's clock may start before the freeze
+        config(tmp_path / "config", stall=6, lag=100_000),
         f"sqlite:///{database}",
-        env={"FLOWCTL_WRITE_WAIT_SECONDS": "2"},
+        env={"FLOWCTL_WRITE_WAIT_SECONDS": "1"},
     )
     try:
         daemon.start()
@@ -154,8 +156,8 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         daemon.terminate()
         outcome = assert_answers_match_the_store(answers, database)
         figures(
-            stall_bound_seconds=3,
-            write_wait_seconds=2,
+            stall_bound_seconds=6,
+            write_wait_seconds=1,
             readyz_503_after_seconds=round(not_ready, 1),
             killed_after_seconds=round(killed, 1),
             ready_again_seconds=round(ready_again, 1),
