@@ -236,7 +236,11 @@ def test_limits_match_the_model() -> None:
 def test_an_action_takes_the_same_parameters_everywhere(action: str) -> None:
     """Flow nodes, stage rules and care processes differ only in their own keys."""
     defs = load_schema(COMMON_FILE)["$defs"]
-    own = {"node": {"type", "next"}, "rule": {"action", "name", "after", "delay", "if"}, "care": {"action"}}
+    own = {
+        "node": {"type", "next"},
+        "rule": {"action", "name", "after", "delay", "wait", "on_timeout", "if"},
+        "care": {"action"},
+    }
     params = {}
     for context, keys in own.items():
         variant = defs[f"{context}_{action}"]

@@ -46,13 +46,14 @@ class Builder:
 
     # ---------------------------------------------------------------- helpers
 
-    def duration(self, value: Any, where: Where, *key: str | int) -> m.Duration | None:
+    def duration(self, value: Any, where: Where, *key: str | int, code: str = "E060") -> m.Duration | None:
         if value is None or value == "":
             return None
         try:
             return m.Duration(text=_str(value), value=parse_duration(value))
         except DurationError as exc:
-            self.issues.append(error("E060", str(exc), where.at(*key), "e.g. 30m, 2h, 3d, 1w or 1d12h"))
+            hint = "e.g. 30m, 2h, 3d, 1w or 1d12h" + (" (a leading - counts back: -2h)" if code != "E060" else "")
+            self.issues.append(error(code, str(exc), where.at(*key), hint))
             return None
 
     def read_file(self, name: str, doc: RawDocument, where: Where, key: str) -> str:
@@ -178,16 +179,7 @@ class Builder:
             rules = []
             for j, rule in enumerate(raw.get("rules") or []):
                 rw = sw.child("rules", j)
-                rules.append(
-                    m.Rule(
-                        name=_str(rule.get("name")) or f"{raw['id']}#{j + 1}",
-                        action=self.action(rule, rw, _str(rule.get("action"))),
-                        after=_strs(rule.get("after")),
-                        delay=self.duration(rule.get("delay"), rw, "delay"),
-                        if_=_str(rule.get("if")),
-                        where=rw,
-                    )
-                )
+                rules.append(self.rule(rule, rw, _str(rule.get("name")) or f"{raw['id']}#{j + 1}"))
             triggers = tuple(self.trigger(t, sw.child("triggers", k)) for k, t in enumerate(raw.get("triggers") or []))
             stages.append(
                 m.Stage(
@@ -317,6 +309,33 @@ class Builder:
         return m.Test(metadata=meta, where=w, now=_str(spec.get("now")), records=records, steps=steps)
 
     # ---------------------------------------------------------------- parts
+
+    def rule(self, raw: Mapping[str, Any], w: Where, name: str) -> m.Rule:
+        """A stage rule; ``delay`` is a duration or a mapping (``for``, or ``until`` and ``offset``)."""
+        delay = raw.get("delay")
+        mapped = isinstance(delay, Mapping)
+        timing: Mapping[str, Any] = delay if isinstance(delay, Mapping) else {"for": delay}
+        wait = raw.get("wait")
+        return m.Rule(
+            name=name,
+            action=self.action(raw, w, _str(raw.get("action"))),
+            after=_strs(raw.get("after")),
+            delay=self.duration(timing.get("for"), w, *(("delay", "for") if mapped else ("delay",))),
+            delay_until=_str(timing.get("until")),
+            delay_offset=self.duration(timing.get("offset"), w, "delay", "offset", code="E111"),
+            wait=self.rule_wait(wait, w.child("wait")) if isinstance(wait, Mapping) else None,
+            on_timeout=_str(raw.get("on_timeout")),
+            if_=_str(raw.get("if")),
+            where=w,
+        )
+
+    def rule_wait(self, raw: Mapping[str, Any], w: Where) -> m.RuleWait:
+        return m.RuleWait(
+            event=_str(raw.get("event")),
+            changed=_strs(raw.get("changed")),
+            for_=self.duration(raw.get("for"), w, "for"),
+            where=w,
+        )
 
     def trigger(self, raw: Mapping[str, Any], w: Where) -> m.Trigger:
         return m.Trigger(

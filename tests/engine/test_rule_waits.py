@@ -1,0 +1,219 @@
+"""Stage rules that wait: ``delay: {until, offset}`` follows a date field of the record (and what
+happens when the moment has already passed), ``wait: {event}`` / ``wait: {changed}`` hold the
+action until something happens, ``on_timeout`` decides what a wait that lasts too long does, and
+leaving the stage cancels every kind of wait."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.engine.conftest import T0, actions, runs_of
+
+VISITS = """
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: booking}
+spec:
+  fields:
+    full_name: {type: string}
+    phone: {type: phone}
+    visit_at: {type: datetime}
+    visit_day: {type: date}
+    quote_amount: {type: money}
+    note: {type: string}
+---
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: bookings}
+spec:
+  object: booking
+  stages:
+    - id: booked
+      rules:
+        - name: remind
+          delay: {until: "{{ record.visit_at }}", offset: -2h}
+          action: send_sms
+          to: "{{ record.phone }}"
+          text: "Hen gap {{ record.full_name }}"
+        - name: day before
+          delay: {until: "{{ record.visit_day }}", offset: -1d}
+          action: notify
+          to: owner
+          text: "tomorrow: {{ record.full_name }}"
+    - id: quoted
+      rules:
+        - name: chase
+          wait: {changed: [quote_amount], for: 2d}
+          on_timeout: run
+          action: notify
+          to: owner
+          text: "chase {{ record.full_name }}"
+        - name: thank
+          wait: {event: invoice.paid, for: 3d}
+          on_timeout: skip
+          action: send_sms
+          to: "{{ record.phone }}"
+          text: "cam on {{ event.amount }}"
+        - name: watch note
+          wait: {changed: note}
+          action: add_note
+          text: "note changed"
+    - id: done
+"""
+
+BOOKING = {"full_name": "Mai", "phone": "0912345678"}
+
+
+@pytest.fixture
+def sim(sim_of):
+    return sim_of({"visits.yaml": VISITS})
+
+
+def status(sim, rule: str) -> str:
+    (run,) = runs_of(sim, f"rule:bookings/{rule}")
+    return run.status
+
+
+def sms_sent(sim) -> list[str]:
+    return [e.params["text"] for e in sim.state.effects if e.action == "send_sms"]
+
+
+# ------------------------------------------------------------------ delay until
+
+
+def test_a_reminder_goes_two_hours_before_the_visit(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-03T15:00:00+07:00"})
+    assert status(sim, "booked/remind") == "waiting"
+    (timer,) = [t for t in sim.state.timers.values() if t.node == "remind"]
+    assert timer.due == T0.replace(day=3, hour=13)
+    sim.advance(T0.replace(day=3, hour=12, minute=59))
+    assert sms_sent(sim) == []
+    sim.advance(T0.replace(day=3, hour=13))
+    assert sms_sent(sim) == ["Hen gap Mai"]
+    assert status(sim, "booked/remind") == "done"
+
+
+def test_moving_the_visit_moves_the_reminder(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-03T15:00:00+07:00"})
+    sim.write("update", "booking", "1", {"visit_at": "2026-03-05T10:00:00+07:00"})
+    sim.advance(T0.replace(day=4))
+    assert sms_sent(sim) == []  # nothing at the old moment
+    (timer,) = [t for t in sim.state.timers.values() if t.node == "remind"]
+    assert timer.due == T0.replace(day=5, hour=8)
+    sim.advance(T0.replace(day=5, hour=8))
+    assert sms_sent(sim) == ["Hen gap Mai"]
+    (run,) = runs_of(sim, "rule:bookings/booked/remind")
+    assert any("visit_at changed" in e.detail for e in run.trace)
+
+
+def test_other_fields_leave_the_timer_alone(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-03T15:00:00+07:00"})
+    before = dict(sim.state.timers)
+    sim.write("update", "booking", "1", {"note": "vip"})
+    assert sim.state.timers == before
+
+
+def test_a_reminder_already_late_goes_at_once_while_the_visit_is_ahead(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-02T10:00:00+07:00"})  # in 1h
+    assert sms_sent(sim) == ["Hen gap Mai"]
+    (run,) = runs_of(sim, "rule:bookings/booked/remind")
+    assert "runs now" in next(e.detail for e in run.trace if e.kind == "decision")
+
+
+def test_a_reminder_for_a_visit_that_is_over_is_skipped(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-02T08:00:00+07:00"})  # 1h ago
+    assert sms_sent(sim) == []
+    (run,) = runs_of(sim, "rule:bookings/booked/remind")
+    assert run.status == "done" and run.trace[-1].detail.endswith("passed: skipped")
+
+
+def test_moving_the_visit_into_the_next_two_hours_sends_at_once(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-05T10:00:00+07:00"})
+    sim.write("update", "booking", "1", {"visit_at": "2026-03-02T10:30:00+07:00"})
+    assert sms_sent(sim) == ["Hen gap Mai"]
+    assert sim.state.timers_of(runs_of(sim, "rule:bookings/booked/remind")[0].id) == []
+
+
+def test_an_empty_field_waits_until_it_is_set(sim) -> None:
+    sim.write("create", "booking", "1", BOOKING)
+    (run,) = runs_of(sim, "rule:bookings/booked/remind")
+    assert run.status == "waiting" and sim.state.timers_of(run.id) == []
+    assert run.waiting_for == "until {{ record.visit_at }} -2h"
+    sim.write("update", "booking", "1", {"visit_at": "2026-03-03T15:00:00+07:00"})
+    sim.advance(T0.replace(day=3, hour=13))
+    assert sms_sent(sim) == ["Hen gap Mai"]
+
+
+def test_a_date_field_means_midnight_in_the_config_time_zone(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_day": "2026-03-05"})
+    (timer,) = [t for t in sim.state.timers.values() if t.node == "day before"]
+    assert timer.due == T0.replace(day=4, hour=0)
+
+
+def test_leaving_the_stage_cancels_the_reminder(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-03T15:00:00+07:00"})
+    sim.write("move", "booking", "1", stage="done")
+    sim.write("update", "booking", "1", {"visit_at": "2026-03-04T15:00:00+07:00"})
+    sim.advance_by(timedelta(days=3))
+    assert sms_sent(sim) == []
+    assert status(sim, "booked/remind") == "cancelled"
+    assert sim.state.timers == {}
+
+
+# ------------------------------------------------------------------ wait
+
+
+def quoted(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-09T15:00:00+07:00"})
+    sim.write("move", "booking", "1", stage="quoted")
+
+
+def test_a_change_of_a_watched_field_ends_the_wait(sim) -> None:
+    quoted(sim)
+    assert status(sim, "quoted/chase") == "waiting"
+    sim.write("update", "booking", "1", {"note": "x"})
+    assert status(sim, "quoted/chase") == "waiting"  # not a watched field
+    sim.write("update", "booking", "1", {"quote_amount": 500})
+    assert status(sim, "quoted/chase") == "done"
+    assert "notify" in actions(sim)
+    sim.advance_by(timedelta(days=3))
+    assert actions(sim).count("notify") == 1  # its timeout was cancelled
+
+
+def test_a_wait_that_times_out_runs_or_skips_as_on_timeout_says(sim) -> None:
+    quoted(sim)
+    sim.advance_by(timedelta(days=2))
+    assert status(sim, "quoted/chase") == "done"
+    assert actions(sim).count("notify") == 1  # on_timeout: run
+    sim.advance_by(timedelta(days=1))
+    (run,) = runs_of(sim, "rule:bookings/quoted/thank")
+    assert run.status == "done" and "skipped" in run.trace[-1].detail
+    assert sms_sent(sim) == []
+
+
+def test_an_event_ends_the_wait_and_the_action_reads_it(sim) -> None:
+    quoted(sim)
+    sim.event("invoice.paid", "booking", "1", {"amount": 300})
+    assert sms_sent(sim) == ["cam on 300"]
+    assert status(sim, "quoted/thank") == "done"
+
+
+def test_a_wait_without_for_waits_until_it_happens(sim) -> None:
+    quoted(sim)
+    sim.advance_by(timedelta(days=30))
+    assert status(sim, "quoted/watch note") == "waiting"
+    sim.write("update", "booking", "1", {"note": "x"})
+    assert status(sim, "quoted/watch note") == "done"
+
+
+def test_leaving_the_stage_cancels_the_waits(sim) -> None:
+    quoted(sim)
+    sim.write("move", "booking", "1", stage="done")
+    sim.event("invoice.paid", "booking", "1", {"amount": 300})
+    sim.write("update", "booking", "1", {"quote_amount": 500})
+    sim.advance_by(timedelta(days=5))
+    assert sms_sent(sim) == [] and "notify" not in actions(sim)
+    assert {status(sim, f"quoted/{r}") for r in ("chase", "thank", "watch note")} == {"cancelled"}
+    assert sim.state.timers == {}
