@@ -6,9 +6,12 @@ leaving the stage cancels every kind of wait."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from flowctl.engine.scenario import run_scenarios
+from flowctl.spec.config import load_bundle
 from tests.engine.conftest import T0, actions, runs_of
 
 VISITS = """
@@ -217,3 +220,12 @@ def test_leaving_the_stage_cancels_the_waits(sim) -> None:
     assert sms_sent(sim) == [] and "notify" not in actions(sim)
     assert {status(sim, f"quoted/{r}") for r in ("chase", "thank", "watch note")} == {"cancelled"}
     assert sim.state.timers == {}
+
+
+def test_the_beauty_clinic_reminds_two_hours_before_the_consultation() -> None:
+    loaded = load_bundle(Path(__file__).resolve().parents[2] / "examples" / "beauty-clinic")
+    assert loaded.bundle is not None and not loaded.errors
+    results = run_scenarios(loaded.bundle)
+    mine = [r for r in results if "two hours" in r.name or "reminder goes at once" in r.name or "moves on" in r.name]
+    assert len(mine) == 3
+    assert all(r.passed for r in results), [f.message for r in results for f in r.failures]
