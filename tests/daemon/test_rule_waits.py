@@ -1,0 +1,103 @@
+"""Stage-rule waits in the real daemon: a rule waiting for an event or a field change is a run
+and a timer in the database, so it survives a restart; leaving the stage cancels it there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flowctl.testing import Daemon, wait_for
+from tests.conftest import HttpSink, SmtpServer
+from tests.daemon.configs import real_channels
+
+SMS = 'to: "{{ record.phone }}"'
+PIPELINE = f"""\
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {{name: sales}}
+spec:
+  object: deal
+  stages:
+    - id: new
+    - id: quoted
+      rules:
+        - {{name: thanks, wait: {{event: invoice.paid, for: 30d}}, on_timeout: skip,
+           action: send_sms, text: "Paid {{{{ record.title }}}} {{{{ event.amount }}}}", {SMS}}}
+        - {{name: requote, wait: {{changed: [amount]}},
+           action: send_sms, text: "New quote {{{{ record.title }}}}", {SMS}}}
+    - id: done
+      rules:
+        - {{name: closed, action: send_sms, text: "Closed {{{{ record.title }}}}", {SMS}}}
+"""
+WAIT = {"Prefer": "wait=10"}
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> Iterator[Daemon]:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "flowctl.yaml").write_text(
+        real_channels(smtp_server.port, http_sink.url, "    amount: money\n") + PIPELINE
+    )
+    proc = Daemon(folder, f"sqlite:///{tmp_path / 'flowctl.db'}")
+    try:
+        yield proc
+    finally:
+        proc.stop_quietly()
+
+
+def processed(daemon: Daemon, path: str, body: Mapping[str, Any]) -> None:
+    """POST ``body`` and wait until the engine has handled it (``Prefer: wait``)."""
+    answer = httpx.post(f"{daemon.url}{path}", json=body, headers={**daemon.headers(), **WAIT}, timeout=30)
+    assert answer.status_code == 200, answer.text
+
+
+def texts(sink: HttpSink) -> list[str]:
+    return [h.json()["text"] for h in sink.hits if h.path == "/sms"]
+
+
+def rule_runs(daemon: Daemon, record: str) -> dict[str, tuple[str, str]]:
+    items = daemon.get(f"/v1/runs?object=deal&record={record}").json()["items"]
+    return {r["automation"]: (r["status"], r["waiting_for"]) for r in items}
+
+
+def quoted(daemon: Daemon, record: str, title: str) -> None:
+    answer = daemon.put("deal", record, {"title": title, "phone": "0901234567"}, stage="quoted", headers=WAIT)
+    assert answer.status_code == 200, answer.text
+    assert rule_runs(daemon, record)["rule:sales/quoted/requote"] == ("waiting", "changed: amount")
+
+
+def test_a_waiting_rule_survives_a_restart(daemon: Daemon, http_sink: HttpSink) -> None:
+    daemon.start()
+    quoted(daemon, "1", "Tủ")
+    assert rule_runs(daemon, "1")["rule:sales/quoted/thanks"] == ("waiting", "invoice.paid")
+    assert daemon.terminate() == 0  # the waits are runs and a timer in the database
+    daemon.start()
+    processed(daemon, "/v1/events", {"event": "invoice.paid", "object": "deal", "id": "1", "data": {"amount": 500}})
+    wait_for(lambda: "Paid Tủ 500" in texts(http_sink), what="the SMS of the event after the restart")
+    assert daemon.patch("deal", "1", {"amount": 900}, headers=WAIT).status_code == 200
+    wait_for(lambda: "New quote Tủ" in texts(http_sink), what="the SMS of the change after the restart")
+    runs = rule_runs(daemon, "1")
+    assert runs["rule:sales/quoted/thanks"][0] == runs["rule:sales/quoted/requote"][0] == "done"
+
+
+def test_leaving_the_stage_cancels_the_waits_across_a_restart(daemon: Daemon, http_sink: HttpSink) -> None:
+    daemon.start()
+    quoted(daemon, "2", "Bàn")
+    assert daemon.terminate() == 0
+    daemon.start()
+    left = daemon.put("deal", "2", {"title": "Bàn", "phone": "0901234567"}, stage="done", headers=WAIT)
+    assert left.status_code == 200, left.text
+    runs = rule_runs(daemon, "2")
+    assert runs["rule:sales/quoted/thanks"][0] == runs["rule:sales/quoted/requote"][0] == "cancelled"
+    assert daemon.patch("deal", "2", {"amount": 900}, headers=WAIT).status_code == 200
+    processed(daemon, "/v1/events", {"event": "invoice.paid", "object": "deal", "id": "2", "data": {"amount": 1}})
+    # the outbox is written with the step that decides: after both inputs it holds all there is
+    rows = daemon.get("/v1/outbox?object=deal&record=2").json()["items"]
+    assert [r["summary"] for r in rows] == ["Closed Bàn"]
+    wait_for(lambda: "Closed Bàn" in texts(http_sink), what="the SMS of the next stage")
+    assert texts(http_sink) == ["Closed Bàn"]
