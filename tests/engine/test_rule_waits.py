@@ -229,3 +229,74 @@ def test_the_beauty_clinic_reminds_two_hours_before_the_consultation() -> None:
     mine = [r for r in results if "two hours" in r.name or "reminder goes at once" in r.name or "moves on" in r.name]
     assert len(mine) == 3
     assert all(r.passed for r in results), [f.message for r in results for f in r.failures]
+
+
+# ------------------------------------------------------------------ flowctl test scenarios
+
+SCENARIOS = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: the quote is chased when it does not change in two days}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records:
+    - {object: booking, id: 1, pipeline: bookings, stage: booked, fields: {full_name: Mai, phone: "0912345678"}}
+  steps:
+    - move: {object: booking, id: 1, stage: quoted}
+    - expect: {effects: []}
+    - advance: 1d23h
+    - expect: {effects: []}
+    - advance: 1h
+    - expect: {effects: [{action: notify, text: chase Mai}], exactly: true}
+---
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: a new quote ends the wait and the payment is thanked}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records:
+    - {object: booking, id: 1, pipeline: bookings, stage: booked, fields: {full_name: Mai, phone: "0912345678"}}
+  steps:
+    - move: {object: booking, id: 1, stage: quoted}
+    - update: {object: booking, id: 1, fields: {quote_amount: 500}}
+    - expect: {effects: [{action: notify, text: chase Mai}], exactly: true}
+    - event: {event: invoice.paid, object: booking, id: 1, data: {amount: 500}}
+    - expect: {effects: [{action: send_sms, text: cam on 500}], exactly: true}
+    - advance: 5d
+    - expect: {effects: []}
+---
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: leaving the stage cancels the waits}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  records:
+    - {object: booking, id: 1, pipeline: bookings, stage: booked, fields: {full_name: Mai, phone: "0912345678"}}
+  steps:
+    - move: {object: booking, id: 1, stage: quoted}
+    - move: {object: booking, id: 1, stage: done}
+    - update: {object: booking, id: 1, fields: {quote_amount: 500, note: x}}
+    - event: {event: invoice.paid, object: booking, id: 1, data: {amount: 500}}
+    - advance: 5d
+    - expect: {effects: []}
+---
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: the reminder follows the visit}
+spec:
+  now: "2026-03-02T09:00:00+07:00"
+  steps:
+    - create: {object: booking, id: 1,
+               fields: {full_name: Mai, phone: "0912345678", visit_at: "2026-03-03T15:00:00+07:00"}}
+    - update: {object: booking, id: 1, fields: {visit_at: "2026-03-04T09:00:00+07:00"}}
+    - advance: {to: "2026-03-04T06:59:00+07:00"}
+    - expect: {effects: []}
+    - advance: 1m
+    - expect: {effects: [{action: send_sms, text: Hen gap Mai}], exactly: true}
+"""
+
+
+def test_waiting_rules_in_flowctl_test_scenarios(bundle_of) -> None:
+    results = run_scenarios(bundle_of({"visits.yaml": VISITS, "tests/waits.yaml": SCENARIOS}))
+    assert len(results) == 4
+    assert all(r.passed for r in results), [(r.name, f.message) for r in results for f in r.failures]
