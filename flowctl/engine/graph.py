@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from flowctl.engine.rule_waits import timing
 from flowctl.spec import model as m
 
 
@@ -88,8 +89,9 @@ def pipeline_mermaid(pipeline: m.Pipeline) -> str:
             lines.append(f'    {_ident(stage.id)}_t{stage.triggers.index(trigger)}>"trigger: {_label(what)}"]')
         for rule in stage.rules:
             desc = rule.action.type + (f" {rule.action.template}" if rule.action.template else "")
-            if rule.delay:
-                desc = f"after {rule.delay.text}: " + desc
+            when = timing(rule)
+            if when:
+                desc = f"{when}: " + desc
             lines.append(f'    {_ident(stage.id)}_{_ident(rule.name)}["{_label(rule.name)}: {_label(desc)}"]')
         for rule in stage.rules:
             for before in rule.after:

@@ -295,7 +295,8 @@ class PipelineRunner:
     def follow(self, tx: Tx, record: Record, changed: tuple[str, ...]) -> None:
         """Move the timers of rules waiting for a ``delay: {until}`` moment that reads a changed field."""
         current = tx.record(record.object, record.id) or record
-        fields = self.waits.follow.get((current.pipeline, current.stage))
+        pipeline = self.pipeline_of(current)
+        fields = self.waits.follow.get((pipeline.name, current.stage)) if pipeline is not None else None
         if not fields or fields.isdisjoint(changed):
             return
         for run in tx.active_runs(record.object, record.id):

@@ -30,6 +30,22 @@ def wait_label(rule: m.Rule) -> str:
     return rule.wait.event or "changed: " + ", ".join(rule.wait.changed)
 
 
+def timing(rule: m.Rule) -> str:
+    """When a rule acts, for graphs: ``after 2h``, ``until visit_at -2h``, ``on invoice.paid (3d,
+    then skip)``, ``on change of quote_amount``; '' for a rule that acts on entry."""
+    parts = []
+    if rule.delay is not None:
+        parts.append(f"after {rule.delay.text}")
+    if rule.delay_until:
+        read = ", ".join(sorted(until_fields(rule))) or rule.delay_until
+        parts.append(f"until {read}" + (f" {rule.delay_offset.text}" if rule.delay_offset is not None else ""))
+    if rule.wait is not None:
+        what = rule.wait.event or "change of " + ", ".join(rule.wait.changed)
+        bound = f" ({rule.wait.for_.text}, then {rule.on_timeout})" if rule.wait.for_ is not None else ""
+        parts.append(f"on {what}{bound}")
+    return ", ".join(parts)
+
+
 def until_moment(rule: m.Rule, ctx: Mapping[str, Any], zone: tzinfo) -> tuple[datetime, datetime] | None:
     """The field's moment and the rule's due moment (the field's plus ``offset``), or None while
     the template renders empty (the field is not set yet).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowctl.engine.rule_waits import timing
 from flowctl.engine.scenario import run_scenarios
 from flowctl.spec.config import load_bundle
 from tests.engine.conftest import T0, actions, runs_of
@@ -300,3 +301,37 @@ def test_waiting_rules_in_flowctl_test_scenarios(bundle_of) -> None:
     results = run_scenarios(bundle_of({"visits.yaml": VISITS, "tests/waits.yaml": SCENARIOS}))
     assert len(results) == 4
     assert all(r.passed for r in results), [(r.name, f.message) for r in results for f in r.failures]
+
+
+def test_graphs_say_when_a_waiting_rule_acts(bundle_of) -> None:
+    stages = bundle_of({"visits.yaml": VISITS}).pipelines["bookings"].stages
+    assert [timing(rule) for stage in stages for rule in stage.rules] == [
+        "until visit_at -2h",
+        "until visit_day -1d",
+        "on change of quote_amount (2d, then run)",
+        "on invoice.paid (3d, then skip)",
+        "on change of note",
+    ]
+
+
+def test_a_delay_then_a_wait(sim_of) -> None:
+    pipeline = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: deals}
+spec:
+  object: deal
+  stages:
+    - id: new
+      rules:
+        - {name: late payer, delay: 1d, wait: {event: invoice.paid, for: 2d}, on_timeout: run,
+           action: notify, to: owner, text: "paid or not"}
+"""
+    sim = sim_of({"deals.yaml": pipeline})
+    sim.write("create", "deal", "1", {"client_name": "Mai", "owner": "lan"})
+    sim.event("invoice.paid", "deal", "1", {})  # during the delay: not waited for yet
+    sim.advance_by(timedelta(days=1))
+    (run,) = runs_of(sim, "rule:deals/new/late payer")
+    assert (run.status, run.waiting_for) == ("waiting", "invoice.paid")
+    sim.advance_by(timedelta(days=2))
+    assert actions(sim) == ["notify"]
