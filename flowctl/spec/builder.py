@@ -366,6 +366,7 @@ class Builder:
             default=_str(raw.get("default")),
             for_=self.duration(raw.get("for"), w, "for"),
             until=_str(raw.get("until")),
+            offset=self.duration(raw.get("offset"), w, "offset", code="E111") if node_type == "delay" else None,
             event=_str(raw.get("event")) if node_type == "wait_event" else "",
             if_=_str(raw.get("if")) if node_type == "wait_event" else "",
             on_timeout=_str(raw.get("on_timeout")),

@@ -335,3 +335,22 @@ spec:
     assert (run.status, run.waiting_for) == ("waiting", "invoice.paid")
     sim.advance_by(timedelta(days=2))
     assert actions(sim) == ["notify"]
+
+
+def test_a_flow_delay_node_takes_an_offset_too(sim_of) -> None:
+    flow = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: remind}
+spec:
+  object: booking
+  trigger: {on: created}
+  start: wait
+  nodes:
+    wait: {type: delay, until: "{{ record.visit_at }}", offset: -1h, next: sms}
+    sms: {type: send_sms, text: "soon", to: "{{ record.phone }}"}
+"""
+    sim = sim_of({"visits.yaml": VISITS, "flow.yaml": flow})
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-02T15:00:00+07:00"})
+    (timer,) = [t for t in sim.state.timers.values() if t.node == "wait"]
+    assert timer.due == T0.replace(hour=14)

@@ -27,7 +27,17 @@ def _rules(bundle: m.Bundle) -> Iterator[tuple[m.Pipeline, m.Stage, m.Rule]]:
 
 def check_rule_delays(bundle: m.Bundle) -> Iterator[Issue]:
     """E110 ``until`` reads no date or datetime field; E111 ``offset`` without ``until``, or
-    ``for`` beside ``until``."""
+    ``for`` beside ``until`` (also an ``offset`` on a flow's delay node without ``until``)."""
+    for flow in bundle.flows.values():
+        for node in flow.nodes.values():
+            if node.offset is not None and not node.until:
+                yield error(
+                    "E111",
+                    f"flow '{flow.name}', node '{node.id}': 'offset' moves an 'until' moment, "
+                    "and the node has no 'until'",
+                    value_span(node.where, "offset"),
+                    'add until: "{{ record.<date field> }}", or remove offset',
+                )
     for pipeline, stage, rule in _rules(bundle):
         owner = f"rule '{rule.name}' in stage '{stage.id}' of pipeline '{pipeline.name}'"
         w = rule.where

@@ -146,7 +146,7 @@ class Node:
     """One node of a flow graph. ``type`` is a control type or an action type.
 
     * branch: branches (first true wins), default
-    * delay: for_ (a duration) or until (a datetime template), next
+    * delay: for_ (a duration) or until (a datetime template) and offset, next
     * wait_event: event, if_ (on the event), for_ (timeout), on_timeout, next
     * goto: target, max_visits
     * goto_flow: flow
@@ -161,6 +161,7 @@ class Node:
     default: str = ""
     for_: Duration | None = None
     until: str = ""
+    offset: Duration | None = None  # added to until ("-2h")
     event: str = ""
     if_: str = ""
     on_timeout: str = ""
