@@ -36,14 +36,17 @@ spec:
 WAIT = {"Prefer": "wait=10"}
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink) -> Iterator[Daemon]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def daemon(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SmtpServer, http_sink: HttpSink
+) -> Iterator[Daemon]:
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "flowctl.yaml").write_text(
         real_channels(smtp_server.port, http_sink.url, "    amount: money\n") + PIPELINE
     )
-    proc = Daemon(folder, f"sqlite:///{tmp_path / 'flowctl.db'}")
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'flowctl.db'}"
+    proc = Daemon(folder, url)
     try:
         yield proc
     finally:
