@@ -1,9 +1,11 @@
-"""Stage-rule waits in the real daemon: a rule waiting for an event or a field change is a run
-and a timer in the database, so it survives a restart; leaving the stage cancels it there."""
+"""Stage-rule waits in the real daemon: a rule waiting for an event, a field change or a moment
+of the record is a run and a timer in the database, so it survives a restart (and a moment still
+follows its field after one); leaving the stage cancels it there."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ spec:
   object: deal
   stages:
     - id: new
+      rules:
+        - {{name: remind, delay: {{until: "{{{{ record.visit_at }}}}", offset: -2h}},
+           action: send_sms, text: "Visit {{{{ record.title }}}}", {SMS}}}
     - id: quoted
       rules:
         - {{name: thanks, wait: {{event: invoice.paid, for: 30d}}, on_timeout: skip,
@@ -43,7 +48,7 @@ def daemon(
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "flowctl.yaml").write_text(
-        real_channels(smtp_server.port, http_sink.url, "    amount: money\n") + PIPELINE
+        real_channels(smtp_server.port, http_sink.url, "    amount: money\n    visit_at: datetime\n") + PIPELINE
     )
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'flowctl.db'}"
     proc = Daemon(folder, url)
@@ -104,3 +109,17 @@ def test_leaving_the_stage_cancels_the_waits_across_a_restart(daemon: Daemon, ht
     assert [r["summary"] for r in rows] == ["Closed Bàn"]
     wait_for(lambda: "Closed Bàn" in texts(http_sink), what="the SMS of the next stage")
     assert texts(http_sink) == ["Closed Bàn"]
+
+
+def test_a_reminder_follows_its_field_after_a_restart(daemon: Daemon, http_sink: HttpSink) -> None:
+    daemon.start()
+    far = {"title": "Ghế", "phone": "0901234567", "visit_at": "2030-01-01T10:00:00+00:00"}
+    assert daemon.put("deal", "3", far, headers=WAIT).status_code == 200
+    assert rule_runs(daemon, "3")["rule:sales/new/remind"] == ("waiting", "until {{ record.visit_at }} -2h")
+    assert daemon.terminate() == 0
+    daemon.start()
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+    assert daemon.patch("deal", "3", {"visit_at": soon}, headers=WAIT).status_code == 200
+    # two hours before a visit one hour away has passed while the visit is ahead: it goes at once
+    assert rule_runs(daemon, "3")["rule:sales/new/remind"][0] == "done"
+    wait_for(lambda: "Visit Ghế" in texts(http_sink), what="the reminder moved to now")
