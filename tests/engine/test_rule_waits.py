@@ -150,6 +150,15 @@ def test_an_empty_field_waits_until_it_is_set(sim) -> None:
     assert sms_sent(sim) == ["Hen gap Mai"]
 
 
+def test_clearing_the_field_stops_the_timer_until_it_is_set_again(sim) -> None:
+    sim.write("create", "booking", "1", {**BOOKING, "visit_at": "2026-03-03T15:00:00+07:00"})
+    sim.write("update", "booking", "1", {"visit_at": None})
+    (run,) = runs_of(sim, "rule:bookings/booked/remind")
+    assert run.status == "waiting" and sim.state.timers_of(run.id) == []
+    sim.advance_by(timedelta(days=2))
+    assert sms_sent(sim) == []
+
+
 def test_a_date_field_means_midnight_in_the_config_time_zone(sim) -> None:
     sim.write("create", "booking", "1", {**BOOKING, "visit_day": "2026-03-05"})
     (timer,) = [t for t in sim.state.timers.values() if t.node == "day before"]
