@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from flowctl.engine.state import Record, Run, StageEntry, Timer
+from flowctl.ports.channel_tokens import ChannelTokens
 from flowctl.ports.recycle_bin import RecycleBin
 from flowctl.ports.values import (
     AppendResult,
@@ -405,7 +406,17 @@ class WorkerStore(RecordState, ChangeQueue, Protocol):
 
 
 class Store(
-    RecordState, ChangeQueue, Outbox, CareLedger, Deployments, Leases, SourceCursors, Inspection, RecycleBin, Protocol
+    RecordState,
+    ChangeQueue,
+    Outbox,
+    CareLedger,
+    Deployments,
+    Leases,
+    SourceCursors,
+    Inspection,
+    RecycleBin,
+    ChannelTokens,
+    Protocol,
 ):
     """Durable state: every role at once, where the daemon is wired. Every method is one
     transaction unless it says otherwise."""

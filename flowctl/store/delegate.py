@@ -20,6 +20,7 @@ from flowctl.ports import (
     AppendResult,
     CareOccurrence,
     CareSummary,
+    ChannelToken,
     ConfigVersion,
     NewChange,
     Note,
@@ -238,6 +239,13 @@ class StoreDelegate:
 
     def source_keys(self, source: str) -> set[str]:
         return self.store.source_keys(source)
+
+    # ---- ChannelTokens
+    def channel_token(self, channel: str) -> ChannelToken | None:
+        return self.store.channel_token(channel)
+
+    def swap_channel_token(self, channel: str, expected_refresh: str | None, token: ChannelToken) -> bool:
+        return self.store.swap_channel_token(channel, expected_refresh, token)
 
     # ---- Inspection
     def list_records(
