@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from flowctl.engine.state import Record, Run, StageEntry, Timer
+from flowctl.engine.state import Effect, Record, Run, StageEntry, Timer
 from flowctl.ports import (
     AppendResult,
     CareOccurrence,
@@ -239,6 +239,9 @@ class StoreDelegate:
 
     def source_keys(self, source: str) -> set[str]:
         return self.store.source_keys(source)
+
+    def queue_outbox(self, effects: Sequence[Effect], now: datetime) -> list[str]:
+        return self.store.queue_outbox(effects, now)
 
     # ---- ChannelTokens
     def channel_token(self, channel: str) -> ChannelToken | None:
