@@ -274,6 +274,8 @@ class ActionRenderer:
         text = message.get("text", "")
         info = segments(text)
         params.update(text=text, encoding=info.encoding, segments=info.segments, characters=info.characters)
+        if "template_id" in message:  # a Zalo ZNS template
+            params.update(template_id=message["template_id"], template_data=message["template_data"])
         return params, None
 
     @_handles("call")
