@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -41,6 +42,8 @@ TOKEN_URL = "https://oauth.zaloapp.com/v4/oa/access_token"
 DEFAULT_TIMEOUT = 30.0
 #: Refresh this long before the access token runs out, so no send races its expiry.
 EXPIRY_MARGIN = timedelta(minutes=5)
+#: How long a refused refresh waits for another replica's rotated pair to reach the store.
+ROTATION_GRACE = 2.0
 #: ``expires_in`` when Zalo's answer has none usable (the documented lifetime is about 25 hours).
 DEFAULT_EXPIRES_IN = 3600
 
@@ -96,6 +99,7 @@ class ZaloSender:
         self.env = env
         self.store = store
         self.clock = clock
+        self.rotation_grace = ROTATION_GRACE
         self.timeout = channel.timeout.value.total_seconds() if channel.timeout else DEFAULT_TIMEOUT
         self.secrets = Secrets()
         self._refreshing = threading.Lock()
@@ -211,19 +215,32 @@ class ZaloSender:
                 refresh = configured
                 expected = stored.refresh_token if stored else None
             fresh = self._refresh(refresh, origin, now)
-            if fresh is None:  # refused: another replica may have spent it and saved the next pair
-                latest = self.store.channel_token(self.channel.name)
-                if latest is not None and latest.refresh_token != refresh and latest.access_token != stale:
-                    self._remember(latest)
+            if fresh is None:  # refused: another replica may have spent it, and saves the next pair now
+                latest = self._rotated_elsewhere(refresh, stale)
+                if latest is not None:
                     return latest.access_token
                 raise TemporaryFailure(
-                    f"channel {self.channel.name}: Zalo refused the refresh token; authorise the Official "
-                    "Account again and set the new refresh token in the channel's refresh_token variable"
+                    f"channel {self.channel.name}: Zalo refused the refresh token (if this lasts, authorise the "
+                    "Official Account again and set the new refresh token in the channel's refresh_token variable)"
                 )
             if self.store.swap_channel_token(self.channel.name, expected, fresh):
                 return fresh.access_token
             latest = self.store.channel_token(self.channel.name)  # another writer won: the newest is theirs
             return latest.access_token if latest is not None else fresh.access_token
+
+    def _rotated_elsewhere(self, refresh: str, stale: str) -> ChannelToken | None:
+        """The pair another replica made from ``refresh`` (which Zalo just refused us as spent), if
+        it shows up in the store within ``ROTATION_GRACE``: that replica's refresh was answered
+        and its swap is a moment away. None when nobody rotated it (revoked, or truly lost)."""
+        deadline = time.monotonic() + self.rotation_grace
+        while True:
+            latest = self.store.channel_token(self.channel.name)
+            if latest is not None and latest.refresh_token != refresh and latest.access_token != stale:
+                self._remember(latest)
+                return latest
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
     def _refresh(self, refresh_token: str, origin: str, now: datetime) -> ChannelToken | None:
         """A new pair from Zalo; None when Zalo refuses ``refresh_token`` (spent or revoked)."""

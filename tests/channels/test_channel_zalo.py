@@ -3,6 +3,7 @@ expiry, refresh with rotation (a spent refresh token is refused), a phone withou
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,6 +179,7 @@ def test_a_refused_refresh_token_with_nothing_newer_is_a_temporary_failure_that_
     server: ZaloServer, sender: ZaloSender, make_row: MakeRow
 ) -> None:
     server.refresh_token = "rt-someone-else"  # ours was spent by another client
+    sender.rotation_grace = 0.0  # nobody will save a newer pair: do not wait for one
     with pytest.raises(TemporaryFailure, match="refused the refresh token") as caught:
         sender.send(zns_row(make_row))
     assert FIRST_REFRESH not in str(caught.value) and not server.sent
@@ -276,3 +278,49 @@ def test_build_senders_makes_a_zalo_sender_only_with_a_store(
     daemon["zalo"].close()  # type: ignore[attr-defined]
     outside = build_senders(bundle, env(server))
     assert "sends only from the daemon" in outside["zalo"].unconfigured  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_replicas_refreshing_at_once_spend_the_refresh_token_once(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    server: ZaloServer,
+    clock: FrozenClock,
+    make_channel: MakeChannel,
+    make_row: MakeRow,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'z.db'}" if backend == "sqlite" else str(request.getfixturevalue("pg_url"))
+    stores = [open_store(url), open_store(url)]  # one per replica, as two daemons would open it
+    replicas = [ZaloSender(zalo(make_channel), env(server), store, clock) for store in stores]
+    try:
+        replicas[0].send(zns_row(make_row))
+        server.expire()  # both replicas now find the stored access token refused
+        start = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def send(replica: ZaloSender, key: str) -> None:
+            start.wait()
+            try:
+                replica.send(zns_row(make_row, key=key))
+            except TemporaryFailure:  # the deliverer retries it: at most once here
+                replica.send(zns_row(make_row, key=key))
+                outcomes.append("retried")
+            else:
+                outcomes.append("sent")
+
+        threads = [threading.Thread(target=send, args=(r, f"run-{i}:zns:0")) for i, r in enumerate(replicas, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stored = stores[1].channel_token("zalo")
+    finally:
+        for replica in replicas:
+            replica.close()
+        for store in stores:
+            store.close()
+    assert len(outcomes) == 2 and len(server.sent) == 3
+    assert server.issued == 2  # the first refresh, and exactly one for the race: rt-1 was spent once
+    assert server.refused in ([], ["rt-1-refresh"])  # the loser presented rt-1 and took the winner's pair
+    assert stored is not None and stored.refresh_token == server.refresh_token == "rt-2-refresh"
