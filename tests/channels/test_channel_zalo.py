@@ -13,6 +13,7 @@ import pytest
 
 from flowctl.channels import build_senders
 from flowctl.channels.base import PermanentFailure, TemporaryFailure
+from flowctl.channels.env import unset_env
 from flowctl.channels.zalo import ZaloSender, normalise_phone
 from flowctl.ports import OutboxRow, Store
 from flowctl.spec.model import Bundle, Channel, ChannelFallback, Config, Metadata, frozen_map
@@ -324,3 +325,15 @@ def test_two_replicas_refreshing_at_once_spend_the_refresh_token_once(
     assert server.issued == 2  # the first refresh, and exactly one for the race: rt-1 was spent once
     assert server.refused in ([], ["rt-1-refresh"])  # the loser presented rt-1 and took the winner's pair
     assert stored is not None and stored.refresh_token == server.refresh_token == "rt-2-refresh"
+
+
+def test_an_unset_zalo_variable_holds_the_channel_and_is_named(
+    server: ZaloServer, store: Store, clock: FrozenClock, make_channel: MakeChannel
+) -> None:
+    bundle = Bundle(
+        root=Path(), config=Config(metadata=Metadata(name="c")), channels=frozen_map({"zalo": zalo(make_channel)})
+    )
+    missing = {k: v for k, v in env(server).items() if k != "ZALO_REFRESH_TOKEN"}
+    assert [(u.owner, u.variable) for u in unset_env(bundle, missing)] == [("channel zalo", "ZALO_REFRESH_TOKEN")]
+    held = build_senders(bundle, missing, store=store, clock=clock)["zalo"]
+    assert "ZALO_REFRESH_TOKEN is not set" in held.unconfigured  # type: ignore[attr-defined]
