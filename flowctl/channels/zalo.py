@@ -246,7 +246,7 @@ class ZaloSender:
 
     def _rotated_elsewhere(self, refresh: str, stale: str) -> ChannelToken | None:
         """The pair another replica made from ``refresh`` (which Zalo just refused us as spent), if
-        it shows up in the store within ``ROTATION_GRACE``: that replica's refresh was answered
+        it shows up in the store within ``rotation_grace`` seconds: that replica's refresh was answered
         and its swap is a moment away. None when nobody rotated it (revoked, or truly lost)."""
         deadline = time.monotonic() + self.rotation_grace
         while True:
