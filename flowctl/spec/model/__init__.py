@@ -60,6 +60,7 @@ from flowctl.spec.model.common import (
 from flowctl.spec.model.resources import (
     AllocationRule,
     Channel,
+    ChannelFallback,
     QuietHours,
     SendPolicy,
     Source,
@@ -132,6 +133,7 @@ __all__ = [
     "CareProcess",
     "CareWhen",
     "Channel",
+    "ChannelFallback",
     "Config",
     "Document",
     "Duration",
