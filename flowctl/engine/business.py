@@ -32,5 +32,10 @@ def held_until(bundle: m.Bundle, action: m.Action, now: datetime) -> datetime | 
     return due if due > now else None
 
 
+def delay_text(duration: m.Duration, calendar: str) -> str:
+    """``4h``, or ``4h of office time`` for a delay counted in a calendar's working time."""
+    return f"{duration.text} of {calendar} time" if calendar else duration.text
+
+
 def hold_detail(action: m.Action, due: datetime) -> str:
     return f"{action.type} held until {due.isoformat()} (only_during {action.only_during})"

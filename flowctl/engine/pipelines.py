@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from flowctl.engine.business import held_until, hold_detail, wake_at
+from flowctl.engine.business import delay_text, held_until, hold_detail, wake_at
 from flowctl.engine.flows import starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
@@ -240,8 +240,8 @@ class PipelineRunner:
         if rule.delay is not None and (rule.delay.seconds > 0 or rule.delay_calendar):
             due = wake_at(self.bundle, rule.delay_calendar, tx.now, rule.delay.value)
             if due > tx.now:
-                working = f" of {rule.delay_calendar} time" if rule.delay_calendar else ""
-                tx.wait(run, rule.name, due, "rule", f"delay {rule.delay.text}{working} until {due.isoformat()}")
+                text = delay_text(rule.delay, rule.delay_calendar)
+                tx.wait(run, rule.name, due, "rule", f"delay {text} until {due.isoformat()}")
                 return
         self.run_rule(tx, run, rule)
 
