@@ -20,7 +20,7 @@ def wake_at(bundle: m.Bundle, calendar: str, now: datetime, duration: timedelta)
     found = bundle.config.calendars.get(calendar) if calendar else None
     if found is None:
         return now + duration
-    return add_working(found, now, duration)
+    return add_working(found, now, duration).astimezone(now.tzinfo)  # traces keep the clock's zone
 
 
 def held_until(bundle: m.Bundle, action: m.Action, now: datetime) -> datetime | None:
@@ -29,7 +29,7 @@ def held_until(bundle: m.Bundle, action: m.Action, now: datetime) -> datetime | 
     if found is None:
         return None
     due = next_working(found, now)
-    return due if due > now else None
+    return due.astimezone(now.tzinfo) if due > now else None
 
 
 def delay_text(duration: m.Duration, calendar: str) -> str:

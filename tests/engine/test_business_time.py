@@ -170,11 +170,11 @@ def test_the_flow_trace_tells_the_wait_and_the_hold(tmp_path: Path) -> None:
     sim = Simulator(bundle, datetime(2026, 3, 7, 20, 0, tzinfo=TZ))
     sim.write("create", "deal", "7", {"title": "Sofa"})
     (run,) = sim.state.runs.values()
-    assert run.status == "waiting" and run.trace[-1].detail == "until 2026-03-08T02:30:00+00:00"
+    assert run.status == "waiting" and run.trace[-1].detail == "until 2026-03-08T09:30:00+07:00"
     sim.advance(datetime(2026, 3, 10, 7, 59, tzinfo=TZ))
     run = sim.state.runs[run.id]
     assert run.status == "waiting" and not sim.state.effects
-    assert run.trace[-1].detail == "notify held until 2026-03-10T01:00:00+00:00 (only_during office)"
+    assert run.trace[-1].detail == "notify held until 2026-03-10T08:00:00+07:00 (only_during office)"
     sim.advance(datetime(2026, 3, 10, 8, 0, tzinfo=TZ))
     run = sim.state.runs[run.id]
     assert [e.kind for e in run.trace][-3:] == ["effect", "effect", "end"]
