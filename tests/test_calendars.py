@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from flowctl.spec.calendars import (
     Calendar,
     CalendarError,
+    NoWorkingTime,
     add_working,
     calendar_errors,
     is_working,
@@ -207,3 +208,18 @@ def test_the_result_is_working_time(cal: Calendar, start: datetime, x: timedelta
     assert cal.works_on(local.date()) or local.time() == datetime.min.time()
     assert is_working(cal, end)
     assert end - start >= x  # working time never runs faster than real time
+
+
+def test_a_long_count_goes_on_past_years_of_days() -> None:
+    # 52 weeks of 48 office hours: a year of working time, a little over a year of days.
+    start = datetime(2027, 3, 15, 8, 0, tzinfo=SAIGON)  # a Monday
+    end = add_working(OFFICE, start, hours(48 * 52 * 12))
+    assert end.astimezone(SAIGON).year == 2039
+
+
+def test_a_calendar_with_no_working_time_says_so() -> None:
+    never = parse_calendar("never", {"days": ["sun"], "hours": ["02:15-02:45"]}, "UTC")
+    holidays = frozenset(date(2027, 1, 3) + timedelta(weeks=n) for n in range(600))
+    blocked = Calendar(name="never", days=never.days, hours=never.hours, holidays=holidays, timezone="UTC")
+    with pytest.raises(NoWorkingTime):
+        next_working(blocked, datetime(2027, 1, 1, tzinfo=UTC))

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _DAY = timedelta(days=1)
-#: How far ahead a search for working time looks before it gives up (a calendar whose every
-#: working day is a holiday for years is a mistake, not a reason to loop forever).
+#: How many days in a row without working time a search passes before it gives up (a calendar
+#: whose every working day is a holiday for years is a mistake, not a reason to loop forever).
 _HORIZON_DAYS = 3700
 
 
@@ -39,7 +39,7 @@ class CalendarError(ValueError):
 
 
 class NoWorkingTime(ValueError):
-    """The calendar has no working minute within ``_HORIZON_DAYS`` of the start."""
+    """The calendar has no working minute for ``_HORIZON_DAYS`` days in a row."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -224,19 +224,22 @@ def add_working(calendar: Calendar, start: datetime, duration: timedelta) -> dat
         if remaining < closes - opens:
             return opens + remaining
         remaining -= closes - opens
-    raise NoWorkingTime(f"calendar '{calendar.name}' has no working time within {_HORIZON_DAYS} days of {start}")
+    raise NoWorkingTime(f"calendar '{calendar.name}' has no working time for {_HORIZON_DAYS} days in a row")
 
 
 def windows_from(calendar: Calendar, moment: datetime) -> Iterator[tuple[datetime, datetime]]:
     """The working windows (UTC instants) that end after ``moment``, in order."""
     zone = calendar.zone
     day = moment.astimezone(zone).date() - _DAY  # a window of yesterday may still be open
-    for _ in range(_HORIZON_DAYS):
+    idle = 0  # days in a row without working time
+    while idle < _HORIZON_DAYS:
+        idle += 1
         if calendar.works_on(day):
             for window in calendar.hours:
                 opens = _instant(day, window.start, zone)
                 closes = _instant(day, window.end, zone)
                 if closes > moment and closes > opens:
+                    idle = 0
                     yield opens, closes
         day += _DAY
 
