@@ -1,5 +1,5 @@
 """A real daemon holds an ``only_during:`` action outside working hours and sends it when the
-working minute comes. The calendar's window opens at the next full minute at least twenty seconds
+working minute comes. The calendar's window opens at the next full minute at least thirty seconds
 away (calendars count in minutes), so the test waits for a moment, never on how fast anything runs.
 """
 
@@ -15,7 +15,7 @@ from flowctl.testing import Daemon, wait_for
 from tests.conftest import HttpSink
 from tests.daemon.configs import deal_config, http_channel, sales_pipeline
 
-LEAD = timedelta(seconds=20)  # room for the daemon to start (and restart) before the window opens
+LEAD = timedelta(seconds=30)  # room for the daemon to start (and restart) before the window opens
 
 
 def window_from(now: datetime) -> tuple[datetime, str]:
