@@ -23,6 +23,10 @@ CALENDARS = (
       days: [mon, tue, wed, thu, fri, sat, sun]
       hours: ["01:00-04:00"]
       timezone: Europe/Berlin
+    newyork:
+      days: [mon, tue, wed, thu, fri, sat, sun]
+      hours: ["01:00-03:00"]
+      timezone: America/New_York
 """
 )
 
@@ -161,6 +165,41 @@ spec:
     - expect: {effects: [{action: notify, text: Sofa}, {action: create_task, title: after Sofa}], exactly: true}
 """,
     )
+
+
+NEW_YORK_FLOW = """
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: late-shift}
+spec:
+  object: deal
+  trigger: {on: created}
+  start: wait
+  nodes:
+    wait: {type: delay, for: 2h30m, calendar: newyork, next: tell}
+    tell: {type: notify, to: {user: lan}, text: "{{ record.title }}"}
+"""
+
+
+def test_a_flow_delay_counts_the_hour_new_york_falls_back(tmp_path: Path) -> None:
+    # 1 Nov 2026: 02:00 EDT falls back to 01:00 EST, so 01:00-03:00 holds three real hours and
+    # 2h30m from 01:00 EDT ends at 02:30 EST (counting wall-clock hours would miss the window).
+    files = {"flowctl.yaml": CALENDARS, "flow.yaml": NEW_YORK_FLOW}
+    test = """
+apiVersion: flowctl/v1
+kind: Test
+metadata: {name: fall back}
+spec:
+  now: "2026-11-01T01:00:00-04:00"
+  steps:
+    - create: {object: deal, id: 1, fields: {title: Desk}}
+    - advance: {to: "2026-11-01T02:29:00-05:00"}
+    - expect: {effects: []}
+    - advance: 1m
+    - expect: {effects: [{action: notify, text: Desk}], exactly: true}
+"""
+    (result,) = run_scenarios(make_bundle(tmp_path, {**files, "tests/t.yaml": test}))
+    assert result.passed, [(f.message, f.trace) for f in result.failures]
 
 
 def test_the_flow_trace_tells_the_wait_and_the_hold(tmp_path: Path) -> None:
