@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flowctl.engine.scenario import run_scenarios
 from flowctl.engine.simulator import Simulator
-from flowctl.engine.state import Run
+from flowctl.engine.state import Run, TimerFired
 from tests.engine.conftest import CONFIG, T0, TZ, make_bundle
 
 CALENDARS = (
@@ -247,3 +247,18 @@ def test_inside_working_time_nothing_is_held(tmp_path: Path) -> None:
     sim.write("create", "contact", "1", {"full_name": "Lan", "phone": "0901234567"}, stage="new")
     assert [e.action for e in sim.state.effects] == ["send_sms"]
     assert [r.node for r in held_runs(sim)] == ["call back"]
+
+
+def test_a_hold_that_wakes_late_after_closing_holds_again(tmp_path: Path) -> None:
+    # The daemon was down from before 13:30 until 18:00: the held SMS must not go out at night.
+    bundle = make_bundle(tmp_path, {"flowctl.yaml": CALENDARS, "pipeline.yaml": PIPELINE})
+    sim = Simulator(bundle, T0.replace(hour=12, minute=30))
+    sim.write("create", "contact", "1", {"full_name": "Lan", "phone": "0901234567"}, stage="new")
+    timer = sim.state.next_timer()
+    assert timer is not None and timer.kind == "hold" and timer.due == T0.replace(hour=13, minute=30)
+    sim.now = T0.replace(hour=18)
+    step = sim.engine.handle(sim.state, TimerFired(key="late", timer=timer), sim.now)
+    sim.state.apply(step)
+    assert not step.effects
+    (again,) = step.timers
+    assert again.kind == "hold" and again.due == T0.replace(day=3, hour=8)
