@@ -177,9 +177,8 @@ def perform_from(
     for i, action in enumerate(process.actions[first:], start=first):
         held = held_until(engine.bundle, action, tx.now)
         if held is not None:
-            run = tx.trace(
-                tx.run(run.id) or run, run.node, "decision", "hold", values={"occurrence": ctx["occurrence"]}
-            )
+            kept = {"occurrence": ctx["occurrence"]}  # resume_care reads it back
+            run = tx.trace(tx.run(run.id) or run, run.node, "decision", "hold", values=kept)
             tx.wait(run, f"action {i + 1}", held, "hold", hold_detail(action, held), node=f"action {i + 1}")
             return
         current = tx.record(run.object, run.record_id) or record
@@ -198,9 +197,8 @@ def resume_care(engine: Engine, tx: Tx, run: Run, timer: Timer) -> None:
     if process is None or record is None or record.deleted or not 0 <= index < len(process.actions):
         finish(tx, run, "cancelled", "the process, the record or the action is gone")
         return
-    occurrence = next(
-        (e.values.get("occurrence") for e in reversed(run.trace) if e.result is None and "occurrence" in e.values), ""
-    )
+    kept = (e.values["occurrence"] for e in reversed(run.trace) if e.detail == "hold" and "occurrence" in e.values)
+    occurrence = next(kept, "")  # perform_from traced it when it held the action
     run = tx.trace(run, timer.node, "timer", f"held action due {timer.due.isoformat()}", status="running")
     ctx: Mapping[str, Any] = {**engine.context(record, now=tx.now), "occurrence": occurrence}
     perform_from(engine, tx, run, process, record, ctx, index)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from flowctl.spec import model as m
-from flowctl.spec.calendars import CalendarError, calendar_errors, parse_calendar
+from flowctl.spec.calendars import Calendar, CalendarError, calendar_errors, parse_calendar
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.loader import VALUE, RawDocument
@@ -27,6 +27,11 @@ def _str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _delay_calendar(delay: Any) -> str:
+    """The calendar of a rule's ``delay: {for: 4h, calendar: office}`` ('' for a plain duration)."""
+    return _str(delay.get("calendar")) if isinstance(delay, dict) else ""
 
 
 def _strs(value: Any) -> tuple[str, ...]:
@@ -135,7 +140,7 @@ class Builder:
             calendars=self.calendars(spec.get("calendars") or {}, w.child("calendars"), _str(spec.get("timezone"))),
         )
 
-    def calendars(self, raw: Mapping[str, Any], w: Where, timezone: str) -> Mapping[str, Any]:
+    def calendars(self, raw: Mapping[str, Any], w: Where, timezone: str) -> Mapping[str, Calendar]:
         """Readable calendars by name; each bad field of the others is an issue (E115-E118)."""
         if not timezone or calendar_errors("", {"timezone": timezone}, "UTC"):
             timezone = "UTC"  # a bad Config timezone is E062 already: do not report it per calendar
@@ -205,9 +210,7 @@ class Builder:
                         action=self.action(rule, rw, _str(rule.get("action"))),
                         after=_strs(rule.get("after")),
                         delay=self.rule_delay(rule.get("delay"), rw),
-                        delay_calendar=_str((rule.get("delay") or {}).get("calendar"))
-                        if isinstance(rule.get("delay"), dict)
-                        else "",
+                        delay_calendar=_delay_calendar(rule.get("delay")),
                         if_=_str(rule.get("if")),
                         where=rw,
                     )
