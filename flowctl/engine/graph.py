@@ -37,9 +37,10 @@ def node_label(node: m.Node) -> str:
         return f"{node.id}: delay {delay_text(node.for_, node.calendar) if node.for_ else 'until ' + node.until}"
     if node.type == "wait_event":
         return f"{node.id}: wait {node.event}" + (f" ({node.for_.text})" if node.for_ else "")
+    hours = f" (only during {node.action.only_during})" if node.action is not None and node.action.only_during else ""
     if node.action is not None and node.action.template:
-        return f"{node.id}: {node.type} {node.action.template}"
-    return f"{node.id}: {node.type}"
+        return f"{node.id}: {node.type} {node.action.template}{hours}"
+    return f"{node.id}: {node.type}{hours}"
 
 
 def _ident(name: str) -> str:
@@ -91,6 +92,8 @@ def pipeline_mermaid(pipeline: m.Pipeline) -> str:
             desc = rule.action.type + (f" {rule.action.template}" if rule.action.template else "")
             if rule.delay:
                 desc = f"after {delay_text(rule.delay, rule.delay_calendar)}: " + desc
+            if rule.action.only_during:
+                desc += f" (only during {rule.action.only_during})"
             lines.append(f'    {_ident(stage.id)}_{_ident(rule.name)}["{_label(rule.name)}: {_label(desc)}"]')
         for rule in stage.rules:
             for before in rule.after:
