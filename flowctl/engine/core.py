@@ -22,7 +22,7 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from flowctl.engine.actions import ActionError, ActionRenderer
-from flowctl.engine.care import run_care
+from flowctl.engine.care import resume_care, run_care
 from flowctl.engine.flows import FlowRunner
 from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import (
@@ -190,6 +190,8 @@ class Engine:
             self.flows.on_timer(tx, run, fired.timer)
         elif run.kind == "rule":
             self.pipelines.on_timer(tx, run, fired.timer)
+        elif run.kind == "care":
+            resume_care(self, tx, run, fired.timer)
 
     # ------------------------------------------------------------------ record writes
 

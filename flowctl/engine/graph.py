@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from flowctl.engine.business import delay_text
 from flowctl.spec import model as m
 
 
@@ -33,12 +34,13 @@ def flow_edges(flow: m.Flow) -> list[tuple[str, str, str]]:
 
 def node_label(node: m.Node) -> str:
     if node.type == "delay":
-        return f"{node.id}: delay {node.for_.text if node.for_ else 'until ' + node.until}"
+        return f"{node.id}: delay {delay_text(node.for_, node.calendar) if node.for_ else 'until ' + node.until}"
     if node.type == "wait_event":
         return f"{node.id}: wait {node.event}" + (f" ({node.for_.text})" if node.for_ else "")
+    hours = f" (only during {node.action.only_during})" if node.action is not None and node.action.only_during else ""
     if node.action is not None and node.action.template:
-        return f"{node.id}: {node.type} {node.action.template}"
-    return f"{node.id}: {node.type}"
+        return f"{node.id}: {node.type} {node.action.template}{hours}"
+    return f"{node.id}: {node.type}{hours}"
 
 
 def _ident(name: str) -> str:
@@ -89,7 +91,9 @@ def pipeline_mermaid(pipeline: m.Pipeline) -> str:
         for rule in stage.rules:
             desc = rule.action.type + (f" {rule.action.template}" if rule.action.template else "")
             if rule.delay:
-                desc = f"after {rule.delay.text}: " + desc
+                desc = f"after {delay_text(rule.delay, rule.delay_calendar)}: " + desc
+            if rule.action.only_during:
+                desc += f" (only during {rule.action.only_during})"
             lines.append(f'    {_ident(stage.id)}_{_ident(rule.name)}["{_label(rule.name)}: {_label(desc)}"]')
         for rule in stage.rules:
             for before in rule.after:

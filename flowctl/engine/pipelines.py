@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from flowctl.engine.business import delay_text, held_until, hold_detail, wake_at
 from flowctl.engine.flows import starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
@@ -236,15 +237,18 @@ class PipelineRunner:
         return pipeline, stage, rule
 
     def start_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
-        if rule.delay is not None and rule.delay.seconds > 0:
-            due = tx.now + rule.delay.value
-            tx.wait(run, rule.name, due, "rule", f"delay {rule.delay.text} until {due.isoformat()}")
-            return
+        if rule.delay is not None and (rule.delay.seconds > 0 or rule.delay_calendar):
+            due = wake_at(self.bundle, rule.delay_calendar, tx.now, rule.delay.value)
+            if due > tx.now:
+                text = delay_text(rule.delay, rule.delay_calendar)
+                tx.wait(run, rule.name, due, "rule", f"delay {text} until {due.isoformat()}")
+                return
         self.run_rule(tx, run, rule)
 
     def on_timer(self, tx: Tx, run: Run, timer: Timer) -> None:
         found = self.rule_of(run)
-        run = tx.trace(run, run.node, "timer", f"delay due {timer.due.isoformat()}")
+        what = "held action" if timer.kind == "hold" else "delay"
+        run = tx.trace(run, run.node, "timer", f"{what} due {timer.due.isoformat()}")
         if found is None:
             self.finish(tx, run, "failed", "the rule no longer exists")
             return
@@ -266,6 +270,10 @@ class PipelineRunner:
             run = tx.trace(run, rule.name, "condition", rule.if_, values=seen, result=ok)
         if not ok:
             self.finish(tx, run, "done", "condition false: skipped")
+            return
+        held = held_until(self.bundle, rule.action, tx.now)
+        if held is not None:  # the if: is checked again when the working minute comes
+            tx.wait(run, rule.name, held, "hold", hold_detail(rule.action, held))
             return
         run = tx.put_run(evolve(run, status="running"))
         run, success = self.engine.perform(tx, run, rule.action, rule.name, record, ctx)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from flowctl.spec import model as m
+from flowctl.spec.calendars import Calendar, CalendarError, calendar_errors, parse_calendar
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error
-from flowctl.spec.loader import RawDocument
+from flowctl.spec.loader import VALUE, RawDocument
 from flowctl.spec.places import Where
 
 
@@ -26,6 +27,11 @@ def _str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _delay_calendar(delay: Any) -> str:
+    """The calendar of a rule's ``delay: {for: 4h, calendar: office}`` ('' for a plain duration)."""
+    return _str(delay.get("calendar")) if isinstance(delay, dict) else ""
 
 
 def _strs(value: Any) -> tuple[str, ...]:
@@ -131,7 +137,27 @@ class Builder:
             limits=m.Limits(**{k: int(v) for k, v in limits.items()}),
             retention=self.retention(spec.get("retention") or {}, w.child("retention")),
             users=m.frozen_map(users),
+            calendars=self.calendars(spec.get("calendars") or {}, w.child("calendars"), _str(spec.get("timezone"))),
         )
+
+    def calendars(self, raw: Mapping[str, Any], w: Where, timezone: str) -> Mapping[str, Calendar]:
+        """Readable calendars by name; each bad field of the others is an issue (E115-E118)."""
+        if not timezone or calendar_errors("", {"timezone": timezone}, "UTC"):
+            timezone = "UTC"  # a bad Config timezone is E062 already: do not report it per calendar
+        out = {}
+        for name, entry in raw.items():
+            cw = w.child(name)
+            problems = calendar_errors(name, entry or {}, timezone)
+            for problem in problems:
+                place = (problem.field, VALUE) if problem.index is None else (problem.field, problem.index)
+                message = f"calendar '{name}': {problem.message}"
+                self.issues.append(error(problem.code, message, cw.at(*place), problem.hint))
+            if not problems:
+                try:
+                    out[name] = parse_calendar(name, entry or {}, timezone)
+                except CalendarError:  # pragma: no cover - calendar_errors found nothing
+                    continue
+        return m.frozen_map(out)
 
     def retention(self, raw: Mapping[str, Any], w: Where) -> m.Retention:
         kept = {name: self.duration(value, w, name) for name, value in raw.items()}
@@ -183,7 +209,8 @@ class Builder:
                         name=_str(rule.get("name")) or f"{raw['id']}#{j + 1}",
                         action=self.action(rule, rw, _str(rule.get("action"))),
                         after=_strs(rule.get("after")),
-                        delay=self.duration(rule.get("delay"), rw, "delay"),
+                        delay=self.rule_delay(rule.get("delay"), rw),
+                        delay_calendar=_delay_calendar(rule.get("delay")),
                         if_=_str(rule.get("if")),
                         where=rw,
                     )
@@ -356,6 +383,7 @@ class Builder:
             branches=branches,
             default=_str(raw.get("default")),
             for_=self.duration(raw.get("for"), w, "for"),
+            calendar=_str(raw.get("calendar")) if node_type == "delay" else "",
             until=_str(raw.get("until")),
             event=_str(raw.get("event")) if node_type == "wait_event" else "",
             if_=_str(raw.get("if")) if node_type == "wait_event" else "",
@@ -366,6 +394,12 @@ class Builder:
             action=action,
             where=w,
         )
+
+    def rule_delay(self, raw: Any, w: Where) -> m.Duration | None:
+        """A rule's ``delay:``: a duration, or the mapping form ``{for: 4h, calendar: office}``."""
+        if isinstance(raw, dict):
+            return self.duration(raw.get("for"), w.child("delay"), "for")
+        return self.duration(raw, w, "delay")
 
     def assignee(self, raw: Any, w: Where) -> m.Assignee | None:
         if raw is None or raw == "":
@@ -428,6 +462,7 @@ class Builder:
             care_date=_str(raw.get("care_date")),
             layout=_str(raw.get("layout")),
             notify_owner=bool(raw.get("notify_owner", False)),
+            only_during=_str(raw.get("only_during")),
             where=w,
         )
 

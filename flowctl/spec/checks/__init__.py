@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from flowctl.spec.checks.access import check_access
+from flowctl.spec.checks.calendars import check_calendars
 from flowctl.spec.checks.cascade import check_cascades
 from flowctl.spec.checks.delivery import check_webhook_delivery
 from flowctl.spec.checks.expressions import check_expressions, check_set_values, check_templates
@@ -65,6 +66,7 @@ CHECKS: list[Check] = [
     check_care_schedule,
     check_durations,
     check_care_limit,
+    check_calendars,
     # automations as a whole
     check_cascades,
     check_secrets,

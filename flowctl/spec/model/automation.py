@@ -101,6 +101,8 @@ class Action:
     care_date: str = ""
     layout: str = ""
     notify_owner: bool = False
+    #: A Config calendar: outside its working time the action waits for the next working minute.
+    only_during: str = ""
     where: Where = field(default=NOWHERE, compare=False)
 
 
@@ -146,7 +148,7 @@ class Node:
     """One node of a flow graph. ``type`` is a control type or an action type.
 
     * branch: branches (first true wins), default
-    * delay: for_ (a duration) or until (a datetime template), next
+    * delay: for_ (a duration, in working time when ``calendar`` names one) or until (a datetime template), next
     * wait_event: event, if_ (on the event), for_ (timeout), on_timeout, next
     * goto: target, max_visits
     * goto_flow: flow
@@ -160,6 +162,7 @@ class Node:
     branches: tuple[Branch, ...] = ()
     default: str = ""
     for_: Duration | None = None
+    calendar: str = ""  # delay: count ``for_`` in this calendar's working time
     until: str = ""
     event: str = ""
     if_: str = ""
@@ -214,6 +217,8 @@ class Rule:
     action: Action
     after: tuple[str, ...] = ()
     delay: Duration | None = None
+    #: A Config calendar: the delay counts only its working time (``delay: {for: 4h, calendar: office}``).
+    delay_calendar: str = ""
     if_: str = ""
     where: Where = field(default=NOWHERE, compare=False)
 
