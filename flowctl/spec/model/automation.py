@@ -44,6 +44,21 @@ class Assignee:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Recipient:
+    """One person or address a message goes to (``to:`` of send_email, send_sms and notify).
+
+    ``kind`` is ``owner`` (the record's owner), ``supervisor`` (the owner's supervisor), ``user``
+    (``value`` names a Config user), ``field`` (``value`` names a field of the record), ``linked``
+    (``value`` is ``REF.FIELD``: a field of the record a ``ref`` field links to) or ``address``
+    (``value`` is a Jinja2 template giving the address itself). See ``engine.recipients``.
+    """
+
+    kind: Literal["owner", "supervisor", "user", "field", "linked", "address"]
+    value: str = ""
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Attachment:
     """A document rendered from a template and attached to an email."""
 
@@ -101,6 +116,9 @@ class Action:
     care_date: str = ""
     layout: str = ""
     notify_owner: bool = False
+    #: send_email, send_sms, notify: who gets it, when ``to:`` names people (owner, supervisor,
+    #: users, record or linked fields, or a list); empty: ``to``/``assignee`` as before
+    recipients: tuple[Recipient, ...] = ()
     where: Where = field(default=NOWHERE, compare=False)
 
 
