@@ -51,9 +51,9 @@ def _recipient(raw: Any, w: Where, action_type: str) -> m.Recipient | None:
     if text in ("owner", "supervisor"):
         return m.Recipient(kind=cast(Any, text), where=w)
     if match := _RECORD_FIELD.fullmatch(text):
-        return m.Recipient(kind="field", value=match.group(1), where=w)
+        return m.Recipient(kind="field", value=match.group(1), spelled=text, where=w)
     if match := _LINKED_FIELD.fullmatch(text):
-        return m.Recipient(kind="linked", value=f"{match.group(1)}.{match.group(2)}", where=w)
+        return m.Recipient(kind="linked", value=f"{match.group(1)}.{match.group(2)}", spelled=text, where=w)
     if action_type == "notify":
         return m.Recipient(kind="user", value=text, where=w)
     return m.Recipient(kind="address", value=_str(raw), where=w)

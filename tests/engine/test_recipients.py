@@ -99,3 +99,14 @@ def test_a_recipient_without_an_address_is_reported_and_nobody_at_all_fails_the_
     # the SMS goes to [record.phone, owner]: ketoan has no phone and the deal none, so nobody
     assert any("send_sms found nobody to send to (record.phone, owner gave no address)" in t for t in messages)
     assert [e.params["to"] for e in step.effects if e.action == "send_email"] == ["ketoan@shop.vn"]
+
+
+def test_an_address_template_inside_a_list_is_checked_like_any_template(tmp_path: Path) -> None:
+    text = (HERE / "flowctl.yaml").read_text(encoding="utf-8")
+    broken = text.replace("to: [record.phone, owner]", 'to: [record.phone, "{{ record.phnoe }}"]')
+    assert broken != text
+    (tmp_path / "flowctl.yaml").write_text(broken, encoding="utf-8")
+    loaded = load_bundle(tmp_path)
+    found = [(i.code, i.span.line) for i in loaded.errors]
+    assert found == [("E031", 51)], loaded.errors
+    assert "a recipient of pipeline 'sales', stage 'won', rule 'thank'" in loaded.errors[0].message

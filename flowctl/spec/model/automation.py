@@ -55,6 +55,9 @@ class Recipient:
 
     kind: Literal["owner", "supervisor", "user", "field", "linked", "address"]
     value: str = ""
+    #: as written (``linked.customer.email``): for messages, and so that whatever scans an
+    #: automation's strings for ``linked.<ref>`` reads (to load those links) finds this one too
+    spelled: str = field(default="", compare=False)
     where: Where = field(default=NOWHERE, compare=False)
 
 
