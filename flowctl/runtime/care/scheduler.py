@@ -50,9 +50,9 @@ from flowctl.engine.core import Engine
 from flowctl.engine.state import CareDue, Record, Step
 from flowctl.ports import CareOccurrence, Clock, Processed, Store
 from flowctl.runtime.daemon.ingest import StoreHealth, unavailable
-from flowctl.runtime.daemon.reload import Unusable, build
 from flowctl.runtime.daemon.worker import Engines, Overlay
 from flowctl.spec import model as m
+from flowctl.spec.config import load_bundle_from_files
 from flowctl.store.delegate import StoreDelegate
 
 log = logging.getLogger("flowctl.care")
@@ -326,19 +326,20 @@ class CareScheduler:
         """The engine of a pinned ``version`` this process has not built (it started or reloaded
         after the day was pinned, or another replica pinned it), rebuilt from the files the store
         keeps of every deployed version; kept with the others, so it is built once. None when the
-        store does not have it or it cannot be rebuilt (then the current engine runs, logged)."""
+        store does not have it or it cannot be rebuilt (then the current engine runs, logged).
+        Built directly, not through ``versions.from_version``: that cache keeps the running
+        version, which a reload plans against."""
         if not version or version in self._missing_versions:
             return None
-        try:
-            stored = self.store.version(version)
-            loaded = build(stored) if stored is not None else None
-        except Unusable as exc:
-            log.warning("care: cannot rebuild pinned config version %s: %s", version, exc)
+        stored = self.store.version(version)
+        if stored is None or not stored.files:
             return None
-        if loaded is None or loaded.bundle is None:
+        loaded = load_bundle_from_files(stored.files, root=f"<version {version}>")
+        if not loaded.ok or loaded.bundle is None:
+            log.warning("care: pinned config version %s does not validate any more; it cannot be rebuilt", version)
             return None
         engine = Engine(loaded.bundle, version)
-        self.engines.by_version[version] = engine
+        self.engines.by_version.setdefault(version, engine)
         log.info("care: rebuilt config version %s from the store: today's runs started on it", version)
         return engine
 
