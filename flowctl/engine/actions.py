@@ -197,6 +197,9 @@ class ActionRenderer:
             self._channels[id(action)] = channel
         if action.template:
             params = {"template": action.template, **params}
+        fallback = self._fallback(channel, context)
+        if fallback:
+            params = {**params, "fallback": fallback}
         if action.recipients:
             return self._to_each(action, record, context, key, run_id, channel, params)
         effect = _effect(
@@ -244,6 +247,17 @@ class ActionRenderer:
             )
         return Outcome(effect=effects[0], more=tuple(effects[1:]), missing=found.missing)
 
+    def _fallback(self, channel: str, context: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A ``zalo_zns`` channel's fallback, rendered now (the sender has no record to render
+        it with): where to send the message instead if ZNS refuses the phone for good."""
+        spec = self.bundle.channels.get(channel) if channel else None
+        if spec is None or spec.type != "zalo_zns" or spec.fallback is None:
+            return None
+        name = spec.fallback.template
+        with named(f"template '{name}'"):
+            text = render(self.template(name).text, context)
+        return {"channel": spec.fallback.channel, "template": name, "text": text}
+
     def _message(self, action: m.Action, context: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if action.template:
@@ -255,6 +269,9 @@ class ActionRenderer:
                     out["text"] = render(template.text, context)
                 if template.html:
                     out["html"] = render_html(template.html, context)
+                if template.template_id:  # a Zalo ZNS template: its id and its parameters, rendered
+                    out["template_id"] = template.template_id
+                    out["template_data"] = {k: render(v, context) for k, v in template.template_data.items()}
         if action.text:
             out["text"] = render(action.text, context)
         return out
@@ -296,6 +313,8 @@ class ActionRenderer:
         text = message.get("text", "")
         info = segments(text)
         params.update(text=text, encoding=info.encoding, segments=info.segments, characters=info.characters)
+        if "template_id" in message:  # a Zalo ZNS template
+            params.update(template_id=message["template_id"], template_data=message["template_data"])
         return params, None
 
     @_handles("call")

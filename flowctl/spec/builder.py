@@ -288,10 +288,13 @@ class Builder:
             html=html,
             text_file=_str(spec.get("text_file")),
             html_file=_str(spec.get("html_file")),
+            template_id=_str(spec.get("template_id")),
+            template_data=m.frozen_map({str(k): _str(v) for k, v in (spec.get("template_data") or {}).items()}),
         )
 
     def build_channel(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Channel:
         quiet = spec.get("quiet_hours")
+        fallback = spec.get("fallback")
         policy = m.SendPolicy(
             rate=_str(spec.get("rate")),
             quiet_hours=m.QuietHours(
@@ -317,6 +320,13 @@ class Builder:
             headers=m.frozen_map({str(k): _str(v) for k, v in (spec.get("headers") or {}).items()}),
             body=spec.get("body"),
             timeout=self.duration(spec.get("timeout"), w, "timeout"),
+            app_id=_str(spec.get("app_id")),
+            secret_key=_str(spec.get("secret_key")),
+            refresh_token=_str(spec.get("refresh_token")),
+            token_url=_str(spec.get("token_url")),
+            fallback=m.ChannelFallback(channel=_str(fallback.get("channel")), template=_str(fallback.get("template")))
+            if isinstance(fallback, Mapping)
+            else None,
             max_attempts=int(spec.get("max_attempts", 8)),
             policy=policy,
         )

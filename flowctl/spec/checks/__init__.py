@@ -32,6 +32,7 @@ from flowctl.spec.checks.schedules import (
     check_time_zones,
 )
 from flowctl.spec.checks.secrets import check_secrets
+from flowctl.spec.checks.zalo import check_zalo
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.model import Bundle
 from flowctl.spec.places import Span
@@ -72,6 +73,7 @@ CHECKS: list[Check] = [
     check_access,
     check_care_defaults,
     check_webhook_delivery,
+    check_zalo,
 ]
 
 

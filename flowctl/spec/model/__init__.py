@@ -61,6 +61,7 @@ from flowctl.spec.model.common import (
 from flowctl.spec.model.resources import (
     AllocationRule,
     Channel,
+    ChannelFallback,
     QuietHours,
     SendPolicy,
     Source,
@@ -133,6 +134,7 @@ __all__ = [
     "CareProcess",
     "CareWhen",
     "Channel",
+    "ChannelFallback",
     "Config",
     "Document",
     "Duration",
