@@ -63,7 +63,14 @@ def texts(store: Store) -> dict[str, str]:
     return {row.record_id: str(row.payload.get("text")) for row in store.list_outbox(limit=100)}
 
 
-def test_a_restarted_daemon_runs_the_rest_of_the_day_on_its_pinned_version(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'flowctl.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_a_restarted_daemon_runs_the_rest_of_the_day_on_its_pinned_version(tmp_path: Path, database: str) -> None:
     if not LIBFAKETIME.exists():
         pytest.skip(f"libfaketime is not installed ({LIBFAKETIME} is missing; apt-get install libfaketime)")
     control = tmp_path / "faketime"
@@ -73,7 +80,6 @@ def test_a_restarted_daemon_runs_the_rest_of_the_day_on_its_pinned_version(tmp_p
     root = tmp_path / "config"
     root.mkdir()
     config = root / "flowctl.yaml"
-    database = f"sqlite:///{tmp_path / 'flowctl.db'}"
     env = {
         "LD_PRELOAD": str(LIBFAKETIME),
         "FAKETIME_TIMESTAMP_FILE": str(control),
