@@ -255,9 +255,17 @@ class Engine:
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
         tx.add_effect(outcome.effect)
-        run = tx.trace(
-            run, node, "effect", action.type, values=_summary(outcome.effect.params), steps=run.steps + 1, **changes
-        )
+        values = _summary(outcome.effect.params)
+        if outcome.more:  # one message per recipient: the trace line names them all
+            for effect in outcome.more:
+                tx.add_effect(effect)
+            values = {**values, "to": [e.params.get("to") for e in (outcome.effect, *outcome.more)]}
+        if outcome.missing:
+            missing = ", ".join(outcome.missing)
+            tx.problem(
+                "no_address", f"{run.automation} node {node}: no address for {missing}; sent to the others", run=run
+            )
+        run = tx.trace(run, node, "effect", action.type, values=values, steps=run.steps + 1, **changes)
         if moved is not None:
             self.apply_record(tx, record, moved, run, node)
             run = tx.run(run.id) or run

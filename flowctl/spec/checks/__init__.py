@@ -18,6 +18,7 @@ from flowctl.spec.checks.expressions import check_expressions, check_set_values,
 from flowctl.spec.checks.flows import check_loops, check_nodes, check_started
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
 from flowctl.spec.checks.policies import check_care_defaults
+from flowctl.spec.checks.recipients import check_recipients
 from flowctl.spec.checks.references import (
     check_documents,
     check_fields,
@@ -49,6 +50,7 @@ CHECKS: list[Check] = [
     check_stages,
     check_documents,
     check_users,
+    check_recipients,
     # flow graphs
     check_nodes,
     check_loops,

@@ -44,6 +44,24 @@ class Assignee:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Recipient:
+    """One person or address a message goes to (``to:`` of send_email, send_sms and notify).
+
+    ``kind`` is ``owner`` (the record's owner), ``supervisor`` (the owner's supervisor), ``user``
+    (``value`` names a Config user), ``field`` (``value`` names a field of the record), ``linked``
+    (``value`` is ``REF.FIELD``: a field of the record a ``ref`` field links to) or ``address``
+    (``value`` is a Jinja2 template giving the address itself). See ``engine.recipients``.
+    """
+
+    kind: Literal["owner", "supervisor", "user", "field", "linked", "address"]
+    value: str = ""
+    #: as written (``linked.customer.email``): for messages, and so that whatever scans an
+    #: automation's strings for ``linked.<ref>`` reads (to load those links) finds this one too
+    spelled: str = field(default="", compare=False)
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Attachment:
     """A document rendered from a template and attached to an email."""
 
@@ -103,6 +121,9 @@ class Action:
     notify_owner: bool = False
     #: A Config calendar: outside its working time the action waits for the next working minute.
     only_during: str = ""
+    #: send_email, send_sms, notify: who gets it, when ``to:`` names people (owner, supervisor,
+    #: users, record or linked fields, or a list); empty: ``to``/``assignee`` as before
+    recipients: tuple[Recipient, ...] = ()
     where: Where = field(default=NOWHERE, compare=False)
 
 
