@@ -1,4 +1,5 @@
-"""Channel adapters: where effects leave the system (``smtp``, ``http``, ``log``), one module each.
+"""Channel adapters: where effects leave the system (``smtp``, ``http``, ``zalo_zns``, ``log``), one
+module each.
 
 :func:`build_senders` turns a config's Channels into the senders the delivery loop uses. A
 channel that needs an ``${ENV}`` variable the environment does not set gets an
@@ -25,7 +26,8 @@ from flowctl.channels.env import by_owner, unset_env
 from flowctl.channels.http import HttpSender
 from flowctl.channels.log import LogSender
 from flowctl.channels.smtp import SmtpSender
-from flowctl.ports import OutboxRow
+from flowctl.channels.zalo import TokenStore, ZaloSender
+from flowctl.ports import Clock, OutboxRow
 from flowctl.spec.model import Bundle
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "SmtpSender",
     "TemporaryFailure",
     "Unconfigured",
+    "ZaloSender",
     "build_senders",
     "close_senders",
     "referenced_env",
@@ -45,8 +48,17 @@ __all__ = [
 ]
 
 
-def build_senders(bundle: Bundle, env: Mapping[str, str], log_stream: TextIO | None = None) -> dict[str, Sender]:
+def build_senders(
+    bundle: Bundle,
+    env: Mapping[str, str],
+    log_stream: TextIO | None = None,
+    store: TokenStore | None = None,
+    clock: Clock | None = None,
+) -> dict[str, Sender]:
     """A sender for every Channel of ``bundle`` by name, and ``log`` (always the log sender).
+
+    A ``zalo_zns`` channel keeps its rotating tokens (and queues its fallback) in ``store`` and
+    reads the time from ``clock``; without them (outside the daemon) its messages are held.
 
     Senders see only the variables of ``env`` that the config references as ``${NAME}``: rendered
     record data that happens to contain ``${DATABASE_URL}`` can then never pull in anything else.
@@ -65,6 +77,11 @@ def build_senders(bundle: Bundle, env: Mapping[str, str], log_stream: TextIO | N
             senders[name] = SmtpSender(channel, visible)
         elif channel.type == "http":
             senders[name] = HttpSender(channel, visible)
+        elif channel.type == "zalo_zns":
+            if store is None or clock is None:
+                senders[name] = Unconfigured(f"channel {name}: a zalo_zns channel sends only from the daemon")
+            else:
+                senders[name] = ZaloSender(channel, visible, store, clock)
         else:
             senders[name] = log
     senders["log"] = log

@@ -54,7 +54,19 @@ def _strings(doc: m.Document, keys: Sequence[str]) -> Iterator[tuple[tuple[PathP
 
 
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "channel": ("host", "username", "password", "from", "url", "headers", "body"),
+    "channel": (
+        "host",
+        "username",
+        "password",
+        "from",
+        "url",
+        "headers",
+        "body",
+        "app_id",
+        "secret_key",
+        "refresh_token",
+        "token_url",
+    ),
     "source": ("secret", "url"),
 }
 

@@ -298,7 +298,14 @@ def preview(name: str, directory: Path, day: date | None, records_file: Path | N
         effects: list[dict[str, Any]] = []
         for effect in step.effects:
             params = dict(effect.params)
-            what = params.get("subject") or params.get("text") or params.get("title") or params.get("set") or ""
+            what = (
+                params.get("subject")
+                or params.get("text")
+                or _zns(params)
+                or params.get("title")
+                or params.get("set")
+                or ""
+            )
             to = params.get("to") or params.get("assignee") or params.get("owner") or ""
             effects.append({"action": effect.action, "channel": effect.channel or "", "to": to, "what": what})
         shown.append(
@@ -422,3 +429,11 @@ def forecast(name: str, directory: Path, from_: date, days: int, records_file: P
 
 def _id_key(record_id: str) -> tuple[int, str]:
     return (int(record_id), "") if record_id.isdigit() else (1 << 62, record_id)
+
+
+def _zns(params: dict[str, Any]) -> str:
+    """A Zalo ZNS message in one line: its template id and parameters (it has no text)."""
+    if not params.get("template_id"):
+        return ""
+    data = ", ".join(f"{k}={v}" for k, v in dict(params.get("template_data") or {}).items())
+    return f"ZNS template {params['template_id']}: {data}"

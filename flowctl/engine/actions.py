@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from flowctl.engine import recipients
 from flowctl.engine.allocation import pick
 from flowctl.engine.sms import segments
 from flowctl.engine.state import Effect, Record, copier
@@ -50,6 +51,9 @@ class ActionError(Exception):
 class Outcome:
     effect: Effect
     record: Record | None = None  # the record after the action, when the action changes it
+    #: one more effect per further recipient of a message (``to:`` naming several people)
+    more: tuple[Effect, ...] = ()
+    missing: tuple[str, ...] = ()  # recipients that gave no address (the others were sent to)
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
@@ -193,6 +197,11 @@ class ActionRenderer:
             self._channels[id(action)] = channel
         if action.template:
             params = {"template": action.template, **params}
+        fallback = self._fallback(channel, context)
+        if fallback:
+            params = {**params, "fallback": fallback}
+        if action.recipients:
+            return self._to_each(action, record, context, key, run_id, channel, params)
         effect = _effect(
             _BLANK,
             key=key,
@@ -205,6 +214,50 @@ class ActionRenderer:
         )
         return Outcome(effect=effect, record=new_record)
 
+    def _to_each(
+        self,
+        action: m.Action,
+        record: Record,
+        context: Mapping[str, Any],
+        key: str,
+        run_id: str,
+        channel: str,
+        params: Mapping[str, Any],
+    ) -> Outcome:
+        """One message per distinct recipient, rendered once. The first keeps the action's key
+        and the n-th is ``<key>.<n>``: the same run step gives the same keys, so a retry, a crash
+        or a replay never sends anyone a message twice."""
+        found = recipients.resolve(action.type, action.recipients, record, context, self.bundle, render)
+        if not found.addresses:
+            raise ActionError(f"{action.type} found nobody to send to ({', '.join(found.missing)} gave no address)")
+        effects = []
+        for n, address in enumerate(found.addresses, start=1):
+            to = {"to": address, **self.user_contact(address)} if action.type == "notify" else {"to": address}
+            effects.append(
+                _effect(
+                    _BLANK,
+                    key=key if n == 1 else f"{key}.{n}",
+                    action=action.type,
+                    run_id=run_id,
+                    object=record.object,
+                    record_id=record.id,
+                    channel=channel,
+                    params={**params, **to},
+                )
+            )
+        return Outcome(effect=effects[0], more=tuple(effects[1:]), missing=found.missing)
+
+    def _fallback(self, channel: str, context: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A ``zalo_zns`` channel's fallback, rendered now (the sender has no record to render
+        it with): where to send the message instead if ZNS refuses the phone for good."""
+        spec = self.bundle.channels.get(channel) if channel else None
+        if spec is None or spec.type != "zalo_zns" or spec.fallback is None:
+            return None
+        name = spec.fallback.template
+        with named(f"template '{name}'"):
+            text = render(self.template(name).text, context)
+        return {"channel": spec.fallback.channel, "template": name, "text": text}
+
     def _message(self, action: m.Action, context: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if action.template:
@@ -216,6 +269,9 @@ class ActionRenderer:
                     out["text"] = render(template.text, context)
                 if template.html:
                     out["html"] = render_html(template.html, context)
+                if template.template_id:  # a Zalo ZNS template: its id and its parameters, rendered
+                    out["template_id"] = template.template_id
+                    out["template_data"] = {k: render(v, context) for k, v in template.template_data.items()}
         if action.text:
             out["text"] = render(action.text, context)
         return out
@@ -257,6 +313,8 @@ class ActionRenderer:
         text = message.get("text", "")
         info = segments(text)
         params.update(text=text, encoding=info.encoding, segments=info.segments, characters=info.characters)
+        if "template_id" in message:  # a Zalo ZNS template
+            params.update(template_id=message["template_id"], template_data=message["template_data"])
         return params, None
 
     @_handles("call")
@@ -316,9 +374,11 @@ class ActionRenderer:
 
     @_handles("notify")
     def _notify(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
-        user = self.resolve_assignee(action.assignee or m.Assignee(kind="owner"), record, tx)
-        params = {"to": user, **self.user_contact(user), **self._message(action, context)}
-        params["to"] = user
+        params: dict[str, Any] = self._message(action, context)
+        if not action.recipients:  # else ``perform`` addresses each recipient (``engine.recipients``)
+            user = self.resolve_assignee(action.assignee or m.Assignee(kind="owner"), record, tx)
+            params = {"to": user, **self.user_contact(user), **params}
+            params["to"] = user
         if action.title:
             params["title"] = render(action.title, context)
         return params, None

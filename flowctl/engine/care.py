@@ -20,7 +20,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from flowctl.engine.state import CareDue, Record, Run, Step
+from flowctl.engine.business import held_until, hold_detail
+from flowctl.engine.state import CareDue, Record, Run, Step, Timer
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 from flowctl.spec.cron import CronSpec, parse_cron
@@ -165,13 +166,42 @@ def run_care(engine: Engine, tx: Tx, due: CareDue) -> None:
     if not ok:
         finish(tx, run, "done", "condition false: skipped")
         return
-    for i, action in enumerate(process.actions):
-        current = tx.record(due.object, due.id) or record
+    perform_from(engine, tx, run, process, record, ctx, 0)
+
+
+def perform_from(
+    engine: Engine, tx: Tx, run: Run, process: m.CareProcess, record: Record, ctx: Mapping[str, Any], first: int
+) -> None:
+    """Perform the process's actions from index ``first`` on; an action with ``only_during:``
+    outside working time parks the run on a ``hold`` timer, and ``resume_care`` goes on from it."""
+    for i, action in enumerate(process.actions[first:], start=first):
+        held = held_until(engine.bundle, action, tx.now)
+        if held is not None:
+            kept = {"occurrence": ctx["occurrence"]}  # resume_care reads it back
+            run = tx.trace(tx.run(run.id) or run, run.node, "decision", "hold", values=kept)
+            tx.wait(run, f"action {i + 1}", held, "hold", hold_detail(action, held), node=f"action {i + 1}")
+            return
+        current = tx.record(run.object, run.record_id) or record
         run, success = engine.perform(tx, tx.run(run.id) or run, action, f"action {i + 1}", current, ctx)
         if not success:
             finish(tx, run, "failed", f"action {i + 1} ({action.type}) failed")
             return
     finish(tx, run, "done", "all actions done")
+
+
+def resume_care(engine: Engine, tx: Tx, run: Run, timer: Timer) -> None:
+    """A held action's working minute has come: go on from it with the occurrence's context."""
+    process = engine.bundle.care.get(run.name)
+    record = tx.record(run.object, run.record_id)
+    index = int(timer.node.removeprefix("action ")) - 1
+    if process is None or record is None or record.deleted or not 0 <= index < len(process.actions):
+        finish(tx, run, "cancelled", "the process, the record or the action is gone")
+        return
+    kept = (e.values["occurrence"] for e in reversed(run.trace) if e.detail == "hold" and "occurrence" in e.values)
+    occurrence = next(kept, "")  # perform_from traced it when it held the action
+    run = tx.trace(run, timer.node, "timer", f"held action due {timer.due.isoformat()}", status="running")
+    ctx: Mapping[str, Any] = {**engine.context(record, now=tx.now), "occurrence": occurrence}
+    perform_from(engine, tx, run, process, record, ctx, index)
 
 
 def finish(tx: Tx, run: Run, status: str, why: str) -> None:

@@ -22,7 +22,7 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from flowctl.engine.actions import ActionError, ActionRenderer
-from flowctl.engine.care import run_care
+from flowctl.engine.care import resume_care, run_care
 from flowctl.engine.flows import FlowRunner
 from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import (
@@ -194,6 +194,8 @@ class Engine:
             self.flows.on_timer(tx, run, fired.timer)
         elif run.kind == "rule":
             self.pipelines.on_timer(tx, run, fired.timer)
+        elif run.kind == "care":
+            resume_care(self, tx, run, fired.timer)
 
     # ------------------------------------------------------------------ record writes
 
@@ -257,9 +259,17 @@ class Engine:
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
         tx.add_effect(outcome.effect)
-        run = tx.trace(
-            run, node, "effect", action.type, values=_summary(outcome.effect.params), steps=run.steps + 1, **changes
-        )
+        values = _summary(outcome.effect.params)
+        if outcome.more:  # one message per recipient: the trace line names them all
+            for effect in outcome.more:
+                tx.add_effect(effect)
+            values = {**values, "to": [e.params.get("to") for e in (outcome.effect, *outcome.more)]}
+        if outcome.missing:
+            missing = ", ".join(outcome.missing)
+            tx.problem(
+                "no_address", f"{run.automation} node {node}: no address for {missing}; sent to the others", run=run
+            )
+        run = tx.trace(run, node, "effect", action.type, values=values, steps=run.steps + 1, **changes)
         if moved is not None:
             self.apply_record(tx, record, moved, run, node)
             run = tx.run(run.id) or run

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from flowctl.engine.business import held_until, hold_detail, wake_at
 from flowctl.engine.state import (
     EventReceived,
     Record,
@@ -203,6 +204,10 @@ class FlowRunner:
             if seed is None or seed[0] is not record:
                 seed = (record, self.engine.context(record, now=tx.now, event=event))
             ctx = seed[1]
+            held = held_until(self.bundle, node.action, tx.now) if node.action is not None else None
+            if held is not None and node.action is not None:  # counted as a visit when it runs
+                self.wait(tx, run, node, held, "hold", hold_detail(node.action, held))
+                return
             visits = dict(run.visits)
             visits[node.id] = visits.get(node.id, 0) + 1
             if visits[node.id] > self.engine.limits.max_visits:
@@ -304,7 +309,7 @@ class FlowRunner:
 
     def delay_until(self, tx: Tx, node: m.Node, ctx: Mapping[str, Any]) -> datetime:
         if node.for_ is not None:
-            return tx.now + node.for_.value
+            return wake_at(self.bundle, node.calendar, tx.now, node.for_.value)
         text = compile_template(node.until).render(ctx).strip()
         try:
             moment = datetime.fromisoformat(text)
@@ -331,6 +336,8 @@ class FlowRunner:
         run = tx.trace(run, node.id, "timer", f"{timer.kind} due {timer.due.isoformat()}", waiting_for="")
         if timer.kind == "timeout":
             self.walk(tx, run, node.on_timeout)
+        elif timer.kind == "hold":
+            self.walk(tx, run, node.id)  # the held action itself, now in working time
         else:
             self.walk(tx, run, node.next)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from flowctl.engine.business import delay_text, held_until, hold_detail, wake_at
 from flowctl.engine.flows import starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.rule_waits import WaitIndex, until_label, until_moment, wait_label
@@ -240,10 +241,12 @@ class PipelineRunner:
         return pipeline, stage, rule
 
     def start_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
-        if rule.delay is not None and rule.delay.seconds > 0:
-            due = tx.now + rule.delay.value
-            tx.wait(run, rule.name, due, "rule", f"delay {rule.delay.text} until {due.isoformat()}")
-            return
+        if rule.delay is not None and (rule.delay.seconds > 0 or rule.delay_calendar):
+            due = wake_at(self.bundle, rule.delay_calendar, tx.now, rule.delay.value)
+            if due > tx.now:
+                text = delay_text(rule.delay, rule.delay_calendar)
+                tx.wait(run, rule.name, due, "rule", f"delay {text} until {due.isoformat()}")
+                return
         if rule.delay_until:
             self.wait_until(tx, run, rule)
             return
@@ -336,13 +339,15 @@ class PipelineRunner:
 
     def on_timer(self, tx: Tx, run: Run, timer: Timer) -> None:
         found = self.rule_of(run)
-        why = "wait timed out" if timer.kind == "timeout" else "delay due"
+        why = {"timeout": "wait timed out", "hold": "held action due"}.get(timer.kind, "delay due")
         run = tx.trace(run, run.node, "timer", f"{why} {timer.due.isoformat()}", waiting_for="")
         if found is None:
             self.finish(tx, run, "failed", "the rule no longer exists")
             return
         rule = found[2]
-        if timer.kind != "timeout":
+        if timer.kind == "hold":  # only_during: the working minute came; the if: is checked again
+            self.run_rule(tx, run, rule)
+        elif timer.kind != "timeout":
             self.after_delay(tx, run, rule)
         elif rule.on_timeout == "run":
             self.run_rule(tx, run, rule)
@@ -365,6 +370,10 @@ class PipelineRunner:
             run = tx.trace(run, rule.name, "condition", rule.if_, values=seen, result=ok)
         if not ok:
             self.finish(tx, run, "done", "condition false: skipped")
+            return
+        held = held_until(self.bundle, rule.action, tx.now)
+        if held is not None:  # the if: is checked again when the working minute comes
+            tx.wait(run, rule.name, held, "hold", hold_detail(rule.action, held))
             return
         run = tx.put_run(evolve(run, status="running"))
         run, success = self.engine.perform(tx, run, rule.action, rule.name, record, ctx)

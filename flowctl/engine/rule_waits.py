@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
+from flowctl.engine.business import delay_text
 from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError, compile_template, referenced_fields
 
@@ -31,11 +32,12 @@ def wait_label(rule: m.Rule) -> str:
 
 
 def timing(rule: m.Rule) -> str:
-    """When a rule acts, for graphs: ``after 2h``, ``until visit_at -2h``, ``on invoice.paid (3d,
-    then skip)``, ``on change of quote_amount``; '' for a rule that acts on entry."""
+    """When a rule acts, for graphs: ``after 2h``, ``after 4h of office time``, ``until visit_at
+    -2h``, ``on invoice.paid (3d, then skip)``, ``on change of quote_amount``; '' for a rule that
+    acts on entry."""
     parts = []
     if rule.delay is not None:
-        parts.append(f"after {rule.delay.text}")
+        parts.append(f"after {delay_text(rule.delay, rule.delay_calendar)}")
     if rule.delay_until:
         read = ", ".join(sorted(until_fields(rule))) or rule.delay_until
         parts.append(f"until {read}" + (f" {rule.delay_offset.text}" if rule.delay_offset is not None else ""))

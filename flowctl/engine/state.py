@@ -167,12 +167,13 @@ class Run:
 
 
 #: What a timer waits for: a flow's delay, a wait_event's timeout, a stage rule's ``after``.
-TimerKind = Literal["delay", "timeout", "rule"]
+TimerKind = Literal["delay", "timeout", "rule", "hold"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Timer:
-    """A wake-up stored as a row: a flow delay, a wait timeout or a delayed stage rule."""
+    """A wake-up stored as a row: a flow delay, a wait timeout, a delayed stage rule or an action
+    held until working time (``hold``)."""
 
     id: str
     run_id: str

@@ -7,14 +7,15 @@ never sees these: the runtime reads state through a ``Store``, hands it to the e
 The store has one port per role, so a reader who needs the outbox opens one protocol and a part
 of the daemon names only what it uses: ``RecordState`` (what the engine reads), ``ChangeQueue``
 (accepted writes and due timers, claimed and committed by workers), ``Outbox``, ``CareLedger``,
-``Deployments``, ``Leases``, ``SourceCursors`` and ``Inspection`` (the read side for the CLI and
-the console). ``Store`` is only their combination, for where the daemon is wired; the adapters
+``Deployments``, ``Leases``, ``SourceCursors``, ``ChannelTokens`` and ``Inspection`` (the read side
+for the CLI and the console). ``Store`` is only their combination, for where the daemon is wired; the adapters
 (``store/sql/``, ``store/memory/``) are built from one mixin per role.
 
 The values they pass are in ``ports/values.py``, the roles in ``ports/roles.py``; a new role
 gets its own module here when it is more than a method or two.
 """
 
+from flowctl.ports.channel_tokens import ChannelToken, ChannelTokens
 from flowctl.ports.recycle_bin import RecycleBin
 from flowctl.ports.roles import (
     CareLedger,
@@ -53,6 +54,8 @@ __all__ = [
     "CareSummary",
     "ChangeOp",
     "ChangeQueue",
+    "ChannelToken",
+    "ChannelTokens",
     "Clock",
     "ConfigVersion",
     "Deployments",

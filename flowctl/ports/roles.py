@@ -6,7 +6,8 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from flowctl.engine.state import Record, Run, StageEntry, Timer
+from flowctl.engine.state import Effect, Record, Run, StageEntry, Timer
+from flowctl.ports.channel_tokens import ChannelTokens
 from flowctl.ports.recycle_bin import RecycleBin
 from flowctl.ports.values import (
     AppendResult,
@@ -148,6 +149,11 @@ class Outbox(Protocol):
 
     def sent_counts(self, channel: str, since: datetime, recipients: Sequence[str] = ()) -> tuple[int, dict[str, int]]:
         """Rows of ``channel`` sent since ``since``: in all, and per recipient of ``recipients``."""
+        ...
+
+    def queue_outbox(self, effects: Sequence[Effect], now: datetime) -> list[str]:
+        """Queue messages a sender hands on (a Zalo ZNS fallback to SMS), due now, in one
+        transaction; a key queued before is not queued again. Returns the keys that went in."""
         ...
 
 
@@ -405,7 +411,17 @@ class WorkerStore(RecordState, ChangeQueue, Protocol):
 
 
 class Store(
-    RecordState, ChangeQueue, Outbox, CareLedger, Deployments, Leases, SourceCursors, Inspection, RecycleBin, Protocol
+    RecordState,
+    ChangeQueue,
+    Outbox,
+    CareLedger,
+    Deployments,
+    Leases,
+    SourceCursors,
+    Inspection,
+    RecycleBin,
+    ChannelTokens,
+    Protocol,
 ):
     """Durable state: every role at once, where the daemon is wired. Every method is one
     transaction unless it says otherwise."""

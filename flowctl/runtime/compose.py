@@ -97,7 +97,7 @@ def engine_service(loaded: Loaded, store: Store, version: str) -> EngineService:
         health=core.health,
         leases=core.leases,
         worker=core.worker,
-        senders=build_senders(_bundle(loaded), env),
+        senders=build_senders(_bundle(loaded), env, store=store, clock=clock),
         lease_seconds=core.lease_seconds,
         stopping=threading.Event(),
         wake=threading.Event(),
@@ -133,7 +133,7 @@ def daemon_service(
             engine_process.wake()
 
     ingest = Ingest(store, on_commit=on_commit, health=core.health)
-    senders = build_senders(bundle, env, log_stream=log_stream)
+    senders = build_senders(bundle, env, log_stream=log_stream, store=store, clock=clock)
     care = CareScheduler(store, core.engines, clock, owner=owner, health=core.health)
     deliverer = Deliverer(
         core.leases,

@@ -8,15 +8,17 @@ builder never raises on user input.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from flowctl.spec import model as m
+from flowctl.spec.calendars import Calendar, CalendarError, calendar_errors, parse_calendar
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error
-from flowctl.spec.loader import RawDocument
+from flowctl.spec.loader import VALUE, RawDocument
 from flowctl.spec.places import Where
 
 
@@ -28,12 +30,54 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _delay_calendar(delay: Any) -> str:
+    """The calendar of a rule's ``delay: {for: 4h, calendar: office}`` ('' for a plain duration)."""
+    return _str(delay.get("calendar")) if isinstance(delay, dict) else ""
+
+
 def _strs(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, list):
         return tuple(_str(v) for v in value)
     return (_str(value),)
+
+
+#: ``to:`` spellings that name people rather than give an address (see ``m.Recipient``)
+_RECORD_FIELD = re.compile(r"record\.([A-Za-z_][A-Za-z0-9_]*)")
+_LINKED_FIELD = re.compile(r"linked\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
+_MESSAGES = ("send_email", "send_sms", "notify")
+
+
+def _recipient(raw: Any, w: Where, action_type: str) -> m.Recipient | None:
+    """One ``to:`` item as a recipient; None for a lone address template (``to`` as before)."""
+    if isinstance(raw, Mapping):
+        return m.Recipient(kind="user", value=_str(raw.get("user")), where=w) if "user" in raw else None
+    text = _str(raw).strip()
+    if text in ("owner", "supervisor"):
+        return m.Recipient(kind=cast(Any, text), where=w)
+    if match := _RECORD_FIELD.fullmatch(text):
+        return m.Recipient(kind="field", value=match.group(1), spelled=text, where=w)
+    if match := _LINKED_FIELD.fullmatch(text):
+        return m.Recipient(kind="linked", value=f"{match.group(1)}.{match.group(2)}", spelled=text, where=w)
+    if action_type == "notify":
+        return m.Recipient(kind="user", value=text, where=w)
+    return m.Recipient(kind="address", value=_str(raw), where=w)
+
+
+def _recipients(raw: Any, w: Where, action_type: str) -> tuple[m.Recipient, ...]:
+    """``to:`` of send_email, send_sms and notify when it names people (a list, ``{user: …}``,
+    owner, supervisor, ``record.F``, ``linked.R.F``); () when it keeps its earlier meaning: an
+    address template (send_email, send_sms) or an assignee (notify: a user, ``{rule: …}``)."""
+    if action_type not in _MESSAGES or raw is None or raw == "":
+        return ()
+    if isinstance(raw, list):
+        found = (_recipient(item, w.child(i), action_type) for i, item in enumerate(raw))
+        return tuple(r for r in found if r is not None)
+    one = _recipient(raw, w, action_type)
+    if one is None or one.kind == "address" or (action_type == "notify" and one.kind not in ("field", "linked")):
+        return ()
+    return (one,)
 
 
 @dataclass
@@ -132,7 +176,27 @@ class Builder:
             limits=m.Limits(**{k: int(v) for k, v in limits.items()}),
             retention=self.retention(spec.get("retention") or {}, w.child("retention")),
             users=m.frozen_map(users),
+            calendars=self.calendars(spec.get("calendars") or {}, w.child("calendars"), _str(spec.get("timezone"))),
         )
+
+    def calendars(self, raw: Mapping[str, Any], w: Where, timezone: str) -> Mapping[str, Calendar]:
+        """Readable calendars by name; each bad field of the others is an issue (E115-E118)."""
+        if not timezone or calendar_errors("", {"timezone": timezone}, "UTC"):
+            timezone = "UTC"  # a bad Config timezone is E062 already: do not report it per calendar
+        out = {}
+        for name, entry in raw.items():
+            cw = w.child(name)
+            problems = calendar_errors(name, entry or {}, timezone)
+            for problem in problems:
+                place = (problem.field, VALUE) if problem.index is None else (problem.field, problem.index)
+                message = f"calendar '{name}': {problem.message}"
+                self.issues.append(error(problem.code, message, cw.at(*place), problem.hint))
+            if not problems:
+                try:
+                    out[name] = parse_calendar(name, entry or {}, timezone)
+                except CalendarError:  # pragma: no cover - calendar_errors found nothing
+                    continue
+        return m.frozen_map(out)
 
     def retention(self, raw: Mapping[str, Any], w: Where) -> m.Retention:
         kept = {name: self.duration(value, w, name) for name, value in raw.items()}
@@ -242,10 +306,13 @@ class Builder:
             html=html,
             text_file=_str(spec.get("text_file")),
             html_file=_str(spec.get("html_file")),
+            template_id=_str(spec.get("template_id")),
+            template_data=m.frozen_map({str(k): _str(v) for k, v in (spec.get("template_data") or {}).items()}),
         )
 
     def build_channel(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Channel:
         quiet = spec.get("quiet_hours")
+        fallback = spec.get("fallback")
         policy = m.SendPolicy(
             rate=_str(spec.get("rate")),
             quiet_hours=m.QuietHours(
@@ -271,6 +338,13 @@ class Builder:
             headers=m.frozen_map({str(k): _str(v) for k, v in (spec.get("headers") or {}).items()}),
             body=spec.get("body"),
             timeout=self.duration(spec.get("timeout"), w, "timeout"),
+            app_id=_str(spec.get("app_id")),
+            secret_key=_str(spec.get("secret_key")),
+            refresh_token=_str(spec.get("refresh_token")),
+            token_url=_str(spec.get("token_url")),
+            fallback=m.ChannelFallback(channel=_str(fallback.get("channel")), template=_str(fallback.get("template")))
+            if isinstance(fallback, Mapping)
+            else None,
             max_attempts=int(spec.get("max_attempts", 8)),
             policy=policy,
         )
@@ -311,7 +385,8 @@ class Builder:
     # ---------------------------------------------------------------- parts
 
     def rule(self, raw: Mapping[str, Any], w: Where, name: str) -> m.Rule:
-        """A stage rule; ``delay`` is a duration or a mapping (``for``, or ``until`` and ``offset``)."""
+        """A stage rule; ``delay`` is a duration or a mapping (``for`` and ``calendar``, or ``until``
+        and ``offset``)."""
         delay = raw.get("delay")
         mapped = isinstance(delay, Mapping)
         timing: Mapping[str, Any] = delay if isinstance(delay, Mapping) else {"for": delay}
@@ -321,6 +396,7 @@ class Builder:
             action=self.action(raw, w, _str(raw.get("action"))),
             after=_strs(raw.get("after")),
             delay=self.duration(timing.get("for"), w, *(("delay", "for") if mapped else ("delay",))),
+            delay_calendar=_delay_calendar(delay),
             delay_until=_str(timing.get("until")),
             delay_offset=self.duration(timing.get("offset"), w, "delay", "offset", code="E111"),
             wait=self.rule_wait(wait, w.child("wait")) if isinstance(wait, Mapping) else None,
@@ -365,6 +441,7 @@ class Builder:
             branches=branches,
             default=_str(raw.get("default")),
             for_=self.duration(raw.get("for"), w, "for"),
+            calendar=_str(raw.get("calendar")) if node_type == "delay" else "",
             until=_str(raw.get("until")),
             offset=self.duration(raw.get("offset"), w, "offset", code="E111") if node_type == "delay" else None,
             event=_str(raw.get("event")) if node_type == "wait_event" else "",
@@ -401,9 +478,10 @@ class Builder:
                     where=w.child("attach", i),
                 )
             )
+        recipients = _recipients(raw.get("to"), w.child("to"), action_type)
         person_key = {"handover": "to", "notify": "to", "add_care_card": "owner"}.get(action_type, "assignee")
-        assignee = self.assignee(raw.get(person_key), w.child(person_key))
-        to = "" if person_key == "to" else _str(raw.get("to"))
+        assignee = None if recipients else self.assignee(raw.get(person_key), w.child(person_key))
+        to = "" if person_key == "to" or recipients else _str(raw.get("to"))
         watchers = tuple(
             a
             for i, item in enumerate(raw.get("watchers") or [])
@@ -438,6 +516,8 @@ class Builder:
             care_date=_str(raw.get("care_date")),
             layout=_str(raw.get("layout")),
             notify_owner=bool(raw.get("notify_owner", False)),
+            only_during=_str(raw.get("only_during")),
+            recipients=recipients,
             where=w,
         )
 

@@ -15,11 +15,12 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from flowctl.engine.state import Record, Run, StageEntry, Timer
+from flowctl.engine.state import Effect, Record, Run, StageEntry, Timer
 from flowctl.ports import (
     AppendResult,
     CareOccurrence,
     CareSummary,
+    ChannelToken,
     ConfigVersion,
     NewChange,
     Note,
@@ -238,6 +239,16 @@ class StoreDelegate:
 
     def source_keys(self, source: str) -> set[str]:
         return self.store.source_keys(source)
+
+    def queue_outbox(self, effects: Sequence[Effect], now: datetime) -> list[str]:
+        return self.store.queue_outbox(effects, now)
+
+    # ---- ChannelTokens
+    def channel_token(self, channel: str) -> ChannelToken | None:
+        return self.store.channel_token(channel)
+
+    def swap_channel_token(self, channel: str, expected_refresh: str | None, token: ChannelToken) -> bool:
+        return self.store.swap_channel_token(channel, expected_refresh, token)
 
     # ---- Inspection
     def list_records(

@@ -285,6 +285,19 @@ source_rows = sa.Table(
 )
 
 
+#: The newest OAuth token pair of a channel that rotates its refresh token (Zalo ZNS), per channel (0011).
+channel_tokens = sa.Table(
+    "channel_tokens",
+    metadata,
+    sa.Column("channel", _text(), primary_key=True),
+    sa.Column("access_token", sa.Text(), nullable=False),
+    sa.Column("refresh_token", sa.Text(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
+    sa.Column("origin", _text(), nullable=False),  # a digest of the configured refresh token
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+
 @functools.lru_cache(maxsize=1024)
 def _sqlite_text(value: datetime) -> str:
     """2026-03-01T09:00:00.000000+00:00: always 32 characters, so text order is time order. Cached:

@@ -58,7 +58,7 @@ def test_preview_shows_what_would_be_sent_and_sends_nothing(tmp_path: Path) -> N
     records.write_text(RECORDS, encoding="utf-8")
     out = run("care", "preview", "sinh-nhat-lien-he", str(EXAMPLE), "--date", "2026-05-02", "--records", str(records))
     assert "2026-05-02T08:00:00+07:00  contact/1  occurrence 2026-05-02: sent" in out
-    assert "send_sms via sms-brandname to 0912000001: ABC Viet Nam chuc mung sinh nhat anh Nguyen Van Hai!" in out
+    assert "send_sms via zalo-oa to 0912000001: ZNS template 318542: ten_khach_hang=anh Nguyễn Văn Hải" in out
     assert "send_email via email to hai@example.com: Chúc mừng sinh nhật anh Nguyễn Văn Hải" in out
     assert "contact/4  occurrence 2026-05-02: skipped" in out
     assert "skipped: 1 records without a usable birthday: contact/3 'không rõ'" in out

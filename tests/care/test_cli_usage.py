@@ -226,7 +226,7 @@ def test_every_care_command_prints_json(config_dir: Path, records: Path) -> None
         ("3", "2027-05-02T08:00:00+07:00", "skipped"),
     ]
     assert previewed["undated"] == [{"object": "contact", "id": "1", "value": "1990-02-29"}]
-    assert {"action": "send_sms", "channel": "sms-brandname", "to": "0912000002"}.items() <= previewed["firings"][0][
+    assert {"action": "send_sms", "channel": "zalo-oa", "to": "0912000002"}.items() <= previewed["firings"][0][
         "effects"
     ][0].items()
 

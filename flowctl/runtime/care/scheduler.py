@@ -18,7 +18,9 @@ missed while the daemon was down happen late, and the log says so) and ``now - s
 
 Edits take effect tomorrow: the first time a process runs on a local day, the day is pinned to
 the config version running then (``care_days``); every occurrence of that process on that day runs
-on the pinned version's engine, if this process still has it (else on the current one, logged).
+on the pinned version's engine. The pin is in the store, so it holds across restarts and replicas:
+a process that does not hold that engine rebuilds it from the version's stored files (else, for a
+version stored without them, the current one runs, logged).
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ from flowctl.engine.care import (
     outcome,
     parse_date,
 )
+from flowctl.engine.core import Engine
 from flowctl.engine.state import CareDue, Record, Step
 from flowctl.ports import CareOccurrence, Clock, Processed, Store
 from flowctl.runtime.daemon.ingest import StoreHealth, unavailable
 from flowctl.runtime.daemon.worker import Engines, Overlay
 from flowctl.spec import model as m
+from flowctl.spec.config import load_bundle_from_files
 from flowctl.store.delegate import StoreDelegate
 
 log = logging.getLogger("flowctl.care")
@@ -305,7 +309,7 @@ class CareScheduler:
         return out
 
     def _engine_for(self, version: str) -> Any:
-        engine = self.engines.by_version.get(version)
+        engine = self.engines.by_version.get(version) or self._stored_engine(version)
         if engine is None:
             if version and version not in self._missing_versions:
                 self._missing_versions.add(version)
@@ -316,6 +320,27 @@ class CareScheduler:
                     self.engines.current.version,
                 )
             engine = self.engines.current
+        return engine
+
+    def _stored_engine(self, version: str) -> Any:
+        """The engine of a pinned ``version`` this process has not built (it started or reloaded
+        after the day was pinned, or another replica pinned it), rebuilt from the files the store
+        keeps of every deployed version; kept with the others, so it is built once. None when the
+        store does not have it or it cannot be rebuilt (then the current engine runs, logged).
+        Built directly, not through ``versions.from_version``: that cache keeps the running
+        version, which a reload plans against."""
+        if not version or version in self._missing_versions:
+            return None
+        stored = self.store.version(version)
+        if stored is None or not stored.files:
+            return None
+        loaded = load_bundle_from_files(stored.files, root=f"<version {version}>")
+        if not loaded.ok or loaded.bundle is None:
+            log.warning("care: pinned config version %s does not validate any more; it cannot be rebuilt", version)
+            return None
+        engine = Engine(loaded.bundle, version)
+        self.engines.by_version.setdefault(version, engine)
+        log.info("care: rebuilt config version %s from the store: today's runs started on it", version)
         return engine
 
     def _run_new(

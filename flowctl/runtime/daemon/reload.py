@@ -127,7 +127,13 @@ def _refresh_senders(service: Any, bundle: Any) -> None:
     if not isinstance(senders, dict):
         return
     try:
-        fresh = build_senders(bundle, service.env, log_stream=getattr(service, "log_stream", None))
+        fresh = build_senders(
+            bundle,
+            service.env,
+            log_stream=getattr(service, "log_stream", None),
+            store=getattr(service, "store", None),
+            clock=getattr(service, "clock", None),
+        )
     except Exception:
         log.exception("channels of the new version could not be built; keeping the previous ones")
         return

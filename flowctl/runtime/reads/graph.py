@@ -57,7 +57,8 @@ def _pipeline(store: Inspection, pipeline: m.Pipeline) -> dict[str, Any]:
         for rule_id, rule in rules:
             what = rule.action.type + (f" {rule.action.template}" if rule.action.template else "")
             when = timing(rule)
-            label = f"{rule.name}: " + (f"{when}: " if when else "") + what
+            hours = f" (only during {rule.action.only_during})" if rule.action.only_during else ""
+            label = f"{rule.name}: " + (f"{when}: " if when else "") + what + hours
             nodes.append({"id": rule_id, "label": label, "type": "rule", "waiting": by_rule.get(rule_id, 0)})
             edges.append({"from": stage.id, "to": rule_id, "label": "rule"})
             edges += [{"from": f"{stage.id}/{before}", "to": rule_id, "label": "after"} for before in rule.after]

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from flowctl.spec.checks.access import check_access
+from flowctl.spec.checks.calendars import check_calendars
 from flowctl.spec.checks.cascade import check_cascades
 from flowctl.spec.checks.delivery import check_webhook_delivery
 from flowctl.spec.checks.expressions import check_expressions, check_set_values, check_templates
 from flowctl.spec.checks.flows import check_loops, check_nodes, check_started
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
 from flowctl.spec.checks.policies import check_care_defaults
+from flowctl.spec.checks.recipients import check_recipients
 from flowctl.spec.checks.references import (
     check_documents,
     check_fields,
@@ -32,6 +34,7 @@ from flowctl.spec.checks.schedules import (
 )
 from flowctl.spec.checks.secrets import check_secrets
 from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
+from flowctl.spec.checks.zalo import check_zalo
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.model import Bundle
 from flowctl.spec.places import Span
@@ -48,6 +51,7 @@ CHECKS: list[Check] = [
     check_stages,
     check_documents,
     check_users,
+    check_recipients,
     # flow graphs
     check_nodes,
     check_loops,
@@ -67,12 +71,14 @@ CHECKS: list[Check] = [
     check_care_limit,
     check_rule_delays,
     check_rule_waits,
+    check_calendars,
     # automations as a whole
     check_cascades,
     check_secrets,
     check_access,
     check_care_defaults,
     check_webhook_delivery,
+    check_zalo,
 ]
 
 

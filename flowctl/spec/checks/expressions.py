@@ -98,6 +98,9 @@ def _action_texts(action: m.Action, object_name: str, owner: str) -> Iterator[Te
         if attachment.filename:
             span = _at(attachment.where, "filename")
             yield Text(attachment.filename, False, span, object_name, f"an attachment's filename in {owner}")
+    for recipient in action.recipients:  # an address template in a ``to:`` list
+        if recipient.kind == "address" and recipient.value:
+            yield Text(recipient.value, False, value_span(recipient.where), object_name, f"a recipient of {owner}")
 
 
 def texts(bundle: m.Bundle) -> Iterator[Text]:

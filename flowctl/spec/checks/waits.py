@@ -1,5 +1,6 @@
 """What stage rules wait for: a ``delay: {until}`` template that reads a date or datetime field
-(E110), a ``delay:`` mapping that says one thing (E111), a ``wait:`` with one event or a list of
+(E110), a ``delay:`` mapping that says one thing (E111; a ``calendar`` counts a ``for`` in working
+time and has no meaning beside ``until``), a ``wait:`` with one event or a list of
 fields (E112) and ``on_timeout`` exactly when the wait has a ``for`` (E113). Unknown fields in
 ``wait: {changed}`` are E031 like every other field named by name; the template's own fields
 and syntax are checked with the other templates (E031, E051).
@@ -17,6 +18,11 @@ from flowctl.spec.issues import Issue, error
 #: Field types a ``delay: {until}`` moment can be read from.
 MOMENT_TYPES = ("date", "datetime")
 
+_CALENDAR_HINT = (
+    "write delay: {for: 4h, calendar: office}, or remove calendar; to hold an action to working hours, "
+    "give it only_during: office"
+)
+
 
 def _rules(bundle: m.Bundle) -> Iterator[tuple[m.Pipeline, m.Stage, m.Rule]]:
     for pipeline in bundle.pipelines.values():
@@ -26,10 +32,18 @@ def _rules(bundle: m.Bundle) -> Iterator[tuple[m.Pipeline, m.Stage, m.Rule]]:
 
 
 def check_rule_delays(bundle: m.Bundle) -> Iterator[Issue]:
-    """E110 ``until`` reads no date or datetime field; E111 ``offset`` without ``until``, or
-    ``for`` beside ``until`` (also an ``offset`` on a flow's delay node without ``until``)."""
+    """E110 ``until`` reads no date or datetime field; E111 ``offset`` without ``until``, ``for``
+    beside ``until``, or ``calendar`` without ``for`` (also on a flow's delay node)."""
     for flow in bundle.flows.values():
         for node in flow.nodes.values():
+            if node.calendar and node.until:
+                yield error(
+                    "E111",
+                    f"flow '{flow.name}', node '{node.id}': 'calendar' counts a 'for' in working time, "
+                    "and the node waits 'until' a moment",
+                    value_span(node.where, "calendar"),
+                    _CALENDAR_HINT,
+                )
             if node.offset is not None and not node.until:
                 yield error(
                     "E111",
@@ -54,6 +68,14 @@ def check_rule_delays(bundle: m.Bundle) -> Iterator[Issue]:
                 f"{owner}: the delay has both 'for' and 'until'; it waits for one of them",
                 value_span(w, "delay", "for"),
                 "keep 'for' (wait this long) or 'until' with an 'offset' (a moment relative to a date field)",
+            )
+        if rule.delay_calendar and not has_key(w, "delay", "for"):
+            yield error(
+                "E111",
+                f"{owner}: 'calendar' counts a 'for' in working time, and this delay "
+                + ("waits 'until' a moment" if has_key(w, "delay", "until") else "has no 'for'"),
+                value_span(w, "delay", "calendar"),
+                _CALENDAR_HINT,
             )
         if rule.delay_until:
             yield from _until_field(bundle, pipeline, owner, rule)

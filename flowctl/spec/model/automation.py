@@ -44,6 +44,24 @@ class Assignee:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Recipient:
+    """One person or address a message goes to (``to:`` of send_email, send_sms and notify).
+
+    ``kind`` is ``owner`` (the record's owner), ``supervisor`` (the owner's supervisor), ``user``
+    (``value`` names a Config user), ``field`` (``value`` names a field of the record), ``linked``
+    (``value`` is ``REF.FIELD``: a field of the record a ``ref`` field links to) or ``address``
+    (``value`` is a Jinja2 template giving the address itself). See ``engine.recipients``.
+    """
+
+    kind: Literal["owner", "supervisor", "user", "field", "linked", "address"]
+    value: str = ""
+    #: as written (``linked.customer.email``): for messages, and so that whatever scans an
+    #: automation's strings for ``linked.<ref>`` reads (to load those links) finds this one too
+    spelled: str = field(default="", compare=False)
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Attachment:
     """A document rendered from a template and attached to an email."""
 
@@ -101,6 +119,11 @@ class Action:
     care_date: str = ""
     layout: str = ""
     notify_owner: bool = False
+    #: A Config calendar: outside its working time the action waits for the next working minute.
+    only_during: str = ""
+    #: send_email, send_sms, notify: who gets it, when ``to:`` names people (owner, supervisor,
+    #: users, record or linked fields, or a list); empty: ``to``/``assignee`` as before
+    recipients: tuple[Recipient, ...] = ()
     where: Where = field(default=NOWHERE, compare=False)
 
 
@@ -146,7 +169,8 @@ class Node:
     """One node of a flow graph. ``type`` is a control type or an action type.
 
     * branch: branches (first true wins), default
-    * delay: for_ (a duration) or until (a datetime template) and offset, next
+    * delay: for_ (a duration, in working time when ``calendar`` names one) or until (a datetime
+      template) and offset, next
     * wait_event: event, if_ (on the event), for_ (timeout), on_timeout, next
     * goto: target, max_visits
     * goto_flow: flow
@@ -160,6 +184,7 @@ class Node:
     branches: tuple[Branch, ...] = ()
     default: str = ""
     for_: Duration | None = None
+    calendar: str = ""  # delay: count ``for_`` in this calendar's working time
     until: str = ""
     offset: Duration | None = None  # added to until ("-2h")
     event: str = ""
@@ -231,6 +256,8 @@ class Rule:
     action: Action
     after: tuple[str, ...] = ()
     delay: Duration | None = None
+    #: A Config calendar: the delay counts only its working time (``delay: {for: 4h, calendar: office}``).
+    delay_calendar: str = ""
     delay_until: str = ""
     delay_offset: Duration | None = None
     wait: RuleWait | None = None

@@ -9,6 +9,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
+from flowctl.spec.calendars import Calendar
 from flowctl.spec.places import NOWHERE, Where
 
 API_VERSION = "flowctl/v1"
@@ -130,6 +131,8 @@ class Config(Document):
     limits: Limits = field(default_factory=Limits)
     retention: Retention = field(default_factory=Retention)
     users: Mapping[str, User] = field(default_factory=empty_map)
+    #: Business calendars by name (``delay: {for:, calendar:}``, ``only_during:``); only the readable ones.
+    calendars: Mapping[str, Calendar] = field(default_factory=empty_map)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ class Template(Document):
     html: str = ""
     text_file: str = ""
     html_file: str = ""
+    # zalo: an approved ZNS template and its parameters (each value a template over the record)
+    template_id: str = ""
+    template_data: Mapping[str, str] = field(default_factory=empty_map)
 
 
 # --------------------------------------------------------------------------------------------
@@ -38,6 +41,14 @@ class QuietHours:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ChannelFallback:
+    """Where a message goes when a ``zalo_zns`` channel is refused the phone for good."""
+
+    channel: str
+    template: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SendPolicy:
     rate: str = ""  # "20/s", "100/m"
     quiet_hours: QuietHours | None = None
@@ -47,13 +58,14 @@ class SendPolicy:
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class Channel(Document):
-    """Where effects leave: ``smtp``, ``http`` (SMS gateways, webhooks, call centres) or ``log``.
+    """Where effects leave: ``smtp``, ``http`` (SMS gateways, webhooks, call centres), ``zalo_zns``
+    (Zalo template messages) or ``log``.
 
     Values may hold ``${ENV}`` references; they are resolved when the daemon delivers.
     """
 
     kind: str = "Channel"
-    type: Literal["smtp", "http", "log"] = "log"
+    type: Literal["smtp", "http", "log", "zalo_zns"] = "log"
     # smtp
     host: str = ""
     port: int = 0
@@ -67,6 +79,12 @@ class Channel(Document):
     headers: Mapping[str, str] = field(default_factory=empty_map)
     body: Any = None
     timeout: Duration | None = None
+    # zalo_zns (url: the ZNS endpoint; secrets as ${ENV} references)
+    app_id: str = ""
+    secret_key: str = ""
+    refresh_token: str = ""
+    token_url: str = ""
+    fallback: ChannelFallback | None = None
     # delivery
     max_attempts: int = 8
     policy: SendPolicy = field(default_factory=SendPolicy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flowctl.store.memory.care import MemoryCareLedger
 from flowctl.store.memory.changes import MemoryChangeQueue
+from flowctl.store.memory.channel_tokens import MemoryChannelTokens
 from flowctl.store.memory.deployments import MemoryDeployments
 from flowctl.store.memory.inspection import MemoryInspection
 from flowctl.store.memory.leases import MemoryLeases
@@ -33,5 +34,6 @@ class MemoryStore(
     MemorySourceCursors,
     MemoryInspection,
     MemoryRecycleBin,
+    MemoryChannelTokens,
 ):
     """Every role of the store, in memory."""

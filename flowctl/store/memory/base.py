@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from flowctl.ports import LeaseLost, Processed
+from flowctl.ports import ChannelToken, LeaseLost, Processed
 from flowctl.store import rows
 from flowctl.store.dates import date_rows
 
@@ -74,6 +74,7 @@ class MemoryBase:
         self._care_days: dict[tuple[str, str], str] = {}  # (process, day) -> pinned config version
         self._sources: dict[str, dict[str, Any]] = {}  # polling source -> its stored state
         self._source_rows: dict[tuple[str, str], str] = {}  # (source, key) -> hash of the copied row
+        self._channel_tokens: dict[str, ChannelToken] = {}  # channel -> its newest token pair
         self._seq = 0
         self._outbox_id = 0
 

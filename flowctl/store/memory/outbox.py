@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from flowctl.engine.state import Effect
 from flowctl.ports import OutboxRow
 from flowctl.store import rows
-from flowctl.store.memory.base import MemoryBase, leased, load
+from flowctl.store.memory.base import MemoryBase, dump, leased, load
 
 
 class MemoryOutbox(MemoryBase):
@@ -166,3 +167,15 @@ class MemoryOutbox(MemoryBase):
                     if row["recipient"] in wanted:
                         per[row["recipient"]] = per.get(row["recipient"], 0) + 1
         return total, per
+
+    def queue_outbox(self, effects: Sequence[Effect], now: datetime) -> list[str]:
+        fresh = [dump("outbox", rows.outbox_row(effect, now)) for effect in effects]
+        queued: list[str] = []
+        with self._lock:
+            for row in fresh:
+                if row["key"] not in self._outbox_keys:
+                    self._outbox_id += 1
+                    self._outbox[self._outbox_id] = {**row, "id": self._outbox_id}
+                    self._outbox_keys.add(row["key"])
+                    queued.append(row["key"])
+        return queued

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from flowctl.store.sql.care import SqlCareLedger
 from flowctl.store.sql.changes import SqlChangeQueue
+from flowctl.store.sql.channel_tokens import SqlChannelTokens
 from flowctl.store.sql.deployments import SqlDeployments
 from flowctl.store.sql.inspection import SqlInspection
 from flowctl.store.sql.leases import SqlLeases
@@ -39,6 +40,7 @@ class SqlStore(
     SqlSourceCursors,
     SqlInspection,
     SqlRecycleBin,
+    SqlChannelTokens,
 ):
     """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
 

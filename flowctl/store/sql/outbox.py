@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from flowctl.engine.state import Effect
 from flowctl.ports import OutboxRow
 from flowctl.store import rows
 from flowctl.store.sql.base import SqlBase, chunks
@@ -226,3 +227,13 @@ class SqlOutbox(SqlBase):
                 )
                 per.update({str(r): int(n) for r, n in conn.execute(stmt)})
         return int(total), per
+
+    def queue_outbox(self, effects: Sequence[Effect], now: datetime) -> list[str]:
+        """Insert each effect's row unless its key is stored (RETURNING says which went in)."""
+        insert = self._insert_for(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.key)
+        queued: list[str] = []
+        with self._write_lock, self._writer.begin() as conn:
+            for effect in effects:
+                if conn.execute(insert, rows.outbox_row(effect, now)).first() is not None:
+                    queued.append(effect.key)
+        return queued

@@ -1,0 +1,106 @@
+"""E120/E121: the people ``to:`` names on send_email, send_sms and notify can be reached.
+
+A recipient that names a user needs the user in Config ``users`` with the address the channel
+sends to (an email for send_email, a phone for send_sms); one that names a field needs the field,
+of a type that gives that address (see ``engine.recipients.FIELD_TYPES``); ``linked.REF.FIELD``
+needs ``REF`` to be a ``ref`` field of the record and ``FIELD`` a field of the object it links to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flowctl.spec import model as m
+from flowctl.spec.checks._common import Site, action_sites, field_names, hint_with, value_span
+from flowctl.spec.issues import Issue, error
+
+#: What a recipient must resolve to, per action (mirrors ``engine.recipients.ADDRESS_KIND``).
+_KIND = {"send_email": "email", "send_sms": "phone", "notify": "user"}
+#: The field types that give each kind of address (mirrors ``engine.recipients.FIELD_TYPES``).
+_TYPES = {"email": ("email", "user"), "phone": ("phone", "user"), "user": ("user",)}
+_NAMES = {"email": "an email address", "phone": "a phone number", "user": "a user"}
+
+
+def check_recipients(bundle: m.Bundle) -> Iterator[Issue]:
+    """E120 (unknown user, or one without the address needed) and E121 (missing or mistyped field)."""
+    for site in action_sites(bundle):
+        kind = _KIND.get(site.action.type)
+        if kind is None:
+            continue
+        for recipient in site.action.recipients:
+            if recipient.kind == "user":
+                yield from _user(bundle, site, recipient, kind)
+            elif recipient.kind == "field":
+                yield from _field(bundle, site, recipient, kind, site.object, recipient.value, "record")
+            elif recipient.kind == "linked":
+                yield from _linked(bundle, site, recipient, kind)
+
+
+def _user(bundle: m.Bundle, site: Site, recipient: m.Recipient, kind: str) -> Iterator[Issue]:
+    users = bundle.config.users
+    user = users.get(recipient.value)
+    span = value_span(recipient.where, "user") if _keyed(recipient, "user") else value_span(recipient.where)
+    if user is None:
+        yield error(
+            "E120",
+            f"{site.owner} sends to user '{recipient.value}', who is not in Config users",
+            span,
+            hint_with("add the user under Config spec.users or fix the name", recipient.value, users),
+        )
+    elif kind != "user" and not getattr(user, kind):
+        yield error(
+            "E120",
+            f"{site.owner} sends {site.action.type} to user '{recipient.value}', who has no {kind} in Config users",
+            span,
+            f"add {kind}: to user '{recipient.value}' under Config spec.users, or send to someone else",
+        )
+
+
+def _field(
+    bundle: m.Bundle, site: Site, recipient: m.Recipient, kind: str, object_name: str, name: str, spelled: str
+) -> Iterator[Issue]:
+    obj = bundle.objects.get(object_name)
+    if obj is None:
+        return  # E030 reports the unknown object
+    wanted = _TYPES[kind]
+    spec = obj.fields.get(name)
+    field_type = "user" if name == "owner" else (spec.type if spec is not None else "")
+    if not field_type:
+        yield error(
+            "E121",
+            f"{site.owner} sends to {spelled}.{name}, but {object_name} has no field '{name}'",
+            value_span(recipient.where),
+            hint_with(f"use a field of {object_name} of type {' or '.join(wanted)}", name, field_names(obj)),
+        )
+    elif field_type not in wanted:
+        fitting = sorted(n for n, f in obj.fields.items() if f.type in wanted)
+        yield error(
+            "E121",
+            f"{site.owner} sends {site.action.type} to {spelled}.{name}, a field of type {field_type}, which does not "
+            f"give {_NAMES[kind]}",
+            value_span(recipient.where),
+            f"use a field of type {' or '.join(wanted)}"
+            + (f" ({', '.join(fitting)})" if fitting else f"; {object_name} has none"),
+        )
+
+
+def _linked(bundle: m.Bundle, site: Site, recipient: m.Recipient, kind: str) -> Iterator[Issue]:
+    ref, name = recipient.value.split(".", 1)
+    obj = bundle.objects.get(site.object)
+    if obj is None:
+        return
+    spec = obj.fields.get(ref)
+    if spec is None or spec.type != "ref" or not spec.object:
+        refs = sorted(n for n, f in obj.fields.items() if f.type == "ref")
+        yield error(
+            "E121",
+            f"{site.owner} sends to linked.{recipient.value}, but '{ref}' is not a ref field of {site.object}",
+            value_span(recipient.where),
+            hint_with(f"name a field of {site.object} of type ref (with object:)", ref, refs),
+        )
+        return
+    yield from _field(bundle, site, recipient, kind, spec.object, name, f"linked.{ref}")
+
+
+def _keyed(recipient: m.Recipient, key: str) -> bool:
+    return (*recipient.where.path, key) in recipient.where.marks
