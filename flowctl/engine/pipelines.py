@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from flowctl.engine.business import delay_text, held_until, hold_detail, wake_at
-from flowctl.engine.flows import starts_on_update
+from flowctl.engine.flows import event_data, starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.rule_waits import WaitIndex, until_label, until_moment, wait_label
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
@@ -346,7 +346,7 @@ class PipelineRunner:
             return
         rule = found[2]
         if timer.kind == "hold":  # only_during: the working minute came; the if: is checked again
-            self.run_rule(tx, run, rule)
+            self.run_rule(tx, run, rule, event_data(run) or None)  # the event that ended a wait:
         elif timer.kind != "timeout":
             self.after_delay(tx, run, rule)
         elif rule.on_timeout == "run":
