@@ -63,7 +63,7 @@ class FlowRunner:
                         continue
                 # ``before`` costs a second view of the record: built only for a condition that reads it
                 before = change.before if "before" in trigger.if_ else None
-                ctx = self.engine.context(record, before=before, changed=changed, now=tx.now)
+                ctx = self.engine.context(record, before=before, changed=changed, now=tx.now, tx=tx)
                 self.trigger(tx, flow, record, ctx, kind)
 
     def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
@@ -71,7 +71,7 @@ class FlowRunner:
             assert flow.trigger is not None
             if flow.trigger.event != event.event:
                 continue
-            ctx = self.engine.context(record, event=event.data, now=tx.now)
+            ctx = self.engine.context(record, event=event.data, now=tx.now, tx=tx)
             self.trigger(tx, flow, record, ctx, f"event {event.event}", event=(event.event, event.data))
 
     def trigger(
@@ -201,7 +201,7 @@ class FlowRunner:
                 self.end(tx, run, "cancelled", "record deleted")
                 return
             if seed is None or seed[0] is not record:
-                seed = (record, self.engine.context(record, now=tx.now, event=event))
+                seed = (record, self.engine.context(record, now=tx.now, tx=tx, event=event))
             ctx = seed[1]
             visits = dict(run.visits)
             visits[node.id] = visits.get(node.id, 0) + 1
@@ -353,7 +353,7 @@ class FlowRunner:
             record = tx.record(run.object, run.record_id)
             if node is None or record is None:
                 continue
-            ctx = self.engine.context(record, event=data, now=tx.now)
+            ctx = self.engine.context(record, event=data, now=tx.now, tx=tx)
             try:
                 ok, seen = self.engine.condition(node.if_, ctx)
             except TemplateError as exc:

@@ -418,6 +418,8 @@ class Builder:
             care_date=_str(raw.get("care_date")),
             layout=_str(raw.get("layout")),
             notify_owner=bool(raw.get("notify_owner", False)),
+            object=_str(raw.get("object")),
+            target=_str(raw.get("target")),
             where=w,
         )
 

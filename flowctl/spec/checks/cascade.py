@@ -74,7 +74,7 @@ def automations(bundle: m.Bundle) -> dict[Key, Automation]:
         if writer is None:
             continue
         action = site.action
-        if action.type == "update_fields":
+        if action.type == "update_fields" and not action.target:  # a target writes another record
             for name, value in action.set.items():
                 span = action.where.at("set", name)
                 if name == "stage" and isinstance(value, str) and "{" not in value:
