@@ -26,6 +26,16 @@ class Links:
         self.saved = saved_objects(bundle)
         self._reads_saved: dict[int, bool] = {}  # id(action) -> whether it reads saved.X
 
+    def keys(self, object: str, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(object, id) of the records a record of ``object`` with ``fields`` links to through
+        the ref fields its automations read: what the runtime loads before the engine runs."""
+        refs = self.refs.get(object, {})
+        return [
+            (refs[ref], str(value))
+            for ref in self.read.get(object, ())
+            if (value := fields.get(ref)) not in (None, "") and isinstance(value, str | int)
+        ]
+
     def blank(self, object: str) -> dict[str, Any]:
         obj = self.bundle.objects.get(object)
         return dict.fromkeys((*(obj.fields if obj else ()), "id", "object", "stage", "pipeline", "owner"))
