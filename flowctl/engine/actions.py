@@ -308,7 +308,7 @@ class ActionRenderer:
                 link = record.fields.get(action.target)
                 raise ActionError(f"target {action.target} links to no live {object} (it holds {link!r})")
             params, new = self._update(action, linked, context, tx)
-            return {"target": action.target, "id": linked.id, **params}, new
+            return {"target": action.target, "target_id": linked.id, **params}, new
         return self._update(action, record, context, tx)
 
     def _update(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
@@ -400,7 +400,7 @@ class ActionRenderer:
             raise ActionError(f"cannot create {action.object}: {'; '.join(problems)}")
         scope, node = tx.acting
         new_id = created_id(scope, action.save_as or node)
-        params: dict[str, Any] = {"object": action.object, "id": new_id, "set": values}
+        params: dict[str, Any] = {"created_object": action.object, "created_id": new_id, "set": values}
         if tx.record(action.object, new_id) is not None:
             return {**params, "existing": True}, None
         owner = str(values.get("owner") or record.owner or "")

@@ -42,7 +42,7 @@ def test_won_creates_the_invoice_once_notes_it_and_changes_the_linked_customer(t
     assert invoice.fields["deal"] == "d1" and invoice.fields["amount"] == 100
     assert (invoice.pipeline, invoice.stage, invoice.owner) == ("billing", "draft", "lan")
     by_action = {e.action: e for e in step.effects}
-    assert by_action["create_record"].params["id"] == invoice.id
+    assert by_action["create_record"].params["created_id"] == invoice.id
     # the invoice's own pipeline rule ran, inside the same step
     assert by_action["notify"].params["text"] == "Invoice for deal d1: 100"
     assert by_action["add_note"].params["text"] == f"Invoice {invoice.id} for 100"
@@ -61,7 +61,7 @@ def test_a_replayed_step_finds_the_created_record_and_creates_none(tmp_path) -> 
     sim.state.apply(first)
     again = sim.engine.handle(sim.state, won, sim.now)  # a retry or a replay of the same input
     (effect,) = [e for e in again.effects if e.action == "create_record"]
-    assert effect.params["id"] == invoice.id and effect.params["existing"] is True
+    assert effect.params["created_id"] == invoice.id and effect.params["existing"] is True
     assert not any(k[0] == "invoice" for k in again.records)
 
 
