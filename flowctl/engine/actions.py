@@ -392,7 +392,8 @@ class ActionRenderer:
     def _create_record(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         """A new record, its id derived from the run and the action (``tx.acting``): performed
         again by a retry or a replay, it finds the record made the first time and makes none."""
-        values = self._values(action.object, action, context, tx)
+        # a template that renders nothing ("{{ record.email }}" of a record without one) sets nothing
+        values = {k: v for k, v in self._values(action.object, action, context, tx).items() if v != ""}
         stage = render(action.stage, context)
         problems = check_fields(self.bundle, action.object, values, complete=True)
         problems += check_stage(self.bundle, action.object, stage, action.pipeline)
