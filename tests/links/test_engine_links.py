@@ -72,3 +72,31 @@ def test_a_link_to_a_record_that_is_not_there_fails_the_action(tmp_path) -> None
     step = sim.write("move", "deal", "d1", stage="won")
     messages = [p.message for p in step.problems]
     assert any("target customer links to no live customer" in m for m in messages), messages
+
+
+CHAIN = """
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: step}
+spec:
+  fields:
+    parent: {type: ref, object: step}
+---
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: spawn}
+spec:
+  object: step
+  trigger: {on: created}
+  start: child
+  nodes:
+    child: {type: create_record, object: step, set: {parent: "{{ record.id }}"}}
+"""
+
+
+def test_records_that_create_records_stop_at_the_chain_depth(tmp_path) -> None:
+    sim = Simulator(make_bundle(tmp_path, {"chain.yaml": CHAIN}, allow=("E080",)), T0)
+    step = sim.write("create", "step", "s0", {})
+    created = [r for r in sim.state.records.values() if r.object == "step"]
+    assert len(created) == 1 + 8 + 1  # the first, one per level, and the one written past the limit
+    assert [p.code for p in step.problems] == ["chain_depth"]
