@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flowctl.testing import Daemon, wait_for, write_config
 from tests.links.support import AUTOMATIONS, OBJECTS
 
@@ -41,10 +43,14 @@ def invoices(daemon: Daemon) -> list[dict]:
     return daemon.get("/v1/records/invoice").json()["items"]
 
 
-def test_links_are_loaded_checked_and_a_created_record_appears_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_links_are_loaded_checked_and_a_created_record_appears_once(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    database = f"sqlite:///{tmp_path / 'flowctl.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     files = {"flowctl.yaml": CONFIG, "objects.yaml": OBJECTS, "automations.yaml": AUTOMATIONS, "note.yaml": NOTE}
     config = write_config(tmp_path / "config", files)
-    with Daemon(config, f"sqlite:///{tmp_path / 'flowctl.db'}") as daemon:
+    with Daemon(config, database) as daemon:
         assert daemon.put("customer", "c1", {"full_name": "Trần Thị Mai", "phone": "0912345678"}).status_code == 202
         refused = daemon.put("deal", "d0", {"title": "Bàn", "customer": "c404"})
         assert refused.status_code == 422
