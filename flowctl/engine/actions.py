@@ -302,7 +302,11 @@ class ActionRenderer:
     @_handles("update_fields")
     def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
         if action.target:  # the linked record this ref field names is the one changed
-            object = self.bundle.objects[record.object].fields[action.target].object
+            obj = self.bundle.objects.get(record.object)
+            ref = obj.fields.get(action.target) if obj is not None else None
+            if ref is None or ref.type != "ref":
+                raise ActionError(f"target {action.target} is not a ref field of {record.object}")
+            object = ref.object
             linked = tx.record(object, str(record.fields.get(action.target) or ""))
             if linked is None or linked.deleted:
                 link = record.fields.get(action.target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flowctl.engine import changes
 from flowctl.engine.simulator import Simulator
 from flowctl.engine.state import Record
@@ -100,3 +102,42 @@ def test_records_that_create_records_stop_at_the_chain_depth(tmp_path) -> None:
     created = [r for r in sim.state.records.values() if r.object == "step"]
     assert len(created) == 1 + 8 + 1  # the first, one per level, and the one written past the limit
     assert [p.code for p in step.problems] == ["chain_depth"]
+
+
+CARE = """
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: gift}
+spec:
+  fields:
+    customer: {type: ref, object: customer, required: true}
+    title: {type: string}
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: customer}
+spec:
+  fields:
+    full_name: {type: string}
+    birthday: {type: date}
+---
+apiVersion: flowctl/v1
+kind: CareProcess
+metadata: {name: birthday gift}
+spec:
+  object: customer
+  when: {anniversary_of: birthday, at: "08:00"}
+  actions:
+    - {action: create_record, object: gift, set: {customer: "{{ record.id }}", title: "Quà {{ record.full_name }}"},
+       save_as: gift}
+    - {action: add_note, text: "gift {{ saved.gift.title }}"}
+"""
+
+
+def test_a_care_process_creates_a_record_once_per_occurrence(tmp_path) -> None:
+    sim = Simulator(make_bundle(tmp_path, {"objects.yaml": CARE}), T0)
+    sim.seed(Record(object="customer", id="c1", fields={"full_name": "Mai", "birthday": "1990-03-03"}))
+    sim.advance_by(timedelta(days=2))
+    gifts = [r for r in sim.state.records.values() if r.object == "gift"]
+    assert [(g.fields["customer"], g.fields["title"]) for g in gifts] == [("c1", "Quà Mai")]
+    assert [e.params["text"] for e in sim.state.effects if e.action == "add_note"] == ["gift Quà Mai"]
