@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 
 from flowctl.spec import model as m
-from flowctl.spec.checks._common import action_sites, field_names, hint_with, value_span
+from flowctl.spec.checks._common import action_sites, field_names, hint_with, text_span, value_span
 from flowctl.spec.checks.expressions import Text, template_texts, texts
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.links import LINKED_READ, SAVED_READ, refs_of
@@ -147,7 +147,7 @@ def check_saved_reads(bundle: m.Bundle) -> Iterator[Issue]:
                     "E106",
                     f"{site.owner} reads saved.{name}, but no create_record of the same automation saves "
                     f"a record as '{name}'",
-                    value_span(site.action.where, *text[1]),
+                    text_span(bundle.root, value_span(site.action.where, *text[1]), text[0], match.start()),
                     hint_with("add save_as: <name> to a create_record before it, or fix the name", name, known),
                 )
 
