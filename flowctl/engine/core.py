@@ -2,8 +2,9 @@
 
 Deterministic and free of I/O: the same bundle, state, input and ``now`` always give the same
 step. Record writes made by actions (update_fields, also of a linked record; move_stage, handover;
-create_record) are fed back in as derived changes within the same step, up to ``limits.chain_depth`` deep, so automations can
-trigger automations while a runaway loop stops with a clear problem instead of spinning.
+create_record) are fed back in as derived changes within the same step, up to
+``limits.chain_depth`` deep, so automations can trigger automations while a runaway loop stops
+with a clear problem instead of spinning.
 """
 
 from __future__ import annotations

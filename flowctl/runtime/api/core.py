@@ -129,8 +129,10 @@ class ApiCore:
 
     async def _check_links(self, changes: list[NewChange]) -> None:
         """A ref field must name a live record, as the last acknowledged write left it (one still
-        queued counts): 422 naming the field and the id otherwise."""
+        queued counts, and so does one the same delivery puts): 422 naming the field and the id
+        otherwise."""
         problems: list[str] = []
+        written = {(c.object, c.record_id) for c in changes if c.op == "put"}
         for change in changes:
             if change.op not in ("put", "patch"):
                 continue
@@ -138,6 +140,8 @@ class ApiCore:
                 value = change.fields.get(name)
                 if value in (None, "") or isinstance(value, bool) or not isinstance(value, str | int):
                     continue  # no link, or a value of the wrong type (check_change says so)
+                if (object, str(value)) in written:
+                    continue
                 record, _ = await self._read(read_record, self.svc.store, object, str(value))
                 if record is None:
                     problems.append(f"field '{name}' links to {object} {value}, which does not exist or is deleted")
