@@ -129,10 +129,10 @@ class ApiCore:
 
     async def _check_links(self, changes: list[NewChange]) -> None:
         """A ref field must name a live record, as the last acknowledged write left it (one still
-        queued counts, and so does one the same delivery puts): 422 naming the field and the id
+        queued counts, and so does one the same delivery writes): 422 naming the field and the id
         otherwise."""
         problems: list[str] = []
-        written = {(c.object, c.record_id) for c in changes if c.op == "put"}
+        written = {(c.object, c.record_id) for c in changes if c.op in ("put", "patch")}
         for change in changes:
             if change.op not in ("put", "patch"):
                 continue
