@@ -10,10 +10,11 @@ import re
 from collections.abc import Iterator
 
 from flowctl.spec import model as m
-from flowctl.spec.checks._common import action_sites, field_names, hint_with, text_span, value_span
+from flowctl.spec.checks._common import action_sites, field_names, hint_with, leaves, text_span, value_span
 from flowctl.spec.checks.expressions import Text, template_texts, texts
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.links import LINKED_READ, SAVED_READ, refs_of
+from flowctl.spec.places import PathPart
 
 
 def _linked_issues(bundle: m.Bundle, text: Text, object_name: str, via: str = "") -> Iterator[Issue]:
@@ -152,11 +153,13 @@ def check_saved_reads(bundle: m.Bundle) -> Iterator[Issue]:
                 )
 
 
-def _action_strings(action: m.Action) -> Iterator[tuple[str, tuple[str, ...]]]:
-    for key in ("title", "description", "to", "text", "url"):
+def _action_strings(action: m.Action) -> Iterator[tuple[str, tuple[PathPart, ...]]]:
+    """Every inline template of an action that mentions ``saved``, with its path."""
+    for key in ("title", "description", "to", "cc", "bcc", "text", "url", "due", "stage"):
         value = getattr(action, key)
         if isinstance(value, str) and "saved" in value:
             yield value, (key,)
-    for name, value in action.set.items():
-        if isinstance(value, str) and "saved" in value:
-            yield value, ("set", name)
+    for root, value in (("set", action.set), ("body", action.body), ("headers", action.headers)):
+        for path, leaf in leaves(value, (root,)):
+            if isinstance(leaf, str) and "saved" in leaf:
+                yield leaf, path
