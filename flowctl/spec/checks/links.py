@@ -153,6 +153,20 @@ def check_saved_reads(bundle: m.Bundle) -> Iterator[Issue]:
                 )
 
 
+def check_saved_in_conditions(bundle: m.Bundle) -> Iterator[Issue]:
+    """E106 too: conditions are checked before an action runs, so they never see ``saved``."""
+    for text in texts(bundle):
+        if not text.expression or "saved" not in text.source:
+            continue
+        for match in SAVED_READ.finditer(text.source):
+            yield error(
+                "E106",
+                f"{text.what} reads saved.{match.group(1) or match.group(2)}, but only actions see saved records",
+                text.place(bundle.root, match.start()),
+                "read it in the action's text or set:, or copy what you need onto the record first",
+            )
+
+
 def _action_strings(action: m.Action) -> Iterator[tuple[str, tuple[PathPart, ...]]]:
     """Every inline template of an action that mentions ``saved``, with its path."""
     for key in ("title", "description", "to", "cc", "bcc", "text", "url", "due", "stage"):
