@@ -119,3 +119,31 @@ def test_a_batch_processed_again_after_a_crash_creates_the_record_once(tmp_path:
         assert crashing.lost == [("invoice", invoice.id)]  # the same id the lost attempt derived
     finally:
         store.close()
+
+
+def test_a_due_timer_loads_the_linked_record_its_rule_reads_before_the_engine_runs(tmp_path: Path) -> None:
+    later = (
+        "    - id: new\n      rules:\n"
+        '        - {name: later, delay: 1h, action: add_note, text: "later {{ linked.customer.full_name }}"}\n'
+    )
+    files = {**FILES, "automations.yaml": FILES["automations.yaml"].replace("    - id: new\n", later, 1)}
+    bundle = make_bundle(tmp_path, files)
+    store = open_store(f"sqlite:///{tmp_path / 'flowctl.db'}")
+    try:
+        customer = Record(object="customer", id="c1", fields={"full_name": "Mai"})
+        store.commit_batch([Processed(step=Step(records={customer.key: customer}))], T0)
+        deal = {"title": "Sofa", "customer": "c1"}
+        store.append_changes(
+            [NewChange(object="deal", record_id="d1", op="put", idempotency_key="d1", fields=deal, received_at=T0)]
+        )
+        clock = FrozenClock(T0)
+        Worker(store, Engines(Engine(bundle)), clock).process_changes()
+        clock.set(T0 + timedelta(hours=1, seconds=1))
+        counting = Counting(store)
+        assert Worker(counting, Engines(Engine(bundle)), clock).fire_timers() == 1  # type: ignore[arg-type]
+        assert [("customer", "c1")] in counting.in_bulk
+        assert not [key for key in counting.one_by_one if key[0] == "customer"]
+        (run,) = [r for r in store.list_runs(50, object="deal", record_id="d1") if r.automation.endswith("later")]
+        assert any(t.values.get("text") == "later Mai" for t in run.trace if t.kind == "effect")
+    finally:
+        store.close()
