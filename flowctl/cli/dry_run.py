@@ -13,7 +13,7 @@ from flowctl.cli.common import load_or_exit
 from flowctl.engine.render import effect_json, render_effect, render_runs, run_json
 from flowctl.engine.scenario import parse_now, perform_step
 from flowctl.engine.simulator import SimulationError, Simulator
-from flowctl.engine.state import Record
+from flowctl.engine.state import Record, Run
 from flowctl.spec.builder import Builder
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue
@@ -138,12 +138,14 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
         except DurationError as exc:
             raise click.BadParameter(str(exc), param_hint="--advance") from exc
     runs = sim.runs_touched()
+    linked = linked_read(sim, runs)
     if fmt == "json":
         json.dump(
             {
                 "now": sim.now.isoformat(),
                 "runs": [run_json(r) for r in runs],
                 "effects": [effect_json(e) for e in sim.state.effects],
+                "linked": linked,
                 "problems": [{"code": p.code, "message": p.message} for p in sim.state.problems],
                 "errors": errors,
             },
@@ -156,6 +158,13 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
         sys.exit(1 if errors else 0)
     click.echo(f"dry run from {sim_start.isoformat()} to {sim.now.isoformat()}: nothing is sent")
     click.echo(render_runs(runs) if runs else "no automation ran")
+    if linked:
+        click.echo("linked records the automations read:")
+        for link in linked:
+            click.echo(
+                f"  {link['object']} {link['id']}.{link['ref']} → {link['linked_object']} {link['linked_id']}: "
+                + (json.dumps(link["fields"], ensure_ascii=False, default=str) if link["found"] else "not there")
+            )
     click.echo(f"effects ({len(sim.state.effects)}):")
     for effect in sim.state.effects:
         click.echo(f"  {render_effect(effect)}")
@@ -164,6 +173,34 @@ def command(directory: Path, event_file: Path, now: str, advance: str, fmt: str)
     for error in errors:
         click.echo(f"error: {error}")
     sys.exit(1 if errors else 0)
+
+
+def linked_read(sim: Simulator, runs: list[Run]) -> list[dict[str, Any]]:
+    """The records the runs' records link to through the ref fields their automations read
+    (``linked.<ref>``, ``target:``), as the dry run left them."""
+    out: list[dict[str, Any]] = []
+    links = sim.engine.links
+    for object, id in dict.fromkeys((r.object, r.record_id) for r in runs):
+        record = sim.state.record(object, id)
+        for ref in links.read.get(object, ()) if record is not None else ():
+            value = record.fields.get(ref) if record is not None else None
+            if value in (None, ""):
+                continue
+            target = links.refs[object][ref]
+            found = sim.state.record(target, str(value))
+            live = found is not None and not found.deleted
+            out.append(
+                {
+                    "object": object,
+                    "id": id,
+                    "ref": ref,
+                    "linked_object": target,
+                    "linked_id": str(value),
+                    "found": live,
+                    "fields": dict(found.fields) if found is not None and live else {},
+                }
+            )
+    return out
 
 
 def _tz(bundle: Any) -> Any:

@@ -15,11 +15,14 @@ from typing import Any
 
 from flowctl.engine import recipients
 from flowctl.engine.allocation import pick
+from flowctl.engine.links import missing_ref
+from flowctl.engine.records import check_fields, check_stage
 from flowctl.engine.sms import segments
 from flowctl.engine.state import Effect, Record, copier
 from flowctl.engine.tx import Tx
 from flowctl.spec import model as m
 from flowctl.spec.durations import DurationError, parse_duration
+from flowctl.spec.links import created_id
 from flowctl.spec.templating import compile_template, named
 
 #: The channel name an action uses when it names none (if the config defines it; else ``log``).
@@ -36,7 +39,7 @@ MEDIUM = {
 }
 
 #: Actions whose only effect is in the store: on the record, or a note on its timeline.
-STORE_ONLY = ("update_fields", "move_stage", "add_note")
+STORE_ONLY = ("update_fields", "move_stage", "add_note", "create_record")
 
 
 _effect = copier(Effect)  # Effect(...) without the keyword checks of a frozen dataclass
@@ -341,13 +344,37 @@ class ActionRenderer:
             params["watchers"] = [self.resolve_assignee(w, record, tx) for w in action.watchers]
         return params, None
 
-    @_handles("update_fields")
-    def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
-        obj = self.bundle.objects.get(record.object)
+    def _values(self, object: str, action: m.Action, context: Mapping[str, Any], tx: Tx) -> dict[str, Any]:
+        """``set:`` rendered and typed for a record of ``object``; a link to a record that is not
+        there fails the action, naming the field and the id."""
+        obj = self.bundle.objects.get(object)
         values = {}
         for name, value in action.set.items():
             spec = obj.fields.get(name) if obj else None
             values[name] = coerce(render_value(value, context), spec)
+        problem = missing_ref(tx, obj, values)
+        if problem:
+            raise ActionError(problem)
+        return values
+
+    @_handles("update_fields")
+    def _update_fields(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
+        if action.target:  # the linked record this ref field names is the one changed
+            obj = self.bundle.objects.get(record.object)
+            ref = obj.fields.get(action.target) if obj is not None else None
+            if ref is None or ref.type != "ref":
+                raise ActionError(f"target {action.target} is not a ref field of {record.object}")
+            object = ref.object
+            linked = tx.record(object, str(record.fields.get(action.target) or ""))
+            if linked is None or linked.deleted:
+                link = record.fields.get(action.target)
+                raise ActionError(f"target {action.target} links to no live {object} (it holds {link!r})")
+            params, new = self._update(action, linked, context, tx)
+            return {"target": action.target, "target_id": linked.id, **params}, new
+        return self._update(action, record, context, tx)
+
+    def _update(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
+        values = self._values(record.object, action, context, tx)
         # ``stage`` is the record's built-in stage, not a field: setting it is a move.
         fields = {**record.fields, **{k: v for k, v in values.items() if k != "stage"}}
         new = replace(record, fields=fields, version=record.version + 1)
@@ -424,6 +451,28 @@ class ActionRenderer:
         if action.set:
             params["fields"] = {k: render_value(v, context) for k, v in action.set.items()}
         return params, None
+
+    @_handles("create_record")
+    def _create_record(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:
+        """A new record, its id derived from the run and the action (``tx.acting``): performed
+        again by a retry or a replay, it finds the record made the first time and makes none."""
+        # a template that renders nothing ("{{ record.email }}" of a record without one) sets nothing
+        values = {k: v for k, v in self._values(action.object, action, context, tx).items() if v != ""}
+        stage = render(action.stage, context)
+        problems = check_fields(self.bundle, action.object, values, complete=True)
+        problems += check_stage(self.bundle, action.object, stage, action.pipeline)
+        if problems:
+            raise ActionError(f"cannot create {action.object}: {'; '.join(problems)}")
+        scope, node = tx.acting
+        new_id = created_id(scope, action.save_as or node)
+        params: dict[str, Any] = {"created_object": action.object, "created_id": new_id, "set": values}
+        if tx.record(action.object, new_id) is not None:
+            return {**params, "existing": True}, None
+        owner = str(values.get("owner") or record.owner or "")
+        fields = {**values, "owner": owner} if owner else values
+        new = Record(object=action.object, id=new_id, fields=fields, stage=stage, pipeline=action.pipeline)
+        new = replace(new, owner=owner, version=1)
+        return params, new
 
     @_handles("add_note")
     def _add_note(self, action: m.Action, record: Record, context: Mapping[str, Any], tx: Tx) -> Rendered:

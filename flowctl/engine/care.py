@@ -155,7 +155,7 @@ def run_care(engine: Engine, tx: Tx, due: CareDue) -> None:
     if not process.enabled:
         finish(tx, run, "done", "process disabled")
         return
-    ctx: Mapping[str, Any] = {**engine.context(record, now=tx.now), "occurrence": due.occurrence}
+    ctx: Mapping[str, Any] = {**engine.context(record, now=tx.now, tx=tx), "occurrence": due.occurrence}
     try:
         ok, seen = engine.condition(process.if_, ctx)
     except TemplateError as exc:

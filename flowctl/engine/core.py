@@ -1,15 +1,17 @@
 """The engine: ``Engine(bundle).handle(state, input, now) -> Step``.
 
 Deterministic and free of I/O: the same bundle, state, input and ``now`` always give the same
-step. Record writes made by actions (update_fields, move_stage, handover) are fed back in as
-derived changes within the same step, up to ``limits.chain_depth`` deep, so automations can
-trigger automations while a runaway loop stops with a clear problem instead of spinning.
+step. Record writes made by actions (update_fields, also of a linked record; move_stage, handover;
+create_record) are fed back in as derived changes within the same step, up to
+``limits.chain_depth`` deep, so automations can trigger automations while a runaway loop stops
+with a clear problem instead of spinning.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -24,6 +26,7 @@ from jinja2.parser import Parser
 from flowctl.engine.actions import ActionError, ActionRenderer
 from flowctl.engine.care import resume_care, run_care
 from flowctl.engine.flows import FlowRunner
+from flowctl.engine.links import Links, run_scope, with_saved
 from flowctl.engine.pipelines import PipelineRunner
 from flowctl.engine.state import (
     CareDue,
@@ -53,6 +56,7 @@ class Engine:
         self.tz = _zone(bundle.config.timezone)
         self.limits = bundle.config.limits
         self.actions = ActionRenderer(bundle)
+        self.links = Links(bundle)
         self.flows = FlowRunner(self)
         self.pipelines = PipelineRunner(self)
         self.flows_by_trigger: dict[tuple[str, str], list[m.Flow]] = defaultdict(list)
@@ -85,8 +89,10 @@ class Engine:
         event: Mapping[str, Any] | None = None,
         changed: tuple[str, ...] = (),
         now: datetime | None = None,
+        tx: Tx | None = None,
     ) -> dict[str, Any]:
-        """What conditions and templates see. Declared but unset fields read as None.
+        """What conditions and templates see. Declared but unset fields read as None; ``linked``
+        (the records the automations read one hop away) is read through ``tx``.
 
         Built for every condition and node, so it is kept lean; the parts that do not depend on
         the record (an all-None ``before``, the owner's details, the local time) are shared.
@@ -114,6 +120,8 @@ class Engine:
         owner = self._owners.get(str(view["owner"] or ""))
         if owner is not None:
             ctx["owner"] = owner
+        if record.object in self.links.read:
+            ctx["linked"] = self.links.linked(tx, record)
         return ctx
 
     def node_context(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +220,17 @@ class Engine:
             if after.fields == before.fields and after.owner == before.owner:
                 return
         tx.put_record(after)
-        derived = RecordChanged(key=tx.key, op="updated", before=before, after=after)
+        self._chain(tx, RecordChanged(key=tx.key, op="updated", before=before, after=after), by, node)
+
+    def create_record(self, tx: Tx, record: Record, by: Run | None = None, node: str = "") -> None:
+        """Store a record an action created, placed in its pipeline, and let its own automations
+        run (one level deeper, like any write an action makes)."""
+        tx.put_record(record)
+        created = self.pipelines.place_new(tx, RecordChanged(key=tx.key, op="created", before=None, after=record))
+        self._chain(tx, created, by, node)
+
+    def _chain(self, tx: Tx, derived: RecordChanged, by: Run | None, node: str) -> None:
+        after = derived.record
         tx.step.changes.append(derived)
         if tx.depth >= self.limits.chain_depth:
             message = (
@@ -247,14 +265,20 @@ class Engine:
             )
             tx.problem("effects_limit", message, run=run)
             return tx.trace(run, node, "error", message, **changes), False
+        tx.acting = (run_scope(run), node)
+        if self.links.saved and self.links.reads_saved(action):
+            ctx = with_saved(ctx, self.links.saved_view(tx, run))
         try:
             outcome = self.actions.perform(action, record, ctx, tx, key, run.id)
         except (ActionError, TemplateError) as exc:
             tx.problem("action_failed", f"{run.automation} node {node}: {exc}", run=run)
             return tx.trace(run, node, "error", str(exc), steps=run.steps + 1, **changes), False
         moved = outcome.record
-        if moved is not None:
-            refusal = self.pipelines.refuse_write(record, moved)
+        # the record the action changed: this one, a linked one (update_fields target) or, when
+        # None, one it creates
+        before = record if moved is None or moved.key == record.key else tx.record(*moved.key)
+        if moved is not None and before is not None:
+            refusal = self.pipelines.refuse_write(before, moved)
             if refusal:  # the action fails: no effect for a move that does not happen
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
@@ -271,7 +295,10 @@ class Engine:
             )
         run = tx.trace(run, node, "effect", action.type, values=values, steps=run.steps + 1, **changes)
         if moved is not None:
-            self.apply_record(tx, record, moved, run, node)
+            if before is None:
+                self.create_record(tx, moved, run, node)
+            else:
+                self.apply_record(tx, before, moved, run, node)
             run = tx.run(run.id) or run
         return run, True
 
@@ -395,6 +422,9 @@ def _seen_values(source: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for root, name, label in _references(source):
         scope = ctx.get(root)
+        if root == "linked":  # linked.customer.full_name: the linked record's field
+            ref, _, name = name.partition(".")
+            scope = scope.get(ref) if isinstance(scope, Mapping) else None
         if isinstance(scope, Mapping):
             seen[label] = scope.get(name)
     return seen
@@ -412,7 +442,12 @@ def _references(source: str) -> tuple[tuple[str, str, str], ...]:
             out += [(root, ref.name) for ref in referenced_fields(source, expression=True, root=root)]
         except TemplateError:
             continue
+    if "linked" in source:
+        out += [("linked", f"{ref}.{name}") for ref, name in _LINKED_FIELD.findall(source)]
     return tuple((root, name, f"{root}.{name}") for root, name in dict.fromkeys(out))
+
+
+_LINKED_FIELD = re.compile(r"\blinked\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _summary(params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -64,7 +64,7 @@ class FlowRunner:
                         continue
                 # ``before`` costs a second view of the record: built only for a condition that reads it
                 before = change.before if "before" in trigger.if_ else None
-                ctx = self.engine.context(record, before=before, changed=changed, now=tx.now)
+                ctx = self.engine.context(record, before=before, changed=changed, now=tx.now, tx=tx)
                 self.trigger(tx, flow, record, ctx, kind)
 
     def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
@@ -72,7 +72,7 @@ class FlowRunner:
             assert flow.trigger is not None
             if flow.trigger.event != event.event:
                 continue
-            ctx = self.engine.context(record, event=event.data, now=tx.now)
+            ctx = self.engine.context(record, event=event.data, now=tx.now, tx=tx)
             self.trigger(tx, flow, record, ctx, f"event {event.event}", event=(event.event, event.data))
 
     def trigger(
@@ -202,7 +202,7 @@ class FlowRunner:
                 self.end(tx, run, "cancelled", "record deleted")
                 return
             if seed is None or seed[0] is not record:
-                seed = (record, self.engine.context(record, now=tx.now, event=event))
+                seed = (record, self.engine.context(record, now=tx.now, tx=tx, event=event))
             ctx = seed[1]
             held = held_until(self.bundle, node.action, tx.now) if node.action is not None else None
             if held is not None and node.action is not None:  # counted as a visit when it runs
@@ -360,7 +360,7 @@ class FlowRunner:
             record = tx.record(run.object, run.record_id)
             if node is None or record is None:
                 continue
-            ctx = self.engine.context(record, event=data, now=tx.now)
+            ctx = self.engine.context(record, event=data, now=tx.now, tx=tx)
             try:
                 ok, seen = self.engine.condition(node.if_, ctx)
             except TemplateError as exc:

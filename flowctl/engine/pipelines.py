@@ -109,7 +109,7 @@ class PipelineRunner:
 
     def created_trigger_stage(self, tx: Tx, pipeline: m.Pipeline, record: Record) -> str:
         """The furthest stage whose ``on: created`` trigger holds for a new record ('' if none)."""
-        ctx = self.engine.context(record, now=tx.now)
+        ctx = self.engine.context(record, now=tx.now, tx=tx)
         found = ""
         for stage in pipeline.stages:
             for trigger in stage.triggers:
@@ -175,7 +175,7 @@ class PipelineRunner:
         if current >= 0 and pipeline.stages[current].final:
             return  # final stages are left only by an explicit move
         ctx = self.engine.context(
-            record, before=before, changed=changed, event=event.data if event else None, now=tx.now
+            record, before=before, changed=changed, event=event.data if event else None, now=tx.now, tx=tx
         )
         target: m.Stage | None = None
         for index, stage in enumerate(pipeline.stages):
@@ -359,7 +359,7 @@ class PipelineRunner:
         if record is None or record.deleted:
             self.finish(tx, run, "cancelled", "record deleted")
             return
-        ctx = self.engine.context(record, now=tx.now, event=event)
+        ctx = self.engine.context(record, now=tx.now, event=event, tx=tx)
         try:
             ok, seen = self.engine.condition(rule.if_, ctx)
         except TemplateError as exc:

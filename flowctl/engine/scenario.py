@@ -22,6 +22,7 @@ from flowctl.engine.render import render_runs
 from flowctl.engine.simulator import SimulationError, Simulator
 from flowctl.engine.state import Effect, Record
 from flowctl.spec import model as m
+from flowctl.spec.links import refs_of
 from flowctl.spec.loader import VALUE
 
 DEFAULT_NOW = "2026-01-01T09:00:00"
@@ -221,7 +222,7 @@ def perform_step(sim: Simulator, step: m.TestStep) -> Iterator[str]:
     rec = step.record
     if step.op in REQUESTS:
         assert rec is not None
-        refused = check_request(sim.bundle, step.op, rec)
+        refused = check_request(sim.bundle, step.op, rec) or missing_links(sim, step.op, rec)
         if refused:
             raise SimulationError("; ".join(refused))
         sim.write(step.op, rec.object, rec.id, rec.fields, rec.stage, rec.pipeline)
@@ -239,6 +240,21 @@ def perform_step(sim: Simulator, step: m.TestStep) -> Iterator[str]:
         elif step.by is not None:
             sim.advance_by(step.by.value)
     return
+
+
+def missing_links(sim: Simulator, op: str, rec: m.TestRecord) -> list[str]:
+    """What the API answers 422 to: a ref field naming a record that does not exist or is deleted."""
+    if op not in ("create", "update"):
+        return []
+    problems = []
+    for name, object in refs_of(sim.bundle.objects.get(rec.object)).items():
+        value = rec.fields.get(name)
+        if value in (None, "") or isinstance(value, bool) or not isinstance(value, str | int):
+            continue
+        found = sim.state.record(object, str(value))
+        if found is None or found.deleted:
+            problems.append(f"field '{name}' links to {object} {value}, which does not exist or is deleted")
+    return problems
 
 
 def check_request(bundle: m.Bundle, op: str, rec: m.TestRecord) -> list[str]:

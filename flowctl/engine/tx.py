@@ -39,6 +39,8 @@ class Tx:
         self._runs_loaded: dict[tuple[str, str], list[Run]] = {}
         self._counter = 0
         self.depth = 0
+        #: (scope, node) of the action being performed: create_record derives its record's id from it
+        self.acting: tuple[str, str] = ("", "")
 
     # ------------------------------------------------------------------ ids
 

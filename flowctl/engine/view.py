@@ -40,8 +40,9 @@ class EngineView(Protocol):
         event: Mapping[str, Any] | None = None,
         changed: tuple[str, ...] = (),
         now: datetime | None = None,
+        tx: Tx | None = None,
     ) -> dict[str, Any]:
-        """What conditions and templates see for ``record``."""
+        """What conditions and templates see for ``record`` (``linked`` read through ``tx``)."""
 
     def node_context(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
         """A trigger's context as flow nodes see it."""

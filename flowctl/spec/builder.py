@@ -518,6 +518,8 @@ class Builder:
             notify_owner=bool(raw.get("notify_owner", False)),
             only_during=_str(raw.get("only_during")),
             recipients=recipients,
+            object=_str(raw.get("object")),
+            target=_str(raw.get("target")),
             where=w,
         )
 

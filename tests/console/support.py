@@ -81,6 +81,7 @@ spec:
     phone: {{type: phone}}
     owner: {{type: user}}
     renewal: {{type: date}}
+    referred_by: {{type: ref, object: deal}}
 ---
 apiVersion: flowctl/v1
 kind: CareProcess

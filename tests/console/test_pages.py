@@ -95,6 +95,15 @@ def test_a_record_page_shows_fields_runs_messages_and_timers(make_console: MakeC
     assert 'id="trace"' in trace and "wait" in trace
 
 
+def test_a_ref_field_on_a_record_page_links_to_the_record_it_names(make_console: MakeConsole) -> None:
+    console = deals(make_console(token=False))
+    console.put("4", {"title": "Ghế", "referred_by": "1"}, stage="new")
+    html = console.client.get("/ui/records/deal/4").text
+    (href,) = re.findall(r'class="ref-link" href="([^"]+)">1<', html)
+    assert href == "/ui/records/deal/1"
+    assert 'id="record-id">1<' in console.client.get(href).text
+
+
 def test_a_record_page_shows_the_notes_written_on_it_each_linking_to_its_run(make_console: MakeConsole) -> None:
     console = make_console(token=False)
     console.put("5", {"title": "Ghế", "amount": 100}, stage="new")

@@ -31,6 +31,7 @@ from flowctl.runtime.api.view import ServiceView
 from flowctl.runtime.daemon.ingest import unavailable
 from flowctl.sources.checks import check_change, fingerprint
 from flowctl.sources.errors import Conflict, InternalError, Invalid, RequestError, Unavailable
+from flowctl.spec.links import refs_of
 
 log = logging.getLogger("flowctl.http")
 
@@ -126,9 +127,32 @@ class ApiCore:
             (log.debug if unavailable(exc) else log.warning)("store read failed: %s", exc)
             raise Unavailable("the store cannot be read right now; retry later") from None
 
+    async def _check_links(self, changes: list[NewChange]) -> None:
+        """A ref field must name a live record, as the last acknowledged write left it (one still
+        queued counts, and so does one the same delivery writes): 422 naming the field and the id
+        otherwise."""
+        problems: list[str] = []
+        written = {(c.object, c.record_id) for c in changes if c.op in ("put", "patch")}
+        for change in changes:
+            if change.op not in ("put", "patch"):
+                continue
+            for name, object in refs_of(self.svc.bundle.objects.get(change.object)).items():
+                value = change.fields.get(name)
+                if value in (None, "") or isinstance(value, bool) or not isinstance(value, str | int):
+                    continue  # no link, or a value of the wrong type (check_change says so)
+                if (object, str(value)) in written:
+                    continue
+                record, _ = await self._read(read_record, self.svc.store, object, str(value))
+                if record is None:
+                    problems.append(f"field '{name}' links to {object} {value}, which does not exist or is deleted")
+        if problems:
+            raise Invalid.of(problems)
+
     async def _check_moves(self, changes: list[NewChange]) -> None:
         """Moves are refused (422) when the stored record may not enter the stage. A record not
-        stored yet (its creation may still be queued) is checked again by the worker."""
+        stored yet (its creation may still be queued) is checked again by the worker. Links are
+        checked with them (``_check_links``)."""
+        await self._check_links(changes)
         problems: list[str] = []
         for change in changes:
             if change.op != "move":

@@ -123,7 +123,11 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     409: ("Conflict", "The Idempotency-Key was already used for a different request."),
     413: ("PayloadTooLarge", "The body is larger than limits.request_bytes (or the source's max_bytes)."),
     415: ("UnsupportedMediaType", "The body is not sent as application/json."),
-    422: ("Invalid", "The request does not fit the configuration; every problem is listed in details."),
+    422: (
+        "Invalid",
+        "The request does not fit the configuration (a field of the wrong type, a stage with empty required "
+        "fields, a ref field naming a record that does not exist or is deleted); every problem is listed in details.",
+    ),
     500: ("Misconfigured", "The daemon's configuration is incomplete (an ${ENV} secret is unset)."),
     503: (
         "Unavailable",

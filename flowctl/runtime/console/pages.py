@@ -23,6 +23,7 @@ from flowctl.runtime.console.session import PATH, Who
 from flowctl.runtime.reads.common import zone_of
 from flowctl.sources.errors import BadRequest, Forbidden
 from flowctl.spec.durations import format_duration
+from flowctl.spec.links import refs_of
 
 CARDS = 20  # cards a column shows before its "more" link
 PAGE = 50  # rows of a list page
@@ -124,7 +125,10 @@ async def record(console: Console, request: Request, who: Who) -> Response:
     values = answer["record"]["fields"]
     fields = [(name, labels[name], values[name]) for name in labels if name in values]  # as the type declares them
     fields += [(name, name, value) for name, value in sorted(values.items()) if name not in labels]
-    return console.render(request, "record.html", who, page="boards", timeline=answer, fields=fields, link=link)
+    refs = refs_of(object_type)  # a ref field's value links to the record it names
+    return console.render(
+        request, "record.html", who, page="boards", timeline=answer, fields=fields, refs=refs, link=link
+    )
 
 
 # ---------------------------------------------------------------------- flows and pipelines

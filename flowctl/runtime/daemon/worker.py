@@ -57,6 +57,18 @@ class Overlay(MemoryState):
                     self.runs[run.id] = run
                     self.active.setdefault(key, set()).add(run.id)
 
+    def prefetch_records(self, keys: list[tuple[str, str]]) -> None:
+        """Load records (the linked ones the automations read) in one query before the engine runs."""
+        keys = [k for k in dict.fromkeys(keys) if k not in self._loaded_records]
+        if not keys:
+            return
+        records = self.store.records_of(keys)
+        for key in keys:
+            self._loaded_records.add(key)
+            self._stored.setdefault(key, records.get(key))
+            if key in records and key not in self.records:
+                self.records[key] = records[key]
+
     def record(self, object: str, id: str) -> Record | None:
         key = (object, id)
         if key not in self._loaded_records:
@@ -156,6 +168,21 @@ class Engines:
         return dropped
 
 
+def linked_keys(
+    engine: Engine, overlay: Overlay, writes: Sequence[tuple[str, str, Mapping[str, Any]]]
+) -> list[tuple[str, str]]:
+    """The records the batch's records link to and their automations read (``linked.<ref>``),
+    from the stored fields and the fields each change writes: loaded before the engine runs."""
+    if not engine.links.read:
+        return []
+    keys: list[tuple[str, str]] = []
+    for object, id, fields in writes:
+        if object in engine.links.read:
+            stored = overlay.record(object, id)
+            keys += engine.links.keys(object, {**(stored.fields if stored else {}), **fields})
+    return keys
+
+
 class RefusedChange(Exception):
     """A change the engine's rules refuse at processing time (e.g. a move with empty fields)."""
 
@@ -223,8 +250,9 @@ class Worker:
             return 0
         overlay = Overlay(self.store)
         overlay.prefetch([(c.object, c.record_id) for c in claimed])
-        items: list[Processed] = []
         engine = self.engines.current
+        overlay.prefetch_records(linked_keys(engine, overlay, [(c.object, c.record_id, c.fields) for c in claimed]))
+        items: list[Processed] = []
         failed = 0
         for change in claimed:
             try:
@@ -262,6 +290,7 @@ class Worker:
             return 0
         overlay = Overlay(self.store)
         overlay.prefetch([(t.object, t.record_id) for t in due])
+        overlay.prefetch_records(linked_keys(self.engines.current, overlay, [(t.object, t.record_id, {}) for t in due]))
         items: list[Processed] = []
         for timer in due:
             run = overlay.run(timer.run_id)

@@ -16,6 +16,12 @@ from flowctl.spec.checks.cascade import check_cascades
 from flowctl.spec.checks.delivery import check_webhook_delivery
 from flowctl.spec.checks.expressions import check_expressions, check_set_values, check_templates
 from flowctl.spec.checks.flows import check_loops, check_nodes, check_started
+from flowctl.spec.checks.links import (
+    check_linked_reads,
+    check_record_writes,
+    check_saved_in_conditions,
+    check_saved_reads,
+)
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
 from flowctl.spec.checks.policies import check_care_defaults
 from flowctl.spec.checks.recipients import check_recipients
@@ -64,6 +70,11 @@ CHECKS: list[Check] = [
     check_expressions,
     check_templates,
     check_set_values,
+    # links and created records
+    check_linked_reads,
+    check_record_writes,
+    check_saved_reads,
+    check_saved_in_conditions,
     # time
     check_time_zones,
     check_care_schedule,

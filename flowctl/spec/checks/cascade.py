@@ -10,7 +10,10 @@ stage). Automation X leads to Y when what X writes starts Y on the same object t
 * X is stage ``s`` and Y a flow that entering ``s`` starts: ``on: stage_changed`` (to ``s`` or to
   any stage), or ``on: updated`` with no ``changed:`` or with ``stage`` in it (as the engine does,
   a move is an update of ``stage``); or Y is a stage with such a ``stage_changed`` trigger;
-* X hands the run to Y with ``goto_flow``.
+* X hands the run to Y with ``goto_flow``;
+* X creates a record (``create_record``) and Y is a flow ``on: created`` of its object type, or the
+  stage the new record enters (the given one, else its pipeline's first); X sets field ``f`` of a
+  linked record (``update_fields`` with ``target:``) and Y is started by that, as above.
 
 Conditions are not evaluated — a loop guarded by an ``if:`` is still reported, because the guard
 is the only thing between the config and an endless chain (the engine stops it at
@@ -44,6 +47,8 @@ class Automation:
     fields: dict[str, Span] = field(default_factory=dict)  # field written -> where
     moves: dict[tuple[str, str], Span] = field(default_factory=dict)  # (pipeline or "", stage) -> where
     gotos: dict[str, Span] = field(default_factory=dict)  # flow -> where
+    creates: dict[tuple[str, str, str], Span] = field(default_factory=dict)  # (object, pipeline, stage) -> where
+    remote: dict[tuple[str, str], Span] = field(default_factory=dict)  # (linked object, field) -> where
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,15 @@ def automations(bundle: m.Bundle) -> dict[Key, Automation]:
         if writer is None:
             continue
         action = site.action
-        if action.type == "update_fields":
+        if action.type == "create_record":
+            writer.creates.setdefault((action.object, action.pipeline, action.stage), action.where.at("object"))
+        elif action.type == "update_fields" and action.target:  # a target writes another record
+            obj = bundle.objects.get(site.object)
+            ref = obj.fields.get(action.target) if obj is not None else None
+            if ref is not None and ref.object:
+                for name in action.set:
+                    writer.remote.setdefault((ref.object, name), action.where.at("set", name))
+        elif action.type == "update_fields":
             for name, value in action.set.items():
                 span = action.where.at("set", name)
                 if name == "stage" and isinstance(value, str) and "{" not in value:
@@ -133,6 +146,24 @@ def _edges_from(bundle: m.Bundle, autos: Mapping[Key, Automation], key: Key) -> 
         for other in pipeline.stages:
             if any(t.on == "stage_changed" and t.to_stage in ("", stage_id) for t in other.triggers):
                 add(("stage", pipeline.name, other.id), f"enters {stage_id}", auto.span)
+    for (object, pipeline_name, stage_id), span in auto.creates.items():
+        for flow in bundle.flows.values():
+            if flow.enabled and flow.object == object and flow.trigger is not None and flow.trigger.on == "created":
+                add(("flow", flow.name), f"creates a {object}", span)
+        for pipeline in bundle.pipelines_for(object):
+            if (pipeline_name and pipeline.name != pipeline_name) or not pipeline.stages:
+                continue
+            target = ("stage", pipeline.name, stage_id or pipeline.stages[0].id)
+            if target in autos:
+                add(target, f"creates a {object}", span)
+    for (object, name), span in auto.remote.items():
+        for flow in bundle.flows.values():
+            if flow.enabled and flow.object == object and flow.trigger is not None and _updated_by(flow.trigger, name):
+                add(("flow", flow.name), f"sets {name} of a linked {object}", span)
+        for pipeline in bundle.pipelines_for(object):
+            for stage in pipeline.stages:
+                if any(_updated_by(t, name) for t in stage.triggers):
+                    add(("stage", pipeline.name, stage.id), f"sets {name} of a linked {object}", span)
     for flow_name, span in auto.gotos.items():
         if ("flow", flow_name) in autos:
             add(("flow", flow_name), f"goes to flow {flow_name}", span)

@@ -35,6 +35,7 @@ from flowctl.spec.checks._common import (
     text_span,
     value_span,
 )
+from flowctl.spec.checks.references import written_object
 from flowctl.spec.dependencies import needs_stages
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error, warning
@@ -42,7 +43,7 @@ from flowctl.spec.places import PathPart, Span, Where
 
 ROOTS = ("record", "before")
 #: What a template or condition about a record is given (engine/core.py ``context``, care adds ``occurrence``).
-RECORD_NAMES = ("record", "before", "changed", "event", "now", "today", "owner", "occurrence")
+RECORD_NAMES = ("record", "before", "changed", "event", "now", "today", "owner", "occurrence", "linked", "saved")
 NUMERIC = ("number", "integer", "money")
 
 
@@ -84,7 +85,7 @@ def _action_texts(action: m.Action, object_name: str, owner: str) -> Iterator[Te
             yield Text(value, False, _at(w, key), object_name, f"'{key}' of {owner}")
     if action.due and "{" in action.due:
         yield Text(action.due, False, _at(w, "due"), object_name, f"'due' of {owner}")
-    if action.type == "update_fields":
+    if action.type in ("update_fields", "create_record"):
         for name, value in action.set.items():
             if isinstance(value, str) and value:
                 yield Text(value, False, _at(w, "set", name), object_name, f"the value of '{name}' in {owner}")
@@ -228,7 +229,10 @@ def _compile_issue(bundle: m.Bundle, text: Text) -> Issue | None:
         )
     hint = "check the {{ }} and {% %} pairs and the filter names (unaccent, money, date, phone and Jinja's own)"
     if "refuses Python internals" in problem.message or "is not a value templates are given" in problem.message:
-        hint = "read only the values a template is given (record, before, changed, event, now, today, owner)"
+        hint = (
+            "read only the values a template is given "
+            "(record, before, changed, event, now, today, owner, linked, saved)"
+        )
     elif "the render would fail" in problem.message:
         hint = "templates are for short texts: build less, e.g. print fields rather than generated text"
     elif "cannot do" in problem.message or "is not available" in problem.message:
@@ -470,9 +474,9 @@ def check_set_values(bundle: m.Bundle) -> Iterator[Issue]:
                     value_span(action.where, "due"),
                     "write a duration (1d, 4h) or a date template ({{ record.due_date }})",
                 )
-        if action.type != "update_fields":
+        if action.type not in ("update_fields", "create_record"):
             continue
-        obj = bundle.objects.get(site.object)
+        obj = bundle.objects.get(written_object(bundle, site.object, action))
         if obj is None:
             continue
         for name, value in action.set.items():

@@ -103,10 +103,11 @@ def check_fields(bundle: m.Bundle) -> Iterator[Issue]:
                         )
     for site in action_sites(bundle):
         action = site.action
-        if action.type == "update_fields":
+        if action.type in ("update_fields", "create_record"):
+            written = written_object(bundle, site.object, action)
             for name in action.set:
-                if bad(site.object, name):
-                    yield make(site.object, name, site.owner, action.where.at("set", name))
+                if bad(written, name):
+                    yield make(written, name, site.owner, action.where.at("set", name))
         for person in _people(action):
             if person.kind == "field" and bad(site.object, person.value):
                 yield make(site.object, person.value, site.owner, _person_span(person))
@@ -115,6 +116,18 @@ def check_fields(bundle: m.Bundle) -> Iterator[Issue]:
             for name in record.fields:
                 if bad(record.object, name):
                     yield make(record.object, name, f"test '{test.name}'", record.where.at("fields", name))
+
+
+def written_object(bundle: m.Bundle, object_name: str, action: m.Action) -> str:
+    """The object type whose fields an action's ``set:`` names: the created one for create_record,
+    the linked one for update_fields with ``target:`` ('' when the target is no ref field)."""
+    if action.type == "create_record":
+        return action.object
+    if action.target:
+        obj = bundle.objects.get(object_name)
+        spec = obj.fields.get(action.target) if obj is not None else None
+        return spec.object if spec is not None and spec.type == "ref" else ""
+    return object_name
 
 
 def _people(action: m.Action) -> Iterator[m.Assignee]:

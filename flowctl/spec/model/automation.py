@@ -25,6 +25,7 @@ ActionType = Literal[
     "add_care_card",
     "call",
     "add_note",
+    "create_record",
 ]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
 
@@ -78,7 +79,7 @@ class Action:
     * send_email: template, to, cc, bcc, channel, attach
     * send_sms: template or text, to, channel
     * create_task: title, description, due, task_type, priority, assignee, watchers
-    * update_fields: set (field -> template)
+    * update_fields: set (field -> template); target (a ref field: change the linked record)
     * move_stage: stage (and pipeline when the object has several)
     * handover: assignee
     * notify: assignee (user or supervisor), text or template
@@ -87,6 +88,7 @@ class Action:
     * add_care_card: assignee (owner), care_date, layout, set (extra fields), notify_owner
     * call: to, channel, template or text (script)
     * add_note: text (a note on the record's timeline)
+    * create_record: object, pipeline, stage, set (field -> template), save_as
 
     ``to``/``title``/``text``/… are Jinja2 template strings; ``body`` keeps its JSON shape with
     template strings at the leaves.
@@ -124,6 +126,8 @@ class Action:
     #: send_email, send_sms, notify: who gets it, when ``to:`` names people (owner, supervisor,
     #: users, record or linked fields, or a list); empty: ``to``/``assignee`` as before
     recipients: tuple[Recipient, ...] = ()
+    object: str = ""  # create_record: the object type of the new record
+    target: str = ""  # update_fields: a ref field of the record; the linked record is changed
     where: Where = field(default=NOWHERE, compare=False)
 
 
