@@ -236,7 +236,11 @@ def test_limits_match_the_model() -> None:
 def test_an_action_takes_the_same_parameters_everywhere(action: str) -> None:
     """Flow nodes, stage rules and care processes differ only in their own keys."""
     defs = load_schema(COMMON_FILE)["$defs"]
-    own = {"node": {"type", "next"}, "rule": {"action", "name", "after", "delay", "if"}, "care": {"action"}}
+    own = {
+        "node": {"type", "next"},
+        "rule": {"action", "name", "after", "delay", "wait", "on_timeout", "if"},
+        "care": {"action"},
+    }
     params = {}
     for context, keys in own.items():
         variant = defs[f"{context}_{action}"]
@@ -501,6 +505,23 @@ MORE_VALID = {
             note:
             priority: {type: enum, values: [1, 2, 3], label: Mức độ}
         """,
+    "stage rules that wait (DESIGN)": """
+        apiVersion: flowctl/v1
+        kind: Pipeline
+        metadata: {name: clinic}
+        spec:
+          object: customer
+          stages:
+            - id: booked
+              rules:
+                - {name: chase the quote, wait: {changed: [quote_amount], for: 2d}, on_timeout: run,
+                   action: notify, to: supervisor, text: "no quote yet"}
+                - {name: remind before the visit, delay: {until: "{{ record.visit_at }}", offset: -2h},
+                   action: send_sms, template: visit-sms}
+                - {name: paid, wait: {event: invoice.paid}, action: add_note, text: paid}
+                - {name: later, delay: {for: 4h}, wait: {changed: note, for: 1d}, on_timeout: skip,
+                   action: add_note, text: noted}
+        """,
 }
 
 
@@ -707,6 +728,24 @@ spec:
         11,
         "'next' was unexpected",
         "after",
+    ),
+    "a wait with on_timeout inside": (
+        """\
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  object: deal
+  stages:
+    - id: new
+      rules:
+        - action: add_note
+          text: x
+          wait: {event: paid, for: 1d, on_timeout: run}
+""",
+        11,
+        "'on_timeout' was unexpected",
+        "allowed here: changed, event, for",
     ),
     "condition in braces": (
         FLOW_HEAD

@@ -169,12 +169,14 @@ class Engine:
         # Only runs already waiting before this change may be woken by it: a run that this very
         # change starts and that waits for the same event must wait for the next one.
         waiters = self.flows.waiters(tx, record, name) if name in self.waited else []
+        rule_waiters = self.pipelines.waiters(tx, record, name, changed if change.op == "updated" else ())
         if change.op == "deleted":
             self.flows.cancel_runs(tx, record, "record deleted")
         # Pipelines first: stage exit/entry and triggers move the record, flows see the result.
         self.pipelines.on_change(tx, change, changed)
         self.flows.on_change(tx, change, changed)
         self.flows.wake(tx, waiters, name, {"changed": list(changed)})
+        self.pipelines.wake(tx, rule_waiters, name, {"changed": list(changed)})
 
     def on_event(self, tx: Tx, event: EventReceived) -> None:
         record = tx.record(event.object, event.id)
@@ -186,9 +188,11 @@ class Engine:
             )
             return
         waiters = self.flows.waiters(tx, record, event.event) if event.event in self.waited else []
+        rule_waiters = self.pipelines.waiters(tx, record, event.event)
         self.pipelines.on_event(tx, record, event)
         self.flows.on_event(tx, record, event)
         self.flows.wake(tx, waiters, event.event, event.data)
+        self.pipelines.wake(tx, rule_waiters, event.event, event.data)
 
     def on_timer(self, tx: Tx, fired: TimerFired) -> None:
         run = tx.run(fired.timer.run_id)

@@ -320,7 +320,7 @@ class FlowRunner:
             ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.engine.tz)
-        return moment
+        return moment + node.offset.value if node.offset is not None else moment
 
     def wait(self, tx: Tx, run: Run, node: m.Node, due: datetime, kind: TimerKind, detail: str) -> None:
         tx.wait(run, node.id, due, kind, detail, node=node.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from flowctl.engine.business import delay_text
+from flowctl.engine.rule_waits import timing
 from flowctl.spec import model as m
 
 
@@ -34,7 +35,9 @@ def flow_edges(flow: m.Flow) -> list[tuple[str, str, str]]:
 
 def node_label(node: m.Node) -> str:
     if node.type == "delay":
-        return f"{node.id}: delay {delay_text(node.for_, node.calendar) if node.for_ else 'until ' + node.until}"
+        if node.for_ is not None:
+            return f"{node.id}: delay {delay_text(node.for_, node.calendar)}"
+        return f"{node.id}: delay until {node.until}" + (f" {node.offset.text}" if node.offset is not None else "")
     if node.type == "wait_event":
         return f"{node.id}: wait {node.event}" + (f" ({node.for_.text})" if node.for_ else "")
     hours = f" (only during {node.action.only_during})" if node.action is not None and node.action.only_during else ""
@@ -90,8 +93,9 @@ def pipeline_mermaid(pipeline: m.Pipeline) -> str:
             lines.append(f'    {_ident(stage.id)}_t{stage.triggers.index(trigger)}>"trigger: {_label(what)}"]')
         for rule in stage.rules:
             desc = rule.action.type + (f" {rule.action.template}" if rule.action.template else "")
-            if rule.delay:
-                desc = f"after {delay_text(rule.delay, rule.delay_calendar)}: " + desc
+            when = timing(rule)
+            if when:
+                desc = f"{when}: " + desc
             if rule.action.only_during:
                 desc += f" (only during {rule.action.only_during})"
             lines.append(f'    {_ident(stage.id)}_{_ident(rule.name)}["{_label(rule.name)}: {_label(desc)}"]')

@@ -3,7 +3,8 @@
 Each rule started by a stage entry is a run (``rule:<pipeline>/<stage>/<rule>``) sharing an
 ``entry`` id with its siblings. A rule with ``after:`` waits (status ``queued``) until the rules
 it names have ended; a rule with ``delay:`` waits on a timer and re-checks its ``if:`` when it
-wakes. Leaving the stage cancels whatever of that entry has not run yet.
+wakes. ``delay: {until, offset}`` and ``wait:`` are kept in ``rule_waits``. Leaving the stage
+cancels whatever of that entry has not run yet.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from flowctl.engine.business import delay_text, held_until, hold_detail, wake_at
-from flowctl.engine.flows import starts_on_update
+from flowctl.engine.flows import event_data, starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
+from flowctl.engine.rule_waits import WaitIndex, until_label, until_moment, wait_label
 from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
 from flowctl.engine.tx import Tx, evolve
 from flowctl.engine.view import EngineView
@@ -33,6 +35,7 @@ class PipelineRunner:
         self.by_object: dict[str, list[m.Pipeline]] = {}
         for pipeline in self.bundle.pipelines.values():
             self.by_object.setdefault(pipeline.object, []).append(pipeline)
+        self.waits = WaitIndex.of(self.bundle)
 
     # ------------------------------------------------------------------ lookups
 
@@ -150,6 +153,7 @@ class PipelineRunner:
             return
         if change.op == "updated":
             self.apply_triggers(tx, after, "updated", changed=changed, before=before)
+            self.follow(tx, after, changed)
 
     def on_event(self, tx: Tx, record: Record, event: EventReceived) -> None:
         self.apply_triggers(tx, record, "event", event=event)
@@ -243,23 +247,119 @@ class PipelineRunner:
                 text = delay_text(rule.delay, rule.delay_calendar)
                 tx.wait(run, rule.name, due, "rule", f"delay {text} until {due.isoformat()}")
                 return
-        self.run_rule(tx, run, rule)
-
-    def on_timer(self, tx: Tx, run: Run, timer: Timer) -> None:
-        found = self.rule_of(run)
-        what = "held action" if timer.kind == "hold" else "delay"
-        run = tx.trace(run, run.node, "timer", f"{what} due {timer.due.isoformat()}")
-        if found is None:
-            self.finish(tx, run, "failed", "the rule no longer exists")
+        if rule.delay_until:
+            self.wait_until(tx, run, rule)
             return
-        self.run_rule(tx, run, found[2])
+        self.after_delay(tx, run, rule)
 
-    def run_rule(self, tx: Tx, run: Run, rule: m.Rule) -> None:
+    def after_delay(self, tx: Tx, run: Run, rule: m.Rule) -> None:
+        """The rule's delay is over: hold it on its ``wait:``, else run it."""
+        if rule.wait is None:
+            self.run_rule(tx, run, rule)
+            return
+        timeout = tx.now + rule.wait.for_.value if rule.wait.for_ is not None else None
+        label = wait_label(rule)
+        detail = label + (f" until {timeout.isoformat()} (then {rule.on_timeout})" if timeout else "")
+        tx.wait(run, rule.name, timeout, "timeout", detail, waiting_for=label)
+
+    def wait_until(self, tx: Tx, run: Run, rule: m.Rule) -> None:
+        """Wait for the rule's ``delay: {until, offset}`` moment, computed from the record now.
+
+        A moment already past runs the rule at once while the field's own moment is still ahead
+        (a reminder two hours before a visit one hour away still goes) and skips it once that is
+        past too (no reminder for a visit that is over). While the field is empty the run waits
+        without a timer; setting the field starts the timer (``follow``).
+        """
         record = tx.record(run.object, run.record_id)
         if record is None or record.deleted:
             self.finish(tx, run, "cancelled", "record deleted")
             return
-        ctx = self.engine.context(record, now=tx.now, tx=tx)
+        label = until_label(rule)
+        try:
+            moments = until_moment(rule, self.engine.context(record, now=tx.now), self.engine.tz)
+        except TemplateError as exc:
+            tx.problem("render_failed", f"{run.automation}: {exc}", run=run)
+            self.finish(tx, run, "failed", str(exc))
+            return
+        if moments is None:
+            tx.wait(run, rule.name, None, "rule", f"{label}: empty, waiting for it to be set", waiting_for=label)
+            return
+        moment, due = moments
+        if due > tx.now:
+            tx.wait(run, rule.name, due, "rule", f"{label}: {due.isoformat()}", waiting_for=label)
+            return
+        if moment <= tx.now:
+            self.finish(tx, run, "done", f"{label}: {due.isoformat()} and {moment.isoformat()} passed: skipped")
+            return
+        late = f"{label}: {due.isoformat()} passed, {moment.isoformat()} ahead: runs now"
+        run = tx.trace(run, rule.name, "decision", late)
+        self.after_delay(tx, tx.put_run(evolve(run, status="running", waiting_for="")), rule)
+
+    def follow(self, tx: Tx, record: Record, changed: tuple[str, ...]) -> None:
+        """Move the timers of rules waiting for a ``delay: {until}`` moment that reads a changed field."""
+        current = tx.record(record.object, record.id) or record
+        pipeline = self.pipeline_of(current)
+        fields = self.waits.follow.get((pipeline.name, current.stage)) if pipeline is not None else None
+        if not fields or fields.isdisjoint(changed):
+            return
+        for run in tx.active_runs(record.object, record.id):
+            found = self.rule_of(run) if run.kind == "rule" and run.status == "waiting" else None
+            if found is None or not found[2].delay_until or run.waiting_for != until_label(found[2]):
+                continue
+            tx.cancel_timers(run.id)
+            moved = tx.trace(run, run.node, "decision", f"{', '.join(changed)} changed: the moment is computed again")
+            self.wait_until(tx, moved, found[2])
+
+    def waiters(self, tx: Tx, record: Record, event: str, changed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+        """(run id, label) of the rule runs of ``record`` whose ``wait:`` ``event`` (or a change of
+        ``changed``) ends, taken before the input is handled: a rule this very input starts waits
+        for the next one."""
+        if event not in self.waits.events and not (changed and record.object in self.waits.watched):
+            return []
+        out = []
+        for run in tx.active_runs(record.object, record.id):
+            found = self.rule_of(run) if run.kind == "rule" and run.status == "waiting" else None
+            wait = found[2].wait if found is not None else None
+            if found is None or wait is None or run.waiting_for != wait_label(found[2]):
+                continue
+            if (wait.event and wait.event == event) or not set(wait.changed).isdisjoint(changed):
+                out.append((run.id, run.waiting_for))
+        return out
+
+    def wake(self, tx: Tx, waiters: list[tuple[str, str]], what: str, data: Mapping[str, Any]) -> None:
+        """Run the rules of ``waiters`` whose wait ended, unless they left the stage meanwhile."""
+        for run_id, label in waiters:
+            run = tx.run(run_id)
+            found = self.rule_of(run) if run is not None else None
+            if run is None or found is None or run.status != "waiting" or run.waiting_for != label:
+                continue
+            tx.cancel_timers(run.id)
+            run = tx.trace(run, run.node, "event", what, values=dict(data), waiting_for="")
+            self.run_rule(tx, run, found[2], data)
+
+    def on_timer(self, tx: Tx, run: Run, timer: Timer) -> None:
+        found = self.rule_of(run)
+        why = {"timeout": "wait timed out", "hold": "held action due"}.get(timer.kind, "delay due")
+        run = tx.trace(run, run.node, "timer", f"{why} {timer.due.isoformat()}", waiting_for="")
+        if found is None:
+            self.finish(tx, run, "failed", "the rule no longer exists")
+            return
+        rule = found[2]
+        if timer.kind == "hold":  # only_during: the working minute came; the if: is checked again
+            self.run_rule(tx, run, rule, event_data(run) or None)  # the event that ended a wait:
+        elif timer.kind != "timeout":
+            self.after_delay(tx, run, rule)
+        elif rule.on_timeout == "run":
+            self.run_rule(tx, run, rule)
+        else:
+            self.finish(tx, run, "done", f"wait timed out (on_timeout: {rule.on_timeout or 'skip'}): skipped")
+
+    def run_rule(self, tx: Tx, run: Run, rule: m.Rule, event: Mapping[str, Any] | None = None) -> None:
+        record = tx.record(run.object, run.record_id)
+        if record is None or record.deleted:
+            self.finish(tx, run, "cancelled", "record deleted")
+            return
+        ctx = self.engine.context(record, now=tx.now, event=event, tx=tx)
         try:
             ok, seen = self.engine.condition(rule.if_, ctx)
         except TemplateError as exc:

@@ -90,13 +90,14 @@ class Builder:
 
     # ---------------------------------------------------------------- helpers
 
-    def duration(self, value: Any, where: Where, *key: str | int) -> m.Duration | None:
+    def duration(self, value: Any, where: Where, *key: str | int, code: str = "E060") -> m.Duration | None:
         if value is None or value == "":
             return None
         try:
             return m.Duration(text=_str(value), value=parse_duration(value))
         except DurationError as exc:
-            self.issues.append(error("E060", str(exc), where.at(*key), "e.g. 30m, 2h, 3d, 1w or 1d12h"))
+            hint = "e.g. 30m, 2h, 3d, 1w or 1d12h" + (" (a leading - counts back: -2h)" if code != "E060" else "")
+            self.issues.append(error(code, str(exc), where.at(*key), hint))
             return None
 
     def read_file(self, name: str, doc: RawDocument, where: Where, key: str) -> str:
@@ -242,17 +243,7 @@ class Builder:
             rules = []
             for j, rule in enumerate(raw.get("rules") or []):
                 rw = sw.child("rules", j)
-                rules.append(
-                    m.Rule(
-                        name=_str(rule.get("name")) or f"{raw['id']}#{j + 1}",
-                        action=self.action(rule, rw, _str(rule.get("action"))),
-                        after=_strs(rule.get("after")),
-                        delay=self.rule_delay(rule.get("delay"), rw),
-                        delay_calendar=_delay_calendar(rule.get("delay")),
-                        if_=_str(rule.get("if")),
-                        where=rw,
-                    )
-                )
+                rules.append(self.rule(rule, rw, _str(rule.get("name")) or f"{raw['id']}#{j + 1}"))
             triggers = tuple(self.trigger(t, sw.child("triggers", k)) for k, t in enumerate(raw.get("triggers") or []))
             stages.append(
                 m.Stage(
@@ -393,6 +384,35 @@ class Builder:
 
     # ---------------------------------------------------------------- parts
 
+    def rule(self, raw: Mapping[str, Any], w: Where, name: str) -> m.Rule:
+        """A stage rule; ``delay`` is a duration or a mapping (``for`` and ``calendar``, or ``until``
+        and ``offset``)."""
+        delay = raw.get("delay")
+        mapped = isinstance(delay, Mapping)
+        timing: Mapping[str, Any] = delay if isinstance(delay, Mapping) else {"for": delay}
+        wait = raw.get("wait")
+        return m.Rule(
+            name=name,
+            action=self.action(raw, w, _str(raw.get("action"))),
+            after=_strs(raw.get("after")),
+            delay=self.duration(timing.get("for"), w, *(("delay", "for") if mapped else ("delay",))),
+            delay_calendar=_delay_calendar(delay),
+            delay_until=_str(timing.get("until")),
+            delay_offset=self.duration(timing.get("offset"), w, "delay", "offset", code="E111"),
+            wait=self.rule_wait(wait, w.child("wait")) if isinstance(wait, Mapping) else None,
+            on_timeout=_str(raw.get("on_timeout")),
+            if_=_str(raw.get("if")),
+            where=w,
+        )
+
+    def rule_wait(self, raw: Mapping[str, Any], w: Where) -> m.RuleWait:
+        return m.RuleWait(
+            event=_str(raw.get("event")),
+            changed=_strs(raw.get("changed")),
+            for_=self.duration(raw.get("for"), w, "for"),
+            where=w,
+        )
+
     def trigger(self, raw: Mapping[str, Any], w: Where) -> m.Trigger:
         return m.Trigger(
             on=_str(raw.get("on")),
@@ -423,6 +443,7 @@ class Builder:
             for_=self.duration(raw.get("for"), w, "for"),
             calendar=_str(raw.get("calendar")) if node_type == "delay" else "",
             until=_str(raw.get("until")),
+            offset=self.duration(raw.get("offset"), w, "offset", code="E111") if node_type == "delay" else None,
             event=_str(raw.get("event")) if node_type == "wait_event" else "",
             if_=_str(raw.get("if")) if node_type == "wait_event" else "",
             on_timeout=_str(raw.get("on_timeout")),
@@ -432,12 +453,6 @@ class Builder:
             action=action,
             where=w,
         )
-
-    def rule_delay(self, raw: Any, w: Where) -> m.Duration | None:
-        """A rule's ``delay:``: a duration, or the mapping form ``{for: 4h, calendar: office}``."""
-        if isinstance(raw, dict):
-            return self.duration(raw.get("for"), w.child("delay"), "for")
-        return self.duration(raw, w, "delay")
 
     def assignee(self, raw: Any, w: Where) -> m.Assignee | None:
         if raw is None or raw == "":

@@ -8,8 +8,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from flowctl.engine.business import delay_text
 from flowctl.engine.graph import flow_edges, node_label
+from flowctl.engine.rule_waits import timing
 from flowctl.ports import Inspection
 from flowctl.sources.errors import NotFound
 from flowctl.spec import model as m
@@ -56,9 +56,9 @@ def _pipeline(store: Inspection, pipeline: m.Pipeline) -> dict[str, Any]:
         )
         for rule_id, rule in rules:
             what = rule.action.type + (f" {rule.action.template}" if rule.action.template else "")
-            delay = f"after {delay_text(rule.delay, rule.delay_calendar)}: " if rule.delay else ""
+            when = timing(rule)
             hours = f" (only during {rule.action.only_during})" if rule.action.only_during else ""
-            label = f"{rule.name}: {delay}{what}{hours}"
+            label = f"{rule.name}: " + (f"{when}: " if when else "") + what + hours
             nodes.append({"id": rule_id, "label": label, "type": "rule", "waiting": by_rule.get(rule_id, 0)})
             edges.append({"from": stage.id, "to": rule_id, "label": "rule"})
             edges += [{"from": f"{stage.id}/{before}", "to": rule_id, "label": "after"} for before in rule.after]

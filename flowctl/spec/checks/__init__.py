@@ -39,6 +39,7 @@ from flowctl.spec.checks.schedules import (
     check_time_zones,
 )
 from flowctl.spec.checks.secrets import check_secrets
+from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
 from flowctl.spec.checks.zalo import check_zalo
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.model import Bundle
@@ -79,6 +80,8 @@ CHECKS: list[Check] = [
     check_care_schedule,
     check_durations,
     check_care_limit,
+    check_rule_delays,
+    check_rule_waits,
     check_calendars,
     # automations as a whole
     check_cascades,

@@ -141,6 +141,14 @@ def texts(bundle: m.Bundle) -> Iterator[Text]:
                         pipeline.object,
                         f"the condition of rule '{rule.name}' in stage '{stage.id}'",
                     )
+                if rule.delay_until:
+                    yield Text(
+                        rule.delay_until,
+                        False,
+                        _at(rule.where, "delay", "until"),
+                        pipeline.object,
+                        f"'until' of rule '{rule.name}' in stage '{stage.id}'",
+                    )
     for care in bundle.care.values():
         if care.if_:
             yield Text(

@@ -173,7 +173,8 @@ class Node:
     """One node of a flow graph. ``type`` is a control type or an action type.
 
     * branch: branches (first true wins), default
-    * delay: for_ (a duration, in working time when ``calendar`` names one) or until (a datetime template), next
+    * delay: for_ (a duration, in working time when ``calendar`` names one) or until (a datetime
+      template) and offset, next
     * wait_event: event, if_ (on the event), for_ (timeout), on_timeout, next
     * goto: target, max_visits
     * goto_flow: flow
@@ -189,6 +190,7 @@ class Node:
     for_: Duration | None = None
     calendar: str = ""  # delay: count ``for_`` in this calendar's working time
     until: str = ""
+    offset: Duration | None = None  # added to until ("-2h")
     event: str = ""
     if_: str = ""
     on_timeout: str = ""
@@ -231,11 +233,27 @@ class Flow(Document):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RuleWait:
+    """What a stage rule waits for before its action: an ``event`` about the record, or a change
+    of one of the ``changed`` fields; ``for_`` bounds the wait (the rule's ``on_timeout`` says
+    what then)."""
+
+    event: str = ""
+    changed: tuple[str, ...] = ()
+    for_: Duration | None = None
+    where: Where = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Rule:
     """A stage rule: runs its action when a record enters the stage.
 
-    ``after`` names rules of the same stage that must finish first; ``delay`` postpones it and
-    ``if_`` is checked when it runs (after the delay, so a stale rule does nothing).
+    ``after`` names rules of the same stage that must finish first; ``delay`` postpones it
+    (``delay: 2h`` or ``delay: {for: 2h}``); ``delay_until`` (``delay: {until: …, offset: …}``)
+    postpones it to a moment rendered from a date field, plus ``delay_offset``, and follows that
+    field when it changes. ``wait`` then holds it until an event or a field change, and
+    ``on_timeout`` (``run`` or ``skip``) says what a wait that lasts ``wait.for_`` does. ``if_``
+    is checked when it runs (after the delay and the wait, so a stale rule does nothing).
     """
 
     name: str
@@ -244,6 +262,10 @@ class Rule:
     delay: Duration | None = None
     #: A Config calendar: the delay counts only its working time (``delay: {for: 4h, calendar: office}``).
     delay_calendar: str = ""
+    delay_until: str = ""
+    delay_offset: Duration | None = None
+    wait: RuleWait | None = None
+    on_timeout: str = ""
     if_: str = ""
     where: Where = field(default=NOWHERE, compare=False)
 
