@@ -29,7 +29,8 @@ Secrets are ``${ENV}`` references resolved when the source is built; a secret th
 empty makes the source answer 500 (misconfigured) rather than accept unsigned deliveries.
 
 Mapping (``map:``) — Jinja2 templates over ``payload`` (the JSON body, or one item when the body
-is a list) and ``headers`` (lower-case names; ``authorization``, ``cookie`` and the signature
+is a list; a form body, read into nested objects by ``sources.forms``) and ``headers`` (lower-case
+names; ``authorization``, ``cookie`` and the signature
 header are left out):
 
 * ``object``, ``id`` (required): which record.
