@@ -109,6 +109,14 @@ def _fresh(sent: float, now: datetime, what: str) -> None:
         )
 
 
+def _without(payload: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """``payload`` with the field at ``path`` removed (copying only the mappings on the way)."""
+    head, *rest = path
+    if not rest:
+        return {k: v for k, v in payload.items() if k != head}
+    return {**payload, head: _without(payload[head], tuple(rest))}
+
+
 def _plain(value: Any, where: str, depth: int = 0) -> Any:
     """``value`` as plain JSON data (tuples become lists), or a problem naming ``where``."""
     if depth > MAX_DEPTH:
@@ -258,10 +266,11 @@ class WebhookSource:
         value = int(text)
         _fresh(value / 1000 if value >= 10**11 else value, now, f"the event's timestamp {text[:20]}")
 
-    def check_payload(self, payload: Any) -> None:
-        """``body_token``: the token in the parsed body's ``field`` must equal the secret."""
+    def check_payload(self, payload: Any) -> Any:
+        """``body_token``: the token in the parsed body's ``field`` must equal the secret. Returns
+        the payload without that field, so that no map can store or forward the token."""
         if self.auth != "body_token":
-            return
+            return payload
         field = ".".join(self.token_field)
         value: Any = payload
         for key in self.token_field:
@@ -270,6 +279,7 @@ class WebhookSource:
             raise Unauthorized(f"webhook {self.path} needs its token in the body field {field}")
         if not hmac.compare_digest(str(value).encode(), self.secret):
             raise Unauthorized(f"the token in the body field {field} does not match the source's secret")
+        return _without(payload, self.token_field)
 
     # ---------------------------------------------------------------- mapping
 
@@ -277,9 +287,7 @@ class WebhookSource:
         """An authenticated delivery's data: checked (signature, token), parsed by its
         Content-Type (JSON or a form), then checked again where the token is in the body."""
         self.authenticate(headers, body, now)
-        data = parse_payload(body, headers.get("content-type"))
-        self.check_payload(data)
-        return data
+        return self.check_payload(parse_payload(body, headers.get("content-type")))
 
     def changes(
         self, payload: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType] = m.EMPTY
