@@ -136,6 +136,7 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
 
 _TEXT_TYPES = frozenset({"string", "text", "user", "url", "email", "phone", "enum", "ref", "date", "datetime"})
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+_STAMP = re.compile(r"[0-9]{1,20}")  # Zalo's timestamp: unix milliseconds as text
 
 
 def _coerce(spec: m.FieldSpec | None, value: Any) -> Any:
@@ -253,7 +254,7 @@ class WebhookSource:
         except RequestError:
             payload = None
         stamp = payload.get("timestamp") if isinstance(payload, dict) else None
-        if isinstance(stamp, bool) or not isinstance(stamp, str | int) or not str(stamp).strip().isdigit():
+        if isinstance(stamp, bool) or not isinstance(stamp, str | int) or not _STAMP.fullmatch(str(stamp)):
             raise Unauthorized("a Zalo OA event must be a JSON object with its timestamp (milliseconds)")
         text = str(stamp)
         signed = self.app_id.encode() + body + text.encode() + self.secret

@@ -269,6 +269,9 @@ def test_zalo_oa_accepts_its_mac_with_a_timestamp_in_ms_or_s(stamp: str | int) -
         (b'{"event_name": "follow"}', "", "timestamp"),
         (b"not json", "", "timestamp"),
         (zalo_body("12.5"), "12.5", "timestamp"),
+        (zalo_body("١٢٣"), "١٢٣", "timestamp"),  # digits, but not ASCII ones
+        (zalo_body("9" * 400), "9" * 400, "timestamp"),
+        (zalo_body(-5), "-5", "timestamp"),
     ],
 )
 def test_zalo_oa_refuses_stale_or_unstamped_events(body: bytes, stamp: str | None, says: str) -> None:
