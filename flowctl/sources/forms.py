@@ -34,7 +34,7 @@ MULTIPART = "multipart/form-data"
 FORM_TYPES = (URLENCODED, MULTIPART)
 MAX_FIELDS = 10_000  # pairs of one form body (the body's byte limit applies as well)
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
-_INDEX = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,17}")
 _TEXT_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
 
 Node = dict[str | int, Any]
@@ -151,7 +151,7 @@ def split_key(key: str) -> list[str]:
 def _index(node: Node, segment: str) -> str | int:
     if segment == "":
         return max((k for k in node if isinstance(k, int)), default=-1) + 1
-    return int(segment) if _INDEX.match(segment) else segment
+    return int(segment) if _INDEX.fullmatch(segment) else segment
 
 
 def nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
