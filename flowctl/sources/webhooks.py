@@ -15,13 +15,22 @@ Authentication (``auth:``)
   (either way) is refused, so a captured delivery cannot be replayed later. Within the window a
   repeat is harmless when the map has an ``event_id`` (see below).
 * ``bearer``: ``Authorization: Bearer <secret>``.
+* ``body_token``: a shared token in a field of the parsed body, ``field`` a dotted path
+  (``auth.application_token`` for Bitrix24's ``auth[application_token]``), compared in constant
+  time with ``secret``. The body is parsed before this check, so only its size limit guards the
+  parser; the token is all the sender proves (Bitrix24 signs nothing).
+* ``zalo_oa``: Zalo Official Account events: ``X-ZEvent-Signature: mac=<hex>``, the SHA-256 of
+  ``app_id + body + timestamp + secret`` (the OA secret key), ``timestamp`` being the field of
+  the JSON body (milliseconds; seconds are read as such when the value is below 10^11). A
+  timestamp more than 5 minutes from now is refused, as with ``hmac``.
 * ``none``: anyone may post (keep such sources on a private network).
 
 Secrets are ``${ENV}`` references resolved when the source is built; a secret that resolves
 empty makes the source answer 500 (misconfigured) rather than accept unsigned deliveries.
 
 Mapping (``map:``) — Jinja2 templates over ``payload`` (the JSON body, or one item when the body
-is a list) and ``headers`` (lower-case names; ``authorization``, ``cookie`` and the signature
+is a list; a form body, read into nested objects by ``sources.forms``) and ``headers`` (lower-case
+names; ``authorization``, ``cookie`` and the signature
 header are left out):
 
 * ``object``, ``id`` (required): which record.
@@ -53,14 +62,17 @@ from typing import Any
 
 from flowctl.ports import ChangeOp, NewChange
 from flowctl.sources.checks import fingerprint
-from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, Unauthorized
+from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, RequestError, Unauthorized
+from flowctl.sources.forms import parse_payload
 from flowctl.sources.mapping import MapProblem, Value, compile_value
-from flowctl.sources.payloads import MAX_DEPTH, json_type
+from flowctl.sources.payloads import MAX_DEPTH, json_type, parse_json
 from flowctl.spec import model as m
 from flowctl.spec.env import needed, substitute
 
 REPLAY_WINDOW_SECONDS = 300
 TIMESTAMP_HEADER = "X-Timestamp"
+ZALO_SIGNATURE_HEADER = "X-ZEvent-Signature"
+SECRET_SCHEMES = ("hmac", "bearer", "body_token", "zalo_oa")  # the schemes that need a secret
 MAX_ITEMS = 1000  # items of one list delivery
 _OPS: Mapping[str, ChangeOp] = {
     "put": "put",
@@ -87,6 +99,24 @@ def resolve_secret(text: str, env: Mapping[str, str]) -> str:
     return substitute(text, env)
 
 
+def _fresh(sent: float, now: datetime, what: str) -> None:
+    """Refuse a delivery stamped more than the replay window away from now (either way)."""
+    age = now.timestamp() - sent
+    if not math.isfinite(age) or abs(age) > REPLAY_WINDOW_SECONDS:
+        raise Unauthorized(
+            f"{what} is more than {REPLAY_WINDOW_SECONDS // 60} minutes from now: "
+            "a replayed or delayed delivery is refused"
+        )
+
+
+def _without(payload: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """``payload`` with the field at ``path`` removed (copying only the mappings on the way)."""
+    head, *rest = path
+    if not rest:
+        return {k: v for k, v in payload.items() if k != head}
+    return {**payload, head: _without(payload[head], tuple(rest))}
+
+
 def _plain(value: Any, where: str, depth: int = 0) -> Any:
     """``value`` as plain JSON data (tuples become lists), or a problem naming ``where``."""
     if depth > MAX_DEPTH:
@@ -106,6 +136,7 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
 
 _TEXT_TYPES = frozenset({"string", "text", "user", "url", "email", "phone", "enum", "ref", "date", "datetime"})
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+_STAMP = re.compile(r"[0-9]{1,20}")  # Zalo's timestamp: unix milliseconds as text
 
 
 def _coerce(spec: m.FieldSpec | None, value: Any) -> Any:
@@ -143,7 +174,11 @@ class WebhookSource:
         self.path = source.path
         self.auth = source.auth
         self.secret = resolve_secret(source.secret, env).encode() if source.secret else b""
-        self.signature_header = source.signature_header or "X-Signature"
+        self.app_id = resolve_secret(source.app_id, env) if source.app_id else ""
+        self.token_field = tuple(source.auth_field.split(".")) if source.auth_field else ()
+        header = source.signature_header or "X-Signature"
+        zalo_default = self.auth == "zalo_oa" and header == "X-Signature"
+        self.signature_header = ZALO_SIGNATURE_HEADER if zalo_default else header
         self.max_bytes = source.max_bytes
         self._hidden = {"authorization", "cookie", self.signature_header.lower()}
         spec = dict(source.map)
@@ -155,8 +190,12 @@ class WebhookSource:
     @property
     def misconfigured(self) -> str:
         """Why the source cannot accept anything ('' when it can)."""
-        if self.auth in ("hmac", "bearer") and not self.secret:
+        if self.auth in SECRET_SCHEMES and not self.secret:
             return f"webhook source {self.name} has no secret (is its ${{ENV}} variable set?)"
+        if self.auth == "zalo_oa" and not self.app_id:
+            return f"webhook source {self.name} has no app_id (is its ${{ENV}} variable set?)"
+        if self.auth == "body_token" and not all(self.token_field):
+            return f"webhook source {self.name} names no body field for its token (auth.field)"
         return ""
 
     # ---------------------------------------------------------------- auth
@@ -176,10 +215,14 @@ class WebhookSource:
             raise Unauthorized(
                 f"webhook {self.path} needs a {self.signature_header} header (hex HMAC-SHA256 of the body)"
             )
+        elif self.auth == "zalo_oa" and not headers.get(self.signature_header):
+            raise Unauthorized(f"webhook {self.path} needs a {self.signature_header}: mac=<hex> header (Zalo OA)")
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, now: datetime) -> None:
         """Raise :class:`Unauthorized` unless the delivery is signed (or carries the token)."""
         self.check_headers(headers)
+        if self.auth == "zalo_oa":
+            self._zalo(headers, body, now)
         if self.auth != "hmac":
             return
         given = headers.get(self.signature_header, "").strip()
@@ -199,14 +242,53 @@ class WebhookSource:
                 sent = float(stamp)
             except ValueError:
                 raise Unauthorized(f"{TIMESTAMP_HEADER} must be unix seconds, not {stamp[:40]!r}") from None
-            age = now.timestamp() - sent
-            if not math.isfinite(age) or abs(age) > REPLAY_WINDOW_SECONDS:
-                raise Unauthorized(
-                    f"{TIMESTAMP_HEADER} {stamp[:40]} is more than {REPLAY_WINDOW_SECONDS // 60} "
-                    "minutes from now: a replayed or delayed delivery is refused"
-                )
+            _fresh(sent, now, f"{TIMESTAMP_HEADER} {stamp[:40]}")
+
+    def _zalo(self, headers: Mapping[str, str], body: bytes, now: datetime) -> None:
+        """Zalo OA's ``mac``: SHA-256 of app id, raw body, the body's timestamp and the OA secret key."""
+        given = headers.get(self.signature_header, "").strip()
+        if given[:4].lower() == "mac=":
+            given = given[4:].strip()
+        try:
+            payload = parse_json(body)
+        except RequestError:
+            payload = None
+        stamp = payload.get("timestamp") if isinstance(payload, dict) else None
+        if isinstance(stamp, bool) or not isinstance(stamp, str | int) or not _STAMP.fullmatch(str(stamp)):
+            raise Unauthorized("a Zalo OA event must be a JSON object with its timestamp (milliseconds)")
+        text = str(stamp)
+        signed = self.app_id.encode() + body + text.encode() + self.secret
+        expected = hashlib.sha256(signed).hexdigest().encode()
+        if not hmac.compare_digest(given.lower().encode(), expected):
+            raise Unauthorized(
+                f"the {self.signature_header} mac does not match "
+                "(expected hex SHA-256 of app_id + body + timestamp + the OA secret key)"
+            )
+        value = int(text)
+        _fresh(value / 1000 if value >= 10**11 else value, now, f"the event's timestamp {text[:20]}")
+
+    def check_payload(self, payload: Any) -> Any:
+        """``body_token``: the token in the parsed body's ``field`` must equal the secret. Returns
+        the payload without that field, so that no map can store or forward the token."""
+        if self.auth != "body_token":
+            return payload
+        field = ".".join(self.token_field)
+        value: Any = payload
+        for key in self.token_field:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
+            raise Unauthorized(f"webhook {self.path} needs its token in the body field {field}")
+        if not hmac.compare_digest(str(value).encode(), self.secret):
+            raise Unauthorized(f"the token in the body field {field} does not match the source's secret")
+        return _without(payload, self.token_field)
 
     # ---------------------------------------------------------------- mapping
+
+    def payload(self, headers: Mapping[str, str], body: bytes, now: datetime) -> Any:
+        """An authenticated delivery's data: checked (signature, token), parsed by its
+        Content-Type (JSON or a form), then checked again where the token is in the body."""
+        self.authenticate(headers, body, now)
+        return self.check_payload(parse_payload(body, headers.get("content-type")))
 
     def changes(
         self, payload: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType] = m.EMPTY

@@ -350,14 +350,22 @@ class Builder:
         )
 
     def build_source(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Source:
+        """A Source; ``auth`` is a scheme name or a mapping (``type`` and the scheme's options)."""
+        raw_auth = spec.get("auth")
+        options: Mapping[str, Any] = raw_auth if isinstance(raw_auth, Mapping) else {}
+        secret = options.get("secret", spec.get("secret"))
+        scheme = options.get("type", "hmac") if options else raw_auth
         return m.Source(
             metadata=meta,
             where=w,
             type=spec.get("type", "webhook"),
             path=_str(spec.get("path")),
-            auth=spec.get("auth", "hmac" if spec.get("secret") else "none"),
-            secret=_str(spec.get("secret")),
-            signature_header=_str(spec.get("signature_header", "X-Signature")),
+            auth=scheme or ("hmac" if secret else "none"),
+            secret=_str(secret),
+            auth_options=tuple(str(key) for key in options),
+            auth_field=_str(options.get("field")),
+            app_id=_str(options.get("app_id")),
+            signature_header=_str(options.get("signature_header", spec.get("signature_header", "X-Signature"))),
             max_bytes=int(spec.get("max_bytes", 1_048_576)),
             map=m.frozen_map(spec.get("map") or {}),
             url=_str(spec.get("url")),

@@ -50,7 +50,8 @@ from flowctl.runtime.reads.common import zone_of
 from flowctl.runtime.reads.recycle_bin import deleted_item
 from flowctl.sources.checks import check_change
 from flowctl.sources.errors import BadRequest, Invalid, Misconfigured, NotFound, Unavailable
-from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
+from flowctl.sources.forms import FORM_TYPES, is_form
+from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type
 
 RECORD = (ref("Object", "parameters"), ref("Id", "parameters"))
 
@@ -298,7 +299,11 @@ class HttpApi(ApiCore):
             },
             description="HMAC: the Source's signature_header carries hex HMAC-SHA256 of the body "
             "(optionally `sha256=`-prefixed). With an `X-Timestamp: <unix seconds>` header the signature "
-            "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused.",
+            "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused. "
+            "body_token: a body field holds the shared token (Bitrix24's auth[application_token]). "
+            "zalo_oa: `X-ZEvent-Signature: mac=<hex SHA-256 of app_id + body + timestamp + OA secret key>`. "
+            "The body is JSON, or a form (urlencoded or multipart) whose PHP-style keys (`data[FIELDS][ID]`) "
+            "nest as objects.",
             parameters=(
                 {
                     "name": "path",
@@ -312,9 +317,13 @@ class HttpApi(ApiCore):
             tags=("webhooks",),
             request_body={
                 "required": True,
-                "content": json_content(
-                    {"type": ["object", "array"], "description": "The payload, or a list of payloads."}
-                ),
+                "content": {
+                    **json_content({"type": ["object", "array"], "description": "The payload, or a list of payloads."}),
+                    **{
+                        media: {"schema": {"type": "object", "description": "Form fields; PHP-style keys nest."}}
+                        for media in FORM_TYPES
+                    },
+                },
             },
         ),
     )
@@ -328,7 +337,8 @@ class HttpApi(ApiCore):
             raise Misconfigured(source)
         headers = request.headers
         source.check_headers(headers)
-        check_content_type(request, lenient=True)
+        if not is_form(headers.get("content-type")):
+            check_content_type(request, lenient=True)
         setting = (
             f"max_bytes of Source {source.name}"
             if source.max_bytes < access.request_bytes
@@ -336,8 +346,7 @@ class HttpApi(ApiCore):
         )
         body = await read_body(request, min(source.max_bytes, access.request_bytes), setting)
         now = self.svc.clock.now()
-        source.authenticate(headers, body, now)
-        changes = source.changes(parse_json(body), headers, now, access.bundle.objects)
+        changes = source.changes(source.payload(headers, body, now), headers, now, access.bundle.objects)
         problems = [
             f"item {i}: {p}" if len(changes) > 1 else p
             for i, change in enumerate(changes)

@@ -39,6 +39,7 @@ from flowctl.spec.checks.schedules import (
     check_time_zones,
 )
 from flowctl.spec.checks.secrets import check_secrets
+from flowctl.spec.checks.source_auth import check_source_auth
 from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
 from flowctl.spec.checks.zalo import check_zalo
 from flowctl.spec.issues import Issue, error
@@ -90,6 +91,7 @@ CHECKS: list[Check] = [
     check_care_defaults,
     check_webhook_delivery,
     check_zalo,
+    check_source_auth,
 ]
 
 

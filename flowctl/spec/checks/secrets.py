@@ -89,7 +89,8 @@ def check_secrets(bundle: m.Bundle) -> Iterator[Issue]:
     for source in bundle.sources.values():
         owner = f"source '{source.name}'"
         if is_literal(source.secret):
-            yield _issue(f"the secret of {owner}", value_span(source.where, "secret"))
+            at = ("auth", "secret") if "secret" in source.auth_options else ("secret",)
+            yield _issue(f"the secret of {owner}", value_span(source.where, *at))
         yield from _url(source.url, owner, source.where, "url")
     for site in action_sites(bundle):
         action = site.action

@@ -102,8 +102,11 @@ class Source(Document):
     type: Literal["webhook", "sql"] = "webhook"
     # webhook
     path: str = ""
-    auth: Literal["hmac", "bearer", "none"] = "hmac"
+    auth: Literal["hmac", "bearer", "none", "body_token", "zalo_oa"] = "hmac"
     secret: str = ""
+    auth_options: tuple[str, ...] = ()  # the keys written under an ``auth:`` mapping (for checks)
+    auth_field: str = ""  # body_token: dotted path of the body field holding the token
+    app_id: str = ""  # zalo_oa: the Zalo app's id (may be an ${ENV} reference)
     signature_header: str = "X-Signature"
     max_bytes: int = 1_048_576
     map: Mapping[str, Any] = field(default_factory=empty_map)  # object, id, fields, op, event, event_id (templates)
