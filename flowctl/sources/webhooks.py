@@ -35,6 +35,9 @@ header are left out):
   (an id of the whole delivery) are keyed ``<source>:<event_id>:<n>`` in order. Without
   ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.api``).
 
+Fetch (``fetch:``, ``sources.fetch``): the full record an event only names is read from the
+sender's REST API before mapping, and the map reads it as ``fetched``.
+
 A template that is a single ``{{ expression }}`` keeps the expression's type (a number stays a
 number, ``{{ payload.data }}`` gives the mapping itself); any other template gives text.
 """
@@ -46,7 +49,7 @@ import hmac
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -54,6 +57,7 @@ from typing import Any
 from flowctl.ports import ChangeOp, NewChange
 from flowctl.sources.checks import fingerprint
 from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, Unauthorized
+from flowctl.sources.fetch import Fetcher
 from flowctl.sources.mapping import MapProblem, Value, compile_value
 from flowctl.sources.payloads import MAX_DEPTH, json_type
 from flowctl.spec import model as m
@@ -151,13 +155,14 @@ class WebhookSource:
             if required not in spec:
                 raise ValueError(f"source {self.name}: map.{required} is required")
         self._map: dict[str, Value] = {key: compile_value(value, f"map.{key}") for key, value in spec.items()}
+        self.fetcher = Fetcher(self.name, source.fetch, env) if source.fetch else None  # ``fetched`` in the map
 
     @property
     def misconfigured(self) -> str:
         """Why the source cannot accept anything ('' when it can)."""
         if self.auth in ("hmac", "bearer") and not self.secret:
             return f"webhook source {self.name} has no secret (is its ${{ENV}} variable set?)"
-        return ""
+        return self.fetcher.misconfigured if self.fetcher else ""
 
     # ---------------------------------------------------------------- auth
 
@@ -208,8 +213,17 @@ class WebhookSource:
 
     # ---------------------------------------------------------------- mapping
 
+    def visible(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers a map may read (not the credentials)."""
+        return {k: v for k, v in headers.items() if k.lower() not in self._hidden}
+
     def changes(
-        self, payload: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType] = m.EMPTY
+        self,
+        payload: Any,
+        headers: Mapping[str, str],
+        now: datetime,
+        objects: Mapping[str, m.ObjectType] = m.EMPTY,
+        fetched: Sequence[Any] = (),
     ) -> list[NewChange]:
         """The changes a (parsed, authenticated) delivery asks for; raises :class:`Invalid`.
 
@@ -220,14 +234,17 @@ class WebhookSource:
         items = payload if isinstance(payload, list) else [payload]
         if len(items) > MAX_ITEMS:
             raise PayloadTooLarge(f"a delivery may hold at most {MAX_ITEMS} items, this one has {len(items)}")
-        visible = {k: v for k, v in headers.items() if k.lower() not in self._hidden}
+        visible = self.visible(headers)
         changes: list[NewChange] = []
         problems: list[str] = []
         event_ids: list[str] = []
         for index, item in enumerate(items):
             prefix = f"item {index}: " if isinstance(payload, list) else ""
             try:
-                change, event_id = self._change(item, visible, now, objects)
+                context = {"payload": item, "headers": visible}
+                if fetched:  # sources.fetch read the full record of each item (``fetched`` in the map)
+                    context["fetched"] = fetched[index]
+                change, event_id = self._change(context, now, objects)
             except MapProblem as exc:
                 problems.append(prefix + str(exc))
                 continue
@@ -269,9 +286,8 @@ class WebhookSource:
         return keyed
 
     def _change(
-        self, item: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType]
+        self, context: Mapping[str, Any], now: datetime, objects: Mapping[str, m.ObjectType]
     ) -> tuple[NewChange, str]:
-        context = {"payload": item, "headers": headers}
         mapped = self._map
         object = _text(mapped["object"](context), "map.object")
         record_id = _text(mapped["id"](context), "map.id")

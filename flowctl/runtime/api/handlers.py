@@ -50,6 +50,7 @@ from flowctl.runtime.reads.common import zone_of
 from flowctl.runtime.reads.recycle_bin import deleted_item
 from flowctl.sources.checks import check_change
 from flowctl.sources.errors import BadRequest, Invalid, Misconfigured, NotFound, Unavailable
+from flowctl.sources.fetch import fetch_items
 from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type, parse_json
 
 RECORD = (ref("Object", "parameters"), ref("Id", "parameters"))
@@ -337,7 +338,12 @@ class HttpApi(ApiCore):
         body = await read_body(request, min(source.max_bytes, access.request_bytes), setting)
         now = self.svc.clock.now()
         source.authenticate(headers, body, now)
-        changes = source.changes(parse_json(body), headers, now, access.bundle.objects)
+        payload = parse_json(body)
+        fetched: list[Any] = []
+        if source.fetcher is not None:  # read the full record first: 503 (nothing stored) while it fails
+            items = payload if isinstance(payload, list) else [payload]
+            fetched = await fetch_items(source.fetcher, items, source.visible(headers))
+        changes = source.changes(payload, headers, now, access.bundle.objects, fetched)
         problems = [
             f"item {i}: {p}" if len(changes) > 1 else p
             for i, change in enumerate(changes)

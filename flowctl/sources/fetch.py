@@ -1,0 +1,200 @@
+"""Fetch what an event leaves out: a webhook Source's ``fetch:`` reads the full record first.
+
+A Bitrix24 event (``ONCRMDEALUPDATE``) carries only ``data[FIELDS][ID]``; the deal itself is read
+with the REST method ``crm.deal.get`` through the portal's inbound webhook,
+``https://<portal>.bitrix24.<tld>/rest/<user id>/<webhook token>/crm.deal.get.json``, which answers
+``{"result": {"ID": "42", "TITLE": …}, "time": {…}}`` or, on failure, an HTTP error status with
+``{"error": "<CODE>", "error_description": "<text>"}`` (https://apidocs.bitrix24.com/error-codes.html).
+The answer becomes ``fetched`` in the Source's map (``{{ fetched.result.TITLE }}``), beside
+``payload`` and ``headers``.
+
+Where the fetch happens, and why. The webhook handler fetches synchronously, before anything is
+stored, with ``timeout`` per attempt and ``retries`` more attempts after a transient failure (a
+timeout, a refused connection, any 5xx or 429, Bitrix24's ``QUERY_LIMIT_EXCEEDED`` answered with
+503, https://apidocs.bitrix24.ru/limits.html), backing off between them. When every attempt fails
+the delivery is answered 503 with ``Retry-After`` and *nothing* is stored: a change is only ever
+made from a complete fetched record, never a half-empty one, and a sender that re-sends gets a
+fresh fetch (the map's ``event_id`` keeps a re-sent delivery from being stored twice). A permanent
+failure (Bitrix24's ``"Not found"`` for a deleted deal, a revoked webhook's ``NO_AUTH_FOUND`` /
+``INVALID_CREDENTIALS``, ``insufficient_scope``, any other 4xx) is answered 422 and logged: a
+retry cannot fix it.
+
+This is honest only while the sender re-sends after a 503. Bitrix24's documentation promises no
+re-delivery of an online event handler's call (the portal keeps undelivered events only for
+*offline* handlers, https://apidocs.bitrix24.com/api-reference/events/offline-events.html), so for
+Bitrix24 a fetch still failing after the retries loses the event; the log line names the source
+and the record id so an operator can replay it. A durable pending-fetch queue (accept 202, store
+the event, fetch with backoff in the daemon, dead-letter permanent failures) would close that gap;
+it needs its own store table, and this module keeps the fetch itself (:class:`Fetcher`) free of
+where it runs so that such a worker can call it unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, Unavailable
+from flowctl.sources.mapping import MapProblem, Value, compile_value
+from flowctl.spec import model as m
+from flowctl.spec.env import needed, substitute
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+MAX_FETCHES = 50  # items of one delivery a fetching source reads (Bitrix24 sends one event a call)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+BACKOFF_SECONDS = 0.5  # before the first retry; doubled for each next one, at most BACKOFF_CAP
+BACKOFF_CAP = 8.0
+#: Bitrix24 error codes a later attempt may get past (limits.html, error-codes.html).
+TRANSIENT_CODES = frozenset(
+    {"QUERY_LIMIT_EXCEEDED", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "OVERLOAD_LIMIT"}
+)
+
+
+class FetchFailed(Exception):
+    """The record could not be read; ``transient`` says whether a later attempt may succeed."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+
+
+def masked(url: str) -> str:
+    """``url`` without what may be secret: its origin and the method name (last path segment) only."""
+    try:
+        parts = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid url>"
+    port = f":{parts.port}" if parts.port else ""
+    method = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    return f"{parts.scheme}://{parts.host}{port}/…/{method}"
+
+
+def _form(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``params`` as PHP-style query pairs (``filter[ID]=1``), the form Bitrix24's REST reads."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, Mapping):
+            pairs += _form(value, name)
+        elif isinstance(value, list | tuple):
+            pairs += _form({str(i): v for i, v in enumerate(value)}, name)
+        elif value is not None:
+            pairs.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+    return pairs
+
+
+class Fetcher:
+    """The compiled ``fetch:`` of one Source: ``await fetch(context)`` gives the REST answer."""
+
+    def __init__(
+        self,
+        source: str,
+        spec: m.SourceFetch,
+        env: Mapping[str, str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: float = BACKOFF_SECONDS,
+    ) -> None:
+        self.source = source
+        self.url = "" if any(not env.get(name) for name in needed(spec.url)) else substitute(spec.url, env)
+        self.method = spec.method
+        self.timeout = spec.timeout.value.total_seconds() if spec.timeout else DEFAULT_TIMEOUT_SECONDS
+        self.retries = max(0, spec.retries)
+        self.backoff = backoff
+        self._params: Value = compile_value(dict(spec.params), "fetch.params")
+        self._transport = transport
+
+    @property
+    def misconfigured(self) -> str:
+        """Why the fetch cannot run ('' when it can): its URL's ``${ENV}`` variable is unset."""
+        if not self.url:
+            return f"webhook source {self.source} has no fetch url (is its ${{ENV}} variable set?)"
+        return ""
+
+    def params(self, context: Mapping[str, Any]) -> Any:
+        """The request's parameters for ``context`` (``payload``, ``headers``); raises :class:`MapProblem`."""
+        return self._params(context)
+
+    async def fetch(self, params: Mapping[str, Any]) -> Any:
+        """The parsed JSON answer to a call with ``params``; raises :class:`FetchFailed` when the
+        record cannot be read after the retries (or at once, when retrying cannot help)."""
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=self._transport) as client:
+            attempt = 0
+            while True:
+                try:
+                    return await self._once(client, params)
+                except FetchFailed as exc:
+                    if not exc.transient or attempt >= self.retries:
+                        raise
+                    delay = min(BACKOFF_CAP, self.backoff * 2**attempt)
+                    log.info("source %s: fetch %d failed (%s); again in %.1fs", self.source, attempt + 1, exc, delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+
+    async def _once(self, client: httpx.AsyncClient, params: Mapping[str, Any]) -> Any:
+        where = f"{self.method} {masked(self.url)}"
+        try:
+            if self.method == "GET":
+                query: list[tuple[str, str | int | float | bool | None]] = list(_form(params))
+                response = await client.get(self.url, params=query)
+            else:
+                response = await client.post(self.url, json=params)
+        except httpx.TimeoutException:
+            raise FetchFailed(f"{where} timed out after {self.timeout:g}s", transient=True) from None
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"{where} failed: {type(exc).__name__}", transient=True) from None
+        status = response.status_code
+        if len(response.content) > MAX_ANSWER_BYTES:
+            raise FetchFailed(f"{where} answered more than {MAX_ANSWER_BYTES} bytes", transient=False)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if status >= 400 or error:
+            code = str(error or "")
+            text = str(answer.get("error_description", "")) if isinstance(answer, dict) else ""
+            said = ": ".join(part for part in (code, text[:200]) if part) or "no error text"
+            transient = status >= 500 or status == 429 or code in TRANSIENT_CODES
+            raise FetchFailed(f"{where} answered {status} ({said})", transient=transient)
+        if not isinstance(answer, dict) or "result" not in answer:
+            raise FetchFailed(f"{where} answered {status} without a JSON 'result'", transient=False)
+        return answer
+
+
+async def fetch_items(fetcher: Fetcher, items: Sequence[Any], headers: Mapping[str, str]) -> list[Any]:
+    """The fetched answer of each item of a delivery, in order; raises the request error to answer
+    with (503 when a retry may succeed, 422 when not, 500 when the fetch is not configured)."""
+    if fetcher.misconfigured:
+        raise Misconfigured(f"webhook source {fetcher.source} is not configured; see the daemon's log")
+    if len(items) > MAX_FETCHES:
+        raise PayloadTooLarge(f"a source that fetches takes at most {MAX_FETCHES} items a delivery, not {len(items)}")
+    answers: list[Any] = []
+    for index, item in enumerate(items):
+        context = {"payload": item, "headers": headers}
+        prefix = f"item {index}: " if len(items) > 1 else ""
+        try:
+            params = fetcher.params(context)
+        except MapProblem as exc:
+            raise Invalid(prefix + str(exc), [prefix + str(exc)]) from None
+        try:
+            answers.append(await fetcher.fetch(params))
+        except FetchFailed as exc:
+            which = f"params {params}"
+            if exc.transient:
+                log.warning("source %s: could not fetch %s: %s; answered 503", fetcher.source, which, exc.message)
+                raise Unavailable(
+                    f"{prefix}the full record could not be fetched ({exc.message}); nothing was stored, "
+                    "send again later",
+                    retry_after=30,
+                ) from None
+            log.error("source %s: fetching %s failed for good: %s; refused", fetcher.source, which, exc.message)
+            raise Invalid(f"{prefix}the full record could not be fetched: {exc.message}", [exc.message]) from None
+    return answers
