@@ -1,0 +1,172 @@
+"""A webhook Source's fetch against a local portal that follows Bitrix24's REST contract
+(``tests/channels/b24_rest_server.py``): the answer, rate limits and timeouts retried, permanent
+errors not, and a delivery that becomes a change only from a complete record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowctl.sources.errors import Invalid, Misconfigured, Unavailable
+from flowctl.sources.fetch import Fetcher, FetchFailed, fetch_items, masked
+from flowctl.sources.webhooks import WebhookSource
+from flowctl.spec import model as m
+from flowctl.spec.config import load_bundle
+from tests.channels.b24_rest_server import TOKEN, Portal, b24_portal
+
+DEAL = {"TITLE": "Sofa for Lan", "OPPORTUNITY": "15000000.00", "CURRENCY_ID": "VND", "STAGE_ID": "NEW"}
+EVENT = {"event": "ONCRMDEALUPDATE", "data": {"FIELDS": {"ID": "42"}}, "ts": "1733300000"}
+
+
+@pytest.fixture
+def portal() -> Iterator[Portal]:
+    with b24_portal() as state:
+        state.deals["42"] = dict(DEAL)
+        state.contacts["7"] = {"NAME": "Lan", "LAST_NAME": "Nguyen", "PHONE": [{"VALUE": "+84912345678"}]}
+        yield state
+
+
+def fetcher(
+    portal: Portal, method: str = "crm.deal.get", *, http: str = "POST", timeout: float = 5, retries: int = 3
+) -> Fetcher:
+    spec = m.SourceFetch(
+        url="${B24_WEBHOOK_URL}" + method + ".json",
+        method="GET" if http == "GET" else "POST",
+        params={"id": "{{ payload.data.FIELDS.ID }}"},
+        timeout=m.Duration(text=f"{timeout}s", value=timedelta(seconds=timeout)),
+        retries=retries,
+    )
+    return Fetcher("b24", spec, {"B24_WEBHOOK_URL": portal.webhook}, backoff=0.01)
+
+
+def fetch(f: Fetcher, event: Any = EVENT) -> Any:
+    return asyncio.run(f.fetch(f.params({"payload": event, "headers": {}})))
+
+
+@pytest.mark.parametrize("http", ["POST", "GET"])
+def test_the_full_record_is_read_by_post_or_get(portal: Portal, http: str) -> None:
+    answer = fetch(fetcher(portal, http=http))
+    assert answer["result"] == {"ID": "42", **DEAL} and "time" in answer
+    assert portal.calls == [(http, "crm.deal.get", {"id": "42"})]
+
+
+def test_a_contact_is_read_the_same_way(portal: Portal) -> None:
+    answer = fetch(fetcher(portal, "crm.contact.get"), {"data": {"FIELDS": {"ID": "7"}}})
+    assert answer["result"]["NAME"] == "Lan"
+
+
+def test_rate_limit_answers_are_retried_until_the_record_comes(portal: Portal) -> None:
+    portal.trouble = ["limit", "limit"]
+    assert fetch(fetcher(portal))["result"]["TITLE"] == "Sofa for Lan"
+    assert len(portal.calls) == 3
+
+
+def test_a_timeout_is_retried(portal: Portal) -> None:
+    portal.trouble, portal.slow_seconds = ["slow"], 3.0
+    assert fetch(fetcher(portal, timeout=1))["result"]["ID"] == "42"
+    assert len(portal.calls) == 2
+
+
+def test_after_the_retries_the_failure_is_transient_and_never_names_the_token(portal: Portal) -> None:
+    portal.trouble = ["limit", "down", "limit"]
+    with pytest.raises(FetchFailed) as failed:
+        fetch(fetcher(portal, retries=2))
+    assert failed.value.transient and len(portal.calls) == 3
+    assert "QUERY_LIMIT_EXCEEDED" in failed.value.message and TOKEN not in failed.value.message
+
+
+@pytest.mark.parametrize(
+    ("event", "method", "said"),
+    [
+        ({"data": {"FIELDS": {"ID": "404"}}}, "crm.deal.get", "Not found"),
+        ({"data": {"FIELDS": {"ID": "x"}}}, "crm.deal.get", "ID is not defined or invalid."),
+        (EVENT, "crm.deal.gett", "ERROR_METHOD_NOT_FOUND"),
+    ],
+)
+def test_permanent_errors_are_not_retried(portal: Portal, event: Any, method: str, said: str) -> None:
+    with pytest.raises(FetchFailed) as failed:
+        fetch(fetcher(portal, method), event)
+    assert not failed.value.transient and said in failed.value.message
+    assert len(portal.calls) == 1
+
+
+def test_a_wrong_token_is_permanent(portal: Portal) -> None:
+    f = fetcher(portal)
+    f.url = f.url.replace(TOKEN, "revoked")
+    with pytest.raises(FetchFailed) as failed:
+        fetch(f)
+    assert not failed.value.transient and "NO_AUTH_FOUND" in failed.value.message
+
+
+def test_a_refused_connection_is_transient(portal: Portal) -> None:
+    f = fetcher(portal, retries=1)
+    f.url = "http://127.0.0.1:9/rest/1/x/crm.deal.get.json"
+    with pytest.raises(FetchFailed) as failed:
+        fetch(f)
+    assert failed.value.transient
+
+
+def test_masked_urls_keep_the_host_and_method_only() -> None:
+    assert masked(f"https://shop.bitrix24.vn/rest/1/{TOKEN}/crm.deal.get.json") == (
+        "https://shop.bitrix24.vn/…/crm.deal.get.json"
+    )
+
+
+def test_fetch_items_answers_503_422_or_500(portal: Portal) -> None:
+    f = fetcher(portal, retries=1)
+    portal.trouble = ["limit", "limit"]
+    with pytest.raises(Unavailable) as busy:
+        asyncio.run(fetch_items(f, [EVENT], {}))
+    assert busy.value.status == 503 and busy.value.headers["Retry-After"]
+    with pytest.raises(Invalid) as gone:
+        asyncio.run(fetch_items(f, [{"data": {"FIELDS": {"ID": "404"}}}], {}))
+    assert "Not found" in gone.value.message
+    unset = Fetcher("b24", m.SourceFetch(url="${B24_WEBHOOK_URL}crm.deal.get.json"), {})
+    assert unset.misconfigured
+    with pytest.raises(Misconfigured):
+        asyncio.run(fetch_items(unset, [EVENT], {}))
+
+
+SOURCE = """\
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: deal}
+spec:
+  fields: {title: {type: string}, amount: {type: money}}
+---
+apiVersion: flowctl/v1
+kind: Source
+metadata: {name: b24}
+spec:
+  type: webhook
+  path: /hooks/b24
+  fetch:
+    url: "${B24_WEBHOOK_URL}crm.deal.get.json"
+    method: GET
+    params: {id: "{{ payload.data.FIELDS.ID }}"}
+    timeout: 7s
+    retries: 2
+  map:
+    object: deal
+    id: "{{ fetched.result.ID }}"
+    fields: {title: "{{ fetched.result.TITLE }}", amount: "{{ fetched.result.OPPORTUNITY | float }}"}
+"""
+
+
+def test_the_builder_reads_fetch_and_the_map_reads_fetched(tmp_path: Path, portal: Portal) -> None:
+    (tmp_path / "flowctl.yaml").write_text(SOURCE)
+    loaded = load_bundle(tmp_path)
+    assert not loaded.errors, loaded.errors
+    source = loaded.bundle.sources["b24"]
+    assert source.fetch is not None and source.fetch.method == "GET" and source.fetch.retries == 2
+    hook = WebhookSource(source, {"B24_WEBHOOK_URL": portal.webhook})
+    assert hook.fetcher is not None and hook.fetcher.timeout == 7
+    fetched = asyncio.run(fetch_items(hook.fetcher, [EVENT], {}))
+    [change] = hook.changes(EVENT, {}, datetime(2026, 12, 4, tzinfo=UTC), loaded.bundle.objects, fetched)
+    assert (change.object, change.record_id) == ("deal", "42")
+    assert change.fields == {"title": "Sofa for Lan", "amount": 15000000}
