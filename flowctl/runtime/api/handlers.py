@@ -299,7 +299,9 @@ class HttpApi(ApiCore):
             },
             description="HMAC: the Source's signature_header carries hex HMAC-SHA256 of the body "
             "(optionally `sha256=`-prefixed). With an `X-Timestamp: <unix seconds>` header the signature "
-            "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused.",
+            "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused. "
+            "A Source with `fetch:` reads the full record from the sender's REST API first: while that "
+            "fails the answer is 503 and nothing is stored; 422 when the API says the record does not exist.",
             parameters=(
                 {
                     "name": "path",
