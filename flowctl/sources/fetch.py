@@ -8,37 +8,34 @@ with the REST method ``crm.deal.get`` through the portal's inbound webhook,
 The answer becomes ``fetched`` in the Source's map (``{{ fetched.result.TITLE }}``), beside
 ``payload`` and ``headers``.
 
-Where the fetch happens, and why. The webhook handler fetches synchronously, before anything is
-stored, with ``timeout`` per attempt and ``retries`` more attempts after a transient failure (a
-timeout, a refused connection, any 5xx or 429, Bitrix24's ``QUERY_LIMIT_EXCEEDED`` answered with
-503, https://apidocs.bitrix24.ru/limits.html), backing off between them. When every attempt fails
-the delivery is answered 503 with ``Retry-After`` and *nothing* is stored: a change is only ever
-made from a complete fetched record, never a half-empty one, and a sender that re-sends gets a
-fresh fetch (the map's ``event_id`` keeps a re-sent delivery from being stored twice). A permanent
-failure (Bitrix24's ``"Not found"`` for a deleted deal, a revoked webhook's ``NO_AUTH_FOUND`` /
-``INVALID_CREDENTIALS``, ``insufficient_scope``, any other 4xx) is answered 422 and logged: a
-retry cannot fix it.
-
-This is honest only while the sender re-sends after a 503. Bitrix24's documentation promises no
-re-delivery of an online event handler's call (the portal keeps undelivered events only for
-*offline* handlers, https://apidocs.bitrix24.com/api-reference/events/offline-events.html), so for
-Bitrix24 a fetch still failing after the retries loses the event; the log line names the source
-and the record id so an operator can replay it. A durable pending-fetch queue (accept 202, store
-the event, fetch with backoff in the daemon, dead-letter permanent failures) would close that gap;
-it needs its own store table, and this module keeps the fetch itself (:class:`Fetcher`) free of
-where it runs so that such a worker can call it unchanged.
+Where the fetch happens, and why. Bitrix24's documentation promises no re-delivery of an online
+event handler's call (undelivered events are kept only for *offline* handlers,
+https://apidocs.bitrix24.com/api-reference/events/offline-events.html), so a fetch made inside
+the webhook request and answered 503 on failure would lose the event. Instead the handler stores
+each event as a pending fetch, an outbox row on the channel ``fetch:<source>``
+(:func:`pending_fetches`), and answers 202; the outbox is the store's durable, retried,
+dead-lettered queue of calls that leave the daemon, which a fetch is. The deliverer sends the row
+with ``runtime.daemon.fetching.FetchSender``: one attempt of :meth:`Fetcher.fetch` per claim, a
+transient failure (a timeout, a refused connection, any 5xx or 429, Bitrix24's
+``QUERY_LIMIT_EXCEEDED`` answered with 503, https://apidocs.bitrix24.ru/limits.html) retried with
+the outbox's backoff up to ``retries`` + 1 attempts, a permanent one (``"Not found"`` for a deleted
+deal, a revoked webhook's ``NO_AUTH_FOUND``, ``insufficient_scope``, any other 4xx, an answer
+without ``result``) dead-lettered at once, where operators see and can retry it. Only then, from
+a complete answer, is the change mapped and stored: never a half-empty record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, Unavailable
+from flowctl.engine.state import Effect
+from flowctl.sources.errors import Invalid, PayloadTooLarge
 from flowctl.sources.mapping import MapProblem, Value, compile_value
 from flowctl.spec import model as m
 from flowctl.spec.env import needed, substitute
@@ -122,16 +119,19 @@ class Fetcher:
         """The request's parameters for ``context`` (``payload``, ``headers``); raises :class:`MapProblem`."""
         return self._params(context)
 
-    async def fetch(self, params: Mapping[str, Any]) -> Any:
+    async def fetch(self, params: Mapping[str, Any], retries: int | None = None) -> Any:
         """The parsed JSON answer to a call with ``params``; raises :class:`FetchFailed` when the
-        record cannot be read after the retries (or at once, when retrying cannot help)."""
+        record cannot be read after ``retries`` more attempts (default: the Source's ``retries``;
+        the daemon's fetch queue passes 0 and retries on its own), or at once when retrying
+        cannot help."""
+        retries = self.retries if retries is None else retries
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=self._transport) as client:
             attempt = 0
             while True:
                 try:
                     return await self._once(client, params)
                 except FetchFailed as exc:
-                    if not exc.transient or attempt >= self.retries:
+                    if not exc.transient or attempt >= retries:
                         raise
                     delay = min(BACKOFF_CAP, self.backoff * 2**attempt)
                     log.info("source %s: fetch %d failed (%s); again in %.1fs", self.source, attempt + 1, exc, delay)
@@ -169,14 +169,20 @@ class Fetcher:
         return answer
 
 
-async def fetch_items(fetcher: Fetcher, items: Sequence[Any], headers: Mapping[str, str]) -> list[Any]:
-    """The fetched answer of each item of a delivery, in order; raises the request error to answer
-    with (503 when a retry may succeed, 422 when not, 500 when the fetch is not configured)."""
-    if fetcher.misconfigured:
-        raise Misconfigured(f"webhook source {fetcher.source} is not configured; see the daemon's log")
+CHANNEL_PREFIX = "fetch:"  # the outbox channel of a Source's pending fetches: ``fetch:<source>``
+
+
+def pending_fetches(
+    fetcher: Fetcher, items: Sequence[Any], headers: Mapping[str, str], event_key: Callable[[Mapping[str, Any]], str]
+) -> list[Effect]:
+    """One outbox row per item of a delivery: the fetch still to make, with what the map needs
+    afterwards (``payload``, ``headers``) and the call's ``params``. Raises :class:`Invalid` when the
+    params cannot be computed, :class:`PayloadTooLarge` for too many items. ``event_key`` gives the
+    delivery's event id without ``fetched`` ('' when it has none, or it needs ``fetched``): a row's
+    key is ``fetch:<source>:<event id>``, so a re-sent event is queued once."""
     if len(items) > MAX_FETCHES:
         raise PayloadTooLarge(f"a source that fetches takes at most {MAX_FETCHES} items a delivery, not {len(items)}")
-    answers: list[Any] = []
+    effects: list[Effect] = []
     for index, item in enumerate(items):
         context = {"payload": item, "headers": headers}
         prefix = f"item {index}: " if len(items) > 1 else ""
@@ -184,17 +190,18 @@ async def fetch_items(fetcher: Fetcher, items: Sequence[Any], headers: Mapping[s
             params = fetcher.params(context)
         except MapProblem as exc:
             raise Invalid(prefix + str(exc), [prefix + str(exc)]) from None
-        try:
-            answers.append(await fetcher.fetch(params))
-        except FetchFailed as exc:
-            which = f"params {params}"
-            if exc.transient:
-                log.warning("source %s: could not fetch %s: %s; answered 503", fetcher.source, which, exc.message)
-                raise Unavailable(
-                    f"{prefix}the full record could not be fetched ({exc.message}); nothing was stored, "
-                    "send again later",
-                    retry_after=30,
-                ) from None
-            log.error("source %s: fetching %s failed for good: %s; refused", fetcher.source, which, exc.message)
-            raise Invalid(f"{prefix}the full record could not be fetched: {exc.message}", [exc.message]) from None
-    return answers
+        event_id = event_key(context)
+        key = f"{CHANNEL_PREFIX}{fetcher.source}:{event_id}" if event_id else f"{CHANNEL_PREFIX}{uuid.uuid4().hex}"
+        named = params.get("id", params.get("ID", "")) if isinstance(params, Mapping) else ""
+        effects.append(
+            Effect(
+                key=key,
+                action="fetch",
+                run_id="",
+                object="",
+                record_id=str(named)[:200],
+                channel=CHANNEL_PREFIX + fetcher.source,
+                params={"params": params, "payload": item, "headers": dict(headers)},
+            )
+        )
+    return effects

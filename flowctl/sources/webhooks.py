@@ -155,6 +155,7 @@ class WebhookSource:
             if required not in spec:
                 raise ValueError(f"source {self.name}: map.{required} is required")
         self._map: dict[str, Value] = {key: compile_value(value, f"map.{key}") for key, value in spec.items()}
+        self._event_id_text = spec.get("event_id", "")
         self.fetcher = Fetcher(self.name, source.fetch, env) if source.fetch else None  # ``fetched`` in the map
 
     @property
@@ -162,7 +163,7 @@ class WebhookSource:
         """Why the source cannot accept anything ('' when it can)."""
         if self.auth in ("hmac", "bearer") and not self.secret:
             return f"webhook source {self.name} has no secret (is its ${{ENV}} variable set?)"
-        return self.fetcher.misconfigured if self.fetcher else ""
+        return ""
 
     # ---------------------------------------------------------------- auth
 
@@ -212,6 +213,16 @@ class WebhookSource:
                 )
 
     # ---------------------------------------------------------------- mapping
+
+    def event_key(self, context: Mapping[str, Any]) -> str:
+        """The map's event id for ``context`` before anything is fetched ('' without one, or when
+        it cannot be computed yet); keys the pending fetch (``sources.fetch.pending_fetches``)."""
+        if "event_id" not in self._map or "fetched" in str(self._event_id_text):
+            return ""
+        try:
+            return _text(self._map["event_id"](context), "map.event_id")
+        except MapProblem:
+            return ""
 
     def visible(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers a map may read (not the credentials)."""

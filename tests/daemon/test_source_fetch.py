@@ -1,8 +1,9 @@
 """A webhook Source that fetches the full record, in a running daemon against a local portal that
-follows Bitrix24's REST contract: an event carrying only the deal's id becomes the full record; a
-fetch that fails and then succeeds stores it once; a fetch that keeps failing answers 503 and
-stores nothing (never a half-empty record), and the re-sent event then stores it; a deal the
-portal does not have is refused (422) and logged without the webhook's token."""
+follows Bitrix24's REST contract: an event carrying only the deal's id is accepted (202) and
+becomes the full record; a fetch rate limited and timed out, then answered, stores it once; a
+fetch that keeps failing stores nothing (never a half-empty record) and waits dead-lettered in the
+outbox until an operator retries it; a deal the portal does not have is dead-lettered at once, and
+nothing logged or stored names the webhook's token."""
 
 from __future__ import annotations
 
@@ -65,6 +66,13 @@ def changes_of(database: Path, record_id: str) -> list[tuple[str, str]]:
         return [(op, fields) for op, fields in rows.fetchall()]
 
 
+def fetches(database: Path) -> dict[str, tuple[int, str, int, str]]:
+    """The pending fetches in the outbox by record id: (row id, status, attempts, last error)."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute("select record_id, id, status, attempts, last_error from outbox where action = 'fetch'")
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows.fetchall()}
+
+
 def test_an_event_with_only_the_id_becomes_the_full_record_and_a_failed_fetch_never_a_half_one(
     tmp_path: Path, portal: Portal
 ) -> None:
@@ -77,48 +85,52 @@ def test_an_event_with_only_the_id_becomes_the_full_record_and_a_failed_fetch_ne
     hook = f"{daemon.url}/hooks/bitrix24"
 
     def send(body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(hook, json=body, timeout=60)
+        return httpx.post(hook, json=body, timeout=30)
 
     def record(deal_id: str) -> dict[str, Any] | None:
         answer = daemon.get(f"/v1/records/deal/{deal_id}")
         return answer.json()["fields"] if answer.status_code == 200 else None
 
+    def status(deal_id: str) -> str:
+        return fetches(database).get(deal_id, (0, "", 0, ""))[1]
+
     with daemon:
         portal.deals["42"] = deal("Sofa for Lan", "15000000.00")
-        assert send(event("42")).status_code == 202
+        accepted = send(event("42"))
+        assert accepted.status_code == 202 and accepted.json()["fetches"][0]["duplicate"] is False
         wait_for(lambda: record("42") is not None, what="deal 42", detail=daemon.output)
         assert record("42") == {"title": "Sofa for Lan", "amount": 15000000, "stage_code": "NEW"}
+        assert status("42") == "sent"
 
         # rate limited, then too slow, then the answer: stored once, whole
         portal.deals["43"] = deal("Bed for Minh", "9000000.00")
         portal.trouble = ["limit", "slow"]
-        calls = len(portal.calls)
         assert send(event("43")).status_code == 202
-        assert len(portal.calls) - calls == 3
-        wait_for(lambda: record("43") is not None, what="deal 43", detail=daemon.output)
+        wait_for(lambda: record("43") is not None, what="deal 43", detail=lambda: fetches(database))
         assert record("43") == {"title": "Bed for Minh", "amount": 9000000, "stage_code": "NEW"}
-        assert len(changes_of(database, "43")) == 1
+        assert len(changes_of(database, "43")) == 1 and fetches(database)["43"][1:3] == ("sent", 3)
+        assert send(event("43")).json()["duplicate"] is True  # Bitrix24 sending it again fetches nothing
 
-        # every attempt fails: 503, nothing stored; the re-sent event stores the full record once
+        # every attempt fails (retries: 3): dead-lettered, nothing stored; an operator's retry stores it
         portal.deals["44"] = deal("Wardrobe for Hoa", "21000000.00")
         portal.trouble = ["limit", "down", "limit", "limit"]
-        busy = send(event("44"))
-        assert busy.status_code == 503 and busy.headers["Retry-After"]
-        assert "QUERY_LIMIT_EXCEEDED" in busy.json()["error"]["message"]
-        assert record("44") is None and changes_of(database, "44") == []
         assert send(event("44")).status_code == 202
-        assert send(event("44")).status_code == 202  # Bitrix24 sending it once more changes nothing
-        wait_for(lambda: record("44") is not None, what="deal 44", detail=daemon.output)
+        wait_for(lambda: status("44") == "dead", what="the fetch of 44 dead-lettered", detail=lambda: fetches(database))
+        row_id, _, attempts, error = fetches(database)["44"]
+        assert attempts == 4 and "QUERY_LIMIT_EXCEEDED" in error
+        assert record("44") is None and changes_of(database, "44") == []
+        assert daemon.post(f"/v1/outbox/{row_id}/retry").status_code == 200
+        wait_for(lambda: record("44") is not None, what="deal 44 after the retry", detail=lambda: fetches(database))
         assert record("44") == {"title": "Wardrobe for Hoa", "amount": 21000000, "stage_code": "NEW"}
         assert len(changes_of(database, "44")) == 1
         assert json.loads(changes_of(database, "44")[0][1])["title"] == "Wardrobe for Hoa"
 
-        # a deal the portal does not have: refused for good, nothing stored, logged
-        gone = send(event("45"))
-        assert gone.status_code == 422 and "Not found" in gone.json()["error"]["message"]
+        # a deal the portal does not have: dead at the first answer, nothing stored
+        assert send(event("45")).status_code == 202
+        wait_for(lambda: status("45") == "dead", what="the fetch of 45 dead-lettered", detail=lambda: fetches(database))
+        assert fetches(database)["45"][2] == 1 and "Not found" in fetches(database)["45"][3]
         assert record("45") is None and changes_of(database, "45") == []
         assert daemon.terminate() == 0
 
-    log = daemon.output()
-    assert "fetching params {'id': '45'} failed for good" in log
-    assert TOKEN not in log
+    assert TOKEN not in daemon.output()
+    assert all(TOKEN not in error for *_, error in fetches(database).values())

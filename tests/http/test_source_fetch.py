@@ -1,6 +1,6 @@
 """A webhook Source's fetch against a local portal that follows Bitrix24's REST contract
 (``tests/channels/b24_rest_server.py``): the answer, rate limits and timeouts retried, permanent
-errors not, and a delivery that becomes a change only from a complete record."""
+errors not, events queued as pending fetches, and a change mapped from the complete record."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from flowctl.sources.errors import Invalid, Misconfigured, Unavailable
-from flowctl.sources.fetch import Fetcher, FetchFailed, fetch_items, masked
+from flowctl.sources.errors import Invalid, PayloadTooLarge
+from flowctl.sources.fetch import Fetcher, FetchFailed, masked, pending_fetches
 from flowctl.sources.webhooks import WebhookSource
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle
@@ -117,19 +117,23 @@ def test_masked_urls_keep_the_host_and_method_only() -> None:
     )
 
 
-def test_fetch_items_answers_503_422_or_500(portal: Portal) -> None:
-    f = fetcher(portal, retries=1)
-    portal.trouble = ["limit", "limit"]
-    with pytest.raises(Unavailable) as busy:
-        asyncio.run(fetch_items(f, [EVENT], {}))
-    assert busy.value.status == 503 and busy.value.headers["Retry-After"]
-    with pytest.raises(Invalid) as gone:
-        asyncio.run(fetch_items(f, [{"data": {"FIELDS": {"ID": "404"}}}], {}))
-    assert "Not found" in gone.value.message
-    unset = Fetcher("b24", m.SourceFetch(url="${B24_WEBHOOK_URL}crm.deal.get.json"), {})
-    assert unset.misconfigured
-    with pytest.raises(Misconfigured):
-        asyncio.run(fetch_items(unset, [EVENT], {}))
+def test_each_event_becomes_a_pending_fetch_keyed_by_its_event_id(portal: Portal) -> None:
+    f = fetcher(portal)
+    [effect] = pending_fetches(f, [EVENT], {"x-b24": "1"}, lambda context: "ev-1")
+    assert (effect.channel, effect.key, effect.action, effect.record_id) == (
+        "fetch:b24",
+        "fetch:b24:ev-1",
+        "fetch",
+        "42",
+    )
+    assert effect.params == {"params": {"id": "42"}, "payload": EVENT, "headers": {"x-b24": "1"}}
+    unkeyed = pending_fetches(f, [EVENT, EVENT], {}, lambda context: "")
+    assert len({e.key for e in unkeyed}) == 2
+    with pytest.raises(Invalid):
+        pending_fetches(f, [{"data": "no fields"}], {}, lambda context: "")
+    with pytest.raises(PayloadTooLarge):
+        pending_fetches(f, [EVENT] * 51, {}, lambda context: "")
+    assert portal.calls == []  # nothing is fetched in the request
 
 
 SOURCE = """\
@@ -166,7 +170,7 @@ def test_the_builder_reads_fetch_and_the_map_reads_fetched(tmp_path: Path, porta
     assert source.fetch is not None and source.fetch.method == "GET" and source.fetch.retries == 2
     hook = WebhookSource(source, {"B24_WEBHOOK_URL": portal.webhook})
     assert hook.fetcher is not None and hook.fetcher.timeout == 7
-    fetched = asyncio.run(fetch_items(hook.fetcher, [EVENT], {}))
+    fetched = [fetch(hook.fetcher)]
     [change] = hook.changes(EVENT, {}, datetime(2026, 12, 4, tzinfo=UTC), loaded.bundle.objects, fetched)
     assert (change.object, change.record_id) == ("deal", "42")
     assert change.fields == {"title": "Sofa for Lan", "amount": 15000000}
