@@ -302,8 +302,9 @@ class HttpApi(ApiCore):
             description="HMAC: the Source's signature_header carries hex HMAC-SHA256 of the body "
             "(optionally `sha256=`-prefixed). With an `X-Timestamp: <unix seconds>` header the signature "
             "covers `<timestamp>.<body>` and timestamps more than 5 minutes from now are refused. "
-            "A Source with `fetch:` reads the full record from the sender's REST API first: while that "
-            "fails the answer is 503 and nothing is stored; 422 when the API says the record does not exist.",
+            "A Source with `fetch:` answers 202 with `fetches` (one pending fetch per event, `duplicate` "
+            "when its event id was queued before) and `changes` empty: the full record is read from the "
+            "sender's REST API from the outbox, and only then stored as a change.",
             parameters=(
                 {
                     "name": "path",
