@@ -100,7 +100,8 @@ class Fetcher:
         backoff: float = BACKOFF_SECONDS,
     ) -> None:
         self.source = source
-        self.url = "" if any(not env.get(name) for name in needed(spec.url)) else substitute(spec.url, env)
+        self.unset = [name for name in needed(spec.url) if not env.get(name)]
+        self.url = "" if self.unset else substitute(spec.url, env)
         self.method = spec.method
         self.timeout = spec.timeout.value.total_seconds() if spec.timeout else DEFAULT_TIMEOUT_SECONDS
         self.retries = max(0, spec.retries)
@@ -111,8 +112,10 @@ class Fetcher:
     @property
     def misconfigured(self) -> str:
         """Why the fetch cannot run ('' when it can): its URL's ``${ENV}`` variable is unset."""
+        if self.unset:
+            return f"{', '.join(self.unset)} is not set (the fetch url of webhook source {self.source})"
         if not self.url:
-            return f"webhook source {self.source} has no fetch url (is its ${{ENV}} variable set?)"
+            return f"webhook source {self.source} has no fetch url"
         return ""
 
     def params(self, context: Mapping[str, Any]) -> Any:

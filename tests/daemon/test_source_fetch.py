@@ -134,3 +134,26 @@ def test_an_event_with_only_the_id_becomes_the_full_record_and_a_failed_fetch_ne
 
     assert TOKEN not in daemon.output()
     assert all(TOKEN not in error for *_, error in fetches(database).values())
+
+
+def test_events_wait_held_while_the_webhook_url_is_unset_and_are_fetched_after_a_restart_with_it(
+    tmp_path: Path, portal: Portal
+) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    fields = "    amount: money\n    stage_code: string\n"
+    (folder / "flowctl.yaml").write_text(deal_config(fields, then=SOURCE))
+    database = tmp_path / "held.db"
+    portal.deals["50"] = deal("Table for An", "3000000.00")
+    daemon = Daemon(folder, f"sqlite:///{database}", env={"B24_WEBHOOK_URL": ""})
+    with daemon:
+        assert httpx.post(f"{daemon.url}/hooks/bitrix24", json=event("50"), timeout=30).status_code == 202
+        wait_for(lambda: fetches(database)["50"][1] == "held", what="the fetch held", detail=daemon.output)
+        assert "B24_WEBHOOK_URL" in fetches(database)["50"][3] and portal.calls == []
+        assert daemon.terminate() == 0
+    daemon.env["B24_WEBHOOK_URL"] = portal.webhook
+    with daemon.start():
+        wait_for(lambda: fetches(database)["50"][1] == "sent", what="the held fetch sent", detail=daemon.output)
+        answer = daemon.get("/v1/records/deal/50").json()
+        assert answer["fields"] == {"title": "Table for An", "amount": 3000000, "stage_code": "NEW"}
+        assert daemon.terminate() == 0

@@ -84,8 +84,11 @@ def fetch_senders(bundle: m.Bundle, env: Mapping[str, str], ingest: Ingest, cloc
             built = WebhookSource(source, env)
         except Exception as exc:  # noqa: BLE001 - logged; its rows wait for a working configuration
             log.error("webhook source %s cannot fetch: %s", source.name, exc)
-            senders[channel] = Unconfigured(f"webhook source {source.name} is misconfigured")
+            senders[channel] = Unconfigured(f"channel {channel}: webhook source {source.name} is misconfigured")
             continue
-        why = built.misconfigured
-        senders[channel] = Unconfigured(why) if why else FetchSender(built, bundle, ingest, clock)
+        why = built.fetcher.misconfigured if built.fetcher else ""
+        # "channel …" as the channels' holds say it: the deliverer releases those once configured
+        senders[channel] = (
+            Unconfigured(f"channel {channel}: {why}") if why else FetchSender(built, bundle, ingest, clock)
+        )
     return senders
