@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+from http_support import SECRET, MakeApi
 
+from flowctl.channels.base import PermanentFailure, TemporaryFailure
+from flowctl.runtime.api.handlers import openapi
+from flowctl.runtime.daemon.fetching import FetchSender, fetch_senders
 from flowctl.sources.errors import Invalid, PayloadTooLarge
 from flowctl.sources.fetch import Fetcher, FetchFailed, masked, pending_fetches
 from flowctl.sources.webhooks import WebhookSource
@@ -174,3 +180,66 @@ def test_the_builder_reads_fetch_and_the_map_reads_fetched(tmp_path: Path, porta
     [change] = hook.changes(EVENT, {}, datetime(2026, 12, 4, tzinfo=UTC), loaded.bundle.objects, fetched)
     assert (change.object, change.record_id) == ("deal", "42")
     assert change.fields == {"title": "Sofa for Lan", "amount": 15000000}
+
+
+B24_SOURCE = """\
+apiVersion: flowctl/v1
+kind: Source
+metadata: {name: b24}
+spec:
+  type: webhook
+  path: /hooks/b24
+  auth: none
+  fetch:
+    url: "${B24_WEBHOOK_URL}crm.deal.get.json"
+    params: {id: "{{ payload.data.FIELDS.ID }}"}
+  map:
+    object: deal
+    id: "{{ fetched.result.ID }}"
+    fields: {title: "{{ fetched.result.TITLE }}", amount: "{{ fetched.result.OPPORTUNITY | float }}"}
+"""
+
+
+def test_the_hook_queues_a_fetch_and_the_sender_stores_the_full_record_once(make_api: MakeApi, portal: Portal) -> None:
+    env = {"HOOK_SECRET": SECRET, "B24_WEBHOOK_URL": portal.webhook}
+    api = make_api(env=env, **{"sources/b24.yaml": B24_SOURCE})
+    answer = api.client.post("/hooks/b24", json=EVENT)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["changes"] == [] and len(body["fetches"]) == 1 and body["duplicate"] is False
+    jsonschema.validate(body, {**openapi()["components"]["schemas"]["HookAccepted"]})
+    assert portal.calls == [] and api.changes() == []  # nothing fetched or stored in the request
+
+    [row] = api.svc.store.list_outbox()
+    assert (row.channel, row.action, row.record_id) == ("fetch:b24", "fetch", "42")
+    sender = fetch_senders(api.svc.bundle, env, api.svc.ingest, api.svc.clock)["fetch:b24"]
+    assert isinstance(sender, FetchSender) and sender.max_attempts == 4 and sender.timeout == 10
+    assert "stored as change 1" in sender.send(row).detail
+    sender.send(row)  # a crash before the row was marked sent: the resend stores nothing new
+    [change] = api.changes()
+    assert (change.record_id, change.idempotency_key) == ("42", row.key)
+    assert change.fields == {"title": "Sofa for Lan", "amount": 15000000}
+
+    portal.trouble = ["limit"]
+    with pytest.raises(TemporaryFailure, match="QUERY_LIMIT_EXCEEDED"):
+        sender.send(row)
+    gone = replace(row, payload={**row.payload, "params": {"id": "404"}})
+    with pytest.raises(PermanentFailure, match="Not found"):
+        sender.send(gone)
+    portal.deals["43"] = {"OPPORTUNITY": "1.00"}  # no TITLE: the record does not fit the object type
+    with pytest.raises(PermanentFailure, match="title"):
+        sender.send(replace(row, payload={**row.payload, "params": {"id": "43"}}))
+    assert len(api.changes()) == 1
+
+
+def test_an_unset_webhook_url_holds_the_fetches_and_an_invalid_param_is_a_422(
+    make_api: MakeApi, portal: Portal
+) -> None:
+    api = make_api(env={"HOOK_SECRET": SECRET}, **{"sources/b24.yaml": B24_SOURCE})
+    assert api.client.post("/hooks/b24", json=EVENT).status_code == 202  # accepted, kept
+    sender = fetch_senders(api.svc.bundle, {}, api.svc.ingest, api.svc.clock)["fetch:b24"]
+    assert getattr(sender, "unconfigured", "") == (
+        "channel fetch:b24: B24_WEBHOOK_URL is not set (the fetch url of webhook source b24)"
+    )
+    refused = api.client.post("/hooks/b24", json={"data": "no fields"})
+    assert refused.status_code == 422 and "fetch.params.id" in refused.json()["error"]["message"]
