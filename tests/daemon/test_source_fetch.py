@@ -8,13 +8,13 @@ nothing logged or stored names the webhook's token."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from flowctl.testing import Daemon, wait_for
 from tests.channels.b24_rest_server import TOKEN, Portal, b24_portal
@@ -60,28 +60,42 @@ def portal() -> Iterator[Portal]:
         yield state
 
 
-def changes_of(database: Path, record_id: str) -> list[tuple[str, str]]:
-    with sqlite3.connect(database) as db:
-        rows = db.execute("select op, fields from changes where record_id = ? order by seq", (record_id,))
-        return [(op, fields) for op, fields in rows.fetchall()]
+def query(url: str, sql: str, **params: Any) -> list[Any]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params).fetchall())
+    finally:
+        engine.dispose()
 
 
-def fetches(database: Path) -> dict[str, tuple[int, str, int, str]]:
+def changes_of(url: str, record_id: str) -> list[dict[str, Any]]:
+    """The fields of each change stored for deal ``record_id``, in order."""
+    rows = query(url, "select fields from changes where record_id = :id order by seq", id=record_id)
+    return [json.loads(f) if isinstance(f, str) else f for (f,) in rows]
+
+
+def fetches(url: str) -> dict[str, tuple[int, str, int, str]]:
     """The pending fetches in the outbox by record id: (row id, status, attempts, last error)."""
-    with sqlite3.connect(database) as db:
-        rows = db.execute("select record_id, id, status, attempts, last_error from outbox where action = 'fetch'")
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows.fetchall()}
+    rows = query(url, "select record_id, id, status, attempts, last_error from outbox where action = 'fetch'")
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'b24.db'}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 def test_an_event_with_only_the_id_becomes_the_full_record_and_a_failed_fetch_never_a_half_one(
-    tmp_path: Path, portal: Portal
+    tmp_path: Path, portal: Portal, database: str
 ) -> None:
     folder = tmp_path / "config"
     folder.mkdir()
     fields = "    amount: money\n    stage_code: string\n"
     (folder / "flowctl.yaml").write_text(deal_config(fields, then=SOURCE))
-    database = tmp_path / "b24.db"
-    daemon = Daemon(folder, f"sqlite:///{database}", env={"B24_WEBHOOK_URL": portal.webhook})
+    daemon = Daemon(folder, database, env={"B24_WEBHOOK_URL": portal.webhook})
     hook = f"{daemon.url}/hooks/bitrix24"
 
     def send(body: dict[str, Any]) -> httpx.Response:
@@ -123,7 +137,7 @@ def test_an_event_with_only_the_id_becomes_the_full_record_and_a_failed_fetch_ne
         wait_for(lambda: record("44") is not None, what="deal 44 after the retry", detail=lambda: fetches(database))
         assert record("44") == {"title": "Wardrobe for Hoa", "amount": 21000000, "stage_code": "NEW"}
         assert len(changes_of(database, "44")) == 1
-        assert json.loads(changes_of(database, "44")[0][1])["title"] == "Wardrobe for Hoa"
+        assert changes_of(database, "44")[0]["title"] == "Wardrobe for Hoa"
 
         # a deal the portal does not have: dead at the first answer, nothing stored
         assert send(event("45")).status_code == 202
@@ -143,9 +157,9 @@ def test_events_wait_held_while_the_webhook_url_is_unset_and_are_fetched_after_a
     folder.mkdir()
     fields = "    amount: money\n    stage_code: string\n"
     (folder / "flowctl.yaml").write_text(deal_config(fields, then=SOURCE))
-    database = tmp_path / "held.db"
+    database = f"sqlite:///{tmp_path / 'held.db'}"
     portal.deals["50"] = deal("Table for An", "3000000.00")
-    daemon = Daemon(folder, f"sqlite:///{database}", env={"B24_WEBHOOK_URL": ""})
+    daemon = Daemon(folder, database, env={"B24_WEBHOOK_URL": ""})
     with daemon:
         assert httpx.post(f"{daemon.url}/hooks/bitrix24", json=event("50"), timeout=30).status_code == 202
         wait_for(lambda: fetches(database)["50"][1] == "held", what="the fetch held", detail=daemon.output)
