@@ -245,17 +245,14 @@ class WebhookSource:
         items = payload if isinstance(payload, list) else [payload]
         if len(items) > MAX_ITEMS:
             raise PayloadTooLarge(f"a delivery may hold at most {MAX_ITEMS} items, this one has {len(items)}")
-        visible = self.visible(headers)
+        visible = {k: v for k, v in headers.items() if k.lower() not in self._hidden}
         changes: list[NewChange] = []
         problems: list[str] = []
         event_ids: list[str] = []
         for index, item in enumerate(items):
             prefix = f"item {index}: " if isinstance(payload, list) else ""
             try:
-                context = {"payload": item, "headers": visible}
-                if fetched:  # sources.fetch read the full record of each item (``fetched`` in the map)
-                    context["fetched"] = fetched[index]
-                change, event_id = self._change(context, now, objects)
+                change, event_id = self._change(item, visible, now, objects, fetched[index] if fetched else None)
             except MapProblem as exc:
                 problems.append(prefix + str(exc))
                 continue
@@ -297,8 +294,16 @@ class WebhookSource:
         return keyed
 
     def _change(
-        self, context: Mapping[str, Any], now: datetime, objects: Mapping[str, m.ObjectType]
+        self,
+        item: Any,
+        headers: Mapping[str, str],
+        now: datetime,
+        objects: Mapping[str, m.ObjectType],
+        fetched: Any = None,
     ) -> tuple[NewChange, str]:
+        context = {"payload": item, "headers": headers}
+        if fetched is not None:  # the full record sources.fetch read (``fetched`` in the map)
+            context["fetched"] = fetched
         mapped = self._map
         object = _text(mapped["object"](context), "map.object")
         record_id = _text(mapped["id"](context), "map.id")
