@@ -55,6 +55,8 @@ class FetchSender:
                 raise TemporaryFailure(exc.message) from None
             raise PermanentFailure(exc.message) from None
         item, headers = payload.get("payload"), payload.get("headers") or {}
+        if isinstance(item, list):  # changes() would read it as a delivery of several items
+            raise PermanentFailure("a pending fetch holds one event, not a list")
         try:
             changes = self.source.changes(item, headers, self.clock.now(), self.bundle.objects, [fetched])
         except RequestError as exc:
