@@ -7,7 +7,8 @@
 * A wrong user or token: ``401 {"error": "NO_AUTH_FOUND", …}``; an unknown method: ``404
   ERROR_METHOD_NOT_FOUND``; no ``id``: ``400 {"error": "", "error_description": "ID is not defined
   or invalid."}``; an unknown record: ``400 {"error": "", "error_description": "Not found"}``
-  (https://apidocs.bitrix24.com/error-codes.html).
+  (the error shape is https://apidocs.bitrix24.com/error-codes.html; the status and texts of these
+  three are as reported by users, not on the pages read: a live portal should confirm them).
 * Scripted trouble, consumed one call at a time: ``limit`` answers ``503 QUERY_LIMIT_EXCEEDED``
   (https://apidocs.bitrix24.ru/limits.html), ``slow`` waits ``slow_seconds`` before answering,
   ``down`` answers ``500 INTERNAL_SERVER_ERROR``.
