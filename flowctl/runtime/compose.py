@@ -32,6 +32,7 @@ from flowctl.runtime.api.metrics import Metrics
 from flowctl.runtime.care.scheduler import CareScheduler
 from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.engine_process import EngineProcess
+from flowctl.runtime.daemon.fetching import fetch_senders
 from flowctl.runtime.daemon.ingest import Ingest, StoreHealth
 from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
@@ -134,6 +135,7 @@ def daemon_service(
 
     ingest = Ingest(store, on_commit=on_commit, health=core.health)
     senders = build_senders(bundle, env, log_stream=log_stream, store=store, clock=clock)
+    senders.update(fetch_senders(bundle, env, ingest, clock))  # webhook Sources' pending fetches
     care = CareScheduler(store, core.engines, clock, owner=owner, health=core.health)
     deliverer = Deliverer(
         core.leases,

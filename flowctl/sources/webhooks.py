@@ -44,6 +44,9 @@ header are left out):
   (an id of the whole delivery) are keyed ``<source>:<event_id>:<n>`` in order. Without
   ``event_id`` every item is a new change. API Idempotency-Keys live apart (see ``runtime.api``).
 
+Fetch (``fetch:``, ``sources.fetch``): the full record an event only names is read from the
+sender's REST API before mapping, and the map reads it as ``fetched``.
+
 A template that is a single ``{{ expression }}`` keeps the expression's type (a number stays a
 number, ``{{ payload.data }}`` gives the mapping itself); any other template gives text.
 """
@@ -55,7 +58,7 @@ import hmac
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -63,6 +66,7 @@ from typing import Any
 from flowctl.ports import ChangeOp, NewChange
 from flowctl.sources.checks import fingerprint
 from flowctl.sources.errors import Invalid, Misconfigured, PayloadTooLarge, RequestError, Unauthorized
+from flowctl.sources.fetch import Fetcher
 from flowctl.sources.forms import parse_payload
 from flowctl.sources.mapping import MapProblem, Value, compile_value
 from flowctl.sources.payloads import MAX_DEPTH, json_type, parse_json
@@ -186,6 +190,8 @@ class WebhookSource:
             if required not in spec:
                 raise ValueError(f"source {self.name}: map.{required} is required")
         self._map: dict[str, Value] = {key: compile_value(value, f"map.{key}") for key, value in spec.items()}
+        self._event_id_text = spec.get("event_id", "")
+        self.fetcher = Fetcher(self.name, source.fetch, env) if source.fetch else None  # ``fetched`` in the map
 
     @property
     def misconfigured(self) -> str:
@@ -290,8 +296,27 @@ class WebhookSource:
         self.authenticate(headers, body, now)
         return self.check_payload(parse_payload(body, headers.get("content-type")))
 
+    def event_key(self, context: Mapping[str, Any]) -> str:
+        """The map's event id for ``context`` before anything is fetched ('' without one, or when
+        it cannot be computed yet); keys the pending fetch (``sources.fetch.pending_fetches``)."""
+        if "event_id" not in self._map or "fetched" in str(self._event_id_text):
+            return ""
+        try:
+            return _text(self._map["event_id"](context), "map.event_id")
+        except MapProblem:
+            return ""
+
+    def visible(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers a map may read (not the credentials)."""
+        return {k: v for k, v in headers.items() if k.lower() not in self._hidden}
+
     def changes(
-        self, payload: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType] = m.EMPTY
+        self,
+        payload: Any,
+        headers: Mapping[str, str],
+        now: datetime,
+        objects: Mapping[str, m.ObjectType] = m.EMPTY,
+        fetched: Sequence[Any] = (),
     ) -> list[NewChange]:
         """The changes a (parsed, authenticated) delivery asks for; raises :class:`Invalid`.
 
@@ -309,7 +334,7 @@ class WebhookSource:
         for index, item in enumerate(items):
             prefix = f"item {index}: " if isinstance(payload, list) else ""
             try:
-                change, event_id = self._change(item, visible, now, objects)
+                change, event_id = self._change(item, visible, now, objects, fetched[index] if fetched else None)
             except MapProblem as exc:
                 problems.append(prefix + str(exc))
                 continue
@@ -351,9 +376,16 @@ class WebhookSource:
         return keyed
 
     def _change(
-        self, item: Any, headers: Mapping[str, str], now: datetime, objects: Mapping[str, m.ObjectType]
+        self,
+        item: Any,
+        headers: Mapping[str, str],
+        now: datetime,
+        objects: Mapping[str, m.ObjectType],
+        fetched: Any = None,
     ) -> tuple[NewChange, str]:
         context = {"payload": item, "headers": headers}
+        if fetched is not None:  # the full record sources.fetch read (``fetched`` in the map)
+            context["fetched"] = fetched
         mapped = self._map
         object = _text(mapped["object"](context), "map.object")
         record_id = _text(mapped["id"](context), "map.id")

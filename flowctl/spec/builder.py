@@ -368,12 +368,24 @@ class Builder:
             signature_header=_str(options.get("signature_header", spec.get("signature_header", "X-Signature"))),
             max_bytes=int(spec.get("max_bytes", 1_048_576)),
             map=m.frozen_map(spec.get("map") or {}),
+            fetch=self.source_fetch(spec.get("fetch"), w),
             url=_str(spec.get("url")),
             table=_str(spec.get("table")),
             key=_str(spec.get("key", "id")),
             cursor=_strs(spec.get("cursor")),
             interval=self.duration(spec.get("interval", "30s"), w, "interval"),
             object=_str(spec.get("object")),
+        )
+
+    def source_fetch(self, spec: Any, w: Where) -> m.SourceFetch | None:
+        if not isinstance(spec, Mapping):
+            return None
+        return m.SourceFetch(
+            url=_str(spec.get("url")),
+            method="GET" if _str(spec.get("method", "POST")).upper() == "GET" else "POST",
+            params=m.frozen_map(spec.get("params") or {}),
+            timeout=self.duration(spec.get("timeout"), w, "fetch", "timeout"),
+            retries=int(spec.get("retries", 3)) if isinstance(spec.get("retries", 3), int) else 3,
         )
 
     def build_allocationrule(

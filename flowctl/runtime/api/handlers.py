@@ -10,6 +10,7 @@ request body, responses). ``create_app`` routes ``routes.endpoints`` to the hand
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -50,8 +51,10 @@ from flowctl.runtime.reads.common import zone_of
 from flowctl.runtime.reads.recycle_bin import deleted_item
 from flowctl.sources.checks import check_change
 from flowctl.sources.errors import BadRequest, Invalid, Misconfigured, NotFound, Unavailable
+from flowctl.sources.fetch import pending_fetches
 from flowctl.sources.forms import FORM_TYPES, is_form
 from flowctl.sources.payloads import NUL_PROBLEM, has_nul, json_type
+from flowctl.sources.webhooks import WebhookSource
 
 RECORD = (ref("Object", "parameters"), ref("Id", "parameters"))
 
@@ -303,7 +306,10 @@ class HttpApi(ApiCore):
             "body_token: a body field holds the shared token (Bitrix24's auth[application_token]). "
             "zalo_oa: `X-ZEvent-Signature: mac=<hex SHA-256 of app_id + body + timestamp + OA secret key>`. "
             "The body is JSON, or a form (urlencoded or multipart) whose PHP-style keys (`data[FIELDS][ID]`) "
-            "nest as objects.",
+            "nest as objects. "
+            "A Source with `fetch:` answers 202 with `fetches` (one pending fetch per event, `duplicate` "
+            "when its event id was queued before) and `changes` empty: the full record is read from the "
+            "sender's REST API from the outbox, and only then stored as a change.",
             parameters=(
                 {
                     "name": "path",
@@ -346,7 +352,10 @@ class HttpApi(ApiCore):
         )
         body = await read_body(request, min(source.max_bytes, access.request_bytes), setting)
         now = self.svc.clock.now()
-        changes = source.changes(source.payload(headers, body, now), headers, now, access.bundle.objects)
+        payload = source.payload(headers, body, now)
+        if source.fetcher is not None:  # the full record is fetched later, from the outbox (sources.fetch)
+            return await self._queue_fetches(source, payload, headers)
+        changes = source.changes(payload, headers, now, access.bundle.objects)
         problems = [
             f"item {i}: {p}" if len(changes) > 1 else p
             for i, change in enumerate(changes)
@@ -359,6 +368,21 @@ class HttpApi(ApiCore):
         answer = [{"seq": r.seq, "duplicate": r.duplicate} for r in results]
         repeat = bool(results) and all(r.duplicate for r in results)
         return JSONResponse({"accepted": True, "changes": answer, "duplicate": repeat}, status_code=202)
+
+    async def _queue_fetches(self, source: WebhookSource, payload: Any, headers: Mapping[str, str]) -> Response:
+        """Store each event of a fetching Source as a pending fetch (an outbox row) and answer 202."""
+        items = payload if isinstance(payload, list) else [payload]
+        fetcher = source.fetcher
+        assert fetcher is not None
+        effects = pending_fetches(fetcher, items, source.visible(headers), source.event_key)
+        try:
+            queued = await run_in_threadpool(self.svc.store.queue_outbox, effects, self.svc.clock.now())
+        except Exception as exc:  # noqa: BLE001 - not stored: the sender should send again
+            log.warning("webhook source %s: pending fetches not stored: %s", source.name, exc)
+            raise Unavailable("the delivery was not stored; send it again", retry_after=5) from None
+        answer = [{"key": e.key, "duplicate": e.key not in queued} for e in effects]
+        repeat = all(item["duplicate"] for item in answer)
+        return JSONResponse({"accepted": True, "changes": [], "fetches": answer, "duplicate": repeat}, status_code=202)
 
     # ---------------------------------------------------------------- operations
 

@@ -185,6 +185,16 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {"seq": {"type": "integer"}, "duplicate": {"type": "boolean"}},
                 },
             },
+            "fetches": {
+                "type": "array",
+                "description": "A Source with fetch: its pending fetches (outbox rows); changes is empty.",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "duplicate"],
+                    "additionalProperties": False,
+                    "properties": {"key": {"type": "string"}, "duplicate": {"type": "boolean"}},
+                },
+            },
             "duplicate": {"type": "boolean", "description": "true when every change was a repeat"},
         },
     },

@@ -8,12 +8,12 @@ serve it over an in-memory store and the API imports nothing of the daemon's thr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Protocol
 
-from flowctl.engine.state import Record, Run
+from flowctl.engine.state import Effect, Record, Run
 from flowctl.ports import (
     AppendResult,
     CareLedger,
@@ -40,10 +40,12 @@ class RecordReader(Protocol):
 
 
 class ReadStore(RecordReader, RecordState, Inspection, Deployments, CareLedger, RecycleBin, Protocol):
-    """What the API and the console read of the store (and the two operator writes on the outbox)."""
+    """What the API and the console read of the store, the two operator writes on the outbox, and
+    a webhook's pending fetches."""
 
     def retry_outbox(self, row_id: int, now: datetime) -> bool: ...
     def cancel_outbox(self, row_id: int, now: datetime) -> bool: ...
+    def queue_outbox(self, effects: Sequence[Effect], now: datetime) -> list[str]: ...  # pending fetches
 
 
 class ChangeSink(Protocol):

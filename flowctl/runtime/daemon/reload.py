@@ -18,6 +18,7 @@ from flowctl.engine.core import Engine
 from flowctl.gitops.versions import NotRebuildable, from_version
 from flowctl.ports import ConfigVersion, Store
 from flowctl.runtime.daemon.clock import SystemClock
+from flowctl.runtime.daemon.fetching import fetch_senders
 from flowctl.runtime.delivery import policies
 from flowctl.spec.config import Loaded
 
@@ -134,6 +135,9 @@ def _refresh_senders(service: Any, bundle: Any) -> None:
             store=getattr(service, "store", None),
             clock=getattr(service, "clock", None),
         )
+        ingest = getattr(service, "ingest", None)
+        if ingest is not None:  # webhook Sources' pending fetches (runtime.daemon.fetching)
+            fresh.update(fetch_senders(bundle, service.env, ingest, service.clock))
     except Exception:
         log.exception("channels of the new version could not be built; keeping the previous ones")
         return

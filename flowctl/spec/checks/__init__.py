@@ -15,6 +15,7 @@ from flowctl.spec.checks.calendars import check_calendars
 from flowctl.spec.checks.cascade import check_cascades
 from flowctl.spec.checks.delivery import check_webhook_delivery
 from flowctl.spec.checks.expressions import check_expressions, check_set_values, check_templates
+from flowctl.spec.checks.fetch import check_source_fetch
 from flowctl.spec.checks.flows import check_loops, check_nodes, check_started
 from flowctl.spec.checks.links import (
     check_linked_reads,
@@ -92,6 +93,7 @@ CHECKS: list[Check] = [
     check_webhook_delivery,
     check_zalo,
     check_source_auth,
+    check_source_fetch,
 ]
 
 

@@ -170,6 +170,10 @@ def texts(bundle: m.Bundle) -> Iterator[Text]:
         for path, value in leaves(source.map):
             if isinstance(value, str) and value:
                 yield Text(value, False, _at(source.where, "map", *path), "", f"the map of source '{source.name}'")
+        for path, value in leaves(source.fetch.params if source.fetch else {}):
+            if isinstance(value, str) and value:
+                where = _at(source.where, "fetch", "params", *path)
+                yield Text(value, False, where, "", f"the fetch params of source '{source.name}'")
 
 
 def template_texts(bundle: m.Bundle, template: m.Template) -> Iterator[Text]:

@@ -66,6 +66,7 @@ from flowctl.spec.model.resources import (
     QuietHours,
     SendPolicy,
     Source,
+    SourceFetch,
     Template,
 )
 from flowctl.spec.model.scenarios import (
@@ -155,6 +156,7 @@ __all__ = [
     "RuleWait",
     "SendPolicy",
     "Source",
+    "SourceFetch",
     "Stage",
     "Template",
     "Test",

@@ -94,6 +94,18 @@ class Channel(Document):
 # Source
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceFetch:
+    """``fetch:`` of a webhook Source: the REST call that reads the full record an event names
+    (``sources.fetch``). ``url`` holds an ``${ENV}`` reference; ``params`` are templates over ``payload``."""
+
+    url: str
+    method: Literal["GET", "POST"] = "POST"
+    params: Mapping[str, Any] = field(default_factory=empty_map)
+    timeout: Duration | None = None  # None: 10 seconds
+    retries: int = 3
+
+
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class Source(Document):
     """Where record changes come from: ``webhook`` (pushed) or ``sql`` (polled)."""
@@ -110,6 +122,7 @@ class Source(Document):
     signature_header: str = "X-Signature"
     max_bytes: int = 1_048_576
     map: Mapping[str, Any] = field(default_factory=empty_map)  # object, id, fields, op, event, event_id (templates)
+    fetch: SourceFetch | None = None  # read the full record before mapping (``fetched.`` in map)
     # sql
     url: str = ""
     table: str = ""
