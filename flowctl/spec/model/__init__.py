@@ -56,6 +56,7 @@ from flowctl.spec.model.common import (
     ObjectType,
     Retention,
     User,
+    WriteBack,
     empty_map,
     frozen_map,
 )
@@ -163,6 +164,7 @@ __all__ = [
     "Trigger",
     "TriggerOn",
     "User",
+    "WriteBack",
     "empty_map",
     "frozen_map",
 ]
