@@ -40,6 +40,7 @@ from flowctl.spec.checks.schedules import (
 )
 from flowctl.spec.checks.secrets import check_secrets
 from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
+from flowctl.spec.checks.write_back import check_write_back
 from flowctl.spec.checks.zalo import check_zalo
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.model import Bundle
@@ -90,6 +91,7 @@ CHECKS: list[Check] = [
     check_care_defaults,
     check_webhook_delivery,
     check_zalo,
+    check_write_back,
 ]
 
 
