@@ -12,13 +12,14 @@ Pure: it reads only the bundle and the records before and after the action.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from flowctl.engine.state import Effect, Record
 from flowctl.spec import model as m
 
-__all__ = ["KINDS", "SUFFIX", "write_back"]
+__all__ = ["KINDS", "SUFFIX", "echoed", "write_back"]
 
 #: The actions written back, and the key suffix of their write-back effects.
 KINDS = ("update_fields", "move_stage", "handover", "create_task", "add_note", "create_record")
@@ -117,3 +118,40 @@ def _effect(effect: Effect, spec: m.WriteBack, record: Record, method: str, para
         channel=spec.channel,
         params={"method": method, "params": params, "of": effect.action},
     )
+
+
+def echoed(spec: m.WriteBack, before: Record, after: Record, written: Iterable[Mapping[str, Any]]) -> Record:
+    """``after`` (a change the CRM sent) without the parts that only repeat what flowctl itself
+    wrote back lately: ``written`` are the CRM ``fields`` of those write-backs. A field, stage or
+    owner the change sets to such a value keeps ``before``'s: an echo that arrives after flowctl
+    changed the record again must not undo the newer change (and run automations on the way)."""
+    sent = {(crm, _same(value)) for fields in written for crm, value in fields.items()}
+    if not sent:
+        return after
+    fields = dict(after.fields)
+    for name, crm in spec.fields.items():
+        if before.fields.get(name) != fields.get(name) and (crm, _same(fields.get(name))) in sent:
+            if name in before.fields:
+                fields[name] = before.fields[name]
+            else:
+                fields.pop(name, None)
+    stage, owner = after.stage, after.owner
+    if stage != before.stage and ("STAGE_ID", _same(spec.stages.get(stage))) in sent:
+        stage = before.stage
+    if owner != before.owner and ("ASSIGNED_BY_ID", _same(spec.users.get(owner))) in sent:
+        owner = before.owner
+        if "owner" in before.fields or "owner" in fields:
+            fields["owner"] = before.fields.get("owner", before.owner)
+    return replace(after, fields=fields, stage=stage, owner=owner)
+
+
+def _same(value: Any) -> str:
+    """A value as compared with what was written: 7000, 7000.0 and "7000" (a CRM's text) alike."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    try:
+        return repr(float(value)) if isinstance(value, int | float | str) and str(value).strip() else str(value)
+    except ValueError:
+        return str(value)

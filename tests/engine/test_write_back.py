@@ -5,9 +5,12 @@ that changes nothing (the CRM echoing what flowctl wrote) runs nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from flowctl.engine.simulator import Simulator
+from flowctl.engine.state import Record
+from flowctl.engine.write_back import echoed
 
 OBJECTS = """
 apiVersion: flowctl/v1
@@ -126,3 +129,16 @@ def test_an_update_that_changes_nothing_runs_nothing(sim_of: Callable[..., Simul
     assert len(s.state.effects) == before and not s.state.runs
     s.write("update", "deal", "7", {"amount": 6000})  # a real change runs, and is written back
     assert [method for _, method, _ in written(s)] == ["crm.timeline.comment.add"]
+
+
+def test_a_late_echo_of_an_older_write_back_does_not_undo_a_newer_change(bundle_of: Callable[..., Any]) -> None:
+    spec = bundle_of({"objects.yaml": OBJECTS}).objects["deal"].write_back
+    stored = Record(object="deal", id="7", fields={"title": "Sofa", "amount": 7000}, stage="won", owner="minh")
+    # flowctl wrote 6000, then 7000, moved it to WON and handed it to minh; the portal reports 6000 late
+    written = [{"OPPORTUNITY": 6000}, {"OPPORTUNITY": 7000}, {"STAGE_ID": "WON"}, {"ASSIGNED_BY_ID": "2"}]
+    late = replace(stored, fields={"title": "Sofa", "amount": 6000.0}, stage="new", owner="lan")
+    assert echoed(spec, stored, late, [{"OPPORTUNITY": 6000}, {"STAGE_ID": "NEW"}, {"ASSIGNED_BY_ID": "1"}]) == stored
+    kept = echoed(spec, stored, late, written)
+    assert kept.fields["amount"] == 7000 and (kept.stage, kept.owner) == ("new", "lan")  # not flowctl's values
+    human = replace(stored, fields={"title": "Sofa, blue", "amount": 9000})
+    assert echoed(spec, stored, human, written) == human  # what flowctl never wrote is a change
