@@ -155,3 +155,55 @@ def test_a_won_deal_is_written_back_once_and_its_echo_runs_nothing(
             "tasks.task.add",
         ]
     assert [hit.json()["text"] for hit in http_sink.hits] == ["Cam on Sofa", "Cam on Table"]  # none for the echo
+
+
+REPRICE = """\
+---
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: reprice}
+spec:
+  object: deal
+  trigger: {on: event, event: repriced}
+  start: first
+  nodes:
+    first: {type: update_fields, set: {amount: 6000}, next: second}
+    second: {type: update_fields, set: {amount: 7000}}
+---
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {name: tell-price}
+spec:
+  object: deal
+  trigger: {on: updated, changed: [amount]}
+  start: sms
+  nodes:
+    sms: {type: send_sms, channel: sms, text: "Gia {{ record.amount }}"}
+"""
+
+
+def test_a_late_echo_of_an_older_write_back_runs_nothing_and_keeps_the_newer_value(
+    tmp_path: Path, portal: Bitrix24Server, http_sink: HttpSink
+) -> None:
+    folder = config(tmp_path, http_sink)
+    (folder / "flowctl.yaml").write_text((folder / "flowctl.yaml").read_text() + REPRICE)
+    database = tmp_path / "late.db"
+    daemon = Daemon(folder, f"sqlite:///{database}", env={"B24_WEBHOOK_URL": portal.webhook})
+    with daemon:
+        assert hook(daemon, DEAL) == 202
+        wait_for(lambda: len(portal.calls) == 3, what="the won deal's write-backs", detail=lambda: outbox(database))
+        assert daemon.post("/v1/events", {"event": "repriced", "object": "deal", "id": "7"}).status_code == 202
+        wait_for(lambda: len(portal.calls) == 5, what="two price write-backs", detail=lambda: outbox(database))
+        assert [params["fields"] for method, params in portal.calls[3:]] == [
+            {"OPPORTUNITY": 6000},
+            {"OPPORTUNITY": 7000},
+        ]
+        # the portal's event for the first write, fetched before the second landed: it says 6000
+        assert hook(daemon, {**DEAL, "STAGE_ID": "WON", "OPPORTUNITY": "6000"}) == 202
+        assert hook(daemon, {**DEAL, "ID": "8", "TITLE": "Table"}) == 202  # a marker behind it
+        wait_for(lambda: len(portal.calls) == 8, what="the marker deal's write-backs", detail=lambda: outbox(database))
+        wait_for(lambda: len(http_sink.hits) == 4, what="the marker deal's SMS", detail=daemon.output)
+        assert daemon.get("/v1/records/deal/7").json()["fields"]["amount"] == 7000
+        assert daemon.terminate() == 0
+    texts = [hit.json()["text"] for hit in http_sink.hits]
+    assert sorted(texts) == ["Cam on Sofa", "Cam on Table", "Gia 6000", "Gia 7000"]  # nothing for the late echo
