@@ -182,18 +182,19 @@ spec:
 """
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_late_echo_of_an_older_write_back_runs_nothing_and_keeps_the_newer_value(
-    tmp_path: Path, portal: Bitrix24Server, http_sink: HttpSink
+    tmp_path: Path, portal: Bitrix24Server, http_sink: HttpSink, backend: str, request: pytest.FixtureRequest
 ) -> None:
     folder = config(tmp_path, http_sink)
     (folder / "flowctl.yaml").write_text((folder / "flowctl.yaml").read_text() + REPRICE)
-    database = tmp_path / "late.db"
-    daemon = Daemon(folder, f"sqlite:///{database}", env={"B24_WEBHOOK_URL": portal.webhook})
+    database = f"sqlite:///{tmp_path / 'late.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    daemon = Daemon(folder, database, env={"B24_WEBHOOK_URL": portal.webhook})
     with daemon:
         assert hook(daemon, DEAL) == 202
-        wait_for(lambda: len(portal.calls) == 3, what="the won deal's write-backs", detail=lambda: outbox(database))
+        wait_for(lambda: len(portal.calls) == 3, what="the won deal's write-backs", detail=daemon.output)
         assert daemon.post("/v1/events", {"event": "repriced", "object": "deal", "id": "7"}).status_code == 202
-        wait_for(lambda: len(portal.calls) == 5, what="two price write-backs", detail=lambda: outbox(database))
+        wait_for(lambda: len(portal.calls) == 5, what="two price write-backs", detail=daemon.output)
         assert [params["fields"] for method, params in portal.calls[3:]] == [
             {"OPPORTUNITY": 6000},
             {"OPPORTUNITY": 7000},
@@ -201,7 +202,7 @@ def test_a_late_echo_of_an_older_write_back_runs_nothing_and_keeps_the_newer_val
         # the portal's event for the first write, fetched before the second landed: it says 6000
         assert hook(daemon, {**DEAL, "STAGE_ID": "WON", "OPPORTUNITY": "6000"}) == 202
         assert hook(daemon, {**DEAL, "ID": "8", "TITLE": "Table"}) == 202  # a marker behind it
-        wait_for(lambda: len(portal.calls) == 8, what="the marker deal's write-backs", detail=lambda: outbox(database))
+        wait_for(lambda: len(portal.calls) == 8, what="the marker deal's write-backs", detail=daemon.output)
         wait_for(lambda: len(http_sink.hits) == 4, what="the marker deal's SMS", detail=daemon.output)
         assert daemon.get("/v1/records/deal/7").json()["fields"]["amount"] == 7000
         assert daemon.terminate() == 0
