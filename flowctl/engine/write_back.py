@@ -125,10 +125,12 @@ def echoed(spec: m.WriteBack, before: Record, after: Record, written: Iterable[M
     wrote back lately: ``written`` are the CRM ``fields`` of those write-backs. A field, stage or
     owner the change sets to such a value keeps ``before``'s: an echo that arrives after flowctl
     changed the record again must not undo the newer change (and run automations on the way)."""
-    sent = {(crm, _same(value)) for fields in written for crm, value in fields.items()}
-    if not sent:
-        return after
     fields = dict(after.fields)
+    if "owner" in before.fields and "owner" not in fields and after.owner == before.owner:
+        fields["owner"] = before.fields["owner"]  # a put that maps no owner kept the record's: so is its field
+    sent = {(crm, _same(value)) for wrote in written for crm, value in wrote.items()}
+    if not sent:
+        return replace(after, fields=fields) if fields != after.fields else after
     for name, crm in spec.fields.items():
         if before.fields.get(name) != fields.get(name) and (crm, _same(fields.get(name))) in sent:
             if name in before.fields:

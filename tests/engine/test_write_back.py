@@ -142,3 +142,10 @@ def test_a_late_echo_of_an_older_write_back_does_not_undo_a_newer_change(bundle_
     assert kept.fields["amount"] == 7000 and (kept.stage, kept.owner) == ("new", "lan")  # not flowctl's values
     human = replace(stored, fields={"title": "Sofa, blue", "amount": 9000})
     assert echoed(spec, stored, human, written) == human  # what flowctl never wrote is a change
+
+
+def test_a_put_that_maps_no_owner_keeps_the_owner_field(bundle_of: Callable[..., Any]) -> None:
+    spec = bundle_of({"objects.yaml": OBJECTS}).objects["deal"].write_back
+    stored = Record(object="deal", id="7", fields={"title": "Sofa", "owner": "minh"}, owner="minh")
+    put = replace(stored, fields={"title": "Sofa"})  # the Source's put: the owner stays, its field went
+    assert echoed(spec, stored, put, []) == stored
