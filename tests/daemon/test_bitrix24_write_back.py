@@ -208,3 +208,22 @@ def test_a_late_echo_of_an_older_write_back_runs_nothing_and_keeps_the_newer_val
         assert daemon.terminate() == 0
     texts = [hit.json()["text"] for hit in http_sink.hits]
     assert sorted(texts) == ["Cam on Sofa", "Cam on Table", "Gia 6000", "Gia 7000"]  # nothing for the late echo
+
+
+def test_a_deal_the_portal_does_not_have_is_dead_lettered_not_retried(
+    tmp_path: Path, portal: Bitrix24Server, http_sink: HttpSink
+) -> None:
+    database = tmp_path / "dead.db"
+    daemon = Daemon(config(tmp_path, http_sink), f"sqlite:///{database}", env={"B24_WEBHOOK_URL": portal.webhook})
+    with daemon:
+        assert hook(daemon, {**DEAL, "ID": "9"}) == 202  # deleted in the portal since
+        wait_for(
+            lambda: sorted(s for _, c, s in outbox(database) if c == "b24") == ["dead", "sent", "sent"],
+            what="the update dead-lettered",
+            detail=lambda: outbox(database),
+        )
+        assert daemon.terminate() == 0
+    assert portal.refused == [("crm.deal.update", "ERROR_CORE")]  # asked once: a permanent error
+    with sqlite3.connect(database) as db:
+        (error,) = db.execute("select last_error from outbox where status = 'dead'").fetchone()
+    assert "crm.deal.update: ERROR_CORE: Not found" in error
