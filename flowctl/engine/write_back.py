@@ -40,13 +40,7 @@ def write_back(
         if spec is None:
             return None
         fields = {**_fields(spec, {}, after), **_placement(spec, None, after)}
-        return _effect(
-            effect,
-            spec,
-            after,
-            "crm.deal.add" if spec.entity == "deal" else f"crm.{spec.entity}.add",
-            {"fields": fields},
-        )
+        return _effect(effect, spec, after, f"crm.{spec.entity}.add", {"fields": fields})
     if effect.action in ("create_task", "add_note"):
         spec = _spec(bundle, record.object)
         if spec is None:
