@@ -1,5 +1,5 @@
-"""Channel adapters: where effects leave the system (``smtp``, ``http``, ``zalo_zns``, ``log``), one
-module each.
+"""Channel adapters: where effects leave the system (``smtp``, ``http``, ``zalo_zns``, ``bitrix24``,
+``log``), one module each.
 
 :func:`build_senders` turns a config's Channels into the senders the delivery loop uses. A
 channel that needs an ``${ENV}`` variable the environment does not set gets an
@@ -22,6 +22,7 @@ from flowctl.channels.base import (
     env_names,
     resolve_env,
 )
+from flowctl.channels.bitrix24 import Bitrix24Sender
 from flowctl.channels.env import by_owner, unset_env
 from flowctl.channels.http import HttpSender
 from flowctl.channels.log import LogSender
@@ -31,6 +32,7 @@ from flowctl.ports import Clock, OutboxRow
 from flowctl.spec.model import Bundle
 
 __all__ = [
+    "Bitrix24Sender",
     "DeliveryError",
     "HttpSender",
     "LogSender",
@@ -77,6 +79,8 @@ def build_senders(
             senders[name] = SmtpSender(channel, visible)
         elif channel.type == "http":
             senders[name] = HttpSender(channel, visible)
+        elif channel.type == "bitrix24":
+            senders[name] = Bitrix24Sender(channel, visible)
         elif channel.type == "zalo_zns":
             if store is None or clock is None:
                 senders[name] = Unconfigured(f"channel {name}: a zalo_zns channel sends only from the daemon")

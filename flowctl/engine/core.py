@@ -43,6 +43,7 @@ from flowctl.engine.state import (
     stage_moved,
 )
 from flowctl.engine.tx import Tx
+from flowctl.engine.write_back import write_back
 from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError, compile_expression, environment, referenced_fields
 
@@ -63,6 +64,7 @@ class Engine:
         for flow in bundle.flows.values():
             if flow.enabled and flow.trigger is not None:
                 self.flows_by_trigger[(flow.object, flow.trigger.on)].append(flow)
+        self.writes_back = any(obj.write_back is not None for obj in bundle.objects.values())
         self.declared: dict[str, tuple[str, ...]] = {name: tuple(obj.fields) for name, obj in bundle.objects.items()}
         self._nothing_before: dict[str, dict[str, Any]] = {
             name: dict.fromkeys((*fields, "id", "object", "stage", "pipeline", "owner"))
@@ -149,7 +151,8 @@ class Engine:
             self._iso = (now, now.isoformat())
         tx = Tx(state, now, event.key, self.version, self._iso[1])
         if isinstance(event, RecordChanged):
-            self.on_change(tx, event)
+            if changes_something(event):  # an update that changes nothing (a CRM's echo) runs nothing
+                self.on_change(tx, event)
         elif isinstance(event, EventReceived):
             self.on_event(tx, event)
         elif isinstance(event, TimerFired):
@@ -283,6 +286,9 @@ class Engine:
                 tx.problem("move_refused", refusal, run=run)
                 return tx.trace(run, node, "error", refusal, steps=run.steps + 1, **changes), False
         tx.add_effect(outcome.effect)
+        back = write_back(self.bundle, outcome.effect, record, before, moved) if self.writes_back else None
+        if back is not None:  # the same change, applied in the CRM the record comes from
+            tx.add_effect(back)
         values = _summary(outcome.effect.params)
         if outcome.more:  # one message per recipient: the trace line names them all
             for effect in outcome.more:
@@ -328,6 +334,20 @@ def stage_entries(event: Input, step: Step, now: datetime) -> list[StageEntry]:
         for before, after in moves
         if entered(before, after)
     ]
+
+
+def changes_something(change: RecordChanged) -> bool:
+    """Whether ``change`` is more than an echo: an update that leaves the fields, stage, pipeline
+    and owner as they were (a CRM telling flowctl what flowctl just wrote back to it) is not."""
+    before, after = change.before, change.after
+    if change.op != "updated" or before is None or after is None:
+        return True
+    return (
+        before.fields != after.fields
+        or before.stage != after.stage
+        or before.pipeline != after.pipeline
+        or before.owner != after.owner
+    )
 
 
 def changed_fields(before: Record | None, after: Record | None) -> tuple[str, ...]:

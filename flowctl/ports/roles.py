@@ -409,6 +409,10 @@ class Inspection(Protocol):
 class WorkerStore(RecordState, ChangeQueue, Protocol):
     """What a worker needs: the state the engine reads, and the queue it claims from and commits to."""
 
+    def outbox_page(self, filter: OutboxFilter, before: int | None = None, limit: int = 50) -> list[OutboxRow]:
+        """A record's newest outbox rows (the worker reads its recent write-backs to drop a CRM's echo)."""
+        ...
+
 
 class Store(
     RecordState,

@@ -216,7 +216,13 @@ class Builder:
                 object=_str(raw.get("object")),
                 where=fw,
             )
-        return m.ObjectType(metadata=meta, where=w, label=_str(spec.get("label")), fields=m.frozen_map(fields))
+        return m.ObjectType(
+            metadata=meta,
+            where=w,
+            label=_str(spec.get("label")),
+            fields=m.frozen_map(fields),
+            write_back=_write_back(spec.get("write_back"), w.child("write_back")),
+        )
 
     def build_flow(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.Flow:
         nodes = {
@@ -585,3 +591,21 @@ class Builder:
             refused=None if refused is None else "" if refused is True else _str(refused),
             where=sw,
         )
+
+
+def _write_back(raw: Any, w: Where) -> m.WriteBack | None:
+    """An ObjectType's ``write_back:`` (None when absent); names map to text both ways."""
+    if not isinstance(raw, Mapping):
+        return None
+
+    def names(key: str) -> Mapping[str, str]:
+        return m.frozen_map({str(k): _str(v) for k, v in (raw.get(key) or {}).items()})
+
+    return m.WriteBack(
+        channel=_str(raw.get("channel")),
+        entity=_str(raw.get("entity", "deal")),
+        fields=names("fields"),
+        stages=names("stages"),
+        users=names("users"),
+        where=w,
+    )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from flowctl.engine import changes as change_ops
@@ -19,7 +20,8 @@ from flowctl.engine.allocation import shift
 from flowctl.engine.core import Engine
 from flowctl.engine.memory import MemoryState
 from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
-from flowctl.ports import Clock, LeaseLost, Processed, RecordState, StoredChange, WorkerStore
+from flowctl.engine.write_back import echoed
+from flowctl.ports import Clock, LeaseLost, OutboxFilter, Processed, RecordState, StoredChange, WorkerStore
 
 log = logging.getLogger("flowctl.worker")
 
@@ -183,6 +185,10 @@ def linked_keys(
     return keys
 
 
+#: How long after a write-back a CRM's change repeating its values is taken for its echo.
+ECHO_WINDOW = timedelta(minutes=10)
+
+
 class RefusedChange(Exception):
     """A change the engine's rules refuse at processing time (e.g. a move with empty fields)."""
 
@@ -241,7 +247,29 @@ class Worker:
             if refusal:
                 raise RefusedChange(refusal)
             rc = change_ops.move(key, current, change.stage, change.pipeline)
+        from_crm = change.source in engine.bundle.sources  # not a person's write (api, console, cli)
+        if from_crm and rc.before is not None and rc.after is not None and rc.op == "updated":
+            rc = replace(rc, after=self._without_echo(engine, rc.before, rc.after))
         return rc, rc.after
+
+    def _without_echo(self, engine: Engine, before: Record, after: Record) -> Record:
+        """``after`` without what only repeats the write-backs flowctl queued for the record in the
+        last ``ECHO_WINDOW``: a CRM's late "updated" event never undoes a newer change."""
+        obj = engine.bundle.objects.get(after.object)
+        spec = obj.write_back if obj is not None else None
+        if spec is None:
+            return after
+        since = self.clock.now() - ECHO_WINDOW
+        rows = self.store.outbox_page(OutboxFilter(channel=spec.channel, object=after.object, record_id=after.id))
+        written = [
+            row.payload["params"]["fields"]
+            for row in rows
+            if row.action == "write_back"
+            and (row.created_at is None or row.created_at >= since)
+            and isinstance(row.payload.get("params"), Mapping)
+            and isinstance(row.payload["params"].get("fields"), Mapping)
+        ]
+        return echoed(spec, before, after, written)
 
     def process_changes(self) -> int:
         now = self.clock.now()

@@ -42,6 +42,7 @@ from flowctl.spec.checks.schedules import (
 from flowctl.spec.checks.secrets import check_secrets
 from flowctl.spec.checks.source_auth import check_source_auth
 from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
+from flowctl.spec.checks.write_back import check_write_back
 from flowctl.spec.checks.zalo import check_zalo
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.model import Bundle
@@ -94,6 +95,7 @@ CHECKS: list[Check] = [
     check_zalo,
     check_source_auth,
     check_source_fetch,
+    check_write_back,
 ]
 
 

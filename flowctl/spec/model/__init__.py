@@ -56,6 +56,7 @@ from flowctl.spec.model.common import (
     ObjectType,
     Retention,
     User,
+    WriteBack,
     empty_map,
     frozen_map,
 )
@@ -165,6 +166,7 @@ __all__ = [
     "Trigger",
     "TriggerOn",
     "User",
+    "WriteBack",
     "empty_map",
     "frozen_map",
 ]

@@ -173,8 +173,22 @@ class FieldSpec:
     where: Where = field(default=NOWHERE, compare=False)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WriteBack:
+    """Where an object's records live besides flowctl (a CRM), and how flowctl's names map to the
+    CRM's: what the engine writes back there when an action changes such a record."""
+
+    channel: str  # a Channel of type bitrix24
+    entity: str = "deal"
+    fields: Mapping[str, str] = field(default_factory=empty_map)  # flowctl field -> CRM field
+    stages: Mapping[str, str] = field(default_factory=empty_map)  # flowctl stage -> CRM STAGE_ID
+    users: Mapping[str, str] = field(default_factory=empty_map)  # flowctl user -> CRM user id
+    where: Where = field(default=NOWHERE, compare=False)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class ObjectType(Document):
     kind: str = "ObjectType"
     label: str = ""
     fields: Mapping[str, FieldSpec] = field(default_factory=empty_map)
+    write_back: WriteBack | None = None

@@ -59,13 +59,13 @@ class SendPolicy:
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class Channel(Document):
     """Where effects leave: ``smtp``, ``http`` (SMS gateways, webhooks, call centres), ``zalo_zns``
-    (Zalo template messages) or ``log``.
+    (Zalo template messages), ``bitrix24`` (a portal's REST webhook: write-back) or ``log``.
 
     Values may hold ``${ENV}`` references; they are resolved when the daemon delivers.
     """
 
     kind: str = "Channel"
-    type: Literal["smtp", "http", "log", "zalo_zns"] = "log"
+    type: Literal["smtp", "http", "log", "zalo_zns", "bitrix24"] = "log"
     # smtp
     host: str = ""
     port: int = 0

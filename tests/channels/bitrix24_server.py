@@ -1,0 +1,121 @@
+"""A local Bitrix24 portal that follows the documented REST contract of an inbound webhook, for tests.
+
+* a method is called as ``POST /rest/<user>/<token>/<method>.json`` with its parameters as JSON
+  (dev.1c-bitrix.ru/rest_help/rest_sum/index.php); a wrong token is answered 401
+  ``INVALID_CREDENTIALS``, a method it does not know 404 ``ERROR_METHOD_NOT_FOUND``
+  (apidocs.bitrix24.com/error-codes.html);
+* ``crm.deal.update {id, fields}`` answers ``{"result": true}``, 400 ``ERROR_CORE`` ("Not found")
+  for a deal it does not have; ``crm.deal.add {fields}`` answers the new id;
+  ``crm.timeline.comment.add {fields: {ENTITY_ID, ENTITY_TYPE, COMMENT}}`` the comment's id;
+  ``tasks.task.add {fields: {TITLE, …}}`` ``{"result": {"task": {"id": …}}}``;
+* :meth:`Bitrix24Server.busy` makes the next calls answer 503 ``QUERY_LIMIT_EXCEEDED`` ("Too many
+  requests"), as the portal does when its request bucket is full (apidocs.bitrix24.com/limits.html).
+
+Every call that reached a method is kept in ``calls`` (refused ones too, in ``refused``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.conftest import serving
+
+USER = "1"
+TOKEN = "b24hooktoken123"
+METHODS = ("crm.deal.update", "crm.deal.add", "crm.timeline.comment.add", "tasks.task.add")
+
+
+@dataclass
+class Bitrix24Server:
+    url: str = ""
+    deals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (method, error code)
+    rate_limited: int = 0  # how many of the next calls get QUERY_LIMIT_EXCEEDED
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def webhook(self) -> str:
+        """The inbound webhook URL an administrator copies from the portal."""
+        return f"{self.url}/rest/{USER}/{TOKEN}/"
+
+    def busy(self, times: int = 1) -> None:
+        with self.lock:
+            self.rate_limited += times
+
+    def methods(self) -> list[str]:
+        with self.lock:
+            return [method for method, _ in self.calls]
+
+    def answer(self, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        parts = path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "rest" or not parts[3].endswith(".json"):
+            return 404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
+        method = parts[3].removesuffix(".json")
+        with self.lock:
+            if parts[1] != USER or parts[2] != TOKEN:
+                self.refused.append((method, "INVALID_CREDENTIALS"))
+                return 401, {"error": "INVALID_CREDENTIALS", "error_description": "Invalid request credentials"}
+            if self.rate_limited:
+                self.rate_limited -= 1
+                self.refused.append((method, "QUERY_LIMIT_EXCEEDED"))
+                return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
+            if method not in METHODS:
+                self.refused.append((method, "ERROR_METHOD_NOT_FOUND"))
+                return 404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
+            fields = params.get("fields")
+            if not isinstance(fields, dict):
+                self.refused.append((method, "INVALID_ARG_VALUE"))
+                return 400, {"error": "INVALID_ARG_VALUE", "error_description": "fields is required"}
+            if method == "crm.deal.update" and str(params.get("id")) not in self.deals:
+                self.refused.append((method, "ERROR_CORE"))
+                return 400, {"error": "ERROR_CORE", "error_description": "Not found"}
+            self.calls.append((method, params))
+            return 200, {"result": self._perform(method, params, fields), "time": {"start": 0, "finish": 0}}
+
+    def _perform(self, method: str, params: dict[str, Any], fields: dict[str, Any]) -> Any:
+        if method == "crm.deal.update":
+            deal = self.deals.setdefault(str(params.get("id")), {})
+            deal.update(fields)
+            return True
+        if method == "crm.deal.add":
+            new_id = str(1000 + len(self.deals))
+            self.deals[new_id] = dict(fields)
+            return int(new_id)
+        if method == "tasks.task.add":
+            return {"task": {"id": str(len(self.calls)), "title": fields.get("TITLE", "")}}
+        return len(self.calls)  # crm.timeline.comment.add: the comment's id
+
+
+@contextmanager
+def bitrix24_server() -> Iterator[Bitrix24Server]:
+    state = Bitrix24Server()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length).decode()
+            try:
+                params = json.loads(raw or "{}")
+            except ValueError:
+                params = {}
+            status, answer = state.answer(self.path, params if isinstance(params, dict) else {})
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with serving(Handler) as url:
+        state.url = url
+        yield state
