@@ -8,6 +8,9 @@
   for a deal it does not have; ``crm.deal.add {fields}`` answers the new id;
   ``crm.timeline.comment.add {fields: {ENTITY_ID, ENTITY_TYPE, COMMENT}}`` the comment's id;
   ``tasks.task.add {fields: {TITLE, …}}`` ``{"result": {"task": {"id": …}}}``;
+* ``crm.deal.get`` (GET with query ``id`` or POST ``{id}``) answers ``{"result": {"ID": …, …}}``
+  with the deal as the writes left it, 400 "Not found" for one it does not have; these reads are
+  kept in ``reads``, apart from ``calls``, so a test counts the writes alone;
 * :meth:`Bitrix24Server.busy` makes the next calls answer 503 ``QUERY_LIMIT_EXCEEDED`` ("Too many
   requests"), as the portal does when its request bucket is full (apidocs.bitrix24.com/limits.html).
 
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qsl
 
 from tests.conftest import serving
 
@@ -37,6 +41,7 @@ class Bitrix24Server:
     deals: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (method, error code)
+    reads: list[str] = field(default_factory=list)  # the ids crm.deal.get was asked for
     rate_limited: int = 0  # how many of the next calls get QUERY_LIMIT_EXCEEDED
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +71,8 @@ class Bitrix24Server:
                 self.rate_limited -= 1
                 self.refused.append((method, "QUERY_LIMIT_EXCEEDED"))
                 return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
+            if method == "crm.deal.get":
+                return self._read(str(params.get("id") or params.get("ID") or ""))
             if method not in METHODS:
                 self.refused.append((method, "ERROR_METHOD_NOT_FOUND"))
                 return 404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
@@ -78,6 +85,13 @@ class Bitrix24Server:
                 return 400, {"error": "ERROR_CORE", "error_description": "Not found"}
             self.calls.append((method, params))
             return 200, {"result": self._perform(method, params, fields), "time": {"start": 0, "finish": 0}}
+
+    def _read(self, deal_id: str) -> tuple[int, dict[str, Any]]:
+        self.reads.append(deal_id)
+        deal = self.deals.get(deal_id)
+        if deal is None:
+            return 400, {"error": "", "error_description": "Not found"}
+        return 200, {"result": {"ID": deal_id, **deal}, "time": {"start": 0, "finish": 0}}
 
     def _perform(self, method: str, params: dict[str, Any], fields: dict[str, Any]) -> Any:
         if method == "crm.deal.update":
@@ -98,6 +112,18 @@ def bitrix24_server() -> Iterator[Bitrix24Server]:
     state = Bitrix24Server()
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            self._reply(*state.answer(path, dict(parse_qsl(query))))
+
+        def _reply(self, status: int, answer: dict[str, Any]) -> None:
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode()
@@ -105,13 +131,7 @@ def bitrix24_server() -> Iterator[Bitrix24Server]:
                 params = json.loads(raw or "{}")
             except ValueError:
                 params = {}
-            status, answer = state.answer(self.path, params if isinstance(params, dict) else {})
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._reply(*state.answer(self.path, params if isinstance(params, dict) else {}))
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
