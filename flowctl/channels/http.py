@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import secrets
-import threading
 import weakref
 from collections.abc import Mapping
 from datetime import UTC
@@ -36,6 +35,7 @@ from flowctl.channels.base import (
     resolve_env,
     shorten,
 )
+from flowctl.channels.clients import ThreadClients
 from flowctl.ports import OutboxRow
 from flowctl.spec.model import Channel
 from flowctl.spec.templating import TemplateError, compile_expression, compile_template
@@ -106,20 +106,7 @@ class HttpSender:
         self.timeout = channel.timeout.value.total_seconds() if channel.timeout else DEFAULT_TIMEOUT
         self.secrets = Secrets()
         _HTTPX_LOG.senders.add(self.secrets)
-        self._limits = httpx.Limits(keepalive_expiry=keepalive_expiry)
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._clients_lock = threading.Lock()
-
-    def _client(self) -> httpx.Client:
-        """This thread's client (made on its first send)."""
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(timeout=self.timeout, follow_redirects=False, limits=self._limits)
-            self._local.client = client
-            with self._clients_lock:
-                self._clients.append(client)
-        return client
+        self._clients = ThreadClients(self.timeout, httpx.Limits(keepalive_expiry=keepalive_expiry))
 
     @property
     def max_attempts(self) -> int:
@@ -129,10 +116,7 @@ class HttpSender:
         return self.secrets.mask(text)
 
     def close(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
+        self._clients.close()
 
     # ---- building the request
 
@@ -240,7 +224,7 @@ class HttpSender:
         request = self.request(row)
         where = f"{request.method} {_origin(request.url)}"
         try:
-            response = self._client().request(
+            response = self._clients.get().request(
                 request.method, request.url, content=request.content, headers=request.headers
             )
         except httpx.TimeoutException:

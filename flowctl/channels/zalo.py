@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import httpx
 
 from flowctl.channels.base import PermanentFailure, Receipt, Secrets, TemporaryFailure, resolve_env, shorten
+from flowctl.channels.clients import ThreadClients
 from flowctl.engine.sms import segments
 from flowctl.engine.state import Effect
 from flowctl.ports import ChannelToken, ChannelTokens, Clock, OutboxRow
@@ -103,20 +104,7 @@ class ZaloSender:
         self.timeout = channel.timeout.value.total_seconds() if channel.timeout else DEFAULT_TIMEOUT
         self.secrets = Secrets()
         self._refreshing = threading.Lock()
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._clients_lock = threading.Lock()
-
-    def _client(self) -> httpx.Client:
-        """This thread's client: one pool per sending thread, as ``HttpSender`` (encode/httpcore#1110:
-        a pool shared between threads can lose the answer to a message it sent, and send it twice)."""
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(timeout=self.timeout, follow_redirects=False)
-            self._local.client = client
-            with self._clients_lock:
-                self._clients.append(client)
-        return client
+        self._clients = ThreadClients(self.timeout)
 
     @property
     def max_attempts(self) -> int:
@@ -126,10 +114,7 @@ class ZaloSender:
         return self.secrets.mask(text)
 
     def close(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
+        self._clients.close()
 
     # ---- sending
 
@@ -160,7 +145,7 @@ class ZaloSender:
         url = self._resolve(self.channel.url or ZNS_URL, secret=False)
         where = f"ZNS {_origin(url)}"
         try:
-            response = self._client().post(url, json=body, headers={"access_token": access})
+            response = self._clients.get().post(url, json=body, headers={"access_token": access})
         except httpx.TimeoutException:
             raise TemporaryFailure(f"{where}: timed out after {self.timeout:g}s") from None
         except httpx.HTTPError as exc:
@@ -269,7 +254,7 @@ class ZaloSender:
         }
         headers = {"secret_key": self._resolve(self.channel.secret_key)}
         try:
-            response = self._client().post(url, data=form, headers=headers)
+            response = self._clients.get().post(url, data=form, headers=headers)
         except httpx.TimeoutException:
             raise TemporaryFailure(f"{where}: timed out after {self.timeout:g}s") from None
         except httpx.HTTPError as exc:
