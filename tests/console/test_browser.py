@@ -65,6 +65,21 @@ def sign_in(browser: Any, daemon: Daemon, token: str) -> None:
     wait_for(lambda: "/ui/signin" not in browser.current_url, 10, "the sign-in to go through")
 
 
+def text_of(browser: Any, element_id: str, timeout: float = 15) -> str:
+    """The text of the element ``element_id`` once the page a click is loading shows it.
+
+    A click on a submit button returns before the next page has loaded, so looking at once can
+    still see the old page, which has no such element.
+    """
+    from selenium.webdriver.common.by import By  # lazy: selenium is a test extra
+
+    def found() -> list[Any]:
+        return list(browser.find_elements(By.ID, element_id))
+
+    wait_for(found, timeout, f"#{element_id} on the page", lambda: browser.current_url, every=0.2)
+    return str(found()[0].text)
+
+
 def card_stage(browser: Any, record_id: str) -> str:
     """The stage of the column showing the card of ``record_id`` ('' when none does)."""
     return str(
@@ -112,8 +127,8 @@ def test_a_runs_trace_opens_from_the_record_page(browser: Any, daemon: Daemon) -
     links = browser.find_elements(By.CSS_SELECTOR, "a.run-link")
     assert {link.text for link in links} >= {"flow:follow-up", "rule:sales/new/thank"}
     next(link for link in links if link.text == "flow:follow-up").click()
-    trace = browser.find_element(By.ID, "trace")
-    assert "delay" in trace.text or "wait" in trace.text
+    trace = text_of(browser, "trace")
+    assert "delay" in trace or "wait" in trace
     assert "/ui/runs/" in browser.current_url
 
 
@@ -140,7 +155,7 @@ def test_a_dead_message_is_retried_by_an_operator_and_not_offered_to_a_viewer(
     browser.get(dead)
     hits = gateway.hits
     browser.find_element(By.CSS_SELECTOR, f"tr[data-row='{row}'] button.retry").click()
-    assert f"Message {row} is queued again." in browser.find_element(By.ID, "flash").text
+    assert f"Message {row} is queued again." in text_of(browser, "flash")
     wait_for(lambda: gateway.hits > hits, 20, "the retried message to reach the gateway again")
 
 
@@ -161,7 +176,7 @@ def test_an_operator_restores_a_deleted_record_from_the_recycle_bin(browser: Any
     (line,) = row()
     assert "Ghế thư giãn" in line.text
     line.find_element(By.CSS_SELECTOR, "button.restore").click()
-    assert "deal/r1 is restored" in browser.find_element(By.ID, "flash").text
+    assert "deal/r1 is restored" in text_of(browser, "flash")
     wait_for(lambda: daemon.get("/v1/records/deal/r1").status_code == 200, 15, "the record restored")
     browser.get(f"{daemon.url}/ui/boards/sales")
     wait_for(lambda: card_stage(browser, "r1") == "new", 15, "its card back in New", lambda: card_stage(browser, "r1"))
