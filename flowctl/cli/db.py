@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from flowctl.cli.store_access import DB_HELP, open_for
-from flowctl.store.migrate import current_revision
+from flowctl.cli import db_upgrade
 
 
 @click.group(
     "db",
     epilog="""\b
 Examples:
+  flowctl db upgrade --check                     # exit 1 when an upgrade is due
   flowctl db upgrade                             # ./ and its database
   flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""",
 )
 def command() -> None:
-    """Database maintenance (migrations are also applied when the daemon starts)."""
+    """Database maintenance: schema upgrades (a daemon never migrates an older schema itself)."""
 
 
-@command.command(
-    "upgrade",
-    epilog="""\b
-Examples:
-  flowctl db upgrade                                      # ./flowctl.db
-  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""",
-)
-@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(path_type=Path))
-@click.option("--db", "database", default="", help=DB_HELP)
-def upgrade(directory: Path, database: str) -> None:
-    """Apply the schema migrations to the newest revision."""
-    store = open_for(directory, database)  # opening migrates
-    try:
-        click.echo(f"database at revision {current_revision(store.engine)}")
-    finally:
-        store.close()
+command.add_command(db_upgrade.command)

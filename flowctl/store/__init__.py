@@ -15,13 +15,18 @@ __all__ = ["MemoryStore", "open_store"]
 
 
 def open_store(url: str) -> Store:
-    """``memory://`` → a fresh ``MemoryStore``; any SQLAlchemy URL → a ``SqlStore`` on a schema
-    migrated to the newest revision first."""
+    """``memory://`` → a fresh ``MemoryStore``; any SQLAlchemy URL → a ``SqlStore`` on a schema at
+    this release's head. An empty database is created at head; any other revision raises
+    ``revisions.SchemaBehind`` (``flowctl db upgrade`` migrates it) or ``revisions.SchemaAhead``."""
     if url == "memory://":
         return MemoryStore()
-    from flowctl.store.migrate import upgrade  # lazy: start-up time (alembic, for memory:// and the CLI)
+    from flowctl.store.revisions import ensure_current  # lazy: start-up time (alembic, for memory:// and the CLI)
     from flowctl.store.sql import SqlStore  # lazy: start-up time (SQLAlchemy, for memory:// and the CLI)
 
     store = SqlStore(url)
-    upgrade(store.engine)
+    try:
+        ensure_current(store.engine)
+    except BaseException:
+        store.close()
+        raise
     return store
