@@ -22,6 +22,7 @@ from flowctl.ports import Store
 from flowctl.runtime.compose import engine_service
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, brief, unavailable
 from flowctl.runtime.daemon.logs import setup_logging
+from flowctl.runtime.daemon.memory_trace import start_from_env
 from flowctl.runtime.daemon.reload import Unusable, load_deployed
 from flowctl.runtime.daemon.service import EngineService
 from flowctl.store import open_store
@@ -141,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_format, args.log_level)
     control, status = _Control(args.control_fd), _Status(args.status_fd)
     threading.Thread(target=control.run, name="flowctl-engine-control", daemon=True).start()
+    start_from_env(os.environ, control.closed)  # FLOWCTL_TRACEMALLOC: where memory goes, for a diagnosis
     # the parent sees the same database and reports its outages: this process logs only errors
     quiet = logging.getLogger("flowctl.engine_process.store")
     quiet.setLevel(logging.ERROR)
