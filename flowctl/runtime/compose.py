@@ -35,6 +35,7 @@ from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.fetching import fetch_senders
 from flowctl.runtime.daemon.ingest import Ingest, StoreHealth
 from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
+from flowctl.runtime.daemon.memory_trace import start_from_env
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.service import EngineService, Service, StartRefused, owner_of, summary
 from flowctl.runtime.daemon.worker import Engines, Worker
@@ -265,6 +266,7 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
             f"(see 'flowctl plan {settings.directory}')"
         ) from exc
     say(summary(service, settings.listen, settings.database, ui=settings.ui))
+    start_from_env(os.environ, threading.Event())  # FLOWCTL_TRACEMALLOC: this process too, by its pid
     from flowctl.runtime.api.app import create_app  # lazy: start-up time (the engine process serves no HTTP)
     from flowctl.runtime.api.server import make_server  # lazy: start-up time (the engine process serves no HTTP)
 

@@ -1,9 +1,10 @@
-"""``FLOWCTL_TRACEMALLOC=FILE``: where the engine process's memory goes, written every minute.
+"""``FLOWCTL_TRACEMALLOC=FILE``: where a daemon process's memory goes, written every minute.
 
 For an operator who sees resident memory grow: with the variable set, every
-``FLOWCTL_TRACEMALLOC_SECONDS`` (default 60) the engine process appends to FILE one line of
+``FLOWCTL_TRACEMALLOC_SECONDS`` (default 60) each process of ``flowctl run`` (the HTTP one and the
+engine one, told apart by their pid) appends to FILE one line of
 counters: resident memory, Python's object allocator (blocks in use), what SQLite's allocator
-holds (page caches, statements), glibc malloc's arenas (bytes in use, bytes free inside them,
+holds now and at its peak (page caches, statements), glibc malloc's arenas (bytes in use, bytes free inside them,
 mmapped blocks) and the thread count. With ``FLOWCTL_TRACEMALLOC_LINES`` > 0 (default 25) it
 also runs ``tracemalloc`` and lists the source lines that hold the most Python memory and those
 that grew the most since the previous sample. Tracing costs CPU on every allocation, and each
@@ -74,9 +75,10 @@ def counters() -> str:
     """One line: rss, Python's allocator, SQLite's, glibc malloc's, threads (MiB where a size)."""
     status = _status()
     mib = 2**20
+    sqlite, sqlite_peak = _sqlite_bytes()
     text = (
         f"rss {status.get('VmRSS', 0) / 1024:.1f} MiB (anon {status.get('RssAnon', 0) / 1024:.1f}), "
-        f"python blocks {sys.getallocatedblocks()}, sqlite {_sqlite_bytes() / mib:.1f} MiB, "
+        f"python blocks {sys.getallocatedblocks()}, sqlite {sqlite / mib:.1f} MiB (peak {sqlite_peak / mib:.1f}), "
     )
     info = _mallinfo()
     if info is not None:
@@ -105,13 +107,16 @@ def _mallinfo() -> _Mallinfo2 | None:
     return info
 
 
-def _sqlite_bytes() -> int:
-    """``sqlite3_memory_used()`` of the SQLite library Python's ``sqlite3`` runs on (0 if unknown)."""
+def _sqlite_bytes() -> tuple[int, int]:
+    """``sqlite3_memory_used()`` and ``sqlite3_memory_highwater(0)`` of the SQLite library Python's
+    ``sqlite3`` runs on ((0, 0) if unknown): a page cache filled once shows in the second."""
     try:
         import _sqlite3  # lazy: start-up time (only when tracing)
 
-        used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+        library = ctypes.CDLL(_sqlite3.__file__)
+        used, peak = library.sqlite3_memory_used, library.sqlite3_memory_highwater
     except (ImportError, OSError, AttributeError):
-        return 0
-    used.restype = ctypes.c_int64
-    return int(used())
+        return 0, 0
+    used.restype = peak.restype = ctypes.c_int64
+    peak.argtypes = [ctypes.c_int]
+    return int(used()), int(peak(0))
