@@ -40,6 +40,7 @@ from flowctl.spec.checks.schedules import (
     check_time_zones,
 )
 from flowctl.spec.checks.secrets import check_secrets
+from flowctl.spec.checks.sms import check_sms_encoding
 from flowctl.spec.checks.source_auth import check_source_auth
 from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
 from flowctl.spec.checks.write_back import check_write_back
@@ -93,6 +94,7 @@ CHECKS: list[Check] = [
     check_care_defaults,
     check_webhook_delivery,
     check_zalo,
+    check_sms_encoding,
     check_source_auth,
     check_source_fetch,
     check_write_back,
