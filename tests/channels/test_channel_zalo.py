@@ -224,6 +224,14 @@ def test_a_phone_without_zalo_is_a_permanent_failure_and_the_fallback_is_queued_
     assert queued.payload["segments"] == 1 and queued.payload["fallback_of"] == "run-1:zns:0"
 
 
+def test_a_phone_no_plan_has_fails_for_good_naming_it_and_never_reaches_zalo(
+    server: ZaloServer, sender: ZaloSender, make_row: MakeRow
+) -> None:
+    with pytest.raises(PermanentFailure, match=r"'01686123456' is not a phone number any numbering plan has"):
+        sender.send(zns_row(make_row, to="01686123456"))
+    assert server.sent == []
+
+
 def test_a_phone_without_zalo_and_no_fallback_is_dead_lettered(
     server: ZaloServer, store: Store, sender: ZaloSender, make_row: MakeRow
 ) -> None:
