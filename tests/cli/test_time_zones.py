@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flowctl.spec.checks import schedules
 from flowctl.testing import write_config
 
 
@@ -55,3 +56,8 @@ def test_a_misspelt_zone_is_told_a_real_different_name(tmp_path: Path, written: 
     assert issue["code"] == "E062"
     assert f"did you mean '{suggested}'?" in issue["hint"]
     assert f"'{written}'" not in issue["hint"]
+
+
+def test_without_any_zone_database_the_hint_says_to_install_tzdata(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schedules, "_zones", frozenset)  # neither the system's nor tzdata's
+    assert "install the tzdata package" in schedules.zone_hint("Asia/Ho_Chi_Minh")
