@@ -109,7 +109,8 @@ def _describe(err: ValidationError) -> tuple[str, str]:
     if err.validator in ("oneOf", "anyOf", "not") and "description" in schema:
         return f"{where}: does not fit: {schema['description']}", "see the schema description (flowctl schema)"
     if err.validator == "pattern" and "description" in schema:
-        return f"{where}: {instance!r} is not valid: {schema['description']}", ""
+        expected = schema.get("patternErrorMessage")  # the editor's wording (yaml-language-server shows it)
+        return f"{where}: {instance!r} is not valid: {schema['description']}", f"write {expected}" if expected else ""
     return f"{where}: {err.message}", ""
 
 
