@@ -163,8 +163,10 @@ Examples:
 Exit codes: 0 valid (warnings allowed), 1 invalid or no flowctl document found, 2 usage error.
 Text lines read 'file:line:col: error[CODE]: message (hint: ...)'; codes are
 stable (docs/errors.md), wording may change. json and sarif print ONE document
-however many directories are given; each SARIF rule links to its section of
-docs/errors.md (set FLOWCTL_DOCS_URL to link to your own copy).""",
+however many directories are given (json: the sums, every issue with its
+"root", and each directory's own document under "directories"; sarif: one run).
+Each SARIF rule links to its section of docs/errors.md (set FLOWCTL_DOCS_URL
+to link to your own copy).""",
 )
 @click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
