@@ -4,7 +4,7 @@ and a number without +country code is read in Config ``phone_region`` (VN unless
 from __future__ import annotations
 
 import pytest
-from http_support import CONFIG, MakeApi
+from http_support import CONFIG, MakeApi, dumps, sign
 
 
 @pytest.mark.parametrize("phone", ["123456", "01686123456", "+84 12"])
@@ -39,3 +39,14 @@ def test_phone_region_decides_how_a_national_number_is_read(make_api: MakeApi) -
     assert hanoi.status_code == 422
     assert "read in region TH" in hanoi.json()["error"]["message"]
     assert "+66" in hanoi.json()["error"]["message"]
+
+
+def test_a_webhook_delivery_with_a_phone_no_plan_has_is_422_and_stores_nothing(make_api: MakeApi) -> None:
+    api = make_api()
+    item = {"entity": "deal", "id": 7, "delivery": "d-1", "data": {"title": "Sofa", "phone": "01686123456"}}
+    body = dumps(item)
+    headers = {"Content-Type": "application/json", "X-Signature": sign(body)}
+    refused = api.client.post("/hooks/crm", content=body, headers=headers)
+    assert refused.status_code == 422
+    assert "field 'phone' (phone) '01686123456' is not a phone number" in refused.json()["error"]["message"]
+    assert api.changes() == []
