@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import phonenumbers
 
-__all__ = ["DEFAULT_REGION", "e164", "phone_hint", "phone_problem"]
+__all__ = ["DEFAULT_REGION", "e164", "known_regions", "phone_hint", "phone_problem"]
 
 #: The region a national number (no ``+``) is read in when Config names none.
 DEFAULT_REGION = "VN"
@@ -72,3 +72,11 @@ def e164(value: object, region: str = DEFAULT_REGION) -> str:
     if number is None:
         return ""
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """The regions the numbering plans cover (``VN``, ``TH``, …)."""
+    import phonenumbers  # lazy: start-up time (see _parse)
+
+    return frozenset(phonenumbers.SUPPORTED_REGIONS)

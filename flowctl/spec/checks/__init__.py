@@ -23,6 +23,7 @@ from flowctl.spec.checks.links import (
     check_saved_in_conditions,
     check_saved_reads,
 )
+from flowctl.spec.checks.phones import check_phone_region
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
 from flowctl.spec.checks.policies import check_care_defaults
 from flowctl.spec.checks.recipients import check_recipients
@@ -81,6 +82,7 @@ CHECKS: list[Check] = [
     check_saved_in_conditions,
     # time
     check_time_zones,
+    check_phone_region,
     check_care_schedule,
     check_durations,
     check_care_limit,
