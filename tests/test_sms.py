@@ -82,6 +82,7 @@ def test_unaccent_keeps_vietnamese_exact_and_what_gsm7_carries() -> None:
 def test_w007_spares_vietnamese_texts_and_unaccented_or_vnd_money() -> None:
     broken = Path(__file__).parent / "broken" / "W007-sms-ucs2-symbol"
     found = [(i.line, i.message) for i in load_bundle(broken).issues if i.code == "W007"]
-    assert [line for line, _ in found] == [11, 23]  # not the Vietnamese text (22), nor unaccent / 'VND' (24)
+    # not the Vietnamese text (22), nor unaccent and money('VND') (24), nor a filter block (25)
+    assert [line for line, _ in found] == [11, 23]
     assert "money filter writes '₫'" in found[0][1]
     assert "'–' (U+2013), '…' (U+2026)" in found[1][1]
