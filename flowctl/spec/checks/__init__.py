@@ -23,7 +23,7 @@ from flowctl.spec.checks.links import (
     check_saved_in_conditions,
     check_saved_reads,
 )
-from flowctl.spec.checks.phones import check_phone_region
+from flowctl.spec.checks.phones import check_phone_region, check_test_phones
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
 from flowctl.spec.checks.policies import check_care_defaults
 from flowctl.spec.checks.recipients import check_recipients
@@ -75,6 +75,7 @@ CHECKS: list[Check] = [
     check_expressions,
     check_templates,
     check_set_values,
+    check_test_phones,
     # links and created records
     check_linked_reads,
     check_record_writes,
