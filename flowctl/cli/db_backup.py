@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,9 @@ from typing import Any
 import click
 
 from flowctl.cli.store_access import DB_HELP, target
+
+#: The backup's CPU priority (nice): below the daemon's, whose latency matters more than the copy's.
+NICE = 10
 
 _format = click.option(
     "--format",
@@ -36,7 +40,8 @@ Examples:
 \b
 The copy is one snapshot of the database, taken while the daemon goes on
 writing (SQLite's online backup API, in small paced steps); it is checked
-(PRAGMA integrity_check, schema revision) before it is named FILE.
+(PRAGMA integrity_check, schema revision) before it is named FILE. It runs
+at nice 10, below the daemon.
 PostgreSQL: use pg_dump or pg_basebackup; see docs/operations.md,
 "Backup and restore".""",
 )
@@ -51,6 +56,7 @@ def backup(file: Path, directory: Path, database: str, force: bool, fmt: str) ->
     from flowctl.store.backup import backup as copy
 
     source = _sqlite_file(directory, database, "backup")
+    os.nice(NICE)  # the daemon's requests come first: the copy and its check wait for a free core
     shown = _Progress() if fmt == "text" and sys.stderr.isatty() else None
     try:
         made = copy(source, file, overwrite=force, progress=shown)

@@ -105,6 +105,8 @@ def backup(
         raise BackupError(f"{target} exists: choose another name, or --force to replace it")
     if target.resolve() == source.resolve():
         raise BackupError(f"{target} is the database itself: write the backup to another file")
+    if not target.parent.is_dir():
+        raise BackupError(f"no directory {target.parent} for the backup {target.name}: create it first")
     partial = target.with_name(target.name + ".partial")
     _remove(partial)
     started = time.monotonic()
@@ -124,6 +126,9 @@ def backup(
             raise BackupError(f"the copy of {source} failed its integrity check: {checked.integrity}")
         partial.replace(target)
         _fsync_directory(target.parent)
+    except (sqlite3.Error, OSError) as exc:
+        _remove(partial)
+        raise BackupError(f"the backup of {source} to {target} failed ({exc}); {target} is unchanged") from exc
     except BaseException:
         _remove(partial)
         raise
@@ -178,6 +183,10 @@ def restore(copy: Path, database: Path, *, overwrite: bool = False) -> Restored:
             _copy(copy, restoring)
             restoring.replace(database)
             _fsync_directory(database.parent)
+        except OSError as exc:
+            _remove(restoring)
+            before = f"; the previous files are kept as {', '.join(map(str, kept))}" if kept else ""
+            raise BackupError(f"the restore of {copy} to {database} failed: {exc}{before}") from exc
         except BaseException:
             _remove(restoring)
             raise

@@ -58,6 +58,9 @@ def test_postgresql_and_missing_files_are_refused_with_what_to_do(tmp_path: Path
     assert "pg_dump" in pg.output and "Backup and restore" in pg.output and "secret" not in pg.output
     missing = invoke("db", "backup", tmp_path / "x.db", "--db", f"sqlite:///{tmp_path / 'none.db'}")
     assert missing.exit_code == 1 and "no database at" in missing.output
+    url = database(tmp_path / "flowctl.db")
+    nowhere = invoke("db", "backup", tmp_path / "nowhere" / "x.db", "--db", url)
+    assert nowhere.exit_code == 1 and "no directory" in nowhere.output and "create it first" in nowhere.output
     (tmp_path / "notes.db").write_text("not a database " * 100)
     foreign = invoke("db", "restore", tmp_path / "notes.db", "--db", f"sqlite:///{tmp_path / 'new.db'}")
     assert foreign.exit_code == 1 and "notes.db" in foreign.output
