@@ -158,7 +158,8 @@ class _Progress:
             return
         self.shown, self.any = now, True
         share = copied * 100 // max(total, 1)
-        click.echo(f"\rcopied {copied} of {total} pages ({share} %)", nl=False, err=True)
+        then = ", checking the copy (PRAGMA integrity_check)" if copied >= total else ""
+        click.echo(f"\rcopied {copied} of {total} pages ({share} %){then}", nl=False, err=True)
 
     def done(self) -> None:
         if self.any:
