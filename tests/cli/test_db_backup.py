@@ -50,6 +50,8 @@ def test_a_backup_is_checked_reported_and_never_overwritten_unasked(tmp_path: Pa
     assert again.exit_code == 1 and "copy.db exists: choose another name, or --force" in again.output
     forced = invoke("db", "backup", tmp_path / "copy.db", "--db", url, "--force")
     assert forced.exit_code == 0 and "integrity ok" in forced.output, forced.output
+    quick = invoke("db", "backup", tmp_path / "quick.db", "--db", url, "--check", "quick", "--format", "json")
+    assert json.loads(quick.output)["check"] == "quick" and json.loads(quick.output)["integrity"] == "ok"
 
 
 def test_postgresql_and_missing_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
