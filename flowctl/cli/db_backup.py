@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +68,10 @@ def backup(file: Path, directory: Path, database: str, force: bool, how: str, fm
     from flowctl.store.backup import backup as copy
 
     source = _sqlite_file(directory, database, "backup")
-    os.nice(NICE)  # the daemon's requests come first: the copy and its check wait for a free core
     shown = _Progress() if fmt == "text" and sys.stderr.isatty() else None
     try:
-        made = copy(source, file, overwrite=force, progress=shown, how=how)
+        with _background():
+            made = copy(source, file, overwrite=force, progress=shown, how=how)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -126,6 +128,19 @@ def restore(file: Path, directory: Path, database: str, force: bool, fmt: str) -
         click.echo(
             "  the daemon will resume: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in done.resumes.items())
         )
+
+
+@contextlib.contextmanager
+def _background() -> Iterator[None]:
+    """Run at nice ``NICE``: the daemon's requests come first, the copy and its check wait for a
+    free core. The priority is put back after (when allowed: it matters when called in-process)."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, max(before, NICE))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(PermissionError):  # raising a priority again needs CAP_SYS_NICE
+            os.setpriority(os.PRIO_PROCESS, 0, before)
 
 
 def _sqlite_file(directory: Path, database: str, verb: str) -> Path:
