@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from flowctl.cli.db_backup import backup, restore
 from flowctl.cli.store_access import DB_HELP, open_for
 from flowctl.store.migrate import current_revision
 
@@ -15,7 +16,8 @@ from flowctl.store.migrate import current_revision
     epilog="""\b
 Examples:
   flowctl db upgrade                             # ./ and its database
-  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl""",
+  flowctl db upgrade --db postgresql+psycopg://flowctl@db/flowctl
+  flowctl db backup /backups/flowctl-$(date +%F).db      # while the daemon runs""",
 )
 def command() -> None:
     """Database maintenance (migrations are also applied when the daemon starts)."""
@@ -37,3 +39,7 @@ def upgrade(directory: Path, database: str) -> None:
         click.echo(f"database at revision {current_revision(store.engine)}")
     finally:
         store.close()
+
+
+command.add_command(backup)
+command.add_command(restore)
