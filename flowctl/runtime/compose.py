@@ -74,8 +74,9 @@ def _core(
     engines = Engines(Engine(loaded.bundle, version))
     lease_seconds = env_seconds(env, "FLOWCTL_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
     leases = LeaseKeeper(store, clock, owner=owner, lease_seconds=lease_seconds, health=health)
-    worker = Worker(leases, engines, clock, owner=owner, lease_seconds=lease_seconds)
-    return _Core(version, engines, Metrics(), health, leases, worker, lease_seconds)
+    metrics = Metrics()
+    worker = Worker(leases, engines, clock, owner=owner, lease_seconds=lease_seconds, metrics=metrics)
+    return _Core(version, engines, metrics, health, leases, worker, lease_seconds)
 
 
 def engine_service(loaded: Loaded, store: Store, version: str) -> EngineService:

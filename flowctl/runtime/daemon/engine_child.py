@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Sequence
 
 from flowctl.ports import Store
+from flowctl.runtime.api.metrics import HistogramState, gained
 from flowctl.runtime.compose import engine_service
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, brief, unavailable
 from flowctl.runtime.daemon.logs import setup_logging
@@ -171,11 +173,28 @@ def _write_counts(service: EngineService, status: _Status) -> None:
     status.write(f"{processed} {failed} {fired}")
 
 
+class _Histograms:
+    """What the engine's histograms gained since the last report, for the parent's /metrics."""
+
+    def __init__(self, service: EngineService) -> None:
+        self.service = service
+        self.sent: dict[str, HistogramState] = {}
+
+    def report(self, status: _Status) -> None:
+        now = {name: h.state() for name, h in self.service.metrics.histograms().items()}
+        doc = gained(now, self.sent)
+        if doc:
+            status.write("m " + json.dumps(doc, separators=(",", ":")))
+        self.sent = now
+
+
 def _report(service: EngineService, status: _Status) -> None:
     """The counts when they change, the version the engine runs (at once, then on a switch), and a
     heartbeat while the worker loop finishes rounds or builds a version (the parent's watchdog)."""
     last, version, rounds = None, "", -1
+    histograms = _Histograms(service)
     while True:
+        histograms.report(status)
         if service.version != version:
             version = service.version
             status.write(f"v {version}")

@@ -10,6 +10,7 @@ commit leaves the changes pending, a crash after leaves nothing to redo.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -22,6 +23,7 @@ from flowctl.engine.memory import MemoryState
 from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
 from flowctl.engine.write_back import echoed
 from flowctl.ports import Clock, LeaseLost, OutboxFilter, Processed, RecordState, StoredChange, WorkerStore
+from flowctl.runtime.api.metrics import SLOW_BUCKETS, Histogram, Metrics
 
 log = logging.getLogger("flowctl.worker")
 
@@ -204,6 +206,7 @@ class Worker:
         batch: int = 256,
         lease_seconds: float = 60.0,
         on_processed: Callable[[int, int], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -215,6 +218,19 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self.timers_fired = 0
+        self.batch_seconds: Histogram | None = None
+        self.to_outbox: Histogram | None = None
+        if metrics is not None:
+            self.batch_seconds = metrics.histogram(
+                "flowctl_engine_batch_seconds",
+                "Time the engine took for one batch, from the claim to the commit: changes or timers",
+                ("kind",),
+            )
+            self.to_outbox = metrics.histogram(
+                "flowctl_change_to_outbox_seconds",
+                "From a change being stored to the commit of the messages it queued (changes that queued any)",
+                buckets=SLOW_BUCKETS,
+            )
 
     # ------------------------------------------------------------------ changes
 
@@ -272,6 +288,7 @@ class Worker:
         return echoed(spec, before, after, written)
 
     def process_changes(self) -> int:
+        started = time.monotonic()
         now = self.clock.now()
         claimed = self.store.claim_changes(self.batch, self.owner, now, self.lease_seconds)
         if not claimed:
@@ -303,6 +320,7 @@ class Worker:
                 log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
         if not self._commit(items):
             return 0
+        self._observe("changes", started, items)
         self.processed += len(items) - failed
         self.failed += failed
         if self.on_processed:
@@ -312,6 +330,7 @@ class Worker:
     # ------------------------------------------------------------------ timers
 
     def fire_timers(self) -> int:
+        started = time.monotonic()
         now = self.clock.now()
         due = self.store.claim_due_timers(now, self.batch, self.owner, self.lease_seconds)
         if not due:
@@ -333,8 +352,21 @@ class Worker:
             items.append(Processed(timer=timer, step=step))
         if not self._commit(items):
             return 0
+        self._observe("timers", started, items)
         self.timers_fired += len(items)
         return len(items)
+
+    def _observe(self, kind: str, started: float, items: list[Processed]) -> None:
+        """The batch's time, and for each change that queued messages how long after it was stored
+        they were committed (the rows carry the commit's time)."""
+        if self.batch_seconds is not None:
+            self.batch_seconds.observe(time.monotonic() - started, kind=kind)
+        if self.to_outbox is not None:
+            committed = self.clock.now()
+            for item in items:
+                change = item.change
+                if change is not None and change.received_at is not None and item.step.effects:
+                    self.to_outbox.observe(max((committed - change.received_at).total_seconds(), 0.0))
 
     def _commit(self, items: list[Processed]) -> bool:
         """Commit the batch if this worker still holds its leases (fencing); False when it was

@@ -54,7 +54,7 @@ from typing import Any
 
 from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
 from flowctl.ports import Clock, Outbox, OutboxRow
-from flowctl.runtime.api.metrics import Counter
+from flowctl.runtime.api.metrics import Counter, Histogram, delivery_metrics
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
 from flowctl.runtime.delivery import policies as policies_
 from flowctl.spec.model import SendPolicy
@@ -142,15 +142,13 @@ class Deliverer:
         self._windows: dict[tuple[str, str], policies_.Window] = {}
         self._windows_lock = threading.Lock()
         self.outcomes: Counter | None = None
+        self.delivery_seconds: Histogram | None = None  # queued → accepted, and the send call alone
+        self.send_seconds: Histogram | None = None
         self._working: frozenset[str] | None = None  # channels with a working sender, at the last release
         self._reported: set[str] = set()  # unconfigured channels already logged
         self._last_round: datetime | None = None  # the clock at the previous round: a later one reads no earlier
         if metrics is not None:
-            self.outcomes = metrics.counter(
-                "flowctl_deliveries_total",
-                "Outbox rows handled by channel and result: sent, retry, dead or held.",
-                ("channel", "result"),
-            )
+            self.outcomes, self.delivery_seconds, self.send_seconds = delivery_metrics(metrics)
 
     # ---- one round
 
@@ -246,6 +244,7 @@ class Deliverer:
             for row in sent:
                 if row.id not in lost:
                     self._count(row.channel, "sent")
+                    self._delivered(row)
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """The rows that may go now. A row claimed more often than its channel allows attempts
@@ -373,7 +372,9 @@ class Deliverer:
         if released:
             log.info("releasing %d held message(s): their channel is configured now", released)
 
-    def _observe(self, seconds: float) -> None:
+    def _observe(self, seconds: float, channel: str) -> None:
+        if self.send_seconds is not None:
+            self.send_seconds.observe(seconds, channel=channel)
         with self._windows_lock:
             self._send_seconds = seconds if not self._send_seconds else 0.8 * self._send_seconds + 0.2 * seconds
 
@@ -402,6 +403,11 @@ class Deliverer:
     def _rate_reason(self, channel: str, until: datetime) -> str:
         policy = self.policies.get(channel)
         return f"{policies_.RATE_HOLD} {policy.rate if policy else ''}; until {until.isoformat()}"
+
+    def _delivered(self, row: OutboxRow) -> None:
+        if self.delivery_seconds is not None and row.created_at is not None:
+            waited = (self.clock.now() - row.created_at).total_seconds()
+            self.delivery_seconds.observe(max(waited, 0.0), channel=row.channel)
 
     def _count(self, channel: str, result: str) -> None:
         if self.outcomes is not None:
@@ -453,7 +459,7 @@ class Deliverer:
             try:
                 return Outcome(row=row, receipt=sender.send(row))
             finally:
-                self._observe(time.monotonic() - started)
+                self._observe(time.monotonic() - started, row.channel)
         except PermanentFailure as exc:
             return Outcome(row=row, error=exc.reason, permanent=True)
         except TemporaryFailure as exc:
@@ -484,6 +490,7 @@ class Deliverer:
             if self._lost("sent", self.store.mark_sent_many([row.id], now, owner=self.owner)):
                 return
             self._count(row.channel, "sent")
+            self._delivered(row)
             log.debug("sent %s: %s", where, outcome.receipt.detail)
             return
         attempts = max(row.attempts, 1)  # the claim counted this attempt
