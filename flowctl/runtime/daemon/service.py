@@ -36,7 +36,7 @@ from flowctl.runtime.care.scheduler import CareScheduler
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.ingest import Backoff, Ingest, StoreHealth, unavailable
 from flowctl.runtime.daemon.leases import LeaseKeeper
-from flowctl.runtime.daemon.logs import RecentErrors
+from flowctl.runtime.daemon.logs import RecentErrors, ids
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.reload import pick_up
 from flowctl.runtime.daemon.worker import Engines, Worker
@@ -212,7 +212,7 @@ class EngineService:
             log.error("reload %s: %s; still running version %s", result, self.last_reload_problem, self.version)
         elif result == "deployed" and pick_up(self):
             self._switched()
-            log.info("reloaded: now running version %s", self.version)
+            log.info("reloaded: now running version %s", self.version, extra=ids(config_version=self.version))
         self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(result=result)
         self.last_reload_ok = result in ("deployed", "unchanged")
         self.last_reload = {

@@ -24,6 +24,7 @@ from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer,
 from flowctl.engine.write_back import echoed
 from flowctl.ports import Clock, LeaseLost, OutboxFilter, Processed, RecordState, StoredChange, WorkerStore
 from flowctl.runtime.api.metrics import SLOW_BUCKETS, Histogram, Metrics
+from flowctl.runtime.daemon.logs import ids
 
 log = logging.getLogger("flowctl.worker")
 
@@ -187,6 +188,21 @@ def linked_keys(
     return keys
 
 
+def _log_processed(items: Sequence[Processed], version: str) -> None:
+    """A debug line per change processed and run it started or moved on, the ids as fields."""
+    for item in items:
+        change = item.change
+        if change is None or item.error:
+            continue
+        record = (change.object, change.record_id)
+        runs: list[Run | None] = [*item.step.runs_in_order()] or [None]
+        for run in runs:
+            about = ids(change_seq=change.seq, record=record, config_version=version)
+            if run is not None:
+                about |= ids(run_id=run.id, automation=run.automation, config_version=run.config_version)
+            log.debug("processed %s of %s/%s", change.op, *record, extra=about)
+
+
 #: How long after a write-back a CRM's change repeating its values is taken for its echo.
 ECHO_WINDOW = timedelta(minutes=10)
 
@@ -310,17 +326,23 @@ class Worker:
                 failed += 1
                 continue
             except Exception as exc:
-                log.exception("change %s failed", change.seq)
+                where = ids(
+                    change_seq=change.seq, record=(change.object, change.record_id), config_version=engine.version
+                )
+                log.exception("change %s failed", change.seq, extra=where)
                 items.append(Processed(change=change, error=f"{type(exc).__name__}: {exc}"))
                 failed += 1
                 continue
             overlay.apply(step)
             items.append(Processed(change=change, record=record, step=step))
             for problem in step.problems:
-                log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
+                about = ids(change_seq=change.seq, record=(problem.object, problem.record_id), run_id=problem.run_id)
+                log.warning("%s %s: %s", problem.object, problem.record_id, problem.message, extra=about)
         if not self._commit(items):
             return 0
         self._observe("changes", started, items)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_processed(items, engine.version)
         self.processed += len(items) - failed
         self.failed += failed
         if self.on_processed:
@@ -345,7 +367,9 @@ class Worker:
             try:
                 step = engine.handle(overlay, TimerFired(key=f"t:{timer.id}", timer=timer), now)
             except Exception as exc:
-                log.exception("timer %s failed", timer.id)
+                log.exception(
+                    "timer %s failed", timer.id, extra=ids(record=(timer.object, timer.record_id), run_id=timer.run_id)
+                )
                 items.append(Processed(timer=timer, error=f"{type(exc).__name__}: {exc}"))
                 continue
             overlay.apply(step)

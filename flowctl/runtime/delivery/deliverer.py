@@ -56,6 +56,7 @@ from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFa
 from flowctl.ports import Clock, Outbox, OutboxRow
 from flowctl.runtime.api.metrics import Counter, Histogram, delivery_metrics
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
+from flowctl.runtime.daemon.logs import outbox_ids
 from flowctl.runtime.delivery import policies as policies_
 from flowctl.spec.model import SendPolicy
 
@@ -245,6 +246,7 @@ class Deliverer:
                 if row.id not in lost:
                     self._count(row.channel, "sent")
                     self._delivered(row)
+                    log.debug("sent %s %s via %s", row.action, row.key, row.channel, extra=outbox_ids(row))
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """The rows that may go now. A row claimed more often than its channel allows attempts
@@ -257,7 +259,7 @@ class Deliverer:
                 error = f"gave up after {row.attempts - 1} attempts: the sender's lease ran out (it died or hung)"
                 if self.store.mark_failed(row.id, error, None, now, owner=self.owner):
                     self._count(row.channel, "dead")
-                    log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+                    log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error, extra=outbox_ids(row))
                 else:
                     self._lost("dead", [row.id])
             else:
@@ -491,7 +493,7 @@ class Deliverer:
                 return
             self._count(row.channel, "sent")
             self._delivered(row)
-            log.debug("sent %s: %s", where, outcome.receipt.detail)
+            log.debug("sent %s: %s", where, outcome.receipt.detail, extra=outbox_ids(row))
             return
         attempts = max(row.attempts, 1)  # the claim counted this attempt
         limit = self._max_attempts(row.channel)
@@ -501,14 +503,22 @@ class Deliverer:
                 self._lost("dead", [row.id])
                 return
             self._count(row.channel, "dead")
-            log.warning("dead %s: %s", where, error)
+            log.warning("dead %s: %s", where, error, extra=outbox_ids(row))
             return
         delay = self.backoff(attempts, outcome.retry_after)
         if not self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now, owner=self.owner):
             self._lost("retry", [row.id])
             return
         self._count(row.channel, "retry")
-        log.info("retry %s in %.0fs (attempt %d of %d): %s", where, delay, attempts, limit, outcome.error)
+        log.info(
+            "retry %s in %.0fs (attempt %d of %d): %s",
+            where,
+            delay,
+            attempts,
+            limit,
+            outcome.error,
+            extra=outbox_ids(row),
+        )
 
     def _lost(self, outcome: str, row_ids: list[int]) -> bool:
         """Log rows not marked ``outcome`` because this sender lost their lease (it was paused past
