@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 
@@ -9,7 +10,7 @@ import pytest
 from http_support import Api
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowctl.runtime.api.metrics import CONTENT_TYPE, MetricError, Metrics
+from flowctl.runtime.api.metrics import CONTENT_TYPE, MetricError, Metrics, add_gained, gained
 
 
 def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -111,3 +112,27 @@ def test_the_metrics_endpoint_serves_what_the_api_counted(api: Api) -> None:
     assert samples["flowctl_http_requests_total"][(route, ("status", "422"))] == 1
     assert samples["flowctl_http_request_seconds_count"][(route,)] == 2
     assert samples["flowctl_changes_accepted_total"][(("source", "api"),)] == 1
+
+
+def test_what_the_engine_process_histograms_gained_adds_up_in_the_daemons() -> None:
+    child, parent = Metrics(), Metrics()
+    for metrics in (child, parent):
+        metrics.histogram("batch_seconds", "Batch.", ("kind",), buckets=(0.1, 1.0))
+    observed = child.histograms()["batch_seconds"]
+    sent: dict = {}
+    for values in ((0.05, 0.5), (5.0,), ()):  # three reports; the last has nothing new
+        for value in values:
+            observed.observe(value, kind="changes")
+        now = {name: h.state() for name, h in child.histograms().items()}
+        doc = gained(now, sent)
+        assert bool(doc) == bool(values)
+        add_gained(parent, json.loads(json.dumps(doc)))  # as it crosses the pipe
+        sent = now
+    restarted = Metrics()  # a new engine process starts from zero; the daemon keeps the sum
+    restarted.histogram("batch_seconds", "Batch.", ("kind",), buckets=(0.1, 1.0)).observe(0.01, kind="changes")
+    add_gained(parent, gained({n: h.state() for n, h in restarted.histograms().items()}, {}))
+
+    samples = parse(parent.render())
+    buckets = [samples["batch_seconds_bucket"][(("kind", "changes"), ("le", le))] for le in ("0.1", "1.0", "+Inf")]
+    assert buckets == [2, 3, 4]
+    assert math.isclose(samples["batch_seconds_sum"][(("kind", "changes"),)], 5.56)

@@ -240,13 +240,15 @@ class Deliverer:
                 else:
                     self._record(outcome)
         if sent:
-            lost = set(self.store.mark_sent_many([row.id for row in sent], self.clock.now(), owner=self.owner))
+            now, debug = self.clock.now(), log.isEnabledFor(logging.DEBUG)
+            lost = set(self.store.mark_sent_many([row.id for row in sent], now, owner=self.owner))
             self._lost("sent", sorted(lost))
             for row in sent:
                 if row.id not in lost:
                     self._count(row.channel, "sent")
-                    self._delivered(row)
-                    log.debug("sent %s %s via %s", row.action, row.key, row.channel, extra=outbox_ids(row))
+                    self._delivered(row, now)
+                    if debug:
+                        log.debug("sent %s %s via %s", row.action, row.key, row.channel, extra=outbox_ids(row))
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """The rows that may go now. A row claimed more often than its channel allows attempts
@@ -406,9 +408,9 @@ class Deliverer:
         policy = self.policies.get(channel)
         return f"{policies_.RATE_HOLD} {policy.rate if policy else ''}; until {until.isoformat()}"
 
-    def _delivered(self, row: OutboxRow) -> None:
+    def _delivered(self, row: OutboxRow, now: datetime) -> None:
         if self.delivery_seconds is not None and row.created_at is not None:
-            waited = (self.clock.now() - row.created_at).total_seconds()
+            waited = (now - row.created_at).total_seconds()
             self.delivery_seconds.observe(max(waited, 0.0), channel=row.channel)
 
     def _count(self, channel: str, result: str) -> None:
@@ -492,7 +494,7 @@ class Deliverer:
             if self._lost("sent", self.store.mark_sent_many([row.id], now, owner=self.owner)):
                 return
             self._count(row.channel, "sent")
-            self._delivered(row)
+            self._delivered(row, now)
             log.debug("sent %s: %s", where, outcome.receipt.detail, extra=outbox_ids(row))
             return
         attempts = max(row.attempts, 1)  # the claim counted this attempt
