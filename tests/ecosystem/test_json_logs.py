@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,27 @@ def test_every_stderr_line_is_json_with_its_ids_and_the_log_channel_is_on_stdout
     reloaded = [doc for doc in logged if doc["message"].startswith("reloaded")]
     assert reloaded and reloaded[0]["config_version"] == switched[engine_pid]["config_version"]
     assert {doc["pid"] for doc in logged} >= {engine_pid, processed["pid"]}
+
+
+def test_a_daemon_that_cannot_start_says_why_in_json(tmp_path: Path) -> None:
+    config = welcome_config(tmp_path)
+    database = ["--db", f"sqlite:///{tmp_path / 'flowctl.db'}", "--log-format", "json"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "flowctl", "run", str(config), *database, "--listen", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    (why,) = lines(refused.stderr)
+    assert why["level"] == "error" and "token" in why["message"], why
+
+    (config / "flowctl.yaml").write_text((config / "flowctl.yaml").read_text().replace("start: sms", "start: nowhere"))
+    invalid = subprocess.run(
+        [sys.executable, "-m", "flowctl", "run", str(config), *database], capture_output=True, text=True, timeout=60
+    )
+    assert invalid.returncode == 1
+    errors = lines(invalid.stderr)
+    assert errors[0]["file"].endswith("flowctl.yaml") and errors[0]["line"] > 1 and errors[0]["code"], errors
+    assert "nowhere" in errors[0]["message"]
+    assert "invalid: 1 errors" in errors[-1]["message"]
