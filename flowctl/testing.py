@@ -175,7 +175,8 @@ class Daemon:
     is not ready in time); ``terminate`` sends SIGTERM and returns the exit code, ``kill`` sends
     SIGKILL; ``start`` again restarts it on the same port, database and log. Everything the process
     writes goes to ``log`` (``output()``), which survives restarts, so a test can assert on what
-    the daemon logged. ``token`` is sent as a bearer token on the requests made through the helper
+    the daemon logged (with ``split_stdout``, ``output()`` is stderr only and ``stdout()`` the rest:
+    the ``log`` channel's lines). ``token`` is sent as a bearer token on the requests made through the helper
     methods (``put``, ``patch``, ``get``, ``metric``); ``env`` adds to this process's environment,
     with a short retry base (0.2 s) so that retries happen within a test's patience.
 
@@ -191,6 +192,7 @@ class Daemon:
         env: Mapping[str, str] | None = None,
         args: tuple[str, ...] = (),
         token: str | None = None,
+        split_stdout: bool = False,
     ) -> None:
         self.config = config
         self.database = database
@@ -201,6 +203,7 @@ class Daemon:
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = config.parent / f"daemon-{self.port}.log"
+        self.stdout_log = config.parent / f"daemon-{self.port}.out" if split_stdout else None
         self.starts = 0
 
     # --- the process
@@ -208,10 +211,12 @@ class Daemon:
     def start(self, timeout: float = 20.0) -> Daemon:
         """Start the process and wait until ``/readyz`` answers 200."""
         self.starts += 1
-        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        with contextlib.ExitStack() as files:  # the child keeps its own copies of the descriptors
+            err = files.enter_context(self.log.open("ab"))
+            out = files.enter_context(self.stdout_log.open("ab")) if self.stdout_log else err
             where = ["--db", self.database, "--listen", f"127.0.0.1:{self.port}"]
             command = [sys.executable, "-m", "flowctl", "run", str(self.config), *where]
-            self.proc = subprocess.Popen([*command, *self.args], stdout=out, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen([*command, *self.args], stdout=out, stderr=err, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -226,6 +231,11 @@ class Daemon:
     def output(self) -> str:
         """Everything the daemon logged, over all its starts."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stdout(self) -> str:
+        """What the daemon printed on stdout (with ``split_stdout``; else it is in ``output()``)."""
+        path = self.stdout_log
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM, as a service manager stops it; returns the exit code."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,85 @@ def test_patterns_explain_themselves() -> None:
         for path, schema in subschemas(load_schema(name)):
             if isinstance(schema, dict) and "pattern" in schema:
                 assert schema.get("description"), f"{name}: {'/'.join(map(str, path))}"
+
+
+def test_every_pattern_says_what_is_expected() -> None:
+    """yaml-language-server shows ``patternErrorMessage`` instead of the raw regular expression."""
+    missing = []
+    for name in schema_names():
+        for path, schema in subschemas(load_schema(name)):
+            if isinstance(schema, dict) and "pattern" in schema:
+                message = schema.get("patternErrorMessage", "")
+                if not message or "^" in message or "\\" in message:
+                    missing.append(f"{name}: {'/'.join(map(str, path))}: {message!r}")
+    assert not missing, "patterns without a patternErrorMessage in words:\n" + "\n".join(missing)
+
+
+def test_every_definition_has_a_title_in_words() -> None:
+    """Editors label completions and 'Expected …' messages with a definition's title, else its $defs key
+    (``common.node_send_email`` in the bundle)."""
+    untitled = [
+        f"{name}: {key}: {definition.get('title')!r}"
+        for name in schema_names()
+        for key, definition in load_schema(name).get("$defs", {}).items()
+        if not definition.get("title")
+        or "." in definition["title"]
+        or (definition["title"] == key and not (key.isalpha() and key.islower()))
+    ]
+    assert not untitled, "\n".join(untitled)
+    bundle = bundle_schema()["$defs"]
+    assert bundle["common.node_send_email"]["title"] == "send_email (flow node)"
+
+
+def _snippet_value(body: Any) -> Any:
+    """A snippet body as the editor inserts it when every placeholder keeps its default."""
+    if isinstance(body, dict):
+        return {_snippet_value(key): _snippet_value(value) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_snippet_value(item) for item in body]
+    if isinstance(body, str):
+        return re.sub(r"\$\{\d+:([^}]*)\}", r"\1", body)
+    return body
+
+
+def test_snippets_are_valid_where_they_are_offered() -> None:
+    registry: Registry = Registry().with_resources(
+        (load_schema(name)["$id"], Resource.from_contents(load_schema(name))) for name in schema_names()
+    )
+    found, wrong = [], []
+    for name in schema_names():
+        schema = load_schema(name)
+        for path, sub in subschemas(schema):
+            if not isinstance(sub, dict) or "defaultSnippets" not in sub:
+                continue
+            pointer = "/".join(str(p) for p in path)
+            validator = Draft202012Validator({"$ref": f"{schema['$id']}#/{pointer}"}, registry=registry)
+            for snippet in sub["defaultSnippets"]:
+                found.append(snippet["label"])
+                value = _snippet_value(snippet["body"])
+                assert "$" not in json.dumps(value), snippet  # every placeholder has a default
+                wrong += [f"{name}: {pointer}: {snippet['label']}: {e.message}" for e in validator.iter_errors(value)]
+    assert not wrong, "\n".join(wrong)
+    assert {"send_email node", "create_task rule", "send_sms action", "{user: …}", "{rule: …}"} <= set(found)
+
+
+@pytest.mark.parametrize("definition", ["assignee", "recipient", "recipients"])
+def test_who_is_offered_in_words(definition: str) -> None:
+    """An object example shows as '[object Object]' in yaml-language-server: objects come as labelled snippets."""
+    defs = load_schema(COMMON_FILE)["$defs"]
+    assert defs[definition]["examples"][:2] == ["owner", "supervisor"]
+    labels = [snippet["label"] for snippet in defs[definition]["defaultSnippets"]]
+    assert labels[:3] == ["owner", "supervisor", "{user: …}"]
+    assert ("{rule: …}" in labels) is (definition == "assignee")
+    for name in schema_names():
+        for path, sub in subschemas(load_schema(name)):
+            if (
+                isinstance(sub, dict)
+                and "examples" in sub
+                and re.search(r"#/\$defs/(assignee|recipients?)\"", json.dumps(sub))
+            ):
+                objects = [e for e in sub["examples"] if isinstance(e, dict) or "{'" in str(e)]
+                assert not objects, f"{name}: {'/'.join(map(str, path))}: {objects}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flowctl.engine.sms import SmsInfo, segments
+from flowctl.spec.config import load_bundle
 from flowctl.spec.templating import compile_template
 
 
@@ -60,3 +63,26 @@ def test_emoji_counts_two_utf16_units() -> None:
 def test_lowercase_c_cedilla_is_not_gsm() -> None:
     # GSM 03.38 has only the capital Ç; ç forces UCS-2.
     assert segments("ç").encoding == "UCS-2"
+
+
+def test_unaccent_transliterates_symbols_so_the_text_stays_gsm7() -> None:
+    text = "Chào “Lan” – đơn #12: 1.500.000 ₫… xem ngay → shop"
+    plain = compile_template("{{ text | unaccent }}").render({"text": text})
+    assert plain == 'Chao "Lan" - don #12: 1.500.000 d... xem ngay > shop'
+    assert segments(plain).encoding == "GSM-7"
+
+
+def test_unaccent_keeps_vietnamese_exact_and_what_gsm7_carries() -> None:
+    render = compile_template("{{ text | unaccent }}").render
+    assert render({"text": "Đặng Thị Ánh, Nguyễn Văn Ượng, ở Huế"}) == "Dang Thi Anh, Nguyen Van Uong, o Hue"
+    assert render({"text": "£5 €5 ß Ø Æ ¿"}) == "£5 €5 ß Ø Æ ¿"  # GSM-7 has them: nothing to gain
+    assert render({"text": "🎂"}) == ":birthday:"
+
+
+def test_w007_spares_vietnamese_texts_and_unaccented_or_vnd_money() -> None:
+    broken = Path(__file__).parent / "broken" / "W007-sms-ucs2-symbol"
+    found = [(i.line, i.message) for i in load_bundle(broken).issues if i.code == "W007"]
+    # not the Vietnamese text (22), nor unaccent and money('VND') (24), nor a filter block (25)
+    assert [line for line, _ in found] == [11, 23]
+    assert "money filter writes '₫'" in found[0][1]
+    assert "'–' (U+2013), '…' (U+2026)" in found[1][1]

@@ -85,7 +85,7 @@ def build_senders(
             if store is None or clock is None:
                 senders[name] = Unconfigured(f"channel {name}: a zalo_zns channel sends only from the daemon")
             else:
-                senders[name] = ZaloSender(channel, visible, store, clock)
+                senders[name] = ZaloSender(channel, visible, store, clock, region=bundle.config.phone_region)
         else:
             senders[name] = log
     senders["log"] = log

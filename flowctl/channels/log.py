@@ -1,5 +1,7 @@
 """The ``log`` channel: prints one line per message and keeps it; nothing leaves the machine.
 
+The lines go to stdout, apart from the daemon's own log on stderr (a JSON log stays all JSON).
+
 It is the channel every action falls back to when the config defines no better one, so a fresh
 config runs without any service. ``sent`` holds the most recent messages for inspection and tests.
 """
@@ -33,7 +35,7 @@ def describe(row: OutboxRow) -> str:
 
 
 class LogSender:
-    """Prints one readable line per message to ``stream`` (stderr by default) and keeps the row."""
+    """Prints one readable line per message to ``stream`` (stdout by default) and keeps the row."""
 
     concurrency = 1
     local = True  # a crash reprints at most one claim's lines; nothing outside sees a copy
@@ -47,7 +49,7 @@ class LogSender:
     def send(self, row: OutboxRow) -> Receipt:
         line = describe(row)
         with self._lock:
-            stream = self.stream if self.stream is not None else sys.stderr
+            stream = self.stream if self.stream is not None else sys.stdout
             print(line, file=stream, flush=True)
             self.sent.append(row)
             if len(self.sent) > self.keep:
@@ -58,7 +60,7 @@ class LogSender:
         """Every row's line in one write (a claim of the ``log`` channel's rows)."""
         text = "".join(describe(row) + "\n" for row in rows)
         with self._lock:
-            stream = self.stream if self.stream is not None else sys.stderr
+            stream = self.stream if self.stream is not None else sys.stdout
             stream.write(text)
             stream.flush()
             self.sent.extend(rows)

@@ -8,7 +8,6 @@ taken from beside the regular file when they exist, else the regular face stands
 from __future__ import annotations
 
 import functools
-import html
 import importlib
 import logging
 import os
@@ -17,6 +16,8 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from flowctl.channels.plaintext import html_to_text
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -87,7 +88,6 @@ _TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 _DROP = re.compile(r"<(head|style|script|title)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _BODY = re.compile(r"<body\b[^>]*>(.*?)(?:</body\s*>|$)", re.IGNORECASE | re.DOTALL)
 _OUTER = re.compile(r"</?(html|body)\b[^>]*>|<!doctype[^>]*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
-_BLOCK_END = re.compile(r"<\s*(br|/p|/div|/h[1-6]|/li|/tr)\b[^>]*>", re.IGNORECASE)
 
 
 def looks_like_html(text: str) -> bool:
@@ -100,14 +100,6 @@ def _body_html(source: str) -> str:
     if body := _BODY.search(source):
         source = body.group(1)
     return _OUTER.sub("", source)
-
-
-def html_to_text(source: str) -> str:
-    """Readable plain text from HTML (for the text part of an email, or a PDF fallback)."""
-    text = _BLOCK_END.sub("\n", _body_html(source))
-    text = html.unescape(_TAG.sub("", text))
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 @functools.cache

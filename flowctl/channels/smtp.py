@@ -20,7 +20,8 @@ from email.utils import formatdate, getaddresses
 from typing import Any
 
 from flowctl.channels.base import PermanentFailure, Receipt, Secrets, TemporaryFailure, resolve_env, shorten
-from flowctl.channels.pdf import FontNotFound, PdfError, html_to_text, render_pdf
+from flowctl.channels.pdf import FontNotFound, PdfError, render_pdf
+from flowctl.channels.plaintext import html_to_text
 from flowctl.ports import OutboxRow
 from flowctl.spec.model import Channel
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from flowctl.engine.sms import segments
 from flowctl.engine.state import Effect
 from flowctl.ports import ChannelToken, ChannelTokens, Clock, OutboxRow
 from flowctl.spec.model import Channel
+from flowctl.spec.phones import DEFAULT_REGION, e164, phone_problem
 
 __all__ = ["TOKEN_URL", "ZNS_URL", "TokenStore", "ZaloSender", "normalise_phone"]
 
@@ -66,17 +66,11 @@ class TokenStore(ChannelTokens, Protocol):
     def queue_outbox(self, effects: list[Effect], now: datetime) -> list[str]: ...
 
 
-def normalise_phone(phone: str) -> str:
-    """``0912 345 678``, ``+84912345678``, ``84912345678`` → ``84912345678`` (what ZNS takes);
-    '' when nothing is left to send to."""
-    digits = re.sub(r"\D", "", phone)
-    if not digits:
-        return ""
-    if digits.startswith("84") and len(digits) >= 11:
-        return digits
-    if digits.startswith("0"):
-        return "84" + digits[1:]
-    return "84" + digits  # 9 digits without the 0, as spreadsheets keep them
+def normalise_phone(phone: str, region: str = DEFAULT_REGION) -> str:
+    """``0912 345 678``, ``+84912345678``, ``84912345678`` → ``84912345678``: E.164 without its
+    ``+``, what ZNS takes. A number without a country code is read in ``region`` (Config
+    ``phone_region``); '' when no numbering plan has the number."""
+    return e164(phone, region).removeprefix("+")
 
 
 def origin_of(refresh_token: str) -> str:
@@ -95,8 +89,11 @@ class ZaloSender:
         env: Mapping[str, str],
         store: TokenStore,
         clock: Clock,
+        *,
+        region: str = DEFAULT_REGION,
     ) -> None:
         self.channel = channel
+        self.region = region
         self.env = env
         self.store = store
         self.clock = clock
@@ -120,9 +117,11 @@ class ZaloSender:
 
     def send(self, row: OutboxRow) -> Receipt:
         payload = row.payload
-        phone = normalise_phone(str(payload.get("to") or ""))
+        written = str(payload.get("to") or "")
+        phone = normalise_phone(written, self.region)
         if not phone:
-            raise PermanentFailure(f"channel {self.channel.name}: no phone to send to")
+            why = phone_problem(written, self.region) if written.strip() else "no phone to send to"
+            raise PermanentFailure(f"channel {self.channel.name}: {why}")
         template_id = str(payload.get("template_id") or "")
         if not template_id:
             raise PermanentFailure(

@@ -15,6 +15,7 @@ from flowctl import __version__
 
 #: name -> (module under flowctl.cli, one-line help shown by ``flowctl --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Create a new configuration repository: layout, an example with its test, editor and CI files."),
     "validate": ("validate", "Check every YAML document: schema and semantic checks."),
     "test": ("test_cmd", "Run the kind: Test scenarios with a fake clock; nothing is sent."),
     "dry-run": ("dry_run", "Show what one event would do: the trace and the effects."),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -74,9 +76,12 @@ def command(
     log_format: str,
     log_level: str,
 ) -> None:
-    """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery."""
+    """Run the daemon: the HTTP API, the workers, the timers and the outbox delivery.
+
+    With --log-format json every line on stderr, of both processes, is one JSON object (the ids a
+    line is about are fields); the log channel prints its messages on stdout."""
     setup_logging(log_format, log_level)
-    loaded = load_or_exit(directory)
+    loaded = load_or_exit(directory) if log_format == "text" else _load_or_log(directory)
     for warning in loaded.warnings:
         logging.getLogger("flowctl.config").info("%s", warning)
     try:
@@ -94,8 +99,40 @@ def command(
     except BadListen as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
     try:
-        code = compose.run(settings, lambda line: click.echo(line, err=True))
+        code = compose.run(settings, _say_json if log_format == "json" else _say_text)
     except compose.Refused as exc:
+        if log_format == "json":
+            banner.error("%s", exc)
+            sys.exit(1)
         raise click.ClickException(str(exc)) from exc
     if code:
         sys.exit(code)
+
+
+banner = logging.getLogger("flowctl.run")
+
+
+def _say_text(text: str, fields: Mapping[str, object]) -> None:
+    click.echo(text, err=True)
+
+
+def _say_json(text: str, fields: Mapping[str, object]) -> None:
+    """The start and stop lines as log lines: one JSON object each, the ids as fields."""
+    for line in text.splitlines():
+        banner.info("%s", line.removeprefix("flowctl: "), extra=dict(fields))
+
+
+def _load_or_log(directory: Path) -> Any:
+    """``load_or_exit`` for a JSON log: each error one JSON line, with its place as fields."""
+    from flowctl.spec.config import load_bundle  # lazy: start-up time (as load_or_exit)
+
+    if not directory.exists():
+        raise click.BadParameter(f"no such file or directory: {directory}", param_hint="DIR")
+    loaded = load_bundle(directory)
+    for issue in loaded.errors:
+        where = {"code": issue.code, "file": issue.file, "line": issue.line, "col": issue.col, "hint": issue.hint}
+        logging.getLogger("flowctl.config").error("%s", issue.message, extra=where)
+    if not loaded.ok:
+        banner.error("%s: invalid: %d errors; run 'flowctl validate %s'", directory, len(loaded.errors), directory)
+        sys.exit(1)
+    return loaded

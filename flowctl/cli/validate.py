@@ -11,8 +11,8 @@ from typing import IO, Any
 
 import click
 
-from flowctl import __version__
 from flowctl.channels.env import env_issues
+from flowctl.cli.sarif import sarif_log
 from flowctl.spec.config import load_bundle
 
 FORMATS = ("text", "json", "github", "sarif")
@@ -29,18 +29,43 @@ def render_text(loaded: Any, out: IO[str]) -> None:
     )
 
 
-def render_json(loaded: Any, out: IO[str]) -> None:
-    """The stable JSON form: ``{"valid", "documents", "files", "errors", "warnings", "issues"}``."""
-    doc = {
+def json_document(loaded: Any) -> dict[str, Any]:
+    """The stable JSON form of one directory: ``{"valid", "documents", "files", "errors", "warnings", "issues"}``."""
+    doc: dict[str, Any] = {
         "version": 1,
         "root": str(loaded.root),
-        "valid": loaded.ok,
+        "valid": loaded.ok and not _is_empty(loaded),
         "documents": loaded.documents,
         "files": len(loaded.files),
         "errors": len(loaded.errors),
         "warnings": len(loaded.warnings),
         "issues": [issue.to_json() for issue in loaded.issues],
     }
+    if _is_empty(loaded):
+        doc.update(files=0, errors=1, error=nothing_found(loaded.root))
+    return doc
+
+
+def json_documents(loaded: Sequence[Any]) -> dict[str, Any]:
+    """One document for any number of directories: one directory's form, or their sum with
+    ``directories`` (each directory's own form) and every issue carrying its ``root``."""
+    if len(loaded) == 1:
+        return json_document(loaded[0])
+    parts = [json_document(each) for each in loaded]
+    return {
+        "version": 1,
+        "valid": all(part["valid"] for part in parts),
+        **{key: sum(part[key] for part in parts) for key in ("documents", "files", "errors", "warnings")},
+        "issues": [{**issue, "root": part["root"]} for part in parts for issue in part["issues"]],
+        "directories": parts,
+    }
+
+
+def render_json(loaded: Any, out: IO[str]) -> None:
+    _dump(json_document(loaded), out)
+
+
+def _dump(doc: Mapping[str, Any], out: IO[str]) -> None:
     json.dump(doc, out, ensure_ascii=False, indent=2)
     out.write("\n")
 
@@ -70,46 +95,7 @@ def render_text_summary(loaded: Any, out: IO[str]) -> None:
 
 def render_sarif(loaded: Any, out: IO[str]) -> None:
     """SARIF 2.1.0, the format GitHub code scanning and other tools ingest."""
-    codes = sorted({issue.code for issue in loaded.issues})
-    rules = [{"id": code, "helpUri": "https://flowctl.dev/docs/errors#" + code.lower()} for code in codes]
-    results = []
-    for issue in loaded.issues:
-        message = issue.message + (f" (hint: {issue.hint})" if issue.hint else "")
-        results.append(
-            {
-                "ruleId": issue.code,
-                "ruleIndex": codes.index(issue.code),
-                "level": "error" if issue.severity == "error" else "warning",
-                "message": {"text": message},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": (Path(loaded.root) / issue.file).as_posix()},
-                            "region": {"startLine": issue.line, "startColumn": issue.col},
-                        }
-                    }
-                ],
-            }
-        )
-    sarif = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "flowctl",
-                        "version": __version__,
-                        "informationUri": "https://flowctl.dev",
-                        "rules": rules,
-                    }
-                },
-                "results": results,
-            }
-        ],
-    }
-    json.dump(sarif, out, ensure_ascii=False, indent=2)
-    out.write("\n")
+    _dump(sarif_log([loaded]), out)
 
 
 RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}
@@ -122,76 +108,44 @@ def nothing_found(directory: Path) -> str:
     )
 
 
+def _is_empty(loaded: Any) -> bool:
+    return loaded.documents == 0 and not loaded.issues
+
+
 def render_empty(loaded: Any, fmt: str, out: IO[str]) -> None:
     """A directory without a single document is an error in every format: a wrong path must not pass CI."""
     message = nothing_found(loaded.root)
-    if fmt == "json":
-        json.dump(
-            {
-                "version": 1,
-                "root": str(loaded.root),
-                "valid": False,
-                "documents": 0,
-                "files": 0,
-                "errors": 1,
-                "warnings": 0,
-                "issues": [],
-                "error": message,
-            },
-            out,
-            ensure_ascii=False,
-            indent=2,
-        )
-        out.write("\n")
-    elif fmt == "github":
+    if fmt == "github":
         out.write(f"::error title=flowctl::{_escape_github(message)}\n")
-    elif fmt == "sarif":
-        json.dump(
-            {
-                "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-                "version": "2.1.0",
-                "runs": [
-                    {
-                        "tool": {
-                            "driver": {
-                                "name": "flowctl",
-                                "version": __version__,
-                                "informationUri": "https://flowctl.dev",
-                            }
-                        },
-                        "invocations": [
-                            {
-                                "executionSuccessful": False,
-                                "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}],
-                            }
-                        ],
-                        "results": [],
-                    }
-                ],
-            },
-            out,
-            ensure_ascii=False,
-            indent=2,
-        )
-        out.write("\n")
     else:
         out.write(f"{loaded.root}: invalid: {message}\n")
 
 
 def validate(directories: Sequence[Path], fmt: str, out: IO[str], env: Mapping[str, str] | None = None) -> bool:
-    """``env``: also check that every ${ENV} variable the config needs is set in it (E095)."""
-    ok = True
+    """``env``: also check that every ${ENV} variable the config needs is set in it (E095).
+
+    ``json`` and ``sarif`` print one document however many directories are given (a reader
+    parses the whole output); text and GitHub lines are printed directory by directory."""
+    loaded = []
     for directory in directories:
-        loaded = load_bundle(directory)
-        if loaded.documents == 0 and not loaded.issues:
-            render_empty(loaded, fmt, out)
-            ok = False
-            continue
-        if env is not None and loaded.bundle is not None:
-            loaded.issues.extend(env_issues(loaded.bundle, env))
-        RENDERERS[fmt](loaded, out)
-        ok = ok and loaded.ok
-    return ok
+        each = load_bundle(directory)
+        if env is not None and each.bundle is not None:
+            each.issues.extend(env_issues(each.bundle, env))
+        loaded.append(each)
+    if fmt == "json":
+        _dump(json_documents(loaded), out)
+    elif fmt == "sarif":
+        _dump(
+            sarif_log([e for e in loaded if not _is_empty(e)], [nothing_found(e.root) for e in loaded if _is_empty(e)]),
+            out,
+        )
+    else:
+        for each in loaded:
+            if _is_empty(each):
+                render_empty(each, fmt, out)
+            else:
+                RENDERERS[fmt](each, out)
+    return all(each.ok and not _is_empty(each) for each in loaded)
 
 
 @click.command(
@@ -202,12 +156,17 @@ Examples:
   flowctl validate examples/helpdesk --format json
   flowctl validate . --format github        # annotations in a GitHub Actions job
   flowctl validate . --format sarif > flowctl.sarif
+  flowctl validate config-a config-b --format json   # one document for both
   flowctl validate --env                    # where the daemon runs: every ${ENV} it needs is set
 
 \b
 Exit codes: 0 valid (warnings allowed), 1 invalid or no flowctl document found, 2 usage error.
 Text lines read 'file:line:col: error[CODE]: message (hint: ...)'; codes are
-stable (docs/errors.md), wording may change.""",
+stable (docs/errors.md), wording may change. json and sarif print ONE document
+however many directories are given (json: the sums, every issue with its
+"root", and each directory's own document under "directories"; sarif: one run).
+Each SARIF rule links to its section of docs/errors.md (set FLOWCTL_DOCS_URL
+to link to your own copy).""",
 )
 @click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
 @click.option(

@@ -12,13 +12,14 @@ from datetime import date, datetime
 from typing import Any
 
 from flowctl.spec import model as m
+from flowctl.spec.phones import DEFAULT_REGION, phone_problem
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 .()-]{6,20}$")
 
 
-def _type_problem(spec: m.FieldSpec, value: Any) -> str:
-    """Why ``value`` does not fit ``spec`` ('' when it fits). None is always allowed here."""
+def _type_problem(spec: m.FieldSpec, value: Any, region: str = DEFAULT_REGION) -> str:
+    """Why ``value`` does not fit ``spec`` ('' when it fits). None is always allowed here; a
+    phone number without +country code is read in ``region`` (Config ``phone_region``)."""
     if value is None:
         return ""
     t = spec.type
@@ -51,7 +52,7 @@ def _type_problem(spec: m.FieldSpec, value: Any) -> str:
     if t == "email":
         return "" if isinstance(value, str) and _EMAIL.match(value) else f"'{value}' is not an email address"
     if t == "phone":
-        return "" if isinstance(value, str) and _PHONE.match(value) else f"'{value}' is not a phone number"
+        return phone_problem(value, region)
     if t == "enum":
         return "" if value in spec.values else f"'{value}' is not one of: {', '.join(spec.values)}"
     if t == "ref":
@@ -65,7 +66,7 @@ def _type_problem(spec: m.FieldSpec, value: Any) -> str:
 TEXT_TYPES = ("string", "text", "user", "url", "email", "phone", "enum")
 
 
-def typed_value(spec: m.FieldSpec, value: Any, written: str = "") -> tuple[Any, str]:
+def typed_value(spec: m.FieldSpec, value: Any, written: str = "", region: str = DEFAULT_REGION) -> tuple[Any, str]:
     """``value`` as ``spec``'s type stores it, and why it cannot be ('' when it can): how a test
     types the records it seeds (YAML says ``7`` or ``"7"``, the field says which it is).
 
@@ -96,7 +97,7 @@ def typed_value(spec: m.FieldSpec, value: Any, written: str = "") -> tuple[Any, 
         if word not in ("true", "false", "yes", "no"):
             return value, f"'{value}' is not true or false"
         value = word in ("true", "yes")
-    return value, _type_problem(spec, value)
+    return value, _type_problem(spec, value, region)
 
 
 def _number(text: str) -> int | float | None:
@@ -125,7 +126,7 @@ def typed_fields(
                 problems.append((name, f"field '{name}' is not defined on {object}"))
                 continue
             spec = m.FieldSpec(name=name)
-        typed, why = typed_value(spec, value, written.get(name, ""))
+        typed, why = typed_value(spec, value, written.get(name, ""), bundle.config.phone_region)
         if why:
             problems.append((name, f"field '{name}' ({spec.type}) {why}"))
         out[name] = typed
@@ -152,7 +153,7 @@ def check_fields(bundle: m.Bundle, object: str, fields: Mapping[str, Any], *, co
                 continue
             problems.append(f"field '{name}' is not defined on {object}")
             continue
-        why = _type_problem(spec, value)
+        why = _type_problem(spec, value, bundle.config.phone_region)
         if why:
             problems.append(f"field '{name}' ({spec.type}) {why}")
     if complete:

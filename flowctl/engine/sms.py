@@ -10,17 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["GSM7_BASIC", "GSM7_EXTENSION", "SmsInfo", "segments"]
+from flowctl.spec.gsm import GSM7_BASIC, GSM7_EXTENSION
 
-# GSM 03.38 default alphabet in code order 0x00-0x7F, without 0x1B (the escape to the extension).
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ"  # 0x00-0x1A
-    "ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"  # 0x1C-0x3F
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"  # 0x40-0x5F
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"  # 0x60-0x7F
-)
-# The extension table: each costs two septets (escape + code).
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+__all__ = ["GSM7_BASIC", "GSM7_EXTENSION", "SmsInfo", "segments"]
 
 _LIMITS = {"GSM-7": (160, 153), "UCS-2": (70, 67)}
 

@@ -75,8 +75,9 @@ def _core(
     engines = Engines(Engine(loaded.bundle, version))
     lease_seconds = env_seconds(env, "FLOWCTL_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
     leases = LeaseKeeper(store, clock, owner=owner, lease_seconds=lease_seconds, health=health)
-    worker = Worker(leases, engines, clock, owner=owner, lease_seconds=lease_seconds)
-    return _Core(version, engines, Metrics(), health, leases, worker, lease_seconds)
+    metrics = Metrics()
+    worker = Worker(leases, engines, clock, owner=owner, lease_seconds=lease_seconds, metrics=metrics)
+    return _Core(version, engines, metrics, health, leases, worker, lease_seconds)
 
 
 def engine_service(loaded: Loaded, store: Store, version: str) -> EngineService:
@@ -211,9 +212,10 @@ def _bundle(loaded: Loaded) -> m.Bundle:
     return loaded.bundle
 
 
-def run(settings: Settings, say: Callable[[str], None]) -> int:
+def run(settings: Settings, say: Callable[[str, Mapping[str, object]], None]) -> int:
     """Run the daemon until SIGTERM or SIGINT: 0 after a clean stop, 1 if the server never started.
-    Raises :class:`Refused` when it cannot start; ``say`` prints the operator's lines (stderr)."""
+    Raises :class:`Refused` when it cannot start; ``say(text, fields)`` prints the operator's lines
+    (stderr), ``fields`` the ids they name, for a JSON log."""
     loaded, env = settings.loaded, settings.env
     config = _bundle(loaded).config
     unset = unset_env(_bundle(loaded), env)
@@ -244,7 +246,7 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
         if lock is not None:  # the lock proves every earlier daemon on this file is gone: take its work now
             ended = store.expire_leases(SystemClock().now())
             if ended:
-                say(f"flowctl: resuming {ended} item(s) a stopped daemon had in hand")
+                say(f"flowctl: resuming {ended} item(s) a stopped daemon had in hand", {})
     except Exception as exc:
         raise Refused(f"cannot open the store {settings.database}: {exc}") from exc
     engine_process = None
@@ -265,7 +267,7 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
             f"{settings.directory} may not replace the deployed configuration: {exc} "
             f"(see 'flowctl plan {settings.directory}')"
         ) from exc
-    say(summary(service, settings.listen, settings.database, ui=settings.ui))
+    say(summary(service, settings.listen, settings.database, ui=settings.ui), {"config_version": service.version})
     start_from_env(os.environ, threading.Event())  # FLOWCTL_TRACEMALLOC: this process too, by its pid
     from flowctl.runtime.api.app import create_app  # lazy: start-up time (the engine process serves no HTTP)
     from flowctl.runtime.api.server import make_server  # lazy: start-up time (the engine process serves no HTTP)
@@ -283,5 +285,5 @@ def run(settings: Settings, say: Callable[[str], None]) -> int:
     finally:
         service.stop()
         store.close()
-        say("flowctl: stopped")
+        say("flowctl: stopped", {"config_version": service.version})
     return 0 if server.started else 1

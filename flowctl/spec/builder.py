@@ -124,6 +124,7 @@ class Builder:
             where=w,
             database=_str(spec.get("database", "sqlite:///flowctl.db")),
             timezone=_str(spec.get("timezone", "UTC")),
+            phone_region=_str(spec.get("phone_region", "VN")),
             listen=_str(spec.get("listen", "127.0.0.1:8080")),
             api_token=_str(spec.get("api_token")),
             access=tuple(

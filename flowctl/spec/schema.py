@@ -109,8 +109,13 @@ def _describe(err: ValidationError) -> tuple[str, str]:
     if err.validator in ("oneOf", "anyOf", "not") and "description" in schema:
         return f"{where}: does not fit: {schema['description']}", "see the schema description (flowctl schema)"
     if err.validator == "pattern" and "description" in schema:
-        return f"{where}: {instance!r} is not valid: {schema['description']}", ""
+        expected = schema.get("patternErrorMessage")  # the editor's wording (yaml-language-server shows it)
+        return f"{where}: {instance!r} is not valid: {schema['description']}", f"write {expected}" if expected else ""
     return f"{where}: {err.message}", ""
+
+
+#: A YAML file of another tool (docker-compose.yml, a CI workflow) in the config directory.
+_IGNORE_IT = "if {file} is not part of the flowctl configuration, add the line '{file}' to .flowctlignore"
 
 
 def check_document(doc: RawDocument) -> list[Issue]:
@@ -122,7 +127,17 @@ def check_document(doc: RawDocument) -> list[Issue]:
                 "E010",
                 "a flowctl document must be a mapping with apiVersion, kind, metadata and spec",
                 doc.span,
-                "start the document with 'apiVersion: flowctl/v1'",
+                f"start the document with 'apiVersion: flowctl/v1', or {_IGNORE_IT.format(file=doc.span.file)}",
+            )
+        ]
+    if "apiVersion" not in data and "kind" not in data:
+        return [
+            error(
+                "E011",
+                "not a flowctl document: it has neither apiVersion nor kind",
+                doc.span,
+                f"{_IGNORE_IT.format(file=doc.span.file)}; a flowctl document starts with "
+                f"'apiVersion: {API_VERSION}' and a kind",
             )
         ]
     issues: list[Issue] = []

@@ -37,6 +37,7 @@ from flowctl.spec.jinja.static import (
     referenced_fields,
     referenced_names,
     syntax_message,
+    template_tree,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "phone",
     "referenced_fields",
     "referenced_names",
+    "template_tree",
     "unaccent",
 ]
 

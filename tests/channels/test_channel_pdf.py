@@ -59,5 +59,5 @@ def test_missing_font_says_how_to_install_one(tmp_path: Path, monkeypatch: pytes
 
 def test_html_to_text() -> None:
     assert html_to_text("<html><head><style>x</style></head><body><p>A &amp; B<br>C</p><p>D</p></body></html>") == (
-        "A & B\nC\nD"
+        "A & B\nC\n\nD"
     )

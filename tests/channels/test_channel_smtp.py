@@ -142,6 +142,42 @@ def test_html_only_gets_a_text_part(smtp_server: SmtpServer, make_channel: MakeC
     assert text is not None and text.get_content().strip() == "Xin chào Lan"
 
 
+ORDER_HTML = """<html><head><style>td { padding: 4px }</style></head><body>
+<p>Kính gửi chị Lan, đơn hàng của chị: <a href="https://shop.example.com/don/12?ma=A&amp;b=1">xem đơn hàng</a>.</p>
+<table>
+  <tr><th>Sản phẩm</th><th>SL</th><th>Thành tiền</th></tr>
+  <tr><td>Sofa góc</td><td>1</td><td>15.000.000 ₫</td></tr>
+  <tr><td>Bàn trà</td><td>2</td><td>3.000.000 ₫</td></tr>
+</table>
+<p>Hỏi đáp: <a href="https://shop.example.com/hoi-dap">https://shop.example.com/hoi-dap</a></p>
+</body></html>"""
+
+
+def test_the_text_part_of_an_html_email_keeps_link_urls_and_table_rows(
+    smtp_server: SmtpServer, make_channel: MakeChannel, make_row: MakeRow
+) -> None:
+    sender = plain(make_channel, smtp_server)
+    try:
+        sender.send(make_row("send_email", "email", to="a@example.com", subject="Đơn hàng", html=ORDER_HTML))
+    finally:
+        sender.close()
+    part = smtp_server.handler.messages[0].message.get_body(("plain",))
+    assert part is not None
+    lines = part.get_content().splitlines()
+    assert lines[0] == ("Kính gửi chị Lan, đơn hàng của chị: [xem đơn hàng](https://shop.example.com/don/12?ma=A&b=1).")
+    rows = [line.split() for line in lines if "Sofa" in line or "Bàn trà" in line or "Sản phẩm" in line]
+    assert rows == [
+        ["Sản", "phẩm", "SL", "Thành", "tiền"],
+        ["Sofa", "góc", "1", "15.000.000", "₫"],
+        ["Bàn", "trà", "2", "3.000.000", "₫"],
+    ]
+    header = next(line for line in lines if "Sản phẩm" in line)
+    sofa = next(line for line in lines if "Sofa" in line)
+    assert header.index("SL") == sofa.index("1")  # cells line up in columns
+    assert lines[-1] == "Hỏi đáp: https://shop.example.com/hoi-dap"  # a bare URL once, not [u](u)
+    assert "td {" not in part.get_content()
+
+
 def test_login_with_password_from_env_never_leaks(
     smtp_server: SmtpServer, make_channel: MakeChannel, make_row: MakeRow
 ) -> None:

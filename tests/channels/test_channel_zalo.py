@@ -87,6 +87,9 @@ def sender(server: ZaloServer, store: Store, clock: FrozenClock, make_channel: M
         ("84912345678", "84912345678"),
         ("912345678", "84912345678"),
         ("(+84) 912.345.678", "84912345678"),
+        ("+1 415 555 2671", "14155552671"),  # not 8414155552671
+        ("01686123456", ""),  # retired in 2018: no plan has it
+        ("123456", ""),
         ("", ""),
         ("n/a", ""),
     ],
@@ -219,6 +222,14 @@ def test_a_phone_without_zalo_is_a_permanent_failure_and_the_fallback_is_queued_
     assert (queued.key, queued.channel, queued.action) == ("run-1:zns:0:fallback", "sms", "send_sms")
     assert queued.payload["to"] == "0987654321" and queued.payload["text"] == "Chuc mung sinh nhat Lan!"
     assert queued.payload["segments"] == 1 and queued.payload["fallback_of"] == "run-1:zns:0"
+
+
+def test_a_phone_no_plan_has_fails_for_good_naming_it_and_never_reaches_zalo(
+    server: ZaloServer, sender: ZaloSender, make_row: MakeRow
+) -> None:
+    with pytest.raises(PermanentFailure, match=r"'01686123456' is not a phone number any numbering plan has"):
+        sender.send(zns_row(make_row, to="01686123456"))
+    assert server.sent == []
 
 
 def test_a_phone_without_zalo_and_no_fallback_is_dead_lettered(

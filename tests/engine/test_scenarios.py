@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flowctl.engine.scenario import run_scenarios
 from tests.engine.conftest import make_bundle
 from tests.engine.design_example import FILES as DESIGN
@@ -468,6 +470,16 @@ def test_a_seeded_value_that_is_not_of_its_fields_type_is_rejected_at_its_place(
             "contact 1: field 'status' (enum) true is not text; write it in quotes if it is meant as text",
         ),
     ]
+
+
+@pytest.mark.parametrize("phone", ["123456", "01686123456"])
+def test_a_seeded_phone_no_numbering_plan_has_is_rejected(tmp_path, phone: str) -> None:
+    failures, steps = seeds(tmp_path, f'{{phone: "{phone}"}}')
+    assert steps == 0
+    ((step, place, message),) = failures
+    assert (step, place) == (0, "tests/t.yaml:7:48")  # at the value
+    assert message.startswith(f"contact 1: field 'phone' (phone) '{phone}' is not a phone number")
+    assert "e.g. 0912345678" in message
 
 
 def test_a_scenario_deletes_and_restores_a_record_and_a_restore_of_a_live_one_is_refused(tmp_path) -> None:

@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
-import re
 import threading
 
 import pytest
 from http_support import Api
+from prometheus_client.parser import text_string_to_metric_families
 
-from flowctl.runtime.api.metrics import CONTENT_TYPE, MetricError, Metrics
-
-_SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
-    r'(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})?'
-    r" (?P<value>[-+]?(?:[0-9.]+(?:e[-+]?[0-9]+)?|Inf|NaN))$"
-)
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+from flowctl.runtime.api.metrics import CONTENT_TYPE, MetricError, Metrics, add_gained, gained
 
 
 def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """Prometheus text format 0.0.4 → {sample name: {labels: value}}; fails on any bad line."""
+    """Prometheus text format 0.0.4 → {sample name: {labels: value}}, read by prometheus_client's
+    own parser (which fails on a bad line); every family has a TYPE and a HELP."""
     assert text.endswith("\n")
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    types: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
-            assert name not in types, f"TYPE given twice for {name}"
-            types[name] = kind
-            continue
-        match = _SAMPLE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        name = match["name"]
-        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
-        assert family in types, f"{name} has no TYPE line before it"
-        labels = tuple(_LABEL.findall(match["labels"] or ""))
-        samples.setdefault(name, {})[labels] = float(match["value"].replace("Inf", "inf"))
+    for family in text_string_to_metric_families(text):
+        assert family.type in ("counter", "gauge", "histogram"), family
+        assert family.documentation, f"{family.name} has no HELP"
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
 
 
@@ -58,9 +41,9 @@ def test_counters_gauges_histograms_and_callbacks_render_as_prometheus_text() ->
     samples = parse(metrics.render())
 
     assert samples["app_requests_total"][(("route", "/a"), ("status", "200"))] == 1
-    assert samples["app_requests_total"][(("route", '/b \\"quoted\\"\\n'), ("status", "500"))] == 2
+    assert samples["app_requests_total"][(("route", '/b "quoted"\n'), ("status", "500"))] == 2
     assert samples["app_workers"][()] == 3
-    assert [samples["app_seconds_bucket"][(("le", le),)] for le in ("0.1", "1", "+Inf")] == [1, 2, 3]
+    assert [samples["app_seconds_bucket"][(("le", le),)] for le in ("0.1", "1.0", "+Inf")] == [1, 2, 3]
     assert samples["app_seconds_count"][()] == 3
     assert math.isclose(samples["app_seconds_sum"][()], 5.55)
     assert samples["app_outbox"] == {(("status", "dead"),): 1, (("status", "pending"),): 4}
@@ -82,6 +65,10 @@ def test_registering_is_get_or_create_and_checks_consistency() -> None:
         first.inc(-1, a="1")
     with pytest.raises(MetricError):
         metrics.counter("bad name", "X.")
+    with pytest.raises(MetricError, match="_total"):
+        metrics.counter("x_count", "A counter's name ends in _total.")
+    with pytest.raises(MetricError, match="_total"):
+        metrics.gauge_callback("y_total", "Only a counter's does.", lambda: 1)
 
 
 def test_a_callback_can_be_replaced() -> None:
@@ -125,3 +112,27 @@ def test_the_metrics_endpoint_serves_what_the_api_counted(api: Api) -> None:
     assert samples["flowctl_http_requests_total"][(route, ("status", "422"))] == 1
     assert samples["flowctl_http_request_seconds_count"][(route,)] == 2
     assert samples["flowctl_changes_accepted_total"][(("source", "api"),)] == 1
+
+
+def test_what_the_engine_process_histograms_gained_adds_up_in_the_daemons() -> None:
+    child, parent = Metrics(), Metrics()
+    for metrics in (child, parent):
+        metrics.histogram("batch_seconds", "Batch.", ("kind",), buckets=(0.1, 1.0))
+    observed = child.histograms()["batch_seconds"]
+    sent: dict = {}
+    for values in ((0.05, 0.5), (5.0,), ()):  # three reports; the last has nothing new
+        for value in values:
+            observed.observe(value, kind="changes")
+        now = {name: h.state() for name, h in child.histograms().items()}
+        doc = gained(now, sent)
+        assert bool(doc) == bool(values)
+        add_gained(parent, json.loads(json.dumps(doc)))  # as it crosses the pipe
+        sent = now
+    restarted = Metrics()  # a new engine process starts from zero; the daemon keeps the sum
+    restarted.histogram("batch_seconds", "Batch.", ("kind",), buckets=(0.1, 1.0)).observe(0.01, kind="changes")
+    add_gained(parent, gained({n: h.state() for n, h in restarted.histograms().items()}, {}))
+
+    samples = parse(parent.render())
+    buckets = [samples["batch_seconds_bucket"][(("kind", "changes"), ("le", le))] for le in ("0.1", "1.0", "+Inf")]
+    assert buckets == [2, 3, 4]
+    assert math.isclose(samples["batch_seconds_sum"][(("kind", "changes"),)], 5.56)

@@ -324,7 +324,12 @@ class HttpApi(ApiCore):
             request_body={
                 "required": True,
                 "content": {
-                    **json_content({"type": ["object", "array"], "description": "The payload, or a list of payloads."}),
+                    **json_content(
+                        {
+                            "description": "The payload, or a list of payloads.",
+                            "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+                        }
+                    ),
                     **{
                         media: {"schema": {"type": "object", "description": "Form fields; PHP-style keys nest."}}
                         for media in FORM_TYPES

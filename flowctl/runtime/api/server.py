@@ -33,6 +33,7 @@ def make_server(app: ASGIApp, host: str, port: int) -> Server:
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through the daemon's handler (JSON with --log-format json)
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Sequence
 
 from flowctl.ports import Store
+from flowctl.runtime.api.metrics import HistogramState, gained
 from flowctl.runtime.compose import engine_service
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, brief, unavailable
 from flowctl.runtime.daemon.logs import setup_logging
@@ -152,13 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     store, service = loaded
     control.service = service
     service.start()
-    reporter = threading.Thread(target=_report, args=(service, status), name="flowctl-engine-report", daemon=True)
+    histograms = _Histograms(service)
+    reporter = threading.Thread(
+        target=_report, args=(service, status, histograms), name="flowctl-engine-report", daemon=True
+    )
     reporter.start()
     try:
         control.closed.wait()
     finally:
         service.stop()
         _write_counts(service, status)
+        histograms.report(status)
         store.close()
     return 0
 
@@ -173,11 +179,29 @@ def _write_counts(service: EngineService, status: _Status) -> None:
     status.write(f"{processed} {failed} {fired}")
 
 
-def _report(service: EngineService, status: _Status) -> None:
+class _Histograms:
+    """What the engine's histograms gained since the last report, for the parent's /metrics."""
+
+    def __init__(self, service: EngineService) -> None:
+        self.service = service
+        self.sent: dict[str, HistogramState] = {}
+        self._lock = threading.Lock()  # the reporter thread, then the last report at the stop
+
+    def report(self, status: _Status) -> None:
+        with self._lock:
+            now = {name: h.state() for name, h in self.service.metrics.histograms().items()}
+            doc = gained(now, self.sent)
+            if doc:
+                status.write("m " + json.dumps(doc, separators=(",", ":")))
+            self.sent = now
+
+
+def _report(service: EngineService, status: _Status, histograms: _Histograms) -> None:
     """The counts when they change, the version the engine runs (at once, then on a switch), and a
     heartbeat while the worker loop finishes rounds or builds a version (the parent's watchdog)."""
     last, version, rounds = None, "", -1
     while True:
+        histograms.report(status)
         if service.version != version:
             version = service.version
             status.write(f"v {version}")

@@ -10,6 +10,8 @@ through the database as replicas do (leases), plus a pipe each way:
 - parent → child: ``w`` after an ingest commit (new changes: do not wait for the poll),
   ``r`` after a reload (switch to the deployed version now); end of file: stop.
 - child → parent: a line ``processed failed timers_fired`` when a count changes, for /metrics;
+  ``m <json>`` with what its histograms gained (engine batch time, change-to-outbox latency;
+  ``metrics.gained``), which the parent adds to its own, so /metrics shows both processes;
   ``v <version>`` once it runs a version (and after each switch); ``w <why>`` while it runs none;
   ``h`` (a heartbeat) at most every quarter second while its worker loop finishes rounds or it
   builds a version.
@@ -31,6 +33,7 @@ so no other daemon starts on that file while it lives. The parent starts it agai
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -38,6 +41,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+
+from flowctl.runtime.api.metrics import Metrics, add_gained
 
 log = logging.getLogger("flowctl.engine_process")
 
@@ -76,6 +81,7 @@ class EngineProcess:
         self.stalls = 0  # children the watchdog killed
         self.beat_at = 0.0  # time.monotonic() of the child's last status line
         self.pending: Callable[[], bool] = lambda: True  # whether changes wait (set by the service)
+        self.metrics: Metrics | None = None  # where the child's histograms are added (set by the service)
         self._stopping = False
         self._lock = threading.Lock()
 
@@ -125,6 +131,11 @@ class EngineProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def pid(self) -> int | None:
+        """The child's pid while it runs (its CPU and memory are on /metrics)."""
+        proc = self.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def problem(self) -> str:
         """Why no engine process can process changes now ('' when one can): none runs, it keeps
         exiting, or it runs no version (starting, the store unreachable, no version it can run)."""
@@ -159,6 +170,9 @@ class EngineProcess:
             for line in stream:
                 kind, _, rest = line.decode("utf-8", "replace").strip().partition(" ")
                 self.beat_at = time.monotonic()
+                if kind == "m":
+                    self._add_metrics(rest)
+                    continue
                 with self._lock:
                     if kind == "v":
                         self.running_version, self.waiting = rest, ""
@@ -166,6 +180,15 @@ class EngineProcess:
                         self.running_version, self.waiting = "", rest
                     elif kind.isdigit() and len(parts := rest.split()) == 2 and all(p.isdigit() for p in parts):
                         self.counts = (int(kind), int(parts[0]), int(parts[1]))
+
+    def _add_metrics(self, text: str) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        try:
+            add_gained(metrics, json.loads(text))
+        except (ValueError, TypeError) as exc:  # a bug in one report must not stop the status reader
+            log.warning("the engine process reported metrics this process cannot read: %s", exc)
 
     def supervise(
         self, stop: threading.Event, version: Callable[[], str], on_exit: Callable[[int], None] | None = None

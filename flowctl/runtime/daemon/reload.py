@@ -19,6 +19,7 @@ from flowctl.gitops.versions import NotRebuildable, from_version
 from flowctl.ports import ConfigVersion, Store
 from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.fetching import fetch_senders
+from flowctl.runtime.daemon.logs import ids
 from flowctl.runtime.delivery import policies
 from flowctl.spec.config import Loaded
 
@@ -86,7 +87,13 @@ def pick_up(service: Any) -> bool:
     service.bundle = bundle
     service.loaded = loaded
     previous, service.version = service.version, current.id
-    log.info("switched from version %s to %s (%s)", previous, current.id, current.commit or "no commit")
+    log.info(
+        "switched from version %s to %s (%s)",
+        previous,
+        current.id,
+        current.commit or "no commit",
+        extra=ids(config_version=current.id),
+    )
     release_unused(service)
     return True
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from flowctl import __version__ as FLOWCTL_VERSION
 from flowctl.channels.base import Sender
 from flowctl.channels.env import by_owner, unset_env
 from flowctl.engine.pipelines import PipelineRunner
@@ -35,7 +36,7 @@ from flowctl.runtime.care.scheduler import CareScheduler
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.ingest import Backoff, Ingest, StoreHealth, unavailable
 from flowctl.runtime.daemon.leases import LeaseKeeper
-from flowctl.runtime.daemon.logs import RecentErrors
+from flowctl.runtime.daemon.logs import RecentErrors, ids
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.reload import pick_up
 from flowctl.runtime.daemon.worker import Engines, Worker
@@ -211,7 +212,7 @@ class EngineService:
             log.error("reload %s: %s; still running version %s", result, self.last_reload_problem, self.version)
         elif result == "deployed" and pick_up(self):
             self._switched()
-            log.info("reloaded: now running version %s", self.version)
+            log.info("reloaded: now running version %s", self.version, extra=ids(config_version=self.version))
         self.metrics.counter("flowctl_reloads_total", "Configuration reloads by result", ["result"]).inc(result=result)
         self.last_reload_ok = result in ("deployed", "unchanged")
         self.last_reload = {
@@ -340,18 +341,24 @@ class EngineService:
 
     def _register_metrics(self) -> None:
         register_queue_metrics(self.metrics, self.store, self.clock)
-        self.metrics.gauge_callback(
+        self.metrics.counter_callback(
             "flowctl_changes_processed_total", "Changes processed by this daemon", lambda: self._worker_counts()[0]
         )
-        self.metrics.gauge_callback(
+        self.metrics.counter_callback(
             "flowctl_changes_failed_total", "Changes refused or failed in processing", lambda: self._worker_counts()[1]
+        )
+        self.metrics.gauge_callback(
+            "flowctl_build_info",
+            "Always 1: the flowctl release and the configuration version this daemon runs",
+            self._build_info,
+            ("version", "config_version"),
         )
         self.metrics.gauge_callback(
             "flowctl_reload_ok",
             "1 when the last reload succeeded (or none was tried)",
             lambda: int(self.last_reload_ok),
         )
-        self.metrics.gauge_callback(
+        self.metrics.counter_callback(
             "flowctl_timers_fired_total", "Timers fired by this daemon", lambda: self._worker_counts()[2]
         )
         self.metrics.gauge_callback(
@@ -360,6 +367,9 @@ class EngineService:
             "holds: the current one, and those open runs or care days use",
             lambda: len(self.engines.by_version),
         )
+
+    def _build_info(self) -> Mapping[tuple[str, ...], int]:
+        return {(FLOWCTL_VERSION, self.version): 1}
 
     def _worker_counts(self) -> tuple[int, int, int]:
         """Processed, failed, timers fired."""
@@ -496,7 +506,9 @@ class Service(EngineService):
         super()._register_metrics()
         if self.engine_process is not None:
             engine = self.engine_process
-            self.metrics.gauge_callback(
+            engine.metrics = self.metrics  # the engine process's histograms are added to this process's
+            self.metrics.add_process("flowctl_engine", engine.pid)
+            self.metrics.counter_callback(
                 "flowctl_engine_restarts_total",
                 "Times the engine process was started again after it exited",
                 lambda: engine.restarts,
@@ -506,7 +518,7 @@ class Service(EngineService):
                 "1 while the engine process runs a version and can process changes",
                 lambda: int(not engine.problem()),
             )
-            self.metrics.gauge_callback(
+            self.metrics.counter_callback(
                 "flowctl_engine_stalls_total",
                 "Times the watchdog killed an engine process "
                 "that made no progress while changes waited (limits.engine_stall_seconds)",

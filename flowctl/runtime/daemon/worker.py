@@ -10,6 +10,7 @@ commit leaves the changes pending, a crash after leaves nothing to redo.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -22,6 +23,8 @@ from flowctl.engine.memory import MemoryState
 from flowctl.engine.state import EventReceived, Input, Record, Run, Step, Timer, TimerFired
 from flowctl.engine.write_back import echoed
 from flowctl.ports import Clock, LeaseLost, OutboxFilter, Processed, RecordState, StoredChange, WorkerStore
+from flowctl.runtime.api.metrics import SLOW_BUCKETS, Histogram, Metrics
+from flowctl.runtime.daemon.logs import ids
 
 log = logging.getLogger("flowctl.worker")
 
@@ -185,6 +188,21 @@ def linked_keys(
     return keys
 
 
+def _log_processed(items: Sequence[Processed], version: str) -> None:
+    """A debug line per change processed and run it started or moved on, the ids as fields."""
+    for item in items:
+        change = item.change
+        if change is None or item.error:
+            continue
+        record = (change.object, change.record_id)
+        runs: list[Run | None] = [*item.step.runs_in_order()] or [None]
+        for run in runs:
+            about = ids(change_seq=change.seq, record=record, config_version=version)
+            if run is not None:
+                about |= ids(run_id=run.id, automation=run.automation, config_version=run.config_version)
+            log.debug("processed %s of %s/%s", change.op, *record, extra=about)
+
+
 #: How long after a write-back a CRM's change repeating its values is taken for its echo.
 ECHO_WINDOW = timedelta(minutes=10)
 
@@ -204,6 +222,7 @@ class Worker:
         batch: int = 256,
         lease_seconds: float = 60.0,
         on_processed: Callable[[int, int], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -215,6 +234,19 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self.timers_fired = 0
+        self.batch_seconds: Histogram | None = None
+        self.to_outbox: Histogram | None = None
+        if metrics is not None:
+            self.batch_seconds = metrics.histogram(
+                "flowctl_engine_batch_seconds",
+                "Time the engine took for one batch, from the claim to the commit: changes or timers",
+                ("kind",),
+            )
+            self.to_outbox = metrics.histogram(
+                "flowctl_change_to_outbox_seconds",
+                "From a change being stored to the commit of the messages it queued (changes that queued any)",
+                buckets=SLOW_BUCKETS,
+            )
 
     # ------------------------------------------------------------------ changes
 
@@ -272,6 +304,7 @@ class Worker:
         return echoed(spec, before, after, written)
 
     def process_changes(self) -> int:
+        started = time.monotonic()
         now = self.clock.now()
         claimed = self.store.claim_changes(self.batch, self.owner, now, self.lease_seconds)
         if not claimed:
@@ -293,16 +326,23 @@ class Worker:
                 failed += 1
                 continue
             except Exception as exc:
-                log.exception("change %s failed", change.seq)
+                where = ids(
+                    change_seq=change.seq, record=(change.object, change.record_id), config_version=engine.version
+                )
+                log.exception("change %s failed", change.seq, extra=where)
                 items.append(Processed(change=change, error=f"{type(exc).__name__}: {exc}"))
                 failed += 1
                 continue
             overlay.apply(step)
             items.append(Processed(change=change, record=record, step=step))
             for problem in step.problems:
-                log.warning("%s %s: %s", problem.object, problem.record_id, problem.message)
+                about = ids(change_seq=change.seq, record=(problem.object, problem.record_id), run_id=problem.run_id)
+                log.warning("%s %s: %s", problem.object, problem.record_id, problem.message, extra=about)
         if not self._commit(items):
             return 0
+        self._observe("changes", started, items)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_processed(items, engine.version)
         self.processed += len(items) - failed
         self.failed += failed
         if self.on_processed:
@@ -312,6 +352,7 @@ class Worker:
     # ------------------------------------------------------------------ timers
 
     def fire_timers(self) -> int:
+        started = time.monotonic()
         now = self.clock.now()
         due = self.store.claim_due_timers(now, self.batch, self.owner, self.lease_seconds)
         if not due:
@@ -326,15 +367,30 @@ class Worker:
             try:
                 step = engine.handle(overlay, TimerFired(key=f"t:{timer.id}", timer=timer), now)
             except Exception as exc:
-                log.exception("timer %s failed", timer.id)
+                log.exception(
+                    "timer %s failed", timer.id, extra=ids(record=(timer.object, timer.record_id), run_id=timer.run_id)
+                )
                 items.append(Processed(timer=timer, error=f"{type(exc).__name__}: {exc}"))
                 continue
             overlay.apply(step)
             items.append(Processed(timer=timer, step=step))
         if not self._commit(items):
             return 0
+        self._observe("timers", started, items)
         self.timers_fired += len(items)
         return len(items)
+
+    def _observe(self, kind: str, started: float, items: list[Processed]) -> None:
+        """The batch's time, and for each change that queued messages how long after it was stored
+        they were committed (the rows carry the commit's time)."""
+        if self.batch_seconds is not None:
+            self.batch_seconds.observe(time.monotonic() - started, kind=kind)
+        if self.to_outbox is not None:
+            committed = self.clock.now()
+            for item in items:
+                change = item.change
+                if change is not None and change.received_at is not None and item.step.effects:
+                    self.to_outbox.observe(max((committed - change.received_at).total_seconds(), 0.0))
 
     def _commit(self, items: list[Processed]) -> bool:
         """Commit the batch if this worker still holds its leases (fencing); False when it was

@@ -54,8 +54,9 @@ from typing import Any
 
 from flowctl.channels.base import PermanentFailure, Receipt, Sender, TemporaryFailure
 from flowctl.ports import Clock, Outbox, OutboxRow
-from flowctl.runtime.api.metrics import Counter
+from flowctl.runtime.api.metrics import Counter, Histogram, delivery_metrics
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
+from flowctl.runtime.daemon.logs import outbox_ids
 from flowctl.runtime.delivery import policies as policies_
 from flowctl.spec.model import SendPolicy
 
@@ -142,15 +143,13 @@ class Deliverer:
         self._windows: dict[tuple[str, str], policies_.Window] = {}
         self._windows_lock = threading.Lock()
         self.outcomes: Counter | None = None
+        self.delivery_seconds: Histogram | None = None  # queued → accepted, and the send call alone
+        self.send_seconds: Histogram | None = None
         self._working: frozenset[str] | None = None  # channels with a working sender, at the last release
         self._reported: set[str] = set()  # unconfigured channels already logged
         self._last_round: datetime | None = None  # the clock at the previous round: a later one reads no earlier
         if metrics is not None:
-            self.outcomes = metrics.counter(
-                "flowctl_deliveries_total",
-                "Outbox rows handled by channel and result: sent, retry, dead or held.",
-                ("channel", "result"),
-            )
+            self.outcomes, self.delivery_seconds, self.send_seconds = delivery_metrics(metrics)
 
     # ---- one round
 
@@ -241,11 +240,15 @@ class Deliverer:
                 else:
                     self._record(outcome)
         if sent:
-            lost = set(self.store.mark_sent_many([row.id for row in sent], self.clock.now(), owner=self.owner))
+            now, debug = self.clock.now(), log.isEnabledFor(logging.DEBUG)
+            lost = set(self.store.mark_sent_many([row.id for row in sent], now, owner=self.owner))
             self._lost("sent", sorted(lost))
             for row in sent:
                 if row.id not in lost:
                     self._count(row.channel, "sent")
+                    self._delivered(row, now)
+                    if debug:
+                        log.debug("sent %s %s via %s", row.action, row.key, row.channel, extra=outbox_ids(row))
 
     def _screen(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """The rows that may go now. A row claimed more often than its channel allows attempts
@@ -258,7 +261,7 @@ class Deliverer:
                 error = f"gave up after {row.attempts - 1} attempts: the sender's lease ran out (it died or hung)"
                 if self.store.mark_failed(row.id, error, None, now, owner=self.owner):
                     self._count(row.channel, "dead")
-                    log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error)
+                    log.warning("dead %s %s via %s: %s", row.action, row.key, row.channel, error, extra=outbox_ids(row))
                 else:
                     self._lost("dead", [row.id])
             else:
@@ -373,7 +376,9 @@ class Deliverer:
         if released:
             log.info("releasing %d held message(s): their channel is configured now", released)
 
-    def _observe(self, seconds: float) -> None:
+    def _observe(self, seconds: float, channel: str) -> None:
+        if self.send_seconds is not None:
+            self.send_seconds.observe(seconds, channel=channel)
         with self._windows_lock:
             self._send_seconds = seconds if not self._send_seconds else 0.8 * self._send_seconds + 0.2 * seconds
 
@@ -402,6 +407,11 @@ class Deliverer:
     def _rate_reason(self, channel: str, until: datetime) -> str:
         policy = self.policies.get(channel)
         return f"{policies_.RATE_HOLD} {policy.rate if policy else ''}; until {until.isoformat()}"
+
+    def _delivered(self, row: OutboxRow, now: datetime) -> None:
+        if self.delivery_seconds is not None and row.created_at is not None:
+            waited = (now - row.created_at).total_seconds()
+            self.delivery_seconds.observe(max(waited, 0.0), channel=row.channel)
 
     def _count(self, channel: str, result: str) -> None:
         if self.outcomes is not None:
@@ -453,7 +463,7 @@ class Deliverer:
             try:
                 return Outcome(row=row, receipt=sender.send(row))
             finally:
-                self._observe(time.monotonic() - started)
+                self._observe(time.monotonic() - started, row.channel)
         except PermanentFailure as exc:
             return Outcome(row=row, error=exc.reason, permanent=True)
         except TemporaryFailure as exc:
@@ -484,7 +494,8 @@ class Deliverer:
             if self._lost("sent", self.store.mark_sent_many([row.id], now, owner=self.owner)):
                 return
             self._count(row.channel, "sent")
-            log.debug("sent %s: %s", where, outcome.receipt.detail)
+            self._delivered(row, now)
+            log.debug("sent %s: %s", where, outcome.receipt.detail, extra=outbox_ids(row))
             return
         attempts = max(row.attempts, 1)  # the claim counted this attempt
         limit = self._max_attempts(row.channel)
@@ -494,14 +505,22 @@ class Deliverer:
                 self._lost("dead", [row.id])
                 return
             self._count(row.channel, "dead")
-            log.warning("dead %s: %s", where, error)
+            log.warning("dead %s: %s", where, error, extra=outbox_ids(row))
             return
         delay = self.backoff(attempts, outcome.retry_after)
         if not self.store.mark_failed(row.id, outcome.error, now + timedelta(seconds=delay), now, owner=self.owner):
             self._lost("retry", [row.id])
             return
         self._count(row.channel, "retry")
-        log.info("retry %s in %.0fs (attempt %d of %d): %s", where, delay, attempts, limit, outcome.error)
+        log.info(
+            "retry %s in %.0fs (attempt %d of %d): %s",
+            where,
+            delay,
+            attempts,
+            limit,
+            outcome.error,
+            extra=outbox_ids(row),
+        )
 
     def _lost(self, outcome: str, row_ids: list[int]) -> bool:
         """Log rows not marked ``outcome`` because this sender lost their lease (it was paused past

@@ -23,6 +23,7 @@ from flowctl.spec.checks.links import (
     check_saved_in_conditions,
     check_saved_reads,
 )
+from flowctl.spec.checks.phones import check_phone_region, check_test_phones
 from flowctl.spec.checks.pipelines import check_after, check_stage_fields, check_stage_ids
 from flowctl.spec.checks.policies import check_care_defaults
 from flowctl.spec.checks.recipients import check_recipients
@@ -40,6 +41,7 @@ from flowctl.spec.checks.schedules import (
     check_time_zones,
 )
 from flowctl.spec.checks.secrets import check_secrets
+from flowctl.spec.checks.sms import check_sms_encoding
 from flowctl.spec.checks.source_auth import check_source_auth
 from flowctl.spec.checks.waits import check_rule_delays, check_rule_waits
 from flowctl.spec.checks.write_back import check_write_back
@@ -73,6 +75,7 @@ CHECKS: list[Check] = [
     check_expressions,
     check_templates,
     check_set_values,
+    check_test_phones,
     # links and created records
     check_linked_reads,
     check_record_writes,
@@ -80,6 +83,7 @@ CHECKS: list[Check] = [
     check_saved_in_conditions,
     # time
     check_time_zones,
+    check_phone_region,
     check_care_schedule,
     check_durations,
     check_care_limit,
@@ -93,6 +97,7 @@ CHECKS: list[Check] = [
     check_care_defaults,
     check_webhook_delivery,
     check_zalo,
+    check_sms_encoding,
     check_source_auth,
     check_source_fetch,
     check_write_back,

@@ -39,6 +39,7 @@ from flowctl.spec.checks.references import written_object
 from flowctl.spec.dependencies import needs_stages
 from flowctl.spec.durations import DurationError, parse_duration
 from flowctl.spec.issues import Issue, error, warning
+from flowctl.spec.phones import phone_hint, phone_problem
 from flowctl.spec.places import PathPart, Span, Where
 
 ROOTS = ("record", "before")
@@ -441,8 +442,9 @@ def _literal_issues(bundle: m.Bundle, text: Text, object_name: str) -> Iterator[
             )
 
 
-def _literal_problem(spec: m.FieldSpec, value: Any) -> str | None:
-    """Why a literal cannot be stored in a field of this type (``is not a number``), or None."""
+def _literal_problem(spec: m.FieldSpec, value: Any, region: str) -> str | None:
+    """Why a literal cannot be stored in a field of this type (``is not a number``), or None;
+    a phone number without +country code is read in ``region``."""
     if value is None or (isinstance(value, str) and ("{{" in value or "{%" in value)):
         return None
     kind = spec.type
@@ -461,6 +463,8 @@ def _literal_problem(spec: m.FieldSpec, value: Any) -> str | None:
             parse(str(value))
         except ValueError:
             return f"is not an ISO {kind} (e.g. 2026-03-01)"
+    elif kind == "phone" and phone_problem(str(value), region):
+        return f"is not a phone number any numbering plan has (read in region {region})"
     return None
 
 
@@ -485,12 +489,14 @@ def check_set_values(bundle: m.Bundle) -> Iterator[Issue]:
             continue
         for name, value in action.set.items():
             spec = obj.fields.get(name)
-            problem = _literal_problem(spec, value) if spec is not None else None
+            problem = _literal_problem(spec, value, bundle.config.phone_region) if spec is not None else None
             if spec is None or problem is None:
                 continue
             hint = f"write a value of type {spec.type}, or a template ({{{{ ... }}}}) that renders one"
             if spec.type == "enum":
                 hint = hint_with("use one of the enum's values", str(value), spec.values)
+            elif spec.type == "phone":
+                hint = f"{phone_hint(bundle.config.phone_region)}, or a template that renders one"
             yield warning(
                 "W002",
                 f"{site.owner} sets {spec.type} field '{name}' to {value!r}, which {problem}",

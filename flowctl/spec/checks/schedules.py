@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from functools import cache
 
 from flowctl.spec import model as m
-from flowctl.spec.checks._common import has_key, hint_with, name_span, value_span
+from flowctl.spec.checks._common import has_key, hint_with, name_span, suggest, value_span
 from flowctl.spec.cron import CronError, parse_cron
 from flowctl.spec.issues import Issue, error
 from flowctl.spec.places import Span, Where
@@ -36,17 +36,31 @@ def zone_problem(name: str) -> str | None:
     return None
 
 
+def zone_hint(name: str) -> str:
+    """How to fix ``name``: a different, real zone close to it; else where zones come from.
+
+    Never suggests ``name`` itself: without a zone database (tzdata missing) no name is valid, and
+    "did you mean 'Asia/Ho_Chi_Minh'?" for Asia/Ho_Chi_Minh only confuses.
+    """
+    zones = _zones()
+    if not zones:
+        return "this Python has no time zone database: install the tzdata package (pip install tzdata)"
+    by_case = {zone.casefold(): zone for zone in zones}
+    same = by_case.get(name.casefold())
+    if same and same != name:
+        return f"did you mean '{same}'? (zone names are case-sensitive)"
+    close = suggest(name, zones - {name})
+    if close.startswith("did"):
+        return close
+    return "use an IANA name such as Asia/Ho_Chi_Minh or UTC"
+
+
 def _zone(name: str, what: str, span: Span) -> Iterator[Issue]:
     if not name:
         return
     problem = zone_problem(name)
     if problem:
-        yield error(
-            "E062",
-            f"{what}: {problem}",
-            span,
-            hint_with("use an IANA name such as Asia/Ho_Chi_Minh or UTC", name, _zones()),
-        )
+        yield error("E062", f"{what}: {problem}", span, zone_hint(name))
 
 
 def time_problem(text: str) -> str | None:

@@ -15,22 +15,34 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import jinja2
+from anyascii import anyascii
+
+from flowctl.spec.gsm import is_gsm7
 
 _D_STROKE = str.maketrans({"đ": "d", "Đ": "D"})
 
 
 @functools.lru_cache(maxsize=8192)
 def _strip_char(char: str) -> str:
-    """One character without its marks (cached: SMS texts reuse a small alphabet)."""
+    """One character without its marks (cached: SMS texts reuse a small alphabet).
+
+    Letters lose their marks (Vietnamese exactly: ư -> u, Ầ -> A, đ -> d); what is still not ASCII
+    stays when GSM-7 carries it (£, ß, Ø, €), else takes anyascii's transliteration: – -> -,
+    … -> ..., “ ” -> ", ₫ -> d, so one symbol no longer turns a whole SMS into UCS-2.
+    """
     if char.isascii():
         return char
     char = char.translate(_D_STROKE)
     kept = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
-    return unicodedata.normalize("NFC", kept)
+    kept = unicodedata.normalize("NFC", kept)
+    if kept.isascii() or all(map(is_gsm7, kept)):
+        return kept
+    return "".join(c if c.isascii() or is_gsm7(c) else anyascii(c) for c in kept)
 
 
 def unaccent(value: object) -> str:
-    """Vietnamese (and other Latin) text to ASCII letters, so brandname SMS stay GSM-7."""
+    """Text to what GSM-7 carries: Vietnamese (and other Latin) letters without their marks, and
+    other characters transliterated (anyascii), so brandname SMS stay GSM-7 and cost half."""
     if value is None:
         return ""
     text = str(value)
@@ -40,7 +52,12 @@ def unaccent(value: object) -> str:
     return "".join(map(_strip_char, unicodedata.normalize("NFC", text)))
 
 
-def money(value: object, symbol: str = "₫", sep: str = ".", decimals: int = 0) -> str:
+#: What ``money`` writes after the amount unless told otherwise (the same in email and SMS: W007
+#: warns where it alone would make an SMS UCS-2).
+MONEY_SYMBOL = "₫"
+
+
+def money(value: object, symbol: str = MONEY_SYMBOL, sep: str = ".", decimals: int = 0) -> str:
     """``1500000`` -> ``1.500.000 ₫``; rounds half up to ``decimals`` (the đồng has no subunit)."""
     if value is None:
         return ""

@@ -97,6 +97,11 @@ def _parse_raw(source: str, *, expression: bool) -> nodes.Template:
     return template
 
 
+def template_tree(source: str) -> nodes.Template:
+    """The parsed syntax tree of a text template (cached); raises :class:`TemplateError`."""
+    return _parse(source, expression=False)
+
+
 def referenced_names(source: str, *, expression: bool) -> set[str]:
     """Top-level variables the source reads from its context (not globals like ``range``)."""
     names = meta.find_undeclared_variables(_parse(source, expression=expression))

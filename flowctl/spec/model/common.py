@@ -125,6 +125,8 @@ class Config(Document):
     kind: str = "Config"
     database: str = "sqlite:///flowctl.db"
     timezone: str = "UTC"
+    #: Where a phone number without +country code is read (``flowctl.spec.phones``).
+    phone_region: str = "VN"
     listen: str = "127.0.0.1:8080"
     api_token: str = ""
     access: tuple[AccessEntry, ...] = ()
