@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from flowctl.cli import db_stats
 from flowctl.cli.db_backup import backup, restore
 from flowctl.cli.store_access import DB_HELP, open_for
 from flowctl.store.migrate import current_revision
@@ -43,3 +44,5 @@ def upgrade(directory: Path, database: str) -> None:
 
 command.add_command(backup)
 command.add_command(restore)
+command.add_command(db_stats.stats)
+command.add_command(db_stats.vacuum)
