@@ -30,6 +30,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
     parser.add_argument("--retention", default="5m", help="every retention: processed changes, runs, messages")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between two readings (default 60)")
+    parser.add_argument(
+        "--sends-in-flight", type=int, default=1, help="limits.sends_in_flight (default 1; raise it on a slow machine)"
+    )
     args = parser.parse_args()
 
     gateway = Gateway()
@@ -38,7 +41,7 @@ def main() -> None:
         kept = (
             f"{{processed_changes: {args.retention}, finished_runs: {args.retention}, sent_messages: {args.retention}}}"
         )
-        config = write_daemon_config(work / "config", gateway.url, kept)
+        config = write_daemon_config(work / "config", gateway.url, kept, args.sends_in_flight)
         path = work / "flowctl.db"
         daemon = Daemon(config, f"sqlite:///{path}").start(timeout=60)
         assert daemon.proc is not None

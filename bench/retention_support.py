@@ -55,7 +55,7 @@ class Gateway:
             return len(self.keys), sum(1 for n in self.keys.values() if n > 1)
 
 
-def write_daemon_config(directory: Path, gateway: str, retention: str) -> Path:
+def write_daemon_config(directory: Path, gateway: str, retention: str, sends_in_flight: int = 1) -> Path:
     """A config: ``retention`` (a YAML flow mapping), a deal, and one SMS per created deal."""
     return write_config(
         directory,
@@ -64,7 +64,7 @@ def write_daemon_config(directory: Path, gateway: str, retention: str) -> Path:
 apiVersion: flowctl/v1
 kind: Config
 metadata: {{name: bench}}
-spec: {{timezone: UTC, retention: {retention}}}
+spec: {{timezone: UTC, retention: {retention}, limits: {{sends_in_flight: {sends_in_flight}}}}}
 ---
 apiVersion: flowctl/v1
 kind: ObjectType
@@ -97,10 +97,11 @@ spec:
 
 
 class Writer:
-    """PUTs new deals at ``rate``/s from ``threads`` threads (each paced on its own schedule) until
+    """PUTs new deals at ``rate``/s from ``threads`` threads (each paced on its own schedule, so a
+    slow answer on a loaded machine does not lower the rate) until
     stopped; keeps every answer's latency in ms with the monotonic time it was sent."""
 
-    def __init__(self, url: str, rate: float, threads: int = 4, prefix: str = "d") -> None:
+    def __init__(self, url: str, rate: float, threads: int = 16, prefix: str = "d") -> None:
         self.url, self.rate, self.prefix = url, rate, prefix
         self.stop = threading.Event()
         self.latencies: list[tuple[float, float]] = []  # (sent at, ms)

@@ -21,9 +21,6 @@ from flowctl.store.rows import utc
 from flowctl.store.sql.base import SqlBase
 from flowctl.store.tables import care_days, care_occurrences, changes, outbox, runs
 
-PROCESSED = ("done", "failed")
-GONE_MESSAGES = ("sent", "cancelled")
-
 
 def run_time(moment: datetime) -> str:
     """A cut-off for ``runs.updated_at``, which holds the engine's ``isoformat()`` text in UTC."""
@@ -41,7 +38,9 @@ class SqlPurging(SqlBase):
                 .where(newer.c.object == c.object, newer.c.record_id == c.record_id, newer.c.seq > c.seq)
                 .exists()
             )  # the newest change of each record stays
-            return [(c.seq, sa.and_(c.processed_at < before, c.status.in_(PROCESSED), has_newer), c.processed_at)]
+            # processed_at is set only when a change is finished (done or failed), so the range of its
+            # index is the whole search; a status test here would lead SQLite to the (status, seq) index
+            return [(c.seq, sa.and_(c.processed_at < before, has_newer), c.processed_at)]
         if kind == "runs":
             return [(r.id, sa.and_(r.updated_at < run_time(before), r.status.not_in(ACTIVE)), r.updated_at)]
         if kind == "messages":
