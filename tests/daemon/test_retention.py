@@ -4,20 +4,23 @@ change of each record, waiting runs and their timers, held and dead messages; no
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from flowctl.runtime.daemon.retention import cutoffs
+from flowctl.runtime.daemon.retention import RetentionPurge, cutoffs
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle_from_files
 from flowctl.store import open_store
-from flowctl.testing import Daemon, wait_for, write_config
+from flowctl.testing import Daemon, FrozenClock, wait_for, write_config
 from tests.daemon.configs import deal_config, http_channel
 from tests.reliability.gateway import Gateway, serve
+from tests.store.contract import T0, change, done
 
 DEALS = 20
 RETENTION = "{processed_changes: 2s, finished_runs: 2s, sent_messages: 2s}"
@@ -136,3 +139,23 @@ def test_a_purge_keeps_what_a_sending_policy_counts_and_what_a_care_tick_may_loo
     assert cutoffs(bundle_of("  per_recipient: 2/h\n"), now)["messages"] == now - timedelta(hours=1)
     assert cutoffs(bundle_of("  daily_budget: 100\n"), now)["messages"] == now - timedelta(days=2)
     assert cutoffs(bundle_of(care_grace="40d"), now)["care"] == now - timedelta(days=41)  # grace + a day
+
+
+@pytest.mark.parametrize("old_file", [False, True], ids=["incremental", "made-before-auto-vacuum"])
+def test_a_round_purges_in_batches_and_gives_the_pages_back_when_the_file_can(tmp_path: Path, old_file: bool) -> None:
+    path = tmp_path / "flowctl.db"
+    if old_file:
+        with sqlite3.connect(path) as conn:  # auto_vacuum stays off: the round must still end
+            conn.execute("CREATE TABLE leftover (x)")
+    store = open_store(f"sqlite:///{path}")
+    try:
+        keys = [(str(i % 5), f"k{i}") for i in range(50)]
+        store.append_changes([replace(change(r, k), fields={"text": "x" * 3000}) for r, k in keys])
+        store.commit_batch(done(*store.claim_changes(100, "w1", T0, 30)), T0)
+        purge = RetentionPurge(store, FrozenClock(T0 + timedelta(days=1)), batch=10, pause=0)
+        assert purge.purge(bundle_of())["changes"] == 45  # five batches; the newest of each record stays
+        with store.engine.connect() as conn:  # type: ignore[attr-defined]
+            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
+        assert (free > 20) if old_file else (free == 0)
+    finally:
+        store.close()

@@ -118,9 +118,17 @@ class RetentionPurge:
                     self.store.reclaim_space(RECLAIM_PAGES)  # a long backlog gives space back as it goes
                 stop.wait(self.pause)
         if any(gone.values()):
-            while self.store.reclaim_space(RECLAIM_PAGES) > 0 and not stop.wait(self.pause):
-                pass
+            self._give_back(stop)
             for kind, n in gone.items():
                 self.removed[kind] += n
             log.info("retention: purged %s", ", ".join(f"{n} {kind}" for kind, n in gone.items() if n))
         return gone
+
+    def _give_back(self, stop: threading.Event) -> None:
+        """Free pages back to the file system, RECLAIM_PAGES per lock hold, until none are left or
+        none go (a file without ``auto_vacuum=INCREMENTAL`` keeps its pages: ``flowctl db vacuum``)."""
+        left = self.store.reclaim_space(RECLAIM_PAGES)
+        while left > 0 and not stop.wait(self.pause):
+            before, left = left, self.store.reclaim_space(RECLAIM_PAGES)
+            if left >= before:
+                return
