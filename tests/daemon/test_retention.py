@@ -71,9 +71,12 @@ def gateway() -> Iterator[Gateway]:
         yield gw
 
 
-def test_old_rows_go_while_the_daemon_runs_and_what_a_guarantee_needs_stays(tmp_path: Path, gateway: Gateway) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_old_rows_go_while_the_daemon_runs_and_what_a_guarantee_needs_stays(
+    tmp_path: Path, gateway: Gateway, backend: str, request: pytest.FixtureRequest
+) -> None:
     root = write_config(tmp_path / "config", config(gateway.url))
-    database = f"sqlite:///{tmp_path / 'flowctl.db'}"
+    database = f"sqlite:///{tmp_path / 'flowctl.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     store = open_store(database)
     try:
         with Daemon(root, database) as daemon:
