@@ -1,5 +1,7 @@
-"""Soak: a steady rate of new deals (each sends one SMS) against a real daemon on SQLite with a
-short retention, for minutes. Every minute it prints the database size (file and WAL), the
+"""Soak: a steady rate of changes to --records deals (each created or updated deal sends one SMS)
+against a real daemon on SQLite with a short retention, for minutes. (The records are a fixed
+set, as in a CRM: the newest change of each record is kept for good, so writing new records
+only would grow the database by design.) Every minute it prints the database size (file and WAL), the
 resident memory of the daemon's two processes and the messages delivered; at the end it waits for
 every message and checks the gateway got each once (by Idempotency-Key).
 
@@ -8,7 +10,7 @@ working it levels off once the first rows reach their retention (issue 21: under
 last 10 of 30 minutes). Keep --minutes at least three times --retention, or the last third
 still grows towards its level.
 
-    python bench/bench_soak.py [--rate 200] [--minutes 30] [--retention 5m]
+    python bench/bench_soak.py [--rate 200] [--minutes 30] [--retention 5m] [--records 10000] [--sends-in-flight 1]
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="changes per second (default 200)")
     parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
     parser.add_argument("--retention", default="5m", help="every retention: processed changes, runs, messages")
+    parser.add_argument(
+        "--records", type=int, default=10_000, help="deals written over and over (default 10,000): each change is one"
+    )
     parser.add_argument("--every", type=float, default=60.0, help="seconds between two readings (default 60)")
     parser.add_argument(
         "--sends-in-flight", type=int, default=1, help="limits.sends_in_flight (default 1; raise it on a slow machine)"
@@ -45,7 +50,7 @@ def main() -> None:
         path = work / "flowctl.db"
         daemon = Daemon(config, f"sqlite:///{path}").start(timeout=60)
         assert daemon.proc is not None
-        writer = Writer(daemon.url, args.rate).start()
+        writer = Writer(daemon.url, args.rate, records=args.records).start()
         started = time.monotonic()
         end = started + args.minutes * 60
         sizes: list[tuple[float, int]] = []
@@ -61,8 +66,10 @@ def main() -> None:
         finally:
             writer.halt()
         try:
-            wait_for(lambda: gateway.counts()[0] >= writer.accepted, 300, "every message delivered")
+            wait_for(lambda: gateway.counts()[0] >= writer.accepted, 900, "every message delivered")
             time.sleep(2)  # a copy would arrive now
+        except AssertionError as exc:
+            print(f"not drained: {exc}", flush=True)
         finally:
             daemon.terminate()
         delivered, twice = gateway.counts()

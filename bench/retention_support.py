@@ -56,7 +56,7 @@ class Gateway:
 
 
 def write_daemon_config(directory: Path, gateway: str, retention: str, sends_in_flight: int = 1) -> Path:
-    """A config: ``retention`` (a YAML flow mapping), a deal, and one SMS per created deal."""
+    """A config: ``retention`` (a YAML flow mapping), a deal, and one SMS per created or updated deal."""
     return write_config(
         directory,
         {
@@ -91,18 +91,29 @@ spec:
   start: sms
   nodes:
     sms: {{type: send_sms, channel: sms, to: "{{{{ record.phone }}}}", text: "Cam on {{{{ record.title }}}}"}}
+---
+apiVersion: flowctl/v1
+kind: Flow
+metadata: {{name: changed}}
+spec:
+  object: deal
+  trigger: {{on: updated}}
+  start: sms
+  nodes:
+    sms: {{type: send_sms, channel: sms, to: "{{{{ record.phone }}}}", text: "Da cap nhat {{{{ record.title }}}}"}}
 """
         },
     )
 
 
 class Writer:
-    """PUTs new deals at ``rate``/s from ``threads`` threads (each paced on its own schedule, so a
+    """PUTs deals (new ones, or with ``records`` the same ``records`` deals over and over: a CRM whose
+    records change) at ``rate``/s from ``threads`` threads (each paced on its own schedule, so a
     slow answer on a loaded machine does not lower the rate) until
     stopped; keeps every answer's latency in ms with the monotonic time it was sent."""
 
-    def __init__(self, url: str, rate: float, threads: int = 16, prefix: str = "d") -> None:
-        self.url, self.rate, self.prefix = url, rate, prefix
+    def __init__(self, url: str, rate: float, threads: int = 16, prefix: str = "d", records: int = 0) -> None:
+        self.url, self.rate, self.prefix, self.records = url, rate, prefix, records
         self.stop = threading.Event()
         self.latencies: list[tuple[float, float]] = []  # (sent at, ms)
         self.accepted = 0
@@ -126,7 +137,8 @@ class Writer:
                 body = {"fields": {"title": f"Deal {n}", "phone": f"09{n % 100_000_000:08d}"}}
                 sent = time.monotonic()
                 try:
-                    ok = client.put(f"/v1/records/deal/{self.prefix}{n}", json=body).status_code == 202
+                    id_ = n % self.records if self.records else n
+                    ok = client.put(f"/v1/records/deal/{self.prefix}{id_}", json=body).status_code == 202
                 except httpx.HTTPError:
                     ok = False
                 took = (time.monotonic() - sent) * 1000
