@@ -3,9 +3,9 @@ daemon on SQLite holding --runs finished runs (default 1,000,000, each with a sh
 with a retention that keeps them all, then with one that purges them all while the writes go on.
 
 Both phases keep changes and messages 40 s, so the purge thread wakes every 10 s in both and the
-only difference is the runs it removes (1,000 per transaction, 50 ms apart, then the free pages
-given back). The second phase measures from the first round that removed runs until none are
-left (or --seconds more). The last line is the p99 delta in ms (issue 21: under 10 ms).
+only difference is the runs it removes (500 per transaction, resting twice as long as each took,
+then the free pages given back). The second phase measures from the first round that
+removed runs until none are left (or 20 × --seconds). The last line is the p99 delta in ms (issue 21: under 10 ms).
 
     python bench/bench_purge.py [--runs 1000000] [--rate 200] [--seconds 60]
 """
