@@ -7,7 +7,8 @@ never sees these: the runtime reads state through a ``Store``, hands it to the e
 The store has one port per role, so a reader who needs the outbox opens one protocol and a part
 of the daemon names only what it uses: ``RecordState`` (what the engine reads), ``ChangeQueue``
 (accepted writes and due timers, claimed and committed by workers), ``Outbox``, ``CareLedger``,
-``Deployments``, ``Leases``, ``SourceCursors``, ``ChannelTokens`` and ``Inspection`` (the read side
+``Deployments``, ``Leases``, ``SourceCursors``, ``ChannelTokens``, ``RecycleBin``,
+``Purging`` and ``Inspection`` (the read side
 for the CLI and the console). ``Store`` is only their combination, for where the daemon is wired; the adapters
 (``store/sql/``, ``store/memory/``) are built from one mixin per role.
 
@@ -17,6 +18,7 @@ gets its own module here when it is more than a method or two.
 
 from flowctl.ports.channel_tokens import ChannelToken, ChannelTokens
 from flowctl.ports.recycle_bin import RecycleBin
+from flowctl.ports.retention import PURGE_KINDS, PurgeKind, Purging
 from flowctl.ports.roles import (
     CareLedger,
     ChangeQueue,
@@ -48,6 +50,7 @@ from flowctl.ports.values import (
 )
 
 __all__ = [
+    "PURGE_KINDS",
     "AppendResult",
     "CareLedger",
     "CareOccurrence",
@@ -69,6 +72,8 @@ __all__ = [
     "OutboxRow",
     "OutboxStatus",
     "Processed",
+    "PurgeKind",
+    "Purging",
     "RecordState",
     "RecycleBin",
     "RunFilter",

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from flowctl.engine.state import Effect, Record, Run, StageEntry, Timer
 from flowctl.ports.channel_tokens import ChannelTokens
 from flowctl.ports.recycle_bin import RecycleBin
+from flowctl.ports.retention import Purging
 from flowctl.ports.values import (
     AppendResult,
     CareOccurrence,
@@ -424,6 +425,7 @@ class Store(
     SourceCursors,
     Inspection,
     RecycleBin,
+    Purging,
     ChannelTokens,
     Protocol,
 ):

@@ -37,6 +37,7 @@ from flowctl.runtime.daemon.ingest import Ingest, StoreHealth
 from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
 from flowctl.runtime.daemon.memory_trace import start_from_env
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
+from flowctl.runtime.daemon.retention import RetentionPurge
 from flowctl.runtime.daemon.service import EngineService, Service, StartRefused, owner_of, summary
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
@@ -177,6 +178,7 @@ def daemon_service(
         care=care,
         pollers=pollers(loaded, store, ingest, clock, env, owner, core.metrics),
         recycle_bin=RecycleBinPurge(store, clock),
+        retention=RetentionPurge(store, clock),
         engine_process=engine_process,
     )
 

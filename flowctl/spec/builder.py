@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -164,7 +165,12 @@ class Builder:
 
     def retention(self, raw: Mapping[str, Any], w: Where) -> m.Retention:
         kept = {name: self.duration(value, w, name) for name, value in raw.items()}
-        return m.Retention(**{name: d.value for name, d in kept.items() if d is not None})
+        for name, d in kept.items():
+            if d is not None and d.value <= timedelta(0):
+                message = f"retention.{name} is {d.text}: a retention must be longer than 0"
+                hint = "e.g. 7d, 30d or 2h (a leading - is not allowed)"
+                self.issues.append(error("E060", message, w.at(name, VALUE), hint))
+        return m.Retention(**{n: d.value for n, d in kept.items() if d is not None and d.value > timedelta(0)})
 
     def build_objecttype(self, meta: m.Metadata, spec: Mapping[str, Any], w: Where, doc: RawDocument) -> m.ObjectType:
         fields = {}

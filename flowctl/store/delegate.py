@@ -27,6 +27,7 @@ from flowctl.ports import (
     OutboxFilter,
     OutboxRow,
     Processed,
+    PurgeKind,
     RunFilter,
     Store,
     StoredChange,
@@ -263,6 +264,15 @@ class StoreDelegate:
 
     def purge_deleted(self, before: datetime, limit: int = 1000) -> int:
         return self.store.purge_deleted(before, limit)
+
+    def purge(self, kind: PurgeKind, before: datetime, limit: int = 1000) -> int:
+        return self.store.purge(kind, before, limit)
+
+    def purgeable(self, kind: PurgeKind, before: datetime) -> int:
+        return self.store.purgeable(kind, before)
+
+    def reclaim_space(self, pages: int = 2048) -> int:
+        return self.store.reclaim_space(pages)
 
     def list_runs(self, limit: int = 50, status: str = "", object: str = "", record_id: str = "") -> list[Run]:
         return self.store.list_runs(limit, status, object, record_id)

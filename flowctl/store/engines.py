@@ -55,6 +55,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own; see _begin
         cursor = dbapi_connection.cursor()
         for pragma in (
+            "auto_vacuum=INCREMENTAL",  # a new file only (see flowctl db vacuum): purges give space back
             "journal_mode=WAL",
             "synchronous=FULL",
             f"busy_timeout={BUSY_TIMEOUT_MS}",

@@ -105,6 +105,7 @@ changes = sa.Table(
     sa.UniqueConstraint("idempotency_key"),
     sa.Index(None, "status", "seq"),
     sa.Index(None, "object", "record_id", "seq"),
+    sa.Index(None, "processed_at"),  # the retention purge, oldest first (0012)
     sqlite_autoincrement=True,  # a seq is never reused, even after the newest change is pruned
 )
 
@@ -132,6 +133,7 @@ runs = sa.Table(
     sa.Index(None, "status", "seq", "id"),
     sa.Index(None, "automation", "seq", "id"),
     sa.Index(None, "seq", "id"),
+    sa.Index(None, "updated_at"),  # the retention purge, oldest first (0012)
 )
 
 timers = sa.Table(
@@ -179,6 +181,8 @@ outbox = sa.Table(
     sa.Index(None, "object", "record_id", "id"),
     sa.Index(None, "channel", "id"),
     sa.Index(None, "status", "id"),
+    sa.Index(None, "status", "sent_at"),  # the retention purge: sent rows, oldest first (0012)
+    sa.Index(None, "status", "created_at"),  # … and cancelled ones (0012)
     sqlite_autoincrement=True,
 )
 
@@ -244,6 +248,7 @@ care_occurrences = sa.Table(
     sa.Column("config_version", _text(), nullable=True),  # the version the occurrence runs on
     sa.PrimaryKeyConstraint("process", "object", "record_id", "occurrence"),  # once per occurrence
     sa.Index(None, "status", "claimed_at"),  # claims whose lease ran out
+    sa.Index(None, "done_at"),  # the retention purge, oldest first (0012)
 )
 
 #: Every date-like field value of every live record, by month and day (``MMDD``: 229 is 29 February),

@@ -27,6 +27,7 @@ ROLES: tuple[type, ...] = (
     ports.SourceCursors,
     ports.Inspection,
     ports.RecycleBin,
+    ports.Purging,
     ports.ChannelTokens,
     ports.Store,
 )

@@ -39,6 +39,7 @@ from flowctl.runtime.daemon.leases import LeaseKeeper
 from flowctl.runtime.daemon.logs import RecentErrors, ids
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.reload import pick_up
+from flowctl.runtime.daemon.retention import RetentionPurge
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.sources.polling import SqlPoller
@@ -387,6 +388,7 @@ class Service(EngineService):
     care: CareScheduler = field(kw_only=True)
     pollers: list[SqlPoller] = field(kw_only=True)
     recycle_bin: RecycleBinPurge = field(kw_only=True)
+    retention: RetentionPurge = field(kw_only=True)
     engine_process: EngineProcess | None = field(default=None, kw_only=True)
 
     def _housekeeping(self) -> None:
@@ -439,6 +441,12 @@ class Service(EngineService):
                 daemon=True,
             ),
             threading.Thread(target=self.leases.keep_alive, args=(self.stopping,), name="flowctl-leases", daemon=True),
+            threading.Thread(
+                target=self.retention.run,
+                args=(self.stopping, lambda: self.bundle),
+                name="flowctl-retention",
+                daemon=True,
+            ),
             *(
                 threading.Thread(
                     target=poller.run, args=(self.stopping,), daemon=True, name=f"flowctl-poll-{poller.name}"

@@ -90,10 +90,20 @@ class Limits:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Retention:
-    """How long the store keeps what it no longer needs (Config ``retention:``):
-    ``deleted_records`` is how long a deleted record stays in the recycle bin, restorable."""
+    """How long the store keeps what it no longer needs (Config ``retention:``).
+
+    ``deleted_records``: a deleted record stays in the recycle bin, restorable. The others bound
+    what grows with every change (``runtime/daemon/retention.py`` purges them): processed changes
+    (and with them their idempotency keys: the window in which a replayed key is a duplicate),
+    finished runs with their traces, sent and cancelled messages, done care occurrences. The
+    purge never goes below what a guarantee needs (see ``store/retention`` and docs/operations.md).
+    """
 
     deleted_records: timedelta = timedelta(days=30)
+    processed_changes: timedelta = timedelta(days=7)
+    finished_runs: timedelta = timedelta(days=30)
+    sent_messages: timedelta = timedelta(days=30)
+    care_occurrences: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -19,6 +19,7 @@ from flowctl.store.memory.leases import MemoryLeases
 from flowctl.store.memory.outbox import MemoryOutbox
 from flowctl.store.memory.record_state import MemoryRecordState
 from flowctl.store.memory.recycle_bin import MemoryRecycleBin
+from flowctl.store.memory.retention import MemoryPurging
 from flowctl.store.memory.sources import MemorySourceCursors
 
 __all__ = ["MemoryStore"]
@@ -34,6 +35,7 @@ class MemoryStore(
     MemorySourceCursors,
     MemoryInspection,
     MemoryRecycleBin,
+    MemoryPurging,
     MemoryChannelTokens,
 ):
     """Every role of the store, in memory."""

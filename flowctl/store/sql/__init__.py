@@ -25,6 +25,7 @@ from flowctl.store.sql.leases import SqlLeases
 from flowctl.store.sql.outbox import SqlOutbox
 from flowctl.store.sql.record_state import SqlRecordState
 from flowctl.store.sql.recycle_bin import SqlRecycleBin
+from flowctl.store.sql.retention import SqlPurging
 from flowctl.store.sql.sources import SqlSourceCursors
 
 __all__ = ["SqlStore"]
@@ -40,6 +41,7 @@ class SqlStore(
     SqlSourceCursors,
     SqlInspection,
     SqlRecycleBin,
+    SqlPurging,
     SqlChannelTokens,
 ):
     """The store on a database URL: ``sqlite:///path/flowctl.db`` or ``postgresql+psycopg://…``.
