@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("graph", "Draw a flow or pipeline as Mermaid or Graphviz dot."),
     "schema": ("schema", "Write the JSON Schemas for editors and CI."),
     "run": ("run", "Run the daemon: HTTP API, workers, timers and delivery."),
-    "db": ("db", "Database maintenance: upgrade the schema."),
+    "db": ("db", "Database maintenance: upgrade, backup and restore, stats and retention."),
     "records": ("records", "Inspect and change records in the store."),
     "runs": ("runs", "Inspect runs and their traces."),
     "outbox": ("outbox", "Inspect and retry outgoing messages."),
