@@ -13,6 +13,7 @@ import click
 from flowctl.cli.common import iso, load_or_exit
 from flowctl.cli.gitops_common import FORMAT, echo_json, parse_now
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.cli.terminal import Progress
 from flowctl.gitops.plan import deployed
 from flowctl.gitops.replay import as_time, changed_fields, replay
 
@@ -78,7 +79,9 @@ def command(directory: Path, since_text: str, until_text: str, database: str, li
     try:
         snapshot, why = deployed(store.current_version())
         base = snapshot.loaded.bundle if snapshot is not None and snapshot.loaded.ok else None
-        result = replay(store, loaded.bundle, since, until, base, why)
+        with Progress("replay: changes run", enabled=fmt == "text") as progress:
+            tick = progress.advance if progress.shown else None
+            result = replay(store, loaded.bundle, since, until, base, why, tick)
     finally:
         store.close()
     if fmt == "json":
