@@ -54,6 +54,15 @@ def paint(text: str, kind: Kind) -> str:
     return click.style(text, **STYLES[kind])  # type: ignore[arg-type]
 
 
+def diff(text: str, op: str) -> str:
+    """A diff line painted for its ``op``: added (+) green, removed (-) red, changed (~) yellow."""
+    if op == "added":
+        return paint(text, "added")
+    if op == "removed":
+        return paint(text, "removed")
+    return paint(text, "changed") if op == "changed" else text
+
+
 def is_terminal(stream: IO[str]) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
