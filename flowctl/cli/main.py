@@ -74,8 +74,9 @@ Examples:
   flowctl completion bash > ~/.local/share/bash-completion/completions/flowctl
 
 \b
-Colour is used on a terminal only; --no-color or NO_COLOR=1 turn it off, --color or
-FORCE_COLOR=1 keep it when piped. Progress of long commands shows on a terminal only.
+On a terminal only: colour, list lines cut to the window's width, progress of long commands.
+--no-color or NO_COLOR=1 turn colour off; --color or FORCE_COLOR=1 keep it when piped.
+Shell completion: 'flowctl completion --help'.
 
 Run 'flowctl COMMAND --help' for a command's options.""",
 )
