@@ -23,6 +23,7 @@ from flowctl.cli.main import cli
 from flowctl.cli.terminal import decide_color, table
 from flowctl.engine.core import Engine
 from flowctl.gitops.versions import from_version
+from flowctl.ports import NewChange
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
@@ -59,16 +60,26 @@ def with_contacts(config: Path, *names: str) -> None:
     """``config`` deployed to its own SQLite database, with a contact per name (ids 1, 2…)."""
     (config / "flowctl.yaml").write_text(CONFIG, encoding="utf-8")
     assert run("apply", config, "--now", "2026-03-10T10:00:00+07:00").exit_code == 0
-    for i, name in enumerate(names, 1):
-        put = run("records", "put", "contact", str(i), f'{{"full_name": "{name}"}}', config)
-        assert put.exit_code == 0, put.output
+    clock = FrozenClock(datetime(2026, 3, 10, 3, tzinfo=UTC))
     store = open_store(f"sqlite:///{config / 'flowctl.db'}")
     try:
         current = store.current_version()
         assert current is not None
         bundle = from_version(current).loaded.bundle
         assert bundle is not None
-        clock = FrozenClock(datetime(2026, 3, 10, 3, tzinfo=UTC))
+        store.append_changes(
+            [
+                NewChange(
+                    object="contact",
+                    record_id=str(i),
+                    op="put",
+                    fields={"full_name": name},
+                    idempotency_key=f"put-{i}",
+                    received_at=clock.now(),
+                )
+                for i, name in enumerate(names, 1)
+            ]
+        )
         worker = Worker(store, Engines(Engine(bundle, current.id)), clock, owner="test")
         while worker.run_once():
             pass
@@ -76,15 +87,17 @@ def with_contacts(config: Path, *names: str) -> None:
         store.close()
 
 
-def in_terminal(*args: object, columns: int = 200, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run flowctl with stdin, stdout and stderr on a pseudo-terminal ``columns`` wide: its exit code
-    and everything the terminal received."""
+def in_terminal(
+    *args: object, columns: int = 200, env: dict[str, str] | None = None, stdout: int | None = None
+) -> tuple[int, str]:
+    """Run flowctl with stdin, stdout and stderr on a pseudo-terminal ``columns`` wide (stdout
+    elsewhere when given): its exit code and everything the terminal received."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     process = subprocess.Popen(
         [sys.executable, "-m", "flowctl", *map(str, args)],
         stdin=follower,
-        stdout=follower,
+        stdout=follower if stdout is None else stdout,
         stderr=follower,
         env=env or clean_env(),
         cwd=ROOT,
@@ -217,6 +230,30 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert out.returncode == 0 and "files read" not in out.stdout + out.stderr
     code, shown = in_terminal("validate", ROOT / "examples" / "helpdesk", "--format", "json")
     assert code == 0 and "files read" not in shown and "\x1b[2K" not in shown, shown
+    with (tmp_path / "out.txt").open("w") as redirected:  # stderr on the terminal, stdout to a file
+        code, shown = in_terminal("validate", ROOT / "examples" / "helpdesk", stdout=redirected.fileno())
+    assert code == 0 and "files read" not in shown and shown == "", shown
+    assert ": valid: " in (tmp_path / "out.txt").read_text()
+
+
+def test_care_forecast_shows_its_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    records = tmp_path / "contacts.yaml"
+    records.write_text(
+        "".join(
+            f'- {{object: contact, id: {i}, fields: {{full_name: Khach {i}, phone: "09120{i:05}", '
+            f'birthday: "1990-01-{i % 28 + 1:02}", status: active}}}}\n'
+            for i in range(50)
+        ),
+        encoding="utf-8",
+    )
+    forecast = ("care", "forecast", "sinh-nhat-lien-he", ROOT / "examples" / "birthday-care", "--from", "2027-01-01")
+    code, shown = in_terminal(*forecast, "--records", records)
+    assert code == 0 and "care forecast sinh-nhat-lien-he: firings checked: " in shown, shown
+    assert "# 50 firings for 50 records" in shown
+    out = piped(*forecast, "--records", records)
+    assert out.returncode == 0 and "firings checked" not in out.stdout + out.stderr
+    code, shown = in_terminal(*forecast, "--records", records, "--format", "json")
+    assert code == 0 and "firings checked" not in shown
 
 
 # completion
@@ -236,3 +273,11 @@ def test_completion_completes_commands_and_options() -> None:
     assert piped(env=env).stdout.split() == ["plain,completion"]
     unknown = run("completion", "tcsh")
     assert unknown.exit_code == 2
+
+
+def test_replay_shows_its_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    with_contacts(tmp_path, "Lan", "Minh")
+    code, shown = in_terminal("replay", tmp_path, "--since", "2026-03-01", "--until", "2026-03-20")
+    assert code == 0 and "replay: changes run: " in shown and "2 changes" in shown, shown
+    out = piped("replay", tmp_path, "--since", "2026-03-01", "--until", "2026-03-20")
+    assert out.returncode == 0 and "changes run" not in out.stdout + out.stderr and "2 changes" in out.stdout
