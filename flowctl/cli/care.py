@@ -16,6 +16,7 @@ import click
 
 from flowctl.cli.common import load_or_exit
 from flowctl.cli.store_access import DB_HELP, open_existing, open_url, target
+from flowctl.cli.terminal import Progress
 from flowctl.engine.care import cron_of, outcome, scan
 from flowctl.engine.care_forecast import forecast as forecast_of
 from flowctl.engine.care_forecast import next_look
@@ -372,7 +373,9 @@ def forecast(name: str, directory: Path, from_: date, days: int, records_file: P
     start, _ = _day_span(from_, tz)
     _, end = _day_span(from_ + timedelta(days=days - 1), tz)
     records = read_records(records_file) if records_file else []
-    result = forecast_of(Engine(bundle, "forecast"), process, records, start, end, tz)
+    with Progress(f"care forecast {process.name}: firings checked", enabled=fmt == "text") as progress:
+        tick = progress.advance if progress.shown else None
+        result = forecast_of(Engine(bundle, "forecast"), process, records, start, end, tz, tick)
     field = process.when.anniversary_of or process.when.date
 
     def order(firings: list[Any]) -> list[Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from flowctl.cli.common import iso
+from flowctl.cli.terminal import diff, paint
 from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.spec.durations import DurationError, parse_duration
 
@@ -115,14 +116,15 @@ def render_plan(plan: Any, zone: tzinfo = UTC) -> str:
     lines.append("")
     lines.append("Documents: " + ", ".join(f"{n} {op}" for op, n in counts.items()))
     for doc in plan.documents:
-        lines.append(f"  {_MARK[doc.op]} {doc.key}")
+        lines.append(diff(f"  {_MARK[doc.op]} {doc.key}", doc.op))
         for change in doc.fields:
             if change.op == "changed":
-                lines.append(f"      ~ {change.path}: {_value(change.old, 40)} → {_value(change.new, 40)}")
+                shown = f"      ~ {change.path}: {_value(change.old, 40)} → {_value(change.new, 40)}"
+                lines.append(diff(shown, "changed"))
             elif change.op == "added":
-                lines.append(f"      + {change.path}: {_value(change.new)}")
+                lines.append(diff(f"      + {change.path}: {_value(change.new)}", "added"))
             else:
-                lines.append(f"      - {change.path}: {_value(change.old)}")
+                lines.append(diff(f"      - {change.path}: {_value(change.old)}", "removed"))
     files = plan.files
     other = [f for f in files.changed if not f.endswith((".yaml", ".yml"))]
     moved = not plan.documents and (files.added or files.removed or files.changed)
@@ -138,7 +140,10 @@ def render_plan(plan: Any, zone: tzinfo = UTC) -> str:
         lines.append("Live state:")
         order = {"refuse": 0, "warn": 1, "notice": 2}
         for f in sorted(plan.findings, key=lambda f: order[f.severity]):
-            lines.append(f"  {_SEVERITY[f.severity]:<8} {f.message}")
+            severity = f"{_SEVERITY[f.severity]:<8}"
+            if f.severity != "notice":
+                severity = paint(severity, "error" if f.severity == "refuse" else "warning")
+            lines.append(f"  {severity} {f.message}")
     if plan.blast:
         lines.append("")
         lines.append(f"Blast radius (from {iso(plan.now, zone, seconds=True)}):")

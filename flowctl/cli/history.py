@@ -9,6 +9,7 @@ import click
 from flowctl.cli.common import iso
 from flowctl.cli.gitops_common import FORMAT, echo_json
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.cli.terminal import echo_table
 
 
 @click.command(
@@ -60,13 +61,16 @@ def command(directory: Path, database: str, limit: int, fmt: str) -> None:
     if not versions:
         click.echo("no version deployed yet; run 'flowctl apply'")
         return
-    for v in versions:
-        mark = "*" if v.id == current_id else " "
-        commit = v.commit[:12] if v.commit else "-"
-        extra = "" if v.files else "  (no files: cannot be rolled back to)"
-        who = f"  {v.author}" if v.author else ""
-        what = f"  {v.message}" if v.message else ""
-        click.echo(
-            f"{mark} {v.id}  {iso(v.applied_at, zone, seconds=True)}  {commit}{who}{what}  "
-            f"[{len(v.documents)} documents]{extra}"
-        )
+    rows = [
+        [
+            "*" if v.id == current_id else "",
+            v.id,
+            iso(v.applied_at, zone, seconds=True),
+            v.commit[:12] if v.commit else "-",
+            v.author or "-",
+            str(len(v.documents)),
+            ("" if v.files else "(no files: cannot be rolled back to) ") + v.message,
+        ]
+        for v in versions
+    ]
+    echo_table(["", "VERSION", "APPLIED", "COMMIT", "AUTHOR", "DOCUMENTS", "MESSAGE"], rows)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 
 import click
 
 from flowctl import __version__
+from flowctl.cli.terminal import decide_color
 
 #: name -> (module under flowctl.cli, one-line help shown by ``flowctl --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("history", "List deployed configuration versions, newest first."),
     "rollback": ("rollback", "Deploy a stored version again, planned and checked like apply."),
     "replay": ("replay", "Re-run a period's recorded changes through a directory and compare the effects."),
+    "completion": ("completion", "Print the shell completion script for bash, zsh or fish."),
 }
 
 
@@ -69,13 +72,23 @@ Examples:
   flowctl test examples/furniture-store
   flowctl dry-run examples/helpdesk --event event.yaml --advance 3d
   flowctl run                     # the daemon on ./, SQLite and the log channel
+  flowctl completion bash > ~/.local/share/bash-completion/completions/flowctl
+
+\b
+On a terminal only: colour, list lines cut to the window's width, progress of long commands.
+--no-color or NO_COLOR=1 turn colour off; --color or FORCE_COLOR=1 keep it when piped.
+Shell completion: 'flowctl completion --help'.
 
 Run 'flowctl COMMAND --help' for a command's options.""",
 )
 @click.version_option(__version__, prog_name="flowctl")
-def cli() -> None:
+@click.option("--no-color", is_flag=True, help="No colour, even on a terminal (same as NO_COLOR=1).")
+@click.option("--color", "force_color", is_flag=True, help="Colour even when piped (same as FORCE_COLOR=1).")
+@click.pass_context
+def cli(ctx: click.Context, no_color: bool, force_color: bool) -> None:
     """flowctl: CRM automations (flows, pipelines, care processes) as YAML in git."""
+    ctx.color = decide_color(no_color, force_color, os.environ)
 
 
 def main() -> None:
-    cli()
+    cli(complete_var="_FLOWCTL_COMPLETE")  # the same under 'python -m flowctl'

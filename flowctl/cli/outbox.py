@@ -12,6 +12,7 @@ import click
 
 from flowctl.cli.common import directory_argument, iso, iso_or_none, pick_directory
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.cli.terminal import echo_table
 from flowctl.runtime.daemon.clock import SystemClock
 
 _db = click.option("--db", "database", default="", help=DB_HELP)
@@ -76,13 +77,20 @@ def list_(status: str, limit: int, fmt: str, directory: Path, database: str) -> 
         json.dump([row_json(r, where.zone) for r in rows], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return
-    for row in rows:
-        created = iso(row.created_at, where.zone, seconds=True) if row.created_at else "-"
-        extra = f" (attempts {row.attempts}: {row.last_error})" if row.last_error else ""
-        click.echo(
-            f"{row.id}  {row.status:7}  {created}  {row.channel:8} {row.action:14} {row.recipient or '-'}  "
-            f"{row.object}/{row.record_id}{extra}"
-        )
+    table = [
+        [
+            str(row.id),
+            row.status,
+            iso(row.created_at, where.zone, seconds=True) if row.created_at else "-",
+            row.channel,
+            row.action,
+            row.recipient or "-",
+            f"{row.object}/{row.record_id}",
+            f"attempts {row.attempts}: {row.last_error}" if row.last_error else "",
+        ]
+        for row in rows
+    ]
+    echo_table(["ID", "STATUS", "CREATED", "CHANNEL", "ACTION", "RECIPIENT", "RECORD", "LAST ERROR"], table)
     click.echo(f"{len(rows)} rows")
 
 

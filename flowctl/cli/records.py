@@ -11,6 +11,7 @@ import click
 
 from flowctl.cli.common import directory_argument, load_or_exit
 from flowctl.cli.store_access import DB_HELP, open_existing, open_for, target
+from flowctl.cli.terminal import echo_table
 from flowctl.engine.records import check_fields, check_stage
 from flowctl.engine.state import Record
 from flowctl.ports import NewChange
@@ -76,9 +77,11 @@ def list_(object: str, stage: str, deleted: bool, limit: int, fmt: str, director
         json.dump([_record_json(r) for r in records], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return
-    for r in records:
-        stage_text = f" [{r.stage}]" if r.stage else ""
-        click.echo(f"{r.object}/{r.id}{stage_text} v{r.version} {json.dumps(dict(r.fields), ensure_ascii=False)}")
+    rows = [
+        [f"{r.object}/{r.id}", r.stage or "-", str(r.version), json.dumps(dict(r.fields), ensure_ascii=False)]
+        for r in records
+    ]
+    echo_table(["RECORD", "STAGE", "VERSION", "FIELDS"], rows)
     click.echo(f"{len(records)} records")
 
 

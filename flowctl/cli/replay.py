@@ -13,6 +13,8 @@ import click
 from flowctl.cli.common import iso, load_or_exit
 from flowctl.cli.gitops_common import FORMAT, echo_json, parse_now
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.cli.terminal import Progress
+from flowctl.cli.terminal import diff as painted
 from flowctl.gitops.plan import deployed
 from flowctl.gitops.replay import as_time, changed_fields, replay
 
@@ -78,7 +80,9 @@ def command(directory: Path, since_text: str, until_text: str, database: str, li
     try:
         snapshot, why = deployed(store.current_version())
         base = snapshot.loaded.bundle if snapshot is not None and snapshot.loaded.ok else None
-        result = replay(store, loaded.bundle, since, until, base, why)
+        with Progress("replay: changes run", enabled=fmt == "text") as progress:
+            tick = progress.advance if progress.shown else None
+            result = replay(store, loaded.bundle, since, until, base, why, tick)
     finally:
         store.close()
     if fmt == "json":
@@ -111,20 +115,21 @@ def render(r: Replay, limit: int, zone: tzinfo) -> str:
     for diff in records[:limit]:
         tag = "  (baseline)" if diff.baseline else ""
         lines.append(f"  {diff.object} {diff.record_id}{tag}")
-        for mark, sigs in (("+", diff.added), ("-", diff.removed)):
+        for mark, op, sigs in (("+", "added", diff.added), ("-", "removed", diff.removed)):
             for sig in sigs:
                 text = sig.params.get("text")
-                lines.append(f"    {mark} {label(sig)}" + (f": {_short(text)}" if isinstance(text, str) else ""))
+                shown = f"    {mark} {label(sig)}" + (f": {_short(text)}" if isinstance(text, str) else "")
+                lines.append(painted(shown, op))
         for old, new in diff.changed:
-            lines.append(f"    ~ {label(new)}:")
+            lines.append(painted(f"    ~ {label(new)}:", "changed"))
             for change in changed_fields(old, new):
                 if change.op == "changed":
                     before, after = _excerpts(change.old, change.new, zone)
-                    lines.append(f"        {change.path}: {before} → {after}")
+                    lines.append(painted(f"        {change.path}: {before} → {after}", "changed"))
                 elif change.op == "added":
-                    lines.append(f"        + {change.path}: {_shown(change.new, zone)}")
+                    lines.append(painted(f"        + {change.path}: {_shown(change.new, zone)}", "added"))
                 else:
-                    lines.append(f"        - {change.path}: {_shown(change.old, zone)}")
+                    lines.append(painted(f"        - {change.path}: {_shown(change.old, zone)}", "removed"))
     if len(records) > limit:
         lines.append(f"  … {len(records) - limit} more (--limit, or --format json)")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import click
 
 from flowctl.cli.common import directory_argument, iso, iso_or_none
 from flowctl.cli.store_access import DB_HELP, open_existing, target
+from flowctl.cli.terminal import echo_table
 from flowctl.engine.render import render_run
 from flowctl.engine.render import run_json as plain
 
@@ -68,9 +69,18 @@ def list_(status: str, record: str, limit: int, fmt: str, directory: Path, datab
         json.dump([run_json(r, where.zone) for r in runs], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return
-    for run in runs:
-        updated = iso(run.updated_at, where.zone, seconds=True) if run.updated_at else "-"
-        click.echo(f"{run.id}  {run.automation}  {run.object}/{run.record_id}  {run.status}  at {run.node}  {updated}")
+    rows = [
+        [
+            run.id,
+            run.automation,
+            f"{run.object}/{run.record_id}",
+            run.status,
+            run.node or "-",
+            iso(run.updated_at, where.zone, seconds=True) if run.updated_at else "-",
+        ]
+        for run in runs
+    ]
+    echo_table(["RUN", "AUTOMATION", "RECORD", "STATUS", "AT NODE", "UPDATED"], rows)
     click.echo(f"{len(runs)} runs")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowctl.cli.common import load_or_exit
+from flowctl.cli.terminal import paint
 from flowctl.engine.scenario import run_scenarios
 
 
@@ -62,9 +63,9 @@ def command(directory: Path, names: tuple[str, ...], fmt: str) -> None:
     else:
         for result in results:
             if result.passed:
-                click.echo(f"PASS  {result.name}  ({result.file}, {result.steps} steps)")
+                click.echo(f"{paint('PASS', 'ok')}  {result.name}  ({result.file}, {result.steps} steps)")
                 continue
-            click.echo(f"FAIL  {result.name}  ({result.file})")
+            click.echo(f"{paint('FAIL', 'error')}  {result.name}  ({result.file})")
             shown: set[str] = set()
             for failure in result.failures:
                 click.echo(f"  {failure.place}: step {failure.step}: {failure.message}")

@@ -13,19 +13,24 @@ import click
 
 from flowctl.channels.env import env_issues
 from flowctl.cli.sarif import sarif_log
+from flowctl.cli.terminal import Progress, paint
 from flowctl.spec.config import load_bundle
 
 FORMATS = ("text", "json", "github", "sarif")
 
 
 def render_text(loaded: Any, out: IO[str]) -> None:
+    """One line per issue, its severity red (error) or yellow (warning) on a colour terminal, then the verdict."""
     for issue in loaded.issues:
-        out.write(f"{issue}\n")
+        label = f"{issue.severity}[{issue.code}]"
+        shown = paint(label, "error") if issue.severity == "error" else paint(label, "warning")
+        click.echo(str(issue).replace(label, shown, 1), file=out)
     errors, warnings = len(loaded.errors), len(loaded.warnings)
-    verdict = "valid" if not errors else "invalid"
-    out.write(
+    verdict = paint("valid", "ok") if not errors else paint("invalid", "error")
+    click.echo(
         f"{loaded.root}: {verdict}: {loaded.documents} documents in {len(loaded.files)} files, "
-        f"{errors} errors, {warnings} warnings\n"
+        f"{errors} errors, {warnings} warnings",
+        file=out,
     )
 
 
@@ -128,7 +133,8 @@ def validate(directories: Sequence[Path], fmt: str, out: IO[str], env: Mapping[s
     parses the whole output); text and GitHub lines are printed directory by directory."""
     loaded = []
     for directory in directories:
-        each = load_bundle(directory)
+        with Progress(f"validate {directory}: files read", enabled=fmt == "text") as progress:
+            each = load_bundle(directory, tick=progress.advance if progress.shown else None)
         if env is not None and each.bundle is not None:
             each.issues.extend(env_issues(each.bundle, env))
         loaded.append(each)

@@ -11,7 +11,7 @@ empty or not a date (with its value).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -54,9 +54,16 @@ def undated(process: m.CareProcess, records: Sequence[Record]) -> list[Undated]:
 
 
 def forecast(
-    engine: Engine, process: m.CareProcess, records: Sequence[Record], start: datetime, end: datetime, tz: tzinfo
+    engine: Engine,
+    process: m.CareProcess,
+    records: Sequence[Record],
+    start: datetime,
+    end: datetime,
+    tz: tzinfo,
+    tick: Callable[[], None] | None = None,
 ) -> Forecast:
-    """Every firing of ``process`` over ``records`` in ``start < at <= end``, sorted into ``Forecast``."""
+    """Every firing of ``process`` over ``records`` in ``start < at <= end``, sorted into ``Forecast``;
+    ``tick`` is called after each firing's condition is evaluated (the CLI's progress on a terminal)."""
     found, _ = scan(process, records, start, end, tz)
     by_key = {(r.object, r.id): r for r in records}
     out = Forecast(undated=undated(process, records))
@@ -69,6 +76,8 @@ def forecast(
             out.failing.append((firing, str(exc)))
             continue
         (out.runs if holds else out.unless).append(firing)
+        if tick is not None:
+            tick()
     if process.dst_gap == "skip":
         kept = {(f.object, f.record_id, f.at.astimezone(UTC)) for f in found}
         shifted, _ = scan(replace(process, dst_gap="shift"), records, start, end, tz)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -215,9 +215,15 @@ class _Timed(Simulator):
 
 
 def run_period(
-    bundle: m.Bundle, seed: dict[tuple[str, str], Record], period: list[StoredChange], since: datetime, until: datetime
+    bundle: m.Bundle,
+    seed: dict[tuple[str, str], Record],
+    period: list[StoredChange],
+    since: datetime,
+    until: datetime,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[list[Sig], int]:
-    """The channel effects ``bundle`` produces for the period, and how many changes it refused."""
+    """The channel effects ``bundle`` produces for the period, and how many changes it refused;
+    ``tick`` is called after each change (the CLI's progress on a terminal)."""
     sim = _Timed(bundle, since, version="replay")
     sim.state.records.update(seed)
     refused = 0
@@ -232,6 +238,8 @@ def run_period(
                 sim.write(kind, change.object, change.record_id, change.fields, change.stage, change.pipeline)
         except SimulationError:
             refused += 1
+        if tick is not None:
+            tick()
     sim.advance(until)
     sigs = [
         Sig(e.object, e.record_id, e.action, e.channel, _canonical(e.params), at)
@@ -248,9 +256,11 @@ def replay(
     until: datetime,
     deployed: m.Bundle | None = None,
     why_no_baseline: str = "",
+    tick: Callable[[], None] | None = None,
 ) -> Replay:
+    """``tick`` is called after each change replayed, through ``proposed`` then ``deployed``."""
     seed, period = _split(store, since, until)
-    mine, refused = run_period(proposed, seed, period, since, until)
+    mine, refused = run_period(proposed, seed, period, since, until, tick)
     real = [
         Sig(r.object, r.record_id, r.action, r.channel, _canonical(r.payload), r.created_at)
         for r in store.outbox_between(since, until)
@@ -267,7 +277,7 @@ def replay(
     )
     result.records = compare(real, mine)
     if deployed is not None:
-        base, _ = run_period(deployed, seed, period, since, until)
+        base, _ = run_period(deployed, seed, period, since, until, tick)
         noise = {(d.object, d.record_id): d for d in compare(real, base)}
         for diff in result.records:
             other = noise.get((diff.object, diff.record_id))

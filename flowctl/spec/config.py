@@ -9,7 +9,7 @@ of a pipeline with a typo) are held back in ``Loaded.held`` (see ``spec/dependen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,10 +149,11 @@ def _freeze(docs: dict[str, m.Document]) -> Mapping[str, m.Document]:
     return m.frozen_map(docs)
 
 
-def load_bundle(root: Path | str, *, semantic: bool = True) -> Loaded:
-    """Load and check the configuration under ``root`` (a directory or one file)."""
+def load_bundle(root: Path | str, *, semantic: bool = True, tick: Callable[[], None] | None = None) -> Loaded:
+    """Load and check the configuration under ``root`` (a directory or one file); ``tick`` is
+    called after each file read."""
     root = Path(root)
-    raw = load_directory(root)
+    raw = load_directory(root, tick)
     base = root.parent if root.is_file() else root
     return assemble(base, raw, semantic=semantic)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -288,8 +288,9 @@ def yaml_files(root: Path) -> Iterator[Path]:
     yield from walk(root)
 
 
-def load_directory(root: Path | str) -> LoadResult:
-    """Load every YAML document under ``root`` (or the single file ``root``)."""
+def load_directory(root: Path | str, tick: Callable[[], None] | None = None) -> LoadResult:
+    """Load every YAML document under ``root`` (or the single file ``root``); ``tick`` is called
+    after each file (the CLI's progress on a terminal)."""
     root = Path(root)
     result = LoadResult()
     if not root.exists():
@@ -311,4 +312,6 @@ def load_directory(root: Path | str) -> LoadResult:
             result.issues.append(error("E000", f"cannot read file: {exc.strerror}", Span(rel, 1, 1)))
             continue
         result.extend(load_text(text, rel, path))
+        if tick is not None:
+            tick()
     return result

@@ -91,9 +91,10 @@ def test_a_deleted_record_is_listed_apart_and_restored_by_the_api_or_the_cli(tmp
         assert abs(datetime.now(UTC) - deleted_at) < timedelta(minutes=5)
         assert datetime.fromisoformat(binned["purge_after"]) - deleted_at == timedelta(days=30)
         listed = flowctl("records", "list", "deal", str(config), "--db", daemon.database, "--deleted")
-        assert listed.stdout.splitlines()[:2] == [
-            'deal/1 [documents] v2 {"title": "Deal 1"}',
-            'deal/2 [documents] v2 {"title": "Deal 2"}',
+        assert listed.stdout.splitlines()[:3] == [
+            "RECORD  STAGE      VERSION  FIELDS",
+            'deal/1  documents  2        {"title": "Deal 1"}',
+            'deal/2  documents  2        {"title": "Deal 2"}',
         ]
 
         restored = daemon.post("/v1/records/deal/1/restore")

@@ -24,14 +24,15 @@ def daemon_made(config: Path, live: Live) -> None:
 def test_times_are_printed_with_their_offset_in_the_config_zone(config: Path, live: Live) -> None:
     daemon_made(config, live)
     runs = invoke("runs", "list", config, "--db", live.url).output.splitlines()
-    assert runs[0].endswith(f"  {LOCAL}"), runs
+    assert runs[0].split() == ["RUN", "AUTOMATION", "RECORD", "STATUS", "AT", "NODE", "UPDATED"], runs
+    assert runs[1].endswith(f"  {LOCAL}"), runs
     (run,) = json.loads(invoke("runs", "list", config, "--db", live.url, "--format", "json").output)
     assert datetime.fromisoformat(run["started_at"]) == NOW and run["started_at"].endswith("+07:00")
     assert {entry["at"] for entry in run["trace"]} == {LOCAL}
     trace = invoke("runs", "show", run["id"], config, "--db", live.url).output.splitlines()
     assert trace[1].startswith("  ├─ 2026-03-10 10:00:00+07:00 ? trigger: condition"), trace
     outbox = invoke("outbox", "list", config, "--db", live.url).output.splitlines()
-    assert f"  {LOCAL}  " in outbox[0], outbox
+    assert outbox[0].startswith("ID  STATUS") and f"  {LOCAL}  " in outbox[1], outbox
     (row,) = json.loads(invoke("outbox", "list", config, "--db", live.url, "--format", "json").output)
     assert row["created_at"] == LOCAL and row["next_attempt_at"] == LOCAL
     history = invoke("history", config, "--db", live.url).output
@@ -50,7 +51,7 @@ def test_a_directory_without_config_prints_utc_with_its_offset(config: Path, liv
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     runs = invoke("runs", "list", elsewhere, "--db", live.url).output.splitlines()
-    assert runs[0].endswith("  2026-03-10T03:00:00+00:00"), runs
+    assert runs[1].endswith("  2026-03-10T03:00:00+00:00"), runs
 
 
 def test_plan_exits_0_when_only_comments_changed(config: Path, live: Live) -> None:

@@ -63,7 +63,8 @@ def test_git_commit_and_author_are_stored(config: Path, live: Live) -> None:
     assert current is not None
     assert (current.commit, current.author, current.message) == (head, "Lan <lan@example.com>", "birthday SMS")
     history = invoke("history", config, "--db", live.url)
-    assert history.output.startswith("* ") and head[:12] in history.output and "birthday SMS" in history.output
+    assert history.output.splitlines()[1].startswith("* "), history.output
+    assert head[:12] in history.output and "birthday SMS" in history.output
 
 
 def test_removing_a_stage_that_holds_records_is_refused(config: Path, live: Live, plan_json: PlanJson) -> None:

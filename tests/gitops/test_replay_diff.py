@@ -7,7 +7,11 @@ import json
 import uuid
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
+from click.testing import CliRunner
+
+from flowctl.cli.main import cli
 from flowctl.ports import NewChange
 from tests.gitops.conftest import BASE, NOW, Live, invoke, write
 
@@ -96,3 +100,27 @@ def test_added_and_removed_effects_read_as_what_they_do(config: Path, live: Live
     )
     text = invoke("replay", config, "--db", live.url, "--since", SINCE, "--until", UNTIL).output
     assert '    - send_sms via log to 0901: "Xin chao Lan"' in text.splitlines()
+
+
+def coloured(*args: Any) -> str:
+    """What a colour terminal shows (``CliRunner`` with ``color=True``)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], color=True, catch_exceptions=False).output
+
+
+def test_plan_and_replay_colour_their_diff_on_a_colour_terminal(config: Path, live: Live) -> None:
+    invoke("apply", config, "--db", live.url, "--now", NOW.isoformat())
+    live.put("c1", full_name="Lan", phone="0901")
+    welcome = BASE["flows/welcome.yaml"]
+    write(
+        config,
+        {"flows/welcome.yaml": welcome.replace('"Xin chao {{ record.full_name }}"', '"Chao {{ record.full_name }}"')},
+    )
+    plan = coloured("plan", config, "--db", live.url, "--now", NOW.isoformat()).splitlines()
+    assert any(line.startswith("\x1b[33m  ~ ") and line.endswith("\x1b[0m") for line in plan), plan
+    replayed = coloured("replay", config, "--db", live.url, "--since", SINCE, "--until", UNTIL).splitlines()
+    assert "\x1b[33m    ~ send_sms via log to 0901:\x1b[0m" in replayed, replayed
+    write(config, {"flows/welcome.yaml": welcome.replace("trigger: {on: created}", "trigger: {on: deleted}")})
+    replayed = coloured("replay", config, "--db", live.url, "--since", SINCE, "--until", UNTIL).splitlines()
+    assert '\x1b[31m    - send_sms via log to 0901: "Xin chao Lan"\x1b[0m' in replayed, replayed
+    plain = invoke("replay", config, "--db", live.url, "--since", SINCE, "--until", UNTIL).output
+    assert "\x1b[" not in plain
