@@ -16,8 +16,39 @@ import sqlalchemy as sa
 from flowctl.engine.state import Effect
 from flowctl.ports import OutboxRow
 from flowctl.store import rows
-from flowctl.store.sql.base import SqlBase, chunks
+from flowctl.store.sql.base import CLAIMABLE_OUTBOX, SqlBase, chunks
 from flowctl.store.tables import outbox
+
+
+def due_ids_per_status(skip_channels: Sequence[str] = ()) -> sa.Select[tuple[int]]:
+    """The first ``:limit`` due outbox ids, as one ordered, limited scan per status, merged.
+
+    The single ``WHERE status = 'pending' OR …  ORDER BY id LIMIT n`` that PostgreSQL runs makes
+    SQLite collect every due row and sort them (a multi-index OR, then a temporary B-tree): a
+    claim then costs the whole backlog (50 ms at 64,000 pending messages in a 200/s soak), so a
+    sender that falls behind falls further behind. Each branch here walks ``(status, id)`` and
+    stops after ``:limit`` rows; the result is the same ids.
+    """
+    o = outbox.c
+    now: sa.BindParameter[datetime] = sa.bindparam("now")
+    skip = [o.channel.not_in(list(skip_channels))] if skip_channels else []
+    branches = [
+        o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
+        sa.and_(
+            o.status.in_([status for status in CLAIMABLE_OUTBOX if status != "pending"]),
+            sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now),
+        ),
+        sa.and_(o.status == "sending", o.lease_until <= now),
+    ]
+    limited = [
+        sa.select(o.id).where(branch, *skip).order_by(o.id).limit(sa.bindparam("limit", type_=sa.Integer())).subquery()
+        for branch in branches
+    ]
+    merged = sa.union_all(*(sa.select(each.c.id) for each in limited)).subquery()
+    return sa.select(merged.c.id).order_by(merged.c.id).limit(sa.bindparam("limit", type_=sa.Integer()))
+
+
+_DUE_IDS = due_ids_per_status()
 
 
 class SqlOutbox(SqlBase):
@@ -31,9 +62,12 @@ class SqlOutbox(SqlBase):
         (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
         if limit <= 0:
             return []
-        claimable = self._claimable_outbox
-        if skip_channels:
-            claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
+        if self._postgres:
+            claimable = self._claimable_outbox
+            if skip_channels:
+                claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
+        else:
+            claimable = due_ids_per_status(skip_channels) if skip_channels else _DUE_IDS
         if not self._postgres and not self._any(claimable.params(now=now, limit=1)):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
