@@ -13,6 +13,20 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if (p / "flowctl.yaml").is_file())
 
 
+#: The smallest valid config: a Config and one object type.
+CONFIG = """\
+apiVersion: flowctl/v1
+kind: Config
+metadata: {name: main}
+spec: {timezone: Asia/Ho_Chi_Minh}
+---
+apiVersion: flowctl/v1
+kind: ObjectType
+metadata: {name: contact}
+spec: {fields: {full_name: {type: string}}}
+"""
+
+
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 

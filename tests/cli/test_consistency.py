@@ -9,19 +9,7 @@ import click
 import pytest
 
 from flowctl.cli.main import cli
-from tests.cli.conftest import invoke
-
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {name: main}
-spec: {timezone: Asia/Ho_Chi_Minh}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: contact}
-spec: {fields: {full_name: {type: string}}}
-"""
+from tests.cli.conftest import CONFIG, invoke
 
 
 def every_command() -> list[tuple[str, ...]]:

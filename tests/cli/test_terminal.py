@@ -27,23 +27,13 @@ from flowctl.ports import NewChange
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
+from tests.cli.conftest import CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "broken" / "E037-unknown-flow"
 WARNED = ROOT / "tests" / "broken" / "W006-webhook-to-log"
-ESC = "\x1b["
 
-CONFIG = """\
-apiVersion: flowctl/v1
-kind: Config
-metadata: {name: main}
-spec: {timezone: Asia/Ho_Chi_Minh}
----
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: contact}
-spec: {fields: {full_name: {type: string}}}
-"""
+ESC = "\x1b["
 
 
 def run(*args: object, color: bool = True, env: dict[str, str] | None = None) -> Result:
