@@ -124,3 +124,18 @@ def test_occurrences_inserted_with_their_outcome_go_in_all_or_none(store: Store)
     assert store.stage_entries("contact", "c9") == []
     assert store.care_done([occurrence("c9").key]) == set()
     assert dict(store.care_summary("birthday").counts) == {"sent": 1, "skipped": 1}
+
+
+def test_writing_dated_records_over_and_over_keeps_the_store_s_memory_flat(store: Store) -> None:
+    """Each batch with a dated record re-indexes its dates. The insert of the index was built anew
+    per batch, and the SQL store kept a compiled plan (and the statement) per statement it saw: a
+    daemon writing birthdays grew by a plan per batch, for ever."""
+    compiled = getattr(store, "_compiled", None)
+    for n in range(300):
+        record = Record(object="contact", id=f"c{n % 7}", fields={"birthday": f"1990-03-{n % 28 + 1:02d}"})
+        store.commit_batch([Processed(step=Step(records={record.key: record}))], T0)
+        if n == 0 and compiled is not None:
+            after_first = len(compiled)
+    if compiled is not None:  # SQL stores: the same plans serve every batch
+        assert len(compiled) == after_first
+    assert [r.id for r in store.care_records("contact", "birthday", [320])] == ["c5"]  # the last write of c5

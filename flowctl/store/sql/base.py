@@ -32,6 +32,7 @@ from flowctl.store.tables import (
     record_dates,
     records,
     runs,
+    source_rows,
     stage_entries,
     timers,
 )
@@ -39,6 +40,12 @@ from flowctl.store.writelock import WriteLock
 
 #: How many pending changes a claim reads at a time while looking for claimable ones.
 SCAN_MIN = 256
+
+#: Compiled plans :meth:`SqlBase._prepare` keeps. Its statements are built once, in ``__init__``:
+#: a statement built per call would add a plan per call (the leak that grew the engine process
+#: by megabytes a minute under load, from the date index's insert); past this bound the cache is
+#: dropped and built again, so such a mistake costs compiling, not memory.
+COMPILED_MAX = 256
 
 #: Parameters per ``IN (...)`` list, well under SQLite's and PostgreSQL's limits.
 CHUNK = 900
@@ -111,6 +118,8 @@ class SqlBase:
         self._upsert_version = upsert(config_versions)
         self._insert_outbox = insert(outbox).on_conflict_do_nothing(index_elements=["key"])
         self._insert_stage_entries = stage_entries.insert()  # a history: rows are only ever added
+        self._insert_dates = record_dates.insert()
+        self._upsert_source_rows = upsert(source_rows)
         self._insert_notes = insert(notes).on_conflict_do_nothing(index_elements=["key"])  # once per effect
         self._insert_changes_plain = insert(changes).on_conflict_do_nothing(index_elements=["idempotency_key"])
         self._insert_changes = self._insert_changes_plain.returning(c.idempotency_key, c.seq)
@@ -230,6 +239,9 @@ class SqlBase:
             return stmt, batch  # rows of different shapes: let SQLAlchemy sort them out
         plan = self._compiled.get((id(stmt), keys))
         if plan is None:
+            if len(self._compiled) >= COMPILED_MAX:
+                self._compiled.clear()
+                self._compiled_keepalive.clear()
             compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys))
             procs = compiled._bind_processors
             # per bind: take it from the row, or it is a constant of the statement (``values(x=None)``)
@@ -277,7 +289,7 @@ class SqlBase:
         d = record_dates.c
         for object_, ids in by_object((row["object"], row["id"]) for row in written):
             conn.execute(sa.delete(record_dates).where(d.object == object_, d.record_id.in_(ids)))
-        self._many(conn, record_dates.insert(), date_rows(written))
+        self._many(conn, self._insert_dates, date_rows(written))
 
     def _upsert_for(self, table: sa.Table) -> Any:
         stmt = self._insert_for(table)

@@ -61,7 +61,7 @@ class SqlSourceCursors(SqlBase):
         with self._write_lock, self._writer.begin() as conn:
             for part in chunks(gone):
                 conn.execute(sa.delete(source_rows).where(r.source == source, r.key.in_(part)))
-            self._many(conn, self._upsert_for(source_rows), kept)
+            self._many(conn, self._upsert_source_rows, kept)
             conn.execute(
                 self._upsert_for(source_cursors),
                 {"source": source, "cursor": {**state, "owner": owner, "lease_until": until}, "updated_at": now},
