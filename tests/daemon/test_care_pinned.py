@@ -91,7 +91,9 @@ def test_a_restarted_daemon_runs_the_rest_of_the_day_on_its_pinned_version(tmp_p
 
     def start_at(moment: datetime) -> None:
         """The daemon's clock reads ``moment`` (and runs on from there) when it starts."""
-        control.write_text(f"{round(moment.timestamp() - time.time()):+d}\n")
+        offset = tmp_path / "faketime.next"  # renamed into place: libfaketime never reads a half-written file
+        offset.write_text(f"{round(moment.timestamp() - time.time()):+d}\n")
+        offset.replace(control)
         daemon.start(timeout=WAIT)
 
     def put(id_: str, born: str) -> None:
@@ -105,24 +107,24 @@ def test_a_restarted_daemon_runs_the_rest_of_the_day_on_its_pinned_version(tmp_p
         start_at(datetime(2026, 3, 2, 7, 0, tzinfo=TZ))  # day D, 07:00: the contacts are written
         put("1", "1990-03-02")  # due at 08:00 today
         put("3", "1992-03-03")  # due tomorrow
-        wait_for(lambda: store.record("contact", "3") is not None, WAIT, "contacts 1 and 3 stored")
+        wait_for(lambda: store.record("contact", "3") is not None, WAIT, "contacts 1 and 3 stored", daemon.output)
         assert daemon.terminate() == 0
 
         start_at(datetime(2026, 3, 2, 8, 0, 30, tzinfo=TZ))  # 08:00:30: the catch-up tick runs contact 1
-        wait_for(lambda: "1" in texts(store), WAIT, "contact 1's birthday on day D")
+        wait_for(lambda: "1" in texts(store), WAIT, "contact 1's birthday on day D", daemon.output)
         put("2", "1991-03-02")  # after today's 08:00 tick: due at today's next firing
-        wait_for(lambda: store.record("contact", "2") is not None, WAIT, "contact 2 stored")
+        wait_for(lambda: store.record("contact", "2") is not None, WAIT, "contact 2 stored", daemon.output)
         assert daemon.terminate() == 0
         v1 = store.current_version()
 
         config.write_text(CONFIG.format(at="17:00", text="version 2"))  # the edit: 17:00, a new text
         start_at(datetime(2026, 3, 2, 17, 0, 30, tzinfo=TZ))  # the restart deploys it; still day D
-        wait_for(lambda: "2" in texts(store), WAIT, "contact 2's birthday, later on day D")
+        wait_for(lambda: "2" in texts(store), WAIT, "contact 2's birthday, later on day D", daemon.output)
         assert daemon.terminate() == 0
         v2 = store.current_version()
 
         start_at(datetime(2026, 3, 3, 17, 0, 30, tzinfo=TZ))  # day D+1
-        wait_for(lambda: "3" in texts(store), WAIT, "contact 3's birthday on day D+1")
+        wait_for(lambda: "3" in texts(store), WAIT, "contact 3's birthday on day D+1", daemon.output)
         assert daemon.terminate() == 0
     finally:
         store.close()
