@@ -82,7 +82,8 @@ def _core(
 
 
 def engine_service(loaded: Loaded, store: Store, version: str) -> EngineService:
-    """The engine process's part: the worker loop and its leases, running stored ``version``."""
+    """The engine process's part: the worker loop, its leases and the retention purge, running
+    stored ``version``."""
     # the parent sees the same database and reports its outages: this process logs only errors
     quiet = logging.getLogger("flowctl.engine_process.store")
     quiet.setLevel(logging.ERROR)
@@ -105,6 +106,7 @@ def engine_service(loaded: Loaded, store: Store, version: str) -> EngineService:
         lease_seconds=core.lease_seconds,
         stopping=threading.Event(),
         wake=threading.Event(),
+        retention=RetentionPurge(store, clock),
     )
 
 

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from flowctl.runtime.daemon.retention import RetentionPurge, cutoffs
+from flowctl.runtime.daemon.retention import BATCH, BATCH_MIN, BATCH_START, HOLD, RetentionPurge, cutoffs, next_size
 from flowctl.spec import model as m
 from flowctl.spec.config import load_bundle_from_files
 from flowctl.store import open_store
@@ -160,5 +161,36 @@ def test_a_round_purges_in_batches_and_gives_the_pages_back_when_the_file_can(tm
         with store.engine.connect() as conn:  # type: ignore[attr-defined]
             free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
         assert (free > 20) if old_file else (free == 0)
+    finally:
+        store.close()
+
+
+def test_a_purge_batch_shrinks_when_it_held_the_lock_long_and_grows_when_it_was_quick() -> None:
+    # a write on the hot path waits for the batch in hand: about HOLD at most, whatever the backlog
+    assert next_size(400, HOLD * 4, BATCH) == 100
+    assert next_size(100, HOLD * 100, BATCH) == BATCH_MIN  # never stuck at nothing
+    assert next_size(100, HOLD / 4, BATCH) == 200
+    assert next_size(800, HOLD / 4, BATCH) == BATCH  # never past the largest
+    assert next_size(100, HOLD * 0.75, BATCH) == 100  # about right: kept
+    assert next_size(10, HOLD * 100, 4) == 4  # a caller's smaller largest (tests) holds
+
+
+def test_a_backlog_purges_in_batches_that_follow_the_time_each_took(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'flowctl.db'}")
+    try:
+        keys = [(f"r{i}", f"k{i}-{n}") for i in range(400) for n in range(2)]
+        store.append_changes([change(r, k) for r, k in keys])
+        store.commit_batch(done(*store.claim_changes(1000, "w1", T0, 30)), T0)
+        sizes: list[int] = []
+        purge_of = store.purge
+
+        def purge(kind: Any, before: datetime, limit: int) -> int:
+            if kind == "changes":
+                sizes.append(limit)
+            return purge_of(kind, before, limit)
+
+        store.purge = purge  # type: ignore[method-assign]
+        assert RetentionPurge(store, FrozenClock(T0 + timedelta(days=1)), pause=0).purge(bundle_of())["changes"] == 400
+        assert sizes[0] == BATCH_START and len(set(sizes)) > 1, sizes  # it adapted from where it started
     finally:
         store.close()
