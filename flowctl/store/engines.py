@@ -54,8 +54,12 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own; see _begin
         cursor = dbapi_connection.cursor()
+        # a new file only (see flowctl db vacuum): purges give space back. Not asked of a file that
+        # has pages: there it changes nothing, and it waits for a writer's transaction to end (a
+        # reader opened by the hot path, whose transaction is that writer, would wait for itself)
+        if not cursor.execute("PRAGMA page_count").fetchone()[0]:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         for pragma in (
-            "auto_vacuum=INCREMENTAL",  # a new file only (see flowctl db vacuum): purges give space back
             "journal_mode=WAL",
             "synchronous=FULL",
             f"busy_timeout={BUSY_TIMEOUT_MS}",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from flowctl.store import open_store
+from flowctl.store.engines import BUSY_TIMEOUT_MS
 from flowctl.store.writelock import WriteLock, WriteLockTimeout, wait_seconds
 
 
@@ -36,3 +39,24 @@ def test_the_wait_is_read_from_the_environment() -> None:
     assert wait_seconds({"FLOWCTL_WRITE_WAIT_SECONDS": "2.5"}) == 2.5
     with pytest.raises(ValueError, match="FLOWCTL_WRITE_WAIT_SECONDS='soon' is not a number"):
         wait_seconds({"FLOWCTL_WRITE_WAIT_SECONDS": "soon"})
+
+
+def test_a_reader_opened_while_a_write_transaction_is_open_reads_at_once(tmp_path: Path) -> None:
+    # the hot path reads through new pooled connections while its own write transaction is open:
+    # a connection's set-up must not wait for that writer (it waited 10 s, then failed)
+    url = f"sqlite:///{tmp_path / 'flowctl.db'}"
+    store = open_store(url)
+    try:
+        with store.engine.connect() as writer:  # type: ignore[attr-defined]
+            writer.exec_driver_sql("BEGIN IMMEDIATE")
+            writer.exec_driver_sql("DELETE FROM records")
+            started = time.monotonic()
+            reader = open_store(url)
+            try:
+                assert reader.record("deal", "7") is None
+            finally:
+                reader.close()
+            assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
+            writer.exec_driver_sql("ROLLBACK")
+    finally:
+        store.close()
