@@ -30,8 +30,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "bench" / "vs-nodered"
-PACKAGES = ["sqlalchemy>=2", "jinja2", "jsonschema", "fastjsonschema", "uvicorn[standard]", "starlette", "httpx"]
-PACKAGES += ["psutil", "orjson"]
+#: What the harness's README installs in its virtualenv.
+PACKAGES = [
+    *("sqlalchemy>=2", "jinja2", "jsonschema", "fastjsonschema", "uvicorn[standard]", "starlette"),
+    *("httpx", "psutil", "orjson"),
+]
 
 
 def prepare(shared: Path, harness: Path) -> None:
@@ -77,8 +80,9 @@ def main() -> int:
     if run.returncode != 0:
         print(f"bench_vs_nodered: vs_nodered.sh failed (rc={run.returncode})", file=sys.stderr)
         return run.returncode
-    if not last.startswith("flowctl/nodered"):  # the summary must be the last line
-        print(last or "bench_vs_nodered: no summary line")
+    if not last.startswith("flowctl/nodered"):  # the harness's summary is its last line
+        print("bench_vs_nodered: vs_nodered.sh printed no summary line", file=sys.stderr)
+        return 1
     return 0
 
 
