@@ -26,6 +26,12 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
+def lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that waited its whole bound for SQLite's writer lock: another
+    process holds it (perhaps frozen), not the database being down."""
+    return isinstance(exc, WriteLockTimeout)
+
+
 def brief(exc: BaseException) -> str:
     """The driver's first line ("connection refused"), without SQLAlchemy's SQL and links."""
     cause = getattr(exc, "orig", None) or exc

@@ -6,6 +6,7 @@ was not stored, and /readyz answers 503 while writes cannot commit or the change
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import threading
@@ -49,6 +50,17 @@ def stored(database: Path) -> Counter[str]:
     try:
         with engine.connect() as conn:
             return Counter(row[0] for row in conn.exec_driver_sql("SELECT record_id FROM changes"))
+    finally:
+        engine.dispose()
+
+
+def open_changes(database: Path) -> int:
+    """Changes pending or claimed: what the watchdog counts as waiting for the engine."""
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            query = "SELECT count(*) FROM changes WHERE status IN ('pending', 'claimed')"
+            return int(conn.exec_driver_sql(query).scalar_one())
     finally:
         engine.dispose()
 
@@ -166,6 +178,45 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
     finally:
         with contextlib.suppress(Exception):
             os.kill(daemon.engine_pid_or_none() or 0, signal.SIGCONT)
+        daemon.stop_quietly()
+
+
+def test_a_frozen_engine_is_restarted_when_no_change_waits_but_writes_wait_for_the_writer_lock(
+    tmp_path: Path,
+) -> None:
+    # frozen between batches (a lease renewal, a claim that found nothing) with the writer lock,
+    # the engine leaves no change pending or claimed: the writes it holds back are the work that
+    # waits. Here the lock is held by another process (this test, as a stuck CLI command would),
+    # so the frozen engine is the only one not making progress, and nothing is pending.
+    database = tmp_path / "flowctl.db"
+    daemon = Daemon(
+        config(tmp_path / "config", stall=3, lag=100_000),
+        f"sqlite:///{database}",
+        env={"FLOWCTL_WRITE_WAIT_SECONDS": "1"},
+    )
+    lock = -1
+    frozen = 0
+    try:
+        daemon.start()
+        assert daemon.put("deal", "before", {"title": "before"}).status_code == 202
+        wait_for(lambda: open_changes(database) == 0, timeout=30, what="the change to be processed")
+        frozen = freeze(daemon, database, holding=False)
+        lock = os.open(f"{database}.writer", os.O_RDWR)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        answers = [daemon.put("deal", f"held{i}", {"title": "x"}).status_code for i in range(3)]
+        assert answers == [503, 503, 503]  # not stored: the writer lock is held
+        wait_for(lambda: gone(frozen), timeout=60, what="the watchdog to kill the frozen engine process")
+        frozen = 0
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        wait_for(lambda: daemon.ready() == 200, timeout=60, what="/readyz 200 again")
+        assert daemon.put("deal", "after", {"title": "after"}).status_code == 202
+        assert "made no progress" in daemon.output()
+    finally:
+        if lock >= 0:
+            os.close(lock)
+        if frozen:
+            with contextlib.suppress(OSError):
+                os.kill(frozen, signal.SIGCONT)
         daemon.stop_quietly()
 
 

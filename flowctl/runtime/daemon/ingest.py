@@ -25,6 +25,7 @@ from flowctl.ports import AppendResult, ChangeQueue, NewChange
 # the store says what an outage is; re-exported for the runtime modules that import them from here
 from flowctl.store.errors import StoreUnavailable as StoreUnavailable
 from flowctl.store.errors import brief as brief
+from flowctl.store.errors import lock_timeout
 from flowctl.store.errors import unavailable as unavailable
 
 log = logging.getLogger("flowctl.ingest")
@@ -137,6 +138,7 @@ class Ingest:
         self.commit_started = 0.0  # time.monotonic() when the commit in progress began (0: none)
         self.last_failure = 0.0  # time.monotonic() of the last commit the store refused (0: it succeeded since)
         self.last_failure_why = ""
+        self.last_failure_lock = False  # the last failure waited out the writer lock (another process holds it)
 
     def start(self) -> None:
         self.thread.start()
@@ -232,6 +234,7 @@ class Ingest:
             else:
                 log.warning("could not store %d changes: %s", len(batch), exc)
             self.last_failure, self.last_failure_why = time.monotonic(), brief(exc)
+            self.last_failure_lock = lock_timeout(exc)
             results = [StoreUnavailable(brief(exc)) for _ in batch]
         else:
             self.last_failure = 0.0

@@ -502,9 +502,14 @@ class Service(EngineService):
         }
 
     def _changes_wait(self) -> bool:
-        """Whether changes wait for the engine (the watchdog's question; raises if the store cannot say)."""
+        """Whether work waits for the engine (the watchdog's question; raises if the store cannot
+        say): changes not processed yet, or writes of this process held back by SQLite's writer
+        lock. An engine frozen holding that lock between batches (a lease renewal, a claim that
+        found nothing) leaves no change pending, and every write waits for it."""
         counts = self.store.queue_counts()
-        return bool(counts.get("changes_pending") or counts.get("changes_claimed"))
+        if counts.get("changes_pending") or counts.get("changes_claimed"):
+            return True
+        return self.ingest.committing_for() > 0 or bool(self.ingest.last_failure and self.ingest.last_failure_lock)
 
     def _housekeeping_loop(self) -> None:
         """With an engine process, this process has no worker loop to reload in: a thread does."""
