@@ -30,6 +30,7 @@ from flowctl.ports import Clock, Store
 from flowctl.runtime.api.access import listen_allowed
 from flowctl.runtime.api.metrics import Metrics
 from flowctl.runtime.care.scheduler import CareScheduler
+from flowctl.runtime.daemon import heap
 from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.fetching import fetch_senders
@@ -277,6 +278,7 @@ def run(settings: Settings, say: Callable[[str, Mapping[str, object]], None]) ->
     from flowctl.runtime.api.server import make_server  # lazy: start-up time (the engine process serves no HTTP)
 
     server = make_server(create_app(service, ui=settings.ui), settings.host, settings.port)
+    heap.settle()  # start-up is done: the collector leaves what it built alone
 
     def request_exit(signum: int, frame: object) -> None:
         server.should_exit = True  # uvicorn stops accepting, finishes requests in flight

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from flowctl.ports import Store
 from flowctl.runtime.api.metrics import HistogramState, gained
 from flowctl.runtime.compose import engine_service
+from flowctl.runtime.daemon import heap
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, brief, unavailable
 from flowctl.runtime.daemon.logs import setup_logging
 from flowctl.runtime.daemon.memory_trace import start_from_env
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store, service = loaded
     control.service = service
     service.start()
+    heap.settle()  # start-up is done: the collector leaves what it built alone
     histograms = _Histograms(service)
     reporter = threading.Thread(
         target=_report, args=(service, status, histograms), name="flowctl-engine-report", daemon=True
