@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from flowctl.engine.state import ACTIVE
 from flowctl.store.dates import date_rows
-from flowctl.store.engines import make_engine, writer
+from flowctl.store.engines import driver_sql, lease_writer, make_engine, writer
 from flowctl.store.tables import (
     allocations,
     care_occurrences,
@@ -92,6 +92,7 @@ class SqlBase:
     def __init__(self, url: str | sa.URL) -> None:
         self.engine: Engine = make_engine(url)
         self._writer = writer(self.engine)
+        self._lease_writer = lease_writer(self.engine)  # claims: see store/engines.py
         self.dialect = self.engine.dialect.name
         self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
         self._compiled_keepalive: list[Any] = []
@@ -172,6 +173,28 @@ class SqlBase:
             sa.select(r.owner, r.pipeline, r.stage, sa.func.count())
             .where(r.object == bind("object"), r.owner.in_(bind("users", expanding=True)), r.deleted.is_(False))
             .group_by(r.owner, r.pipeline, r.stage)
+        )
+        # the worker's batch forms, built once: each batch only binds its keys (a statement built
+        # per call cost more CPU than the query on a batch of one change)
+        some: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+        self._records_in = records.select().where(records.c.object == bind("object"), records.c.id.in_(some))
+        self._active_runs_in = (
+            runs.select()
+            .where(runs.c.object == bind("object"), runs.c.record_id.in_(some), active)
+            .order_by(runs.c.seq, runs.c.id)
+        )
+        self._delete_dates = sa.delete(record_dates).where(
+            record_dates.c.object == bind("object"), record_dates.c.record_id.in_(some)
+        )
+        self._delete_timers = sa.delete(timers).where(t.id.in_(some))
+        self._claim_changes = (
+            sa.update(changes)
+            .where(
+                c.seq.in_(sa.bindparam("seqs", expanding=True)),
+                sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= bind("now"))),
+            )
+            .values(lease_owner=bind("owner"), lease_until=bind("until"), attempts=c.attempts + 1, status="claimed")
+            .returning(*c)
         )
         light = (c.seq, c.object, c.record_id, c.status, c.lease_until)
         self._claimed_changes = sa.select(*light).where(c.status == "claimed")
@@ -268,15 +291,16 @@ class SqlBase:
             rows = [dict(zip(names, v, strict=True)) for v in values]
         return compiled.string, rows
 
-    @staticmethod
-    def _run(conn: Connection, prepared: tuple[Any, list[Any]] | None) -> int:
+    def _run(self, conn: Connection, prepared: tuple[Any, list[Any]] | None) -> int:
         """Send what :meth:`_prepare` made; the rows it changed (the sum over an executemany)."""
         if prepared is None:
             return 0
         statement, rows = prepared
-        if isinstance(statement, str):
+        if not isinstance(statement, str):
+            return int(conn.execute(statement, rows).rowcount)
+        if self._postgres:
             return int(conn.exec_driver_sql(statement, rows).rowcount)
-        return int(conn.execute(statement, rows).rowcount)
+        return int(driver_sql(conn, statement, rows, many=True).rowcount)
 
     def _insert_for(self, table: sa.Table) -> Any:
         return (postgresql.insert if self._postgres else sqlite.insert)(table)
@@ -286,9 +310,8 @@ class SqlBase:
         written = list(written)
         if not written:
             return
-        d = record_dates.c
         for object_, ids in by_object((row["object"], row["id"]) for row in written):
-            conn.execute(sa.delete(record_dates).where(d.object == object_, d.record_id.in_(ids)))
+            conn.execute(self._delete_dates, {"object": object_, "ids": list(ids)})
         self._many(conn, self._insert_dates, date_rows(written))
 
     def _upsert_for(self, table: sa.Table) -> Any:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from flowctl.engine.state import Timer
 from flowctl.ports import AppendResult, LeaseLost, NewChange, Processed, StoredChange
 from flowctl.store import rows
+from flowctl.store.engines import driver_sql
 from flowctl.store.sql.base import PG_APPEND_LOCK, PG_CLAIM_LOCK, SCAN_MIN, SqlBase, chunks
 from flowctl.store.tables import changes, timers
 
@@ -46,11 +47,9 @@ class SqlChangeQueue(SqlBase):
         with self._write_lock, self._writer.begin() as conn:
             inserted: dict[str, int]
             if prepared is not None:
-                before = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM changes").scalar()
+                before = driver_sql(conn, "SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
                 self._run(conn, prepared)
-                inserted = dict(
-                    conn.exec_driver_sql("SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)).all()
-                )
+                inserted = dict(driver_sql(conn, "SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)))
             else:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
@@ -82,7 +81,7 @@ class SqlChangeQueue(SqlBase):
         if limit <= 0:
             return []
         until = now + timedelta(seconds=lease_seconds)
-        with self._write_lock, self._writer.begin() as conn:
+        with self._write_lock, self._lease_writer.begin() as conn:
             if self._postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_CLAIM_LOCK)))
             wanted = self._plan_claim(conn, limit, now)
@@ -91,14 +90,10 @@ class SqlChangeQueue(SqlBase):
             if not wanted:
                 return []
             claimed: list[StoredChange] = []
+            lease = {"now": now, "owner": owner, "until": until}
             for part in chunks([seq for seq, _ in wanted]):
-                stmt = (
-                    sa.update(changes)
-                    .where(changes.c.seq.in_(part), self._claimable_change(now))
-                    .values(status="claimed", lease_owner=owner, lease_until=until, attempts=changes.c.attempts + 1)
-                    .returning(*changes.c)
-                )
-                claimed.extend(rows.change_from(row._mapping) for row in conn.execute(stmt))
+                found = conn.execute(self._claim_changes, {"seqs": list(part), **lease})
+                claimed.extend(rows.change_from(row._mapping) for row in found)
         return sorted(claimed, key=lambda change: change.seq)
 
     def _plan_claim(self, conn: Connection, limit: int, now: datetime) -> list[tuple[int, tuple[str, str]]]:
@@ -175,7 +170,7 @@ class SqlChangeQueue(SqlBase):
             .values(lease_owner=owner, lease_until=until, attempts=timers.c.attempts + 1)
             .returning(*timers.c)
         )
-        with self._write_lock, self._writer.begin() as conn:
+        with self._write_lock, self._lease_writer.begin() as conn:
             claimed = [rows.timer_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda timer: (timer.due, timer.id))
 
@@ -230,7 +225,7 @@ class SqlChangeQueue(SqlBase):
                     raise _ChangesLost
                 self._fence_timers(conn, [i.timer.id for i in items if i.timer is not None], owner)
             for part in chunks(plan.timer_deletes):
-                conn.execute(sa.delete(timers).where(timers.c.id.in_(part)))
+                conn.execute(self._delete_timers, {"ids": list(part)})
             self._run(conn, writes[0])
             self._write_dates(conn, records_)
             for prepared in writes[1:]:

@@ -78,7 +78,7 @@ class SqlOutbox(SqlBase):
             .values(status="sending", lease_owner=owner, lease_until=until, attempts=outbox.c.attempts + 1)
             .returning(*outbox.c)
         )
-        with self._write_lock, self._writer.begin() as conn:
+        with self._write_lock, self._lease_writer.begin() as conn:
             claimed = [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda row: row.id)
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from flowctl.engine.state import ACTIVE, Record, Run, Timer
+from flowctl.engine.state import Record, Run, Timer
 from flowctl.store import rows
 from flowctl.store.sql.base import SqlBase, by_object
-from flowctl.store.tables import records, runs
 
 
 class SqlRecordState(SqlBase):
@@ -57,8 +56,12 @@ class SqlRecordState(SqlBase):
         out: dict[tuple[str, str], Record] = {}
         with self.engine.connect() as conn:
             for object_, ids in by_object(keys):
-                stmt = records.select().where(records.c.object == object_, records.c.id.in_(ids))
-                for row in conn.execute(stmt):
+                found = (
+                    conn.execute(self._get_record, {"object": object_, "id": ids[0]})
+                    if len(ids) == 1
+                    else conn.execute(self._records_in, {"object": object_, "ids": list(ids)})
+                )
+                for row in found:
                     record = rows.record_from(row._mapping)
                     out[record.key] = record
         return out
@@ -66,15 +69,14 @@ class SqlRecordState(SqlBase):
     def active_runs_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Run]]:
         """The active runs of every record in ``keys``, each list as ``active_runs`` orders it."""
         out: dict[tuple[str, str], list[Run]] = {key: [] for key in keys}
-        r = runs.c
         with self.engine.connect() as conn:
             for object_, ids in by_object(keys):
-                stmt = (
-                    runs.select()
-                    .where(r.object == object_, r.record_id.in_(ids), r.status.in_(ACTIVE))
-                    .order_by(r.seq, r.id)
+                found = (
+                    conn.execute(self._get_active_runs, {"object": object_, "id": ids[0]})
+                    if len(ids) == 1
+                    else conn.execute(self._active_runs_in, {"object": object_, "ids": list(ids)})
                 )
-                for row in conn.execute(stmt):
+                for row in found:
                     run = rows.run_from(row._mapping)
                     out[(run.object, run.record_id)].append(run)
         return out
