@@ -80,6 +80,7 @@ def test_claims_commit_normal_and_everything_else_full(tmp_path: Path) -> None:
         change = NewChange(object="deal", record_id="1", op="put", idempotency_key="k1", fields=fields, stage="docs")
         assert committed(lambda: store.append_changes([change])) == [2]  # the 202 waits for a FULL commit
         assert committed(worker.process_changes) == [1, 2]  # the claim NORMAL, the batch's results FULL
+        assert committed(worker.process_changes) == []  # nothing to claim: no write transaction at all
         claimed: list[Any] = []
         assert committed(lambda: claimed.extend(store.claim_outbox(T0, 10, "w", 60))) == [1]
         assert len(claimed) == 1

@@ -187,6 +187,11 @@ class SqlBase:
             record_dates.c.object == bind("object"), record_dates.c.record_id.in_(some)
         )
         self._delete_timers = sa.delete(timers).where(t.id.in_(some))
+        self._claimable_change_exists = (  # read before a claim takes the write lock (SQLite)
+            sa.select(c.seq)
+            .where(sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= bind("now"))))
+            .limit(1)
+        )
         self._claim_changes = (
             sa.update(changes)
             .where(
@@ -234,11 +239,11 @@ class SqlBase:
         if isinstance(self._write_lock, WriteLock):
             self._write_lock.close()
 
-    def _any(self, query: Any) -> bool:
+    def _any(self, query: Any, params: Mapping[str, Any] | None = None) -> bool:
         """Whether ``query`` finds a row, read outside any write transaction (SQLite: a claim
         that would find nothing need not queue for the write lock)."""
         with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+            return conn.execute(query, params).first() is not None
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.

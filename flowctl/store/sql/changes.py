@@ -80,6 +80,8 @@ class SqlChangeQueue(SqlBase):
         """
         if limit <= 0:
             return []
+        if not self._postgres and not self._any(self._claimable_change_exists, {"now": now}):
+            return []  # nothing to claim (the worker's round after each batch): no write transaction
         until = now + timedelta(seconds=lease_seconds)
         with self._write_lock, self._lease_writer.begin() as conn:
             if self._postgres:
