@@ -99,11 +99,24 @@ class Writers:
         return dict(self.answers)
 
 
+def stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` has stopped (state ``T``: SIGSTOP has taken effect)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def freeze(daemon: Daemon, database: Path, *, holding: bool, tries: int = 400) -> int:
     """SIGSTOP the engine process at a moment it holds the writer lock (``holding``) or does not."""
     for _ in range(tries):
         pid = daemon.engine_pid()
         os.kill(pid, signal.SIGSTOP)
+        # the signal is delivered asynchronously: until every thread has stopped, the engine can
+        # still release the lock it was seen holding (then it is frozen without it, every write
+        # commits, and the test waits for 503s that cannot come)
+        wait_for(lambda pid=pid: stopped(pid), timeout=5, what=f"the engine process {pid} to stop")
         if holds_writer_lock(pid, database) == holding:
             return pid
         os.kill(pid, signal.SIGCONT)
