@@ -20,27 +20,18 @@ from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 from flowctl.store.engines import driver_sql
 from flowctl.store.errors import unavailable
-from flowctl.testing import FrozenClock
+from flowctl.testing import FrozenClock, write_config
+from tests.daemon.configs import deal_config
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-CONFIG = {
-    "flowctl.yaml": "apiVersion: flowctl/v1\nkind: Config\nmetadata: {name: main}\nspec: {timezone: UTC}\n",
-    "objects/deal.yaml": """\
-apiVersion: flowctl/v1
-kind: ObjectType
-metadata: {name: deal}
-spec:
-  fields:
-    title: {type: string, required: true}
-    phone: {type: phone}
-""",
-    "templates/docs-sms.yaml": """\
+CONFIG = deal_config(
+    "    phone: {type: phone}\n",
+    then="""\
 apiVersion: flowctl/v1
 kind: Template
 metadata: {name: docs-sms}
 spec: {channel: sms, text: "Xin chao {{ record.title }}"}
-""",
-    "pipelines/sales.yaml": """\
+---
 apiVersion: flowctl/v1
 kind: Pipeline
 metadata: {name: sales}
@@ -52,14 +43,11 @@ spec:
       rules:
         - {name: sms, action: send_sms, template: docs-sms, to: "{{ record.phone }}"}
 """,
-}
+)
 
 
 def test_claims_commit_normal_and_everything_else_full(tmp_path: Path) -> None:
-    for rel, text in CONFIG.items():
-        (tmp_path / "config" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "config" / rel).write_text(text)
-    loaded = load_bundle(tmp_path / "config")
+    loaded = load_bundle(write_config(tmp_path / "config", {"flowctl.yaml": CONFIG}))
     assert loaded.bundle is not None
     store = open_store(f"sqlite:///{tmp_path / 'flowctl.db'}")
     seen: list[int] = []

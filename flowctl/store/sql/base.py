@@ -187,17 +187,11 @@ class SqlBase:
             record_dates.c.object == bind("object"), record_dates.c.record_id.in_(some)
         )
         self._delete_timers = sa.delete(timers).where(t.id.in_(some))
-        self._claimable_change_exists = (  # read before a claim takes the write lock (SQLite)
-            sa.select(c.seq)
-            .where(sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= bind("now"))))
-            .limit(1)
-        )
+        claimable = sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= bind("now")))
+        self._claimable_change_exists = sa.select(c.seq).where(claimable).limit(1)  # read before a claim (SQLite)
         self._claim_changes = (
             sa.update(changes)
-            .where(
-                c.seq.in_(sa.bindparam("seqs", expanding=True)),
-                sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= bind("now"))),
-            )
+            .where(c.seq.in_(sa.bindparam("seqs", expanding=True)), claimable)
             .values(lease_owner=bind("owner"), lease_until=bind("until"), attempts=c.attempts + 1, status="claimed")
             .returning(*c)
         )
