@@ -233,11 +233,20 @@ class SqlBase:
         if isinstance(self._write_lock, WriteLock):
             self._write_lock.close()
 
-    def _any(self, query: Any, params: Mapping[str, Any] | None = None) -> bool:
+    def _any(self, query: Any, params: Mapping[str, Any], *, kept: bool = True) -> bool:
         """Whether ``query`` finds a row, read outside any write transaction (SQLite: a claim
-        that would find nothing need not queue for the write lock)."""
+        that would find nothing need not queue for the write lock).
+
+        The worker asks this two or three times per change when changes come one at a time, so a
+        statement the store keeps (``kept``) is compiled once and read on the driver: through
+        SQLAlchemy the read cost more than SQLite's own work on it."""
         with self.engine.connect() as conn:
-            return conn.execute(query, params).first() is not None
+            if self._postgres or not kept:
+                return conn.execute(query, params).first() is not None
+            prepared = self._prepare(query, [params])
+            assert prepared is not None and isinstance(prepared[0], str)
+            sql, rows = prepared
+            return driver_sql(conn, sql, rows[0]).fetchone() is not None
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.

@@ -162,7 +162,7 @@ class SqlChangeQueue(SqlBase):
         from its start, so the cost follows what is due, not how many timers wait."""
         if limit <= 0:
             return []
-        if not self._postgres and not self._any(self._due_timers.params(now=now, limit=1)):
+        if not self._postgres and not self._any(self._due_timers, {"now": now, "limit": 1}):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
         due = self._due_timers.params(now=now, limit=limit).scalar_subquery()

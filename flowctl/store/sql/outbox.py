@@ -68,7 +68,8 @@ class SqlOutbox(SqlBase):
                 claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
         else:
             claimable = due_ids_per_status(skip_channels) if skip_channels else _DUE_IDS
-        if not self._postgres and not self._any(claimable.params(now=now, limit=1)):
+        # kept=False: the statement has an expanding IN (statuses), which only SQLAlchemy renders
+        if not self._postgres and not self._any(claimable, {"now": now, "limit": 1}, kept=False):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
         due = claimable.params(now=now, limit=limit).scalar_subquery()
