@@ -14,9 +14,9 @@ a hung disk) must not hold every write of the daemon for ever. A wait that runs 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
+import queue
 import threading
 import time
 from types import TracebackType
@@ -49,6 +49,7 @@ class WriteLock:
         self.wait = wait_seconds() if wait is None else wait
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._held = -1  # the descriptor whose open file description holds the flock
+        self._waiter: _Waiter | None = None  # started at the first wait that must be bounded
 
     def __enter__(self) -> WriteLock:
         started = time.monotonic()
@@ -76,34 +77,12 @@ class WriteLock:
         return self._flock_bounded(self.wait - (time.monotonic() - started), started)
 
     def _flock_bounded(self, remaining: float, started: float) -> int:
-        """A blocking flock (woken the moment the lock is free, unlike polling) in a helper thread
-        on an open file description of its own, so that a wait given up here cannot take the lock
-        later for this one: the helper then releases it at once and closes its descriptor."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        got, lock = threading.Event(), threading.Lock()
-        state = {"abandoned": False}
-
-        def take() -> None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:
-                with lock:
-                    state["abandoned"] = True
-                os.close(fd)
-                return
-            with lock:
-                if not state["abandoned"]:
-                    got.set()
-                    return
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-        threading.Thread(target=take, name="flowctl-writelock", daemon=True).start()
-        got.wait(max(remaining, 0.0))
-        with lock:
-            if got.is_set():
-                return fd
-            state["abandoned"] = True
+        """A blocking flock, woken the moment the lock is free (unlike polling), taken by this
+        lock's waiter thread so the wait can be given up: see :class:`_Waiter`."""
+        if self._waiter is None:
+            self._waiter = _Waiter(self.path)
+        if self._waiter.take(max(remaining, 0.0)):
+            return self._waiter.fd
         raise self._timeout(time.monotonic() - started)
 
     def _timeout(self, waited: float) -> WriteLockTimeout:
@@ -118,12 +97,72 @@ class WriteLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            if fd != self._fd:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
             self._thread.release()
 
     def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class _Request:
+    """One bounded wait handed to the waiter thread."""
+
+    __slots__ = ("abandoned", "error", "got")
+
+    def __init__(self) -> None:
+        self.got = threading.Event()
+        self.abandoned = False
+        self.error: OSError | None = None
+
+
+class _Waiter:
+    """A thread that takes the flock on an open file description of its own, one wait at a time.
+
+    A blocking ``flock`` cannot be given up, so a bounded wait hands it to this thread and waits
+    on an event instead. A wait given up (``abandoned``) must not leave the lock taken for nobody:
+    when the thread gets it after all, it lets it go at once. One thread for the lock's life: a
+    thread started per contended write cost more than the write (the HTTP and engine processes
+    contend on most of theirs)."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._mutex = threading.Lock()
+        threading.Thread(target=self._run, name="flowctl-writelock", daemon=True).start()
+
+    def take(self, wait: float) -> bool:
+        """Whether the flock was taken (on :attr:`fd`) within ``wait`` seconds."""
+        request = _Request()
+        self._requests.put(request)
+        request.got.wait(wait)
+        with self._mutex:
+            if request.error is not None:
+                raise request.error
+            if request.got.is_set():
+                return True
+            request.abandoned = True
+        return False
+
+    def close(self) -> None:
+        """The thread ends after the wait in hand, if any, and closes its descriptor."""
+        self._requests.put(None)
+
+    def _run(self) -> None:
+        while (request := self._requests.get()) is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                with self._mutex:
+                    request.error = exc
+                    request.got.set()
+                continue
+            with self._mutex:
+                if not request.abandoned:
+                    request.got.set()  # the lock is the caller's now; it unlocks self.fd
+                    continue
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)

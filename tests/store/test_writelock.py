@@ -60,3 +60,34 @@ def test_a_reader_opened_while_a_write_transaction_is_open_reads_at_once(tmp_pat
             writer.exec_driver_sql("ROLLBACK")
     finally:
         store.close()
+
+
+def test_contended_waits_share_one_waiter_thread_and_each_gets_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the HTTP and engine processes contend for most writes: a thread started per wait cost more
+    # than the write itself
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    database = str(tmp_path / "flowctl.db")
+    other, mine = WriteLock(database, wait=5), WriteLock(database, wait=5)
+    got = 0
+    try:
+        for _ in range(20):
+            other.__enter__()  # held as by the other process (an open file description of its own)
+            released = threading.Timer(0.01, other.__exit__, (None, None, None))
+            released.start()
+            with mine:  # waits until the timer lets go
+                got += 1
+            released.join()
+    finally:
+        other.close()
+        mine.close()
+    assert got == 20
+    assert started.count("flowctl-writelock") == 1
