@@ -349,7 +349,7 @@ class EngineService:
                 continue
             backoff.reset()
             self.health.ok()
-            if done == 0:
+            if done == 0 or not self.worker.more_now:  # no empty round after each batch
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()
 

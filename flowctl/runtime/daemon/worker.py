@@ -234,6 +234,10 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self.timers_fired = 0
+        #: Whether the last round left work it could take at once: a full batch was claimed (more
+        #: may wait), or it committed a timer already due. Without it the loop waits for a wake.
+        self.more_now = False
+        self._due_now = False
         self.batch_seconds: Histogram | None = None
         self.to_outbox: Histogram | None = None
         if metrics is not None:
@@ -395,13 +399,21 @@ class Worker:
     def _commit(self, items: list[Processed]) -> bool:
         """Commit the batch if this worker still holds its leases (fencing); False when it was
         paused past them and another worker took the work: nothing written, the work is theirs."""
+        now = self.clock.now()
         try:
-            self.store.commit_batch(items, self.clock.now(), owner=self.owner)  # rows stamped at commit
+            self.store.commit_batch(items, now, owner=self.owner)  # rows stamped at commit
         except LeaseLost as lost:
             log.warning("%s", lost)
             return False
+        self._due_now = self._due_now or any(t.due <= now for item in items for t in item.step.timers)
         return True
 
     def run_once(self) -> int:
-        """One round: changes first (they are what users wait for), then due timers."""
-        return self.process_changes() + self.fire_timers()
+        """One round: changes first (they are what users wait for), then due timers; sets
+        :attr:`more_now`. A round that took less than a batch of each has taken everything
+        claimable when it looked: what was stored since wakes the loop (the ingest's notice)."""
+        self._due_now = False
+        changes = self.process_changes()
+        timers = self.fire_timers()
+        self.more_now = changes >= self.batch or timers >= self.batch or self._due_now
+        return changes + timers
