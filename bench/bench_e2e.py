@@ -108,13 +108,15 @@ def with_tokens(workdir: Path) -> Path:
     return config
 
 
-def wrk(url: str, connections: int, seconds: float, prefix: str, workdir: Path) -> tuple[float, int]:
-    """Run wrk; return (requests/s, non-2xx count)."""
+def wrk(url: str, connections: int, seconds: float, prefix: str, workdir: Path, pin: str = "") -> tuple[float, int]:
+    """Run wrk (on CPU ``pin`` when given); return (requests/s, non-2xx count)."""
     script = workdir / f"load-{prefix}.lua"
     auth = "".join(f', ["{name}"] = "{value}"' for name, value in AUTH.items())
     script.write_text(WRK_SCRIPT % {"prefix": prefix, "auth": auth})
+    pinned = ["taskset", "-c", pin] if pin else []
+    duration = f"-d{max(1, round(seconds))}s"
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
+        [*pinned, "wrk", "-t1", f"-c{connections}", duration, "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
