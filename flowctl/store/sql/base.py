@@ -95,6 +95,7 @@ class SqlBase:
         self._lease_writer = lease_writer(self.engine)  # claims: see store/engines.py
         self.dialect = self.engine.dialect.name
         self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
+        self._readers: dict[int, list[Any]] = {}  # see _rows: per kept query, its columns' result processors
         self._compiled_keepalive: list[Any] = []
         # SQLite has one writer at a time: writers queue on a WriteLock (threads and processes)
         # instead of on SQLite's busy handler, which sleeps in growing steps.
@@ -247,6 +248,29 @@ class SqlBase:
             assert prepared is not None and isinstance(prepared[0], str)
             sql, rows = prepared
             return driver_sql(conn, sql, rows[0]).fetchone() is not None
+
+    def _rows(self, conn: Connection, query: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a SELECT the store keeps, each value as its column's type reads it.
+
+        On SQLite the query is compiled once and run on the driver: the claim's two planning
+        reads, taken for every batch, cost more through SQLAlchemy than SQLite's own work on them."""
+        if self._postgres:
+            return [tuple(row) for row in conn.execute(query, params)]
+        prepared = self._prepare(query, [params])
+        assert prepared is not None and isinstance(prepared[0], str)
+        sql, binds = prepared
+        readers = self._readers.get(id(query))
+        if readers is None:
+            dialect = self.engine.dialect
+            compiled = query.compile(dialect=dialect)
+            readers = [entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns]
+            self._readers[id(query)] = readers
+        found = driver_sql(conn, sql, binds[0]).fetchall()
+        if not any(readers):
+            return list(found)
+        return [
+            tuple(read(value) if read else value for read, value in zip(readers, row, strict=True)) for row in found
+        ]
 
     def _many(self, conn: Connection, stmt: Any, params: Iterable[Mapping[str, Any]]) -> None:
         """executemany through the driver, the statement compiled once per shape of row.

@@ -101,7 +101,7 @@ class SqlChangeQueue(SqlBase):
     def _plan_claim(self, conn: Connection, limit: int, now: datetime) -> list[tuple[int, tuple[str, str]]]:
         leased: dict[tuple[str, str], int] = {}  # record -> its lowest seq under a live lease
         expired: list[tuple[int, tuple[str, str]]] = []
-        for seq, object_, record_id, _, lease_until in conn.execute(self._claimed_changes):
+        for seq, object_, record_id, _, lease_until in self._rows(conn, self._claimed_changes, {}):
             key = (object_, record_id)
             if lease_until is not None and lease_until > now:
                 leased[key] = min(seq, leased.get(key, seq))
@@ -115,7 +115,7 @@ class SqlChangeQueue(SqlBase):
         while True:
             page = [
                 (seq, (obj, rid))
-                for seq, obj, rid, *_ in conn.execute(self._pending_changes, {"after": after, "scan": scan})
+                for seq, obj, rid, *_ in self._rows(conn, self._pending_changes, {"after": after, "scan": scan})
             ]
             last = page[-1][0] if len(page) == scan else None  # None: nothing pending beyond this page
             merged = [e for e in expired if last is None or e[0] <= last]
