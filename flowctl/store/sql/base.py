@@ -187,6 +187,9 @@ class SqlBase:
         self._delete_dates = sa.delete(record_dates).where(
             record_dates.c.object == bind("object"), record_dates.c.record_id.in_(some)
         )
+        self._delete_record_dates = sa.delete(record_dates).where(  # SQLite: one record a row, executemany
+            record_dates.c.object == bind("object"), record_dates.c.record_id == bind("record_id")
+        )
         self._delete_timers = sa.delete(timers).where(t.id.in_(some))
         claimable = sa.or_(c.status == "pending", sa.and_(c.status == "claimed", c.lease_until <= bind("now")))
         self._claimable_change_exists = sa.select(c.seq).where(claimable).limit(1)  # read before a claim (SQLite)
@@ -342,8 +345,13 @@ class SqlBase:
         written = list(written)
         if not written:
             return
-        for object_, ids in by_object((row["object"], row["id"]) for row in written):
-            conn.execute(self._delete_dates, {"object": object_, "ids": list(ids)})
+        if self._postgres:
+            for object_, ids in by_object((row["object"], row["id"]) for row in written):
+                conn.execute(self._delete_dates, {"object": object_, "ids": list(ids)})
+        else:  # a statement SQLite prepares once, on the driver: SQLAlchemy's expanding IN cost more
+            self._many(
+                conn, self._delete_record_dates, [{"object": r["object"], "record_id": r["id"]} for r in written]
+            )
         self._many(conn, self._insert_dates, date_rows(written))
 
     def _upsert_for(self, table: sa.Table) -> Any:
