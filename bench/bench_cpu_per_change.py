@@ -11,6 +11,7 @@ profile (``--gil``, raw folded stacks) of each process during a second load.
     python bench/bench_cpu_per_change.py --clients 1 --seconds 5
     python bench/bench_cpu_per_change.py --profile /tmp/prof
 
+It also prints wrk's latency percentiles of the load (``latency (wrk): p50 … ms, …, p99 … ms``).
 The last line: ``cpu per change: N us (C clients, R changes/s)``, all processes together.
 """
 
@@ -92,7 +93,8 @@ def main() -> None:
         pids = group(daemon.pid)
         before, start_total = thread_times(pids), changes_total(db)
         started = time.monotonic()
-        wrk(url, args.clients, args.seconds, "load", workdir, pin="0")
+        latencies: dict[str, float] = {}
+        wrk(url, args.clients, args.seconds, "load", workdir, pin="0", latencies=latencies)
         done = changes_total(db)
         finished = drain(db, done)
         after = thread_times(pids)
@@ -139,6 +141,7 @@ def main() -> None:
                 spy.wait(60)
             print(f"profiles in {args.profile}")
         print(f"outbox rows: {outbox_count(db):,}")
+        print("latency (wrk): " + ", ".join(f"p{share[:-1]} {ms:.2f} ms" for share, ms in latencies.items()))
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)

@@ -108,21 +108,34 @@ def with_tokens(workdir: Path) -> Path:
     return config
 
 
-def wrk(url: str, connections: int, seconds: float, prefix: str, workdir: Path, pin: str = "") -> tuple[float, int]:
-    """Run wrk (on CPU ``pin`` when given); return (requests/s, non-2xx count)."""
+def wrk(
+    url: str,
+    connections: int,
+    seconds: float,
+    prefix: str,
+    workdir: Path,
+    pin: str = "",
+    latencies: dict[str, float] | None = None,
+) -> tuple[float, int]:
+    """Run wrk (on CPU ``pin`` when given); return (requests/s, non-2xx count). With
+    ``latencies`` it also fills in wrk's latency percentiles, in ms: ``{"50%": 1.04, …, "99%": 8.2}``."""
     script = workdir / f"load-{prefix}.lua"
     auth = "".join(f', ["{name}"] = "{value}"' for name, value in AUTH.items())
     script.write_text(WRK_SCRIPT % {"prefix": prefix, "auth": auth})
     pinned = ["taskset", "-c", pin] if pin else []
-    duration = f"-d{max(1, round(seconds))}s"
+    options = [f"-c{connections}", f"-d{max(1, round(seconds))}s", *(["--latency"] if latencies is not None else [])]
     out = subprocess.run(
-        [*pinned, "wrk", "-t1", f"-c{connections}", duration, "-s", str(script), url],
+        [*pinned, "wrk", "-t1", *options, "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if latencies is not None:
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+        for share, value, unit in re.findall(r"^\s+(\d+%)\s+([\d.]+)(us|ms|s)$", out, re.M):
+            latencies[share] = float(value) * scale[unit]
     return rate, int(bad.group(1)) if bad else 0
 
 
