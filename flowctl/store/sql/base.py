@@ -242,15 +242,11 @@ class SqlBase:
         that would find nothing need not queue for the write lock).
 
         The worker asks this two or three times per change when changes come one at a time, so a
-        statement the store keeps (``kept``) is compiled once and read on the driver: through
-        SQLAlchemy the read cost more than SQLite's own work on it."""
+        statement the store keeps (``kept``; it ends in ``LIMIT 1``) is read through :meth:`_rows`."""
         with self.engine.connect() as conn:
-            if self._postgres or not kept:
+            if not kept:
                 return conn.execute(query, params).first() is not None
-            prepared = self._prepare(query, [params])
-            assert prepared is not None and isinstance(prepared[0], str)
-            sql, rows = prepared
-            return driver_sql(conn, sql, rows[0]).fetchone() is not None
+            return bool(self._rows(conn, query, params))
 
     def _rows(self, conn: Connection, query: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a SELECT the store keeps, each value as its column's type reads it.
