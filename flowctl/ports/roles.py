@@ -59,15 +59,39 @@ class RecordState(Protocol):
         ...
 
 
+class InlineRun(Protocol):
+    """The engine run inside the transaction that stores changes (``append_changes``): a change
+    of a record with nothing else open goes from request to outbox in one commit, without the
+    queue's claim and second commit. The store decides which changes may go that way."""
+
+    def now(self) -> datetime:
+        """The time the batch is processed and its rows stamped with."""
+        ...
+
+    def run(self, changes: Sequence[StoredChange], now: datetime) -> list[Processed]:
+        """Handle ``changes`` (seq order) as the worker would; one item per change. Only reads."""
+        ...
+
+    def committed(self, items: Sequence[Processed]) -> None:
+        """After the commit of ``items`` (counts, metrics, logs)."""
+        ...
+
+
 class ChangeQueue(Protocol):
     """Accepted writes and due timers, waiting for a worker. ``append_changes`` stores changes
     once per idempotency key; claims are leases (``lease_seconds``, ``attempts + 1``) in seq
     order, a record's changes one at a time; ``commit_batch`` writes what the engine decided and
     finishes the inputs in one transaction (the transactional outbox), fenced by ``owner``."""
 
-    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]:
+    def append_changes(self, changes: Sequence[NewChange], inline: InlineRun | None = None) -> list[AppendResult]:
         """Store ``changes`` in one transaction, one result per change in order; a key stored
-        before (or earlier in the batch) is not stored again: ``duplicate``, the first seq."""
+        before (or earlier in the batch) is not stored again: ``duplicate``, the first seq.
+
+        With ``inline``, the new changes of records that have no other open change and no due
+        timer in a worker's hands are run by it in the same transaction and committed done with
+        what it decided (``processed``); the others wait for a worker. A store that cannot tell
+        that safely within one transaction (PostgreSQL, whose replicas claim concurrently)
+        leaves every change to the workers."""
         ...
 
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:

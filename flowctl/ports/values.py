@@ -80,6 +80,7 @@ class AppendResult:
     seq: int
     duplicate: bool  # True when the idempotency key was already stored
     fingerprint: str = ""  # the stored change's (for a duplicate: the first one's, not the one appended)
+    processed: bool = False  # run by the engine in the commit that stored it (``InlineRun``)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

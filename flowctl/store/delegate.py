@@ -22,6 +22,7 @@ from flowctl.ports import (
     CareSummary,
     ChannelToken,
     ConfigVersion,
+    InlineRun,
     NewChange,
     Note,
     OutboxFilter,
@@ -66,8 +67,8 @@ class StoreDelegate:
         return self.store.active_runs_of(keys)
 
     # ---- ChangeQueue
-    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]:
-        return self.store.append_changes(changes)
+    def append_changes(self, changes: Sequence[NewChange], inline: InlineRun | None = None) -> list[AppendResult]:
+        return self.store.append_changes(changes, inline)
 
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
         return self.store.claim_changes(limit, owner, now, lease_seconds)

@@ -28,6 +28,10 @@ from flowctl.store.memory import MemoryStore
 from flowctl.testing import Daemon, gone, wait_for, write_config
 from tests.daemon.configs import deal_config
 
+#: Every change through the queue, so the engine process is what processes them (not the hot
+#: path of ``daemon/inline.py``, which runs a quiet daemon's changes in the HTTP process).
+QUEUED = {"FLOWCTL_INLINE": "0"}
+
 
 def config(folder: Path, stall: int, lag: int) -> Path:
     limits = f"{{engine_stall_seconds: {stall}, ready_lag_seconds: {lag}}}"
@@ -150,7 +154,7 @@ def test_a_frozen_engine_holding_the_writer_lock_is_restarted_and_503_means_not_
         # flight can each take one, and the watchdog's clock may start before the freeze
         config(tmp_path / "config", stall=6, lag=100_000),
         f"sqlite:///{database}",
-        env={"FLOWCTL_WRITE_WAIT_SECONDS": "1"},
+        env={"FLOWCTL_WRITE_WAIT_SECONDS": "1", **QUEUED},
     )
     try:
         daemon.start()
@@ -235,7 +239,7 @@ def test_a_frozen_engine_is_restarted_when_no_change_waits_but_writes_wait_for_t
 
 def test_readyz_answers_503_while_the_change_lag_passes_its_bound(tmp_path: Path) -> None:
     database = tmp_path / "flowctl.db"
-    daemon = Daemon(config(tmp_path / "config", stall=100_000, lag=2), f"sqlite:///{database}")
+    daemon = Daemon(config(tmp_path / "config", stall=100_000, lag=2), f"sqlite:///{database}", env=QUEUED)
     frozen = 0
     try:
         daemon.start()
@@ -264,10 +268,10 @@ class FullDisk(MemoryStore):
         super().__init__()
         self.freed = threading.Event()
 
-    def append_changes(self, changes: Any) -> Any:
+    def append_changes(self, changes: Any, inline: Any = None) -> Any:
         if not self.freed.is_set():
             raise sa.exc.OperationalError("INSERT INTO changes", {}, Exception("database or disk is full"))
-        return super().append_changes(changes)
+        return super().append_changes(changes, inline)
 
 
 def test_readiness_says_writes_cannot_commit_while_they_fail_and_recovers_after_one_succeeds(tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ class FakeService:
 class FailingStore(MemoryStore):
     """A store whose database is gone for writes."""
 
-    def append_changes(self, changes: Any) -> Any:
+    def append_changes(self, changes: Any, inline: Any = None) -> Any:
         raise ConnectionError("database is down")
 
 

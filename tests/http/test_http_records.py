@@ -471,10 +471,10 @@ class HangingStore(MemoryStore):
         self.release = threading.Event()
         self.entered = threading.Event()
 
-    def append_changes(self, changes: Any) -> Any:
+    def append_changes(self, changes: Any, inline: Any = None) -> Any:
         self.entered.set()
         self.release.wait(10)
-        return super().append_changes(changes)
+        return super().append_changes(changes, inline)
 
 
 def test_a_write_not_taken_in_time_is_503_and_not_stored_one_in_a_commit_gets_its_outcome(tmp_path: Path) -> None:

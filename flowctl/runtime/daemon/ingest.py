@@ -4,7 +4,9 @@ HTTP handlers hand a ``NewChange`` to ``Ingest.submit_async`` and await the futu
 thread drains whatever is queued, appends it in one transaction and resolves the futures. When
 nothing else is queued the batch is that one change, so latency at low load stays one commit.
 The asyncio futures of a batch are resolved by one call into their event loop (not one wake-up
-per request); threads use ``submit`` and a ``concurrent.futures.Future``.
+per request); threads use ``submit`` and a ``concurrent.futures.Future``. With ``inline``
+(``daemon/inline.py``) the same commit runs the engine over the changes no worker could be
+holding back, so they are done, their messages in the outbox, when the commit answers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowctl.ports import AppendResult, ChangeQueue, NewChange
 
@@ -27,6 +29,9 @@ from flowctl.store.errors import StoreUnavailable as StoreUnavailable
 from flowctl.store.errors import brief as brief
 from flowctl.store.errors import lock_timeout
 from flowctl.store.errors import unavailable as unavailable
+
+if TYPE_CHECKING:  # it imports the worker, which imports the metrics, which import this module
+    from flowctl.runtime.daemon.inline import InlineWorker
 
 log = logging.getLogger("flowctl.ingest")
 
@@ -119,16 +124,23 @@ def _settle(outcomes: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
 
 class Ingest:
     def __init__(
-        self, store: ChangeQueue, *, max_batch: int = 500, on_commit: object = None, health: StoreHealth | None = None
+        self,
+        store: ChangeQueue,
+        *,
+        max_batch: int = 500,
+        on_commit: object = None,
+        health: StoreHealth | None = None,
+        inline: InlineWorker | None = None,
     ) -> None:
         self.store = store
+        self.inline = inline
         self.health = health or StoreHealth()
         self.max_batch = max_batch
         # items are lists: one change from a thread, or what an event loop gathered in one turn
         self.queue: queue.SimpleQueue[list[Pending] | None] = queue.SimpleQueue()
         self._gathering: dict[asyncio.AbstractEventLoop, list[Pending]] = {}  # touched by each loop only
         self.thread = threading.Thread(target=self._loop, name="flowctl-ingest", daemon=True)
-        self.on_commit = on_commit  # called with the number of new changes after each commit
+        self.on_commit = on_commit  # called after a commit that left changes (or a due timer) to the worker
         self.accepted = 0
         self.duplicates = 0
         # asyncio waiters not yet in a commit: cancel() takes one out, so a write given up on (its
@@ -226,8 +238,10 @@ class Ingest:
         if not batch:
             return
         self.commit_started = time.monotonic()
+        inline = self.inline if self.inline is not None and len(batch) <= self.inline.limit else None
         try:
-            results: Sequence[AppendResult | BaseException] = self.store.append_changes([c for c, _, _ in batch])
+            changes = [change for change, _, _ in batch]
+            results: Sequence[AppendResult | BaseException] = self.store.append_changes(changes, inline)
         except Exception as exc:  # noqa: BLE001 - any database error means "not stored": answer 503
             if unavailable(exc):  # logged once per outage, not once per batch
                 self.health.failed("ingest", exc)
@@ -241,11 +255,12 @@ class Ingest:
             self.health.ok()
         finally:
             self.commit_started = 0.0
-        fresh = 0
+        fresh = queued = 0
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendResult], Any]]] = {}
         for (_, future, loop), result in zip(batch, results, strict=True):
             if isinstance(result, AppendResult) and not result.duplicate:
                 fresh += 1
+                queued += not result.processed
             if loop is not None:
                 by_loop.setdefault(loop, []).append((future, result))  # type: ignore[arg-type]
             elif isinstance(result, BaseException):
@@ -258,5 +273,6 @@ class Ingest:
         stored = sum(isinstance(r, AppendResult) for r in results)
         self.accepted += fresh
         self.duplicates += stored - fresh
-        if fresh and callable(self.on_commit):
-            self.on_commit(fresh)
+        due = inline is not None and inline.timer_due()
+        if (queued or due) and callable(self.on_commit):
+            self.on_commit(queued)

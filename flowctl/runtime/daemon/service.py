@@ -551,10 +551,12 @@ class Service(EngineService):
         )
 
     def _worker_counts(self) -> tuple[int, int, int]:
-        """Processed, failed, timers fired: by the engine process when there is one."""
-        if self.engine_process is not None:
-            return self.engine_process.totals()
-        return super()._worker_counts()
+        """Processed, failed, timers fired: by this process and the engine process if there is one."""
+        here = super()._worker_counts()  # what this process ran: the worker loop's, or inline
+        if self.engine_process is None:
+            return here
+        child = self.engine_process.totals()
+        return child[0] + here[0], child[1] + here[1], child[2] + here[2]
 
 
 class StartRefused(Exception):

@@ -10,10 +10,11 @@ commit leaves the changes pending, a crash after leaves nothing to redo.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowctl.engine import changes as change_ops
@@ -238,6 +239,7 @@ class Worker:
         #: may wait), or it committed a timer already due. Without it the loop waits for a wake.
         self.more_now = False
         self._due_now = False
+        self._counting = threading.Lock()
         self.batch_seconds: Histogram | None = None
         self.to_outbox: Histogram | None = None
         if metrics is not None:
@@ -313,13 +315,21 @@ class Worker:
         claimed = self.store.claim_changes(self.batch, self.owner, now, self.lease_seconds)
         if not claimed:
             return 0
+        items = self.run_changes(claimed, now)
+        if not self._commit(items):
+            return 0
+        self.changes_committed(items, started)
+        return len(items)
+
+    def run_changes(self, changes: Sequence[StoredChange], now: datetime) -> list[Processed]:
+        """Handle ``changes`` (seq order) through one overlay: what each decided, nothing written.
+        A change the rules refuse, or whose handling raised, is an item with its ``error``."""
         overlay = Overlay(self.store)
-        overlay.prefetch([(c.object, c.record_id) for c in claimed])
+        overlay.prefetch([(c.object, c.record_id) for c in changes])
         engine = self.engines.current
-        overlay.prefetch_records(linked_keys(engine, overlay, [(c.object, c.record_id, c.fields) for c in claimed]))
+        overlay.prefetch_records(linked_keys(engine, overlay, [(c.object, c.record_id, c.fields) for c in changes]))
         items: list[Processed] = []
-        failed = 0
-        for change in claimed:
+        for change in changes:
             try:
                 event, record = self.to_input(overlay, change, engine)
                 if record is not None:
@@ -327,7 +337,6 @@ class Worker:
                 step = engine.handle(overlay, event, now)
             except RefusedChange as exc:
                 items.append(Processed(change=change, error=str(exc)))
-                failed += 1
                 continue
             except Exception as exc:
                 where = ids(
@@ -335,23 +344,26 @@ class Worker:
                 )
                 log.exception("change %s failed", change.seq, extra=where)
                 items.append(Processed(change=change, error=f"{type(exc).__name__}: {exc}"))
-                failed += 1
                 continue
             overlay.apply(step)
             items.append(Processed(change=change, record=record, step=step))
             for problem in step.problems:
                 about = ids(change_seq=change.seq, record=(problem.object, problem.record_id), run_id=problem.run_id)
                 log.warning("%s %s: %s", problem.object, problem.record_id, problem.message, extra=about)
-        if not self._commit(items):
-            return 0
+        return items
+
+    def changes_committed(self, items: Sequence[Processed], started: float) -> None:
+        """After the commit of changes this worker ran (claimed, or inline in the ingest's commit):
+        the counts, metrics and debug lines. ``started``: ``time.monotonic()`` when the batch began."""
+        failed = sum(1 for item in items if item.error)
         self._observe("changes", started, items)
         if log.isEnabledFor(logging.DEBUG):
-            _log_processed(items, engine.version)
-        self.processed += len(items) - failed
-        self.failed += failed
+            _log_processed(items, self.engines.current.version)
+        with self._counting:  # the ingest's thread counts what it runs inline (``InlineWorker``)
+            self.processed += len(items) - failed
+            self.failed += failed
         if self.on_processed:
             self.on_processed(len(items) - failed, failed)
-        return len(items)
 
     # ------------------------------------------------------------------ timers
 
@@ -384,7 +396,7 @@ class Worker:
         self.timers_fired += len(items)
         return len(items)
 
-    def _observe(self, kind: str, started: float, items: list[Processed]) -> None:
+    def _observe(self, kind: str, started: float, items: Sequence[Processed]) -> None:
         """The batch's time, and for each change that queued messages how long after it was stored
         they were committed (the rows carry the commit's time)."""
         if self.batch_seconds is not None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from flowctl.engine.state import Timer
-from flowctl.ports import AppendResult, NewChange, Processed, StoredChange
+from flowctl.ports import AppendResult, InlineRun, NewChange, Processed, StoredChange
 from flowctl.store import rows
 from flowctl.store.memory.base import Key, MemoryBase, dump, leased, load
 
@@ -16,7 +16,8 @@ from flowctl.store.memory.base import Key, MemoryBase, dump, leased, load
 class MemoryChangeQueue(MemoryBase):
     """Append, claim and commit the work of the worker loop."""
 
-    def append_changes(self, changes: Sequence[NewChange]) -> list[AppendResult]:
+    def append_changes(self, changes: Sequence[NewChange], inline: InlineRun | None = None) -> list[AppendResult]:
+        """Stores them; every change waits for a worker (``inline`` is for the SQL store's hot path)."""
         prepared = [dump("changes", rows.change_row(change)) for change in changes]
         with self._lock:
             results = []

@@ -207,6 +207,15 @@ class SqlBase:
             .order_by(c.seq)
             .limit(sa.bindparam("scan"))
         )
+        # the inline run's check (SQLite, under the write lock): records a worker may hold back
+        self._open_change_records = (
+            sa.select(c.object, c.record_id)
+            .where(sa.or_(c.status == "pending", c.status == "claimed"), c.seq <= sa.bindparam("before"))
+            .distinct()
+        )
+        self._held_due_timer_records = (
+            sa.select(t.object, t.record_id).where(t.due <= sa.bindparam("now"), t.lease_until > sa.bindparam("now"))
+        ).distinct()
         self._due_timers = (
             sa.select(t.id)
             .where(t.due <= sa.bindparam("now"), sa.or_(t.lease_until.is_(None), t.lease_until <= sa.bindparam("now")))

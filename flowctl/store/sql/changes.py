@@ -9,7 +9,9 @@ worker paused past its lease cannot write over the new holder's work (:class:`Le
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flowctl.engine.state import Timer
-from flowctl.ports import AppendResult, LeaseLost, NewChange, Processed, StoredChange
+from flowctl.ports import AppendResult, InlineRun, LeaseLost, NewChange, Processed, StoredChange
 from flowctl.store import rows
 from flowctl.store.engines import driver_sql
 from flowctl.store.sql.base import PG_APPEND_LOCK, PG_CLAIM_LOCK, SCAN_MIN, SqlBase, chunks
 from flowctl.store.tables import changes, timers
+
+log = logging.getLogger("flowctl.store")
 
 
 class _ChangesLost(Exception):
@@ -31,10 +35,11 @@ class _ChangesLost(Exception):
 class SqlChangeQueue(SqlBase):
     """Append, claim and commit the work of the worker loop."""
 
-    def append_changes(self, changes_: Sequence[NewChange]) -> list[AppendResult]:
+    def append_changes(self, changes_: Sequence[NewChange], inline: InlineRun | None = None) -> list[AppendResult]:
         """Store new changes in one transaction. A key seen before (stored, or earlier in this
         batch) is not stored again: its result carries the first change's seq, ``duplicate=True``.
-        """
+        With ``inline`` (SQLite), the new changes no worker could hold back run in the same
+        transaction (:meth:`_run_inline`)."""
         if not changes_:
             return []
         fresh: dict[str, dict[str, Any]] = {}
@@ -44,12 +49,15 @@ class SqlChangeQueue(SqlBase):
         # exclusive, so every row above the old maximum is this batch's); a third of the time
         # SQLAlchemy's INSERT … RETURNING takes, all of it under the write lock
         prepared = None if self._postgres else self._prepare(self._insert_changes_plain, fresh.values())
+        processed: list[Processed] = []  # run inline
         with self._write_lock, self._writer.begin() as conn:
             inserted: dict[str, int]
             if prepared is not None:
                 before = driver_sql(conn, "SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
                 self._run(conn, prepared)
                 inserted = dict(driver_sql(conn, "SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)))
+                if inline is not None and inserted:
+                    processed = self._run_inline(conn, changes_, inserted, before, inline)
             else:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
@@ -62,14 +70,60 @@ class SqlChangeQueue(SqlBase):
                 )
                 for key, seq, stored in conn.execute(stmt).all():
                     seqs[key], prints[key] = seq, stored or ""
+        done = {item.change.seq for item in processed if item.change is not None}
         results = []
         for change in changes_:
             key = change.idempotency_key
             new = key in inserted
             if new:
                 inserted.pop(key)  # a second change with this key in the batch is a duplicate
-            results.append(AppendResult(seq=seqs[key], duplicate=not new, fingerprint=prints[key]))
+            seq = seqs[key]
+            results.append(AppendResult(seq=seq, duplicate=not new, fingerprint=prints[key], processed=seq in done))
+        if processed and inline is not None:
+            inline.committed(processed)
         return results
+
+    def _run_inline(
+        self,
+        conn: Connection,
+        changes_: Sequence[NewChange],
+        inserted: Mapping[str, int],
+        before: int,
+        inline: InlineRun,
+    ) -> list[Processed]:
+        """SQLite, inside the append's write transaction: run the new changes of records that no
+        worker could be holding back, and write what they decided with them, done.
+
+        The write lock makes this safe: no claim can start until the commit, and a change or due
+        timer a worker already holds is still open in the database. So a record with an open
+        change stored before this batch, or a due timer under a live lease, is left to the queue
+        (and with it every change of that record in the batch); the others have nothing before
+        them. The run and its writes go under a savepoint: if either fails, the changes are
+        stored all the same, pending, and the worker meets the failure as it would have anyway."""
+        now = inline.now()
+        busy = {(o, r) for o, r in self._rows(conn, self._open_change_records, {"before": before})}
+        busy.update((o, r) for o, r in self._rows(conn, self._held_due_timer_records, {"now": now}))
+        taken: list[StoredChange] = []
+        left = dict(inserted)
+        for change in changes_:
+            seq = left.pop(change.idempotency_key, None)
+            if seq is not None and (change.object, change.record_id) not in busy:
+                taken.append(StoredChange(seq=seq, **{f.name: getattr(change, f.name) for f in fields(NewChange)}))
+        if not taken:
+            return []
+        driver_sql(conn, "SAVEPOINT inline")
+        try:
+            items = inline.run(taken, now)
+            plan = rows.plan_batch(items, now)
+            self._write_plan(conn, plan, self._plan_writes(plan))
+            self._run(conn, self._prepare(self._finish_changes, [{**row, "b_now": now} for row in plan.changes]))
+        except Exception as exc:  # noqa: BLE001 - stored all the same: the worker takes them
+            driver_sql(conn, "ROLLBACK TO inline")
+            log.warning("%d changes left to the worker: running them as they were stored failed: %s", len(taken), exc)
+            items = []
+        finally:
+            driver_sql(conn, "RELEASE inline")
+        return items
 
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
         """Lease up to ``limit`` changes, in seq order, that can run now.
@@ -186,23 +240,13 @@ class SqlChangeQueue(SqlBase):
         them to the commit (no extra round trip: its row count tells); fired timers are checked
         by one ``SELECT … FOR UPDATE`` (PostgreSQL; SQLite's write lock serves the same end)."""
         plan = rows.plan_batch(items, now)
-        records_ = list(plan.records.values())
         attempts = {i.change.seq: i.change.attempts for i in items if i.change is not None}
         finish = self._finish_changes
         finished = [{**row, "b_now": now} for row in plan.changes]
         if owner is not None:
             finish = self._finish_held_changes
             finished = [{**row, "b_owner": owner, "b_attempts": attempts[row["b_seq"]]} for row in finished]
-        # every row's values are processed before the write lock: it is held for SQLite's work only
-        writes = [
-            self._prepare(self._upsert_records, records_),
-            self._prepare(self._upsert_runs, plan.runs.values()),
-            self._prepare(self._upsert_timers, plan.timer_upserts),
-            self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
-            self._prepare(self._upsert_allocations, plan.allocations.values()),
-            self._prepare(self._insert_stage_entries, plan.stage_entries),
-            self._prepare(self._insert_notes, plan.notes.values()),
-        ]
+        writes = self._plan_writes(plan)  # before the write lock: it is held for SQLite's work only
         finishing = self._prepare(finish, finished)
         try:
             self._commit_plan(plan, writes, finishing, len(finished), items, owner)
@@ -210,6 +254,27 @@ class SqlChangeQueue(SqlBase):
             assert owner is not None
             with self.engine.connect() as conn:
                 raise LeaseLost("change", owner, len(finished), self._change_holders(conn, attempts, owner)) from None
+
+    def _plan_writes(self, plan: rows.BatchPlan) -> list[Any]:
+        """The batch's row writes, every value processed (records first: see :meth:`_write_plan`)."""
+        return [
+            self._prepare(self._upsert_records, plan.records.values()),
+            self._prepare(self._upsert_runs, plan.runs.values()),
+            self._prepare(self._upsert_timers, plan.timer_upserts),
+            self._prepare(self._insert_outbox, plan.outbox.values()),  # a key stored before is kept
+            self._prepare(self._upsert_allocations, plan.allocations.values()),
+            self._prepare(self._insert_stage_entries, plan.stage_entries),
+            self._prepare(self._insert_notes, plan.notes.values()),
+        ]
+
+    def _write_plan(self, conn: Connection, plan: rows.BatchPlan, writes: list[Any]) -> None:
+        """Write what :meth:`_plan_writes` prepared, and the date index of the records written."""
+        for part in chunks(plan.timer_deletes):
+            conn.execute(self._delete_timers, {"ids": list(part)})
+        self._run(conn, writes[0])
+        self._write_dates(conn, list(plan.records.values()))
+        for prepared in writes[1:]:
+            self._run(conn, prepared)
 
     def _commit_plan(
         self,
@@ -220,18 +285,12 @@ class SqlChangeQueue(SqlBase):
         items: Sequence[Processed],
         owner: str | None,
     ) -> None:
-        records_ = list(plan.records.values())
         with self._write_lock, self._writer.begin() as conn:
             if owner is not None:
                 if finishing is not None and self._run(conn, finishing) != finished:
                     raise _ChangesLost
                 self._fence_timers(conn, [i.timer.id for i in items if i.timer is not None], owner)
-            for part in chunks(plan.timer_deletes):
-                conn.execute(self._delete_timers, {"ids": list(part)})
-            self._run(conn, writes[0])
-            self._write_dates(conn, records_)
-            for prepared in writes[1:]:
-                self._run(conn, prepared)
+            self._write_plan(conn, plan, writes)
             if owner is None:
                 self._run(conn, finishing)
 

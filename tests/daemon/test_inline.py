@@ -1,0 +1,168 @@
+"""The hot path (``daemon/inline.py``): on SQLite a change of a record with nothing open is run in
+the commit that stores it, its SMS in the outbox when the write is answered; whatever a worker
+may be holding back (an earlier change, a due timer it claimed) waits for the worker, in order.
+PostgreSQL, whose replicas claim concurrently, leaves every change to the workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flowctl.engine.core import Engine
+from flowctl.ports import NewChange, Processed, Store, StoredChange
+from flowctl.runtime.daemon.inline import InlineWorker, inline_limit
+from flowctl.runtime.daemon.worker import Engines, Worker
+from flowctl.store import open_store
+from flowctl.testing import Daemon, FrozenClock
+from tests.daemon.configs import deal_config
+from tests.engine.conftest import T0, make_bundle
+
+PIPELINE = """
+apiVersion: flowctl/v1
+kind: Pipeline
+metadata: {name: sales}
+spec:
+  object: deal
+  stages:
+    - id: new
+      rules:
+        - {name: welcome, action: send_sms, text: "hello {{ record.client_name }}", to: "{{ record.phone }}"}
+        - {name: remind, delay: 30m, action: send_sms, text: "still there?", to: "{{ record.phone }}"}
+"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path / 'flowctl.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
+def sqlite(store: Store) -> bool:
+    return "sqlite" in repr(getattr(store, "engine", ""))
+
+
+def deal(id_: str, key: str = "", name: str = "An") -> NewChange:
+    return NewChange(
+        object="deal",
+        record_id=id_,
+        op="put",
+        idempotency_key=key or id_,
+        fields={"title": "Sofa", "client_name": name, "phone": "0912000001"},
+        received_at=T0,
+    )
+
+
+def welcomes(store: Store) -> list[str]:
+    return sorted(row.payload["text"] for row in store.list_outbox(50) if row.payload["text"].startswith("hello"))
+
+
+def worker_on(store: Store, tmp_path: Path, clock: FrozenClock) -> Worker:
+    return Worker(store, Engines(Engine(make_bundle(tmp_path, {"sales.yaml": PIPELINE}))), clock, owner="w1")
+
+
+def test_a_change_with_nothing_open_is_done_with_its_sms_when_the_commit_answers(store: Store, tmp_path: Path) -> None:
+    worker = worker_on(store, tmp_path, FrozenClock(T0))
+    (result,) = store.append_changes([deal("d1")], InlineWorker(worker, limit=100))
+    change = store.change(result.seq)
+    assert change is not None
+    if not sqlite(store):  # PostgreSQL: the worker runs it, as before
+        assert not result.processed and change.status == "pending" and welcomes(store) == []
+        assert worker.run_once() == 1
+    else:
+        assert result.processed and change.status == "done"
+        assert worker.processed == 1  # counted where /metrics reads it
+        assert worker.run_once() == 0  # nothing left to claim
+    assert welcomes(store) == ["hello An"]
+    (run,) = [r for r in store.list_runs(10) if r.automation.endswith("remind")]
+    assert [t.due for t in store.timers_of(run.id)] == [T0 + timedelta(minutes=30)]
+
+
+def test_a_record_with_an_earlier_open_change_waits_for_the_worker_in_order(store: Store, tmp_path: Path) -> None:
+    worker = worker_on(store, tmp_path, FrozenClock(T0))
+    store.append_changes([deal("d1", "k1", name="first")])  # no inline: pending
+    results = store.append_changes(
+        [deal("d1", "k2", name="second"), deal("d2", "k3", name="other")], InlineWorker(worker, limit=100)
+    )
+    assert [r.processed for r in results] == [False, sqlite(store)]
+    worker.run_once()
+    record = store.record("deal", "d1")
+    assert record is not None and record.fields["client_name"] == "second"  # seq order kept
+    assert welcomes(store) == ["hello first", "hello other"]  # a put of the same stage moves nothing
+
+
+def test_a_record_whose_due_timer_a_worker_holds_waits(store: Store, tmp_path: Path) -> None:
+    clock = FrozenClock(T0)
+    worker = worker_on(store, tmp_path, clock)
+    store.append_changes([deal("d1", "k1"), deal("d2", "k2")])
+    worker.run_once()
+    clock.advance(timedelta(minutes=31))
+    held = store.claim_due_timers(clock.now(), 1, "another-worker", 60.0)  # d1's or d2's reminder
+    assert len(held) == 1
+    other = "d2" if held[0].record_id == "d1" else "d1"
+    results = store.append_changes(
+        [deal(held[0].record_id, "k3", name="held"), deal(other, "k4", name="free")], InlineWorker(worker, limit=100)
+    )
+    assert [r.processed for r in results] == [False, sqlite(store)]
+
+
+def test_duplicates_are_not_run_again(store: Store, tmp_path: Path) -> None:
+    worker = worker_on(store, tmp_path, FrozenClock(T0))
+    inline = InlineWorker(worker, limit=100)
+    store.append_changes([deal("d1")], inline)
+    worker.run_once()
+    (again,) = store.append_changes([deal("d1")], inline)
+    assert again.duplicate and not again.processed
+    assert worker.run_once() == 0
+    assert welcomes(store) == ["hello An"]
+
+
+class Failing(InlineWorker):
+    def run(self, changes: Sequence[StoredChange], now: datetime) -> list[Processed]:
+        raise RuntimeError("a bug in the engine")
+
+
+def test_a_run_that_fails_leaves_the_changes_stored_for_the_worker(store: Store, tmp_path: Path) -> None:
+    worker = worker_on(store, tmp_path, FrozenClock(T0))
+    (result,) = store.append_changes([deal("d1")], Failing(worker, limit=100))
+    assert not result.processed and not result.duplicate
+    change = store.change(result.seq)
+    assert change is not None and change.status == "pending"
+    assert welcomes(store) == []
+    assert worker.run_once() == 1
+    assert welcomes(store) == ["hello An"]
+
+
+def test_with_a_second_core_only_small_commits_go_inline() -> None:
+    assert inline_limit(engine_process=True, cores=2) < 100  # a busy daemon's commits: the engine process
+    assert inline_limit(engine_process=True, cores=1) >= 500  # one core: nothing runs beside
+    assert inline_limit(engine_process=False, cores=2) >= 500  # --processes 1: no engine process
+
+
+def test_the_daemon_answers_a_write_with_its_sms_already_in_the_outbox(tmp_path: Path) -> None:
+    root = tmp_path / "config"
+    root.mkdir()
+    (root / "flowctl.yaml").write_text(
+        deal_config("    phone: {type: phone}\n")
+        + "---\n"
+        + "apiVersion: flowctl/v1\nkind: Channel\nmetadata: {name: sms}\nspec: {type: log}\n---"
+        + PIPELINE.replace("client_name", "title")
+    )
+    database = f"sqlite:///{tmp_path / 'flowctl.db'}"
+    daemon = Daemon(root / "flowctl.yaml", database)
+    store = open_store(database)
+    try:
+        daemon.start()
+        answer = daemon.put("deal", "d1", {"title": "Sofa", "phone": "0912000001"})
+        assert answer.status_code == 202, answer.text
+        # no waiting: the commit that answered the write ran the stage rule
+        assert [row.payload["text"] for row in store.list_outbox(10)] == ["hello Sofa"]
+        assert store.open_changes("deal", "d1") == []
+        assert daemon.metric("flowctl_changes_processed_total") == 1
+    finally:
+        store.close()
+        daemon.stop_quietly()
