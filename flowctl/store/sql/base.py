@@ -12,6 +12,7 @@ live here or next to the statement that needs them, keyed on ``self._postgres``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -97,6 +98,7 @@ class SqlBase:
         self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
         self._readers: dict[int, list[Any]] = {}  # see _rows: per kept query, its columns' result processors
         self._compiled_keepalive: list[Any] = []
+        self._bound = threading.local()  # .conn: the inline run's transaction, read by _reading
         # SQLite has one writer at a time: writers queue on a WriteLock (threads and processes)
         # instead of on SQLite's busy handler, which sleeps in growing steps.
         self._write_lock: Any = contextlib.nullcontext()
@@ -256,6 +258,22 @@ class SqlBase:
             if not kept:
                 return conn.execute(query, params).first() is not None
             return bool(self._rows(conn, query, params))
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection to read with: the write transaction of an inline run in progress on this
+        thread (its own snapshot, no checkout from the pool: see ``_run_inline``), else the pool's."""
+        bound = getattr(self._bound, "conn", None)
+        if bound is not None:
+            yield bound
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _dicts(self, conn: Connection, query: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """:meth:`_rows` as dicts by column name (what ``rows.*_from`` read)."""
+        names = [column.key for column in query.selected_columns]
+        return [dict(zip(names, row, strict=True)) for row in self._rows(conn, query, params)]
 
     def _rows(self, conn: Connection, query: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a SELECT the store keeps, each value as its column's type reads it.
