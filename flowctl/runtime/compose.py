@@ -35,7 +35,7 @@ from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.fetching import fetch_senders
 from flowctl.runtime.daemon.ingest import Ingest, StoreHealth
-from flowctl.runtime.daemon.inline import InlineWorker, inline_limit, usable_cores
+from flowctl.runtime.daemon.inline import InlineWorker
 from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlite
 from flowctl.runtime.daemon.memory_trace import start_from_env
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
@@ -142,7 +142,7 @@ def daemon_service(
 
     inline = None
     if env.get("FLOWCTL_INLINE", "1") != "0":  # 0: every change through the queue (see daemon/inline.py)
-        inline = InlineWorker(core.worker, inline_limit(engine_process is not None, usable_cores()))
+        inline = InlineWorker(core.worker)
     ingest = Ingest(store, on_commit=on_commit, health=core.health, inline=inline)
     senders = build_senders(bundle, env, log_stream=log_stream, store=store, clock=clock)
     senders.update(fetch_senders(bundle, env, ingest, clock))  # webhook Sources' pending fetches

@@ -13,7 +13,8 @@ import pytest
 
 from flowctl.engine.core import Engine
 from flowctl.ports import NewChange, Processed, Store, StoredChange
-from flowctl.runtime.daemon.inline import InlineWorker, inline_limit
+from flowctl.runtime.daemon.ingest import Ingest
+from flowctl.runtime.daemon.inline import InlineWorker
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
 from flowctl.testing import Daemon, FrozenClock
@@ -137,10 +138,20 @@ def test_a_run_that_fails_leaves_the_changes_stored_for_the_worker(store: Store,
     assert welcomes(store) == ["hello An"]
 
 
-def test_with_a_second_core_only_small_commits_go_inline() -> None:
-    assert inline_limit(engine_process=True, cores=2) < 100  # a busy daemon's commits: the engine process
-    assert inline_limit(engine_process=True, cores=1) >= 500  # one core: nothing runs beside
-    assert inline_limit(engine_process=False, cores=2) >= 500  # --processes 1: no engine process
+def test_the_ingest_runs_a_commit_of_one_change_inline_and_leaves_larger_ones_to_the_worker(
+    store: Store, tmp_path: Path
+) -> None:
+    worker = worker_on(store, tmp_path, FrozenClock(T0))
+    ingest = Ingest(store, inline=InlineWorker(worker))
+    both = ingest.submit_many([deal("d1"), deal("d2")])  # queued before it starts: one commit
+    ingest.start()
+    try:
+        assert [future.result(10).processed for future in both] == [False, False]
+        (alone,) = ingest.submit_many([deal("d3")])
+        assert alone.result(10).processed == sqlite(store)
+    finally:
+        ingest.stop()
+    assert worker.run_once() == (2 if sqlite(store) else 3)
 
 
 def test_the_daemon_answers_a_write_with_its_sms_already_in_the_outbox(tmp_path: Path) -> None:
