@@ -10,6 +10,7 @@ profile (``--gil``, raw folded stacks) of each process during a second load.
     python bench/bench_cpu_per_change.py                    # 64 clients, 8 s
     python bench/bench_cpu_per_change.py --clients 1 --seconds 5
     python bench/bench_cpu_per_change.py --profile /tmp/prof
+    python bench/bench_cpu_per_change.py --clients 1 --warm-clients 8 --no-drain   # the harness's start
 
 It also prints wrk's latency percentiles of the load (``latency (wrk): p50 … ms, …, p99 … ms``).
 The last line: ``cpu per change: N us (C clients, R changes/s)``, all processes together.
@@ -74,6 +75,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--processes", type=int, choices=(1, 2), help="flowctl run --processes (default: its own)")
     parser.add_argument("--profile", type=Path, help="also record py-spy folded stacks here")
+    parser.add_argument("--warm-clients", type=int, help="clients of the 2 s warm-up (default: --clients)")
+    parser.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="start the load right after the warm-up, before the daemon has processed it (as the side-by-side "
+        "harness does, which warms up at 8 clients)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         raise SystemExit("this benchmark needs wrk and taskset: apt-get install wrk util-linux")
@@ -88,8 +96,9 @@ def main() -> None:
     daemon = subprocess.Popen(["taskset", "-c", "1", *argv], stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_ready(f"{url}/readyz")
-        wrk(url, args.clients, 2, "warm", workdir, pin="0")
-        drain(db, changes_total(db))
+        wrk(url, args.warm_clients or args.clients, 2, "warm", workdir, pin="0")
+        if not args.no_drain:
+            drain(db, changes_total(db))
         pids = group(daemon.pid)
         before, start_total = thread_times(pids), changes_total(db)
         started = time.monotonic()
