@@ -19,20 +19,8 @@ from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
 from flowctl.testing import Daemon, FrozenClock
 from tests.daemon.configs import deal_config
+from tests.daemon.test_worker_rounds import PIPELINE
 from tests.engine.conftest import T0, make_bundle
-
-PIPELINE = """
-apiVersion: flowctl/v1
-kind: Pipeline
-metadata: {name: sales}
-spec:
-  object: deal
-  stages:
-    - id: new
-      rules:
-        - {name: welcome, action: send_sms, text: "hello {{ record.client_name }}", to: "{{ record.phone }}"}
-        - {name: remind, delay: 30m, action: send_sms, text: "still there?", to: "{{ record.phone }}"}
-"""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

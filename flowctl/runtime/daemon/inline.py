@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from flowctl.ports import Processed, StoredChange
-from flowctl.runtime.daemon.worker import Worker
+from flowctl.runtime.daemon.worker import Worker, timer_due
 
 #: The largest commit whose changes run inline; larger ones go to the worker (see above).
 LIMIT = 1
@@ -44,8 +44,7 @@ class InlineWorker:
         return self.worker.run_changes(changes, now)
 
     def committed(self, items: Sequence[Processed]) -> None:
-        now = self.worker.clock.now()
-        self._due = any(t.due <= now for item in items for t in item.step.timers)
+        self._due = timer_due(items, self.worker.clock.now())
         self.worker.changes_committed(items, self._started)
 
     def timer_due(self) -> bool:

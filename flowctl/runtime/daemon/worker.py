@@ -204,6 +204,11 @@ def _log_processed(items: Sequence[Processed], version: str) -> None:
             log.debug("processed %s of %s/%s", change.op, *record, extra=about)
 
 
+def timer_due(items: Sequence[Processed], now: datetime) -> bool:
+    """Whether a batch committed at ``now`` queued a timer already due: the worker loop should look again."""
+    return any(t.due <= now for item in items for t in item.step.timers)
+
+
 #: How long after a write-back a CRM's change repeating its values is taken for its echo.
 ECHO_WINDOW = timedelta(minutes=10)
 
@@ -417,7 +422,7 @@ class Worker:
         except LeaseLost as lost:
             log.warning("%s", lost)
             return False
-        self._due_now = self._due_now or any(t.due <= now for item in items for t in item.step.timers)
+        self._due_now = self._due_now or timer_due(items, now)
         return True
 
     def run_once(self) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,7 +69,7 @@ class SqlChangeQueue(SqlBase):
                 self._run(conn, prepared)
                 inserted = dict(driver_sql(conn, "SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)))
                 if inline is not None and inserted:
-                    processed = self._run_inline(conn, changes_, inserted, before, inline)
+                    processed = self._run_inline(conn, fresh, inserted, before, inline)
             else:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
@@ -99,7 +98,7 @@ class SqlChangeQueue(SqlBase):
     def _run_inline(
         self,
         conn: Connection,
-        changes_: Sequence[NewChange],
+        fresh: Mapping[str, Mapping[str, Any]],
         inserted: Mapping[str, int],
         before: int,
         inline: InlineRun,
@@ -117,12 +116,12 @@ class SqlChangeQueue(SqlBase):
         now = inline.now()
         busy = {(o, r) for o, r in self._rows(conn, self._open_change_records, {"before": before})}
         busy.update((o, r) for o, r in self._rows(conn, self._held_due_timer_records, {"now": now}))
-        taken: list[StoredChange] = []
-        left = dict(inserted)
-        for change in changes_:
-            seq = left.pop(change.idempotency_key, None)
-            if seq is not None and (change.object, change.record_id) not in busy:
-                taken.append(StoredChange(seq=seq, **{f.name: getattr(change, f.name) for f in fields(NewChange)}))
+        stored = sorted((seq, fresh[key]) for key, seq in inserted.items())  # the rows as inserted, in seq order
+        taken = [
+            rows.change_from({**row, "seq": seq})
+            for seq, row in stored
+            if (row["object"], row["record_id"]) not in busy
+        ]
         if not taken:
             return []
         self._bound.conn = conn  # the engine's reads see this transaction (SqlBase._reading)
