@@ -89,9 +89,8 @@ class ChangeQueue(Protocol):
 
         With ``inline``, the new changes of records that have no other open change and no due
         timer in a worker's hands are run by it in the same transaction and committed done with
-        what it decided (``processed``); the others wait for a worker. A store that cannot tell
-        that safely within one transaction (PostgreSQL, whose replicas claim concurrently)
-        leaves every change to the workers."""
+        what it decided (``processed``); the others wait for a worker. A store may leave every
+        change to the workers (the memory store does)."""
         ...
 
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:

@@ -27,7 +27,9 @@ def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[Daemon, Daemon]]:
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "flowctl.yaml").write_text(CONFIG)
-    env = {"FLOWCTL_LEASE_SECONDS": str(LEASE)}
+    # every change through the queue: the engine processes claim them (a quiet daemon's write
+    # would otherwise run in its HTTP process, daemon/inline.py, and no engine would hold it)
+    env = {"FLOWCTL_LEASE_SECONDS": str(LEASE), "FLOWCTL_INLINE": "0"}
     a, b = Daemon(folder, pg_url, env=env), Daemon(folder, pg_url, env=env)
     try:
         a.start(timeout=120)  # the first migrates the schema

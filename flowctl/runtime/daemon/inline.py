@@ -4,7 +4,8 @@ When a record has nothing open (no earlier change waiting, no due timer in a wor
 the ingest's transaction runs its rules as well (``ChangeQueue.append_changes`` with an
 ``InlineRun``): one commit from the request to the outbox, instead of the append, the worker's
 claim and the worker's commit, and no hand-over between threads or processes. Everything else
-goes through the queue as before, and the store decides which is which under its write lock.
+goes through the queue as before, and the store decides which is which under its write lock
+(SQLite) or its append lock (PostgreSQL, where the run also locks the record's timers).
 
 Only a commit of one change goes this way (``LIMIT``): a quiet daemon's write, answered with its
 messages already queued. A busy daemon's commits of several changes stay with the worker: run by

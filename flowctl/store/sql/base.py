@@ -215,6 +215,22 @@ class SqlBase:
             .where(sa.or_(c.status == "pending", c.status == "claimed"), c.seq <= sa.bindparam("before"))
             .distinct()
         )
+        self._open_changes_of = (  # … on PostgreSQL, for the batch's records only
+            sa.select(c.record_id)
+            .where(
+                c.object == bind("object"),
+                c.record_id.in_(some),
+                c.seq <= bind("before"),
+                sa.or_(c.status == "pending", c.status == "claimed"),
+            )
+            .distinct()
+        )
+        self._timers_of_records = (  # … and their timers, locked (see SqlChangeQueue._lock_timers)
+            sa.select(runs.c.record_id, t.lease_until)
+            .join(runs, runs.c.id == t.run_id)
+            .where(runs.c.object == bind("object"), runs.c.record_id.in_(some))
+            .with_for_update(of=timers)
+        )
         self._held_due_timer_records = (
             sa.select(t.object, t.record_id).where(t.due <= sa.bindparam("now"), t.lease_until > sa.bindparam("now"))
         ).distinct()

@@ -21,7 +21,7 @@ from flowctl.engine.state import Timer
 from flowctl.ports import AppendResult, InlineRun, LeaseLost, NewChange, Processed, StoredChange
 from flowctl.store import rows
 from flowctl.store.engines import driver_sql
-from flowctl.store.sql.base import PG_APPEND_LOCK, PG_CLAIM_LOCK, SCAN_MIN, SqlBase, chunks
+from flowctl.store.sql.base import PG_APPEND_LOCK, PG_CLAIM_LOCK, SCAN_MIN, SqlBase, by_object, chunks
 from flowctl.store.tables import changes, timers
 
 log = logging.getLogger("flowctl.store")
@@ -73,6 +73,8 @@ class SqlChangeQueue(SqlBase):
             else:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
+                if inline is not None and inserted:  # the append lock: every earlier seq is committed
+                    processed = self._run_inline(conn, fresh, inserted, min(inserted.values()) - 1, inline)
             existing = [key for key in fresh if key not in inserted]
             seqs = dict(inserted)
             prints = {key: fresh[key]["fingerprint"] or "" for key in inserted}
@@ -103,19 +105,25 @@ class SqlChangeQueue(SqlBase):
         before: int,
         inline: InlineRun,
     ) -> list[Processed]:
-        """SQLite, inside the append's write transaction: run the new changes of records that no
-        worker could be holding back, and write what they decided with them, done.
+        """Inside the append's write transaction: run the new changes of records that no worker
+        could be holding back, and write what they decided with them, done.
 
-        The write lock makes this safe: no claim can start until the commit, and a change or due
-        timer a worker already holds is still open in the database. So a record with an open
-        change stored before this batch, or a due timer under a live lease, is left to the queue
-        (and with it every change of that record in the batch); the others have nothing before
-        them. If the run or its writes fail, :class:`_InlineFailed` rolls the transaction back
-        (a savepoint would spare the second try, but SQLite journals a savepoint's writes in a
+        A record with an open change stored before this batch (``before``: every such change is
+        committed, under SQLite's write lock or PostgreSQL's append lock), or a due timer under a
+        live lease, is left to the queue, and with it every change of that record in the batch;
+        the others have nothing before them, and no worker can take anything of theirs until the
+        commit: on SQLite no claim starts before it, on PostgreSQL claims only find records with
+        open changes, and :meth:`_lock_timers` keeps the record's timers from other replicas. If
+        the run or its writes fail, :class:`_InlineFailed` rolls the transaction back (a
+        savepoint would spare the second try, but SQLite journals a savepoint's writes in a
         temporary file: 400 us of system time on every commit)."""
         now = inline.now()
-        busy = {(o, r) for o, r in self._rows(conn, self._open_change_records, {"before": before})}
-        busy.update((o, r) for o, r in self._rows(conn, self._held_due_timer_records, {"now": now}))
+        if self._postgres:
+            records = {(row["object"], row["record_id"]) for row in fresh.values()}
+            busy = self._open_change_records_of(conn, records, before) | self._lock_timers(conn, records, now)
+        else:
+            busy = {(o, r) for o, r in self._rows(conn, self._open_change_records, {"before": before})}
+            busy.update((o, r) for o, r in self._rows(conn, self._held_due_timer_records, {"now": now}))
         stored = sorted((seq, fresh[key]) for key, seq in inserted.items())  # the rows as inserted, in seq order
         taken = [
             rows.change_from({**row, "seq": seq})
@@ -135,6 +143,30 @@ class SqlChangeQueue(SqlBase):
         finally:
             self._bound.conn = None
         return items
+
+    def _open_change_records_of(
+        self, conn: Connection, records: set[tuple[str, str]], before: int
+    ) -> set[tuple[str, str]]:
+        """PostgreSQL: which of ``records`` have a change up to ``before`` still pending or claimed
+        (on the record's index: other replicas' backlog is not read)."""
+        busy: set[tuple[str, str]] = set()
+        for object_, ids in by_object(records):
+            found = conn.execute(self._open_changes_of, {"object": object_, "ids": list(ids), "before": before})
+            busy.update((object_, record_id) for (record_id,) in found)
+        return busy
+
+    def _lock_timers(self, conn: Connection, records: set[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
+        """PostgreSQL: lock every timer of ``records`` until the commit; the records whose timer
+        a worker holds (a live lease), which must wait for it.
+
+        Another replica's timer claim (``FOR UPDATE SKIP LOCKED``) passes over the locked rows, so
+        no timer of a record runs beside its inline change; a claim in progress is waited for, and
+        its lease is then read here. Timers are found through their runs' record index."""
+        busy: set[tuple[str, str]] = set()
+        for object_, ids in by_object(records):
+            found = conn.execute(self._timers_of_records, {"object": object_, "ids": list(ids)})
+            busy.update((object_, record_id) for record_id, until in found if until is not None and until > now)
+        return busy
 
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
         """Lease up to ``limit`` changes, in seq order, that can run now.
