@@ -6,10 +6,12 @@ on SQLite and on PostgreSQL, where another replica claims nothing of the record 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from flowctl.engine.core import Engine
 from flowctl.ports import NewChange, Processed, Store, StoredChange
@@ -17,7 +19,8 @@ from flowctl.runtime.daemon.ingest import Ingest
 from flowctl.runtime.daemon.inline import InlineWorker
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.store import open_store
-from flowctl.testing import Daemon, FrozenClock
+from flowctl.store.sql.base import PG_APPEND_LOCK
+from flowctl.testing import Daemon, FrozenClock, wait_for
 from tests.daemon.configs import deal_config
 from tests.daemon.test_worker_rounds import PIPELINE
 from tests.engine.conftest import T0, make_bundle
@@ -166,6 +169,34 @@ def test_postgres_another_replica_claims_nothing_of_a_record_while_its_change_ru
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.postgres
+def test_postgres_a_replica_that_waits_for_its_turn_to_append_leaves_the_change_to_the_queue(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = open_store(pg_url)
+    other = sa.create_engine(pg_url)
+    try:
+        worker = worker_on(store, tmp_path, FrozenClock(T0))
+        with ThreadPoolExecutor(1) as pool, other.connect() as conn, conn.begin():
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))  # another replica appends
+            appended = pool.submit(store.append_changes, [deal("d1")], InlineWorker(worker, limit=100))
+            wait_for(lambda: waiting_for_a_lock(other), what="the append to wait for its turn")
+        (result,) = appended.result(30)  # its turn came once the other append committed
+        assert not result.processed
+        assert worker.run_once() == 1 and welcomes(store) == ["hello An"]
+        (alone,) = store.append_changes([deal("d2", name="Binh")], InlineWorker(worker, limit=100))
+        assert alone.processed  # nobody else appending: the hot path
+    finally:
+        store.close()
+        other.dispose()
+
+
+def waiting_for_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return bool(conn.execute(sa.text(query)).scalar())
 
 
 def test_the_daemon_answers_a_write_with_its_sms_already_in_the_outbox(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from flowctl.ports import Store
 from flowctl.store import open_store
+from flowctl.store.sql import SqlStore
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -51,3 +52,12 @@ def open_more(db_url: str) -> Iterator[Callable[[], Store]]:
 @pytest.fixture
 def store(open_more: Callable[[], Store]) -> Store:
     return open_more()
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[SqlStore]:
+    """A SQL store on an empty PostgreSQL schema (the PostgreSQL-only tests)."""
+    opened = open_store(pg_url)
+    assert isinstance(opened, SqlStore)
+    yield opened
+    opened.close()

@@ -3,7 +3,6 @@ for, and a record's later changes are not handed out past a skipped earlier one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +10,6 @@ import sqlalchemy as sa
 
 from flowctl.engine.state import Step, Timer
 from flowctl.ports import NewChange, Processed
-from flowctl.store import open_store
 from flowctl.store.sql import SqlStore
 from flowctl.store.tables import changes, timers
 
@@ -21,11 +19,8 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[SqlStore]:
-    store = open_store(pg_url)
-    assert isinstance(store, SqlStore)
-    yield store
-    store.close()
+def store(pg_store: SqlStore) -> SqlStore:
+    return pg_store
 
 
 def test_a_change_locked_by_another_claimer_holds_back_its_record_only(store: SqlStore) -> None:

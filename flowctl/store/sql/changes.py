@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from flowctl.engine.state import Timer
 from flowctl.ports import AppendResult, InlineRun, LeaseLost, NewChange, Processed, StoredChange
 from flowctl.store import rows
+from flowctl.store.dates import date_rows
 from flowctl.store.engines import driver_sql
 from flowctl.store.sql.base import PG_APPEND_LOCK, PG_CLAIM_LOCK, SCAN_MIN, SqlBase, by_object, chunks
 from flowctl.store.tables import changes, timers
@@ -71,7 +72,11 @@ class SqlChangeQueue(SqlBase):
                 if inline is not None and inserted:
                     processed = self._run_inline(conn, fresh, inserted, before, inline)
             else:
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
+                if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(PG_APPEND_LOCK))).scalar():
+                    # another replica is appending: holding the turn for a run would make the next
+                    # ones wait too (under load that cost more than it saved); the queue takes these
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
+                    inline = None
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
                 if inline is not None and inserted:  # the append lock: every earlier seq is committed
                     processed = self._run_inline(conn, fresh, inserted, min(inserted.values()) - 1, inline)
@@ -314,10 +319,9 @@ class SqlChangeQueue(SqlBase):
         """Write what :meth:`_plan_writes` prepared, and the date index of the records written."""
         for part in chunks(plan.timer_deletes):
             conn.execute(self._delete_timers, {"ids": list(part)})
-        self._run(conn, writes[0])
-        self._write_dates(conn, list(plan.records.values()))
-        for prepared in writes[1:]:
-            self._run(conn, prepared)
+        written = list(plan.records.values())
+        self._unindex_dates(conn, written)
+        self._run_all(conn, [writes[0], self._prepare(self._insert_dates, date_rows(written)), *writes[1:]])
 
     def _commit_plan(
         self,
