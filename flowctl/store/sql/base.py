@@ -225,7 +225,7 @@ class SqlBase:
             )
             .distinct()
         )
-        self._timers_of_records = (  # … and their timers, locked (see SqlChangeQueue._lock_timers)
+        self._timers_of_records = (  # … and their timers, locked (see SqlChangeQueue._held_back)
             sa.select(runs.c.record_id, t.lease_until)
             .join(runs, runs.c.id == t.run_id)
             .where(runs.c.object == bind("object"), runs.c.record_id.in_(some))

@@ -43,9 +43,10 @@ class SqlChangeQueue(SqlBase):
     def append_changes(self, changes_: Sequence[NewChange], inline: InlineRun | None = None) -> list[AppendResult]:
         """Store new changes in one transaction. A key seen before (stored, or earlier in this
         batch) is not stored again: its result carries the first change's seq, ``duplicate=True``.
-        With ``inline`` (SQLite), the new changes no worker could hold back run in the same
-        transaction (:meth:`_run_inline`); if that run or its writes fail, the transaction is
-        rolled back and the changes are stored again without it, for the worker."""
+        With ``inline``, the new changes no worker could hold back run in the same transaction
+        (:meth:`_run_inline`; on PostgreSQL only when no other replica is appending); if that run
+        or its writes fail, the transaction is rolled back and the changes are stored again
+        without it, for the worker."""
         if not changes_:
             return []
         try:
@@ -118,14 +119,14 @@ class SqlChangeQueue(SqlBase):
         live lease, is left to the queue, and with it every change of that record in the batch;
         the others have nothing before them, and no worker can take anything of theirs until the
         commit: on SQLite no claim starts before it, on PostgreSQL claims only find records with
-        open changes, and :meth:`_lock_timers` keeps the record's timers from other replicas. If
+        open changes, and :meth:`_held_back` keeps the record's timers from other replicas. If
         the run or its writes fail, :class:`_InlineFailed` rolls the transaction back (a
         savepoint would spare the second try, but SQLite journals a savepoint's writes in a
         temporary file: 400 us of system time on every commit)."""
         now = inline.now()
         if self._postgres:
             records = {(row["object"], row["record_id"]) for row in fresh.values()}
-            busy = self._open_change_records_of(conn, records, before) | self._lock_timers(conn, records, now)
+            busy = self._held_back(conn, records, before, now)
         else:
             busy = {(o, r) for o, r in self._rows(conn, self._open_change_records, {"before": before})}
             busy.update((o, r) for o, r in self._rows(conn, self._held_due_timer_records, {"now": now}))
@@ -149,28 +150,22 @@ class SqlChangeQueue(SqlBase):
             self._bound.conn = None
         return items
 
-    def _open_change_records_of(
-        self, conn: Connection, records: set[tuple[str, str]], before: int
+    def _held_back(
+        self, conn: Connection, records: set[tuple[str, str]], before: int, now: datetime
     ) -> set[tuple[str, str]]:
-        """PostgreSQL: which of ``records`` have a change up to ``before`` still pending or claimed
-        (on the record's index: other replicas' backlog is not read)."""
-        busy: set[tuple[str, str]] = set()
-        for object_, ids in by_object(records):
-            found = conn.execute(self._open_changes_of, {"object": object_, "ids": list(ids), "before": before})
-            busy.update((object_, record_id) for (record_id,) in found)
-        return busy
-
-    def _lock_timers(self, conn: Connection, records: set[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
-        """PostgreSQL: lock every timer of ``records`` until the commit; the records whose timer
-        a worker holds (a live lease), which must wait for it.
+        """PostgreSQL: which of ``records`` a worker may hold back (a change up to ``before`` still
+        pending or claimed, a timer under a live lease), read on the records' indexes, not other
+        replicas' backlog; and every timer of ``records`` locked until the commit.
 
         Another replica's timer claim (``FOR UPDATE SKIP LOCKED``) passes over the locked rows, so
         no timer of a record runs beside its inline change; a claim in progress is waited for, and
         its lease is then read here. Timers are found through their runs' record index."""
         busy: set[tuple[str, str]] = set()
         for object_, ids in by_object(records):
-            found = conn.execute(self._timers_of_records, {"object": object_, "ids": list(ids)})
-            busy.update((object_, record_id) for record_id, until in found if until is not None and until > now)
+            some = {"object": object_, "ids": list(ids)}
+            busy.update((object_, rid) for (rid,) in conn.execute(self._open_changes_of, {**some, "before": before}))
+            timers_ = conn.execute(self._timers_of_records, some)
+            busy.update((object_, rid) for rid, until in timers_ if until is not None and until > now)
         return busy
 
     def claim_changes(self, limit: int, owner: str, now: datetime, lease_seconds: float) -> list[StoredChange]:
