@@ -160,6 +160,10 @@ def daemon_service(
         metrics=core.metrics,
         in_flight=bundle.config.limits.sends_in_flight,
     )
+    # a commit that queued messages starts a delivery round (the deliverer spaces them out)
+    ingest.on_ran = deliverer.nudge
+    if engine_process is not None:
+        engine_process.on_ran = deliverer.nudge
     return Service(
         root=root,
         loaded=loaded,
@@ -187,6 +191,7 @@ def daemon_service(
         recycle_bin=RecycleBinPurge(store, clock),
         retention=RetentionPurge(store, clock),
         engine_process=engine_process,
+        on_ran=None if engine_process is not None else deliverer.nudge,
     )
 
 

@@ -19,7 +19,7 @@ from flowctl.channels.http import HttpSender
 from flowctl.channels.smtp import SmtpSender, message_id
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import OutboxRow, Processed, Store
-from flowctl.runtime.delivery.deliverer import LOCAL_BATCH, Deliverer
+from flowctl.runtime.delivery.deliverer import LOCAL_BATCH, NUDGE_GAP, Deliverer
 from flowctl.spec.model import Channel
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock
@@ -453,6 +453,47 @@ def test_run_delivers_until_stopped(store: Store, http_sink: HttpSink, sms_chann
         loop.join(5)
     assert not loop.is_alive()
     assert row_of(store, row_id).status == "sent"
+
+
+def test_a_nudge_delivers_before_the_poll_and_many_nudges_start_rounds_a_gap_apart(store: Store) -> None:
+    """A commit that queued messages nudges the loop: they leave at once rather than at the next
+    poll (30 s here), and a stream of nudges (a busy daemon) starts at most a round per
+    ``NUDGE_GAP``, each claiming what came meanwhile, instead of a round per commit."""
+    from flowctl.runtime.daemon.clock import SystemClock
+
+    logged = LogSender(io.StringIO())
+    d = Deliverer(store, {"log": logged}, SystemClock(), owner="loop", rng=random.Random(1))
+    claims: list[int] = []
+    claim = store.claim_outbox
+    store.claim_outbox = lambda *a, **kw: claims.append(1) or claim(*a, **kw)  # type: ignore[method-assign]
+    stop = threading.Event()
+    loop = threading.Thread(target=d.run, args=(stop,), kwargs={"poll_interval": 30})
+    loop.start()
+    try:
+        wait_until(lambda: len(claims) == 1)  # the first round found nothing: the loop now polls
+        add(store, sms("first", channel="log"))
+        d.nudge()
+        wait_until(lambda: len(logged.sent) == 1)
+        started, before = time.monotonic(), len(claims)
+        for n in range(60):
+            add(store, sms(f"busy-{n}", channel="log"))
+            d.nudge()
+            time.sleep(0.005)
+        wait_until(lambda: len(logged.sent) == 61)
+        rounds, spent = len(claims) - before, time.monotonic() - started
+    finally:
+        stop.set()
+        loop.join(5)
+    assert not loop.is_alive()
+    assert 1 <= rounds <= spent / NUDGE_GAP + 1, (rounds, spent)
+    assert all(row.status == "sent" for row in store.list_outbox(limit=100))
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within 10 s (the loop's poll is 30 s: only a nudge starts a round)"
+        time.sleep(0.005)
 
 
 class Paused:

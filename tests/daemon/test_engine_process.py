@@ -130,3 +130,16 @@ def test_an_engine_process_started_while_the_store_is_unreachable_waits_for_it(c
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     assert engine.proc is not None and engine.proc.returncode == 0
+
+
+def test_the_child_reporting_more_changes_run_or_timers_fired_calls_on_ran() -> None:
+    """The daemon nudges its deliverer there: the child's runs queued messages (see ``_report``)."""
+    engine = EngineProcess("sqlite:///unused.db")
+    ran: list[tuple[int, int, int]] = []
+    engine.on_ran = lambda: ran.append(engine.counts)
+    read, write = os.pipe()
+    os.write(write, b"v abc\n1 0 0\nh\n1 0 0\n1 1 0\n2 1 0\n2 1 3\n")
+    os.close(write)
+    engine._read_status(read)
+    assert ran == [(1, 0, 0), (2, 1, 0), (2, 1, 3)]  # not for a heartbeat, a repeat or a failure
+    assert engine.running_version == "abc"

@@ -125,13 +125,18 @@ def test_the_ingest_runs_a_commit_of_one_change_inline_and_leaves_larger_ones_to
     store: Store, tmp_path: Path
 ) -> None:
     worker = worker_on(store, tmp_path, FrozenClock(T0))
-    ingest = Ingest(store, inline=InlineWorker(worker))
+    ran: list[int] = []  # the daemon nudges its deliverer here: the run's SMS is in the outbox
+    ingest = Ingest(store, inline=InlineWorker(worker), on_ran=lambda: ran.append(len(welcomes(store))))
     both = ingest.submit_many([deal("d1"), deal("d2")])  # queued before it starts: one commit
     ingest.start()
     try:
         assert [future.result(10).processed for future in both] == [False, False]
+        assert ran == []
         (alone,) = ingest.submit_many([deal("d3")])
         assert alone.result(10).processed
+        assert ran == [1]
+        (again,) = ingest.submit_many([deal("d3")])  # a duplicate runs nothing
+        assert again.result(10).duplicate and ran == [1]
     finally:
         ingest.stop()
     assert worker.run_once() == 2

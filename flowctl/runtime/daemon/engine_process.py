@@ -81,6 +81,7 @@ class EngineProcess:
         self.stalls = 0  # children the watchdog killed
         self.beat_at = 0.0  # time.monotonic() of the child's last status line
         self.pending: Callable[[], bool] = lambda: True  # whether changes wait (set by the service)
+        self.on_ran: Callable[[], None] | None = None  # the child reported more changes run or timers fired
         self.metrics: Metrics | None = None  # where the child's histograms are added (set by the service)
         self._stopping = False
         self._lock = threading.Lock()
@@ -179,7 +180,10 @@ class EngineProcess:
                     elif kind == "w":
                         self.running_version, self.waiting = "", rest
                     elif kind.isdigit() and len(parts := rest.split()) == 2 and all(p.isdigit() for p in parts):
-                        self.counts = (int(kind), int(parts[0]), int(parts[1]))
+                        counts = (int(kind), int(parts[0]), int(parts[1]))
+                        ran, self.counts = counts[0] > self.counts[0] or counts[2] > self.counts[2], counts
+                        if ran and self.on_ran is not None:
+                            self.on_ran()
 
     def _add_metrics(self, text: str) -> None:
         metrics = self.metrics
