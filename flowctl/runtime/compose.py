@@ -31,6 +31,7 @@ from flowctl.runtime.api.access import listen_allowed
 from flowctl.runtime.api.metrics import Metrics
 from flowctl.runtime.care.scheduler import CareScheduler
 from flowctl.runtime.daemon import heap
+from flowctl.runtime.daemon.banner import summary
 from flowctl.runtime.daemon.clock import SystemClock
 from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.fetching import fetch_senders
@@ -40,7 +41,7 @@ from flowctl.runtime.daemon.leases import AnotherDaemon, LeaseKeeper, lock_sqlit
 from flowctl.runtime.daemon.memory_trace import start_from_env
 from flowctl.runtime.daemon.recycling import RecycleBinPurge
 from flowctl.runtime.daemon.retention import RetentionPurge
-from flowctl.runtime.daemon.service import EngineService, Service, StartRefused, owner_of, summary
+from flowctl.runtime.daemon.service import EngineService, Service, StartRefused, owner_of
 from flowctl.runtime.daemon.worker import Engines, Worker
 from flowctl.runtime.delivery.deliverer import Deliverer
 from flowctl.runtime.settings import DEFAULT_LEASE_SECONDS, DEFAULT_RETRY_BASE, Settings, env_seconds

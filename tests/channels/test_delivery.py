@@ -19,7 +19,8 @@ from flowctl.channels.http import HttpSender
 from flowctl.channels.smtp import SmtpSender, message_id
 from flowctl.engine.state import Effect, Step
 from flowctl.ports import OutboxRow, Processed, Store
-from flowctl.runtime.delivery.deliverer import LOCAL_BATCH, NUDGE_GAP, Deliverer
+from flowctl.runtime.delivery.deliverer import LOCAL_BATCH, Deliverer
+from flowctl.runtime.delivery.pacing import NUDGE_GAP
 from flowctl.spec.model import Channel
 from flowctl.store import open_store
 from flowctl.testing import FrozenClock

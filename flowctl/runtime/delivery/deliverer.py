@@ -38,12 +38,8 @@ SMS_GATEWAY_URL is not set``) and checked again every ``CONFIG_HOLD`` seconds, a
 once when a deliverer has a working sender for it (restarted with the variable set, or a reload
 that gives the channel a default), so a configuration error never dead-letters a message.
 
-The loop claims when a commit says it queued messages (:meth:`Deliverer.nudge`: the ingest after
-a change run inline, the worker after a batch), and every ``POLL_INTERVAL`` besides. Rounds a
-nudge starts are ``NUDGE_GAP`` apart: a daemon taking hundreds of changes a second delivers in
-rounds of a few dozen rows, a short pause each for the requests sharing its core, instead of once
-a second in a burst of all of them (the requests that arrived during that burst made the
-one-client p99), and its messages leave within tens of milliseconds instead of within a second.
+The loop claims when a commit says it queued messages (:meth:`Deliverer.nudge`), and at its poll
+besides; see ``pacing``.
 """
 
 from __future__ import annotations
@@ -65,14 +61,12 @@ from flowctl.runtime.api.metrics import Counter, Histogram, delivery_metrics
 from flowctl.runtime.daemon.ingest import Backoff, StoreHealth, unavailable
 from flowctl.runtime.daemon.logs import outbox_ids
 from flowctl.runtime.delivery import policies as policies_
+from flowctl.runtime.delivery.pacing import Pacing
 from flowctl.spec.model import SendPolicy
 
 log = logging.getLogger("flowctl.delivery")
 
 POLL_INTERVAL = 1.0
-#: Seconds from one round's start to the next a nudge starts: at most 20 claim-and-mark pairs a
-#: second however many commits nudge, each of them short.
-NUDGE_GAP = 0.05
 #: Rows claimed per ``in_flight`` slot: every claim counts as an attempt, so a process killed
 #: again and again must not keep claiming (and using up) rows it never gets to.
 CLAIM_PER_SLOT = 10
@@ -144,10 +138,7 @@ class Deliverer:
         self._slots: dict[str, threading.BoundedSemaphore] = {}  # per channel: in_flight each
         self._slot_count = self.in_flight
         self._busy: dict[str, list[Future[None]]] = {}  # channel -> its lanes still sending
-        self._wake = threading.Event()  # interrupts a pause: a lane finished, or a nudge
-        self._lane_done = False  # a lane finished since this round started: its channel may be claimed again
-        self._nudged = False  # a commit queued messages since this round started
-        self._round_at = 0.0  # time.monotonic() at this round's start
+        self._pacing = Pacing()  # when the loop starts its next round
         self._executor: ThreadPoolExecutor | None = None
         self.policies = {name: p for name, p in (policies or {}).items() if policies_.active(p)}
         self.timezone = timezone
@@ -177,9 +168,7 @@ class Deliverer:
     def _start(self) -> int:
         """Claim the due rows of the channels not still sending and start sending them; the
         number of rows claimed. A lane that failed since the last call raises here."""
-        self._wake.clear()
-        self._lane_done = self._nudged = False
-        self._round_at = time.monotonic()
+        self._pacing.round_started()
         self._finish(block=False)
         claimed_at = self.clock.now()
         self._notice_step_back(claimed_at)
@@ -220,7 +209,7 @@ class Deliverer:
             assert executor is not None
             future = executor.submit(self._lane, sender, lane, claimed_at)
             self._busy.setdefault(lane[0].channel, []).append(future)
-            future.add_done_callback(self._lane_finished)
+            future.add_done_callback(self._pacing.lane_finished)
         return claimed
 
     def _finish(self, block: bool) -> None:
@@ -594,32 +583,14 @@ class Deliverer:
                 if health is not None:
                     health.ok()
                 if claimed < self.last_limit:  # a full claim: more may be due at once
-                    self._pause(stop, poll_interval)
+                    self._pacing.pause(stop, poll_interval)
         finally:
             self.close()
 
     def nudge(self) -> None:
-        """Messages were just committed to the outbox: claim them soon (``NUDGE_GAP`` after this
-        round's start at the earliest), not at the next poll. Any thread may call it."""
-        self._nudged = True
-        self._wake.set()
-
-    def _lane_finished(self, _: Future[None]) -> None:
-        self._lane_done = True
-        self._wake.set()
-
-    def _pause(self, stop: threading.Event, seconds: float) -> None:
-        """Wait ``seconds``, less when ``stop`` is set, a lane finishes (its channel may have more
-        rows due) or a nudge came (then until ``NUDGE_GAP`` after this round's start)."""
-        deadline = time.monotonic() + seconds
-        while not stop.is_set():
-            now = time.monotonic()
-            until = min(deadline, self._round_at + NUDGE_GAP) if self._nudged else deadline
-            if now >= until or self._lane_done:
-                return
-            # the flags are read again after the clear: a nudge between the wait and the clear counts
-            self._wake.wait(min(until - now, 0.1))
-            self._wake.clear()
+        """Messages were just committed to the outbox: claim them soon, not at the next poll (see
+        ``pacing``). Any thread may call it."""
+        self._pacing.nudge()
 
     def close(self) -> None:
         """Stop the worker threads (the senders belong to whoever built them)."""
