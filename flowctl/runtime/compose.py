@@ -143,7 +143,9 @@ def daemon_service(
 
     inline = None
     if env.get("FLOWCTL_INLINE", "1") != "0":  # 0: every change through the queue (see daemon/inline.py)
-        inline = InlineWorker(core.worker)
+        # every commit inline while the engine process is not running a version (starting, restarting)
+        alone = (lambda: bool(engine_process.problem())) if engine_process is not None else (lambda: False)
+        inline = InlineWorker(core.worker, alone=alone)
     ingest = Ingest(store, on_commit=on_commit, health=core.health, inline=inline)
     senders = build_senders(bundle, env, log_stream=log_stream, store=store, clock=clock)
     senders.update(fetch_senders(bundle, env, ingest, clock))  # webhook Sources' pending fetches

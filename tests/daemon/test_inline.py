@@ -15,9 +15,12 @@ import sqlalchemy as sa
 
 from flowctl.engine.core import Engine
 from flowctl.ports import NewChange, Processed, Store, StoredChange
+from flowctl.runtime.compose import daemon_service
+from flowctl.runtime.daemon.engine_process import EngineProcess
 from flowctl.runtime.daemon.ingest import Ingest
 from flowctl.runtime.daemon.inline import InlineWorker
 from flowctl.runtime.daemon.worker import Engines, Worker
+from flowctl.spec.config import load_bundle
 from flowctl.store import open_store
 from flowctl.store.sql.base import PG_APPEND_LOCK
 from flowctl.testing import Daemon, FrozenClock, wait_for
@@ -142,6 +145,37 @@ def test_the_ingest_runs_a_commit_of_one_change_inline_and_leaves_larger_ones_to
     assert worker.run_once() == 2
 
 
+def test_while_no_engine_process_runs_a_version_the_ingest_runs_every_commit_inline(tmp_path: Path) -> None:
+    """The engine process starting (or restarting): nobody else would run the changes, so a commit
+    of several is run inline too, instead of piling up for the engine process to work off once up."""
+    root = tmp_path / "config"
+    root.mkdir()
+    (root / "flowctl.yaml").write_text(daemon_config())
+    database = f"sqlite:///{tmp_path / 'flowctl.db'}"
+    store = open_store(database)
+    engine = EngineProcess(database)  # not started: it runs no version
+    service = daemon_service(root, load_bundle(root / "flowctl.yaml"), store, env={}, engine_process=engine)
+    both = service.ingest.submit_many([deal("d1"), deal("d2")])  # queued before it starts: one commit
+    service.ingest.start()
+    try:
+        assert [future.result(10).processed for future in both] == [True, True]
+        assert sorted(row.payload["text"] for row in store.list_outbox(10)) == ["hello Sofa", "hello Sofa"]
+        assert store.open_changes("deal", "d1") == store.open_changes("deal", "d2") == []
+    finally:
+        service.ingest.stop()
+        store.close()
+
+
+def daemon_config() -> str:
+    """A deal pipeline whose stage rule sends ``hello <title>`` through a ``log`` channel."""
+    return (
+        deal_config("    phone: {type: phone}\n")
+        + "---\n"
+        + "apiVersion: flowctl/v1\nkind: Channel\nmetadata: {name: sms}\nspec: {type: log}\n---"
+        + PIPELINE.replace("client_name", "title")
+    )
+
+
 class Replica(InlineWorker):
     """Runs like the daemon's, and meanwhile lets another replica (``other``) try to claim."""
 
@@ -207,12 +241,7 @@ def waiting_for_a_lock(engine: sa.Engine) -> bool:
 def test_the_daemon_answers_a_write_with_its_sms_already_in_the_outbox(tmp_path: Path) -> None:
     root = tmp_path / "config"
     root.mkdir()
-    (root / "flowctl.yaml").write_text(
-        deal_config("    phone: {type: phone}\n")
-        + "---\n"
-        + "apiVersion: flowctl/v1\nkind: Channel\nmetadata: {name: sms}\nspec: {type: log}\n---"
-        + PIPELINE.replace("client_name", "title")
-    )
+    (root / "flowctl.yaml").write_text(daemon_config())
     database = f"sqlite:///{tmp_path / 'flowctl.db'}"
     daemon = Daemon(root / "flowctl.yaml", database)
     store = open_store(database)

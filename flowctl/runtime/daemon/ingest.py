@@ -240,7 +240,7 @@ class Ingest:
         if not batch:
             return
         self.commit_started = time.monotonic()
-        inline = self.inline if self.inline is not None and len(batch) <= self.inline.limit else None
+        inline = self.inline if self.inline is not None and self.inline.takes(len(batch)) else None
         try:
             changes = [change for change, _, _ in batch]
             results: Sequence[AppendResult | BaseException] = self.store.append_changes(changes, inline)

@@ -13,12 +13,16 @@ the ingest, the engine's Python holds the interpreter lock the event loop needs 
 requests, so the requests' batches shrank and each paid its reads and writes alone; at 8 clients
 that cost more than the claim and commit it saved (1,046 changes/s against 1,205 through the
 queue on one core, and 839 against 1,159 with ``--processes 1``).
+
+While no worker loop runs beside it (``alone``: the engine process is starting, or restarting
+after it exited), every commit runs inline: nobody else would run its changes, so they would pile
+up for the engine process to work off once it is up, beside the requests arriving by then.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from flowctl.ports import Processed, StoredChange
@@ -31,11 +35,16 @@ LIMIT = 1
 class InlineWorker:
     """The ``InlineRun`` of the ingest's commits: the daemon's worker, run by the ingest thread."""
 
-    def __init__(self, worker: Worker, limit: int = LIMIT) -> None:
+    def __init__(self, worker: Worker, limit: int = LIMIT, *, alone: Callable[[], bool] = lambda: False) -> None:
         self.worker = worker
-        self.limit = limit  # the largest commit handed to it (Ingest reads it)
+        self.limit = limit  # the largest commit handed to it while another worker runs
+        self.alone = alone  # whether no worker loop runs beside it now
         self._started = 0.0
         self._due = False  # the last commit queued a timer already due: the worker loop should look
+
+    def takes(self, size: int) -> bool:
+        """Whether the ingest's commit of ``size`` changes runs here (see the module's docstring)."""
+        return size <= self.limit or self.alone()
 
     def now(self) -> datetime:
         return self.worker.clock.now()
