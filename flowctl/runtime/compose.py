@@ -143,8 +143,8 @@ def daemon_service(
 
     inline = None
     if env.get("FLOWCTL_INLINE", "1") != "0":  # 0: every change through the queue (see daemon/inline.py)
-        # every commit inline while the engine process is not running a version (starting, restarting)
-        alone = (lambda: bool(engine_process.problem())) if engine_process is not None else (lambda: False)
+        # larger commits inline too while the engine process runs no version (starting, restarting)
+        alone = (lambda: not engine_process.running()) if engine_process is not None else (lambda: False)
         inline = InlineWorker(core.worker, alone=alone)
     ingest = Ingest(store, on_commit=on_commit, health=core.health, inline=inline)
     senders = build_senders(bundle, env, log_stream=log_stream, store=store, clock=clock)

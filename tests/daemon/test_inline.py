@@ -5,6 +5,8 @@ on SQLite and on PostgreSQL, where another replica claims nothing of the record 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -145,25 +147,36 @@ def test_the_ingest_runs_a_commit_of_one_change_inline_and_leaves_larger_ones_to
     assert worker.run_once() == 2
 
 
-def test_while_no_engine_process_runs_a_version_the_ingest_runs_every_commit_inline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine_running", [False, True])
+def test_while_no_engine_process_runs_a_version_the_ingest_runs_larger_commits_inline_too(
+    tmp_path: Path, engine_running: bool
+) -> None:
     """The engine process starting (or restarting): nobody else would run the changes, so a commit
-    of several is run inline too, instead of piling up for the engine process to work off once up."""
+    of several is run inline too, instead of piling up for the engine process to work off once up.
+    Once it runs a version, such a commit is its work again."""
     root = tmp_path / "config"
     root.mkdir()
     (root / "flowctl.yaml").write_text(daemon_config())
     database = f"sqlite:///{tmp_path / 'flowctl.db'}"
     store = open_store(database)
     engine = EngineProcess(database)  # not started: it runs no version
+    if engine_running:  # as the parent sees a child that said "v <version>"
+        engine.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        engine.running_version = "v1"
     service = daemon_service(root, load_bundle(root / "flowctl.yaml"), store, env={}, engine_process=engine)
     both = service.ingest.submit_many([deal("d1"), deal("d2")])  # queued before it starts: one commit
     service.ingest.start()
     try:
-        assert [future.result(10).processed for future in both] == [True, True]
-        assert sorted(row.payload["text"] for row in store.list_outbox(10)) == ["hello Sofa", "hello Sofa"]
-        assert store.open_changes("deal", "d1") == store.open_changes("deal", "d2") == []
+        assert [future.result(10).processed for future in both] == [not engine_running] * 2
+        texts = sorted(row.payload["text"] for row in store.list_outbox(10))
+        assert texts == ([] if engine_running else ["hello Sofa", "hello Sofa"])
+        assert len(store.open_changes("deal", "d1") + store.open_changes("deal", "d2")) == 2 * engine_running
     finally:
         service.ingest.stop()
         store.close()
+        if engine.proc is not None:
+            engine.proc.kill()
+            engine.proc.wait()
 
 
 def daemon_config() -> str:

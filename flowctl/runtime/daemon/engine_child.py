@@ -33,6 +33,8 @@ from flowctl.store import open_store
 log = logging.getLogger("flowctl.engine_process")
 
 PR_SET_PDEATHSIG = 1
+#: Seconds at least between two reports: a worker's rounds may come hundreds a second.
+REPORT_GAP = 0.05
 
 
 def _die_with_parent(parent: int) -> None:
@@ -157,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     service.start()
     heap.settle()  # start-up is done: the collector leaves what it built alone
     histograms = _Histograms(service)
+    ran = threading.Event()
+    service.on_ran = ran.set  # report the counts soon: the parent nudges its deliverer on them
     reporter = threading.Thread(
-        target=_report, args=(service, status, histograms), name="flowctl-engine-report", daemon=True
+        target=_report, args=(service, status, histograms, ran), name="flowctl-engine-report", daemon=True
     )
     reporter.start()
     try:
@@ -198,9 +202,11 @@ class _Histograms:
             self.sent = now
 
 
-def _report(service: EngineService, status: _Status, histograms: _Histograms) -> None:
+def _report(service: EngineService, status: _Status, histograms: _Histograms, ran: threading.Event) -> None:
     """The counts when they change, the version the engine runs (at once, then on a switch), and a
-    heartbeat while the worker loop finishes rounds or builds a version (the parent's watchdog)."""
+    heartbeat while the worker loop finishes rounds or builds a version (the parent's watchdog).
+    Every quarter second, or ``REPORT_GAP`` after a round that ran something (``ran``): the parent
+    delivers the messages of that round when it hears of it."""
     last, version, rounds = None, "", -1
     while True:
         histograms.report(status)
@@ -214,8 +220,10 @@ def _report(service: EngineService, status: _Status, histograms: _Histograms) ->
         elif service.rounds != rounds or service.building:
             status.write("h")
         rounds = service.rounds
-        if service.stopping.wait(0.25):
+        if service.stopping.wait(REPORT_GAP):
             return
+        ran.wait(0.25 - REPORT_GAP)
+        ran.clear()
 
 
 if __name__ == "__main__":

@@ -132,6 +132,10 @@ class EngineProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def running(self) -> bool:
+        """A child is alive and runs a version: it takes changes from the queue."""
+        return bool(self.running_version) and self.alive()
+
     def pid(self) -> int | None:
         """The child's pid while it runs (its CPU and memory are on /metrics)."""
         proc = self.proc
@@ -174,6 +178,7 @@ class EngineProcess:
                 if kind == "m":
                     self._add_metrics(rest)
                     continue
+                ran = False
                 with self._lock:
                     if kind == "v":
                         self.running_version, self.waiting = rest, ""
@@ -182,8 +187,8 @@ class EngineProcess:
                     elif kind.isdigit() and len(parts := rest.split()) == 2 and all(p.isdigit() for p in parts):
                         counts = (int(kind), int(parts[0]), int(parts[1]))
                         ran, self.counts = counts[0] > self.counts[0] or counts[2] > self.counts[2], counts
-                        if ran and self.on_ran is not None:
-                            self.on_ran()
+                if ran and self.on_ran is not None:
+                    self.on_ran()
 
     def _add_metrics(self, text: str) -> None:
         metrics = self.metrics

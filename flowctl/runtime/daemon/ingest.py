@@ -240,8 +240,10 @@ class Ingest:
         if not batch:
             return
         self.commit_started = time.monotonic()
-        inline = self.inline if self.inline is not None and self.inline.takes(len(batch)) else None
+        inline = None
         try:
+            if self.inline is not None and self.inline.takes(len(batch)):
+                inline = self.inline
             changes = [change for change, _, _ in batch]
             results: Sequence[AppendResult | BaseException] = self.store.append_changes(changes, inline)
         except Exception as exc:  # noqa: BLE001 - any database error means "not stored": answer 503
@@ -260,7 +262,10 @@ class Ingest:
         if self.on_ran is not None and any(
             isinstance(r, AppendResult) and r.processed and not r.duplicate for r in results
         ):
-            self.on_ran()  # before the answers: whoever is answered finds the deliverer told
+            try:
+                self.on_ran()  # before the answers: whoever is answered finds the deliverer told
+            except Exception:  # the writes are stored: their answers must not wait for this
+                log.exception("after a commit that ran changes")
         fresh = queued = 0
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendResult], Any]]] = {}
         for (_, future, loop), result in zip(batch, results, strict=True):

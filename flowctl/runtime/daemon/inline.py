@@ -15,8 +15,9 @@ that cost more than the claim and commit it saved (1,046 changes/s against 1,205
 queue on one core, and 839 against 1,159 with ``--processes 1``).
 
 While no worker loop runs beside it (``alone``: the engine process is starting, or restarting
-after it exited), every commit runs inline: nobody else would run its changes, so they would pile
-up for the engine process to work off once it is up, beside the requests arriving by then.
+after it exited), every commit of up to ``ALONE_LIMIT`` changes runs inline: nobody else would run
+them, so they would pile up for the engine process to work off once it is up, beside the requests
+arriving by then.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from flowctl.runtime.daemon.worker import Worker, timer_due
 
 #: The largest commit whose changes run inline; larger ones go to the worker (see above).
 LIMIT = 1
+#: The largest while no worker loop runs beside it: a commit holds the writer lock while it runs.
+ALONE_LIMIT = 64
 
 
 class InlineWorker:
@@ -44,7 +47,7 @@ class InlineWorker:
 
     def takes(self, size: int) -> bool:
         """Whether the ingest's commit of ``size`` changes runs here (see the module's docstring)."""
-        return size <= self.limit or self.alone()
+        return size <= self.limit or (size <= ALONE_LIMIT and self.alone())
 
     def now(self) -> datetime:
         return self.worker.clock.now()

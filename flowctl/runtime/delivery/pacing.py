@@ -36,6 +36,8 @@ class Pacing:
         self._round_at = time.monotonic()
 
     def nudge(self) -> None:
+        if self._nudged:  # set before this round started (it is reset then): its rows are claimed next
+            return
         self._nudged = True
         self._wake.set()
 
