@@ -163,8 +163,9 @@ def daemon_service(
         metrics=core.metrics,
         in_flight=bundle.config.limits.sends_in_flight,
     )
-    # a commit that queued messages starts a delivery round (the deliverer spaces them out)
-    ingest.on_ran = deliverer.nudge
+    # a commit that queued messages starts a delivery round (the deliverer spaces them out): the
+    # worker's (inline, or its loop when it runs here) and, through its counts, the engine process's
+    core.worker.on_committed = deliverer.nudge
     if engine_process is not None:
         engine_process.on_ran = deliverer.nudge
     return Service(
@@ -194,7 +195,6 @@ def daemon_service(
         recycle_bin=RecycleBinPurge(store, clock),
         retention=RetentionPurge(store, clock),
         engine_process=engine_process,
-        on_ran=None if engine_process is not None else deliverer.nudge,
     )
 
 

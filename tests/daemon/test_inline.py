@@ -131,7 +131,8 @@ def test_the_ingest_runs_a_commit_of_one_change_inline_and_leaves_larger_ones_to
 ) -> None:
     worker = worker_on(store, tmp_path, FrozenClock(T0))
     ran: list[int] = []  # the daemon nudges its deliverer here: the run's SMS is in the outbox
-    ingest = Ingest(store, inline=InlineWorker(worker), on_ran=lambda: ran.append(len(welcomes(store))))
+    worker.on_committed = lambda: ran.append(len(welcomes(store)))
+    ingest = Ingest(store, inline=InlineWorker(worker))
     both = ingest.submit_many([deal("d1"), deal("d2")])  # queued before it starts: one commit
     ingest.start()
     try:

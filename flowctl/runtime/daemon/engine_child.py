@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     heap.settle()  # start-up is done: the collector leaves what it built alone
     histograms = _Histograms(service)
     ran = threading.Event()
-    service.on_ran = ran.set  # report the counts soon: the parent nudges its deliverer on them
+    service.worker.on_committed = ran.set  # report the counts soon: the parent nudges its deliverer on them
     reporter = threading.Thread(
         target=_report, args=(service, status, histograms, ran), name="flowctl-engine-report", daemon=True
     )

@@ -18,7 +18,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -131,7 +131,6 @@ class Ingest:
         on_commit: object = None,
         health: StoreHealth | None = None,
         inline: InlineWorker | None = None,
-        on_ran: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.inline = inline
@@ -142,7 +141,6 @@ class Ingest:
         self._gathering: dict[asyncio.AbstractEventLoop, list[Pending]] = {}  # touched by each loop only
         self.thread = threading.Thread(target=self._loop, name="flowctl-ingest", daemon=True)
         self.on_commit = on_commit  # called after a commit that left changes (or a due timer) to the worker
-        self.on_ran = on_ran  # called after a commit that ran changes inline (their messages are queued)
         self.accepted = 0
         self.duplicates = 0
         # asyncio waiters not yet in a commit: cancel() takes one out, so a write given up on (its
@@ -259,13 +257,6 @@ class Ingest:
             self.health.ok()
         finally:
             self.commit_started = 0.0
-        if self.on_ran is not None and any(
-            isinstance(r, AppendResult) and r.processed and not r.duplicate for r in results
-        ):
-            try:
-                self.on_ran()  # before the answers: whoever is answered finds the deliverer told
-            except Exception:  # the writes are stored: their answers must not wait for this
-                log.exception("after a commit that ran changes")
         fresh = queued = 0
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendResult], Any]]] = {}
         for (_, future, loop), result in zip(batch, results, strict=True):

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -87,7 +87,6 @@ class EngineService:
     # away from the HTTP process's threads (there a purge batch waited for the GIL while it held
     # SQLite's writer lock, and the writes waited for it: +26 ms on the p99 at 200/s)
     retention: RetentionPurge | None = None
-    on_ran: Callable[[], None] | None = None  # after a worker round that ran something: deliver its messages now
 
     def __post_init__(self) -> None:
         assert self.loaded.bundle is not None
@@ -350,8 +349,6 @@ class EngineService:
                 continue
             backoff.reset()
             self.health.ok()
-            if done and self.on_ran is not None:
-                self.on_ran()
             if done == 0 or not self.worker.more_now:  # no empty round after each batch
                 self.wake.wait(self.poll_interval)
                 self.wake.clear()

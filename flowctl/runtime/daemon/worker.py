@@ -227,7 +227,7 @@ class Worker:
         owner: str = "worker",
         batch: int = 256,
         lease_seconds: float = 60.0,
-        on_processed: Callable[[int, int], None] | None = None,
+        on_committed: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -236,7 +236,9 @@ class Worker:
         self.owner = owner
         self.batch = batch
         self.lease_seconds = lease_seconds
-        self.on_processed = on_processed
+        # after a commit of changes or timers it ran (claimed, or inline): their messages are queued.
+        # It runs before the ingest answers the writes, so it must be quick and must not raise.
+        self.on_committed = on_committed
         self.processed = 0
         self.failed = 0
         self.timers_fired = 0
@@ -367,8 +369,8 @@ class Worker:
         with self._counting:  # the ingest's thread counts what it runs inline (``InlineWorker``)
             self.processed += len(items) - failed
             self.failed += failed
-        if self.on_processed:
-            self.on_processed(len(items) - failed, failed)
+        if self.on_committed is not None:
+            self.on_committed()
 
     # ------------------------------------------------------------------ timers
 
@@ -399,6 +401,8 @@ class Worker:
             return 0
         self._observe("timers", started, items)
         self.timers_fired += len(items)
+        if self.on_committed is not None:
+            self.on_committed()
         return len(items)
 
     def _observe(self, kind: str, started: float, items: Sequence[Processed]) -> None:

@@ -1,8 +1,8 @@
 """When the delivery loop starts its next round: at the poll, when a lane finishes, or on a nudge.
 
-A commit that queued messages nudges the loop (:meth:`Pacing.nudge`: the ingest after a change run
-inline, the worker after a batch, the engine process's report of its counts), so they leave at
-once rather than at the next poll. Rounds a nudge starts are ``NUDGE_GAP`` apart: a daemon taking
+A commit that queued messages nudges the loop (:meth:`Pacing.nudge`: the worker after each commit
+it ran, inline in the ingest's or claimed, and the engine process's report of its counts), so they
+leave at once rather than at the next poll. Rounds a nudge starts are ``NUDGE_GAP`` apart: a daemon taking
 hundreds of changes a second delivers in rounds of a few dozen rows, a short pause each for the
 requests sharing its core, instead of once a second in a burst of all of them (the requests that
 arrived during that burst made the one-client p99), and its messages leave within tens of
