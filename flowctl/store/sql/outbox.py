@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flowctl.engine.state import Effect
 from flowctl.ports import OutboxRow
 from flowctl.store import rows
+from flowctl.store.engines import driver_sql
 from flowctl.store.sql.base import CLAIMABLE_OUTBOX, SqlBase, chunks
 from flowctl.store.tables import outbox
 
@@ -27,17 +28,21 @@ def due_ids_per_status(skip_channels: Sequence[str] = ()) -> sa.Select[tuple[int
     SQLite collect every due row and sort them (a multi-index OR, then a temporary B-tree): a
     claim then costs the whole backlog (50 ms at 64,000 pending messages in a 200/s soak), so a
     sender that falls behind falls further behind. Each branch here walks ``(status, id)`` and
-    stops after ``:limit`` rows; the result is the same ids.
+    stops after ``:limit`` rows; the result is the same ids. A status is compared by ``=``, not
+    ``IN``, so that without ``skip_channels`` the statement has no expanding parameter and
+    :meth:`~flowctl.store.sql.base.SqlBase._rows` runs it on the driver, compiled once.
     """
     o = outbox.c
     now: sa.BindParameter[datetime] = sa.bindparam("now")
     skip = [o.channel.not_in(list(skip_channels))] if skip_channels else []
+    waiting = [  # tried, or held by a sending policy: due at next_attempt_at
+        sa.and_(o.status == status, sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
+        for status in CLAIMABLE_OUTBOX
+        if status != "pending"
+    ]
     branches = [
         o.status == "pending",  # never tried: due whatever the clock says (it may have gone back)
-        sa.and_(
-            o.status.in_([status for status in CLAIMABLE_OUTBOX if status != "pending"]),
-            sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now),
-        ),
+        *waiting,
         sa.and_(o.status == "sending", o.lease_until <= now),
     ]
     limited = [
@@ -49,6 +54,28 @@ def due_ids_per_status(skip_channels: Sequence[str] = ()) -> sa.Select[tuple[int
 
 
 _DUE_IDS = due_ids_per_status()
+
+# SQLite's claim and sent mark, built once and run on the driver (``SqlBase._rows``/``_prepare``):
+# through SQLAlchemy each cost more than SQLite's own work, about 100 us of a delivery round's
+# CPU per message, and the round holds the write lock (and the one core) that requests wait for
+_CLAIM_DUE = (
+    sa.update(outbox)
+    .where(outbox.c.id.in_(_DUE_IDS.scalar_subquery()))
+    .values(
+        status="sending",
+        lease_owner=sa.bindparam("b_owner"),
+        lease_until=sa.bindparam("b_until"),
+        attempts=outbox.c.attempts + 1,
+    )
+    .returning(*outbox.c)
+)
+_MARK_SENT = (
+    sa.update(outbox)
+    .where(outbox.c.id == sa.bindparam("b_id"))
+    .values(status="sent", sent_at=sa.bindparam("b_now"), lease_owner=None, lease_until=None)
+)
+_MARK_SENT_HELD = _MARK_SENT.where(outbox.c.status == "sending", outbox.c.lease_owner == sa.bindparam("b_owner"))
+_OUTBOX_COLUMNS = [column.key for column in outbox.c]
 
 
 class SqlOutbox(SqlBase):
@@ -62,13 +89,15 @@ class SqlOutbox(SqlBase):
         (still busy sending); status becomes ``sending`` and ``attempts`` grows by one."""
         if limit <= 0:
             return []
+        if not self._postgres and not skip_channels:
+            return self._claim_due(now, limit, owner, lease_seconds)
         if self._postgres:
             claimable = self._claimable_outbox
             if skip_channels:
                 claimable = claimable.where(outbox.c.channel.not_in(list(skip_channels)))
         else:
-            claimable = due_ids_per_status(skip_channels) if skip_channels else _DUE_IDS
-        # kept=False: the statement has an expanding IN (statuses), which only SQLAlchemy renders
+            claimable = due_ids_per_status(skip_channels)
+        # kept=False: the statement has an expanding IN (the channels), which only SQLAlchemy renders
         if not self._postgres and not self._any(claimable, {"now": now, "limit": 1}, kept=False):
             return []  # nothing due: no write transaction, no turn at the write lock
         until = now + timedelta(seconds=lease_seconds)
@@ -81,6 +110,16 @@ class SqlOutbox(SqlBase):
         )
         with self._write_lock, self._lease_writer.begin() as conn:
             claimed = [rows.outbox_from(row._mapping) for row in conn.execute(stmt)]
+        return sorted(claimed, key=lambda row: row.id)
+
+    def _claim_due(self, now: datetime, limit: int, owner: str, lease_seconds: float) -> list[OutboxRow]:
+        """:meth:`claim_outbox` on SQLite for every channel: the statements run on the driver."""
+        if not self._any(_DUE_IDS, {"now": now, "limit": 1}):
+            return []  # nothing due: no write transaction, no turn at the write lock
+        params = {"now": now, "limit": limit, "b_owner": owner, "b_until": now + timedelta(seconds=lease_seconds)}
+        with self._write_lock, self._lease_writer.begin() as conn:
+            found = self._rows(conn, _CLAIM_DUE, params)
+        claimed = [rows.outbox_from(dict(zip(_OUTBOX_COLUMNS, row, strict=True))) for row in found]
         return sorted(claimed, key=lambda row: row.id)
 
     def release_outbox(self, row_ids: Sequence[int], now: datetime, *, owner: str | None = None) -> None:
@@ -118,6 +157,15 @@ class SqlOutbox(SqlBase):
         ``owner``, rows another sender took over are left to it; their ids are returned."""
         if not row_ids:
             return []
+        if not self._postgres:  # one kept statement per row on the driver: its count says whether it was held
+            stmt = _MARK_SENT if owner is None else _MARK_SENT_HELD
+            held = {} if owner is None else {"b_owner": owner}
+            prepared = self._prepare(stmt, [{"b_id": row_id, "b_now": now, **held} for row_id in row_ids])
+            assert prepared is not None and isinstance(prepared[0], str)
+            sql, binds = prepared
+            with self._write_lock, self._writer.begin() as conn:
+                counts = [driver_sql(conn, sql, bound).rowcount for bound in binds]
+            return [row_id for row_id, count in zip(row_ids, counts, strict=True) if count == 0]
         o = outbox.c
         marked: set[int] = set()
         with self._write_lock, self._writer.begin() as conn:
