@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -454,6 +455,12 @@ class Store(
 ):
     """Durable state: every role at once, where the daemon is wired. Every method is one
     transaction unless it says otherwise."""
+
+    def kept_connection(self) -> AbstractContextManager[None]:
+        """Within the block, the calling thread's write transactions may reuse one connection
+        instead of taking one from a pool each time: for threads that write all their lives (the
+        ingest, the worker, the delivery). Nothing else changes; a store without a pool ignores it."""
+        ...
 
     def close(self) -> None:
         """Release connections (and the SQLite write lock); the store is not used afterwards."""

@@ -146,7 +146,7 @@ def daemon_service(
         # larger commits inline too while the engine process runs no version (starting, restarting)
         alone = (lambda: not engine_process.running()) if engine_process is not None else (lambda: False)
         inline = InlineWorker(core.worker, alone=alone)
-    ingest = Ingest(store, on_commit=on_commit, health=core.health, inline=inline)
+    ingest = Ingest(store, on_commit=on_commit, health=core.health, inline=inline, hold=store.kept_connection)
     senders = build_senders(bundle, env, log_stream=log_stream, store=store, clock=clock)
     senders.update(fetch_senders(bundle, env, ingest, clock))  # webhook Sources' pending fetches
     care = CareScheduler(store, core.engines, clock, owner=owner, health=core.health)

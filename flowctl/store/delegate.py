@@ -12,6 +12,7 @@ thread's ``run``) cannot silently hide the store's method the way ``__getattr__`
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -328,5 +329,8 @@ class StoreDelegate:
         return self.store.stage_entries(object, record_id, limit)
 
     # ---- Store
+    def kept_connection(self) -> AbstractContextManager[None]:
+        return self.store.kept_connection()
+
     def close(self) -> None:
         self.store.close()

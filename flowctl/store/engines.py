@@ -11,8 +11,11 @@ in autocommit, one snapshot per statement, with no BEGIN/ROLLBACK round trips.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,6 +63,62 @@ def lease_writer(engine: Engine) -> Engine:
     stays ``FULL``: an acknowledged change, a run's results and a sent mark survive a power cut.
     """
     return engine.execution_options(**{WRITE: True, LEASE: True})
+
+
+class Writer:
+    """Write transactions (``begin()``, as an engine's) that run on the calling thread's kept
+    connection while it keeps one (:func:`keeping`), else on one from the pool.
+
+    A checkout and return through SQLAlchemy's pool costs about 18 µs of CPU a transaction, and a
+    change at one client takes three (the append that runs it, the delivery's claim and its sent
+    mark): a daemon's ingest, worker and delivery threads write all their lives, so each keeps a
+    connection instead. SQLite only: on PostgreSQL a connection goes through the pool's ping, which
+    replaces one a server restart dropped."""
+
+    def __init__(self, engine: Engine, kept: threading.local, *, lease: bool = False) -> None:
+        self._pooled = lease_writer(engine) if lease else writer(engine)
+        self._engine = engine
+        self._options = {WRITE: True, LEASE: lease}  # set per transaction: both writers share one
+        self._kept = kept
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        kept = self._kept
+        if not getattr(kept, "wanted", False):
+            with self._pooled.begin() as conn:
+                yield conn
+            return
+        conn = kept.conn
+        if conn is None:
+            conn = kept.conn = self._engine.connect()
+        elif conn.in_transaction():  # a write inside a write: never on the same connection
+            with self._pooled.begin() as other:
+                yield other
+            return
+        conn.execution_options(**self._options)
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            # what a failed transaction leaves may be broken (a closed file): the next takes a new one
+            kept.conn = None
+            conn.close()
+            raise
+
+
+@contextlib.contextmanager
+def keeping(kept: threading.local) -> Iterator[None]:
+    """Within the block, the calling thread's :class:`Writer` transactions share one connection."""
+    if getattr(kept, "wanted", False):
+        yield
+        return
+    kept.wanted, kept.conn = True, None
+    try:
+        yield
+    finally:
+        conn, kept.conn, kept.wanted = kept.conn, None, False
+        if conn is not None:
+            conn.close()
 
 
 def _sqlite_engine(url: sa.URL) -> Engine:

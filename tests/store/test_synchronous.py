@@ -5,6 +5,7 @@ statements run on the sqlite3 connection itself fail as SQLAlchemy's would."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,33 +47,39 @@ spec:
 )
 
 
-def test_claims_commit_normal_and_everything_else_full(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept", [False, True], ids=["pooled", "kept-connection"])
+def test_claims_commit_normal_and_everything_else_full(tmp_path: Path, kept: bool) -> None:
+    # kept: one connection for every transaction (the daemon's threads), so each sets its own level
     loaded = load_bundle(write_config(tmp_path / "config", {"flowctl.yaml": CONFIG}))
     assert loaded.bundle is not None
     store = open_store(f"sqlite:///{tmp_path / 'flowctl.db'}")
     seen: list[int] = []
+    holding = store.kept_connection() if kept else contextlib.nullcontext()
 
     def at_commit(conn: Any) -> None:  # inside the transaction, just before its COMMIT
         seen.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
 
     event.listen(store.engine, "commit", at_commit)  # type: ignore[attr-defined]
     try:
-        worker = Worker(store, Engines(Engine(loaded.bundle, "v1")), FrozenClock(T0), owner="w")
+        with holding:
+            worker = Worker(store, Engines(Engine(loaded.bundle, "v1")), FrozenClock(T0), owner="w")
 
-        def committed(action: Any) -> list[int]:
-            seen.clear()
-            action()
-            return list(seen)
+            def committed(action: Any) -> list[int]:
+                seen.clear()
+                action()
+                return list(seen)
 
-        fields = {"title": "A", "phone": "0901234567"}
-        change = NewChange(object="deal", record_id="1", op="put", idempotency_key="k1", fields=fields, stage="docs")
-        assert committed(lambda: store.append_changes([change])) == [2]  # the 202 waits for a FULL commit
-        assert committed(worker.process_changes) == [1, 2]  # the claim NORMAL, the batch's results FULL
-        assert committed(worker.process_changes) == []  # nothing to claim: no write transaction at all
-        claimed: list[Any] = []
-        assert committed(lambda: claimed.extend(store.claim_outbox(T0, 10, "w", 60))) == [1]
-        assert len(claimed) == 1
-        assert committed(lambda: store.mark_sent_many([claimed[0].id], T0, owner="w")) == [2]  # sent: FULL
+            fields = {"title": "A", "phone": "0901234567"}
+            change = NewChange(
+                object="deal", record_id="1", op="put", idempotency_key="k1", fields=fields, stage="docs"
+            )
+            assert committed(lambda: store.append_changes([change])) == [2]  # the 202 waits for a FULL commit
+            assert committed(worker.process_changes) == [1, 2]  # the claim NORMAL, the batch's results FULL
+            assert committed(worker.process_changes) == []  # nothing to claim: no write transaction at all
+            claimed: list[Any] = []
+            assert committed(lambda: claimed.extend(store.claim_outbox(T0, 10, "w", 60))) == [1]
+            assert len(claimed) == 1
+            assert committed(lambda: store.mark_sent_many([claimed[0].id], T0, owner="w")) == [2]  # sent: FULL
     finally:
         store.close()
 

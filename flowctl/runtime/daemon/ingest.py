@@ -18,8 +18,9 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowctl.ports import AppendResult, ChangeQueue, NewChange
@@ -131,9 +132,11 @@ class Ingest:
         on_commit: object = None,
         health: StoreHealth | None = None,
         inline: InlineWorker | None = None,
+        hold: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         self.store = store
         self.inline = inline
+        self.hold = hold  # what the ingest thread runs inside (the store's kept connection)
         self.health = health or StoreHealth()
         self.max_batch = max_batch
         # items are lists: one change from a thread, or what an event loop gathered in one turn
@@ -203,6 +206,10 @@ class Ingest:
         return [self.submit(c) for c in changes]
 
     def _loop(self) -> None:
+        with self.hold():
+            self._take_batches()
+
+    def _take_batches(self) -> None:
         stopping = False
         while not stopping:
             item = self.queue.get()

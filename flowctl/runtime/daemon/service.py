@@ -338,6 +338,10 @@ class EngineService:
         self.stopping.wait(delay)
 
     def _work_loop(self) -> None:
+        with self.store.kept_connection():  # it writes all its life: see Store.kept_connection
+            self._work()
+
+    def _work(self) -> None:
         backoff = Backoff()
         while not self.stopping.is_set():
             self.rounds += 1
@@ -428,6 +432,10 @@ class Service(EngineService):
             out.append(f"writes cannot commit: {self.ingest.last_failure_why}")
         return out
 
+    def _deliver(self, stop: threading.Event, **kwargs: Any) -> None:
+        with self.store.kept_connection():  # it writes all its life: see Store.kept_connection
+            self.deliverer.run(stop, **kwargs)
+
     def _switched(self) -> None:
         if self.engine_process is not None:
             self.engine_process.stall_seconds = float(self.bundle.config.limits.engine_stall_seconds)
@@ -446,7 +454,7 @@ class Service(EngineService):
         self.threads = [
             work,
             threading.Thread(
-                target=self.deliverer.run,
+                target=self._deliver,
                 args=(self.stopping,),
                 kwargs={"health": self.health},
                 name="flowctl-delivery",

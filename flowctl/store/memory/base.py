@@ -8,6 +8,7 @@ mixin module each beside this one) work on the tables declared here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -77,6 +78,9 @@ class MemoryBase:
         self._channel_tokens: dict[str, ChannelToken] = {}  # channel -> its newest token pair
         self._seq = 0
         self._outbox_id = 0
+
+    def kept_connection(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # no connections to keep
 
     def close(self) -> None:
         pass

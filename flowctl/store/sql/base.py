@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from flowctl.engine.state import ACTIVE
 from flowctl.store.dates import date_rows
-from flowctl.store.engines import driver_sql, lease_writer, make_engine, writer
+from flowctl.store.engines import Writer, driver_sql, keeping, make_engine
 from flowctl.store.tables import (
     allocations,
     care_occurrences,
@@ -92,8 +92,9 @@ class SqlBase:
 
     def __init__(self, url: str | sa.URL) -> None:
         self.engine: Engine = make_engine(url)
-        self._writer = writer(self.engine)
-        self._lease_writer = lease_writer(self.engine)  # claims: see store/engines.py
+        self._kept = threading.local()  # a thread's kept write connection: see kept_connection
+        self._writer = Writer(self.engine, self._kept)
+        self._lease_writer = Writer(self.engine, self._kept, lease=True)  # claims: see store/engines.py
         self.dialect = self.engine.dialect.name
         self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
         self._readers: dict[int, list[Any]] = {}  # see _rows: per kept query, its columns' result processors
@@ -258,6 +259,11 @@ class SqlBase:
         if self._postgres:
             self._due_timers = self._due_timers.with_for_update(skip_locked=True)
             self._claimable_outbox = self._claimable_outbox.with_for_update(skip_locked=True)
+
+    def kept_connection(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block, this thread's write transactions reuse one connection (SQLite; see
+        :class:`~flowctl.store.engines.Writer`). For threads that write all their lives."""
+        return contextlib.nullcontext() if self._postgres else keeping(self._kept)
 
     def close(self) -> None:
         self.engine.dispose()
