@@ -5,6 +5,7 @@ change of each record, waiting runs and their timers, held and dead messages; no
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -187,10 +188,12 @@ def test_a_backlog_purges_in_batches_that_follow_the_time_each_took(tmp_path: Pa
         def purge(kind: Any, before: datetime, limit: int) -> int:
             if kind == "changes":
                 sizes.append(limit)
+                if len(sizes) == 1:
+                    time.sleep(HOLD * 3)  # the first batch held the lock too long, on any machine
             return purge_of(kind, before, limit)
 
         store.purge = purge  # type: ignore[method-assign]
         assert RetentionPurge(store, FrozenClock(T0 + timedelta(days=1)), pause=0).purge(bundle_of())["changes"] == 400
-        assert sizes[0] == BATCH_START and len(set(sizes)) > 1, sizes  # it adapted from where it started
+        assert sizes[:2] == [BATCH_START, BATCH_MIN], sizes  # it started at 100, then took fewer rows
     finally:
         store.close()
