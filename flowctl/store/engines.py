@@ -49,7 +49,7 @@ def make_engine(url: str | sa.URL) -> Engine:
 
 def writer(engine: Engine) -> Engine:
     """The same engine (and pool), its transactions marked as writes."""
-    return engine.execution_options(**{WRITE: True})
+    return engine.execution_options(**{WRITE: True, LEASE: False})  # both, so a kept connection is reset
 
 
 def lease_writer(engine: Engine) -> Engine:
@@ -78,7 +78,7 @@ class Writer:
     def __init__(self, engine: Engine, kept: threading.local, *, lease: bool = False) -> None:
         self._pooled = lease_writer(engine) if lease else writer(engine)
         self._engine = engine
-        self._options = {WRITE: True, LEASE: lease}  # set per transaction: both writers share one
+        self._options = dict(self._pooled.get_execution_options())  # set per transaction on a kept one
         self._kept = kept
 
     @contextlib.contextmanager
