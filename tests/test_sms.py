@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowctl.engine.sms import SmsInfo, segments
 from flowctl.spec.config import load_bundle
@@ -86,3 +88,30 @@ def test_w007_spares_vietnamese_texts_and_unaccented_or_vnd_money() -> None:
     assert [line for line, _ in found] == [11, 23]
     assert "money filter writes '₫'" in found[0][1]
     assert "'–' (U+2013), '…' (U+2026)" in found[1][1]
+
+
+def _counted_by_hand(text: str) -> tuple[str, int, int]:
+    """The rule of the module's docstring, one character at a time: what ``segments`` must say."""
+    from flowctl.engine.sms import GSM7_BASIC, GSM7_EXTENSION
+
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        encoding, costs, (single, per_part) = "GSM-7", [2 if c in GSM7_EXTENSION else 1 for c in text], (160, 153)
+    else:
+        encoding, costs, (single, per_part) = "UCS-2", [2 if ord(c) > 0xFFFF else 1 for c in text], (70, 67)
+    total = sum(costs)
+    if total <= single:
+        return encoding, total, 1 if total else 0
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > per_part:
+            parts, used = parts + 1, 0
+        used += cost
+    return encoding, total, parts
+
+
+@given(st.text(alphabet="aZ09 @£€[]^{}|~\\\f\nđĐăêôơưÀáạçú🎂😀\ud800", max_size=400))
+def test_segments_counts_as_the_rule_says_one_character_at_a_time(text: str) -> None:
+    # the one-part shortcuts (a set test, UTF-16 length) agree with counting each character,
+    # lone surrogates (JSON can carry one) included
+    info = segments(text)
+    assert (info.encoding, info.characters, info.segments) == _counted_by_hand(text)

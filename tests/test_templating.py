@@ -4,6 +4,8 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowctl.spec.templating import (
     FieldRef,
@@ -13,6 +15,7 @@ from flowctl.spec.templating import (
     compile_expression,
     compile_template,
     environment,
+    money,
     referenced_fields,
     referenced_names,
 )
@@ -71,6 +74,31 @@ def test_money_accepts_decimal() -> None:
 def test_money_refuses_non_numbers(value: str) -> None:
     with pytest.raises(TemplateError, match="money: expected a number"):
         render("{{ " + value + " | money }}")
+
+
+@given(
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.sampled_from([".", ",", " ", ""]),
+    st.sampled_from(["₫", "VND", ""]),
+)
+def test_money_formats_an_integer_as_its_decimal(value: int, sep: str, symbol: str) -> None:
+    # integers take a shortcut past Decimal: the text must be the same, past the shortcut's bound too
+    assert money(value, symbol, sep) == money(Decimal(value), symbol, sep)
+
+
+def test_money_of_an_integer_too_large_still_says_so() -> None:
+    with pytest.raises(ValueError, match="too large to format"):
+        money(10**30)
+
+
+def test_a_dict_key_reads_as_before_and_dict_methods_still_win() -> None:
+    # record.title reads the key directly; a key named like a dict method is still the method
+    # (Jinja's rule), and a missing key is still undefined
+    assert render("{{ record.segment }}") == "vip"
+    assert compile_template("{{ record.items is callable }}").render({"record": {"items": 1}}) == "True"
+    assert compile_template("{{ record.nope is defined }}").render({"record": {}}) == "False"
+    with pytest.raises(TemplateError, match="nope"):
+        compile_template("{{ record.nope }}").render({"record": {}})
 
 
 @pytest.mark.parametrize(

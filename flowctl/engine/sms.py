@@ -25,24 +25,33 @@ class SmsInfo:
 
 
 _BASIC_ONLY = frozenset(GSM7_BASIC)
+_GSM7 = _BASIC_ONLY | frozenset(GSM7_EXTENSION)
 
 
 def segments(text: str) -> SmsInfo:
-    """Encoding, length and part count of ``text`` as a handset or SMS gateway would send it."""
+    """Encoding, length and part count of ``text`` as a handset or SMS gateway would send it.
+
+    A text of one part is counted without a look at each character in Python (every SMS the
+    engine renders is counted; a Vietnamese one is UCS-2)."""
     if len(text) <= 160 and _BASIC_ONLY.issuperset(text):  # the common case: one plain GSM-7 part
         return SmsInfo(encoding="GSM-7", characters=len(text), segments=1 if text else 0)
-    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
-        encoding: Literal["GSM-7", "UCS-2"] = "GSM-7"
-        costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
+    encoding: Literal["GSM-7", "UCS-2"]
+    if _GSM7.issuperset(text):
+        encoding = "GSM-7"
+        total = len(text) + sum(text.count(c) for c in GSM7_EXTENSION)  # an escape and the character
     else:
         encoding = "UCS-2"
-        costs = [2 if ord(c) > 0xFFFF else 1 for c in text]  # astral characters are surrogate pairs
-    total = sum(costs)
+        # UTF-16 code units: an astral character is a surrogate pair (a lone surrogate is one unit)
+        total = len(text.encode("utf-16-le", "surrogatepass")) // 2
     single, per_part = _LIMITS[encoding]
     if total == 0:
         return SmsInfo(encoding=encoding, characters=0, segments=0)
     if total <= single:
         return SmsInfo(encoding=encoding, characters=total, segments=1)
+    if encoding == "GSM-7":
+        costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
+    else:
+        costs = [2 if ord(c) > 0xFFFF else 1 for c in text]
     parts, used = 1, 0
     for cost in costs:
         if used + cost > per_part:  # a two-unit character moves whole to the next part

@@ -61,6 +61,9 @@ def money(value: object, symbol: str = MONEY_SYMBOL, sep: str = ".", decimals: i
     """``1500000`` -> ``1.500.000 ₫``; rounds half up to ``decimals`` (the đồng has no subunit)."""
     if value is None:
         return ""
+    if type(value) is int and not decimals and -_EXACT < value < _EXACT:  # the common case, without Decimal
+        text = ("-" if value < 0 else "") + f"{abs(value):,}".replace(",", sep)
+        return f"{text} {symbol}" if symbol else text
     amount = _to_decimal(value)
     try:
         rounded = amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
@@ -73,6 +76,10 @@ def money(value: object, symbol: str = MONEY_SYMBOL, sep: str = ".", decimals: i
     if fraction:
         text += ("," if sep == "." else ".") + fraction
     return f"{text} {symbol}" if symbol else text
+
+
+#: Integers below this are formatted exactly without ``Decimal`` (whose default precision is 28 digits).
+_EXACT = 10**18
 
 
 def _to_decimal(value: object) -> Decimal:

@@ -286,6 +286,10 @@ class _CodeGenerator(CodeGenerator):
         self.write("))")
 
 
+#: Names a dict answers as attributes: Jinja reads ``d.name`` as the attribute when there is one.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, with every growing operation bounded (see the module's docstring)."""
 
@@ -307,6 +311,17 @@ class _Environment(ImmutableSandboxedEnvironment):
             size += text_size(part, MAX_TEXT - size)
             _too_long("the text of '~'", size)
         return markup_join(parts) if markup else str_join(parts)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``record.title`` on a context dict: its key, without first the attribute lookup that
+        fails (an exception for every field a template prints). Anything else, and a key that a
+        dict attribute shadows (``record.items``), as Jinja's sandbox does."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         integers = isinstance(left, int) and isinstance(right, int)

@@ -210,11 +210,13 @@ class SqlBase:
             .order_by(c.seq)
             .limit(sa.bindparam("scan"))
         )
-        # the inline run's check (SQLite, under the write lock): records a worker may hold back
-        self._open_change_records = (
-            sa.select(c.object, c.record_id)
-            .where(sa.or_(c.status == "pending", c.status == "claimed"), c.seq <= sa.bindparam("before"))
-            .distinct()
+        # the inline run's check (SQLite, under the write lock): records a worker may hold back,
+        # with an open change stored before the batch or a due timer under a live lease
+        self._held_back_records = sa.union(
+            sa.select(c.object, c.record_id).where(
+                sa.or_(c.status == "pending", c.status == "claimed"), c.seq <= sa.bindparam("before")
+            ),
+            sa.select(t.object, t.record_id).where(t.due <= sa.bindparam("now"), t.lease_until > sa.bindparam("now")),
         )
         self._open_changes_of = (  # … on PostgreSQL, for the batch's records only
             sa.select(c.record_id)
@@ -232,9 +234,6 @@ class SqlBase:
             .where(runs.c.object == bind("object"), runs.c.record_id.in_(some))
             .with_for_update(of=timers)
         )
-        self._held_due_timer_records = (
-            sa.select(t.object, t.record_id).where(t.due <= sa.bindparam("now"), t.lease_until > sa.bindparam("now"))
-        ).distinct()
         self._due_timers = (
             sa.select(t.id)
             .where(t.due <= sa.bindparam("now"), sa.or_(t.lease_until.is_(None), t.lease_until <= sa.bindparam("now")))

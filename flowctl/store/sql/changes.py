@@ -66,7 +66,14 @@ class SqlChangeQueue(SqlBase):
         processed: list[Processed] = []  # run inline
         with self._write_lock, self._writer.begin() as conn:
             inserted: dict[str, int]
-            if prepared is not None:
+            if prepared is not None and len(fresh) == 1:  # one statement: the seq is its rowid
+                (key,), (row,) = fresh, prepared[1]
+                cursor = driver_sql(conn, prepared[0], row)
+                inserted = {key: cursor.lastrowid} if cursor.rowcount == 1 else {}
+                before = cursor.lastrowid - 1 if inserted else 0
+                if inline is not None and inserted:
+                    processed = self._run_inline(conn, fresh, inserted, before, inline)
+            elif prepared is not None:
                 before = driver_sql(conn, "SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
                 self._run(conn, prepared)
                 inserted = dict(driver_sql(conn, "SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)))
@@ -128,8 +135,7 @@ class SqlChangeQueue(SqlBase):
             records = {(row["object"], row["record_id"]) for row in fresh.values()}
             busy = self._held_back(conn, records, before, now)
         else:
-            busy = {(o, r) for o, r in self._rows(conn, self._open_change_records, {"before": before})}
-            busy.update((o, r) for o, r in self._rows(conn, self._held_due_timer_records, {"now": now}))
+            busy = {(o, r) for o, r in self._rows(conn, self._held_back_records, {"before": before, "now": now})}
         stored = sorted((seq, fresh[key]) for key, seq in inserted.items())  # the rows as inserted, in seq order
         taken = [
             rows.change_from({**row, "seq": seq})
