@@ -9,7 +9,7 @@ cancels whatever of that entry has not run yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -17,11 +17,16 @@ from flowctl.engine.business import delay_text, held_until, hold_detail, wake_at
 from flowctl.engine.flows import event_data, starts_on_update
 from flowctl.engine.records import no_stage, pipeline_problem
 from flowctl.engine.rule_waits import WaitIndex, until_label, until_moment, wait_label
-from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, stage_moved
+from flowctl.engine.state import EventReceived, Record, RecordChanged, Run, Timer, copier, stage_moved
 from flowctl.engine.tx import Tx, evolve
 from flowctl.engine.view import EngineView
 from flowctl.spec import model as m
 from flowctl.spec.templating import TemplateError
+
+# replace() without its checks: every new record is placed in its pipeline
+_record: Callable[..., Record] = copier(Record)
+_change: Callable[..., RecordChanged] = copier(RecordChanged)
+_BLANK_RUN = Run(id="", automation="", object="", record_id="")
 
 
 def _empty(value: Any) -> bool:
@@ -103,9 +108,9 @@ class PipelineRunner:
                 stage = pipeline.stages[0].id
         if stage == record.stage and record.pipeline == pipeline.name:
             return change
-        placed = replace(record, stage=stage, pipeline=pipeline.name)
+        placed = _record(record, stage=stage, pipeline=pipeline.name)
         tx.put_record(placed)
-        return replace(change, after=placed)
+        return _change(change, after=placed)
 
     def created_trigger_stage(self, tx: Tx, pipeline: m.Pipeline, record: Record) -> str:
         """The furthest stage whose ``on: created`` trigger holds for a new record ('' if none)."""
@@ -205,7 +210,8 @@ class PipelineRunner:
         entry = tx.new_id("entry")
         runs: dict[str, Run] = {}
         for rule in stage.rules:
-            run = Run(
+            run = evolve(  # Run(...) without the keyword checks of a frozen dataclass
+                _BLANK_RUN,
                 id=tx.new_id("run"),
                 automation=f"rule:{pipeline.name}/{stage.id}/{rule.name}",
                 object=record.object,

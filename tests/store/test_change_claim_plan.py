@@ -1,0 +1,40 @@
+"""On SQLite a change claim finds its changes by seq, however long the pending backlog.
+
+The claim sends the seqs it planned as one JSON array (one statement, compiled once). Beside
+``status = 'pending' OR …`` SQLite's planner cannot tell that array is short, and it chose the
+status index: a walk through every pending change on each claim. The plan, not a timing, is
+what is checked, on a store with a backlog and statistics (as ``PRAGMA optimize`` leaves them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flowctl.ports import NewChange
+from flowctl.store import open_store
+from flowctl.store.sql import SqlStore
+
+
+def test_the_claimed_changes_are_read_by_seq_not_by_walking_the_pending_backlog(tmp_path: Path) -> None:
+    database = tmp_path / "flowctl.db"
+    store = open_store(f"sqlite:///{database}")
+    try:
+        assert isinstance(store, SqlStore)
+        store.append_changes(
+            [NewChange(object="deal", record_id=f"d{n}", op="put", idempotency_key=f"k{n}") for n in range(3000)]
+        )
+        now = datetime.now(UTC)
+        sql, (binds,) = store._prepare(
+            store._claim_listed_changes, [{"seqs_json": "[1, 2, 3]", "now": now, "owner": "w", "until": now}]
+        )
+        claimed = store.claim_changes(3, "w", now, 30)
+    finally:
+        store.close()
+    assert [change.seq for change in claimed] == [1, 2, 3]
+    with sqlite3.connect(database) as conn:
+        conn.execute("ANALYZE")
+        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", binds)]
+    assert any(step.startswith("SEARCH changes USING INTEGER PRIMARY KEY") for step in steps), steps
+    assert not any("ix_changes_status" in step or "MULTI-INDEX OR" in step for step in steps), steps
