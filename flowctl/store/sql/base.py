@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,6 +82,32 @@ def by_object(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, Sequence[s
     for object_, found in ids.items():
         for part in chunks(sorted(found)):
             yield object_, part
+
+
+def converter(binds: Sequence[tuple[str, bool, Any, Any]], *, positional: bool) -> Callable[[Mapping[str, Any]], Any]:
+    """A function from a row (by column key) to the driver's parameters of one compiled statement.
+
+    ``binds``: per parameter in the statement's order, (name, taken from the row, the statement's
+    own value otherwise, the type's bind processor or None). Generated once per statement and
+    shape of row, like ``engine.state.copier``: a loop over the binds for every row of every write
+    cost more than the rest of preparing it. Constants are processed here, once."""
+    namespace: dict[str, Any] = {}
+    parts = []
+    for index, (name, live, const, proc) in enumerate(binds):
+        if not live:
+            namespace[f"c{index}"] = proc(const) if proc else const
+            parts.append(f"c{index}")
+        elif proc is not None:
+            namespace[f"p{index}"] = proc
+            parts.append(f"p{index}(row[{name!r}])")
+        else:
+            parts.append(f"row[{name!r}]")
+    if positional:
+        body = "(" + "".join(f"{part}, " for part in parts) + ")"
+    else:
+        body = "{" + ", ".join(f"{name!r}: {part}" for (name, *_), part in zip(binds, parts, strict=True)) + "}"
+    exec(f"def convert(row):\n    return {body}\n", namespace)  # names are repr()'d: nothing runs from them
+    return namespace["convert"]  # type: ignore[no-any-return]
 
 
 class SqlBase:
@@ -224,13 +250,24 @@ class SqlBase:
             .order_by(c.seq)
             .limit(sa.bindparam("scan"))
         )
-        # the inline run's check (SQLite, under the write lock): records a worker may hold back,
-        # with an open change stored before the batch or a due timer under a live lease
-        self._held_back_records = sa.union(
-            sa.select(c.object, c.record_id).where(
-                sa.or_(c.status == "pending", c.status == "claimed"), c.seq <= sa.bindparam("before")
-            ),
-            sa.select(t.object, t.record_id).where(t.due <= sa.bindparam("now"), t.lease_until > sa.bindparam("now")),
+        # the inline run's check (SQLite, under the write lock): whether a worker may hold the
+        # record back, with an open change stored before the batch or a due timer under a live
+        # lease; read on the record's own index entries, not through every open change
+        self._held_back_record = sa.select(
+            sa.or_(
+                sa.exists().where(
+                    c.object == bind("object"),
+                    c.record_id == bind("id"),
+                    c.seq <= bind("before"),
+                    sa.or_(c.status == "pending", c.status == "claimed"),
+                ),
+                sa.exists().where(
+                    t.object == bind("object"),
+                    t.record_id == bind("id"),
+                    t.due <= bind("now"),
+                    t.lease_until > bind("now"),
+                ),
+            )
         )
         self._open_changes_of = (  # … on PostgreSQL, for the batch's records only
             sa.select(c.record_id)
@@ -356,7 +393,7 @@ class SqlBase:
         if not batch:
             return None
         keys = tuple(batch[0])
-        if any(len(row) != len(keys) or tuple(row) != keys for row in batch):
+        if len(batch) > 1 and any(len(row) != len(keys) or tuple(row) != keys for row in batch):
             return stmt, batch  # rows of different shapes: let SQLAlchemy sort them out
         plan = self._compiled.get((id(stmt), keys))
         if plan is None:
@@ -370,24 +407,11 @@ class SqlBase:
                 (n, n in keys, compiled.binds[n].effective_value if n not in keys else None, procs.get(n))
                 for n in (compiled.positiontup or compiled.binds)
             ]
-            plan = (compiled, binds)
+            plan = (compiled.string, converter(binds, positional=compiled.positiontup is not None))
             self._compiled[(id(stmt), keys)] = plan
             self._compiled_keepalive.append(stmt)  # ids stay unique while the statement lives
-        compiled, binds = plan
-        values = [
-            [
-                (proc(row[n]) if proc else row[n]) if live else (proc(const) if proc else const)
-                for n, live, const, proc in binds
-            ]
-            for row in batch
-        ]
-        rows: list[Any]
-        if compiled.positiontup is not None:
-            rows = [tuple(v) for v in values]
-        else:
-            names = [n for n, *_ in binds]
-            rows = [dict(zip(names, v, strict=True)) for v in values]
-        return compiled.string, rows
+        sql, convert = plan
+        return sql, [convert(row) for row in batch]
 
     def _run(self, conn: Connection, prepared: tuple[Any, list[Any]] | None) -> int:
         """Send what :meth:`_prepare` made; the rows it changed (the sum over an executemany)."""

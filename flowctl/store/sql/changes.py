@@ -134,11 +134,13 @@ class SqlChangeQueue(SqlBase):
         savepoint would spare the second try, but SQLite journals a savepoint's writes in a
         temporary file: 400 us of system time on every commit)."""
         now = inline.now()
+        records = {(row["object"], row["record_id"]) for row in fresh.values()}
         if self._postgres:
-            records = {(row["object"], row["record_id"]) for row in fresh.values()}
             busy = self._held_back(conn, records, before, now)
         else:
-            busy = {(o, r) for o, r in self._rows(conn, self._held_back_records, {"before": before, "now": now})}
+            held = self._held_back_record
+            some = [(key, {"object": key[0], "id": key[1], "before": before, "now": now}) for key in records]
+            busy = {key for key, params in some if self._rows(conn, held, params)[0][0]}
         stored = sorted((seq, fresh[key]) for key, seq in inserted.items())  # the rows as inserted, in seq order
         taken = [
             rows.change_from({**row, "seq": seq})

@@ -1,9 +1,12 @@
-"""On SQLite a change claim finds its changes by seq, however long the pending backlog.
+"""On SQLite a change claim, and the hot path's look for what holds a record back, read what
+they need on their indexes, however long the pending backlog.
 
 The claim sends the seqs it planned as one JSON array (one statement, compiled once). Beside
 ``status = 'pending' OR …`` SQLite's planner cannot tell that array is short, and it chose the
 status index: a walk through every pending change on each claim. The plan, not a timing, is
 what is checked, on a store with a backlog and statistics (as ``PRAGMA optimize`` leaves them).
+The hot path's check used to read every open change to find the records they hold back: 3,000
+rows under the write lock for each one-change write while a backlog waited.
 """
 
 from __future__ import annotations
@@ -38,3 +41,23 @@ def test_the_claimed_changes_are_read_by_seq_not_by_walking_the_pending_backlog(
         steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", binds)]
     assert any(step.startswith("SEARCH changes USING INTEGER PRIMARY KEY") for step in steps), steps
     assert not any("ix_changes_status" in step or "MULTI-INDEX OR" in step for step in steps), steps
+
+
+def test_the_hot_paths_check_reads_the_records_own_changes_not_the_backlog(tmp_path: Path) -> None:
+    database = tmp_path / "flowctl.db"
+    store = open_store(f"sqlite:///{database}")
+    try:
+        assert isinstance(store, SqlStore)
+        store.append_changes(
+            [NewChange(object="deal", record_id=f"d{n}", op="put", idempotency_key=f"k{n}") for n in range(3000)]
+        )
+        now = datetime.now(UTC)
+        params = {"object": "deal", "id": "new", "before": 3000, "now": now}
+        sql, (binds,) = store._prepare(store._held_back_record, [params])
+    finally:
+        store.close()
+    with sqlite3.connect(database) as conn:
+        conn.execute("ANALYZE")
+        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", binds)]
+    assert any("SEARCH changes USING INDEX ix_changes_object_record_id_seq" in step for step in steps), steps
+    assert not any(step.startswith("SCAN changes") or "ix_changes_status" in step for step in steps), steps
