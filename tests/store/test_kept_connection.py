@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from flowctl.ports import LeaseLost, NewChange, Processed, Store
 from flowctl.store import open_store
@@ -56,5 +57,27 @@ def test_on_sqlite_the_block_holds_one_connection_and_gives_it_back(tmp_path: Pa
             assert pool.checkedout() == 1  # the next write keeps a new one
         assert pool.checkedout() == 0
         assert [c.record_id for c in store.changes_after(0)] == ["a", "b", "c"]
+    finally:
+        store.close()
+
+
+def test_on_sqlite_a_claim_that_finds_nothing_reads_on_the_kept_connection(tmp_path: Path) -> None:
+    # the delivery and worker threads ask "anything due?" before each claim: between their
+    # transactions that read goes through the connection they keep, not one from the pool
+    store = open_store(f"sqlite:///{tmp_path / 'flowctl.db'}")
+    assert isinstance(store, SqlStore)
+    checkouts: list[object] = []
+    sa.event.listen(store.engine.pool, "checkout", lambda *args: checkouts.append(args))
+    try:
+        with store.kept_connection():
+            store.append_changes([put("a")])
+            store.claim_changes(10, "w", T0, 30)  # takes "a"
+            kept = len(checkouts)
+            assert store.claim_changes(10, "w", T0, 30) == []
+            assert store.claim_due_timers(T0, 10, "w", 30) == []
+            assert store.claim_outbox(T0, 10, "w", 30) == []
+            assert len(checkouts) == kept == 1
+        assert store.claim_changes(10, "w", T0, 30) == []  # outside the block: from the pool, as before
+        assert len(checkouts) == 2
     finally:
         store.close()

@@ -124,6 +124,7 @@ class SqlBase:
         self.dialect = self.engine.dialect.name
         self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}  # see _many
         self._readers: dict[int, list[Any]] = {}  # see _rows: per kept query, its columns' result processors
+        self._names: dict[int, list[str]] = {}  # see _dicts: per kept query, its columns' keys
         self._compiled_keepalive: list[Any] = []
         self._bound = threading.local()  # .conn: the inline run's transaction, read by _reading
         # SQLite has one writer at a time: writers queue on a WriteLock (threads and processes)
@@ -325,7 +326,12 @@ class SqlBase:
         that would find nothing need not queue for the write lock).
 
         The worker asks this two or three times per change when changes come one at a time, so a
-        statement the store keeps (``kept``; it ends in ``LIMIT 1``) is read through :meth:`_rows`."""
+        statement the store keeps (``kept``; it ends in ``LIMIT 1``) is read through :meth:`_rows`,
+        on the thread's kept write connection between its transactions when it keeps one (no
+        checkout from the pool; SQLite reads it in a snapshot of its own, as any read)."""
+        own = getattr(self._kept, "conn", None) if kept else None
+        if own is not None and not own.in_transaction():
+            return bool(self._rows(own, query, params))
         with self.engine.connect() as conn:
             if not kept:
                 return conn.execute(query, params).first() is not None
@@ -344,7 +350,9 @@ class SqlBase:
 
     def _dicts(self, conn: Connection, query: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """:meth:`_rows` as dicts by column name (what ``rows.*_from`` read)."""
-        names = [column.key for column in query.selected_columns]
+        names = self._names.get(id(query))
+        if names is None:
+            names = self._names[id(query)] = [column.key for column in query.selected_columns]
         return [dict(zip(names, row, strict=True)) for row in self._rows(conn, query, params)]
 
     def _rows(self, conn: Connection, query: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
