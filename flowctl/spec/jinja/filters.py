@@ -61,7 +61,8 @@ def money(value: object, symbol: str = MONEY_SYMBOL, sep: str = ".", decimals: i
     """``1500000`` -> ``1.500.000 ₫``; rounds half up to ``decimals`` (the đồng has no subunit)."""
     if value is None:
         return ""
-    if type(value) is int and not decimals and -_EXACT < value < _EXACT:  # the common case, without Decimal
+    plain = type(decimals) is int and decimals == 0 and type(sep) is str  # the defaults' kinds
+    if plain and type(value) is int and -_EXACT < value < _EXACT:  # the common case, without Decimal
         text = ("-" if value < 0 else "") + f"{abs(value):,}".replace(",", sep)
         return f"{text} {symbol}" if symbol else text
     amount = _to_decimal(value)

@@ -405,9 +405,11 @@ class SqlBase:
             return stmt, batch  # rows of different shapes: let SQLAlchemy sort them out
         plan = self._compiled.get((id(stmt), keys))
         if plan is None:
-            if len(self._compiled) >= COMPILED_MAX:
+            if len(self._compiled) >= COMPILED_MAX:  # and what is keyed on the statements' ids with it
                 self._compiled.clear()
                 self._compiled_keepalive.clear()
+                self._readers.clear()
+                self._names.clear()
             compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys))
             procs = compiled._bind_processors
             # per bind: take it from the row, or it is a constant of the statement (``values(x=None)``)
