@@ -14,50 +14,56 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from flowctl.ports import NewChange
 from flowctl.store import open_store
 from flowctl.store.sql import SqlStore
 
 
+def backlog(database: Path) -> SqlStore:
+    """A SQLite store with 3,000 pending changes, of records d0 to d2999."""
+    store = open_store(f"sqlite:///{database}")
+    assert isinstance(store, SqlStore)
+    store.append_changes(
+        [NewChange(object="deal", record_id=f"d{n}", op="put", idempotency_key=f"k{n}") for n in range(3000)]
+    )
+    return store
+
+
+def plan(database: Path, prepared: tuple[str, list[Any]] | None) -> list[str]:
+    """SQLite's plan for a statement ``SqlBase._prepare`` made, with statistics gathered first."""
+    assert prepared is not None
+    sql, (binds,) = prepared
+    with sqlite3.connect(database) as conn:
+        conn.execute("ANALYZE")
+        return [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", binds)]
+
+
 def test_the_claimed_changes_are_read_by_seq_not_by_walking_the_pending_backlog(tmp_path: Path) -> None:
     database = tmp_path / "flowctl.db"
-    store = open_store(f"sqlite:///{database}")
+    store = backlog(database)
+    now = datetime.now(UTC)
     try:
-        assert isinstance(store, SqlStore)
-        store.append_changes(
-            [NewChange(object="deal", record_id=f"d{n}", op="put", idempotency_key=f"k{n}") for n in range(3000)]
-        )
-        now = datetime.now(UTC)
-        sql, (binds,) = store._prepare(
-            store._claim_listed_changes, [{"seqs_json": "[1, 2, 3]", "now": now, "owner": "w", "until": now}]
-        )
+        listed = {"seqs_json": "[1, 2, 3]", "now": now, "owner": "w", "until": now}
+        prepared = store._prepare(store._claim_listed_changes, [listed])
         claimed = store.claim_changes(3, "w", now, 30)
     finally:
         store.close()
     assert [change.seq for change in claimed] == [1, 2, 3]
-    with sqlite3.connect(database) as conn:
-        conn.execute("ANALYZE")
-        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", binds)]
+    steps = plan(database, prepared)
     assert any(step.startswith("SEARCH changes USING INTEGER PRIMARY KEY") for step in steps), steps
     assert not any("ix_changes_status" in step or "MULTI-INDEX OR" in step for step in steps), steps
 
 
 def test_the_hot_paths_check_reads_the_records_own_changes_not_the_backlog(tmp_path: Path) -> None:
     database = tmp_path / "flowctl.db"
-    store = open_store(f"sqlite:///{database}")
+    store = backlog(database)
     try:
-        assert isinstance(store, SqlStore)
-        store.append_changes(
-            [NewChange(object="deal", record_id=f"d{n}", op="put", idempotency_key=f"k{n}") for n in range(3000)]
-        )
-        now = datetime.now(UTC)
-        params = {"object": "deal", "id": "new", "before": 3000, "now": now}
-        sql, (binds,) = store._prepare(store._held_back_record, [params])
+        params = {"object": "deal", "id": "new", "before": 3000, "now": datetime.now(UTC)}
+        prepared = store._prepare(store._held_back_record, [params])
     finally:
         store.close()
-    with sqlite3.connect(database) as conn:
-        conn.execute("ANALYZE")
-        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", binds)]
+    steps = plan(database, prepared)
     assert any("SEARCH changes USING INDEX ix_changes_object_record_id_seq" in step for step in steps), steps
     assert not any(step.startswith("SCAN changes") or "ix_changes_status" in step for step in steps), steps

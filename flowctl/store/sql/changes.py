@@ -64,24 +64,22 @@ class SqlChangeQueue(SqlBase):
             fresh.setdefault(change.idempotency_key, rows.change_row(change))
         # SQLite: a plain executemany, then the new seqs read back (the write transaction is
         # exclusive, so every row above the old maximum is this batch's); a third of the time
-        # SQLAlchemy's INSERT … RETURNING takes, all of it under the write lock
+        # SQLAlchemy's INSERT … RETURNING takes, all of it under the write lock. One change is
+        # one INSERT: its seq is the rowid.
         prepared = None if self._postgres else self._prepare(self._insert_changes_plain, fresh.values())
         processed: list[Processed] = []  # run inline
         with self._write_lock, self._writer.begin() as conn:
             inserted: dict[str, int]
-            if prepared is not None and len(fresh) == 1:  # one statement: the seq is its rowid
+            before: int  # every change stored before this batch has a seq up to this one
+            if prepared is not None and len(fresh) == 1:
                 (key,), (row,) = fresh, prepared[1]
                 cursor = driver_sql(conn, prepared[0], row)
                 inserted = {key: cursor.lastrowid} if cursor.rowcount == 1 else {}
                 before = cursor.lastrowid - 1 if inserted else 0
-                if inline is not None and inserted:
-                    processed = self._run_inline(conn, fresh, inserted, before, inline)
             elif prepared is not None:
                 before = driver_sql(conn, "SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
                 self._run(conn, prepared)
                 inserted = dict(driver_sql(conn, "SELECT idempotency_key, seq FROM changes WHERE seq > ?", (before,)))
-                if inline is not None and inserted:
-                    processed = self._run_inline(conn, fresh, inserted, before, inline)
             else:
                 if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(PG_APPEND_LOCK))).scalar():
                     # another replica is appending: holding the turn for a run would make the next
@@ -89,8 +87,9 @@ class SqlChangeQueue(SqlBase):
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_APPEND_LOCK)))
                     inline = None
                 inserted = dict(conn.execute(self._insert_changes, list(fresh.values())).all())
-                if inline is not None and inserted:  # the append lock: every earlier seq is committed
-                    processed = self._run_inline(conn, fresh, inserted, min(inserted.values()) - 1, inline)
+                before = min(inserted.values(), default=1) - 1  # the append lock: every earlier seq is committed
+            if inline is not None and inserted:
+                processed = self._run_inline(conn, fresh, inserted, before, inline)
             existing = [key for key in fresh if key not in inserted]
             seqs = dict(inserted)
             prints = {key: fresh[key]["fingerprint"] or "" for key in inserted}
@@ -201,13 +200,14 @@ class SqlChangeQueue(SqlBase):
                 return []
             claimed: list[StoredChange] = []
             lease = {"now": now, "owner": owner, "until": until}
-            if not self._postgres:
-                listed = {"seqs_json": json.dumps([seq for seq, _ in wanted]), **lease}
-                found_rows = self._rows(conn, self._claim_listed_changes, listed)
-                claimed.extend(rows.change_from(dict(zip(_CHANGE_COLUMNS, row, strict=True))) for row in found_rows)
-            for part in chunks([seq for seq, _ in wanted] if self._postgres else []):
-                found = conn.execute(self._claim_changes, {"seqs": list(part), **lease})
-                claimed.extend(rows.change_from(row._mapping) for row in found)
+            seqs = [seq for seq, _ in wanted]
+            if self._postgres:
+                for part in chunks(seqs):
+                    found = conn.execute(self._claim_changes, {"seqs": list(part), **lease})
+                    claimed.extend(rows.change_from(row._mapping) for row in found)
+            else:
+                listed = self._rows(conn, self._claim_listed_changes, {"seqs_json": json.dumps(seqs), **lease})
+                claimed.extend(rows.change_from(dict(zip(_CHANGE_COLUMNS, row, strict=True))) for row in listed)
         return sorted(claimed, key=lambda change: change.seq)
 
     def _plan_claim(self, conn: Connection, limit: int, now: datetime) -> list[tuple[int, tuple[str, str]]]:
