@@ -44,6 +44,19 @@ def _dumps(value: object) -> str:
     return _encode(value)
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> Any:
+    """A JSON column's value on SQLite. The store wrote the text compact, so it is decoded without
+    ``json.loads``' two whitespace scans; anything else (whitespace, a bad document) goes to it."""
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def make_engine(url: str | sa.URL) -> Engine:
     url = sa.make_url(url)
     if url.get_backend_name() == "sqlite":
@@ -137,7 +150,11 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     # drops all of it; handed out in turn (the pool's default), every write began on a cold cache
     # and read its pages again (100 us of a one-client change, most of it system time)
     engine = sa.create_engine(
-        url, json_serializer=_dumps, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, pool_use_lifo=True
+        url,
+        json_serializer=_dumps,
+        json_deserializer=_loads,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_use_lifo=True,
     )
 
     @event.listens_for(engine, "connect")

@@ -1,7 +1,9 @@
 """JSON columns: what the store writes is compact JSON text that reads back as the value written.
 
 The store's serializer skips the encoder for an empty dict (a change's ``data``, a run's
-``visits``); every other value, a dict subclass included, goes through the encoder.
+``visits``); every other value, a dict subclass included, goes through the encoder. On SQLite the
+reader decodes compact text directly; text with whitespace (written by another tool) reads the
+same, and a bad document fails as ``json.loads`` would.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
@@ -55,3 +58,28 @@ def test_empty_containers_and_dict_subclasses_are_stored_as_json() -> None:
     assert stored({"visits": {}}) == ('{"visits":{}}', {"visits": {}})
     assert stored(OrderedDict(b=1, a=2)) == ('{"b":1,"a":2}', {"b": 1, "a": 2})
     assert stored(OrderedDict()) == ("{}", {})
+
+
+def read_text(text: str) -> Any:
+    """The value of a JSON column holding ``text``, as the store's SQLite engine reads it."""
+    with tempfile.TemporaryDirectory(prefix="flowctl-json-") as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'docs.db'}")
+        table.create(engine)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("insert into docs (id, body) values (1, :text)"), {"text": text})
+                return conn.execute(sa.select(table.c.body)).scalar_one()
+        finally:
+            engine.dispose()
+
+
+def test_json_text_with_whitespace_reads_as_its_value_and_a_bad_document_fails_as_json_loads_does() -> None:
+    assert read_text('{"a":[1,{}],"b":"é"}') == {"a": [1, {}], "b": "é"}
+    assert read_text(' {"a": 1}\n ') == {"a": 1}
+    assert read_text("[1, 2] ") == [1, 2]
+    for bad in ('{"a":1}x', "{", " "):
+        with pytest.raises(json.JSONDecodeError) as caught:
+            read_text(bad)
+        with pytest.raises(json.JSONDecodeError) as expected:
+            json.loads(bad)
+        assert str(caught.value) == str(expected.value)
