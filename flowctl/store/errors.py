@@ -9,6 +9,8 @@ database driver, so the store, which owns the driver, decides: the runtime asks
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlalchemy as sa
 
 from flowctl.store.writelock import WriteLockTimeout
@@ -21,9 +23,18 @@ class StoreUnavailable(Exception):
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached (stopped, restarting, connection cut)
     rather than that a statement is wrong: those are waited out, not logged as bugs."""
+    if isinstance(exc, sa.exc.OperationalError) and _sqlite_statement_error(exc.orig):
+        return False
     if isinstance(exc, StoreUnavailable | WriteLockTimeout | sa.exc.OperationalError | sa.exc.InterfaceError):
         return True
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _sqlite_statement_error(cause: BaseException | None) -> bool:
+    """Whether SQLite refused the statement itself (a syntax error, no such table or column, a
+    function's wrong arguments: its generic ``SQLITE_ERROR``). sqlite3 raises those as an
+    ``OperationalError`` too, like a locked or unreadable file, but waiting does not cure them."""
+    return isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorname", "") == "SQLITE_ERROR"
 
 
 def lock_timeout(exc: BaseException) -> bool:

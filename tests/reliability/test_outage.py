@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -566,6 +567,34 @@ def test_what_counts_as_the_store_being_unavailable() -> None:
     assert unavailable(sa.exc.InterfaceError("SELECT 1", {}, Exception("connection closed")))
     assert not unavailable(sa.exc.IntegrityError("INSERT …", {}, Exception("duplicate key")))  # a bug, not an outage
     assert not unavailable(ValueError("x"))
+
+
+def test_a_statement_sqlite_refuses_is_a_bug_and_a_locked_or_unreadable_file_an_outage(tmp_path: Path) -> None:
+    def raised(conn: sqlite3.Connection, sql: str) -> sa.exc.OperationalError:
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            conn.execute(sql)
+        return sa.exc.OperationalError(sql, {}, caught.value)
+
+    path = tmp_path / "flowctl.db"
+    first = sqlite3.connect(path, timeout=0, isolation_level=None)
+    second = sqlite3.connect(path, timeout=0, isolation_level=None)
+    first.execute("CREATE TABLE t (a)")
+    for sql in (
+        "SELEC 1",
+        "SELECT b FROM t",
+        "INSERT INTO t (b) VALUES (1)",
+        "SELECT a FROM nowhere",
+        "SELECT abs(1, 2)",
+    ):
+        assert not unavailable(raised(first, sql)), sql  # waiting does not cure these: logged as a bug
+    first.execute("BEGIN IMMEDIATE")
+    assert unavailable(raised(second, "BEGIN IMMEDIATE"))  # database is locked: waited out
+    first.close()
+    second.close()
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(sqlite3.OperationalError) as cannot_open:
+        sqlite3.connect(tmp_path / "folder")
+    assert unavailable(sa.exc.OperationalError("connect", {}, cannot_open.value))  # unable to open the file
 
 
 def test_the_engine_restart_waits_out_an_outage_to_free_the_dead_engines_work(
