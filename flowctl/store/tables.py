@@ -151,6 +151,7 @@ timers = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Index(None, "due"),
     sa.Index(None, "run_id"),
+    sa.Index(None, "object", "record_id"),  # the hot path's check for a record's leased timer (0013)
 )
 
 outbox = sa.Table(

@@ -6,19 +6,22 @@ The claim sends the seqs it planned as one JSON array (one statement, compiled o
 status index: a walk through every pending change on each claim. The plan, not a timing, is
 what is checked, on a store with a backlog and statistics (as ``PRAGMA optimize`` leaves them).
 The hot path's check used to read every open change to find the records they hold back: 3,000
-rows under the write lock for each one-change write while a backlog waited.
+rows under the write lock for each one-change write while a backlog waited; and it found a
+record's leased timer through the index of due timers, every timer already due (migration 0013
+indexes timers by record).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flowctl.ports import NewChange
 from flowctl.store import open_store
 from flowctl.store.sql import SqlStore
+from flowctl.store.tables import UtcDateTime
 
 
 def backlog(database: Path) -> SqlStore:
@@ -67,3 +70,24 @@ def test_the_hot_paths_check_reads_the_records_own_changes_not_the_backlog(tmp_p
     steps = plan(database, prepared)
     assert any("SEARCH changes USING INDEX ix_changes_object_record_id_seq" in step for step in steps), steps
     assert not any(step.startswith("SCAN changes") or "ix_changes_status" in step for step in steps), steps
+
+
+def test_the_hot_paths_check_reads_the_records_own_timers_not_every_timer_due(tmp_path: Path) -> None:
+    database = tmp_path / "flowctl.db"
+    store = backlog(database)
+    now = datetime.now(UTC)
+    stamp = UtcDateTime().process_bind_param(now - timedelta(hours=1), store.engine.dialect)
+    with sqlite3.connect(database) as conn:  # 3,000 delayed messages due an hour ago (a restart after a stop)
+        conn.executemany(
+            "INSERT INTO timers (id, run_id, due, kind, node, object, record_id, attempts) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+            [(f"t{n}", f"r{n}", stamp, "delay", "wait", "deal", f"d{n}") for n in range(3000)],
+        )
+    try:
+        params = {"object": "deal", "id": "new", "before": 3000, "now": now}
+        prepared = store._prepare(store._held_back_record, [params])
+    finally:
+        store.close()
+    steps = plan(database, prepared)
+    assert any("SEARCH timers USING INDEX ix_timers_object_record_id" in step for step in steps), steps
+    assert not any("ix_timers_due" in step or step.startswith("SCAN timers") for step in steps), steps
