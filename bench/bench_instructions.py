@@ -1,11 +1,13 @@
-"""Instructions per change, counted by valgrind: a figure this noisy machine repeats exactly.
+"""Instructions per change, counted by valgrind: a figure this noisy machine repeats.
 
 The CPU-time benches (``bench_inline.py``, ``bench_cpu_per_change.py``) swing by 15 % between
 runs of the same code here, more than most single changes to the hot path save. Valgrind's
 ``callgrind`` counts the instructions a process executes in user space (SQLite's and the
 interpreter's included; the kernel's work, such as an fsync, is not), and the count repeats
-within a fraction of a percent. Each kind runs twice, with ``--small`` and ``--large`` units of
-work, and the difference is divided by the extra changes, so start-up and imports cancel out:
+within a fraction of a percent once the hash seed is fixed (``PYTHONHASHSEED=0`` unless set:
+with a random seed, dicts and sets laid out differently moved the count by up to 2 %). Each kind
+runs twice, with ``--small`` and ``--large`` units of work, and the difference is divided by the
+extra changes, so start-up and imports cancel out:
 
 - ``inline``: one change per append, run in the append's transaction (a daemon at one client);
 - ``batch``: appends of 64 changes, each claimed, run and committed by the worker (what the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -75,7 +78,8 @@ def work(kind: str, units: int) -> None:
 def counted(kind: str, units: int) -> int:
     """Instructions of one run of ``work(kind, units)`` under callgrind."""
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-    done = subprocess.run([*argv, "--work", kind, str(units)], capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+    done = subprocess.run([*argv, "--work", kind, str(units)], capture_output=True, text=True, check=False, env=env)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"bench_instructions: the {kind} run failed:\n{done.stderr[-2000:]}")
