@@ -47,9 +47,11 @@ def _dumps(value: object) -> str:
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str | bytes) -> Any:
     """A JSON column's value on SQLite. The store wrote the text compact, so it is decoded without
     ``json.loads``' two whitespace scans; anything else (whitespace, a bad document) goes to it."""
+    if not isinstance(text, str):  # bytes: a BLOB another tool wrote, which json.loads decodes
+        return json.loads(text)
     try:
         value, end = _raw_decode(text)
     except ValueError:
