@@ -24,12 +24,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_e2e import CONFIG, changes_total, drain, free_port, outbox_count, wait_ready, wrk
+from bench_e2e import changes_total, daemon_argv, drain, free_port, outbox_count, wait_ready, wrk
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -88,8 +87,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="flowctl-cpu-"))
     db, port = workdir / "flowctl.db", free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "flowctl", "run", str(CONFIG), "--db", f"sqlite:///{db}"]
-    argv += ["--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
+    argv = daemon_argv(db, port)
     if args.processes:
         argv += ["--processes", str(args.processes)]
     log = (workdir / "daemon.log").open("w")

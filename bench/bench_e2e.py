@@ -74,6 +74,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def daemon_argv(db: Path, port: int, config: Path = CONFIG) -> list[str]:
+    """``flowctl run`` on ``config`` with SQLite at ``db``, listening on ``port``, warnings only."""
+    argv = [sys.executable, "-m", "flowctl", "run", str(config), "--db", f"sqlite:///{db}"]
+    return [*argv, "--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
+
+
 def wait_ready(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -264,19 +270,7 @@ def main() -> None:
         AUTH["Authorization"] = f"Bearer {TOKEN}"
     log = (workdir / "daemon.log").open("w")
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flowctl",
-            "run",
-            str(config),
-            "--db",
-            f"sqlite:///{db}",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
+        daemon_argv(db, port, config),
         stdout=subprocess.DEVNULL,
         stderr=log,
         env=env,

@@ -24,13 +24,12 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from bench_e2e import CONFIG, free_port, wait_ready, wrk
+from bench_e2e import daemon_argv, free_port, wait_ready, wrk
 
 
 def waits(db: Path, prefix: str) -> tuple[int, int, list[tuple[float, float, float]]]:
@@ -77,8 +76,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="flowctl-sent-"))
     db, port = workdir / "flowctl.db", free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "flowctl", "run", str(CONFIG), "--db", f"sqlite:///{db}"]
-    argv += ["--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
+    argv = daemon_argv(db, port)
     pinned, load_pin = ([], "") if args.unpinned else (["taskset", "-c", "1"], "0")
     log = (workdir / "daemon.log").open("w")
     daemon = subprocess.Popen([*pinned, *argv], stdout=subprocess.DEVNULL, stderr=log)

@@ -281,9 +281,8 @@ class SqlBase:
             .distinct()
         )
         self._timers_of_records = (  # … and their timers, locked (see SqlChangeQueue._held_back)
-            sa.select(runs.c.record_id, t.lease_until)
-            .join(runs, runs.c.id == t.run_id)
-            .where(runs.c.object == bind("object"), runs.c.record_id.in_(some))
+            sa.select(t.record_id, t.lease_until)
+            .where(t.object == bind("object"), t.record_id.in_(some))
             .with_for_update(of=timers)
         )
         self._due_timers = (

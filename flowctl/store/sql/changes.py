@@ -169,7 +169,7 @@ class SqlChangeQueue(SqlBase):
 
         Another replica's timer claim (``FOR UPDATE SKIP LOCKED``) passes over the locked rows, so
         no timer of a record runs beside its inline change; a claim in progress is waited for, and
-        its lease is then read here. Timers are found through their runs' record index."""
+        its lease is then read here. Timers are found on their own record index (0013)."""
         busy: set[tuple[str, str]] = set()
         for object_, ids in by_object(records):
             some = {"object": object_, "ids": list(ids)}
